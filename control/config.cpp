@@ -1,0 +1,359 @@
+#include "control/config.hpp"
+
+#include <libconfig.h++>
+
+#include <algorithm>
+#include <cctype>
+#include <initializer_list>
+#include <map>
+#include <sstream>
+#include <tuple>
+
+namespace tether {
+namespace {
+
+using libconfig::Setting;
+
+// Reads one group of settings, checking names and types, and turns every problem into a
+// ConfigError that names file, line and path.
+class GroupReader {
+ public:
+  GroupReader(const Setting& group, const std::string& source,
+              std::initializer_list<const char*> known)
+      : group_(group), source_(source) {
+    for (int i = 0; i < group.getLength(); ++i) {
+      const Setting& child = group[i];
+      const char* name = child.getName();
+      if (name == nullptr) continue;
+      if (std::none_of(known.begin(), known.end(),
+                       [&](const char* k) { return std::string_view(k) == name; })) {
+        std::string list;
+        for (const char* k : known) list += list.empty() ? k : std::string(", ") + k;
+        fail(child, std::string("unknown setting (expected one of: ") + list + ")");
+      }
+    }
+  }
+
+  [[noreturn]] void fail(const Setting& setting, const std::string& message) const {
+    throw ConfigError(where(setting) + message);
+  }
+  [[noreturn]] void fail_group(const std::string& message) const { fail(group_, message); }
+
+  std::string where(const Setting& setting) const {
+    const char* file = setting.getSourceFile();
+    std::string path = setting.getPath();
+    return std::string(file ? file : source_) + ":" + std::to_string(setting.getSourceLine()) +
+           ": " + (path.empty() ? std::string("(top level)") : path) + ": ";
+  }
+
+  bool has(const char* name) const { return group_.exists(name); }
+  const Setting& get(const char* name) const {
+    if (!group_.exists(name)) fail_group(std::string("missing required setting '") + name + "'");
+    return group_[name];
+  }
+
+  std::string string(const char* name, std::optional<std::string> fallback = {}) const {
+    if (!has(name) && fallback) return *fallback;
+    const Setting& s = get(name);
+    if (s.getType() != Setting::TypeString) fail(s, "expected a string");
+    return s.c_str();
+  }
+
+  long long integer(const char* name, long long min, long long max,
+                    std::optional<long long> fallback = {}) const {
+    if (!has(name) && fallback) return *fallback;
+    const Setting& s = get(name);
+    if (s.getType() != Setting::TypeInt && s.getType() != Setting::TypeInt64)
+      fail(s, "expected an integer");
+    const long long value = s.getType() == Setting::TypeInt ? static_cast<long long>(static_cast<int>(s))
+                                                            : static_cast<long long>(s);
+    if (value < min || value > max)
+      fail(s, std::to_string(value) + " is out of range " + std::to_string(min) + ".." +
+                  std::to_string(max));
+    return value;
+  }
+
+  IpBytes ip(const Setting& s) const {
+    if (s.getType() != Setting::TypeString) fail(s, "expected an IPv4 or IPv6 address string");
+    auto parsed = parse_ip(s.c_str());
+    if (!parsed) fail(s, std::string("'") + s.c_str() + "' is not an IPv4 or IPv6 address");
+    return *parsed;
+  }
+  IpBytes ip(const char* name) const { return ip(get(name)); }
+
+  MacBytes mac(const char* name) const {
+    const Setting& s = get(name);
+    if (s.getType() != Setting::TypeString) fail(s, "expected a MAC address string");
+    auto parsed = parse_mac(s.c_str());
+    if (!parsed)
+      fail(s, std::string("'") + s.c_str() + "' is not a MAC address (like 02:00:00:00:00:01)");
+    return *parsed;
+  }
+
+  template <typename Enum>
+  Enum choice(const char* name, std::initializer_list<std::pair<const char*, Enum>> options,
+              std::optional<Enum> fallback = {}) const {
+    if (!has(name) && fallback) return *fallback;
+    const std::string value = string(name);
+    std::string list;
+    for (const auto& [text, e] : options) {
+      if (value == text) return e;
+      list += list.empty() ? text : std::string(", ") + text;
+    }
+    fail(get(name), "'" + value + "' is not one of: " + list);
+  }
+
+  const Setting& list(const char* name) const {
+    const Setting& s = get(name);
+    if (!s.isList() && !s.isArray()) fail(s, "expected a list ( ... ) or array [ ... ]");
+    return s;
+  }
+
+  const Setting& group() const { return group_; }
+
+ private:
+  const Setting& group_;
+  const std::string& source_;
+};
+
+std::string unique_name(const GroupReader& reader, const char* what,
+                        std::map<std::string, std::size_t>& seen, std::size_t index) {
+  std::string name = reader.string("name");
+  const bool valid = !name.empty() && name.size() <= 32 &&
+                     std::all_of(name.begin(), name.end(), [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+                              c == '_' || c == '-' || c == ':';
+                     });
+  if (!valid)
+    reader.fail(reader.get("name"), std::string(what) + " name '" + name +
+                                        "' must be 1 to 32 letters, digits, '.', '_', '-' or ':'");
+  if (!seen.emplace(name, index).second)
+    reader.fail(reader.get("name"), std::string("duplicate ") + what + " name '" + name + "'");
+  return name;
+}
+
+void read_ports(const GroupReader& top, const std::string& source, Config& config,
+                std::map<std::string, std::size_t>& names) {
+  const Setting& ports = top.list("ports");
+  if (ports.getLength() == 0) top.fail(ports, "at least one port is required");
+  for (int i = 0; i < ports.getLength(); ++i) {
+    GroupReader r(ports[i], source, {"name", "device", "mac", "addresses"});
+    PortConfig port;
+    port.name = unique_name(r, "port", names, config.ports.size());
+    port.device = r.string("device");
+    if (port.device.empty()) r.fail(r.get("device"), "device is empty");
+    if (r.has("mac")) port.mac = r.mac("mac");
+    if (r.has("addresses")) {
+      const Setting& addresses = r.list("addresses");
+      for (int j = 0; j < addresses.getLength(); ++j) port.addresses.push_back(r.ip(addresses[j]));
+    }
+    config.ports.push_back(std::move(port));
+  }
+}
+
+void read_backends(const GroupReader& top, const std::string& source, Config& config,
+                   const std::map<std::string, std::size_t>& port_names,
+                   std::map<std::string, std::size_t>& names) {
+  const Setting& backends = top.list("backends");
+  for (int i = 0; i < backends.getLength(); ++i) {
+    GroupReader r(backends[i], source, {"name", "address", "mac", "port"});
+    BackendConfig backend;
+    backend.name = unique_name(r, "backend", names, config.backends.size());
+    backend.address = r.ip("address");
+    // DSR rewrites the destination MAC: without neighbour resolution the MAC must be given.
+    if (!r.has("mac"))
+      r.fail_group("backend '" + backend.name + "' needs 'mac' (DSR forwarding rewrites the "
+                   "destination MAC to the backend's)");
+    backend.mac = r.mac("mac");
+    if (r.has("port")) {
+      const std::string port = r.string("port");
+      auto found = port_names.find(port);
+      if (found == port_names.end()) r.fail(r.get("port"), "no port named '" + port + "'");
+      backend.port = found->second;
+    } else if (config.ports.size() == 1) {
+      backend.port = 0;
+    } else {
+      r.fail_group("backend '" + backend.name + "' needs 'port' when there are several ports");
+    }
+    config.backends.push_back(std::move(backend));
+  }
+}
+
+void read_services(const GroupReader& top, const std::string& source, Config& config,
+                   const std::map<std::string, std::size_t>& backend_names) {
+  const Setting& services = top.list("services");
+  if (services.getLength() == 0) top.fail(services, "at least one service is required");
+  std::map<std::string, std::size_t> names;
+  std::map<std::tuple<IpBytes, std::uint16_t, Protocol>, std::string> endpoints;
+  for (int i = 0; i < services.getLength(); ++i) {
+    GroupReader r(services[i], source,
+                  {"name", "vip", "port", "protocol", "scheduler", "forwarding", "idle_timeout",
+                   "fin_timeout", "backends"});
+    ServiceConfig service;
+    service.name = unique_name(r, "service", names, config.services.size());
+    service.vip = r.ip("vip");
+    service.port = static_cast<std::uint16_t>(r.integer("port", 1, 65535));
+    service.protocol = r.choice<Protocol>("protocol", {{"tcp", Protocol::tcp}, {"udp", Protocol::udp}});
+    service.scheduler = r.choice<Scheduler>(
+        "scheduler", {{"maglev", Scheduler::maglev}, {"source-hash", Scheduler::source_hash}},
+        Scheduler::maglev);
+    service.forwarding =
+        r.choice<Forwarding>("forwarding", {{"dsr", Forwarding::dsr}}, Forwarding::dsr);
+    const long long default_idle = service.protocol == Protocol::tcp ? 300 : 60;
+    service.idle_timeout_s = static_cast<std::uint32_t>(r.integer("idle_timeout", 1, 86400, default_idle));
+    service.fin_timeout_s = static_cast<std::uint32_t>(r.integer("fin_timeout", 0, 3600, 10));
+
+    auto [existing, inserted] =
+        endpoints.emplace(std::make_tuple(service.vip, service.port, service.protocol), service.name);
+    if (!inserted)
+      r.fail(r.get("vip"), "duplicate VIP:port " + format_ip(service.vip) + ":" +
+                               std::to_string(service.port) + "/" + to_string(service.protocol) +
+                               " (already used by service '" + existing->second + "')");
+
+    const Setting& members = r.list("backends");
+    if (members.getLength() == 0) r.fail(members, "a service needs at least one backend");
+    std::map<std::size_t, bool> used;
+    for (int j = 0; j < members.getLength(); ++j) {
+      GroupReader m(members[j], source, {"name", "weight"});
+      const std::string name = m.string("name");
+      auto found = backend_names.find(name);
+      if (found == backend_names.end()) m.fail(m.get("name"), "no backend named '" + name + "'");
+      if (!used.emplace(found->second, true).second)
+        m.fail(m.get("name"), "backend '" + name + "' is listed twice");
+      service.backends.push_back(
+          {found->second, static_cast<std::uint32_t>(m.integer("weight", 0, kMaxWeight, 1))});
+    }
+    if (config.maglev_size < 100 * service.backends.size())
+      r.fail(members, "tables.maglev_size " + std::to_string(config.maglev_size) +
+                          " is below 100 x the service's " +
+                          std::to_string(service.backends.size()) + " backends");
+    config.services.push_back(std::move(service));
+  }
+}
+
+Config read(libconfig::Config& file, const std::string& source) {
+  Config config;
+  config.source = source;
+  GroupReader top(file.getRoot(), source,
+                  {"workers", "eal", "log_level", "tables", "ports", "backends", "services"});
+  config.workers = static_cast<unsigned>(top.integer("workers", 1, kMaxWorkers, 1));
+  if (top.has("eal")) {
+    const Setting& eal = top.list("eal");
+    for (int i = 0; i < eal.getLength(); ++i) {
+      if (eal[i].getType() != Setting::TypeString) top.fail(eal[i], "expected a string");
+      config.eal_args.emplace_back(eal[i].c_str());
+    }
+  }
+  config.log_level = top.choice<std::string>(
+      "log_level", {{"error", "error"}, {"warning", "warning"}, {"info", "info"}, {"debug", "debug"}},
+      std::string("info"));
+  if (top.has("tables")) {
+    GroupReader tables(top.get("tables"), source, {"flows_per_worker", "maglev_size", "mbufs_per_port"});
+    config.flows_per_worker =
+        static_cast<std::uint32_t>(tables.integer("flows_per_worker", 1024, 1 << 27, config.flows_per_worker));
+    config.maglev_size =
+        static_cast<std::uint32_t>(tables.integer("maglev_size", 101, 16777213, config.maglev_size));
+    if (!is_prime(config.maglev_size))
+      tables.fail(tables.get("maglev_size"),
+                  std::to_string(config.maglev_size) + " is not prime (Maglev needs a prime table size)");
+    config.mbufs_per_port =
+        static_cast<std::uint32_t>(tables.integer("mbufs_per_port", 1023, 1 << 22, config.mbufs_per_port));
+  }
+  std::map<std::string, std::size_t> port_names, backend_names;
+  read_ports(top, source, config, port_names);
+  read_backends(top, source, config, port_names, backend_names);
+  read_services(top, source, config, backend_names);
+  return config;
+}
+
+// libconfig throws its own exceptions for anything GroupReader did not foresee: still name
+// the setting rather than abort.
+Config read_checked(libconfig::Config& file, const std::string& source) {
+  try {
+    return read(file, source);
+  } catch (const libconfig::SettingException& e) {
+    throw ConfigError(source + ": " + e.getPath() + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+Config load_config_file(const std::string& path) {
+  libconfig::Config file;
+  try {
+    file.readFile(path.c_str());
+  } catch (const libconfig::FileIOException&) {
+    throw ConfigError(path + ": cannot read the file");
+  } catch (const libconfig::ParseException& e) {
+    throw ConfigError(std::string(e.getFile() ? e.getFile() : path.c_str()) + ":" +
+                      std::to_string(e.getLine()) + ": syntax error: " + e.getError());
+  }
+  return read_checked(file, path);
+}
+
+Config load_config_text(const std::string& text, const std::string& name) {
+  libconfig::Config file;
+  try {
+    file.readString(text);
+  } catch (const libconfig::ParseException& e) {
+    throw ConfigError(name + ":" + std::to_string(e.getLine()) + ": syntax error: " + e.getError());
+  }
+  return read_checked(file, name);
+}
+
+bool is_prime(std::uint32_t n) {
+  if (n < 2) return false;
+  for (std::uint32_t d = 2; d <= n / d; ++d)
+    if (n % d == 0) return false;
+  return true;
+}
+
+const char* to_string(Protocol protocol) { return protocol == Protocol::tcp ? "tcp" : "udp"; }
+const char* to_string(Scheduler scheduler) {
+  return scheduler == Scheduler::maglev ? "maglev" : "source-hash";
+}
+const char* to_string(Forwarding) { return "dsr"; }
+
+std::string describe(const Config& config) {
+  std::ostringstream out;
+  out << "configuration " << config.source << ": valid\n";
+  out << "  workers " << config.workers << ", flow table " << config.flows_per_worker
+      << " entries per worker, Maglev table " << config.maglev_size << " slots, "
+      << config.mbufs_per_port << " mbufs per port\n";
+  if (!config.eal_args.empty()) {
+    out << "  EAL arguments:";
+    for (const auto& arg : config.eal_args) out << ' ' << arg;
+    out << '\n';
+  }
+  out << "ports:\n";
+  for (const auto& port : config.ports) {
+    out << "  " << port.name << "  device " << port.device << "  mac "
+        << (port.mac ? format_mac(*port.mac) : std::string("(device's)"));
+    for (const auto& a : port.addresses) out << "  " << format_ip(a);
+    out << '\n';
+  }
+  out << "backends:\n";
+  for (const auto& backend : config.backends)
+    out << "  " << backend.name << "  " << format_ip(backend.address) << "  mac "
+        << format_mac(backend.mac) << "  via " << config.ports[backend.port].name << '\n';
+  out << "services:\n";
+  for (const auto& service : config.services) {
+    std::uint64_t total = 0;
+    for (const auto& member : service.backends) total += member.weight;
+    out << "  " << service.name << "  " << format_ip(service.vip) << ":" << service.port << "/"
+        << to_string(service.protocol) << "  scheduler " << to_string(service.scheduler)
+        << "  forwarding " << to_string(service.forwarding) << "  idle " << service.idle_timeout_s
+        << "s";
+    if (service.protocol == Protocol::tcp) out << "  fin " << service.fin_timeout_s << "s";
+    out << '\n';
+    for (const auto& member : service.backends) {
+      out << "    " << config.backends[member.backend].name << "  weight " << member.weight;
+      if (total > 0)
+        out << "  (" << (100.0 * member.weight / static_cast<double>(total)) << "%)";
+      out << '\n';
+    }
+  }
+  return out.str();
+}
+
+}  // namespace tether

@@ -1,0 +1,16 @@
+// tetherd's log: one line per event on stderr, filtered by level.
+#pragma once
+
+#include <cstdarg>
+#include <string_view>
+
+namespace tether::log {
+
+enum class Level { error, warning, info, debug };
+
+bool set_level(std::string_view name);  // false for an unknown name
+void write(Level level, const char* format, ...) __attribute__((format(printf, 2, 3)));
+
+#define TETHER_LOG(level, ...) ::tether::log::write(::tether::log::Level::level, __VA_ARGS__)
+
+}  // namespace tether::log

@@ -1,0 +1,60 @@
+#include "control/maglev.hpp"
+
+#include <algorithm>
+
+namespace tether {
+namespace {
+
+// FNV-1a then a splitmix64 finaliser: portable and stable, unlike std::hash.
+std::uint64_t name_hash(std::string_view name, std::uint64_t seed) {
+  std::uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+  for (unsigned char c : name) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  h ^= h >> 31;
+  return h;
+}
+
+}  // namespace
+
+std::vector<std::uint16_t> build_maglev_table(std::span<const MaglevMember> members,
+                                              std::uint32_t size) {
+  std::vector<std::uint16_t> table(size, kNoBackend);
+  std::uint32_t max_weight = 0;
+  for (const auto& m : members) max_weight = std::max(max_weight, m.weight);
+  if (max_weight == 0 || size == 0) return table;
+
+  struct Walk {
+    std::uint64_t offset, skip, next, credit;
+  };
+  std::vector<Walk> walks;
+  walks.reserve(members.size());
+  for (const auto& m : members)
+    walks.push_back({name_hash(m.name, 0x6d61676c65763031ULL) % size,
+                     name_hash(m.name, 0x6d61676c65763032ULL) % (size - 1) + 1, 0, 0});
+
+  std::uint32_t filled = 0;
+  for (;;) {
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      Walk& w = walks[i];
+      w.credit += members[i].weight;
+      if (w.credit < max_weight) continue;
+      w.credit -= max_weight;
+      std::uint64_t slot = (w.offset + w.next * w.skip) % size;
+      while (table[slot] != kNoBackend) {
+        ++w.next;
+        slot = (w.offset + w.next * w.skip) % size;
+      }
+      table[slot] = members[i].backend;
+      ++w.next;
+      if (++filled == size) return table;
+    }
+  }
+}
+
+}  // namespace tether

@@ -1,0 +1,24 @@
+// Counters of all workers added up: the exit summary and its JSON form.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control/config.hpp"
+#include "dataplane/worker.hpp"
+
+namespace tether {
+
+struct Totals {
+  dataplane::WorkerCounters workers;
+  std::vector<dataplane::BackendCounters> backends;
+  std::uint64_t flows_in_tables = 0;
+};
+
+Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
+              std::size_t backend_count);
+std::string summary_text(const Config& config, const Totals& totals);
+std::string counters_json(const Config& config, const Totals& totals);
+
+}  // namespace tether

@@ -1,0 +1,23 @@
+// Turns the configuration into the immutable Snapshot the workers read.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "control/config.hpp"
+#include "dataplane/snapshot.hpp"
+
+namespace tether {
+
+struct PortIdentity {
+  std::uint16_t port_id;
+  MacBytes mac;
+};
+
+// `ports[i]` is the opened device of config.ports[i]; `tsc_hz` converts timeouts to cycles.
+std::unique_ptr<dataplane::Snapshot> build_snapshot(const Config& config,
+                                                    const std::vector<PortIdentity>& ports,
+                                                    std::uint64_t tsc_hz);
+
+}  // namespace tether

@@ -1,0 +1,251 @@
+// tetherd: the balancer daemon. The main lcore is the control thread: it reads the
+// configuration, brings the ports up, builds the snapshot, launches one worker per worker
+// lcore and then watches for a stop signal.
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+
+#include <boost/program_options.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+#include <variant>
+
+#include "control/config.hpp"
+#include "control/log.hpp"
+#include "control/report.hpp"
+#include "control/snapshot_builder.hpp"
+#include "dataplane/port.hpp"
+#include "dataplane/worker.hpp"
+
+namespace po = boost::program_options;
+
+namespace tether {
+namespace {
+
+constexpr const char* kVersion = "tetherd 0.1.0";
+
+std::atomic<bool> stop_requested{false};
+std::atomic<bool> workers_stop{false};
+
+void on_signal(int) { stop_requested.store(true); }
+
+struct Options {
+  std::string config_path;
+  bool check = false;
+  std::string log_level;
+  std::string stats_file;
+  double idle_exit_s = 0;
+  std::vector<std::string> eal_args;  // after `--`
+};
+
+// Returns the parsed options, or an exit code when the command line says to stop here.
+std::variant<Options, int> parse_command_line(int argc, char** argv) {
+  Options options;
+  // Everything after `--` belongs to the EAL; boost would try to read it.
+  int own_argc = argc;
+  for (int i = 1; i < argc; ++i)
+    if (std::string_view(argv[i]) == "--") {
+      own_argc = i;
+      options.eal_args.assign(argv + i + 1, argv + argc);
+      break;
+    }
+
+  po::options_description visible("Usage: tetherd -c FILE [options] [-- EAL arguments]\nOptions");
+  visible.add_options()
+      ("help,h", "print this help and exit")
+      ("version", "print the version and exit")
+      ("config,c", po::value(&options.config_path)->value_name("FILE"), "configuration file (required)")
+      ("check", "validate the configuration, print what would run, exit 0 if valid, 1 if not")
+      ("log-level", po::value(&options.log_level)->value_name("LEVEL"),
+       "error, warning, info or debug (overrides log_level in the file)")
+      ("stats-file", po::value(&options.stats_file)->value_name("FILE"),
+       "write the counters as JSON to FILE on exit")
+      ("idle-exit", po::value(&options.idle_exit_s)->value_name("SECONDS"),
+       "exit once no packet has arrived for SECONDS (for replaying pcap files)");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(own_argc, argv).options(visible).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "tetherd: " << e.what() << "\n" << visible;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << visible;
+    return 0;
+  }
+  if (vm.count("version")) {
+    std::cout << kVersion << "\n";
+    return 0;
+  }
+  if (options.config_path.empty()) {
+    std::cerr << "tetherd: --config is required\n" << visible;
+    return 2;
+  }
+  if (options.idle_exit_s < 0) {
+    std::cerr << "tetherd: --idle-exit must not be negative\n";
+    return 2;
+  }
+  options.check = vm.count("check") > 0;
+  return options;
+}
+
+bool has_lcore_option(const std::vector<std::string>& args) {
+  for (const auto& a : args)
+    if (a == "-l" || a == "-c" || a.rfind("--lcores", 0) == 0 || a.rfind("-l", 0) == 0) return true;
+  return false;
+}
+
+std::vector<std::string> eal_arguments(const Config& config, const Options& options) {
+  std::vector<std::string> args{"tetherd"};
+  args.insert(args.end(), config.eal_args.begin(), config.eal_args.end());
+  args.insert(args.end(), options.eal_args.begin(), options.eal_args.end());
+  if (!has_lcore_option(args)) {
+    // The control thread plus one lcore per worker; float them over the CPUs we have when
+    // there are fewer CPUs than lcores (a lab or CI machine, not a production layout).
+    const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+    const unsigned last = config.workers;
+    if (last < cpus)
+      args.insert(args.end(), {"-l", "0-" + std::to_string(last)});
+    else
+      args.push_back("--lcores=(0-" + std::to_string(last) + ")@(0-" + std::to_string(cpus - 1) + ")");
+  }
+  for (const auto& port : config.ports) {
+    args.push_back(dataplane::device_argument_flag(port.device));
+    args.push_back(port.device);
+  }
+  return args;
+}
+
+int worker_main(void* arg) {
+  static_cast<dataplane::Worker*>(arg)->run(workers_stop);
+  return 0;
+}
+
+int run(const Config& config, const Options& options) {
+  std::vector<std::string> args = eal_arguments(config, options);
+  std::string joined;
+  for (const auto& a : args) joined += " " + a;
+  TETHER_LOG(info, "EAL arguments:%s", joined.c_str());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  if (rte_eal_init(static_cast<int>(argv.size()), argv.data()) < 0) {
+    TETHER_LOG(error, "EAL initialisation failed: %s", rte_strerror(rte_errno));
+    return 1;
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+
+  int status = 0;
+  std::vector<dataplane::OpenPort> ports;
+  std::vector<std::unique_ptr<dataplane::Worker>> workers;
+  std::unique_ptr<dataplane::Snapshot> snapshot;
+  try {
+    if (rte_lcore_count() < config.workers + 1)
+      throw std::runtime_error("need " + std::to_string(config.workers + 1) +
+                               " lcores (control + workers), the EAL has " +
+                               std::to_string(rte_lcore_count()));
+    std::vector<PortIdentity> identities;
+    for (const auto& port : config.ports) {
+      ports.push_back(dataplane::open_port({port.name, port.device,
+                                            static_cast<std::uint16_t>(config.workers),
+                                            config.mbufs_per_port, port.mac}));
+      identities.push_back({ports.back().port_id, ports.back().mac});
+      TETHER_LOG(info, "port %s: DPDK port %u, mac %s, %u queue pair(s)%s", port.name.c_str(),
+                 ports.back().port_id, format_mac(ports.back().mac).c_str(), config.workers,
+                 ports.back().rss ? ", RSS" : "");
+    }
+    snapshot = build_snapshot(config, identities, rte_get_tsc_hz());
+
+    unsigned lcore = rte_get_next_lcore(-1, 1, 0);
+    for (unsigned w = 0; w < config.workers; ++w, lcore = rte_get_next_lcore(lcore, 1, 0))
+      workers.push_back(std::make_unique<dataplane::Worker>(
+          w, static_cast<std::uint16_t>(w), snapshot.get(), config.flows_per_worker,
+          static_cast<int>(rte_lcore_to_socket_id(lcore))));
+    lcore = rte_get_next_lcore(-1, 1, 0);
+    for (auto& worker : workers) {
+      rte_eal_remote_launch(worker_main, worker.get(), lcore);
+      TETHER_LOG(info, "worker %u on lcore %u", worker->index(), lcore);
+      lcore = rte_get_next_lcore(lcore, 1, 0);
+    }
+    TETHER_LOG(info, "running: %zu service(s), %zu backend(s)", config.services.size(),
+               config.backends.size());
+
+    std::uint64_t last_rx = 0;
+    auto last_activity = std::chrono::steady_clock::now();
+    while (!stop_requested.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (options.idle_exit_s > 0) {
+        std::uint64_t rx = 0;
+        for (const auto& w : workers) rx += w->counters().rx_packets;
+        const auto now = std::chrono::steady_clock::now();
+        if (rx != last_rx) {
+          last_rx = rx;
+          last_activity = now;
+        } else if (std::chrono::duration<double>(now - last_activity).count() >= options.idle_exit_s) {
+          TETHER_LOG(info, "no packet for %.1f s: exiting", options.idle_exit_s);
+          break;
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    TETHER_LOG(error, "%s", e.what());
+    status = 1;
+  }
+
+  workers_stop.store(true);
+  rte_eal_mp_wait_lcore();
+  if (!workers.empty()) {
+    const Totals totals = add_up(workers, config.backends.size());
+    std::cout << summary_text(config, totals) << std::flush;
+    if (!options.stats_file.empty()) {
+      std::ofstream file(options.stats_file);
+      file << counters_json(config, totals);
+      if (!file) {
+        TETHER_LOG(error, "cannot write %s", options.stats_file.c_str());
+        status = 1;
+      }
+    }
+  }
+  workers.clear();
+  snapshot.reset();
+  for (auto& port : ports) dataplane::close_port(port);
+  rte_eal_cleanup();
+  return status;
+}
+
+}  // namespace
+}  // namespace tether
+
+int main(int argc, char** argv) {
+  using namespace tether;
+  auto parsed = parse_command_line(argc, argv);
+  if (auto* code = std::get_if<int>(&parsed)) return *code;
+  Options& options = std::get<Options>(parsed);
+
+  Config config;
+  try {
+    config = load_config_file(options.config_path);
+  } catch (const ConfigError& e) {
+    std::cerr << "tetherd: " << e.what() << "\n";
+    return 1;
+  }
+  if (!log::set_level(options.log_level.empty() ? config.log_level : options.log_level)) {
+    std::cerr << "tetherd: --log-level: '" << options.log_level
+              << "' is not one of error, warning, info, debug\n";
+    return 2;
+  }
+  if (options.check) {
+    std::cout << describe(config);
+    return 0;
+  }
+  return run(config, options);
+}

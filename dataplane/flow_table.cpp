@@ -1,0 +1,83 @@
+#include "dataplane/flow_table.hpp"
+
+#include <rte_errno.h>
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+#include <rte_malloc.h>
+
+#include <cerrno>
+#include <stdexcept>
+#include <string>
+
+namespace tether::dataplane {
+namespace {
+constexpr std::uint32_t kFlowHashSeed = 0x74657468;  // "teth": fixed so instances agree
+}
+
+std::uint32_t flow_signature(const FlowKey& key) {
+  return rte_hash_crc(&key, sizeof key, kFlowHashSeed);
+}
+
+FlowTable::FlowTable(const char* name, std::uint32_t capacity, int socket) : capacity_(capacity) {
+  rte_hash_parameters params{};
+  params.name = name;
+  params.entries = capacity;
+  params.key_len = sizeof(FlowKey);
+  params.hash_func = rte_hash_crc;
+  params.hash_func_init_val = kFlowHashSeed;
+  params.socket_id = socket;
+  hash_ = rte_hash_create(&params);
+  if (hash_ == nullptr)
+    throw std::runtime_error(std::string("cannot create flow table ") + name + ": " +
+                             rte_strerror(rte_errno));
+  // rte_hash positions run up to the number of key slots it allocated, which is at least
+  // `entries`; ask it rather than assume.
+  const std::int32_t slots = rte_hash_max_key_id(hash_) + 1;
+  entries_ = static_cast<FlowEntry*>(
+      rte_zmalloc_socket(name, sizeof(FlowEntry) * static_cast<std::size_t>(slots),
+                         RTE_CACHE_LINE_SIZE, socket));
+  if (entries_ == nullptr) {
+    rte_hash_free(hash_);
+    throw std::runtime_error(std::string("cannot allocate flow entries for ") + name);
+  }
+}
+
+FlowTable::~FlowTable() {
+  rte_free(entries_);
+  rte_hash_free(hash_);
+}
+
+void FlowTable::lookup_bulk(const FlowKey* const* keys, const std::uint32_t* signatures,
+                            unsigned n, std::int32_t* positions) const {
+  rte_hash_lookup_with_hash_bulk(hash_, reinterpret_cast<const void**>(const_cast<const FlowKey**>(keys)),
+                                 const_cast<hash_sig_t*>(signatures), n, positions);
+}
+
+std::int32_t FlowTable::insert(const FlowKey& key, std::uint32_t signature,
+                               const FlowEntry& entry) {
+  const std::int32_t position = rte_hash_add_key_with_hash(hash_, &key, signature);
+  if (position >= 0) entries_[position] = entry;
+  return position;
+}
+
+unsigned FlowTable::expire(std::uint64_t now_tsc, unsigned budget) {
+  unsigned deleted = 0;
+  const void* key;
+  void* data;
+  for (unsigned examined = 0; examined < budget; ++examined) {
+    const std::int32_t position = rte_hash_iterate(hash_, &key, &data, &sweep_cursor_);
+    if (position < 0) {  // end of the table: start the next sweep
+      sweep_cursor_ = 0;
+      break;
+    }
+    if (entries_[position].deadline_tsc < now_tsc) {
+      rte_hash_del_key(hash_, key);
+      ++deleted;
+    }
+  }
+  return deleted;
+}
+
+std::uint32_t FlowTable::size() const { return static_cast<std::uint32_t>(rte_hash_count(hash_)); }
+
+}  // namespace tether::dataplane

@@ -1,0 +1,68 @@
+// A worker's own flow table: normalised 5-tuple -> backend, with idle expiry.
+//
+// One per worker and used by that worker alone, so the rte_hash needs no concurrency flags.
+// rte_hash stores keys; the values live in a flat array indexed by the key's position, which
+// lets a hit refresh its deadline without a second hash operation. Expiry is an incremental
+// sweep of a bounded number of slots per call, so no burst ever pays for the whole table.
+#pragma once
+
+#include <cstdint>
+
+#include "parsers/packet.hpp"
+
+struct rte_hash;
+
+namespace tether::dataplane {
+
+struct FlowKey {
+  parsers::IpBytes src;
+  parsers::IpBytes dst;
+  std::uint16_t src_port;
+  std::uint16_t dst_port;
+  std::uint8_t ip_proto;
+  std::uint8_t pad[3];  // zeroed, so the key's bytes are a function of the 5-tuple alone
+};
+static_assert(sizeof(FlowKey) == 40);
+
+// The one hash of a flow: it indexes the flow table and the Maglev table, so it must be the
+// same on every worker and every tether instance.
+std::uint32_t flow_signature(const FlowKey& key);
+
+struct FlowEntry {
+  std::uint64_t deadline_tsc;
+  std::uint16_t backend;
+  std::uint16_t service;
+  std::uint8_t closing;  // TCP FIN or RST seen: the entry lives for fin_timeout only
+};
+
+class FlowTable {
+ public:
+  static constexpr unsigned kMaxBulk = 64;
+
+  FlowTable(const char* name, std::uint32_t capacity, int socket);
+  ~FlowTable();
+  FlowTable(const FlowTable&) = delete;
+  FlowTable& operator=(const FlowTable&) = delete;
+
+  // positions[i] >= 0 is a hit; negative is a miss. n <= kMaxBulk.
+  void lookup_bulk(const FlowKey* const* keys, const std::uint32_t* signatures, unsigned n,
+                   std::int32_t* positions) const;
+  // The new entry's position, or a negative errno (-ENOSPC when the table is full).
+  std::int32_t insert(const FlowKey& key, std::uint32_t signature, const FlowEntry& entry);
+  FlowEntry& at(std::int32_t position) { return entries_[position]; }
+
+  // Examines up to `budget` occupied slots from where the last call stopped and deletes the
+  // ones past their deadline. Returns how many it deleted.
+  unsigned expire(std::uint64_t now_tsc, unsigned budget);
+
+  std::uint32_t size() const;
+  std::uint32_t capacity() const { return capacity_; }
+
+ private:
+  rte_hash* hash_ = nullptr;
+  FlowEntry* entries_ = nullptr;
+  std::uint32_t capacity_;
+  std::uint32_t sweep_cursor_ = 0;
+};
+
+}  // namespace tether::dataplane

@@ -1,0 +1,143 @@
+#include "dataplane/slow_path.hpp"
+
+#include <rte_ip.h>
+
+#include <cstring>
+
+namespace tether::dataplane {
+namespace {
+
+constexpr std::size_t kIpv6Header = 40;
+constexpr std::size_t kNeighbourMessage = 24;  // type, code, checksum, flags, target
+constexpr std::size_t kLinkLayerOption = 8;
+
+void set_ethernet(std::uint8_t* frame, const parsers::MacBytes& dst, const parsers::MacBytes& src) {
+  std::memcpy(frame, dst.data(), 6);
+  std::memcpy(frame + 6, src.data(), 6);
+}
+
+void store_be16(std::uint8_t* p, std::uint16_t v) {
+  p[0] = static_cast<std::uint8_t>(v >> 8);
+  p[1] = static_cast<std::uint8_t>(v);
+}
+
+// ICMPv4 checksum: one's complement of the message alone (no pseudo-header).
+std::uint16_t icmp_checksum(const std::uint8_t* message, std::size_t length) {
+  return static_cast<std::uint16_t>(~rte_raw_cksum(message, length));
+}
+
+void set_icmpv6_checksum(std::uint8_t* ipv6, std::uint8_t* icmp) {
+  icmp[2] = icmp[3] = 0;
+  const std::uint16_t sum = rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ipv6), icmp);
+  std::memcpy(icmp + 2, &sum, 2);  // already in network order
+}
+
+bool plain_ipv6(const parsers::ParsedFrame& parsed) {
+  return parsed.l3 == parsers::L3Kind::ipv6 && parsed.l4_offset == parsed.l3_offset + kIpv6Header &&
+         parsed.l4_proto == parsers::kProtoIcmpv6;
+}
+
+}  // namespace
+
+std::size_t answer_arp(std::uint8_t* frame, const parsers::ParsedFrame& parsed,
+                       const parsers::MacBytes& our_mac) {
+  if (parsed.l3 != parsers::L3Kind::arp || parsed.arp.operation != 1) return 0;
+  std::uint8_t* arp = frame + parsed.l3_offset;
+  set_ethernet(frame, parsed.src_mac, our_mac);
+  store_be16(arp + 6, 2);
+  std::memcpy(arp + 8, our_mac.data(), 6);
+  std::memcpy(arp + 14, parsed.arp.target_ip, 4);
+  std::memcpy(arp + 18, parsed.arp.sender_mac.data(), 6);
+  std::memcpy(arp + 24, parsed.arp.sender_ip, 4);
+  return parsed.l3_end;
+}
+
+std::size_t answer_icmp_echo(std::uint8_t* frame, const parsers::ParsedFrame& parsed,
+                             const parsers::MacBytes& our_mac) {
+  std::uint8_t* ip = frame + parsed.l3_offset;
+  std::uint8_t* icmp = frame + parsed.l4_offset;
+  const std::size_t icmp_length = parsed.l3_end - parsed.l4_offset;
+  if (parsed.l3 == parsers::L3Kind::ipv4 && parsed.l4_proto == parsers::kProtoIcmp &&
+      parsed.icmp_type == kIcmpEchoRequest) {
+    std::uint8_t address[4];
+    std::memcpy(address, ip + 12, 4);
+    std::memcpy(ip + 12, ip + 16, 4);
+    std::memcpy(ip + 16, address, 4);
+    ip[8] = 64;  // a fresh TTL, as a host would send
+    ip[10] = ip[11] = 0;
+    const std::uint16_t ip_sum = rte_ipv4_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip));
+    std::memcpy(ip + 10, &ip_sum, 2);
+    icmp[0] = 0;  // echo reply
+    icmp[1] = 0;
+    icmp[2] = icmp[3] = 0;
+    const std::uint16_t sum = icmp_checksum(icmp, icmp_length);
+    std::memcpy(icmp + 2, &sum, 2);
+  } else if (plain_ipv6(parsed) && parsed.icmp_type == kIcmpv6EchoRequest) {
+    std::uint8_t address[16];
+    std::memcpy(address, ip + 8, 16);
+    std::memcpy(ip + 8, ip + 24, 16);
+    std::memcpy(ip + 24, address, 16);
+    ip[7] = 64;
+    icmp[0] = 129;  // echo reply
+    icmp[1] = 0;
+    set_icmpv6_checksum(ip, icmp);
+  } else {
+    return 0;
+  }
+  set_ethernet(frame, parsed.src_mac, our_mac);
+  return parsed.l3_end;
+}
+
+bool neighbour_solicitation_target(const std::uint8_t* frame, const parsers::ParsedFrame& parsed,
+                                   parsers::IpBytes& target) {
+  if (!plain_ipv6(parsed) || parsed.icmp_type != kIcmpv6NeighbourSolicitation) return false;
+  const std::uint8_t* ip = frame + parsed.l3_offset;
+  const std::uint8_t* icmp = frame + parsed.l4_offset;
+  // RFC 4861 7.1.1: hop limit 255 proves the sender is on link; code 0; room for the target.
+  if (ip[7] != 255 || icmp[1] != 0 || static_cast<std::size_t>(parsed.l3_end - parsed.l4_offset) < kNeighbourMessage)
+    return false;
+  std::memcpy(target.data(), icmp + 8, 16);
+  return true;
+}
+
+std::size_t answer_neighbour_solicitation(std::uint8_t* frame, std::size_t capacity,
+                                          const parsers::ParsedFrame& parsed,
+                                          const parsers::MacBytes& our_mac) {
+  parsers::IpBytes target;
+  if (!neighbour_solicitation_target(frame, parsed, target)) return 0;
+  const std::size_t length = parsed.l3_offset + kIpv6Header + kNeighbourMessage + kLinkLayerOption;
+  if (length > capacity) return 0;
+
+  std::uint8_t* ip = frame + parsed.l3_offset;
+  std::uint8_t* icmp = ip + kIpv6Header;
+  const parsers::IpBytes unspecified{};
+  const bool duplicate_address_detection = parsed.src_ip == unspecified;
+  parsers::MacBytes dst_mac = parsed.src_mac;
+  if (duplicate_address_detection) {
+    // RFC 4861 7.2.4: answer a DAD probe to all-nodes, without the solicited flag.
+    static constexpr std::uint8_t all_nodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0,
+                                                   0,    0,    0, 0, 0, 0, 0, 1};
+    std::memcpy(ip + 24, all_nodes, 16);
+    dst_mac = {0x33, 0x33, 0, 0, 0, 1};
+  } else {
+    std::memcpy(ip + 24, parsed.src_ip.data(), 16);
+  }
+  std::memcpy(ip + 8, target.data(), 16);
+  store_be16(ip + 4, kNeighbourMessage + kLinkLayerOption);
+  ip[6] = parsers::kProtoIcmpv6;
+  ip[7] = 255;
+
+  icmp[0] = 136;  // neighbour advertisement
+  icmp[1] = 0;
+  icmp[4] = duplicate_address_detection ? 0x20 : 0x60;  // override, and solicited unless DAD
+  icmp[5] = icmp[6] = icmp[7] = 0;
+  std::memcpy(icmp + 8, target.data(), 16);
+  icmp[24] = 2;  // target link-layer address option, 1 x 8 bytes
+  icmp[25] = 1;
+  std::memcpy(icmp + 26, our_mac.data(), 6);
+  set_icmpv6_checksum(ip, icmp);
+  set_ethernet(frame, dst_mac, our_mac);
+  return length;
+}
+
+}  // namespace tether::dataplane

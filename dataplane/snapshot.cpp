@@ -1,0 +1,47 @@
+#include "dataplane/snapshot.hpp"
+
+#include <rte_hash_crc.h>
+
+#include <algorithm>
+#include <bit>
+
+namespace tether::dataplane {
+namespace {
+
+std::uint32_t service_hash(const IpBytes& vip, std::uint16_t port, std::uint8_t ip_proto) {
+  std::uint32_t h = rte_hash_crc(vip.data(), static_cast<std::uint32_t>(vip.size()), 0x7e7e);
+  return rte_hash_crc_4byte(static_cast<std::uint32_t>(port) << 8 | ip_proto, h);
+}
+
+}  // namespace
+
+void ServiceIndex::build(
+    const std::vector<std::pair<std::tuple<IpBytes, std::uint16_t, std::uint8_t>, std::uint16_t>>&
+        entries) {
+  const std::uint32_t capacity = std::bit_ceil(static_cast<std::uint32_t>(entries.size()) * 2 + 2);
+  slots_.assign(capacity, Slot{});
+  mask_ = capacity - 1;
+  for (const auto& [key, service] : entries) {
+    const auto& [vip, port, proto] = key;
+    std::uint32_t i = service_hash(vip, port, proto) & mask_;
+    while (slots_[i].service != kNone) i = (i + 1) & mask_;
+    slots_[i] = Slot{vip, port, proto, service};
+  }
+}
+
+std::uint16_t ServiceIndex::find(const IpBytes& vip, std::uint16_t port,
+                                 std::uint8_t ip_proto) const {
+  if (slots_.empty()) return kNone;
+  for (std::uint32_t i = service_hash(vip, port, ip_proto) & mask_;; i = (i + 1) & mask_) {
+    const Slot& slot = slots_[i];
+    if (slot.service == kNone) return kNone;
+    if (slot.port == port && slot.ip_proto == ip_proto && slot.vip == vip) return slot.service;
+  }
+}
+
+bool Snapshot::is_local_address(std::uint16_t port, const IpBytes& address) const {
+  const auto& local = ports[port].local_addresses;
+  return std::find(local.begin(), local.end(), address) != local.end();
+}
+
+}  // namespace tether::dataplane

@@ -1,0 +1,72 @@
+// The immutable view of services and backends that workers read.
+//
+// The control thread builds a Snapshot from the configuration and hands workers a pointer;
+// workers never write to it. A worker holds one snapshot for a whole burst, so it never sees
+// a half-built table.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include "control/maglev.hpp"
+#include "parsers/packet.hpp"
+
+namespace tether::dataplane {
+
+using parsers::IpBytes;
+using parsers::MacBytes;
+
+// What the scheduler hashes to pick a backend from the Maglev table.
+enum class HashInput : std::uint8_t { five_tuple, client_address };
+
+struct PortView {
+  std::uint16_t port_id;
+  MacBytes mac;
+  std::vector<IpBytes> local_addresses;  // interface addresses and every VIP: ARP/ND/ICMP
+};
+
+struct BackendView {
+  MacBytes mac;
+  std::uint16_t port;  // index into Snapshot::ports
+};
+
+struct ServiceView {
+  std::uint8_t ip_proto;
+  HashInput hash_input;
+  std::uint64_t idle_timeout_tsc;
+  std::uint64_t fin_timeout_tsc;
+  std::vector<std::uint16_t> maglev;  // backend index per slot, kNoBackend if none
+};
+
+// (VIP, port, protocol) -> service index, open addressing: a handful of services, looked up
+// for every packet, so one short probe in a flat array beats a general hash table.
+class ServiceIndex {
+ public:
+  static constexpr std::uint16_t kNone = 0xffff;
+  void build(const std::vector<std::pair<std::tuple<IpBytes, std::uint16_t, std::uint8_t>,
+                                         std::uint16_t>>& entries);
+  std::uint16_t find(const IpBytes& vip, std::uint16_t port, std::uint8_t ip_proto) const;
+
+ private:
+  struct Slot {
+    IpBytes vip;
+    std::uint16_t port;
+    std::uint8_t ip_proto;
+    std::uint16_t service = kNone;
+  };
+  std::vector<Slot> slots_;
+  std::uint32_t mask_ = 0;
+};
+
+struct Snapshot {
+  std::vector<PortView> ports;
+  std::vector<BackendView> backends;
+  std::vector<ServiceView> services;
+  ServiceIndex service_index;
+
+  bool is_local_address(std::uint16_t port, const IpBytes& address) const;
+};
+
+}  // namespace tether::dataplane
