@@ -76,7 +76,9 @@ std::string summary_text(const Config& config, const Totals& totals) {
     std::snprintf(line, sizeof line, "  %-22s %14llu\n", name, static_cast<unsigned long long>(v));
     out << line;
   });
-  out << "  drops:\n";
+  std::uint64_t dropped = 0;
+  each_drop(totals.workers, [&](const char*, std::uint64_t v) { dropped += v; });
+  out << (dropped ? "  drops:\n" : "  drops: none\n");
   each_drop(totals.workers, [&](const char* name, std::uint64_t v) {
     if (v == 0) return;
     char line[96];

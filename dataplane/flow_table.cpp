@@ -53,6 +53,10 @@ void FlowTable::lookup_bulk(const FlowKey* const* keys, const std::uint32_t* sig
                                  const_cast<hash_sig_t*>(signatures), n, positions);
 }
 
+std::int32_t FlowTable::lookup(const FlowKey& key, std::uint32_t signature) const {
+  return rte_hash_lookup_with_hash(hash_, &key, signature);
+}
+
 std::int32_t FlowTable::insert(const FlowKey& key, std::uint32_t signature,
                                const FlowEntry& entry) {
   const std::int32_t position = rte_hash_add_key_with_hash(hash_, &key, signature);

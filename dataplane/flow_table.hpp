@@ -47,6 +47,7 @@ class FlowTable {
   // positions[i] >= 0 is a hit; negative is a miss. n <= kMaxBulk.
   void lookup_bulk(const FlowKey* const* keys, const std::uint32_t* signatures, unsigned n,
                    std::int32_t* positions) const;
+  std::int32_t lookup(const FlowKey& key, std::uint32_t signature) const;
   // The new entry's position, or a negative errno (-ENOSPC when the table is full).
   std::int32_t insert(const FlowKey& key, std::uint32_t signature, const FlowEntry& entry);
   FlowEntry& at(std::int32_t position) { return entries_[position]; }

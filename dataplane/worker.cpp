@@ -150,7 +150,8 @@ void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
                                                     parsed, our_mac));
   }
 
-  if (!snapshot.is_local_address(port_index, parsed.dst_ip))
+  const bool icmp = parsed.l4_proto == parsers::kProtoIcmp || parsed.l4_proto == parsers::kProtoIcmpv6;
+  if (!icmp || !snapshot.is_local_address(port_index, parsed.dst_ip))
     return drop(mbuf, DropReason::no_service);
   const std::size_t echo = answer_icmp_echo(frame, parsed, our_mac);
   if (echo == 0) return drop(mbuf, DropReason::icmp_not_handled);
@@ -163,6 +164,9 @@ void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) 
   const bool closing = (packet.tcp_flags & (parsers::kTcpFin | parsers::kTcpRst)) != 0;
   std::uint16_t backend;
   FlowEntry* entry = nullptr;
+  // The bulk lookup ran before this burst's inserts: an earlier packet of the same new flow
+  // in this burst may have added it since.
+  if (position < 0) position = flows_.lookup(packet.key, packet.signature);
 
   if (position >= 0 && (entry = &flows_.at(position))->deadline_tsc >= now) {
     backend = entry->backend;
