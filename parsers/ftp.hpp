@@ -1,0 +1,84 @@
+// FTP control-connection parser (RFC 959, RFC 2428): the lines that announce data
+// connections.
+//
+// parse_command() reads one client command line: PASV; EPSV with no argument, "ALL", "1" or
+// "2"; PORT h1,h2,h3,h4,p1,p2; EPRT |1|a.b.c.d|port| and |2|v6addr|port| (any delimiter
+// from 33 to 126). Other verbs (3-4 letters, any case) are verb::other with their argument.
+//
+// parse_reply() reads one server reply, multi-line ones ("123-..." through "123 ...")
+// included: 227 (the six numbers are taken from the first place in the text where they
+// appear, so vsftpd's "(h,h,h,h,p,p).", parentheses without the dot, and RFC 1123's
+// "=h,h,h,h,p,p" all parse), and 229 "(|||port|)". Other codes return code and text.
+//
+// Addresses come back as bytes in network order (4 for IPv4, 16 for IPv6), ports as
+// numbers. Each number must be in range (0-255, port 1-65535). Lines end at LF, a CR before
+// it is dropped. `size` is the length of the line(s) consumed, so a TCP stream can be walked;
+// need_more means the line is not complete yet. The work is linear in the input size.
+// Telnet IAC sequences (sent before ABOR) are not interpreted: such a line is
+// not_this_protocol.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "parsers/text.hpp"
+
+namespace tether::parsers::ftp {
+
+enum class verb : std::uint8_t { PASV, EPSV, PORT, EPRT, other };
+
+enum class epsv_mode : std::uint8_t { no_argument, all, ipv4, ipv6 };
+
+enum class family : std::uint8_t { none, ipv4, ipv6 };
+
+enum class reason : std::uint8_t {
+  none,
+  bad_port_argument,          // PORT: not six comma-separated numbers
+  bad_eprt_argument,          // EPRT: not <d>af<d>address<d>port<d>
+  bad_epsv_argument,          // EPSV: not ALL or a number
+  unknown_address_family,     // EPRT/EPSV: a protocol number other than 1 and 2
+  bad_ipv4_address,
+  bad_ipv6_address,
+  number_out_of_range,        // a byte above 255 or a port above 65535
+  port_zero,
+  bad_227_reply,              // no h1,h2,h3,h4,p1,p2 in the text
+  bad_229_reply,              // no (<d><d><d>port<d>) in the text
+};
+
+// Where a data connection goes. A 229 reply names only the port: the address is the control
+// connection's server address, so `family` is none there.
+struct endpoint {
+  ftp::family family = ftp::family::none;
+  std::array<std::uint8_t, 16> address{};  // IPv4 uses the first 4 bytes
+  std::uint16_t port = 0;
+};
+
+struct command {
+  parsers::status status = parsers::status::not_this_protocol;
+  ftp::reason reason = ftp::reason::none;
+  ftp::verb verb = ftp::verb::other;
+  std::string_view verb_name;  // as written
+  std::string_view argument;   // trimmed, may be empty
+  ftp::epsv_mode epsv = ftp::epsv_mode::no_argument;
+  endpoint data;               // PORT, EPRT
+  std::size_t size = 0;        // the line, terminator included
+};
+
+struct reply {
+  parsers::status status = parsers::status::not_this_protocol;
+  ftp::reason reason = ftp::reason::none;
+  std::uint16_t code = 0;
+  std::string_view text;       // after the code: one line, or all lines of a multi-line reply
+  endpoint data;               // 227, 229
+  std::size_t size = 0;        // the reply's lines, terminators included
+};
+
+[[nodiscard]] command parse_command(byte_span input);
+[[nodiscard]] reply parse_reply(byte_span input);
+
+const char* to_string(reason r);
+const char* to_string(verb v);
+
+}  // namespace tether::parsers::ftp

@@ -1,0 +1,132 @@
+// RTSP message parser (RFC 2326 RTSP/1.0, RFC 7826 RTSP/2.0) for the control connection.
+//
+// Parsed: the start line (request: method, URL, version; response: code, reason), then the
+// header block up to the empty line: CSeq, Session (the id, without ";timeout="),
+// Content-Length, and every Transport header, split into its comma-separated specs. Per spec:
+// transport protocol/profile/lower transport, unicast/multicast, client_port, server_port,
+// interleaved, destination, and the ports of RFC 7826 dest_addr. A `$` interleaved binary
+// frame (RFC 2326 10.12) is recognised so that a TCP stream can be walked frame by frame.
+// The body is not parsed.
+//
+// parse() needs the whole header block and returns need_more until it is there; the body
+// need not be. `size` is the length of the whole message (headers, Content-Length body, or
+// interleaved payload), which may exceed the input: message_extent() says whether the whole
+// message is present, for TCP reassembly.
+//
+// Returned views point into the input. Caps: max_headers header fields, max_transports
+// transport specs. The work is linear in the input size, which the caller bounds.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "parsers/text.hpp"
+
+namespace tether::parsers::rtsp {
+
+inline constexpr std::size_t max_headers = 64;
+inline constexpr std::size_t max_transports = 8;
+
+enum class kind : std::uint8_t { request, response, interleaved };
+
+// Method tokens are case-sensitive; anything else is `other`.
+enum class method : std::uint8_t {
+  OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER, ANNOUNCE,
+  RECORD, REDIRECT, PLAY_NOTIFY, other,
+};
+
+enum class reason : std::uint8_t {
+  none,
+  bad_request_line,
+  bad_status_line,
+  bad_version,  // "RTSP/x.y" other than 1.0 and 2.0
+  header_without_colon,
+  bad_header_name,
+  continuation_without_header,
+  too_many_headers,
+  bad_cseq,
+  bad_session,
+  bad_content_length,  // not a number, or two different values
+  bad_transport,       // no protocol/profile, or a port, channel or dest_addr that is not one
+  too_many_transports,
+};
+
+enum class lower_transport : std::uint8_t { udp, tcp, other };  // udp when not given
+enum class delivery : std::uint8_t { unspecified, unicast, multicast };
+
+// `first`..`last` inclusive; a single value has last == first. Not given: present == false.
+struct range {
+  bool present = false;
+  std::uint16_t first = 0;
+  std::uint16_t last = 0;
+};
+
+struct transport_spec {
+  std::string_view spec;  // the whole spec, trimmed, for logs
+  std::string_view protocol;  // "RTP"
+  std::string_view profile;   // "AVP", "SAVP", "AVPF", ...
+  rtsp::lower_transport lower = rtsp::lower_transport::udp;
+  std::string_view lower_name;  // as written, empty when not given
+  rtsp::delivery delivery = rtsp::delivery::unspecified;
+  range client_port;          // ports 1-65535
+  range server_port;
+  range interleaved;          // channels 0-255: media rides the control connection
+  std::string_view destination;  // RFC 2326 destination=, unquoted
+  // RFC 7826 dest_addr="host:port"/"host:port": the RTP and RTCP destinations. Ports are 0
+  // where not given; hosts are left in `dest_addr`, raw.
+  std::string_view dest_addr;
+  std::uint16_t dest_rtp_port = 0;
+  std::uint16_t dest_rtcp_port = 0;
+};
+
+struct message {
+  parsers::status status = parsers::status::not_this_protocol;
+  rtsp::reason reason = rtsp::reason::none;
+  rtsp::kind kind = rtsp::kind::request;
+
+  // Request line.
+  rtsp::method method = rtsp::method::other;
+  std::string_view method_name;
+  std::string_view url;
+  std::uint8_t version = 0;  // major version: 1 or 2
+  // Status line.
+  std::uint16_t status_code = 0;
+  std::string_view reason_phrase;
+
+  bool has_cseq = false;
+  std::uint32_t cseq = 0;
+  std::string_view session_id;
+  bool has_content_length = false;
+  std::uint32_t content_length = 0;
+
+  std::size_t transport_count = 0;
+  std::array<transport_spec, max_transports> transports{};
+
+  std::uint8_t channel = 0;  // kind::interleaved: the channel of the `$` frame
+
+  std::size_t header_count = 0;
+  std::string_view headers;  // header lines through the empty line
+  // Bytes from the input's start through the end of this message (leading empty lines,
+  // headers, body or interleaved payload). May exceed the input: see message_extent().
+  std::size_t size = 0;
+};
+
+[[nodiscard]] message parse(byte_span input);
+
+// For TCP reassembly: does `stream` start with a whole message (request or response through
+// its body, or a `$` frame)? `parsed` with its size when it does, `need_more` while it does
+// not, otherwise what parse() found.
+struct extent {
+  parsers::status status = parsers::status::need_more;
+  rtsp::reason reason = rtsp::reason::none;
+  std::size_t size = 0;
+};
+[[nodiscard]] extent message_extent(byte_span stream);
+
+const char* to_string(reason r);
+const char* to_string(method m);
+const char* to_string(lower_transport t);
+
+}  // namespace tether::parsers::rtsp

@@ -1,0 +1,254 @@
+#include "parsers/sip.hpp"
+
+#include <array>
+#include <utility>
+
+namespace tether::parsers::sip {
+namespace {
+
+using text::iequals;
+
+constexpr std::string_view version_prefix = "SIP/";
+constexpr std::string_view supported_version = "SIP/2.0";
+
+constexpr std::array<std::pair<std::string_view, method>, 14> method_names{{
+    {"INVITE", method::INVITE},       {"ACK", method::ACK},
+    {"BYE", method::BYE},             {"CANCEL", method::CANCEL},
+    {"REGISTER", method::REGISTER},   {"OPTIONS", method::OPTIONS},
+    {"PRACK", method::PRACK},         {"SUBSCRIBE", method::SUBSCRIBE},
+    {"NOTIFY", method::NOTIFY},       {"PUBLISH", method::PUBLISH},
+    {"INFO", method::INFO},           {"REFER", method::REFER},
+    {"MESSAGE", method::MESSAGE},     {"UPDATE", method::UPDATE},
+}};
+
+method to_method(std::string_view name) {
+  for (auto [known, id] : method_names)
+    if (name == known) return id;
+  return method::other;
+}
+
+// IANA "Header Fields" registry, compact forms.
+constexpr std::array<std::pair<char, std::string_view>, 15> compact_names{{
+    {'i', "Call-ID"}, {'l', "Content-Length"}, {'f', "From"}, {'t', "To"}, {'v', "Via"},
+    {'m', "Contact"}, {'c', "Content-Type"}, {'e', "Content-Encoding"}, {'k', "Supported"},
+    {'s', "Subject"}, {'o', "Event"}, {'r', "Refer-To"}, {'u', "Allow-Events"},
+    {'b', "Referred-By"}, {'x', "Session-Expires"},
+}};
+
+reason parse_start_line(std::string_view line, message& msg) {
+  if (text::istarts_with(line, version_prefix)) {
+    msg.kind = kind::response;
+    text::status_line parts = text::split_status_line(line, 699);
+    if (!iequals(parts.version, supported_version)) return reason::bad_version;
+    if (parts.code == 0) return reason::bad_status_line;
+    msg.status_code = parts.code;
+    msg.reason_phrase = parts.phrase;
+    return reason::none;
+  }
+  msg.kind = kind::request;
+  auto parts = text::split_request_line(line);
+  if (!parts) return reason::bad_request_line;
+  if (!iequals(parts->version, supported_version)) return reason::bad_version;
+  if (!text::is_token(parts->method) || !text::is_request_target(parts->target))
+    return reason::bad_request_line;
+  msg.method_name = parts->method;
+  msg.method = to_method(parts->method);
+  msg.request_uri = parts->target;
+  return reason::none;
+}
+
+// CSeq: 1*DIGIT LWS Method
+reason parse_cseq(std::string_view value, message& msg) {
+  std::string_view number = text::leading_digits(value);
+  std::string_view after_number = value.substr(number.size());
+  std::string_view name = text::trim_lws(after_number);
+  auto parsed = text::parse_decimal(number);
+  if (!parsed || after_number.empty() || !text::is_lws(after_number.front()) ||
+      !text::is_token(name))
+    return reason::bad_cseq;
+  msg.has_cseq = true;
+  msg.cseq = *parsed;
+  msg.cseq_method_name = name;
+  msg.cseq_method = to_method(name);
+  return reason::none;
+}
+
+reason take_header(const text::header_field& field, message& msg) {
+  std::string_view name = expand_compact_name(field.name);
+  if (iequals(name, "Call-ID")) {
+    if (field.value.empty()) return reason::call_id_empty;
+    if (field.value.size() > max_call_id) return reason::call_id_too_long;
+    if (!msg.call_id.empty() && !text::equal_unfolded(msg.call_id, field.value))
+      return reason::call_id_conflict;
+    msg.call_id = field.value;
+    msg.call_id_folded = field.folded;
+  } else if (iequals(name, "CSeq")) {
+    if (!msg.has_cseq) return parse_cseq(field.value, msg);
+  } else if (iequals(name, "Content-Length")) {
+    auto length = text::parse_decimal(field.value);
+    if (!length || (msg.has_content_length && *length != msg.content_length))
+      return reason::bad_content_length;
+    msg.has_content_length = true;
+    msg.content_length = *length;
+  }
+  return reason::none;
+}
+
+message& fail(message& msg, reason why) {
+  msg.status = status::malformed;
+  msg.reason = why;
+  return msg;
+}
+
+}  // namespace
+
+message parse(byte_span input, framing how) {
+  message msg;
+  std::string_view all = text::as_chars(input);
+  const bool stream = how == framing::stream;
+
+  std::size_t start = text::count_leading_newlines(all);
+  if (all.empty()) {
+    msg.status = stream ? status::need_more : status::not_this_protocol;
+    return msg;
+  }
+  if (start == all.size()) {  // RFC 5626 keepalive: CRLFCRLF ping, CRLF pong
+    msg.status = status::parsed;
+    msg.kind = kind::keepalive;
+    msg.size = all.size();
+    return msg;
+  }
+
+  std::string_view rest = all.substr(start);
+  auto first = text::first_line(rest);
+  if (!first) {
+    if (stream) {
+      msg.status = text::could_become_start_line(rest, version_prefix) ? status::need_more
+                                                                         : status::not_this_protocol;
+      return msg;
+    }
+    if (!text::is_start_line_of(rest, version_prefix)) return msg;
+    return fail(msg, reason::first_line_unterminated);
+  }
+  if (!text::is_start_line_of(first->line, version_prefix)) return msg;
+  if (reason why = parse_start_line(first->line, msg); why != reason::none) return fail(msg, why);
+
+  std::size_t headers_start = start + first->size;
+  text::header_reader reader(all.substr(headers_start));
+  reason refused = reason::none;
+  auto take = [&](const text::header_field& field) {
+    refused = take_header(field, msg);
+    return refused == reason::none;
+  };
+  switch (reader.read(max_headers, msg.header_count, take)) {
+    case text::header_block::complete: break;
+    case text::header_block::need_more:
+      if (!stream) return fail(msg, reason::headers_unterminated);
+      msg.status = status::need_more;
+      return msg;
+    case text::header_block::stopped: return fail(msg, refused);
+    case text::header_block::too_many_fields: return fail(msg, reason::too_many_headers);
+    case text::header_block::no_colon: return fail(msg, reason::header_without_colon);
+    case text::header_block::bad_name: return fail(msg, reason::bad_header_name);
+    case text::header_block::continuation_first:
+      return fail(msg, reason::continuation_without_header);
+  }
+  std::size_t body_start = headers_start + reader.consumed();
+  msg.headers = all.substr(headers_start, reader.consumed());
+
+  // A datagram's body is the rest of it unless Content-Length says less (RFC 3261 18.3);
+  // a stream's body is exactly Content-Length bytes, none without it.
+  std::string_view available = all.substr(body_start);
+  std::size_t body_size = available.size();
+  if (msg.has_content_length || stream) body_size = msg.content_length;
+  if (body_size > available.size()) {
+    if (stream) {
+      msg.status = status::need_more;
+      return msg;
+    }
+    return fail(msg, reason::body_truncated);
+  }
+  msg.body = available.substr(0, body_size);
+  msg.size = body_start + body_size;
+
+  if (msg.call_id.empty()) return fail(msg, reason::call_id_missing);
+  msg.status = status::parsed;
+  return msg;
+}
+
+std::optional<std::string_view> find_header(const message& msg, std::string_view name) {
+  std::string_view wanted = expand_compact_name(name);
+  std::optional<std::string_view> found;
+  std::size_t count = 0;
+  text::header_reader(msg.headers).read(SIZE_MAX, count, [&](const text::header_field& field) {
+    if (iequals(expand_compact_name(field.name), wanted)) found = field.value;
+    return !found;
+  });
+  return found;
+}
+
+std::string_view expand_compact_name(std::string_view name) {
+  if (name.size() != 1) return name;
+  for (auto [compact, full] : compact_names)
+    if (text::to_lower(name[0]) == compact) return full;
+  return name;
+}
+
+std::uint64_t hash_unfolded(std::string_view value, std::uint64_t seed) {
+  // FNV-1a over the unfolded bytes, then the splitmix64 finaliser so that every input bit
+  // reaches every output bit (FNV alone leaves the high bits weak for short keys).
+  std::uint64_t hash = 0xcbf29ce484222325ULL ^ seed;
+  text::unfolded_reader reader(value);
+  for (int c = reader.next(); c >= 0; c = reader.next()) {
+    hash ^= static_cast<std::uint64_t>(c);
+    hash *= 0x100000001b3ULL;
+  }
+  hash ^= hash >> 30;
+  hash *= 0xbf58476d1ce4e5b9ULL;
+  hash ^= hash >> 27;
+  hash *= 0x94d049bb133111ebULL;
+  hash ^= hash >> 31;
+  return hash;
+}
+
+bool equal_unfolded(std::string_view a, std::string_view b) { return text::equal_unfolded(a, b); }
+
+const char* to_string(reason r) {
+  switch (r) {
+    case reason::none: return "none";
+    case reason::first_line_unterminated: return "no CRLF in first line";
+    case reason::bad_request_line: return "bad request line";
+    case reason::bad_status_line: return "bad status line";
+    case reason::bad_version: return "bad version";
+    case reason::header_without_colon: return "header without colon";
+    case reason::bad_header_name: return "bad header name";
+    case reason::continuation_without_header: return "continuation line without header";
+    case reason::headers_unterminated: return "headers not terminated by empty line";
+    case reason::too_many_headers: return "too many headers";
+    case reason::call_id_missing: return "Call-ID missing";
+    case reason::call_id_empty: return "Call-ID empty";
+    case reason::call_id_too_long: return "Call-ID too long";
+    case reason::call_id_conflict: return "Call-ID headers differ";
+    case reason::bad_cseq: return "bad CSeq";
+    case reason::bad_content_length: return "bad Content-Length";
+    case reason::body_truncated: return "body shorter than Content-Length";
+  }
+  return "?";
+}
+
+const char* to_string(method m) {
+  for (auto [name, id] : method_names)
+    if (id == m) return name.data();  // the literals are NUL-terminated
+  return "other";
+}
+
+const char* to_string(kind k) {
+  switch (k) {
+    case kind::request: return "request";
+    case kind::response: return "response";
+    case kind::keepalive: return "keepalive";
+  }
+  return "?";
+}
+
+}  // namespace tether::parsers::sip

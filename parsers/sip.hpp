@@ -1,0 +1,124 @@
+// SIP (RFC 3261) message parser: reads what session routing needs from one message.
+//
+// Parsed: the start line (request: method, Request-URI, SIP/2.0; response: code, reason),
+// then the header block up to the empty line: Call-ID (also compact `i`), CSeq, and
+// Content-Length (also `l`). Other headers are found on demand with find_header(). The body
+// is not parsed; `body` is the span of it that Content-Length allows. Input made only of CR
+// and LF (RFC 5626 keepalive: CRLFCRLF ping, CRLF pong) is `parsed` as kind::keepalive.
+// need_more is returned for framing::stream only: a datagram cut short is malformed.
+//
+// Returned views point into the input and live as long as it does. On `malformed`, the
+// fields read before the fault are filled in; for reason::call_id_missing that is all of
+// them, so the caller can still count or route such messages by other means.
+//
+// Tolerated: bare LF line ends, empty lines before the start line, blanks before a header's
+// colon, folded header values (RFC 3261 7.3.1). A folded value is returned raw; compare and
+// hash it with equal_unfolded()/hash_unfolded(), which treat folded and unfolded forms alike.
+//
+// Caps keep the work bounded: at most max_headers header fields and a Call-ID of at most
+// max_call_id bytes. The work is linear in the input size, which the caller bounds (a UDP
+// datagram, or the reassembly buffer of a TCP stream).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "parsers/text.hpp"
+
+namespace tether::parsers::sip {
+
+inline constexpr std::size_t max_headers = 64;
+inline constexpr std::size_t max_call_id = 256;
+
+// How the input was framed. A datagram is one whole message: a message cut short in it is
+// malformed. A stream (TCP, TLS) may be cut anywhere: a cut message is need_more, and `size`
+// tells where the next message starts.
+enum class framing : std::uint8_t { datagram, stream };
+
+enum class kind : std::uint8_t { request, response, keepalive };
+
+// Method tokens are case-sensitive (RFC 3261 7.1); anything else is `other`.
+enum class method : std::uint8_t {
+  INVITE, ACK, BYE, CANCEL, REGISTER, OPTIONS, PRACK, SUBSCRIBE, NOTIFY, PUBLISH, INFO, REFER,
+  MESSAGE, UPDATE, other,
+};
+
+enum class reason : std::uint8_t {
+  none,
+  first_line_unterminated,      // a datagram whose start line has no line end
+  bad_request_line,
+  bad_status_line,
+  bad_version,                  // "SIP/x.y" other than SIP/2.0
+  header_without_colon,
+  bad_header_name,
+  continuation_without_header,  // a folded line right after the start line
+  headers_unterminated,         // a datagram without the empty line that ends the headers
+  too_many_headers,
+  call_id_missing,
+  call_id_empty,
+  call_id_too_long,
+  call_id_conflict,             // two Call-ID headers with different values
+  bad_cseq,
+  bad_content_length,           // not a number, or two different values
+  body_truncated,               // a datagram with fewer body bytes than Content-Length
+};
+
+struct message {
+  parsers::status status = parsers::status::not_this_protocol;
+  sip::reason reason = sip::reason::none;
+  sip::kind kind = sip::kind::request;
+
+  // Request line.
+  sip::method method = sip::method::other;
+  std::string_view method_name;
+  std::string_view request_uri;
+  // Status line.
+  std::uint16_t status_code = 0;
+  std::string_view reason_phrase;
+
+  std::string_view call_id;     // raw and trimmed; see call_id_folded
+  bool call_id_folded = false;  // spans folded lines: use hash_unfolded()/equal_unfolded()
+
+  bool has_cseq = false;
+  std::uint32_t cseq = 0;
+  sip::method cseq_method = sip::method::other;
+  std::string_view cseq_method_name;
+
+  bool has_content_length = false;
+  std::uint32_t content_length = 0;
+
+  std::size_t header_count = 0;
+  std::string_view headers;  // header lines through the empty line, for find_header()
+  std::string_view body;
+  // Bytes from the input's start to the end of this message: keepalives and leading empty
+  // lines included. For a stream, the next message starts there.
+  std::size_t size = 0;
+};
+
+[[nodiscard]] message parse(byte_span input, framing how = framing::datagram);
+
+// The first value of header `name` (any letter case, full or compact form: "From" also finds
+// "f", and "f" finds "From") in a message parse() returned `parsed` or malformed with
+// call_id_missing. Raw and trimmed; may be folded.
+[[nodiscard]] std::optional<std::string_view> find_header(const message& msg,
+                                                        std::string_view name);
+
+// The full name of a compact header form ("i" -> "Call-ID"), or `name` itself.
+std::string_view expand_compact_name(std::string_view name);
+
+// 64-bit digest of a header value with folding undone (RFC 3261 7.3.1), so folded and
+// unfolded forms of one Call-ID digest alike. Byte values are otherwise significant: Call-IDs
+// compare case-sensitively. Pick `seed` at random per process: the digest is fast, not
+// collision-resistant against someone who knows the seed.
+[[nodiscard]] std::uint64_t hash_unfolded(std::string_view value, std::uint64_t seed = 0);
+
+// True when two header values are equal once unfolded.
+bool equal_unfolded(std::string_view a, std::string_view b);
+
+const char* to_string(reason r);
+const char* to_string(method m);
+const char* to_string(kind k);
+
+}  // namespace tether::parsers::sip

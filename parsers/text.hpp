@@ -1,0 +1,354 @@
+// Text primitives shared by the SIP, RTSP and FTP parsers, and the status they all report.
+//
+// Everything here works on std::string_view windows into the caller's bytes: nothing
+// allocates, nothing reads outside the view it was given, and every loop advances at least
+// one byte per step, so the work is linear in the input.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace tether::parsers {
+
+using byte_span = std::span<const std::uint8_t>;
+
+enum class status : std::uint8_t {
+  parsed,
+  not_this_protocol,
+  malformed,  // the result's `reason` says why
+  need_more,  // the input ends inside a message that more bytes could complete (TCP)
+};
+
+constexpr const char* to_string(status s) {
+  switch (s) {
+    case status::parsed: return "parsed";
+    case status::not_this_protocol: return "not_this_protocol";
+    case status::malformed: return "malformed";
+    case status::need_more: return "need_more";
+  }
+  return "?";
+}
+
+}  // namespace tether::parsers
+
+namespace tether::parsers::text {
+
+inline std::string_view as_chars(byte_span bytes) {
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+constexpr bool is_digit(char c) { return c >= '0' && c <= '9'; }
+constexpr bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+constexpr bool is_hex(char c) { return is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
+constexpr bool is_blank(char c) { return c == ' ' || c == '\t'; }
+// Linear white space as it appears inside a folded header value.
+constexpr bool is_lws(char c) { return is_blank(c) || c == '\r' || c == '\n'; }
+constexpr bool is_ctl(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }
+constexpr char to_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c; }
+
+// RFC 3261 token (a superset of the RFC 2326 token alphabet that real methods use).
+constexpr bool is_token_char(char c) {
+  if (is_alpha(c) || is_digit(c)) return true;
+  switch (c) {
+    case '-': case '.': case '!': case '%': case '*': case '_': case '+': case '`': case '\'':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+constexpr bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (!is_token_char(c)) return false;
+  return true;
+}
+
+constexpr bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (to_lower(a[i]) != to_lower(b[i])) return false;
+  return true;
+}
+
+constexpr bool istarts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+constexpr std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_blank(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_blank(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+constexpr std::string_view trim_lws(std::string_view s) {
+  while (!s.empty() && is_lws(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_lws(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+// The whole of `digits` as a decimal number no larger than `max`; nothing else (no sign,
+// no blanks). Long runs of leading zeros are fine; the value is checked at every step.
+constexpr std::optional<std::uint32_t> parse_decimal(std::string_view digits,
+                                                     std::uint32_t max = UINT32_MAX) {
+  if (digits.empty()) return std::nullopt;
+  std::uint64_t value = 0;
+  for (char c : digits) {
+    if (!is_digit(c)) return std::nullopt;
+    value = value * 10 + static_cast<std::uint64_t>(c - '0');
+    if (value > max) return std::nullopt;
+  }
+  return static_cast<std::uint32_t>(value);
+}
+
+// Leading decimal digits of `s` (possibly none).
+constexpr std::string_view leading_digits(std::string_view s) {
+  std::size_t n = 0;
+  while (n < s.size() && is_digit(s[n])) ++n;
+  return s.substr(0, n);
+}
+
+// Splits `s` at the first `separator`: {before, after}. Without one: {s, ""} and found=false.
+struct split_result {
+  std::string_view head;
+  std::string_view tail;
+  bool found;
+};
+constexpr split_result split_once(std::string_view s, char separator) {
+  std::size_t at = s.find(separator);
+  if (at == std::string_view::npos) return {s, {}, false};
+  return {s.substr(0, at), s.substr(at + 1), true};
+}
+
+constexpr std::string_view unquote(std::string_view s) {
+  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') return s.substr(1, s.size() - 2);
+  return s;
+}
+
+// Items of a `separator`-delimited list whose items may hold quoted strings that contain the
+// separator (RTSP `mode="PLAY,RECORD"`). Empty items are returned as empty views.
+class list_reader {
+ public:
+  constexpr list_reader(std::string_view list, char separator)
+      : rest_(list), separator_(separator), done_(false) {}
+
+  constexpr std::optional<std::string_view> next() {
+    if (done_) return std::nullopt;
+    bool quoted = false;
+    for (std::size_t i = 0; i < rest_.size(); ++i) {
+      if (rest_[i] == '"') quoted = !quoted;
+      else if (rest_[i] == separator_ && !quoted) {
+        std::string_view item = rest_.substr(0, i);
+        rest_.remove_prefix(i + 1);
+        return item;
+      }
+    }
+    done_ = true;
+    return rest_;
+  }
+
+ private:
+  std::string_view rest_;
+  char separator_;
+  bool done_;
+};
+
+// Lines end at LF; a CR before it is dropped. RFC 3261 and RFC 2326 ask for CRLF, but bare LF
+// is what tolerant stacks (and this balancer) accept, since rejecting it breaks calls for no
+// gain in safety.
+struct line_split {
+  std::string_view line;  // without the terminator
+  std::size_t size;       // bytes up to and including the LF
+};
+constexpr std::optional<line_split> first_line(std::string_view s) {
+  std::size_t lf = s.find('\n');
+  if (lf == std::string_view::npos) return std::nullopt;
+  std::string_view line = s.substr(0, lf);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  return line_split{line, lf + 1};
+}
+
+// Stream transports allow empty lines before a start line (RFC 3261 7.5, RFC 7230 3.5).
+constexpr std::size_t count_leading_newlines(std::string_view s) {
+  std::size_t n = 0;
+  while (n < s.size() && (s[n] == '\r' || s[n] == '\n')) ++n;
+  return n;
+}
+
+// "METHOD SP target SP VERSION", split at the first and the last SP: the target may not hold
+// a SP (the caller checks), so a space-mangled line fails instead of shifting fields.
+struct request_line {
+  std::string_view method;
+  std::string_view target;
+  std::string_view version;
+};
+constexpr std::optional<request_line> split_request_line(std::string_view line) {
+  std::size_t first = line.find(' ');
+  std::size_t last = line.rfind(' ');
+  if (first == std::string_view::npos || first == last) return std::nullopt;
+  return request_line{line.substr(0, first), line.substr(first + 1, last - first - 1),
+                      line.substr(last + 1)};
+}
+
+// "VERSION SP 3DIGIT [SP reason-phrase]". `version` is returned unchecked; `code` is 0 unless
+// it is three digits from 100 to `max_code`. A missing SP before an empty phrase is tolerated.
+struct status_line {
+  std::string_view version;
+  std::uint16_t code;
+  std::string_view phrase;
+};
+constexpr status_line split_status_line(std::string_view line, std::uint32_t max_code) {
+  auto [version, rest, has_code] = split_once(line, ' ');
+  std::string_view digits = leading_digits(rest);
+  auto code = parse_decimal(digits, max_code);
+  bool well_formed = has_code && digits.size() == 3 && code && *code >= 100 &&
+                     (rest.size() == 3 || rest[3] == ' ');
+  if (!well_formed) return {version, 0, {}};
+  return {version, static_cast<std::uint16_t>(*code), rest.size() > 3 ? rest.substr(4) : ""};
+}
+
+// Is this complete first line a start line of the protocol whose versions start with
+// `version_prefix` ("SIP/", "RTSP/")? A status line starts with the version, a request line
+// ends with it. The answer separates "another protocol" from "a broken message of ours".
+constexpr bool is_start_line_of(std::string_view line, std::string_view version_prefix) {
+  if (istarts_with(line, version_prefix)) return true;
+  std::size_t last_space = line.rfind(' ');
+  return last_space != std::string_view::npos &&
+         istarts_with(line.substr(last_space + 1), version_prefix);
+}
+
+constexpr bool is_request_target(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (c == ' ' || is_ctl(c)) return false;
+  return true;
+}
+
+// While a start line is still arriving, can it still become "METHOD SP ..." or
+// "<version_prefix>..."? Lets stream parsers say not_this_protocol early rather than
+// need_more forever on binary traffic.
+constexpr bool could_become_start_line(std::string_view partial, std::string_view version_prefix) {
+  std::string_view head = partial.substr(0, version_prefix.size());
+  if (iequals(head, version_prefix.substr(0, head.size()))) return true;
+  std::string_view method = split_once(partial, ' ').head;
+  for (char c : method)
+    if (!is_token_char(c)) return false;
+  return true;
+}
+
+// Header fields of an RFC 822-style block (SIP, RTSP): "name: value", values may continue on
+// lines that start with SP or HTAB (folding), and the block ends at an empty line.
+struct header_field {
+  std::string_view name;
+  std::string_view value;  // trimmed; still holds CR/LF/blanks where it was folded
+  bool folded;             // the value spans lines: compare or hash it with unfolded_reader
+};
+
+// How a walk over a header block ended.
+enum class header_block : std::uint8_t {
+  complete,            // the empty line was reached and consumed
+  need_more,           // the input ends before the block does
+  no_colon,
+  bad_name,
+  continuation_first,  // a folded line with no field before it
+  too_many_fields,
+  stopped,             // the visitor asked to stop
+};
+
+class header_reader {
+ public:
+  constexpr explicit header_reader(std::string_view block) : rest_(block), consumed_(0) {}
+
+  // Hands each field to `take`, which returns false to stop; counts fields into `count`.
+  template <class Take>
+  constexpr header_block read(std::size_t max_fields, std::size_t& count, Take&& take) {
+    for (;;) {
+      header_field field{};
+      if (auto end = next(field)) return *end;
+      if (++count > max_fields) return header_block::too_many_fields;
+      if (!take(field)) return header_block::stopped;
+    }
+  }
+
+  // Bytes consumed so far; once read() returned `complete`, the block's size.
+  constexpr std::size_t consumed() const { return consumed_; }
+
+ private:
+  // Reads one field into `out` (nullopt), or says why the block ends here.
+  constexpr std::optional<header_block> next(header_field& out) {
+    auto line = first_line(rest_);
+    if (!line) return header_block::need_more;
+    if (line->line.empty()) {
+      advance(line->size);
+      return header_block::complete;
+    }
+    if (is_blank(line->line.front())) return header_block::continuation_first;
+    split_result at_colon = split_once(line->line, ':');
+    if (!at_colon.found) return header_block::no_colon;
+    std::string_view name = trim(at_colon.head);  // SIP allows blanks before the colon
+    if (!is_token(name)) return header_block::bad_name;
+
+    // The field runs on while the next line starts with a blank. Until the byte after this
+    // line's LF is here we cannot know whether it does.
+    std::size_t end = line->size;
+    for (;;) {
+      if (end >= rest_.size()) return header_block::need_more;
+      if (!is_blank(rest_[end])) break;
+      auto more = first_line(rest_.substr(end));
+      if (!more) return header_block::need_more;
+      end += more->size;
+    }
+    auto value_start = static_cast<std::size_t>(at_colon.tail.data() - rest_.data());
+    out.name = name;
+    out.value = trim_lws(rest_.substr(value_start, end - value_start));
+    out.folded = out.value.find_first_of("\r\n") != std::string_view::npos;
+    advance(end);
+    return std::nullopt;
+  }
+
+  constexpr void advance(std::size_t n) {
+    rest_.remove_prefix(n);
+    consumed_ += n;
+  }
+
+  std::string_view rest_;
+  std::size_t consumed_;
+};
+
+// The bytes of a header value as RFC 3261 7.3.1 defines it: any run of linear white space
+// (blanks, and the CRLF of a fold) counts as one SP, and none at either end. Folded and
+// unfolded forms of a value yield the same sequence.
+class unfolded_reader {
+ public:
+  constexpr explicit unfolded_reader(std::string_view value) : rest_(trim_lws(value)) {}
+
+  // The next byte, or -1 at the end.
+  constexpr int next() {
+    if (rest_.empty()) return -1;
+    if (is_lws(rest_.front())) {
+      while (is_lws(rest_.front())) rest_.remove_prefix(1);  // trimmed: ends in non-LWS
+      return ' ';
+    }
+    char c = rest_.front();
+    rest_.remove_prefix(1);
+    return static_cast<unsigned char>(c);
+  }
+
+ private:
+  std::string_view rest_;
+};
+
+constexpr bool equal_unfolded(std::string_view a, std::string_view b) {
+  unfolded_reader ra(a), rb(b);
+  for (;;) {
+    int ca = ra.next();
+    if (ca != rb.next()) return false;
+    if (ca < 0) return true;
+  }
+}
+
+}  // namespace tether::parsers::text

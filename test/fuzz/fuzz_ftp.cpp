@@ -1,0 +1,61 @@
+// libFuzzer target for the FTP parser: commands and replies, walking the input line by line
+// as a control connection would. Besides crashes and sanitizer reports it aborts when a
+// result breaks the parser's contract.
+#include "parsers/ftp.hpp"
+
+#include <cstdlib>
+
+namespace ftp = tether::parsers::ftp;
+using tether::parsers::byte_span;
+using tether::parsers::status;
+
+namespace {
+
+void expect(bool ok) {
+  if (!ok) std::abort();
+}
+
+void expect_inside(std::string_view view, byte_span input) {
+  if (view.empty()) return;
+  auto begin = reinterpret_cast<const char*>(input.data());
+  expect(view.data() >= begin && view.data() + view.size() <= begin + input.size());
+}
+
+// How many bytes the parser consumed, after checking its result; 0 to stop walking.
+std::size_t check(const ftp::command& c, byte_span input) {
+  expect(ftp::to_string(c.reason) != nullptr && ftp::to_string(c.verb) != nullptr);
+  expect_inside(c.verb_name, input);
+  expect_inside(c.argument, input);
+  if (c.status != status::parsed && c.status != status::malformed) return 0;
+  expect(c.size > 0 && c.size <= input.size());
+  expect(c.verb_name.size() == 3 || c.verb_name.size() == 4);
+  if (c.status == status::malformed) expect(c.data.family == ftp::family::none);
+  if (c.status == status::parsed && (c.verb == ftp::verb::PORT || c.verb == ftp::verb::EPRT))
+    expect(c.data.family != ftp::family::none && c.data.port != 0);
+  return c.size;
+}
+
+std::size_t check(const ftp::reply& r, byte_span input) {
+  expect_inside(r.text, input);
+  if (r.status != status::parsed && r.status != status::malformed) return 0;
+  expect(r.size > 0 && r.size <= input.size());
+  expect(r.code >= 100 && r.code <= 599);
+  if (r.status == status::parsed && r.code == 227)
+    expect(r.data.family == ftp::family::ipv4 && r.data.port != 0);
+  if (r.status == status::parsed && r.code == 229) expect(r.data.port != 0);
+  return r.size;
+}
+
+template <class Parse>
+void walk(byte_span input, Parse parse) {
+  while (std::size_t used = check(parse(input), input)) input = input.subspan(used);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  byte_span input(data, size);
+  walk(input, ftp::parse_command);
+  walk(input, ftp::parse_reply);
+  return 0;
+}

@@ -1,0 +1,71 @@
+// libFuzzer target for the RTSP parser: parse(), message_extent(), and walking a stream
+// message by message. Besides crashes and sanitizer reports it aborts when a result breaks
+// the parser's contract.
+#include "parsers/rtsp.hpp"
+
+#include <cstdlib>
+
+namespace rtsp = tether::parsers::rtsp;
+using tether::parsers::byte_span;
+using tether::parsers::status;
+
+namespace {
+
+void expect(bool ok) {
+  if (!ok) std::abort();
+}
+
+void expect_inside(std::string_view view, byte_span input) {
+  if (view.empty()) return;
+  auto begin = reinterpret_cast<const char*>(input.data());
+  expect(view.data() >= begin && view.data() + view.size() <= begin + input.size());
+}
+
+void expect_range(const rtsp::range& r, std::uint16_t min) {
+  expect(!r.present || (r.first >= min && r.first <= r.last));
+}
+
+void check(const rtsp::message& m, byte_span input) {
+  expect(rtsp::to_string(m.reason) != nullptr);
+  for (std::string_view view : {m.method_name, m.url, m.reason_phrase, m.session_id, m.headers})
+    expect_inside(view, input);
+  expect(m.transport_count <= rtsp::max_transports);
+  for (std::size_t i = 0; i < m.transport_count; ++i) {
+    const rtsp::transport_spec& t = m.transports[i];
+    for (std::string_view view : {t.spec, t.protocol, t.profile, t.lower_name, t.destination,
+                                  t.dest_addr})
+      expect_inside(view, input);
+    expect(!t.protocol.empty() && !t.profile.empty());
+    expect_range(t.client_port, 1);
+    expect_range(t.server_port, 1);
+    expect_range(t.interleaved, 0);
+    expect(t.interleaved.last <= 255);
+  }
+  if (m.status != status::parsed) return;
+  expect(m.header_count <= rtsp::max_headers);
+  expect(m.kind != rtsp::kind::request || m.version == 1 || m.version == 2);
+  // The header block parses the same without the bytes that follow it.
+  if (m.kind != rtsp::kind::interleaved) {
+    std::size_t header_end = static_cast<std::size_t>(
+        m.headers.data() + m.headers.size() - reinterpret_cast<const char*>(input.data()));
+    expect(header_end <= input.size() && m.size == header_end + m.content_length);
+    rtsp::message alone = rtsp::parse(input.first(header_end));
+    expect(alone.status == status::parsed && alone.size == m.size);
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  byte_span rest(data, size);
+  for (;;) {
+    rtsp::message m = rtsp::parse(rest);
+    check(m, rest);
+    rtsp::extent e = rtsp::message_extent(rest);
+    expect(e.status == m.status || (e.status == status::need_more && m.size > rest.size()));
+    if (e.status != status::parsed) break;
+    expect(e.size == m.size && e.size > 0 && e.size <= rest.size());
+    rest = rest.subspan(e.size);
+  }
+  return 0;
+}

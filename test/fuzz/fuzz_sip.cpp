@@ -1,0 +1,63 @@
+// libFuzzer target for the SIP parser: both framings, header lookups, the Call-ID digest,
+// and walking a stream message by message. Besides crashes and sanitizer reports it aborts
+// when a result breaks the parser's contract.
+#include "parsers/sip.hpp"
+
+#include <cstdlib>
+
+namespace sip = tether::parsers::sip;
+using tether::parsers::byte_span;
+using tether::parsers::status;
+
+namespace {
+
+void expect(bool ok) {
+  if (!ok) std::abort();
+}
+
+void expect_inside(std::string_view view, byte_span input) {
+  if (view.empty()) return;
+  auto begin = reinterpret_cast<const char*>(input.data());
+  expect(view.data() >= begin && view.data() + view.size() <= begin + input.size());
+}
+
+void check(const sip::message& m, byte_span input, sip::framing how) {
+  expect(sip::to_string(m.reason) != nullptr);
+  for (std::string_view view : {m.method_name, m.request_uri, m.reason_phrase, m.call_id,
+                                m.cseq_method_name, m.headers, m.body})
+    expect_inside(view, input);
+  if (m.status != status::parsed && m.reason != sip::reason::call_id_missing) return;
+  expect(m.size <= input.size());
+  expect(m.header_count <= sip::max_headers);
+  if (m.kind == sip::kind::keepalive) return;
+  expect(m.call_id.size() <= sip::max_call_id);
+  expect(m.status != status::parsed || !m.call_id.empty());
+  for (std::string_view name : {"Call-ID", "i", "From", "t", "Via", "Content-Type", "X-Unknown"})
+    if (auto value = sip::find_header(m, name)) expect_inside(*value, input);
+  if (m.status == status::parsed) {
+    auto first_call_id = sip::find_header(m, "Call-ID");
+    expect(first_call_id && sip::equal_unfolded(*first_call_id, m.call_id));
+    expect(sip::hash_unfolded(*first_call_id, 42) == sip::hash_unfolded(m.call_id, 42));
+    // A stream message parses the same without the bytes that follow it.
+    if (how == sip::framing::stream) {
+      sip::message alone = sip::parse(input.first(m.size), how);
+      expect(alone.status == status::parsed && alone.size == m.size);
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  byte_span input(data, size);
+  check(sip::parse(input, sip::framing::datagram), input, sip::framing::datagram);
+
+  byte_span rest = input;
+  for (;;) {
+    sip::message m = sip::parse(rest, sip::framing::stream);
+    check(m, rest, sip::framing::stream);
+    if (m.status != status::parsed || m.size == 0 || m.size >= rest.size()) break;
+    rest = rest.subspan(m.size);
+  }
+  return 0;
+}

@@ -1,0 +1,509 @@
+#include "parsers/rtsp.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+
+using namespace std::string_literals;
+using namespace std::string_view_literals;
+namespace rtsp = tether::parsers::rtsp;
+using tether::parsers::status;
+
+namespace {
+
+tether::parsers::byte_span bytes(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+rtsp::message parse(std::string_view s) { return rtsp::parse(bytes(s)); }
+
+// Runs `check` on every proper prefix of `sample`, each copied into a heap buffer of exactly
+// its size, so that AddressSanitizer reports any read past the end.
+template <class Check>
+void for_each_prefix(std::string_view sample, Check check) {
+  for (std::size_t n = 0; n < sample.size(); ++n) {
+    std::unique_ptr<std::uint8_t[]> copy(new std::uint8_t[n]);
+    if (n > 0) std::memcpy(copy.get(), sample.data(), n);
+    check(tether::parsers::byte_span(copy.get(), n), n);
+  }
+}
+
+bool range_is(const rtsp::range& r, std::uint16_t first, std::uint16_t last) {
+  return r.present && r.first == first && r.last == last;
+}
+
+// VLC 3 (live555 client).
+const std::string vlc_setup =
+    "SETUP rtsp://192.168.1.10:8554/stream/trackID=0 RTSP/1.0\r\n"
+    "CSeq: 4\r\n"
+    "User-Agent: LibVLC/3.0.18 (LIVE555 Streaming Media v2022.10.01)\r\n"
+    "Transport: RTP/AVP;unicast;client_port=50380-50381\r\n"
+    "\r\n";
+
+// ffmpeg/ffplay over UDP (the default).
+const std::string ffmpeg_setup =
+    "SETUP rtsp://10.0.0.1:554/live.sdp/streamid=0 RTSP/1.0\r\n"
+    "Transport: RTP/AVP/UDP;unicast;client_port=23442-23443\r\n"
+    "CSeq: 3\r\n"
+    "User-Agent: Lavf59.27.100\r\n"
+    "\r\n";
+
+// ffmpeg with -rtsp_transport tcp.
+const std::string ffmpeg_tcp_setup =
+    "SETUP rtsp://10.0.0.1:554/live.sdp/streamid=0 RTSP/1.0\r\n"
+    "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n"
+    "CSeq: 3\r\n"
+    "User-Agent: Lavf59.27.100\r\n"
+    "\r\n";
+
+// GStreamer rtspsrc offering UDP and TCP at once, with a session from the first SETUP.
+const std::string gstreamer_setup =
+    "SETUP rtsp://127.0.0.1:8554/test/stream=1 RTSP/1.0\r\n"
+    "CSeq: 4\r\n"
+    "User-Agent: GStreamer/1.22.0\r\n"
+    "Transport: RTP/AVP;unicast;client_port=43556-43557;mode=\"PLAY,RECORD\","
+    "RTP/AVP/TCP;unicast;interleaved=2-3;mode=\"PLAY\"\r\n"
+    "Session: Vi2gUMlw4h0zOhmo;timeout=60\r\n"
+    "Date: Tue, 01 Aug 2023 10:00:00 GMT\r\n"
+    "\r\n";
+
+// RFC 7826 appendix A style.
+const std::string rtsp2_setup =
+    "SETUP rtsp://example.com/foo/bar/baz.rm RTSP/2.0\r\n"
+    "CSeq: 302\r\n"
+    "Transport: RTP/AVP;unicast;dest_addr=\":4588\"/\":4589\",\r\n"
+    "           RTP/AVP/TCP;unicast;interleaved=0-1\r\n"
+    "Accept-Ranges: npt, clock\r\n"
+    "User-Agent: PhonyClient/1.2\r\n"
+    "\r\n";
+
+const std::string play =
+    "PLAY rtsp://192.168.1.10:8554/stream/ RTSP/1.0\r\n"
+    "CSeq: 6\r\n"
+    "User-Agent: LibVLC/3.0.18 (LIVE555 Streaming Media v2022.10.01)\r\n"
+    "Session: 1A2B3C4D\r\n"
+    "Range: npt=0.000-\r\n"
+    "\r\n";
+
+const std::string announce =
+    "ANNOUNCE rtsp://server.example.com/meeting RTSP/1.0\r\n"
+    "CSeq: 90\r\n"
+    "Content-Type: application/sdp\r\n"
+    "Content-Length: 24\r\n"
+    "\r\n"
+    "v=0\r\n"
+    "o=- 0 0 IN IP4 ab\r\n";
+
+const std::string setup_reply =
+    "RTSP/1.0 200 OK\r\n"
+    "CSeq: 4\r\n"
+    "Transport: RTP/AVP;unicast;client_port=50380-50381;server_port=6970-6971;"
+    "ssrc=1B4C5D6E;mode=play\r\n"
+    "Session: 5A1B2C3D;timeout=65\r\n"
+    "\r\n";
+
+const std::string interleaved_frame = "$\x01\x00\x06RTCP!!"s;
+
+}  // namespace
+
+TEST_CASE("rtsp: VLC SETUP", "[rtsp]") {
+  rtsp::message m = parse(vlc_setup);
+  REQUIRE(m.status == status::parsed);
+  CHECK(m.kind == rtsp::kind::request);
+  CHECK(m.method == rtsp::method::SETUP);
+  CHECK(m.method_name == "SETUP");
+  CHECK(m.url == "rtsp://192.168.1.10:8554/stream/trackID=0");
+  CHECK(m.version == 1);
+  CHECK(m.has_cseq);
+  CHECK(m.cseq == 4);
+  CHECK(m.session_id.empty());
+  CHECK(m.header_count == 3);
+  CHECK(m.size == vlc_setup.size());
+  REQUIRE(m.transport_count == 1);
+  const rtsp::transport_spec& t = m.transports[0];
+  CHECK(t.spec == "RTP/AVP;unicast;client_port=50380-50381");
+  CHECK(t.protocol == "RTP");
+  CHECK(t.profile == "AVP");
+  CHECK(t.lower == rtsp::lower_transport::udp);
+  CHECK(t.lower_name.empty());
+  CHECK(t.delivery == rtsp::delivery::unicast);
+  CHECK(range_is(t.client_port, 50380, 50381));
+  CHECK_FALSE(t.server_port.present);
+  CHECK_FALSE(t.interleaved.present);
+}
+
+TEST_CASE("rtsp: ffmpeg SETUP over UDP and TCP", "[rtsp]") {
+  rtsp::message udp = parse(ffmpeg_setup);
+  REQUIRE(udp.status == status::parsed);
+  REQUIRE(udp.transport_count == 1);
+  CHECK(udp.transports[0].lower == rtsp::lower_transport::udp);
+  CHECK(udp.transports[0].lower_name == "UDP");
+  CHECK(range_is(udp.transports[0].client_port, 23442, 23443));
+  CHECK(udp.cseq == 3);
+
+  rtsp::message tcp = parse(ffmpeg_tcp_setup);
+  REQUIRE(tcp.status == status::parsed);
+  REQUIRE(tcp.transport_count == 1);
+  CHECK(tcp.transports[0].lower == rtsp::lower_transport::tcp);
+  CHECK(range_is(tcp.transports[0].interleaved, 0, 1));
+  CHECK_FALSE(tcp.transports[0].client_port.present);
+}
+
+TEST_CASE("rtsp: GStreamer SETUP with two transports and a session", "[rtsp]") {
+  rtsp::message m = parse(gstreamer_setup);
+  REQUIRE(m.status == status::parsed);
+  CHECK(m.url == "rtsp://127.0.0.1:8554/test/stream=1");
+  CHECK(m.session_id == "Vi2gUMlw4h0zOhmo");
+  REQUIRE(m.transport_count == 2);
+  CHECK(m.transports[0].spec == "RTP/AVP;unicast;client_port=43556-43557;mode=\"PLAY,RECORD\"");
+  CHECK(range_is(m.transports[0].client_port, 43556, 43557));
+  CHECK(m.transports[1].lower == rtsp::lower_transport::tcp);
+  CHECK(range_is(m.transports[1].interleaved, 2, 3));
+}
+
+TEST_CASE("rtsp: RTSP/2.0 SETUP with dest_addr, folded Transport", "[rtsp]") {
+  rtsp::message m = parse(rtsp2_setup);
+  REQUIRE(m.status == status::parsed);
+  CHECK(m.version == 2);
+  CHECK(m.cseq == 302);
+  REQUIRE(m.transport_count == 2);
+  CHECK(m.transports[0].dest_addr == "\":4588\"/\":4589\"");
+  CHECK(m.transports[0].dest_rtp_port == 4588);
+  CHECK(m.transports[0].dest_rtcp_port == 4589);
+  CHECK(m.transports[1].spec == "RTP/AVP/TCP;unicast;interleaved=0-1");
+  CHECK(range_is(m.transports[1].interleaved, 0, 1));
+}
+
+TEST_CASE("rtsp: transport parameters", "[rtsp]") {
+  struct sample {
+    std::string_view transport;
+    void (*check)(const rtsp::transport_spec&);
+  };
+  const sample samples[] = {
+      {"RTP/AVP;unicast;client_port=4588",
+       [](const rtsp::transport_spec& t) { CHECK(range_is(t.client_port, 4588, 4588)); }},
+      {"RTP/AVP;multicast;destination=224.2.0.1;port=3456-3457;ttl=16",
+       [](const rtsp::transport_spec& t) {
+         CHECK(t.delivery == rtsp::delivery::multicast);
+         CHECK(t.destination == "224.2.0.1");
+         CHECK_FALSE(t.client_port.present);
+       }},
+      {"RTP/AVP;unicast;destination=\"192.0.2.7\";client_port=3456-3457",
+       [](const rtsp::transport_spec& t) {
+         CHECK(t.destination == "192.0.2.7");
+         CHECK(range_is(t.client_port, 3456, 3457));
+       }},
+      {"RTP/SAVP;unicast;dest_addr=\"192.0.2.5:4588\"/\"192.0.2.5:4589\"",
+       [](const rtsp::transport_spec& t) {
+         CHECK(t.profile == "SAVP");
+         CHECK(t.dest_rtp_port == 4588);
+         CHECK(t.dest_rtcp_port == 4589);
+       }},
+      {"RTP/AVPF;unicast;dest_addr=\"[2001:db8::1]:5000\"/\"[2001:db8::1]:5001\"",
+       [](const rtsp::transport_spec& t) {
+         CHECK(t.dest_rtp_port == 5000);
+         CHECK(t.dest_rtcp_port == 5001);
+       }},
+      {"RTP/AVP;unicast;dest_addr=\"[2001:db8::1]\"",
+       [](const rtsp::transport_spec& t) {
+         CHECK(t.dest_rtp_port == 0);
+         CHECK(t.dest_rtcp_port == 0);
+       }},
+      {"RTP/AVP;unicast;dest_addr=\"host.example.com\"/\":4589\"",
+       [](const rtsp::transport_spec& t) {
+         CHECK(t.dest_rtp_port == 0);
+         CHECK(t.dest_rtcp_port == 4589);
+       }},
+      {"  rtp/avp/udp ; UNICAST ; Client_Port = 1-65535 ",
+       [](const rtsp::transport_spec& t) {
+         CHECK(t.lower == rtsp::lower_transport::udp);
+         CHECK(t.delivery == rtsp::delivery::unicast);
+         CHECK(range_is(t.client_port, 1, 65535));
+       }},
+      {"RTP/AVP/DCCP;unicast",
+       [](const rtsp::transport_spec& t) {
+         CHECK(t.lower == rtsp::lower_transport::other);
+         CHECK(t.lower_name == "DCCP");
+       }},
+      {"RTP/AVP",
+       [](const rtsp::transport_spec& t) {
+         CHECK(t.delivery == rtsp::delivery::unspecified);
+         CHECK(t.lower == rtsp::lower_transport::udp);
+       }},
+      {"RTP/AVP/TCP;interleaved=7",
+       [](const rtsp::transport_spec& t) { CHECK(range_is(t.interleaved, 7, 7)); }},
+  };
+  for (auto [transport, check] : samples) {
+    INFO(transport);
+    std::string text = "SETUP rtsp://a/b RTSP/1.0\r\nCSeq: 1\r\nTransport: " +
+                       std::string(transport) + "\r\n\r\n";
+    rtsp::message m = parse(text);
+    REQUIRE(m.status == status::parsed);
+    REQUIRE(m.transport_count == 1);
+    check(m.transports[0]);
+  }
+}
+
+TEST_CASE("rtsp: Transport folded inside a spec, Session folded", "[rtsp]") {
+  std::string text =
+      "SETUP rtsp://a/b RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP;unicast;\r\n"
+      "\tclient_port=4588-4589\r\n ;destination=192.0.2.9\r\nSession: 1234\r\n ;timeout=5\r\n\r\n";
+  rtsp::message m = parse(text);
+  REQUIRE(m.status == status::parsed);
+  REQUIRE(m.transport_count == 1);
+  CHECK(range_is(m.transports[0].client_port, 4588, 4589));
+  CHECK(m.transports[0].destination == "192.0.2.9");
+  CHECK(m.session_id == "1234");
+}
+
+TEST_CASE("rtsp: bad transports", "[rtsp]") {
+  for (std::string_view bad :
+       {"RTP"sv, "RTP/"sv, "/AVP"sv, "RTP/AVP/"sv, "RTP/A VP"sv, "RTP/AVP;client_port=0-1"sv,
+        "RTP/AVP;client_port=65536"sv, "RTP/AVP;client_port=5-4"sv, "RTP/AVP;client_port=a-b"sv,
+        "RTP/AVP;client_port="sv, "RTP/AVP;client_port=1-"sv, "RTP/AVP;server_port=-1"sv,
+        "RTP/AVP/TCP;interleaved=256"sv, "RTP/AVP/TCP;interleaved=0-256"sv,
+        "RTP/AVP;dest_addr=\":0\""sv, "RTP/AVP;dest_addr=\":65536\""sv,
+        "RTP/AVP;dest_addr=\"a:b\""sv, "RTP/AVP;unicast,;"sv}) {
+    INFO(bad);
+    std::string text = "SETUP rtsp://a/b RTSP/1.0\r\nCSeq: 1\r\nTransport: " + std::string(bad) +
+                       "\r\n\r\n";
+    rtsp::message m = parse(text);
+    CHECK(m.status == status::malformed);
+    CHECK(m.reason == rtsp::reason::bad_transport);
+  }
+}
+
+TEST_CASE("rtsp: transport cap and empty list elements", "[rtsp]") {
+  auto transports = [](std::size_t n) {
+    std::string out = "SETUP rtsp://a/b RTSP/1.0\r\nCSeq: 1\r\nTransport: ,";
+    for (std::size_t i = 0; i < n; ++i)
+      out += "RTP/AVP;unicast;client_port=" + std::to_string(5000 + 2 * i) + "-" +
+             std::to_string(5001 + 2 * i) + ", ";
+    return out + "\r\n\r\n";
+  };
+  std::string at_cap_text = transports(rtsp::max_transports);
+  rtsp::message at_cap = parse(at_cap_text);
+  REQUIRE(at_cap.status == status::parsed);
+  CHECK(at_cap.transport_count == rtsp::max_transports);
+  CHECK(range_is(at_cap.transports[rtsp::max_transports - 1].client_port, 5014, 5015));
+  std::string over_cap_text = transports(rtsp::max_transports + 1);
+  rtsp::message over_cap = parse(over_cap_text);
+  CHECK(over_cap.status == status::malformed);
+  CHECK(over_cap.reason == rtsp::reason::too_many_transports);
+
+  // Transport headers add up.
+  std::string split_text =
+      "SETUP rtsp://a/b RTSP/1.0\r\nTransport: RTP/AVP;client_port=2-3\r\n"
+      "transport: RTP/AVP/TCP;interleaved=4-5\r\n\r\n";
+  rtsp::message split = parse(split_text);
+  REQUIRE(split.status == status::parsed);
+  REQUIRE(split.transport_count == 2);
+  CHECK(range_is(split.transports[1].interleaved, 4, 5));
+}
+
+TEST_CASE("rtsp: PLAY with Session", "[rtsp]") {
+  rtsp::message m = parse(play);
+  REQUIRE(m.status == status::parsed);
+  CHECK(m.method == rtsp::method::PLAY);
+  CHECK(m.session_id == "1A2B3C4D");
+  CHECK(m.transport_count == 0);
+
+  for (std::string_view session : {"Session: 12345678;timeout=60\r\n"sv,
+                                   "session:12345678 ; timeout=60\r\n"sv}) {
+    std::string text = "TEARDOWN rtsp://a/b RTSP/1.0\r\nCSeq: 9\r\n" + std::string(session) + "\r\n";
+    rtsp::message teardown = parse(text);
+    REQUIRE(teardown.status == status::parsed);
+    CHECK(teardown.method == rtsp::method::TEARDOWN);
+    CHECK(teardown.session_id == "12345678");
+  }
+  for (std::string_view bad : {"Session: ;timeout=60\r\n"sv, "Session:\r\n"sv,
+                               "Session: a b\r\n"sv}) {
+    INFO(bad);
+    std::string text = "PLAY rtsp://a/b RTSP/1.0\r\nCSeq: 9\r\n" + std::string(bad) + "\r\n";
+    rtsp::message m2 = parse(text);
+    CHECK(m2.status == status::malformed);
+    CHECK(m2.reason == rtsp::reason::bad_session);
+  }
+}
+
+TEST_CASE("rtsp: every method", "[rtsp]") {
+  const std::pair<std::string_view, rtsp::method> methods[] = {
+      {"OPTIONS", rtsp::method::OPTIONS},
+      {"DESCRIBE", rtsp::method::DESCRIBE},
+      {"SETUP", rtsp::method::SETUP},
+      {"PLAY", rtsp::method::PLAY},
+      {"PAUSE", rtsp::method::PAUSE},
+      {"TEARDOWN", rtsp::method::TEARDOWN},
+      {"GET_PARAMETER", rtsp::method::GET_PARAMETER},
+      {"SET_PARAMETER", rtsp::method::SET_PARAMETER},
+      {"ANNOUNCE", rtsp::method::ANNOUNCE},
+      {"RECORD", rtsp::method::RECORD},
+      {"REDIRECT", rtsp::method::REDIRECT},
+      {"PLAY_NOTIFY", rtsp::method::PLAY_NOTIFY},
+      {"play", rtsp::method::other},
+      {"FLUSH", rtsp::method::other},
+  };
+  for (auto [name, id] : methods) {
+    INFO(name);
+    std::string text = std::string(name) + " * RTSP/1.0\r\nCSeq: 1\r\n\r\n";
+    rtsp::message m = parse(text);
+    REQUIRE(m.status == status::parsed);
+    CHECK(m.method == id);
+    CHECK(m.url == "*");
+    if (id != rtsp::method::other) CHECK(rtsp::to_string(id) == name);
+  }
+}
+
+TEST_CASE("rtsp: response", "[rtsp]") {
+  rtsp::message m = parse(setup_reply);
+  REQUIRE(m.status == status::parsed);
+  CHECK(m.kind == rtsp::kind::response);
+  CHECK(m.status_code == 200);
+  CHECK(m.reason_phrase == "OK");
+  CHECK(m.version == 1);
+  CHECK(m.session_id == "5A1B2C3D");
+  REQUIRE(m.transport_count == 1);
+  CHECK(range_is(m.transports[0].client_port, 50380, 50381));
+  CHECK(range_is(m.transports[0].server_port, 6970, 6971));
+
+  std::string not_found = "RTSP/2.0 404 Not Found\r\nCSeq: 2\r\n\r\n";
+  CHECK(parse(not_found).status_code == 404);
+  for (std::string_view bad : {"RTSP/1.0 2000 OK"sv, "RTSP/1.0 600 Odd"sv, "RTSP/1.0"sv}) {
+    std::string text = std::string(bad) + "\r\nCSeq: 1\r\n\r\n";
+    CHECK(parse(text).reason == rtsp::reason::bad_status_line);
+  }
+}
+
+TEST_CASE("rtsp: bad requests", "[rtsp]") {
+  struct sample {
+    std::string_view text;
+    rtsp::reason why;
+  };
+  const sample samples[] = {
+      {"SETUP rtsp://a/b RTSP/1.1\r\n\r\n", rtsp::reason::bad_version},
+      {"RTSP/3.0 200 OK\r\n\r\n", rtsp::reason::bad_version},
+      {"SETUP  RTSP/1.0\r\n\r\n", rtsp::reason::bad_request_line},
+      {"SET(UP rtsp://a/b RTSP/1.0\r\n\r\n", rtsp::reason::bad_request_line},
+      {"SETUP rtsp://a/\x7f RTSP/1.0\r\n\r\n", rtsp::reason::bad_request_line},
+      {"SETUP rtsp://a/b RTSP/1.0\r\nCSeq\r\n\r\n", rtsp::reason::header_without_colon},
+      {"SETUP rtsp://a/b RTSP/1.0\r\nC Seq: 1\r\n\r\n", rtsp::reason::bad_header_name},
+      {"SETUP rtsp://a/b RTSP/1.0\r\n\tCSeq: 1\r\n\r\n", rtsp::reason::continuation_without_header},
+      {"SETUP rtsp://a/b RTSP/1.0\r\nCSeq: one\r\n\r\n", rtsp::reason::bad_cseq},
+      {"SETUP rtsp://a/b RTSP/1.0\r\nCSeq: -1\r\n\r\n", rtsp::reason::bad_cseq},
+      {"SETUP rtsp://a/b RTSP/1.0\r\nContent-Length: x\r\n\r\n", rtsp::reason::bad_content_length},
+      {"SETUP rtsp://a/b RTSP/1.0\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+       rtsp::reason::bad_content_length},
+  };
+  for (auto [text, why] : samples) {
+    INFO(text);
+    rtsp::message m = parse(text);
+    CHECK(m.status == status::malformed);
+    CHECK(m.reason == why);
+  }
+}
+
+TEST_CASE("rtsp: header cap", "[rtsp]") {
+  auto request = [](std::size_t headers) {
+    std::string out = "OPTIONS * RTSP/1.0\r\n";
+    for (std::size_t i = 0; i < headers; ++i) out += "CSeq: " + std::to_string(i) + "\r\n";
+    return out + "\r\n";
+  };
+  std::string at_cap_text = request(rtsp::max_headers);
+  rtsp::message at_cap = parse(at_cap_text);
+  CHECK(at_cap.status == status::parsed);
+  CHECK(at_cap.cseq == 0);  // the first one counts
+  std::string over_cap_text = request(rtsp::max_headers + 1);
+  CHECK(parse(over_cap_text).reason == rtsp::reason::too_many_headers);
+}
+
+TEST_CASE("rtsp: not RTSP", "[rtsp]") {
+  for (std::string_view other :
+       {"GET / HTTP/1.1\r\nHost: a\r\n\r\n"sv, "INVITE sip:a@b SIP/2.0\r\n\r\n"sv,
+        "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"sv, "\0\0\0\0\r\n"sv, "hello\r\n"sv}) {
+    INFO(other);
+    CHECK(parse(other).status == status::not_this_protocol);
+    CHECK(rtsp::message_extent(bytes(other)).status == status::not_this_protocol);
+  }
+  CHECK(parse("").status == status::need_more);
+  CHECK(parse("\r\n").status == status::need_more);
+  CHECK(parse("SET").status == status::need_more);
+  CHECK(parse("RTS").status == status::need_more);
+}
+
+TEST_CASE("rtsp: interleaved frames", "[rtsp]") {
+  rtsp::message m = parse(interleaved_frame);
+  REQUIRE(m.status == status::parsed);
+  CHECK(m.kind == rtsp::kind::interleaved);
+  CHECK(m.channel == 1);
+  CHECK(m.size == interleaved_frame.size());
+  CHECK(parse("$\x02\xff"sv).status == status::need_more);
+  rtsp::message big = parse("$\x02\xff\xff"sv);
+  CHECK(big.status == status::parsed);
+  CHECK(big.size == 4 + 65535);
+  CHECK(rtsp::message_extent(bytes("$\x02\xff\xff"sv)).status == status::need_more);
+}
+
+TEST_CASE("rtsp: message extent over a pipelined stream", "[rtsp]") {
+  std::string stream = "\r\n" + announce + interleaved_frame + vlc_setup + play;
+  std::string_view rest = stream;
+  const rtsp::kind kinds[] = {rtsp::kind::request, rtsp::kind::interleaved, rtsp::kind::request,
+                              rtsp::kind::request};
+  for (rtsp::kind expected : kinds) {
+    rtsp::extent e = rtsp::message_extent(bytes(rest));
+    REQUIRE(e.status == status::parsed);
+    CHECK(parse(rest).kind == expected);
+    rest.remove_prefix(e.size);
+  }
+  CHECK(rest.empty());
+
+  rtsp::message announced = parse(announce);
+  CHECK(announced.content_length == 24);
+  CHECK(announced.size == announce.size());
+  CHECK(rtsp::message_extent(bytes(std::string_view(announce).substr(0, announce.size() - 1)))
+            .status == status::need_more);
+  auto bad = rtsp::message_extent(bytes("PLAY rtsp://a RTSP/1.0\r\nCSeq: x\r\n\r\n"));
+  CHECK(bad.status == status::malformed);
+  CHECK(bad.reason == rtsp::reason::bad_cseq);
+}
+
+TEST_CASE("rtsp: every prefix of a message is handled", "[rtsp]") {
+  for (const std::string* sample : {&vlc_setup, &ffmpeg_setup, &ffmpeg_tcp_setup, &gstreamer_setup,
+                                    &rtsp2_setup, &play, &announce, &setup_reply,
+                                    &interleaved_frame}) {
+    REQUIRE(parse(*sample).status == status::parsed);
+    REQUIRE(rtsp::message_extent(bytes(*sample)).size == sample->size());
+    for_each_prefix(*sample, [&](tether::parsers::byte_span prefix, std::size_t n) {
+      INFO("prefix length " << n);
+      CHECK(rtsp::message_extent(prefix).status == status::need_more);
+      rtsp::message m = rtsp::parse(prefix);
+      // Only a body or interleaved payload may be missing from a parsed prefix.
+      if (m.status == status::parsed) CHECK(m.size == sample->size());
+      else CHECK(m.status == status::need_more);
+    });
+  }
+}
+
+TEST_CASE("rtsp: long lines and junk", "[rtsp]") {
+  std::string huge(100000, 'x');
+  std::string long_url = "DESCRIBE rtsp://a/" + huge + " RTSP/1.0\r\nCSeq: 2\r\nAccept: " + huge +
+                         "\r\n\r\n";
+  rtsp::message m = parse(long_url);
+  REQUIRE(m.status == status::parsed);
+  CHECK(m.url.size() == huge.size() + 9);
+
+  std::string junk(70000, '\0');
+  for (std::size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>(i * 131 % 251);
+  CHECK(parse(junk).status == status::not_this_protocol);
+  std::string unterminated(70000, 'A');
+  CHECK(parse(unterminated).status == status::need_more);
+}
+
+TEST_CASE("rtsp: every reason has a name", "[rtsp]") {
+  for (int r = 0; r <= static_cast<int>(rtsp::reason::too_many_transports); ++r)
+    CHECK(rtsp::to_string(static_cast<rtsp::reason>(r)) != "?"sv);
+  CHECK(rtsp::to_string(rtsp::reason::bad_transport) == "bad Transport"sv);
+  CHECK(rtsp::to_string(rtsp::lower_transport::tcp) == "TCP"sv);
+}
