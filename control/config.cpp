@@ -21,6 +21,7 @@ class GroupReader {
   GroupReader(const Setting& group, const std::string& source,
               std::initializer_list<const char*> known)
       : group_(group), source_(source) {
+    if (!group.isGroup()) fail(group, "expected a group { ... }");
     for (int i = 0; i < group.getLength(); ++i) {
       const Setting& child = group[i];
       const char* name = child.getName();
@@ -179,23 +180,147 @@ void read_backends(const GroupReader& top, const std::string& source, Config& co
   }
 }
 
+std::vector<ServiceBackend> read_members(const GroupReader& r, const std::string& source,
+                                         const Setting& members,
+                                         const std::map<std::string, std::size_t>& backend_names) {
+  if (members.getLength() == 0) r.fail(members, "needs at least one backend");
+  std::vector<ServiceBackend> result;
+  for (int j = 0; j < members.getLength(); ++j) {
+    GroupReader m(members[j], source, {"name", "weight", "passive_ports"});
+    const std::string name = m.string("name");
+    auto found = backend_names.find(name);
+    if (found == backend_names.end()) m.fail(m.get("name"), "no backend named '" + name + "'");
+    for (const auto& earlier : result)
+      if (earlier.backend == found->second)
+        m.fail(m.get("name"), "backend '" + name + "' is listed twice");
+    ServiceBackend member{found->second,
+                          static_cast<std::uint32_t>(m.integer("weight", 0, kMaxWeight, 1))};
+    if (m.has("passive_ports")) {
+      const Setting& range = m.list("passive_ports");
+      if (range.getLength() != 2 || range[0].getType() != Setting::TypeInt ||
+          range[1].getType() != Setting::TypeInt)
+        m.fail(range, "expected [first, last] port numbers");
+      const int first = range[0], last = range[1];
+      if (first < 1024 || last > 65535 || first > last)
+        m.fail(range, "passive port range " + std::to_string(first) + ".." +
+                          std::to_string(last) + " must lie within 1024..65535, first <= last");
+      member.passive_first = static_cast<std::uint16_t>(first);
+      member.passive_last = static_cast<std::uint16_t>(last);
+    }
+    result.push_back(member);
+  }
+  return result;
+}
+
+void read_rules(const GroupReader& r, const std::string& source, ServiceConfig& service) {
+  const Setting& rules = r.list("rules");
+  for (int i = 0; i < rules.getLength(); ++i) {
+    GroupReader rule(rules[i], source, {"field", "match", "caseless", "pool"});
+    RuleConfig config;
+    const std::string field = rule.string("field");
+    if (field == "request-line") {
+      config.field = dataplane::RuleField::request_line;
+    } else if (field == "uri") {
+      config.field = dataplane::RuleField::uri;
+    } else if (field.rfind("header:", 0) == 0 && field.size() > 7) {
+      config.field = dataplane::RuleField::header;
+      config.header = field.substr(7);
+    } else {
+      rule.fail(rule.get("field"),
+                "'" + field + "' is not one of: request-line, uri, header:NAME");
+    }
+    config.pattern = rule.string("match");
+    config.caseless = rule.has("caseless") && static_cast<bool>(rule.get("caseless"));
+    const std::string pool = rule.string("pool");
+    config.pool = pool == "default" ? 0 : SIZE_MAX;
+    for (std::size_t p = 0; p < service.pools.size(); ++p)
+      if (service.pools[p].name == pool) config.pool = p + 1;
+    if (config.pool == SIZE_MAX) rule.fail(rule.get("pool"), "no pool named '" + pool + "'");
+    try {
+      dataplane::RuleSet check({{config.field, config.header, config.pattern, config.caseless, 0}});
+    } catch (const std::invalid_argument& e) {
+      std::string message = e.what();
+      rule.fail(rule.get("match"), "pattern does not compile:" + message.substr(message.find(':') + 1));
+    }
+    service.rules.push_back(std::move(config));
+  }
+}
+
+void read_dpi(const GroupReader& r, const std::string& source, ServiceConfig& service,
+              const std::map<std::string, std::size_t>& backend_names) {
+  service.dpi = r.choice<Dpi>(
+      "dpi", {{"none", Dpi::none}, {"sip", Dpi::sip}, {"rtsp", Dpi::rtsp}, {"ftp", Dpi::ftp}},
+      Dpi::none);
+  if ((service.dpi == Dpi::rtsp || service.dpi == Dpi::ftp) && service.protocol != Protocol::tcp)
+    r.fail(r.get("dpi"), std::string("dpi '") + to_string(service.dpi) + "' needs protocol 'tcp'");
+  const bool sip_calls = service.dpi == Dpi::sip && service.protocol == Protocol::udp;
+  if (service.scheduler == Scheduler::least_sessions && !sip_calls)
+    r.fail(r.get("scheduler"), "'least-sessions' counts SIP calls: it needs dpi 'sip' over udp");
+  service.session_timeout_s = static_cast<std::uint32_t>(
+      r.integer("session_timeout", 1, 86400, service.dpi == Dpi::sip ? 1800 : 300));
+  service.linger_s = static_cast<std::uint32_t>(r.integer("linger", 0, 3600, 32));
+  service.expectation_timeout_s =
+      static_cast<std::uint32_t>(r.integer("expectation_timeout", 1, 3600, 30));
+
+  if (r.has("pools")) {
+    const Setting& pools = r.list("pools");
+    for (int i = 0; i < pools.getLength(); ++i) {
+      GroupReader p(pools[i], source, {"name", "backends"});
+      PoolConfig pool;
+      pool.name = p.string("name");
+      if (pool.name == "default") p.fail(p.get("name"), "'default' names the service's backends");
+      for (const auto& other : service.pools)
+        if (other.name == pool.name) p.fail(p.get("name"), "duplicate pool name '" + pool.name + "'");
+      pool.backends = read_members(p, source, p.list("backends"), backend_names);
+      service.pools.push_back(std::move(pool));
+    }
+  }
+  if (r.has("rules")) {
+    // An RTSP or SIP-over-TCP connection is balanced at its SYN, before any request is seen,
+    // and in one-way mode the backend completes the handshake: no later choice is possible.
+    if (service.dpi != Dpi::sip || service.protocol != Protocol::udp)
+      r.fail(r.get("rules"), "content rules need dpi 'sip' over udp (a TCP connection is "
+                             "balanced at its SYN, before any request can be read)");
+    read_rules(r, source, service);
+  }
+
+  bool any_passive = false;
+  for (const auto& member : service.backends) any_passive |= member.passive_first != 0;
+  if (any_passive && service.dpi != Dpi::ftp)
+    r.fail(r.get("backends"), "passive_ports need dpi 'ftp'");
+  for (std::size_t a = 0; a < service.backends.size(); ++a)
+    for (std::size_t b = a + 1; b < service.backends.size(); ++b) {
+      const auto &x = service.backends[a], &y = service.backends[b];
+      if (x.passive_first && y.passive_first && x.passive_first <= y.passive_last &&
+          y.passive_first <= x.passive_last)
+        r.fail(r.get("backends"), "passive port ranges of backends " + std::to_string(a) +
+                                      " and " + std::to_string(b) + " overlap");
+    }
+}
+
 void read_services(const GroupReader& top, const std::string& source, Config& config,
                    const std::map<std::string, std::size_t>& backend_names) {
   const Setting& services = top.list("services");
   if (services.getLength() == 0) top.fail(services, "at least one service is required");
   std::map<std::string, std::size_t> names;
   std::map<std::tuple<IpBytes, std::uint16_t, Protocol>, std::string> endpoints;
+  // Related flows (RTP of RTSP over UDP, FTP data over TCP) reach a VIP on any port: one
+  // inspecting service per VIP and related protocol decides them.
+  std::map<std::pair<IpBytes, Protocol>, std::string> related;
   for (int i = 0; i < services.getLength(); ++i) {
     GroupReader r(services[i], source,
                   {"name", "vip", "port", "protocol", "scheduler", "forwarding", "idle_timeout",
-                   "fin_timeout", "backends"});
+                   "fin_timeout", "backends", "dpi", "session_timeout", "linger",
+                   "expectation_timeout", "pools", "rules"});
     ServiceConfig service;
     service.name = unique_name(r, "service", names, config.services.size());
     service.vip = r.ip("vip");
     service.port = static_cast<std::uint16_t>(r.integer("port", 1, 65535));
     service.protocol = r.choice<Protocol>("protocol", {{"tcp", Protocol::tcp}, {"udp", Protocol::udp}});
     service.scheduler = r.choice<Scheduler>(
-        "scheduler", {{"maglev", Scheduler::maglev}, {"source-hash", Scheduler::source_hash}},
+        "scheduler",
+        {{"maglev", Scheduler::maglev}, {"source-hash", Scheduler::source_hash},
+         {"least-sessions", Scheduler::least_sessions}},
         Scheduler::maglev);
     service.forwarding =
         r.choice<Forwarding>("forwarding", {{"dsr", Forwarding::dsr}}, Forwarding::dsr);
@@ -212,21 +337,24 @@ void read_services(const GroupReader& top, const std::string& source, Config& co
 
     const Setting& members = r.list("backends");
     if (members.getLength() == 0) r.fail(members, "a service needs at least one backend");
-    std::map<std::size_t, bool> used;
-    for (int j = 0; j < members.getLength(); ++j) {
-      GroupReader m(members[j], source, {"name", "weight"});
-      const std::string name = m.string("name");
-      auto found = backend_names.find(name);
-      if (found == backend_names.end()) m.fail(m.get("name"), "no backend named '" + name + "'");
-      if (!used.emplace(found->second, true).second)
-        m.fail(m.get("name"), "backend '" + name + "' is listed twice");
-      service.backends.push_back(
-          {found->second, static_cast<std::uint32_t>(m.integer("weight", 0, kMaxWeight, 1))});
-    }
-    if (config.maglev_size < 100 * service.backends.size())
+    service.backends = read_members(r, source, members, backend_names);
+    read_dpi(r, source, service, backend_names);
+
+    std::size_t largest_pool = service.backends.size();
+    for (const auto& pool : service.pools) largest_pool = std::max(largest_pool, pool.backends.size());
+    if (config.maglev_size < 100 * largest_pool)
       r.fail(members, "tables.maglev_size " + std::to_string(config.maglev_size) +
-                          " is below 100 x the service's " +
-                          std::to_string(service.backends.size()) + " backends");
+                          " is below 100 x the service's " + std::to_string(largest_pool) +
+                          " backends");
+
+    if (service.dpi == Dpi::rtsp || service.dpi == Dpi::ftp) {
+      const Protocol related_protocol = service.dpi == Dpi::rtsp ? Protocol::udp : Protocol::tcp;
+      auto [other, fresh] = related.emplace(std::make_pair(service.vip, related_protocol), service.name);
+      if (!fresh)
+        r.fail(r.get("dpi"), "service '" + other->second + "' already claims " +
+                                 to_string(related_protocol) + " flows related to VIP " +
+                                 format_ip(service.vip) + ": one rtsp and one ftp service per VIP");
+    }
     config.services.push_back(std::move(service));
   }
 }
@@ -248,7 +376,9 @@ Config read(libconfig::Config& file, const std::string& source) {
       "log_level", {{"error", "error"}, {"warning", "warning"}, {"info", "info"}, {"debug", "debug"}},
       std::string("info"));
   if (top.has("tables")) {
-    GroupReader tables(top.get("tables"), source, {"flows_per_worker", "maglev_size", "mbufs_per_port"});
+    GroupReader tables(top.get("tables"), source,
+                       {"flows_per_worker", "maglev_size", "mbufs_per_port", "sessions",
+                        "dpi_streams_per_worker"});
     config.flows_per_worker =
         static_cast<std::uint32_t>(tables.integer("flows_per_worker", 1024, 1 << 27, config.flows_per_worker));
     config.maglev_size =
@@ -258,6 +388,10 @@ Config read(libconfig::Config& file, const std::string& source) {
                   std::to_string(config.maglev_size) + " is not prime (Maglev needs a prime table size)");
     config.mbufs_per_port =
         static_cast<std::uint32_t>(tables.integer("mbufs_per_port", 1023, 1 << 22, config.mbufs_per_port));
+    config.sessions =
+        static_cast<std::uint32_t>(tables.integer("sessions", 1024, 1 << 26, config.sessions));
+    config.dpi_streams_per_worker = static_cast<std::uint32_t>(
+        tables.integer("dpi_streams_per_worker", 16, 1 << 20, config.dpi_streams_per_worker));
   }
   std::map<std::string, std::size_t> port_names, backend_names;
   read_ports(top, source, config, port_names);
@@ -310,16 +444,49 @@ bool is_prime(std::uint32_t n) {
 
 const char* to_string(Protocol protocol) { return protocol == Protocol::tcp ? "tcp" : "udp"; }
 const char* to_string(Scheduler scheduler) {
-  return scheduler == Scheduler::maglev ? "maglev" : "source-hash";
+  switch (scheduler) {
+    case Scheduler::maglev: return "maglev";
+    case Scheduler::source_hash: return "source-hash";
+    case Scheduler::least_sessions: return "least-sessions";
+  }
+  return "?";
+}
+const char* to_string(Dpi dpi) {
+  switch (dpi) {
+    case Dpi::none: return "none";
+    case Dpi::sip: return "sip";
+    case Dpi::rtsp: return "rtsp";
+    case Dpi::ftp: return "ftp";
+  }
+  return "?";
 }
 const char* to_string(Forwarding) { return "dsr"; }
+
+namespace {
+
+void describe_members(std::ostringstream& out, const Config& config,
+                      const std::vector<ServiceBackend>& members) {
+  std::uint64_t total = 0;
+  for (const auto& member : members) total += member.weight;
+  for (const auto& member : members) {
+    char share[16] = "";
+    if (total > 0)
+      std::snprintf(share, sizeof share, " (%.1f%%)", 100.0 * member.weight / static_cast<double>(total));
+    out << "    " << config.backends[member.backend].name << "  weight " << member.weight << share;
+    if (member.passive_first)
+      out << "  passive ports " << member.passive_first << "-" << member.passive_last;
+    out << '\n';
+  }
+}
+
+}  // namespace
 
 std::string describe(const Config& config) {
   std::ostringstream out;
   out << "configuration " << config.source << ": valid\n";
   out << "  workers " << config.workers << ", flow table " << config.flows_per_worker
-      << " entries per worker, Maglev table " << config.maglev_size << " slots, "
-      << config.mbufs_per_port << " mbufs per port\n";
+      << " entries per worker, session table " << config.sessions << " entries, Maglev table "
+      << config.maglev_size << " slots, " << config.mbufs_per_port << " mbufs per port\n";
   if (!config.eal_args.empty()) {
     out << "  EAL arguments:";
     for (const auto& arg : config.eal_args) out << ' ' << arg;
@@ -338,19 +505,33 @@ std::string describe(const Config& config) {
         << format_mac(backend.mac) << "  via " << config.ports[backend.port].name << '\n';
   out << "services:\n";
   for (const auto& service : config.services) {
-    std::uint64_t total = 0;
-    for (const auto& member : service.backends) total += member.weight;
     out << "  " << service.name << "  " << format_ip(service.vip) << ":" << service.port << "/"
         << to_string(service.protocol) << "  scheduler " << to_string(service.scheduler)
         << "  forwarding " << to_string(service.forwarding) << "  idle " << service.idle_timeout_s
         << "s";
     if (service.protocol == Protocol::tcp) out << "  fin " << service.fin_timeout_s << "s";
+    out << "  dpi " << to_string(service.dpi);
+    if (service.dpi == Dpi::sip && service.protocol == Protocol::udp)
+      out << " (calls by Call-ID, session " << service.session_timeout_s << "s, linger "
+          << service.linger_s << "s)";
+    if (service.dpi == Dpi::sip && service.protocol == Protocol::tcp)
+      out << " (over TCP: per connection)";
+    if (service.dpi == Dpi::rtsp)
+      out << " (RTP/RTCP follow SETUP, session " << service.session_timeout_s << "s)";
+    if (service.dpi == Dpi::ftp)
+      out << " (data follows PASV/EPSV, expectation " << service.expectation_timeout_s << "s)";
     out << '\n';
-    for (const auto& member : service.backends) {
-      out << "    " << config.backends[member.backend].name << "  weight " << member.weight;
-      if (total > 0)
-        out << "  (" << (100.0 * member.weight / static_cast<double>(total)) << "%)";
-      out << '\n';
+    describe_members(out, config, service.backends);
+    for (const auto& pool : service.pools) {
+      out << "   pool " << pool.name << ":\n";
+      describe_members(out, config, pool.backends);
+    }
+    for (const auto& rule : service.rules) {
+      out << "   rule: " << (rule.field == dataplane::RuleField::request_line ? "request-line"
+                             : rule.field == dataplane::RuleField::uri        ? "uri"
+                                                                               : "header:" + rule.header)
+          << " =~ /" << rule.pattern << "/" << (rule.caseless ? "i" : "") << " -> pool "
+          << (rule.pool == 0 ? std::string("default") : service.pools[rule.pool - 1].name) << '\n';
     }
   }
   return out.str();

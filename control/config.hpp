@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "control/address.hpp"
+#include "dataplane/content_rules.hpp"
 
 namespace tether {
 
@@ -21,12 +22,15 @@ class ConfigError : public std::runtime_error {
 };
 
 enum class Protocol : std::uint8_t { tcp, udp };
-enum class Scheduler : std::uint8_t { maglev, source_hash };
+enum class Scheduler : std::uint8_t { maglev, source_hash, least_sessions };
 enum class Forwarding : std::uint8_t { dsr };
+// What the service's signalling is inspected for (see README "Session awareness").
+enum class Dpi : std::uint8_t { none, sip, rtsp, ftp };
 
 const char* to_string(Protocol protocol);
 const char* to_string(Scheduler scheduler);
 const char* to_string(Forwarding forwarding);
+const char* to_string(Dpi dpi);
 
 struct PortConfig {
   std::string name;
@@ -45,6 +49,22 @@ struct BackendConfig {
 struct ServiceBackend {
   std::size_t backend;  // index into Config::backends
   std::uint32_t weight;
+  // FTP: the passive (PASV/EPSV) data ports this backend's server hands out; 0 when unknown.
+  std::uint16_t passive_first = 0;
+  std::uint16_t passive_last = 0;
+};
+
+struct PoolConfig {
+  std::string name;
+  std::vector<ServiceBackend> backends;
+};
+
+struct RuleConfig {
+  dataplane::RuleField field;
+  std::string header;
+  std::string pattern;
+  bool caseless;
+  std::size_t pool;  // 0: the service's `backends`; i > 0: ServiceConfig::pools[i - 1]
 };
 
 struct ServiceConfig {
@@ -56,7 +76,13 @@ struct ServiceConfig {
   Forwarding forwarding;
   std::uint32_t idle_timeout_s;
   std::uint32_t fin_timeout_s;  // TCP flows after FIN or RST
-  std::vector<ServiceBackend> backends;
+  Dpi dpi = Dpi::none;
+  std::uint32_t session_timeout_s = 0;      // SIP call / RTSP session without signalling
+  std::uint32_t linger_s = 0;               // SIP: after BYE or CANCEL
+  std::uint32_t expectation_timeout_s = 0;  // FTP: PASV/EPSV until the data connection
+  std::vector<ServiceBackend> backends;  // the default pool
+  std::vector<PoolConfig> pools;         // further pools that content rules choose
+  std::vector<RuleConfig> rules;
 };
 
 struct Config {
@@ -67,6 +93,8 @@ struct Config {
   std::uint32_t flows_per_worker = 262144;
   std::uint32_t maglev_size = 65537;
   std::uint32_t mbufs_per_port = 8191;
+  std::uint32_t sessions = 262144;            // shared session table entries
+  std::uint32_t dpi_streams_per_worker = 4096;  // TCP control connections inspected at once
   std::vector<PortConfig> ports;
   std::vector<BackendConfig> backends;
   std::vector<ServiceConfig> services;

@@ -1,6 +1,8 @@
 #include "control/report.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <string>
 #include <sstream>
 
 namespace tether {
@@ -23,6 +25,39 @@ void each_counter(const dataplane::WorkerCounters& c, Visit visit) {
   visit("arp_replies", c.arp_replies);
   visit("icmp_echo_replies", c.icmp_echo_replies);
   visit("nd_advertisements", c.nd_advertisements);
+}
+
+// Session counters, named like "sip_sessions_created" or "rtp_expectations_used".
+template <typename Visit>
+void each_session_counter(const Totals& t, Visit visit) {
+  using dataplane::DpiProtocol;
+  using dataplane::Expectation;
+  const auto& c = t.workers;
+  std::string name;
+  for (std::size_t p = 0; p < dataplane::kDpiProtocols; ++p) {
+    const std::string protocol = to_string(static_cast<DpiProtocol>(p));
+    visit((protocol + "_messages_inspected").c_str(), c.messages_inspected[p]);
+    visit((protocol + "_sessions_created").c_str(), c.sessions_created[p]);
+    visit((protocol + "_sessions_ended").c_str(), c.sessions_ended[p]);
+  }
+  const auto expired = [&](dataplane::SessionKind kind) {
+    return t.sessions_expired.expired[static_cast<std::size_t>(kind)];
+  };
+  visit("sip_sessions_expired", expired(dataplane::SessionKind::sip_call));
+  for (std::size_t e = 0; e < dataplane::kExpectationKinds; ++e) {
+    const std::string kind = to_string(static_cast<Expectation>(e));
+    visit((kind + "_expectations_created").c_str(), c.expectations_created[e]);
+    visit((kind + "_expectations_used").c_str(), c.expectations_used[e]);
+  }
+  visit("rtp_expectations_expired", expired(dataplane::SessionKind::rtp_expectation));
+  visit("ftp_data_expectations_expired", expired(dataplane::SessionKind::ftp_expectation));
+  visit("sessions_in_table", t.sessions_in_table);
+}
+
+template <typename Visit>
+void each_fallback(const dataplane::WorkerCounters& c, Visit visit) {
+  for (std::size_t i = 0; i < dataplane::kDpiFallbackCount; ++i)
+    visit(to_string(static_cast<dataplane::DpiFallback>(i)), c.dpi_fallbacks[i]);
 }
 
 template <typename Visit>
@@ -57,11 +92,22 @@ Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
     sum.idle_polls += c.idle_polls;
     for (std::size_t i = 0; i < c.drops.size(); ++i) sum.drops[i] += c.drops[i];
     for (std::size_t i = 0; i < c.parse_errors.size(); ++i) sum.parse_errors[i] += c.parse_errors[i];
+    for (std::size_t i = 0; i < c.sessions_created.size(); ++i) {
+      sum.sessions_created[i] += c.sessions_created[i];
+      sum.sessions_ended[i] += c.sessions_ended[i];
+      sum.messages_inspected[i] += c.messages_inspected[i];
+    }
+    for (std::size_t i = 0; i < c.expectations_created.size(); ++i) {
+      sum.expectations_created[i] += c.expectations_created[i];
+      sum.expectations_used[i] += c.expectations_used[i];
+    }
+    for (std::size_t i = 0; i < c.dpi_fallbacks.size(); ++i) sum.dpi_fallbacks[i] += c.dpi_fallbacks[i];
     for (std::size_t b = 0; b < backend_count; ++b) {
       const auto& bc = w->backend_counters()[b];
       t.backends[b].packets += bc.packets;
       t.backends[b].bytes += bc.bytes;
       t.backends[b].flows += bc.flows;
+      t.backends[b].sessions += bc.sessions;
     }
     t.flows_in_tables += w->flow_count();
   }
@@ -70,54 +116,72 @@ Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
 
 std::string summary_text(const Config& config, const Totals& totals) {
   std::ostringstream out;
+  const auto line = [&](const char* indent, const char* name, std::uint64_t v) {
+    char text[128];
+    std::snprintf(text, sizeof text, "%s%-30s %14llu\n", indent, name, static_cast<unsigned long long>(v));
+    out << text;
+  };
   out << "tetherd summary\n";
-  each_counter(totals.workers, [&](const char* name, std::uint64_t v) {
-    char line[96];
-    std::snprintf(line, sizeof line, "  %-22s %14llu\n", name, static_cast<unsigned long long>(v));
-    out << line;
-  });
-  std::uint64_t dropped = 0;
-  each_drop(totals.workers, [&](const char*, std::uint64_t v) { dropped += v; });
-  out << (dropped ? "  drops:\n" : "  drops: none\n");
-  each_drop(totals.workers, [&](const char* name, std::uint64_t v) {
-    if (v == 0) return;
-    char line[96];
-    std::snprintf(line, sizeof line, "    %-30s %12llu\n", name, static_cast<unsigned long long>(v));
-    out << line;
-  });
+  each_counter(totals.workers, [&](const char* name, std::uint64_t v) { line("  ", name, v); });
+  const bool inspecting = std::any_of(config.services.begin(), config.services.end(),
+                                      [](const ServiceConfig& s) { return s.dpi != Dpi::none; });
+  if (inspecting) {
+    out << "  sessions:\n";
+    each_session_counter(totals, [&](const char* name, std::uint64_t v) { line("    ", name, v); });
+  }
+  const auto nonzero_list = [&](const char* title, auto each) {
+    std::uint64_t total = 0;
+    each([&](const char*, std::uint64_t v) { total += v; });
+    out << "  " << title << (total ? ":\n" : ": none\n");
+    each([&](const char* name, std::uint64_t v) {
+      if (v) line("    ", name, v);
+    });
+  };
+  nonzero_list("drops", [&](auto visit) { each_drop(totals.workers, visit); });
+  if (inspecting)
+    nonzero_list("dpi fallbacks", [&](auto visit) { each_fallback(totals.workers, visit); });
+
   std::uint64_t total_flows = 0;
   for (const auto& b : totals.backends) total_flows += b.flows;
-  out << "  backend                 packets          bytes      flows   share\n";
+  out << "  backend                 packets          bytes      flows   share   sessions\n";
   for (std::size_t b = 0; b < totals.backends.size(); ++b) {
     const auto& c = totals.backends[b];
-    char line[160];
-    std::snprintf(line, sizeof line, "  %-16s %14llu %14llu %10llu  %5.1f%%\n",
+    char text[192];
+    std::snprintf(text, sizeof text, "  %-16s %14llu %14llu %10llu  %5.1f%% %10llu\n",
                   config.backends[b].name.c_str(), static_cast<unsigned long long>(c.packets),
                   static_cast<unsigned long long>(c.bytes), static_cast<unsigned long long>(c.flows),
-                  total_flows ? 100.0 * static_cast<double>(c.flows) / static_cast<double>(total_flows) : 0.0);
-    out << line;
+                  total_flows ? 100.0 * static_cast<double>(c.flows) / static_cast<double>(total_flows) : 0.0,
+                  static_cast<unsigned long long>(c.sessions));
+    out << text;
   }
   return out.str();
 }
 
 std::string counters_json(const Config& config, const Totals& totals) {
   std::ostringstream out;
-  out << "{\"counters\":{";
   bool first = true;
   auto field = [&](const char* name, std::uint64_t v) {
     out << (first ? "" : ",") << '"' << name << "\":" << v;
     first = false;
   };
+  out << "{\"counters\":{";
   each_counter(totals.workers, field);
   field("flows_in_tables", totals.flows_in_tables);
+  out << "},\"sessions\":{";
+  first = true;
+  each_session_counter(totals, field);
   out << "},\"drops\":{";
   first = true;
   each_drop(totals.workers, field);
+  out << "},\"dpi_fallbacks\":{";
+  first = true;
+  each_fallback(totals.workers, field);
   out << "},\"backends\":{";
   for (std::size_t b = 0; b < totals.backends.size(); ++b) {
     const auto& c = totals.backends[b];
     out << (b ? "," : "") << '"' << config.backends[b].name << "\":{\"packets\":" << c.packets
-        << ",\"bytes\":" << c.bytes << ",\"flows\":" << c.flows << '}';
+        << ",\"bytes\":" << c.bytes << ",\"flows\":" << c.flows << ",\"sessions\":" << c.sessions
+        << '}';
   }
   out << "}}\n";
   return out.str();

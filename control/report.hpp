@@ -14,6 +14,8 @@ struct Totals {
   dataplane::WorkerCounters workers;
   std::vector<dataplane::BackendCounters> backends;
   std::uint64_t flows_in_tables = 0;
+  dataplane::SweepResult sessions_expired;  // counted by the control thread's sweep
+  std::uint64_t sessions_in_table = 0;
 };
 
 Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,

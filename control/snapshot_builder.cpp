@@ -5,9 +5,37 @@
 
 namespace tether {
 
+namespace {
+
+dataplane::PoolView build_pool(const Config& config, const std::vector<ServiceBackend>& members) {
+  dataplane::PoolView pool;
+  std::vector<MaglevMember> maglev;
+  for (const auto& member : members) {
+    const auto backend = static_cast<std::uint16_t>(member.backend);
+    maglev.push_back({config.backends[member.backend].name, member.weight, backend});
+    pool.members.push_back({backend, member.weight});
+  }
+  pool.maglev = build_maglev_table(maglev, config.maglev_size);
+  return pool;
+}
+
+dataplane::DpiKind dpi_kind(const ServiceConfig& service) {
+  switch (service.dpi) {
+    case Dpi::sip:  // SIP over TCP is balanced per connection
+      return service.protocol == Protocol::udp ? dataplane::DpiKind::sip_calls
+                                               : dataplane::DpiKind::none;
+    case Dpi::rtsp: return dataplane::DpiKind::rtsp;
+    case Dpi::ftp: return dataplane::DpiKind::ftp;
+    case Dpi::none: break;
+  }
+  return dataplane::DpiKind::none;
+}
+
+}  // namespace
+
 std::unique_ptr<dataplane::Snapshot> build_snapshot(const Config& config,
                                                     const std::vector<PortIdentity>& ports,
-                                                    std::uint64_t tsc_hz) {
+                                                    std::uint64_t tsc_hz, unsigned workers) {
   auto snapshot = std::make_unique<dataplane::Snapshot>();
 
   for (std::size_t i = 0; i < config.ports.size(); ++i) {
@@ -21,24 +49,55 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(const Config& config,
     snapshot->backends.push_back({backend.mac, static_cast<std::uint16_t>(backend.port)});
 
   std::vector<std::pair<std::tuple<IpBytes, std::uint16_t, std::uint8_t>, std::uint16_t>> index;
+  bool any_rules = false;
   for (const auto& service : config.services) {
+    const auto number = static_cast<std::uint16_t>(snapshot->services.size());
     dataplane::ServiceView view;
     view.ip_proto = service.protocol == Protocol::tcp ? parsers::kProtoTcp : parsers::kProtoUdp;
     view.hash_input = service.scheduler == Scheduler::source_hash
                           ? dataplane::HashInput::client_address
                           : dataplane::HashInput::five_tuple;
+    view.dpi = dpi_kind(service);
+    view.least_sessions = service.scheduler == Scheduler::least_sessions;
     view.idle_timeout_tsc = service.idle_timeout_s * tsc_hz;
     view.fin_timeout_tsc = service.fin_timeout_s * tsc_hz;
-    std::vector<MaglevMember> members;
+    view.session_timeout_tsc = service.session_timeout_s * tsc_hz;
+    view.linger_tsc = service.linger_s * tsc_hz;
+    view.expectation_timeout_tsc = service.expectation_timeout_s * tsc_hz;
+    view.pools.push_back(build_pool(config, service.backends));
+    for (const auto& pool : service.pools) view.pools.push_back(build_pool(config, pool.backends));
     for (const auto& member : service.backends)
-      members.push_back({config.backends[member.backend].name, member.weight,
-                         static_cast<std::uint16_t>(member.backend)});
-    view.maglev = build_maglev_table(members, config.maglev_size);
-    index.push_back({{service.vip, service.port, view.ip_proto},
-                     static_cast<std::uint16_t>(snapshot->services.size())});
+      if (member.passive_first != 0)
+        view.passive_ranges.push_back({member.passive_first, member.passive_last,
+                                       static_cast<std::uint16_t>(member.backend)});
+    if (!service.rules.empty()) {
+      std::vector<dataplane::ContentRule> rules;
+      for (const auto& rule : service.rules)
+        rules.push_back({rule.field, rule.header, rule.pattern, rule.caseless,
+                         static_cast<std::uint16_t>(rule.pool)});
+      view.rules = std::make_unique<dataplane::RuleSet>(rules);
+      any_rules = true;
+    }
+
+    index.push_back({{service.vip, service.port, view.ip_proto}, number});
+    if (view.dpi == dataplane::DpiKind::rtsp)
+      index.push_back({{service.vip, 0, parsers::kProtoUdp},
+                       static_cast<std::uint16_t>(number | dataplane::ServiceIndex::kRelated)});
+    if (view.dpi == dataplane::DpiKind::ftp)
+      index.push_back({{service.vip, 0, parsers::kProtoTcp},
+                       static_cast<std::uint16_t>(number | dataplane::ServiceIndex::kRelated)});
     snapshot->services.push_back(std::move(view));
   }
   snapshot->service_index.build(index);
+
+  snapshot->rule_scratch.assign(workers, nullptr);
+  if (any_rules)
+    for (auto& scratch : snapshot->rule_scratch)
+      for (const auto& service : snapshot->services)
+        if (service.rules) {
+          hs_scratch* grown = service.rules->make_scratch_from(scratch);
+          scratch = grown;
+        }
   return snapshot;
 }
 

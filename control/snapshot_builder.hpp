@@ -15,9 +15,10 @@ struct PortIdentity {
   MacBytes mac;
 };
 
-// `ports[i]` is the opened device of config.ports[i]; `tsc_hz` converts timeouts to cycles.
+// `ports[i]` is the opened device of config.ports[i]; `tsc_hz` converts timeouts to cycles;
+// `workers` is how many workers need their own content-rule scratch space.
 std::unique_ptr<dataplane::Snapshot> build_snapshot(const Config& config,
                                                     const std::vector<PortIdentity>& ports,
-                                                    std::uint64_t tsc_hz);
+                                                    std::uint64_t tsc_hz, unsigned workers = 1);
 
 }  // namespace tether

@@ -5,6 +5,7 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_launch.h>
+#include <rte_memory.h>
 #include <rte_lcore.h>
 
 #include <boost/program_options.hpp>
@@ -23,6 +24,7 @@
 #include "control/report.hpp"
 #include "control/snapshot_builder.hpp"
 #include "dataplane/port.hpp"
+#include "dataplane/session_table.hpp"
 #include "dataplane/worker.hpp"
 
 namespace po = boost::program_options;
@@ -148,6 +150,8 @@ int run(const Config& config, const Options& options) {
   std::vector<dataplane::OpenPort> ports;
   std::vector<std::unique_ptr<dataplane::Worker>> workers;
   std::unique_ptr<dataplane::Snapshot> snapshot;
+  std::unique_ptr<dataplane::SessionTable> sessions;
+  dataplane::SweepResult expired;
   try {
     if (rte_lcore_count() < config.workers + 1)
       throw std::runtime_error("need " + std::to_string(config.workers + 1) +
@@ -163,13 +167,17 @@ int run(const Config& config, const Options& options) {
                  ports.back().port_id, format_mac(ports.back().mac).c_str(), config.workers,
                  ports.back().rss ? ", RSS" : "");
     }
-    snapshot = build_snapshot(config, identities, rte_get_tsc_hz());
+    snapshot = build_snapshot(config, identities, rte_get_tsc_hz(), config.workers);
+    sessions = std::make_unique<dataplane::SessionTable>("sessions", config.sessions,
+                                                         config.workers, SOCKET_ID_ANY);
 
     unsigned lcore = rte_get_next_lcore(-1, 1, 0);
     for (unsigned w = 0; w < config.workers; ++w, lcore = rte_get_next_lcore(lcore, 1, 0))
       workers.push_back(std::make_unique<dataplane::Worker>(
-          w, static_cast<std::uint16_t>(w), snapshot.get(), config.flows_per_worker,
-          static_cast<int>(rte_lcore_to_socket_id(lcore))));
+          dataplane::WorkerSetup{w, static_cast<std::uint16_t>(w), config.flows_per_worker,
+                                 config.dpi_streams_per_worker,
+                                 static_cast<int>(rte_lcore_to_socket_id(lcore))},
+          snapshot.get(), sessions.get()));
     lcore = rte_get_next_lcore(-1, 1, 0);
     for (auto& worker : workers) {
       rte_eal_remote_launch(worker_main, worker.get(), lcore);
@@ -181,8 +189,12 @@ int run(const Config& config, const Options& options) {
 
     std::uint64_t last_rx = 0;
     auto last_activity = std::chrono::steady_clock::now();
+    // Sweep the whole session table about once a second, in slices.
+    const std::uint32_t sweep_slice = std::max<std::uint32_t>(1024, config.sessions / 20);
     while (!stop_requested.load()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      const dataplane::SweepResult swept = sessions->sweep(rte_rdtsc(), sweep_slice);
+      for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];
       if (options.idle_exit_s > 0) {
         std::uint64_t rx = 0;
         for (const auto& w : workers) rx += w->counters().rx_packets;
@@ -204,7 +216,9 @@ int run(const Config& config, const Options& options) {
   workers_stop.store(true);
   rte_eal_mp_wait_lcore();
   if (!workers.empty()) {
-    const Totals totals = add_up(workers, config.backends.size());
+    Totals totals = add_up(workers, config.backends.size());
+    totals.sessions_expired = expired;
+    totals.sessions_in_table = sessions->size();
     std::cout << summary_text(config, totals) << std::flush;
     if (!options.stats_file.empty()) {
       std::ofstream file(options.stats_file);
@@ -216,6 +230,7 @@ int run(const Config& config, const Options& options) {
     }
   }
   workers.clear();
+  sessions.reset();
   snapshot.reset();
   for (auto& port : ports) dataplane::close_port(port);
   rte_eal_cleanup();

@@ -15,6 +15,7 @@ enum class DropReason : std::uint8_t {
   not_our_mac,        // unicast to another station's MAC
   no_service,         // IP packet to no (VIP, port, protocol) service and no local address
   no_backend,         // the service has no backend with a positive weight
+  no_expectation,     // to an RTSP/FTP VIP's other port, matching no expectation
   arp_not_for_us,     // ARP request for an address we do not own, or an ARP reply
   icmp_not_handled,   // ICMP to a VIP or interface address that is not an echo request/NS
   multi_segment,      // headers not in the first segment
@@ -23,6 +24,33 @@ enum class DropReason : std::uint8_t {
 };
 inline constexpr std::size_t kDropReasonCount = static_cast<std::size_t>(DropReason::count_);
 const char* to_string(DropReason reason);
+
+enum class DpiProtocol : std::uint8_t { sip, rtsp, ftp, count_ };
+inline constexpr std::size_t kDpiProtocols = static_cast<std::size_t>(DpiProtocol::count_);
+const char* to_string(DpiProtocol protocol);
+
+enum class Expectation : std::uint8_t { rtp, ftp_data, count_ };
+inline constexpr std::size_t kExpectationKinds = static_cast<std::size_t>(Expectation::count_);
+const char* to_string(Expectation kind);
+
+// Why inspection gave up on a packet or a connection; the packet is still forwarded,
+// flow by flow, so these count sessions that may split, not lost packets.
+enum class DpiFallback : std::uint8_t {
+  not_sip,             // a datagram to a SIP service that is not SIP
+  sip_malformed,
+  sip_no_call_id,
+  session_table_full,  // a new session found no room: routed by the consistent hash alone
+  stream_gap,          // TCP segments missing in more than one place
+  stream_overflow,     // a request longer than the reassembly buffer
+  no_stream_buffer,    // every reassembly buffer of the worker in use
+  no_flow_entry,       // control connection without a flow entry (flow table full)
+  rtsp_malformed,
+  ftp_malformed,
+  too_many_streams,    // an RTSP connection set up more RTP ports than it can track
+  count_
+};
+inline constexpr std::size_t kDpiFallbackCount = static_cast<std::size_t>(DpiFallback::count_);
+const char* to_string(DpiFallback reason);
 
 struct alignas(64) WorkerCounters {
   std::uint64_t rx_packets = 0;
@@ -40,12 +68,19 @@ struct alignas(64) WorkerCounters {
   std::uint64_t idle_polls = 0;
   std::array<std::uint64_t, kDropReasonCount> drops{};
   std::array<std::uint64_t, parsers::kParseStatusCount> parse_errors{};  // [ok] unused
+  std::array<std::uint64_t, kDpiProtocols> sessions_created{};
+  std::array<std::uint64_t, kDpiProtocols> sessions_ended{};  // BYE/CANCEL, TEARDOWN, close
+  std::array<std::uint64_t, kDpiProtocols> messages_inspected{};
+  std::array<std::uint64_t, kExpectationKinds> expectations_created{};
+  std::array<std::uint64_t, kExpectationKinds> expectations_used{};
+  std::array<std::uint64_t, kDpiFallbackCount> dpi_fallbacks{};
 };
 
 struct alignas(64) BackendCounters {
   std::uint64_t packets = 0;
   std::uint64_t bytes = 0;
   std::uint64_t flows = 0;
+  std::uint64_t sessions = 0;  // SIP calls, RTSP sessions, FTP data connections sent here
 };
 
 }  // namespace tether::dataplane

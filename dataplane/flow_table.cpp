@@ -64,7 +64,8 @@ std::int32_t FlowTable::insert(const FlowKey& key, std::uint32_t signature,
   return position;
 }
 
-unsigned FlowTable::expire(std::uint64_t now_tsc, unsigned budget) {
+unsigned FlowTable::expire(std::uint64_t now_tsc, unsigned budget, ExpireCallback on_expire,
+                           void* context) {
   unsigned deleted = 0;
   const void* key;
   void* data;
@@ -74,7 +75,9 @@ unsigned FlowTable::expire(std::uint64_t now_tsc, unsigned budget) {
       sweep_cursor_ = 0;
       break;
     }
-    if (entries_[position].deadline_tsc < now_tsc) {
+    FlowEntry& entry = entries_[position];
+    if (entry.deadline_tsc < now_tsc) {
+      if (entry.stream != 0 && on_expire != nullptr) on_expire(context, entry);
       rte_hash_del_key(hash_, key);
       ++deleted;
     }

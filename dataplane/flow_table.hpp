@@ -14,7 +14,8 @@ struct rte_hash;
 
 namespace tether::dataplane {
 
-struct FlowKey {
+// 8-byte aligned: rte_hash_crc reads keys 8 bytes at a time.
+struct alignas(8) FlowKey {
   parsers::IpBytes src;
   parsers::IpBytes dst;
   std::uint16_t src_port;
@@ -33,6 +34,7 @@ struct FlowEntry {
   std::uint16_t backend;
   std::uint16_t service;
   std::uint8_t closing;  // TCP FIN or RST seen: the entry lives for fin_timeout only
+  std::uint32_t stream;  // inspected control connection: its stream state + 1; 0 if none
 };
 
 class FlowTable {
@@ -53,8 +55,11 @@ class FlowTable {
   FlowEntry& at(std::int32_t position) { return entries_[position]; }
 
   // Examines up to `budget` occupied slots from where the last call stopped and deletes the
-  // ones past their deadline. Returns how many it deleted.
-  unsigned expire(std::uint64_t now_tsc, unsigned budget);
+  // ones past their deadline, calling on_expire(context, entry) first for those with stream
+  // state. Returns how many it deleted.
+  using ExpireCallback = void (*)(void* context, FlowEntry& entry);
+  unsigned expire(std::uint64_t now_tsc, unsigned budget, ExpireCallback on_expire = nullptr,
+                  void* context = nullptr);
 
   std::uint32_t size() const;
   std::uint32_t capacity() const { return capacity_; }

@@ -39,6 +39,11 @@ std::uint16_t ServiceIndex::find(const IpBytes& vip, std::uint16_t port,
   }
 }
 
+Snapshot::~Snapshot() {
+  for (hs_scratch* scratch : rule_scratch)
+    if (scratch != nullptr) RuleSet::free_scratch(scratch);
+}
+
 bool Snapshot::is_local_address(std::uint16_t port, const IpBytes& address) const {
   const auto& local = ports[port].local_addresses;
   return std::find(local.begin(), local.end(), address) != local.end();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "control/maglev.hpp"
+#include "dataplane/content_rules.hpp"
 #include "parsers/packet.hpp"
 
 namespace tether::dataplane {
@@ -32,12 +33,37 @@ struct BackendView {
   std::uint16_t port;  // index into Snapshot::ports
 };
 
+enum class DpiKind : std::uint8_t { none, sip_calls, rtsp, ftp };
+
+struct PoolMember {
+  std::uint16_t backend;
+  std::uint32_t weight;
+};
+
+struct PoolView {
+  std::vector<std::uint16_t> maglev;  // backend index per slot, kNoBackend if none
+  std::vector<PoolMember> members;    // for least-sessions
+};
+
+struct PassiveRange {
+  std::uint16_t first;
+  std::uint16_t last;
+  std::uint16_t backend;
+};
+
 struct ServiceView {
   std::uint8_t ip_proto;
   HashInput hash_input;
+  DpiKind dpi;
+  bool least_sessions;
   std::uint64_t idle_timeout_tsc;
   std::uint64_t fin_timeout_tsc;
-  std::vector<std::uint16_t> maglev;  // backend index per slot, kNoBackend if none
+  std::uint64_t session_timeout_tsc;
+  std::uint64_t linger_tsc;
+  std::uint64_t expectation_timeout_tsc;
+  std::vector<PoolView> pools;  // [0] is the service's own backend list
+  std::vector<PassiveRange> passive_ranges;
+  std::unique_ptr<RuleSet> rules;  // null without content rules
 };
 
 // (VIP, port, protocol) -> service index, open addressing: a handful of services, looked up
@@ -45,6 +71,9 @@ struct ServiceView {
 class ServiceIndex {
  public:
   static constexpr std::uint16_t kNone = 0xffff;
+  // Set on the entry (VIP, port 0, protocol) of flows related to an inspecting service: RTP
+  // and RTCP of an RTSP service, data connections of an FTP service.
+  static constexpr std::uint16_t kRelated = 0x8000;
   void build(const std::vector<std::pair<std::tuple<IpBytes, std::uint16_t, std::uint8_t>,
                                          std::uint16_t>>& entries);
   std::uint16_t find(const IpBytes& vip, std::uint16_t port, std::uint8_t ip_proto) const;
@@ -61,10 +90,17 @@ class ServiceIndex {
 };
 
 struct Snapshot {
+  Snapshot() = default;
+  ~Snapshot();
+  Snapshot(const Snapshot&) = delete;
+  Snapshot& operator=(const Snapshot&) = delete;
+
   std::vector<PortView> ports;
   std::vector<BackendView> backends;
   std::vector<ServiceView> services;
   ServiceIndex service_index;
+  // Hyperscan scratch space per worker, sized for every service's rules (null without rules).
+  std::vector<hs_scratch*> rule_scratch;
 
   bool is_local_address(std::uint16_t port, const IpBytes& address) const;
 };

@@ -5,15 +5,23 @@
 #include <rte_hash_crc.h>
 #include <rte_mbuf.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
 #include "dataplane/slow_path.hpp"
+#include "parsers/ftp.hpp"
+#include "parsers/rtsp.hpp"
+#include "parsers/sip.hpp"
 
 namespace tether::dataplane {
 namespace {
 
 constexpr std::size_t kMinFrame = 60;  // Ethernet minimum without the FCS
+// Fixed, so that every worker and every tether instance maps a Call-ID to the same backend.
+constexpr std::uint64_t kCallIdSeed = 0x63616c6c2d6964ULL;  // "call-id"
+constexpr std::uint32_t kClientHashSeed = 0x73726368;
+constexpr std::size_t kMaxFtpLine = 512;
 
 std::string table_name(unsigned index) { return "flows_w" + std::to_string(index); }
 
@@ -36,27 +44,61 @@ bool is_truncation(parsers::ParseStatus status) {
   }
 }
 
+std::span<const std::uint8_t> payload_of(rte_mbuf* mbuf, std::uint16_t offset, std::uint16_t length) {
+  return {rte_pktmbuf_mtod(mbuf, const std::uint8_t*) + offset, length};
+}
+
+std::uint32_t fold(std::uint64_t digest) {
+  return static_cast<std::uint32_t>(digest ^ (digest >> 32));
+}
+
+// The SIP start line, for content rules: from the method to the line end.
+std::string_view start_line(const parsers::sip::message& message,
+                            std::span<const std::uint8_t> payload) {
+  const char* begin = message.method_name.data();
+  const char* end = reinterpret_cast<const char*>(payload.data() + payload.size());
+  const char* cursor = begin;
+  while (cursor < end && *cursor != '\r' && *cursor != '\n') ++cursor;
+  return {begin, static_cast<std::size_t>(cursor - begin)};
+}
+
+std::string_view sip_header(const void* message, std::string_view name) {
+  auto value = parsers::sip::find_header(*static_cast<const parsers::sip::message*>(message), name);
+  return value ? *value : std::string_view{};
+}
+
 }  // namespace
 
-Worker::Worker(unsigned index, std::uint16_t queue, const Snapshot* snapshot,
-               std::uint32_t flow_capacity, int socket)
-    : index_(index),
-      queue_(queue),
+Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, SessionTable* sessions)
+    : index_(setup.index),
+      queue_(setup.queue),
       snapshot_(snapshot),
-      flows_(table_name(index).c_str(), flow_capacity, socket),
+      sessions_(sessions),
+      flows_(table_name(setup.index).c_str(), setup.flow_capacity, setup.socket),
+      streams_(setup.stream_capacity),
       backend_counters_(snapshot->backends.size()),
-      tx_(snapshot->ports.size()) {}
+      tx_(snapshot->ports.size()) {
+  free_streams_.reserve(setup.stream_capacity);
+  for (std::uint32_t i = setup.stream_capacity; i > 0; --i) free_streams_.push_back(i - 1);
+}
+
+Worker::~Worker() = default;
 
 void Worker::run(const std::atomic<bool>& stop) {
+  sessions_->register_reader(index_);
   while (!stop.load(std::memory_order_relaxed)) poll_once();
   flush();
+  sessions_->unregister_reader(index_);
 }
 
 bool Worker::poll_once() {
   bool busy = false;
   for (std::uint16_t p = 0; p < snapshot_->ports.size(); ++p) busy |= poll_port(p, rte_rdtsc());
-  counters_.flows_expired += flows_.expire(rte_rdtsc(), kExpiryBudget);
+  now_ = rte_rdtsc();
+  counters_.flows_expired += flows_.expire(now_, kExpiryBudget, end_expired_stream, this);
   ++(busy ? counters_.busy_polls : counters_.idle_polls);
+  // Outside any burst this worker holds no session table entry: deleted ones may be reused.
+  sessions_->quiescent(index_);
   return busy;
 }
 
@@ -71,7 +113,7 @@ bool Worker::poll_port(std::uint16_t port_index, std::uint64_t now) {
   for (std::uint16_t i = 0; i < count; ++i) {
     counters_.rx_packets++;
     counters_.rx_bytes += rte_pktmbuf_pkt_len(received[i]);
-    classify(received[i], port_index, pending, pending_count);
+    classify(received[i], port_index, now, pending, pending_count);
   }
 
   if (pending_count > 0) {
@@ -90,8 +132,8 @@ bool Worker::poll_port(std::uint16_t port_index, std::uint64_t now) {
   return true;
 }
 
-void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, Pending* pending,
-                      unsigned& count) {
+void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, std::uint64_t now,
+                      Pending* pending, unsigned& count) {
   const Snapshot& snapshot = *snapshot_;
   parsers::ParsedFrame parsed;
   const auto* data = rte_pktmbuf_mtod(mbuf, const std::uint8_t*);
@@ -108,9 +150,17 @@ void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, Pending* pending
 
   if (parsed.l3 == parsers::L3Kind::arp) return answer_locally(mbuf, port_index, parsed);
 
-  const std::uint16_t service =
-      snapshot.service_index.find(parsed.dst_ip, parsed.dst_port, parsed.l4_proto);
-  if (service == ServiceIndex::kNone) return answer_locally(mbuf, port_index, parsed);
+  std::uint16_t found = snapshot.service_index.find(parsed.dst_ip, parsed.dst_port, parsed.l4_proto);
+  if (found == ServiceIndex::kNone) {
+    found = snapshot.service_index.find(parsed.dst_ip, 0, parsed.l4_proto);
+    if (found == ServiceIndex::kNone || (found & ServiceIndex::kRelated) == 0)
+      return answer_locally(mbuf, port_index, parsed);
+  }
+  const bool related = (found & ServiceIndex::kRelated) != 0;
+  const auto service = static_cast<std::uint16_t>(found & ~ServiceIndex::kRelated);
+  if (!related && snapshot.services[service].dpi == DpiKind::sip_calls &&
+      route_sip_call(mbuf, parsed, service, now))
+    return;
 
   Pending& p = pending[count++];
   p.mbuf = mbuf;
@@ -122,7 +172,71 @@ void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, Pending* pending
   std::memset(p.key.pad, 0, sizeof p.key.pad);
   p.signature = flow_signature(p.key);
   p.service = service;
+  p.related = related;
   p.tcp_flags = parsed.tcp_flags;
+  p.tcp_seq = parsed.tcp_seq;
+  p.payload_offset = parsed.payload_offset;
+  p.payload_length = parsed.payload_length;
+}
+
+// A SIP datagram goes where its call goes, whatever flow carries it. False hands the packet
+// back to flow-level balancing (not SIP, no Call-ID, a keepalive).
+bool Worker::route_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed,
+                            std::uint16_t service, std::uint64_t now) {
+  namespace sip = parsers::sip;
+  const ServiceView& view = snapshot_->services[service];
+  const auto payload = payload_of(mbuf, parsed.payload_offset, parsed.payload_length);
+  const sip::message message = sip::parse(payload);
+  if (message.status != parsers::status::parsed) {
+    if (message.status == parsers::status::not_this_protocol) fallback(DpiFallback::not_sip);
+    else if (message.reason == sip::reason::call_id_missing) fallback(DpiFallback::sip_no_call_id);
+    else fallback(DpiFallback::sip_malformed);
+    return false;
+  }
+  if (message.kind == sip::kind::keepalive) return false;
+  counters_.messages_inspected[static_cast<std::size_t>(DpiProtocol::sip)]++;
+
+  const SessionKey key = sip_call_key(service, sip::hash_unfolded(message.call_id, kCallIdSeed));
+  const std::uint32_t signature = session_signature(key);
+  SessionRoute route;
+  std::int32_t position = sessions_->find(key, signature, now, route);
+  const bool known = position >= 0;
+  std::uint16_t backend = route.backend;
+  if (!known) {
+    std::size_t pool = 0;
+    if (view.rules && message.kind == sip::kind::request) {
+      const MessageFields fields{start_line(message, payload), message.request_uri, sip_header,
+                                 &message};
+      const int matched = view.rules->match(fields, snapshot_->rule_scratch[index_]);
+      if (matched >= 0) pool = static_cast<std::size_t>(matched);
+    }
+    const std::uint64_t digest = key.digest;
+    backend = view.least_sessions ? least_sessions(view.pools[pool])
+                                  : pick_backend(view, view.pools[pool], fold(digest));
+    if (backend == kNoBackend) {
+      drop(mbuf, DropReason::no_backend);
+      return true;
+    }
+    position = sessions_->add(key, signature, {backend, service}, now + view.session_timeout_tsc);
+    if (position < 0) {
+      fallback(DpiFallback::session_table_full);
+    } else {
+      counters_.sessions_created[static_cast<std::size_t>(DpiProtocol::sip)]++;
+      backend_counters_[backend].sessions++;
+    }
+  }
+  if (position >= 0) {
+    const bool ends_call = message.kind == sip::kind::request &&
+                           (message.method == sip::method::BYE || message.method == sip::method::CANCEL);
+    if (ends_call) {
+      sessions_->shorten(position, now + view.linger_tsc);
+      counters_.sessions_ended[static_cast<std::size_t>(DpiProtocol::sip)]++;
+    } else if (known) {
+      sessions_->refresh(position, now + view.session_timeout_tsc);
+    }
+  }
+  transmit_to_backend(mbuf, backend);
+  return true;
 }
 
 void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
@@ -172,18 +286,29 @@ void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) 
     backend = entry->backend;
   } else {
     // A new flow, or one whose entry expired but was not swept yet: schedule it afresh.
-    backend = pick_backend(service, packet.key, packet.signature);
-    if (backend == kNoBackend) return drop(packet.mbuf, DropReason::no_backend);
+    if (packet.related) {
+      backend = resolve_related(packet, service, now);
+    } else {
+      const std::uint32_t hash =
+          service.hash_input == HashInput::five_tuple
+              ? packet.signature
+              : rte_hash_crc(packet.key.src.data(), static_cast<std::uint32_t>(packet.key.src.size()),
+                             kClientHashSeed);
+      backend = pick_backend(service, service.pools[0], hash);
+    }
+    if (backend == kNoBackend)
+      return drop(packet.mbuf, packet.related ? DropReason::no_expectation : DropReason::no_backend);
     counters_.new_flows++;
     backend_counters_[backend].flows++;
+    const FlowEntry fresh{0, backend, packet.service, 0, 0};
     if (entry == nullptr) {
-      const std::int32_t inserted = flows_.insert(
-          packet.key, packet.signature, FlowEntry{0, backend, packet.service, 0});
+      const std::int32_t inserted = flows_.insert(packet.key, packet.signature, fresh);
       // A full table costs state, not packets: the consistent hash already chose the backend.
       if (inserted >= 0) entry = &flows_.at(inserted);
       else counters_.flow_table_full++;
     } else {
-      *entry = FlowEntry{0, backend, packet.service, 0};
+      if (entry->stream != 0) end_stream(*entry, now);
+      *entry = fresh;
     }
   }
   if (entry != nullptr) {
@@ -191,28 +316,257 @@ void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) 
     entry->deadline_tsc = now + (entry->closing ? service.fin_timeout_tsc : service.idle_timeout_tsc);
   }
 
-  const BackendView& target = snapshot_->backends[backend];
-  auto* ethernet = rte_pktmbuf_mtod(packet.mbuf, std::uint8_t*);
-  std::memcpy(ethernet, target.mac.data(), 6);
-  std::memcpy(ethernet + 6, snapshot_->ports[target.port].mac.data(), 6);
-
-  BackendCounters& stats = backend_counters_[backend];
-  stats.packets++;
-  stats.bytes += rte_pktmbuf_pkt_len(packet.mbuf);
-  counters_.forwarded++;
-  send(target.port, packet.mbuf);
+  if (!packet.related && (service.dpi == DpiKind::rtsp || service.dpi == DpiKind::ftp)) {
+    if (entry != nullptr) inspect(*entry, packet, service, now);
+    else if (packet.payload_length > 0) fallback(DpiFallback::no_flow_entry);
+  }
+  transmit_to_backend(packet.mbuf, backend);
 }
 
-std::uint16_t Worker::pick_backend(const ServiceView& service, const FlowKey& key,
-                                   std::uint32_t signature) const {
-  const std::uint32_t hash =
-      service.hash_input == HashInput::five_tuple
-          ? signature
-          : rte_hash_crc(key.src.data(), static_cast<std::uint32_t>(key.src.size()), 0x73726368);
+// The backend of a flow an inspecting service expects: RTP/RTCP from an RTSP client's
+// announced ports, or an FTP data connection (by the backend's passive port range when
+// configured, else by the client's last PASV/EPSV).
+std::uint16_t Worker::resolve_related(const Pending& packet, const ServiceView& service,
+                                      std::uint64_t now) {
+  SessionRoute route;
+  if (service.dpi == DpiKind::rtsp) {
+    const SessionKey key = rtp_expectation_key(packet.service, packet.key.src, packet.key.src_port);
+    const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
+    if (position < 0) return kNoBackend;
+    sessions_->refresh(position, now + service.session_timeout_tsc);
+    counters_.expectations_used[static_cast<std::size_t>(Expectation::rtp)]++;
+    return route.backend;
+  }
+  for (const PassiveRange& range : service.passive_ranges)
+    if (packet.key.dst_port >= range.first && packet.key.dst_port <= range.last) return range.backend;
+  // Only a SYN opens a data connection; anything else of an unknown one is stray.
+  if ((packet.tcp_flags & (parsers::kTcpSyn | parsers::kTcpAck)) != parsers::kTcpSyn)
+    return kNoBackend;
+  const SessionKey key = ftp_expectation_key(packet.service, packet.key.src);
+  const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
+  if (position < 0 || !sessions_->claim(position, now)) return kNoBackend;
+  counters_.expectations_used[static_cast<std::size_t>(Expectation::ftp_data)]++;
+  return route.backend;
+}
+
+std::uint16_t Worker::pick_backend(const ServiceView&, const PoolView& pool,
+                                   std::uint32_t hash) const {
   // Lemire's multiply-shift maps the hash onto [0, size) without a division.
   const std::size_t slot =
-      static_cast<std::size_t>((static_cast<std::uint64_t>(hash) * service.maglev.size()) >> 32);
-  return service.maglev[slot];
+      static_cast<std::size_t>((static_cast<std::uint64_t>(hash) * pool.maglev.size()) >> 32);
+  return pool.maglev[slot];
+}
+
+// The member with the fewest live calls per unit of weight; ties go to the first listed.
+std::uint16_t Worker::least_sessions(const PoolView& pool) const {
+  std::uint16_t best = kNoBackend;
+  std::int64_t best_calls = 0;
+  std::uint32_t best_weight = 1;
+  for (const PoolMember& member : pool.members) {
+    if (member.weight == 0) continue;
+    const std::int64_t calls = std::max<std::int64_t>(0, sessions_->live_calls(member.backend));
+    // calls / weight < best_calls / best_weight, without division
+    if (best == kNoBackend || calls * best_weight < best_calls * member.weight) {
+      best = member.backend;
+      best_calls = calls;
+      best_weight = member.weight;
+    }
+  }
+  return best;
+}
+
+void Worker::inspect(FlowEntry& entry, const Pending& packet, const ServiceView& service,
+                     std::uint64_t now) {
+  const bool closing = (packet.tcp_flags & (parsers::kTcpFin | parsers::kTcpRst)) != 0;
+  if (entry.stream == 0 && packet.payload_length > 0) {
+    if (free_streams_.empty()) {
+      fallback(DpiFallback::no_stream_buffer);
+      return;
+    }
+    const std::uint32_t index = free_streams_.back();
+    free_streams_.pop_back();
+    Stream& stream = streams_[index];
+    stream.buffer.reset();
+    stream.client = packet.key.src;
+    stream.service = packet.service;
+    stream.backend = entry.backend;
+    stream.session_counted = false;
+    stream.rtp_port_count = 0;
+    entry.stream = index + 1;
+  }
+  if (entry.stream == 0) return;
+  Stream& stream = streams_[entry.stream - 1];
+  if (packet.payload_length > 0) {
+    switch (stream.buffer.add(packet.tcp_seq,
+                              payload_of(packet.mbuf, packet.payload_offset, packet.payload_length))) {
+      case StreamBuffer::Result::ok:
+        if (service.dpi == DpiKind::rtsp) read_rtsp(stream, service, now);
+        else read_ftp(stream, service, now);
+        break;
+      case StreamBuffer::Result::gap:
+        fallback(DpiFallback::stream_gap);
+        stream.buffer.reset();
+        break;
+      case StreamBuffer::Result::overflow:
+        fallback(DpiFallback::stream_overflow);
+        stream.buffer.reset();
+        break;
+    }
+  }
+  if (closing) end_stream(entry, now);
+}
+
+void Worker::read_rtsp(Stream& stream, const ServiceView& service, std::uint64_t now) {
+  namespace rtsp = parsers::rtsp;
+  for (;;) {
+    const auto data = stream.buffer.data();
+    if (data.empty()) return;
+    const rtsp::extent extent = rtsp::message_extent(data);
+    if (extent.status == parsers::status::need_more) {
+      if (stream.buffer.full()) {
+        fallback(DpiFallback::stream_overflow);
+        stream.buffer.reset();
+      }
+      return;
+    }
+    if (extent.status != parsers::status::parsed) {
+      fallback(DpiFallback::rtsp_malformed);
+      stream.buffer.reset();
+      return;
+    }
+    const rtsp::message message = rtsp::parse(data.first(extent.size));
+    if (message.status == parsers::status::parsed && message.kind == rtsp::kind::request) {
+      counters_.messages_inspected[static_cast<std::size_t>(DpiProtocol::rtsp)]++;
+      if (message.method == rtsp::method::SETUP) {
+        for (std::size_t t = 0; t < message.transport_count; ++t) {
+          const rtsp::transport_spec& spec = message.transports[t];
+          if (spec.lower != rtsp::lower_transport::udp || spec.interleaved.present ||
+              spec.delivery == rtsp::delivery::multicast || !spec.client_port.present)
+            continue;  // no UDP flow from the client follows
+          for (std::uint16_t port : {spec.client_port.first, spec.client_port.last}) {
+            const std::uint16_t* begin = stream.rtp_ports;
+            const std::uint16_t* end = begin + stream.rtp_port_count;
+            if (std::find(begin, end, port) != end) continue;
+            if (stream.rtp_port_count == kMaxRtpPorts) {
+              fallback(DpiFallback::too_many_streams);
+              continue;
+            }
+            const SessionKey key = rtp_expectation_key(stream.service, stream.client, port);
+            if (sessions_->add(key, session_signature(key), {stream.backend, stream.service},
+                               now + service.session_timeout_tsc) < 0) {
+              fallback(DpiFallback::session_table_full);
+              continue;
+            }
+            stream.rtp_ports[stream.rtp_port_count++] = port;
+            counters_.expectations_created[static_cast<std::size_t>(Expectation::rtp)]++;
+            if (!stream.session_counted) {
+              stream.session_counted = true;
+              counters_.sessions_created[static_cast<std::size_t>(DpiProtocol::rtsp)]++;
+              backend_counters_[stream.backend].sessions++;
+            }
+          }
+        }
+      } else if (message.method == rtsp::method::TEARDOWN) {
+        // One TEARDOWN ends the connection's streams: clients tear down whole sessions.
+        for (std::uint8_t i = 0; i < stream.rtp_port_count; ++i) {
+          const SessionKey key = rtp_expectation_key(stream.service, stream.client, stream.rtp_ports[i]);
+          SessionRoute route;
+          const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
+          if (position >= 0) sessions_->shorten(position, now);
+        }
+        stream.rtp_port_count = 0;
+        if (stream.session_counted)
+          counters_.sessions_ended[static_cast<std::size_t>(DpiProtocol::rtsp)]++;
+        stream.session_counted = false;
+      } else {
+        // Any other request (GET_PARAMETER, OPTIONS keepalives) keeps the streams alive.
+        for (std::uint8_t i = 0; i < stream.rtp_port_count; ++i) {
+          const SessionKey key = rtp_expectation_key(stream.service, stream.client, stream.rtp_ports[i]);
+          SessionRoute route;
+          const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
+          if (position >= 0) sessions_->refresh(position, now + service.session_timeout_tsc);
+        }
+      }
+    }
+    stream.buffer.consume(static_cast<std::uint32_t>(extent.size));
+  }
+}
+
+void Worker::read_ftp(Stream& stream, const ServiceView& service, std::uint64_t now) {
+  namespace ftp = parsers::ftp;
+  for (;;) {
+    const auto data = stream.buffer.data();
+    if (data.empty()) return;
+    const ftp::command command = ftp::parse_command(data);
+    if (command.status == parsers::status::need_more) {
+      if (data.size() >= kMaxFtpLine) {
+        fallback(DpiFallback::stream_overflow);
+        stream.buffer.reset();
+      }
+      return;
+    }
+    counters_.messages_inspected[static_cast<std::size_t>(DpiProtocol::ftp)]++;
+    if (!stream.session_counted) {
+      stream.session_counted = true;
+      counters_.sessions_created[static_cast<std::size_t>(DpiProtocol::ftp)]++;
+      backend_counters_[stream.backend].sessions++;
+    }
+    if (command.status == parsers::status::malformed) {
+      fallback(DpiFallback::ftp_malformed);
+    } else if (command.status == parsers::status::parsed &&
+               (command.verb == ftp::verb::PASV ||
+                (command.verb == ftp::verb::EPSV && command.epsv != ftp::epsv_mode::all))) {
+      const SessionKey key = ftp_expectation_key(stream.service, stream.client);
+      if (sessions_->add(key, session_signature(key), {stream.backend, stream.service},
+                         now + service.expectation_timeout_tsc) < 0)
+        fallback(DpiFallback::session_table_full);
+      else
+        counters_.expectations_created[static_cast<std::size_t>(Expectation::ftp_data)]++;
+    }
+    if (command.size == 0) {  // cannot happen for a complete line; never loop without progress
+      stream.buffer.reset();
+      return;
+    }
+    stream.buffer.consume(static_cast<std::uint32_t>(command.size));
+  }
+}
+
+// The control connection closed or expired: its RTP expectations go with it.
+void Worker::end_stream(FlowEntry& entry, std::uint64_t now) {
+  Stream& stream = streams_[entry.stream - 1];
+  for (std::uint8_t i = 0; i < stream.rtp_port_count; ++i) {
+    const SessionKey key = rtp_expectation_key(stream.service, stream.client, stream.rtp_ports[i]);
+    SessionRoute route;
+    const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
+    if (position >= 0) sessions_->shorten(position, now);
+  }
+  if (stream.session_counted) {
+    const DpiProtocol protocol = snapshot_->services[stream.service].dpi == DpiKind::rtsp
+                                     ? DpiProtocol::rtsp
+                                     : DpiProtocol::ftp;
+    counters_.sessions_ended[static_cast<std::size_t>(protocol)]++;
+  }
+  stream.rtp_port_count = 0;
+  stream.session_counted = false;
+  free_streams_.push_back(entry.stream - 1);
+  entry.stream = 0;
+}
+
+void Worker::end_expired_stream(void* worker, FlowEntry& entry) {
+  auto* self = static_cast<Worker*>(worker);
+  self->end_stream(entry, self->now_);
+}
+
+void Worker::transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend) {
+  const BackendView& target = snapshot_->backends[backend];
+  auto* ethernet = rte_pktmbuf_mtod(mbuf, std::uint8_t*);
+  std::memcpy(ethernet, target.mac.data(), 6);
+  std::memcpy(ethernet + 6, snapshot_->ports[target.port].mac.data(), 6);
+  BackendCounters& stats = backend_counters_[backend];
+  stats.packets++;
+  stats.bytes += rte_pktmbuf_pkt_len(mbuf);
+  counters_.forwarded++;
+  send(target.port, mbuf);
 }
 
 void Worker::send_reply(std::uint16_t port_index, rte_mbuf* mbuf, std::size_t length) {
@@ -259,11 +613,49 @@ const char* to_string(DropReason reason) {
     case DropReason::not_our_mac: return "not_our_mac";
     case DropReason::no_service: return "no_service";
     case DropReason::no_backend: return "no_backend";
+    case DropReason::no_expectation: return "no_expectation";
     case DropReason::arp_not_for_us: return "arp_not_for_us";
     case DropReason::icmp_not_handled: return "icmp_not_handled";
     case DropReason::multi_segment: return "multi_segment";
     case DropReason::tx_queue_full: return "tx_queue_full";
     case DropReason::count_: break;
+  }
+  return "unknown";
+}
+
+const char* to_string(DpiProtocol protocol) {
+  switch (protocol) {
+    case DpiProtocol::sip: return "sip";
+    case DpiProtocol::rtsp: return "rtsp";
+    case DpiProtocol::ftp: return "ftp";
+    case DpiProtocol::count_: break;
+  }
+  return "unknown";
+}
+
+const char* to_string(Expectation kind) {
+  switch (kind) {
+    case Expectation::rtp: return "rtp";
+    case Expectation::ftp_data: return "ftp_data";
+    case Expectation::count_: break;
+  }
+  return "unknown";
+}
+
+const char* to_string(DpiFallback reason) {
+  switch (reason) {
+    case DpiFallback::not_sip: return "not_sip";
+    case DpiFallback::sip_malformed: return "sip_malformed";
+    case DpiFallback::sip_no_call_id: return "sip_no_call_id";
+    case DpiFallback::session_table_full: return "session_table_full";
+    case DpiFallback::stream_gap: return "stream_gap";
+    case DpiFallback::stream_overflow: return "stream_overflow";
+    case DpiFallback::no_stream_buffer: return "no_stream_buffer";
+    case DpiFallback::no_flow_entry: return "no_flow_entry";
+    case DpiFallback::rtsp_malformed: return "rtsp_malformed";
+    case DpiFallback::ftp_malformed: return "ftp_malformed";
+    case DpiFallback::too_many_streams: return "too_many_streams";
+    case DpiFallback::count_: break;
   }
   return "unknown";
 }

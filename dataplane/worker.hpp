@@ -1,8 +1,11 @@
 // A worker: one lcore polling one RX queue on every port, run to completion.
 //
-// The burst loop reads top to bottom: receive, parse and classify, look the burst's flows up
-// in one bulk call, schedule the misses, rewrite for DSR, transmit. Everything a worker
-// writes (flow table, counters, TX buffers) is its own.
+// The burst loop reads top to bottom: receive, parse and classify (SIP datagrams are routed
+// by Call-ID through the shared session table here), look the burst's flows up in one bulk
+// call, schedule the misses (related RTP and FTP data flows through their expectations),
+// inspect control connections, rewrite for DSR, transmit. Everything a worker writes (flow
+// table, reassembly buffers, counters, TX buffers) is its own, except session table entries,
+// which the table makes safe to share.
 #pragma once
 
 #include <atomic>
@@ -11,7 +14,9 @@
 
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_table.hpp"
+#include "dataplane/session_table.hpp"
 #include "dataplane/snapshot.hpp"
+#include "dataplane/stream_buffer.hpp"
 
 struct rte_mbuf;
 
@@ -21,11 +26,23 @@ inline constexpr std::uint16_t kBurst = 32;
 // Sweep this many flow-table slots per loop: a full sweep of 1M entries takes ~30k loops,
 // well under a second when idle and a few seconds under load, far below any idle timeout.
 inline constexpr unsigned kExpiryBudget = 32;
+// RTP/RTCP ports one RTSP connection may set up (e.g. 4 media x RTP+RTCP).
+inline constexpr unsigned kMaxRtpPorts = 8;
+
+struct WorkerSetup {
+  unsigned index;  // also the worker's RCU reader id in the session table
+  std::uint16_t queue;
+  std::uint32_t flow_capacity;
+  std::uint32_t stream_capacity;
+  int socket;
+};
 
 class Worker {
  public:
-  Worker(unsigned index, std::uint16_t queue, const Snapshot* snapshot,
-         std::uint32_t flow_capacity, int socket);
+  Worker(const WorkerSetup& setup, const Snapshot* snapshot, SessionTable* sessions);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
 
   void run(const std::atomic<bool>& stop);
   // One pass over every port: true if any packet arrived. run() is a loop of these.
@@ -42,30 +59,64 @@ class Worker {
     FlowKey key;
     std::uint32_t signature;
     std::uint16_t service;
+    bool related;  // to an inspecting service's VIP on another port: an expected flow
     std::uint8_t tcp_flags;
+    std::uint32_t tcp_seq;
+    std::uint16_t payload_offset;
+    std::uint16_t payload_length;
   };
   struct TxBuffer {
     std::uint16_t count = 0;
     rte_mbuf* mbufs[kBurst];
   };
+  // An inspected control connection (RTSP or FTP): its reassembly and what it set up.
+  struct Stream {
+    StreamBuffer buffer;
+    parsers::IpBytes client;
+    std::uint16_t service;
+    std::uint16_t backend;
+    bool session_counted;
+    std::uint8_t rtp_port_count;
+    std::uint16_t rtp_ports[kMaxRtpPorts];
+  };
 
   bool poll_port(std::uint16_t port_index, std::uint64_t now);
-  // Either queues the packet in `pending` for a flow lookup, or answers or drops it.
-  void classify(rte_mbuf* mbuf, std::uint16_t port_index, Pending* pending, unsigned& count);
+  // Either queues the packet in `pending` for a flow lookup, or routes, answers or drops it.
+  void classify(rte_mbuf* mbuf, std::uint16_t port_index, std::uint64_t now, Pending* pending,
+                unsigned& count);
+  bool route_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed, std::uint16_t service,
+                      std::uint64_t now);
   void answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
                       const parsers::ParsedFrame& parsed);
   void forward(Pending& packet, std::int32_t position, std::uint64_t now);
-  std::uint16_t pick_backend(const ServiceView& service, const FlowKey& key,
-                             std::uint32_t signature) const;
+  std::uint16_t resolve_related(const Pending& packet, const ServiceView& service,
+                                std::uint64_t now);
+  std::uint16_t pick_backend(const ServiceView& service, const PoolView& pool,
+                             std::uint32_t hash) const;
+  std::uint16_t least_sessions(const PoolView& pool) const;
+
+  void inspect(FlowEntry& entry, const Pending& packet, const ServiceView& service,
+               std::uint64_t now);
+  void read_rtsp(Stream& stream, const ServiceView& service, std::uint64_t now);
+  void read_ftp(Stream& stream, const ServiceView& service, std::uint64_t now);
+  void end_stream(FlowEntry& entry, std::uint64_t now);
+  static void end_expired_stream(void* worker, FlowEntry& entry);
+
+  void transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend);
   void send(std::uint16_t port_index, rte_mbuf* mbuf);
   void send_reply(std::uint16_t port_index, rte_mbuf* mbuf, std::size_t length);
   void drop(rte_mbuf* mbuf, DropReason reason);
+  void fallback(DpiFallback reason) { counters_.dpi_fallbacks[static_cast<std::size_t>(reason)]++; }
   void flush();
 
   unsigned index_;
   std::uint16_t queue_;
   const Snapshot* snapshot_;
+  SessionTable* sessions_;
   FlowTable flows_;
+  std::vector<Stream> streams_;
+  std::vector<std::uint32_t> free_streams_;
+  std::uint64_t now_ = 0;  // of the current loop, for the expiry callback
   WorkerCounters counters_;
   std::vector<BackendCounters> backend_counters_;
   std::vector<TxBuffer> tx_;

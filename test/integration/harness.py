@@ -52,7 +52,10 @@ def config_text(device, services, workers=1, flows_per_worker=65536, extra_table
         f'  {{ name = "{n}"; address = "{a}"; mac = "{m}"; }}' for n, (a, m) in BACKENDS.items())
     blocks = []
     for s in services:
-        members = ", ".join(f'{{ name = "{b}"; weight = {w}; }}' for b, w in s["weights"].items())
+        # a weight may be given as raw settings, e.g. "weight = 1; passive_ports = [1, 2];"
+        members = ", ".join(
+            f'{{ name = "{b}"; {w if isinstance(w, str) else f"weight = {w};"} }}'
+            for b, w in s["weights"].items())
         blocks.append(
             f'  {{ name = "{s["name"]}"; vip = "{s["vip"]}"; port = {s["port"]}; '
             f'protocol = "{s["protocol"]}"; {s.get("extra", "")}\n    backends = ( {members} ); }}')

@@ -1,0 +1,202 @@
+#include "dataplane/session_table.hpp"
+
+#include <rte_errno.h>
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+#include <rte_malloc.h>
+#include <rte_rcu_qsbr.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace tether::dataplane {
+namespace {
+
+constexpr std::uint32_t kSessionHashSeed = 0x73657373;  // "sess": fixed so instances agree
+
+// The data word: backend in bits 0-15, service in 16-31.
+std::uintptr_t pack(SessionRoute route) {
+  return static_cast<std::uintptr_t>(route.backend) |
+         static_cast<std::uintptr_t>(route.service) << 16;
+}
+SessionRoute unpack(const void* data) {
+  const auto word = reinterpret_cast<std::uintptr_t>(data);
+  return {static_cast<std::uint16_t>(word), static_cast<std::uint16_t>(word >> 16)};
+}
+
+SessionKey blank_key(SessionKind kind, std::uint16_t service) {
+  SessionKey key{};  // no implicit padding (static_assert on the size): all bytes defined
+  key.kind = kind;
+  key.service = service;
+  return key;
+}
+
+}  // namespace
+
+SessionKey sip_call_key(std::uint16_t service, std::uint64_t call_id_digest) {
+  SessionKey key = blank_key(SessionKind::sip_call, service);
+  key.digest = call_id_digest;
+  return key;
+}
+
+SessionKey rtp_expectation_key(std::uint16_t service, const parsers::IpBytes& client,
+                               std::uint16_t client_port) {
+  SessionKey key = blank_key(SessionKind::rtp_expectation, service);
+  key.address = client;
+  key.port = client_port;
+  return key;
+}
+
+SessionKey ftp_expectation_key(std::uint16_t service, const parsers::IpBytes& client) {
+  SessionKey key = blank_key(SessionKind::ftp_expectation, service);
+  key.address = client;
+  return key;
+}
+
+std::uint32_t session_signature(const SessionKey& key) {
+  return rte_hash_crc(&key, sizeof key, kSessionHashSeed);
+}
+
+SessionTable::SessionTable(const char* name, std::uint32_t capacity, unsigned readers, int socket)
+    : capacity_(capacity) {
+  rte_hash_parameters params{};
+  params.name = name;
+  params.entries = capacity;
+  params.key_len = sizeof(SessionKey);
+  params.hash_func = rte_hash_crc;
+  params.hash_func_init_val = kSessionHashSeed;
+  params.socket_id = socket;
+  params.extra_flag =
+      RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_MULTI_WRITER_ADD;
+  hash_ = rte_hash_create(&params);
+  if (hash_ == nullptr)
+    throw std::runtime_error(std::string("cannot create session table ") + name + ": " +
+                             rte_strerror(rte_errno));
+
+  const std::size_t rcu_size = rte_rcu_qsbr_get_memsize(readers);
+  rcu_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc_socket(name, rcu_size, RTE_CACHE_LINE_SIZE, socket));
+  if (rcu_ == nullptr || rte_rcu_qsbr_init(rcu_, readers) != 0) {
+    rte_free(rcu_);
+    rte_hash_free(hash_);
+    throw std::runtime_error(std::string("cannot set up RCU for ") + name);
+  }
+  rte_hash_rcu_config rcu_config{};
+  rcu_config.v = rcu_;
+  rcu_config.mode = RTE_HASH_QSBR_MODE_DQ;
+  if (rte_hash_rcu_qsbr_add(hash_, &rcu_config) != 0) {
+    rte_free(rcu_);
+    rte_hash_free(hash_);
+    throw std::runtime_error(std::string("cannot attach RCU to ") + name + ": " +
+                             rte_strerror(rte_errno));
+  }
+
+  slot_count_ = static_cast<std::uint32_t>(rte_hash_max_key_id(hash_)) + 1;
+  slots_ = static_cast<Slot*>(rte_zmalloc_socket(name, sizeof(Slot) * slot_count_,
+                                                 RTE_CACHE_LINE_SIZE, socket));
+  if (slots_ == nullptr) {
+    rte_hash_free(hash_);
+    rte_free(rcu_);
+    throw std::runtime_error(std::string("cannot allocate session slots for ") + name);
+  }
+  // Buckets hold 8 entries of (signature, key index) = 8 x 8 bytes; the key store holds
+  // the key and the data word per slot.
+  bytes_per_entry_ = sizeof(SessionKey) + sizeof(void*) + 8 + sizeof(Slot);
+}
+
+SessionTable::~SessionTable() {
+  rte_hash_free(hash_);  // drains the RCU defer queue first
+  rte_free(rcu_);
+  rte_free(slots_);
+}
+
+std::int32_t SessionTable::find(const SessionKey& key, std::uint32_t signature,
+                                std::uint64_t now, SessionRoute& route) const {
+  void* data;
+  const std::int32_t position = rte_hash_lookup_with_hash_data(hash_, &key, signature, &data);
+  if (position < 0) return position;
+  const std::uint64_t deadline = slots_[position].deadline.load(std::memory_order_relaxed);
+  // 0: added a moment ago by another worker that has not stored the deadline yet.
+  if (deadline != 0 && deadline < now) return -ENOENT;
+  route = unpack(data);
+  return position;
+}
+
+std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, SessionRoute route,
+                               std::uint64_t deadline) {
+  const bool fresh = rte_hash_lookup_with_hash(hash_, &key, signature) < 0;
+  const int rc = rte_hash_add_key_with_hash_data(hash_, &key, signature,
+                                                 reinterpret_cast<void*>(pack(route)));
+  if (rc < 0) return rc;
+  if (fresh && key.kind == SessionKind::sip_call)
+    live_calls_[route.backend].fetch_add(1, std::memory_order_relaxed);
+  const std::int32_t position = rte_hash_lookup_with_hash(hash_, &key, signature);
+  if (position < 0) return position;  // deleted by the sweep in between: it expired anyway
+  slots_[position].claimed.store(0, std::memory_order_relaxed);
+  slots_[position].deadline.store(deadline, std::memory_order_relaxed);
+  return position;
+}
+
+void SessionTable::refresh(std::int32_t position, std::uint64_t deadline) {
+  slots_[position].deadline.store(deadline, std::memory_order_relaxed);
+}
+
+void SessionTable::shorten(std::int32_t position, std::uint64_t deadline) {
+  auto& slot = slots_[position].deadline;
+  std::uint64_t current = slot.load(std::memory_order_relaxed);
+  while ((current == 0 || deadline < current) &&
+         !slot.compare_exchange_weak(current, deadline, std::memory_order_relaxed)) {
+  }
+}
+
+bool SessionTable::claim(std::int32_t position, std::uint64_t now) {
+  if (slots_[position].claimed.exchange(1, std::memory_order_acq_rel) != 0) return false;
+  shorten(position, now);  // used: let the sweep remove it
+  return true;
+}
+
+void SessionTable::register_reader(unsigned reader) {
+  rte_rcu_qsbr_thread_register(rcu_, reader);
+  rte_rcu_qsbr_thread_online(rcu_, reader);
+}
+
+void SessionTable::quiescent(unsigned reader) const { rte_rcu_qsbr_quiescent(rcu_, reader); }
+
+void SessionTable::unregister_reader(unsigned reader) {
+  rte_rcu_qsbr_thread_offline(rcu_, reader);
+  rte_rcu_qsbr_thread_unregister(rcu_, reader);
+}
+
+SweepResult SessionTable::sweep(std::uint64_t now, std::uint32_t budget) {
+  SweepResult result;
+  for (std::uint32_t i = 0; i < budget; ++i) {
+    const std::int32_t position = static_cast<std::int32_t>(sweep_cursor_);
+    sweep_cursor_ = sweep_cursor_ + 1 == slot_count_ ? 0 : sweep_cursor_ + 1;
+    Slot& slot = slots_[position];
+    const std::uint64_t deadline = slot.deadline.load(std::memory_order_relaxed);
+    if (deadline == 0 || deadline >= now) continue;
+    void* key;
+    if (rte_hash_get_key_with_position(hash_, position, &key) != 0) {
+      slot.deadline.store(0, std::memory_order_relaxed);  // a slot freed earlier
+      continue;
+    }
+    const SessionKey copy = *static_cast<const SessionKey*>(key);
+    void* data = nullptr;
+    rte_hash_lookup_data(hash_, &copy, &data);
+    slot.deadline.store(0, std::memory_order_relaxed);
+    slot.claimed.store(0, std::memory_order_relaxed);
+    if (rte_hash_del_key(hash_, &copy) >= 0) {
+      result.expired[static_cast<std::size_t>(copy.kind)]++;
+      if (copy.kind == SessionKind::sip_call)
+        live_calls_[unpack(data).backend].fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+  return result;
+}
+
+std::uint32_t SessionTable::size() const {
+  return static_cast<std::uint32_t>(rte_hash_count(hash_));
+}
+
+}  // namespace tether::dataplane

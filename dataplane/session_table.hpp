@@ -1,0 +1,119 @@
+// The session table shared by all workers: SIP calls and the expectations that RTSP and FTP
+// control connections create for their related flows.
+//
+// The flows of one session arrive on different workers (RSS hashes 5-tuples), so this table
+// is shared: an rte_hash with lock-free readers (RW_CONCURRENCY_LF) and concurrent adds
+// (MULTI_WRITER_ADD). The entry's routing value (backend, service, kind) is stored as the
+// hash's data word, which rte_hash publishes together with the key, so a reader never sees a
+// key without its value. Deadlines live in a side array indexed by the key's position and
+// are refreshed by any worker with relaxed atomics.
+//
+// Only the control thread deletes (expiry sweep). Deleted key slots are reclaimed through
+// the hash's QSBR integration: a slot is reused only after every worker has reported a
+// quiescent state, which workers do once per loop, outside any burst.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "parsers/packet.hpp"
+
+struct rte_hash;
+struct rte_rcu_qsbr;
+
+namespace tether::dataplane {
+
+enum class SessionKind : std::uint8_t {
+  sip_call = 1,         // digest = Call-ID digest
+  rtp_expectation = 2,  // address:port = the RTSP client's RTP or RTCP source
+  ftp_expectation = 3,  // address = the FTP client; the next data connection from it
+  count_
+};
+
+struct SessionKey {
+  SessionKind kind;
+  std::uint8_t pad0 = 0;
+  std::uint16_t service;
+  std::uint16_t port;
+  std::uint16_t pad1 = 0;
+  std::uint64_t digest;
+  parsers::IpBytes address;
+  std::uint64_t pad2 = 0;
+};
+static_assert(sizeof(SessionKey) == 40);
+
+SessionKey sip_call_key(std::uint16_t service, std::uint64_t call_id_digest);
+SessionKey rtp_expectation_key(std::uint16_t service, const parsers::IpBytes& client,
+                               std::uint16_t client_port);
+SessionKey ftp_expectation_key(std::uint16_t service, const parsers::IpBytes& client);
+std::uint32_t session_signature(const SessionKey& key);
+
+struct SessionRoute {
+  std::uint16_t backend;
+  std::uint16_t service;
+};
+
+inline constexpr std::size_t kSessionKinds = static_cast<std::size_t>(SessionKind::count_);
+inline constexpr std::size_t kMaxSessionBackends = 4096;
+
+// What the control thread's sweep did, per kind.
+struct SweepResult {
+  std::uint64_t expired[kSessionKinds] = {};
+};
+
+class SessionTable {
+ public:
+  // `readers`: how many workers report quiescent states (thread ids 0..readers-1).
+  SessionTable(const char* name, std::uint32_t capacity, unsigned readers, int socket);
+  ~SessionTable();
+  SessionTable(const SessionTable&) = delete;
+  SessionTable& operator=(const SessionTable&) = delete;
+
+  // --- workers ---
+  // The route and position of a live entry (deadline not passed), or a negative position.
+  std::int32_t find(const SessionKey& key, std::uint32_t signature, std::uint64_t now,
+                    SessionRoute& route) const;
+  // Adds or replaces; returns the position or a negative errno (-ENOSPC when full).
+  std::int32_t add(const SessionKey& key, std::uint32_t signature, SessionRoute route,
+                   std::uint64_t deadline);
+  void refresh(std::int32_t position, std::uint64_t deadline);
+  // Sets the deadline to `deadline` if that is sooner (a BYE's linger, a TEARDOWN).
+  void shorten(std::int32_t position, std::uint64_t deadline);
+  // For one-shot entries: true for exactly one caller, which then owns the entry's use.
+  bool claim(std::int32_t position, std::uint64_t now);
+
+  // Live SIP calls per backend, for the least-sessions scheduler: add() counts a new call,
+  // the sweep uncounts it when it removes the entry.
+  std::int64_t live_calls(std::uint16_t backend) const {
+    return live_calls_[backend].load(std::memory_order_relaxed);
+  }
+
+  void register_reader(unsigned reader);
+  void quiescent(unsigned reader) const;
+  void unregister_reader(unsigned reader);
+
+  // --- control thread ---
+  // Deletes expired entries among the next `budget` slots.
+  SweepResult sweep(std::uint64_t now, std::uint32_t budget);
+  std::uint32_t size() const;
+  std::uint32_t capacity() const { return capacity_; }
+  // Bytes allocated per entry (hash buckets, keys, side array), for sizing.
+  std::size_t bytes_per_entry() const { return bytes_per_entry_; }
+
+ private:
+  struct alignas(16) Slot {
+    std::atomic<std::uint64_t> deadline;
+    std::atomic<std::uint8_t> claimed;
+  };
+
+  rte_hash* hash_ = nullptr;
+  rte_rcu_qsbr* rcu_ = nullptr;
+  Slot* slots_ = nullptr;
+  std::uint32_t slot_count_ = 0;
+  std::uint32_t capacity_;
+  std::uint32_t sweep_cursor_ = 0;
+  std::size_t bytes_per_entry_ = 0;
+  std::atomic<std::int64_t> live_calls_[kMaxSessionBackends] = {};
+};
+
+}  // namespace tether::dataplane

@@ -1,0 +1,552 @@
+// Configuration loading (control/config.hpp): values and defaults of valid files, and for each
+// class of error a message naming the file, the line and the setting's path.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "control/address.hpp"
+#include "control/config.hpp"
+
+using Catch::Contains;
+using tether::Config;
+using tether::ConfigError;
+using tether::load_config_file;
+using tether::load_config_text;
+
+namespace {
+
+// One setting per line, so that each error's line number identifies the setting.
+const std::string kBase =
+    "# test configuration\n"              // 1
+    "ports = (\n"                          // 2
+    "  {\n"                                // 3
+    "    name = \"lan0\";\n"               // 4
+    "    device = \"net_null0\";\n"        // 5
+    "  }\n"                                // 6
+    ");\n"                                 // 7
+    "backends = (\n"                       // 8
+    "  {\n"                                // 9
+    "    name = \"b1\";\n"                 // 10
+    "    address = \"10.0.0.1\";\n"        // 11
+    "    mac = \"02:00:00:00:00:11\";\n"   // 12
+    "  },\n"                               // 13
+    "  {\n"                                // 14
+    "    name = \"b2\";\n"                 // 15
+    "    address = \"2001:db8::2\";\n"     // 16
+    "    mac = \"02:00:00:00:00:12\";\n"   // 17
+    "  }\n"                                // 18
+    ");\n"                                 // 19
+    "services = (\n"                       // 20
+    "  {\n"                                // 21
+    "    name = \"web\";\n"                // 22
+    "    vip = \"192.0.2.100\";\n"         // 23
+    "    port = 80;\n"                     // 24
+    "    protocol = \"tcp\";\n"            // 25
+    "    backends = (\n"                   // 26
+    "      { name = \"b1\"; weight = 2; },\n"  // 27
+    "      { name = \"b2\"; }\n"           // 28
+    "    );\n"                             // 29
+    "  }\n"                                // 30
+    ");\n";                                // 31
+
+// kBase with `from` (which must occur exactly once) replaced by `to`.
+std::string with(const std::string& from, const std::string& to, const std::string& text = kBase) {
+  const auto at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  REQUIRE(text.find(from, at + 1) == std::string::npos);
+  std::string out = text;
+  out.replace(at, from.size(), to);
+  return out;
+}
+
+Config load(const std::string& text) { return load_config_text(text, "test.cfg"); }
+
+// The repository root, from this file's path: <root>/test/unit/test_config.cpp.
+std::string repo_root() {
+  std::string path = __FILE__;
+  for (int i = 0; i < 3; ++i) path = path.substr(0, path.find_last_of('/'));
+  return path;
+}
+
+tether::IpBytes ip(const char* text) {
+  auto parsed = tether::parse_ip(text);
+  REQUIRE(parsed);
+  return *parsed;
+}
+
+tether::MacBytes mac(const char* text) {
+  auto parsed = tether::parse_mac(text);
+  REQUIRE(parsed);
+  return *parsed;
+}
+
+}  // namespace
+
+TEST_CASE("config: a minimal file loads with every default", "[config]") {
+  const Config c = load(kBase);
+  CHECK(c.source == "test.cfg");
+  CHECK(c.workers == 1);
+  CHECK(c.eal_args.empty());
+  CHECK(c.log_level == "info");
+  CHECK(c.flows_per_worker == 262144);
+  CHECK(c.maglev_size == 65537);
+  CHECK(c.mbufs_per_port == 8191);
+  CHECK(c.sessions == 262144);
+  CHECK(c.dpi_streams_per_worker == 4096);
+
+  REQUIRE(c.ports.size() == 1);
+  CHECK(c.ports[0].name == "lan0");
+  CHECK(c.ports[0].device == "net_null0");
+  CHECK_FALSE(c.ports[0].mac.has_value());
+  CHECK(c.ports[0].addresses.empty());
+
+  REQUIRE(c.backends.size() == 2);
+  CHECK(c.backends[0].name == "b1");
+  CHECK(c.backends[0].address == ip("10.0.0.1"));
+  CHECK(tether::parsers::is_ipv4_mapped(c.backends[0].address));
+  CHECK(c.backends[0].mac == mac("02:00:00:00:00:11"));
+  CHECK(c.backends[0].port == 0);  // the only port
+  CHECK(c.backends[1].name == "b2");
+  CHECK(c.backends[1].address == ip("2001:db8::2"));
+  CHECK_FALSE(tether::parsers::is_ipv4_mapped(c.backends[1].address));
+  CHECK(c.backends[1].port == 0);
+
+  REQUIRE(c.services.size() == 1);
+  const auto& s = c.services[0];
+  CHECK(s.name == "web");
+  CHECK(s.vip == ip("192.0.2.100"));
+  CHECK(s.port == 80);
+  CHECK(s.protocol == tether::Protocol::tcp);
+  CHECK(s.scheduler == tether::Scheduler::maglev);
+  CHECK(s.forwarding == tether::Forwarding::dsr);
+  CHECK(s.idle_timeout_s == 300);  // tcp default
+  CHECK(s.fin_timeout_s == 10);
+  CHECK(s.dpi == tether::Dpi::none);
+  CHECK(s.session_timeout_s == 300);
+  CHECK(s.linger_s == 32);
+  CHECK(s.expectation_timeout_s == 30);
+  CHECK(s.pools.empty());
+  CHECK(s.rules.empty());
+  REQUIRE(s.backends.size() == 2);
+  CHECK(s.backends[0].passive_first == 0);
+  CHECK(s.backends[0].passive_last == 0);
+  CHECK(s.backends[0].backend == 0);
+  CHECK(s.backends[0].weight == 2);
+  CHECK(s.backends[1].backend == 1);
+  CHECK(s.backends[1].weight == 1);  // default weight
+
+  SECTION("udp's default idle timeout is 60 s") {
+    const Config u = load(with("protocol = \"tcp\";", "protocol = \"udp\";"));
+    CHECK(u.services[0].protocol == tether::Protocol::udp);
+    CHECK(u.services[0].idle_timeout_s == 60);
+  }
+  SECTION("describe() summarises it") {
+    const std::string text = tether::describe(c);
+    CHECK_THAT(text, Contains("configuration test.cfg: valid"));
+    CHECK_THAT(text, Contains("192.0.2.100:80/tcp"));
+    CHECK_THAT(text, Contains("b1  weight 2"));
+  }
+}
+
+TEST_CASE("config: every setting given", "[config]") {
+  const std::string text = R"(
+workers = 4;
+eal = ["--no-huge", "-m", "512"];
+log_level = "debug";
+tables = { flows_per_worker = 1024; maglev_size = 1009; mbufs_per_port = 1023; };
+ports = (
+  { name = "lan0"; device = "net_pcap0,rx_pcap=in.pcap"; mac = "02:AA:bb:cc:dd:ee";
+    addresses = ["192.0.2.1", "2001:db8::1"]; },
+  { name = "lan1"; device = "0000:03:00.0"; }
+);
+backends = (
+  { name = "media-1.a_b:c"; address = "192.0.2.11"; mac = "02:00:00:00:01:01"; port = "lan1"; },
+  { name = "media-2"; address = "192.0.2.12"; mac = "02:00:00:00:01:02"; port = "lan0"; }
+);
+services = (
+  { name = "sip"; vip = "2001:db8::100"; port = 5060; protocol = "udp"; scheduler = "source-hash";
+    forwarding = "dsr"; idle_timeout = 86400; fin_timeout = 0;
+    backends = ( { name = "media-2"; weight = 0; }, { name = "media-1.a_b:c"; weight = 65535; } ); },
+  { name = "sip-tcp"; vip = "2001:db8::100"; port = 5060; protocol = "tcp"; idle_timeout = 1;
+    fin_timeout = 3600; backends = ( { name = "media-1.a_b:c"; } ); }
+);
+)";
+  const Config c = load(text);
+  CHECK(c.workers == 4);
+  CHECK(c.eal_args == std::vector<std::string>{"--no-huge", "-m", "512"});
+  CHECK(c.log_level == "debug");
+  CHECK(c.flows_per_worker == 1024);
+  CHECK(c.maglev_size == 1009);
+  CHECK(c.mbufs_per_port == 1023);
+  REQUIRE(c.ports.size() == 2);
+  CHECK(c.ports[0].device == "net_pcap0,rx_pcap=in.pcap");
+  REQUIRE(c.ports[0].mac.has_value());
+  CHECK(*c.ports[0].mac == tether::MacBytes{0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee});
+  CHECK(c.ports[0].addresses == std::vector<tether::IpBytes>{ip("192.0.2.1"), ip("2001:db8::1")});
+  CHECK(c.backends[0].name == "media-1.a_b:c");
+  CHECK(c.backends[0].port == 1);
+  CHECK(c.backends[1].port == 0);
+  REQUIRE(c.services.size() == 2);
+  CHECK(c.services[0].vip == ip("2001:db8::100"));
+  CHECK(c.services[0].protocol == tether::Protocol::udp);
+  CHECK(c.services[0].scheduler == tether::Scheduler::source_hash);
+  CHECK(c.services[0].idle_timeout_s == 86400);
+  CHECK(c.services[0].fin_timeout_s == 0);
+  CHECK(c.services[0].backends[0].backend == 1);
+  CHECK(c.services[0].backends[0].weight == 0);
+  CHECK(c.services[0].backends[1].backend == 0);
+  CHECK(c.services[0].backends[1].weight == 65535);
+  // Same VIP and port over another protocol is another service.
+  CHECK(c.services[1].protocol == tether::Protocol::tcp);
+  CHECK(c.services[1].idle_timeout_s == 1);
+  CHECK(c.services[1].fin_timeout_s == 3600);
+}
+
+TEST_CASE("config: syntax errors name the line", "[config]") {
+  CHECK_THROWS_AS(load(with("    port = 80;\n", "    port = ;\n")), ConfigError);
+  CHECK_THROWS_WITH(load(with("    port = 80;\n", "    port = ;\n")), Contains("test.cfg:24: syntax error"));
+  CHECK_THROWS_WITH(load(with("\"10.0.0.1\"", "10.0.0.1")), Contains("test.cfg:11: syntax error"));
+  CHECK_THROWS_WITH(load(with("    name = \"b2\";\n", "    name == \"b2\";\n")), Contains("test.cfg:15: syntax error"));
+  CHECK_THROWS_WITH(load("workers = 1;\n\n\nworkers 2;\n"), Contains("test.cfg:4: syntax error"));
+  CHECK_THROWS_WITH(load("workers = 1;\nworkers = 2;\n" + kBase), Contains("test.cfg:2: syntax error: duplicate setting name"));
+  CHECK_THROWS_WITH(load("services = ( { name = \"x\" }\n"), Contains("test.cfg:2: syntax error"));  // at the end
+}
+
+TEST_CASE("config: unknown settings", "[config]") {
+  CHECK_THROWS_WITH(load(kBase + "bogus = 1;\n"),
+                    Contains("test.cfg:32: bogus: unknown setting (expected one of: workers, eal, log_level, "
+                             "tables, ports, backends, services"));
+  CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    colour = \"red\";\n")),
+                    Contains("test.cfg:26: services.[0].colour: unknown setting (expected one of: name, vip, port"));
+  CHECK_THROWS_WITH(load(with("    address = \"10.0.0.1\";\n", "    address = \"10.0.0.1\";\n    weight = 3;\n")),
+                    Contains("test.cfg:12: backends.[0].weight: unknown setting (expected one of: name, "
+                             "address, mac, port"));
+  CHECK_THROWS_WITH(load(with("    device = \"net_null0\";\n", "    device = \"net_null0\";\n    queues = 2;\n")),
+                    Contains("test.cfg:6: ports.[0].queues: unknown setting (expected one of: name, device, "
+                             "mac, addresses"));
+  CHECK_THROWS_WITH(load(with("{ name = \"b2\"; }", "{ name = \"b2\"; wieght = 2; }")),
+                    Contains("test.cfg:28: services.[0].backends.[1].wieght: unknown setting (expected one "
+                             "of: name, weight"));
+  CHECK_THROWS_WITH(load("tables = { maglev = 101; };\n" + kBase),
+                    Contains("test.cfg:1: tables.maglev: unknown setting (expected one of: "
+                             "flows_per_worker, maglev_size, mbufs_per_port"));
+}
+
+TEST_CASE("config: bad addresses", "[config]") {
+  CHECK_THROWS_WITH(load(with("192.0.2.100", "192.0.2.300")),
+                    "test.cfg:23: services.[0].vip: '192.0.2.300' is not an IPv4 or IPv6 address");
+  CHECK_THROWS_WITH(load(with("192.0.2.100", "2001:db8::zz")),
+                    "test.cfg:23: services.[0].vip: '2001:db8::zz' is not an IPv4 or IPv6 address");
+  CHECK_THROWS_WITH(load(with("192.0.2.100", "")),
+                    "test.cfg:23: services.[0].vip: '' is not an IPv4 or IPv6 address");
+  CHECK_THROWS_WITH(load(with("2001:db8::2", "2001:db8:::2")),
+                    "test.cfg:16: backends.[1].address: '2001:db8:::2' is not an IPv4 or IPv6 address");
+  CHECK_THROWS_WITH(load(with("\"10.0.0.1\"", "\"10.0.0\"")),
+                    "test.cfg:11: backends.[0].address: '10.0.0' is not an IPv4 or IPv6 address");
+  CHECK_THROWS_WITH(load(with("    vip = \"192.0.2.100\";", "    vip = 3221225572;")),
+                    "test.cfg:23: services.[0].vip: expected an IPv4 or IPv6 address string");
+  CHECK_THROWS_WITH(
+      load(with("    device = \"net_null0\";\n", "    device = \"net_null0\";\n    addresses = [\"192.0.2.1\", \"fe80::1::2\"];\n")),
+      "test.cfg:6: ports.[0].addresses.[1]: 'fe80::1::2' is not an IPv4 or IPv6 address");
+  // A string far longer than any address.
+  CHECK_THROWS_WITH(load(with("192.0.2.100", std::string(200, '1'))),
+                    Contains("test.cfg:23: services.[0].vip: '111"));
+}
+
+TEST_CASE("config: bad MAC addresses", "[config]") {
+  for (const char* bad : {"02:00:00:00:00", "02:00:00:00:00:1", "02-00-00-00-00-11", "02:00:00:00:00:1g",
+                          "02:00:00:00:00:110", "0200.0000.0011", ""}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(load(with("02:00:00:00:00:11", bad)),
+                      std::string("test.cfg:12: backends.[0].mac: '") + bad +
+                          "' is not a MAC address (like 02:00:00:00:00:01)");
+  }
+  CHECK_THROWS_WITH(load(with("    mac = \"02:00:00:00:00:11\";", "    mac = 2;")),
+                    "test.cfg:12: backends.[0].mac: expected a MAC address string");
+  CHECK_THROWS_WITH(load(with("    device = \"net_null0\";\n", "    device = \"net_null0\";\n    mac = \"zz\";\n")),
+                    "test.cfg:6: ports.[0].mac: 'zz' is not a MAC address (like 02:00:00:00:00:01)");
+}
+
+TEST_CASE("config: duplicate VIP:port/protocol", "[config]") {
+  const std::string second =
+      "  },\n"
+      "  {\n"
+      "    name = \"web2\";\n"     // 32
+      "    vip = \"192.0.2.100\";\n"  // 33
+      "    port = 80;\n"
+      "    protocol = \"PROTO\";\n"
+      "    backends = ( { name = \"b1\"; } );\n"
+      "  }\n"
+      ");\n";
+  const std::string two = kBase.substr(0, kBase.rfind("  }\n);\n")) + second;
+  CHECK_THROWS_WITH(load(with("PROTO", "tcp", two)),
+                    "test.cfg:33: services.[1].vip: duplicate VIP:port 192.0.2.100:80/tcp (already used "
+                    "by service 'web')");
+  // The IPv4-mapped IPv6 spelling is the same address.
+  CHECK_THROWS_WITH(load(with("PROTO", "tcp", with("    vip = \"192.0.2.100\";\n    port = 80;\n    protocol = \"PROTO\"",
+                                                   "    vip = \"::ffff:192.0.2.100\";\n    port = 80;\n    protocol = \"PROTO\"", two))),
+                    Contains("test.cfg:33: services.[1].vip: duplicate VIP:port 192.0.2.100:80/tcp"));
+  // Same VIP and port over UDP is a different service.
+  const Config c = load(with("PROTO", "udp", two));
+  REQUIRE(c.services.size() == 2);
+  CHECK(c.services[1].protocol == tether::Protocol::udp);
+  CHECK(c.services[1].vip == c.services[0].vip);
+  // Same VIP, other port: fine too.
+  CHECK_NOTHROW(load(with("    port = 80;\n    protocol = \"PROTO\"", "    port = 81;\n    protocol = \"tcp\"", two)));
+}
+
+TEST_CASE("config: weights", "[config]") {
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = 70000;")),
+                    "test.cfg:27: services.[0].backends.[0].weight: 70000 is out of range 0..65535");
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = -1;")),
+                    "test.cfg:27: services.[0].backends.[0].weight: -1 is out of range 0..65535");
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = 4294967298L;")),
+                    "test.cfg:27: services.[0].backends.[0].weight: 4294967298 is out of range 0..65535");
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = 1.5;")),
+                    "test.cfg:27: services.[0].backends.[0].weight: expected an integer");
+  CHECK(load(with("weight = 2;", "weight = 65535;")).services[0].backends[0].weight == 65535);
+  CHECK(load(with("weight = 2;", "weight = 0;")).services[0].backends[0].weight == 0);
+  CHECK(load(with("weight = 2;", "weight = 7L;")).services[0].backends[0].weight == 7);
+}
+
+TEST_CASE("config: backends", "[config]") {
+  SECTION("without mac") {
+    CHECK_THROWS_WITH(load(with("    mac = \"02:00:00:00:00:12\";\n", "")),
+                      "test.cfg:14: backends.[1]: backend 'b2' needs 'mac' (DSR forwarding rewrites "
+                      "the destination MAC to the backend's)");
+  }
+  SECTION("unknown name in a service") {
+    CHECK_THROWS_WITH(load(with("{ name = \"b2\"; }", "{ name = \"b3\"; }")),
+                      "test.cfg:28: services.[0].backends.[1].name: no backend named 'b3'");
+  }
+  SECTION("listed twice in a service") {
+    CHECK_THROWS_WITH(load(with("{ name = \"b2\"; }", "{ name = \"b1\"; }")),
+                      "test.cfg:28: services.[0].backends.[1].name: backend 'b1' is listed twice");
+  }
+  SECTION("a service without backends") {
+    CHECK_THROWS_WITH(load(with("      { name = \"b1\"; weight = 2; },\n      { name = \"b2\"; }\n", "")),
+                      Contains("test.cfg:26: services.[0].backends: a service needs at least one backend"));
+  }
+  SECTION("no port when there are two ports") {
+    const std::string two_ports = with("  }\n);\nbackends", "  },\n  { name = \"lan1\"; device = \"net_null1\"; }\n);\nbackends");
+    CHECK_THROWS_WITH(load(two_ports),
+                      "test.cfg:10: backends.[0]: backend 'b1' needs 'port' when there are several ports");
+    const std::string both = with("    mac = \"02:00:00:00:00:11\";\n", "    mac = \"02:00:00:00:00:11\";\n    port = \"lan1\";\n", two_ports);
+    CHECK_THROWS_WITH(load(both),
+                      "test.cfg:16: backends.[1]: backend 'b2' needs 'port' when there are several ports");
+    const Config c = load(with("    mac = \"02:00:00:00:00:12\";\n", "    mac = \"02:00:00:00:00:12\";\n    port = \"lan0\";\n", both));
+    CHECK(c.backends[0].port == 1);
+    CHECK(c.backends[1].port == 0);
+  }
+  SECTION("a port that does not exist") {
+    CHECK_THROWS_WITH(load(with("    mac = \"02:00:00:00:00:11\";\n", "    mac = \"02:00:00:00:00:11\";\n    port = \"lan9\";\n")),
+                      "test.cfg:13: backends.[0].port: no port named 'lan9'");
+  }
+}
+
+TEST_CASE("config: names", "[config]") {
+  SECTION("duplicate backend") {
+    CHECK_THROWS_WITH(load(with("    name = \"b2\";\n", "    name = \"b1\";\n")),
+                      "test.cfg:15: backends.[1].name: duplicate backend name 'b1'");
+  }
+  SECTION("duplicate service") {
+    const std::string text = kBase.substr(0, kBase.rfind("  }\n);\n")) +
+                             "  },\n  { name = \"web\"; vip = \"192.0.2.101\"; port = 80; protocol = \"tcp\";\n"
+                             "    backends = ( { name = \"b1\"; } ); }\n);\n";
+    CHECK_THROWS_WITH(load(text), "test.cfg:31: services.[1].name: duplicate service name 'web'");
+  }
+  SECTION("duplicate port") {
+    CHECK_THROWS_WITH(load(with("  }\n);\nbackends", "  },\n  { name = \"lan0\"; device = \"net_null1\"; }\n);\nbackends")),
+                      "test.cfg:7: ports.[1].name: duplicate port name 'lan0'");
+  }
+  SECTION("a backend may share a service's or port's name") {
+    CHECK_NOTHROW(load(with("    name = \"web\";\n", "    name = \"b1\";\n")));
+  }
+  SECTION("bad characters and lengths") {
+    const std::string too_long(33, 'a');
+    for (const std::string& bad : {std::string("b 1"), std::string("b/1"), std::string(""), too_long,
+                                   std::string("caf\xc3\xa9"), std::string("b\"1")}) {
+      INFO(bad);
+      std::string escaped;
+      for (char ch : bad) {
+        if (ch == '"') escaped += '\\';
+        escaped += ch;
+      }
+      CHECK_THROWS_WITH(load(with("    name = \"b2\";\n", "    name = \"" + escaped + "\";\n")),
+                        "test.cfg:15: backends.[1].name: backend name '" + bad +
+                            "' must be 1 to 32 letters, digits, '.', '_', '-' or ':'");
+    }
+    CHECK_THROWS_WITH(load(with("    name = \"web\";\n", "    name = \"web site\";\n")),
+                      Contains("test.cfg:22: services.[0].name: service name 'web site' must be 1 to 32"));
+    CHECK_THROWS_WITH(load(with("    name = \"lan0\";\n", "    name = \"lan#0\";\n")),
+                      Contains("test.cfg:4: ports.[0].name: port name 'lan#0' must be 1 to 32"));
+    CHECK(load(with("    name = \"b2\";\n", "    name = \"" + std::string(32, 'z') + "\";\n",
+                    with("{ name = \"b2\"; }", "{ name = \"" + std::string(32, 'z') + "\"; }")))
+              .backends[1].name == std::string(32, 'z'));
+  }
+}
+
+TEST_CASE("config: Maglev table size", "[config]") {
+  CHECK_THROWS_WITH(load("tables = {\n  maglev_size = 65536;\n};\n" + kBase),
+                    "test.cfg:2: tables.maglev_size: 65536 is not prime (Maglev needs a prime table size)");
+  CHECK_THROWS_WITH(load("tables = {\n  maglev_size = 100;\n};\n" + kBase),
+                    "test.cfg:2: tables.maglev_size: 100 is out of range 101..16777213");
+  CHECK_THROWS_WITH(load("tables = {\n  maglev_size = 16777259;\n};\n" + kBase),
+                    "test.cfg:2: tables.maglev_size: 16777259 is out of range 101..16777213");
+  // Two backends need 200 slots.
+  CHECK_THROWS_WITH(load("tables = {\n  maglev_size = 197;\n};\n" + kBase),
+                    "test.cfg:29: services.[0].backends: tables.maglev_size 197 is below 100 x the "
+                    "service's 2 backends");
+  CHECK(load("tables = {\n  maglev_size = 211;\n};\n" + kBase).maglev_size == 211);
+  CHECK(load("tables = {\n  maglev_size = 101;\n};\n" + with("      { name = \"b2\"; }\n", "", with("weight = 2; },", "weight = 2; }")))
+            .maglev_size == 101);
+}
+
+TEST_CASE("config: wrong types", "[config]") {
+  CHECK_THROWS_WITH(load("workers = \"2\";\n" + kBase), "test.cfg:1: workers: expected an integer");
+  CHECK_THROWS_WITH(load(with("port = 80;", "port = \"80\";")), "test.cfg:24: services.[0].port: expected an integer");
+  CHECK_THROWS_WITH(load(with("port = 80;", "port = true;")), "test.cfg:24: services.[0].port: expected an integer");
+  CHECK_THROWS_WITH(load(with("    name = \"web\";", "    name = 5;")), "test.cfg:22: services.[0].name: expected a string");
+  CHECK_THROWS_WITH(load(with("protocol = \"tcp\";", "protocol = 6;")), "test.cfg:25: services.[0].protocol: expected a string");
+  CHECK_THROWS_WITH(load("log_level = 3;\n" + kBase), "test.cfg:1: log_level: expected a string");
+  CHECK_THROWS_WITH(load("eal = [\"--no-huge\", \"-m\"];\neal2 = 1;\n" + kBase), Contains("test.cfg:2: eal2: unknown setting"));
+  CHECK_THROWS_WITH(load("eal = ( \"--no-huge\", 512 );\n" + kBase), "test.cfg:1: eal.[1]: expected a string");
+  CHECK_THROWS_WITH(load("eal = \"--no-huge\";\n" + kBase), "test.cfg:1: eal: expected a list ( ... ) or array [ ... ]");
+  CHECK_THROWS_WITH(load(with("ports = (\n  {\n    name = \"lan0\";\n    device = \"net_null0\";\n  }\n);",
+                              "ports = \"lan0\";\n\n\n\n\n")),
+                    "test.cfg:2: ports: expected a list ( ... ) or array [ ... ]");
+  // `tables` must be a group: a scalar or a list there is a mistake, not "all defaults".
+  CHECK_THROWS_WITH(load("tables = 5;\n" + kBase), Contains("test.cfg:1: tables: expected a group"));
+  CHECK_THROWS_WITH(load("tables = [1009];\n" + kBase), Contains("test.cfg:1: tables: expected a group"));
+  CHECK_THROWS_WITH(load("tables = { flows_per_worker = 1e6; };\n" + kBase),
+                    "test.cfg:1: tables.flows_per_worker: expected an integer");
+  CHECK_THROWS_WITH(load(with("    backends = (\n      { name = \"b1\"; weight = 2; },\n      { name = \"b2\"; }\n    );\n",
+                              "    backends = 3;\n\n\n\n")),
+                    "test.cfg:26: services.[0].backends: expected a list ( ... ) or array [ ... ]");
+}
+
+TEST_CASE("config: missing required settings", "[config]") {
+  const auto without = [](const std::string& from, const std::string& to = "") { return with(from, to); };
+  CHECK_THROWS_WITH(load(kBase.substr(kBase.find("backends = ("))),
+                    "test.cfg:0: (top level): missing required setting 'ports'");
+  CHECK_THROWS_WITH(load(kBase.substr(0, kBase.find("services = ("))),
+                    Contains(": (top level): missing required setting 'services'"));
+  CHECK_THROWS_WITH(load(without("    device = \"net_null0\";\n")),
+                    "test.cfg:3: ports.[0]: missing required setting 'device'");
+  CHECK_THROWS_WITH(load(without("    vip = \"192.0.2.100\";\n")),
+                    "test.cfg:21: services.[0]: missing required setting 'vip'");
+  CHECK_THROWS_WITH(load(without("    port = 80;\n")), "test.cfg:21: services.[0]: missing required setting 'port'");
+  CHECK_THROWS_WITH(load(without("    protocol = \"tcp\";\n")),
+                    "test.cfg:21: services.[0]: missing required setting 'protocol'");
+  CHECK_THROWS_WITH(load(without("    address = \"10.0.0.1\";\n")),
+                    "test.cfg:9: backends.[0]: missing required setting 'address'");
+  CHECK_THROWS_WITH(load(without("    name = \"lan0\";\n")), "test.cfg:3: ports.[0]: missing required setting 'name'");
+  CHECK_THROWS_WITH(load(without("{ name = \"b1\"; weight = 2; }", "{ weight = 2; }")),
+                    "test.cfg:27: services.[0].backends.[0]: missing required setting 'name'");
+  CHECK_THROWS_WITH(load(without("    device = \"net_null0\";\n", "    device = \"\";\n")),
+                    "test.cfg:5: ports.[0].device: device is empty");
+  CHECK_THROWS_WITH(load(with("ports = (\n  {\n    name = \"lan0\";\n    device = \"net_null0\";\n  }\n);", "ports = ();")),
+                    "test.cfg:2: ports: at least one port is required");
+  CHECK_THROWS_WITH(load(kBase.substr(0, kBase.find("services = (")) + "services = ();\n"),
+                    "test.cfg:20: services: at least one service is required");
+  CHECK_THROWS_WITH(load(""), Contains("missing required setting 'ports'"));
+}
+
+TEST_CASE("config: choices and ranges", "[config]") {
+  CHECK_THROWS_WITH(load(with("protocol = \"tcp\";", "protocol = \"sctp\";")),
+                    "test.cfg:25: services.[0].protocol: 'sctp' is not one of: tcp, udp");
+  CHECK_THROWS_WITH(load(with("protocol = \"tcp\";", "protocol = \"TCP\";")),
+                    "test.cfg:25: services.[0].protocol: 'TCP' is not one of: tcp, udp");
+  CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    scheduler = \"round-robin\";\n")),
+                    Contains("test.cfg:26: services.[0].scheduler: 'round-robin' is not one of: maglev, source-hash"));
+  CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    forwarding = \"nat\";\n")),
+                    "test.cfg:26: services.[0].forwarding: 'nat' is not one of: dsr");
+  CHECK_THROWS_WITH(load("log_level = \"verbose\";\n" + kBase),
+                    "test.cfg:1: log_level: 'verbose' is not one of: error, warning, info, debug");
+  CHECK_THROWS_WITH(load("workers = 0;\n" + kBase), "test.cfg:1: workers: 0 is out of range 1..64");
+  CHECK_THROWS_WITH(load("workers = 65;\n" + kBase), "test.cfg:1: workers: 65 is out of range 1..64");
+  CHECK(load("workers = 64;\n" + kBase).workers == 64);
+  CHECK_THROWS_WITH(load(with("port = 80;", "port = 0;")), "test.cfg:24: services.[0].port: 0 is out of range 1..65535");
+  CHECK_THROWS_WITH(load(with("port = 80;", "port = 65536;")),
+                    "test.cfg:24: services.[0].port: 65536 is out of range 1..65535");
+  CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    idle_timeout = 0;\n")),
+                    "test.cfg:26: services.[0].idle_timeout: 0 is out of range 1..86400");
+  CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    fin_timeout = 3601;\n")),
+                    "test.cfg:26: services.[0].fin_timeout: 3601 is out of range 0..3600");
+  CHECK_THROWS_WITH(load("tables = { flows_per_worker = 1023; };\n" + kBase),
+                    "test.cfg:1: tables.flows_per_worker: 1023 is out of range 1024..134217728");
+  CHECK_THROWS_WITH(load("tables = { mbufs_per_port = 4194305; };\n" + kBase),
+                    "test.cfg:1: tables.mbufs_per_port: 4194305 is out of range 1023..4194304");
+}
+
+TEST_CASE("config: load_config_file", "[config]") {
+  SECTION("a missing file") {
+    CHECK_THROWS_AS(load_config_file("/nonexistent/tether.cfg"), ConfigError);
+    CHECK_THROWS_WITH(load_config_file("/nonexistent/tether.cfg"), "/nonexistent/tether.cfg: cannot read the file");
+  }
+  SECTION("conf/reference.cfg") {
+    const std::string path = repo_root() + "/conf/reference.cfg";
+    const Config c = load_config_file(path);
+    CHECK(c.source == path);
+    CHECK(c.workers == 1);
+    CHECK(c.eal_args == std::vector<std::string>{"--in-memory"});
+    CHECK(c.log_level == "info");
+    CHECK(c.flows_per_worker == 262144);
+    CHECK(c.maglev_size == 65537);
+    CHECK(c.mbufs_per_port == 8191);
+    REQUIRE(c.ports.size() == 1);
+    CHECK(c.ports[0].name == "lan0");
+    CHECK(c.ports[0].device == "0000:03:00.0");
+    REQUIRE(c.ports[0].mac.has_value());
+    CHECK(*c.ports[0].mac == mac("02:00:00:00:00:01"));
+    CHECK(c.ports[0].addresses == std::vector<tether::IpBytes>{ip("192.0.2.1"), ip("2001:db8::1")});
+    REQUIRE(c.backends.size() == 2);
+    CHECK(c.backends[0].name == "media-1");
+    CHECK(c.backends[0].address == ip("192.0.2.11"));
+    CHECK(c.backends[0].mac == mac("02:00:00:00:01:01"));
+    CHECK(c.backends[1].name == "media-2");
+    CHECK(c.backends[1].address == ip("192.0.2.12"));
+    CHECK(c.backends[1].port == 0);
+    REQUIRE(c.services.size() == 1);
+    const auto& s = c.services[0];
+    CHECK(s.name == "sip");
+    CHECK(s.vip == ip("192.0.2.100"));
+    CHECK(s.port == 5060);
+    CHECK(s.protocol == tether::Protocol::udp);
+    CHECK(s.scheduler == tether::Scheduler::maglev);
+    CHECK(s.idle_timeout_s == 60);
+    CHECK(s.fin_timeout_s == 10);
+    REQUIRE(s.backends.size() == 2);
+    CHECK(s.backends[0].weight == 2);
+    CHECK(s.backends[1].weight == 1);
+  }
+  SECTION("errors in a file name the file") {
+    char path[] = "/tmp/tether-test-XXXXXX";
+    const int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    close(fd);
+    {
+      std::ofstream out(path);
+      out << with("port = 80;", "port = 99999;");
+    }
+    CHECK_THROWS_WITH(load_config_file(path),
+                      std::string(path) + ":24: services.[0].port: 99999 is out of range 1..65535");
+    {
+      std::ofstream out(path);
+      out << "workers = 1;\nworkers = ;\n";
+    }
+    CHECK_THROWS_WITH(load_config_file(path), Contains(std::string(path) + ":2: syntax error"));
+    std::remove(path);
+  }
+}
+
+TEST_CASE("config: is_prime agrees with the table sizes it allows", "[config]") {
+  CHECK(tether::is_prime(65537));
+  CHECK(tether::is_prime(101));
+  CHECK(tether::is_prime(16777213));
+  CHECK_FALSE(tether::is_prime(65536));
+}

@@ -1,0 +1,359 @@
+// Slow-path replies (dataplane/slow_path.hpp): ARP, ICMP/ICMPv6 echo, neighbour
+// advertisements. Checksums are verified with an internet checksum written here, not DPDK's.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <optional>
+
+#include "dataplane/slow_path.hpp"
+#include "frame_builder.hpp"
+
+using namespace test_frames;
+using tether::dataplane::answer_arp;
+using tether::dataplane::answer_icmp_echo;
+using tether::dataplane::answer_neighbour_solicitation;
+using tether::parsers::ParsedFrame;
+using tether::parsers::ParseStatus;
+
+namespace {
+
+const Mac kZeroMac{};
+
+// RFC 1071 sum of 16-bit big-endian words, folded, not complemented.
+std::uint32_t ones_sum(const std::uint8_t* p, std::size_t n, std::uint32_t sum = 0) {
+  for (std::size_t i = 0; i + 1 < n; i += 2) sum += static_cast<std::uint32_t>(p[i] << 8 | p[i + 1]);
+  if (n % 2) sum += static_cast<std::uint32_t>(p[n - 1] << 8);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return sum;
+}
+
+// A message with a correct checksum sums to 0xffff (its complement is 0).
+bool checksum_ok(std::uint32_t folded) { return folded == 0xffff; }
+
+// ICMPv6 sum over the pseudo-header (source, destination, upper-layer length, next header 58)
+// and the message.
+std::uint32_t icmpv6_sum(const std::uint8_t* ip6, const std::uint8_t* icmp, std::size_t length) {
+  std::uint8_t pseudo[40] = {};
+  std::memcpy(pseudo, ip6 + 8, 32);
+  pseudo[32] = static_cast<std::uint8_t>(length >> 24);
+  pseudo[33] = static_cast<std::uint8_t>(length >> 16);
+  pseudo[34] = static_cast<std::uint8_t>(length >> 8);
+  pseudo[35] = static_cast<std::uint8_t>(length);
+  pseudo[39] = 58;
+  return ones_sum(icmp, length, ones_sum(pseudo, sizeof pseudo));
+}
+
+Mac mac_at(const std::uint8_t* p) {
+  Mac m;
+  std::memcpy(m.data(), p, 6);
+  return m;
+}
+Ip6 ip6_at(const std::uint8_t* p) {
+  Ip6 a;
+  std::memcpy(a.data(), p, 16);
+  return a;
+}
+bool ip4_equal(const std::uint8_t* p, const Ip4& a) { return std::memcmp(p, a.b, 4) == 0; }
+
+ParsedFrame parsed_ok(const Bytes& frame) {
+  ParsedFrame p;
+  REQUIRE(parse_exact(frame, p) == ParseStatus::ok);
+  return p;
+}
+
+// Neighbour solicitation for `target`, with a source link-layer address option unless the
+// source is unspecified (RFC 4861 4.3).
+Bytes neighbour_solicitation(const Ip6& source, const Ip6& target, std::uint8_t hop_limit = 255,
+                             std::optional<std::uint16_t> vlan = {}, std::uint8_t code = 0) {
+  Bytes icmp6;
+  put8(icmp6, 135);
+  put8(icmp6, code);
+  put16(icmp6, 0);
+  put32(icmp6, 0);  // reserved
+  put_bytes(icmp6, target.data(), 16);
+  const Ip6 unspecified{};
+  if (source != unspecified) {
+    put8(icmp6, 1);  // source link-layer address, 1 x 8 bytes
+    put8(icmp6, 1);
+    put_bytes(icmp6, kClientMac.data(), 6);
+  }
+  Ip6 solicited_node{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, target[13], target[14], target[15]};
+  const Mac multicast_mac{0x33, 0x33, 0xff, target[13], target[14], target[15]};
+  return ethernet(0x86dd, ipv6(58, icmp6, source, solicited_node, {}, 6, hop_limit), vlan, 0x8100,
+                  multicast_mac, kClientMac);
+}
+
+}  // namespace
+
+TEST_CASE("answer_arp: request becomes a reply from our MAC", "[slow_path]") {
+  for (const bool tagged : {false, true}) {
+    DYNAMIC_SECTION((tagged ? "with" : "without") << " a VLAN tag") {
+      const std::optional<std::uint16_t> vlan = tagged ? std::optional<std::uint16_t>(0x0123) : std::nullopt;
+      const Mac broadcast{0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+      Bytes frame = pad_to(ethernet(0x0806, arp(1, kClientMac, kClient4, kZeroMac, kVip4), vlan,
+                                    0x8100, broadcast, kClientMac), 60);
+      const ParsedFrame request = parsed_ok(frame);
+      const std::size_t length = answer_arp(frame.data(), request, kOurMac);
+      const std::size_t l3 = tagged ? 18 : 14;
+      CHECK(length == l3 + 28);
+
+      CHECK(mac_at(&frame[0]) == kClientMac);  // Ethernet destination: the requester
+      CHECK(mac_at(&frame[6]) == kOurMac);     // Ethernet source: us
+      if (tagged) {
+        CHECK(get16(&frame[12]) == 0x8100);
+        CHECK(get16(&frame[14]) == 0x0123);
+      }
+      CHECK(get16(&frame[l3 - 2]) == 0x0806);
+      const std::uint8_t* a = &frame[l3];
+      CHECK(get16(a) == 1);
+      CHECK(get16(a + 2) == 0x0800);
+      CHECK(a[4] == 6);
+      CHECK(a[5] == 4);
+      CHECK(get16(a + 6) == 2);              // reply
+      CHECK(mac_at(a + 8) == kOurMac);       // sender: our MAC ...
+      CHECK(ip4_equal(a + 14, kVip4));       // ... and the address asked for
+      CHECK(mac_at(a + 18) == kClientMac);   // target: the requester
+      CHECK(ip4_equal(a + 24, kClient4));
+
+      // The reply parses as an ARP reply.
+      ParsedFrame reply;
+      REQUIRE(parse_exact(Bytes(frame.begin(), frame.begin() + static_cast<long>(length)), reply) == ParseStatus::ok);
+      CHECK(reply.arp.operation == 2);
+      CHECK(reply.has_vlan == tagged);
+    }
+  }
+}
+
+TEST_CASE("answer_arp: anything but a request gets no answer", "[slow_path]") {
+  Bytes reply = ethernet(0x0806, arp(2, kClientMac, kClient4, kOurMac, kVip4));
+  const Bytes before = reply;
+  CHECK(answer_arp(reply.data(), parsed_ok(reply), kOurMac) == 0);
+  CHECK(reply == before);  // untouched
+
+  Bytes rarp = ethernet(0x0806, arp(3, kClientMac, kClient4, kZeroMac, kVip4));
+  CHECK(answer_arp(rarp.data(), parsed_ok(rarp), kOurMac) == 0);
+
+  Bytes ip = ethernet(0x0800, ipv4(1, icmp(8, 1, 1)));
+  CHECK(answer_arp(ip.data(), parsed_ok(ip), kOurMac) == 0);
+}
+
+TEST_CASE("answer_icmp_echo: IPv4", "[slow_path]") {
+  const Bytes data = sequence_bytes(37, 0x20);  // odd length exercises the checksum's last byte
+  Ipv4Options options;
+  options.ttl = 3;
+  options.options = {0x01, 0x01, 0x01, 0x00};  // the header checksum must cover options too
+  for (const bool tagged : {false, true}) {
+    DYNAMIC_SECTION((tagged ? "with" : "without") << " a VLAN tag") {
+      const std::optional<std::uint16_t> vlan = tagged ? std::optional<std::uint16_t>(42) : std::nullopt;
+      Bytes frame = ethernet(0x0800, ipv4(1, icmp(8, 0xbeef, 9, data), kClient4, kVip4, options), vlan);
+      frame.insert(frame.end(), {0x55, 0x55, 0x55});  // trailing padding is not part of the message
+      const ParsedFrame request = parsed_ok(frame);
+      const std::size_t length = answer_icmp_echo(frame.data(), request, kOurMac);
+      const std::size_t l3 = tagged ? 18 : 14;
+      const std::size_t ip_header = 24;
+      const std::size_t icmp_length = 8 + data.size();
+      REQUIRE(length == l3 + ip_header + icmp_length);
+
+      CHECK(mac_at(&frame[0]) == kClientMac);
+      CHECK(mac_at(&frame[6]) == kOurMac);
+      if (tagged) CHECK(get16(&frame[14]) == 42);
+      const std::uint8_t* ip = &frame[l3];
+      CHECK(ip[0] == 0x46);
+      CHECK(get16(ip + 2) == ip_header + icmp_length);
+      CHECK(ip[8] == 64);  // fresh TTL
+      CHECK(ip[9] == 1);
+      CHECK(ip4_equal(ip + 12, kVip4));     // source: the VIP
+      CHECK(ip4_equal(ip + 16, kClient4));  // destination: the client
+      CHECK(checksum_ok(ones_sum(ip, ip_header)));
+
+      const std::uint8_t* message = ip + ip_header;
+      CHECK(message[0] == 0);  // echo reply
+      CHECK(message[1] == 0);
+      CHECK(get16(message + 4) == 0xbeef);  // identifier and sequence kept
+      CHECK(get16(message + 6) == 9);
+      CHECK(std::memcmp(message + 8, data.data(), data.size()) == 0);
+      CHECK(checksum_ok(ones_sum(message, icmp_length)));
+      // The padding after the IP packet was left alone.
+      CHECK(frame[frame.size() - 1] == 0x55);
+    }
+  }
+}
+
+TEST_CASE("answer_icmp_echo: IPv6", "[slow_path]") {
+  const Bytes data = sequence_bytes(21, 0x61);
+  Bytes frame = ethernet(0x86dd, ipv6(58, icmp(128, 0x0102, 0x0304, data)));
+  const ParsedFrame request = parsed_ok(frame);
+  const std::size_t length = answer_icmp_echo(frame.data(), request, kOurMac);
+  const std::size_t icmp_length = 8 + data.size();
+  REQUIRE(length == 14 + 40 + icmp_length);
+  CHECK(mac_at(&frame[0]) == kClientMac);
+  CHECK(mac_at(&frame[6]) == kOurMac);
+  const std::uint8_t* ip = &frame[14];
+  CHECK(ip[0] >> 4 == 6);
+  CHECK(get16(ip + 4) == icmp_length);
+  CHECK(ip[6] == 58);
+  CHECK(ip[7] == 64);
+  CHECK(ip6_at(ip + 8) == kVip6);
+  CHECK(ip6_at(ip + 24) == kClient6);
+  const std::uint8_t* message = ip + 40;
+  CHECK(message[0] == 129);
+  CHECK(message[1] == 0);
+  CHECK(get16(message + 4) == 0x0102);
+  CHECK(get16(message + 6) == 0x0304);
+  CHECK(std::memcmp(message + 8, data.data(), data.size()) == 0);
+  CHECK(checksum_ok(icmpv6_sum(ip, message, icmp_length)));
+}
+
+TEST_CASE("answer_icmp_echo: non-requests get no answer", "[slow_path]") {
+  SECTION("IPv4 echo reply") {
+    Bytes frame = ethernet(0x0800, ipv4(1, icmp(0, 1, 1)));
+    const Bytes before = frame;
+    CHECK(answer_icmp_echo(frame.data(), parsed_ok(frame), kOurMac) == 0);
+    CHECK(frame == before);
+  }
+  SECTION("IPv6 echo reply") {
+    Bytes frame = ethernet(0x86dd, ipv6(58, icmp(129, 1, 1)));
+    const Bytes before = frame;
+    CHECK(answer_icmp_echo(frame.data(), parsed_ok(frame), kOurMac) == 0);
+    CHECK(frame == before);
+  }
+  SECTION("ICMPv6 type 128 inside IPv4 and ICMP type 8 inside IPv6") {
+    Bytes v4 = ethernet(0x0800, ipv4(1, icmp(128, 1, 1)));
+    CHECK(answer_icmp_echo(v4.data(), parsed_ok(v4), kOurMac) == 0);
+    Bytes v6 = ethernet(0x86dd, ipv6(58, icmp(8, 1, 1)));
+    CHECK(answer_icmp_echo(v6.data(), parsed_ok(v6), kOurMac) == 0);
+  }
+  SECTION("IPv4 destination unreachable") {
+    Bytes frame = ethernet(0x0800, ipv4(1, icmp(3, 0, 0, Bytes(28, 0))));
+    CHECK(answer_icmp_echo(frame.data(), parsed_ok(frame), kOurMac) == 0);
+  }
+  SECTION("UDP and ARP") {
+    Bytes frame = ethernet(0x0800, ipv4(17, udp(1, 7)));
+    CHECK(answer_icmp_echo(frame.data(), parsed_ok(frame), kOurMac) == 0);
+    Bytes request = ethernet(0x0806, arp(1, kClientMac, kClient4, kZeroMac, kVip4));
+    CHECK(answer_icmp_echo(request.data(), parsed_ok(request), kOurMac) == 0);
+  }
+  SECTION("IPv6 echo request behind an extension header") {
+    Bytes chain = ipv6_extension(58);
+    append(chain, icmp(128, 1, 1));
+    Bytes frame = ethernet(0x86dd, ipv6(60, chain));
+    CHECK(answer_icmp_echo(frame.data(), parsed_ok(frame), kOurMac) == 0);
+  }
+}
+
+TEST_CASE("answer_neighbour_solicitation: advertisement for the target", "[slow_path]") {
+  for (const bool tagged : {false, true}) {
+    DYNAMIC_SECTION((tagged ? "with" : "without") << " a VLAN tag") {
+      const std::optional<std::uint16_t> vlan = tagged ? std::optional<std::uint16_t>(0x0abc) : std::nullopt;
+      Bytes frame = neighbour_solicitation(kClient6, kVip6, 255, vlan);
+      const std::size_t l3 = tagged ? 18 : 14;
+      REQUIRE(frame.size() == l3 + 40 + 32);
+      const ParsedFrame request = parsed_ok(frame);
+
+      tether::parsers::IpBytes target{};
+      CHECK(tether::dataplane::neighbour_solicitation_target(frame.data(), request, target));
+      CHECK(target == kVip6);
+
+      const std::size_t length = answer_neighbour_solicitation(frame.data(), frame.size(), request, kOurMac);
+      REQUIRE(length == l3 + 40 + 32);
+      CHECK(mac_at(&frame[0]) == kClientMac);
+      CHECK(mac_at(&frame[6]) == kOurMac);
+      if (tagged) CHECK(get16(&frame[14]) == 0x0abc);
+      CHECK(get16(&frame[l3 - 2]) == 0x86dd);
+      const std::uint8_t* ip = &frame[l3];
+      CHECK(ip[0] >> 4 == 6);
+      CHECK(get16(ip + 4) == 32);
+      CHECK(ip[6] == 58);
+      CHECK(ip[7] == 255);
+      CHECK(ip6_at(ip + 8) == kVip6);      // source: the target address
+      CHECK(ip6_at(ip + 24) == kClient6);  // destination: the solicitor
+      const std::uint8_t* na = ip + 40;
+      CHECK(na[0] == 136);
+      CHECK(na[1] == 0);
+      CHECK(na[4] == 0x60);  // solicited and override, not router
+      CHECK(na[5] == 0);
+      CHECK(na[6] == 0);
+      CHECK(na[7] == 0);
+      CHECK(ip6_at(na + 8) == kVip6);
+      CHECK(na[24] == 2);  // target link-layer address
+      CHECK(na[25] == 1);
+      CHECK(mac_at(na + 26) == kOurMac);
+      CHECK(checksum_ok(icmpv6_sum(ip, na, 32)));
+
+      ParsedFrame reply;
+      REQUIRE(parse_exact(Bytes(frame.begin(), frame.begin() + static_cast<long>(length)), reply) == ParseStatus::ok);
+      CHECK(reply.icmp_type == 136);
+    }
+  }
+}
+
+TEST_CASE("answer_neighbour_solicitation: duplicate address detection", "[slow_path]") {
+  const Ip6 unspecified{};
+  Bytes frame = neighbour_solicitation(unspecified, kVip6);
+  REQUIRE(frame.size() == 14 + 40 + 24);  // no source link-layer option
+  frame.resize(14 + 40 + 32 + 10, 0);     // the mbuf has room for the reply
+  const ParsedFrame request = parsed_ok(frame);
+  const std::size_t length = answer_neighbour_solicitation(frame.data(), frame.size(), request, kOurMac);
+  REQUIRE(length == 14 + 40 + 32);
+  const Mac all_nodes_mac{0x33, 0x33, 0x00, 0x00, 0x00, 0x01};
+  const Ip6 all_nodes{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  CHECK(mac_at(&frame[0]) == all_nodes_mac);
+  CHECK(mac_at(&frame[6]) == kOurMac);
+  const std::uint8_t* ip = &frame[14];
+  CHECK(get16(ip + 4) == 32);
+  CHECK(ip[7] == 255);
+  CHECK(ip6_at(ip + 8) == kVip6);
+  CHECK(ip6_at(ip + 24) == all_nodes);
+  const std::uint8_t* na = ip + 40;
+  CHECK(na[0] == 136);
+  CHECK(na[4] == 0x20);  // override only: no solicited flag
+  CHECK(ip6_at(na + 8) == kVip6);
+  CHECK(mac_at(na + 26) == kOurMac);
+  CHECK(checksum_ok(icmpv6_sum(ip, na, 32)));
+}
+
+TEST_CASE("answer_neighbour_solicitation: what is not answered", "[slow_path]") {
+  SECTION("hop limit 64: not from the link") {
+    Bytes frame = neighbour_solicitation(kClient6, kVip6, 64);
+    const Bytes before = frame;
+    const ParsedFrame request = parsed_ok(frame);
+    tether::parsers::IpBytes target{};
+    CHECK_FALSE(tether::dataplane::neighbour_solicitation_target(frame.data(), request, target));
+    CHECK(answer_neighbour_solicitation(frame.data(), frame.size(), request, kOurMac) == 0);
+    CHECK(frame == before);
+  }
+  SECTION("code not 0") {
+    Bytes frame = neighbour_solicitation(kClient6, kVip6, 255, {}, 1);
+    CHECK(answer_neighbour_solicitation(frame.data(), frame.size(), parsed_ok(frame), kOurMac) == 0);
+  }
+  SECTION("too short to hold a target") {
+    Bytes icmp6 = icmp(135, 0, 0, Bytes(8, 0));  // 16 bytes
+    Bytes frame = ethernet(0x86dd, ipv6(58, icmp6, kClient6, kVip6, {}, 6, 255));
+    CHECK(answer_neighbour_solicitation(frame.data(), frame.size(), parsed_ok(frame), kOurMac) == 0);
+  }
+  SECTION("no room for the advertisement") {
+    Bytes frame = neighbour_solicitation(Ip6{}, kVip6);  // 78 bytes, the reply needs 86
+    const Bytes before = frame;
+    CHECK(answer_neighbour_solicitation(frame.data(), frame.size(), parsed_ok(frame), kOurMac) == 0);
+    CHECK(frame == before);
+  }
+  SECTION("a neighbour advertisement or echo request is not a solicitation") {
+    Bytes na = neighbour_solicitation(kClient6, kVip6);
+    na[14 + 40] = 136;
+    CHECK(answer_neighbour_solicitation(na.data(), na.size(), parsed_ok(na), kOurMac) == 0);
+    Bytes echo = ethernet(0x86dd, ipv6(58, icmp(128, 1, 1, Bytes(24, 0)), kClient6, kVip6, {}, 6, 255));
+    CHECK(answer_neighbour_solicitation(echo.data(), echo.size(), parsed_ok(echo), kOurMac) == 0);
+  }
+  SECTION("behind an extension header") {
+    Bytes ns = neighbour_solicitation(kClient6, kVip6);
+    Bytes icmp6(ns.begin() + 54, ns.end());
+    Bytes chain = ipv6_extension(58);
+    append(chain, icmp6);
+    Bytes frame = ethernet(0x86dd, ipv6(0, chain, kClient6, kVip6, {}, 6, 255));
+    CHECK(answer_neighbour_solicitation(frame.data(), frame.size(), parsed_ok(frame), kOurMac) == 0);
+  }
+  SECTION("IPv4") {
+    Bytes frame = ethernet(0x0800, ipv4(1, icmp(135, 0, 0, Bytes(16, 0))));
+    CHECK(answer_neighbour_solicitation(frame.data(), frame.size(), parsed_ok(frame), kOurMac) == 0);
+  }
+}
