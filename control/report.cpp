@@ -110,6 +110,7 @@ Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
       t.backends[b].sessions += bc.sessions;
     }
     t.flows_in_tables += w->flow_count();
+    t.rx_per_worker.push_back(c.rx_packets);
   }
   return t;
 }
@@ -176,7 +177,10 @@ std::string counters_json(const Config& config, const Totals& totals) {
   out << "},\"dpi_fallbacks\":{";
   first = true;
   each_fallback(totals.workers, field);
-  out << "},\"backends\":{";
+  out << "},\"rx_per_worker\":[";
+  for (std::size_t w = 0; w < totals.rx_per_worker.size(); ++w)
+    out << (w ? "," : "") << totals.rx_per_worker[w];
+  out << "],\"backends\":{";
   for (std::size_t b = 0; b < totals.backends.size(); ++b) {
     const auto& c = totals.backends[b];
     out << (b ? "," : "") << '"' << config.backends[b].name << "\":{\"packets\":" << c.packets

@@ -14,6 +14,7 @@ struct Totals {
   dataplane::WorkerCounters workers;
   std::vector<dataplane::BackendCounters> backends;
   std::uint64_t flows_in_tables = 0;
+  std::vector<std::uint64_t> rx_per_worker;  // shows how RSS spread the traffic
   dataplane::SweepResult sessions_expired;  // counted by the control thread's sweep
   std::uint64_t sessions_in_table = 0;
 };

@@ -124,17 +124,21 @@ std::int32_t SessionTable::find(const SessionKey& key, std::uint32_t signature,
 }
 
 std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, SessionRoute route,
-                               std::uint64_t deadline) {
-  const bool fresh = rte_hash_lookup_with_hash(hash_, &key, signature) < 0;
+                               std::uint64_t deadline, bool* created) {
   const int rc = rte_hash_add_key_with_hash_data(hash_, &key, signature,
                                                  reinterpret_cast<void*>(pack(route)));
   if (rc < 0) return rc;
-  if (fresh && key.kind == SessionKind::sip_call)
-    live_calls_[route.backend].fetch_add(1, std::memory_order_relaxed);
   const std::int32_t position = rte_hash_lookup_with_hash(hash_, &key, signature);
   if (position < 0) return position;  // deleted by the sweep in between: it expired anyway
-  slots_[position].claimed.store(0, std::memory_order_relaxed);
-  slots_[position].deadline.store(deadline, std::memory_order_relaxed);
+  Slot& slot = slots_[position];
+  slot.claimed.store(0, std::memory_order_relaxed);
+  slot.deadline.store(deadline, std::memory_order_relaxed);
+  // The key's position is the same for every worker adding it: the first to flip the flag
+  // created the session.
+  const bool first = slot.counted.exchange(1, std::memory_order_relaxed) == 0;
+  if (first && key.kind == SessionKind::sip_call)
+    live_calls_[route.backend].fetch_add(1, std::memory_order_relaxed);
+  if (created != nullptr) *created = first;
   return position;
 }
 
@@ -186,6 +190,7 @@ SweepResult SessionTable::sweep(std::uint64_t now, std::uint32_t budget) {
     rte_hash_lookup_data(hash_, &copy, &data);
     slot.deadline.store(0, std::memory_order_relaxed);
     slot.claimed.store(0, std::memory_order_relaxed);
+    slot.counted.store(0, std::memory_order_relaxed);
     if (rte_hash_del_key(hash_, &copy) >= 0) {
       result.expired[static_cast<std::size_t>(copy.kind)]++;
       if (copy.kind == SessionKind::sip_call)

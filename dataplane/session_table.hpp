@@ -74,8 +74,10 @@ class SessionTable {
   std::int32_t find(const SessionKey& key, std::uint32_t signature, std::uint64_t now,
                     SessionRoute& route) const;
   // Adds or replaces; returns the position or a negative errno (-ENOSPC when full).
+  // `created` (if given) is true for exactly one of several workers adding the same new key
+  // at once, so a session is counted once.
   std::int32_t add(const SessionKey& key, std::uint32_t signature, SessionRoute route,
-                   std::uint64_t deadline);
+                   std::uint64_t deadline, bool* created = nullptr);
   void refresh(std::int32_t position, std::uint64_t deadline);
   // Sets the deadline to `deadline` if that is sooner (a BYE's linger, a TEARDOWN).
   void shorten(std::int32_t position, std::uint64_t deadline);
@@ -104,6 +106,7 @@ class SessionTable {
   struct alignas(16) Slot {
     std::atomic<std::uint64_t> deadline;
     std::atomic<std::uint8_t> claimed;
+    std::atomic<std::uint8_t> counted;  // the entry's creation was counted; reset on delete
   };
 
   rte_hash* hash_ = nullptr;

@@ -217,10 +217,12 @@ bool Worker::route_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed,
       drop(mbuf, DropReason::no_backend);
       return true;
     }
-    position = sessions_->add(key, signature, {backend, service}, now + view.session_timeout_tsc);
+    bool created = false;
+    position = sessions_->add(key, signature, {backend, service}, now + view.session_timeout_tsc,
+                              &created);
     if (position < 0) {
       fallback(DpiFallback::session_table_full);
-    } else {
+    } else if (created) {
       counters_.sessions_created[static_cast<std::size_t>(DpiProtocol::sip)]++;
       backend_counters_[backend].sessions++;
     }

@@ -37,6 +37,7 @@ ParseStatus parse_l4(const std::uint8_t* base, std::size_t l4_offset, std::size_
       out.src_port = load_be16(l4);
       out.dst_port = load_be16(l4 + 2);
       out.tcp_flags = l4[13];
+      out.tcp_seq = static_cast<std::uint32_t>(load_be16(l4 + 4)) << 16 | load_be16(l4 + 6);
       out.payload_offset = static_cast<std::uint16_t>(l4_offset + header);
       out.payload_length = static_cast<std::uint16_t>(available - header);
       return ParseStatus::ok;

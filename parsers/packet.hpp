@@ -89,6 +89,7 @@ struct ParsedFrame {
   std::uint16_t src_port;  // TCP/UDP; for ICMP echo, the identifier
   std::uint16_t dst_port;
   std::uint8_t tcp_flags;
+  std::uint32_t tcp_seq;
   std::uint8_t icmp_type;
   std::uint16_t payload_offset;  // TCP/UDP payload
   std::uint16_t payload_length;

@@ -124,3 +124,87 @@ def run_tetherd(workdir, inputs, services, workers=1, timeout=180, **config_opti
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else None
     outputs = [read_frames(workdir / f"out{q}.pcap") for q in range(len(inputs))]
     return Run(proc.returncode, proc.stdout, proc.stderr, stats, outputs)
+
+
+class Veth:
+    """A veth pair: tetherd's net_af_packet port on one end, the test's raw socket on the
+    other. Kernel chatter is switched off (no IPv6, no addresses) so every frame is ours."""
+
+    def __init__(self, tag):
+        self.inside = f"tt{tag}a"
+        self.outside = f"tt{tag}b"
+        self.close()
+        subprocess.run(["ip", "link", "add", self.inside, "type", "veth", "peer", "name",
+                        self.outside], check=True)
+        for name in (self.inside, self.outside):
+            subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=True)
+            subprocess.run(["ip", "link", "set", name, "up"], check=True)
+
+    def close(self):
+        subprocess.run(["ip", "link", "del", self.inside], capture_output=True)
+
+
+def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, **config_options):
+    """tetherd on net_af_packet over a veth pair. Each phase's frames are sent, then the test
+    waits `settle` seconds, so a later phase (media) cannot overtake an earlier one
+    (signalling) whatever worker it lands on; the kernel spreads flows over the queues by
+    their 5-tuple hash, as RSS does. Returns a Run with every frame tetherd sent back."""
+    import signal
+    import socket
+    import threading
+    import time
+
+    workdir = Path(workdir)
+    veth = Veth(os.getpid() % 100000)
+    device = f"net_af_packet0,iface={veth.inside},qpairs={workers},framecnt=4096"
+    config = workdir / "tetherd.cfg"
+    config.write_text(config_text(device, services, workers=workers, **config_options))
+    stats_file = workdir / "stats.json"
+    frames, stop = [], threading.Event()
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    sock.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE: no loss while we send
+    sock.bind((veth.outside, 0))
+    sock.settimeout(0.2)
+
+    def receive():
+        while not stop.is_set():
+            try:
+                data, address = sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            if address[2] != socket.PACKET_OUTGOING:
+                frames.append(data)
+
+    proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--stats-file", str(stats_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    receiver = threading.Thread(target=receive)
+    receiver.start()
+    try:
+        deadline = time.time() + 60
+        log = ""
+        while "running:" not in log:
+            line = proc.stderr.readline()
+            if not line or time.time() > deadline:
+                raise RuntimeError("tetherd did not start: " + log)
+            log += line
+        for phase in phases:
+            for frame in phase:
+                sock.send(frame)
+            time.sleep(settle)
+        # Wait until nothing more comes back.
+        count = -1
+        while count != len(frames):
+            count = len(frames)
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        stop.set()
+        receiver.join()
+        sock.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        veth.close()
+    stats = json.loads(stats_file.read_text()) if stats_file.exists() else None
+    return Run(proc.returncode, stdout, log + stderr, stats, [frames])

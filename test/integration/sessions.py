@@ -2,8 +2,6 @@
 RTP/RTCP flows, FTP sessions with their data connections. Each session knows every frame it
 sends, so a test can check that all of them reached one backend.
 """
-import zlib
-
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
@@ -198,30 +196,6 @@ class FtpSession:
     def close(self):
         return self.control.send(b"RETR file.bin\r\n") + self.control.send(b"QUIT\r\n") + \
             [self.control.fin()]
-
-
-def flow_key(frame):
-    """(src, sport, dst, dport, proto) of a frame, from raw bytes (IPv4 only)."""
-    ip = frame[14:]
-    ihl = (ip[0] & 0x0f) * 4
-    proto = ip[9]
-    l4 = ip[ihl:]
-    return (bytes(ip[12:16]), int.from_bytes(l4[0:2], "big"), bytes(ip[16:20]),
-            int.from_bytes(l4[2:4], "big"), proto)
-
-
-def rss_queue(frame, queues):
-    """Which RX queue RSS would put a frame on: a hash of its 5-tuple, as NICs do."""
-    key = flow_key(frame)
-    return zlib.crc32(repr(key).encode()) % queues
-
-
-def filler(count):
-    """Frames every worker drops at once (not addressed to the balancer): they hold a queue's
-    later frames back until the other workers have read theirs."""
-    frame = bytes(Ether(src=CLIENT_MAC, dst="02:00:00:00:99:99") / IP(src="198.51.100.1", dst="192.0.2.250")
-                  / UDP(sport=1, dport=1))
-    return [frame] * count
 
 
 def shuffle_sessions(groups, rng):

@@ -5,10 +5,9 @@ import random
 
 import pytest
 
-from harness import BACKENDS, mac_bytes, run_tetherd
+from harness import BACKENDS, mac_bytes, run_tetherd, run_tetherd_live
 from scapy.layers.inet import IP, UDP
-from sessions import (FtpSession, RtspSession, SipCall, ether, filler, rss_queue,
-                      shuffle_sessions)
+from sessions import FtpSession, RtspSession, SipCall, ether, shuffle_sessions
 
 BACKEND_BY_MAC = {mac_bytes(mac): name for name, (_addr, mac) in BACKENDS.items()}
 SIP_VIP, SIP_RULES_VIP, SIP_LEAST_VIP = "192.0.2.110", "192.0.2.111", "192.0.2.112"
@@ -34,18 +33,17 @@ SERVICES = [
 ]
 
 
-def split_queues(phases, workers):
-    """Frames into per-worker RX queues the way RSS would (by 5-tuple), phase after phase,
-    with filler between phases so that no worker reads a phase before every worker has read
-    the previous one (media must not overtake the SETUP that announces it)."""
-    queues = [[] for _ in range(workers)]
-    for n, phase in enumerate(phases):
-        if n and workers > 1:
-            for q in queues:
-                q.extend(filler(60000))
-        for frame in phase:
-            queues[rss_queue(frame, workers)].append(frame)
-    return queues
+def run_phases(tmp_path, phases, workers):
+    """One worker: the phases in order through a pcap. Two workers: through net_af_packet
+    with qpairs=2, where the kernel spreads flows over the queues by 5-tuple hash as RSS
+    does, so the flows of one session land on different workers; each phase is sent only
+    after the previous one has been processed (media never overtakes its SETUP)."""
+    if workers == 1:
+        return run_tetherd(tmp_path, [[f for phase in phases for f in phase]], SERVICES)
+    run = run_tetherd_live(tmp_path, phases, SERVICES, workers=workers)
+    received = run.stats["rx_per_worker"]
+    assert min(received) > 0.2 * sum(received), f"flows were not spread over workers: {received}"
+    return run
 
 
 def backends_by_session(run, owner_of_frame):
@@ -74,7 +72,7 @@ def test_sip_calls_stay_on_one_backend(tmp_path, workers):
     groups = [c.frames() for c in calls]
     owner = {frame[12:]: c.number for c, g in zip(calls, groups) for frame in g}
     frames = shuffle_sessions(groups, rng)
-    run = run_tetherd(tmp_path, split_queues([frames], workers), SERVICES, workers=workers)
+    run = run_phases(tmp_path, [frames], workers)
     assert run.returncode == 0, run.stderr
     reached = backends_by_session(run, owner)
     assert_one_backend_each(reached, range(len(calls)))
@@ -141,7 +139,7 @@ def test_rtsp_media_follows_the_control_connection(tmp_path, workers):
     # Media from a port no SETUP announced: dropped and counted.
     phases[1].append(bytes(ether() / IP(src=CLIENTS[0], dst=RTSP_VIP) / UDP(sport=4, dport=6970)
                            / b"rtp"))
-    run = run_tetherd(tmp_path, split_queues(phases, workers), SERVICES, workers=workers)
+    run = run_phases(tmp_path, phases, workers)
     assert run.returncode == 0, run.stderr
     reached = backends_by_session(run, owner)
     assert_one_backend_each(reached, [x.number for x in everyone])
@@ -165,7 +163,7 @@ def test_ftp_data_connections_follow_pasv(tmp_path, workers):
     clients = [f"203.0.{n // 250}.{n % 250 + 1}" for n in range(400)]
     sessions = [FtpSession(n, FTP_VIP, rng, [clients[n]]) for n in range(400)]
     owner, phases = session_phases(sessions, ["signalling", "transfer", "close"], rng)
-    run = run_tetherd(tmp_path, split_queues(phases, workers), SERVICES, workers=workers)
+    run = run_phases(tmp_path, phases, workers)
     assert run.returncode == 0, run.stderr
     reached = backends_by_session(run, owner)
     assert_one_backend_each(reached, [x.number for x in sessions])
