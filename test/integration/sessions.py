@@ -25,6 +25,7 @@ class SipCall:
     def __init__(self, number, vip, rng, clients, method="INVITE", reinvite=False, bye=True):
         self.number = number
         self.vip = vip
+        self.clients = clients
         self.client = rng.choice(clients)
         self.call_id = f"{rng.getrandbits(64):016x}-{number}@{self.client}"
         self.method = method
@@ -45,14 +46,16 @@ class SipCall:
             return f"CALL-ID   :   {self.call_id}\r\n"
         return f"Call-ID:\r\n   {self.call_id}\r\n"  # folded continuation line
 
-    def message(self, method, cseq, port, body=""):
-        text = (f"{method} sip:bob@{self.vip} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP {self.client}:{port};branch=z9hG4bK{self.rng.getrandbits(32):x}\r\n"
+    def message(self, method, cseq, port, body="", client=None, response=None):
+        client = client or self.client
+        start = (f"SIP/2.0 {response}\r\n" if response else f"{method} sip:bob@{self.vip} SIP/2.0\r\n")
+        text = (start +
+                f"Via: SIP/2.0/UDP {client}:{port};branch=z9hG4bK{self.rng.getrandbits(32):x}\r\n"
                 f"Max-Forwards: 70\r\nFrom: <sip:alice@{self.client}>;tag={self.number}\r\n"
                 f"To: <sip:bob@{self.vip}>\r\n{self.call_id_header()}CSeq: {cseq} {method}\r\n"
                 f"Contact: <sip:alice@{self.client}:{port}>\r\n"
                 f"User-Agent: tether-test\r\nContent-Length: {len(body)}\r\n\r\n{body}")
-        return bytes(ether() / IP(src=self.client, dst=self.vip)
+        return bytes(ether() / IP(src=client, dst=self.vip)
                      / UDP(sport=port, dport=5060) / text.encode())
 
     def frames(self):
@@ -65,8 +68,14 @@ class SipCall:
         if self.reinvite:
             frames += [self.message("INVITE", 2, self.ports[2], sdp),
                        self.message("ACK", 2, self.ports[2])]
+        if self.number % 4 == 1:
+            # the client answering a re-INVITE the server side sent: a response
+            frames.append(self.message("INVITE", 101, self.ports[1], sdp, response="200 OK"))
         if self.bye:
-            frames.append(self.message("BYE", 3, self.ports[3]))
+            # some calls end through another proxy: another client address
+            other = self.clients[(self.clients.index(self.client) + 1) % len(self.clients)]
+            frames.append(self.message("BYE", 3, self.ports[3],
+                                       client=other if self.number % 7 == 0 else None))
         return frames
 
 
