@@ -1,5 +1,7 @@
 #include "control/config.hpp"
 
+#include "dataplane/limits.hpp"
+
 #include <libconfig.h++>
 
 #include <algorithm>
@@ -156,6 +158,8 @@ void read_backends(const GroupReader& top, const std::string& source, Config& co
                    const std::map<std::string, std::size_t>& port_names,
                    std::map<std::string, std::size_t>& names) {
   const Setting& backends = top.list("backends");
+  if (backends.getLength() > static_cast<int>(dataplane::kMaxBackends))
+    top.fail(backends, "at most " + std::to_string(dataplane::kMaxBackends) + " backends");
   for (int i = 0; i < backends.getLength(); ++i) {
     GroupReader r(backends[i], source, {"name", "address", "mac", "port"});
     BackendConfig backend;

@@ -25,6 +25,7 @@
 #include "control/snapshot_builder.hpp"
 #include "dataplane/port.hpp"
 #include "dataplane/session_table.hpp"
+#include "dataplane/snapshot_channel.hpp"
 #include "dataplane/worker.hpp"
 
 namespace po = boost::program_options;
@@ -149,7 +150,7 @@ int run(const Config& config, const Options& options) {
   int status = 0;
   std::vector<dataplane::OpenPort> ports;
   std::vector<std::unique_ptr<dataplane::Worker>> workers;
-  std::unique_ptr<dataplane::Snapshot> snapshot;
+  std::unique_ptr<dataplane::SnapshotPublisher> publisher;
   std::unique_ptr<dataplane::SessionTable> sessions;
   dataplane::SweepResult expired;
   try {
@@ -167,7 +168,9 @@ int run(const Config& config, const Options& options) {
                  ports.back().port_id, format_mac(ports.back().mac).c_str(), config.workers,
                  ports.back().rss ? ", RSS" : "");
     }
-    snapshot = build_snapshot(config, identities, rte_get_tsc_hz(), config.workers);
+    publisher = std::make_unique<dataplane::SnapshotPublisher>(config.workers, SOCKET_ID_ANY);
+    const dataplane::Snapshot* first =
+        publisher->initial(build_snapshot(config, identities, rte_get_tsc_hz(), config.workers));
     sessions = std::make_unique<dataplane::SessionTable>("sessions", config.sessions,
                                                          config.workers, SOCKET_ID_ANY);
 
@@ -177,7 +180,7 @@ int run(const Config& config, const Options& options) {
           dataplane::WorkerSetup{w, static_cast<std::uint16_t>(w), config.flows_per_worker,
                                  config.dpi_streams_per_worker,
                                  static_cast<int>(rte_lcore_to_socket_id(lcore))},
-          snapshot.get(), sessions.get()));
+          first, sessions.get(), &publisher->channel(w)));
     lcore = rte_get_next_lcore(-1, 1, 0);
     for (auto& worker : workers) {
       rte_eal_remote_launch(worker_main, worker.get(), lcore);
@@ -193,6 +196,7 @@ int run(const Config& config, const Options& options) {
     const std::uint32_t sweep_slice = std::max<std::uint32_t>(1024, config.sessions / 20);
     while (!stop_requested.load()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      publisher->collect();
       const dataplane::SweepResult swept = sessions->sweep(rte_rdtsc(), sweep_slice);
       for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];
       if (options.idle_exit_s > 0) {
@@ -231,7 +235,7 @@ int run(const Config& config, const Options& options) {
   }
   workers.clear();
   sessions.reset();
-  snapshot.reset();
+  publisher.reset();
   for (auto& port : ports) dataplane::close_port(port);
   rte_eal_cleanup();
   return status;

@@ -125,6 +125,10 @@ std::int32_t SessionTable::find(const SessionKey& key, std::uint32_t signature,
 
 std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, SessionRoute route,
                                std::uint64_t deadline, bool* created) {
+  // Replacing an entry (an expired call rescheduled, a new PASV) may move it to another
+  // backend: the old one loses the live call.
+  void* previous = nullptr;
+  const bool replacing = rte_hash_lookup_with_hash_data(hash_, &key, signature, &previous) >= 0;
   const int rc = rte_hash_add_key_with_hash_data(hash_, &key, signature,
                                                  reinterpret_cast<void*>(pack(route)));
   if (rc < 0) return rc;
@@ -136,8 +140,16 @@ std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, S
   // The key's position is the same for every worker adding it: the first to flip the flag
   // created the session.
   const bool first = slot.counted.exchange(1, std::memory_order_relaxed) == 0;
-  if (first && key.kind == SessionKind::sip_call)
-    live_calls_[route.backend].fetch_add(1, std::memory_order_relaxed);
+  if (first) entries_.fetch_add(1, std::memory_order_relaxed);
+  if (key.kind == SessionKind::sip_call) {
+    const std::uint16_t old_backend = unpack(previous).backend;
+    if (first) {
+      live_calls_[route.backend].fetch_add(1, std::memory_order_relaxed);
+    } else if (replacing && old_backend != route.backend) {
+      live_calls_[old_backend].fetch_sub(1, std::memory_order_relaxed);
+      live_calls_[route.backend].fetch_add(1, std::memory_order_relaxed);
+    }
+  }
   if (created != nullptr) *created = first;
   return position;
 }
@@ -192,6 +204,7 @@ SweepResult SessionTable::sweep(std::uint64_t now, std::uint32_t budget) {
     slot.claimed.store(0, std::memory_order_relaxed);
     slot.counted.store(0, std::memory_order_relaxed);
     if (rte_hash_del_key(hash_, &copy) >= 0) {
+      entries_.fetch_sub(1, std::memory_order_relaxed);
       result.expired[static_cast<std::size_t>(copy.kind)]++;
       if (copy.kind == SessionKind::sip_call)
         live_calls_[unpack(data).backend].fetch_sub(1, std::memory_order_relaxed);
@@ -200,8 +213,9 @@ SweepResult SessionTable::sweep(std::uint64_t now, std::uint32_t budget) {
   return result;
 }
 
+// Not rte_hash_count(): that counts deleted slots until RCU reclaims them.
 std::uint32_t SessionTable::size() const {
-  return static_cast<std::uint32_t>(rte_hash_count(hash_));
+  return static_cast<std::uint32_t>(entries_.load(std::memory_order_relaxed));
 }
 
 }  // namespace tether::dataplane

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "dataplane/limits.hpp"
 #include "parsers/packet.hpp"
 
 struct rte_hash;
@@ -54,7 +55,6 @@ struct SessionRoute {
 };
 
 inline constexpr std::size_t kSessionKinds = static_cast<std::size_t>(SessionKind::count_);
-inline constexpr std::size_t kMaxSessionBackends = 4096;
 
 // What the control thread's sweep did, per kind.
 struct SweepResult {
@@ -116,7 +116,8 @@ class SessionTable {
   std::uint32_t capacity_;
   std::uint32_t sweep_cursor_ = 0;
   std::size_t bytes_per_entry_ = 0;
-  std::atomic<std::int64_t> live_calls_[kMaxSessionBackends] = {};
+  std::atomic<std::int64_t> entries_{0};
+  std::atomic<std::int64_t> live_calls_[kMaxBackends] = {};
 };
 
 }  // namespace tether::dataplane

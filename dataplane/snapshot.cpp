@@ -3,13 +3,17 @@
 #include <rte_hash_crc.h>
 
 #include <algorithm>
+#include <cstring>
 #include <bit>
 
 namespace tether::dataplane {
 namespace {
 
 std::uint32_t service_hash(const IpBytes& vip, std::uint16_t port, std::uint8_t ip_proto) {
-  std::uint32_t h = rte_hash_crc(vip.data(), static_cast<std::uint32_t>(vip.size()), 0x7e7e);
+  // rte_hash_crc reads 8 bytes at a time: hash an aligned copy.
+  alignas(8) std::uint8_t address[16];
+  std::memcpy(address, vip.data(), sizeof address);
+  std::uint32_t h = rte_hash_crc(address, sizeof address, 0x7e7e);
   return rte_hash_crc_4byte(static_cast<std::uint32_t>(port) << 8 | ip_proto, h);
 }
 

@@ -12,6 +12,7 @@
 
 #include "control/maglev.hpp"
 #include "dataplane/content_rules.hpp"
+#include "dataplane/limits.hpp"
 #include "parsers/packet.hpp"
 
 namespace tether::dataplane {
@@ -95,6 +96,7 @@ struct Snapshot {
   Snapshot(const Snapshot&) = delete;
   Snapshot& operator=(const Snapshot&) = delete;
 
+  std::uint64_t generation = 0;  // set by the SnapshotPublisher
   std::vector<PortView> ports;
   std::vector<BackendView> backends;
   std::vector<ServiceView> services;

@@ -69,14 +69,16 @@ std::string_view sip_header(const void* message, std::string_view name) {
 
 }  // namespace
 
-Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, SessionTable* sessions)
+Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, SessionTable* sessions,
+               SnapshotChannel* channel)
     : index_(setup.index),
       queue_(setup.queue),
       snapshot_(snapshot),
       sessions_(sessions),
+      channel_(channel),
       flows_(table_name(setup.index).c_str(), setup.flow_capacity, setup.socket),
       streams_(setup.stream_capacity),
-      backend_counters_(snapshot->backends.size()),
+      backend_counters_(kMaxBackends),
       tx_(snapshot->ports.size()) {
   free_streams_.reserve(setup.stream_capacity);
   for (std::uint32_t i = setup.stream_capacity; i > 0; --i) free_streams_.push_back(i - 1);
@@ -92,6 +94,9 @@ void Worker::run(const std::atomic<bool>& stop) {
 }
 
 bool Worker::poll_once() {
+  // Between bursts: the only place this worker lets go of its snapshot.
+  if (channel_ != nullptr)
+    if (const Snapshot* next = channel_->receive()) snapshot_ = next;
   bool busy = false;
   for (std::uint16_t p = 0; p < snapshot_->ports.size(); ++p) busy |= poll_port(p, rte_rdtsc());
   now_ = rte_rdtsc();
@@ -392,6 +397,7 @@ void Worker::inspect(FlowEntry& entry, const Pending& packet, const ServiceView&
     stream.client = packet.key.src;
     stream.service = packet.service;
     stream.backend = entry.backend;
+    stream.dpi = service.dpi;
     stream.session_counted = false;
     stream.rtp_port_count = 0;
     entry.stream = index + 1;
@@ -543,9 +549,7 @@ void Worker::end_stream(FlowEntry& entry, std::uint64_t now) {
     if (position >= 0) sessions_->shorten(position, now);
   }
   if (stream.session_counted) {
-    const DpiProtocol protocol = snapshot_->services[stream.service].dpi == DpiKind::rtsp
-                                     ? DpiProtocol::rtsp
-                                     : DpiProtocol::ftp;
+    const DpiProtocol protocol = stream.dpi == DpiKind::rtsp ? DpiProtocol::rtsp : DpiProtocol::ftp;
     counters_.sessions_ended[static_cast<std::size_t>(protocol)]++;
   }
   stream.rtp_port_count = 0;

@@ -16,6 +16,7 @@
 #include "dataplane/flow_table.hpp"
 #include "dataplane/session_table.hpp"
 #include "dataplane/snapshot.hpp"
+#include "dataplane/snapshot_channel.hpp"
 #include "dataplane/stream_buffer.hpp"
 
 struct rte_mbuf;
@@ -39,7 +40,9 @@ struct WorkerSetup {
 
 class Worker {
  public:
-  Worker(const WorkerSetup& setup, const Snapshot* snapshot, SessionTable* sessions);
+  // `channel` brings later snapshots (null: the first one stays).
+  Worker(const WorkerSetup& setup, const Snapshot* snapshot, SessionTable* sessions,
+         SnapshotChannel* channel = nullptr);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -75,6 +78,7 @@ class Worker {
     parsers::IpBytes client;
     std::uint16_t service;
     std::uint16_t backend;
+    DpiKind dpi;
     bool session_counted;
     std::uint8_t rtp_port_count;
     std::uint16_t rtp_ports[kMaxRtpPorts];
@@ -113,12 +117,13 @@ class Worker {
   std::uint16_t queue_;
   const Snapshot* snapshot_;
   SessionTable* sessions_;
+  SnapshotChannel* channel_;
   FlowTable flows_;
   std::vector<Stream> streams_;
   std::vector<std::uint32_t> free_streams_;
   std::uint64_t now_ = 0;  // of the current loop, for the expiry callback
   WorkerCounters counters_;
-  std::vector<BackendCounters> backend_counters_;
+  std::vector<BackendCounters> backend_counters_;  // kMaxBackends: snapshots may add backends
   std::vector<TxBuffer> tx_;
 };
 

@@ -66,11 +66,8 @@ std::string with(const std::string& from, const std::string& to, const std::stri
 Config load(const std::string& text) { return load_config_text(text, "test.cfg"); }
 
 // The repository root, from this file's path: <root>/test/unit/test_config.cpp.
-std::string repo_root() {
-  std::string path = __FILE__;
-  for (int i = 0; i < 3; ++i) path = path.substr(0, path.find_last_of('/'));
-  return path;
-}
+// The source tree, from meson (test/meson.build): tests may run from any directory.
+std::string repo_root() { return TETHER_SOURCE_ROOT; }
 
 tether::IpBytes ip(const char* text) {
   auto parsed = tether::parse_ip(text);
@@ -511,18 +508,60 @@ TEST_CASE("config: load_config_file", "[config]") {
     CHECK(c.backends[1].name == "media-2");
     CHECK(c.backends[1].address == ip("192.0.2.12"));
     CHECK(c.backends[1].port == 0);
-    REQUIRE(c.services.size() == 1);
-    const auto& s = c.services[0];
-    CHECK(s.name == "sip");
-    CHECK(s.vip == ip("192.0.2.100"));
-    CHECK(s.port == 5060);
-    CHECK(s.protocol == tether::Protocol::udp);
-    CHECK(s.scheduler == tether::Scheduler::maglev);
-    CHECK(s.idle_timeout_s == 60);
-    CHECK(s.fin_timeout_s == 10);
-    REQUIRE(s.backends.size() == 2);
-    CHECK(s.backends[0].weight == 2);
-    CHECK(s.backends[1].weight == 1);
+    CHECK(c.sessions == 262144);
+    CHECK(c.dpi_streams_per_worker == 4096);
+    REQUIRE(c.services.size() == 3);
+
+    const auto& sip = c.services[0];
+    CHECK(sip.name == "sip");
+    CHECK(sip.vip == ip("192.0.2.100"));
+    CHECK(sip.port == 5060);
+    CHECK(sip.protocol == tether::Protocol::udp);
+    CHECK(sip.scheduler == tether::Scheduler::maglev);
+    CHECK(sip.forwarding == tether::Forwarding::dsr);
+    CHECK(sip.idle_timeout_s == 60);
+    CHECK(sip.fin_timeout_s == 10);
+    CHECK(sip.dpi == tether::Dpi::sip);
+    CHECK(sip.session_timeout_s == 1800);
+    CHECK(sip.linger_s == 32);
+    REQUIRE(sip.backends.size() == 2);
+    CHECK(sip.backends[0].backend == 0);
+    CHECK(sip.backends[0].weight == 2);
+    CHECK(sip.backends[1].backend == 1);
+    CHECK(sip.backends[1].weight == 1);
+    REQUIRE(sip.pools.size() == 1);
+    CHECK(sip.pools[0].name == "registrars");
+    REQUIRE(sip.pools[0].backends.size() == 1);
+    CHECK(sip.pools[0].backends[0].backend == 1);
+    REQUIRE(sip.rules.size() == 2);
+    CHECK(sip.rules[0].field == tether::dataplane::RuleField::request_line);
+    CHECK(sip.rules[0].pattern == "^REGISTER ");
+    CHECK_FALSE(sip.rules[0].caseless);
+    CHECK(sip.rules[0].pool == 1);
+    CHECK(sip.rules[1].field == tether::dataplane::RuleField::header);
+    CHECK(sip.rules[1].header == "User-Agent");
+    CHECK(sip.rules[1].caseless);
+
+    const auto& ftp = c.services[1];
+    CHECK(ftp.name == "ftp");
+    CHECK(ftp.port == 21);
+    CHECK(ftp.protocol == tether::Protocol::tcp);
+    CHECK(ftp.idle_timeout_s == 300);
+    CHECK(ftp.dpi == tether::Dpi::ftp);
+    CHECK(ftp.expectation_timeout_s == 30);
+    REQUIRE(ftp.backends.size() == 2);
+    CHECK(ftp.backends[0].weight == 1);
+    CHECK(ftp.backends[0].passive_first == 30000);
+    CHECK(ftp.backends[0].passive_last == 30999);
+    CHECK(ftp.backends[1].passive_first == 31000);
+    CHECK(ftp.backends[1].passive_last == 31999);
+
+    const auto& rtsp = c.services[2];
+    CHECK(rtsp.name == "rtsp");
+    CHECK(rtsp.port == 554);
+    CHECK(rtsp.dpi == tether::Dpi::rtsp);
+    CHECK(rtsp.session_timeout_s == 300);
+    CHECK(rtsp.backends.size() == 2);
   }
   SECTION("errors in a file name the file") {
     char path[] = "/tmp/tether-test-XXXXXX";
