@@ -125,33 +125,51 @@ std::int32_t SessionTable::find(const SessionKey& key, std::uint32_t signature,
 
 std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, SessionRoute route,
                                std::uint64_t deadline, bool* created) {
-  // Replacing an entry (an expired call rescheduled, a new PASV) may move it to another
-  // backend: the old one loses the live call.
-  void* previous = nullptr;
-  const bool replacing = rte_hash_lookup_with_hash_data(hash_, &key, signature, &previous) >= 0;
+  if (created != nullptr) *created = false;
   const int rc = rte_hash_add_key_with_hash_data(hash_, &key, signature,
                                                  reinterpret_cast<void*>(pack(route)));
   if (rc < 0) return rc;
   const std::int32_t position = rte_hash_lookup_with_hash(hash_, &key, signature);
-  if (position < 0) return position;  // deleted by the sweep in between: it expired anyway
+  if (position < 0) return position;  // deleted by the sweep in between
   Slot& slot = slots_[position];
   slot.claimed.store(0, std::memory_order_relaxed);
   slot.deadline.store(deadline, std::memory_order_relaxed);
-  // The key's position is the same for every worker adding it: the first to flip the flag
-  // created the session.
-  const bool first = slot.counted.exchange(1, std::memory_order_relaxed) == 0;
-  if (first) entries_.fetch_add(1, std::memory_order_relaxed);
-  if (key.kind == SessionKind::sip_call) {
-    const std::uint16_t old_backend = unpack(previous).backend;
-    if (first) {
-      live_calls_[route.backend].fetch_add(1, std::memory_order_relaxed);
-    } else if (replacing && old_backend != route.backend) {
-      live_calls_[old_backend].fetch_sub(1, std::memory_order_relaxed);
-      live_calls_[route.backend].fetch_add(1, std::memory_order_relaxed);
+
+  // Count the entry on its backend. `counted_on` (backend + 1, or 0) says which backend holds
+  // the entry's count; whoever changes it adjusts the counts, so adds of several workers and
+  // the sweep's delete serialise on it. This worker is inside its RCU critical section, so
+  // the slot cannot be reused under it even if the sweep deletes the key.
+  const auto mine = static_cast<std::uint32_t>(route.backend) + 1;
+  std::uint32_t current = slot.counted_on.load(std::memory_order_acquire);
+  for (;;) {
+    if (current == mine) return position;  // counted on this backend already
+    if (!slot.counted_on.compare_exchange_weak(current, mine, std::memory_order_acq_rel)) continue;
+    if (current != 0) {  // moved from another backend: an expired call rescheduled
+      uncount(key.kind, static_cast<std::uint16_t>(current - 1), false);
+      count(key.kind, route.backend, false);
+      return position;
     }
+    break;  // this add created the entry
   }
-  if (created != nullptr) *created = first;
-  return position;
+  if (rte_hash_lookup_with_hash(hash_, &key, signature) == position) {
+    count(key.kind, route.backend, true);
+    if (created != nullptr) *created = true;
+    return position;
+  }
+  // The sweep deleted the key after this add. If it has not taken the count yet, take it
+  // back; if it has, it uncounted this backend, so count it to balance.
+  if (slot.counted_on.exchange(0, std::memory_order_acq_rel) == 0) count(key.kind, route.backend, true);
+  return -ENOENT;
+}
+
+void SessionTable::count(SessionKind kind, std::uint16_t backend, bool entry) {
+  if (entry) entries_.fetch_add(1, std::memory_order_relaxed);
+  if (kind == SessionKind::sip_call) live_calls_[backend].fetch_add(1, std::memory_order_relaxed);
+}
+
+void SessionTable::uncount(SessionKind kind, std::uint16_t backend, bool entry) {
+  if (entry) entries_.fetch_sub(1, std::memory_order_relaxed);
+  if (kind == SessionKind::sip_call) live_calls_[backend].fetch_sub(1, std::memory_order_relaxed);
 }
 
 void SessionTable::refresh(std::int32_t position, std::uint64_t deadline) {
@@ -198,16 +216,12 @@ SweepResult SessionTable::sweep(std::uint64_t now, std::uint32_t budget) {
       continue;
     }
     const SessionKey copy = *static_cast<const SessionKey*>(key);
-    void* data = nullptr;
-    rte_hash_lookup_data(hash_, &copy, &data);
     slot.deadline.store(0, std::memory_order_relaxed);
     slot.claimed.store(0, std::memory_order_relaxed);
-    slot.counted.store(0, std::memory_order_relaxed);
     if (rte_hash_del_key(hash_, &copy) >= 0) {
-      entries_.fetch_sub(1, std::memory_order_relaxed);
       result.expired[static_cast<std::size_t>(copy.kind)]++;
-      if (copy.kind == SessionKind::sip_call)
-        live_calls_[unpack(data).backend].fetch_sub(1, std::memory_order_relaxed);
+      const std::uint32_t counted = slot.counted_on.exchange(0, std::memory_order_acq_rel);
+      if (counted != 0) uncount(copy.kind, static_cast<std::uint16_t>(counted - 1), true);
     }
   }
   return result;

@@ -84,8 +84,9 @@ class SessionTable {
   // For one-shot entries: true for exactly one caller, which then owns the entry's use.
   bool claim(std::int32_t position, std::uint64_t now);
 
-  // Live SIP calls per backend, for the least-sessions scheduler: add() counts a new call,
-  // the sweep uncounts it when it removes the entry.
+  // Live SIP calls per backend, for the least-sessions scheduler: add() counts a new call
+  // (and moves it when a re-add changes its backend), the sweep uncounts it when it removes
+  // the entry.
   std::int64_t live_calls(std::uint16_t backend) const {
     return live_calls_[backend].load(std::memory_order_relaxed);
   }
@@ -106,8 +107,11 @@ class SessionTable {
   struct alignas(16) Slot {
     std::atomic<std::uint64_t> deadline;
     std::atomic<std::uint8_t> claimed;
-    std::atomic<std::uint8_t> counted;  // the entry's creation was counted; reset on delete
+    std::atomic<std::uint32_t> counted_on;  // backend + 1 holding the entry's count, or 0
   };
+
+  void count(SessionKind kind, std::uint16_t backend, bool entry);
+  void uncount(SessionKind kind, std::uint16_t backend, bool entry);
 
   rte_hash* hash_ = nullptr;
   rte_rcu_qsbr* rcu_ = nullptr;

@@ -6,6 +6,7 @@
 #include <rte_mbuf.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <string>
 
@@ -225,9 +226,9 @@ bool Worker::route_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed,
     bool created = false;
     position = sessions_->add(key, signature, {backend, service}, now + view.session_timeout_tsc,
                               &created);
-    if (position < 0) {
+    if (position == -ENOSPC) {
       fallback(DpiFallback::session_table_full);
-    } else if (created) {
+    } else if (created) {  // not created: another worker added the call at the same moment
       counters_.sessions_created[static_cast<std::size_t>(DpiProtocol::sip)]++;
       backend_counters_[backend].sessions++;
     }
