@@ -157,8 +157,12 @@ std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, S
     return position;
   }
   // The sweep deleted the key after this add. If it has not taken the count yet, take it
-  // back; if it has, it uncounted this backend, so count it to balance.
-  if (slot.counted_on.exchange(0, std::memory_order_acq_rel) == 0) count(key.kind, route.backend, true);
+  // back: the entry never counted. If it has, it uncounted this backend and counted the
+  // expiry, so this add created the entry: count it to balance.
+  if (slot.counted_on.exchange(0, std::memory_order_acq_rel) == 0) {
+    count(key.kind, route.backend, true);
+    if (created != nullptr) *created = true;
+  }
   return -ENOENT;
 }
 
