@@ -3,23 +3,18 @@
 // result breaks the parser's contract.
 #include "parsers/ftp.hpp"
 
+#include "test/fuzz/fuzz_contract.hpp"
+
 #include <cstdlib>
 
 namespace ftp = tether::parsers::ftp;
 using tether::parsers::byte_span;
 using tether::parsers::status;
 
+using tether::fuzz::expect;
+using tether::fuzz::expect_inside;
+
 namespace {
-
-void expect(bool ok) {
-  if (!ok) std::abort();
-}
-
-void expect_inside(std::string_view view, byte_span input) {
-  if (view.empty()) return;
-  auto begin = reinterpret_cast<const char*>(input.data());
-  expect(view.data() >= begin && view.data() + view.size() <= begin + input.size());
-}
 
 // How many bytes the parser consumed, after checking its result; 0 to stop walking.
 std::size_t check(const ftp::command& c, byte_span input) {

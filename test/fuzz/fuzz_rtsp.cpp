@@ -3,23 +3,18 @@
 // the parser's contract.
 #include "parsers/rtsp.hpp"
 
+#include "test/fuzz/fuzz_contract.hpp"
+
 #include <cstdlib>
 
 namespace rtsp = tether::parsers::rtsp;
 using tether::parsers::byte_span;
 using tether::parsers::status;
 
+using tether::fuzz::expect;
+using tether::fuzz::expect_inside;
+
 namespace {
-
-void expect(bool ok) {
-  if (!ok) std::abort();
-}
-
-void expect_inside(std::string_view view, byte_span input) {
-  if (view.empty()) return;
-  auto begin = reinterpret_cast<const char*>(input.data());
-  expect(view.data() >= begin && view.data() + view.size() <= begin + input.size());
-}
 
 void expect_range(const rtsp::range& r, std::uint16_t min) {
   expect(!r.present || (r.first >= min && r.first <= r.last));

@@ -3,23 +3,18 @@
 // when a result breaks the parser's contract.
 #include "parsers/sip.hpp"
 
+#include "test/fuzz/fuzz_contract.hpp"
+
 #include <cstdlib>
 
 namespace sip = tether::parsers::sip;
 using tether::parsers::byte_span;
 using tether::parsers::status;
 
+using tether::fuzz::expect;
+using tether::fuzz::expect_inside;
+
 namespace {
-
-void expect(bool ok) {
-  if (!ok) std::abort();
-}
-
-void expect_inside(std::string_view view, byte_span input) {
-  if (view.empty()) return;
-  auto begin = reinterpret_cast<const char*>(input.data());
-  expect(view.data() >= begin && view.data() + view.size() <= begin + input.size());
-}
 
 void check(const sip::message& m, byte_span input, sip::framing how) {
   expect(sip::to_string(m.reason) != nullptr);

@@ -1,5 +1,7 @@
 #include "parsers/ftp.hpp"
 
+#include "test/unit/parser_samples.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <array>
@@ -12,25 +14,13 @@ using namespace std::string_view_literals;
 namespace ftp = tether::parsers::ftp;
 using tether::parsers::status;
 
-namespace {
+using tether::test::bytes;
+using tether::test::for_each_prefix;
 
-tether::parsers::byte_span bytes(std::string_view s) {
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
+namespace {
 
 ftp::command command(std::string_view s) { return ftp::parse_command(bytes(s)); }
 ftp::reply reply(std::string_view s) { return ftp::parse_reply(bytes(s)); }
-
-// Runs `check` on every proper prefix of `sample`, each copied into a heap buffer of exactly
-// its size, so that AddressSanitizer reports any read past the end.
-template <class Check>
-void for_each_prefix(std::string_view sample, Check check) {
-  for (std::size_t n = 0; n < sample.size(); ++n) {
-    std::unique_ptr<std::uint8_t[]> copy(new std::uint8_t[n]);
-    if (n > 0) std::memcpy(copy.get(), sample.data(), n);
-    check(tether::parsers::byte_span(copy.get(), n), n);
-  }
-}
 
 using v4 = std::array<std::uint8_t, 4>;
 using v6 = std::array<std::uint8_t, 16>;

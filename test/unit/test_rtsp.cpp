@@ -1,5 +1,7 @@
 #include "parsers/rtsp.hpp"
 
+#include "test/unit/parser_samples.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <cstring>
@@ -12,24 +14,12 @@ using namespace std::string_view_literals;
 namespace rtsp = tether::parsers::rtsp;
 using tether::parsers::status;
 
+using tether::test::bytes;
+using tether::test::for_each_prefix;
+
 namespace {
 
-tether::parsers::byte_span bytes(std::string_view s) {
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
-
 rtsp::message parse(std::string_view s) { return rtsp::parse(bytes(s)); }
-
-// Runs `check` on every proper prefix of `sample`, each copied into a heap buffer of exactly
-// its size, so that AddressSanitizer reports any read past the end.
-template <class Check>
-void for_each_prefix(std::string_view sample, Check check) {
-  for (std::size_t n = 0; n < sample.size(); ++n) {
-    std::unique_ptr<std::uint8_t[]> copy(new std::uint8_t[n]);
-    if (n > 0) std::memcpy(copy.get(), sample.data(), n);
-    check(tether::parsers::byte_span(copy.get(), n), n);
-  }
-}
 
 bool range_is(const rtsp::range& r, std::uint16_t first, std::uint16_t last) {
   return r.present && r.first == first && r.last == last;

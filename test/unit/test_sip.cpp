@@ -1,5 +1,7 @@
 #include "parsers/sip.hpp"
 
+#include "test/unit/parser_samples.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <cstring>
@@ -12,25 +14,13 @@ using namespace std::string_view_literals;
 namespace sip = tether::parsers::sip;
 using tether::parsers::status;
 
-namespace {
+using tether::test::bytes;
+using tether::test::for_each_prefix;
 
-tether::parsers::byte_span bytes(std::string_view s) {
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
+namespace {
 
 sip::message parse(std::string_view s, sip::framing how = sip::framing::datagram) {
   return sip::parse(bytes(s), how);
-}
-
-// Runs `check` on every proper prefix of `sample`, each copied into a heap buffer of exactly
-// its size, so that AddressSanitizer reports any read past the end.
-template <class Check>
-void for_each_prefix(std::string_view sample, Check check) {
-  for (std::size_t n = 0; n < sample.size(); ++n) {
-    std::unique_ptr<std::uint8_t[]> copy(new std::uint8_t[n]);
-    if (n > 0) std::memcpy(copy.get(), sample.data(), n);
-    check(tether::parsers::byte_span(copy.get(), n), n);
-  }
 }
 
 // A message with the right Content-Length for its body.
