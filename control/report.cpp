@@ -22,6 +22,7 @@ void each_counter(const dataplane::WorkerCounters& c, Visit visit) {
   visit("new_flows", c.new_flows);
   visit("flow_table_full", c.flow_table_full);
   visit("flows_expired", c.flows_expired);
+  visit("rescheduled", c.rescheduled);
   visit("arp_replies", c.arp_replies);
   visit("icmp_echo_replies", c.icmp_echo_replies);
   visit("nd_advertisements", c.nd_advertisements);
@@ -85,6 +86,7 @@ Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
     sum.new_flows += c.new_flows;
     sum.flow_table_full += c.flow_table_full;
     sum.flows_expired += c.flows_expired;
+    sum.rescheduled += c.rescheduled;
     sum.arp_replies += c.arp_replies;
     sum.icmp_echo_replies += c.icmp_echo_replies;
     sum.nd_advertisements += c.nd_advertisements;

@@ -7,13 +7,16 @@ namespace tether {
 
 namespace {
 
-dataplane::PoolView build_pool(const Config& config, const std::vector<ServiceBackend>& members) {
+dataplane::PoolView build_pool(const Config& config, const std::vector<ServiceBackend>& members,
+                               const std::vector<dataplane::BackendState>& states) {
   dataplane::PoolView pool;
   std::vector<MaglevMember> maglev;
   for (const auto& member : members) {
     const auto backend = static_cast<std::uint16_t>(member.backend);
-    maglev.push_back({config.backends[member.backend].name, member.weight, backend});
-    pool.members.push_back({backend, member.weight});
+    const bool up = states.empty() || states[member.backend] == dataplane::BackendState::up;
+    const std::uint32_t weight = up ? member.weight : 0;
+    maglev.push_back({config.backends[member.backend].name, weight, backend});
+    pool.members.push_back({backend, weight});
   }
   pool.maglev = build_maglev_table(maglev, config.maglev_size);
   return pool;
@@ -33,9 +36,9 @@ dataplane::DpiKind dpi_kind(const ServiceConfig& service) {
 
 }  // namespace
 
-std::unique_ptr<dataplane::Snapshot> build_snapshot(const Config& config,
-                                                    const std::vector<PortIdentity>& ports,
-                                                    std::uint64_t tsc_hz, unsigned workers) {
+std::unique_ptr<dataplane::Snapshot> build_snapshot(
+    const Config& config, const std::vector<PortIdentity>& ports, std::uint64_t tsc_hz,
+    unsigned workers, const std::vector<dataplane::BackendState>& states) {
   auto snapshot = std::make_unique<dataplane::Snapshot>();
 
   for (std::size_t i = 0; i < config.ports.size(); ++i) {
@@ -45,8 +48,10 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(const Config& config,
     snapshot->ports.push_back(std::move(view));
   }
 
-  for (const auto& backend : config.backends)
-    snapshot->backends.push_back({backend.mac, static_cast<std::uint16_t>(backend.port)});
+  for (std::size_t b = 0; b < config.backends.size(); ++b)
+    snapshot->backends.push_back({config.backends[b].mac,
+                                  static_cast<std::uint16_t>(config.backends[b].port),
+                                  states.empty() ? dataplane::BackendState::up : states[b]});
 
   std::vector<std::pair<std::tuple<IpBytes, std::uint16_t, std::uint8_t>, std::uint16_t>> index;
   bool any_rules = false;
@@ -64,8 +69,9 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(const Config& config,
     view.session_timeout_tsc = service.session_timeout_s * tsc_hz;
     view.linger_tsc = service.linger_s * tsc_hz;
     view.expectation_timeout_tsc = service.expectation_timeout_s * tsc_hz;
-    view.pools.push_back(build_pool(config, service.backends));
-    for (const auto& pool : service.pools) view.pools.push_back(build_pool(config, pool.backends));
+    view.pools.push_back(build_pool(config, service.backends, states));
+    for (const auto& pool : service.pools)
+      view.pools.push_back(build_pool(config, pool.backends, states));
     for (const auto& member : service.backends)
       if (member.passive_first != 0)
         view.passive_ranges.push_back({member.passive_first, member.passive_last,

@@ -16,9 +16,10 @@ struct PortIdentity {
 };
 
 // `ports[i]` is the opened device of config.ports[i]; `tsc_hz` converts timeouts to cycles;
-// `workers` is how many workers need their own content-rule scratch space.
-std::unique_ptr<dataplane::Snapshot> build_snapshot(const Config& config,
-                                                    const std::vector<PortIdentity>& ports,
-                                                    std::uint64_t tsc_hz, unsigned workers = 1);
+// `workers` is how many workers need their own content-rule scratch space; `states[b]` is
+// backend b's state (all up when empty): only up backends get Maglev slots.
+std::unique_ptr<dataplane::Snapshot> build_snapshot(
+    const Config& config, const std::vector<PortIdentity>& ports, std::uint64_t tsc_hz,
+    unsigned workers = 1, const std::vector<dataplane::BackendState>& states = {});
 
 }  // namespace tether

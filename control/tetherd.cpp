@@ -14,11 +14,14 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <thread>
 #include <variant>
 
+#include "control/cli_server.hpp"
+#include "control/commands.hpp"
 #include "control/config.hpp"
 #include "control/log.hpp"
 #include "control/report.hpp"
@@ -46,6 +49,7 @@ struct Options {
   std::string log_level;
   std::string stats_file;
   double idle_exit_s = 0;
+  std::string socket_path = "/run/tether/tetherd.sock";
   std::vector<std::string> eal_args;  // after `--`
 };
 
@@ -69,6 +73,8 @@ std::variant<Options, int> parse_command_line(int argc, char** argv) {
       ("check", "validate the configuration, print what would run, exit 0 if valid, 1 if not")
       ("log-level", po::value(&options.log_level)->value_name("LEVEL"),
        "error, warning, info or debug (overrides log_level in the file)")
+      ("socket,s", po::value(&options.socket_path)->value_name("PATH"),
+       "control socket for tetherctl (default /run/tether/tetherd.sock)")
       ("stats-file", po::value(&options.stats_file)->value_name("FILE"),
        "write the counters as JSON to FILE on exit")
       ("idle-exit", po::value(&options.idle_exit_s)->value_name("SECONDS"),
@@ -134,6 +140,16 @@ int worker_main(void* arg) {
 }
 
 int run(const Config& config, const Options& options) {
+  // Before anything else: a second tetherd on the same socket must not touch the ports.
+  std::unique_ptr<CliServer> cli;
+  try {
+    std::filesystem::create_directories(std::filesystem::path(options.socket_path).parent_path());
+    cli = std::make_unique<CliServer>(options.socket_path);
+  } catch (const std::exception& e) {
+    TETHER_LOG(error, "%s", e.what());
+    return 1;
+  }
+  TETHER_LOG(info, "control socket %s", cli->path().c_str());
   std::vector<std::string> args = eal_arguments(config, options);
   std::string joined;
   for (const auto& a : args) joined += " " + a;
@@ -192,10 +208,18 @@ int run(const Config& config, const Options& options) {
 
     std::uint64_t last_rx = 0;
     auto last_activity = std::chrono::steady_clock::now();
+    ControlState control{config, std::vector<dataplane::BackendState>(config.backends.size()),
+                         identities, rte_get_tsc_hz(), publisher.get(), &workers,
+                         sessions.get(), &expired};
+    const CliServer::Handler handle = [&](const std::string& line) {
+      TETHER_LOG(debug, "command: %s", line.c_str());
+      return run_command(control, line);
+    };
+
     // Sweep the whole session table about once a second, in slices.
     const std::uint32_t sweep_slice = std::max<std::uint32_t>(1024, config.sessions / 20);
     while (!stop_requested.load()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      cli->poll(std::chrono::milliseconds(50), handle);
       publisher->collect();
       const dataplane::SweepResult swept = sessions->sweep(rte_rdtsc(), sweep_slice);
       for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];

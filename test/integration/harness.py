@@ -17,6 +17,7 @@ from scapy.utils import RawPcapReader, wrpcap
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("TETHER_BUILD", REPO / "build"))
 TETHERD = BUILD / "control" / "tetherd"
+TETHERCTL = BUILD / "control" / "tetherctl"
 
 PORT_MAC = "02:00:00:00:00:01"
 CLIENT_MAC = "02:00:00:00:aa:01"
@@ -119,7 +120,8 @@ def run_tetherd(workdir, inputs, services, workers=1, timeout=180, **config_opti
                                   **config_options))
     stats_file = workdir / "stats.json"
     proc = subprocess.run(
-        [str(TETHERD), "-c", str(config), "--idle-exit", "1", "--stats-file", str(stats_file)],
+        [str(TETHERD), "-c", str(config), "--idle-exit", "1", "--stats-file", str(stats_file),
+         "--socket", str(workdir / "tetherd.sock")],
         capture_output=True, text=True, timeout=timeout)
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else None
     outputs = [read_frames(workdir / f"out{q}.pcap") for q in range(len(inputs))]
@@ -145,8 +147,8 @@ class Veth:
 
 
 def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, **config_options):
-    """tetherd on net_af_packet over a veth pair. Each phase's frames are sent, then the test
-    waits `settle` seconds, so a later phase (media) cannot overtake an earlier one
+    """tetherd on net_af_packet over a veth pair. Each phase's frames are sent (a phase may
+    instead be a callable, given the control socket's path), then the test waits `settle` seconds, so a later phase (media) cannot overtake an earlier one
     (signalling) whatever worker it lands on; the kernel spreads flows over the queues by
     their 5-tuple hash, as RSS does. Returns a Run with every frame tetherd sent back."""
     import signal
@@ -175,7 +177,8 @@ def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, **config_
             if address[2] != socket.PACKET_OUTGOING:
                 frames.append(data)
 
-    proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--stats-file", str(stats_file)],
+    proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--stats-file", str(stats_file),
+                             "--socket", str(workdir / "tetherd.sock")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     receiver = threading.Thread(target=receive)
     receiver.start()
@@ -188,6 +191,10 @@ def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, **config_
                 raise RuntimeError("tetherd did not start: " + log)
             log += line
         for phase in phases:
+            if callable(phase):  # an operator's step between traffic phases
+                phase(workdir / "tetherd.sock")
+                time.sleep(settle)
+                continue
             for frame in phase:
                 sock.send(frame)
             time.sleep(settle)

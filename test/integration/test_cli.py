@@ -53,7 +53,7 @@ def test_unknown_device_stops_before_forwarding(tmp_path):
     config = tmp_path / "t.cfg"
     # A vdev name no driver claims: the EAL refuses it and tetherd exits non-zero.
     config.write_text(config_text("net_nosuchdriver0", SERVICES))
-    result = tetherd("-c", str(config), "--idle-exit", "1")
+    result = tetherd("-c", str(config), "--idle-exit", "1", "--socket", str(tmp_path / "s.sock"))
     assert result.returncode == 1
     assert "EAL initialisation failed" in result.stderr or "no device" in result.stderr
 
@@ -64,7 +64,7 @@ def test_too_many_workers_for_the_device(tmp_path):
     config = tmp_path / "t.cfg"
     # net_pcap with one rx_pcap has one RX queue: two workers cannot each have one.
     config.write_text(config_text(pcap_device(tmp_path, 1), SERVICES, workers=2))
-    result = tetherd("-c", str(config), "--idle-exit", "1")
+    result = tetherd("-c", str(config), "--idle-exit", "1", "--socket", str(tmp_path / "s.sock"))
     assert result.returncode == 1
     assert "2 workers need one of each per worker" in result.stderr
 
@@ -79,7 +79,8 @@ def test_sigterm_under_load_prints_summary_and_exits_cleanly(tmp_path):
     config = tmp_path / "t.cfg"
     config.write_text(config_text("net_null0", SERVICES))
     stats = tmp_path / "stats.json"
-    proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--stats-file", str(stats)],
+    proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--stats-file", str(stats),
+                             "--socket", str(tmp_path / "s.sock")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(3)
@@ -96,3 +97,25 @@ def test_sigterm_under_load_prints_summary_and_exits_cleanly(tmp_path):
     # Zeroed frames: ethertype 0. Some may still sit in the RX ring when the workers stop.
     assert counters["drops"]["unsupported_ethertype"] == received
     assert counters["counters"]["tx_packets"] == 0
+
+
+def test_second_tetherd_on_the_same_socket_is_refused(tmp_path):
+    """The first tetherd answers on the socket; the second must stop before touching ports."""
+    import time
+    config = tmp_path / "t.cfg"
+    config.write_text(config_text("net_null0", SERVICES))
+    sock = str(tmp_path / "s.sock")
+    first = subprocess.Popen([str(TETHERD), "-c", str(config), "--socket", sock],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 30
+        while not (tmp_path / "s.sock").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)
+        second = tetherd("-c", str(config), "--socket", sock)
+        assert second.returncode == 1
+        assert "is in use: is another tetherd running?" in second.stderr
+        assert first.poll() is None
+    finally:
+        first.terminate()
+        first.communicate(timeout=20)

@@ -1,0 +1,181 @@
+#include "control/commands.hpp"
+
+#include <sstream>
+
+#include "control/cli_server.hpp"
+#include "control/log.hpp"
+
+namespace tether {
+namespace {
+
+std::vector<std::string> words(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> out;
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+std::string error(const std::string& message) { return "{\"error\":" + json_string(message) + "}"; }
+
+int backend_named(const ControlState& state, const std::string& name) {
+  for (std::size_t b = 0; b < state.config.backends.size(); ++b)
+    if (state.config.backends[b].name == name) return static_cast<int>(b);
+  return -1;
+}
+
+std::string show_services(const ControlState& state) {
+  std::ostringstream out;
+  out << "{\"services\":[";
+  for (std::size_t s = 0; s < state.config.services.size(); ++s) {
+    const ServiceConfig& service = state.config.services[s];
+    out << (s ? "," : "") << "{\"name\":" << json_string(service.name)
+        << ",\"vip\":" << json_string(format_ip(service.vip)) << ",\"port\":" << service.port
+        << ",\"protocol\":\"" << to_string(service.protocol) << "\",\"scheduler\":\""
+        << to_string(service.scheduler) << "\",\"dpi\":\"" << to_string(service.dpi)
+        << "\",\"backends\":[";
+    for (std::size_t m = 0; m < service.backends.size(); ++m) {
+      const ServiceBackend& member = service.backends[m];
+      out << (m ? "," : "") << "{\"name\":" << json_string(state.config.backends[member.backend].name)
+          << ",\"weight\":" << member.weight << ",\"state\":\""
+          << dataplane::to_string(state.states[member.backend]) << "\"}";
+    }
+    out << "]}";
+  }
+  out << "]}";
+  return out.str();
+}
+
+std::string show_backends(const ControlState& state) {
+  const Totals totals = state.totals();
+  std::ostringstream out;
+  out << "{\"backends\":[";
+  for (std::size_t b = 0; b < state.config.backends.size(); ++b) {
+    const BackendConfig& backend = state.config.backends[b];
+    const auto& c = totals.backends[b];
+    out << (b ? "," : "") << "{\"name\":" << json_string(backend.name)
+        << ",\"address\":" << json_string(format_ip(backend.address))
+        << ",\"mac\":" << json_string(format_mac(backend.mac)) << ",\"state\":\""
+        << dataplane::to_string(state.states[b]) << "\",\"live_calls\":"
+        << state.sessions->live_calls(static_cast<std::uint16_t>(b)) << ",\"packets\":" << c.packets
+        << ",\"bytes\":" << c.bytes << ",\"flows\":" << c.flows << ",\"sessions\":" << c.sessions
+        << "}";
+  }
+  out << "]}";
+  return out.str();
+}
+
+std::string show_workers(const ControlState& state) {
+  std::ostringstream out;
+  out << "{\"workers\":[";
+  const auto& workers = *state.workers;
+  for (std::size_t w = 0; w < workers.size(); ++w) {
+    const auto& c = workers[w]->counters();
+    out << (w ? "," : "") << "{\"worker\":" << w << ",\"rx_packets\":" << c.rx_packets
+        << ",\"tx_packets\":" << c.tx_packets << ",\"forwarded\":" << c.forwarded
+        << ",\"busy_polls\":" << c.busy_polls << ",\"idle_polls\":" << c.idle_polls
+        << ",\"flows\":" << workers[w]->flow_count() << "}";
+  }
+  out << "],\"snapshot_generation\":" << state.publisher->generation()
+      << ",\"snapshots_live\":" << state.publisher->live_count() << "}";
+  return out.str();
+}
+
+std::string change_backend(ControlState& state, const std::vector<std::string>& w) {
+  // backend weight NAME WEIGHT [SERVICE] | backend drain|enable|disable NAME
+  if (w.size() < 3) return error("usage: backend weight NAME WEIGHT [SERVICE] | backend drain|enable|disable NAME");
+  const int b = backend_named(state, w[2]);
+  if (b < 0) return error("no backend named '" + w[2] + "'");
+  const auto backend = static_cast<std::size_t>(b);
+  if (w[1] == "weight") {
+    if (w.size() < 4 || w.size() > 5) return error("usage: backend weight NAME WEIGHT [SERVICE]");
+    char* end = nullptr;
+    const unsigned long weight = std::strtoul(w[3].c_str(), &end, 10);
+    if (w[3].empty() || *end != '\0' || weight > kMaxWeight)
+      return error("weight must be a number from 0 to " + std::to_string(kMaxWeight));
+    unsigned changed = 0;
+    for (auto& service : state.config.services) {
+      if (w.size() == 5 && service.name != w[4]) continue;
+      for (auto& member : service.backends)
+        if (member.backend == backend) {
+          member.weight = static_cast<std::uint32_t>(weight);
+          ++changed;
+        }
+    }
+    if (changed == 0) return error("backend '" + w[2] + "' is in no such service");
+    TETHER_LOG(info, "backend %s: weight %lu in %u service(s)", w[2].c_str(), weight, changed);
+  } else if (w[1] == "drain" || w[1] == "enable" || w[1] == "disable") {
+    if (w.size() != 3) return error("usage: backend " + w[1] + " NAME");
+    state.states[backend] = w[1] == "drain"    ? dataplane::BackendState::draining
+                            : w[1] == "enable" ? dataplane::BackendState::up
+                                               : dataplane::BackendState::down;
+    TETHER_LOG(info, "backend %s: %s by command", w[2].c_str(), dataplane::to_string(state.states[backend]));
+  } else {
+    return error("unknown backend command '" + w[1] + "'");
+  }
+  state.republish();
+  return "{\"ok\":true,\"snapshot_generation\":" + std::to_string(state.publisher->generation()) + "}";
+}
+
+}  // namespace
+
+Totals ControlState::totals() const {
+  Totals t = add_up(*workers, config.backends.size());
+  t.sessions_expired = *expired;
+  t.sessions_in_table = sessions->size();
+  return t;
+}
+
+void ControlState::republish() {
+  publisher->publish(build_snapshot(config, ports, tsc_hz, static_cast<unsigned>(workers->size()), states));
+}
+
+std::string run_command(ControlState& state, const std::string& line) {
+  const std::vector<std::string> w = words(line);
+  if (w.empty()) return error("empty command; try 'help'");
+  if (w[0] == "help")
+    return "{\"commands\":[\"show services\",\"show backends\",\"show counters\",\"show workers\","
+           "\"backend weight NAME WEIGHT [SERVICE]\",\"backend drain NAME\",\"backend enable NAME\","
+           "\"backend disable NAME\",\"metrics\"]}";
+  if (w[0] == "show" && w.size() == 2) {
+    if (w[1] == "services") return show_services(state);
+    if (w[1] == "backends") return show_backends(state);
+    if (w[1] == "counters") return counters_json(state.config, state.totals());
+    if (w[1] == "workers") return show_workers(state);
+  }
+  if (w[0] == "backend") return change_backend(state, w);
+  if (w[0] == "metrics" && w.size() == 1)
+    return "{\"metrics\":" + json_string(prometheus_metrics(state)) + "}";
+  return error("unknown command '" + line.substr(0, 64) + "'; try 'help'");
+}
+
+std::string prometheus_metrics(const ControlState& state) {
+  const Totals totals = state.totals();
+  std::ostringstream out;
+  const auto& w = totals.workers;
+  out << "# TYPE tether_packets_total counter\n"
+      << "tether_rx_packets_total " << w.rx_packets << "\n"
+      << "tether_tx_packets_total " << w.tx_packets << "\n"
+      << "tether_forwarded_total " << w.forwarded << "\n"
+      << "tether_new_flows_total " << w.new_flows << "\n"
+      << "tether_flow_table_full_total " << w.flow_table_full << "\n"
+      << "tether_flows_expired_total " << w.flows_expired << "\n"
+      << "tether_rescheduled_total " << w.rescheduled << "\n"
+      << "tether_sessions_in_table " << totals.sessions_in_table << "\n";
+  out << "# TYPE tether_backend_packets_total counter\n";
+  for (std::size_t b = 0; b < state.config.backends.size(); ++b) {
+    const auto& name = state.config.backends[b].name;
+    const auto& c = totals.backends[b];
+    out << "tether_backend_packets_total{backend=\"" << name << "\"} " << c.packets << "\n"
+        << "tether_backend_bytes_total{backend=\"" << name << "\"} " << c.bytes << "\n"
+        << "tether_backend_flows_total{backend=\"" << name << "\"} " << c.flows << "\n"
+        << "tether_backend_sessions_total{backend=\"" << name << "\"} " << c.sessions << "\n"
+        << "tether_backend_up{backend=\"" << name << "\"} "
+        << (state.states[b] == dataplane::BackendState::up ? 1 : 0) << "\n";
+  }
+  for (std::size_t i = 0; i < dataplane::kDropReasonCount; ++i)
+    out << "tether_drops_total{reason=\"" << to_string(static_cast<dataplane::DropReason>(i))
+        << "\"} " << totals.workers.drops[i] << "\n";
+  return out.str();
+}
+
+}  // namespace tether

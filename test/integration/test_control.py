@@ -1,0 +1,115 @@
+"""Operating a running tetherd through its control socket with tetherctl: disable, drain,
+weights and metrics take effect on live traffic, and bad input gets an error, not a hang."""
+import collections
+import json
+import socket
+import subprocess
+
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from harness import (BACKENDS, CLIENT_MAC, PORT_MAC, TETHERCTL, mac_bytes, run_tetherd_live)
+
+BACKEND_BY_MAC = {mac_bytes(mac): name for name, (_addr, mac) in BACKENDS.items()}
+VIP = "192.0.2.140"
+SERVICES = [{"name": "media", "vip": VIP, "port": 9000, "protocol": "udp",
+             "weights": {"b1": 1, "b2": 1, "b3": 1}}]
+
+
+def frame(flow, phase):
+    return bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC)
+                 / IP(src=f"198.51.{flow // 250}.{flow % 250 + 1}", dst=VIP)
+                 / UDP(sport=10000 + flow, dport=9000) / f"flow {flow} phase {phase}".encode())
+
+
+def tetherctl(socket_path, *words, check=True):
+    result = subprocess.run([str(TETHERCTL), "-s", str(socket_path), *words],
+                            capture_output=True, text=True, timeout=10)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def _parse(f):
+    text = f[f.rindex(b"flow "):].decode().split()
+    return int(text[1]), int(text[3])
+
+
+def test_disable_drain_and_weight_through_tetherctl(tmp_path):
+    seen = {}
+
+    def disable_b1(sock):
+        tetherctl(sock, "backend", "disable", "b1")
+        backends = json.loads(tetherctl(sock, "--json", "show", "backends").stdout)["backends"]
+        seen["states"] = {b["name"]: b["state"] for b in backends}
+        seen["table"] = tetherctl(sock, "show", "services").stdout
+        seen["metrics"] = tetherctl(sock, "metrics").stdout
+
+    def drain_b2(sock):
+        tetherctl(sock, "backend", "enable", "b1")
+        tetherctl(sock, "backend", "drain", "b2")
+
+    def weights(sock):
+        tetherctl(sock, "backend", "enable", "b2")
+        tetherctl(sock, "backend", "weight", "b3", "0")
+        bad = tetherctl(sock, "backend", "weight", "b3", "70000", check=False)
+        seen["bad_weight"] = (bad.returncode, bad.stderr)
+        seen["unknown"] = tetherctl(sock, "frobnicate", check=False)
+        # raw junk on the socket: a JSON error, and tetherd keeps serving
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(sock))
+            s.sendall(b"\x00\xff junk \x01\n")
+            seen["junk"] = s.recv(4096)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(sock))  # a client that says nothing and leaves
+        seen["after"] = tetherctl(sock, "show", "workers").returncode
+
+    flows = range(600)
+    phases = [
+        [frame(f, 1) for f in flows],               # all up
+        disable_b1,
+        [frame(f, 2) for f in flows],               # b1 down: its flows move
+        drain_b2,
+        [frame(f, 3) for f in flows] + [frame(f, 3) for f in range(600, 1200)],
+        weights,
+        [frame(f, 4) for f in range(1200, 1800)],   # b3 weight 0: no new flows there
+    ]
+    run = run_tetherd_live(tmp_path, phases, SERVICES)
+    assert run.returncode == 0, run.stderr
+    at = {_parse(f): BACKEND_BY_MAC[f[:6]] for f in run.frames}
+    assert len(at) == len(run.frames) == 600 * 3 + 600 + 600
+
+    first = {f: at[(f, 1)] for f in flows}
+    assert set(first.values()) == {"b1", "b2", "b3"}
+    assert seen["states"] == {"b1": "down", "b2": "up", "b3": "up"}
+    assert "b1" in seen["table"] and "down" in seen["table"]
+    assert 'tether_backend_up{backend="b1"} 0' in seen["metrics"]
+
+    # b1 down: its flows moved, every other flow stayed
+    for f in flows:
+        if first[f] == "b1":
+            assert at[(f, 2)] in ("b2", "b3")
+        else:
+            assert at[(f, 2)] == first[f]
+    moved = sum(1 for f in flows if first[f] == "b1")
+    assert run.counter("rescheduled") == moved
+
+    # b2 draining: its existing flows stay on it, new flows never go there
+    for f in flows:
+        if at[(f, 2)] == "b2":
+            assert at[(f, 3)] == "b2"
+    new_flows = collections.Counter(at[(f, 3)] for f in range(600, 1200))
+    assert new_flows["b2"] == 0 and new_flows["b1"] > 200 and new_flows["b3"] > 200
+
+    # b3 weight 0: new flows only on b1 and b2
+    assert {at[(f, 4)] for f in range(1200, 1800)} == {"b1", "b2"}
+
+    assert seen["bad_weight"][0] == 1 and "weight must be a number" in seen["bad_weight"][1]
+    assert seen["unknown"].returncode == 1 and "unknown command" in seen["unknown"].stderr
+    assert json.loads(seen["junk"])["error"].startswith("unknown command")
+    assert seen["after"] == 0
+
+
+def test_tetherctl_without_tetherd(tmp_path):
+    result = tetherctl(tmp_path / "none.sock", "show", "backends", check=False)
+    assert result.returncode == 1 and "is tetherd running?" in result.stderr
