@@ -61,6 +61,7 @@ struct alignas(64) WorkerCounters {
   std::uint64_t new_flows = 0;
   std::uint64_t flow_table_full = 0;  // new flows forwarded by the stateless hash alone
   std::uint64_t flows_expired = 0;
+  std::uint64_t rescheduled = 0;  // flows and SIP calls moved off a backend that went down
   std::uint64_t arp_replies = 0;
   std::uint64_t icmp_echo_replies = 0;
   std::uint64_t nd_advertisements = 0;

@@ -48,6 +48,15 @@ Snapshot::~Snapshot() {
     if (scratch != nullptr) RuleSet::free_scratch(scratch);
 }
 
+const char* to_string(BackendState state) {
+  switch (state) {
+    case BackendState::up: return "up";
+    case BackendState::draining: return "draining";
+    case BackendState::down: return "down";
+  }
+  return "?";
+}
+
 bool Snapshot::is_local_address(std::uint16_t port, const IpBytes& address) const {
   const auto& local = ports[port].local_addresses;
   return std::find(local.begin(), local.end(), address) != local.end();

@@ -29,9 +29,16 @@ struct PortView {
   std::vector<IpBytes> local_addresses;  // interface addresses and every VIP: ARP/ND/ICMP
 };
 
+// up: takes new flows and sessions. draining: keeps what it has, takes nothing new (an
+// operator's drain, or weight 0). down: failed or disabled; what was pinned to it moves on
+// its next packet.
+enum class BackendState : std::uint8_t { up, draining, down };
+const char* to_string(BackendState state);
+
 struct BackendView {
   MacBytes mac;
   std::uint16_t port;  // index into Snapshot::ports
+  BackendState state = BackendState::up;
 };
 
 enum class DpiKind : std::uint8_t { none, sip_calls, rtsp, ftp };

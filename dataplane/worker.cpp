@@ -206,6 +206,10 @@ bool Worker::route_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed,
   const std::uint32_t signature = session_signature(key);
   SessionRoute route;
   std::int32_t position = sessions_->find(key, signature, now, route);
+  if (position >= 0 && is_down(route.backend)) {
+    counters_.rescheduled++;
+    position = -ENOENT;  // schedule the call afresh; add() moves it
+  }
   const bool known = position >= 0;
   std::uint16_t backend = route.backend;
   if (!known) {
@@ -290,9 +294,11 @@ void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) 
   // in this burst may have added it since.
   if (position < 0) position = flows_.lookup(packet.key, packet.signature);
 
-  if (position >= 0 && (entry = &flows_.at(position))->deadline_tsc >= now) {
+  if (position >= 0 && (entry = &flows_.at(position))->deadline_tsc >= now &&
+      !is_down(entry->backend)) {
     backend = entry->backend;
   } else {
+    if (entry != nullptr && entry->deadline_tsc >= now) counters_.rescheduled++;
     // A new flow, or one whose entry expired but was not swept yet: schedule it afresh.
     if (packet.related) {
       backend = resolve_related(packet, service, now);
@@ -340,7 +346,7 @@ std::uint16_t Worker::resolve_related(const Pending& packet, const ServiceView& 
   if (service.dpi == DpiKind::rtsp) {
     const SessionKey key = rtp_expectation_key(packet.service, packet.key.src, packet.key.src_port);
     const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
-    if (position < 0) return kNoBackend;
+    if (position < 0 || is_down(route.backend)) return kNoBackend;
     sessions_->refresh(position, now + service.session_timeout_tsc);
     counters_.expectations_used[static_cast<std::size_t>(Expectation::rtp)]++;
     return route.backend;
@@ -352,7 +358,7 @@ std::uint16_t Worker::resolve_related(const Pending& packet, const ServiceView& 
     return kNoBackend;
   const SessionKey key = ftp_expectation_key(packet.service, packet.key.src);
   const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
-  if (position < 0 || !sessions_->claim(position, now)) return kNoBackend;
+  if (position < 0 || is_down(route.backend) || !sessions_->claim(position, now)) return kNoBackend;
   counters_.expectations_used[static_cast<std::size_t>(Expectation::ftp_data)]++;
   return route.backend;
 }

@@ -106,6 +106,9 @@ class Worker {
   void end_stream(FlowEntry& entry, std::uint64_t now);
   static void end_expired_stream(void* worker, FlowEntry& entry);
 
+  bool is_down(std::uint16_t backend) const {
+    return snapshot_->backends[backend].state == BackendState::down;
+  }
   void transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend);
   void send(std::uint16_t port_index, rte_mbuf* mbuf);
   void send_reply(std::uint16_t port_index, rte_mbuf* mbuf, std::size_t length);
