@@ -6,6 +6,7 @@
 #include <rte_errno.h>
 #include <rte_launch.h>
 #include <rte_memory.h>
+#include <rte_pdump.h>
 #include <rte_lcore.h>
 
 #include <boost/program_options.hpp>
@@ -26,6 +27,7 @@
 #include "control/log.hpp"
 #include "control/report.hpp"
 #include "control/snapshot_builder.hpp"
+#include "control/telemetry.hpp"
 #include "dataplane/port.hpp"
 #include "dataplane/session_table.hpp"
 #include "dataplane/snapshot_channel.hpp"
@@ -169,6 +171,7 @@ int run(const Config& config, const Options& options) {
   std::unique_ptr<dataplane::SnapshotPublisher> publisher;
   std::unique_ptr<dataplane::SessionTable> sessions;
   dataplane::SweepResult expired;
+  std::vector<std::string> backend_names;  // read by telemetry until withdraw_telemetry()
   try {
     if (rte_lcore_count() < config.workers + 1)
       throw std::runtime_error("need " + std::to_string(config.workers + 1) +
@@ -208,6 +211,13 @@ int run(const Config& config, const Options& options) {
 
     std::uint64_t last_rx = 0;
     auto last_activity = std::chrono::steady_clock::now();
+    for (const auto& backend : config.backends) backend_names.push_back(backend.name);
+    register_telemetry(&workers, &backend_names);
+    // dpdk-dumpcap attaches as a secondary process: that needs the EAL's shared files,
+    // which --in-memory and --no-shconf switch off.
+    if (rte_pdump_init() != 0)
+      TETHER_LOG(warning, "packet capture (pdump) unavailable: %s", rte_strerror(rte_errno));
+
     ControlState control{config, std::vector<dataplane::BackendState>(config.backends.size()),
                          identities, rte_get_tsc_hz(), publisher.get(), &workers,
                          sessions.get(), &expired};
@@ -241,6 +251,8 @@ int run(const Config& config, const Options& options) {
     status = 1;
   }
 
+  withdraw_telemetry();
+  rte_pdump_uninit();
   workers_stop.store(true);
   rte_eal_mp_wait_lcore();
   if (!workers.empty()) {

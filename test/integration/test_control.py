@@ -113,3 +113,60 @@ def test_disable_drain_and_weight_through_tetherctl(tmp_path):
 def test_tetherctl_without_tetherd(tmp_path):
     result = tetherctl(tmp_path / "none.sock", "show", "backends", check=False)
     assert result.returncode == 1 and "is tetherd running?" in result.stderr
+
+
+def hugepages_ready(pages=256):
+    """Reserves 2 MB hugepages and mounts hugetlbfs if needed (root); True when usable."""
+    import os
+    try:
+        path = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+        with open(path) as f:
+            if int(f.read()) < pages:
+                with open(path, "w") as w:
+                    w.write(str(pages))
+        os.makedirs("/dev/hugepages", exist_ok=True)
+        if subprocess.run(["mountpoint", "-q", "/dev/hugepages"]).returncode != 0:
+            subprocess.run(["mount", "-t", "hugetlbfs", "nodev", "/dev/hugepages"], check=True)
+        with open(path) as f:
+            return int(f.read()) >= 64
+    except (OSError, subprocess.CalledProcessError):
+        return False
+
+
+def test_telemetry_and_packet_capture_on_a_running_tetherd(tmp_path):
+    """dpdk-telemetry.py reads tether's counters; dpdk-dumpcap captures from its port. Both
+    attach to the running process, which needs hugepages (a secondary process shares the
+    primary's memory)."""
+    import time
+    import pytest
+    from harness import TETHERD, config_text
+    if not hugepages_ready():
+        pytest.skip("no 2 MB hugepages on this machine")
+    config = tmp_path / "t.cfg"
+    prefix = f"tether-test-{tmp_path.name}"
+    config.write_text(config_text("net_null0", SERVICES).replace(
+        '"--no-huge", "--no-shconf", "--no-pci", "-m", "512",',
+        f'"--no-pci", "--file-prefix={prefix}", "-m", "256",'))
+    proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--socket", str(tmp_path / "s.sock")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 30
+        while not (tmp_path / "s.sock").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)
+        assert proc.poll() is None, proc.communicate()[1]
+        telemetry = subprocess.run(["/usr/bin/python3", "/usr/bin/dpdk-telemetry.py", "-f", prefix],
+                                   input="/tether/counters\n/tether/drops\n", capture_output=True,
+                                   text=True, timeout=30)
+        lines = [json.loads(l) for l in telemetry.stdout.splitlines() if l.startswith('{"/tether')]
+        assert lines and lines[0]["/tether/counters"]["rx_packets"] > 0, telemetry.stdout + telemetry.stderr
+        assert lines[1]["/tether/drops"]["unsupported_ethertype"] > 0
+        capture = tmp_path / "capture.pcapng"
+        dumpcap = subprocess.run(["dpdk-dumpcap", "--file-prefix", prefix, "-i", "net_null0", "-c", "20",
+                                  "-w", str(capture)], capture_output=True, text=True, timeout=60)
+        assert dumpcap.returncode == 0, dumpcap.stderr
+        assert capture.stat().st_size > 500
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
