@@ -37,7 +37,7 @@ std::string show_services(const ControlState& state) {
       const ServiceBackend& member = service.backends[m];
       out << (m ? "," : "") << "{\"name\":" << json_string(state.config.backends[member.backend].name)
           << ",\"weight\":" << member.weight << ",\"state\":\""
-          << dataplane::to_string(state.states[member.backend]) << "\"}";
+          << dataplane::to_string(state.effective(member.backend)) << "\"}";
     }
     out << "]}";
   }
@@ -55,7 +55,10 @@ std::string show_backends(const ControlState& state) {
     out << (b ? "," : "") << "{\"name\":" << json_string(backend.name)
         << ",\"address\":" << json_string(format_ip(backend.address))
         << ",\"mac\":" << json_string(format_mac(backend.mac)) << ",\"state\":\""
-        << dataplane::to_string(state.states[b]) << "\",\"live_calls\":"
+        << dataplane::to_string(state.effective(b)) << "\",\"admin\":\""
+        << dataplane::to_string(state.states[b]) << "\",\"healthy\":"
+        << (state.health == nullptr || state.health->healthy(b) ? "true" : "false")
+        << ",\"live_calls\":"
         << state.sessions->live_calls(static_cast<std::uint16_t>(b)) << ",\"packets\":" << c.packets
         << ",\"bytes\":" << c.bytes << ",\"flows\":" << c.flows << ",\"sessions\":" << c.sessions
         << "}";
@@ -125,8 +128,15 @@ Totals ControlState::totals() const {
   return t;
 }
 
+dataplane::BackendState ControlState::effective(std::size_t backend) const {
+  if (health != nullptr && !health->healthy(backend)) return dataplane::BackendState::down;
+  return states[backend];
+}
+
 void ControlState::republish() {
-  publisher->publish(build_snapshot(config, ports, tsc_hz, static_cast<unsigned>(workers->size()), states));
+  std::vector<dataplane::BackendState> now(states.size());
+  for (std::size_t b = 0; b < states.size(); ++b) now[b] = effective(b);
+  publisher->publish(build_snapshot(config, ports, tsc_hz, static_cast<unsigned>(workers->size()), now));
 }
 
 std::string run_command(ControlState& state, const std::string& line) {
@@ -170,7 +180,7 @@ std::string prometheus_metrics(const ControlState& state) {
         << "tether_backend_flows_total{backend=\"" << name << "\"} " << c.flows << "\n"
         << "tether_backend_sessions_total{backend=\"" << name << "\"} " << c.sessions << "\n"
         << "tether_backend_up{backend=\"" << name << "\"} "
-        << (state.states[b] == dataplane::BackendState::up ? 1 : 0) << "\n";
+        << (state.effective(b) == dataplane::BackendState::up ? 1 : 0) << "\n";
   }
   for (std::size_t i = 0; i < dataplane::kDropReasonCount; ++i)
     out << "tether_drops_total{reason=\"" << to_string(static_cast<dataplane::DropReason>(i))

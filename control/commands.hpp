@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "control/config.hpp"
+#include "control/health.hpp"
 #include "control/report.hpp"
 #include "control/snapshot_builder.hpp"
 #include "dataplane/session_table.hpp"
@@ -17,7 +18,8 @@ namespace tether {
 // Everything the control thread owns that commands read or change.
 struct ControlState {
   Config config;  // the running configuration, with the weights commands changed
-  std::vector<dataplane::BackendState> states;
+  std::vector<dataplane::BackendState> states;  // as the operator set them
+  const HealthChecker* health;
   std::vector<PortIdentity> ports;
   std::uint64_t tsc_hz;
   dataplane::SnapshotPublisher* publisher;
@@ -26,6 +28,8 @@ struct ControlState {
   const dataplane::SweepResult* expired;
 
   Totals totals() const;
+  // What the workers see: the operator's state, and down while a health check fails.
+  dataplane::BackendState effective(std::size_t backend) const;
   // Builds a snapshot from the configuration and states, and publishes it.
   void republish();
 };

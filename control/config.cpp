@@ -315,7 +315,7 @@ void read_services(const GroupReader& top, const std::string& source, Config& co
     GroupReader r(services[i], source,
                   {"name", "vip", "port", "protocol", "scheduler", "forwarding", "idle_timeout",
                    "fin_timeout", "backends", "dpi", "session_timeout", "linger",
-                   "expectation_timeout", "pools", "rules"});
+                   "expectation_timeout", "pools", "rules", "health_check"});
     ServiceConfig service;
     service.name = unique_name(r, "service", names, config.services.size());
     service.vip = r.ip("vip");
@@ -343,6 +343,25 @@ void read_services(const GroupReader& top, const std::string& source, Config& co
     if (members.getLength() == 0) r.fail(members, "a service needs at least one backend");
     service.backends = read_members(r, source, members, backend_names);
     read_dpi(r, source, service, backend_names);
+
+    if (r.has("health_check")) {
+      GroupReader h(r.get("health_check"), source, {"type", "interval", "timeout", "rise", "fall"});
+      HealthCheckConfig check;
+      check.type = h.choice<HealthCheckType>(
+          "type", {{"icmp", HealthCheckType::icmp}, {"tcp", HealthCheckType::tcp},
+                   {"sip-options", HealthCheckType::sip_options}});
+      if (check.type == HealthCheckType::tcp && service.protocol != Protocol::tcp)
+        h.fail(h.get("type"), "a 'tcp' check needs a tcp service");
+      if (check.type == HealthCheckType::sip_options && service.protocol != Protocol::udp)
+        h.fail(h.get("type"), "a 'sip-options' check needs a udp service");
+      check.interval_ms = static_cast<std::uint32_t>(h.integer("interval", 100, 3600000, 2000));
+      check.timeout_ms = static_cast<std::uint32_t>(h.integer("timeout", 50, 3600000, 1000));
+      if (check.timeout_ms > check.interval_ms)
+        h.fail(h.get("timeout"), "timeout must not exceed interval");
+      check.rise = static_cast<std::uint32_t>(h.integer("rise", 1, 100, 2));
+      check.fall = static_cast<std::uint32_t>(h.integer("fall", 1, 100, 3));
+      service.health_check = check;
+    }
 
     std::size_t largest_pool = service.backends.size();
     for (const auto& pool : service.pools) largest_pool = std::max(largest_pool, pool.backends.size());

@@ -67,6 +67,16 @@ struct RuleConfig {
   std::size_t pool;  // 0: the service's `backends`; i > 0: ServiceConfig::pools[i - 1]
 };
 
+enum class HealthCheckType : std::uint8_t { icmp, tcp, sip_options };
+
+struct HealthCheckConfig {
+  HealthCheckType type;
+  std::uint32_t interval_ms;
+  std::uint32_t timeout_ms;
+  std::uint32_t rise;  // consecutive successes that bring a down backend up
+  std::uint32_t fall;  // consecutive failures that take an up backend down
+};
+
 struct ServiceConfig {
   std::string name;
   IpBytes vip;
@@ -83,6 +93,7 @@ struct ServiceConfig {
   std::vector<ServiceBackend> backends;  // the default pool
   std::vector<PoolConfig> pools;         // further pools that content rules choose
   std::vector<RuleConfig> rules;
+  std::optional<HealthCheckConfig> health_check;
 };
 
 struct Config {

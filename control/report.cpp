@@ -23,6 +23,7 @@ void each_counter(const dataplane::WorkerCounters& c, Visit visit) {
   visit("flow_table_full", c.flow_table_full);
   visit("flows_expired", c.flows_expired);
   visit("rescheduled", c.rescheduled);
+  visit("to_control", c.to_control);
   visit("arp_replies", c.arp_replies);
   visit("icmp_echo_replies", c.icmp_echo_replies);
   visit("nd_advertisements", c.nd_advertisements);
@@ -87,6 +88,7 @@ Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
     sum.flow_table_full += c.flow_table_full;
     sum.flows_expired += c.flows_expired;
     sum.rescheduled += c.rescheduled;
+    sum.to_control += c.to_control;
     sum.arp_replies += c.arp_replies;
     sum.icmp_echo_replies += c.icmp_echo_replies;
     sum.nd_advertisements += c.nd_advertisements;

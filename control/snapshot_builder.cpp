@@ -42,7 +42,8 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(
   auto snapshot = std::make_unique<dataplane::Snapshot>();
 
   for (std::size_t i = 0; i < config.ports.size(); ++i) {
-    dataplane::PortView view{ports[i].port_id, ports[i].mac, config.ports[i].addresses};
+    dataplane::PortView view{ports[i].port_id, ports[i].mac, config.ports[i].addresses,
+                             config.ports[i].addresses};
     // A VIP is answered for on every port: clients may reach the balancer through any.
     for (const auto& service : config.services) view.local_addresses.push_back(service.vip);
     snapshot->ports.push_back(std::move(view));

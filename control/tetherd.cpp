@@ -7,6 +7,8 @@
 #include <rte_launch.h>
 #include <rte_memory.h>
 #include <rte_pdump.h>
+#include <rte_ring.h>
+#include <rte_mbuf.h>
 #include <rte_lcore.h>
 
 #include <boost/program_options.hpp>
@@ -24,6 +26,7 @@
 #include "control/cli_server.hpp"
 #include "control/commands.hpp"
 #include "control/config.hpp"
+#include "control/health.hpp"
 #include "control/log.hpp"
 #include "control/report.hpp"
 #include "control/snapshot_builder.hpp"
@@ -172,6 +175,9 @@ int run(const Config& config, const Options& options) {
   std::unique_ptr<dataplane::SessionTable> sessions;
   dataplane::SweepResult expired;
   std::vector<std::string> backend_names;  // read by telemetry until withdraw_telemetry()
+  rte_ring* exceptions = nullptr;
+  rte_ring* outbound = nullptr;
+  std::unique_ptr<HealthChecker> health;
   try {
     if (rte_lcore_count() < config.workers + 1)
       throw std::runtime_error("need " + std::to_string(config.workers + 1) +
@@ -193,13 +199,22 @@ int run(const Config& config, const Options& options) {
     sessions = std::make_unique<dataplane::SessionTable>("sessions", config.sessions,
                                                          config.workers, SOCKET_ID_ANY);
 
+    // Probe replies from the workers to the control thread (many producers, one consumer).
+    exceptions = rte_ring_create("exceptions", 4096, SOCKET_ID_ANY, RING_F_SC_DEQ);
+    if (exceptions == nullptr)
+      throw std::runtime_error(std::string("cannot create the exception ring: ") + rte_strerror(rte_errno));
+
+    outbound = rte_ring_create("control_out", 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (outbound == nullptr)
+      throw std::runtime_error(std::string("cannot create the outbound ring: ") + rte_strerror(rte_errno));
+
     unsigned lcore = rte_get_next_lcore(-1, 1, 0);
     for (unsigned w = 0; w < config.workers; ++w, lcore = rte_get_next_lcore(lcore, 1, 0))
       workers.push_back(std::make_unique<dataplane::Worker>(
           dataplane::WorkerSetup{w, static_cast<std::uint16_t>(w), config.flows_per_worker,
                                  config.dpi_streams_per_worker,
                                  static_cast<int>(rte_lcore_to_socket_id(lcore))},
-          first, sessions.get(), &publisher->channel(w)));
+          first, sessions.get(), &publisher->channel(w), exceptions, w == 0 ? outbound : nullptr));
     lcore = rte_get_next_lcore(-1, 1, 0);
     for (auto& worker : workers) {
       rte_eal_remote_launch(worker_main, worker.get(), lcore);
@@ -218,8 +233,12 @@ int run(const Config& config, const Options& options) {
     if (rte_pdump_init() != 0)
       TETHER_LOG(warning, "packet capture (pdump) unavailable: %s", rte_strerror(rte_errno));
 
+    std::vector<ProbePort> probe_ports;
+    for (const auto& port : ports)
+      probe_ports.push_back({port.port_id, port.mac, port.control_queue, port.pool, outbound});
+    health = std::make_unique<HealthChecker>(config, probe_ports, exceptions, rte_get_tsc_hz());
     ControlState control{config, std::vector<dataplane::BackendState>(config.backends.size()),
-                         identities, rte_get_tsc_hz(), publisher.get(), &workers,
+                         health.get(), identities, rte_get_tsc_hz(), publisher.get(), &workers,
                          sessions.get(), &expired};
     const CliServer::Handler handle = [&](const std::string& line) {
       TETHER_LOG(debug, "command: %s", line.c_str());
@@ -229,7 +248,8 @@ int run(const Config& config, const Options& options) {
     // Sweep the whole session table about once a second, in slices.
     const std::uint32_t sweep_slice = std::max<std::uint32_t>(1024, config.sessions / 20);
     while (!stop_requested.load()) {
-      cli->poll(std::chrono::milliseconds(50), handle);
+      cli->poll(std::chrono::milliseconds(health->empty() ? 50 : 10), handle);
+      if (health->tick(rte_rdtsc())) control.republish();
       publisher->collect();
       const dataplane::SweepResult swept = sessions->sweep(rte_rdtsc(), sweep_slice);
       for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];
@@ -270,6 +290,17 @@ int run(const Config& config, const Options& options) {
     }
   }
   workers.clear();
+  health.reset();
+  if (exceptions != nullptr) {
+    void* mbuf = nullptr;
+    while (rte_ring_dequeue(exceptions, &mbuf) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(mbuf));
+    rte_ring_free(exceptions);
+  }
+  if (outbound != nullptr) {
+    void* mbuf = nullptr;
+    while (rte_ring_dequeue(outbound, &mbuf) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(mbuf));
+    rte_ring_free(outbound);
+  }
   sessions.reset();
   publisher.reset();
   for (auto& port : ports) dataplane::close_port(port);

@@ -20,6 +20,7 @@ enum class DropReason : std::uint8_t {
   icmp_not_handled,   // ICMP to a VIP or interface address that is not an echo request/NS
   multi_segment,      // headers not in the first segment
   tx_queue_full,      // the NIC did not take the packet
+  exception_ring_full,  // a probe reply the control thread had no room for
   count_
 };
 inline constexpr std::size_t kDropReasonCount = static_cast<std::size_t>(DropReason::count_);
@@ -61,7 +62,8 @@ struct alignas(64) WorkerCounters {
   std::uint64_t new_flows = 0;
   std::uint64_t flow_table_full = 0;  // new flows forwarded by the stateless hash alone
   std::uint64_t flows_expired = 0;
-  std::uint64_t rescheduled = 0;  // flows and SIP calls moved off a backend that went down
+  std::uint64_t rescheduled = 0;
+  std::uint64_t to_control = 0;  // probe replies handed to the control thread  // flows and SIP calls moved off a backend that went down
   std::uint64_t arp_replies = 0;
   std::uint64_t icmp_echo_replies = 0;
   std::uint64_t nd_advertisements = 0;

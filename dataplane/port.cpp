@@ -56,7 +56,10 @@ OpenPort open_port(const PortSettings& s) {
     conf.rx_adv_conf.rss_conf.rss_hf = rss;
     port.rss = true;
   }
-  if (int rc = rte_eth_dev_configure(port.port_id, s.queues, s.queues, &conf); rc != 0)
+  const bool spare_tx = info.max_tx_queues > s.queues;
+  const std::uint16_t tx_queues = static_cast<std::uint16_t>(s.queues + (spare_tx ? 1 : 0));
+  port.control_queue = spare_tx ? s.queues : -1;
+  if (int rc = rte_eth_dev_configure(port.port_id, s.queues, tx_queues, &conf); rc != 0)
     fail(s, "configure", rc);
 
   std::uint16_t rx_descriptors = kRxDescriptors, tx_descriptors = kTxDescriptors;
@@ -69,14 +72,14 @@ OpenPort open_port(const PortSettings& s) {
                                       RTE_MBUF_DEFAULT_BUF_SIZE, socket);
   if (port.pool == nullptr) fail(s, "mbuf pool of " + std::to_string(s.mbufs), rte_errno);
 
-  for (std::uint16_t q = 0; q < s.queues; ++q) {
+  for (std::uint16_t q = 0; q < s.queues; ++q)
     if (int rc = rte_eth_rx_queue_setup(port.port_id, q, rx_descriptors,
                                         static_cast<unsigned>(socket), nullptr, port.pool); rc != 0)
       fail(s, "RX queue " + std::to_string(q), rc);
+  for (std::uint16_t q = 0; q < tx_queues; ++q)
     if (int rc = rte_eth_tx_queue_setup(port.port_id, q, tx_descriptors,
                                         static_cast<unsigned>(socket), nullptr); rc != 0)
       fail(s, "TX queue " + std::to_string(q), rc);
-  }
 
   if (s.mac) {
     rte_ether_addr address;

@@ -24,6 +24,9 @@ struct OpenPort {
   parsers::MacBytes mac;
   rte_mempool* pool;
   bool rss;
+  // The control thread's own TX queue (health probes), after the workers' ones; -1 when the
+  // device has no queue to spare (a net_pcap with one tx_pcap per worker).
+  int control_queue;
 };
 
 // The EAL arguments that make the device exist: `-a PCI` or `--vdev STRING`.

@@ -57,6 +57,11 @@ const char* to_string(BackendState state) {
   return "?";
 }
 
+bool Snapshot::is_interface_address(std::uint16_t port, const IpBytes& address) const {
+  const auto& own = ports[port].interface_addresses;
+  return std::find(own.begin(), own.end(), address) != own.end();
+}
+
 bool Snapshot::is_local_address(std::uint16_t port, const IpBytes& address) const {
   const auto& local = ports[port].local_addresses;
   return std::find(local.begin(), local.end(), address) != local.end();

@@ -27,6 +27,7 @@ struct PortView {
   std::uint16_t port_id;
   MacBytes mac;
   std::vector<IpBytes> local_addresses;  // interface addresses and every VIP: ARP/ND/ICMP
+  std::vector<IpBytes> interface_addresses;  // replies to the control thread's probes come here
 };
 
 // up: takes new flows and sessions. draining: keeps what it has, takes nothing new (an
@@ -112,6 +113,7 @@ struct Snapshot {
   std::vector<hs_scratch*> rule_scratch;
 
   bool is_local_address(std::uint16_t port, const IpBytes& address) const;
+  bool is_interface_address(std::uint16_t port, const IpBytes& address) const;
 };
 
 }  // namespace tether::dataplane

@@ -4,6 +4,7 @@
 #include <rte_ethdev.h>
 #include <rte_hash_crc.h>
 #include <rte_mbuf.h>
+#include <rte_ring.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -71,12 +72,14 @@ std::string_view sip_header(const void* message, std::string_view name) {
 }  // namespace
 
 Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, SessionTable* sessions,
-               SnapshotChannel* channel)
+               SnapshotChannel* channel, rte_ring* exceptions, rte_ring* outbound)
     : index_(setup.index),
       queue_(setup.queue),
       snapshot_(snapshot),
       sessions_(sessions),
       channel_(channel),
+      exceptions_(exceptions),
+      outbound_(outbound),
       flows_(table_name(setup.index).c_str(), setup.flow_capacity, setup.socket),
       streams_(setup.stream_capacity),
       backend_counters_(kMaxBackends),
@@ -98,6 +101,16 @@ bool Worker::poll_once() {
   // Between bursts: the only place this worker lets go of its snapshot.
   if (channel_ != nullptr)
     if (const Snapshot* next = channel_->receive()) snapshot_ = next;
+  if (outbound_ != nullptr) {
+    void* packets[kBurst];
+    const unsigned count = rte_ring_sc_dequeue_burst(outbound_, packets, kBurst, nullptr);
+    for (unsigned i = 0; i < count; ++i) {
+      auto* mbuf = static_cast<rte_mbuf*>(packets[i]);
+      if (mbuf->port < snapshot_->ports.size()) send(mbuf->port, mbuf);
+      else rte_pktmbuf_free(mbuf);
+    }
+    if (count > 0) flush();
+  }
   bool busy = false;
   for (std::uint16_t p = 0; p < snapshot_->ports.size(); ++p) busy |= poll_port(p, rte_rdtsc());
   now_ = rte_rdtsc();
@@ -277,6 +290,15 @@ void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
   }
 
   const bool icmp = parsed.l4_proto == parsers::kProtoIcmp || parsed.l4_proto == parsers::kProtoIcmpv6;
+  const bool echo_request = icmp && (parsed.icmp_type == kIcmpEchoRequest ||
+                                     parsed.icmp_type == kIcmpv6EchoRequest);
+  // Anything else to an interface address answers a health probe: the control thread's.
+  if (!echo_request && exceptions_ != nullptr &&
+      snapshot.is_interface_address(port_index, parsed.dst_ip)) {
+    if (rte_ring_mp_enqueue(exceptions_, mbuf) != 0) return drop(mbuf, DropReason::exception_ring_full);
+    counters_.to_control++;
+    return;
+  }
   if (!icmp || !snapshot.is_local_address(port_index, parsed.dst_ip))
     return drop(mbuf, DropReason::no_service);
   const std::size_t echo = answer_icmp_echo(frame, parsed, our_mac);
@@ -631,6 +653,7 @@ const char* to_string(DropReason reason) {
     case DropReason::icmp_not_handled: return "icmp_not_handled";
     case DropReason::multi_segment: return "multi_segment";
     case DropReason::tx_queue_full: return "tx_queue_full";
+    case DropReason::exception_ring_full: return "exception_ring_full";
     case DropReason::count_: break;
   }
   return "unknown";

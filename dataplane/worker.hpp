@@ -20,6 +20,7 @@
 #include "dataplane/stream_buffer.hpp"
 
 struct rte_mbuf;
+struct rte_ring;
 
 namespace tether::dataplane {
 
@@ -41,8 +42,12 @@ struct WorkerSetup {
 class Worker {
  public:
   // `channel` brings later snapshots (null: the first one stays).
+  // `exceptions` carries replies to the control thread's probes (null: none are expected);
+  // `outbound` brings the control thread's packets for ports without a TX queue to spare
+  // (mbuf->port holds the snapshot's port index).
   Worker(const WorkerSetup& setup, const Snapshot* snapshot, SessionTable* sessions,
-         SnapshotChannel* channel = nullptr);
+         SnapshotChannel* channel = nullptr, rte_ring* exceptions = nullptr,
+         rte_ring* outbound = nullptr);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -121,6 +126,8 @@ class Worker {
   const Snapshot* snapshot_;
   SessionTable* sessions_;
   SnapshotChannel* channel_;
+  rte_ring* exceptions_;
+  rte_ring* outbound_;
   FlowTable flows_;
   std::vector<Stream> streams_;
   std::vector<std::uint32_t> free_streams_;

@@ -146,7 +146,8 @@ class Veth:
         subprocess.run(["ip", "link", "del", self.inside], capture_output=True)
 
 
-def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, **config_options):
+def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, respond=None,
+                     **config_options):
     """tetherd on net_af_packet over a veth pair. Each phase's frames are sent (a phase may
     instead be a callable, given the control socket's path), then the test waits `settle` seconds, so a later phase (media) cannot overtake an earlier one
     (signalling) whatever worker it lands on; the kernel spreads flows over the queues by
@@ -175,7 +176,11 @@ def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, **config_
             except socket.timeout:
                 continue
             if address[2] != socket.PACKET_OUTGOING:
-                frames.append(data)
+                reply = respond(data) if respond else None
+                if reply:  # a backend answering tetherd's health probe
+                    sock.send(reply)
+                else:
+                    frames.append(data)
 
     proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--stats-file", str(stats_file),
                              "--socket", str(workdir / "tetherd.sock")],

@@ -170,3 +170,62 @@ def test_telemetry_and_packet_capture_on_a_running_tetherd(tmp_path):
         proc.terminate()
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_icmp_health_check_takes_a_silent_backend_out_and_back(tmp_path):
+    """tetherd pings each backend from its port address; b1 and b2 answer, b3 stays silent
+    until the test lets it answer. b3 must go down within fall x interval (+ timeout), new
+    flows must avoid it, and it must come back after rise answers."""
+    import threading
+    import time
+    from scapy.layers.inet import ICMP
+    from harness import PORT_IPV4
+
+    answering = {"b1", "b2"}
+    by_address = {address: (name, mac) for name, (address, mac) in BACKENDS.items()}
+    lock = threading.Lock()
+
+    def respond(data):
+        packet = Ether(data)
+        if ICMP not in packet or packet[ICMP].type != 8 or packet[IP].src != PORT_IPV4:
+            return None
+        name, mac = by_address.get(packet[IP].dst, (None, None))
+        with lock:
+            if name not in answering:
+                return None
+        return bytes(Ether(src=mac, dst=packet.src) / IP(src=packet[IP].dst, dst=PORT_IPV4)
+                     / ICMP(type=0, id=packet[ICMP].id, seq=packet[ICMP].seq)
+                     / bytes(packet[ICMP].payload))
+
+    seen = {}
+
+    def states(sock):
+        backends = json.loads(tetherctl(sock, "--json", "show", "backends").stdout)["backends"]
+        return {b["name"]: (b["state"], b["healthy"]) for b in backends}
+
+    def after_checks(sock):
+        time.sleep(1.5)
+        seen["down"] = states(sock)
+
+    def let_b3_answer(sock):
+        with lock:
+            answering.add("b3")
+        time.sleep(1.5)
+        seen["up"] = states(sock)
+
+    services = [dict(SERVICES[0], extra='health_check = { type = "icmp"; interval = 200; '
+                                         'timeout = 150; rise = 2; fall = 2; };')]
+    phases = [after_checks, [frame(f, 1) for f in range(300)],
+              let_b3_answer, [frame(f, 2) for f in range(300, 900)]]
+    sent = run_tetherd_live(tmp_path, phases, services, respond=respond)
+    assert sent.returncode == 0, sent.stderr
+    assert seen["down"] == {"b1": ("up", True), "b2": ("up", True), "b3": ("down", False)}
+    assert seen["up"] == {"b1": ("up", True), "b2": ("up", True), "b3": ("up", True)}
+    # what is left besides traffic: the probes b3 did not answer
+    traffic = [f for f in sent.frames if b"flow " in f]
+    at = {_parse(f): BACKEND_BY_MAC[f[:6]] for f in traffic}
+    assert len(at) == len(traffic) == 900
+    assert {at[(f, 1)] for f in range(300)} == {"b1", "b2"}
+    assert collections.Counter(at[(f, 2)] for f in range(300, 900))["b3"] > 100
+    assert "backend b3 down: icmp check for service media failed 2 times" in sent.stderr
+    assert "backend b3 up" in sent.stderr

@@ -1,0 +1,284 @@
+#include "control/health.hpp"
+
+#include <rte_ethdev.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <cstring>
+#include <string>
+
+#include "control/log.hpp"
+#include "parsers/sip.hpp"
+
+namespace tether {
+namespace {
+
+constexpr std::uint16_t kFirstSourcePort = 61000;  // probes use 61000 + their index
+
+void store16(std::uint8_t* p, std::uint16_t v) {
+  p[0] = static_cast<std::uint8_t>(v >> 8);
+  p[1] = static_cast<std::uint8_t>(v);
+}
+void store32(std::uint8_t* p, std::uint32_t v) {
+  store16(p, static_cast<std::uint16_t>(v >> 16));
+  store16(p + 2, static_cast<std::uint16_t>(v));
+}
+
+std::string probe_call_id(std::size_t index, std::uint32_t sequence) {
+  return "tether-probe-" + std::to_string(index) + "-" + std::to_string(sequence);
+}
+
+const char* check_name(HealthCheckType type) {
+  switch (type) {
+    case HealthCheckType::icmp: return "icmp";
+    case HealthCheckType::tcp: return "tcp";
+    case HealthCheckType::sip_options: return "sip-options";
+  }
+  return "?";
+}
+
+}  // namespace
+
+HealthChecker::HealthChecker(const Config& config, std::vector<ProbePort> ports, rte_ring* replies,
+                             std::uint64_t tsc_hz)
+    : config_(config), ports_(std::move(ports)), replies_(replies), tsc_hz_(tsc_hz) {
+  for (std::size_t s = 0; s < config.services.size(); ++s) {
+    const ServiceConfig& service = config.services[s];
+    if (!service.health_check) continue;
+    for (const auto& member : service.backends) {
+      const BackendConfig& backend = config.backends[member.backend];
+      const PortConfig& port = config.ports[backend.port];
+      const IpBytes* source = nullptr;
+      for (const auto& address : port.addresses)
+        if (parsers::is_ipv4_mapped(address)) source = &address;
+      if (!parsers::is_ipv4_mapped(backend.address) || source == nullptr) {
+        TETHER_LOG(warning, "service %s: backend %s is not checked (%s)", service.name.c_str(),
+                   backend.name.c_str(),
+                   source == nullptr ? "its port has no IPv4 address"
+                                     : "IPv6 checks are not implemented yet");
+        continue;
+      }
+      Probe probe{s, member.backend, *service.health_check, *source,
+                  static_cast<std::uint16_t>(kFirstSourcePort + probes_.size()), service.port};
+      probes_.push_back(probe);
+    }
+  }
+}
+
+bool HealthChecker::healthy(std::size_t backend) const {
+  for (const auto& probe : probes_)
+    if (probe.backend == backend && !probe.healthy) return false;
+  return true;
+}
+
+bool HealthChecker::tick(std::uint64_t now) {
+  bool changed = false;
+  void* reply = nullptr;
+  while (rte_ring_sc_dequeue(replies_, &reply) == 0)
+    changed |= receive(static_cast<rte_mbuf*>(reply));
+  for (auto& probe : probes_) {
+    if (probe.waiting && now - probe.sent_at > probe.check.timeout_ms * tsc_hz_ / 1000) {
+      probe.waiting = false;
+      changed |= record(probe, false, "no answer within the timeout");
+    }
+    if (!probe.waiting && now >= probe.next_send) send(probe, now);
+  }
+  return changed;
+}
+
+bool HealthChecker::record(Probe& probe, bool success, const char* reason) {
+  if (success) {
+    probe.failures = 0;
+    if (!probe.healthy && ++probe.successes >= probe.check.rise) {
+      probe.healthy = true;
+      TETHER_LOG(info, "backend %s up: %s check for service %s passed %u times",
+                 config_.backends[probe.backend].name.c_str(), check_name(probe.check.type),
+                 config_.services[probe.service].name.c_str(), probe.check.rise);
+      return true;
+    }
+  } else {
+    probe.successes = 0;
+    if (probe.healthy && ++probe.failures >= probe.check.fall) {
+      probe.healthy = false;
+      TETHER_LOG(warning, "backend %s down: %s check for service %s failed %u times (last: %s)",
+                 config_.backends[probe.backend].name.c_str(), check_name(probe.check.type),
+                 config_.services[probe.service].name.c_str(), probe.check.fall, reason);
+      return true;
+    }
+  }
+  return false;
+}
+
+// Ethernet + IPv4 header of a probe packet toward the probe's backend; returns the L4 start.
+std::uint8_t* HealthChecker::start_packet(rte_mbuf* mbuf, const Probe& probe, std::uint8_t protocol,
+                                          std::size_t l4_length) {
+  const BackendConfig& backend = config_.backends[probe.backend];
+  const ProbePort& port = ports_[backend.port];
+  const std::size_t length = 14 + 20 + l4_length;
+  auto* frame = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(mbuf, static_cast<std::uint16_t>(length)));
+  if (frame == nullptr) return nullptr;
+  std::memset(frame, 0, length);
+  std::memcpy(frame, backend.mac.data(), 6);
+  std::memcpy(frame + 6, port.mac.data(), 6);
+  store16(frame + 12, 0x0800);
+  std::uint8_t* ip = frame + 14;
+  ip[0] = 0x45;
+  store16(ip + 2, static_cast<std::uint16_t>(20 + l4_length));
+  store16(ip + 6, 0x4000);  // don't fragment
+  ip[8] = 64;
+  ip[9] = protocol;
+  std::memcpy(ip + 12, probe.source.data() + 12, 4);
+  std::memcpy(ip + 16, backend.address.data() + 12, 4);
+  const std::uint16_t checksum = rte_ipv4_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip));
+  std::memcpy(ip + 10, &checksum, 2);
+  return ip + 20;
+}
+
+void HealthChecker::finish_l4_checksum(rte_mbuf* mbuf, std::size_t checksum_offset) {
+  auto* ip = rte_pktmbuf_mtod_offset(mbuf, std::uint8_t*, 14);
+  std::uint8_t* l4 = ip + 20;
+  const std::uint16_t checksum = rte_ipv4_udptcp_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip), l4);
+  std::memcpy(l4 + checksum_offset, &checksum, 2);
+}
+
+void HealthChecker::transmit(const Probe& probe, rte_mbuf* mbuf) {
+  const std::size_t port_index = config_.backends[probe.backend].port;
+  const ProbePort& port = ports_[port_index];
+  // A probe that cannot leave times out and counts as a failure.
+  if (port.control_queue >= 0) {
+    if (rte_eth_tx_burst(port.port_id, static_cast<std::uint16_t>(port.control_queue), &mbuf, 1) == 0)
+      rte_pktmbuf_free(mbuf);
+  } else {
+    mbuf->port = static_cast<std::uint16_t>(port_index);
+    if (rte_ring_sp_enqueue(port.outbound, mbuf) != 0) rte_pktmbuf_free(mbuf);
+  }
+}
+
+void HealthChecker::send(Probe& probe, std::uint64_t now) {
+  const std::size_t index = static_cast<std::size_t>(&probe - probes_.data());
+  probe.sequence++;
+  probe.sent_at = now;
+  probe.waiting = true;
+  probe.next_send = now + probe.check.interval_ms * tsc_hz_ / 1000;
+  rte_mbuf* mbuf = rte_pktmbuf_alloc(ports_[config_.backends[probe.backend].port].pool);
+  if (mbuf == nullptr) return;  // counts as a timeout
+  switch (probe.check.type) {
+    case HealthCheckType::icmp: {
+      static constexpr char kPayload[] = "tether health check";
+      std::uint8_t* icmp = start_packet(mbuf, probe, parsers::kProtoIcmp, 8 + sizeof kPayload);
+      if (icmp == nullptr) break;
+      icmp[0] = 8;  // echo request
+      store16(icmp + 4, probe.source_port);
+      store16(icmp + 6, static_cast<std::uint16_t>(probe.sequence));
+      std::memcpy(icmp + 8, kPayload, sizeof kPayload);
+      const auto checksum = static_cast<std::uint16_t>(~rte_raw_cksum(icmp, 8 + sizeof kPayload));
+      std::memcpy(icmp + 2, &checksum, 2);
+      return transmit(probe, mbuf);
+    }
+    case HealthCheckType::tcp: {
+      std::uint8_t* tcp = start_packet(mbuf, probe, parsers::kProtoTcp, 20);
+      if (tcp == nullptr) break;
+      store16(tcp, probe.source_port);
+      store16(tcp + 2, probe.service_port);
+      store32(tcp + 4, probe.sequence);
+      tcp[12] = 5 << 4;
+      tcp[13] = parsers::kTcpSyn;
+      store16(tcp + 14, 65535);
+      finish_l4_checksum(mbuf, 16);
+      return transmit(probe, mbuf);
+    }
+    case HealthCheckType::sip_options: {
+      const BackendConfig& backend = config_.backends[probe.backend];
+      const std::string source = format_ip(probe.source), target = format_ip(backend.address);
+      const std::string call_id = probe_call_id(index, probe.sequence);
+      const std::string message =
+          "OPTIONS sip:" + target + ":" + std::to_string(probe.service_port) + " SIP/2.0\r\n"
+          "Via: SIP/2.0/UDP " + source + ":" + std::to_string(probe.source_port) +
+          ";branch=z9hG4bK-" + call_id + "\r\nMax-Forwards: 70\r\nFrom: <sip:tether@" + source +
+          ">;tag=tether\r\nTo: <sip:" + target + ">\r\nCall-ID: " + call_id + "\r\nCSeq: " +
+          std::to_string(probe.sequence) + " OPTIONS\r\nContent-Length: 0\r\n\r\n";
+      std::uint8_t* udp = start_packet(mbuf, probe, parsers::kProtoUdp, 8 + message.size());
+      if (udp == nullptr) break;
+      store16(udp, probe.source_port);
+      store16(udp + 2, probe.service_port);
+      store16(udp + 4, static_cast<std::uint16_t>(8 + message.size()));
+      std::memcpy(udp + 8, message.data(), message.size());
+      finish_l4_checksum(mbuf, 6);
+      return transmit(probe, mbuf);
+    }
+  }
+  rte_pktmbuf_free(mbuf);
+}
+
+void HealthChecker::send_reset(const Probe& probe, std::uint32_t sequence) {
+  rte_mbuf* mbuf = rte_pktmbuf_alloc(ports_[config_.backends[probe.backend].port].pool);
+  if (mbuf == nullptr) return;
+  std::uint8_t* tcp = start_packet(mbuf, probe, parsers::kProtoTcp, 20);
+  if (tcp == nullptr) {
+    rte_pktmbuf_free(mbuf);
+    return;
+  }
+  store16(tcp, probe.source_port);
+  store16(tcp + 2, probe.service_port);
+  store32(tcp + 4, sequence);
+  tcp[12] = 5 << 4;
+  tcp[13] = parsers::kTcpRst;
+  finish_l4_checksum(mbuf, 16);
+  transmit(probe, mbuf);
+}
+
+bool HealthChecker::receive(rte_mbuf* mbuf) {
+  parsers::ParsedFrame parsed;
+  const auto* data = rte_pktmbuf_mtod(mbuf, const std::uint8_t*);
+  const std::span<const std::uint8_t> frame{data, rte_pktmbuf_data_len(mbuf)};
+  bool changed = false;
+  bool matched = false;
+  if (parsers::parse_frame(frame, parsed) == parsers::ParseStatus::ok &&
+      parsed.l3 == parsers::L3Kind::ipv4) {
+    // ICMP replies carry our identifier; TCP and UDP come back to our source port.
+    const std::uint16_t ours = parsed.l4_proto == parsers::kProtoIcmp ? parsed.src_port : parsed.dst_port;
+    const std::size_t index = static_cast<std::size_t>(ours - kFirstSourcePort);
+    if (ours >= kFirstSourcePort && index < probes_.size()) {
+      Probe& probe = probes_[index];
+      const BackendConfig& backend = config_.backends[probe.backend];
+      if (probe.waiting && parsed.src_ip == backend.address) {
+        const std::uint8_t* l4 = data + parsed.l4_offset;
+        if (probe.check.type == HealthCheckType::icmp && parsed.l4_proto == parsers::kProtoIcmp &&
+            parsed.icmp_type == 0 &&
+            ((l4[6] << 8) | l4[7]) == static_cast<int>(probe.sequence & 0xffff)) {
+          matched = true;
+          probe.waiting = false;
+          changed = record(probe, true, "");
+        } else if (probe.check.type == HealthCheckType::tcp && parsed.l4_proto == parsers::kProtoTcp &&
+                   parsed.src_port == probe.service_port) {
+          matched = true;
+          probe.waiting = false;
+          if ((parsed.tcp_flags & (parsers::kTcpSyn | parsers::kTcpAck)) ==
+              (parsers::kTcpSyn | parsers::kTcpAck)) {
+            // Close the half-open connection: RST with the sequence number it acknowledged.
+            send_reset(probe, static_cast<std::uint32_t>(l4[8]) << 24 | l4[9] << 16 | l4[10] << 8 | l4[11]);
+            changed = record(probe, true, "");
+          } else {
+            changed = record(probe, false, "connection refused");
+          }
+        } else if (probe.check.type == HealthCheckType::sip_options &&
+                   parsed.l4_proto == parsers::kProtoUdp) {
+          const auto message = parsers::sip::parse(frame.subspan(parsed.payload_offset, parsed.payload_length));
+          if (message.status == parsers::status::parsed &&
+              message.kind == parsers::sip::kind::response &&
+              parsers::sip::equal_unfolded(message.call_id, probe_call_id(index, probe.sequence))) {
+            matched = true;
+            probe.waiting = false;
+            changed = record(probe, true, "");
+          }
+        }
+      }
+    }
+  }
+  if (!matched) unmatched_++;
+  rte_pktmbuf_free(mbuf);
+  return changed;
+}
+
+}  // namespace tether

@@ -1,0 +1,78 @@
+// Active health checks, run by the control thread through the dataplane ports: ICMP echo,
+// TCP SYN (SYN-ACK: up, then RST; RST: down) and SIP OPTIONS over UDP (any response with
+// the probe's Call-ID: up), with interval, timeout, rise and fall as in keepalived/HAProxy.
+//
+// Probes leave on the port's control TX queue (or, on a device without a queue to spare,
+// through worker 0, which transmits them on its own) from the port's first IPv4 address; replies
+// reach that address and the workers hand them over on the exception ring. A backend is
+// healthy while every check on it (one per service that lists it) passes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "control/config.hpp"
+#include "control/snapshot_builder.hpp"
+
+struct rte_mempool;
+struct rte_ring;
+struct rte_mbuf;
+
+namespace tether {
+
+struct ProbePort {
+  std::uint16_t port_id;
+  MacBytes mac;
+  int control_queue;  // -1: no TX queue to spare: probes go out through `outbound`
+  rte_mempool* pool;
+  rte_ring* outbound;  // worker 0's ring for the control thread's packets
+};
+
+class HealthChecker {
+ public:
+  HealthChecker(const Config& config, std::vector<ProbePort> ports, rte_ring* replies,
+                std::uint64_t tsc_hz);
+
+  bool empty() const { return probes_.empty(); }
+  // Sends due probes, reads replies, times out the late ones. True when a backend's health
+  // changed (the caller publishes a new snapshot).
+  bool tick(std::uint64_t now);
+  bool healthy(std::size_t backend) const;
+  std::uint64_t replies_unmatched() const { return unmatched_; }
+
+ private:
+  struct Probe {
+    std::size_t service;
+    std::size_t backend;
+    HealthCheckConfig check;
+    IpBytes source;         // the port address probes come from
+    std::uint16_t source_port;  // TCP/UDP, and the ICMP identifier
+    std::uint16_t service_port;
+    std::uint64_t next_send = 0;
+    std::uint64_t sent_at = 0;
+    std::uint32_t sequence = 0;
+    bool waiting = false;
+    bool healthy = true;  // start up: a restart must not empty the pool until checks run
+    std::uint32_t successes = 0;
+    std::uint32_t failures = 0;
+  };
+
+  void send(Probe& probe, std::uint64_t now);
+  bool receive(rte_mbuf* mbuf);
+  bool record(Probe& probe, bool success, const char* reason);
+  void send_reset(const Probe& probe, std::uint32_t sequence);
+  std::uint8_t* start_packet(rte_mbuf* mbuf, const Probe& probe, std::uint8_t protocol,
+                             std::size_t l4_length);
+  void finish_l4_checksum(rte_mbuf* mbuf, std::size_t checksum_offset);
+  void transmit(const Probe& probe, rte_mbuf* mbuf);
+
+  const Config& config_;
+  std::vector<ProbePort> ports_;
+  rte_ring* replies_;
+  std::uint64_t tsc_hz_;
+  std::vector<Probe> probes_;
+  std::uint64_t unmatched_ = 0;
+};
+
+}  // namespace tether
