@@ -544,6 +544,13 @@ std::string describe(const Config& config) {
     if (service.dpi == Dpi::ftp)
       out << " (data follows PASV/EPSV, expectation " << service.expectation_timeout_s << "s)";
     out << '\n';
+    if (service.health_check) {
+      const auto& h = *service.health_check;
+      out << "    health check "
+          << (h.type == HealthCheckType::icmp ? "icmp" : h.type == HealthCheckType::tcp ? "tcp" : "sip-options")
+          << " every " << h.interval_ms << " ms, timeout " << h.timeout_ms << " ms, rise " << h.rise
+          << ", fall " << h.fall << '\n';
+    }
     describe_members(out, config, service.backends);
     for (const auto& pool : service.pools) {
       out << "   pool " << pool.name << ":\n";

@@ -177,10 +177,10 @@ def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, respond=N
                 continue
             if address[2] != socket.PACKET_OUTGOING:
                 reply = respond(data) if respond else None
-                if reply:  # a backend answering tetherd's health probe
-                    sock.send(reply)
-                else:
+                if reply is None:
                     frames.append(data)
+                elif reply:  # a backend answering tetherd's health probe (b"": swallow)
+                    sock.send(reply)
 
     proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--stats-file", str(stats_file),
                              "--socket", str(workdir / "tetherd.sock")],
@@ -203,11 +203,12 @@ def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, respond=N
             for frame in phase:
                 sock.send(frame)
             time.sleep(settle)
-        # Wait until nothing more comes back.
-        count = -1
-        while count != len(frames):
+        # Wait until nothing more comes back (bounded: probes may keep coming).
+        count, waited = -1, 0
+        while count != len(frames) and waited < 20:
             count = len(frames)
             time.sleep(0.5)
+            waited += 1
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=30)
     finally:

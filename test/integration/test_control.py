@@ -5,6 +5,8 @@ import json
 import socket
 import subprocess
 
+import pytest
+
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
@@ -172,30 +174,53 @@ def test_telemetry_and_packet_capture_on_a_running_tetherd(tmp_path):
     assert proc.returncode == 0
 
 
-def test_icmp_health_check_takes_a_silent_backend_out_and_back(tmp_path):
-    """tetherd pings each backend from its port address; b1 and b2 answer, b3 stays silent
-    until the test lets it answer. b3 must go down within fall x interval (+ timeout), new
-    flows must avoid it, and it must come back after rise answers."""
+@pytest.mark.parametrize("check", ["icmp", "tcp", "sip-options"])
+def test_health_check_takes_a_silent_backend_out_and_back(tmp_path, check):
+    """tetherd probes each backend from its port address; b1 and b2 answer, b3 stays silent
+    (tcp: refuses) until the test lets it answer. b3 must go down within fall x interval
+    (+ timeout), new flows must avoid it, and it must come back after rise answers."""
     import threading
     import time
-    from scapy.layers.inet import ICMP
+    from scapy.layers.inet import ICMP, TCP
     from harness import PORT_IPV4
 
     answering = {"b1", "b2"}
     by_address = {address: (name, mac) for name, (address, mac) in BACKENDS.items()}
     lock = threading.Lock()
+    syn_seqs, resets = set(), []
 
     def respond(data):
         packet = Ether(data)
-        if ICMP not in packet or packet[ICMP].type != 8 or packet[IP].src != PORT_IPV4:
+        if IP not in packet or packet[IP].src != PORT_IPV4:
             return None
         name, mac = by_address.get(packet[IP].dst, (None, None))
+        if name is None:
+            return None
         with lock:
-            if name not in answering:
-                return None
-        return bytes(Ether(src=mac, dst=packet.src) / IP(src=packet[IP].dst, dst=PORT_IPV4)
-                     / ICMP(type=0, id=packet[ICMP].id, seq=packet[ICMP].seq)
-                     / bytes(packet[ICMP].payload))
+            up = name in answering
+        reply = Ether(src=mac, dst=packet.src) / IP(src=packet[IP].dst, dst=PORT_IPV4)
+        if ICMP in packet and packet[ICMP].type == 8:
+            if not up:
+                return b""
+            return bytes(reply / ICMP(type=0, id=packet[ICMP].id, seq=packet[ICMP].seq)
+                         / bytes(packet[ICMP].payload))
+        if TCP in packet and packet[TCP].dport == 9000 or TCP in packet and "R" in packet[TCP].flags:
+            t = packet[TCP]
+            if t.flags == "S":
+                syn_seqs.add(t.seq)
+                return bytes(reply / TCP(sport=t.dport, dport=t.sport, seq=5000, ack=t.seq + 1,
+                                         flags="SA" if up else "RA"))
+            if "R" in t.flags:
+                resets.append(t.seq)  # tetherd's RST after our SYN-ACK
+                return b""
+        if UDP in packet and packet[UDP].dport == 9000 and packet[UDP].sport >= 61000:
+            if not up:
+                return b""
+            text = bytes(packet[UDP].payload).decode()
+            call_id = next(l for l in text.split("\r\n") if l.startswith("Call-ID:"))
+            answer = f"SIP/2.0 200 OK\r\n{call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            return bytes(reply / UDP(sport=9000, dport=packet[UDP].sport) / answer.encode())
+        return None
 
     seen = {}
 
@@ -213,19 +238,26 @@ def test_icmp_health_check_takes_a_silent_backend_out_and_back(tmp_path):
         time.sleep(1.5)
         seen["up"] = states(sock)
 
-    services = [dict(SERVICES[0], extra='health_check = { type = "icmp"; interval = 200; '
-                                         'timeout = 150; rise = 2; fall = 2; };')]
-    phases = [after_checks, [frame(f, 1) for f in range(300)],
-              let_b3_answer, [frame(f, 2) for f in range(300, 900)]]
+    protocol = "tcp" if check == "tcp" else "udp"
+    services = [dict(SERVICES[0], protocol=protocol,
+                     extra=f'health_check = {{ type = "{check}"; interval = 200; '
+                           'timeout = 150; rise = 2; fall = 2; };')]
+    traffic_1 = [frame(f, 1) for f in range(300)] if protocol == "udp" else []
+    traffic_2 = [frame(f, 2) for f in range(300, 900)] if protocol == "udp" else []
+    phases = [after_checks, traffic_1, let_b3_answer, traffic_2]
     sent = run_tetherd_live(tmp_path, phases, services, respond=respond)
     assert sent.returncode == 0, sent.stderr
     assert seen["down"] == {"b1": ("up", True), "b2": ("up", True), "b3": ("down", False)}
     assert seen["up"] == {"b1": ("up", True), "b2": ("up", True), "b3": ("up", True)}
-    # what is left besides traffic: the probes b3 did not answer
-    traffic = [f for f in sent.frames if b"flow " in f]
-    at = {_parse(f): BACKEND_BY_MAC[f[:6]] for f in traffic}
-    assert len(at) == len(traffic) == 900
-    assert {at[(f, 1)] for f in range(300)} == {"b1", "b2"}
-    assert collections.Counter(at[(f, 2)] for f in range(300, 900))["b3"] > 100
-    assert "backend b3 down: icmp check for service media failed 2 times" in sent.stderr
+    assert f"backend b3 down: {check} check for service media failed 2 times" in sent.stderr
     assert "backend b3 up" in sent.stderr
+    if check == "tcp":
+        # a half-open probe connection is closed with RST, at the sequence our SYN-ACK acked
+        assert resets and all(seq - 1 in syn_seqs for seq in resets)
+    if protocol == "udp":
+        # what is left besides traffic: the probes b3 did not answer
+        traffic = [f for f in sent.frames if b"flow " in f]
+        at = {_parse(f): BACKEND_BY_MAC[f[:6]] for f in traffic}
+        assert len(at) == len(traffic) == 900
+        assert {at[(f, 1)] for f in range(300)} == {"b1", "b2"}
+        assert collections.Counter(at[(f, 2)] for f in range(300, 900))["b3"] > 100
