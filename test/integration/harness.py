@@ -128,6 +128,18 @@ def run_tetherd(workdir, inputs, services, workers=1, timeout=180, **config_opti
     return Run(proc.returncode, proc.stdout, proc.stderr, stats, outputs)
 
 
+def start_tetherd(config, socket_path):
+    """tetherd in the background, returned once it serves its control socket."""
+    import time
+    proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--socket", str(socket_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not Path(socket_path).exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(1)  # the socket is bound before the ports start: let the workers run
+    return proc
+
+
 class Veth:
     """A veth pair: tetherd's net_af_packet port on one end, the test's raw socket on the
     other. Kernel chatter is switched off (no IPv6, no addresses) so every frame is ours."""

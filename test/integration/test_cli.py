@@ -2,7 +2,7 @@
 import subprocess
 
 from conftest import SERVICES
-from harness import REPO, TETHERD, config_text, pcap_device
+from harness import REPO, TETHERD, config_text, pcap_device, start_tetherd
 
 
 def tetherd(*args, timeout=60):
@@ -101,17 +101,11 @@ def test_sigterm_under_load_prints_summary_and_exits_cleanly(tmp_path):
 
 def test_second_tetherd_on_the_same_socket_is_refused(tmp_path):
     """The first tetherd answers on the socket; the second must stop before touching ports."""
-    import time
     config = tmp_path / "t.cfg"
     config.write_text(config_text("net_null0", SERVICES))
     sock = str(tmp_path / "s.sock")
-    first = subprocess.Popen([str(TETHERD), "-c", str(config), "--socket", sock],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = start_tetherd(config, sock)
     try:
-        deadline = time.time() + 30
-        while not (tmp_path / "s.sock").exists() and time.time() < deadline:
-            time.sleep(0.1)
-        time.sleep(1)
         second = tetherd("-c", str(config), "--socket", sock)
         assert second.returncode == 1
         assert "is in use: is another tetherd running?" in second.stderr

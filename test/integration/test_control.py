@@ -139,9 +139,8 @@ def test_telemetry_and_packet_capture_on_a_running_tetherd(tmp_path):
     """dpdk-telemetry.py reads tether's counters; dpdk-dumpcap captures from its port. Both
     attach to the running process, which needs hugepages (a secondary process shares the
     primary's memory)."""
-    import time
     import pytest
-    from harness import TETHERD, config_text
+    from harness import config_text, start_tetherd
     if not hugepages_ready():
         pytest.skip("no 2 MB hugepages on this machine")
     config = tmp_path / "t.cfg"
@@ -149,13 +148,8 @@ def test_telemetry_and_packet_capture_on_a_running_tetherd(tmp_path):
     config.write_text(config_text("net_null0", SERVICES).replace(
         '"--no-huge", "--no-shconf", "--no-pci", "-m", "512",',
         f'"--no-pci", "--file-prefix={prefix}", "-m", "256",'))
-    proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--socket", str(tmp_path / "s.sock")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_tetherd(config, tmp_path / "s.sock")
     try:
-        deadline = time.time() + 30
-        while not (tmp_path / "s.sock").exists() and time.time() < deadline:
-            time.sleep(0.1)
-        time.sleep(1)
         assert proc.poll() is None, proc.communicate()[1]
         telemetry = subprocess.run(["/usr/bin/python3", "/usr/bin/dpdk-telemetry.py", "-f", prefix],
                                    input="/tether/counters\n/tether/drops\n", capture_output=True,
