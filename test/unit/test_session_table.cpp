@@ -535,8 +535,8 @@ TEST_CASE("session table: a full table refuses adds without crashing", "[session
 }
 
 // "A worker never observes a freed entry": two worker threads (RCU readers 0 and 1) look up
-// and add calls while the control thread sweeps. Time is microseconds since the start (each
-// thread reads the clock itself) and entries live 1 to 64 us, so they expire continuously.
+// and add calls while the control thread sweeps. Time is a logical clock the readers advance
+// and entries live 1 to 4096 ticks, so they expire continuously.
 //  - Every route found must be the one ever added for that key (the backend is encoded in
 //    the key: digest = backend * 1e6 + n).
 //  - Within one critical section (between two quiescent reports) a position a reader has
@@ -559,18 +559,24 @@ TEST_CASE("session table: concurrent readers and sweeps never observe a freed en
   // first: the section ends at the first -ENOSPC (or after 100 ms).
   constexpr unsigned kShortSection = 256;
   constexpr std::uint64_t kKeySlots = kCapacity + RTE_MAX_LCORE * 64;  // capacity + lcore caches
-  constexpr std::uint64_t kLongSectionMaxUs = 100000;
-  const auto kDuration = std::chrono::milliseconds(2000);
+  const auto kLongSectionMax = std::chrono::milliseconds(100);
+  // Work, not wall time, bounds the run and ages the entries: under ASan on a loaded 2-core
+  // machine the three threads may get little CPU, and a wall-clock lifetime would then expire
+  // every entry before it is looked up again. Time is a logical clock that every reader
+  // operation advances; entries live up to 4096 ticks, so about a third of lookups hit.
+  const auto kMinDuration = std::chrono::milliseconds(2000);
+  const auto kMaxDuration = std::chrono::seconds(60);
+  // Well above what the checks below require, so a starved reader gets the time it needs.
+  constexpr std::uint64_t kMinHitsAndAddsPerReader = 5000;
+  constexpr std::uint64_t kMinSweeps = 200;
+  constexpr std::uint64_t kLifetimeTicks = 4096;
 
   SessionTable table(unique_name().c_str(), kCapacity, 2, kSocket);
   const auto start = std::chrono::steady_clock::now();
-  auto clock = [start] {
-    return 1 + static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                              std::chrono::steady_clock::now() - start)
-                                              .count());
-  };
+  std::atomic<std::uint64_t> ticks{1};
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> deleted{0};  // by the sweep so far
+  std::atomic<std::uint64_t> hits_done[2] = {0, 0}, adds_done[2] = {0, 0};
 
   struct ReaderStats {
     int register_rc = -1;
@@ -599,12 +605,12 @@ TEST_CASE("session table: concurrent readers and sweeps never observe a freed en
     while (!stop.load(std::memory_order_relaxed)) {
       seen.clear();
       const bool long_section = s.batches % 4 == 3;
-      const std::uint64_t section_start = clock();
+      const auto section_start = std::chrono::steady_clock::now();
       const std::uint64_t deleted_at_start = deleted.load(std::memory_order_relaxed);
       bool out_of_slots = false;
       s.long_sections += long_section ? 1 : 0;
       for (unsigned op = 0; !stop.load(std::memory_order_relaxed); ++op) {
-        const std::uint64_t now = clock();
+        const std::uint64_t now = ticks.fetch_add(1, std::memory_order_relaxed) + 1;
         if (!long_section) {
           if (op >= kShortSection) break;
         } else if (deleted.load(std::memory_order_relaxed) - deleted_at_start >= kKeySlots) {
@@ -613,7 +619,7 @@ TEST_CASE("session table: concurrent readers and sweeps never observe a freed en
         } else if (out_of_slots) {
           ++s.ended_by_enospc;
           break;
-        } else if (now - section_start >= kLongSectionMaxUs) {
+        } else if (std::chrono::steady_clock::now() - section_start >= kLongSectionMax) {
           break;
         }
         const std::uint64_t r = next();
@@ -633,13 +639,15 @@ TEST_CASE("session table: concurrent readers and sweeps never observe a freed en
         };
         SessionRoute route{0xffff, 0xffff};
         ++s.lookups;
+        hits_done[id].store(s.hits, std::memory_order_relaxed);
+        adds_done[id].store(s.adds, std::memory_order_relaxed);
         const std::int32_t position = table.find(key, signature, now, route);
         if (position >= 0) {
           ++s.hits;
           if (route.backend != digest / 1000000 || route.service != kService) ++s.wrong_routes;
           note(position);
           if ((r >> 40) % 8 == 0) {
-            table.refresh(position, now + 1 + (r >> 44) % 64);
+            table.refresh(position, now + 1 + (r >> 44) % kLifetimeTicks);
             ++s.refreshes;
           }
         } else {
@@ -647,7 +655,7 @@ TEST_CASE("session table: concurrent readers and sweeps never observe a freed en
           bool created = false;
           const std::int32_t added = table.add(
               key, signature, SessionRoute{static_cast<std::uint16_t>(backend), kService},
-              now + 1 + (r >> 48) % 64, &created);
+              now + 1 + (r >> 48) % kLifetimeTicks, &created);
           s.created += created ? 1 : 0;
           if (added < 0) {
             // -ENOENT: the add replaced an expired entry that the sweep deleted right after
@@ -673,8 +681,17 @@ TEST_CASE("session table: concurrent readers and sweeps never observe a freed en
   SweepResult expired_total;
   {
     std::thread t0(reader, 0u), t1(reader, 1u);
-    while (std::chrono::steady_clock::now() - start < kDuration) {
-      const std::uint64_t now = clock();
+    auto enough = [&] {
+      const auto elapsed = std::chrono::steady_clock::now() - start;
+      if (elapsed >= kMaxDuration) return true;
+      return elapsed >= kMinDuration && sweeps >= kMinSweeps &&
+             std::min({hits_done[0].load(std::memory_order_relaxed),
+                       hits_done[1].load(std::memory_order_relaxed),
+                       adds_done[0].load(std::memory_order_relaxed),
+                       adds_done[1].load(std::memory_order_relaxed)}) >= kMinHitsAndAddsPerReader;
+    };
+    while (!enough()) {
+      const std::uint64_t now = ticks.load(std::memory_order_relaxed);
       const SweepResult r = table.sweep(now, 2048);
       for (std::size_t k = 0; k < tether::dataplane::kSessionKinds; ++k) expired_total.expired[k] += r.expired[k];
       deleted.fetch_add(total(r), std::memory_order_relaxed);
