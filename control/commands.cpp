@@ -1,9 +1,14 @@
 #include "control/commands.hpp"
 
+#include <rte_cycles.h>
+
+#include <algorithm>
+#include <optional>
 #include <sstream>
 
 #include "control/cli_server.hpp"
 #include "control/log.hpp"
+#include "control/telemetry.hpp"
 
 namespace tether {
 namespace {
@@ -17,18 +22,30 @@ std::vector<std::string> words(const std::string& line) {
 
 std::string error(const std::string& message) { return "{\"error\":" + json_string(message) + "}"; }
 
-int backend_named(const ControlState& state, const std::string& name) {
-  for (std::size_t b = 0; b < state.config.backends.size(); ++b)
-    if (state.config.backends[b].name == name) return static_cast<int>(b);
+int backend_named(const Config& config, const std::string& name) {
+  for (std::size_t b = 0; b < config.backends.size(); ++b)
+    if (!config.backends[b].removed && config.backends[b].name == name) return static_cast<int>(b);
   return -1;
+}
+
+ServiceConfig* service_named(Config& config, const std::string& name) {
+  for (auto& service : config.services)
+    if (!service.removed && service.name == name) return &service;
+  return nullptr;
+}
+
+std::string ok(const ControlState& state) {
+  return "{\"ok\":true,\"snapshot_generation\":" + std::to_string(state.publisher->generation()) + "}";
 }
 
 std::string show_services(const ControlState& state) {
   std::ostringstream out;
   out << "{\"services\":[";
+  bool first = true;
   for (std::size_t s = 0; s < state.config.services.size(); ++s) {
     const ServiceConfig& service = state.config.services[s];
-    out << (s ? "," : "") << "{\"name\":" << json_string(service.name)
+    if (service.removed) continue;
+    out << (first ? "" : ",") << "{\"name\":" << json_string(service.name)
         << ",\"vip\":" << json_string(format_ip(service.vip)) << ",\"port\":" << service.port
         << ",\"protocol\":\"" << to_string(service.protocol) << "\",\"scheduler\":\""
         << to_string(service.scheduler) << "\",\"dpi\":\"" << to_string(service.dpi)
@@ -40,6 +57,7 @@ std::string show_services(const ControlState& state) {
           << dataplane::to_string(state.effective(member.backend)) << "\"}";
     }
     out << "]}";
+    first = false;
   }
   out << "]}";
   return out.str();
@@ -49,12 +67,17 @@ std::string show_backends(const ControlState& state) {
   const Totals totals = state.totals();
   std::ostringstream out;
   out << "{\"backends\":[";
+  bool first = true;
   for (std::size_t b = 0; b < state.config.backends.size(); ++b) {
     const BackendConfig& backend = state.config.backends[b];
+    if (backend.removed) continue;
     const auto& c = totals.backends[b];
-    out << (b ? "," : "") << "{\"name\":" << json_string(backend.name)
+    out << (first ? "" : ",") << "{\"name\":" << json_string(backend.name)
         << ",\"address\":" << json_string(format_ip(backend.address))
-        << ",\"mac\":" << json_string(format_mac(backend.mac)) << ",\"state\":\""
+        << ",\"mac\":"
+        << (state.neighbours->resolved(b) ? json_string(format_mac(state.neighbours->mac(b))) : "null")
+        << ",\"mac_source\":\"" << state.neighbours->source(b) << "\",\"mac_age_ms\":"
+        << state.neighbours->age_ms(b, rte_rdtsc()) << ",\"state\":\""
         << dataplane::to_string(state.effective(b)) << "\",\"admin\":\""
         << dataplane::to_string(state.states[b]) << "\",\"healthy\":"
         << (state.health == nullptr || state.health->healthy(b) ? "true" : "false")
@@ -62,6 +85,7 @@ std::string show_backends(const ControlState& state) {
         << state.sessions->live_calls(static_cast<std::uint16_t>(b)) << ",\"packets\":" << c.packets
         << ",\"bytes\":" << c.bytes << ",\"flows\":" << c.flows << ",\"sessions\":" << c.sessions
         << "}";
+    first = false;
   }
   out << "]}";
   return out.str();
@@ -83,10 +107,159 @@ std::string show_workers(const ControlState& state) {
   return out.str();
 }
 
+std::optional<std::uint32_t> parse_weight(const std::string& text) {
+  char* end = nullptr;
+  const unsigned long weight = std::strtoul(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || weight > kMaxWeight) return std::nullopt;
+  return static_cast<std::uint32_t>(weight);
+}
+
+// Applies a changed copy of the running configuration.
+std::string adopt(ControlState& state, const Config& desired) {
+  try {
+    state.adopt(desired);
+  } catch (const ConfigError& e) {
+    return error(e.what());
+  }
+  return ok(state);
+}
+
+// backend add NAME ADDRESS SERVICE [weight W] [mac MAC] [port PORT]
+std::string add_backend(ControlState& state, const std::vector<std::string>& w) {
+  static const std::string usage = "usage: backend add NAME ADDRESS SERVICE [weight W] [mac MAC] [port PORT]";
+  if (w.size() < 5 || (w.size() - 5) % 2 != 0) return error(usage);
+  Config desired = state.config;
+  const std::string& name = w[2];
+  if (!is_valid_name(name)) return error("backend name '" + name + "' must be 1 to 32 letters, digits, '.', '_', '-' or ':'");
+  const auto address = parse_ip(w[3]);
+  if (!address) return error("'" + w[3] + "' is not an IP address");
+  ServiceConfig* service = service_named(desired, w[4]);
+  if (service == nullptr) return error("no service named '" + w[4] + "'");
+  std::uint32_t weight = 1;
+  std::optional<MacBytes> mac;
+  std::optional<std::size_t> port;
+  for (std::size_t i = 5; i < w.size(); i += 2) {
+    if (w[i] == "weight") {
+      const auto parsed = parse_weight(w[i + 1]);
+      if (!parsed) return error("weight must be a number from 0 to " + std::to_string(kMaxWeight));
+      weight = *parsed;
+    } else if (w[i] == "mac") {
+      mac = parse_mac(w[i + 1]);
+      if (!mac) return error("'" + w[i + 1] + "' is not a MAC address (like 02:00:00:00:00:01)");
+    } else if (w[i] == "port") {
+      for (std::size_t p = 0; p < desired.ports.size(); ++p)
+        if (desired.ports[p].name == w[i + 1]) port = p;
+      if (!port) return error("no port named '" + w[i + 1] + "'");
+    } else {
+      return error(usage);
+    }
+  }
+  int backend = backend_named(desired, name);
+  if (backend >= 0) {  // an existing backend joins another service
+    const BackendConfig& existing = desired.backends[static_cast<std::size_t>(backend)];
+    if (existing.address != *address || (mac && existing.mac != mac) || (port && existing.port != *port))
+      return error("backend '" + name + "' exists with another address, MAC or port");
+    for (const auto& member : service->backends)
+      if (member.backend == static_cast<std::size_t>(backend))
+        return error("backend '" + name + "' is in service '" + service->name + "' already");
+  } else {
+    if (!port && desired.ports.size() != 1) return error("backend '" + name + "' needs 'port' when there are several ports");
+    BackendConfig added{name, *address, mac, port.value_or(0)};
+    const bool ipv4 = parsers::is_ipv4_mapped(*address);
+    const auto& addresses = desired.ports[added.port].addresses;
+    if (!mac && std::none_of(addresses.begin(), addresses.end(),
+                             [ipv4](const IpBytes& a) { return parsers::is_ipv4_mapped(a) == ipv4; }))
+      return error("backend '" + name + "' needs 'mac': port '" + desired.ports[added.port].name +
+                   "' has no " + (ipv4 ? "IPv4" : "IPv6") + " address to resolve it from");
+    desired.backends.push_back(added);
+    backend = static_cast<int>(desired.backends.size() - 1);
+  }
+  service->backends.push_back({static_cast<std::size_t>(backend), weight});
+  TETHER_LOG(info, "backend %s: added to service %s with weight %u by command", name.c_str(),
+             service->name.c_str(), weight);
+  return adopt(state, desired);
+}
+
+// backend remove NAME [SERVICE]: out of one service, or out of all and gone.
+std::string remove_backend(ControlState& state, const std::vector<std::string>& w) {
+  if (w.size() < 3 || w.size() > 4) return error("usage: backend remove NAME [SERVICE]");
+  Config desired = state.config;
+  const int found = backend_named(desired, w[2]);
+  if (found < 0) return error("no backend named '" + w[2] + "'");
+  const auto backend = static_cast<std::size_t>(found);
+  if (w.size() == 4 && service_named(desired, w[3]) == nullptr) return error("no service named '" + w[3] + "'");
+  unsigned left_services = 0;
+  for (auto& service : desired.services) {
+    if (service.removed || (w.size() == 4 && service.name != w[3])) continue;
+    auto drop_from = [&](std::vector<ServiceBackend>& members) {
+      const auto before = members.size();
+      std::erase_if(members, [&](const ServiceBackend& m) { return m.backend == backend; });
+      return members.size() != before;
+    };
+    bool member = drop_from(service.backends);
+    for (auto& pool : service.pools) member |= drop_from(pool.backends);
+    if (!member) continue;
+    ++left_services;
+    if (service.backends.empty() ||
+        std::any_of(service.pools.begin(), service.pools.end(), [](const PoolConfig& p) { return p.backends.empty(); }))
+      return error("removing '" + w[2] + "' would leave service '" + service.name +
+                   "' or one of its pools without backends");
+  }
+  if (w.size() == 4 && left_services == 0) return error("backend '" + w[2] + "' is not in service '" + w[3] + "'");
+  if (w.size() == 3) desired.backends[backend].removed = true;
+  TETHER_LOG(info, "backend %s: removed from %s by command", w[2].c_str(),
+             w.size() == 4 ? ("service " + w[3]).c_str() : "every service");
+  return adopt(state, desired);
+}
+
+std::string reload(ControlState& state) {
+  Config desired;
+  try {
+    desired = load_config_file(state.config_path);
+  } catch (const ConfigError& e) {
+    TETHER_LOG(warning, "reload refused: %s", e.what());
+    return error(e.what());
+  }
+  auto live_names = [](const Config& config) {
+    std::vector<std::string> names;
+    for (const auto& b : config.backends) if (!b.removed) names.push_back(b.name);
+    return names;
+  };
+  const auto before = live_names(state.config);
+  const std::string answer = adopt(state, desired);
+  if (answer.rfind("{\"error\"", 0) == 0) {
+    TETHER_LOG(warning, "reload refused: %s", answer.c_str());
+    return answer;
+  }
+  const auto after = live_names(state.config);
+  // Names in `names` but not in `other`, as a JSON array.
+  auto missing_from = [](const std::vector<std::string>& names, const std::vector<std::string>& other) {
+    std::ostringstream out;
+    out << '[';
+    bool first = true;
+    for (const auto& name : names)
+      if (std::find(other.begin(), other.end(), name) == other.end()) {
+        out << (first ? "" : ",") << json_string(name);
+        first = false;
+      }
+    out << ']';
+    return out.str();
+  };
+  TETHER_LOG(info, "reloaded %s: %zu backend(s), snapshot %llu", state.config_path.c_str(), after.size(),
+             static_cast<unsigned long long>(state.publisher->generation()));
+  std::ostringstream out;
+  out << "{\"ok\":true,\"snapshot_generation\":" << state.publisher->generation()
+      << ",\"backends_added\":" << missing_from(after, before)
+      << ",\"backends_removed\":" << missing_from(before, after) << "}";
+  return out.str();
+}
+
 std::string change_backend(ControlState& state, const std::vector<std::string>& w) {
   // backend weight NAME WEIGHT [SERVICE] | backend drain|enable|disable NAME
+  if (w.size() >= 2 && w[1] == "add") return add_backend(state, w);
+  if (w.size() >= 2 && w[1] == "remove") return remove_backend(state, w);
   if (w.size() < 3) return error("usage: backend weight NAME WEIGHT [SERVICE] | backend drain|enable|disable NAME");
-  const int b = backend_named(state, w[2]);
+  const int b = backend_named(state.config, w[2]);
   if (b < 0) return error("no backend named '" + w[2] + "'");
   const auto backend = static_cast<std::size_t>(b);
   if (w[1] == "weight") {
@@ -116,7 +289,7 @@ std::string change_backend(ControlState& state, const std::vector<std::string>& 
     return error("unknown backend command '" + w[1] + "'");
   }
   state.republish();
-  return "{\"ok\":true,\"snapshot_generation\":" + std::to_string(state.publisher->generation()) + "}";
+  return ok(state);
 }
 
 }  // namespace
@@ -129,14 +302,36 @@ Totals ControlState::totals() const {
 }
 
 dataplane::BackendState ControlState::effective(std::size_t backend) const {
+  if (config.backends[backend].removed) return dataplane::BackendState::down;
   if (health != nullptr && !health->healthy(backend)) return dataplane::BackendState::down;
+  if (!neighbours->resolved(backend)) return dataplane::BackendState::down;
   return states[backend];
 }
 
-void ControlState::republish() {
+std::unique_ptr<dataplane::Snapshot> ControlState::build() const {
   std::vector<dataplane::BackendState> now(states.size());
-  for (std::size_t b = 0; b < states.size(); ++b) now[b] = effective(b);
-  publisher->publish(build_snapshot(config, ports, tsc_hz, static_cast<unsigned>(workers->size()), now));
+  std::vector<MacBytes> macs(states.size());
+  for (std::size_t b = 0; b < states.size(); ++b) {
+    now[b] = effective(b);
+    macs[b] = neighbours->mac(b);
+  }
+  return build_snapshot(config, ports, tsc_hz, config.workers, now, macs);
+}
+
+void ControlState::republish() { publisher->publish(build()); }
+
+void ControlState::adopt(const Config& desired) {
+  Config merged = merge_running(config, desired);
+  for (std::size_t b = 0; b < merged.backends.size(); ++b)
+    if (b >= states.size() || (config.backends[b].removed && !merged.backends[b].removed)) {
+      states.resize(std::max(states.size(), b + 1), dataplane::BackendState::up);
+      states[b] = dataplane::BackendState::up;  // new, or back after a removal
+    }
+  config = std::move(merged);
+  neighbours->update(config);
+  if (health != nullptr) health->update();
+  set_telemetry_backends(config);
+  republish();
 }
 
 std::string run_command(ControlState& state, const std::string& line) {
@@ -145,7 +340,8 @@ std::string run_command(ControlState& state, const std::string& line) {
   if (w[0] == "help")
     return "{\"commands\":[\"show services\",\"show backends\",\"show counters\",\"show workers\","
            "\"backend weight NAME WEIGHT [SERVICE]\",\"backend drain NAME\",\"backend enable NAME\","
-           "\"backend disable NAME\",\"metrics\"]}";
+           "\"backend disable NAME\",\"backend add NAME ADDRESS SERVICE [weight W] [mac MAC] [port PORT]\","
+           "\"backend remove NAME [SERVICE]\",\"reload\",\"metrics\"]}";
   if (w[0] == "show" && w.size() == 2) {
     if (w[1] == "services") return show_services(state);
     if (w[1] == "backends") return show_backends(state);
@@ -153,6 +349,7 @@ std::string run_command(ControlState& state, const std::string& line) {
     if (w[1] == "workers") return show_workers(state);
   }
   if (w[0] == "backend") return change_backend(state, w);
+  if (w[0] == "reload" && w.size() == 1) return reload(state);
   if (w[0] == "metrics" && w.size() == 1)
     return "{\"metrics\":" + json_string(prometheus_metrics(state)) + "}";
   return error("unknown command '" + line.substr(0, 64) + "'; try 'help'");
@@ -173,6 +370,7 @@ std::string prometheus_metrics(const ControlState& state) {
       << "tether_sessions_in_table " << totals.sessions_in_table << "\n";
   out << "# TYPE tether_backend_packets_total counter\n";
   for (std::size_t b = 0; b < state.config.backends.size(); ++b) {
+    if (state.config.backends[b].removed) continue;
     const auto& name = state.config.backends[b].name;
     const auto& c = totals.backends[b];
     out << "tether_backend_packets_total{backend=\"" << name << "\"} " << c.packets << "\n"

@@ -7,6 +7,7 @@
 
 #include "control/config.hpp"
 #include "control/health.hpp"
+#include "control/neighbours.hpp"
 #include "control/report.hpp"
 #include "control/snapshot_builder.hpp"
 #include "dataplane/session_table.hpp"
@@ -19,7 +20,9 @@ namespace tether {
 struct ControlState {
   Config config;  // the running configuration, with the weights commands changed
   std::vector<dataplane::BackendState> states;  // as the operator set them
-  const HealthChecker* health;
+  HealthChecker* health;  // null until checks start
+  NeighbourResolver* neighbours;
+  std::string config_path;  // what `reload` reads
   std::vector<PortIdentity> ports;
   std::uint64_t tsc_hz;
   dataplane::SnapshotPublisher* publisher;
@@ -28,10 +31,16 @@ struct ControlState {
   const dataplane::SweepResult* expired;
 
   Totals totals() const;
-  // What the workers see: the operator's state, and down while a health check fails.
+  // What the workers see: the operator's state, and down while a health check fails or the
+  // MAC is unknown.
   dataplane::BackendState effective(std::size_t backend) const;
-  // Builds a snapshot from the configuration and states, and publishes it.
+  // A snapshot of the configuration, effective states and resolved MACs.
+  std::unique_ptr<dataplane::Snapshot> build() const;
+  // Builds a snapshot and publishes it.
   void republish();
+  // Makes `desired` the running configuration (see merge_running) and publishes it. Throws
+  // ConfigError, changing nothing, when it cannot be applied without a restart.
+  void adopt(const Config& desired);
 };
 
 // One command line in, one JSON document out (an {"error": ...} for anything wrong).

@@ -119,15 +119,20 @@ class GroupReader {
   const std::string& source_;
 };
 
+}  // namespace
+
+bool is_valid_name(const std::string& name) {
+  return !name.empty() && name.size() <= 32 && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' || c == ':';
+  });
+}
+
+namespace {
+
 std::string unique_name(const GroupReader& reader, const char* what,
                         std::map<std::string, std::size_t>& seen, std::size_t index) {
   std::string name = reader.string("name");
-  const bool valid = !name.empty() && name.size() <= 32 &&
-                     std::all_of(name.begin(), name.end(), [](char c) {
-                       return std::isalnum(static_cast<unsigned char>(c)) || c == '.' ||
-                              c == '_' || c == '-' || c == ':';
-                     });
-  if (!valid)
+  if (!is_valid_name(name))
     reader.fail(reader.get("name"), std::string(what) + " name '" + name +
                                         "' must be 1 to 32 letters, digits, '.', '_', '-' or ':'");
   if (!seen.emplace(name, index).second)
@@ -165,11 +170,7 @@ void read_backends(const GroupReader& top, const std::string& source, Config& co
     BackendConfig backend;
     backend.name = unique_name(r, "backend", names, config.backends.size());
     backend.address = r.ip("address");
-    // DSR rewrites the destination MAC: without neighbour resolution the MAC must be given.
-    if (!r.has("mac"))
-      r.fail_group("backend '" + backend.name + "' needs 'mac' (DSR forwarding rewrites the "
-                   "destination MAC to the backend's)");
-    backend.mac = r.mac("mac");
+    if (r.has("mac")) backend.mac = r.mac("mac");
     if (r.has("port")) {
       const std::string port = r.string("port");
       auto found = port_names.find(port);
@@ -180,6 +181,17 @@ void read_backends(const GroupReader& top, const std::string& source, Config& co
     } else {
       r.fail_group("backend '" + backend.name + "' needs 'port' when there are several ports");
     }
+    // DSR rewrites the destination MAC to the backend's: without a static one, it is asked
+    // for by ARP/ND from the port's own address of the same family.
+    const auto& addresses = config.ports[backend.port].addresses;
+    const bool ipv4 = parsers::is_ipv4_mapped(backend.address);
+    const bool can_resolve = std::any_of(addresses.begin(), addresses.end(), [ipv4](const IpBytes& a) {
+      return parsers::is_ipv4_mapped(a) == ipv4;
+    });
+    if (!backend.mac && !can_resolve)
+      r.fail_group("backend '" + backend.name + "' needs 'mac', or an " + (ipv4 ? "IPv4" : "IPv6") +
+                   " address on port '" + config.ports[backend.port].name +
+                   "' to resolve it by " + (ipv4 ? "ARP" : "neighbour discovery"));
     config.backends.push_back(std::move(backend));
   }
 }
@@ -306,6 +318,8 @@ void read_services(const GroupReader& top, const std::string& source, Config& co
                    const std::map<std::string, std::size_t>& backend_names) {
   const Setting& services = top.list("services");
   if (services.getLength() == 0) top.fail(services, "at least one service is required");
+  if (services.getLength() > static_cast<int>(dataplane::kMaxServices))
+    top.fail(services, "at most " + std::to_string(dataplane::kMaxServices) + " services");
   std::map<std::string, std::size_t> names;
   std::map<std::tuple<IpBytes, std::uint16_t, Protocol>, std::string> endpoints;
   // Related flows (RTP of RTSP over UDP, FTP data over TCP) reach a VIP on any port: one
@@ -386,7 +400,8 @@ Config read(libconfig::Config& file, const std::string& source) {
   Config config;
   config.source = source;
   GroupReader top(file.getRoot(), source,
-                  {"workers", "eal", "log_level", "tables", "ports", "backends", "services"});
+                  {"workers", "eal", "log_level", "tables", "neighbours", "ports", "backends",
+                   "services"});
   config.workers = static_cast<unsigned>(top.integer("workers", 1, kMaxWorkers, 1));
   if (top.has("eal")) {
     const Setting& eal = top.list("eal");
@@ -415,6 +430,15 @@ Config read(libconfig::Config& file, const std::string& source) {
         static_cast<std::uint32_t>(tables.integer("sessions", 1024, 1 << 26, config.sessions));
     config.dpi_streams_per_worker = static_cast<std::uint32_t>(
         tables.integer("dpi_streams_per_worker", 16, 1 << 20, config.dpi_streams_per_worker));
+  }
+  if (top.has("neighbours")) {
+    GroupReader neighbours(top.get("neighbours"), source, {"refresh", "retry", "attempts"});
+    config.neighbours.refresh_s =
+        static_cast<std::uint32_t>(neighbours.integer("refresh", 1, 86400, config.neighbours.refresh_s));
+    config.neighbours.retry_ms =
+        static_cast<std::uint32_t>(neighbours.integer("retry", 10, 60000, config.neighbours.retry_ms));
+    config.neighbours.attempts =
+        static_cast<std::uint32_t>(neighbours.integer("attempts", 1, 100, config.neighbours.attempts));
   }
   std::map<std::string, std::size_t> port_names, backend_names;
   read_ports(top, source, config, port_names);
@@ -515,6 +539,9 @@ std::string describe(const Config& config) {
     for (const auto& arg : config.eal_args) out << ' ' << arg;
     out << '\n';
   }
+  out << "  backend MACs by ARP/ND: refreshed every " << config.neighbours.refresh_s << " s, retried every "
+      << config.neighbours.retry_ms << " ms, given up after " << config.neighbours.attempts
+      << " unanswered\n";
   out << "ports:\n";
   for (const auto& port : config.ports) {
     out << "  " << port.name << "  device " << port.device << "  mac "
@@ -525,7 +552,9 @@ std::string describe(const Config& config) {
   out << "backends:\n";
   for (const auto& backend : config.backends)
     out << "  " << backend.name << "  " << format_ip(backend.address) << "  mac "
-        << format_mac(backend.mac) << "  via " << config.ports[backend.port].name << '\n';
+        << (backend.mac ? format_mac(*backend.mac)
+                        : std::string(parsers::is_ipv4_mapped(backend.address) ? "(by ARP)" : "(by ND)"))
+        << "  via " << config.ports[backend.port].name << '\n';
   out << "services:\n";
   for (const auto& service : config.services) {
     out << "  " << service.name << "  " << format_ip(service.vip) << ":" << service.port << "/"
@@ -565,6 +594,94 @@ std::string describe(const Config& config) {
     }
   }
   return out.str();
+}
+
+}  // namespace tether
+
+namespace tether {
+namespace {
+
+bool same_port(const PortConfig& a, const PortConfig& b) {
+  return a.name == b.name && a.device == b.device && a.mac == b.mac && a.addresses == b.addresses;
+}
+
+// Where each of `desired`'s live entries goes in the merged list: the index of the running
+// entry with its name, or a new index after all running ones.
+template <typename Entry>
+std::vector<std::size_t> place_by_name(const std::vector<Entry>& running, const std::vector<Entry>& desired,
+                                       std::size_t limit, const char* what) {
+  std::vector<std::size_t> place(desired.size(), SIZE_MAX);
+  std::size_t next = running.size();
+  for (std::size_t d = 0; d < desired.size(); ++d) {
+    if (desired[d].removed) continue;
+    for (std::size_t r = 0; r < running.size(); ++r)
+      if (running[r].name == desired[d].name) place[d] = r;
+    if (place[d] == SIZE_MAX) place[d] = next++;
+  }
+  if (next > limit)
+    throw ConfigError(std::string("too many ") + what + " since start (" + std::to_string(next) +
+                      ", removed ones included; at most " + std::to_string(limit) +
+                      "): restart tetherd to apply");
+  return place;
+}
+
+}  // namespace
+
+Config merge_running(const Config& running, const Config& desired) {
+  const auto restart_only = [&](bool same, const char* what) {
+    if (!same) throw ConfigError(std::string(what) + " changed: restart tetherd to apply it");
+  };
+  restart_only(running.workers == desired.workers, "workers");
+  restart_only(running.eal_args == desired.eal_args, "eal");
+  restart_only(running.flows_per_worker == desired.flows_per_worker &&
+                   running.maglev_size == desired.maglev_size &&
+                   running.mbufs_per_port == desired.mbufs_per_port &&
+                   running.sessions == desired.sessions &&
+                   running.dpi_streams_per_worker == desired.dpi_streams_per_worker,
+               "tables");
+  restart_only(std::equal(running.ports.begin(), running.ports.end(), desired.ports.begin(),
+                          desired.ports.end(), same_port),
+               "ports");
+
+  Config merged = desired;
+  const auto backend_place =
+      place_by_name(running.backends, desired.backends, dataplane::kMaxBackends, "backends");
+  const auto service_place = place_by_name(running.services, desired.services,
+                                           dataplane::kMaxServices, "services");
+
+  std::size_t backends = running.backends.size(), services = running.services.size();
+  for (auto p : backend_place) if (p != SIZE_MAX) backends = std::max(backends, p + 1);
+  for (auto p : service_place) if (p != SIZE_MAX) services = std::max(services, p + 1);
+
+  merged.backends.assign(backends, BackendConfig{});
+  for (std::size_t r = 0; r < running.backends.size(); ++r) {
+    merged.backends[r] = running.backends[r];
+    merged.backends[r].removed = true;  // unless the desired list has it
+  }
+  for (std::size_t d = 0; d < desired.backends.size(); ++d)
+    if (backend_place[d] != SIZE_MAX) merged.backends[backend_place[d]] = desired.backends[d];
+
+  const auto remap = [&](std::vector<ServiceBackend>& members) {
+    for (auto& member : members) member.backend = backend_place[member.backend];
+  };
+  merged.services.assign(services, ServiceConfig{});
+  for (std::size_t r = 0; r < running.services.size(); ++r) {
+    ServiceConfig gone = running.services[r];
+    gone.removed = true;
+    gone.backends.clear();
+    gone.pools.clear();
+    gone.rules.clear();
+    gone.health_check.reset();
+    merged.services[r] = std::move(gone);
+  }
+  for (std::size_t d = 0; d < desired.services.size(); ++d) {
+    if (service_place[d] == SIZE_MAX) continue;
+    ServiceConfig service = desired.services[d];
+    remap(service.backends);
+    for (auto& pool : service.pools) remap(pool.backends);
+    merged.services[service_place[d]] = std::move(service);
+  }
+  return merged;
 }
 
 }  // namespace tether

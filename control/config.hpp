@@ -42,8 +42,18 @@ struct PortConfig {
 struct BackendConfig {
   std::string name;
   IpBytes address;
-  MacBytes mac;
-  std::size_t port;  // index into Config::ports
+  std::optional<MacBytes> mac;  // static; without it the MAC is resolved by ARP/ND
+  std::size_t port;             // index into Config::ports
+  // Gone since a reload or `backend remove`; the index stays reserved so that flows, sessions
+  // and counters never mistake another backend for it.
+  bool removed = false;
+};
+
+// Resolution of backend MACs by ARP (IPv4) and neighbour discovery (IPv6).
+struct NeighbourConfig {
+  std::uint32_t refresh_s = 30;  // a resolved MAC is confirmed again this often
+  std::uint32_t retry_ms = 1000;  // between unanswered requests
+  std::uint32_t attempts = 3;     // unanswered requests before a resolved MAC is given up
 };
 
 struct ServiceBackend {
@@ -94,6 +104,7 @@ struct ServiceConfig {
   std::vector<PoolConfig> pools;         // further pools that content rules choose
   std::vector<RuleConfig> rules;
   std::optional<HealthCheckConfig> health_check;
+  bool removed = false;  // as BackendConfig::removed: flows and sessions hold service indices
 };
 
 struct Config {
@@ -106,6 +117,7 @@ struct Config {
   std::uint32_t mbufs_per_port = 8191;
   std::uint32_t sessions = 262144;            // shared session table entries
   std::uint32_t dpi_streams_per_worker = 4096;  // TCP control connections inspected at once
+  NeighbourConfig neighbours;
   std::vector<PortConfig> ports;
   std::vector<BackendConfig> backends;
   std::vector<ServiceConfig> services;
@@ -118,6 +130,14 @@ Config load_config_file(const std::string& path);
 Config load_config_text(const std::string& text, const std::string& name);  // for tests
 
 bool is_prime(std::uint32_t n);
+// Port, backend, service and pool names: 1 to 32 letters, digits, '.', '_', '-' or ':'.
+bool is_valid_name(const std::string& name);
+
+// The running configuration after adopting `desired` (a reloaded file, or the running one
+// changed by a command): backends and services keep their indices by name, new ones are
+// appended, vanished ones stay as `removed` entries. Throws ConfigError naming what only a
+// restart can change (workers, EAL arguments, tables, ports) or when the indices run out.
+Config merge_running(const Config& running, const Config& desired);
 
 // The human summary `tetherd --check` prints.
 std::string describe(const Config& config);

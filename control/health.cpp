@@ -9,6 +9,7 @@
 #include <string>
 
 #include "control/log.hpp"
+#include "control/neighbours.hpp"
 #include "parsers/sip.hpp"
 
 namespace tether {
@@ -29,6 +30,11 @@ std::string probe_call_id(std::size_t index, std::uint32_t sequence) {
   return "tether-probe-" + std::to_string(index) + "-" + std::to_string(sequence);
 }
 
+bool same_check(const HealthCheckConfig& a, const HealthCheckConfig& b) {
+  return a.type == b.type && a.interval_ms == b.interval_ms && a.timeout_ms == b.timeout_ms &&
+         a.rise == b.rise && a.fall == b.fall;
+}
+
 const char* check_name(HealthCheckType type) {
   switch (type) {
     case HealthCheckType::icmp: return "icmp";
@@ -40,30 +46,43 @@ const char* check_name(HealthCheckType type) {
 
 }  // namespace
 
-HealthChecker::HealthChecker(const Config& config, std::vector<ProbePort> ports, rte_ring* replies,
-                             std::uint64_t tsc_hz)
-    : config_(config), ports_(std::move(ports)), replies_(replies), tsc_hz_(tsc_hz) {
-  for (std::size_t s = 0; s < config.services.size(); ++s) {
-    const ServiceConfig& service = config.services[s];
+HealthChecker::HealthChecker(const Config& config, const ControlPorts& ports,
+                             const NeighbourResolver& neighbours, std::uint64_t tsc_hz)
+    : config_(config), ports_(ports), neighbours_(neighbours), tsc_hz_(tsc_hz) {
+  update();
+}
+
+void HealthChecker::update() {
+  std::vector<Probe> probes;
+  for (std::size_t s = 0; s < config_.services.size(); ++s) {
+    const ServiceConfig& service = config_.services[s];
     if (!service.health_check) continue;
     for (const auto& member : service.backends) {
-      const BackendConfig& backend = config.backends[member.backend];
-      const PortConfig& port = config.ports[backend.port];
-      const IpBytes* source = nullptr;
-      for (const auto& address : port.addresses)
-        if (parsers::is_ipv4_mapped(address)) source = &address;
-      if (!parsers::is_ipv4_mapped(backend.address) || source == nullptr) {
-        TETHER_LOG(warning, "service %s: backend %s is not checked (%s)", service.name.c_str(),
-                   backend.name.c_str(),
-                   source == nullptr ? "its port has no IPv4 address"
-                                     : "IPv6 checks are not implemented yet");
+      const BackendConfig& backend = config_.backends[member.backend];
+      const auto source = ports_.source_for(backend.port, backend.address);
+      if (!source) {
+        TETHER_LOG(warning, "service %s: backend %s is not checked (port %s has no %s address)",
+                   service.name.c_str(), backend.name.c_str(), config_.ports[backend.port].name.c_str(),
+                   parsers::is_ipv4_mapped(backend.address) ? "IPv4" : "IPv6");
         continue;
       }
       Probe probe{s, member.backend, *service.health_check, *source,
-                  static_cast<std::uint16_t>(kFirstSourcePort + probes_.size()), service.port};
-      probes_.push_back(probe);
+                  static_cast<std::uint16_t>(kFirstSourcePort + probes.size()), service.port};
+      // Indices are stable across reloads: the same check on the same backend keeps its
+      // verdict and counts; a probe in flight is dropped (its source port may have moved).
+      for (const auto& old : probes_)
+        if (old.service == s && old.backend == member.backend && old.service_port == probe.service_port &&
+            old.source == probe.source && same_check(old.check, probe.check)) {
+          probe.healthy = old.healthy;
+          probe.successes = old.successes;
+          probe.failures = old.failures;
+          probe.sequence = old.sequence;
+          probe.next_send = old.next_send;
+        }
+      probes.push_back(probe);
     }
   }
+  probes_ = std::move(probes);
 }
 
 bool HealthChecker::healthy(std::size_t backend) const {
@@ -74,9 +93,6 @@ bool HealthChecker::healthy(std::size_t backend) const {
 
 bool HealthChecker::tick(std::uint64_t now) {
   bool changed = false;
-  void* reply = nullptr;
-  while (rte_ring_sc_dequeue(replies_, &reply) == 0)
-    changed |= receive(static_cast<rte_mbuf*>(reply));
   for (auto& probe : probes_) {
     if (probe.waiting && now - probe.sent_at > probe.check.timeout_ms * tsc_hz_ / 1000) {
       probe.waiting = false;
@@ -110,49 +126,64 @@ bool HealthChecker::record(Probe& probe, bool success, const char* reason) {
   return false;
 }
 
-// Ethernet + IPv4 header of a probe packet toward the probe's backend; returns the L4 start.
+// Ethernet + IP header of a probe packet toward the probe's backend; returns the L4 start.
 std::uint8_t* HealthChecker::start_packet(rte_mbuf* mbuf, const Probe& probe, std::uint8_t protocol,
                                           std::size_t l4_length) {
   const BackendConfig& backend = config_.backends[probe.backend];
-  const ProbePort& port = ports_[backend.port];
-  const std::size_t length = 14 + 20 + l4_length;
+  const bool ipv4 = parsers::is_ipv4_mapped(backend.address);
+  const std::size_t ip_length = ipv4 ? 20 : 40;
+  const std::size_t length = 14 + ip_length + l4_length;
   auto* frame = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(mbuf, static_cast<std::uint16_t>(length)));
   if (frame == nullptr) return nullptr;
   std::memset(frame, 0, length);
-  std::memcpy(frame, backend.mac.data(), 6);
-  std::memcpy(frame + 6, port.mac.data(), 6);
-  store16(frame + 12, 0x0800);
+  std::memcpy(frame, neighbours_.mac(probe.backend).data(), 6);
+  std::memcpy(frame + 6, ports_[backend.port].mac.data(), 6);
   std::uint8_t* ip = frame + 14;
-  ip[0] = 0x45;
-  store16(ip + 2, static_cast<std::uint16_t>(20 + l4_length));
-  store16(ip + 6, 0x4000);  // don't fragment
-  ip[8] = 64;
-  ip[9] = protocol;
-  std::memcpy(ip + 12, probe.source.data() + 12, 4);
-  std::memcpy(ip + 16, backend.address.data() + 12, 4);
-  const std::uint16_t checksum = rte_ipv4_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip));
-  std::memcpy(ip + 10, &checksum, 2);
-  return ip + 20;
+  if (ipv4) {
+    store16(frame + 12, 0x0800);
+    ip[0] = 0x45;
+    store16(ip + 2, static_cast<std::uint16_t>(20 + l4_length));
+    store16(ip + 6, 0x4000);  // don't fragment
+    ip[8] = 64;
+    ip[9] = protocol;
+    std::memcpy(ip + 12, probe.source.data() + 12, 4);
+    std::memcpy(ip + 16, backend.address.data() + 12, 4);
+    const std::uint16_t checksum = rte_ipv4_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip));
+    std::memcpy(ip + 10, &checksum, 2);
+  } else {
+    store16(frame + 12, 0x86dd);
+    ip[0] = 0x60;
+    store16(ip + 4, static_cast<std::uint16_t>(l4_length));
+    ip[6] = protocol;
+    ip[7] = 64;
+    std::memcpy(ip + 8, probe.source.data(), 16);
+    std::memcpy(ip + 24, backend.address.data(), 16);
+  }
+  return ip + ip_length;
 }
 
-void HealthChecker::finish_l4_checksum(rte_mbuf* mbuf, std::size_t checksum_offset) {
+// TCP, UDP and ICMPv6 checksums cover a pseudo-header; ICMPv4's covers the message alone.
+void HealthChecker::finish_l4_checksum(rte_mbuf* mbuf, const Probe& probe, std::size_t checksum_offset) {
   auto* ip = rte_pktmbuf_mtod_offset(mbuf, std::uint8_t*, 14);
-  std::uint8_t* l4 = ip + 20;
-  const std::uint16_t checksum = rte_ipv4_udptcp_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip), l4);
-  std::memcpy(l4 + checksum_offset, &checksum, 2);
+  std::uint16_t checksum;
+  if (parsers::is_ipv4_mapped(config_.backends[probe.backend].address)) {
+    std::uint8_t* l4 = ip + 20;
+    if (ip[9] == parsers::kProtoIcmp) {
+      const std::size_t length = rte_pktmbuf_data_len(mbuf) - 14 - 20;
+      checksum = static_cast<std::uint16_t>(~rte_raw_cksum(l4, length));
+    } else {
+      checksum = rte_ipv4_udptcp_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip), l4);
+    }
+    std::memcpy(l4 + checksum_offset, &checksum, 2);
+  } else {
+    std::uint8_t* l4 = ip + 40;
+    checksum = rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), l4);
+    std::memcpy(l4 + checksum_offset, &checksum, 2);
+  }
 }
 
 void HealthChecker::transmit(const Probe& probe, rte_mbuf* mbuf) {
-  const std::size_t port_index = config_.backends[probe.backend].port;
-  const ProbePort& port = ports_[port_index];
-  // A probe that cannot leave times out and counts as a failure.
-  if (port.control_queue >= 0) {
-    if (rte_eth_tx_burst(port.port_id, static_cast<std::uint16_t>(port.control_queue), &mbuf, 1) == 0)
-      rte_pktmbuf_free(mbuf);
-  } else {
-    mbuf->port = static_cast<std::uint16_t>(port_index);
-    if (rte_ring_sp_enqueue(port.outbound, mbuf) != 0) rte_pktmbuf_free(mbuf);
-  }
+  ports_.transmit(config_.backends[probe.backend].port, mbuf);
 }
 
 void HealthChecker::send(Probe& probe, std::uint64_t now) {
@@ -161,19 +192,26 @@ void HealthChecker::send(Probe& probe, std::uint64_t now) {
   probe.sent_at = now;
   probe.waiting = true;
   probe.next_send = now + probe.check.interval_ms * tsc_hz_ / 1000;
-  rte_mbuf* mbuf = rte_pktmbuf_alloc(ports_[config_.backends[probe.backend].port].pool);
+  // Without a MAC the backend is down for the workers anyway: wait for the resolver rather
+  // than count failures it is not to blame for.
+  if (!neighbours_.resolved(probe.backend)) {
+    probe.waiting = false;
+    return;
+  }
+  rte_mbuf* mbuf = ports_.allocate(config_.backends[probe.backend].port);
   if (mbuf == nullptr) return;  // counts as a timeout
+  const bool ipv4 = parsers::is_ipv4_mapped(config_.backends[probe.backend].address);
   switch (probe.check.type) {
     case HealthCheckType::icmp: {
       static constexpr char kPayload[] = "tether health check";
-      std::uint8_t* icmp = start_packet(mbuf, probe, parsers::kProtoIcmp, 8 + sizeof kPayload);
+      std::uint8_t* icmp = start_packet(mbuf, probe, ipv4 ? parsers::kProtoIcmp : parsers::kProtoIcmpv6,
+                                        8 + sizeof kPayload);
       if (icmp == nullptr) break;
-      icmp[0] = 8;  // echo request
+      icmp[0] = ipv4 ? 8 : 128;  // echo request
       store16(icmp + 4, probe.source_port);
       store16(icmp + 6, static_cast<std::uint16_t>(probe.sequence));
       std::memcpy(icmp + 8, kPayload, sizeof kPayload);
-      const auto checksum = static_cast<std::uint16_t>(~rte_raw_cksum(icmp, 8 + sizeof kPayload));
-      std::memcpy(icmp + 2, &checksum, 2);
+      finish_l4_checksum(mbuf, probe, 2);
       return transmit(probe, mbuf);
     }
     case HealthCheckType::tcp: {
@@ -185,7 +223,7 @@ void HealthChecker::send(Probe& probe, std::uint64_t now) {
       tcp[12] = 5 << 4;
       tcp[13] = parsers::kTcpSyn;
       store16(tcp + 14, 65535);
-      finish_l4_checksum(mbuf, 16);
+      finish_l4_checksum(mbuf, probe, 16);
       return transmit(probe, mbuf);
     }
     case HealthCheckType::sip_options: {
@@ -204,7 +242,7 @@ void HealthChecker::send(Probe& probe, std::uint64_t now) {
       store16(udp + 2, probe.service_port);
       store16(udp + 4, static_cast<std::uint16_t>(8 + message.size()));
       std::memcpy(udp + 8, message.data(), message.size());
-      finish_l4_checksum(mbuf, 6);
+      finish_l4_checksum(mbuf, probe, 6);
       return transmit(probe, mbuf);
     }
   }
@@ -212,7 +250,7 @@ void HealthChecker::send(Probe& probe, std::uint64_t now) {
 }
 
 void HealthChecker::send_reset(const Probe& probe, std::uint32_t sequence) {
-  rte_mbuf* mbuf = rte_pktmbuf_alloc(ports_[config_.backends[probe.backend].port].pool);
+  rte_mbuf* mbuf = ports_.allocate(config_.backends[probe.backend].port);
   if (mbuf == nullptr) return;
   std::uint8_t* tcp = start_packet(mbuf, probe, parsers::kProtoTcp, 20);
   if (tcp == nullptr) {
@@ -224,28 +262,26 @@ void HealthChecker::send_reset(const Probe& probe, std::uint32_t sequence) {
   store32(tcp + 4, sequence);
   tcp[12] = 5 << 4;
   tcp[13] = parsers::kTcpRst;
-  finish_l4_checksum(mbuf, 16);
+  finish_l4_checksum(mbuf, probe, 16);
   transmit(probe, mbuf);
 }
 
-bool HealthChecker::receive(rte_mbuf* mbuf) {
-  parsers::ParsedFrame parsed;
-  const auto* data = rte_pktmbuf_mtod(mbuf, const std::uint8_t*);
-  const std::span<const std::uint8_t> frame{data, rte_pktmbuf_data_len(mbuf)};
+bool HealthChecker::receive(std::span<const std::uint8_t> frame, const parsers::ParsedFrame& parsed) {
+  const std::uint8_t* data = frame.data();
   bool changed = false;
   bool matched = false;
-  if (parsers::parse_frame(frame, parsed) == parsers::ParseStatus::ok &&
-      parsed.l3 == parsers::L3Kind::ipv4) {
+  const bool icmp = parsed.l4_proto == parsers::kProtoIcmp || parsed.l4_proto == parsers::kProtoIcmpv6;
+  const std::uint8_t echo_reply = parsed.l3 == parsers::L3Kind::ipv4 ? 0 : 129;
+  if (parsed.l3 == parsers::L3Kind::ipv4 || parsed.l3 == parsers::L3Kind::ipv6) {
     // ICMP replies carry our identifier; TCP and UDP come back to our source port.
-    const std::uint16_t ours = parsed.l4_proto == parsers::kProtoIcmp ? parsed.src_port : parsed.dst_port;
+    const std::uint16_t ours = icmp ? parsed.src_port : parsed.dst_port;
     const std::size_t index = static_cast<std::size_t>(ours - kFirstSourcePort);
     if (ours >= kFirstSourcePort && index < probes_.size()) {
       Probe& probe = probes_[index];
       const BackendConfig& backend = config_.backends[probe.backend];
       if (probe.waiting && parsed.src_ip == backend.address) {
         const std::uint8_t* l4 = data + parsed.l4_offset;
-        if (probe.check.type == HealthCheckType::icmp && parsed.l4_proto == parsers::kProtoIcmp &&
-            parsed.icmp_type == 0 &&
+        if (probe.check.type == HealthCheckType::icmp && icmp && parsed.icmp_type == echo_reply &&
             ((l4[6] << 8) | l4[7]) == static_cast<int>(probe.sequence & 0xffff)) {
           matched = true;
           probe.waiting = false;
@@ -277,7 +313,6 @@ bool HealthChecker::receive(rte_mbuf* mbuf) {
     }
   }
   if (!matched) unmatched_++;
-  rte_pktmbuf_free(mbuf);
   return changed;
 }
 

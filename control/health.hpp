@@ -2,42 +2,40 @@
 // TCP SYN (SYN-ACK: up, then RST; RST: down) and SIP OPTIONS over UDP (any response with
 // the probe's Call-ID: up), with interval, timeout, rise and fall as in keepalived/HAProxy.
 //
-// Probes leave on the port's control TX queue (or, on a device without a queue to spare,
-// through worker 0, which transmits them on its own) from the port's first IPv4 address; replies
-// reach that address and the workers hand them over on the exception ring. A backend is
-// healthy while every check on it (one per service that lists it) passes.
+// Probes leave through ControlPorts from the port's first address of the backend's family
+// (IPv4 or IPv6); replies reach that address and the workers hand them over on the exception
+// ring. A backend is healthy while every check on it (one per service that lists it) passes.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "control/config.hpp"
-#include "control/snapshot_builder.hpp"
+#include "control/control_ports.hpp"
+#include "parsers/packet.hpp"
 
-struct rte_mempool;
-struct rte_ring;
 struct rte_mbuf;
 
 namespace tether {
 
-struct ProbePort {
-  std::uint16_t port_id;
-  MacBytes mac;
-  int control_queue;  // -1: no TX queue to spare: probes go out through `outbound`
-  rte_mempool* pool;
-  rte_ring* outbound;  // worker 0's ring for the control thread's packets
-};
+class NeighbourResolver;
 
 class HealthChecker {
  public:
-  HealthChecker(const Config& config, std::vector<ProbePort> ports, rte_ring* replies,
+  // Probes go to the MACs `neighbours` knows; a backend whose MAC is unknown is not probed.
+  HealthChecker(const Config& config, const ControlPorts& ports, const NeighbourResolver& neighbours,
                 std::uint64_t tsc_hz);
 
+  // Follows a changed configuration (the same Config object, changed in place).
+  void update();
   bool empty() const { return probes_.empty(); }
-  // Sends due probes, reads replies, times out the late ones. True when a backend's health
-  // changed (the caller publishes a new snapshot).
+  // Sends due probes and times out the late ones. True when a backend's health changed (the
+  // caller publishes a new snapshot).
   bool tick(std::uint64_t now);
+  // A packet the workers handed over: a probe's reply, or not ours. True on a change.
+  bool receive(std::span<const std::uint8_t> frame, const parsers::ParsedFrame& parsed);
   bool healthy(std::size_t backend) const;
   std::uint64_t replies_unmatched() const { return unmatched_; }
 
@@ -59,17 +57,16 @@ class HealthChecker {
   };
 
   void send(Probe& probe, std::uint64_t now);
-  bool receive(rte_mbuf* mbuf);
   bool record(Probe& probe, bool success, const char* reason);
   void send_reset(const Probe& probe, std::uint32_t sequence);
   std::uint8_t* start_packet(rte_mbuf* mbuf, const Probe& probe, std::uint8_t protocol,
                              std::size_t l4_length);
-  void finish_l4_checksum(rte_mbuf* mbuf, std::size_t checksum_offset);
+  void finish_l4_checksum(rte_mbuf* mbuf, const Probe& probe, std::size_t checksum_offset);
   void transmit(const Probe& probe, rte_mbuf* mbuf);
 
   const Config& config_;
-  std::vector<ProbePort> ports_;
-  rte_ring* replies_;
+  const ControlPorts& ports_;
+  const NeighbourResolver& neighbours_;
   std::uint64_t tsc_hz_;
   std::vector<Probe> probes_;
   std::uint64_t unmatched_ = 0;

@@ -38,19 +38,21 @@ dataplane::DpiKind dpi_kind(const ServiceConfig& service) {
 
 std::unique_ptr<dataplane::Snapshot> build_snapshot(
     const Config& config, const std::vector<PortIdentity>& ports, std::uint64_t tsc_hz,
-    unsigned workers, const std::vector<dataplane::BackendState>& states) {
+    unsigned workers, const std::vector<dataplane::BackendState>& states,
+    const std::vector<MacBytes>& macs) {
   auto snapshot = std::make_unique<dataplane::Snapshot>();
 
   for (std::size_t i = 0; i < config.ports.size(); ++i) {
     dataplane::PortView view{ports[i].port_id, ports[i].mac, config.ports[i].addresses,
                              config.ports[i].addresses};
     // A VIP is answered for on every port: clients may reach the balancer through any.
-    for (const auto& service : config.services) view.local_addresses.push_back(service.vip);
+    for (const auto& service : config.services)
+      if (!service.removed) view.local_addresses.push_back(service.vip);
     snapshot->ports.push_back(std::move(view));
   }
 
   for (std::size_t b = 0; b < config.backends.size(); ++b)
-    snapshot->backends.push_back({config.backends[b].mac,
+    snapshot->backends.push_back({macs.empty() ? config.backends[b].mac.value_or(MacBytes{}) : macs[b],
                                   static_cast<std::uint16_t>(config.backends[b].port),
                                   states.empty() ? dataplane::BackendState::up : states[b]});
 
@@ -86,6 +88,10 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(
       any_rules = true;
     }
 
+    if (service.removed) {  // keeps its index, receives nothing
+      snapshot->services.push_back(std::move(view));
+      continue;
+    }
     index.push_back({{service.vip, service.port, view.ip_proto}, number});
     if (view.dpi == dataplane::DpiKind::rtsp)
       index.push_back({{service.vip, 0, parsers::kProtoUdp},

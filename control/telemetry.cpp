@@ -3,6 +3,7 @@
 #include <rte_telemetry.h>
 
 #include <atomic>
+#include <memory>
 
 #include "control/report.hpp"
 
@@ -11,11 +12,12 @@ namespace {
 
 // DPDK's telemetry callbacks take no context: the one running tetherd's state is global.
 std::atomic<const std::vector<std::unique_ptr<dataplane::Worker>>*> registered_workers{nullptr};
-std::atomic<const std::vector<std::string>*> registered_backends{nullptr};
+// Replaced whole by the control thread when backends change; a reader keeps its copy alive.
+std::atomic<std::shared_ptr<const std::vector<std::string>>> registered_backends;
 
 int counters(const char*, const char*, rte_tel_data* data) {
   const auto* workers = registered_workers.load();
-  const auto* backends = registered_backends.load();
+  const auto backends = registered_backends.load();
   if (workers == nullptr || backends == nullptr) return -1;
   const Totals totals = add_up(*workers, backends->size());
   rte_tel_data_start_dict(data);
@@ -31,7 +33,7 @@ int counters(const char*, const char*, rte_tel_data* data) {
 
 int drops(const char*, const char*, rte_tel_data* data) {
   const auto* workers = registered_workers.load();
-  const auto* backends = registered_backends.load();
+  const auto backends = registered_backends.load();
   if (workers == nullptr || backends == nullptr) return -1;
   const Totals totals = add_up(*workers, backends->size());
   rte_tel_data_start_dict(data);
@@ -46,7 +48,7 @@ int drops(const char*, const char*, rte_tel_data* data) {
 
 int backend_packets(const char*, const char*, rte_tel_data* data) {
   const auto* workers = registered_workers.load();
-  const auto* backends = registered_backends.load();
+  const auto backends = registered_backends.load();
   if (workers == nullptr || backends == nullptr) return -1;
   const Totals totals = add_up(*workers, backends->size());
   rte_tel_data_start_dict(data);
@@ -58,17 +60,23 @@ int backend_packets(const char*, const char*, rte_tel_data* data) {
 }  // namespace
 
 void register_telemetry(const std::vector<std::unique_ptr<dataplane::Worker>>* workers,
-                        const std::vector<std::string>* backend_names) {
+                        const Config& config) {
   registered_workers = workers;
-  registered_backends = backend_names;
+  set_telemetry_backends(config);
   rte_telemetry_register_cmd("/tether/counters", counters, "tether packet and flow counters");
   rte_telemetry_register_cmd("/tether/drops", drops, "tether drops by reason");
   rte_telemetry_register_cmd("/tether/backends", backend_packets, "packets sent to each backend");
 }
 
+void set_telemetry_backends(const Config& config) {
+  auto names = std::make_shared<std::vector<std::string>>();
+  for (const auto& backend : config.backends) names->push_back(backend.name);
+  registered_backends = std::move(names);
+}
+
 void withdraw_telemetry() {
   registered_workers = nullptr;
-  registered_backends = nullptr;
+  registered_backends = std::shared_ptr<const std::vector<std::string>>();
 }
 
 }  // namespace tether

@@ -6,13 +6,16 @@
 #include <string>
 #include <vector>
 
+#include "control/config.hpp"
 #include "dataplane/worker.hpp"
 
 namespace tether {
 
-// The workers and backend names must outlive the registration, until withdraw_telemetry().
+// The workers must outlive the registration, until withdraw_telemetry().
 void register_telemetry(const std::vector<std::unique_ptr<dataplane::Worker>>* workers,
-                        const std::vector<std::string>* backend_names);
+                        const Config& config);
+// After a reload or a backend command: the backends' names by index.
+void set_telemetry_backends(const Config& config);
 void withdraw_telemetry();
 
 }  // namespace tether

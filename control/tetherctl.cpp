@@ -72,9 +72,11 @@ void print_human(const json& answer) {
   } else if (answer.contains("backends") && answer["backends"].is_array()) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& b : answer["backends"])
-      rows.push_back({text(b["name"]), text(b["address"]), text(b["state"]), text(b["packets"]),
-                      text(b["flows"]), text(b["sessions"]), text(b["live_calls"])});
-    print_table({"BACKEND", "ADDRESS", "STATE", "PACKETS", "FLOWS", "SESSIONS", "LIVE CALLS"}, rows);
+      rows.push_back({text(b["name"]), text(b["address"]),
+                      b["mac"].is_null() ? "-" : text(b["mac"]) + " (" + text(b["mac_source"]) + ")",
+                      text(b["state"]), text(b["packets"]), text(b["flows"]), text(b["sessions"]),
+                      text(b["live_calls"])});
+    print_table({"BACKEND", "ADDRESS", "MAC", "STATE", "PACKETS", "FLOWS", "SESSIONS", "LIVE CALLS"}, rows);
   } else if (answer.contains("workers")) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& w : answer["workers"])

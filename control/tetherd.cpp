@@ -20,13 +20,16 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <span>
 #include <thread>
 #include <variant>
 
 #include "control/cli_server.hpp"
 #include "control/commands.hpp"
 #include "control/config.hpp"
+#include "control/control_ports.hpp"
 #include "control/health.hpp"
+#include "control/neighbours.hpp"
 #include "control/log.hpp"
 #include "control/report.hpp"
 #include "control/snapshot_builder.hpp"
@@ -144,6 +147,30 @@ int worker_main(void* arg) {
   return 0;
 }
 
+// Packets the workers handed over: neighbour answers and health-probe replies. True when a
+// backend's MAC or health changed.
+bool handle_control_packets(rte_ring* exceptions, const ControlPorts& ports,
+                            NeighbourResolver& neighbours, HealthChecker& health, std::uint64_t now) {
+  bool changed = false;
+  void* item = nullptr;
+  while (rte_ring_sc_dequeue(exceptions, &item) == 0) {
+    auto* mbuf = static_cast<rte_mbuf*>(item);
+    const std::span<const std::uint8_t> frame{rte_pktmbuf_mtod(mbuf, const std::uint8_t*),
+                                              rte_pktmbuf_data_len(mbuf)};
+    parsers::ParsedFrame parsed;
+    dataplane::NeighbourAnswer answer;
+    if (parsers::parse_frame(frame, parsed) == parsers::ParseStatus::ok) {
+      if (dataplane::neighbour_answer(frame.data(), parsed, answer)) {
+        if (const auto port = ports.index_of(mbuf->port)) changed |= neighbours.receive(answer, *port, now);
+      } else {
+        changed |= health.receive(frame, parsed);
+      }
+    }
+    rte_pktmbuf_free(mbuf);
+  }
+  return changed;
+}
+
 int run(const Config& config, const Options& options) {
   // Before anything else: a second tetherd on the same socket must not touch the ports.
   std::unique_ptr<CliServer> cli;
@@ -174,9 +201,11 @@ int run(const Config& config, const Options& options) {
   std::unique_ptr<dataplane::SnapshotPublisher> publisher;
   std::unique_ptr<dataplane::SessionTable> sessions;
   dataplane::SweepResult expired;
-  std::vector<std::string> backend_names;  // read by telemetry until withdraw_telemetry()
   rte_ring* exceptions = nullptr;
   rte_ring* outbound = nullptr;
+  std::unique_ptr<ControlPorts> control_ports;
+  std::unique_ptr<NeighbourResolver> neighbours;
+  std::unique_ptr<ControlState> control;
   std::unique_ptr<HealthChecker> health;
   try {
     if (rte_lcore_count() < config.workers + 1)
@@ -193,20 +222,30 @@ int run(const Config& config, const Options& options) {
                  ports.back().port_id, format_mac(ports.back().mac).c_str(), config.workers,
                  ports.back().rss ? ", RSS" : "");
     }
-    publisher = std::make_unique<dataplane::SnapshotPublisher>(config.workers, SOCKET_ID_ANY);
-    const dataplane::Snapshot* first =
-        publisher->initial(build_snapshot(config, identities, rte_get_tsc_hz(), config.workers));
-    sessions = std::make_unique<dataplane::SessionTable>("sessions", config.sessions,
-                                                         config.workers, SOCKET_ID_ANY);
-
-    // Probe replies from the workers to the control thread (many producers, one consumer).
+    // Packets for the control thread from the workers (many producers, one consumer): probe
+    // replies and neighbour answers.
     exceptions = rte_ring_create("exceptions", 4096, SOCKET_ID_ANY, RING_F_SC_DEQ);
     if (exceptions == nullptr)
       throw std::runtime_error(std::string("cannot create the exception ring: ") + rte_strerror(rte_errno));
-
     outbound = rte_ring_create("control_out", 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
     if (outbound == nullptr)
       throw std::runtime_error(std::string("cannot create the outbound ring: ") + rte_strerror(rte_errno));
+    std::vector<ControlPort> control_port_list;
+    for (std::size_t i = 0; i < ports.size(); ++i)
+      control_port_list.push_back({ports[i].port_id, ports[i].mac, ports[i].control_queue, ports[i].pool,
+                                   outbound, config.ports[i].addresses});
+    control_ports = std::make_unique<ControlPorts>(std::move(control_port_list));
+    neighbours = std::make_unique<NeighbourResolver>(config, *control_ports, rte_get_tsc_hz());
+
+    publisher = std::make_unique<dataplane::SnapshotPublisher>(config.workers, SOCKET_ID_ANY);
+    sessions = std::make_unique<dataplane::SessionTable>("sessions", config.sessions,
+                                                         config.workers, SOCKET_ID_ANY);
+    control = std::make_unique<ControlState>(ControlState{
+        config, std::vector<dataplane::BackendState>(config.backends.size()), nullptr,
+        neighbours.get(), options.config_path, identities, rte_get_tsc_hz(), publisher.get(),
+        &workers, sessions.get(), &expired});
+    // Backends whose MAC is still to be resolved start down.
+    const dataplane::Snapshot* first = publisher->initial(control->build());
 
     unsigned lcore = rte_get_next_lcore(-1, 1, 0);
     for (unsigned w = 0; w < config.workers; ++w, lcore = rte_get_next_lcore(lcore, 1, 0))
@@ -226,41 +265,39 @@ int run(const Config& config, const Options& options) {
 
     std::uint64_t last_rx = 0;
     auto last_activity = std::chrono::steady_clock::now();
-    for (const auto& backend : config.backends) backend_names.push_back(backend.name);
-    register_telemetry(&workers, &backend_names);
+    register_telemetry(&workers, config);
     // dpdk-dumpcap attaches as a secondary process: that needs the EAL's shared files,
     // which --in-memory and --no-shconf switch off.
     if (rte_pdump_init() != 0)
       TETHER_LOG(warning, "packet capture (pdump) unavailable: %s", rte_strerror(rte_errno));
 
-    std::vector<ProbePort> probe_ports;
-    for (const auto& port : ports)
-      probe_ports.push_back({port.port_id, port.mac, port.control_queue, port.pool, outbound});
-    health = std::make_unique<HealthChecker>(config, probe_ports, exceptions, rte_get_tsc_hz());
-    ControlState control{config, std::vector<dataplane::BackendState>(config.backends.size()),
-                         health.get(), identities, rte_get_tsc_hz(), publisher.get(), &workers,
-                         sessions.get(), &expired};
+    health = std::make_unique<HealthChecker>(control->config, *control_ports, *neighbours, rte_get_tsc_hz());
+    control->health = health.get();
     const CliServer::Handler handle = [&](const std::string& line) {
       TETHER_LOG(debug, "command: %s", line.c_str());
-      return run_command(control, line);
+      return run_command(*control, line);
     };
 
     // Sweep the whole session table about once a second, in slices.
     const std::uint32_t sweep_slice = std::max<std::uint32_t>(1024, config.sessions / 20);
     while (!stop_requested.load()) {
       cli->poll(std::chrono::milliseconds(health->empty() ? 50 : 10), handle);
-      if (health->tick(rte_rdtsc())) control.republish();
+      const std::uint64_t now = rte_rdtsc();
+      bool backends_changed = handle_control_packets(exceptions, *control_ports, *neighbours, *health, now);
+      backends_changed |= neighbours->tick(now);
+      backends_changed |= health->tick(now);
+      if (backends_changed) control->republish();
       publisher->collect();
-      const dataplane::SweepResult swept = sessions->sweep(rte_rdtsc(), sweep_slice);
+      const dataplane::SweepResult swept = sessions->sweep(now, sweep_slice);
       for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];
       if (options.idle_exit_s > 0) {
         std::uint64_t rx = 0;
         for (const auto& w : workers) rx += w->counters().rx_packets;
-        const auto now = std::chrono::steady_clock::now();
+        const auto wall = std::chrono::steady_clock::now();
         if (rx != last_rx) {
           last_rx = rx;
-          last_activity = now;
-        } else if (std::chrono::duration<double>(now - last_activity).count() >= options.idle_exit_s) {
+          last_activity = wall;
+        } else if (std::chrono::duration<double>(wall - last_activity).count() >= options.idle_exit_s) {
           TETHER_LOG(info, "no packet for %.1f s: exiting", options.idle_exit_s);
           break;
         }
@@ -275,14 +312,16 @@ int run(const Config& config, const Options& options) {
   rte_pdump_uninit();
   workers_stop.store(true);
   rte_eal_mp_wait_lcore();
+  // Reloads and backend commands may have changed the backends since the start.
+  const Config& final_config = control ? control->config : config;
   if (!workers.empty()) {
-    Totals totals = add_up(workers, config.backends.size());
+    Totals totals = add_up(workers, final_config.backends.size());
     totals.sessions_expired = expired;
     totals.sessions_in_table = sessions->size();
-    std::cout << summary_text(config, totals) << std::flush;
+    std::cout << summary_text(final_config, totals) << std::flush;
     if (!options.stats_file.empty()) {
       std::ofstream file(options.stats_file);
-      file << counters_json(config, totals);
+      file << counters_json(final_config, totals);
       if (!file) {
         TETHER_LOG(error, "cannot write %s", options.stats_file.c_str());
         status = 1;
@@ -291,6 +330,9 @@ int run(const Config& config, const Options& options) {
   }
   workers.clear();
   health.reset();
+  control.reset();
+  neighbours.reset();
+  control_ports.reset();
   if (exceptions != nullptr) {
     void* mbuf = nullptr;
     while (rte_ring_dequeue(exceptions, &mbuf) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(mbuf));

@@ -140,4 +140,75 @@ std::size_t answer_neighbour_solicitation(std::uint8_t* frame, std::size_t capac
   return length;
 }
 
+std::size_t build_arp_request(std::uint8_t* frame, std::size_t capacity,
+                              const parsers::MacBytes& our_mac, const parsers::IpBytes& our_address,
+                              const parsers::IpBytes& target) {
+  if (capacity < kArpRequestLength) return 0;
+  std::memset(frame, 0, kArpRequestLength);
+  set_ethernet(frame, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, our_mac);
+  store_be16(frame + 12, 0x0806);
+  std::uint8_t* arp = frame + 14;
+  store_be16(arp, 1);       // Ethernet
+  store_be16(arp + 2, 0x0800);
+  arp[4] = 6;
+  arp[5] = 4;
+  store_be16(arp + 6, 1);   // request
+  std::memcpy(arp + 8, our_mac.data(), 6);
+  std::memcpy(arp + 14, our_address.data() + 12, 4);
+  std::memcpy(arp + 24, target.data() + 12, 4);  // target MAC stays zero
+  return kArpRequestLength;
+}
+
+std::size_t build_neighbour_solicitation(std::uint8_t* frame, std::size_t capacity,
+                                         const parsers::MacBytes& our_mac,
+                                         const parsers::IpBytes& our_address,
+                                         const parsers::IpBytes& target) {
+  if (capacity < kNeighbourSolicitationLength) return 0;
+  std::memset(frame, 0, kNeighbourSolicitationLength);
+  // RFC 4291 2.7.1: ff02::1:ffXX:XXXX from the target's low 24 bits; RFC 2464 7: 33:33 + low 32.
+  parsers::IpBytes group{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, target[13], target[14], target[15]};
+  set_ethernet(frame, {0x33, 0x33, group[12], group[13], group[14], group[15]}, our_mac);
+  store_be16(frame + 12, 0x86dd);
+  std::uint8_t* ip = frame + 14;
+  ip[0] = 0x60;
+  store_be16(ip + 4, kNeighbourMessage + kLinkLayerOption);
+  ip[6] = parsers::kProtoIcmpv6;
+  ip[7] = 255;  // RFC 4861 7.1.1: receivers drop solicitations that crossed a router
+  std::memcpy(ip + 8, our_address.data(), 16);
+  std::memcpy(ip + 24, group.data(), 16);
+  std::uint8_t* icmp = ip + kIpv6Header;
+  icmp[0] = kIcmpv6NeighbourSolicitation;
+  std::memcpy(icmp + 8, target.data(), 16);
+  icmp[24] = 1;  // source link-layer address option, 1 x 8 bytes: lets the target answer at once
+  icmp[25] = 1;
+  std::memcpy(icmp + 26, our_mac.data(), 6);
+  set_icmpv6_checksum(ip, icmp);
+  return kNeighbourSolicitationLength;
+}
+
+bool neighbour_answer(const std::uint8_t* frame, const parsers::ParsedFrame& parsed,
+                      NeighbourAnswer& answer) {
+  if (parsed.l3 == parsers::L3Kind::arp) {
+    if (parsed.arp.operation != 1 && parsed.arp.operation != 2) return false;
+    answer.address = parsers::ipv4_mapped(parsed.arp.sender_ip);
+    answer.mac = parsed.arp.sender_mac;
+    return true;
+  }
+  if (!plain_ipv6(parsed) || parsed.icmp_type != kIcmpv6NeighbourAdvertisement) return false;
+  const std::uint8_t* ip = frame + parsed.l3_offset;
+  const std::uint8_t* icmp = frame + parsed.l4_offset;
+  const std::size_t length = parsed.l3_end - parsed.l4_offset;
+  if (ip[7] != 255 || icmp[1] != 0 || length < kNeighbourMessage) return false;
+  std::memcpy(answer.address.data(), icmp + 8, 16);
+  answer.mac = parsed.src_mac;
+  // Options follow in units of 8 bytes; a zero length is invalid (RFC 4861 4.6).
+  for (std::size_t at = kNeighbourMessage; at + 2 <= length;) {
+    const std::size_t option_length = icmp[at + 1] * std::size_t{8};
+    if (option_length == 0 || at + option_length > length) return false;
+    if (icmp[at] == 2 && option_length >= 8) std::memcpy(answer.mac.data(), icmp + at + 2, 6);
+    at += option_length;
+  }
+  return true;
+}
+
 }  // namespace tether::dataplane

@@ -22,9 +22,33 @@ std::size_t answer_neighbour_solicitation(std::uint8_t* frame, std::size_t capac
                                           const parsers::ParsedFrame& parsed,
                                           const parsers::MacBytes& our_mac);
 
+// Requests the control thread sends to learn a backend's MAC: a broadcast ARP request, or
+// a neighbour solicitation to the target's solicited-node multicast group. Each writes the
+// whole frame (Ethernet up) and returns its length, or 0 when `capacity` is too small.
+inline constexpr std::size_t kArpRequestLength = 60;  // padded to the Ethernet minimum
+inline constexpr std::size_t kNeighbourSolicitationLength = 14 + 40 + 24 + 8;
+std::size_t build_arp_request(std::uint8_t* frame, std::size_t capacity,
+                              const parsers::MacBytes& our_mac, const parsers::IpBytes& our_address,
+                              const parsers::IpBytes& target);
+std::size_t build_neighbour_solicitation(std::uint8_t* frame, std::size_t capacity,
+                                         const parsers::MacBytes& our_mac,
+                                         const parsers::IpBytes& our_address,
+                                         const parsers::IpBytes& target);
+
+// What a neighbour said about itself: an ARP reply's (or request's) sender, or a neighbour
+// advertisement's target with its link-layer address (the frame's source MAC when the
+// advertisement carries no option). False for anything else or anything malformed.
+struct NeighbourAnswer {
+  parsers::IpBytes address;
+  parsers::MacBytes mac;
+};
+bool neighbour_answer(const std::uint8_t* frame, const parsers::ParsedFrame& parsed,
+                      NeighbourAnswer& answer);
+
 inline constexpr std::uint8_t kIcmpEchoRequest = 8;
 inline constexpr std::uint8_t kIcmpv6EchoRequest = 128;
 inline constexpr std::uint8_t kIcmpv6NeighbourSolicitation = 135;
+inline constexpr std::uint8_t kIcmpv6NeighbourAdvertisement = 136;
 
 }  // namespace tether::dataplane
 

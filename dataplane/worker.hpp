@@ -95,6 +95,7 @@ class Worker {
                 unsigned& count);
   bool route_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed, std::uint16_t service,
                       std::uint64_t now);
+  void hand_to_control(rte_mbuf* mbuf);  // over the exception ring
   void answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
                       const parsers::ParsedFrame& parsed);
   void forward(Pending& packet, std::int32_t position, std::uint64_t now);

@@ -43,14 +43,17 @@ def mac_bytes(text):
     return bytes(int(x, 16) for x in text.split(":"))
 
 
-def config_text(device, services, workers=1, flows_per_worker=65536, extra_tables=""):
+def config_text(device, services, workers=1, flows_per_worker=65536, extra_tables="",
+                backends=None, extra=""):
     """A configuration with one port, backends b1..b3 and the given services.
 
     `services` is a list of dicts: name, vip, port, protocol, weights {backend: weight},
-    and optional extra settings as a string.
+    and optional extra settings as a string. `backends` replaces BACKENDS (name -> (address,
+    mac)); a mac of None leaves it to ARP/ND. `extra` is appended at the top level.
     """
     backends = ",\n".join(
-        f'  {{ name = "{n}"; address = "{a}"; mac = "{m}"; }}' for n, (a, m) in BACKENDS.items())
+        f'  {{ name = "{n}"; address = "{a}"; {f"mac = {chr(34)}{m}{chr(34)};" if m else ""} }}'
+        for n, (a, m) in (backends or BACKENDS).items())
     blocks = []
     for s in services:
         # a weight may be given as raw settings, e.g. "weight = 1; passive_ports = [1, 2];"
@@ -72,6 +75,7 @@ backends = (
 services = (
 {services_text}
 );
+{extra}
 """
 
 

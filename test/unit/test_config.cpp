@@ -216,7 +216,7 @@ TEST_CASE("config: syntax errors name the line", "[config]") {
 TEST_CASE("config: unknown settings", "[config]") {
   CHECK_THROWS_WITH(load(kBase + "bogus = 1;\n"),
                     Contains("test.cfg:32: bogus: unknown setting (expected one of: workers, eal, log_level, "
-                             "tables, ports, backends, services"));
+                             "tables, neighbours, ports, backends, services"));
   CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    colour = \"red\";\n")),
                     Contains("test.cfg:26: services.[0].colour: unknown setting (expected one of: name, vip, port"));
   CHECK_THROWS_WITH(load(with("    address = \"10.0.0.1\";\n", "    address = \"10.0.0.1\";\n    weight = 3;\n")),
@@ -311,10 +311,34 @@ TEST_CASE("config: weights", "[config]") {
 }
 
 TEST_CASE("config: backends", "[config]") {
-  SECTION("without mac") {
+  SECTION("without mac: resolved by ARP/ND from a port address of the same family") {
     CHECK_THROWS_WITH(load(with("    mac = \"02:00:00:00:00:12\";\n", "")),
-                      "test.cfg:14: backends.[1]: backend 'b2' needs 'mac' (DSR forwarding rewrites "
-                      "the destination MAC to the backend's)");
+                      "test.cfg:14: backends.[1]: backend 'b2' needs 'mac', or an IPv6 address on "
+                      "port 'lan0' to resolve it by neighbour discovery");
+    CHECK_THROWS_WITH(load(with("    mac = \"02:00:00:00:00:11\";\n", "")),
+                      "test.cfg:9: backends.[0]: backend 'b1' needs 'mac', or an IPv4 address on "
+                      "port 'lan0' to resolve it by ARP");
+    const Config c = load(with("    mac = \"02:00:00:00:00:12\";\n", "",
+                               with("    device = \"net_null0\";\n",
+                                    "    device = \"net_null0\"; addresses = [\"10.0.0.254\", \"2001:db8::fe\"];\n")));
+    CHECK_FALSE(c.backends[1].mac.has_value());
+    CHECK(c.backends[0].mac.has_value());
+  }
+  SECTION("neighbour timers") {
+    const Config defaults = load(kBase);
+    CHECK(defaults.neighbours.refresh_s == 30);
+    CHECK(defaults.neighbours.retry_ms == 1000);
+    CHECK(defaults.neighbours.attempts == 3);
+    const Config c = load(kBase + "neighbours = { refresh = 5; retry = 200; attempts = 2; };\n");
+    CHECK(c.neighbours.refresh_s == 5);
+    CHECK(c.neighbours.retry_ms == 200);
+    CHECK(c.neighbours.attempts == 2);
+    CHECK_THROWS_WITH(load(kBase + "neighbours = { retry = 5; };\n"),
+                      "test.cfg:32: neighbours.retry: 5 is out of range 10..60000");
+    CHECK_THROWS_WITH(load(kBase + "neighbours = { refresh = 0; };\n"),
+                      "test.cfg:32: neighbours.refresh: 0 is out of range 1..86400");
+    CHECK_THROWS_WITH(load(kBase + "neighbours = { every = 1; };\n"),
+                      Contains("test.cfg:32: neighbours.every: unknown setting"));
   }
   SECTION("unknown name in a service") {
     CHECK_THROWS_WITH(load(with("{ name = \"b2\"; }", "{ name = \"b3\"; }")),
@@ -588,4 +612,66 @@ TEST_CASE("config: is_prime agrees with the table sizes it allows", "[config]") 
   CHECK(tether::is_prime(101));
   CHECK(tether::is_prime(16777213));
   CHECK_FALSE(tether::is_prime(65536));
+}
+
+TEST_CASE("merge_running: indices stay with names across reloads", "[config][reload]") {
+  using tether::merge_running;
+  const Config running = load(kBase);
+
+  SECTION("the same file: nothing moves") {
+    const Config merged = merge_running(running, running);
+    REQUIRE(merged.backends.size() == 2);
+    CHECK(merged.backends[0].name == "b1");
+    CHECK_FALSE(merged.backends[0].removed);
+    CHECK(merged.services[0].backends[1].backend == 1);
+  }
+  SECTION("a new backend listed first still goes after the running ones") {
+    const Config desired = load(with(");\nbackends = (\n",
+                                     ");\nbackends = (\n  { name = \"b0\"; address = \"10.0.0.9\"; mac = \"02:00:00:00:00:19\"; },\n",
+                                     with("      { name = \"b2\"; }\n", "      { name = \"b2\"; },\n      { name = \"b0\"; }\n")));
+    REQUIRE(desired.backends[0].name == "b0");
+    const Config merged = merge_running(running, desired);
+    REQUIRE(merged.backends.size() == 3);
+    CHECK(merged.backends[0].name == "b1");
+    CHECK(merged.backends[1].name == "b2");
+    CHECK(merged.backends[2].name == "b0");
+    const auto& members = merged.services[0].backends;
+    REQUIRE(members.size() == 3);
+    CHECK(members[0].backend == 0);
+    CHECK(members[1].backend == 1);
+    CHECK(members[2].backend == 2);
+  }
+  SECTION("a vanished backend keeps its index as removed, and gets it back when it returns") {
+    const std::string without_b2 =
+        with("      { name = \"b1\"; weight = 2; },\n      { name = \"b2\"; }\n", "      { name = \"b1\"; weight = 2; }\n",
+             with("  },\n  {\n    name = \"b2\";\n    address = \"2001:db8::2\";\n    mac = \"02:00:00:00:00:12\";\n  }\n", "  }\n"));
+    const Config merged = merge_running(running, load(without_b2));
+    REQUIRE(merged.backends.size() == 2);
+    CHECK(merged.backends[1].name == "b2");
+    CHECK(merged.backends[1].removed);
+    REQUIRE(merged.services[0].backends.size() == 1);
+    CHECK(merged.services[0].backends[0].backend == 0);
+    const Config back = merge_running(merged, running);
+    REQUIRE(back.backends.size() == 2);
+    CHECK_FALSE(back.backends[1].removed);
+    CHECK(back.services[0].backends[1].backend == 1);
+  }
+  SECTION("a vanished service stays as removed, without backends; a new one is appended") {
+    const Config desired = load(with("    name = \"web\";\n    vip = \"192.0.2.100\";\n", "    name = \"web2\";\n    vip = \"192.0.2.101\";\n"));
+    const Config merged = merge_running(running, desired);
+    REQUIRE(merged.services.size() == 2);
+    CHECK(merged.services[0].name == "web");
+    CHECK(merged.services[0].removed);
+    CHECK(merged.services[0].backends.empty());
+    CHECK(merged.services[1].name == "web2");
+    CHECK_FALSE(merged.services[1].removed);
+  }
+  SECTION("what only a restart can change is refused") {
+    CHECK_THROWS_WITH(merge_running(running, load("workers = 2;\n" + kBase)),
+                      "workers changed: restart tetherd to apply it");
+    CHECK_THROWS_WITH(merge_running(running, load("tables = { sessions = 4096; };\n" + kBase)),
+                      "tables changed: restart tetherd to apply it");
+    CHECK_THROWS_WITH(merge_running(running, load(with("net_null0", "net_null1"))),
+                      "ports changed: restart tetherd to apply it");
+  }
 }

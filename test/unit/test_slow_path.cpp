@@ -357,3 +357,111 @@ TEST_CASE("answer_neighbour_solicitation: what is not answered", "[slow_path]") 
     CHECK(answer_neighbour_solicitation(frame.data(), frame.size(), parsed_ok(frame), kOurMac) == 0);
   }
 }
+
+TEST_CASE("build_arp_request: broadcast who-has from our address", "[slow_path][neighbours]") {
+  const Ip4 backend{{192, 0, 2, 11}};
+  std::uint8_t frame[64];
+  std::memset(frame, 0xaa, sizeof frame);
+  CHECK(tether::dataplane::build_arp_request(frame, 59, kOurMac, mapped(kVip4), mapped(backend)) == 0);
+  const std::size_t length =
+      tether::dataplane::build_arp_request(frame, sizeof frame, kOurMac, mapped(kVip4), mapped(backend));
+  REQUIRE(length == 60);
+  const Bytes bytes(frame, frame + length);
+  const ParsedFrame parsed = parsed_ok(Bytes(bytes.begin(), bytes.begin() + 42));
+  CHECK(mac_at(frame) == Mac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff});
+  CHECK(mac_at(frame + 6) == kOurMac);
+  CHECK(parsed.l3 == tether::parsers::L3Kind::arp);
+  CHECK(parsed.arp.operation == 1);
+  CHECK(parsed.arp.sender_mac == kOurMac);
+  CHECK(ip4_equal(parsed.arp.sender_ip, kVip4));
+  CHECK(ip4_equal(parsed.arp.target_ip, backend));
+  CHECK(mac_at(frame + 32) == kZeroMac);
+  for (std::size_t i = 42; i < 60; ++i) CHECK(frame[i] == 0);  // padding, not buffer contents
+}
+
+TEST_CASE("build_neighbour_solicitation: to the solicited-node group, with our MAC", "[slow_path][neighbours]") {
+  const Ip6 backend{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xab, 0xcd, 0xef};
+  std::uint8_t frame[128];
+  CHECK(tether::dataplane::build_neighbour_solicitation(frame, 85, kOurMac, kVip6, backend) == 0);
+  const std::size_t length =
+      tether::dataplane::build_neighbour_solicitation(frame, sizeof frame, kOurMac, kVip6, backend);
+  REQUIRE(length == 14 + 40 + 32);
+  const ParsedFrame parsed = parsed_ok(Bytes(frame, frame + length));
+  CHECK(mac_at(frame) == Mac{0x33, 0x33, 0xff, 0xab, 0xcd, 0xef});
+  CHECK(mac_at(frame + 6) == kOurMac);
+  const std::uint8_t* ip = frame + 14;
+  CHECK(ip[7] == 255);
+  CHECK(ip6_at(ip + 8) == kVip6);
+  CHECK(ip6_at(ip + 24) == Ip6{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xab, 0xcd, 0xef});
+  const std::uint8_t* ns = ip + 40;
+  CHECK(parsed.icmp_type == 135);
+  CHECK(ip6_at(ns + 8) == backend);
+  CHECK(ns[24] == 1);  // source link-layer address
+  CHECK(ns[25] == 1);
+  CHECK(mac_at(ns + 26) == kOurMac);
+  CHECK(checksum_ok(icmpv6_sum(ip, ns, 32)));
+  // The backend's kernel would take it for a solicitation of its address.
+  tether::parsers::IpBytes target{};
+  CHECK(tether::dataplane::neighbour_solicitation_target(frame, parsed, target));
+  CHECK(target == backend);
+}
+
+TEST_CASE("neighbour_answer: ARP and neighbour advertisements", "[slow_path][neighbours]") {
+  using tether::dataplane::neighbour_answer;
+  using tether::dataplane::NeighbourAnswer;
+  const Mac backend_mac{0x02, 0, 0, 0, 0x01, 0x0b};
+  const Ip4 backend4{{192, 0, 2, 11}};
+  const Ip6 backend6{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b};
+
+  SECTION("ARP reply: the sender") {
+    const Bytes frame = ethernet(0x0806, arp(2, backend_mac, backend4, kOurMac, kVip4), {}, 0x8100,
+                                 kOurMac, backend_mac);
+    NeighbourAnswer answer;
+    REQUIRE(neighbour_answer(frame.data(), parsed_ok(frame), answer));
+    CHECK(answer.address == mapped(backend4));
+    CHECK(answer.mac == backend_mac);
+  }
+  auto advertisement = [&](const Bytes& options, std::uint8_t hop_limit = 255) {
+    Bytes icmp6;
+    put8(icmp6, 136);
+    put8(icmp6, 0);
+    put16(icmp6, 0);
+    put32(icmp6, 0x60000000);
+    put_bytes(icmp6, backend6.data(), 16);
+    append(icmp6, options);
+    return ethernet(0x86dd, ipv6(58, icmp6, backend6, kVip6, {}, 6, hop_limit), {}, 0x8100, kOurMac,
+                    kClientMac);
+  };
+  SECTION("advertisement with a target link-layer address option") {
+    Bytes option;
+    put8(option, 2);
+    put8(option, 1);
+    put_bytes(option, backend_mac.data(), 6);
+    const Bytes frame = advertisement(option);
+    NeighbourAnswer answer;
+    REQUIRE(neighbour_answer(frame.data(), parsed_ok(frame), answer));
+    CHECK(answer.address == backend6);
+    CHECK(answer.mac == backend_mac);
+  }
+  SECTION("advertisement without options: the frame's source MAC") {
+    const Bytes frame = advertisement({});
+    NeighbourAnswer answer;
+    REQUIRE(neighbour_answer(frame.data(), parsed_ok(frame), answer));
+    CHECK(answer.mac == kClientMac);
+  }
+  SECTION("malformed or off-link advertisements are not answers") {
+    Bytes zero_length;
+    put8(zero_length, 2);
+    put8(zero_length, 0);
+    put_bytes(zero_length, backend_mac.data(), 6);
+    Bytes overlong;
+    put8(overlong, 2);
+    put8(overlong, 2);  // 16 bytes claimed, 8 present
+    put_bytes(overlong, backend_mac.data(), 6);
+    NeighbourAnswer answer;
+    for (const Bytes& frame : {advertisement(zero_length), advertisement(overlong), advertisement({}, 64)})
+      CHECK_FALSE(neighbour_answer(frame.data(), parsed_ok(frame), answer));
+    const Bytes echo = ethernet(0x86dd, ipv6(58, icmp(129, 1, 1), backend6, kVip6));
+    CHECK_FALSE(neighbour_answer(echo.data(), parsed_ok(echo), answer));
+  }
+}
