@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
   po::options_description visible(
       "Usage: tetherctl [-s PATH] [--json] COMMAND...\n"
       "Commands: show services|backends|counters|workers, backend weight NAME WEIGHT [SERVICE],\n"
-      "backend drain|enable|disable NAME, metrics, help\nOptions");
+      "backend drain|enable|disable NAME, backend add NAME ADDRESS SERVICE [weight W] [mac MAC]\n"
+      "[port PORT], backend remove NAME [SERVICE], reload, metrics, help\nOptions");
   visible.add_options()("help,h", "print this help")(
       "socket,s", po::value(&socket_path)->value_name("PATH"), "tetherd's control socket")(
       "json", "print tetherd's JSON answer as it is");

@@ -255,3 +255,89 @@ def test_health_check_takes_a_silent_backend_out_and_back(tmp_path, check):
         assert len(at) == len(traffic) == 900
         assert {at[(f, 1)] for f in range(300)} == {"b1", "b2"}
         assert collections.Counter(at[(f, 2)] for f in range(300, 900))["b3"] > 100
+
+
+B4 = ("192.0.2.14", "02:00:00:00:01:04")
+B5 = ("192.0.2.15", "02:00:00:00:01:05")
+
+
+def test_reload_and_backend_add_remove_keep_unchanged_flows(tmp_path):
+    """reload swaps b3 for b4 (flows on b1 and b2 stay, b3's move); a broken file or a
+    restart-only change is refused and changes nothing; `backend remove` and `backend add`
+    work on the running configuration the same way."""
+    by_mac = dict(BACKEND_BY_MAC)
+    by_mac[mac_bytes(B4[1])] = "b4"
+    by_mac[mac_bytes(B5[1])] = "b5"
+    seen = {}
+
+    def reload_b3_to_b4(sock):
+        config = sock.parent / "tetherd.cfg"
+        original = config.read_text()
+        config.write_text(original + "\nbroken = (;\n")
+        seen["syntax"] = tetherctl(sock, "reload", check=False)
+        config.write_text(original.replace("workers = 1;", "workers = 2;"))
+        seen["workers"] = tetherctl(sock, "reload", check=False)
+        address, mac = BACKENDS["b3"]
+        changed = (original
+                   .replace(f'name = "b3"; address = "{address}"; mac = "{mac}";',
+                            f'name = "b4"; address = "{B4[0]}"; mac = "{B4[1]}";')
+                   .replace('{ name = "b3"; weight = 1; }', '{ name = "b4"; weight = 1; }'))
+        assert changed.count("b4") == 2
+        config.write_text(changed)
+        seen["reload"] = json.loads(tetherctl(sock, "--json", "reload").stdout)
+        seen["after_reload"] = [b["name"] for b in
+                                json.loads(tetherctl(sock, "--json", "show", "backends").stdout)["backends"]]
+
+    def swap_b4_for_b5(sock):
+        seen["remove"] = json.loads(tetherctl(sock, "--json", "backend", "remove", "b4").stdout)
+        seen["remove_again"] = tetherctl(sock, "backend", "remove", "b4", check=False)
+        seen["add"] = json.loads(tetherctl(sock, "--json", "backend", "add", "b5", B5[0], "media",
+                                           "weight", "1", "mac", B5[1]).stdout)
+        seen["add_bad"] = tetherctl(sock, "backend", "add", "b6", "not-an-ip", "media", check=False)
+        seen["add_twice"] = tetherctl(sock, "backend", "add", "b5", B5[0], "media", check=False)
+        seen["last"] = tetherctl(sock, "backend", "remove", "b1", check=False)
+        services = json.loads(tetherctl(sock, "--json", "show", "services").stdout)["services"]
+        seen["members"] = sorted(b["name"] for b in services[0]["backends"])
+
+    old, new_1, new_2 = range(600), range(600, 1200), range(1200, 1800)
+    phases = [
+        [frame(f, 1) for f in old],
+        reload_b3_to_b4,
+        [frame(f, 2) for f in old] + [frame(f, 2) for f in new_1],
+        swap_b4_for_b5,
+        [frame(f, 3) for f in new_1] + [frame(f, 3) for f in new_2],
+    ]
+    run = run_tetherd_live(tmp_path, phases, SERVICES)
+    assert run.returncode == 0, run.stderr
+    at = {_parse(f): by_mac[f[:6]] for f in run.frames}
+    assert len(at) == len(run.frames) == 600 * 5
+
+    assert seen["syntax"].returncode == 1 and "tetherd.cfg:" in seen["syntax"].stderr
+    assert seen["workers"].returncode == 1
+    assert "workers changed: restart tetherd to apply it" in seen["workers"].stderr
+    assert seen["reload"]["ok"] is True
+    assert seen["reload"]["backends_added"] == ["b4"]
+    assert seen["reload"]["backends_removed"] == ["b3"]
+    assert seen["after_reload"] == ["b1", "b2", "b4"]
+
+    first = {f: at[(f, 1)] for f in old}
+    assert set(first.values()) == {"b1", "b2", "b3"}
+    for f in old:  # unchanged backends keep their flows; b3's flows move
+        if first[f] == "b3":
+            assert at[(f, 2)] in ("b1", "b2", "b4")
+        else:
+            assert at[(f, 2)] == first[f]
+    spread = collections.Counter(at[(f, 2)] for f in new_1)
+    assert spread["b3"] == 0 and min(spread["b1"], spread["b2"], spread["b4"]) > 120, spread
+
+    assert seen["remove"]["ok"] is True and seen["add"]["ok"] is True
+    assert "no backend named 'b4'" in seen["remove_again"].stderr
+    assert "is not an IP address" in seen["add_bad"].stderr
+    assert "is in service 'media' already" in seen["add_twice"].stderr
+    assert seen["last"].returncode == 0  # b1 leaves; b2 and b5 remain
+    assert seen["members"] == ["b2", "b5"]
+    for f in new_1:  # flows on b2 stay; b1's and b4's move to what is left
+        assert at[(f, 3)] == at[(f, 2)] if at[(f, 2)] == "b2" else at[(f, 3)] in ("b2", "b5")
+    spread = collections.Counter(at[(f, 3)] for f in new_2)
+    assert set(spread) == {"b2", "b5"}, spread
+    assert "reloaded" in run.stderr and "reload refused" in run.stderr
