@@ -100,6 +100,7 @@ std::string show_workers(const ControlState& state) {
     out << (w ? "," : "") << "{\"worker\":" << w << ",\"rx_packets\":" << c.rx_packets
         << ",\"tx_packets\":" << c.tx_packets << ",\"forwarded\":" << c.forwarded
         << ",\"busy_polls\":" << c.busy_polls << ",\"idle_polls\":" << c.idle_polls
+        << ",\"loop_cycles\":" << c.loop_cycles << ",\"busy_cycles\":" << c.busy_cycles
         << ",\"flows\":" << workers[w]->flow_count() << "}";
   }
   out << "],\"snapshot_generation\":" << state.publisher->generation()
@@ -295,10 +296,7 @@ std::string change_backend(ControlState& state, const std::vector<std::string>& 
 }  // namespace
 
 Totals ControlState::totals() const {
-  Totals t = add_up(*workers, config.backends.size());
-  t.sessions_expired = *expired;
-  t.sessions_in_table = sessions->size();
-  return t;
+  return add_up(*workers, config.backends.size(), *sessions, *expired);
 }
 
 dataplane::BackendState ControlState::effective(std::size_t backend) const {

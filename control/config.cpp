@@ -415,7 +415,7 @@ Config read(libconfig::Config& file, const std::string& source) {
       std::string("info"));
   if (top.has("tables")) {
     GroupReader tables(top.get("tables"), source,
-                       {"flows_per_worker", "maglev_size", "mbufs_per_port", "sessions",
+                       {"flows_per_worker", "maglev_size", "mbufs_per_port", "mbuf_size", "sessions",
                         "dpi_streams_per_worker"});
     config.flows_per_worker =
         static_cast<std::uint32_t>(tables.integer("flows_per_worker", 1024, 1 << 27, config.flows_per_worker));
@@ -426,6 +426,8 @@ Config read(libconfig::Config& file, const std::string& source) {
                   std::to_string(config.maglev_size) + " is not prime (Maglev needs a prime table size)");
     config.mbufs_per_port =
         static_cast<std::uint32_t>(tables.integer("mbufs_per_port", 1023, 1 << 22, config.mbufs_per_port));
+    config.mbuf_data_size =
+        static_cast<std::uint16_t>(tables.integer("mbuf_size", 128, 16384, config.mbuf_data_size));
     config.sessions =
         static_cast<std::uint32_t>(tables.integer("sessions", 1024, 1 << 26, config.sessions));
     config.dpi_streams_per_worker = static_cast<std::uint32_t>(
@@ -533,7 +535,8 @@ std::string describe(const Config& config) {
   out << "configuration " << config.source << ": valid\n";
   out << "  workers " << config.workers << ", flow table " << config.flows_per_worker
       << " entries per worker, session table " << config.sessions << " entries, Maglev table "
-      << config.maglev_size << " slots, " << config.mbufs_per_port << " mbufs per port\n";
+      << config.maglev_size << " slots, " << config.mbufs_per_port << " mbufs of " << config.mbuf_data_size
+      << " bytes per port\n";
   if (!config.eal_args.empty()) {
     out << "  EAL arguments:";
     for (const auto& arg : config.eal_args) out << ' ' << arg;
@@ -636,6 +639,7 @@ Config merge_running(const Config& running, const Config& desired) {
   restart_only(running.flows_per_worker == desired.flows_per_worker &&
                    running.maglev_size == desired.maglev_size &&
                    running.mbufs_per_port == desired.mbufs_per_port &&
+                   running.mbuf_data_size == desired.mbuf_data_size &&
                    running.sessions == desired.sessions &&
                    running.dpi_streams_per_worker == desired.dpi_streams_per_worker,
                "tables");

@@ -115,6 +115,7 @@ struct Config {
   std::uint32_t flows_per_worker = 262144;
   std::uint32_t maglev_size = 65537;
   std::uint32_t mbufs_per_port = 8191;
+  std::uint16_t mbuf_data_size = 2048;  // per mbuf, after the headroom
   std::uint32_t sessions = 262144;            // shared session table entries
   std::uint32_t dpi_streams_per_worker = 4096;  // TCP control connections inspected at once
   NeighbourConfig neighbours;

@@ -27,6 +27,10 @@ void each_counter(const dataplane::WorkerCounters& c, Visit visit) {
   visit("arp_replies", c.arp_replies);
   visit("icmp_echo_replies", c.icmp_echo_replies);
   visit("nd_advertisements", c.nd_advertisements);
+  visit("busy_polls", c.busy_polls);
+  visit("idle_polls", c.idle_polls);
+  visit("loop_cycles", c.loop_cycles);
+  visit("busy_cycles", c.busy_cycles);
 }
 
 // Session counters, named like "sip_sessions_created" or "rtp_expectations_used".
@@ -94,6 +98,8 @@ Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
     sum.nd_advertisements += c.nd_advertisements;
     sum.busy_polls += c.busy_polls;
     sum.idle_polls += c.idle_polls;
+    sum.loop_cycles += c.loop_cycles;
+    sum.busy_cycles += c.busy_cycles;
     for (std::size_t i = 0; i < c.drops.size(); ++i) sum.drops[i] += c.drops[i];
     for (std::size_t i = 0; i < c.parse_errors.size(); ++i) sum.parse_errors[i] += c.parse_errors[i];
     for (std::size_t i = 0; i < c.sessions_created.size(); ++i) {
@@ -114,8 +120,21 @@ Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
       t.backends[b].sessions += bc.sessions;
     }
     t.flows_in_tables += w->flow_count();
+    t.flow_table_bytes += w->flow_table().memory_bytes();
+    t.flow_table_entries += w->flow_table().capacity();
     t.rx_per_worker.push_back(c.rx_packets);
   }
+  return t;
+}
+
+Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
+              std::size_t backend_count, const dataplane::SessionTable& sessions,
+              const dataplane::SweepResult& expired) {
+  Totals t = add_up(workers, backend_count);
+  t.sessions_expired = expired;
+  t.sessions_in_table = sessions.size();
+  t.session_table_bytes = sessions.memory_bytes();
+  t.session_table_entries = sessions.capacity();
   return t;
 }
 
@@ -181,6 +200,10 @@ std::string counters_json(const Config& config, const Totals& totals) {
   out << "},\"dpi_fallbacks\":{";
   first = true;
   each_fallback(totals.workers, field);
+  out << "},\"memory\":{\"flow_table_bytes\":" << totals.flow_table_bytes
+      << ",\"flow_table_entries\":" << totals.flow_table_entries
+      << ",\"session_table_bytes\":" << totals.session_table_bytes
+      << ",\"session_table_entries\":" << totals.session_table_entries;
   out << "},\"rx_per_worker\":[";
   for (std::size_t w = 0; w < totals.rx_per_worker.size(); ++w)
     out << (w ? "," : "") << totals.rx_per_worker[w];

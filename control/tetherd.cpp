@@ -216,7 +216,7 @@ int run(const Config& config, const Options& options) {
     for (const auto& port : config.ports) {
       ports.push_back(dataplane::open_port({port.name, port.device,
                                             static_cast<std::uint16_t>(config.workers),
-                                            config.mbufs_per_port, port.mac}));
+                                            config.mbufs_per_port, config.mbuf_data_size, port.mac}));
       identities.push_back({ports.back().port_id, ports.back().mac});
       TETHER_LOG(info, "port %s: DPDK port %u, mac %s, %u queue pair(s)%s", port.name.c_str(),
                  ports.back().port_id, format_mac(ports.back().mac).c_str(), config.workers,
@@ -315,9 +315,7 @@ int run(const Config& config, const Options& options) {
   // Reloads and backend commands may have changed the backends since the start.
   const Config& final_config = control ? control->config : config;
   if (!workers.empty()) {
-    Totals totals = add_up(workers, final_config.backends.size());
-    totals.sessions_expired = expired;
-    totals.sessions_in_table = sessions->size();
+    const Totals totals = add_up(workers, final_config.backends.size(), *sessions, expired);
     std::cout << summary_text(final_config, totals) << std::flush;
     if (!options.stats_file.empty()) {
       std::ofstream file(options.stats_file);

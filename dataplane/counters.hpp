@@ -62,13 +62,17 @@ struct alignas(64) WorkerCounters {
   std::uint64_t new_flows = 0;
   std::uint64_t flow_table_full = 0;  // new flows forwarded by the stateless hash alone
   std::uint64_t flows_expired = 0;
-  std::uint64_t rescheduled = 0;
-  std::uint64_t to_control = 0;  // probe replies handed to the control thread  // flows and SIP calls moved off a backend that went down
+  std::uint64_t rescheduled = 0;  // flows and SIP calls moved off a backend that went down
+  std::uint64_t to_control = 0;   // probe replies and neighbour answers for the control thread
   std::uint64_t arp_replies = 0;
   std::uint64_t icmp_echo_replies = 0;
   std::uint64_t nd_advertisements = 0;
   std::uint64_t busy_polls = 0;  // loop iterations that received something
   std::uint64_t idle_polls = 0;
+  // TSC cycles of all loop iterations, and of those that received something: per received
+  // packet, the cost of the whole loop and of processing alone.
+  std::uint64_t loop_cycles = 0;
+  std::uint64_t busy_cycles = 0;
   std::array<std::uint64_t, kDropReasonCount> drops{};
   std::array<std::uint64_t, parsers::kParseStatusCount> parse_errors{};  // [ok] unused
   std::array<std::uint64_t, kDpiProtocols> sessions_created{};

@@ -1,5 +1,7 @@
 #include "dataplane/flow_table.hpp"
 
+#include "dataplane/heap.hpp"
+
 #include <rte_errno.h>
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
@@ -19,6 +21,7 @@ std::uint32_t flow_signature(const FlowKey& key) {
 }
 
 FlowTable::FlowTable(const char* name, std::uint32_t capacity, int socket) : capacity_(capacity) {
+  const std::uint64_t heap_before = heap_bytes_allocated();
   rte_hash_parameters params{};
   params.name = name;
   params.entries = capacity;
@@ -40,6 +43,7 @@ FlowTable::FlowTable(const char* name, std::uint32_t capacity, int socket) : cap
     rte_hash_free(hash_);
     throw std::runtime_error(std::string("cannot allocate flow entries for ") + name);
   }
+  memory_bytes_ = heap_bytes_allocated() - heap_before;
 }
 
 FlowTable::~FlowTable() {

@@ -63,11 +63,14 @@ class FlowTable {
 
   std::uint32_t size() const;
   std::uint32_t capacity() const { return capacity_; }
+  // Bytes the table took from the DPDK heaps: hash buckets, keys, free-slot ring, entries.
+  std::uint64_t memory_bytes() const { return memory_bytes_; }
 
  private:
   rte_hash* hash_ = nullptr;
   FlowEntry* entries_ = nullptr;
   std::uint32_t capacity_;
+  std::uint64_t memory_bytes_ = 0;
   std::uint32_t sweep_cursor_ = 0;
 };
 

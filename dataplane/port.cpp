@@ -69,7 +69,8 @@ OpenPort open_port(const PortSettings& s) {
   const int socket = rte_eth_dev_socket_id(port.port_id);
   const std::string pool_name = "mbufs_" + std::to_string(port.port_id);
   port.pool = rte_pktmbuf_pool_create(pool_name.c_str(), s.mbufs, kMempoolCache, 0,
-                                      RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+                                      static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + s.mbuf_data_size),
+                                      socket);
   if (port.pool == nullptr) fail(s, "mbuf pool of " + std::to_string(s.mbufs), rte_errno);
 
   for (std::uint16_t q = 0; q < s.queues; ++q)

@@ -16,6 +16,7 @@ struct PortSettings {
   std::string device;  // PCI address or vdev string
   std::uint16_t queues;
   std::uint32_t mbufs;
+  std::uint16_t mbuf_data_size;  // bytes after the headroom: the largest frame in one segment
   std::optional<parsers::MacBytes> mac;
 };
 

@@ -1,5 +1,7 @@
 #include "dataplane/session_table.hpp"
 
+#include "dataplane/heap.hpp"
+
 #include <rte_errno.h>
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
@@ -61,6 +63,7 @@ std::uint32_t session_signature(const SessionKey& key) {
 
 SessionTable::SessionTable(const char* name, std::uint32_t capacity, unsigned readers, int socket)
     : capacity_(capacity) {
+  const std::uint64_t heap_before = heap_bytes_allocated();
   rte_hash_parameters params{};
   params.name = name;
   params.entries = capacity;
@@ -100,9 +103,7 @@ SessionTable::SessionTable(const char* name, std::uint32_t capacity, unsigned re
     rte_free(rcu_);
     throw std::runtime_error(std::string("cannot allocate session slots for ") + name);
   }
-  // Buckets hold 8 entries of (signature, key index) = 8 x 8 bytes; the key store holds
-  // the key and the data word per slot.
-  bytes_per_entry_ = sizeof(SessionKey) + sizeof(void*) + 8 + sizeof(Slot);
+  memory_bytes_ = heap_bytes_allocated() - heap_before;
 }
 
 SessionTable::~SessionTable() {

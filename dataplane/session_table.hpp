@@ -100,8 +100,9 @@ class SessionTable {
   SweepResult sweep(std::uint64_t now, std::uint32_t budget);
   std::uint32_t size() const;
   std::uint32_t capacity() const { return capacity_; }
-  // Bytes allocated per entry (hash buckets, keys, side array), for sizing.
-  std::size_t bytes_per_entry() const { return bytes_per_entry_; }
+  // Bytes the table took from the DPDK heaps: buckets, keys, free-slot rings and caches,
+  // RCU state and the slot side array.
+  std::uint64_t memory_bytes() const { return memory_bytes_; }
 
  private:
   struct alignas(16) Slot {
@@ -119,7 +120,7 @@ class SessionTable {
   std::uint32_t slot_count_ = 0;
   std::uint32_t capacity_;
   std::uint32_t sweep_cursor_ = 0;
-  std::size_t bytes_per_entry_ = 0;
+  std::uint64_t memory_bytes_ = 0;
   std::atomic<std::int64_t> entries_{0};
   std::atomic<std::int64_t> live_calls_[kMaxBackends] = {};
 };

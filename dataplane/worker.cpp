@@ -98,6 +98,7 @@ void Worker::run(const std::atomic<bool>& stop) {
 }
 
 bool Worker::poll_once() {
+  const std::uint64_t start = rte_rdtsc();
   // Between bursts: the only place this worker lets go of its snapshot.
   if (channel_ != nullptr)
     if (const Snapshot* next = channel_->receive()) snapshot_ = next;
@@ -116,6 +117,9 @@ bool Worker::poll_once() {
   now_ = rte_rdtsc();
   counters_.flows_expired += flows_.expire(now_, kExpiryBudget, end_expired_stream, this);
   ++(busy ? counters_.busy_polls : counters_.idle_polls);
+  const std::uint64_t spent = rte_rdtsc() - start;
+  counters_.loop_cycles += spent;
+  if (busy) counters_.busy_cycles += spent;
   // Outside any burst this worker holds no session table entry: deleted ones may be reused.
   sessions_->quiescent(index_);
   return busy;

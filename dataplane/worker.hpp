@@ -59,6 +59,7 @@ class Worker {
   const WorkerCounters& counters() const { return counters_; }
   const std::vector<BackendCounters>& backend_counters() const { return backend_counters_; }
   std::uint32_t flow_count() const { return flows_.size(); }
+  const FlowTable& flow_table() const { return flows_; }
   unsigned index() const { return index_; }
 
  private:
