@@ -273,3 +273,42 @@ def parse_sipp_requests(text):
                         if l.lower().startswith(("call-id:", "i:"))), None)
         found.append((method, call_id))
     return found
+
+
+EAL_ARGS = '"--no-huge", "--no-shconf", "--no-pci", "-m", "512", "--log-level=lib.*:error"'
+
+
+def tetherd_config(services, workers=1, backend_macs=True, health=None):
+    """tetherd's configuration for the lab: one net_af_packet port on the lb namespace's
+    eth0 with tetherd's MAC and address, backends b1..b3, and `services`: dicts with name,
+    vip, port, protocol, weights {backend: weight} and optional raw `extra` settings.
+    `health` (a dict: type, interval, timeout, rise, fall) is added to services that do not
+    say `health_check` themselves. backend_macs=False leaves the backends' MACs out, for
+    when tetherd resolves them itself."""
+    backends = ",\n".join(
+        f'  {{ name = "{name}"; address = "{address}";'
+        + (f' mac = "{mac}";' if backend_macs else "") + " }"
+        for name, (address, mac) in BACKENDS.items())
+    blocks = []
+    for s in services:
+        members = ", ".join(f'{{ name = "{b}"; weight = {w}; }}' for b, w in s["weights"].items())
+        extra = s.get("extra", "")
+        check = s.get("health", health)
+        if check:
+            extra += (f' health_check = {{ type = "{check["type"]}"; interval = {check["interval"]};'
+                      f' timeout = {check["timeout"]}; rise = {check["rise"]}; fall = {check["fall"]}; }};')
+        blocks.append(f'  {{ name = "{s["name"]}"; vip = "{s["vip"]}"; port = {s["port"]}; '
+                      f'protocol = "{s["protocol"]}"; {extra}\n    backends = ( {members} ); }}')
+    services_text = ",\n".join(blocks)
+    return f"""workers = {workers};
+eal = [{EAL_ARGS}];
+tables = {{ flows_per_worker = 65536; maglev_size = 65537; }};
+ports = ( {{ name = "lan0"; device = "net_af_packet0,iface=eth0,qpairs={workers}";
+            mac = "{LB_MAC}"; addresses = ["{LB_ADDRESS}"]; }} );
+backends = (
+{backends}
+);
+services = (
+{services_text}
+);
+"""
