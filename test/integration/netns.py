@@ -312,3 +312,20 @@ services = (
 {services_text}
 );
 """
+
+
+def remove_stale_labs():
+    """Deletes labs left by runs whose process is gone (killed before teardown ran): their
+    namespaces are named tte2e-PID-..., and anything inside them was started by that run."""
+    for ns in run("ip", "netns", "list", check=False).stdout.split():
+        parts = ns.split("-")
+        if len(parts) < 4 or parts[0] != "tte2e" or not parts[1].isdigit():
+            continue
+        if Path(f"/proc/{parts[1]}").exists():
+            continue  # its run may still be going
+        for pid in run("ip", "netns", "pids", ns, check=False).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        run("ip", "netns", "del", ns, check=False)

@@ -20,7 +20,7 @@ import pytest
 
 from harness import TETHERCTL, TETHERD
 from netns import (BACKENDS, CLIENT_ADDRESS, SIP_PORT, SIP_VIP, TCP_PORT, TCP_VIP, Lab,
-                   tetherd_config)
+                   remove_stale_labs, tetherd_config)
 
 HEALTH = {"interval": 300, "timeout": 200, "rise": 2, "fall": 3}  # ms
 SIP_HEALTH = dict(HEALTH, type="sip-options")
@@ -31,6 +31,7 @@ SLACK = 1.5
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
+    remove_stale_labs()
     lab = Lab(tmp_path_factory.mktemp("lab"))
     try:
         lab.create()
@@ -54,13 +55,13 @@ def servers(lab):
 class Tetherd:
     started = 0
 
-    def __init__(self, lab, services):
+    def __init__(self, lab, services, workers=1):
         Tetherd.started += 1
         self.lab = lab
         self.dir = lab.workdir
         self.socket = self.dir / f"tetherd-{Tetherd.started}.sock"
         self.config = self.dir / f"tetherd-{Tetherd.started}.cfg"
-        self.config.write_text(tetherd_config(services))
+        self.config.write_text(tetherd_config(services, workers=workers))
         self.stderr_path = self.dir / f"tetherd-{Tetherd.started}.err"
         with open(self.stderr_path, "w") as err:
             self.proc = lab.popen(lab.lb, [TETHERD, "-c", self.config, "--socket", self.socket],
@@ -103,8 +104,8 @@ class Tetherd:
 def start_tetherd(servers):
     started = []
 
-    def start(services):
-        t = Tetherd(servers, services)
+    def start(services, workers=1):
+        t = Tetherd(servers, services, workers)
         started.append(t)
         return t
 
@@ -202,16 +203,20 @@ def assert_spread(counts, weights, total, tolerance):
 
 # -- tests --------------------------------------------------------------------------------
 
-def test_calls_and_connections_through_the_vip(start_tetherd):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_calls_and_connections_through_the_vip(start_tetherd, workers):
     """Real SIP calls complete with every message of a call on one backend, and both
-    calls and TCP connections spread by weight."""
+    calls and TCP connections spread by weight. The UAC sends every call from one UDP
+    socket: a 5-tuple balancer would put them all on one backend, only Call-ID routing
+    spreads them. With two workers the kernel spreads the TCP connections over both
+    queues (af_packet fanout by flow hash), as RSS would."""
     sip_weights = {"b1": 2, "b2": 1, "b3": 1}
     tcp_weights = {"b1": 1, "b2": 2, "b3": 3}
-    tetherd = start_tetherd([sip_service(sip_weights), tcp_service(tcp_weights)])
+    tetherd = start_tetherd([sip_service(sip_weights), tcp_service(tcp_weights)], workers)
     lab = tetherd.lab
     tetherd.wait_until(lambda b: all(x["healthy"] for x in b.values()), 10, "all healthy")
 
-    run = Calls(lab, "spread", calls=240, rate=60)
+    run = Calls(lab, f"spread{workers}", calls=240, rate=60)
     served = connections(lab, 600)
     where = assert_calls_complete(run)
 
@@ -224,6 +229,9 @@ def test_calls_and_connections_through_the_vip(start_tetherd):
     for name in BACKENDS:
         assert backends[name]["sessions"] == per_backend[name]
         assert backends[name]["state"] == "up"
+    per_worker = json.loads(tetherd.ctl("--json", "show", "workers"))["workers"]
+    assert len(per_worker) == workers
+    assert all(w["forwarded"] > 100 for w in per_worker), per_worker
     assert tetherd.stop() == 0
 
 
