@@ -161,7 +161,8 @@ class Calls:
 
 def assert_calls_complete(run):
     """Every call succeeded, and all of each call's requests reached one backend.
-    Returns Call-ID -> backend."""
+    Returns Call-ID -> backend. The UAC's count alone is not enough: a BYE that lands on
+    another backend's sipp UAS gets a 200 there too, so the call still "succeeds"."""
     code, ok, failed = run.wait()
     assert (code, ok, failed) == (0, run.calls, 0), (run.lab.workdir / f"uac-{run.tag}.err").read_text()
     placement = run.placement()
