@@ -30,12 +30,6 @@ std::vector<std::string> words(const std::string& line) {
 
 std::string error(const std::string& message) { return "{\"error\":" + json_string(message) + "}"; }
 
-int backend_named(const ControlState& state, const std::string& name) {
-  for (std::size_t b = 0; b < state.config.backends.size(); ++b)
-    if (state.config.backends[b].name == name) return static_cast<int>(b);
-  return -1;
-}
-
 std::string show_services(const ControlState& state) {
   std::ostringstream out;
   out << "{\"services\":[";
@@ -229,9 +223,9 @@ std::string show_flows(ControlState& state, const ListingFilter& filter) {
 std::string change_backend(ControlState& state, const std::vector<std::string>& w) {
   // backend weight NAME WEIGHT [SERVICE] | backend drain|enable|disable NAME
   if (w.size() < 3) return error("usage: backend weight NAME WEIGHT [SERVICE] | backend drain|enable|disable NAME");
-  const int b = backend_named(state, w[2]);
-  if (b < 0) return error("no backend named '" + w[2] + "'");
-  const auto backend = static_cast<std::size_t>(b);
+  const auto named = index_named(state.config.backends, w[2]);
+  if (!named) return error("no backend named '" + w[2] + "'");
+  const std::size_t backend = *named;
   if (w[1] == "weight") {
     if (w.size() < 4 || w.size() > 5) return error("usage: backend weight NAME WEIGHT [SERVICE]");
     char* end = nullptr;

@@ -27,11 +27,12 @@ std::optional<unsigned long> number(const std::string& text) {
   return value;
 }
 
+// The tables hold service and backend indices in 16 bits (SessionKey, FlowEntry).
 template <typename Named>
-std::optional<std::uint16_t> index_named(const std::vector<Named>& items, const std::string& name) {
-  for (std::size_t i = 0; i < items.size(); ++i)
-    if (items[i].name == name) return static_cast<std::uint16_t>(i);
-  return std::nullopt;
+std::optional<std::uint16_t> index16_named(const std::vector<Named>& items, const std::string& name) {
+  const auto index = index_named(items, name);
+  if (!index) return std::nullopt;
+  return static_cast<std::uint16_t>(*index);
 }
 
 std::string usage(unsigned allowed) {
@@ -64,11 +65,11 @@ std::variant<ListingFilter, std::string> parse_listing_filter(std::span<const st
     const std::string& value = words[i + 1];
     switch (named->field) {
       case ListingFilter::service:
-        filter.service_index = index_named(config.services, value);
+        filter.service_index = index16_named(config.services, value);
         if (!filter.service_index) return "no service named '" + value + "'";
         break;
       case ListingFilter::backend:
-        filter.backend_index = index_named(config.backends, value);
+        filter.backend_index = index16_named(config.backends, value);
         if (!filter.backend_index) return "no backend named '" + value + "'";
         break;
       case ListingFilter::protocol:
