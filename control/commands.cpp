@@ -3,15 +3,26 @@
 #include <rte_cycles.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "control/cli_server.hpp"
+#include "control/listing_filter.hpp"
 #include "control/log.hpp"
 #include "control/telemetry.hpp"
 
 namespace tether {
 namespace {
+
+// How long `show flows` waits for the workers. A running worker answers within its next
+// few loops; one that has not answered by then is reported rather than waited for. Workers
+// stop walking a little earlier, so a busy one with a huge table still answers in time.
+constexpr std::chrono::milliseconds kFlowSampleWait{200};
+constexpr std::uint64_t kFlowSampleWalkMs = 150;
 
 std::vector<std::string> words(const std::string& line) {
   std::istringstream in(line);
@@ -255,6 +266,136 @@ std::string reload(ControlState& state) {
   return out.str();
 }
 
+// An index past the configuration's: added by a later snapshot.
+std::string unnamed(std::uint16_t index) {
+  std::string text(1, '#');
+  return text.append(std::to_string(index));
+}
+
+std::string name_of_service(const ControlState& state, std::uint16_t index) {
+  return index < state.config.services.size() ? state.config.services[index].name
+                                              : unnamed(index);
+}
+
+std::string name_of_backend(const ControlState& state, std::uint16_t index) {
+  return index < state.config.backends.size() ? state.config.backends[index].name
+                                              : unnamed(index);
+}
+
+std::uint64_t milliseconds_until(const ControlState& state, std::uint64_t deadline_tsc,
+                                 std::uint64_t now_tsc) {
+  return deadline_tsc > now_tsc ? (deadline_tsc - now_tsc) * 1000 / state.tsc_hz : 0;
+}
+
+std::string show_sessions(const ControlState& state, const ListingFilter& filter) {
+  const std::uint64_t now = rte_rdtsc();
+  std::uint64_t total = 0;
+  std::uint64_t matched = 0;
+  std::ostringstream rows;
+  state.sessions->for_each_live(now, [&](const dataplane::SessionEntry& entry) {
+    ++total;
+    if (!filter.admits(entry) || matched++ >= filter.max_entries) return;
+    const dataplane::SessionKey& key = entry.key;
+    rows << (matched > 1 ? "," : "") << "{\"kind\":\"" << dataplane::to_string(key.kind)
+         << "\",\"protocol\":\"" << protocol_name(key.kind)
+         << "\",\"service\":" << json_string(name_of_service(state, key.service))
+         << ",\"backend\":" << json_string(name_of_backend(state, entry.route.backend))
+         << ",\"expires_in_ms\":" << milliseconds_until(state, entry.deadline, now);
+    if (key.kind == dataplane::SessionKind::sip_call) {
+      char digest[17];
+      std::snprintf(digest, sizeof digest, "%016" PRIx64, key.digest);
+      rows << ",\"call_id_digest\":\"" << digest << "\"";
+    } else {
+      rows << ",\"client\":" << json_string(format_ip(key.address));
+      if (key.kind == dataplane::SessionKind::rtp_expectation) rows << ",\"client_port\":" << key.port;
+    }
+    rows << "}";
+  });
+  return "{\"sessions\":[" + rows.str() + "],\"matched\":" + std::to_string(matched) +
+         ",\"total\":" + std::to_string(total) +
+         ",\"truncated\":" + (matched > filter.max_entries ? "true" : "false") + "}";
+}
+
+// Asks every worker (or the one filtered) for a sample of its flow table and waits, bounded,
+// for the answers; dataplane/flow_sample.hpp says why an answer that comes late is harmless.
+std::string show_flows(ControlState& state, const ListingFilter& filter) {
+  enum class Answer { waiting, answered, busy };
+  struct Asked {
+    unsigned worker;
+    dataplane::FlowSampleMailbox* mailbox;
+    std::uint64_t generation;
+    Answer answer;
+  };
+  dataplane::FlowSampleRequest request;
+  request.limit = filter.max_entries;
+  if (filter.service_index) request.service = *filter.service_index;
+  if (filter.backend_index) request.backend = *filter.backend_index;
+  request.deadline_tsc = rte_rdtsc() + state.tsc_hz * kFlowSampleWalkMs / 1000;
+
+  std::vector<Asked> asked;
+  const auto& workers = *state.workers;
+  for (unsigned w = 0; w < workers.size(); ++w) {
+    if (filter.worker_index && *filter.worker_index != w) continue;
+    dataplane::FlowSampleMailbox& mailbox = workers[w]->flow_samples();
+    // Still walking for a request nobody waits for any more: its buffer is not ours yet.
+    if (!mailbox.idle()) asked.push_back({w, &mailbox, 0, Answer::busy});
+    else asked.push_back({w, &mailbox, mailbox.ask(request), Answer::waiting});
+  }
+  const auto give_up = std::chrono::steady_clock::now() + kFlowSampleWait;
+  for (bool waiting = true; waiting;) {
+    waiting = false;
+    for (Asked& a : asked)
+      if (a.answer == Answer::waiting) {
+        if (a.mailbox->answered(a.generation)) a.answer = Answer::answered;
+        else waiting = true;
+      }
+    if (!waiting || std::chrono::steady_clock::now() >= give_up) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+
+  const std::uint64_t now = rte_rdtsc();
+  std::ostringstream rows;
+  std::ostringstream answers;
+  std::uint32_t sampled = 0;
+  bool truncated = false;
+  for (const Asked& a : asked) {
+    const char* status = a.answer == Answer::answered ? "answered"
+                         : a.answer == Answer::busy   ? "busy"
+                                                      : "no answer";
+    answers << (&a == &asked.front() ? "" : ",") << "{\"worker\":" << a.worker
+            << ",\"status\":\"" << status << "\",\"flows_in_table\":"
+            << workers[a.worker]->flow_count();
+    if (a.answer != Answer::answered) {
+      truncated = true;
+      answers << "}";
+      continue;
+    }
+    const auto samples = a.mailbox->samples();
+    answers << ",\"sampled\":" << samples.size()
+            << ",\"walked_all\":" << (a.mailbox->walked_all() ? "true" : "false") << "}";
+    if (!a.mailbox->walked_all()) truncated = true;
+    for (const dataplane::FlowSample& flow : samples) {
+      if (sampled == filter.max_entries) {
+        truncated = true;
+        break;
+      }
+      rows << (sampled++ ? "," : "") << "{\"worker\":" << a.worker << ",\"protocol\":\""
+           << (flow.key.ip_proto == parsers::kProtoTcp ? "tcp" : "udp")
+           << "\",\"client\":" << json_string(format_ip(flow.key.src))
+           << ",\"client_port\":" << flow.key.src_port
+           << ",\"vip\":" << json_string(format_ip(flow.key.dst))
+           << ",\"port\":" << flow.key.dst_port
+           << ",\"service\":" << json_string(name_of_service(state, flow.service))
+           << ",\"backend\":" << json_string(name_of_backend(state, flow.backend))
+           << ",\"expires_in_ms\":" << milliseconds_until(state, flow.deadline_tsc, now)
+           << ",\"closing\":" << (flow.closing ? "true" : "false") << "}";
+    }
+  }
+  return "{\"flows\":[" + rows.str() + "],\"workers\":[" + answers.str() +
+         "],\"sampled\":" + std::to_string(sampled) +
+         ",\"truncated\":" + (truncated ? "true" : "false") + "}";
+}
+
 std::string change_backend(ControlState& state, const std::vector<std::string>& w) {
   // backend weight NAME WEIGHT [SERVICE] | backend drain|enable|disable NAME
   if (w.size() >= 2 && w[1] == "add") return add_backend(state, w);
@@ -337,9 +478,22 @@ std::string run_command(ControlState& state, const std::string& line) {
   if (w.empty()) return error("empty command; try 'help'");
   if (w[0] == "help")
     return "{\"commands\":[\"show services\",\"show backends\",\"show counters\",\"show workers\","
+           "\"show sessions [service NAME] [protocol sip|rtsp|ftp] [backend NAME] [limit N]\","
+           "\"show flows [worker N] [service NAME] [backend NAME] [limit N]\","
            "\"backend weight NAME WEIGHT [SERVICE]\",\"backend drain NAME\",\"backend enable NAME\","
            "\"backend disable NAME\",\"backend add NAME ADDRESS SERVICE [weight W] [mac MAC] [port PORT]\","
            "\"backend remove NAME [SERVICE]\",\"reload\",\"metrics\"]}";
+  if (w[0] == "show" && w.size() >= 2 && (w[1] == "sessions" || w[1] == "flows")) {
+    const bool sessions = w[1] == "sessions";
+    const unsigned allowed = sessions ? ListingFilter::service | ListingFilter::protocol |
+                                            ListingFilter::backend | ListingFilter::limit
+                                      : ListingFilter::worker | ListingFilter::service |
+                                            ListingFilter::backend | ListingFilter::limit;
+    auto parsed = parse_listing_filter(std::span(w).subspan(2), allowed, state.config);
+    if (const auto* wrong = std::get_if<std::string>(&parsed)) return error(*wrong);
+    const auto& filter = std::get<ListingFilter>(parsed);
+    return sessions ? show_sessions(state, filter) : show_flows(state, filter);
+  }
   if (w[0] == "show" && w.size() == 2) {
     if (w[1] == "services") return show_services(state);
     if (w[1] == "backends") return show_backends(state);

@@ -130,6 +130,14 @@ inline constexpr unsigned kMaxWorkers = 64;
 Config load_config_file(const std::string& path);
 Config load_config_text(const std::string& text, const std::string& name);  // for tests
 
+// Where the backend, service or port named `name` is in `items` (its index everywhere else).
+template <typename Named>
+std::optional<std::size_t> index_named(const std::vector<Named>& items, const std::string& name) {
+  for (std::size_t i = 0; i < items.size(); ++i)
+    if (items[i].name == name) return i;
+  return std::nullopt;
+}
+
 bool is_prime(std::uint32_t n);
 // Port, backend, service and pool names: 1 to 32 letters, digits, '.', '_', '-' or ':'.
 bool is_valid_name(const std::string& name);

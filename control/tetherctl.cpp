@@ -77,6 +77,34 @@ void print_human(const json& answer) {
                       text(b["state"]), text(b["packets"]), text(b["flows"]), text(b["sessions"]),
                       text(b["live_calls"])});
     print_table({"BACKEND", "ADDRESS", "MAC", "STATE", "PACKETS", "FLOWS", "SESSIONS", "LIVE CALLS"}, rows);
+  } else if (answer.contains("sessions")) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& s : answer["sessions"]) {
+      // The key that identifies the entry: a call's digest, or the client that will connect.
+      std::string key = s.contains("call_id_digest") ? text(s["call_id_digest"]) : text(s["client"]);
+      if (s.contains("client_port")) key.append(":").append(text(s["client_port"]));
+      rows.push_back({text(s["kind"]), text(s["service"]), text(s["backend"]), key,
+                      text(s["expires_in_ms"])});
+    }
+    print_table({"KIND", "SERVICE", "BACKEND", "KEY", "EXPIRES IN (MS)"}, rows);
+    std::printf("%s of %s matched (%s in the table)%s\n", text(answer["sessions"].size()).c_str(),
+                text(answer["matched"]).c_str(), text(answer["total"]).c_str(),
+                answer["truncated"].get<bool>() ? ", truncated by the limit" : "");
+  } else if (answer.contains("flows")) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& f : answer["flows"])
+      rows.push_back({text(f["worker"]), text(f["protocol"]),
+                      text(f["client"]) + ":" + text(f["client_port"]),
+                      text(f["vip"]) + ":" + text(f["port"]), text(f["service"]), text(f["backend"]),
+                      text(f["expires_in_ms"]), f["closing"].get<bool>() ? "closing" : ""});
+    print_table({"WORKER", "PROTO", "CLIENT", "VIP", "SERVICE", "BACKEND", "EXPIRES IN (MS)", ""}, rows);
+    for (const auto& w : answer["workers"])
+      if (text(w["status"]) != "answered")
+        std::printf("worker %s: %s\n", text(w["worker"]).c_str(),
+                    text(w["status"]) == "busy" ? "still answering an earlier request"
+                                                : "did not answer in time");
+    std::printf("%s flow(s) sampled%s\n", text(answer["sampled"]).c_str(),
+                answer["truncated"].get<bool>() ? "; more may match" : "");
   } else if (answer.contains("workers")) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& w : answer["workers"])
@@ -98,6 +126,8 @@ int main(int argc, char** argv) {
   po::options_description visible(
       "Usage: tetherctl [-s PATH] [--json] COMMAND...\n"
       "Commands: show services|backends|counters|workers, backend weight NAME WEIGHT [SERVICE],\n"
+      "show sessions [service NAME] [protocol sip|rtsp|ftp] [backend NAME] [limit N],\n"
+      "show flows [worker N] [service NAME] [backend NAME] [limit N],\n"
       "backend drain|enable|disable NAME, backend add NAME ADDRESS SERVICE [weight W] [mac MAC]\n"
       "[port PORT], backend remove NAME [SERVICE], reload, metrics, help\nOptions");
   visible.add_options()("help,h", "print this help")(

@@ -35,9 +35,9 @@ FlowTable::FlowTable(const char* name, std::uint32_t capacity, int socket) : cap
                              rte_strerror(rte_errno));
   // rte_hash positions run up to the number of key slots it allocated, which is at least
   // `entries`; ask it rather than assume.
-  const std::int32_t slots = rte_hash_max_key_id(hash_) + 1;
+  slot_count_ = static_cast<std::uint32_t>(rte_hash_max_key_id(hash_)) + 1;
   entries_ = static_cast<FlowEntry*>(
-      rte_zmalloc_socket(name, sizeof(FlowEntry) * static_cast<std::size_t>(slots),
+      rte_zmalloc_socket(name, sizeof(FlowEntry) * slot_count_,
                          RTE_CACHE_LINE_SIZE, socket));
   if (entries_ == nullptr) {
     rte_hash_free(hash_);
@@ -87,6 +87,12 @@ unsigned FlowTable::expire(std::uint64_t now_tsc, unsigned budget, ExpireCallbac
     }
   }
   return deleted;
+}
+
+const FlowKey* FlowTable::key_at(std::int32_t position) const {
+  void* key = nullptr;
+  if (rte_hash_get_key_with_position(hash_, position, &key) != 0) return nullptr;
+  return static_cast<const FlowKey*>(key);
 }
 
 std::uint32_t FlowTable::size() const { return static_cast<std::uint32_t>(rte_hash_count(hash_)); }

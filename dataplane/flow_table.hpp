@@ -61,17 +61,43 @@ class FlowTable {
   unsigned expire(std::uint64_t now_tsc, unsigned budget, ExpireCallback on_expire = nullptr,
                   void* context = nullptr);
 
+  // Walks up to `slots` positions from where the last walk stopped and calls
+  // visit(position, entry) for each live entry (deadline not passed) until visit returns
+  // false. Returns the positions walked. Positions rather than rte_hash_iterate(): that
+  // skips free slots inside one call, so on a sparse table a single call could cross
+  // millions of them; here every call costs at most `slots` steps. Expired entries are
+  // dead whether swept or not, and the sweep deletes nothing else, so a free slot never
+  // holds a live deadline.
+  template <typename Visit>
+  std::uint32_t walk(std::uint64_t now_tsc, std::uint32_t slots, Visit&& visit) {
+    std::uint32_t walked = 0;
+    while (walked < slots) {
+      const std::uint32_t position = walk_cursor_;
+      walk_cursor_ = walk_cursor_ + 1 == slot_count_ ? 0 : walk_cursor_ + 1;
+      ++walked;
+      const FlowEntry& entry = entries_[position];
+      if (entry.deadline_tsc >= now_tsc && !visit(static_cast<std::int32_t>(position), entry)) break;
+    }
+    return walked;
+  }
+  // The key at `position`, or null for a free slot.
+  const FlowKey* key_at(std::int32_t position) const;
+
   std::uint32_t size() const;
   std::uint32_t capacity() const { return capacity_; }
   // Bytes the table took from the DPDK heaps: hash buckets, keys, free-slot ring, entries.
   std::uint64_t memory_bytes() const { return memory_bytes_; }
+  // Positions rte_hash may hand out: at least the capacity.
+  std::uint32_t slot_count() const { return slot_count_; }
 
  private:
   rte_hash* hash_ = nullptr;
   FlowEntry* entries_ = nullptr;
   std::uint32_t capacity_;
   std::uint64_t memory_bytes_ = 0;
+  std::uint32_t slot_count_ = 0;
   std::uint32_t sweep_cursor_ = 0;
+  std::uint32_t walk_cursor_ = 0;
 };
 
 }  // namespace tether::dataplane

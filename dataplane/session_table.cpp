@@ -215,12 +215,12 @@ SweepResult SessionTable::sweep(std::uint64_t now, std::uint32_t budget) {
     Slot& slot = slots_[position];
     const std::uint64_t deadline = slot.deadline.load(std::memory_order_relaxed);
     if (deadline == 0 || deadline >= now) continue;
-    void* key;
-    if (rte_hash_get_key_with_position(hash_, position, &key) != 0) {
+    SessionEntry entry;
+    if (!entry_at(static_cast<std::uint32_t>(position), entry)) {
       slot.deadline.store(0, std::memory_order_relaxed);  // a slot freed earlier
       continue;
     }
-    const SessionKey copy = *static_cast<const SessionKey*>(key);
+    const SessionKey& copy = entry.key;
     slot.deadline.store(0, std::memory_order_relaxed);
     slot.claimed.store(0, std::memory_order_relaxed);
     if (rte_hash_del_key(hash_, &copy) >= 0) {
@@ -230,6 +230,36 @@ SweepResult SessionTable::sweep(std::uint64_t now, std::uint32_t budget) {
     }
   }
   return result;
+}
+
+bool SessionTable::entry_at(std::uint32_t position, SessionEntry& entry) const {
+  void* key;
+  if (rte_hash_get_key_with_position(hash_, static_cast<std::int32_t>(position), &key) != 0)
+    return false;
+  entry.key = *static_cast<const SessionKey*>(key);
+  void* data;
+  if (rte_hash_lookup_data(hash_, &entry.key, &data) != static_cast<std::int32_t>(position))
+    return false;
+  entry.route = unpack(data);
+  entry.deadline = slots_[position].deadline.load(std::memory_order_relaxed);
+  return true;
+}
+
+bool SessionTable::live_entry(std::uint32_t position, std::uint64_t now, SessionEntry& entry) const {
+  const std::uint64_t deadline = slots_[position].deadline.load(std::memory_order_relaxed);
+  // 0: a free slot, or an entry a worker is adding right now (its deadline comes next).
+  if (deadline == 0 || deadline < now) return false;
+  return entry_at(position, entry);
+}
+
+const char* to_string(SessionKind kind) {
+  switch (kind) {
+    case SessionKind::sip_call: return "sip_call";
+    case SessionKind::rtp_expectation: return "rtp_expectation";
+    case SessionKind::ftp_expectation: return "ftp_expectation";
+    case SessionKind::count_: break;
+  }
+  return "unknown";
 }
 
 // Not rte_hash_count(): that counts deleted slots until RCU reclaims them.

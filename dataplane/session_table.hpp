@@ -56,6 +56,15 @@ struct SessionRoute {
 
 inline constexpr std::size_t kSessionKinds = static_cast<std::size_t>(SessionKind::count_);
 
+const char* to_string(SessionKind kind);
+
+// One entry as the control thread reads it.
+struct SessionEntry {
+  SessionKey key;
+  SessionRoute route;
+  std::uint64_t deadline;
+};
+
 // What the control thread's sweep did, per kind.
 struct SweepResult {
   std::uint64_t expired[kSessionKinds] = {};
@@ -98,6 +107,14 @@ class SessionTable {
   // --- control thread ---
   // Deletes expired entries among the next `budget` slots.
   SweepResult sweep(std::uint64_t now, std::uint32_t budget);
+  // Calls visit(const SessionEntry&) for every live entry (deadline not passed), in slot
+  // order. Entries the workers add meanwhile may or may not be seen.
+  template <typename Visit>
+  void for_each_live(std::uint64_t now, Visit&& visit) const {
+    SessionEntry entry;
+    for (std::uint32_t position = 0; position < slot_count_; ++position)
+      if (live_entry(position, now, entry)) visit(static_cast<const SessionEntry&>(entry));
+  }
   std::uint32_t size() const;
   std::uint32_t capacity() const { return capacity_; }
   // Bytes the table took from the DPDK heaps: buckets, keys, free-slot rings and caches,
@@ -111,6 +128,10 @@ class SessionTable {
     std::atomic<std::uint32_t> counted_on;  // backend + 1 holding the entry's count, or 0
   };
 
+  // The entry at `position` if it has a deadline and a key: false for a free slot. Only the
+  // control thread deletes, so a key it finds stays put while it reads it.
+  bool entry_at(std::uint32_t position, SessionEntry& entry) const;
+  bool live_entry(std::uint32_t position, std::uint64_t now, SessionEntry& entry) const;
   void count(SessionKind kind, std::uint16_t backend, bool entry);
   void uncount(SessionKind kind, std::uint16_t backend, bool entry);
 

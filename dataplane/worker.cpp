@@ -116,6 +116,7 @@ bool Worker::poll_once() {
   for (std::uint16_t p = 0; p < snapshot_->ports.size(); ++p) busy |= poll_port(p, rte_rdtsc());
   now_ = rte_rdtsc();
   counters_.flows_expired += flows_.expire(now_, kExpiryBudget, end_expired_stream, this);
+  if (flow_samples_.asked()) flow_samples_.serve(flows_, now_);
   ++(busy ? counters_.busy_polls : counters_.idle_polls);
   const std::uint64_t spent = rte_rdtsc() - start;
   counters_.loop_cycles += spent;

@@ -5,7 +5,8 @@
 // call, schedule the misses (related RTP and FTP data flows through their expectations),
 // inspect control connections, rewrite for DSR, transmit. Everything a worker writes (flow
 // table, reassembly buffers, counters, TX buffers) is its own, except session table entries,
-// which the table makes safe to share.
+// which the table makes safe to share, and the flow samples the control thread asks for,
+// which the mailbox hands over (dataplane/flow_sample.hpp).
 #pragma once
 
 #include <atomic>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "dataplane/counters.hpp"
+#include "dataplane/flow_sample.hpp"
 #include "dataplane/flow_table.hpp"
 #include "dataplane/session_table.hpp"
 #include "dataplane/snapshot.hpp"
@@ -60,6 +62,8 @@ class Worker {
   const std::vector<BackendCounters>& backend_counters() const { return backend_counters_; }
   std::uint32_t flow_count() const { return flows_.size(); }
   const FlowTable& flow_table() const { return flows_; }
+  // The control thread's only way into this worker's flow table.
+  FlowSampleMailbox& flow_samples() { return flow_samples_; }
   unsigned index() const { return index_; }
 
  private:
@@ -131,6 +135,7 @@ class Worker {
   rte_ring* exceptions_;
   rte_ring* outbound_;
   FlowTable flows_;
+  FlowSampleMailbox flow_samples_;
   std::vector<Stream> streams_;
   std::vector<std::uint32_t> free_streams_;
   std::uint64_t now_ = 0;  // of the current loop, for the expiry callback

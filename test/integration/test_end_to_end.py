@@ -61,7 +61,8 @@ class Tetherd:
         self.dir = lab.workdir
         self.socket = self.dir / f"tetherd-{Tetherd.started}.sock"
         self.config = self.dir / f"tetherd-{Tetherd.started}.cfg"
-        self.config.write_text(tetherd_config(services, workers=workers))
+        # No MACs in the configuration: tetherd learns the backends' by ARP, as in production.
+        self.config.write_text(tetherd_config(services, workers=workers, backend_macs=False))
         self.stderr_path = self.dir / f"tetherd-{Tetherd.started}.err"
         with open(self.stderr_path, "w") as err:
             self.proc = lab.popen(lab.lb, [TETHERD, "-c", self.config, "--socket", self.socket],
@@ -71,6 +72,8 @@ class Tetherd:
             assert self.proc.poll() is None, f"tetherd exited: {self.log()}"
             assert time.monotonic() < deadline, f"tetherd did not start: {self.log()}"
             time.sleep(0.1)
+        self.wait_until(lambda b: all(x["mac_source"] == "arp" for x in b.values()), 5,
+                        "backend MACs learnt by ARP")
 
     def log(self):
         return self.stderr_path.read_text()
@@ -227,9 +230,11 @@ def test_calls_and_connections_through_the_vip(start_tetherd, workers):
     assert sum(served.values()) == 600
     # tetherd's own account agrees with what the servers saw
     backends = tetherd.backends()
-    for name in BACKENDS:
+    for name, (_address, mac) in BACKENDS.items():
         assert backends[name]["sessions"] == per_backend[name]
         assert backends[name]["state"] == "up"
+        assert (backends[name]["mac"], backends[name]["mac_source"]) == (mac, "arp")
+    assert "backend b1 is at" in tetherd.log()
     per_worker = json.loads(tetherd.ctl("--json", "show", "workers"))["workers"]
     assert len(per_worker) == workers
     assert all(w["forwarded"] > 100 for w in per_worker), per_worker

@@ -762,3 +762,35 @@ TEST_CASE("session table: concurrent readers and sweeps never observe a freed en
   INFO("live_calls left per backend after everything was swept:" << per_backend);
   CHECK(drift == 0);
 }
+
+TEST_CASE("session table: for_each_live lists live entries with their routes", "[session]") {
+  SessionTable table(unique_name().c_str(), 1024, 1, kSocket);
+  const auto call = sip_call_key(0, 0xabcdefULL);
+  const auto rtp = rtp_expectation_key(1, v4(198, 51, 100, 7), 5004);
+  const auto ftp = ftp_expectation_key(2, v4(198, 51, 100, 8));
+  const auto stale = sip_call_key(0, 0x1234ULL);
+  REQUIRE(add(table, call, 3, 0, 1000) >= 0);
+  REQUIRE(add(table, rtp, 4, 1, 2000) >= 0);
+  REQUIRE(add(table, ftp, 5, 2, 3000) >= 0);
+  REQUIRE(add(table, stale, 6, 0, 10) >= 0);  // expired at now = 500, not swept yet
+
+  std::vector<tether::dataplane::SessionEntry> seen;
+  table.for_each_live(500, [&](const tether::dataplane::SessionEntry& entry) { seen.push_back(entry); });
+  REQUIRE(seen.size() == 3);
+  std::sort(seen.begin(), seen.end(), [](const auto& a, const auto& b) { return a.deadline < b.deadline; });
+  CHECK(std::memcmp(&seen[0].key, &call, sizeof call) == 0);
+  CHECK(seen[0].route.backend == 3);
+  CHECK(seen[0].deadline == 1000);
+  CHECK(std::memcmp(&seen[1].key, &rtp, sizeof rtp) == 0);
+  CHECK(seen[1].route.backend == 4);
+  CHECK(seen[1].route.service == 1);
+  CHECK(std::memcmp(&seen[2].key, &ftp, sizeof ftp) == 0);
+  CHECK(seen[2].route.backend == 5);
+
+  // Swept entries are gone from the listing as from lookups.
+  sweep_all(table, 1500);
+  seen.clear();
+  table.for_each_live(1500, [&](const tether::dataplane::SessionEntry& entry) { seen.push_back(entry); });
+  REQUIRE(seen.size() == 2);
+  CHECK(tether::dataplane::to_string(seen[0].key.kind) != std::string("sip_call"));
+}
