@@ -70,21 +70,22 @@ std::int32_t FlowTable::insert(const FlowKey& key, std::uint32_t signature,
 
 unsigned FlowTable::expire(std::uint64_t now_tsc, unsigned budget, ExpireCallback on_expire,
                            void* context) {
+  // A walk over the entries array by position: sequential, one comparison per free or live
+  // slot, and bounded on a sparse table (rte_hash_iterate would skip free slots unbounded).
+  // Only an expired entry costs a hash operation.
   unsigned deleted = 0;
-  const void* key;
-  void* data;
   for (unsigned examined = 0; examined < budget; ++examined) {
-    const std::int32_t position = rte_hash_iterate(hash_, &key, &data, &sweep_cursor_);
-    if (position < 0) {  // end of the table: start the next sweep
-      sweep_cursor_ = 0;
-      break;
-    }
+    const std::uint32_t position = sweep_cursor_;
+    sweep_cursor_ = sweep_cursor_ + 1 == slot_count_ ? 0 : sweep_cursor_ + 1;
     FlowEntry& entry = entries_[position];
-    if (entry.deadline_tsc < now_tsc) {
+    if (entry.deadline_tsc == kFreeSlot || entry.deadline_tsc >= now_tsc) continue;
+    const FlowKey* key = key_at(static_cast<std::int32_t>(position));
+    if (key != nullptr) {
       if (entry.stream != 0 && on_expire != nullptr) on_expire(context, entry);
       rte_hash_del_key(hash_, key);
       ++deleted;
     }
+    entry.deadline_tsc = kFreeSlot;
   }
   return deleted;
 }

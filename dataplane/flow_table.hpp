@@ -30,7 +30,7 @@ static_assert(sizeof(FlowKey) == 40);
 std::uint32_t flow_signature(const FlowKey& key);
 
 struct FlowEntry {
-  std::uint64_t deadline_tsc;
+  std::uint64_t deadline_tsc;  // kFreeSlot once the sweep deleted the entry
   std::uint16_t backend;
   std::uint16_t service;
   std::uint8_t closing;  // TCP FIN or RST seen: the entry lives for fin_timeout only
@@ -40,6 +40,8 @@ struct FlowEntry {
 class FlowTable {
  public:
   static constexpr unsigned kMaxBulk = 64;
+  // The deadline of a slot that holds no entry: in the past for every walk.
+  static constexpr std::uint64_t kFreeSlot = 0;
 
   FlowTable(const char* name, std::uint32_t capacity, int socket);
   ~FlowTable();
@@ -54,8 +56,8 @@ class FlowTable {
   std::int32_t insert(const FlowKey& key, std::uint32_t signature, const FlowEntry& entry);
   FlowEntry& at(std::int32_t position) { return entries_[position]; }
 
-  // Examines up to `budget` occupied slots from where the last call stopped and deletes the
-  // ones past their deadline, calling on_expire(context, entry) first for those with stream
+  // Examines up to `budget` slots from where the last call stopped and deletes the entries
+  // past their deadline, calling on_expire(context, entry) first for those with stream
   // state. Returns how many it deleted.
   using ExpireCallback = void (*)(void* context, FlowEntry& entry);
   unsigned expire(std::uint64_t now_tsc, unsigned budget, ExpireCallback on_expire = nullptr,

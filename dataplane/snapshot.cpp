@@ -17,6 +17,16 @@ std::uint32_t service_hash(const IpBytes& vip, std::uint16_t port, std::uint8_t 
   return rte_hash_crc_4byte(static_cast<std::uint32_t>(port) << 8 | ip_proto, h);
 }
 
+// Two 8-byte comparisons, inline: std::array's == calls memcmp on every packet.
+bool same_address(const IpBytes& a, const IpBytes& b) {
+  std::uint64_t a_high, a_low, b_high, b_low;
+  std::memcpy(&a_high, a.data(), 8);
+  std::memcpy(&a_low, a.data() + 8, 8);
+  std::memcpy(&b_high, b.data(), 8);
+  std::memcpy(&b_low, b.data() + 8, 8);
+  return ((a_high ^ b_high) | (a_low ^ b_low)) == 0;
+}
+
 }  // namespace
 
 void ServiceIndex::build(
@@ -39,7 +49,7 @@ std::uint16_t ServiceIndex::find(const IpBytes& vip, std::uint16_t port,
   for (std::uint32_t i = service_hash(vip, port, ip_proto) & mask_;; i = (i + 1) & mask_) {
     const Slot& slot = slots_[i];
     if (slot.service == kNone) return kNone;
-    if (slot.port == port && slot.ip_proto == ip_proto && slot.vip == vip) return slot.service;
+    if (slot.port == port && slot.ip_proto == ip_proto && same_address(slot.vip, vip)) return slot.service;
   }
 }
 

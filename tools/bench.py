@@ -1,0 +1,523 @@
+"""tether's benchmark: tetherd against dpdk-testpmd on the same vdevs, in the same run.
+
+For every scenario it writes a pcap, then runs, one after the other on the same forwarding
+lcore: dpdk-testpmd in io mode (the ceiling of the I/O path), dpdk-testpmd in 5tswap mode
+(parses L2-L4 and swaps addresses: the cost of touching headers without a table) and
+tetherd with one worker. Each reads the pcap forever (net_pcap, infinite_rx=1) and sends to
+net_null. Each runs a warm-up, then a measured window; the figure of a scenario is the
+median over the rounds. Throughput is stated as a ratio to io in the same run, because
+absolute figures on shared machines drift.
+
+Usage: tools/bench [--quick] [--rounds N] [--seconds S] [--warmup S] [--out DIR] [SCENARIO...]
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD = Path(os.environ.get("TETHER_BUILD", REPO / "build"))
+TETHERD = BUILD / "control" / "tetherd"
+TETHERCTL = BUILD / "control" / "tetherctl"
+TESTPMD = shutil.which("dpdk-testpmd") or "/usr/bin/dpdk-testpmd"
+
+PORT_MAC = bytes.fromhex("020000000001")
+CLIENT_MAC = bytes.fromhex("020000000aa1")
+VIP_UDP, VIP_TCP, VIP_SIP, VIP_RTSP, VIP_FTP = (bytes([192, 0, 2, n]) for n in (100, 101, 102, 103, 104))
+UDP_PORT, TCP_PORT, SIP_PORT, RTSP_PORT, FTP_PORT = 5000, 80, 5060, 554, 21
+HUGEPAGE_MB = 2
+
+
+# -- frames --------------------------------------------------------------------------------
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def client_address(n):
+    return bytes([10, (n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF])
+
+
+def ipv4_frame(protocol, source, destination, l4, pad_to=60):
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 0, 0x4000, 64, protocol, 0,
+                         source, destination)
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
+    frame = PORT_MAC + CLIENT_MAC + b"\x08\x00" + header + l4
+    return frame + b"\0" * max(0, pad_to - len(frame))
+
+
+def udp(source, destination, sport, dport, payload=b""):
+    l4 = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    return ipv4_frame(17, source, destination, l4)
+
+
+def tcp(source, destination, sport, dport, flags, payload=b"", seq=1000):
+    l4 = struct.pack("!HHIIBBHHH", sport, dport, seq, 1 if flags & 0x10 else 0, 5 << 4, flags,
+                     65535, 0, 0) + payload
+    return ipv4_frame(6, source, destination, l4)
+
+
+ACK, SYN, PSH = 0x10, 0x02, 0x08
+
+
+def established(count):
+    """One 64-byte frame per flow: half UDP, half TCP ACKs, distinct 5-tuples."""
+    frames = []
+    for n in range(count):
+        source, sport = client_address(n // 50000), 1024 + n % 50000
+        if n % 2:
+            frames.append(tcp(source, VIP_TCP, sport, TCP_PORT, ACK))
+        else:
+            frames.append(udp(source, VIP_UDP, sport, UDP_PORT, b"x" * 18))
+    return frames
+
+
+def syn_storm(count):
+    return [tcp(client_address(n // 60000), VIP_TCP, 1024 + n % 60000, TCP_PORT, SYN)
+            for n in range(count)]
+
+
+SDP = ("v=0\r\no=alice 2890844526 2890844526 IN IP4 10.1.2.3\r\ns=call\r\n"
+       "c=IN IP4 10.1.2.3\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 97 101\r\n"
+       "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:97 iLBC/8000\r\n"
+       "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n")
+
+
+def sip_message(method, call, source, sport, cseq):
+    host = ".".join(map(str, source))
+    body = SDP if method == "INVITE" else ""
+    text = (f"{method} sip:service@192.0.2.102:5060 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {host}:{sport};branch=z9hG4bK-{call}-{cseq};rport\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: \"Caller {call}\" <sip:user{call}@{host}>;tag={call * 7919 % 1000003}\r\n"
+            "To: <sip:service@192.0.2.102>" + ("" if method == "INVITE" else f";tag=b{call}") + "\r\n"
+            f"Call-ID: {call:08x}-{call * 2654435761 % 2**32:08x}@{host}\r\n"
+            f"CSeq: {cseq} {method}\r\n"
+            f"Contact: <sip:user{call}@{host}:{sport}>\r\n"
+            "User-Agent: tether-bench/1.0\r\n"
+            + ("Content-Type: application/sdp\r\n" if body else "")
+            + f"Content-Length: {len(body)}\r\n\r\n{body}")
+    return udp(source, VIP_SIP, sport, SIP_PORT, text.encode())
+
+
+def sip_calls(count):
+    frames = []
+    for call in range(count):
+        source, sport = client_address(call % 5000 + 1), 5060 + call % 7
+        for cseq, method in ((1, "INVITE"), (1, "ACK"), (2, "BYE")):
+            frames.append(sip_message(method, call, source, sport, cseq))
+    return frames
+
+
+def rtsp_and_ftp(count):
+    """Control connections that tetherd inspects: RTSP SETUP/PLAY and FTP PASV/RETR, plus
+    the media and data packets that follow them."""
+    frames = []
+    for n in range(count):
+        client = client_address(0x200000 + n)
+        rtp = 20000 + 2 * (n % 10000)
+        setup = (f"SETUP rtsp://192.0.2.103/movie/track1 RTSP/1.0\r\nCSeq: 3\r\n"
+                 f"Transport: RTP/AVP;unicast;client_port={rtp}-{rtp + 1}\r\n\r\n").encode()
+        play = b"PLAY rtsp://192.0.2.103/movie RTSP/1.0\r\nCSeq: 4\r\nSession: 12345678\r\n\r\n"
+        frames += [tcp(client, VIP_RTSP, 40000, RTSP_PORT, SYN, seq=999),
+                   tcp(client, VIP_RTSP, 40000, RTSP_PORT, PSH | ACK, setup, seq=1000),
+                   tcp(client, VIP_RTSP, 40000, RTSP_PORT, PSH | ACK, play, seq=1000 + len(setup))]
+        frames += [udp(client, VIP_RTSP, rtp + 1, 6971, b"\x80\xc9" + b"\0" * 30)]  # RTCP
+        frames += [tcp(client, VIP_FTP, 41000, FTP_PORT, SYN, seq=499),
+                   tcp(client, VIP_FTP, 41000, FTP_PORT, PSH | ACK, b"PASV\r\n", seq=500),
+                   tcp(client, VIP_FTP, 41001, 30000 + n % 1000, SYN, seq=7)]
+    return frames
+
+
+def mixed(scale):
+    """A blend: mostly established flows, SIP calls, new connections, RTSP and FTP control
+    with their media and data, interleaved so every burst mixes them."""
+    parts = [established(6 * scale), sip_calls(scale // 2), syn_storm(scale), rtsp_and_ftp(scale // 5)]
+    frames, iterators = [], [iter(p) for p in parts]
+    while iterators:
+        for it in list(iterators):
+            chunk = [f for _, f in zip(range(4), it)]
+            if not chunk:
+                iterators.remove(it)
+            frames += chunk
+    return frames
+
+
+def write_pcap(path, frames):
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for frame in frames:
+            out.write(struct.pack("<IIII", 0, 0, len(frame), len(frame)))
+            out.write(frame)
+
+
+# -- scenarios -----------------------------------------------------------------------------
+
+class Scenario:
+    def __init__(self, key, title, make, packets, mbuf_size, services, flows=1 << 18,
+                 sessions=1 << 18):
+        self.key, self.title, self.make, self.packets = key, title, make, packets
+        self.mbuf_size, self.services = mbuf_size, services
+        self.flows, self.sessions = flows, sessions
+
+
+def scenarios(quick):
+    scale = (lambda n: max(1000, n // 100)) if quick else (lambda n: n)
+    web = [("udp", VIP_UDP, UDP_PORT, "udp", ""), ("tcp", VIP_TCP, TCP_PORT, "tcp", "")]
+    sip = [("sip", VIP_SIP, SIP_PORT, "udp", 'dpi = "sip"; linger = 0;')]
+    media = [("rtsp", VIP_RTSP, RTSP_PORT, "tcp", 'dpi = "rtsp";'),
+             ("ftp", VIP_FTP, FTP_PORT, "tcp", 'dpi = "ftp";')]
+    storm = [("tcp", VIP_TCP, TCP_PORT, "tcp", "idle_timeout = 1;")]
+    storm_flows = scale(6_000_000)
+    return [
+        Scenario("established", "1. established, 100k flows", lambda: established(scale(100_000)),
+                 scale(100_000), 128, web),
+        Scenario("established_1m", "2. established, 1M flows", lambda: established(scale(1_000_000)),
+                 scale(1_000_000), 128, web, flows=1 << 21),
+        Scenario("new_flows", "3. new flows (SYN storm)", lambda: syn_storm(storm_flows),
+                 storm_flows, 128, storm, flows=1 << 23 if not quick else 1 << 17),
+        Scenario("sip", "4. SIP calls (INVITE/ACK/BYE)", lambda: sip_calls(scale(100_000)),
+                 3 * scale(100_000), 1024, sip, sessions=1 << 19),
+        Scenario("mixed", "5. mixed", lambda: mixed(scale(20_000)), None, 1024, web + sip + media,
+                 sessions=1 << 19),
+    ]
+
+
+# -- hugepages -----------------------------------------------------------------------------
+
+class Memory:
+    """Reserves 2 MB hugepages for the largest scenario, or falls back to --no-huge."""
+
+    def __init__(self, megabytes, quick):
+        self.original = None
+        self.huge = False
+        self.megabytes = megabytes
+        if quick:
+            self.reason = "--no-huge (quick mode)"
+            return
+        path = Path("/proc/sys/vm/nr_hugepages")
+        try:
+            self.original = int(path.read_text())
+            wanted = megabytes // HUGEPAGE_MB + 64
+            if self.free_pages() < wanted:
+                path.write_text(str(self.original + wanted - self.free_pages()))
+            if not Path("/dev/hugepages").is_mount():
+                Path("/dev/hugepages").mkdir(exist_ok=True)
+                subprocess.run(["mount", "-t", "hugetlbfs", "nodev", "/dev/hugepages"], check=True)
+            if self.free_pages() >= wanted:
+                self.huge = True
+                self.reason = f"hugepages ({wanted} x 2 MB)"
+            else:
+                self.reason = f"--no-huge: only {self.free_pages()} of {wanted} hugepages could be reserved"
+        except (OSError, subprocess.CalledProcessError) as error:
+            self.reason = f"--no-huge: hugepages unavailable ({error})"
+
+    @staticmethod
+    def free_pages():
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("HugePages_Free:"):
+                return int(line.split()[1])
+        return 0
+
+    def eal(self, prefix):
+        if self.huge:
+            return [f"--file-prefix={prefix}", "--no-pci"]
+        return ["--no-huge", "-m", str(self.megabytes), "--no-shconf", "--no-pci"]
+
+    def release(self):
+        if self.original is not None:
+            Path("/proc/sys/vm/nr_hugepages").write_text(str(self.original))
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+def vdevs(pcap):
+    return [f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "net_null0,no-rx=1"]
+
+
+def mbufs_for(packets):
+    return packets + 32768  # the whole pcap is held in mbufs, plus the working set
+
+
+def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds):
+    """Forwarded packets per second (port 1's Tx-pps, median over the measured seconds)."""
+    args = [TESTPMD, "-l", "0,1", *memory.eal("bench_pmd"), "--log-level=lib.*:error"]
+    for vdev in vdevs(pcap):
+        args += ["--vdev", vdev]
+    args += ["--", f"--forward-mode={mode}", "--auto-start", "--stats-period=1", "--nb-cores=1",
+             f"--total-num-mbufs={mbufs_for(packets)}",
+             f"--mbuf-size={scenario.mbuf_size + 128}"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    samples, port, started = [], None, None
+    deadline = time.monotonic() + 120
+    output = []
+    for line in proc.stdout:
+        output.append(line)
+        header = re.search(r"NIC statistics for port (\d+)", line)
+        if header:
+            port = int(header.group(1))
+            started = started or time.monotonic()
+        tx = re.search(r"Tx-pps:\s+(\d+)", line)
+        if tx and port == 1 and started is not None:
+            if time.monotonic() - started > warmup:
+                samples.append(int(tx.group(1)))
+            if len(samples) >= max(1, round(seconds)):
+                break
+        if time.monotonic() > deadline:
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    if not samples:
+        raise RuntimeError(f"testpmd {mode} reported nothing:\n" + "".join(output[-30:]))
+    return {"mpps": statistics.median(samples) / 1e6}
+
+
+def tetherd_config(pcap, scenario, packets, memory):
+    backends = ",\n".join(f'  {{ name = "b{i}"; address = "192.0.2.{10 + i}"; '
+                          f'mac = "02:00:00:00:01:{i:02x}"; port = "out"; }}' for i in range(1, 4))
+    members = ", ".join(f'{{ name = "b{i}"; }}' for i in range(1, 4))
+    services = ",\n".join(
+        f'  {{ name = "{name}"; vip = "{".".join(map(str, vip))}"; port = {port}; '
+        f'protocol = "{proto}"; {extra} backends = ( {members} ); }}'
+        for name, vip, port, proto, extra in scenario.services)
+    eal = ", ".join(f'"{a}"' for a in ["-l", "0,1", *memory.eal("bench_tetherd"), "--log-level=lib.*:error"])
+    pcap_dev, null_dev = vdevs(pcap)
+    return f"""workers = 1;
+eal = [{eal}];
+log_level = "warning";
+tables = {{ flows_per_worker = {scenario.flows}; sessions = {scenario.sessions};
+           mbufs_per_port = {mbufs_for(packets)}; mbuf_size = {scenario.mbuf_size}; }};
+ports = (
+  {{ name = "in"; device = "{pcap_dev}"; mac = "02:00:00:00:00:01"; addresses = ["192.0.2.1"]; }},
+  {{ name = "out"; device = "{null_dev}"; mac = "02:00:00:00:00:02"; }}
+);
+backends = (
+{backends}
+);
+services = (
+{services}
+);
+"""
+
+
+def tetherctl(socket_path, *words):
+    result = subprocess.run([str(TETHERCTL), "-s", str(socket_path), "--json", *words],
+                            capture_output=True, text=True, timeout=10)
+    if result.returncode != 0:
+        raise RuntimeError(f"tetherctl {' '.join(words)}: {result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds):
+    config = workdir / "tetherd.cfg"
+    socket_path = workdir / "tetherd.sock"
+    config.write_text(tetherd_config(pcap, scenario, packets, memory))
+    log = open(workdir / "tetherd.log", "w")
+    proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--socket", str(socket_path)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # up once its workers answer on the control socket
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("tetherd did not start:\n" + (workdir / "tetherd.log").read_text()[-3000:])
+            if socket_path.exists():
+                try:
+                    tetherctl(socket_path, "show", "workers")
+                    break
+                except RuntimeError:
+                    pass
+            time.sleep(0.1)
+        time.sleep(warmup)
+
+        def sample():
+            worker = tetherctl(socket_path, "show", "workers")["workers"][0]
+            counters = tetherctl(socket_path, "show", "counters")
+            drops = sum(counters["drops"].values())
+            return time.monotonic(), worker, counters, drops
+
+        t0, w0, c0, d0 = sample()
+        time.sleep(seconds)
+        t1, w1, c1, d1 = sample()
+        elapsed = t1 - t0
+        received = w1["rx_packets"] - w0["rx_packets"]
+        forwarded = w1["tx_packets"] - w0["tx_packets"]
+        new_flows = c1["counters"]["new_flows"] - c0["counters"]["new_flows"]
+        inspected = sum(c1["sessions"].get(f"{p}_messages_inspected", 0)
+                        - c0["sessions"].get(f"{p}_messages_inspected", 0) for p in ("sip", "rtsp", "ftp"))
+        memory_figures = c1["memory"]
+        return {
+            "mpps": forwarded / elapsed / 1e6,
+            "rx_mpps": received / elapsed / 1e6,
+            "cycles_per_packet_loop": (w1["loop_cycles"] - w0["loop_cycles"]) / max(1, received),
+            "cycles_per_packet_busy": (w1["busy_cycles"] - w0["busy_cycles"]) / max(1, received),
+            "drops": d1 - d0,
+            "new_flows_per_s": new_flows / elapsed,
+            "new_flow_share": new_flows / max(1, received),
+            "messages_inspected_per_s": inspected / elapsed,
+            "bytes_per_flow": memory_figures["flow_table_bytes"] / max(1, memory_figures["flow_table_entries"]),
+            "bytes_per_session": memory_figures["session_table_bytes"] / max(1, memory_figures["session_table_entries"]),
+        }
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+
+def median_of(rounds, key):
+    values = [r[key] for r in rounds]
+    return statistics.median(values)
+
+
+# -- report --------------------------------------------------------------------------------
+
+def table(results, memory):
+    lines = [f"tether benchmark: one worker on lcore 1, net_pcap (infinite_rx) in, net_null out; {memory.reason}",
+             "",
+             f"{'scenario':32} {'io Mpps':>8} {'5tswap':>8} {'tether':>8} {'x io':>6} {'x 5tswap':>8} "
+             f"{'cyc/pkt':>8} {'busy':>6} {'drops':>7} {'B/flow':>7} {'B/sess':>7}  notes"]
+    for r in results:
+        t = r["tether"]
+        notes = []
+        if r["key"] == "new_flows":
+            notes.append(f"{t['new_flows_per_s'] / 1e6:.2f} M new flows/s, {100 * t['new_flow_share']:.0f}% of packets new")
+        if t["messages_inspected_per_s"]:
+            notes.append(f"{t['messages_inspected_per_s'] / 1e6:.2f} M messages inspected/s")
+        lines.append(
+            f"{r['title']:32} {r['io']['mpps']:8.2f} {r['5tswap']['mpps']:8.2f} {t['mpps']:8.2f} "
+            f"{r['ratio_io']:6.2f} {r['ratio_5tswap']:8.2f} {t['cycles_per_packet_loop']:8.0f} "
+            f"{t['cycles_per_packet_busy']:6.0f} {t['drops']:7.0f} {t['bytes_per_flow']:7.0f} "
+            f"{t['bytes_per_session']:7.0f}  {'; '.join(notes)}")
+    lines.append("")
+    lines.append("cyc/pkt: TSC cycles of tether's whole loop per received packet; busy: of the loop "
+                 "iterations that received packets. B/flow, B/sess: DPDK heap bytes of the flow and "
+                 "session tables per entry they hold.")
+    return "\n".join(lines)
+
+
+def chart(results, out_dir):
+    data = out_dir / "bench.dat"
+    with open(data, "w") as f:
+        for r in results:
+            f.write(f"\"{r['title'][3:]}\" {r['io']['mpps']:.3f} {r['5tswap']['mpps']:.3f} {r['tether']['mpps']:.3f}\n")
+    png = out_dir / "bench.png"
+    script = f"""set terminal pngcairo size 1000,560 noenhanced
+set output '{png}'
+set title 'tether vs dpdk-testpmd, one forwarding core, 64-byte frames (SIP and mixed: real sizes)'
+set ylabel 'Mpps'
+set style data histogram
+set style histogram cluster gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set key top right
+set grid ytics
+set yrange [0:*]
+set xtics rotate by -15
+plot '{data}' using 2:xtic(1) title 'testpmd io', '' using 3 title 'testpmd 5tswap', '' using 4 title 'tether'
+"""
+    gnuplot = shutil.which("gnuplot")
+    if gnuplot is None:
+        return None
+    subprocess.run([gnuplot], input=script, text=True, check=True)
+    return png
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds: small pcaps, --no-huge")
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 3; quick 1)")
+    parser.add_argument("--seconds", type=float, help="measured seconds per run (default 4; quick 1)")
+    parser.add_argument("--warmup", type=float, help="seconds before measuring (default 2; quick 1)")
+    parser.add_argument("--out", default=str(REPO / "bench-results"), help="where the JSON and PNG go")
+    parser.add_argument("scenario", nargs="*", help="run only these (established, established_1m, "
+                                                    "new_flows, sip, mixed)")
+    args = parser.parse_args()
+    rounds = args.rounds or (1 if args.quick else 3)
+    seconds = args.seconds or (1 if args.quick else 4)
+    warmup = args.warmup or (1 if args.quick else 2)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    chosen = [s for s in scenarios(args.quick) if not args.scenario or s.key in args.scenario]
+    unknown = set(args.scenario) - {s.key for s in scenarios(args.quick)}
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+
+    workdir = Path(tempfile.mkdtemp(prefix="tether-bench-"))
+    results = []
+    memory = None
+    try:
+        pcaps = {}
+        for s in chosen:
+            frames = s.make()
+            s.packets = len(frames)
+            pcaps[s.key] = workdir / f"{s.key}.pcap"
+            write_pcap(pcaps[s.key], frames)
+            print(f"{s.title}: {len(frames)} packets, {sum(map(len, frames)) // len(frames)} bytes average",
+                  flush=True)
+        # mbufs (data + headroom + header + pool overhead) plus the tables, with room to spare
+        need = max(mbufs_for(s.packets) * (s.mbuf_size + 128 + 128 + 64) + s.flows * 120 + s.sessions * 200
+                   for s in chosen)
+        memory = Memory(need // (1 << 20) + 512, args.quick)
+        print(f"memory: {memory.reason}", flush=True)
+        for s in chosen:
+            per_round = {"io": [], "5tswap": [], "tether": []}
+            for n in range(rounds):
+                per_round["io"].append(run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds))
+                per_round["5tswap"].append(run_testpmd("5tswap", pcaps[s.key], s.packets, s, memory, warmup, seconds))
+                per_round["tether"].append(run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds))
+                print(f"  {s.key} round {n + 1}: io {per_round['io'][-1]['mpps']:.2f}, 5tswap "
+                      f"{per_round['5tswap'][-1]['mpps']:.2f}, tether {per_round['tether'][-1]['mpps']:.2f} Mpps",
+                      flush=True)
+            summary = {
+                "key": s.key, "title": s.title, "packets_in_pcap": s.packets,
+                "io": {"mpps": median_of(per_round["io"], "mpps")},
+                "5tswap": {"mpps": median_of(per_round["5tswap"], "mpps")},
+                "tether": {k: median_of(per_round["tether"], k) for k in per_round["tether"][0]},
+                "rounds": per_round,
+            }
+            summary["ratio_io"] = summary["tether"]["mpps"] / summary["io"]["mpps"]
+            summary["ratio_5tswap"] = summary["tether"]["mpps"] / summary["5tswap"]["mpps"]
+            results.append(summary)
+    finally:
+        if memory is not None:
+            memory.release()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    text = table(results, memory)
+    print()
+    print(text)
+    report = {"memory": memory.reason, "rounds": rounds, "seconds": seconds, "warmup": warmup,
+              "quick": args.quick, "scenarios": results}
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "bench.txt").write_text(text + "\n")
+    png = chart(results, out_dir)
+    print(f"\nwrote {out_dir / 'bench.json'}" + (f" and {png}" if png else " (no gnuplot: no chart)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
