@@ -81,7 +81,7 @@ reason take_header(const text::header_field& field, message& msg) {
     if (!msg.call_id.empty() && !text::equal_unfolded(msg.call_id, field.value))
       return reason::call_id_conflict;
     msg.call_id = field.value;
-    msg.call_id_folded = field.folded;
+    msg.call_id_folded = field.folded();
   } else if (iequals(name, "CSeq")) {
     if (!msg.has_cseq) return parse_cseq(field.value, msg);
   } else if (iequals(name, "Content-Length")) {

@@ -5,6 +5,7 @@
 // one byte per step, so the work is linear in the input.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -49,17 +50,19 @@ constexpr bool is_lws(char c) { return is_blank(c) || c == '\r' || c == '\n'; }
 constexpr bool is_ctl(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }
 constexpr char to_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c; }
 
-// RFC 3261 token (a superset of the RFC 2326 token alphabet that real methods use).
-constexpr bool is_token_char(char c) {
-  if (is_alpha(c) || is_digit(c)) return true;
-  switch (c) {
-    case '-': case '.': case '!': case '%': case '*': case '_': case '+': case '`': case '\'':
-    case '~':
-      return true;
-    default:
-      return false;
+// RFC 3261 token (a superset of the RFC 2326 token alphabet that real methods use). A table:
+// every header name of every message is checked byte by byte.
+inline constexpr auto kTokenChars = [] {
+  std::array<bool, 256> table{};
+  for (int c = 0; c < 256; ++c) {
+    const char ch = static_cast<char>(c);
+    table[static_cast<std::size_t>(c)] = is_alpha(ch) || is_digit(ch) || ch == '-' || ch == '.' ||
+                                         ch == '!' || ch == '%' || ch == '*' || ch == '_' || ch == '+' ||
+                                         ch == '`' || ch == '\'' || ch == '~';
   }
-}
+  return table;
+}();
+constexpr bool is_token_char(char c) { return kTokenChars[static_cast<unsigned char>(c)]; }
 
 constexpr bool is_token(std::string_view s) {
   if (s.empty()) return false;
@@ -245,7 +248,14 @@ constexpr bool could_become_start_line(std::string_view partial, std::string_vie
 struct header_field {
   std::string_view name;
   std::string_view value;  // trimmed; still holds CR/LF/blanks where it was folded
-  bool folded;             // the value spans lines: compare or hash it with unfolded_reader
+
+  // The value spans lines (holds a CR or LF): compare or hash it with unfolded_reader. Asked
+  // only of the fields a parser keeps, not worked out for every field of every message.
+  constexpr bool folded() const {
+    for (char c : value)  // not find_first_of: that calls memchr once per byte
+      if (c == '\r' || c == '\n') return true;
+    return false;
+  }
 };
 
 // How a walk over a header block ended.
@@ -305,7 +315,6 @@ class header_reader {
     auto value_start = static_cast<std::size_t>(at_colon.tail.data() - rest_.data());
     out.name = name;
     out.value = trim_lws(rest_.substr(value_start, end - value_start));
-    out.folded = out.value.find_first_of("\r\n") != std::string_view::npos;
     advance(end);
     return std::nullopt;
   }
