@@ -425,7 +425,7 @@ Config read(libconfig::Config& file, const std::string& source) {
       tables.fail(tables.get("maglev_size"),
                   std::to_string(config.maglev_size) + " is not prime (Maglev needs a prime table size)");
     config.mbufs_per_port =
-        static_cast<std::uint32_t>(tables.integer("mbufs_per_port", 1023, 1 << 22, config.mbufs_per_port));
+        static_cast<std::uint32_t>(tables.integer("mbufs_per_port", 1023, 1 << 24, config.mbufs_per_port));
     config.mbuf_data_size =
         static_cast<std::uint16_t>(tables.integer("mbuf_size", 128, 16384, config.mbuf_data_size));
     config.sessions =

@@ -13,12 +13,18 @@
 
 namespace tether::dataplane {
 namespace {
+
 constexpr std::uint32_t kFlowHashSeed = 0x74657468;  // "teth": fixed so instances agree
+
+// rte_hash's own hash of a key (for deletes and position lookups) must equal the signature
+// the workers look it up with: both cover the 5-tuple's bytes only, not the compare padding.
+std::uint32_t hash_flow_key(const void* key, std::uint32_t, std::uint32_t seed) {
+  return rte_hash_crc(key, kFlowKeyHashedBytes, seed);
 }
 
-std::uint32_t flow_signature(const FlowKey& key) {
-  return rte_hash_crc(&key, sizeof key, kFlowHashSeed);
-}
+}  // namespace
+
+std::uint32_t flow_signature(const FlowKey& key) { return hash_flow_key(&key, sizeof key, kFlowHashSeed); }
 
 FlowTable::FlowTable(const char* name, std::uint32_t capacity, int socket) : capacity_(capacity) {
   const std::uint64_t heap_before = heap_bytes_allocated();
@@ -26,7 +32,7 @@ FlowTable::FlowTable(const char* name, std::uint32_t capacity, int socket) : cap
   params.name = name;
   params.entries = capacity;
   params.key_len = sizeof(FlowKey);
-  params.hash_func = rte_hash_crc;
+  params.hash_func = hash_flow_key;
   params.hash_func_init_val = kFlowHashSeed;
   params.socket_id = socket;
   hash_ = rte_hash_create(&params);

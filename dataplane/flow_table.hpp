@@ -6,6 +6,7 @@
 // sweep of a bounded number of slots per call, so no burst ever pays for the whole table.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "parsers/packet.hpp"
@@ -14,16 +15,20 @@ struct rte_hash;
 
 namespace tether::dataplane {
 
-// 8-byte aligned: rte_hash_crc reads keys 8 bytes at a time.
+// 8-byte aligned: rte_hash_crc reads keys 8 bytes at a time. 48 bytes, not the 40 the
+// fields need: rte_hash compares 16/32/48/64-byte keys with vector instructions and any
+// other length with memcmp, a call on every lookup.
 struct alignas(8) FlowKey {
   parsers::IpBytes src;
   parsers::IpBytes dst;
   std::uint16_t src_port;
   std::uint16_t dst_port;
   std::uint8_t ip_proto;
-  std::uint8_t pad[3];  // zeroed, so the key's bytes are a function of the 5-tuple alone
+  std::uint8_t pad[11];  // zeroed, so the key's bytes are a function of the 5-tuple alone
 };
-static_assert(sizeof(FlowKey) == 40);
+static_assert(sizeof(FlowKey) == 48);
+// The bytes the 5-tuple occupies: what flow_signature hashes.
+inline constexpr std::size_t kFlowKeyHashedBytes = 40;
 
 // The one hash of a flow: it indexes the flow table and the Maglev table, so it must be the
 // same on every worker and every tether instance.

@@ -9,11 +9,12 @@
 namespace tether::dataplane {
 namespace {
 
-std::uint32_t service_hash(const IpBytes& vip, std::uint16_t port, std::uint8_t ip_proto) {
-  // rte_hash_crc reads 8 bytes at a time: hash an aligned copy.
-  alignas(8) std::uint8_t address[16];
-  std::memcpy(address, vip.data(), sizeof address);
-  std::uint32_t h = rte_hash_crc(address, sizeof address, 0x7e7e);
+// Three CRC instructions, inline: every packet asks the index once.
+inline std::uint32_t service_hash(const IpBytes& vip, std::uint16_t port, std::uint8_t ip_proto) {
+  std::uint64_t high, low;
+  std::memcpy(&high, vip.data(), 8);
+  std::memcpy(&low, vip.data() + 8, 8);
+  const std::uint32_t h = rte_hash_crc_8byte(low, rte_hash_crc_8byte(high, 0x7e7e));
   return rte_hash_crc_4byte(static_cast<std::uint32_t>(port) << 8 | ip_proto, h);
 }
 

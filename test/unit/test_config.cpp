@@ -500,8 +500,8 @@ TEST_CASE("config: choices and ranges", "[config]") {
                     "test.cfg:26: services.[0].fin_timeout: 3601 is out of range 0..3600");
   CHECK_THROWS_WITH(load("tables = { flows_per_worker = 1023; };\n" + kBase),
                     "test.cfg:1: tables.flows_per_worker: 1023 is out of range 1024..134217728");
-  CHECK_THROWS_WITH(load("tables = { mbufs_per_port = 4194305; };\n" + kBase),
-                    "test.cfg:1: tables.mbufs_per_port: 4194305 is out of range 1023..4194304");
+  CHECK_THROWS_WITH(load("tables = { mbufs_per_port = 16777217; };\n" + kBase),
+                    "test.cfg:1: tables.mbufs_per_port: 16777217 is out of range 1023..16777216");
 }
 
 TEST_CASE("config: load_config_file", "[config]") {

@@ -1,0 +1,38 @@
+"""tools/bench --quick: the benchmark program runs end to end on the real binaries (testpmd
+and tetherd on net_pcap/net_null vdevs) and produces every figure. Speed is never asserted:
+this machine's load decides it."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from harness import BUILD, REPO
+
+SCENARIOS = ["established", "established_1m", "new_flows", "sip", "mixed"]
+
+
+def test_quick_benchmark_produces_every_figure(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "bench.py"), "--quick", "--warmup", "0.5",
+                             "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TETHER_BUILD": str(BUILD)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["quick"] is True and report["memory"].startswith("--no-huge")
+    assert [s["key"] for s in report["scenarios"]] == SCENARIOS
+    for scenario in report["scenarios"]:
+        tether = scenario["tether"]
+        assert scenario["io"]["mpps"] > 0 and scenario["5tswap"]["mpps"] > 0, scenario
+        assert tether["mpps"] > 0 and tether["rx_mpps"] > 0, scenario  # packets flowed through
+        assert tether["cycles_per_packet_loop"] >= tether["cycles_per_packet_busy"] > 0
+        assert tether["bytes_per_flow"] > 40 and tether["bytes_per_session"] > 40
+        assert scenario["ratio_io"] == tether["mpps"] / scenario["io"]["mpps"]
+    by_key = {s["key"]: s["tether"] for s in report["scenarios"]}
+    assert by_key["new_flows"]["new_flows_per_s"] > 0
+    assert by_key["sip"]["messages_inspected_per_s"] > 0
+    assert by_key["mixed"]["messages_inspected_per_s"] > 0
+    table = (tmp_path / "bench.txt").read_text()
+    for scenario in report["scenarios"]:
+        assert scenario["title"] in table
+    assert (tmp_path / "bench.png").stat().st_size > 1000  # gnuplot comes with tools/deps
