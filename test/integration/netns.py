@@ -5,9 +5,16 @@ One L2 segment, as in a real DSR deployment: a Linux bridge in a "fabric" namesp
 
   lb       tetherd on net_af_packet, bound to its end of a veth pair (no kernel address:
            tetherd answers ARP and ICMP for its interface address and the VIPs itself)
-  client   routes each VIP via tetherd's address (`ip route add VIP/32 via LB_ADDRESS`)
+  client   routes each VIP via tetherd's address (`ip route add VIP/32 via LB_ADDRESS`);
+           several addresses (CLIENT_ADDRESSES) that clients bind to
   b1..b3   backends: their own address on eth0, the VIPs on `lo` with arp_ignore=1 and
            arp_announce=2, answering the client directly over the bridge
+
+Servers a test may start on each backend: sipp's UAS (SIP_VIP), a TCP name server
+(TCP_VIP), vsftpd in passive mode (FTP_VIP; each backend its own passive port range,
+FTP_PASSIVE, serving one file of known checksum) and gst-rtsp-server (RTSP_VIP; each backend
+its own media port range, RTSP_PORTS), with tcpdump counting the UDP the backend receives
+for RTSP_VIP (the clients' RTCP). The lab's tetherd configuration is conf/lab.cfg.
 
 Every name (namespaces, and the veths, which are created directly inside the namespaces)
 carries a per-run tag, so concurrent runs never meet. Each process the lab starts gets its
@@ -15,19 +22,32 @@ own process group; teardown kills those groups, then anything still inside the l
 namespaces (they are ours alone), then deletes the namespaces. It is idempotent and safe to
 call after a failure at any point.
 """
+import collections
 import ctypes
+import hashlib
+import json
 import os
+import random
+import re
 import signal
 import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("TETHER_BUILD", REPO / "build"))
+TETHERD = BUILD / "control" / "tetherd"
+TETHERCTL = BUILD / "control" / "tetherctl"
+LAB_CONFIG = REPO / "conf" / "lab.cfg"
+
 LAN_PREFIX = 24
 LB_ADDRESS = "198.18.0.1"
 LB_MAC = "02:e2:e0:00:00:01"
 CLIENT_ADDRESS = "198.18.0.2"
 CLIENT_MAC = "02:e2:e0:00:00:02"
+# Clients bind to these: the first is the client's primary address, the others secondary.
+CLIENT_ADDRESSES = (CLIENT_ADDRESS, "198.18.0.21", "198.18.0.22", "198.18.0.23")
 BACKENDS = {  # name -> (address, mac); MACs are set on the backends' veths
     "b1": ("198.18.0.11", "02:e2:e0:00:01:01"),
     "b2": ("198.18.0.12", "02:e2:e0:00:01:02"),
@@ -35,9 +55,54 @@ BACKENDS = {  # name -> (address, mac); MACs are set on the backends' veths
 }
 SIP_VIP = "198.18.1.100"
 TCP_VIP = "198.18.1.101"
-VIPS = (SIP_VIP, TCP_VIP)
+FTP_VIP = "198.18.1.102"
+RTSP_VIP = "198.18.1.103"
+VIPS = (SIP_VIP, TCP_VIP, FTP_VIP, RTSP_VIP)
 SIP_PORT = 5060
 TCP_PORT = 8080
+FTP_PORT = 21
+RTSP_PORT = 554
+# Each backend's own ranges (they must not overlap: in DSR tetherd never sees the server's
+# PASV reply or SETUP reply, so the port alone must say which backend a data connection or
+# an RTCP packet belongs to). conf/lab.cfg gives the same FTP ranges as passive_ports.
+FTP_PASSIVE = {"b1": (30000, 30039), "b2": (30100, 30139), "b3": (30200, 30239)}
+RTSP_PORTS = {"b1": (41000, 41019), "b2": (41100, 41119), "b3": (41200, 41219)}
+FTP_FILE = "file.bin"
+FTP_FILE_SIZE = 512 * 1024
+RTSP_PATH = "/audio"
+HERE = Path(__file__).resolve().parent
+SIP_SCENARIOS = HERE / "sip"
+
+# vsftpd, one per backend: anonymous read-only downloads, passive mode only, listening on
+# the FTP VIP (so PASV replies name the VIP), every transfer logged. isolate_network=NO keeps
+# its processes in the backend's namespace (teardown finds them there).
+VSFTPD_CONF = """listen=YES
+listen_ipv6=NO
+listen_address={vip}
+background=NO
+anonymous_enable=YES
+no_anon_password=YES
+anon_root={root}
+local_enable=NO
+write_enable=NO
+pasv_enable=YES
+pasv_min_port={first}
+pasv_max_port={last}
+port_enable=NO
+connect_from_port_20=NO
+xferlog_enable=YES
+xferlog_std_format=NO
+vsftpd_log_file={log}
+secure_chroot_dir={empty}
+seccomp_sandbox=NO
+isolate_network=NO
+isolate=NO
+max_clients=0
+max_per_ip=0
+accept_timeout=10
+data_connection_timeout=30
+hide_ids=YES
+"""
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -82,6 +147,10 @@ class Lab:
         self.processes = []  # every Popen we started (each leads its own process group)
         self.tcp_servers = {}  # backend -> Popen
         self.sip_servers = {}  # backend -> (Popen, message log path)
+        self.ftp_servers = {}  # backend -> Popen
+        self.rtsp_servers = {}  # backend -> Popen
+        self.captures = {}  # backend -> Popen (tcpdump)
+        self.ftp_sha256 = None  # of FTP_FILE, once create() wrote it
 
     @property
     def namespaces(self):
@@ -98,7 +167,8 @@ class Lab:
         run("ip", "-n", self.fabric, "link", "set", "br0", "up")
         self._plug(self.lb, "lb", LB_MAC)
         self._plug(self.client, "cl", CLIENT_MAC)
-        run("ip", "-n", self.client, "addr", "add", f"{CLIENT_ADDRESS}/{LAN_PREFIX}", "dev", "eth0")
+        for address in CLIENT_ADDRESSES:
+            run("ip", "-n", self.client, "addr", "add", f"{address}/{LAN_PREFIX}", "dev", "eth0")
         for vip in VIPS:
             run("ip", "-n", self.client, "route", "add", f"{vip}/32", "via", LB_ADDRESS)
         for name, (address, mac) in BACKENDS.items():
@@ -109,13 +179,29 @@ class Lab:
                 run("ip", "-n", ns, "addr", "add", f"{vip}/32", "dev", "lo")
             self.sysctl(ns, "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
                         "net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2")
-            # The SIP server listens on the VIP only (its replies must come from the VIP);
-            # tetherd's SIP OPTIONS check goes to the backend's own address, so that is
-            # mapped to the same socket. Conntrack gives the answer its original source back.
+            # The servers listen on the VIPs only (their replies must come from the VIP);
+            # tetherd's health checks go to the backend's own address, so that is mapped
+            # to the same sockets. Conntrack gives the answer its original source back.
             rules = (f"table ip tether_lab {{\n chain prerouting {{\n"
                      f"  type nat hook prerouting priority -100\n"
-                     f"  ip daddr {address} udp dport {SIP_PORT} dnat to {SIP_VIP}\n }}\n}}\n")
+                     f"  ip daddr {address} udp dport {SIP_PORT} dnat to {SIP_VIP}\n"
+                     f"  ip daddr {address} tcp dport {FTP_PORT} dnat to {FTP_VIP}\n"
+                     f"  ip daddr {address} tcp dport {RTSP_PORT} dnat to {RTSP_VIP}\n }}\n}}\n")
             run("ip", "netns", "exec", ns, "nft", "-f", "-", input=rules)
+        self._write_ftp_roots()
+
+    def _write_ftp_roots(self):
+        """The same file of known checksum in every backend's FTP root (root-owned, not
+        writable by the ftp user, as vsftpd's chroot wants)."""
+        data = random.Random(self.tag).randbytes(FTP_FILE_SIZE)
+        self.ftp_sha256 = hashlib.sha256(data).hexdigest()
+        for name in BACKENDS:
+            root = self.workdir / f"ftp-{name}"
+            root.mkdir(mode=0o755, exist_ok=True)
+            (root / FTP_FILE).write_bytes(data)
+            (root / FTP_FILE).chmod(0o644)
+        empty = self.workdir / "vsftpd-empty"
+        empty.mkdir(mode=0o755, exist_ok=True)
 
     def _plug(self, ns, short, mac):
         """A veth from `ns` (eth0, with `mac`) to the bridge in the fabric namespace."""
@@ -176,12 +262,14 @@ class Lab:
     def stop_tcp_server(self, name):
         self.stop(self.tcp_servers.pop(name))
 
-    def start_sip_server(self, name):
-        """sipp's built-in UAS on VIP:5060, with -aa answering tetherd's OPTIONS checks.
+    def start_sip_server(self, name, reinvite=False):
+        """sipp's built-in UAS on VIP:5060, with -aa answering tetherd's OPTIONS checks, or
+        with reinvite=True the same UAS that also answers re-INVITEs (sip/uas.xml).
         Every message it receives is logged (trace_msg) for the tests to count calls."""
         logs = self.workdir / f"uas-{name}-{len(self.processes)}"
+        scenario = ["-sf", SIP_SCENARIOS / "uas.xml"] if reinvite else ["-sn", "uas"]
         proc = self.popen(self.backend_ns[name],
-                          ["sipp", "-sn", "uas", "-i", SIP_VIP, "-p", SIP_PORT, "-bind_local",
+                          ["sipp", *scenario, "-i", SIP_VIP, "-p", SIP_PORT, "-bind_local",
                            "-aa", "-nostdin", "-trace_msg", "-message_file", f"{logs}.msg",
                            "-trace_err", "-error_file", f"{logs}.err"],
                           cwd=self.workdir)
@@ -192,6 +280,92 @@ class Lab:
     def stop_sip_server(self, name):
         proc, _log = self.sip_servers.pop(name)
         self.stop(proc)
+
+    def start_ftp_server(self, name):
+        """vsftpd on FTP_VIP:21 with the backend's passive range; its transfer log is
+        ftp-NAME.log (see ftp_downloads)."""
+        first, last = FTP_PASSIVE[name]
+        conf = self.workdir / f"vsftpd-{name}.conf"
+        conf.write_text(VSFTPD_CONF.format(vip=FTP_VIP, root=self.workdir / f"ftp-{name}",
+                                           first=first, last=last, log=self.workdir / f"ftp-{name}.log",
+                                           empty=self.workdir / "vsftpd-empty"))
+        proc = self.popen(self.backend_ns[name], ["vsftpd", conf])
+        self.wait_for_socket(self.backend_ns[name], "tcp", FTP_PORT, proc)
+        self.ftp_servers[name] = proc
+        return proc
+
+    def start_rtsp_server(self, name, timeout=30):
+        """gst-rtsp-server (rtsp_server.py) on RTSP_VIP:554 serving RTSP_PATH, media ports
+        from the backend's RTSP_PORTS; the SETUPs it answered are logged to rtsp-NAME.log."""
+        first, last = RTSP_PORTS[name]
+        log = open(self.workdir / f"rtsp-{name}.log", "a")
+        proc = self.popen(self.backend_ns[name],
+                          ["/usr/bin/python3", HERE / "rtsp_server.py", name, RTSP_VIP, RTSP_PORT,
+                           first, last], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.wait_for_socket(self.backend_ns[name], "tcp", RTSP_PORT, proc, timeout=timeout)
+        self.rtsp_servers[name] = proc
+        return proc
+
+    def start_capture(self, name, timeout=15):
+        """tcpdump on the backend's eth0: every UDP datagram to RTSP_VIP it receives, one
+        line each, in udp-NAME.log (see rtsp_udp_received)."""
+        out = open(self.workdir / f"udp-{name}.log", "a")
+        err_path = self.workdir / f"udp-{name}.err"
+        with open(err_path, "a") as err:
+            proc = self.popen(self.backend_ns[name],
+                              ["tcpdump", "-i", "eth0", "-n", "-l", "-Q", "in", "-p",
+                               f"udp and dst host {RTSP_VIP}"], stdout=out, stderr=err)
+        out.close()
+        deadline = time.monotonic() + timeout
+        while "listening on" not in err_path.read_text():
+            assert proc.poll() is None, f"tcpdump on {name}: {err_path.read_text()}"
+            assert time.monotonic() < deadline, f"tcpdump on {name} did not start"
+            time.sleep(0.05)
+        self.captures[name] = proc
+        return proc
+
+    def start_media_servers(self, names=None):
+        """FTP and RTSP servers and the RTSP capture on every backend (the RTSP servers,
+        slow to import GStreamer, start together)."""
+        names = list(names or BACKENDS)
+        for name in names:
+            self.start_ftp_server(name)
+            self.start_capture(name)
+        for name in names:
+            self.start_rtsp_server(name, timeout=60)
+
+    def ftp_downloads(self):
+        """backend -> Counter of client addresses whose downloads of FTP_FILE it completed."""
+        result = {}
+        for name in BACKENDS:
+            path = self.workdir / f"ftp-{name}.log"
+            text = path.read_text(errors="replace") if path.exists() else ""
+            result[name] = collections.Counter(
+                re.findall(r'OK DOWNLOAD: Client "([0-9.]+)", "/' + re.escape(FTP_FILE) + '"', text))
+        return result
+
+    def rtsp_setups(self):
+        """backend -> [(client address, RTP port, RTCP port)] of the SETUPs it answered."""
+        result = {}
+        for name in BACKENDS:
+            path = self.workdir / f"rtsp-{name}.log"
+            text = path.read_text(errors="replace") if path.exists() else ""
+            result[name] = [(a, int(rtp), int(rtcp)) for a, rtp, rtcp
+                            in re.findall(r"^setup (\S+) (\d+)-(\d+)$", text, re.M)]
+        return result
+
+    def rtsp_udp_received(self):
+        """backend -> Counter of (client address, client port) of the UDP datagrams to
+        RTSP_VIP that reached it."""
+        result = {}
+        for name in BACKENDS:
+            path = self.workdir / f"udp-{name}.log"
+            text = path.read_text(errors="replace") if path.exists() else ""
+            result[name] = collections.Counter(
+                (a, int(p)) for a, p in re.findall(
+                    r" IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > " + re.escape(RTSP_VIP) + r"\.\d+: UDP", text))
+        return result
 
     def wait_for_socket(self, ns, protocol, port, proc, timeout=15):
         deadline = time.monotonic() + timeout
@@ -239,6 +413,9 @@ class Lab:
         self.processes.clear()
         self.tcp_servers.clear()
         self.sip_servers.clear()
+        self.ftp_servers.clear()
+        self.rtsp_servers.clear()
+        self.captures.clear()
         existing = set(run("ip", "netns", "list", check=False).stdout.split())
         for ns in self.namespaces:
             if ns not in existing:
@@ -329,3 +506,186 @@ def remove_stale_labs():
             except (ProcessLookupError, ValueError):
                 pass
         run("ip", "netns", "del", ns, check=False)
+
+
+def lab_config_without_dpi(text):
+    """The control configuration: conf/lab.cfg's text with every service's dpi "none" and,
+    as a flow-level balancer (LVS, Maglev) would be set up, a service on the VIP for every
+    port the backends' FTP and RTSP servers can use (passive FTP data, RTP/RTCP), balanced
+    over all backends. Only session awareness is missing."""
+    text = re.sub(r'dpi = "\w+";', 'dpi = "none";', text)
+    text = re.sub(r"\s*passive_ports = \[\d+, \d+\];", "", text)
+    members = ", ".join(f'{{ name = "{b}"; }}' for b in BACKENDS)
+    extra = []
+    for vip, protocol, ranges, what in ((FTP_VIP, "tcp", FTP_PASSIVE, "ftp-data"),
+                                        (RTSP_VIP, "udp", RTSP_PORTS, "rtp")):
+        for first, last in ranges.values():
+            for port in range(first, last + 1):
+                extra.append(f'  {{ name = "{what}-{port}"; vip = "{vip}"; port = {port}; '
+                             f'protocol = "{protocol}"; backends = ( {members} ); }}')
+    end = text.rindex("\n);")
+    return text[:end] + ",\n" + ",\n".join(extra) + text[end:]
+
+
+class Tetherd:
+    """tetherd in the lab's lb namespace, with a control socket. `config` is either a list
+    of services for tetherd_config (the backends' MACs left to ARP, as in production) or
+    the path of a configuration file."""
+    started = 0
+
+    def __init__(self, lab, config, workers=1, start_timeout=60):
+        Tetherd.started += 1
+        self.lab = lab
+        self.dir = lab.workdir
+        self.socket = self.dir / f"tetherd-{Tetherd.started}.sock"
+        if isinstance(config, (str, Path)):
+            self.config = Path(config)
+        else:
+            self.config = self.dir / f"tetherd-{Tetherd.started}.cfg"
+            self.config.write_text(tetherd_config(config, workers=workers, backend_macs=False))
+        self.stderr_path = self.dir / f"tetherd-{Tetherd.started}.err"
+        with open(self.stderr_path, "w") as err:
+            self.proc = lab.popen(lab.lb, [TETHERD, "-c", self.config, "--socket", self.socket],
+                                  stderr=err, cwd=REPO)
+        deadline = time.monotonic() + start_timeout
+        while "running:" not in self.log():
+            assert self.proc.poll() is None, f"tetherd exited: {self.log()}"
+            assert time.monotonic() < deadline, f"tetherd did not start: {self.log()}"
+            time.sleep(0.1)
+        self.wait_until(lambda b: all(x["mac_source"] == "arp" for x in b.values()), 5,
+                        "backend MACs learnt by ARP")
+
+    def log(self):
+        return self.stderr_path.read_text()
+
+    def ctl(self, *words):
+        result = subprocess.run([str(TETHERCTL), "-s", str(self.socket), *map(str, words)],
+                                capture_output=True, text=True, timeout=10)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def json(self, *words):
+        return json.loads(self.ctl("--json", *words))
+
+    def backends(self):
+        return {b["name"]: b for b in self.json("show", "backends")["backends"]}
+
+    def wait_until(self, predicate, timeout, what):
+        """Polls `show backends` until predicate(backends) holds; returns the seconds taken."""
+        start = time.monotonic()
+        while True:
+            if predicate(self.backends()):
+                return time.monotonic() - start
+            assert time.monotonic() - start < timeout, f"{what}: not within {timeout} s"
+            time.sleep(0.03)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        return self.proc.returncode
+
+
+# -- clients --------------------------------------------------------------------------------
+
+class Calls:
+    """A sipp UAC in the client namespace placing `calls` calls to the SIP VIP from one UDP
+    socket (address:local_port). Call-IDs start with `tag`, so the backends' logs tell this
+    run's calls from others. reinvite=True plays sip/uac_reinvite.xml (a re-INVITE in every
+    call; the backends must run the reinvite UAS)."""
+
+    def __init__(self, lab, tag, calls, rate, duration_ms=0, local_port=5070,
+                 address=CLIENT_ADDRESS, reinvite=False):
+        self.lab, self.tag, self.calls = lab, tag, calls
+        self.address, self.local_port = address, local_port
+        self.stats = lab.workdir / f"uac-{tag}.csv"
+        scenario = ["-sf", SIP_SCENARIOS / "uac_reinvite.xml"] if reinvite else ["-sn", "uac"]
+        self.proc = lab.popen(
+            lab.client,
+            ["sipp", *scenario, f"{SIP_VIP}:{SIP_PORT}", "-i", address, "-bind_local",
+             "-p", local_port, "-r", rate, "-m", calls, "-d", duration_ms,
+             "-cid_str", f"{tag}-%u-%p@%s", "-nostdin", "-trace_stat", "-stf", self.stats,
+             "-fd", "1", "-trace_err", "-error_file", lab.workdir / f"uac-{tag}.err",
+             "-timeout", "90", "-timeout_error"],
+            cwd=lab.workdir)
+
+    def wait(self, timeout=120):
+        """(sipp's exit code, successful calls, failed calls)."""
+        code = self.proc.wait(timeout=timeout)
+        header, *rows = self.stats.read_text().splitlines()
+        last = dict(zip(header.split(";"), rows[-1].split(";")))
+        return code, int(last["SuccessfulCall(C)"]), int(last["FailedCall(C)"])
+
+    def placement(self):
+        """Call-ID -> backend -> methods received there, for this run's calls."""
+        seen = collections.defaultdict(lambda: collections.defaultdict(list))
+        for backend, requests in self.lab.sip_messages().items():
+            for method, call_id in requests:
+                if call_id and call_id.startswith(self.tag + "-"):
+                    seen[call_id][backend].append(method)
+        return seen
+
+
+def ftp_downloads(lab, count, tag, addresses=CLIENT_ADDRESSES, timeout=60):
+    """`count` concurrent curl downloads of FTP_FILE through the FTP VIP in passive mode,
+    alternating EPSV and PASV, spread over the client `addresses` (curl binds both its
+    control and data connections to the address). Returns [(address, command, ok)]: ok
+    when curl succeeded and the file has the right checksum."""
+    jobs = []
+    for i in range(count):
+        address = addresses[i % len(addresses)]
+        epsv = i % 2 == 0
+        out = lab.workdir / f"ftp-{tag}-{i}.bin"
+        proc = lab.popen(lab.client,
+                         ["curl", "-sS", "--ftp-pasv", *([] if epsv else ["--disable-epsv"]),
+                          "--interface", address, "--connect-timeout", "5", "--max-time", "30",
+                          "-o", out, f"ftp://{FTP_VIP}/{FTP_FILE}"])
+        jobs.append((address, "EPSV" if epsv else "PASV", out, proc))
+    results = []
+    deadline = time.monotonic() + timeout
+    for address, command, out, proc in jobs:
+        code = proc.wait(timeout=max(1, deadline - time.monotonic()))
+        ok = (code == 0 and out.exists()
+              and hashlib.sha256(out.read_bytes()).hexdigest() == lab.ftp_sha256)
+        results.append((address, command, ok))
+        out.unlink(missing_ok=True)
+    return results
+
+
+class Streams:
+    """`count` concurrent ffmpeg RTSP clients of RTSP_PATH over UDP transport, each
+    receiving `seconds` of audio (PCMU, 8,000 bytes a second) into a file."""
+
+    def __init__(self, lab, count, tag, seconds=5):
+        self.lab, self.seconds = lab, seconds
+        self.jobs = []
+        for i in range(count):
+            out = lab.workdir / f"rtsp-{tag}-{i}.raw"
+            proc = lab.popen(lab.client,
+                             ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "udp",
+                              "-i", f"rtsp://{RTSP_VIP}{RTSP_PATH}", "-t", seconds, "-c", "copy",
+                              "-f", "mulaw", "-y", out])
+            self.jobs.append((out, proc))
+
+    def wait(self, timeout=60):
+        """[bytes of audio each client received, or -1 if ffmpeg failed]."""
+        received = []
+        deadline = time.monotonic() + timeout
+        for out, proc in self.jobs:
+            code = proc.wait(timeout=max(1, deadline - time.monotonic()))
+            received.append(out.stat().st_size if code == 0 and out.exists() else -1)
+            out.unlink(missing_ok=True)
+        return received
+
+
+def rtcp_placement(lab):
+    """For every RTSP session the backends answered a SETUP for: (client address, RTCP
+    port) -> (serving backend, Counter of backends its datagrams from that port reached)."""
+    received = lab.rtsp_udp_received()
+    result = {}
+    for backend, setups in lab.rtsp_setups().items():
+        for address, _rtp, rtcp in setups:
+            reached = collections.Counter({b: seen[(address, rtcp)] for b, seen in received.items()
+                                           if seen[(address, rtcp)]})
+            result[(address, rtcp)] = (backend, reached)
+    return result

@@ -28,7 +28,7 @@ def test_config_is_required():
 
 
 def test_check_prints_a_readable_summary():
-    for name in ("reference.cfg", "demo.cfg"):
+    for name in ("reference.cfg", "lab.cfg"):
         result = tetherd("--check", "-c", str(REPO / "conf" / name))
         assert result.returncode == 0, result.stderr
         assert "valid" in result.stdout and "services:" in result.stdout and "weight" in result.stdout

@@ -18,9 +18,8 @@ import time
 
 import pytest
 
-from harness import TETHERCTL, TETHERD
-from netns import (BACKENDS, CLIENT_ADDRESS, SIP_PORT, SIP_VIP, TCP_PORT, TCP_VIP, Lab,
-                   remove_stale_labs, tetherd_config)
+from netns import (BACKENDS, SIP_PORT, SIP_VIP, TCP_PORT, TCP_VIP, Calls, Lab, Tetherd,
+                   remove_stale_labs)
 
 HEALTH = {"interval": 300, "timeout": 200, "rise": 2, "fall": 3}  # ms
 SIP_HEALTH = dict(HEALTH, type="sip-options")
@@ -52,57 +51,6 @@ def servers(lab):
     return lab
 
 
-class Tetherd:
-    started = 0
-
-    def __init__(self, lab, services, workers=1):
-        Tetherd.started += 1
-        self.lab = lab
-        self.dir = lab.workdir
-        self.socket = self.dir / f"tetherd-{Tetherd.started}.sock"
-        self.config = self.dir / f"tetherd-{Tetherd.started}.cfg"
-        # No MACs in the configuration: tetherd learns the backends' by ARP, as in production.
-        self.config.write_text(tetherd_config(services, workers=workers, backend_macs=False))
-        self.stderr_path = self.dir / f"tetherd-{Tetherd.started}.err"
-        with open(self.stderr_path, "w") as err:
-            self.proc = lab.popen(lab.lb, [TETHERD, "-c", self.config, "--socket", self.socket],
-                                  stderr=err)
-        deadline = time.monotonic() + 60
-        while "running:" not in self.log():
-            assert self.proc.poll() is None, f"tetherd exited: {self.log()}"
-            assert time.monotonic() < deadline, f"tetherd did not start: {self.log()}"
-            time.sleep(0.1)
-        self.wait_until(lambda b: all(x["mac_source"] == "arp" for x in b.values()), 5,
-                        "backend MACs learnt by ARP")
-
-    def log(self):
-        return self.stderr_path.read_text()
-
-    def ctl(self, *words):
-        result = subprocess.run([str(TETHERCTL), "-s", str(self.socket), *map(str, words)],
-                                capture_output=True, text=True, timeout=10)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def backends(self):
-        return {b["name"]: b for b in json.loads(self.ctl("--json", "show", "backends"))["backends"]}
-
-    def wait_until(self, predicate, timeout, what):
-        """Polls `show backends` until predicate(backends) holds; returns the seconds taken."""
-        start = time.monotonic()
-        while True:
-            if predicate(self.backends()):
-                return time.monotonic() - start
-            assert time.monotonic() - start < timeout, f"{what}: not within {timeout} s"
-            time.sleep(0.03)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        return self.proc.returncode
-
-
 @pytest.fixture
 def start_tetherd(servers):
     started = []
@@ -128,39 +76,6 @@ def tcp_service(weights):
 
 
 # -- clients ------------------------------------------------------------------------------
-
-class Calls:
-    """A sipp UAC in the client namespace placing `calls` calls to the SIP VIP. Call-IDs
-    start with `tag`, so the backends' logs tell this run's calls from others."""
-
-    def __init__(self, lab, tag, calls, rate, duration_ms=0, local_port=5070):
-        self.lab, self.tag, self.calls = lab, tag, calls
-        self.stats = lab.workdir / f"uac-{tag}.csv"
-        self.proc = lab.popen(
-            lab.client,
-            ["sipp", "-sn", "uac", f"{SIP_VIP}:{SIP_PORT}", "-i", CLIENT_ADDRESS, "-bind_local",
-             "-p", local_port, "-r", rate, "-m", calls, "-d", duration_ms,
-             "-cid_str", f"{tag}-%u-%p@%s", "-nostdin", "-trace_stat", "-stf", self.stats,
-             "-fd", "1", "-trace_err", "-error_file", lab.workdir / f"uac-{tag}.err",
-             "-timeout", "90", "-timeout_error"],
-            cwd=lab.workdir)
-
-    def wait(self):
-        """(sipp's exit code, successful calls, failed calls)."""
-        code = self.proc.wait(timeout=120)
-        header, *rows = self.stats.read_text().splitlines()
-        last = dict(zip(header.split(";"), rows[-1].split(";")))
-        return code, int(last["SuccessfulCall(C)"]), int(last["FailedCall(C)"])
-
-    def placement(self):
-        """Call-ID -> backend -> methods received there, for this run's calls."""
-        seen = collections.defaultdict(lambda: collections.defaultdict(list))
-        for backend, requests in self.lab.sip_messages().items():
-            for method, call_id in requests:
-                if call_id and call_id.startswith(self.tag + "-"):
-                    seen[call_id][backend].append(method)
-        return seen
-
 
 def assert_calls_complete(run):
     """Every call succeeded, and all of each call's requests reached one backend.

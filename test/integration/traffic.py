@@ -1,4 +1,4 @@
-"""Client traffic for the integration tests and the demo: flows of real-looking packets.
+"""Client traffic for the integration tests: flows of real-looking packets.
 
 Every packet carries a payload naming its flow and sequence number, so a test can match
 each output frame to the input frame it came from.

@@ -1,0 +1,233 @@
+"""The virtual lab (netns.py) with real SIP, FTP and RTSP software through tetherd running
+conf/lab.cfg, the configuration tools/run plays, and then without session awareness.
+
+Each backend runs sipp's UAS (with re-INVITE support), vsftpd in passive mode with its own
+passive port range, gst-rtsp-server with its own media port range, and tcpdump counting the
+UDP datagrams it receives for the RTSP VIP. In DSR a flow that reaches the wrong backend
+fails there (no FTP data listener on that port, no RTP session on that port), so success is
+evidence, and the servers' logs say where each session's flows went.
+
+The control run (dpi = "none", plus one service per FTP passive and RTSP media port, as a
+flow-level balancer would be set up) asserts the failures session awareness prevents: FTP
+data connections on other backends, RTCP on the wrong backends, and all the calls of one
+SIP socket on one backend.
+"""
+import collections
+import time
+
+import pytest
+
+from netns import (BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG, Calls, Lab, Streams, Tetherd,
+                   ftp_downloads, lab_config_without_dpi, remove_stale_labs, rtcp_placement)
+
+SIP_WEIGHTS = {"b1": 2, "b2": 1, "b3": 1}  # as in conf/lab.cfg
+# sip-options check in conf/lab.cfg: interval 400 ms, timeout 300 ms, fall 3, rise 2
+DOWN_WITHIN = 3 * 0.4 + 0.3 + 2.0  # with slack for a loaded 2-core machine
+UP_WITHIN = 2 * 0.4 + 0.3 + 2.0
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    remove_stale_labs()
+    lab = Lab(tmp_path_factory.mktemp("lab"))
+    try:
+        lab.create()
+        for name in BACKENDS:
+            lab.start_sip_server(name, reinvite=True)
+        lab.start_media_servers()
+        yield lab
+    finally:
+        lab.teardown()
+        assert lab.leftovers() == []
+
+
+class Balancer:
+    """The lab's one tetherd: use(config) stops the running one and starts another."""
+
+    def __init__(self, lab):
+        self.lab, self.current = lab, None
+
+    def use(self, config):
+        self.stop()
+        self.current = Tetherd(self.lab, config)
+        self.current.wait_until(lambda b: all(x["healthy"] for x in b.values()), 15, "all healthy")
+        return self.current
+
+    def stop(self):
+        if self.current is not None:
+            code = self.current.stop()
+            self.current = None
+            assert code == 0
+
+
+@pytest.fixture(scope="module")
+def balancer(lab):
+    b = Balancer(lab)
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def with_dpi(balancer):
+    if balancer.current is None or balancer.current.config != LAB_CONFIG:
+        balancer.use(LAB_CONFIG)
+    return balancer.current
+
+
+@pytest.fixture
+def without_dpi(balancer, lab):
+    path = lab.workdir / "lab-nodpi.cfg"
+    path.write_text(lab_config_without_dpi(LAB_CONFIG.read_text()))
+    if balancer.current is None or balancer.current.config != path:
+        balancer.use(path)
+    return balancer.current
+
+
+def uacs(lab, tag, calls_each, rate, addresses=CLIENT_ADDRESSES, reinvite_first=True, **kw):
+    """One sipp UAC per client address, each its own UDP socket (address:5070+i); the first
+    plays calls with a re-INVITE."""
+    return [Calls(lab, f"{tag}{i}", calls_each, rate, address=address, local_port=5070 + i,
+                  reinvite=reinvite_first and i == 0, **kw)
+            for i, address in enumerate(addresses)]
+
+
+def whole_calls(run):
+    """Call-ID -> backend for the run's calls whose requests all reached one backend with
+    INVITE, ACK and BYE there; and the Call-IDs that reached several backends."""
+    whole, split = {}, []
+    for call_id, backends in run.placement().items():
+        if len(backends) > 1:
+            split.append((call_id, dict(backends)))
+            continue
+        (backend, methods), = backends.items()
+        if {"INVITE", "ACK", "BYE"} <= set(methods):
+            whole[call_id] = backend
+    return whole, split
+
+
+def session_counts(tetherd):
+    return {name: b["sessions"] for name, b in tetherd.backends().items()}
+
+
+def test_sip_calls_stay_whole_and_spread_by_weight(lab, with_dpi):
+    """2,200 calls (550 with a re-INVITE) from four client sockets: none fails, each call's
+    requests all reach one backend, and the calls spread 2:1:1 as weighted, each socket's
+    calls over all three backends (a 5-tuple balancer would pin each socket to one)."""
+    before = session_counts(with_dpi)
+    runs = uacs(lab, "dpi", calls_each=550, rate=40)
+    per_backend = collections.Counter()
+    for run in runs:
+        code, ok, failed = run.wait()
+        assert (code, ok, failed) == (0, run.calls, 0), (lab.workdir / f"uac-{run.tag}.err").read_text()[-2000:]
+        whole, split = whole_calls(run)
+        assert split == [] and len(whole) == run.calls, (run.tag, split[:3], len(whole))
+        assert set(whole.values()) == set(BACKENDS), (run.tag, collections.Counter(whole.values()))
+        per_backend.update(whole.values())
+    reinvites = runs[0].placement()
+    assert all(methods.count("INVITE") == 2 for b in reinvites.values() for methods in b.values())
+    total = sum(per_backend.values())
+    assert total == 2200
+    for name, weight in SIP_WEIGHTS.items():
+        expected = total * weight / sum(SIP_WEIGHTS.values())
+        assert abs(per_backend[name] - expected) <= 0.12 * expected, (per_backend, SIP_WEIGHTS)
+    after = session_counts(with_dpi)
+    assert {n: after[n] - before[n] for n in BACKENDS} == dict(per_backend)
+    print(f"\nSIP with DPI: {total} calls, 0 failed, per backend {dict(sorted(per_backend.items()))}")
+
+
+def test_sip_backend_stopped_midway(lab, with_dpi):
+    """b2's UAS stops while three UACs are placing calls: calls on b1 and b3 complete, b2
+    goes down, and calls placed after that all complete on b1 and b3."""
+    runs = uacs(lab, "midway", calls_each=300, rate=30, addresses=CLIENT_ADDRESSES[:3])
+    time.sleep(3)
+    lab.stop_sip_server("b2")
+    with_dpi.wait_until(lambda b: b["b2"]["state"] == "down", DOWN_WITHIN, "b2 down")
+    after = Calls(lab, "afterdown", 300, 60, address=CLIENT_ADDRESSES[3], local_port=5080)
+    try:
+        for run in runs:
+            _code, ok, failed = run.wait(timeout=150)
+            # a call whose INVITE reached b1 or b3 stayed there and completed
+            completed = 0
+            for call_id, backends in run.placement().items():
+                alive = {b: m for b, m in backends.items() if b != "b2"}
+                assert len(alive) <= 1, (call_id, dict(backends))
+                if any("INVITE" in m for m in alive.values()):
+                    (methods,) = alive.values()
+                    assert {"ACK", "BYE"} <= set(methods), (call_id, dict(backends))
+                    completed += 1
+            assert completed >= 0.6 * run.calls, (run.tag, completed)
+            assert failed <= run.calls - completed, (run.tag, failed, completed)
+            assert ok + failed == run.calls
+        code, ok, failed = after.wait()
+        assert (code, ok, failed) == (0, 300, 0)
+        whole, split = whole_calls(after)
+        assert split == [] and len(whole) == 300
+        assert set(whole.values()) == {"b1", "b3"}
+    finally:
+        lab.start_sip_server("b2", reinvite=True)
+    with_dpi.wait_until(lambda b: b["b2"]["state"] == "up", UP_WITHIN + 5, "b2 up")
+
+
+def test_ftp_passive_downloads(lab, with_dpi):
+    """60 concurrent passive downloads (EPSV and PASV) from four client addresses all arrive
+    whole; each backend's vsftpd served its share."""
+    counters = with_dpi.json("show", "counters")
+    results = ftp_downloads(lab, 60, "dpi")
+    failed = [r for r in results if not r[2]]
+    assert failed == [], failed[:5]
+    served = {name: sum(c.values()) for name, c in lab.ftp_downloads().items()}
+    assert sum(served.values()) == 60, served
+    assert all(n >= 8 for n in served.values()), served
+    by_address = collections.Counter()
+    for c in lab.ftp_downloads().values():
+        by_address.update(c)
+    assert by_address == collections.Counter(a for a, _c, _ok in results)
+    after = with_dpi.json("show", "counters")
+    assert after["drops"].get("no_expectation", 0) == counters["drops"].get("no_expectation", 0)
+    print(f"\nFTP with DPI: 60 downloads, 0 failed, per backend {served}")
+
+
+def test_rtsp_streams_rtcp_reaches_serving_backend(lab, with_dpi):
+    """Six concurrent RTSP sessions over UDP: every client receives its audio over RTP
+    (straight from the backend), and the RTCP it sends to the VIP reaches the backend that
+    answered its SETUP, and no other."""
+    seen = set(rtcp_placement(lab))
+    streams = Streams(lab, 6, "dpi", seconds=5)
+    received = streams.wait()
+    assert all(n >= 0.6 * 5 * 8000 for n in received), received
+    sessions = {k: v for k, v in rtcp_placement(lab).items() if k not in seen}
+    assert len(sessions) == 6, sessions
+    for key, (backend, reached) in sessions.items():
+        assert set(reached) == {backend}, (key, backend, reached)
+    per_backend = collections.Counter(b for b, _r in sessions.values())
+    print(f"\nRTSP with DPI: 6 sessions, RTCP on the serving backend for all, per backend {dict(per_backend)}")
+
+
+def test_without_dpi_sessions_split(lab, without_dpi):
+    """The same lab with dpi = "none": each SIP socket's calls all land on one backend, FTP
+    data connections land on backends that did not issue the port (the transfer fails), and
+    RTCP reaches backends that do not serve the session."""
+    runs = uacs(lab, "nodpi", calls_each=100, rate=50, reinvite_first=False)
+    sockets = {}
+    for run in runs:
+        code, ok, failed = run.wait()
+        assert (code, ok, failed) == (0, run.calls, 0)
+        whole, split = whole_calls(run)
+        assert split == [] and len(whole) == run.calls
+        assert len(set(whole.values())) == 1, (run.tag, collections.Counter(whole.values()))
+        sockets[run.tag] = next(iter(whole.values()))
+
+    results = ftp_downloads(lab, 30, "nodpi")
+    failed = sum(1 for r in results if not r[2])
+    assert failed >= 8, f"only {failed} of 30 FTP downloads failed without DPI"
+
+    seen = set(rtcp_placement(lab))
+    streams = Streams(lab, 8, "nodpi", seconds=4)
+    received = streams.wait()
+    assert all(n > 0 for n in received), received  # RTP goes straight to the client
+    sessions = {k: v for k, v in rtcp_placement(lab).items() if k not in seen}
+    assert len(sessions) == 8, sessions
+    misrouted = [k for k, (backend, reached) in sessions.items() if set(reached) - {backend}]
+    assert misrouted, sessions
+    print(f"\nwithout DPI: SIP socket -> backend {sockets}; FTP {failed}/30 failed; "
+          f"RTCP misrouted for {len(misrouted)}/8 RTSP sessions")

@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+"""The virtual lab behind tools/run: network namespaces with tetherd (conf/lab.cfg) in front
+of three backends running real SIP, FTP and RTSP servers, a short mixed workload of real
+clients through the VIPs, a summary per backend, and a teardown that leaves nothing behind
+(also on Ctrl-C, SIGTERM or a failure). The lab itself is test/integration/netns.py, shared
+with the end-to-end tests (test/integration/test_lab.py).
+
+    tools/lab.py [--calls N] [--downloads N] [--streams N] [--seconds S]
+
+Exits 0 when every call, transfer and stream succeeded and every RTSP session's RTCP
+reached the backend serving it; 1 otherwise. Needs root and a built tetherd (build/).
+"""
+import argparse
+import collections
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "integration"))
+
+from netns import (BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG, REPO, Calls, Lab, Streams,  # noqa: E402
+                   Tetherd, ftp_downloads, remove_stale_labs, rtcp_placement)
+
+PROTOCOLS = ("sip", "ftp", "rtsp")
+
+
+def sigterm(_signum, _frame):
+    raise KeyboardInterrupt  # unwinds into the teardown
+
+
+def live_sessions(tetherd):
+    """backend -> protocol -> live entries of tetherd's session table."""
+    result = {}
+    for name in BACKENDS:
+        result[name] = {p: tetherd.json("show", "sessions", "protocol", p, "backend", name,
+                                        "limit", "1")["matched"] for p in PROTOCOLS}
+    return result
+
+
+def flows_by_service(tetherd):
+    """(service, backend) -> flows in the workers' tables (a sample: see README), truncated?"""
+    answer = tetherd.json("show", "flows", "limit", "10000")
+    counts = collections.Counter((f["service"], f["backend"]) for f in answer["flows"])
+    return counts, answer["truncated"]
+
+
+def workload(lab, tetherd, args):
+    """Plays SIP, FTP and RTSP at once; returns the figures."""
+    before = tetherd.backends()
+    per_uac = max(1, args.calls // len(CLIENT_ADDRESSES))
+    calls = [Calls(lab, f"run{i}", per_uac, 30, address=address, local_port=5070 + i,
+                   reinvite=i == 0) for i, address in enumerate(CLIENT_ADDRESSES)]
+    streams = Streams(lab, args.streams, "run", seconds=args.seconds)
+    peak = {b: dict.fromkeys(PROTOCOLS, 0) for b in BACKENDS}
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            for b, counts in live_sessions(tetherd).items():
+                for p, n in counts.items():
+                    peak[b][p] = max(peak[b][p], n)
+            stop.wait(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    transfers = ftp_downloads(lab, args.downloads, "run")
+    received = streams.wait()
+    sip = [c.wait() for c in calls]
+    stop.set()
+    sampler.join()
+    flows, truncated = flows_by_service(tetherd)
+    after = tetherd.backends()
+
+    placement = {}
+    split_calls = 0
+    for c in calls:
+        for call_id, backends in c.placement().items():
+            if len(backends) > 1:
+                split_calls += 1
+            placement[call_id] = next(iter(backends))
+    rtcp = rtcp_placement(lab)
+    return {
+        "calls": sum(c.calls for c in calls), "reinvite_calls": calls[0].calls,
+        "calls_failed": sum(c.calls - ok for c, (_code, ok, _failed) in zip(calls, sip)),
+        "calls_split": split_calls,
+        "calls_per_backend": collections.Counter(placement.values()),
+        "downloads": len(transfers), "downloads_failed": sum(1 for t in transfers if not t[2]),
+        "ftp_per_backend": {b: sum(c.values()) for b, c in lab.ftp_downloads().items()},
+        "streams": len(received),
+        "streams_failed": sum(1 for n in received if n < 0.5 * args.seconds * 8000),
+        "rtsp_per_backend": collections.Counter(b for b, _r in rtcp.values()),
+        "rtcp_misrouted": sum(1 for b, reached in rtcp.values() if set(reached) != {b}),
+        "peak_sessions": peak, "flows": flows, "flows_truncated": truncated,
+        "tetherd_flows": {b: after[b]["flows"] - before[b]["flows"] for b in BACKENDS},
+        "tetherd_sessions": {b: after[b]["sessions"] - before[b]["sessions"] for b in BACKENDS},
+        "counters": tetherd.json("show", "counters"),
+    }
+
+
+def report(r, elapsed):
+    weights = {"b1": 2, "b2": 1, "b3": 1}
+    print(f"\ntether lab: {LAB_CONFIG.relative_to(REPO)}, tetherd on net_af_packet (1 worker), "
+          f"backends b1..b3 in DSR; workload {elapsed:.0f} s:")
+    print(f"  {r['calls']} SIP calls ({r['reinvite_calls']} with a re-INVITE) from "
+          f"{len(CLIENT_ADDRESSES)} client sockets, {r['downloads']} passive FTP downloads "
+          f"(EPSV and PASV) from {len(CLIENT_ADDRESSES)} addresses, {r['streams']} RTSP streams over UDP\n")
+    header = (f"{'backend':8} {'sip w':>5} {'calls':>6} {'share':>6} {'ftp':>5} {'rtsp':>5}"
+              f" | {'flows':>6} {'sessions':>8} | {'live sip':>8} {'live ftp':>8} {'live rtsp':>9}"
+              f" | {'in table sip/ftp/rtsp':>21}")
+    print("servers' logs (calls, transfers, sessions served) | tetherd: new flows, sessions created"
+          " | peak live sessions by protocol | flows in the tables at the end")
+    print(header)
+    print("-" * len(header))
+    total_calls = sum(r["calls_per_backend"].values()) or 1
+    for b in BACKENDS:
+        table = "/".join(str(r["flows"][(s, b)]) for s in PROTOCOLS)
+        peak = r["peak_sessions"][b]
+        print(f"{b:8} {weights[b]:>5} {r['calls_per_backend'][b]:>6} "
+              f"{100 * r['calls_per_backend'][b] / total_calls:>5.1f}% {r['ftp_per_backend'][b]:>5} "
+              f"{r['rtsp_per_backend'][b]:>5} | {r['tetherd_flows'][b]:>6} {r['tetherd_sessions'][b]:>8} | "
+              f"{peak['sip']:>8} {peak['ftp']:>8} {peak['rtsp']:>9} | {table:>21}")
+    print("-" * len(header))
+    print(f"{'total':8} {sum(weights.values()):>5} {sum(r['calls_per_backend'].values()):>6} {'':>6} "
+          f"{sum(r['ftp_per_backend'].values()):>5} {sum(r['rtsp_per_backend'].values()):>5} | "
+          f"{sum(r['tetherd_flows'].values()):>6} {sum(r['tetherd_sessions'].values()):>8} |")
+    if r["flows_truncated"]:
+        print("(the flow sample was truncated)")
+    s = r["counters"]["sessions"]
+    drops = {k: v for k, v in r["counters"]["drops"].items() if v}
+    print(f"\ntetherd: sip_sessions_created {s.get('sip_sessions_created')}, "
+          f"ftp_data_expectations_used {s.get('ftp_data_expectations_used')}, "
+          f"rtp_expectations_created {s.get('rtp_expectations_created')}, "
+          f"rtp_expectations_used {s.get('rtp_expectations_used')}, drops {drops or 0}")
+    print(f"failed: SIP calls {r['calls_failed']} of {r['calls']} (split over backends: "
+          f"{r['calls_split']}), FTP transfers {r['downloads_failed']} of {r['downloads']}, "
+          f"RTSP streams {r['streams_failed']} of {r['streams']} (RTCP on another backend: "
+          f"{r['rtcp_misrouted']})")
+    return not (r["calls_failed"] or r["calls_split"] or r["downloads_failed"]
+                or r["streams_failed"] or r["rtcp_misrouted"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--downloads", type=int, default=40)
+    parser.add_argument("--streams", type=int, default=6)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, sigterm)
+    remove_stale_labs()
+    workdir = Path(tempfile.mkdtemp(prefix="tether-lab-"))
+    lab = Lab(workdir)
+    ok = False
+    try:
+        print(f"lab: creating namespaces {lab.tag} (work files in {workdir})", flush=True)
+        lab.create()
+        for name in BACKENDS:
+            lab.start_sip_server(name, reinvite=True)
+        lab.start_media_servers()
+        print("lab: sipp UAS, vsftpd and gst-rtsp-server on b1, b2, b3; starting tetherd", flush=True)
+        tetherd = Tetherd(lab, LAB_CONFIG)
+        tetherd.wait_until(lambda b: all(x["healthy"] for x in b.values()), 20, "all backends healthy")
+        print("lab: all backends up; playing the workload", flush=True)
+        start = time.monotonic()
+        figures = workload(lab, tetherd, args)
+        ok = report(figures, time.monotonic() - start)
+        code = tetherd.stop()
+        ok = ok and code == 0
+    except KeyboardInterrupt:
+        print("\nlab: interrupted", file=sys.stderr)
+    except Exception as error:  # noqa: BLE001: report it, then tear down
+        print(f"lab: failed: {error}", file=sys.stderr)
+        for log in sorted(workdir.glob("tetherd-*.err")):
+            print(f"--- {log.name}\n{log.read_text()[-3000:]}", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip this
+        lab.teardown()
+        left = lab.leftovers()
+        print(f"lab: torn down ({'nothing left' if not left else 'LEFT: ' + ' '.join(left)})")
+        if not left and ok:
+            import shutil
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif not ok:
+            print(f"lab: logs kept in {workdir}", file=sys.stderr)
+    return 0 if ok and not left else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
