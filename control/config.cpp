@@ -14,6 +14,9 @@
 namespace tether {
 namespace {
 
+// Bytes a SIP OPTIONS probe takes (about 370 with IPv6 addresses), rounded up.
+constexpr std::uint16_t kSipProbeRoom = 512;
+
 using libconfig::Setting;
 
 // Reads one group of settings, checking names and types, and turns every problem into a
@@ -368,6 +371,9 @@ void read_services(const GroupReader& top, const std::string& source, Config& co
         h.fail(h.get("type"), "a 'tcp' check needs a tcp service");
       if (check.type == HealthCheckType::sip_options && service.protocol != Protocol::udp)
         h.fail(h.get("type"), "a 'sip-options' check needs a udp service");
+      if (check.type == HealthCheckType::sip_options && config.mbuf_data_size < kSipProbeRoom)
+        h.fail(h.get("type"), "a 'sip-options' probe needs tables.mbuf_size of at least " +
+                                  std::to_string(kSipProbeRoom));
       check.interval_ms = static_cast<std::uint32_t>(h.integer("interval", 100, 3600000, 2000));
       check.timeout_ms = static_cast<std::uint32_t>(h.integer("timeout", 50, 3600000, 1000));
       if (check.timeout_ms > check.interval_ms)

@@ -30,6 +30,16 @@ std::string probe_call_id(std::size_t index, std::uint32_t sequence) {
   return "tether-probe-" + std::to_string(index) + "-" + std::to_string(sequence);
 }
 
+// An address as a SIP URI or Via host: IPv6 in brackets (RFC 3261 25.1, RFC 5118).
+std::string sip_host(const IpBytes& address) {
+  std::string host = format_ip(address);
+  if (!parsers::is_ipv4_mapped(address)) {
+    host.insert(host.begin(), '[');
+    host.push_back(']');
+  }
+  return host;
+}
+
 bool same_check(const HealthCheckConfig& a, const HealthCheckConfig& b) {
   return a.type == b.type && a.interval_ms == b.interval_ms && a.timeout_ms == b.timeout_ms &&
          a.rise == b.rise && a.fall == b.fall;
@@ -228,7 +238,7 @@ void HealthChecker::send(Probe& probe, std::uint64_t now) {
     }
     case HealthCheckType::sip_options: {
       const BackendConfig& backend = config_.backends[probe.backend];
-      const std::string source = format_ip(probe.source), target = format_ip(backend.address);
+      const std::string source = sip_host(probe.source), target = sip_host(backend.address);
       const std::string call_id = probe_call_id(index, probe.sequence);
       const std::string message =
           "OPTIONS sip:" + target + ":" + std::to_string(probe.service_port) + " SIP/2.0\r\n"

@@ -14,6 +14,7 @@ NeighbourResolver::NeighbourResolver(const Config& config, const ControlPorts& p
 
 NeighbourResolver::Entry NeighbourResolver::entry_for(const BackendConfig& backend) {
   Entry entry{backend.name, backend.address, backend.port};
+  entry.removed = backend.removed;
   if (backend.mac) {
     entry.is_static = entry.known = true;
     entry.mac = *backend.mac;
@@ -26,9 +27,10 @@ void NeighbourResolver::update(const Config& config) {
   std::vector<Entry> entries;
   for (const auto& backend : config.backends) {
     Entry entry = entry_for(backend);
-    if (!entry.is_static)
+    // A removed backend keeps its index but is no longer asked for.
+    if (!entry.is_static && !entry.removed)
       for (const auto& old : entries_)
-        if (!old.is_static && old.name == entry.name && old.address == entry.address &&
+        if (!old.is_static && !old.removed && old.name == entry.name && old.address == entry.address &&
             old.port == entry.port)
           entry = old;
     entries.push_back(entry);
@@ -39,7 +41,7 @@ void NeighbourResolver::update(const Config& config) {
 bool NeighbourResolver::tick(std::uint64_t now) {
   bool lost = false;
   for (auto& entry : entries_) {
-    if (entry.is_static || now < entry.next_request) continue;
+    if (entry.is_static || entry.removed || now < entry.next_request) continue;
     if (entry.unanswered >= timers_.attempts) {
       if (entry.known) {
         entry.known = false;
@@ -83,7 +85,12 @@ bool NeighbourResolver::receive(const dataplane::NeighbourAnswer& answer, std::s
                                 std::uint64_t now) {
   bool changed = false, matched = false;
   for (auto& entry : entries_) {
-    if (entry.is_static || entry.address != answer.address || entry.port != port) continue;
+    if (entry.is_static || entry.removed || entry.address != answer.address || entry.port != port)
+      continue;
+    // Only the answer to a request of ours, solicited, counts: an on-link host must not move
+    // a backend's traffic by sending replies nobody asked for. Replacing a known MAC also
+    // needs the advertisement's override flag.
+    if (entry.unanswered == 0 || !answer.solicited || (entry.known && !answer.override)) continue;
     matched = true;
     if (!entry.known || entry.mac != answer.mac) {
       TETHER_LOG(info, "backend %s is at %s (%s)", entry.name.c_str(), format_mac(answer.mac).c_str(),

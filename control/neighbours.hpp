@@ -44,6 +44,7 @@ class NeighbourResolver {
     IpBytes address;
     std::size_t port;
     bool is_static = false;
+    bool removed = false;  // kept for its index only
     bool known = false;  // `mac` holds a static or answered MAC
     MacBytes mac{};
     std::uint64_t confirmed_at = 0;

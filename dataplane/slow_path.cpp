@@ -192,6 +192,8 @@ bool neighbour_answer(const std::uint8_t* frame, const parsers::ParsedFrame& par
     if (parsed.arp.operation != 1 && parsed.arp.operation != 2) return false;
     answer.address = parsers::ipv4_mapped(parsed.arp.sender_ip);
     answer.mac = parsed.arp.sender_mac;
+    answer.solicited = parsed.arp.operation == 2;
+    answer.override = true;
     return true;
   }
   if (!plain_ipv6(parsed) || parsed.icmp_type != kIcmpv6NeighbourAdvertisement) return false;
@@ -201,6 +203,8 @@ bool neighbour_answer(const std::uint8_t* frame, const parsers::ParsedFrame& par
   if (ip[7] != 255 || icmp[1] != 0 || length < kNeighbourMessage) return false;
   std::memcpy(answer.address.data(), icmp + 8, 16);
   answer.mac = parsed.src_mac;
+  answer.solicited = (icmp[4] & 0x40) != 0;
+  answer.override = (icmp[4] & 0x20) != 0;
   // Options follow in units of 8 bytes; a zero length is invalid (RFC 4861 4.6).
   for (std::size_t at = kNeighbourMessage; at + 2 <= length;) {
     const std::size_t option_length = icmp[at + 1] * std::size_t{8};

@@ -41,6 +41,8 @@ std::size_t build_neighbour_solicitation(std::uint8_t* frame, std::size_t capaci
 struct NeighbourAnswer {
   parsers::IpBytes address;
   parsers::MacBytes mac;
+  bool solicited;  // an ARP reply, or an advertisement with the S flag
+  bool override;   // may replace a MAC already known: ARP, or an advertisement with the O flag
 };
 bool neighbour_answer(const std::uint8_t* frame, const parsers::ParsedFrame& parsed,
                       NeighbourAnswer& answer);

@@ -151,7 +151,12 @@ def test_neighbour_discovery_and_ipv6_health_checks(tmp_path):
                  "weights": {"b1": 1, "b2": 1},
                  "extra": 'health_check = { type = "icmp"; interval = 200; timeout = 150; '
                           'rise = 2; fall = 2; };'}]
-    phases = [after_checks, udp_frames(VIP6, 0, 400, 1, ip=IPv6)]
+    # An on-link host claims b1's address with its own MAC, unasked (S and O set): tetherd
+    # asked nothing at that moment, so the claim must change nothing.
+    spoofer = "02:00:00:00:0e:01"
+    spoof = bytes(Ether(src=spoofer, dst=PORT_MAC) / IPv6(src=b1[0], dst=PORT_IPV6, hlim=255)
+                  / ICMPv6ND_NA(tgt=b1[0], S=1, O=1) / ICMPv6NDOptDstLLAddr(lladdr=spoofer))
+    phases = [after_checks, [spoof], udp_frames(VIP6, 0, 400, 1, ip=IPv6)]
     run = run_tetherd_live(tmp_path, phases, services, respond=respond, backends=backends)
     assert run.returncode == 0, run.stderr
 
@@ -165,4 +170,5 @@ def test_neighbour_discovery_and_ipv6_health_checks(tmp_path):
 
     to_b1 = sum(1 for f in run.frames if f[:6] == mac_bytes(b1[1]) and f.endswith(b" phase 1"))
     to_b2 = sum(1 for f in run.frames if f[:6] == mac_bytes(b2[1]) and f.endswith(b" phase 1"))
-    assert (to_b1, to_b2) == (400, 0)
+    assert (to_b1, to_b2) == (400, 0)  # none to the spoofer's MAC either
+    assert "backend b1 is at 02:00:00:00:0e:01" not in run.stderr

@@ -675,3 +675,22 @@ TEST_CASE("merge_running: indices stay with names across reloads", "[config][rel
                       "ports changed: restart tetherd to apply it");
   }
 }
+
+TEST_CASE("config: health checks", "[config]") {
+  const std::string udp = with("    protocol = \"tcp\";\n", "    protocol = \"udp\";\n");
+  auto checked = [](const std::string& text, const std::string& check) {
+    return with("    port = 80;\n", "    port = 80;\n    health_check = " + check + ";\n", text);
+  };
+  const Config c = load(checked(udp, "{ type = \"sip-options\"; interval = 500; timeout = 200; rise = 1; fall = 4; }"));
+  REQUIRE(c.services[0].health_check.has_value());
+  CHECK(c.services[0].health_check->type == tether::HealthCheckType::sip_options);
+  CHECK(c.services[0].health_check->interval_ms == 500);
+  CHECK(c.services[0].health_check->timeout_ms == 200);
+  CHECK(c.services[0].health_check->rise == 1);
+  CHECK(c.services[0].health_check->fall == 4);
+  CHECK_THROWS_WITH(load(checked(kBase, "{ type = \"sip-options\"; }")),
+                    Contains("a 'sip-options' check needs a udp service"));
+  CHECK_THROWS_WITH(load("tables = { mbuf_size = 256; };\n" + checked(udp, "{ type = \"sip-options\"; }")),
+                    Contains("a 'sip-options' probe needs tables.mbuf_size of at least 512"));
+  CHECK(load("tables = { mbuf_size = 256; };\n" + checked(udp, "{ type = \"icmp\"; }")).mbuf_data_size == 256);
+}

@@ -420,13 +420,19 @@ TEST_CASE("neighbour_answer: ARP and neighbour advertisements", "[slow_path][nei
     REQUIRE(neighbour_answer(frame.data(), parsed_ok(frame), answer));
     CHECK(answer.address == mapped(backend4));
     CHECK(answer.mac == backend_mac);
+    CHECK(answer.solicited);
+    CHECK(answer.override);
+    const Bytes request = ethernet(0x0806, arp(1, backend_mac, backend4, kZeroMac, kVip4));
+    REQUIRE(neighbour_answer(request.data(), parsed_ok(request), answer));
+    CHECK_FALSE(answer.solicited);  // a request says where its sender is, but answers nothing
   }
-  auto advertisement = [&](const Bytes& options, std::uint8_t hop_limit = 255) {
+  auto advertisement = [&](const Bytes& options, std::uint8_t hop_limit = 255,
+                           std::uint32_t flags = 0x60000000) {
     Bytes icmp6;
     put8(icmp6, 136);
     put8(icmp6, 0);
     put16(icmp6, 0);
-    put32(icmp6, 0x60000000);
+    put32(icmp6, flags);
     put_bytes(icmp6, backend6.data(), 16);
     append(icmp6, options);
     return ethernet(0x86dd, ipv6(58, icmp6, backend6, kVip6, {}, 6, hop_limit), {}, 0x8100, kOurMac,
@@ -442,6 +448,19 @@ TEST_CASE("neighbour_answer: ARP and neighbour advertisements", "[slow_path][nei
     REQUIRE(neighbour_answer(frame.data(), parsed_ok(frame), answer));
     CHECK(answer.address == backend6);
     CHECK(answer.mac == backend_mac);
+    CHECK(answer.solicited);
+    CHECK(answer.override);
+  }
+  SECTION("the advertisement's solicited and override flags") {
+    const Bytes unsolicited = advertisement({}, 255, 0x20000000);
+    NeighbourAnswer answer;
+    REQUIRE(neighbour_answer(unsolicited.data(), parsed_ok(unsolicited), answer));
+    CHECK_FALSE(answer.solicited);
+    CHECK(answer.override);
+    const Bytes no_override = advertisement({}, 255, 0x40000000);
+    REQUIRE(neighbour_answer(no_override.data(), parsed_ok(no_override), answer));
+    CHECK(answer.solicited);
+    CHECK_FALSE(answer.override);
   }
   SECTION("advertisement without options: the frame's source MAC") {
     const Bytes frame = advertisement({});
