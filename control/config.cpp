@@ -148,12 +148,13 @@ void read_ports(const GroupReader& top, const std::string& source, Config& confi
   const Setting& ports = top.list("ports");
   if (ports.getLength() == 0) top.fail(ports, "at least one port is required");
   for (int i = 0; i < ports.getLength(); ++i) {
-    GroupReader r(ports[i], source, {"name", "device", "mac", "addresses"});
+    GroupReader r(ports[i], source, {"name", "device", "mac", "addresses", "mbufs"});
     PortConfig port;
     port.name = unique_name(r, "port", names, config.ports.size());
     port.device = r.string("device");
     if (port.device.empty()) r.fail(r.get("device"), "device is empty");
     if (r.has("mac")) port.mac = r.mac("mac");
+    if (r.has("mbufs")) port.mbufs = static_cast<std::uint32_t>(r.integer("mbufs", 1023, 1 << 24, 0));
     if (r.has("addresses")) {
       const Setting& addresses = r.list("addresses");
       for (int j = 0; j < addresses.getLength(); ++j) port.addresses.push_back(r.ip(addresses[j]));
@@ -611,7 +612,8 @@ namespace tether {
 namespace {
 
 bool same_port(const PortConfig& a, const PortConfig& b) {
-  return a.name == b.name && a.device == b.device && a.mac == b.mac && a.addresses == b.addresses;
+  return a.name == b.name && a.device == b.device && a.mac == b.mac && a.addresses == b.addresses &&
+         a.mbufs == b.mbufs;
 }
 
 // Where each of `desired`'s live entries goes in the merged list: the index of the running

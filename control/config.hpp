@@ -37,6 +37,7 @@ struct PortConfig {
   std::string device;  // PCI address or vdev string ("net_pcap0,rx_pcap=in.pcap,...")
   std::optional<MacBytes> mac;  // default: the device's own
   std::vector<IpBytes> addresses;
+  std::optional<std::uint32_t> mbufs;  // default: Config::mbufs_per_port
 };
 
 struct BackendConfig {

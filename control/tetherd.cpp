@@ -216,7 +216,8 @@ int run(const Config& config, const Options& options) {
     for (const auto& port : config.ports) {
       ports.push_back(dataplane::open_port({port.name, port.device,
                                             static_cast<std::uint16_t>(config.workers),
-                                            config.mbufs_per_port, config.mbuf_data_size, port.mac}));
+                                            port.mbufs.value_or(config.mbufs_per_port),
+                                            config.mbuf_data_size, port.mac}));
       identities.push_back({ports.back().port_id, ports.back().mac});
       TETHER_LOG(info, "port %s: DPDK port %u, mac %s, %u queue pair(s)%s", port.name.c_str(),
                  ports.back().port_id, format_mac(ports.back().mac).c_str(), config.workers,

@@ -182,14 +182,16 @@ def scenarios(quick):
     media = [("rtsp", VIP_RTSP, RTSP_PORT, "tcp", 'dpi = "rtsp";'),
              ("ftp", VIP_FTP, FTP_PORT, "tcp", 'dpi = "ftp";')]
     storm = [("tcp", VIP_TCP, TCP_PORT, "tcp", "idle_timeout = 1;")]
-    storm_flows = scale(6_000_000)
+    # Every tuple must come back after its flow's 1 s idle timeout ran out: more tuples than
+    # tether forwards packets in a second.
+    storm_flows = scale(12_000_000)
     return [
         Scenario("established", "1. established, 100k flows", lambda: established(scale(100_000)),
                  scale(100_000), 128, web),
         Scenario("established_1m", "2. established, 1M flows", lambda: established(scale(1_000_000)),
                  scale(1_000_000), 128, web, flows=1 << 21),
         Scenario("new_flows", "3. new flows (SYN storm)", lambda: syn_storm(storm_flows),
-                 storm_flows, 128, storm, flows=1 << 23 if not quick else 1 << 17),
+                 storm_flows, 128, storm, flows=1 << 24 if not quick else 1 << 17),
         Scenario("sip", "4. SIP calls (INVITE/ACK/BYE)", lambda: sip_calls(scale(100_000)),
                  3 * scale(100_000), 1024, sip, sessions=1 << 19),
         Scenario("mixed", "5. mixed", lambda: mixed(scale(20_000)), None, 1024, web + sip + media,
@@ -304,11 +306,11 @@ def tetherd_config(pcap, scenario, packets, memory):
     return f"""workers = 1;
 eal = [{eal}];
 log_level = "warning";
-tables = {{ flows_per_worker = {scenario.flows}; sessions = {scenario.sessions};
+tables = {{ flows_per_worker = {scenario.flows}; sessions = {scenario.sessions}; dpi_streams_per_worker = 16384;
            mbufs_per_port = {mbufs_for(packets)}; mbuf_size = {scenario.mbuf_size}; }};
 ports = (
   {{ name = "in"; device = "{pcap_dev}"; mac = "02:00:00:00:00:01"; addresses = ["192.0.2.1"]; }},
-  {{ name = "out"; device = "{null_dev}"; mac = "02:00:00:00:00:02"; }}
+  {{ name = "out"; device = "{null_dev}"; mac = "02:00:00:00:00:02"; mbufs = 65535; }}
 );
 backends = (
 {backends}
@@ -479,7 +481,7 @@ def main():
             print(f"{s.title}: {len(frames)} packets, {sum(map(len, frames)) // len(frames)} bytes average",
                   flush=True)
         # mbufs (data + headroom + header + pool overhead) plus the tables, with room to spare
-        need = max(mbufs_for(s.packets) * (s.mbuf_size + 128 + 128 + 64) + s.flows * 120 + s.sessions * 200
+        need = max(mbufs_for(s.packets) * (s.mbuf_size + 128 + 128 + 64) + s.flows * 130 + s.sessions * 200
                    for s in chosen)
         memory = Memory(need // (1 << 20) + 512, args.quick)
         print(f"memory: {memory.reason}", flush=True)

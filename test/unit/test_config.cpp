@@ -694,3 +694,11 @@ TEST_CASE("config: health checks", "[config]") {
                     Contains("a 'sip-options' probe needs tables.mbuf_size of at least 512"));
   CHECK(load("tables = { mbuf_size = 256; };\n" + checked(udp, "{ type = \"icmp\"; }")).mbuf_data_size == 256);
 }
+
+TEST_CASE("config: a port's own mbuf count", "[config]") {
+  CHECK_FALSE(load(kBase).ports[0].mbufs.has_value());
+  const Config c = load(with("    device = \"net_null0\";\n", "    device = \"net_null0\"; mbufs = 4095;\n"));
+  CHECK(c.ports[0].mbufs == 4095u);
+  CHECK_THROWS_WITH(load(with("    device = \"net_null0\";\n", "    device = \"net_null0\"; mbufs = 5;\n")),
+                    Contains("ports.[0].mbufs: 5 is out of range 1023..16777216"));
+}
