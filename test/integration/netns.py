@@ -455,6 +455,20 @@ def parse_sipp_requests(text):
 EAL_ARGS = '"--no-huge", "--no-shconf", "--no-pci", "-m", "512", "--log-level=lib.*:error"'
 
 
+def assert_spread_by_weight(counts, weights, sigmas=5.0):
+    """Each backend's count lies within `sigmas` binomial standard deviations of its
+    weighted share, as hashing random keys (Call-IDs with a PID in them, ephemeral ports)
+    gives. A fixed relative tolerance fails by chance: 35% of 60 expected is 3.4 sigma,
+    about one run in a thousand per backend, and CI saw it."""
+    total = sum(counts.values())
+    active = sum(weights.values())
+    for name, weight in weights.items():
+        share = weight / active
+        expected = total * share
+        bound = sigmas * (total * share * (1 - share)) ** 0.5 + 1
+        assert abs(counts.get(name, 0) - expected) <= bound, (dict(counts), weights, name)
+
+
 def tetherd_config(services, workers=1, backend_macs=True, health=None):
     """tetherd's configuration for the lab: one net_af_packet port on the lb namespace's
     eth0 with tetherd's MAC and address, backends b1..b3, and `services`: dicts with name,

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from netns import (BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG, Calls, Lab, Streams, Tetherd,
-                   ftp_downloads, lab_config_without_dpi, remove_stale_labs, rtcp_placement)
+                   assert_spread_by_weight, ftp_downloads, lab_config_without_dpi, remove_stale_labs, rtcp_placement)
 
 SIP_WEIGHTS = {"b1": 2, "b2": 1, "b3": 1}  # as in conf/lab.cfg
 # sip-options check in conf/lab.cfg: interval 400 ms, timeout 300 ms, fall 3, rise 2
@@ -127,9 +127,7 @@ def test_sip_calls_stay_whole_and_spread_by_weight(lab, with_dpi):
     assert all(methods.count("INVITE") == 2 for b in reinvites.values() for methods in b.values())
     total = sum(per_backend.values())
     assert total == 2200
-    for name, weight in SIP_WEIGHTS.items():
-        expected = total * weight / sum(SIP_WEIGHTS.values())
-        assert abs(per_backend[name] - expected) <= 0.12 * expected, (per_backend, SIP_WEIGHTS)
+    assert_spread_by_weight(per_backend, SIP_WEIGHTS)
     after = session_counts(with_dpi)
     assert {n: after[n] - before[n] for n in BACKENDS} == dict(per_backend)
     print(f"\nSIP with DPI: {total} calls, 0 failed, per backend {dict(sorted(per_backend.items()))}")
