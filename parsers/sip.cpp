@@ -1,6 +1,9 @@
 #include "parsers/sip.hpp"
 
+#include <algorithm>
 #include <array>
+#include <bit>
+#include <cstring>
 #include <utility>
 
 namespace tether::parsers::sip {
@@ -81,7 +84,7 @@ reason take_header(const text::header_field& field, message& msg) {
     if (!msg.call_id.empty() && !text::equal_unfolded(msg.call_id, field.value))
       return reason::call_id_conflict;
     msg.call_id = field.value;
-    msg.call_id_folded = field.folded();
+    msg.call_id_folded = field.folded;
   } else if (iequals(name, "CSeq")) {
     if (!msg.has_cseq) return parse_cseq(field.value, msg);
   } else if (iequals(name, "Content-Length")) {
@@ -194,21 +197,72 @@ std::string_view expand_compact_name(std::string_view name) {
   return name;
 }
 
-std::uint64_t hash_unfolded(std::string_view value, std::uint64_t seed) {
-  // FNV-1a over the unfolded bytes, then the splitmix64 finaliser so that every input bit
-  // reaches every output bit (FNV alone leaves the high bits weak for short keys).
-  std::uint64_t hash = 0xcbf29ce484222325ULL ^ seed;
-  text::unfolded_reader reader(value);
-  for (int c = reader.next(); c >= 0; c = reader.next()) {
-    hash ^= static_cast<std::uint64_t>(c);
-    hash *= 0x100000001b3ULL;
+namespace {
+
+// The digest mixes the unfolded bytes eight at a time, as little-endian words (the last one
+// zero-padded), then their count, then the splitmix64 finaliser so that every input bit
+// reaches every output bit. A word per multiply rather than FNV's byte per multiply: the
+// Call-ID of every SIP datagram passes here, and a byte-serial chain was the latency bound.
+class word_hasher {
+ public:
+  explicit word_hasher(std::uint64_t seed) : hash_(0xcbf29ce484222325ULL ^ seed) {}
+
+  void add_word(std::uint64_t word) {
+    hash_ = (hash_ ^ word) * 0x9e3779b97f4a7c15ULL;
+    hash_ ^= hash_ >> 29;
+    length_ += 8;
   }
-  hash ^= hash >> 30;
-  hash *= 0xbf58476d1ce4e5b9ULL;
-  hash ^= hash >> 27;
-  hash *= 0x94d049bb133111ebULL;
-  hash ^= hash >> 31;
-  return hash;
+  void add_byte(unsigned char byte) {
+    pending_ |= static_cast<std::uint64_t>(byte) << (8 * pending_count_);
+    if (++pending_count_ == 8) {
+      add_word(pending_);
+      pending_ = 0;
+      pending_count_ = 0;
+    }
+  }
+  std::uint64_t finish() {
+    const std::uint64_t length = length_ + pending_count_;
+    if (pending_count_ > 0) add_word(pending_);
+    std::uint64_t hash = hash_ ^ length;
+    hash ^= hash >> 30;
+    hash *= 0xbf58476d1ce4e5b9ULL;
+    hash ^= hash >> 27;
+    hash *= 0x94d049bb133111ebULL;
+    hash ^= hash >> 31;
+    return hash;
+  }
+
+ private:
+  std::uint64_t hash_;
+  std::uint64_t pending_ = 0;
+  unsigned pending_count_ = 0;
+  std::uint64_t length_ = 0;
+};
+
+static_assert(std::endian::native == std::endian::little,
+              "Call-ID digests are defined over little-endian words, so that instances agree");
+
+}  // namespace
+
+std::uint64_t hash_unfolded(std::string_view value, std::uint64_t seed) {
+  word_hasher hasher(seed);
+  // Without a byte <= SP there is no white space to trim or fold: the value is its own
+  // unfolded form and goes in whole words. A branch-free scan, so it vectorises.
+  unsigned char lowest = 0xff;
+  for (char c : value) lowest = std::min(lowest, static_cast<unsigned char>(c));
+  if (lowest > ' ') {
+    std::size_t at = 0;
+    for (; at + 8 <= value.size(); at += 8) {
+      std::uint64_t word;
+      std::memcpy(&word, value.data() + at, 8);
+      hasher.add_word(word);
+    }
+    for (; at < value.size(); ++at) hasher.add_byte(static_cast<unsigned char>(value[at]));
+    return hasher.finish();
+  }
+  text::unfolded_reader reader(value);
+  for (int c = reader.next(); c >= 0; c = reader.next()) hasher.add_byte(static_cast<unsigned char>(c));
+  return hasher.finish();
 }
 
 bool equal_unfolded(std::string_view a, std::string_view b) { return text::equal_unfolded(a, b); }

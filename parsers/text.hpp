@@ -73,8 +73,8 @@ constexpr bool is_token(std::string_view s) {
 
 constexpr bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (to_lower(a[i]) != to_lower(b[i])) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)  // names mostly arrive in the expected case
+    if (a[i] != b[i] && to_lower(a[i]) != to_lower(b[i])) return false;
   return true;
 }
 
@@ -225,10 +225,14 @@ constexpr bool is_start_line_of(std::string_view line, std::string_view version_
 }
 
 constexpr bool is_request_target(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s)
-    if (c == ' ' || is_ctl(c)) return false;
-  return true;
+  // No early exit, so the compiler can check many bytes per instruction: every request
+  // line of every message passes here.
+  bool bad = false;
+  for (char c : s) {
+    const auto byte = static_cast<unsigned char>(c);
+    bad |= (byte <= 0x20) | (byte == 0x7f);  // SP or a control character
+  }
+  return !s.empty() && !bad;
 }
 
 // While a start line is still arriving, can it still become "METHOD SP ..." or
@@ -248,14 +252,9 @@ constexpr bool could_become_start_line(std::string_view partial, std::string_vie
 struct header_field {
   std::string_view name;
   std::string_view value;  // trimmed; still holds CR/LF/blanks where it was folded
-
-  // The value spans lines (holds a CR or LF): compare or hash it with unfolded_reader. Asked
-  // only of the fields a parser keeps, not worked out for every field of every message.
-  constexpr bool folded() const {
-    for (char c : value)  // not find_first_of: that calls memchr once per byte
-      if (c == '\r' || c == '\n') return true;
-    return false;
-  }
+  // The value spans lines (holds a CR or LF): compare or hash it with unfolded_reader.
+  // Worked out only for fields that continued on another line, which few do.
+  bool folded = false;
 };
 
 // How a walk over a header block ended.
@@ -296,11 +295,17 @@ class header_reader {
       advance(line->size);
       return header_block::complete;
     }
-    if (is_blank(line->line.front())) return header_block::continuation_first;
-    split_result at_colon = split_once(line->line, ':');
-    if (!at_colon.found) return header_block::no_colon;
-    std::string_view name = trim(at_colon.head);  // SIP allows blanks before the colon
-    if (!is_token(name)) return header_block::bad_name;
+    const std::string_view text = line->line;
+    if (is_blank(text.front())) return header_block::continuation_first;
+    // One pass for both the name and its colon: the token, blanks (SIP allows them before
+    // the colon), then the colon itself.
+    std::size_t colon = 0;
+    while (colon < text.size() && is_token_char(text[colon])) ++colon;
+    const std::string_view name = text.substr(0, colon);
+    while (colon < text.size() && is_blank(text[colon])) ++colon;
+    if (colon == text.size() || text[colon] != ':' || name.empty())
+      return text.find(':') == std::string_view::npos ? header_block::no_colon
+                                                      : header_block::bad_name;
 
     // The field runs on while the next line starts with a blank. Until the byte after this
     // line's LF is here we cannot know whether it does.
@@ -312,9 +317,10 @@ class header_reader {
       if (!more) return header_block::need_more;
       end += more->size;
     }
-    auto value_start = static_cast<std::size_t>(at_colon.tail.data() - rest_.data());
+    const std::size_t value_start = colon + 1;
     out.name = name;
     out.value = trim_lws(rest_.substr(value_start, end - value_start));
+    out.folded = end != line->size && out.value.find_first_of("\r\n") != std::string_view::npos;
     advance(end);
     return std::nullopt;
   }

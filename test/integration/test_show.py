@@ -24,10 +24,16 @@ MASK = (1 << 64) - 1
 
 
 def call_id_digest(call_id, seed=0x63616C6C2D6964):
-    """parsers/sip.cpp hash_unfolded() with the worker's Call-ID seed: FNV-1a, splitmix64."""
+    """parsers/sip.cpp hash_unfolded() with the worker's Call-ID seed, written out again so
+    that a change to the digest shows here: 8-byte little-endian words (the last one
+    zero-padded), the length, then the splitmix64 finaliser."""
+    data = call_id.encode()
     h = 0xCBF29CE484222325 ^ seed
-    for byte in call_id.encode():
-        h = ((h ^ byte) * 0x100000001B3) & MASK
+    for at in range(0, len(data), 8):
+        word = int.from_bytes(data[at:at + 8].ljust(8, b"\0"), "little")
+        h = ((h ^ word) * 0x9E3779B97F4A7C15) & MASK
+        h ^= h >> 29
+    h ^= len(data)
     h ^= h >> 30
     h = (h * 0xBF58476D1CE4E5B9) & MASK
     h ^= h >> 27
