@@ -124,6 +124,15 @@ std::int32_t SessionTable::find(const SessionKey& key, std::uint32_t signature,
   return position;
 }
 
+void SessionTable::warm(const SessionKey* const* keys, const std::uint32_t* signatures,
+                        unsigned n) const {
+  std::int32_t positions[RTE_HASH_LOOKUP_BULK_MAX];
+  rte_hash_lookup_with_hash_bulk(hash_, reinterpret_cast<const void**>(const_cast<const SessionKey**>(keys)),
+                                 const_cast<hash_sig_t*>(signatures), n, positions);
+  for (unsigned i = 0; i < n; ++i)
+    if (positions[i] >= 0) __builtin_prefetch(&slots_[positions[i]]);
+}
+
 std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, SessionRoute route,
                                std::uint64_t deadline, bool* created) {
   if (created != nullptr) *created = false;

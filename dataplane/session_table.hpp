@@ -82,6 +82,9 @@ class SessionTable {
   // The route and position of a live entry (deadline not passed), or a negative position.
   std::int32_t find(const SessionKey& key, std::uint32_t signature, std::uint64_t now,
                     SessionRoute& route) const;
+  // Brings the buckets, keys and slots of these keys into the cache, so that the find()
+  // and add() calls that follow do not each wait for memory in turn. n <= 64.
+  void warm(const SessionKey* const* keys, const std::uint32_t* signatures, unsigned n) const;
   // Adds or replaces; returns the position or a negative errno (-ENOSPC when full).
   // `created` (if given) is true for exactly one of several workers adding the same new key
   // at once, so a session is counted once.

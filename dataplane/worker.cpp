@@ -132,32 +132,45 @@ bool Worker::poll_port(std::uint16_t port_index, std::uint64_t now) {
       rte_eth_rx_burst(snapshot_->ports[port_index].port_id, queue_, received, kBurst);
   if (count == 0) return false;
 
-  Pending pending[kBurst];
-  unsigned pending_count = 0;
+  Burst& burst = burst_;
+  burst.flow_count = 0;
+  burst.call_count = 0;
   for (std::uint16_t i = 0; i < count; ++i) {
     counters_.rx_packets++;
     counters_.rx_bytes += rte_pktmbuf_pkt_len(received[i]);
-    classify(received[i], port_index, now, pending, pending_count);
+    classify(received[i], port_index, burst);
   }
 
-  if (pending_count > 0) {
+  if (burst.call_count > 0) {
+    // The session table is shared and large: looked up one call at a time, each message
+    // waits for its cache misses in turn. One bulk pass brings them all in at once.
+    const SessionKey* keys[kBurst];
+    std::uint32_t signatures[kBurst];
+    for (unsigned i = 0; i < burst.call_count; ++i) {
+      keys[i] = &burst.calls[i].key;
+      signatures[i] = burst.calls[i].signature;
+    }
+    sessions_->warm(keys, signatures, burst.call_count);
+    for (unsigned i = 0; i < burst.call_count; ++i) route_sip_call(burst.calls[i], now);
+  }
+
+  if (burst.flow_count > 0) {
     const FlowKey* keys[kBurst];
     std::uint32_t signatures[kBurst];
     std::int32_t positions[kBurst];
-    for (unsigned i = 0; i < pending_count; ++i) {
-      keys[i] = &pending[i].key;
-      signatures[i] = pending[i].signature;
+    for (unsigned i = 0; i < burst.flow_count; ++i) {
+      keys[i] = &burst.flows[i].key;
+      signatures[i] = burst.flows[i].signature;
     }
-    flows_.lookup_bulk(keys, signatures, pending_count, positions);
-    for (unsigned i = 0; i < pending_count; ++i) forward(pending[i], positions[i], now);
+    flows_.lookup_bulk(keys, signatures, burst.flow_count, positions);
+    for (unsigned i = 0; i < burst.flow_count; ++i) forward(burst.flows[i], positions[i], now);
   }
 
   flush();
   return true;
 }
 
-void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, std::uint64_t now,
-                      Pending* pending, unsigned& count) {
+void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, Burst& burst) {
   const Snapshot& snapshot = *snapshot_;
   parsers::ParsedFrame parsed;
   const auto* data = rte_pktmbuf_mtod(mbuf, const std::uint8_t*);
@@ -183,10 +196,12 @@ void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, std::uint64_t no
   const bool related = (found & ServiceIndex::kRelated) != 0;
   const auto service = static_cast<std::uint16_t>(found & ~ServiceIndex::kRelated);
   if (!related && snapshot.services[service].dpi == DpiKind::sip_calls &&
-      route_sip_call(mbuf, parsed, service, now))
+      read_sip_call(mbuf, parsed, service, burst.calls[burst.call_count])) {
+    ++burst.call_count;
     return;
+  }
 
-  Pending& p = pending[count++];
+  Pending& p = burst.flows[burst.flow_count++];
   p.mbuf = mbuf;
   p.key.src = parsed.src_ip;
   p.key.dst = parsed.dst_ip;
@@ -205,12 +220,12 @@ void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, std::uint64_t no
 
 // A SIP datagram goes where its call goes, whatever flow carries it. False hands the packet
 // back to flow-level balancing (not SIP, no Call-ID, a keepalive).
-bool Worker::route_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed,
-                            std::uint16_t service, std::uint64_t now) {
+bool Worker::read_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed,
+                           std::uint16_t service, SipCall& call) {
   namespace sip = parsers::sip;
-  const ServiceView& view = snapshot_->services[service];
-  const auto payload = payload_of(mbuf, parsed.payload_offset, parsed.payload_length);
-  const sip::message message = sip::parse(payload);
+  call.payload = payload_of(mbuf, parsed.payload_offset, parsed.payload_length);
+  call.message = sip::parse(call.payload);
+  const sip::message& message = call.message;
   if (message.status != parsers::status::parsed) {
     if (message.status == parsers::status::not_this_protocol) fallback(DpiFallback::not_sip);
     else if (message.reason == sip::reason::call_id_missing) fallback(DpiFallback::sip_no_call_id);
@@ -219,9 +234,21 @@ bool Worker::route_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed,
   }
   if (message.kind == sip::kind::keepalive) return false;
   counters_.messages_inspected[static_cast<std::size_t>(DpiProtocol::sip)]++;
+  call.mbuf = mbuf;
+  call.service = service;
+  call.key = sip_call_key(service, sip::hash_unfolded(message.call_id, kCallIdSeed));
+  call.signature = session_signature(call.key);
+  return true;
+}
 
-  const SessionKey key = sip_call_key(service, sip::hash_unfolded(message.call_id, kCallIdSeed));
-  const std::uint32_t signature = session_signature(key);
+void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
+  namespace sip = parsers::sip;
+  const sip::message& message = call.message;
+  const SessionKey& key = call.key;
+  const std::uint32_t signature = call.signature;
+  const std::uint16_t service = call.service;
+  rte_mbuf* const mbuf = call.mbuf;
+  const ServiceView& view = snapshot_->services[service];
   SessionRoute route;
   std::int32_t position = sessions_->find(key, signature, now, route);
   if (position >= 0 && is_down(route.backend)) {
@@ -233,7 +260,7 @@ bool Worker::route_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed,
   if (!known) {
     std::size_t pool = 0;
     if (view.rules && message.kind == sip::kind::request) {
-      const MessageFields fields{start_line(message, payload), message.request_uri, sip_header,
+      const MessageFields fields{start_line(message, call.payload), message.request_uri, sip_header,
                                  &message};
       const int matched = view.rules->match(fields, snapshot_->rule_scratch[index_]);
       if (matched >= 0) pool = static_cast<std::size_t>(matched);
@@ -241,10 +268,7 @@ bool Worker::route_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed,
     const std::uint64_t digest = key.digest;
     backend = view.least_sessions ? least_sessions(view.pools[pool])
                                   : pick_backend(view, view.pools[pool], fold(digest));
-    if (backend == kNoBackend) {
-      drop(mbuf, DropReason::no_backend);
-      return true;
-    }
+    if (backend == kNoBackend) return drop(mbuf, DropReason::no_backend);
     bool created = false;
     position = sessions_->add(key, signature, {backend, service}, now + view.session_timeout_tsc,
                               &created);
@@ -266,7 +290,6 @@ bool Worker::route_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed,
     }
   }
   transmit_to_backend(mbuf, backend);
-  return true;
 }
 
 void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,

@@ -1,9 +1,10 @@
 // A worker: one lcore polling one RX queue on every port, run to completion.
 //
-// The burst loop reads top to bottom: receive, parse and classify (SIP datagrams are routed
-// by Call-ID through the shared session table here), look the burst's flows up in one bulk
-// call, schedule the misses (related RTP and FTP data flows through their expectations),
-// inspect control connections, rewrite for DSR, transmit. Everything a worker writes (flow
+// The burst loop reads top to bottom: receive, parse and classify (a SIP datagram is parsed
+// for its Call-ID here), route the burst's calls through the shared session table after one
+// bulk pass over it, look the burst's flows up in one bulk call, schedule the misses
+// (related RTP and FTP data flows through their expectations), inspect control
+// connections, rewrite for DSR, transmit. Everything a worker writes (flow
 // table, reassembly buffers, counters, TX buffers) is its own, except session table entries,
 // which the table makes safe to share, and the flow samples the control thread asks for,
 // which the mailbox hands over (dataplane/flow_sample.hpp).
@@ -11,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "dataplane/counters.hpp"
@@ -20,6 +22,7 @@
 #include "dataplane/snapshot.hpp"
 #include "dataplane/snapshot_channel.hpp"
 #include "dataplane/stream_buffer.hpp"
+#include "parsers/sip.hpp"
 
 struct rte_mbuf;
 struct rte_ring;
@@ -78,6 +81,22 @@ class Worker {
     std::uint16_t payload_offset;
     std::uint16_t payload_length;
   };
+  // A SIP datagram routed by its Call-ID once the burst's calls are looked up together.
+  struct SipCall {
+    rte_mbuf* mbuf;
+    std::span<const std::uint8_t> payload;
+    parsers::sip::message message;
+    SessionKey key;
+    std::uint32_t signature;
+    std::uint16_t service;
+  };
+  // What classify() makes of a burst: flows for the flow table, calls for the session table.
+  struct Burst {
+    Pending flows[kBurst];
+    unsigned flow_count = 0;
+    SipCall calls[kBurst];
+    unsigned call_count = 0;
+  };
   struct TxBuffer {
     std::uint16_t count = 0;
     rte_mbuf* mbufs[kBurst];
@@ -95,11 +114,11 @@ class Worker {
   };
 
   bool poll_port(std::uint16_t port_index, std::uint64_t now);
-  // Either queues the packet in `pending` for a flow lookup, or routes, answers or drops it.
-  void classify(rte_mbuf* mbuf, std::uint16_t port_index, std::uint64_t now, Pending* pending,
-                unsigned& count);
-  bool route_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed, std::uint16_t service,
-                      std::uint64_t now);
+  // Queues the packet in `burst` for a flow or a call lookup, or answers or drops it.
+  void classify(rte_mbuf* mbuf, std::uint16_t port_index, Burst& burst);
+  bool read_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed, std::uint16_t service,
+                     SipCall& call);
+  void route_sip_call(SipCall& call, std::uint64_t now);
   void hand_to_control(rte_mbuf* mbuf);  // over the exception ring
   void answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
                       const parsers::ParsedFrame& parsed);
@@ -142,6 +161,9 @@ class Worker {
   WorkerCounters counters_;
   std::vector<BackendCounters> backend_counters_;  // kMaxBackends: snapshots may add backends
   std::vector<TxBuffer> tx_;
+  // Scratch for the burst in hand: a member, not on the stack, so that a poll does not
+  // construct 32 SIP message records it may never fill.
+  Burst burst_;
 };
 
 }  // namespace tether::dataplane
