@@ -1,9 +1,6 @@
 #include "parsers/sip.hpp"
 
-#include <algorithm>
 #include <array>
-#include <bit>
-#include <cstring>
 #include <utility>
 
 namespace tether::parsers::sip {
@@ -239,30 +236,29 @@ class word_hasher {
   std::uint64_t length_ = 0;
 };
 
-static_assert(std::endian::native == std::endian::little,
-              "Call-ID digests are defined over little-endian words, so that instances agree");
-
 }  // namespace
 
 std::uint64_t hash_unfolded(std::string_view value, std::uint64_t seed) {
-  word_hasher hasher(seed);
   // Without a byte <= SP there is no white space to trim or fold: the value is its own
-  // unfolded form and goes in whole words. A branch-free scan, so it vectorises.
-  unsigned char lowest = 0xff;
-  for (char c : value) lowest = std::min(lowest, static_cast<unsigned char>(c));
-  if (lowest > ' ') {
-    std::size_t at = 0;
-    for (; at + 8 <= value.size(); at += 8) {
-      std::uint64_t word;
-      std::memcpy(&word, value.data() + at, 8);
-      hasher.add_word(word);
-    }
-    for (; at < value.size(); ++at) hasher.add_byte(static_cast<unsigned char>(value[at]));
-    return hasher.finish();
+  // unfolded form and goes in whole words, checked as they go in.
+  word_hasher hasher(seed);
+  std::size_t at = 0;
+  bool plain = true;
+  for (; plain && at + 8 <= value.size(); at += 8) {
+    const std::uint64_t word = text::detail::load_word(value.data() + at);
+    plain = text::detail::bytes_below(word, 0x21) == 0;
+    hasher.add_word(word);
   }
+  for (; plain && at < value.size(); ++at) {
+    plain = static_cast<unsigned char>(value[at]) > ' ';
+    hasher.add_byte(static_cast<unsigned char>(value[at]));
+  }
+  if (plain) return hasher.finish();
+
+  word_hasher unfolding(seed);
   text::unfolded_reader reader(value);
-  for (int c = reader.next(); c >= 0; c = reader.next()) hasher.add_byte(static_cast<unsigned char>(c));
-  return hasher.finish();
+  for (int c = reader.next(); c >= 0; c = reader.next()) unfolding.add_byte(static_cast<unsigned char>(c));
+  return unfolding.finish();
 }
 
 bool equal_unfolded(std::string_view a, std::string_view b) { return text::equal_unfolded(a, b); }

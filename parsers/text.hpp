@@ -6,10 +6,13 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace tether::parsers {
@@ -50,6 +53,39 @@ constexpr bool is_lws(char c) { return is_blank(c) || c == '\r' || c == '\n'; }
 constexpr bool is_ctl(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }
 constexpr char to_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c; }
 
+// Eight bytes at a time, for the checks every message makes over whole values: loops that
+// stop at the first hit do not vectorise, and these strings are too short for vectors.
+namespace detail {
+constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+constexpr std::uint64_t kHighBits = 0x8080808080808080ULL;
+// The high bit of each byte of `word` below `limit` (limit <= 128), and of no other byte.
+constexpr std::uint64_t bytes_below(std::uint64_t word, unsigned char limit) {
+  return (word - kOnes * limit) & ~word & kHighBits;
+}
+// Bytes p[0..8) as a little-endian word, whatever the host's byte order.
+inline std::uint64_t load_word(const char* p) {
+  std::uint64_t word;
+  std::memcpy(&word, p, 8);
+  if constexpr (std::endian::native == std::endian::big) word = __builtin_bswap64(word);
+  return word;
+}
+}  // namespace detail
+
+// Does `s` hold a byte below `limit` (at most 128), or one equal to `also`?
+inline bool has_byte_below_or(std::string_view s, unsigned char limit, unsigned char also) {
+  std::size_t at = 0;
+  std::uint64_t hits = 0;
+  for (; at + 8 <= s.size(); at += 8) {
+    const std::uint64_t word = detail::load_word(s.data() + at);
+    hits |= detail::bytes_below(word, limit) | detail::bytes_below(word ^ (detail::kOnes * also), 1);
+  }
+  for (; at < s.size(); ++at) {
+    const auto byte = static_cast<unsigned char>(s[at]);
+    hits |= static_cast<std::uint64_t>((byte < limit) | (byte == also));
+  }
+  return hits != 0;
+}
+
 // RFC 3261 token (a superset of the RFC 2326 token alphabet that real methods use). A table:
 // every header name of every message is checked byte by byte.
 inline constexpr auto kTokenChars = [] {
@@ -73,8 +109,10 @@ constexpr bool is_token(std::string_view s) {
 
 constexpr bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)  // names mostly arrive in the expected case
-    if (a[i] != b[i] && to_lower(a[i]) != to_lower(b[i])) return false;
+  // Names mostly arrive in the expected case: against a literal, this is a word compare.
+  if (std::char_traits<char>::compare(a.data(), b.data(), a.size()) == 0) return true;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (to_lower(a[i]) != to_lower(b[i])) return false;
   return true;
 }
 
@@ -224,15 +262,8 @@ constexpr bool is_start_line_of(std::string_view line, std::string_view version_
          istarts_with(line.substr(last_space + 1), version_prefix);
 }
 
-constexpr bool is_request_target(std::string_view s) {
-  // No early exit, so the compiler can check many bytes per instruction: every request
-  // line of every message passes here.
-  bool bad = false;
-  for (char c : s) {
-    const auto byte = static_cast<unsigned char>(c);
-    bad |= (byte <= 0x20) | (byte == 0x7f);  // SP or a control character
-  }
-  return !s.empty() && !bad;
+inline bool is_request_target(std::string_view s) {
+  return !s.empty() && !has_byte_below_or(s, 0x21, 0x7f);  // no SP, no control character
 }
 
 // While a start line is still arriving, can it still become "METHOD SP ..." or
@@ -289,18 +320,19 @@ class header_reader {
  private:
   // Reads one field into `out` (nullopt), or says why the block ends here.
   constexpr std::optional<header_block> next(header_field& out) {
-    auto line = first_line(rest_);
-    if (!line) return header_block::need_more;
-    if (line->line.empty()) {
-      advance(line->size);
+    const std::size_t lf = rest_.find('\n');
+    if (lf == std::string_view::npos) return header_block::need_more;
+    const std::string_view text = rest_.substr(0, lf > 0 && rest_[lf - 1] == '\r' ? lf - 1 : lf);
+    if (text.empty()) {
+      advance(lf + 1);
       return header_block::complete;
     }
-    const std::string_view text = line->line;
     if (is_blank(text.front())) return header_block::continuation_first;
     // One pass for both the name and its colon: the token, blanks (SIP allows them before
     // the colon), then the colon itself.
+    // No bounds check: the CR or LF after `text` is not a token character and stops the scan.
     std::size_t colon = 0;
-    while (colon < text.size() && is_token_char(text[colon])) ++colon;
+    while (is_token_char(rest_[colon])) ++colon;
     const std::string_view name = text.substr(0, colon);
     while (colon < text.size() && is_blank(text[colon])) ++colon;
     if (colon == text.size() || text[colon] != ':' || name.empty())
@@ -309,7 +341,7 @@ class header_reader {
 
     // The field runs on while the next line starts with a blank. Until the byte after this
     // line's LF is here we cannot know whether it does.
-    std::size_t end = line->size;
+    std::size_t end = lf + 1;
     for (;;) {
       if (end >= rest_.size()) return header_block::need_more;
       if (!is_blank(rest_[end])) break;
@@ -317,10 +349,14 @@ class header_reader {
       if (!more) return header_block::need_more;
       end += more->size;
     }
-    const std::size_t value_start = colon + 1;
     out.name = name;
-    out.value = trim_lws(rest_.substr(value_start, end - value_start));
-    out.folded = end != line->size && out.value.find_first_of("\r\n") != std::string_view::npos;
+    if (end == lf + 1) {  // one line: its end is known, no need to trim the CRLF again
+      out.value = trim_lws(text.substr(colon + 1));
+      out.folded = false;
+    } else {
+      out.value = trim_lws(rest_.substr(colon + 1, end - colon - 1));
+      out.folded = out.value.find_first_of("\r\n") != std::string_view::npos;
+    }
     advance(end);
     return std::nullopt;
   }
