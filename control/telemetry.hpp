@@ -11,7 +11,8 @@
 
 namespace tether {
 
-// The workers must outlive the registration, until withdraw_telemetry().
+// The workers must outlive the registration: withdraw_telemetry() waits for any callback
+// still reading them, and none reads them after it.
 void register_telemetry(const std::vector<std::unique_ptr<dataplane::Worker>>* workers,
                         const Config& config);
 // After a reload or a backend command: the backends' names by index.
