@@ -521,5 +521,11 @@ def main():
     return 0
 
 
+def stop_on_sigterm(signum, _frame):
+    """SIGTERM unwinds like Ctrl-C, so the hugepages and the temporary folder go back."""
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     sys.exit(main())
