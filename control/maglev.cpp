@@ -2,22 +2,19 @@
 
 #include <algorithm>
 
+#include "parsers/mix.hpp"
+
 namespace tether {
 namespace {
 
-// FNV-1a then a splitmix64 finaliser: portable and stable, unlike std::hash.
+// FNV-1a then the splitmix64 finaliser: portable and stable, unlike std::hash.
 std::uint64_t name_hash(std::string_view name, std::uint64_t seed) {
   std::uint64_t h = 0xcbf29ce484222325ULL ^ seed;
   for (unsigned char c : name) {
     h ^= c;
     h *= 0x100000001b3ULL;
   }
-  h ^= h >> 30;
-  h *= 0xbf58476d1ce4e5b9ULL;
-  h ^= h >> 27;
-  h *= 0x94d049bb133111ebULL;
-  h ^= h >> 31;
-  return h;
+  return parsers::mix64(h);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <array>
 #include <utility>
 
+#include "parsers/mix.hpp"
+
 namespace tether::parsers::sip {
 namespace {
 
@@ -197,8 +199,7 @@ std::string_view expand_compact_name(std::string_view name) {
 namespace {
 
 // The digest mixes the unfolded bytes eight at a time, as little-endian words (the last one
-// zero-padded), then their count, then the splitmix64 finaliser so that every input bit
-// reaches every output bit. A word per multiply rather than FNV's byte per multiply: the
+// zero-padded), then their count, then the splitmix64 finaliser (mix64). A word per multiply rather than FNV's byte per multiply: the
 // Call-ID of every SIP datagram passes here, and a byte-serial chain was the latency bound.
 class word_hasher {
  public:
@@ -220,13 +221,7 @@ class word_hasher {
   std::uint64_t finish() {
     const std::uint64_t length = length_ + pending_count_;
     if (pending_count_ > 0) add_word(pending_);
-    std::uint64_t hash = hash_ ^ length;
-    hash ^= hash >> 30;
-    hash *= 0xbf58476d1ce4e5b9ULL;
-    hash ^= hash >> 27;
-    hash *= 0x94d049bb133111ebULL;
-    hash ^= hash >> 31;
-    return hash;
+    return mix64(hash_ ^ length);
   }
 
  private:

@@ -418,15 +418,8 @@ class Lab:
         self.captures.clear()
         existing = set(run("ip", "netns", "list", check=False).stdout.split())
         for ns in self.namespaces:
-            if ns not in existing:
-                continue
-            # Anything still in our namespaces is ours (an orphan of a killed group).
-            for pid in run("ip", "netns", "pids", ns, check=False).stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            run("ip", "netns", "del", ns, check=False)
+            if ns in existing:
+                remove_namespace(ns)
 
     def leftovers(self):
         existing = run("ip", "netns", "list", check=False).stdout
@@ -514,12 +507,18 @@ def remove_stale_labs():
             continue
         if Path(f"/proc/{parts[1]}").exists():
             continue  # its run may still be going
-        for pid in run("ip", "netns", "pids", ns, check=False).stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        run("ip", "netns", "del", ns, check=False)
+        remove_namespace(ns)
+
+
+def remove_namespace(ns):
+    """Kills what still runs in one of a lab's namespaces (anything there was started by
+    the lab: an orphan of a killed process group), then deletes the namespace."""
+    for pid in run("ip", "netns", "pids", ns, check=False).stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    run("ip", "netns", "del", ns, check=False)
 
 
 def lab_config_without_dpi(text):
