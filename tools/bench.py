@@ -5,8 +5,8 @@ lcore: dpdk-testpmd in io mode (the ceiling of the I/O path), dpdk-testpmd in 5t
 (parses L2-L4 and swaps addresses: the cost of touching headers without a table) and
 tetherd with one worker. Each reads the pcap forever (net_pcap, infinite_rx=1) and sends to
 net_null. Each runs a warm-up, then a measured window; the figure of a scenario is the
-median over the rounds. Throughput is stated as a ratio to io in the same run, because
-absolute figures on shared machines drift.
+median over the rounds. Throughput is stated as a ratio to io in the same round (the
+median of the rounds' ratios), because absolute figures on shared machines drift.
 
 Usage: tools/bench [--quick] [--rounds N] [--seconds S] [--warmup S] [--out DIR] [SCENARIO...]
 """
@@ -501,8 +501,12 @@ def main():
                 "tether": {k: median_of(per_round["tether"], k) for k in per_round["tether"][0]},
                 "rounds": per_round,
             }
-            summary["ratio_io"] = summary["tether"]["mpps"] / summary["io"]["mpps"]
-            summary["ratio_5tswap"] = summary["tether"]["mpps"] / summary["5tswap"]["mpps"]
+            # The ratio of each round's own runs, then the median: the machine's speed drifts
+            # between rounds, and medians of the columns taken apart could pair a fast io
+            # round with a slow tether one.
+            for reference in ("io", "5tswap"):
+                summary[f"ratio_{reference}"] = statistics.median(
+                    t["mpps"] / r["mpps"] for t, r in zip(per_round["tether"], per_round[reference]))
             results.append(summary)
     finally:
         if memory is not None:
