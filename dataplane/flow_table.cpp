@@ -4,7 +4,6 @@
 
 #include <rte_errno.h>
 #include <rte_hash.h>
-#include <rte_hash_crc.h>
 #include <rte_malloc.h>
 
 #include <cerrno>
@@ -14,8 +13,6 @@
 namespace tether::dataplane {
 namespace {
 
-constexpr std::uint32_t kFlowHashSeed = 0x74657468;  // "teth": fixed so instances agree
-
 // rte_hash's own hash of a key (for deletes and position lookups) must equal the signature
 // the workers look it up with: both cover the 5-tuple's bytes only, not the compare padding.
 std::uint32_t hash_flow_key(const void* key, std::uint32_t, std::uint32_t seed) {
@@ -23,8 +20,6 @@ std::uint32_t hash_flow_key(const void* key, std::uint32_t, std::uint32_t seed) 
 }
 
 }  // namespace
-
-std::uint32_t flow_signature(const FlowKey& key) { return hash_flow_key(&key, sizeof key, kFlowHashSeed); }
 
 FlowTable::FlowTable(const char* name, std::uint32_t capacity, int socket) : capacity_(capacity) {
   const std::uint64_t heap_before = heap_bytes_allocated();

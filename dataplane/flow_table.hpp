@@ -6,6 +6,8 @@
 // sweep of a bounded number of slots per call, so no burst ever pays for the whole table.
 #pragma once
 
+#include <rte_hash_crc.h>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -30,9 +32,14 @@ static_assert(sizeof(FlowKey) == 48);
 // The bytes the 5-tuple occupies: what flow_signature hashes.
 inline constexpr std::size_t kFlowKeyHashedBytes = 40;
 
+// Fixed, so that every tether instance hashes a flow alike ("teth").
+inline constexpr std::uint32_t kFlowHashSeed = 0x74657468;
+
 // The one hash of a flow: it indexes the flow table and the Maglev table, so it must be the
-// same on every worker and every tether instance.
-std::uint32_t flow_signature(const FlowKey& key);
+// same on every worker and every tether instance. Inline: every packet is hashed.
+inline std::uint32_t flow_signature(const FlowKey& key) {
+  return rte_hash_crc(&key, kFlowKeyHashedBytes, kFlowHashSeed);
+}
 
 struct FlowEntry {
   std::uint64_t deadline_tsc;  // kFreeSlot once the sweep deleted the entry

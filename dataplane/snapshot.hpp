@@ -5,7 +5,10 @@
 // a half-built table.
 #pragma once
 
+#include <rte_hash_crc.h>
+
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <tuple>
 #include <vector>
@@ -85,9 +88,36 @@ class ServiceIndex {
   static constexpr std::uint16_t kRelated = 0x8000;
   void build(const std::vector<std::pair<std::tuple<IpBytes, std::uint16_t, std::uint8_t>,
                                          std::uint16_t>>& entries);
-  std::uint16_t find(const IpBytes& vip, std::uint16_t port, std::uint8_t ip_proto) const;
+  // Inline, like its helpers: every packet asks the index once or twice.
+  std::uint16_t find(const IpBytes& vip, std::uint16_t port, std::uint8_t ip_proto) const {
+    if (slots_.empty()) return kNone;
+    for (std::uint32_t i = hash(vip, port, ip_proto) & mask_;; i = (i + 1) & mask_) {
+      const Slot& slot = slots_[i];
+      if (slot.service == kNone) return kNone;
+      if (slot.port == port && slot.ip_proto == ip_proto && same_address(slot.vip, vip))
+        return slot.service;
+    }
+  }
 
  private:
+  // Three CRC instructions.
+  static std::uint32_t hash(const IpBytes& vip, std::uint16_t port, std::uint8_t ip_proto) {
+    std::uint64_t high, low;
+    std::memcpy(&high, vip.data(), 8);
+    std::memcpy(&low, vip.data() + 8, 8);
+    const std::uint32_t h = rte_hash_crc_8byte(low, rte_hash_crc_8byte(high, 0x7e7e));
+    return rte_hash_crc_4byte(static_cast<std::uint32_t>(port) << 8 | ip_proto, h);
+  }
+  // Two 8-byte comparisons: std::array's == calls memcmp.
+  static bool same_address(const IpBytes& a, const IpBytes& b) {
+    std::uint64_t a_high, a_low, b_high, b_low;
+    std::memcpy(&a_high, a.data(), 8);
+    std::memcpy(&a_low, a.data() + 8, 8);
+    std::memcpy(&b_high, b.data(), 8);
+    std::memcpy(&b_low, b.data() + 8, 8);
+    return ((a_high ^ b_high) | (a_low ^ b_low)) == 0;
+  }
+
   struct Slot {
     IpBytes vip;
     std::uint16_t port;

@@ -131,14 +131,6 @@ ParseStatus parse_ipv6(const std::uint8_t* base, std::size_t offset, std::size_t
 
 }  // namespace
 
-IpBytes ipv4_mapped(const std::uint8_t* four_bytes) {
-  IpBytes a{};
-  a[10] = 0xff;
-  a[11] = 0xff;
-  std::memcpy(a.data() + 12, four_bytes, 4);
-  return a;
-}
-
 ParseStatus parse_frame(std::span<const std::uint8_t> frame, ParsedFrame& out) {
   out = ParsedFrame{};
   const std::uint8_t* base = frame.data();

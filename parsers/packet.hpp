@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 namespace tether::parsers {
@@ -19,7 +20,14 @@ namespace tether::parsers {
 using IpBytes = std::array<std::uint8_t, 16>;
 using MacBytes = std::array<std::uint8_t, 6>;
 
-IpBytes ipv4_mapped(const std::uint8_t* four_bytes);
+// Inline: every IPv4 packet maps both its addresses.
+inline IpBytes ipv4_mapped(const std::uint8_t* four_bytes) {
+  IpBytes a{};
+  a[10] = 0xff;
+  a[11] = 0xff;
+  std::memcpy(a.data() + 12, four_bytes, 4);
+  return a;
+}
 inline bool is_ipv4_mapped(const IpBytes& a) {
   return a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == 0 && a[4] == 0 && a[5] == 0 &&
          a[6] == 0 && a[7] == 0 && a[8] == 0 && a[9] == 0 && a[10] == 0xff && a[11] == 0xff;
