@@ -29,7 +29,11 @@ struct rte_ring;
 
 namespace tether::dataplane {
 
-inline constexpr std::uint16_t kBurst = 32;
+// 64, not DPDK's usual 32: the per-burst costs (the bulk lookups' setup, the flush, the
+// expiry slice, the loop's own accounting) spread over twice the packets, ~3% of the
+// instructions per packet on established flows. The bulk lookups take at most 64.
+inline constexpr std::uint16_t kBurst = 64;
+static_assert(kBurst <= FlowTable::kMaxBulk);
 // Sweep this many flow-table slots per loop: a full sweep of 1M entries takes ~30k loops,
 // well under a second when idle and a few seconds under load, far below any idle timeout.
 inline constexpr unsigned kExpiryBudget = 32;
