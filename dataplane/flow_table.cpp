@@ -19,6 +19,8 @@ std::uint32_t hash_flow_key(const void* key, std::uint32_t, std::uint32_t seed) 
   return rte_hash_crc(key, kFlowKeyHashedBytes, seed);
 }
 
+static_assert(FlowTable::kMaxBulk == RTE_HASH_LOOKUP_BULK_MAX);
+
 }  // namespace
 
 FlowTable::FlowTable(const char* name, std::uint32_t capacity, int socket) : capacity_(capacity) {

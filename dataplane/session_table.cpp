@@ -127,8 +127,10 @@ std::int32_t SessionTable::find(const SessionKey& key, std::uint32_t signature,
 void SessionTable::warm(const SessionKey* const* keys, const std::uint32_t* signatures,
                         unsigned n) const {
   std::int32_t positions[RTE_HASH_LOOKUP_BULK_MAX];
-  rte_hash_lookup_with_hash_bulk(hash_, reinterpret_cast<const void**>(const_cast<const SessionKey**>(keys)),
-                                 const_cast<hash_sig_t*>(signatures), n, positions);
+  if (n == 0 || n > RTE_HASH_LOOKUP_BULK_MAX ||
+      rte_hash_lookup_with_hash_bulk(hash_, reinterpret_cast<const void**>(const_cast<const SessionKey**>(keys)),
+                                     const_cast<hash_sig_t*>(signatures), n, positions) < 0)
+    return;  // only a prefetch: find() and add() do the real work anyway
   for (unsigned i = 0; i < n; ++i)
     if (positions[i] >= 0) __builtin_prefetch(&slots_[positions[i]]);
 }

@@ -166,7 +166,7 @@ class Worker {
   std::vector<BackendCounters> backend_counters_;  // kMaxBackends: snapshots may add backends
   std::vector<TxBuffer> tx_;
   // Scratch for the burst in hand: a member, not on the stack, so that a poll does not
-  // construct 32 SIP message records it may never fill.
+  // construct a burst's worth of SIP message records it may never fill.
   Burst burst_;
 };
 

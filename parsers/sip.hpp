@@ -79,7 +79,7 @@ struct message {
   std::string_view reason_phrase;
 
   std::string_view call_id;     // raw and trimmed; see call_id_folded
-  bool call_id_folded = false;  // spans folded lines: use hash_unfolded()/equal_unfolded()
+  bool call_id_folded = false;  // continued on a folded line: use hash_unfolded()/equal_unfolded()
 
   bool has_cseq = false;
   std::uint32_t cseq = 0;

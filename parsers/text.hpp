@@ -58,7 +58,8 @@ constexpr char to_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char
 namespace detail {
 constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
 constexpr std::uint64_t kHighBits = 0x8080808080808080ULL;
-// The high bit of each byte of `word` below `limit` (limit <= 128), and of no other byte.
+// Non-zero if and only if some byte of `word` is below `limit` (limit <= 128). Which bits
+// are set is not exact: a borrow can also flag the byte above a real hit.
 constexpr std::uint64_t bytes_below(std::uint64_t word, unsigned char limit) {
   return (word - kOnes * limit) & ~word & kHighBits;
 }
@@ -283,8 +284,10 @@ constexpr bool could_become_start_line(std::string_view partial, std::string_vie
 struct header_field {
   std::string_view name;
   std::string_view value;  // trimmed; still holds CR/LF/blanks where it was folded
-  // The value spans lines (holds a CR or LF): compare or hash it with unfolded_reader.
-  // Worked out only for fields that continued on another line, which few do.
+  // The value continued on another line and holds its fold (a CR or LF): compare or hash it
+  // with unfolded_reader. Worked out only for fields that continued, which few do, so a
+  // bare CR inside a one-line value does not count (unfolded_reader treats it as white
+  // space either way).
   bool folded = false;
 };
 

@@ -268,26 +268,28 @@ def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds):
     samples, port, started = [], None, None
     deadline = time.monotonic() + 120
     output = []
-    for line in proc.stdout:
-        output.append(line)
-        header = re.search(r"NIC statistics for port (\d+)", line)
-        if header:
-            port = int(header.group(1))
-            started = started or time.monotonic()
-        tx = re.search(r"Tx-pps:\s+(\d+)", line)
-        if tx and port == 1 and started is not None:
-            if time.monotonic() - started > warmup:
-                samples.append(int(tx.group(1)))
-            if len(samples) >= max(1, round(seconds)):
-                break
-        if time.monotonic() > deadline:
-            break
-    os.killpg(proc.pid, signal.SIGINT)
     try:
-        proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        for line in proc.stdout:
+            output.append(line)
+            header = re.search(r"NIC statistics for port (\d+)", line)
+            if header:
+                port = int(header.group(1))
+                started = started or time.monotonic()
+            tx = re.search(r"Tx-pps:\s+(\d+)", line)
+            if tx and port == 1 and started is not None:
+                if time.monotonic() - started > warmup:
+                    samples.append(int(tx.group(1)))
+                if len(samples) >= max(1, round(seconds)):
+                    break
+            if time.monotonic() > deadline:
+                break
+    finally:  # also when interrupted: an orphaned testpmd would spin a core forever
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
     if not samples:
         raise RuntimeError(f"testpmd {mode} reported nothing:\n" + "".join(output[-30:]))
     return {"mpps": statistics.median(samples) / 1e6}
@@ -526,7 +528,9 @@ def main():
 
 
 def stop_on_sigterm(signum, _frame):
-    """SIGTERM unwinds like Ctrl-C, so the hugepages and the temporary folder go back."""
+    """SIGTERM unwinds like Ctrl-C, so the hugepages and the temporary folder go back. A
+    second SIGTERM must not cut that cleanup short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(128 + signum)
 
 

@@ -450,8 +450,8 @@ EAL_ARGS = '"--no-huge", "--no-shconf", "--no-pci", "-m", "512", "--log-level=li
 
 def assert_spread_by_weight(counts, weights, sigmas=5.0):
     """Each backend's count lies within `sigmas` binomial standard deviations of its
-    weighted share, as hashing random keys (Call-IDs with a PID in them, ephemeral ports)
-    gives. A fixed relative tolerance fails by chance: 35% of 60 expected is 3.4 sigma,
+    weighted share, as hashing many distinct keys (Call-IDs with a PID in them, ephemeral
+    ports) gives. A fixed relative tolerance fails by chance: 35% of 60 expected is 3.4 sigma,
     about one run in a thousand per backend, and CI saw it."""
     total = sum(counts.values())
     active = sum(weights.values())
