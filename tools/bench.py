@@ -255,6 +255,18 @@ def mbufs_for(packets):
     return packets + 32768  # the whole pcap is held in mbufs, plus the working set
 
 
+def stop_group(proc, signum, timeout):
+    """Stops a run started in its own session: `signum` to its group, SIGKILL after
+    `timeout` seconds. Reads any output left in its pipe so that it cannot block."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signum)
+    try:
+        proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+
+
 def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds):
     """Forwarded packets per second (port 1's Tx-pps, median over the measured seconds)."""
     args = [TESTPMD, "-l", "0,1", *memory.eal("bench_pmd"), "--log-level=lib.*:error"]
@@ -284,12 +296,7 @@ def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds):
             if time.monotonic() > deadline:
                 break
     finally:  # also when interrupted: an orphaned testpmd would spin a core forever
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+        stop_group(proc, signal.SIGINT, 30)
     if not samples:
         raise RuntimeError(f"testpmd {mode} reported nothing:\n" + "".join(output[-30:]))
     return {"mpps": statistics.median(samples) / 1e6}
@@ -381,13 +388,7 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds):
             "bytes_per_session": memory_figures["session_table_bytes"] / max(1, memory_figures["session_table_entries"]),
         }
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_group(proc, signal.SIGTERM, 60)
         log.close()
 
 
