@@ -199,8 +199,9 @@ std::string_view expand_compact_name(std::string_view name) {
 namespace {
 
 // The digest mixes the unfolded bytes eight at a time, as little-endian words (the last one
-// zero-padded), then their count, then the splitmix64 finaliser (mix64). A word per multiply rather than FNV's byte per multiply: the
-// Call-ID of every SIP datagram passes here, and a byte-serial chain was the latency bound.
+// zero-padded), then their count, then the splitmix64 finaliser (mix64). A word per
+// multiply rather than FNV's byte per multiply: the Call-ID of every SIP datagram passes
+// here, and a byte-serial chain was the latency bound.
 class word_hasher {
  public:
   explicit word_hasher(std::uint64_t seed) : hash_(0xcbf29ce484222325ULL ^ seed) {}

@@ -323,17 +323,17 @@ class header_reader {
  private:
   // Reads one field into `out` (nullopt), or says why the block ends here.
   constexpr std::optional<header_block> next(header_field& out) {
-    const std::size_t lf = rest_.find('\n');
-    if (lf == std::string_view::npos) return header_block::need_more;
-    const std::string_view text = rest_.substr(0, lf > 0 && rest_[lf - 1] == '\r' ? lf - 1 : lf);
+    const auto line = first_line(rest_);
+    if (!line) return header_block::need_more;
+    const std::string_view text = line->line;
     if (text.empty()) {
-      advance(lf + 1);
+      advance(line->size);
       return header_block::complete;
     }
     if (is_blank(text.front())) return header_block::continuation_first;
     // One pass for both the name and its colon: the token, blanks (SIP allows them before
-    // the colon), then the colon itself.
-    // No bounds check: the CR or LF after `text` is not a token character and stops the scan.
+    // the colon), then the colon itself. The token scan needs no bounds check: the CR or LF
+    // after `text` is not a token character and stops it.
     std::size_t colon = 0;
     while (is_token_char(rest_[colon])) ++colon;
     const std::string_view name = text.substr(0, colon);
@@ -344,7 +344,7 @@ class header_reader {
 
     // The field runs on while the next line starts with a blank. Until the byte after this
     // line's LF is here we cannot know whether it does.
-    std::size_t end = lf + 1;
+    std::size_t end = line->size;
     for (;;) {
       if (end >= rest_.size()) return header_block::need_more;
       if (!is_blank(rest_[end])) break;
@@ -353,7 +353,7 @@ class header_reader {
       end += more->size;
     }
     out.name = name;
-    if (end == lf + 1) {  // one line: its end is known, no need to trim the CRLF again
+    if (end == line->size) {  // one line: its end is known, no need to trim the CRLF again
       out.value = trim_lws(text.substr(colon + 1));
       out.folded = false;
     } else {
