@@ -15,6 +15,10 @@
 #include <string>
 #include <string_view>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace tether::parsers {
 
 using byte_span = std::span<const std::uint8_t>;
@@ -69,6 +73,21 @@ inline std::uint64_t load_word(const char* p) {
   std::memcpy(&word, p, 8);
   if constexpr (std::endian::native == std::endian::big) word = __builtin_bswap64(word);
   return word;
+}
+// The first LF in [p, end), or null. Inline, 16 bytes per step: header lines are a few
+// dozen bytes, too short to pay for a call to memchr each.
+inline const char* find_line_feed(const char* p, const char* end) {
+#if defined(__SSE2__)
+  const __m128i line_feeds = _mm_set1_epi8('\n');
+  for (; end - p >= 16; p += 16) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const auto hits = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, line_feeds)));
+    if (hits != 0) return p + std::countr_zero(hits);
+  }
+#endif
+  for (; p < end; ++p)
+    if (*p == '\n') return p;
+  return nullptr;
 }
 }  // namespace detail
 
@@ -206,12 +225,13 @@ struct line_split {
   std::string_view line;  // without the terminator
   std::size_t size;       // bytes up to and including the LF
 };
-constexpr std::optional<line_split> first_line(std::string_view s) {
-  std::size_t lf = s.find('\n');
-  if (lf == std::string_view::npos) return std::nullopt;
-  std::string_view line = s.substr(0, lf);
+inline std::optional<line_split> first_line(std::string_view s) {
+  const char* lf = detail::find_line_feed(s.data(), s.data() + s.size());
+  if (lf == nullptr) return std::nullopt;
+  const auto at = static_cast<std::size_t>(lf - s.data());
+  std::string_view line = s.substr(0, at);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  return line_split{line, lf + 1};
+  return line_split{line, at + 1};
 }
 
 // Stream transports allow empty lines before a start line (RFC 3261 7.5, RFC 7230 3.5).
@@ -304,73 +324,66 @@ enum class header_block : std::uint8_t {
 
 class header_reader {
  public:
-  constexpr explicit header_reader(std::string_view block) : rest_(block), consumed_(0) {}
+  explicit header_reader(std::string_view block)
+      : begin_(block.data()), cursor_(block.data()), end_(block.data() + block.size()) {}
 
   // Hands each field to `take`, which returns false to stop; counts fields into `count`.
+  // Every SIP datagram passes here, so the walk is over pointers in one loop, and each byte
+  // of a one-line field is looked at about once: by the LF search, the name scan or the trim.
   template <class Take>
-  constexpr header_block read(std::size_t max_fields, std::size_t& count, Take&& take) {
+  header_block read(std::size_t max_fields, std::size_t& count, Take&& take) {
     for (;;) {
-      header_field field{};
-      if (auto end = next(field)) return *end;
+      const char* const line = cursor_;
+      const char* const lf = detail::find_line_feed(line, end_);
+      if (lf == nullptr) return header_block::need_more;
+      const char* const text_end = lf != line && lf[-1] == '\r' ? lf - 1 : lf;
+      if (text_end == line) {
+        cursor_ = lf + 1;
+        return header_block::complete;
+      }
+      if (is_blank(*line)) return header_block::continuation_first;
+      // One pass for both the name and its colon: the token, blanks (SIP allows them before
+      // the colon), then the colon itself. The token scan needs no bounds check: the CR or LF
+      // that ends the line is not a token character and stops it.
+      const char* name_end = line;
+      while (is_token_char(*name_end)) ++name_end;
+      const char* colon = name_end;
+      while (colon < text_end && is_blank(*colon)) ++colon;
+      if (colon == text_end || *colon != ':' || name_end == line)
+        return std::memchr(line, ':', static_cast<std::size_t>(text_end - line)) == nullptr
+                   ? header_block::no_colon
+                   : header_block::bad_name;
+
+      // The field runs on while the next line starts with a blank. Until the byte after this
+      // line's LF is here we cannot know whether it does.
+      const char* field_end = lf + 1;
+      if (field_end == end_) return header_block::need_more;
+      header_field field;
+      field.name = {line, static_cast<std::size_t>(name_end - line)};
+      if (!is_blank(*field_end)) {  // one line: its end is known, no need to trim the CRLF again
+        field.value = trim_lws({colon + 1, static_cast<std::size_t>(text_end - colon - 1)});
+      } else {
+        do {
+          const char* const next_lf = detail::find_line_feed(field_end, end_);
+          if (next_lf == nullptr || next_lf + 1 == end_) return header_block::need_more;
+          field_end = next_lf + 1;
+        } while (is_blank(*field_end));
+        field.value = trim_lws({colon + 1, static_cast<std::size_t>(field_end - colon - 1)});
+        field.folded = field.value.find_first_of("\r\n") != std::string_view::npos;
+      }
+      cursor_ = field_end;
       if (++count > max_fields) return header_block::too_many_fields;
       if (!take(field)) return header_block::stopped;
     }
   }
 
   // Bytes consumed so far; once read() returned `complete`, the block's size.
-  constexpr std::size_t consumed() const { return consumed_; }
+  std::size_t consumed() const { return static_cast<std::size_t>(cursor_ - begin_); }
 
  private:
-  // Reads one field into `out` (nullopt), or says why the block ends here.
-  constexpr std::optional<header_block> next(header_field& out) {
-    const auto line = first_line(rest_);
-    if (!line) return header_block::need_more;
-    const std::string_view text = line->line;
-    if (text.empty()) {
-      advance(line->size);
-      return header_block::complete;
-    }
-    if (is_blank(text.front())) return header_block::continuation_first;
-    // One pass for both the name and its colon: the token, blanks (SIP allows them before
-    // the colon), then the colon itself. The token scan needs no bounds check: the CR or LF
-    // after `text` is not a token character and stops it.
-    std::size_t colon = 0;
-    while (is_token_char(rest_[colon])) ++colon;
-    const std::string_view name = text.substr(0, colon);
-    while (colon < text.size() && is_blank(text[colon])) ++colon;
-    if (colon == text.size() || text[colon] != ':' || name.empty())
-      return text.find(':') == std::string_view::npos ? header_block::no_colon
-                                                      : header_block::bad_name;
-
-    // The field runs on while the next line starts with a blank. Until the byte after this
-    // line's LF is here we cannot know whether it does.
-    std::size_t end = line->size;
-    for (;;) {
-      if (end >= rest_.size()) return header_block::need_more;
-      if (!is_blank(rest_[end])) break;
-      auto more = first_line(rest_.substr(end));
-      if (!more) return header_block::need_more;
-      end += more->size;
-    }
-    out.name = name;
-    if (end == line->size) {  // one line: its end is known, no need to trim the CRLF again
-      out.value = trim_lws(text.substr(colon + 1));
-      out.folded = false;
-    } else {
-      out.value = trim_lws(rest_.substr(colon + 1, end - colon - 1));
-      out.folded = out.value.find_first_of("\r\n") != std::string_view::npos;
-    }
-    advance(end);
-    return std::nullopt;
-  }
-
-  constexpr void advance(std::size_t n) {
-    rest_.remove_prefix(n);
-    consumed_ += n;
-  }
-
-  std::string_view rest_;
-  std::size_t consumed_;
+  const char* begin_;
+  const char* cursor_;
+  const char* end_;
 };
 
 // The bytes of a header value as RFC 3261 7.3.1 defines it: any run of linear white space
