@@ -217,6 +217,11 @@ class word_hasher {
     hash_ ^= hash_ >> 29;
     length_ += 8;
   }
+  // The last 1-7 bytes, as a little-endian word zero-padded above them; nothing after.
+  void add_tail(std::uint64_t word, unsigned count) {
+    pending_ = word;
+    pending_count_ = count;
+  }
   void add_byte(unsigned char byte) {
     pending_ |= static_cast<std::uint64_t>(byte) << (8 * pending_count_);
     if (++pending_count_ == 8) {
@@ -251,9 +256,14 @@ std::uint64_t hash_unfolded(std::string_view value, std::uint64_t seed) {
     plain = text::detail::bytes_below(word, 0x21) == 0;
     hasher.add_word(word);
   }
-  for (; plain && at < value.size(); ++at) {
-    plain = static_cast<unsigned char>(value[at]) > ' ';
-    hasher.add_byte(static_cast<unsigned char>(value[at]));
+  if (plain && at < value.size()) {
+    const auto count = static_cast<unsigned>(value.size() - at);
+    std::uint64_t tail = 0;
+    for (unsigned i = 0; i < count; ++i)
+      tail |= static_cast<std::uint64_t>(static_cast<unsigned char>(value[at + i])) << (8 * i);
+    // The padding above the tail's bytes is set for the check, so only real bytes can hit.
+    plain = text::detail::bytes_below(tail | (~std::uint64_t{0} << (8 * count)), 0x21) == 0;
+    hasher.add_tail(tail, count);
   }
   if (plain) return hasher.finish();
 

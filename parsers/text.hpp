@@ -15,7 +15,9 @@
 #include <string>
 #include <string_view>
 
-#if defined(__SSE2__)
+#if defined(__SSSE3__)
+#include <tmmintrin.h>
+#elif defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
@@ -119,6 +121,46 @@ inline constexpr auto kTokenChars = [] {
   return table;
 }();
 constexpr bool is_token_char(char c) { return kTokenChars[static_cast<unsigned char>(c)]; }
+
+namespace detail {
+// kTokenChars as two 16-entry tables for a byte's low and high nibble (the high one a bit per
+// nibble 0-7; bytes from 0x80 are never tokens): a byte is a token character when its two
+// entries share a bit. That is a shuffle per table for 16 bytes at once.
+inline constexpr auto kTokenByLowNibble = [] {
+  std::array<std::uint8_t, 16> table{};
+  for (unsigned high = 0; high < 8; ++high)
+    for (unsigned low = 0; low < 16; ++low)
+      if (kTokenChars[high << 4 | low]) table[low] = static_cast<std::uint8_t>(table[low] | 1u << high);
+  return table;
+}();
+inline constexpr std::array<std::uint8_t, 16> kTokenByHighNibble{1, 2, 4, 8, 16, 32, 64, 128};
+static_assert([] {
+  for (unsigned c = 0; c < 256; ++c)
+    if (((kTokenByLowNibble[c & 15] & kTokenByHighNibble[c >> 4]) != 0) != kTokenChars[c]) return false;
+  return true;
+}());
+}  // namespace detail
+
+// How many token characters start at p, looking no further than `end`. Header names are
+// scanned with it on every line of every message: 16 bytes per step where SSSE3 allows.
+inline std::size_t token_run(const char* p, const char* end) {
+  const char* const start = p;
+#if defined(__SSSE3__)
+  const __m128i by_low = _mm_loadu_si128(reinterpret_cast<const __m128i*>(detail::kTokenByLowNibble.data()));
+  const __m128i by_high = _mm_loadu_si128(reinterpret_cast<const __m128i*>(detail::kTokenByHighNibble.data()));
+  const __m128i nibble = _mm_set1_epi8(0x0f);
+  for (; end - p >= 16; p += 16) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i low = _mm_shuffle_epi8(by_low, _mm_and_si128(bytes, nibble));
+    const __m128i high = _mm_shuffle_epi8(by_high, _mm_and_si128(_mm_srli_epi16(bytes, 4), nibble));
+    const __m128i not_token = _mm_cmpeq_epi8(_mm_and_si128(low, high), _mm_setzero_si128());
+    const auto stops = static_cast<unsigned>(_mm_movemask_epi8(not_token));
+    if (stops != 0) return static_cast<std::size_t>(p - start) + static_cast<std::size_t>(std::countr_zero(stops));
+  }
+#endif
+  while (p < end && is_token_char(*p)) ++p;
+  return static_cast<std::size_t>(p - start);
+}
 
 constexpr bool is_token(std::string_view s) {
   if (s.empty()) return false;
@@ -342,13 +384,12 @@ class header_reader {
         return header_block::complete;
       }
       if (is_blank(*line)) return header_block::continuation_first;
-      // One pass for both the name and its colon: the token, blanks (SIP allows them before
-      // the colon), then the colon itself. The token scan needs no bounds check: the CR or LF
-      // that ends the line is not a token character and stops it.
-      const char* name_end = line;
-      while (is_token_char(*name_end)) ++name_end;
+      // The name is a token, then blanks (SIP allows them before the colon), then the colon.
+      // The token scan stops at the CR or LF that ends the line at the latest.
+      const char* const name_end = line + token_run(line, end_);
       const char* colon = name_end;
-      while (colon < text_end && is_blank(*colon)) ++colon;
+      if (*colon != ':')
+        while (colon < text_end && is_blank(*colon)) ++colon;
       if (colon == text_end || *colon != ':' || name_end == line)
         return std::memchr(line, ':', static_cast<std::size_t>(text_end - line)) == nullptr
                    ? header_block::no_colon
