@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "dataplane/slow_path.hpp"
@@ -224,7 +225,8 @@ bool Worker::read_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed,
                            std::uint16_t service, SipCall& call) {
   namespace sip = parsers::sip;
   call.payload = payload_of(mbuf, parsed.payload_offset, parsed.payload_length);
-  call.message = sip::parse(call.payload);
+  // Constructed in place from parse()'s result: a message is too large to copy per datagram.
+  std::construct_at(&call.message, sip::parse(call.payload));
   const sip::message& message = call.message;
   if (message.status != parsers::status::parsed) {
     if (message.status == parsers::status::not_this_protocol) fallback(DpiFallback::not_sip);

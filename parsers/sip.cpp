@@ -102,29 +102,26 @@ reason take_header(const text::header_field& field, message& msg) {
   return reason::none;
 }
 
-message& fail(message& msg, reason why) {
+void fail(message& msg, reason why) {
   msg.status = status::malformed;
   msg.reason = why;
-  return msg;
 }
 
-}  // namespace
-
-message parse(byte_span input, framing how) {
-  message msg;
+// Fills `msg`, which starts out default-constructed.
+void read_message(byte_span input, framing how, message& msg) {
   std::string_view all = text::as_chars(input);
   const bool stream = how == framing::stream;
 
   std::size_t start = text::count_leading_newlines(all);
   if (all.empty()) {
     msg.status = stream ? status::need_more : status::not_this_protocol;
-    return msg;
+    return;
   }
   if (start == all.size()) {  // RFC 5626 keepalive: CRLFCRLF ping, CRLF pong
     msg.status = status::parsed;
     msg.kind = kind::keepalive;
     msg.size = all.size();
-    return msg;
+    return;
   }
 
   std::string_view rest = all.substr(start);
@@ -133,12 +130,12 @@ message parse(byte_span input, framing how) {
     if (stream) {
       msg.status = text::could_become_start_line(rest, version_prefix) ? status::need_more
                                                                          : status::not_this_protocol;
-      return msg;
+      return;
     }
-    if (!text::is_start_line_of(rest, version_prefix)) return msg;
+    if (!text::is_start_line_of(rest, version_prefix)) return;
     return fail(msg, reason::first_line_unterminated);
   }
-  if (!text::is_start_line_of(first->line, version_prefix)) return msg;
+  if (!text::is_start_line_of(first->line, version_prefix)) return;
   if (reason why = parse_start_line(first->line, msg); why != reason::none) return fail(msg, why);
 
   std::size_t headers_start = start + first->size;
@@ -153,7 +150,7 @@ message parse(byte_span input, framing how) {
     case text::header_block::need_more:
       if (!stream) return fail(msg, reason::headers_unterminated);
       msg.status = status::need_more;
-      return msg;
+      return;
     case text::header_block::stopped: return fail(msg, refused);
     case text::header_block::too_many_fields: return fail(msg, reason::too_many_headers);
     case text::header_block::no_colon: return fail(msg, reason::header_without_colon);
@@ -172,7 +169,7 @@ message parse(byte_span input, framing how) {
   if (body_size > available.size()) {
     if (stream) {
       msg.status = status::need_more;
-      return msg;
+      return;
     }
     return fail(msg, reason::body_truncated);
   }
@@ -181,6 +178,14 @@ message parse(byte_span input, framing how) {
 
   if (msg.call_id.empty()) return fail(msg, reason::call_id_missing);
   msg.status = status::parsed;
+}
+
+}  // namespace
+
+message parse(byte_span input, framing how) {
+  // One named result for every path, so the caller's object is filled in place.
+  message msg;
+  read_message(input, how, msg);
   return msg;
 }
 
