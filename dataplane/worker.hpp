@@ -119,14 +119,14 @@ class Worker {
 
   bool poll_port(std::uint16_t port_index, std::uint64_t now);
   // Queues the packet in `burst` for a flow or a call lookup, or answers or drops it.
-  void classify(rte_mbuf* mbuf, std::uint16_t port_index, Burst& burst);
+  [[gnu::always_inline]] inline void classify(rte_mbuf* mbuf, std::uint16_t port_index, Burst& burst);
   bool read_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed, std::uint16_t service,
                      SipCall& call);
   void route_sip_call(SipCall& call, std::uint64_t now);
   void hand_to_control(rte_mbuf* mbuf);  // over the exception ring
   void answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
                       const parsers::ParsedFrame& parsed);
-  void forward(Pending& packet, std::int32_t position, std::uint64_t now);
+  [[gnu::always_inline]] inline void forward(Pending& packet, std::int32_t position, std::uint64_t now);
   std::uint16_t resolve_related(const Pending& packet, const ServiceView& service,
                                 std::uint64_t now);
   std::uint16_t pick_backend(const ServiceView& service, const PoolView& pool,
@@ -143,8 +143,8 @@ class Worker {
   bool is_down(std::uint16_t backend) const {
     return snapshot_->backends[backend].state == BackendState::down;
   }
-  void transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend);
-  void send(std::uint16_t port_index, rte_mbuf* mbuf);
+  [[gnu::always_inline]] inline void transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend);
+  [[gnu::always_inline]] inline void send(std::uint16_t port_index, rte_mbuf* mbuf);
   void send_reply(std::uint16_t port_index, rte_mbuf* mbuf, std::size_t length);
   void drop(rte_mbuf* mbuf, DropReason reason);
   void fallback(DpiFallback reason) { counters_.dpi_fallbacks[static_cast<std::size_t>(reason)]++; }
