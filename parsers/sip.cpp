@@ -264,8 +264,12 @@ std::uint64_t hash_unfolded(std::string_view value, std::uint64_t seed) {
   if (plain && at < value.size()) {
     const auto count = static_cast<unsigned>(value.size() - at);
     std::uint64_t tail = 0;
-    for (unsigned i = 0; i < count; ++i)
-      tail |= static_cast<std::uint64_t>(static_cast<unsigned char>(value[at + i])) << (8 * i);
+    if (value.size() >= 8) {  // the value's last eight bytes, the tail in their top end
+      tail = text::detail::load_word(value.data() + value.size() - 8) >> (8 * (8 - count));
+    } else {
+      for (unsigned i = 0; i < count; ++i)
+        tail |= static_cast<std::uint64_t>(static_cast<unsigned char>(value[at + i])) << (8 * i);
+    }
     // The padding above the tail's bytes is set for the check, so only real bytes can hit.
     plain = text::detail::bytes_below(tail | (~std::uint64_t{0} << (8 * count)), 0x21) == 0;
     hasher.add_tail(tail, count);
