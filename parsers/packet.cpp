@@ -24,8 +24,9 @@ inline std::uint16_t load_be16(const std::uint8_t* p) {
   return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
 }
 
-ParseStatus parse_l4(const std::uint8_t* base, std::size_t l4_offset, std::size_t l3_end,
-                     ParsedFrame& out) {
+// Inline: one call per packet, from parse_ipv4 or parse_ipv6.
+[[gnu::always_inline]] inline ParseStatus parse_l4(const std::uint8_t* base, std::size_t l4_offset,
+                                                   std::size_t l3_end, ParsedFrame& out) {
   const std::uint8_t* l4 = base + l4_offset;
   const std::size_t available = l3_end - l4_offset;
   out.l4_offset = static_cast<std::uint16_t>(l4_offset);

@@ -38,7 +38,9 @@ constexpr std::array<std::pair<char, std::string_view>, 15> compact_names{{
     {'b', "Referred-By"}, {'x', "Session-Expires"},
 }};
 
-reason parse_start_line(std::string_view line, message& msg) {
+// reason::none, why a SIP start line is malformed, or nothing when the line is not a SIP
+// start line at all (text::is_start_line_of), worked out from the same split.
+std::optional<reason> parse_start_line(std::string_view line, message& msg) {
   if (text::istarts_with(line, version_prefix)) {
     msg.kind = kind::response;
     text::status_line parts = text::split_status_line(line, 699);
@@ -50,7 +52,12 @@ reason parse_start_line(std::string_view line, message& msg) {
   }
   msg.kind = kind::request;
   auto parts = text::split_request_line(line);
-  if (!parts) return reason::bad_request_line;
+  if (!parts) {
+    if (!text::is_start_line_of(line, version_prefix)) return std::nullopt;
+    return reason::bad_request_line;
+  }
+  // The version follows the last SP, as is_start_line_of() looks for it.
+  if (!text::istarts_with(parts->version, version_prefix)) return std::nullopt;
   if (!iequals(parts->version, supported_version)) return reason::bad_version;
   if (!text::is_token(parts->method) || !text::is_request_target(parts->target))
     return reason::bad_request_line;
@@ -135,8 +142,9 @@ void read_message(byte_span input, framing how, message& msg) {
     if (!text::is_start_line_of(rest, version_prefix)) return;
     return fail(msg, reason::first_line_unterminated);
   }
-  if (!text::is_start_line_of(first->line, version_prefix)) return;
-  if (reason why = parse_start_line(first->line, msg); why != reason::none) return fail(msg, why);
+  const std::optional<reason> start_line = parse_start_line(first->line, msg);
+  if (!start_line) return;  // another protocol
+  if (*start_line != reason::none) return fail(msg, *start_line);
 
   std::size_t headers_start = start + first->size;
   text::header_reader reader(all.substr(headers_start));
