@@ -85,7 +85,8 @@ reason parse_cseq(std::string_view value, message& msg) {
 
 reason take_header(const text::header_field& field, message& msg) {
   // Most fields are none of the three: their length alone says so, before any compare.
-  const std::string_view name = field.name.size() == 1 ? expand_compact_name(field.name) : field.name;
+  const std::string_view name =
+      field.name.size() == 1 ? expand_compact_name(field.name) : field.name;
   switch (name.size()) {
     case 7: case 4: case 14: break;
     default: return reason::none;

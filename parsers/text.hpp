@@ -85,7 +85,8 @@ inline const char* find_line_feed(const char* p, const char* end) {
   const __m256i wide_line_feeds = _mm256_set1_epi8('\n');
   for (; end - p >= 32; p += 32) {
     const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    const auto hits = static_cast<unsigned>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, wide_line_feeds)));
+    const auto hits =
+        static_cast<unsigned>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, wide_line_feeds)));
     if (hits != 0) return p + std::countr_zero(hits);
   }
 #endif
@@ -93,7 +94,8 @@ inline const char* find_line_feed(const char* p, const char* end) {
   const __m128i line_feeds = _mm_set1_epi8('\n');
   for (; end - p >= 16; p += 16) {
     const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    const auto hits = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, line_feeds)));
+    const auto hits =
+        static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, line_feeds)));
     if (hits != 0) return p + std::countr_zero(hits);
   }
 #endif
@@ -140,13 +142,15 @@ inline constexpr auto kTokenByLowNibble = [] {
   std::array<std::uint8_t, 16> table{};
   for (unsigned high = 0; high < 8; ++high)
     for (unsigned low = 0; low < 16; ++low)
-      if (kTokenChars[high << 4 | low]) table[low] = static_cast<std::uint8_t>(table[low] | 1u << high);
+      if (kTokenChars[high << 4 | low])
+        table[low] = static_cast<std::uint8_t>(table[low] | 1u << high);
   return table;
 }();
 inline constexpr std::array<std::uint8_t, 16> kTokenByHighNibble{1, 2, 4, 8, 16, 32, 64, 128};
 static_assert([] {
   for (unsigned c = 0; c < 256; ++c)
-    if (((kTokenByLowNibble[c & 15] & kTokenByHighNibble[c >> 4]) != 0) != kTokenChars[c]) return false;
+    if (((kTokenByLowNibble[c & 15] & kTokenByHighNibble[c >> 4]) != 0) != kTokenChars[c])
+      return false;
   return true;
 }());
 }  // namespace detail
@@ -156,8 +160,10 @@ static_assert([] {
 inline std::size_t token_run(const char* p, const char* end) {
   const char* const start = p;
 #if defined(__SSSE3__)
-  const __m128i by_low = _mm_loadu_si128(reinterpret_cast<const __m128i*>(detail::kTokenByLowNibble.data()));
-  const __m128i by_high = _mm_loadu_si128(reinterpret_cast<const __m128i*>(detail::kTokenByHighNibble.data()));
+  const __m128i by_low =
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(detail::kTokenByLowNibble.data()));
+  const __m128i by_high =
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(detail::kTokenByHighNibble.data()));
   const __m128i nibble = _mm_set1_epi8(0x0f);
   for (; end - p >= 16; p += 16) {
     const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
@@ -165,7 +171,8 @@ inline std::size_t token_run(const char* p, const char* end) {
     const __m128i high = _mm_shuffle_epi8(by_high, _mm_and_si128(_mm_srli_epi16(bytes, 4), nibble));
     const __m128i not_token = _mm_cmpeq_epi8(_mm_and_si128(low, high), _mm_setzero_si128());
     const auto stops = static_cast<unsigned>(_mm_movemask_epi8(not_token));
-    if (stops != 0) return static_cast<std::size_t>(p - start) + static_cast<std::size_t>(std::countr_zero(stops));
+    if (stops != 0)
+      return static_cast<std::size_t>(p - start + std::countr_zero(stops));
   }
 #endif
   while (p < end && is_token_char(*p)) ++p;
