@@ -119,14 +119,17 @@ class Worker {
 
   bool poll_port(std::uint16_t port_index, std::uint64_t now);
   // Queues the packet in `burst` for a flow or a call lookup, or answers or drops it.
-  [[gnu::always_inline]] inline void classify(rte_mbuf* mbuf, std::uint16_t port_index, Burst& burst);
+  // Inlined, as are forward(), transmit_to_backend() and send(): once per packet each.
+  [[gnu::always_inline]] inline void classify(rte_mbuf* mbuf, std::uint16_t port_index,
+                                              Burst& burst);
   bool read_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed, std::uint16_t service,
                      SipCall& call);
   void route_sip_call(SipCall& call, std::uint64_t now);
   void hand_to_control(rte_mbuf* mbuf);  // over the exception ring
   void answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
                       const parsers::ParsedFrame& parsed);
-  [[gnu::always_inline]] inline void forward(Pending& packet, std::int32_t position, std::uint64_t now);
+  [[gnu::always_inline]] inline void forward(Pending& packet, std::int32_t position,
+                                             std::uint64_t now);
   std::uint16_t resolve_related(const Pending& packet, const ServiceView& service,
                                 std::uint64_t now);
   std::uint16_t pick_backend(const ServiceView& service, const PoolView& pool,

@@ -83,24 +83,27 @@ reason parse_cseq(std::string_view value, message& msg) {
   return reason::none;
 }
 
+constexpr std::string_view call_id_name = "Call-ID";
+constexpr std::string_view cseq_name = "CSeq";
+constexpr std::string_view content_length_name = "Content-Length";
+
 reason take_header(const text::header_field& field, message& msg) {
-  // Most fields are none of the three: their length alone says so, before any compare.
   const std::string_view name =
       field.name.size() == 1 ? expand_compact_name(field.name) : field.name;
-  switch (name.size()) {
-    case 7: case 4: case 14: break;
-    default: return reason::none;
-  }
-  if (iequals(name, "Call-ID")) {
+  // Most fields are none of the three: their length alone says so, before any compare.
+  const std::size_t size = name.size();
+  if (size != call_id_name.size() && size != cseq_name.size() && size != content_length_name.size())
+    return reason::none;
+  if (iequals(name, call_id_name)) {
     if (field.value.empty()) return reason::call_id_empty;
     if (field.value.size() > max_call_id) return reason::call_id_too_long;
     if (!msg.call_id.empty() && !text::equal_unfolded(msg.call_id, field.value))
       return reason::call_id_conflict;
     msg.call_id = field.value;
     msg.call_id_folded = field.folded;
-  } else if (iequals(name, "CSeq")) {
+  } else if (iequals(name, cseq_name)) {
     if (!msg.has_cseq) return parse_cseq(field.value, msg);
-  } else if (iequals(name, "Content-Length")) {
+  } else if (iequals(name, content_length_name)) {
     auto length = text::parse_decimal(field.value);
     if (!length || (msg.has_content_length && *length != msg.content_length))
       return reason::bad_content_length;
