@@ -649,19 +649,25 @@ def ftp_downloads(lab, count, tag, addresses=CLIENT_ADDRESSES, timeout=60):
         address = addresses[i % len(addresses)]
         epsv = i % 2 == 0
         out = lab.workdir / f"ftp-{tag}-{i}.bin"
-        proc = lab.popen(lab.client,
-                         ["curl", "-sS", "--ftp-pasv", *([] if epsv else ["--disable-epsv"]),
-                          "--interface", address, "--connect-timeout", "5", "--max-time", "30",
-                          "-o", out, f"ftp://{FTP_VIP}/{FTP_FILE}"])
-        jobs.append((address, "EPSV" if epsv else "PASV", out, proc))
+        errors = out.with_suffix(".err")
+        with open(errors, "wb") as error_file:
+            proc = lab.popen(lab.client,
+                             ["curl", "-sS", "--ftp-pasv", *([] if epsv else ["--disable-epsv"]),
+                              "--interface", address, "--connect-timeout", "5", "--max-time", "30",
+                              "-o", out, f"ftp://{FTP_VIP}/{FTP_FILE}"], stderr=error_file)
+        jobs.append((address, "EPSV" if epsv else "PASV", out, errors, proc))
     results = []
     deadline = time.monotonic() + timeout
-    for address, command, out, proc in jobs:
+    for address, command, out, errors, proc in jobs:
         code = proc.wait(timeout=max(1, deadline - time.monotonic()))
         ok = (code == 0 and out.exists()
               and hashlib.sha256(out.read_bytes()).hexdigest() == lab.ftp_sha256)
+        if not ok:  # for the failure report: why curl gave up
+            print(f"curl {command} from {address}: exit {code}: "
+                  f"{errors.read_text(errors='replace').strip()}")
         results.append((address, command, ok))
         out.unlink(missing_ok=True)
+        errors.unlink(missing_ok=True)
     return results
 
 
