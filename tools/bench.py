@@ -235,12 +235,20 @@ class Memory:
                 return int(line.split()[1])
         return 0
 
+    PREFIXES = ("bench_pmd", "bench_tetherd")
+
     def eal(self, prefix):
+        assert prefix in self.PREFIXES
         if self.huge:
             return [f"--file-prefix={prefix}", "--no-pci"]
         return ["--no-huge", "-m", str(self.megabytes), "--no-shconf", "--no-pci"]
 
     def release(self):
+        # A DPDK primary leaves the hugepage files it still mapped at exit; as long as they
+        # exist, their pages cannot go back to the kernel.
+        for prefix in self.PREFIXES:
+            for path in Path("/dev/hugepages").glob(f"{prefix}map_*"):
+                path.unlink(missing_ok=True)
         if self.original is not None:
             Path("/proc/sys/vm/nr_hugepages").write_text(str(self.original))
 
