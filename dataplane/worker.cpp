@@ -204,13 +204,8 @@ void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, Burst& burst) {
 
   Pending& p = burst.flows[burst.flow_count++];
   p.mbuf = mbuf;
-  p.key.src = parsed.src_ip;
-  p.key.dst = parsed.dst_ip;
-  p.key.src_port = parsed.src_port;
-  p.key.dst_port = parsed.dst_port;
-  p.key.ip_proto = parsed.l4_proto;
-  std::memset(p.key.pad, 0, sizeof p.key.pad);
-  p.signature = flow_signature(p.key);
+  p.signature = fill_flow_key(p.key, parsed.src_ip, parsed.dst_ip, parsed.src_port,
+                              parsed.dst_port, parsed.l4_proto);
   p.service = service;
   p.related = related;
   p.tcp_flags = parsed.tcp_flags;

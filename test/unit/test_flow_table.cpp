@@ -426,3 +426,28 @@ TEST_CASE("flow_signature: keys at any address FlowKey's alignment allows", "[fl
     CHECK(flow_signature(*key) == expected);
   }
 }
+
+TEST_CASE("fill_flow_key: the key and signature the classifier makes", "[flow_table]") {
+  using tether::dataplane::fill_flow_key;
+  for (std::uint32_t i : {0u, 1u, 77u, 65535u, 0xffffffu}) {
+    const FlowKey expected = make_key(i);
+    FlowKey key;
+    std::memset(&key, 0xab, sizeof key);  // dirty memory, as in the burst's reused records
+    const std::uint32_t signature = fill_flow_key(key, expected.src, expected.dst, expected.src_port,
+                                                  expected.dst_port, expected.ip_proto);
+    INFO("flow " << i);
+    CHECK(std::memcmp(&key, &expected, sizeof key) == 0);
+    CHECK(signature == flow_signature(expected));
+  }
+  SECTION("every field reaches the signature") {
+    const FlowKey a = make_key(9);
+    const std::uint32_t base = flow_signature(a);
+    FlowKey scratch;
+    CHECK(fill_flow_key(scratch, a.src, a.dst, a.src_port, a.dst_port, tether::parsers::kProtoUdp) != base);
+    CHECK(fill_flow_key(scratch, a.src, a.dst, a.src_port,
+                        static_cast<std::uint16_t>(a.dst_port + 1), a.ip_proto) != base);
+    CHECK(fill_flow_key(scratch, a.src, a.dst, static_cast<std::uint16_t>(a.src_port + 1),
+                        a.dst_port, a.ip_proto) != base);
+    CHECK(fill_flow_key(scratch, a.dst, a.src, a.src_port, a.dst_port, a.ip_proto) != base);
+  }
+}
