@@ -651,6 +651,7 @@ void Worker::send_reply(std::uint16_t port_index, rte_mbuf* mbuf, std::size_t le
 void Worker::send(std::uint16_t port_index, rte_mbuf* mbuf) {
   TxBuffer& tx = tx_[port_index];
   tx.mbufs[tx.count++] = mbuf;
+  tx.bytes += rte_pktmbuf_pkt_len(mbuf);
   if (tx.count == kBurst) flush();
 }
 
@@ -663,8 +664,7 @@ void Worker::flush() {
   for (std::uint16_t p = 0; p < tx_.size(); ++p) {
     TxBuffer& tx = tx_[p];
     if (tx.count == 0) continue;
-    std::uint64_t bytes = 0;
-    for (std::uint16_t i = 0; i < tx.count; ++i) bytes += rte_pktmbuf_pkt_len(tx.mbufs[i]);
+    std::uint64_t bytes = tx.bytes;
     const std::uint16_t sent = rte_eth_tx_burst(snapshot_->ports[p].port_id, queue_, tx.mbufs, tx.count);
     for (std::uint16_t i = sent; i < tx.count; ++i) {
       bytes -= rte_pktmbuf_pkt_len(tx.mbufs[i]);
@@ -673,6 +673,7 @@ void Worker::flush() {
     counters_.tx_packets += sent;
     counters_.tx_bytes += bytes;
     tx.count = 0;
+    tx.bytes = 0;
   }
 }
 

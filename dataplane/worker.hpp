@@ -103,6 +103,10 @@ class Worker {
   };
   struct TxBuffer {
     std::uint16_t count = 0;
+    // Of the packets in `mbufs`, summed as send() adds them: a pass over the burst in
+    // flush() read back the pointers just stored (GCC made it an AVX-512 gather, which
+    // waited on those stores), ~2.5 ns a packet.
+    std::uint64_t bytes = 0;
     rte_mbuf* mbufs[kBurst];
   };
   // An inspected control connection (RTSP or FTP): its reassembly and what it set up.

@@ -43,6 +43,9 @@ def check_forwarding(run, flows, frames, new_flows_at_most=None, share_tolerance
             assert abs(share - expected) < share_tolerance, \
                 f"{service['name']}: {backend} got {share:.3f} of flows, weight says {expected:.3f}"
     assert run.counter("forwarded") == len(frames)
+    # Bytes are summed as packets are queued for transmission: they must add up to what left.
+    assert run.counter("tx_packets") == len(run.frames)
+    assert run.counter("tx_bytes") == sum(len(frame) for frame in run.frames)
     # Each worker counts a flow new when it first sees it; a flow that found no room in a full
     # table is scheduled afresh, by the same hash, at every packet.
     assert len(flows) <= run.counter("new_flows") <= (new_flows_at_most or len(flows))
