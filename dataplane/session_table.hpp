@@ -31,6 +31,8 @@ enum class SessionKind : std::uint8_t {
   count_
 };
 
+// 32 bytes: rte_hash compares 16/32/48/64-byte keys with vector instructions and any other
+// length with a call to memcmp, and every SIP datagram is looked up here.
 struct SessionKey {
   SessionKind kind;
   std::uint8_t pad0 = 0;
@@ -39,9 +41,8 @@ struct SessionKey {
   std::uint16_t pad1 = 0;
   std::uint64_t digest;
   parsers::IpBytes address;
-  std::uint64_t pad2 = 0;
 };
-static_assert(sizeof(SessionKey) == 40);
+static_assert(sizeof(SessionKey) == 32);
 
 SessionKey sip_call_key(std::uint16_t service, std::uint64_t call_id_digest);
 SessionKey rtp_expectation_key(std::uint16_t service, const parsers::IpBytes& client,
