@@ -56,7 +56,8 @@ reason parse_start_line(std::string_view line, message& msg) {
   if (!parts) return reason::bad_request_line;
   auto major = parse_version(parts->version);
   if (!major) return reason::bad_version;
-  if (!text::is_token(parts->method) || !text::is_request_target(parts->target))
+  if (!text::is_token_run_of(line, parts->method.size()) ||
+      !text::is_request_target(parts->target))
     return reason::bad_request_line;
   msg.method_name = parts->method;
   msg.method = to_method(parts->method);

@@ -59,7 +59,8 @@ std::optional<reason> parse_start_line(std::string_view line, message& msg) {
   // The version follows the last SP, as is_start_line_of() looks for it.
   if (!text::istarts_with(parts->version, version_prefix)) return std::nullopt;
   if (!iequals(parts->version, supported_version)) return reason::bad_version;
-  if (!text::is_token(parts->method) || !text::is_request_target(parts->target))
+  if (!text::is_token_run_of(line, parts->method.size()) ||
+      !text::is_request_target(parts->target))
     return reason::bad_request_line;
   msg.method_name = parts->method;
   msg.method = to_method(parts->method);

@@ -107,12 +107,15 @@ inline const char* find_line_feed(const char* p, const char* end) {
 
 // Does `s` hold a byte below `limit` (at most 128), or one equal to `also`?
 inline bool has_byte_below_or(std::string_view s, unsigned char limit, unsigned char also) {
+  const auto hits_in = [&](std::uint64_t word) {
+    return detail::bytes_below(word, limit) | detail::bytes_below(word ^ (detail::kOnes * also), 1);
+  };
   std::size_t at = 0;
   std::uint64_t hits = 0;
-  for (; at + 8 <= s.size(); at += 8) {
-    const std::uint64_t word = detail::load_word(s.data() + at);
-    hits |= detail::bytes_below(word, limit) | detail::bytes_below(word ^ (detail::kOnes * also), 1);
-  }
+  for (; at + 8 <= s.size(); at += 8) hits |= hits_in(detail::load_word(s.data() + at));
+  // The last 1-7 bytes of a longer string: its last eight bytes, which overlap bytes already
+  // checked, in one step rather than a byte at a time (a request URI's tail, every message).
+  if (at < s.size() && s.size() >= 8) return (hits | hits_in(detail::load_word(s.data() + s.size() - 8))) != 0;
   for (; at < s.size(); ++at) {
     const auto byte = static_cast<unsigned char>(s[at]);
     hits |= static_cast<std::uint64_t>((byte < limit) | (byte == also));
@@ -184,6 +187,13 @@ constexpr bool is_token(std::string_view s) {
   for (char c : s)
     if (!is_token_char(c)) return false;
   return true;
+}
+
+// is_token(line.substr(0, size)) where the byte after those `size` is not a token character,
+// as the SP after a request line's method: the run is scanned over the line, 16 bytes a step,
+// rather than byte by byte over the few bytes of the method.
+inline bool is_token_run_of(std::string_view line, std::size_t size) {
+  return size > 0 && token_run(line.data(), line.data() + line.size()) == size;
 }
 
 constexpr bool iequals(std::string_view a, std::string_view b) {

@@ -414,6 +414,31 @@ TEST_CASE("sip: bad start lines", "[sip]") {
   }
 }
 
+// The method and the URI are checked in words and vectors, with a step for the last bytes:
+// a bad byte must be found at every offset of every length.
+TEST_CASE("sip: a bad byte anywhere in the method or the request URI", "[sip]") {
+  for (std::size_t size = 1; size <= 40; ++size) {
+    for (std::size_t at = 0; at < size; ++at) {
+      for (char bad : {'\x01', '\x7f', '\0'}) {
+        std::string uri = "sip:" + std::string(size, 'u');
+        uri[4 + at] = bad;
+        INFO("URI size " << size << ", bad byte " << int(bad) << " at " << at);
+        auto m = parse("INVITE " + uri + " SIP/2.0\r\ni: x\r\n\r\n");
+        CHECK(m.reason == sip::reason::bad_request_line);
+      }
+      for (char bad : {'@', '\x01', '/'}) {
+        std::string method(size, 'M');
+        method[at] = bad;
+        INFO("method size " << size << ", bad byte " << int(bad) << " at " << at);
+        auto m = parse(method + " sip:a@b SIP/2.0\r\ni: x\r\n\r\n");
+        CHECK(m.reason == sip::reason::bad_request_line);
+      }
+    }
+    auto good = parse(std::string(size, 'M') + " sip:" + std::string(size, 'u') + " SIP/2.0\r\ni: x\r\n\r\n");
+    CHECK(good.status == status::parsed);
+  }
+}
+
 TEST_CASE("sip: bad header lines", "[sip]") {
   struct sample {
     std::string_view headers;
