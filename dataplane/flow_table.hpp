@@ -69,13 +69,19 @@ inline std::uint32_t fill_flow_key(FlowKey& key, const parsers::IpBytes& src,
   return signature;
 }
 
+// 16 bytes, four to a cache line: the expiry sweep reads the entries array end to end, and
+// every packet reads and writes its flow's entry.
 struct FlowEntry {
   std::uint64_t deadline_tsc;  // kFreeSlot once the sweep deleted the entry
   std::uint16_t backend;
   std::uint16_t service;
-  std::uint8_t closing;  // TCP FIN or RST seen: the entry lives for fin_timeout only
-  std::uint32_t stream;  // inspected control connection: its stream state + 1; 0 if none
+  std::uint32_t closing : 1;  // TCP FIN or RST seen: the entry lives for fin_timeout only
+  // Inspected control connection: its stream state + 1; 0 if none.
+  std::uint32_t stream : 31;
 };
+static_assert(sizeof(FlowEntry) == 16);
+// What FlowEntry::stream holds; dpi_streams_per_worker is at most 2^20.
+inline constexpr std::uint32_t kFlowStreamMask = 0x7fffffff;
 
 class FlowTable {
  public:

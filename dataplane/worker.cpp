@@ -462,7 +462,7 @@ void Worker::inspect(FlowEntry& entry, const Pending& packet, const ServiceView&
     stream.dpi = service.dpi;
     stream.session_counted = false;
     stream.rtp_port_count = 0;
-    entry.stream = index + 1;
+    entry.stream = (index + 1) & kFlowStreamMask;
   }
   if (entry.stream == 0) return;
   Stream& stream = streams_[entry.stream - 1];

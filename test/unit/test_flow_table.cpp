@@ -47,7 +47,7 @@ FlowEntry entry_for(std::uint32_t i, std::uint64_t deadline, std::uint32_t strea
   e.backend = static_cast<std::uint16_t>(i % 1000);
   e.service = static_cast<std::uint16_t>(i % 7);
   e.closing = static_cast<std::uint8_t>(i % 2);
-  e.stream = stream;
+  e.stream = stream & tether::dataplane::kFlowStreamMask;
   return e;
 }
 
