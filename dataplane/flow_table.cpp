@@ -80,6 +80,12 @@ unsigned FlowTable::expire(std::uint64_t now_tsc, unsigned budget, ExpireCallbac
   // it on every slot, a chain through memory of a few cycles per slot.
   unsigned deleted = 0;
   std::uint32_t cursor = sweep_cursor_;
+  // The slots of the next call, fetched now. A few dozen slots a call is too short a run for
+  // the hardware prefetcher: each call waited on its cache lines in turn.
+  constexpr std::uint32_t kEntriesPerLine = RTE_CACHE_LINE_SIZE / sizeof(FlowEntry);
+  for (std::uint32_t ahead = cursor + budget; ahead <= cursor + 2 * budget && ahead < slot_count_;
+       ahead += kEntriesPerLine)
+    __builtin_prefetch(&entries_[ahead]);
   for (unsigned examined = 0; examined < budget; ++examined) {
     const std::uint32_t position = cursor;
     cursor = cursor + 1 == slot_count_ ? 0 : cursor + 1;
