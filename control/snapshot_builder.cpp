@@ -3,6 +3,8 @@
 #include "control/maglev.hpp"
 #include "parsers/packet.hpp"
 
+#include <cstring>
+
 namespace tether {
 
 namespace {
@@ -51,10 +53,14 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(
     snapshot->ports.push_back(std::move(view));
   }
 
-  for (std::size_t b = 0; b < config.backends.size(); ++b)
-    snapshot->backends.push_back({macs.empty() ? config.backends[b].mac.value_or(MacBytes{}) : macs[b],
-                                  static_cast<std::uint16_t>(config.backends[b].port),
-                                  states.empty() ? dataplane::BackendState::up : states[b]});
+  for (std::size_t b = 0; b < config.backends.size(); ++b) {
+    dataplane::BackendView view{macs.empty() ? config.backends[b].mac.value_or(MacBytes{}) : macs[b],
+                                static_cast<std::uint16_t>(config.backends[b].port),
+                                states.empty() ? dataplane::BackendState::up : states[b]};
+    std::memcpy(view.ethernet_addresses.data(), view.mac.data(), 6);
+    std::memcpy(view.ethernet_addresses.data() + 6, snapshot->ports.at(view.port).mac.data(), 6);
+    snapshot->backends.push_back(view);
+  }
 
   std::vector<std::pair<std::tuple<IpBytes, std::uint16_t, std::uint8_t>, std::uint16_t>> index;
   bool any_rules = false;

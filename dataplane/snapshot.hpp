@@ -7,6 +7,7 @@
 
 #include <rte_hash_crc.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -43,6 +44,9 @@ struct BackendView {
   MacBytes mac;
   std::uint16_t port;  // index into Snapshot::ports
   BackendState state = BackendState::up;
+  // The DSR rewrite of a frame's first 12 bytes: this backend's MAC, then its port's. Every
+  // forwarded packet gets it, as one copy from one place.
+  std::array<std::uint8_t, 12> ethernet_addresses{};
 };
 
 enum class DpiKind : std::uint8_t { none, sip_calls, rtsp, ftp };

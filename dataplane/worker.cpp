@@ -627,9 +627,8 @@ void Worker::end_expired_stream(void* worker, FlowEntry& entry) {
 
 void Worker::transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend) {
   const BackendView& target = snapshot_->backends[backend];
-  auto* ethernet = rte_pktmbuf_mtod(mbuf, std::uint8_t*);
-  std::memcpy(ethernet, target.mac.data(), 6);
-  std::memcpy(ethernet + 6, snapshot_->ports[target.port].mac.data(), 6);
+  std::memcpy(rte_pktmbuf_mtod(mbuf, std::uint8_t*), target.ethernet_addresses.data(),
+              target.ethernet_addresses.size());
   BackendCounters& stats = backend_counters_[backend];
   stats.packets++;
   stats.bytes += rte_pktmbuf_pkt_len(mbuf);

@@ -92,6 +92,17 @@ TEST_CASE("build_snapshot: ports, backends and services", "[snapshot]") {
     CHECK(snapshot->backends[3].port == 1);
   }
 
+  SECTION("each backend's DSR rewrite is its MAC, then its port's") {
+    for (const auto& backend : snapshot->backends) {
+      std::array<std::uint8_t, 12> expected{};
+      std::copy(backend.mac.begin(), backend.mac.end(), expected.begin());
+      const auto& port_mac = snapshot->ports[backend.port].mac;
+      std::copy(port_mac.begin(), port_mac.end(), expected.begin() + 6);
+      CHECK(backend.ethernet_addresses == expected);
+    }
+    CHECK(snapshot->ports[0].mac != snapshot->ports[1].mac);  // so the port's half is told apart
+  }
+
   SECTION("the service index finds each (VIP, port, protocol) and nothing else") {
     const auto& index = snapshot->service_index;
     REQUIRE(snapshot->services.size() == 4);
