@@ -136,8 +136,8 @@ bool Worker::poll_port(std::uint16_t port_index, std::uint64_t now) {
   Burst& burst = burst_;
   burst.flow_count = 0;
   burst.call_count = 0;
+  counters_.rx_packets += count;
   for (std::uint16_t i = 0; i < count; ++i) {
-    counters_.rx_packets++;
     counters_.rx_bytes += rte_pktmbuf_pkt_len(received[i]);
     classify(received[i], port_index, burst);
   }
