@@ -432,6 +432,8 @@ def table(results, memory):
             notes.append(f"{t['new_flows_per_s'] / 1e6:.2f} M new flows/s, {100 * t['new_flow_share']:.0f}% of packets new")
         if t["messages_inspected_per_s"]:
             notes.append(f"{t['messages_inspected_per_s'] / 1e6:.2f} M messages inspected/s")
+        if len(r["ratio_io_by_round"]) > 1:  # the spread behind the median: this machine drifts
+            notes.append("x io by round " + " ".join(f"{x:.2f}" for x in r["ratio_io_by_round"]))
         lines.append(
             f"{r['title']:32} {r['io']['mpps']:8.2f} {r['5tswap']['mpps']:8.2f} {t['mpps']:8.2f} "
             f"{r['ratio_io']:6.2f} {r['ratio_5tswap']:8.2f} {t['cycles_per_packet_loop']:8.0f} "
@@ -531,8 +533,9 @@ def main():
             # between rounds, and medians of the columns taken apart could pair a fast io
             # round with a slow tether one.
             for reference in ("io", "5tswap"):
-                summary[f"ratio_{reference}"] = statistics.median(
-                    t["mpps"] / r["mpps"] for t, r in zip(per_round["tether"], per_round[reference]))
+                by_round = [t["mpps"] / r["mpps"] for t, r in zip(per_round["tether"], per_round[reference])]
+                summary[f"ratio_{reference}_by_round"] = by_round
+                summary[f"ratio_{reference}"] = statistics.median(by_round)
             results.append(summary)
     finally:
         if memory is not None:

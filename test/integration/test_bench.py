@@ -31,6 +31,7 @@ def test_quick_benchmark_produces_every_figure(tmp_path):
         assert tether["bytes_per_flow"] > 40 and tether["bytes_per_session"] > 40
         # the ratio is the median of each round's tether / io
         per_round = [t["mpps"] / i["mpps"] for t, i in zip(scenario["rounds"]["tether"], scenario["rounds"]["io"])]
+        assert scenario["ratio_io_by_round"] == per_round
         assert scenario["ratio_io"] == statistics.median(per_round) > 0
     by_key = {s["key"]: s["tether"] for s in report["scenarios"]}
     # quick mode's storm is too small to outlive the 1 s idle timeout: its flows are set up
@@ -42,3 +43,19 @@ def test_quick_benchmark_produces_every_figure(tmp_path):
     for scenario in report["scenarios"]:
         assert scenario["title"] in table
     assert (tmp_path / "bench.png").stat().st_size > 1000  # gnuplot comes with tools/deps
+
+
+def test_table_shows_the_ratio_of_every_round_when_there_are_several():
+    sys.path.insert(0, str(REPO / "tools"))
+    import bench
+    figures = {"mpps": 10.0, "cycles_per_packet_loop": 100, "cycles_per_packet_busy": 100, "drops": 0,
+               "bytes_per_flow": 96, "bytes_per_session": 113, "messages_inspected_per_s": 0}
+    scenario = {"key": "established", "title": "1. established", "io": {"mpps": 40.0},
+                "5tswap": {"mpps": 30.0}, "tether": figures, "ratio_io": 0.25, "ratio_5tswap": 0.33,
+                "ratio_io_by_round": [0.24, 0.25, 0.31]}
+
+    class Memory:
+        reason = "hugepages"
+    assert "x io by round 0.24 0.25 0.31" in bench.table([scenario], Memory())
+    scenario["ratio_io_by_round"] = [0.25]
+    assert "by round" not in bench.table([scenario], Memory())
