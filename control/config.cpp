@@ -438,7 +438,8 @@ Config read(libconfig::Config& file, const std::string& source) {
     config.sessions =
         static_cast<std::uint32_t>(tables.integer("sessions", 1024, 1 << 26, config.sessions));
     config.dpi_streams_per_worker = static_cast<std::uint32_t>(
-        tables.integer("dpi_streams_per_worker", 16, 1 << 20, config.dpi_streams_per_worker));
+        tables.integer("dpi_streams_per_worker", 16, dataplane::kMaxDpiStreamsPerWorker,
+                       config.dpi_streams_per_worker));
   }
   if (top.has("neighbours")) {
     GroupReader neighbours(top.get("neighbours"), source, {"refresh", "retry", "attempts"});

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "dataplane/limits.hpp"
 #include "parsers/packet.hpp"
 
 struct rte_hash;
@@ -80,8 +81,9 @@ struct FlowEntry {
   std::uint32_t stream : 31;
 };
 static_assert(sizeof(FlowEntry) == 16);
-// What FlowEntry::stream holds; dpi_streams_per_worker is at most 2^20.
+// What FlowEntry::stream holds: a stream's index + 1.
 inline constexpr std::uint32_t kFlowStreamMask = 0x7fffffff;
+static_assert(kMaxDpiStreamsPerWorker < kFlowStreamMask);
 
 class FlowTable {
  public:

@@ -10,5 +10,8 @@ namespace tether::dataplane {
 inline constexpr std::size_t kMaxBackends = 4096;
 // Service indices likewise (flows and session keys hold them); below ServiceIndex::kRelated.
 inline constexpr std::size_t kMaxServices = 4096;
+// Inspected control connections per worker (dpi_streams_per_worker): flow entries hold a
+// stream's index in 31 bits.
+inline constexpr std::size_t kMaxDpiStreamsPerWorker = std::size_t{1} << 20;
 
 }  // namespace tether::dataplane

@@ -411,6 +411,13 @@ TEST_CASE("config: names", "[config]") {
   }
 }
 
+TEST_CASE("config: DPI streams per worker fit a flow entry's stream field", "[config]") {
+  CHECK_THROWS_WITH(load("tables = {\n  dpi_streams_per_worker = 1048577;\n};\n" + kBase),
+                    "test.cfg:2: tables.dpi_streams_per_worker: 1048577 is out of range 16..1048576");
+  CHECK(load("tables = {\n  dpi_streams_per_worker = 1048576;\n};\n" + kBase).dpi_streams_per_worker ==
+        1048576);
+}
+
 TEST_CASE("config: Maglev table size", "[config]") {
   CHECK_THROWS_WITH(load("tables = {\n  maglev_size = 65536;\n};\n" + kBase),
                     "test.cfg:2: tables.maglev_size: 65536 is not prime (Maglev needs a prime table size)");
