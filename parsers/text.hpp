@@ -115,7 +115,10 @@ inline bool has_byte_below_or(std::string_view s, unsigned char limit, unsigned 
   for (; at + 8 <= s.size(); at += 8) hits |= hits_in(detail::load_word(s.data() + at));
   // The last 1-7 bytes of a longer string: its last eight bytes, which overlap bytes already
   // checked, in one step rather than a byte at a time (a request URI's tail, every message).
-  if (at < s.size() && s.size() >= 8) return (hits | hits_in(detail::load_word(s.data() + s.size() - 8))) != 0;
+  if (at < s.size() && s.size() >= 8) {
+    hits |= hits_in(detail::load_word(s.data() + s.size() - 8));
+    return hits != 0;
+  }
   for (; at < s.size(); ++at) {
     const auto byte = static_cast<unsigned char>(s[at]);
     hits |= static_cast<std::uint64_t>((byte < limit) | (byte == also));
