@@ -174,10 +174,22 @@ bool Worker::poll_port(std::uint16_t port_index, std::uint64_t now) {
 }
 
 void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, Burst& burst) {
+  const std::span<const std::uint8_t> frame{rte_pktmbuf_mtod(mbuf, const std::uint8_t*),
+                                            rte_pktmbuf_data_len(mbuf)};
+  parsers::Ipv4Transport common;
+  if (parsers::parse_ipv4_transport(frame, common) &&
+      common.dst_mac == snapshot_->ports[port_index].mac) {
+    const std::uint16_t found = find_service(common.dst_ip, common.dst_port, common.l4_proto);
+    if (found != ServiceIndex::kNone) return admit(mbuf, found, common, burst);
+  }
+  classify_any(mbuf, port_index, frame, burst);
+}
+
+void Worker::classify_any(rte_mbuf* mbuf, std::uint16_t port_index,
+                          std::span<const std::uint8_t> frame, Burst& burst) {
   const Snapshot& snapshot = *snapshot_;
   parsers::ParsedFrame parsed;
-  const auto* data = rte_pktmbuf_mtod(mbuf, const std::uint8_t*);
-  const auto status = parsers::parse_frame({data, rte_pktmbuf_data_len(mbuf)}, parsed);
+  const auto status = parsers::parse_frame(frame, parsed);
   if (status != parsers::ParseStatus::ok) {
     if (is_truncation(status) && rte_pktmbuf_pkt_len(mbuf) > rte_pktmbuf_data_len(mbuf))
       return drop(mbuf, DropReason::multi_segment);
@@ -190,38 +202,51 @@ void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, Burst& burst) {
 
   if (parsed.l3 == parsers::L3Kind::arp) return answer_locally(mbuf, port_index, parsed);
 
-  std::uint16_t found = snapshot.service_index.find(parsed.dst_ip, parsed.dst_port, parsed.l4_proto);
-  if (found == ServiceIndex::kNone) {
-    found = snapshot.service_index.find(parsed.dst_ip, 0, parsed.l4_proto);
-    if (found == ServiceIndex::kNone || (found & ServiceIndex::kRelated) == 0)
-      return answer_locally(mbuf, port_index, parsed);
-  }
+  const std::uint16_t found = find_service(parsed.dst_ip, parsed.dst_port, parsed.l4_proto);
+  if (found == ServiceIndex::kNone) return answer_locally(mbuf, port_index, parsed);
+  admit(mbuf, found, parsed, burst);
+}
+
+std::uint16_t Worker::find_service(const parsers::IpBytes& vip, std::uint16_t port,
+                                   std::uint8_t ip_proto) const {
+  const ServiceIndex& index = snapshot_->service_index;
+  const std::uint16_t exact = index.find(vip, port, ip_proto);
+  if (exact != ServiceIndex::kNone) return exact;
+  const std::uint16_t any_port = index.find(vip, 0, ip_proto);
+  return any_port != ServiceIndex::kNone && (any_port & ServiceIndex::kRelated) != 0
+             ? any_port
+             : ServiceIndex::kNone;
+}
+
+template <typename Fields>
+void Worker::admit(rte_mbuf* mbuf, std::uint16_t found, const Fields& fields, Burst& burst) {
   const bool related = (found & ServiceIndex::kRelated) != 0;
   const auto service = static_cast<std::uint16_t>(found & ~ServiceIndex::kRelated);
-  if (!related && snapshot.services[service].dpi == DpiKind::sip_calls &&
-      read_sip_call(mbuf, parsed, service, burst.calls[burst.call_count])) {
+  if (!related && snapshot_->services[service].dpi == DpiKind::sip_calls &&
+      read_sip_call(mbuf, fields.payload_offset, fields.payload_length, service,
+                    burst.calls[burst.call_count])) {
     ++burst.call_count;
     return;
   }
 
   Pending& p = burst.flows[burst.flow_count++];
   p.mbuf = mbuf;
-  p.signature = fill_flow_key(p.key, parsed.src_ip, parsed.dst_ip, parsed.src_port,
-                              parsed.dst_port, parsed.l4_proto);
+  p.signature = fill_flow_key(p.key, fields.src_ip, fields.dst_ip, fields.src_port,
+                              fields.dst_port, fields.l4_proto);
   p.service = service;
   p.related = related;
-  p.tcp_flags = parsed.tcp_flags;
-  p.tcp_seq = parsed.tcp_seq;
-  p.payload_offset = parsed.payload_offset;
-  p.payload_length = parsed.payload_length;
+  p.tcp_flags = fields.tcp_flags;
+  p.tcp_seq = fields.tcp_seq;
+  p.payload_offset = fields.payload_offset;
+  p.payload_length = fields.payload_length;
 }
 
 // A SIP datagram goes where its call goes, whatever flow carries it. False hands the packet
 // back to flow-level balancing (not SIP, no Call-ID, a keepalive).
-bool Worker::read_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed,
-                           std::uint16_t service, SipCall& call) {
+bool Worker::read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset,
+                           std::uint16_t payload_length, std::uint16_t service, SipCall& call) {
   namespace sip = parsers::sip;
-  call.payload = payload_of(mbuf, parsed.payload_offset, parsed.payload_length);
+  call.payload = payload_of(mbuf, payload_offset, payload_length);
   // Constructed in place from parse()'s result: a message is too large to copy per datagram.
   std::construct_at(&call.message, sip::parse(call.payload));
   const sip::message& message = call.message;

@@ -124,10 +124,24 @@ class Worker {
   bool poll_port(std::uint16_t port_index, std::uint64_t now);
   // Queues the packet in `burst` for a flow or a call lookup, or answers or drops it.
   // Inlined, as are forward(), transmit_to_backend() and send(): once per packet each.
+  // The common frame shape takes parse_ipv4_transport's short path to admit(); every other
+  // frame, and one that path cannot place, takes classify_any() and parse_frame.
   [[gnu::always_inline]] inline void classify(rte_mbuf* mbuf, std::uint16_t port_index,
                                               Burst& burst);
-  bool read_sip_call(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed, std::uint16_t service,
-                     SipCall& call);
+  void classify_any(rte_mbuf* mbuf, std::uint16_t port_index, std::span<const std::uint8_t> frame,
+                    Burst& burst);
+  // The service a packet is for: by VIP, port and protocol, else an inspecting service's
+  // related flows on any port of the VIP (ServiceIndex::kRelated set); kNone for neither.
+  [[gnu::always_inline]] inline std::uint16_t find_service(const parsers::IpBytes& vip,
+                                                           std::uint16_t port,
+                                                           std::uint8_t ip_proto) const;
+  // Queues a packet of service `found` (as find_service gives it) for its call or its flow.
+  // Fields: parsers::Ipv4Transport or parsers::ParsedFrame, which name their fields alike.
+  template <typename Fields>
+  [[gnu::always_inline]] inline void admit(rte_mbuf* mbuf, std::uint16_t found,
+                                           const Fields& fields, Burst& burst);
+  bool read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset, std::uint16_t payload_length,
+                     std::uint16_t service, SipCall& call);
   void route_sip_call(SipCall& call, std::uint64_t now);
   void hand_to_control(rte_mbuf* mbuf);  // over the exception ring
   void answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,

@@ -5,24 +5,15 @@
 namespace tether::parsers {
 namespace {
 
-constexpr std::uint16_t kEthIpv4 = 0x0800;
 constexpr std::uint16_t kEthArp = 0x0806;
 constexpr std::uint16_t kEthIpv6 = 0x86dd;
 constexpr std::uint16_t kEthVlan = 0x8100;
 constexpr std::uint16_t kEthQinQ = 0x88a8;
 
-constexpr std::size_t kEthHeader = 14;
 constexpr std::size_t kVlanTag = 4;
 constexpr std::size_t kArpIpv4Length = 28;
-constexpr std::size_t kIpv4MinHeader = 20;
 constexpr std::size_t kIpv6Header = 40;
-constexpr std::size_t kTcpMinHeader = 20;
-constexpr std::size_t kUdpHeader = 8;
 constexpr std::size_t kIcmpMinHeader = 8;
-
-inline std::uint16_t load_be16(const std::uint8_t* p) {
-  return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-}
 
 // Inline: one call per packet, from parse_ipv4 or parse_ipv6.
 [[gnu::always_inline]] inline ParseStatus parse_l4(const std::uint8_t* base, std::size_t l4_offset,

@@ -106,4 +106,83 @@ struct ParsedFrame {
 
 ParseStatus parse_frame(std::span<const std::uint8_t> frame, ParsedFrame& out);
 
+inline constexpr std::uint16_t kEthIpv4 = 0x0800;
+inline constexpr std::size_t kEthHeader = 14;
+inline constexpr std::size_t kIpv4MinHeader = 20;
+inline constexpr std::size_t kTcpMinHeader = 20;
+inline constexpr std::size_t kUdpHeader = 8;
+
+inline std::uint16_t load_be16(const std::uint8_t* p) {
+  return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
+}
+
+// What the flow path needs of the frame shape nearly all forwarded traffic has: untagged
+// Ethernet II, IPv4 without options and not a fragment, carrying TCP or UDP. The fields mean
+// what ParsedFrame's of the same names mean.
+struct Ipv4Transport {
+  MacBytes dst_mac;
+  IpBytes src_ip;  // IPv4-mapped
+  IpBytes dst_ip;
+  std::uint16_t src_port;
+  std::uint16_t dst_port;
+  std::uint8_t l4_proto;
+  std::uint8_t tcp_flags;  // 0 for UDP
+  std::uint32_t tcp_seq;   // 0 for UDP
+  std::uint16_t payload_offset;
+  std::uint16_t payload_length;
+};
+
+// Reads that shape in one pass, with parse_frame's checks for it, and returns false for any
+// other frame, well-formed or not: the caller then asks parse_frame, which handles every shape
+// and names what is wrong with a bad frame. Where this returns true, parse_frame returns ok
+// with the same fields (test_packet compares the two on every prefix and single-byte change
+// of each shape). Inline, and without ParsedFrame's other fields: it runs on every packet, and
+// going through parse_frame's call and a ParsedFrame in memory cost 8-11% of the
+// established-flow rate.
+inline bool parse_ipv4_transport(std::span<const std::uint8_t> frame, Ipv4Transport& out) {
+  constexpr std::size_t kL4Offset = kEthHeader + kIpv4MinHeader;
+  const std::uint8_t* base = frame.data();
+  if (frame.size() < kL4Offset || load_be16(base + 12) != kEthIpv4) return false;
+  const std::uint8_t* ip = base + kEthHeader;
+  if (ip[0] != 0x45) return false;  // version 4, no options
+  const std::size_t total = load_be16(ip + 2);
+  if (total < kIpv4MinHeader || total > frame.size() - kEthHeader) return false;
+  if ((load_be16(ip + 6) & 0x3fff) != 0) return false;  // MF or an offset
+  const std::uint8_t* l4 = base + kL4Offset;
+  const std::size_t available = total - kIpv4MinHeader;
+  std::size_t header;
+  std::size_t payload;
+  switch (ip[9]) {
+    case kProtoTcp:
+      if (available < kTcpMinHeader) return false;
+      header = static_cast<std::size_t>(l4[12] >> 4) * 4;
+      if (header < kTcpMinHeader || header > available) return false;
+      payload = available - header;
+      out.tcp_flags = l4[13];
+      out.tcp_seq = static_cast<std::uint32_t>(load_be16(l4 + 4)) << 16 | load_be16(l4 + 6);
+      break;
+    case kProtoUdp: {
+      header = kUdpHeader;
+      if (available < header) return false;
+      const std::size_t length = load_be16(l4 + 4);
+      if (length < header || length > available) return false;
+      payload = length - header;
+      out.tcp_flags = 0;
+      out.tcp_seq = 0;
+      break;
+    }
+    default:
+      return false;
+  }
+  std::memcpy(out.dst_mac.data(), base, 6);
+  out.src_ip = ipv4_mapped(ip + 12);
+  out.dst_ip = ipv4_mapped(ip + 16);
+  out.l4_proto = ip[9];
+  out.src_port = load_be16(l4);
+  out.dst_port = load_be16(l4 + 2);
+  out.payload_offset = static_cast<std::uint16_t>(kL4Offset + header);
+  out.payload_length = static_cast<std::uint16_t>(payload);
+  return true;
+}
+
 }  // namespace tether::parsers

@@ -432,3 +432,69 @@ TEST_CASE("parse_frame: random corruptions of valid frames are safe", "[packet]"
   }
   CHECK(parsed_ok > 0);
 }
+
+namespace {
+
+// parse_ipv4_transport must answer exactly for the frames parse_frame accepts as untagged
+// IPv4 without options carrying TCP or UDP, and with parse_frame's fields.
+void check_agreement(const Bytes& frame, std::size_t& answered) {
+  using tether::parsers::Ipv4Transport;
+  const Bytes copy(frame.begin(), frame.end());  // exactly its size, for ASan
+  const std::span<const std::uint8_t> bytes(copy.data(), copy.size());
+  ParsedFrame full;
+  Ipv4Transport common;
+  const bool fast = tether::parsers::parse_ipv4_transport(bytes, common);
+  const bool shape = tether::parsers::parse_frame(bytes, full) == ParseStatus::ok && !full.has_vlan &&
+                     full.l3 == L3Kind::ipv4 && full.l4_offset == 14 + 20 &&
+                     (full.l4_proto == 6 || full.l4_proto == 17);
+  INFO("frame of " << frame.size() << " bytes");
+  REQUIRE(fast == shape);
+  if (!fast) return;
+  ++answered;
+  CHECK(common.dst_mac == full.dst_mac);
+  CHECK(common.src_ip == full.src_ip);
+  CHECK(common.dst_ip == full.dst_ip);
+  CHECK(common.src_port == full.src_port);
+  CHECK(common.dst_port == full.dst_port);
+  CHECK(common.l4_proto == full.l4_proto);
+  CHECK(common.tcp_flags == full.tcp_flags);
+  CHECK(common.tcp_seq == full.tcp_seq);
+  CHECK(common.payload_offset == full.payload_offset);
+  CHECK(common.payload_length == full.payload_length);
+}
+
+}  // namespace
+
+TEST_CASE("parse_ipv4_transport: agrees with parse_frame on every prefix and byte change", "[packet]") {
+  const Mac zero{};
+  const std::vector<Bytes> frames = {
+      ethernet(0x0800, ipv4(6, tcp(40000, 80, 0x12, kPayload))),
+      pad_to(ethernet(0x0800, ipv4(6, tcp(40000, 80, 0x10))), 60),  // a bare ACK
+      ethernet(0x0800, ipv4(6, tcp(40000, 80, 0x19, kPayload, {{}, {2, 4, 5, 0xb4}}))),
+      pad_to(ethernet(0x0800, ipv4(17, udp(5060, 5060, {1, 2}))), 60),
+      ethernet(0x0800, ipv4(17, udp(1, 2, kPayload, 8 + 5))),
+      ethernet(0x0800, ipv4(6, Bytes(10, 0))),  // a TCP header cut short, at the frame's end
+      ethernet(0x0800, ipv4(17, Bytes(7, 0))),  // UDP shorter than the IP payload
+      ethernet(0x0800, ipv4(6, tcp(1, 2, 0x10), kClient4, kVip4, {.options = {1, 1, 1, 0}})),
+      ethernet(0x0800, ipv4(17, udp(1, 2, kPayload)), 9),  // tagged
+      ethernet(0x0800, ipv4(1, icmp(8, 1, 2, kPayload))),
+      ethernet(0x86dd, ipv6(17, udp(1, 2, kPayload))),
+      pad_to(ethernet(0x0806, arp(1, kClientMac, kClient4, zero, kVip4)), 60),
+  };
+  std::size_t answered = 0;
+  for (const Bytes& original : frames) {
+    for (std::size_t n = 0; n <= original.size(); ++n)
+      check_agreement(Bytes(original.begin(), original.begin() + static_cast<long>(n)), answered);
+    for (std::size_t i = 0; i < original.size(); ++i) {
+      Bytes changed = original;
+      for (const std::uint8_t value : std::initializer_list<std::uint8_t>{
+               0x00, 0x01, 0x05, 0x06, 0x08, 0x11, 0x14, 0x3f, 0x45, 0x46, 0x50, 0x7f, 0x80, 0xff,
+               static_cast<std::uint8_t>(original[i] + 1), static_cast<std::uint8_t>(original[i] - 1)}) {
+        changed[i] = value;
+        check_agreement(changed, answered);
+      }
+    }
+  }
+  // The well-formed frames of the shape, and many of their changes, took the short path.
+  CHECK(answered > 1000);
+}
