@@ -8,7 +8,13 @@ net_null. Each runs a warm-up, then a measured window; the figure of a scenario 
 median over the rounds. Throughput is stated as a ratio to io in the same round (the
 median of the rounds' ratios), because absolute figures on shared machines drift.
 
-Usage: tools/bench [--quick] [--rounds N] [--seconds S] [--warmup S] [--out DIR] [SCENARIO...]
+With --compare A --compare B..., it runs tetherd builds A, B... instead, alternating within every
+round beside testpmd's io, and reports each build's median and its per-round speed against
+A: on this kind of machine a gain of a few percent shows only when the two builds run side
+by side, not in separate runs.
+
+Usage: tools/bench [--quick] [--rounds N] [--seconds S] [--warmup S] [--out DIR]
+                   [--compare TETHERD]... [SCENARIO...]
 """
 import argparse
 import json
@@ -359,12 +365,12 @@ def tetherctl(socket_path, *words):
     return json.loads(result.stdout)
 
 
-def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds):
+def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tetherd=None):
     config = workdir / "tetherd.cfg"
     socket_path = workdir / "tetherd.sock"
     config.write_text(tetherd_config(pcap, scenario, packets, memory))
     log = open(workdir / "tetherd.log", "w")
-    proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--socket", str(socket_path)],
+    proc = subprocess.Popen([str(tetherd or TETHERD), "-c", str(config), "--socket", str(socket_path)],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -480,9 +486,15 @@ def main():
     parser.add_argument("--seconds", type=float, help="measured seconds per run (default 4; quick 1)")
     parser.add_argument("--warmup", type=float, help="seconds before measuring (default 2; quick 1)")
     parser.add_argument("--out", default=str(REPO / "bench-results"), help="where the JSON and PNG go")
+    parser.add_argument("--compare", action="append", metavar="TETHERD",
+                        help="a tetherd binary to run side by side with the others given so "
+                             "(repeat it), instead of the main table")
     parser.add_argument("scenario", nargs="*", help="run only these (established, established_1m, "
                                                     "new_flows, sip, mixed)")
     args = parser.parse_args()
+    for build in args.compare or []:
+        if not os.access(build, os.X_OK):
+            parser.error(f"--compare: {build} is not an executable file")
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (1 if args.quick else 4)
     warmup = args.warmup or (1 if args.quick else 2)
@@ -513,35 +525,23 @@ def main():
         print(f"memory: {memory.reason}", flush=True)
         if not args.quick:
             print(f"page cache: {drop_page_cache()}", flush=True)
-        for s in chosen:
-            per_round = {"io": [], "5tswap": [], "tether": []}
-            for n in range(rounds):
-                per_round["io"].append(run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds))
-                per_round["5tswap"].append(run_testpmd("5tswap", pcaps[s.key], s.packets, s, memory, warmup, seconds))
-                per_round["tether"].append(run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds))
-                print(f"  {s.key} round {n + 1}: io {per_round['io'][-1]['mpps']:.2f}, 5tswap "
-                      f"{per_round['5tswap'][-1]['mpps']:.2f}, tether {per_round['tether'][-1]['mpps']:.2f} Mpps",
-                      flush=True)
-            summary = {
-                "key": s.key, "title": s.title, "packets_in_pcap": s.packets,
-                "io": {"mpps": median_of(per_round["io"], "mpps")},
-                "5tswap": {"mpps": median_of(per_round["5tswap"], "mpps")},
-                "tether": {k: median_of(per_round["tether"], k) for k in per_round["tether"][0]},
-                "rounds": per_round,
-            }
-            # The ratio of each round's own runs, then the median: the machine's speed drifts
-            # between rounds, and medians of the columns taken apart could pair a fast io
-            # round with a slow tether one.
-            for reference in ("io", "5tswap"):
-                by_round = [t["mpps"] / r["mpps"] for t, r in zip(per_round["tether"], per_round[reference])]
-                summary[f"ratio_{reference}_by_round"] = by_round
-                summary[f"ratio_{reference}"] = statistics.median(by_round)
-            results.append(summary)
+        if args.compare:
+            compared = compare_builds(args.compare, chosen, pcaps, workdir, memory, rounds, warmup, seconds)
+        else:
+            results = measure_scenarios(chosen, pcaps, workdir, memory, rounds, warmup, seconds)
     finally:
         if memory is not None:
             memory.release()
         shutil.rmtree(workdir, ignore_errors=True)
 
+    if args.compare:
+        text = compare_table(compared)
+        print()
+        print(text)
+        (out_dir / "compare.json").write_text(json.dumps({"memory": memory.reason, "rounds": rounds,
+                                                          "scenarios": compared}, indent=2))
+        print(f"\nwrote {out_dir / 'compare.json'}")
+        return 0
     text = table(results, memory)
     print()
     print(text)
@@ -552,6 +552,67 @@ def main():
     png = chart(results, out_dir)
     print(f"\nwrote {out_dir / 'bench.json'}" + (f" and {png}" if png else " (no gnuplot: no chart)"))
     return 0
+
+
+def measure_scenarios(chosen, pcaps, workdir, memory, rounds, warmup, seconds):
+    """io, 5tswap and tetherd on every scenario, round after round: the main table's figures."""
+    results = []
+    for s in chosen:
+        per_round = {"io": [], "5tswap": [], "tether": []}
+        for n in range(rounds):
+            per_round["io"].append(run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds))
+            per_round["5tswap"].append(run_testpmd("5tswap", pcaps[s.key], s.packets, s, memory, warmup, seconds))
+            per_round["tether"].append(run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds))
+            print(f"  {s.key} round {n + 1}: io {per_round['io'][-1]['mpps']:.2f}, 5tswap "
+                  f"{per_round['5tswap'][-1]['mpps']:.2f}, tether {per_round['tether'][-1]['mpps']:.2f} Mpps",
+                  flush=True)
+        summary = {
+            "key": s.key, "title": s.title, "packets_in_pcap": s.packets,
+            "io": {"mpps": median_of(per_round["io"], "mpps")},
+            "5tswap": {"mpps": median_of(per_round["5tswap"], "mpps")},
+            "tether": {k: median_of(per_round["tether"], k) for k in per_round["tether"][0]},
+            "rounds": per_round,
+        }
+        # The ratio of each round's own runs, then the median: the machine's speed drifts
+        # between rounds, and medians of the columns taken apart could pair a fast io
+        # round with a slow tether one.
+        for reference in ("io", "5tswap"):
+            by_round = [t["mpps"] / r["mpps"] for t, r in zip(per_round["tether"], per_round[reference])]
+            summary[f"ratio_{reference}_by_round"] = by_round
+            summary[f"ratio_{reference}"] = statistics.median(by_round)
+        results.append(summary)
+    return results
+
+
+def compare_builds(builds, chosen, pcaps, workdir, memory, rounds, warmup, seconds):
+    """Each build's Mpps by round, run in turn after testpmd's io within every round."""
+    results = []
+    for s in chosen:
+        io, mpps = [], [[] for _ in builds]
+        for n in range(rounds):
+            io.append(run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds)["mpps"])
+            for runs, build in zip(mpps, builds):
+                runs.append(run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds,
+                                        tetherd=build)["mpps"])
+            print(f"  {s.key} round {n + 1}: io {io[-1]:.2f}, tetherd "
+                  + ", ".join(f"{runs[-1]:.2f}" for runs in mpps) + " Mpps", flush=True)
+        results.append({"key": s.key, "title": s.title, "io_mpps": io, "builds": [
+            {"tetherd": build, "mpps": runs, "median_mpps": statistics.median(runs),
+             "ratio_io": statistics.median(m / i for m, i in zip(runs, io)),
+             "against_first": statistics.median(m / f for m, f in zip(runs, mpps[0]))}
+            for runs, build in zip(mpps, builds)]})
+    return results
+
+
+def compare_table(results):
+    lines = []
+    for r in results:
+        lines.append(f"{r['title']} (io median {statistics.median(r['io_mpps']):.2f} Mpps)")
+        for b in r["builds"]:
+            lines.append(f"  {b['median_mpps']:7.2f} Mpps  x io {b['ratio_io']:.2f}  "
+                         f"vs first {100 * (b['against_first'] - 1):+5.1f}%  {b['tetherd']}  "
+                         f"(rounds {' '.join(f'{m:.2f}' for m in b['mpps'])})")
+    return "\n".join(lines)
 
 
 def stop_on_sigterm(signum, _frame):

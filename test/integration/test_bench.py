@@ -59,3 +59,36 @@ def test_table_shows_the_ratio_of_every_round_when_there_are_several():
     assert "x io by round 0.24 0.25 0.31" in bench.table([scenario], Memory())
     scenario["ratio_io_by_round"] = [0.25]
     assert "by round" not in bench.table([scenario], Memory())
+
+
+def test_compare_runs_builds_side_by_side(tmp_path):
+    tetherd = str(BUILD / "control" / "tetherd")
+    copy = tmp_path / "tetherd-copy"
+    copy.write_bytes(Path(tetherd).read_bytes())
+    copy.chmod(0o755)
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "bench.py"), "--quick", "--warmup", "0.5",
+                             "--rounds", "2", "--out", str(tmp_path), "--compare", tetherd, "--compare", str(copy),
+                             "established"],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TETHER_BUILD": str(BUILD)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "compare.json").read_text())
+    [scenario] = report["scenarios"]
+    assert scenario["key"] == "established" and len(scenario["io_mpps"]) == 2
+    first, second = scenario["builds"]
+    assert first["tetherd"] == tetherd and second["tetherd"] == str(copy)
+    for build in (first, second):
+        assert len(build["mpps"]) == 2 and min(build["mpps"]) > 0  # packets flowed, every round
+        assert build["ratio_io"] == statistics.median(m / i for m, i in zip(build["mpps"], scenario["io_mpps"]))
+    assert first["against_first"] == 1.0
+    assert second["against_first"] == statistics.median(b / a for a, b in zip(first["mpps"], second["mpps"]))
+    assert str(copy) in result.stdout and "vs first" in result.stdout
+    assert not (tmp_path / "bench.json").exists()  # the main table is not run
+
+
+def test_compare_refuses_a_missing_binary(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "bench.py"), "--quick",
+                             "--compare", str(tmp_path / "no-such-tetherd"), "established"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "no-such-tetherd is not an executable file" in result.stderr
