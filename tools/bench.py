@@ -8,8 +8,9 @@ net_null. Each runs a warm-up, then a measured window; the figure of a scenario 
 median over the rounds. Throughput is stated as a ratio to io in the same round (the
 median of the rounds' ratios), because absolute figures on shared machines drift.
 
-With --compare A --compare B..., it runs tetherd builds A, B... instead, alternating within every
-round beside testpmd's io, and reports each build's median and its per-round speed against
+With --compare A --compare B..., it runs tetherd builds A, B... instead, in turn within every
+round (in reverse order every other round, so that no build always runs first) after
+testpmd's io, and reports each build's median and its per-round speed against
 A: on this kind of machine a gain of a few percent shows only when the two builds run side
 by side, not in separate runs.
 
@@ -493,7 +494,7 @@ def main():
                                                     "new_flows, sip, mixed)")
     args = parser.parse_args()
     for build in args.compare or []:
-        if not os.access(build, os.X_OK):
+        if not (Path(build).is_file() and os.access(build, os.X_OK)):
             parser.error(f"--compare: {build} is not an executable file")
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (1 if args.quick else 4)
@@ -538,8 +539,9 @@ def main():
         text = compare_table(compared)
         print()
         print(text)
-        (out_dir / "compare.json").write_text(json.dumps({"memory": memory.reason, "rounds": rounds,
-                                                          "scenarios": compared}, indent=2))
+        (out_dir / "compare.json").write_text(json.dumps(
+            {"memory": memory.reason, "rounds": rounds, "seconds": seconds, "warmup": warmup,
+             "quick": args.quick, "scenarios": compared}, indent=2))
         print(f"\nwrote {out_dir / 'compare.json'}")
         return 0
     text = table(results, memory)
@@ -591,7 +593,9 @@ def compare_builds(builds, chosen, pcaps, workdir, memory, rounds, warmup, secon
         io, mpps = [], [[] for _ in builds]
         for n in range(rounds):
             io.append(run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds)["mpps"])
-            for runs, build in zip(mpps, builds):
+            # Reversed every other round: a build's place in the round is not a constant bias.
+            order = list(zip(mpps, builds))
+            for runs, build in order if n % 2 == 0 else reversed(order):
                 runs.append(run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds,
                                         tetherd=build)["mpps"])
             print(f"  {s.key} round {n + 1}: io {io[-1]:.2f}, tetherd "

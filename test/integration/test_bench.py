@@ -86,9 +86,10 @@ def test_compare_runs_builds_side_by_side(tmp_path):
     assert not (tmp_path / "bench.json").exists()  # the main table is not run
 
 
-def test_compare_refuses_a_missing_binary(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "tools" / "bench.py"), "--quick",
-                             "--compare", str(tmp_path / "no-such-tetherd"), "established"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert "no-such-tetherd is not an executable file" in result.stderr
+def test_compare_refuses_what_is_not_an_executable_file(tmp_path):
+    for path in (tmp_path / "no-such-tetherd", tmp_path):  # missing; a directory
+        result = subprocess.run([sys.executable, str(REPO / "tools" / "bench.py"), "--quick",
+                                 "--compare", str(path), "established"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2
+        assert f"{path} is not an executable file" in result.stderr

@@ -473,7 +473,8 @@ TEST_CASE("parse_ipv4_transport: agrees with parse_frame on every prefix and byt
       ethernet(0x0800, ipv4(6, tcp(40000, 80, 0x19, kPayload, {{}, {2, 4, 5, 0xb4}}))),
       pad_to(ethernet(0x0800, ipv4(17, udp(5060, 5060, {1, 2}))), 60),
       ethernet(0x0800, ipv4(17, udp(1, 2, kPayload, 8 + 5))),
-      ethernet(0x0800, ipv4(6, Bytes(10, 0))),  // a TCP header cut short, at the frame's end
+      // TCP and UDP headers cut short at the frame's end
+      ethernet(0x0800, ipv4(6, Bytes(10, 0))),
       ethernet(0x0800, ipv4(17, Bytes(7, 0))),  // UDP shorter than the IP payload
       ethernet(0x0800, ipv4(6, tcp(1, 2, 0x10), kClient4, kVip4, {.options = {1, 1, 1, 0}})),
       ethernet(0x0800, ipv4(17, udp(1, 2, kPayload)), 9),  // tagged
