@@ -1,0 +1,54 @@
+// libFuzzer target for the L2-L4 frame parsers. Besides crashes and sanitizer reports (a read
+// past the frame is one), it aborts when parse_frame's result breaks its contract, or when
+// parse_ipv4_transport, the short path for untagged IPv4 TCP/UDP, answers differently from
+// parse_frame: it must answer exactly for the frames parse_frame accepts as that shape, with
+// the same fields.
+#include "parsers/packet.hpp"
+
+#include <cstring>
+#include <span>
+
+#include "test/fuzz/fuzz_contract.hpp"
+
+using tether::fuzz::expect;
+namespace parsers = tether::parsers;
+
+namespace {
+
+void check_frame(const parsers::ParsedFrame& p, std::size_t size) {
+  expect(p.l3 != parsers::L3Kind::none);
+  expect(p.l3_offset >= 14 && p.l3_offset <= p.l3_end && p.l3_end <= size);
+  if (p.l3 == parsers::L3Kind::arp) return;
+  expect(p.l4_offset >= p.l3_offset && p.l4_offset <= p.l3_end);
+  expect(p.payload_offset >= p.l4_offset && p.payload_offset + p.payload_length <= p.l3_end);
+  if (p.l4_proto != parsers::kProtoTcp) expect(p.tcp_flags == 0 && p.tcp_seq == 0);
+  if (p.l3 == parsers::L3Kind::ipv4)
+    expect(parsers::is_ipv4_mapped(p.src_ip) && parsers::is_ipv4_mapped(p.dst_ip));
+}
+
+bool same(const parsers::Ipv4Transport& a, const parsers::ParsedFrame& b) {
+  return a.dst_mac == b.dst_mac && a.src_ip == b.src_ip && a.dst_ip == b.dst_ip &&
+         a.src_port == b.src_port && a.dst_port == b.dst_port && a.l4_proto == b.l4_proto &&
+         a.tcp_flags == b.tcp_flags && a.tcp_seq == b.tcp_seq &&
+         a.payload_offset == b.payload_offset && a.payload_length == b.payload_length;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::span<const std::uint8_t> frame(data, size);
+  parsers::ParsedFrame full;
+  const parsers::ParseStatus status = parsers::parse_frame(frame, full);
+  expect(std::strcmp(parsers::to_string(status), "unknown") != 0);
+  const bool ok = status == parsers::ParseStatus::ok;
+  if (ok) check_frame(full, size);
+
+  parsers::Ipv4Transport common;
+  const bool fast = parsers::parse_ipv4_transport(frame, common);
+  const bool shape = ok && !full.has_vlan && full.l3 == parsers::L3Kind::ipv4 &&
+                     full.l4_offset == 14 + 20 &&
+                     (full.l4_proto == parsers::kProtoTcp || full.l4_proto == parsers::kProtoUdp);
+  expect(fast == shape);
+  if (fast) expect(same(common, full));
+  return 0;
+}
