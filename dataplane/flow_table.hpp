@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "dataplane/crc32c.hpp"
 #include "dataplane/limits.hpp"
 #include "parsers/packet.hpp"
 
@@ -44,30 +45,33 @@ inline std::uint32_t flow_signature(const FlowKey& key) {
 }
 
 // Fills `key` from a parsed 5-tuple and returns flow_signature(key), hashing the words it
-// stores rather than reading them back. Each address is read as the two 8-byte halves the
-// parser stored it as, and the key is written in the 8-byte words rte_hash_crc reads: a load
-// that spans several narrower stores still in flight cannot take its bytes from them and
-// waits for them to reach the cache, a stall on every packet.
-inline std::uint32_t fill_flow_key(FlowKey& key, const parsers::IpBytes& src,
-                                   const parsers::IpBytes& dst, std::uint16_t src_port,
+// stores rather than reading them back. The addresses come as the 8-byte words the key holds
+// them in, and the key is written in the 8-byte words rte_hash_crc reads: a load that spans
+// several narrower stores still in flight cannot take its bytes from them and waits for them
+// to reach the cache, a stall on every packet.
+inline std::uint32_t fill_flow_key(FlowKey& key, parsers::AddressWords src,
+                                   parsers::AddressWords dst, std::uint16_t src_port,
                                    std::uint16_t dst_port, std::uint8_t ip_proto) {
-  std::uint64_t words[kFlowKeyHashedBytes / 8];
-  std::memcpy(&words[0], src.data(), 8);
-  std::memcpy(&words[1], src.data() + 8, 8);
-  std::memcpy(&words[2], dst.data(), 8);
-  std::memcpy(&words[3], dst.data() + 8, 8);
-  // src_port, dst_port, ip_proto and the first pad bytes, in the key's little-endian layout
-  words[4] = src_port | std::uint64_t{dst_port} << 16 | std::uint64_t{ip_proto} << 32;
+  const std::uint64_t words[kFlowKeyHashedBytes / 8] = {
+      src.high, src.low, dst.high, dst.low,
+      // src_port, dst_port, ip_proto and the first pad bytes, in the key's little-endian layout
+      src_port | std::uint64_t{dst_port} << 16 | std::uint64_t{ip_proto} << 32};
   static_assert(offsetof(FlowKey, src_port) == 32 && offsetof(FlowKey, dst_port) == 34 &&
                 offsetof(FlowKey, ip_proto) == 36 && offsetof(FlowKey, pad) == 37);
   auto* out = reinterpret_cast<unsigned char*>(&key);
-  std::uint32_t signature = kFlowHashSeed;
+  std::uint64_t signature = kFlowHashSeed;
   for (unsigned i = 0; i < kFlowKeyHashedBytes / 8; ++i) {
     std::memcpy(out + 8 * i, &words[i], 8);
-    signature = rte_hash_crc_8byte(words[i], signature);
+    signature = crc32c_8byte(words[i], signature);
   }
   std::memset(out + kFlowKeyHashedBytes, 0, sizeof(FlowKey) - kFlowKeyHashedBytes);
-  return signature;
+  return static_cast<std::uint32_t>(signature);
+}
+inline std::uint32_t fill_flow_key(FlowKey& key, const parsers::IpBytes& src,
+                                   const parsers::IpBytes& dst, std::uint16_t src_port,
+                                   std::uint16_t dst_port, std::uint8_t ip_proto) {
+  return fill_flow_key(key, parsers::address_words(src), parsers::address_words(dst), src_port,
+                       dst_port, ip_proto);
 }
 
 // 16 bytes, four to a cache line: the expiry sweep reads the entries array end to end, and

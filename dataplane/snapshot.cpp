@@ -13,9 +13,10 @@ void ServiceIndex::build(
   mask_ = capacity - 1;
   for (const auto& [key, service] : entries) {
     const auto& [vip, port, proto] = key;
-    std::uint32_t i = hash(vip, port, proto) & mask_;
+    const parsers::AddressWords words = parsers::address_words(vip);
+    std::uint32_t i = hash(words, port, proto) & mask_;
     while (slots_[i].service != kNone) i = (i + 1) & mask_;
-    slots_[i] = Slot{vip, port, proto, service};
+    slots_[i] = Slot{words, port, proto, service};
   }
 }
 

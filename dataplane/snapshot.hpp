@@ -5,8 +5,6 @@
 // a half-built table.
 #pragma once
 
-#include <rte_hash_crc.h>
-
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -15,6 +13,7 @@
 #include <vector>
 
 #include "control/maglev.hpp"
+#include "dataplane/crc32c.hpp"
 #include "dataplane/content_rules.hpp"
 #include "dataplane/limits.hpp"
 #include "parsers/packet.hpp"
@@ -93,37 +92,28 @@ class ServiceIndex {
   void build(const std::vector<std::pair<std::tuple<IpBytes, std::uint16_t, std::uint8_t>,
                                          std::uint16_t>>& entries);
   // Inline, like its helpers: every packet asks the index once or twice.
-  std::uint16_t find(const IpBytes& vip, std::uint16_t port, std::uint8_t ip_proto) const {
+  std::uint16_t find(parsers::AddressWords vip, std::uint16_t port, std::uint8_t ip_proto) const {
     if (slots_.empty()) return kNone;
     for (std::uint32_t i = hash(vip, port, ip_proto) & mask_;; i = (i + 1) & mask_) {
       const Slot& slot = slots_[i];
       if (slot.service == kNone) return kNone;
-      if (slot.port == port && slot.ip_proto == ip_proto && same_address(slot.vip, vip))
+      if (slot.port == port && slot.ip_proto == ip_proto && slot.vip == vip)
         return slot.service;
     }
+  }
+  std::uint16_t find(const IpBytes& vip, std::uint16_t port, std::uint8_t ip_proto) const {
+    return find(parsers::address_words(vip), port, ip_proto);
   }
 
  private:
   // Three CRC instructions.
-  static std::uint32_t hash(const IpBytes& vip, std::uint16_t port, std::uint8_t ip_proto) {
-    std::uint64_t high, low;
-    std::memcpy(&high, vip.data(), 8);
-    std::memcpy(&low, vip.data() + 8, 8);
-    const std::uint32_t h = rte_hash_crc_8byte(low, rte_hash_crc_8byte(high, 0x7e7e));
-    return rte_hash_crc_4byte(static_cast<std::uint32_t>(port) << 8 | ip_proto, h);
-  }
-  // Two 8-byte comparisons: std::array's == calls memcmp.
-  static bool same_address(const IpBytes& a, const IpBytes& b) {
-    std::uint64_t a_high, a_low, b_high, b_low;
-    std::memcpy(&a_high, a.data(), 8);
-    std::memcpy(&a_low, a.data() + 8, 8);
-    std::memcpy(&b_high, b.data(), 8);
-    std::memcpy(&b_low, b.data() + 8, 8);
-    return ((a_high ^ b_high) | (a_low ^ b_low)) == 0;
+  static std::uint32_t hash(parsers::AddressWords vip, std::uint16_t port, std::uint8_t ip_proto) {
+    const auto h = static_cast<std::uint32_t>(crc32c_8byte(vip.low, crc32c_8byte(vip.high, 0x7e7e)));
+    return crc32c_4byte(static_cast<std::uint32_t>(port) << 8 | ip_proto, h);
   }
 
   struct Slot {
-    IpBytes vip;
+    parsers::AddressWords vip;
     std::uint16_t port;
     std::uint8_t ip_proto;
     std::uint16_t service = kNone;

@@ -178,7 +178,7 @@ void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, Burst& burst) {
                                             rte_pktmbuf_data_len(mbuf)};
   parsers::Ipv4Transport common;
   if (parsers::parse_ipv4_transport(frame, common) &&
-      common.dst_mac == snapshot_->ports[port_index].mac) {
+      parsers::same_mac(common.dst_mac, snapshot_->ports[port_index].mac)) {
     const std::uint16_t found = find_service(common.dst_ip, common.dst_port, common.l4_proto);
     if (found != ServiceIndex::kNone) return admit(mbuf, found, common, burst);
   }
@@ -202,12 +202,13 @@ void Worker::classify_any(rte_mbuf* mbuf, std::uint16_t port_index,
 
   if (parsed.l3 == parsers::L3Kind::arp) return answer_locally(mbuf, port_index, parsed);
 
-  const std::uint16_t found = find_service(parsed.dst_ip, parsed.dst_port, parsed.l4_proto);
+  const std::uint16_t found =
+      find_service(parsers::address_words(parsed.dst_ip), parsed.dst_port, parsed.l4_proto);
   if (found == ServiceIndex::kNone) return answer_locally(mbuf, port_index, parsed);
   admit(mbuf, found, parsed, burst);
 }
 
-std::uint16_t Worker::find_service(const parsers::IpBytes& vip, std::uint16_t port,
+std::uint16_t Worker::find_service(parsers::AddressWords vip, std::uint16_t port,
                                    std::uint8_t ip_proto) const {
   const ServiceIndex& index = snapshot_->service_index;
   const std::uint16_t exact = index.find(vip, port, ip_proto);
@@ -231,7 +232,8 @@ void Worker::admit(rte_mbuf* mbuf, std::uint16_t found, const Fields& fields, Bu
 
   Pending& p = burst.flows[burst.flow_count++];
   p.mbuf = mbuf;
-  p.signature = fill_flow_key(p.key, fields.src_ip, fields.dst_ip, fields.src_port,
+  p.signature = fill_flow_key(p.key, parsers::address_words(fields.src_ip),
+                              parsers::address_words(fields.dst_ip), fields.src_port,
                               fields.dst_port, fields.l4_proto);
   p.service = service;
   p.related = related;

@@ -132,7 +132,7 @@ class Worker {
                     Burst& burst);
   // The service a packet is for: by VIP, port and protocol, else an inspecting service's
   // related flows on any port of the VIP (ServiceIndex::kRelated set); kNone for neither.
-  [[gnu::always_inline]] inline std::uint16_t find_service(const parsers::IpBytes& vip,
+  [[gnu::always_inline]] inline std::uint16_t find_service(parsers::AddressWords vip,
                                                            std::uint16_t port,
                                                            std::uint8_t ip_proto) const;
   // Queues a packet of service `found` (as find_service gives it) for its call or its flow.

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -20,6 +21,18 @@ namespace tether::parsers {
 using IpBytes = std::array<std::uint8_t, 16>;
 using MacBytes = std::array<std::uint8_t, 6>;
 
+// Two loads and a compare. std::array's == is a memcmp, which needs its operands in memory:
+// on the short path it kept the whole Ipv4Transport on the stack, every field stored.
+inline bool same_mac(const MacBytes& a, const MacBytes& b) {
+  std::uint32_t a_head, b_head;
+  std::uint16_t a_tail, b_tail;
+  std::memcpy(&a_head, a.data(), 4);
+  std::memcpy(&b_head, b.data(), 4);
+  std::memcpy(&a_tail, a.data() + 4, 2);
+  std::memcpy(&b_tail, b.data() + 4, 2);
+  return ((a_head ^ b_head) | static_cast<std::uint32_t>(a_tail ^ b_tail)) == 0;
+}
+
 // Inline: every IPv4 packet maps both its addresses.
 inline IpBytes ipv4_mapped(const std::uint8_t* four_bytes) {
   IpBytes a{};
@@ -28,6 +41,32 @@ inline IpBytes ipv4_mapped(const std::uint8_t* four_bytes) {
   std::memcpy(a.data() + 12, four_bytes, 4);
   return a;
 }
+// An address as the two 8-byte words of its IpBytes, first bytes first: the form in which
+// the service index and the flow key hash and compare it. The short IPv4 path makes one from
+// the four address bytes in registers, where building an IpBytes would go through memory.
+struct AddressWords {
+  std::uint64_t high;  // bytes 0-7
+  std::uint64_t low;   // bytes 8-15
+  friend bool operator==(const AddressWords&, const AddressWords&) = default;
+};
+inline AddressWords address_words(const IpBytes& a) {
+  AddressWords words;
+  std::memcpy(&words.high, a.data(), 8);
+  std::memcpy(&words.low, a.data() + 8, 8);
+  return words;
+}
+inline AddressWords address_words(const AddressWords& words) { return words; }
+// address_words(ipv4_mapped(four_bytes)), without the bytes.
+inline AddressWords ipv4_mapped_words(const std::uint8_t* four_bytes) {
+  if constexpr (std::endian::native == std::endian::little) {
+    std::uint32_t address;
+    std::memcpy(&address, four_bytes, 4);
+    return {0, 0xffff0000u | std::uint64_t{address} << 32};  // bytes 10 and 11 are 0xff
+  } else {
+    return address_words(ipv4_mapped(four_bytes));
+  }
+}
+
 inline bool is_ipv4_mapped(const IpBytes& a) {
   return a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == 0 && a[4] == 0 && a[5] == 0 &&
          a[6] == 0 && a[7] == 0 && a[8] == 0 && a[9] == 0 && a[10] == 0xff && a[11] == 0xff;
@@ -121,8 +160,8 @@ inline std::uint16_t load_be16(const std::uint8_t* p) {
 // what ParsedFrame's of the same names mean.
 struct Ipv4Transport {
   MacBytes dst_mac;
-  IpBytes src_ip;  // IPv4-mapped
-  IpBytes dst_ip;
+  AddressWords src_ip;  // IPv4-mapped
+  AddressWords dst_ip;
   std::uint16_t src_port;
   std::uint16_t dst_port;
   std::uint8_t l4_proto;
@@ -175,8 +214,8 @@ inline bool parse_ipv4_transport(std::span<const std::uint8_t> frame, Ipv4Transp
       return false;
   }
   std::memcpy(out.dst_mac.data(), base, 6);
-  out.src_ip = ipv4_mapped(ip + 12);
-  out.dst_ip = ipv4_mapped(ip + 16);
+  out.src_ip = ipv4_mapped_words(ip + 12);
+  out.dst_ip = ipv4_mapped_words(ip + 16);
   out.l4_proto = ip[9];
   out.src_port = load_be16(l4);
   out.dst_port = load_be16(l4 + 2);

@@ -27,7 +27,8 @@ void check_frame(const parsers::ParsedFrame& p, std::size_t size) {
 }
 
 bool same(const parsers::Ipv4Transport& a, const parsers::ParsedFrame& b) {
-  return a.dst_mac == b.dst_mac && a.src_ip == b.src_ip && a.dst_ip == b.dst_ip &&
+  return a.dst_mac == b.dst_mac && a.src_ip == parsers::address_words(b.src_ip) &&
+         a.dst_ip == parsers::address_words(b.dst_ip) &&
          a.src_port == b.src_port && a.dst_port == b.dst_port && a.l4_proto == b.l4_proto &&
          a.tcp_flags == b.tcp_flags && a.tcp_seq == b.tcp_seq &&
          a.payload_offset == b.payload_offset && a.payload_length == b.payload_length;
