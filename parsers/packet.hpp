@@ -157,7 +157,7 @@ inline std::uint16_t load_be16(const std::uint8_t* p) {
 
 // What the flow path needs of the frame shape nearly all forwarded traffic has: untagged
 // Ethernet II, IPv4 without options and not a fragment, carrying TCP or UDP. The fields mean
-// what ParsedFrame's of the same names mean.
+// what ParsedFrame's of the same names mean; the addresses are in their AddressWords form.
 struct Ipv4Transport {
   MacBytes dst_mac;
   AddressWords src_ip;  // IPv4-mapped
