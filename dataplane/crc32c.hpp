@@ -1,9 +1,10 @@
 // CRC32C steps for the hashes every packet takes (flow signature, service index).
 //
 // rte_hash_crc_8byte and _4byte read a global on every call to choose between the CRC32
-// instruction and a table; a build whose target has SSE4.2 (every x86-64 build DPDK supports:
-// its own baseline is corei7) uses the instruction directly. The result is the same CRC32C
-// either way, so signatures agree with rte_hash_crc and across builds and instances.
+// instruction and a table. A build whose target has SSE4.2 (the default -Dmarch=native here,
+// and DPDK's own x86 baseline, corei7) uses the instruction directly; any other build calls
+// rte_hash_crc. The result is the same CRC32C either way, so signatures agree with
+// rte_hash_crc and across builds and instances (test_flow_table checks both helpers).
 #pragma once
 
 #include <rte_hash_crc.h>

@@ -67,6 +67,7 @@ inline std::uint32_t fill_flow_key(FlowKey& key, parsers::AddressWords src,
   std::memset(out + kFlowKeyHashedBytes, 0, sizeof(FlowKey) - kFlowKeyHashedBytes);
   return static_cast<std::uint32_t>(signature);
 }
+
 inline std::uint32_t fill_flow_key(FlowKey& key, const parsers::IpBytes& src,
                                    const parsers::IpBytes& dst, std::uint16_t src_port,
                                    std::uint16_t dst_port, std::uint8_t ip_proto) {

@@ -7,14 +7,13 @@
 
 #include <array>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <tuple>
 #include <vector>
 
 #include "control/maglev.hpp"
-#include "dataplane/crc32c.hpp"
 #include "dataplane/content_rules.hpp"
+#include "dataplane/crc32c.hpp"
 #include "dataplane/limits.hpp"
 #include "parsers/packet.hpp"
 
@@ -108,8 +107,9 @@ class ServiceIndex {
  private:
   // Three CRC instructions.
   static std::uint32_t hash(parsers::AddressWords vip, std::uint16_t port, std::uint8_t ip_proto) {
-    const auto h = static_cast<std::uint32_t>(crc32c_8byte(vip.low, crc32c_8byte(vip.high, 0x7e7e)));
-    return crc32c_4byte(static_cast<std::uint32_t>(port) << 8 | ip_proto, h);
+    const std::uint64_t h = crc32c_8byte(vip.low, crc32c_8byte(vip.high, 0x7e7e));
+    return crc32c_4byte(static_cast<std::uint32_t>(port) << 8 | ip_proto,
+                        static_cast<std::uint32_t>(h));
   }
 
   struct Slot {

@@ -232,8 +232,7 @@ void Worker::admit(rte_mbuf* mbuf, std::uint16_t found, const Fields& fields, Bu
 
   Pending& p = burst.flows[burst.flow_count++];
   p.mbuf = mbuf;
-  p.signature = fill_flow_key(p.key, parsers::address_words(fields.src_ip),
-                              parsers::address_words(fields.dst_ip), fields.src_port,
+  p.signature = fill_flow_key(p.key, fields.src_ip, fields.dst_ip, fields.src_port,
                               fields.dst_port, fields.l4_proto);
   p.service = service;
   p.related = related;

@@ -136,7 +136,8 @@ class Worker {
                                                            std::uint16_t port,
                                                            std::uint8_t ip_proto) const;
   // Queues a packet of service `found` (as find_service gives it) for its call or its flow.
-  // Fields: parsers::Ipv4Transport or parsers::ParsedFrame, which name their fields alike.
+  // Fields: parsers::Ipv4Transport or parsers::ParsedFrame, which name their fields alike
+  // (addresses as AddressWords in the one, IpBytes in the other: fill_flow_key takes both).
   template <typename Fields>
   [[gnu::always_inline]] inline void admit(rte_mbuf* mbuf, std::uint16_t found,
                                            const Fields& fields, Burst& burst);

@@ -33,7 +33,7 @@ inline bool same_mac(const MacBytes& a, const MacBytes& b) {
   return ((a_head ^ b_head) | static_cast<std::uint32_t>(a_tail ^ b_tail)) == 0;
 }
 
-// Inline: every IPv4 packet maps both its addresses.
+// Inline: parse_frame maps both addresses of every IPv4 packet it reads.
 inline IpBytes ipv4_mapped(const std::uint8_t* four_bytes) {
   IpBytes a{};
   a[10] = 0xff;
@@ -41,6 +41,7 @@ inline IpBytes ipv4_mapped(const std::uint8_t* four_bytes) {
   std::memcpy(a.data() + 12, four_bytes, 4);
   return a;
 }
+
 // An address as the two 8-byte words of its IpBytes, first bytes first: the form in which
 // the service index and the flow key hash and compare it. The short IPv4 path makes one from
 // the four address bytes in registers, where building an IpBytes would go through memory.
@@ -55,7 +56,6 @@ inline AddressWords address_words(const IpBytes& a) {
   std::memcpy(&words.low, a.data() + 8, 8);
   return words;
 }
-inline AddressWords address_words(const AddressWords& words) { return words; }
 // address_words(ipv4_mapped(four_bytes)), without the bytes.
 inline AddressWords ipv4_mapped_words(const std::uint8_t* four_bytes) {
   if constexpr (std::endian::native == std::endian::little) {

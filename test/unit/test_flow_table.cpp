@@ -451,3 +451,56 @@ TEST_CASE("fill_flow_key: the key and signature the classifier makes", "[flow_ta
     CHECK(fill_flow_key(scratch, a.dst, a.src, a.src_port, a.dst_port, a.ip_proto) != base);
   }
 }
+
+TEST_CASE("fill_flow_key: IPv6 addresses and the short path's address words", "[flow_table]") {
+  using tether::dataplane::fill_flow_key;
+  using tether::parsers::address_words;
+  SECTION("IPv6: all four address words, each in its place") {
+    FlowKey expected{};
+    for (std::uint8_t b = 0; b < 16; ++b) {
+      expected.src[b] = static_cast<std::uint8_t>(0x20 + b);
+      expected.dst[b] = static_cast<std::uint8_t>(0xa0 + b);
+    }
+    expected.src_port = 40000;
+    expected.dst_port = 443;
+    expected.ip_proto = tether::parsers::kProtoTcp;
+    FlowKey key;
+    std::memset(&key, 0xab, sizeof key);
+    const std::uint32_t signature = fill_flow_key(key, address_words(expected.src),
+                                                  address_words(expected.dst), expected.src_port,
+                                                  expected.dst_port, expected.ip_proto);
+    CHECK(std::memcmp(&key, &expected, sizeof key) == 0);
+    CHECK(signature == flow_signature(expected));
+  }
+  SECTION("ipv4_mapped_words makes the key ipv4_mapped makes") {
+    const FlowKey expected = make_key(0x123456);
+    const std::uint8_t client[4] = {10, 0x12, 0x34, 0x56};
+    const std::uint8_t vip[4] = {192, 0, 2, 100};
+    FlowKey key;
+    std::memset(&key, 0xab, sizeof key);
+    const std::uint32_t signature =
+        fill_flow_key(key, tether::parsers::ipv4_mapped_words(client),
+                      tether::parsers::ipv4_mapped_words(vip), expected.src_port,
+                      expected.dst_port, expected.ip_proto);
+    CHECK(std::memcmp(&key, &expected, sizeof key) == 0);
+    CHECK(signature == flow_signature(expected));
+  }
+}
+
+TEST_CASE("crc32c helpers: the CRC32C rte_hash_crc computes", "[flow_table]") {
+  using tether::dataplane::crc32c_4byte;
+  using tether::dataplane::crc32c_8byte;
+  const std::uint64_t values[] = {0, 1, 0xffffffffffffffffull, 0x0123456789abcdefull,
+                                  0xffff00000a000001ull, 0x8000000000000000ull};
+  const std::uint32_t seeds[] = {0, 0x7e7e, 0x74657468, 0xffffffffu};
+  for (std::uint64_t value : values)
+    for (std::uint32_t seed : seeds) {
+      INFO("value " << value << " seed " << seed);
+      CHECK(crc32c_8byte(value, seed) == rte_hash_crc_8byte(value, seed));
+      CHECK(crc32c_4byte(static_cast<std::uint32_t>(value), seed) ==
+            rte_hash_crc_4byte(static_cast<std::uint32_t>(value), seed));
+      // A chain through the 64-bit state: the upper half never leaks into the next step.
+      CHECK(static_cast<std::uint32_t>(crc32c_8byte(value, crc32c_8byte(~value, seed))) ==
+            rte_hash_crc_8byte(value, rte_hash_crc_8byte(~value, seed)));
+    }
+}

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <initializer_list>
 #include <set>
 #include <string>
@@ -498,4 +499,28 @@ TEST_CASE("parse_ipv4_transport: agrees with parse_frame on every prefix and byt
   }
   // The well-formed frames of the shape, and many of their changes, took the short path.
   CHECK(answered > 1000);
+}
+
+TEST_CASE("same_mac: equal only when all six bytes are", "[packet]") {
+  using tether::parsers::MacBytes;
+  const MacBytes ours{0x02, 0x00, 0x5e, 0x10, 0x20, 0x30};
+  CHECK(tether::parsers::same_mac(ours, ours));
+  for (std::size_t i = 0; i < ours.size(); ++i)
+    for (std::uint8_t bit = 1; bit != 0; bit = static_cast<std::uint8_t>(bit << 1)) {
+      MacBytes other = ours;
+      other[i] ^= bit;
+      INFO("byte " << i << " bit " << int{bit});
+      CHECK_FALSE(tether::parsers::same_mac(ours, other));
+      CHECK_FALSE(tether::parsers::same_mac(other, ours));
+    }
+}
+
+TEST_CASE("ipv4_mapped_words: the words of ipv4_mapped's bytes", "[packet]") {
+  for (const std::array<std::uint8_t, 4> address :
+       {std::array<std::uint8_t, 4>{0, 0, 0, 0}, {192, 0, 2, 1}, {255, 255, 255, 255}, {10, 1, 2, 3},
+        {1, 0, 0, 0x80}}) {
+    INFO(int{address[0]} << "." << int{address[1]} << "." << int{address[2]} << "." << int{address[3]});
+    CHECK(tether::parsers::ipv4_mapped_words(address.data()) ==
+          tether::parsers::address_words(tether::parsers::ipv4_mapped(address.data())));
+  }
 }
