@@ -197,7 +197,8 @@ void Worker::classify_any(rte_mbuf* mbuf, std::uint16_t port_index,
     rte_pktmbuf_free(mbuf);
     return;
   }
-  if (!is_multicast(parsed.dst_mac) && parsed.dst_mac != snapshot.ports[port_index].mac)
+  if (!is_multicast(parsed.dst_mac) &&
+      !parsers::same_mac(parsed.dst_mac, snapshot.ports[port_index].mac))
     return drop(mbuf, DropReason::not_our_mac);
 
   if (parsed.l3 == parsers::L3Kind::arp) return answer_locally(mbuf, port_index, parsed);
