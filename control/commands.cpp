@@ -119,11 +119,9 @@ std::string show_workers(const ControlState& state) {
   return out.str();
 }
 
-std::optional<std::uint32_t> parse_weight(const std::string& text) {
-  char* end = nullptr;
-  const unsigned long weight = std::strtoul(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || weight > kMaxWeight) return std::nullopt;
-  return static_cast<std::uint32_t>(weight);
+std::string bad_weight(const std::string& text) {
+  return error("weight must be a number from 0 to " + std::to_string(kMaxWeight) +
+               " in plain decimal digits, not '" + text.substr(0, 32) + "'");
 }
 
 // Applies a changed copy of the running configuration.
@@ -153,7 +151,7 @@ std::string add_backend(ControlState& state, const std::vector<std::string>& w) 
   for (std::size_t i = 5; i < w.size(); i += 2) {
     if (w[i] == "weight") {
       const auto parsed = parse_weight(w[i + 1]);
-      if (!parsed) return error("weight must be a number from 0 to " + std::to_string(kMaxWeight));
+      if (!parsed) return bad_weight(w[i + 1]);
       weight = *parsed;
     } else if (w[i] == "mac") {
       mac = parse_mac(w[i + 1]);
@@ -176,14 +174,9 @@ std::string add_backend(ControlState& state, const std::vector<std::string>& w) 
         return error("backend '" + name + "' is in service '" + service->name + "' already");
   } else {
     if (!port && desired.ports.size() != 1) return error("backend '" + name + "' needs 'port' when there are several ports");
-    BackendConfig added{name, *address, mac, port.value_or(0)};
-    const bool ipv4 = parsers::is_ipv4_mapped(*address);
-    const auto& addresses = desired.ports[added.port].addresses;
-    if (!mac && std::none_of(addresses.begin(), addresses.end(),
-                             [ipv4](const IpBytes& a) { return parsers::is_ipv4_mapped(a) == ipv4; }))
-      return error("backend '" + name + "' needs 'mac': port '" + desired.ports[added.port].name +
-                   "' has no " + (ipv4 ? "IPv4" : "IPv6") + " address to resolve it from");
-    desired.backends.push_back(added);
+    // Its address, MAC and the service's weights and table size are checked with the rest
+    // of the configuration, by ControlState::adopt.
+    desired.backends.push_back(BackendConfig{name, *address, mac, port.value_or(0)});
     backend = static_cast<int>(desired.backends.size() - 1);
   }
   service->backends.push_back({static_cast<std::size_t>(backend), weight});
@@ -406,21 +399,26 @@ std::string change_backend(ControlState& state, const std::vector<std::string>& 
   const auto backend = static_cast<std::size_t>(b);
   if (w[1] == "weight") {
     if (w.size() < 4 || w.size() > 5) return error("usage: backend weight NAME WEIGHT [SERVICE]");
-    char* end = nullptr;
-    const unsigned long weight = std::strtoul(w[3].c_str(), &end, 10);
-    if (w[3].empty() || *end != '\0' || weight > kMaxWeight)
-      return error("weight must be a number from 0 to " + std::to_string(kMaxWeight));
+    const auto weight = parse_weight(w[3]);
+    if (!weight) return bad_weight(w[3]);
+    Config desired = state.config;
     unsigned changed = 0;
-    for (auto& service : state.config.services) {
-      if (w.size() == 5 && service.name != w[4]) continue;
+    for (auto& service : desired.services) {
+      if (service.removed || (w.size() == 5 && service.name != w[4])) continue;
       for (auto& member : service.backends)
         if (member.backend == backend) {
-          member.weight = static_cast<std::uint32_t>(weight);
+          member.weight = *weight;
           ++changed;
         }
     }
     if (changed == 0) return error("backend '" + w[2] + "' is in no such service");
-    TETHER_LOG(info, "backend %s: weight %lu in %u service(s)", w[2].c_str(), weight, changed);
+    try {
+      validate(desired);  // the same rules as a file's: a service must keep a weight above 0
+    } catch (const ConfigError& e) {
+      return error(e.what());
+    }
+    state.config = std::move(desired);
+    TETHER_LOG(info, "backend %s: weight %u in %u service(s)", w[2].c_str(), *weight, changed);
   } else if (w[1] == "drain" || w[1] == "enable" || w[1] == "disable") {
     if (w.size() != 3) return error("usage: backend " + w[1] + " NAME");
     state.states[backend] = w[1] == "drain"    ? dataplane::BackendState::draining
@@ -461,6 +459,7 @@ void ControlState::republish() { publisher->publish(build()); }
 
 void ControlState::adopt(const Config& desired) {
   Config merged = merge_running(config, desired);
+  validate(merged);  // a command's change meets the rules a file must
   for (std::size_t b = 0; b < merged.backends.size(); ++b)
     if (b >= states.size() || (config.backends[b].removed && !merged.backends[b].removed)) {
       states.resize(std::max(states.size(), b + 1), dataplane::BackendState::up);

@@ -39,7 +39,8 @@ struct ControlState {
   // Builds a snapshot and publishes it.
   void republish();
   // Makes `desired` the running configuration (see merge_running) and publishes it. Throws
-  // ConfigError, changing nothing, when it cannot be applied without a restart.
+  // ConfigError, changing nothing, when it cannot be applied without a restart or breaks a
+  // rule a file must keep (validate).
   void adopt(const Config& desired);
 };
 

@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <climits>
+#include <fstream>
 #include <initializer_list>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <tuple>
@@ -19,13 +22,177 @@ constexpr std::uint16_t kSipProbeRoom = 512;
 
 using libconfig::Setting;
 
+// An integer literal as the file spells it. Debian's libconfig 1.5 keeps only the low 32 bits
+// of a literal without `L` (`4294967296` reads as 0, `4294967297` as 1, `-4294967295` as 1, and
+// `0x100000000` as 0) and saturates beyond 64 bits before that, so no range check on its value
+// can be trusted: every integer setting is read again from its text.
+struct IntegerLiteral {
+  std::string text;
+  std::optional<long long> value;  // none: beyond 64 bits
+};
+
+// The file as read, and the exact value of each of its integer settings.
+struct Document {
+  std::string source;
+  std::map<const Setting*, IntegerLiteral> integers;
+};
+
+// libconfig's include depth limit (scanctx.h MAX_INCLUDE_DEPTH).
+constexpr int kMaxIncludeDepth = 10;
+
+bool is_name_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '*'; }
+bool is_name_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '*';
+}
+bool is_number_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '+' || c == '-';
+}
+
+// The value of one number token, or nothing for a float. libconfig's scanner (lib/scanner.l)
+// tells them apart so: a hex integer is `0x` digits, a decimal one an optional sign and
+// digits, either with an optional `L` or `LL`; anything else (a `.`, or an exponent) is a
+// float. The token comes from a file libconfig parsed without error, so it is one of these.
+std::optional<IntegerLiteral> integer_literal(std::string_view token) {
+  std::string_view digits = token;
+  while (!digits.empty() && digits.back() == 'L') digits.remove_suffix(1);
+  bool negative = false;
+  unsigned base = 10;
+  if (digits.size() > 2 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')) {
+    base = 16;
+    digits.remove_prefix(2);
+  } else if (!digits.empty() && (digits[0] == '+' || digits[0] == '-')) {
+    negative = digits[0] == '-';
+    digits.remove_prefix(1);
+  }
+  if (digits.empty()) return std::nullopt;
+  unsigned long long magnitude = 0;
+  bool overflow = false;
+  for (char c : digits) {
+    unsigned digit;
+    if (c >= '0' && c <= '9') digit = static_cast<unsigned>(c - '0');
+    else if (base == 16 && c >= 'a' && c <= 'f') digit = static_cast<unsigned>(c - 'a' + 10);
+    else if (base == 16 && c >= 'A' && c <= 'F') digit = static_cast<unsigned>(c - 'A' + 10);
+    else return std::nullopt;  // a float: `1e3`, `1.5`
+    if (magnitude > (ULLONG_MAX - digit) / base) overflow = true;
+    else magnitude = magnitude * base + digit;
+  }
+  IntegerLiteral literal{std::string(token), std::nullopt};
+  if (!overflow && magnitude <= static_cast<unsigned long long>(LLONG_MAX))
+    literal.value = negative ? -static_cast<long long>(magnitude) : static_cast<long long>(magnitude);
+  else if (!overflow && negative && magnitude == static_cast<unsigned long long>(LLONG_MAX) + 1)
+    literal.value = LLONG_MIN;
+  return literal;
+}
+
+std::string read_whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot read the file");
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Appends the integer literals of `text`, in the order libconfig's scanner meets them:
+// comments and strings skipped, `@include` files read in place (relative to the working
+// directory, as libconfig does without an include directory).
+void scan_integer_literals(std::string_view text, const std::string& name, int depth,
+                           std::vector<IntegerLiteral>& out) {
+  std::size_t i = 0;
+  bool line_start = true;
+  const auto at = [&](std::size_t k) { return k < text.size() ? text[k] : '\0'; };
+  while (i < text.size()) {
+    const char c = text[i];
+    if (c == '\n') {
+      line_start = true;
+      ++i;
+      continue;
+    }
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\f') {
+      line_start &= c == ' ' || c == '\t';  // flex's `^[ \t]*@include`
+      ++i;
+      continue;
+    }
+    const bool at_line_start = line_start;
+    line_start = false;
+    if (c == '@' && at_line_start && text.substr(i, 8) == "@include") {
+      std::size_t k = i + 8;
+      while (at(k) == ' ' || at(k) == '\t') ++k;
+      if (k > i + 8 && at(k) == '"') {
+        std::string file;
+        for (++k; k < text.size() && text[k] != '"'; ++k) {
+          if (text[k] == '\\' && (at(k + 1) == '\\' || at(k + 1) == '"')) ++k;
+          file += text[k];
+        }
+        if (depth >= kMaxIncludeDepth) throw ConfigError(name + ": includes nest too deep");
+        scan_integer_literals(read_whole_file(file), file, depth + 1, out);
+        i = k + 1;
+        continue;
+      }
+    }
+    if (c == '#' || (c == '/' && at(i + 1) == '/')) {
+      while (i < text.size() && text[i] != '\n') ++i;
+    } else if (c == '/' && at(i + 1) == '*') {
+      const std::size_t end = text.find("*/", i + 2);
+      i = end == std::string_view::npos ? text.size() : end + 2;
+    } else if (c == '"') {
+      for (++i; i < text.size() && text[i] != '"'; ++i)
+        if (text[i] == '\\') ++i;  // `\"` and `\\` stay inside; other escapes are harmless
+      ++i;
+    } else if (is_name_start(c)) {
+      while (i < text.size() && is_name_char(text[i])) ++i;
+    } else if (std::isdigit(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.') {
+      const std::size_t start = i;
+      while (i < text.size() && is_number_char(text[i])) {
+        // an exponent's sign belongs to the number; any other sign starts the next token
+        if ((text[i] == '+' || text[i] == '-') && i > start && text[i - 1] != 'e' && text[i - 1] != 'E') break;
+        ++i;
+      }
+      if (auto literal = integer_literal(text.substr(start, i - start))) out.push_back(std::move(*literal));
+    } else {
+      ++i;  // punctuation: = : ; , { } ( ) [ ]
+    }
+  }
+}
+
+// Pairs each integer setting, in document order, with its literal and checks that libconfig
+// read the same low bits: a disagreement would mean the scan above misread the file.
+void pair_integer_literals(const Setting& setting, const std::vector<IntegerLiteral>& literals,
+                           std::size_t& next, Document& doc) {
+  if (setting.getType() == Setting::TypeInt || setting.getType() == Setting::TypeInt64) {
+    if (next == literals.size())
+      throw ConfigError(doc.source + ": " + setting.getPath() + ": cannot find this integer in the text");
+    const IntegerLiteral& literal = literals[next++];
+    const bool agrees =
+        !literal.value ||
+        (setting.getType() == Setting::TypeInt
+             ? static_cast<int>(setting) == static_cast<std::int32_t>(static_cast<std::uint32_t>(*literal.value))
+             : static_cast<long long>(setting) == *literal.value);
+    if (!agrees)
+      throw ConfigError(doc.source + ": " + setting.getPath() + ": cannot read '" + literal.text +
+                        "' back from the text");
+    doc.integers.emplace(&setting, literal);
+    return;
+  }
+  if (setting.isAggregate())
+    for (int i = 0; i < setting.getLength(); ++i) pair_integer_literals(setting[i], literals, next, doc);
+}
+
+Document read_integers(const libconfig::Config& file, std::string_view text, const std::string& source) {
+  std::vector<IntegerLiteral> literals;
+  scan_integer_literals(text, source, 0, literals);
+  Document doc{source, {}};
+  std::size_t next = 0;
+  pair_integer_literals(file.getRoot(), literals, next, doc);
+  if (next != literals.size())
+    throw ConfigError(source + ": " + std::to_string(literals.size() - next) +
+                      " integer(s) in the text that no setting holds");
+  return doc;
+}
+
 // Reads one group of settings, checking names and types, and turns every problem into a
 // ConfigError that names file, line and path.
 class GroupReader {
  public:
-  GroupReader(const Setting& group, const std::string& source,
-              std::initializer_list<const char*> known)
-      : group_(group), source_(source) {
+  GroupReader(const Setting& group, const Document& doc, std::initializer_list<const char*> known)
+      : group_(group), doc_(doc) {
     if (!group.isGroup()) fail(group, "expected a group { ... }");
     for (int i = 0; i < group.getLength(); ++i) {
       const Setting& child = group[i];
@@ -44,11 +211,19 @@ class GroupReader {
     throw ConfigError(where(setting) + message);
   }
   [[noreturn]] void fail_group(const std::string& message) const { fail(group_, message); }
+  // Fails if `found` is a problem, naming the setting it blames.
+  void check(const Problem& found) const {
+    if (!found) return;
+    if (found.setting == nullptr || !has(found.setting)) fail(group_, found.message);
+    const Setting& s = get(found.setting);
+    if (found.element >= 0 && s.isAggregate() && found.element < s.getLength()) fail(s[found.element], found.message);
+    fail(s, found.message);
+  }
 
   std::string where(const Setting& setting) const {
     const char* file = setting.getSourceFile();
     std::string path = setting.getPath();
-    return std::string(file ? file : source_) + ":" + std::to_string(setting.getSourceLine()) +
+    return std::string(file ? file : doc_.source) + ":" + std::to_string(setting.getSourceLine()) +
            ": " + (path.empty() ? std::string("(top level)") : path) + ": ";
   }
 
@@ -68,15 +243,21 @@ class GroupReader {
   long long integer(const char* name, long long min, long long max,
                     std::optional<long long> fallback = {}) const {
     if (!has(name) && fallback) return *fallback;
-    const Setting& s = get(name);
+    return integer(get(name), min, max);
+  }
+
+  // Every integer setting is read here: its value as written (see IntegerLiteral), whatever
+  // its size, base or suffix, within min..max.
+  long long integer(const Setting& s, long long min, long long max) const {
     if (s.getType() != Setting::TypeInt && s.getType() != Setting::TypeInt64)
       fail(s, "expected an integer");
-    const long long value = s.getType() == Setting::TypeInt ? static_cast<long long>(static_cast<int>(s))
-                                                            : static_cast<long long>(s);
-    if (value < min || value > max)
-      fail(s, std::to_string(value) + " is out of range " + std::to_string(min) + ".." +
-                  std::to_string(max));
-    return value;
+    const auto literal = doc_.integers.find(&s);
+    if (literal == doc_.integers.end()) fail(s, "cannot find this integer in the text");
+    const std::optional<long long> value = literal->second.value;
+    if (!value || *value < min || *value > max)
+      fail(s, (value ? std::to_string(*value) : literal->second.text) + " is out of range " +
+                  std::to_string(min) + ".." + std::to_string(max));
+    return *value;
   }
 
   IpBytes ip(const Setting& s) const {
@@ -119,7 +300,7 @@ class GroupReader {
 
  private:
   const Setting& group_;
-  const std::string& source_;
+  const Document& doc_;
 };
 
 }  // namespace
@@ -128,6 +309,157 @@ bool is_valid_name(const std::string& name) {
   return !name.empty() && name.size() <= 32 && std::all_of(name.begin(), name.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' || c == ':';
   });
+}
+
+std::optional<std::uint32_t> parse_weight(std::string_view text) {
+  if (text.empty() || text.size() > 5) return std::nullopt;
+  std::uint32_t weight = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    weight = weight * 10 + static_cast<std::uint32_t>(c - '0');
+  }
+  if (weight > kMaxWeight) return std::nullopt;
+  return weight;
+}
+
+namespace {
+
+enum class AddressUse { port, backend, vip };
+
+// Why `address` cannot serve as `use`, or null. Nothing routes to an unspecified, multicast,
+// broadcast, loopback or reserved (240/4) address as a host; a VIP that is link-local would be
+// reachable only from the port's own link, never through a router.
+const char* address_problem(const IpBytes& address, AddressUse use) {
+  if (parsers::is_ipv4_mapped(address)) {
+    const std::uint8_t* a = address.data() + 12;
+    if (a[0] == 0) return "is unspecified (0.0.0.0/8)";
+    if (a[0] == 255 && a[1] == 255 && a[2] == 255 && a[3] == 255) return "is the broadcast address";
+    if (a[0] >= 224 && a[0] < 240) return "is multicast (224.0.0.0/4)";
+    if (a[0] >= 240) return "is reserved (240.0.0.0/4)";
+    if (a[0] == 127) return "is loopback (127.0.0.0/8)";
+    if (use == AddressUse::vip && a[0] == 169 && a[1] == 254) return "is link-local (169.254.0.0/16)";
+    return nullptr;
+  }
+  const bool zero_prefix = std::all_of(address.begin(), address.end() - 1, [](std::uint8_t b) { return b == 0; });
+  if (zero_prefix && address[15] == 0) return "is unspecified (::)";
+  if (zero_prefix && address[15] == 1) return "is loopback (::1)";
+  if (address[0] == 0xff) return "is multicast (ff00::/8)";
+  if (use == AddressUse::vip && address[0] == 0xfe && (address[1] & 0xc0) == 0x80)
+    return "is link-local (fe80::/10)";
+  return nullptr;
+}
+
+// Why `mac` cannot be a host's MAC, or null.
+const char* mac_problem(const MacBytes& mac) {
+  if (std::all_of(mac.begin(), mac.end(), [](std::uint8_t b) { return b == 0xff; })) return "is the broadcast MAC";
+  if (mac[0] & 0x01) return "is a multicast MAC (group bit set)";
+  if (std::all_of(mac.begin(), mac.end(), [](std::uint8_t b) { return b == 0; })) return "is all zeros";
+  return nullptr;
+}
+
+Problem problem(std::string message, const char* setting = nullptr, int element = -1) {
+  return Problem{std::move(message), setting, element};
+}
+
+// The port that has `address`. For port `self`'s address `index`: another port that has it,
+// or `self` when it is listed earlier (so that the later one is blamed).
+std::optional<std::size_t> port_with_address(const Config& config, const IpBytes& address,
+                                             std::size_t self = SIZE_MAX, std::size_t index = SIZE_MAX) {
+  for (std::size_t p = 0; p < config.ports.size(); ++p) {
+    const auto& addresses = config.ports[p].addresses;
+    const std::size_t end = p == self ? index : addresses.size();
+    for (std::size_t a = 0; a < end; ++a)
+      if (addresses[a] == address) return p;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Problem port_problem(const Config& config, std::size_t p) {
+  const PortConfig& port = config.ports[p];
+  if (port.mac)
+    if (const char* why = mac_problem(*port.mac)) return problem(format_mac(*port.mac) + " " + why, "mac");
+  for (std::size_t a = 0; a < port.addresses.size(); ++a) {
+    const std::string text = format_ip(port.addresses[a]);
+    if (const char* why = address_problem(port.addresses[a], AddressUse::port))
+      return problem(text + " " + why, "addresses", static_cast<int>(a));
+    if (const auto other = port_with_address(config, port.addresses[a], p, a))
+      return problem(text + (*other == p ? " is listed twice" : " is port '" + config.ports[*other].name + "''s address too"),
+                     "addresses", static_cast<int>(a));
+  }
+  return {};
+}
+
+Problem backend_problem(const Config& config, std::size_t b) {
+  const BackendConfig& backend = config.backends[b];
+  const std::string address = format_ip(backend.address);
+  if (const char* why = address_problem(backend.address, AddressUse::backend))
+    return problem("backend address " + address + " " + why, "address");
+  if (const auto port = port_with_address(config, backend.address))
+    return problem("backend address " + address + " is port '" + config.ports[*port].name + "''s own", "address");
+  for (const auto& service : config.services)
+    if (!service.removed && service.vip == backend.address)
+      return problem("backend address " + address + " is the VIP of service '" + service.name + "'", "address");
+  if (backend.mac) {
+    const std::string mac = format_mac(*backend.mac);
+    if (const char* why = mac_problem(*backend.mac)) return problem("backend MAC " + mac + " " + why, "mac");
+    for (const auto& port : config.ports)
+      if (port.mac == backend.mac) return problem("backend MAC " + mac + " is port '" + port.name + "''s own", "mac");
+  }
+  // DSR rewrites the destination MAC to the backend's: without a static one, it is asked
+  // for by ARP/ND from the port's own address of the same family.
+  const auto& addresses = config.ports[backend.port].addresses;
+  const bool ipv4 = parsers::is_ipv4_mapped(backend.address);
+  const bool can_resolve = std::any_of(addresses.begin(), addresses.end(), [ipv4](const IpBytes& a) {
+    return parsers::is_ipv4_mapped(a) == ipv4;
+  });
+  if (!backend.mac && !can_resolve)
+    return problem("backend '" + backend.name + "' needs 'mac', or an " + (ipv4 ? "IPv4" : "IPv6") +
+                   " address on port '" + config.ports[backend.port].name + "' to resolve it by " +
+                   (ipv4 ? "ARP" : "neighbour discovery"));
+  return {};
+}
+
+Problem service_problem(const Config& config, std::size_t s) {
+  const ServiceConfig& service = config.services[s];
+  const std::string vip = format_ip(service.vip);
+  if (const char* why = address_problem(service.vip, AddressUse::vip)) return problem("VIP " + vip + " " + why, "vip");
+  if (const auto port = port_with_address(config, service.vip))
+    return problem("VIP " + vip + " is port '" + config.ports[*port].name + "''s own address", "vip");
+  for (const auto& backend : config.backends)
+    if (!backend.removed && backend.address == service.vip)
+      return problem("VIP " + vip + " is backend '" + backend.name + "''s address", "vip");
+  return {};
+}
+
+Problem members_problem(const Config& config, const std::vector<ServiceBackend>& members) {
+  if (!members.empty() &&
+      std::none_of(members.begin(), members.end(), [](const ServiceBackend& m) { return m.weight > 0; }))
+    return problem(members.size() == 1 ? "its only backend has weight 0: nowhere to send"
+                                       : "every backend has weight 0: nowhere to send");
+  if (config.maglev_size < 100 * members.size())
+    return problem("tables.maglev_size " + std::to_string(config.maglev_size) + " is below 100 x the service's " +
+                   std::to_string(members.size()) + " backends");
+  return {};
+}
+
+void validate(const Config& config) {
+  const auto check = [](const Problem& found, const std::string& what) {
+    if (found) throw ConfigError(what + ": " + found.message);
+  };
+  for (std::size_t p = 0; p < config.ports.size(); ++p)
+    check(port_problem(config, p), "port '" + config.ports[p].name + "'");
+  for (std::size_t b = 0; b < config.backends.size(); ++b)
+    if (!config.backends[b].removed) check(backend_problem(config, b), "backend '" + config.backends[b].name + "'");
+  for (std::size_t s = 0; s < config.services.size(); ++s) {
+    const ServiceConfig& service = config.services[s];
+    if (service.removed) continue;
+    check(service_problem(config, s), "service '" + service.name + "'");
+    check(members_problem(config, service.backends), "service '" + service.name + "'");
+    for (const auto& pool : service.pools)
+      check(members_problem(config, pool.backends), "service '" + service.name + "', pool '" + pool.name + "'");
+  }
 }
 
 namespace {
@@ -143,12 +475,12 @@ std::string unique_name(const GroupReader& reader, const char* what,
   return name;
 }
 
-void read_ports(const GroupReader& top, const std::string& source, Config& config,
+void read_ports(const GroupReader& top, const Document& doc, Config& config,
                 std::map<std::string, std::size_t>& names) {
   const Setting& ports = top.list("ports");
   if (ports.getLength() == 0) top.fail(ports, "at least one port is required");
   for (int i = 0; i < ports.getLength(); ++i) {
-    GroupReader r(ports[i], source, {"name", "device", "mac", "addresses", "mbufs"});
+    GroupReader r(ports[i], doc, {"name", "device", "mac", "addresses", "mbufs"});
     PortConfig port;
     port.name = unique_name(r, "port", names, config.ports.size());
     port.device = r.string("device");
@@ -160,17 +492,18 @@ void read_ports(const GroupReader& top, const std::string& source, Config& confi
       for (int j = 0; j < addresses.getLength(); ++j) port.addresses.push_back(r.ip(addresses[j]));
     }
     config.ports.push_back(std::move(port));
+    r.check(port_problem(config, config.ports.size() - 1));
   }
 }
 
-void read_backends(const GroupReader& top, const std::string& source, Config& config,
+void read_backends(const GroupReader& top, const Document& doc, Config& config,
                    const std::map<std::string, std::size_t>& port_names,
                    std::map<std::string, std::size_t>& names) {
   const Setting& backends = top.list("backends");
   if (backends.getLength() > static_cast<int>(dataplane::kMaxBackends))
     top.fail(backends, "at most " + std::to_string(dataplane::kMaxBackends) + " backends");
   for (int i = 0; i < backends.getLength(); ++i) {
-    GroupReader r(backends[i], source, {"name", "address", "mac", "port"});
+    GroupReader r(backends[i], doc, {"name", "address", "mac", "port"});
     BackendConfig backend;
     backend.name = unique_name(r, "backend", names, config.backends.size());
     backend.address = r.ip("address");
@@ -185,28 +518,18 @@ void read_backends(const GroupReader& top, const std::string& source, Config& co
     } else {
       r.fail_group("backend '" + backend.name + "' needs 'port' when there are several ports");
     }
-    // DSR rewrites the destination MAC to the backend's: without a static one, it is asked
-    // for by ARP/ND from the port's own address of the same family.
-    const auto& addresses = config.ports[backend.port].addresses;
-    const bool ipv4 = parsers::is_ipv4_mapped(backend.address);
-    const bool can_resolve = std::any_of(addresses.begin(), addresses.end(), [ipv4](const IpBytes& a) {
-      return parsers::is_ipv4_mapped(a) == ipv4;
-    });
-    if (!backend.mac && !can_resolve)
-      r.fail_group("backend '" + backend.name + "' needs 'mac', or an " + (ipv4 ? "IPv4" : "IPv6") +
-                   " address on port '" + config.ports[backend.port].name +
-                   "' to resolve it by " + (ipv4 ? "ARP" : "neighbour discovery"));
     config.backends.push_back(std::move(backend));
+    r.check(backend_problem(config, config.backends.size() - 1));
   }
 }
 
-std::vector<ServiceBackend> read_members(const GroupReader& r, const std::string& source,
+std::vector<ServiceBackend> read_members(const GroupReader& r, const Document& doc,
                                          const Setting& members,
                                          const std::map<std::string, std::size_t>& backend_names) {
   if (members.getLength() == 0) r.fail(members, "needs at least one backend");
   std::vector<ServiceBackend> result;
   for (int j = 0; j < members.getLength(); ++j) {
-    GroupReader m(members[j], source, {"name", "weight", "passive_ports"});
+    GroupReader m(members[j], doc, {"name", "weight", "passive_ports"});
     const std::string name = m.string("name");
     auto found = backend_names.find(name);
     if (found == backend_names.end()) m.fail(m.get("name"), "no backend named '" + name + "'");
@@ -217,11 +540,9 @@ std::vector<ServiceBackend> read_members(const GroupReader& r, const std::string
                           static_cast<std::uint32_t>(m.integer("weight", 0, kMaxWeight, 1))};
     if (m.has("passive_ports")) {
       const Setting& range = m.list("passive_ports");
-      if (range.getLength() != 2 || range[0].getType() != Setting::TypeInt ||
-          range[1].getType() != Setting::TypeInt)
-        m.fail(range, "expected [first, last] port numbers");
-      const int first = range[0], last = range[1];
-      if (first < 1024 || last > 65535 || first > last)
+      if (range.getLength() != 2) m.fail(range, "expected [first, last] port numbers");
+      const long long first = m.integer(range[0], 1024, 65535), last = m.integer(range[1], 1024, 65535);
+      if (first > last)
         m.fail(range, "passive port range " + std::to_string(first) + ".." +
                           std::to_string(last) + " must lie within 1024..65535, first <= last");
       member.passive_first = static_cast<std::uint16_t>(first);
@@ -232,10 +553,10 @@ std::vector<ServiceBackend> read_members(const GroupReader& r, const std::string
   return result;
 }
 
-void read_rules(const GroupReader& r, const std::string& source, ServiceConfig& service) {
+void read_rules(const GroupReader& r, const Document& doc, ServiceConfig& service) {
   const Setting& rules = r.list("rules");
   for (int i = 0; i < rules.getLength(); ++i) {
-    GroupReader rule(rules[i], source, {"field", "match", "caseless", "pool"});
+    GroupReader rule(rules[i], doc, {"field", "match", "caseless", "pool"});
     RuleConfig config;
     const std::string field = rule.string("field");
     if (field == "request-line") {
@@ -266,7 +587,7 @@ void read_rules(const GroupReader& r, const std::string& source, ServiceConfig& 
   }
 }
 
-void read_dpi(const GroupReader& r, const std::string& source, ServiceConfig& service,
+void read_dpi(const GroupReader& r, const Document& doc, ServiceConfig& service,
               const std::map<std::string, std::size_t>& backend_names) {
   service.dpi = r.choice<Dpi>(
       "dpi", {{"none", Dpi::none}, {"sip", Dpi::sip}, {"rtsp", Dpi::rtsp}, {"ftp", Dpi::ftp}},
@@ -285,13 +606,13 @@ void read_dpi(const GroupReader& r, const std::string& source, ServiceConfig& se
   if (r.has("pools")) {
     const Setting& pools = r.list("pools");
     for (int i = 0; i < pools.getLength(); ++i) {
-      GroupReader p(pools[i], source, {"name", "backends"});
+      GroupReader p(pools[i], doc, {"name", "backends"});
       PoolConfig pool;
       pool.name = p.string("name");
       if (pool.name == "default") p.fail(p.get("name"), "'default' names the service's backends");
       for (const auto& other : service.pools)
         if (other.name == pool.name) p.fail(p.get("name"), "duplicate pool name '" + pool.name + "'");
-      pool.backends = read_members(p, source, p.list("backends"), backend_names);
+      pool.backends = read_members(p, doc, p.list("backends"), backend_names);
       service.pools.push_back(std::move(pool));
     }
   }
@@ -301,7 +622,7 @@ void read_dpi(const GroupReader& r, const std::string& source, ServiceConfig& se
     if (service.dpi != Dpi::sip || service.protocol != Protocol::udp)
       r.fail(r.get("rules"), "content rules need dpi 'sip' over udp (a TCP connection is "
                              "balanced at its SYN, before any request can be read)");
-    read_rules(r, source, service);
+    read_rules(r, doc, service);
   }
 
   bool any_passive = false;
@@ -318,7 +639,7 @@ void read_dpi(const GroupReader& r, const std::string& source, ServiceConfig& se
     }
 }
 
-void read_services(const GroupReader& top, const std::string& source, Config& config,
+void read_services(const GroupReader& top, const Document& doc, Config& config,
                    const std::map<std::string, std::size_t>& backend_names) {
   const Setting& services = top.list("services");
   if (services.getLength() == 0) top.fail(services, "at least one service is required");
@@ -330,7 +651,7 @@ void read_services(const GroupReader& top, const std::string& source, Config& co
   // inspecting service per VIP and related protocol decides them.
   std::map<std::pair<IpBytes, Protocol>, std::string> related;
   for (int i = 0; i < services.getLength(); ++i) {
-    GroupReader r(services[i], source,
+    GroupReader r(services[i], doc,
                   {"name", "vip", "port", "protocol", "scheduler", "forwarding", "idle_timeout",
                    "fin_timeout", "backends", "dpi", "session_timeout", "linger",
                    "expectation_timeout", "pools", "rules", "health_check"});
@@ -359,11 +680,11 @@ void read_services(const GroupReader& top, const std::string& source, Config& co
 
     const Setting& members = r.list("backends");
     if (members.getLength() == 0) r.fail(members, "a service needs at least one backend");
-    service.backends = read_members(r, source, members, backend_names);
-    read_dpi(r, source, service, backend_names);
+    service.backends = read_members(r, doc, members, backend_names);
+    read_dpi(r, doc, service, backend_names);
 
     if (r.has("health_check")) {
-      GroupReader h(r.get("health_check"), source, {"type", "interval", "timeout", "rise", "fall"});
+      GroupReader h(r.get("health_check"), doc, {"type", "interval", "timeout", "rise", "fall"});
       HealthCheckConfig check;
       check.type = h.choice<HealthCheckType>(
           "type", {{"icmp", HealthCheckType::icmp}, {"tcp", HealthCheckType::tcp},
@@ -384,12 +705,10 @@ void read_services(const GroupReader& top, const std::string& source, Config& co
       service.health_check = check;
     }
 
-    std::size_t largest_pool = service.backends.size();
-    for (const auto& pool : service.pools) largest_pool = std::max(largest_pool, pool.backends.size());
-    if (config.maglev_size < 100 * largest_pool)
-      r.fail(members, "tables.maglev_size " + std::to_string(config.maglev_size) +
-                          " is below 100 x the service's " + std::to_string(largest_pool) +
-                          " backends");
+    if (const Problem found = members_problem(config, service.backends)) r.fail(members, found.message);
+    for (std::size_t p = 0; p < service.pools.size(); ++p)
+      if (const Problem found = members_problem(config, service.pools[p].backends))
+        r.fail(r.get("pools")[static_cast<int>(p)]["backends"], found.message);
 
     if (service.dpi == Dpi::rtsp || service.dpi == Dpi::ftp) {
       const Protocol related_protocol = service.dpi == Dpi::rtsp ? Protocol::udp : Protocol::tcp;
@@ -400,13 +719,14 @@ void read_services(const GroupReader& top, const std::string& source, Config& co
                                  format_ip(service.vip) + ": one rtsp and one ftp service per VIP");
     }
     config.services.push_back(std::move(service));
+    r.check(service_problem(config, config.services.size() - 1));
   }
 }
 
-Config read(libconfig::Config& file, const std::string& source) {
+Config read(libconfig::Config& file, const Document& doc) {
   Config config;
-  config.source = source;
-  GroupReader top(file.getRoot(), source,
+  config.source = doc.source;
+  GroupReader top(file.getRoot(), doc,
                   {"workers", "eal", "log_level", "tables", "neighbours", "ports", "backends",
                    "services"});
   config.workers = static_cast<unsigned>(top.integer("workers", 1, kMaxWorkers, 1));
@@ -421,7 +741,7 @@ Config read(libconfig::Config& file, const std::string& source) {
       "log_level", {{"error", "error"}, {"warning", "warning"}, {"info", "info"}, {"debug", "debug"}},
       std::string("info"));
   if (top.has("tables")) {
-    GroupReader tables(top.get("tables"), source,
+    GroupReader tables(top.get("tables"), doc,
                        {"flows_per_worker", "maglev_size", "mbufs_per_port", "mbuf_size", "sessions",
                         "dpi_streams_per_worker"});
     config.flows_per_worker =
@@ -442,7 +762,7 @@ Config read(libconfig::Config& file, const std::string& source) {
                        config.dpi_streams_per_worker));
   }
   if (top.has("neighbours")) {
-    GroupReader neighbours(top.get("neighbours"), source, {"refresh", "retry", "attempts"});
+    GroupReader neighbours(top.get("neighbours"), doc, {"refresh", "retry", "attempts"});
     config.neighbours.refresh_s =
         static_cast<std::uint32_t>(neighbours.integer("refresh", 1, 86400, config.neighbours.refresh_s));
     config.neighbours.retry_ms =
@@ -451,17 +771,17 @@ Config read(libconfig::Config& file, const std::string& source) {
         static_cast<std::uint32_t>(neighbours.integer("attempts", 1, 100, config.neighbours.attempts));
   }
   std::map<std::string, std::size_t> port_names, backend_names;
-  read_ports(top, source, config, port_names);
-  read_backends(top, source, config, port_names, backend_names);
-  read_services(top, source, config, backend_names);
+  read_ports(top, doc, config, port_names);
+  read_backends(top, doc, config, port_names, backend_names);
+  read_services(top, doc, config, backend_names);
   return config;
 }
 
 // libconfig throws its own exceptions for anything GroupReader did not foresee: still name
 // the setting rather than abort.
-Config read_checked(libconfig::Config& file, const std::string& source) {
+Config read_checked(libconfig::Config& file, std::string_view text, const std::string& source) {
   try {
-    return read(file, source);
+    return read(file, read_integers(file, text, source));
   } catch (const libconfig::SettingException& e) {
     throw ConfigError(source + ": " + e.getPath() + ": " + e.what());
   }
@@ -471,7 +791,9 @@ Config read_checked(libconfig::Config& file, const std::string& source) {
 
 Config load_config_file(const std::string& path) {
   libconfig::Config file;
+  std::string text;
   try {
+    text = read_whole_file(path);
     file.readFile(path.c_str());
   } catch (const libconfig::FileIOException&) {
     throw ConfigError(path + ": cannot read the file");
@@ -479,7 +801,7 @@ Config load_config_file(const std::string& path) {
     throw ConfigError(std::string(e.getFile() ? e.getFile() : path.c_str()) + ":" +
                       std::to_string(e.getLine()) + ": syntax error: " + e.getError());
   }
-  return read_checked(file, path);
+  return read_checked(file, text, path);
 }
 
 Config load_config_text(const std::string& text, const std::string& name) {
@@ -489,7 +811,7 @@ Config load_config_text(const std::string& text, const std::string& name) {
   } catch (const libconfig::ParseException& e) {
     throw ConfigError(name + ":" + std::to_string(e.getLine()) + ": syntax error: " + e.getError());
   }
-  return read_checked(file, name);
+  return read_checked(file, text, name);
 }
 
 bool is_prime(std::uint32_t n) {

@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "control/address.hpp"
@@ -140,6 +141,32 @@ std::optional<std::size_t> index_named(const std::vector<Named>& items, const st
 }
 
 bool is_prime(std::uint32_t n);
+
+// A weight as an operator types it: 0..65535 in at most five plain decimal digits. No sign,
+// space, base prefix or suffix: `+5`, `5x`, ` 5`, `-0`, `0x5` and `000005` are refused.
+std::optional<std::uint32_t> parse_weight(std::string_view text);
+
+// The rules that tie settings together. The file reader applies them as it reads (naming the
+// line) and the control commands to the configuration they would make running (naming the
+// item), so that a command can never create what a file may not contain.
+struct Problem {
+  std::string message;  // empty: none
+  const char* setting = nullptr;  // within the item, the setting to blame (null: the item)
+  int element = -1;               // and its element, for a list
+  explicit operator bool() const { return !message.empty(); }
+};
+// A port's MAC and addresses: unicast, meaningful, each address on one port only.
+Problem port_problem(const Config& config, std::size_t port);
+// A backend's address (a host, not a port's or a VIP) and MAC (unicast, not a port's).
+Problem backend_problem(const Config& config, std::size_t backend);
+// A service's VIP: a unicast address no port or backend has.
+Problem service_problem(const Config& config, std::size_t service);
+// A service's backends or one of its pools: a weight above 0 somewhere, and a Maglev table
+// of at least 100 slots per backend.
+Problem members_problem(const Config& config, const std::vector<ServiceBackend>& members);
+// Every rule above over every live port, backend, service and pool. Throws ConfigError with
+// the first problem.
+void validate(const Config& config);
 // Port, backend, service and pool names: 1 to 32 letters, digits, '.', '_', '-' or ':'.
 bool is_valid_name(const std::string& name);
 

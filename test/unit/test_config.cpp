@@ -709,3 +709,232 @@ TEST_CASE("config: a port's own mbuf count", "[config]") {
   CHECK_THROWS_WITH(load(with("    device = \"net_null0\";\n", "    device = \"net_null0\"; mbufs = 5;\n")),
                     Contains("ports.[0].mbufs: 5 is out of range 1023..16777216"));
 }
+
+TEST_CASE("config: integers are read as written, whatever their size, base or suffix", "[config][integers]") {
+  // Debian's libconfig 1.5 keeps the low 32 bits of these: 4294967296 would read as 0,
+  // 4294967297 as 1, and pass every range check.
+  const std::string weight = "test.cfg:27: services.[0].backends.[0].weight: ";
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = 4294967296;")), weight + "4294967296 is out of range 0..65535");
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = 4294967297;")), weight + "4294967297 is out of range 0..65535");
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = 0x100000000;")), weight + "4294967296 is out of range 0..65535");
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = 0xFFFFFFFF;")), weight + "4294967295 is out of range 0..65535");
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = 0x100000001L;")), weight + "4294967297 is out of range 0..65535");
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = 99999999999999999999;")),
+                    weight + "99999999999999999999 is out of range 0..65535");
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = 99999999999999999999L;")),
+                    weight + "99999999999999999999L is out of range 0..65535");
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = 0x1FFFFFFFFFFFFFFFF;")),
+                    weight + "0x1FFFFFFFFFFFFFFFF is out of range 0..65535");
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = -4294967295;")), weight + "-4294967295 is out of range 0..65535");
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = -9223372036854775808;")),
+                    weight + "-9223372036854775808 is out of range 0..65535");
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = 1e3;")), weight + "expected an integer");
+  CHECK_THROWS_WITH(load(with("weight = 2;", "weight = 2.0;")), weight + "expected an integer");
+
+  CHECK_THROWS_WITH(load("workers = 4294967297;\n" + kBase), "test.cfg:1: workers: 4294967297 is out of range 1..64");
+  CHECK_THROWS_WITH(load("workers = -4294967295;\n" + kBase), "test.cfg:1: workers: -4294967295 is out of range 1..64");
+  CHECK_THROWS_WITH(load(with("port = 80;", "port = 4294967376;")),  // 2^32 + 80
+                    "test.cfg:24: services.[0].port: 4294967376 is out of range 1..65535");
+  CHECK_THROWS_WITH(load("tables = {\n  maglev_size = 4295032833;\n};\n" + kBase),  // 2^32 + 65537
+                    "test.cfg:2: tables.maglev_size: 4295032833 is out of range 101..16777213");
+  CHECK_THROWS_WITH(load(kBase + "neighbours = { attempts = 4294967299; };\n"),
+                    "test.cfg:32: neighbours.attempts: 4294967299 is out of range 1..100");
+
+  // In range, any spelling libconfig has is its value.
+  CHECK(load(with("weight = 2;", "weight = 0x10;")).services[0].backends[0].weight == 16);
+  CHECK(load(with("weight = 2;", "weight = 0x10L;")).services[0].backends[0].weight == 16);
+  CHECK(load(with("weight = 2;", "weight = +5;")).services[0].backends[0].weight == 5);
+  CHECK(load(with("weight = 2;", "weight = -0;")).services[0].backends[0].weight == 0);
+  CHECK(load(with("weight = 2;", "weight = 007;")).services[0].backends[0].weight == 7);  // libconfig: decimal
+  CHECK(load("workers = 3LL;\n" + kBase).workers == 3);
+
+  SECTION("several integers on a line, among comments, strings and floats") {
+    const std::string text =
+        "# 4294967296 in a comment\n"
+        "/* 4294967297\n 0x100000000 */ workers = 2; // 4294967296\n"
+        "eal = [\"-m\", \"4294967296\", \"1e3\", \"\\\"5\"];\n" +
+        with("{ name = \"b1\"; weight = 2; }", "{ name = \"b1\"; weight = 3; }, { name = \"b9\"; weight = 4294967296; }",
+             with("  },\n  {\n    name = \"b2\";",
+                  "  },\n  { name = \"b9\"; address = \"10.0.0.9\"; mac = \"02:00:00:00:00:19\"; },\n  {\n    name = \"b2\";"));
+    CHECK_THROWS_WITH(load(text), Contains("services.[0].backends.[1].weight: 4294967296 is out of range 0..65535"));
+    const Config c = load(with("weight = 4294967296;", "weight = 4;", text));
+    CHECK(c.workers == 2);
+    CHECK(c.services[0].backends[0].weight == 3);
+    CHECK(c.services[0].backends[1].weight == 4);
+  }
+  SECTION("passive port ranges") {
+    const std::string ftp = with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    dpi = \"ftp\";\n");
+    const Config c = load(with("{ name = \"b2\"; }", "{ name = \"b2\"; passive_ports = [30000, 0x7595]; }", ftp));
+    CHECK(c.services[0].backends[1].passive_first == 30000);
+    CHECK(c.services[0].backends[1].passive_last == 30101);
+    CHECK_THROWS_WITH(load(with("{ name = \"b2\"; }", "{ name = \"b2\"; passive_ports = [4294968320, 4294968330]; }", ftp)),
+                      "test.cfg:29: services.[0].backends.[1].passive_ports.[0]: 4294968320 is out of range 1024..65535");
+    CHECK_THROWS_WITH(load(with("{ name = \"b2\"; }", "{ name = \"b2\"; passive_ports = [30000, 4294997296]; }", ftp)),
+                      "test.cfg:29: services.[0].backends.[1].passive_ports.[1]: 4294997296 is out of range 1024..65535");
+    CHECK_THROWS_WITH(load(with("{ name = \"b2\"; }", "{ name = \"b2\"; passive_ports = ( 30000, 3e4 ); }", ftp)),
+                      "test.cfg:29: services.[0].backends.[1].passive_ports.[1]: expected an integer");
+  }
+  SECTION("a file, and a file it includes") {
+    char dir[] = "/tmp/tether-include-XXXXXX";
+    REQUIRE(mkdtemp(dir) != nullptr);
+    const std::string included = std::string(dir) + "/tables.cfg";
+    const std::string main_file = std::string(dir) + "/main.cfg";
+    {
+      std::ofstream out(included);
+      out << "tables = {\n  flows_per_worker = 4294968320;\n};\n";  // 2^32 + 1024
+    }
+    {
+      std::ofstream out(main_file);
+      out << "workers = 2;\n@include \"" << included << "\"\n" << with("weight = 2;", "weight = 5;");
+    }
+    CHECK_THROWS_WITH(load_config_file(main_file),
+                      included + ":2: tables.flows_per_worker: 4294968320 is out of range 1024..134217728");
+    {
+      std::ofstream out(included);
+      out << "tables = {\n  flows_per_worker = 0x800;\n};\n";
+    }
+    const Config c = load_config_file(main_file);
+    CHECK(c.flows_per_worker == 2048);
+    CHECK(c.services[0].backends[0].weight == 5);
+    {
+      std::ofstream out(main_file);
+      out << with("weight = 2;", "weight = 4294967298;");
+    }
+    CHECK_THROWS_WITH(load_config_file(main_file),
+                      main_file + ":27: services.[0].backends.[0].weight: 4294967298 is out of range 0..65535");
+    std::remove(included.c_str());
+    std::remove(main_file.c_str());
+    rmdir(dir);
+  }
+}
+
+TEST_CASE("config: meaningless VIPs are refused", "[config][addresses]") {
+  for (const char* vip : {"0.0.0.0", "0.1.2.3", "255.255.255.255", "224.0.0.1", "239.255.255.250", "240.0.0.1",
+                          "127.0.0.1", "169.254.1.1", "::", "::1", "ff02::1", "ff05::2", "fe80::1"}) {
+    INFO(vip);
+    CHECK_THROWS_WITH(load(with("192.0.2.100", vip)),
+                      Catch::StartsWith("test.cfg:23: services.[0].vip: VIP " + tether::format_ip(ip(vip)) + " is "));
+  }
+  CHECK_THROWS_WITH(load(with("192.0.2.100", "224.0.0.1")), Contains("is multicast (224.0.0.0/4)"));
+  CHECK_THROWS_WITH(load(with("192.0.2.100", "255.255.255.255")), Contains("is the broadcast address"));
+  CHECK_THROWS_WITH(load(with("192.0.2.100", "::")), Contains("is unspecified (::)"));
+  // A VIP must not be a port's or a backend's own address.
+  CHECK_THROWS_WITH(load(with("192.0.2.100", "10.0.0.1")),
+                    "test.cfg:23: services.[0].vip: VIP 10.0.0.1 is backend 'b1''s address");
+  CHECK_THROWS_WITH(load(with("192.0.2.100", "::ffff:10.0.0.1")),
+                    "test.cfg:23: services.[0].vip: VIP 10.0.0.1 is backend 'b1''s address");
+  CHECK_THROWS_WITH(load(with("    device = \"net_null0\";\n", "    device = \"net_null0\"; addresses = [\"192.0.2.100\"];\n")),
+                    "test.cfg:23: services.[0].vip: VIP 192.0.2.100 is port 'lan0''s own address");
+  // Ordinary unicast VIPs, IPv4 and IPv6, private or global.
+  for (const char* vip : {"10.1.2.3", "198.51.100.7", "2001:db8::100", "fd00::100", "100.64.0.1"})
+    CHECK(load(with("192.0.2.100", vip)).services[0].vip == ip(vip));
+}
+
+TEST_CASE("config: meaningless backend and port addresses are refused", "[config][addresses]") {
+  for (const char* address : {"0.0.0.0", "255.255.255.255", "224.0.0.5", "127.0.0.1", "240.1.1.1"}) {
+    INFO(address);
+    CHECK_THROWS_WITH(load(with("\"10.0.0.1\"", std::string("\"") + address + "\"")),
+                      Catch::StartsWith("test.cfg:11: backends.[0].address: backend address " + std::string(address) + " is "));
+  }
+  for (const char* address : {"::", "::1", "ff02::1"}) {
+    INFO(address);
+    CHECK_THROWS_WITH(load(with("2001:db8::2", address)),
+                      Catch::StartsWith("test.cfg:16: backends.[1].address: backend address " + std::string(address) + " is "));
+  }
+  // A backend on the port's link may have a link-local address: ND and DSR work on-link.
+  CHECK(load(with("2001:db8::2", "fe80::2")).backends[1].address == ip("fe80::2"));
+  CHECK_THROWS_WITH(load(with("    device = \"net_null0\";\n", "    device = \"net_null0\"; addresses = [\"10.0.0.1\"];\n")),
+                    "test.cfg:11: backends.[0].address: backend address 10.0.0.1 is port 'lan0''s own");
+
+  const std::string addresses = "    device = \"net_null0\";\n";
+  for (const char* address : {"0.0.0.0", "255.255.255.255", "239.1.1.1", "127.0.0.2", "::", "ff02::1", "::1"}) {
+    INFO(address);
+    CHECK_THROWS_WITH(load(with(addresses, addresses + "    addresses = [\"192.0.2.1\", \"" + address + "\"];\n")),
+                      Catch::StartsWith("test.cfg:6: ports.[0].addresses.[1]: " + tether::format_ip(ip(address)) + " is "));
+  }
+  SECTION("duplicate port addresses, within a port and across ports") {
+    CHECK_THROWS_WITH(load(with(addresses, addresses + "    addresses = [\"192.0.2.1\", \"2001:db8::1\", \"::ffff:192.0.2.1\"];\n")),
+                      "test.cfg:6: ports.[0].addresses.[2]: 192.0.2.1 is listed twice");
+    const std::string two_ports =
+        with("  }\n);\nbackends",
+             "    addresses = [\"192.0.2.1\"];\n  },\n  { name = \"lan1\"; device = \"net_null1\"; addresses = [\"2001:db8::1\", \"192.0.2.1\"]; }\n);\nbackends");
+    CHECK_THROWS_WITH(load(two_ports), "test.cfg:8: ports.[1].addresses.[1]: 192.0.2.1 is port 'lan0''s address too");
+  }
+}
+
+TEST_CASE("config: meaningless MACs are refused", "[config][addresses]") {
+  for (const char* bad : {"ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00", "01:00:5e:00:00:01", "33:33:00:00:00:01", "03:00:00:00:00:11"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(load(with("02:00:00:00:00:11", bad)),
+                      Catch::StartsWith(std::string("test.cfg:12: backends.[0].mac: backend MAC ") + bad + " is "));
+    CHECK_THROWS_WITH(load(with("    device = \"net_null0\";\n", std::string("    device = \"net_null0\";\n    mac = \"") + bad + "\";\n")),
+                      Catch::StartsWith(std::string("test.cfg:6: ports.[0].mac: ") + bad + " is "));
+  }
+  CHECK_THROWS_WITH(load(with("02:00:00:00:00:11", "ff:ff:ff:ff:ff:ff")), Contains("is the broadcast MAC"));
+  CHECK_THROWS_WITH(load(with("02:00:00:00:00:11", "00:00:00:00:00:00")), Contains("is all zeros"));
+  CHECK_THROWS_WITH(load(with("    device = \"net_null0\";\n", "    device = \"net_null0\";\n    mac = \"02:00:00:00:00:12\";\n")),
+                    "test.cfg:18: backends.[1].mac: backend MAC 02:00:00:00:00:12 is port 'lan0''s own");
+  CHECK(load(with("02:00:00:00:00:11", "00:1b:21:0a:0b:0c")).backends[0].mac == mac("00:1b:21:0a:0b:0c"));
+}
+
+TEST_CASE("config: a service or pool with every weight 0 is refused", "[config][weights]") {
+  CHECK_THROWS_WITH(load(with("{ name = \"b2\"; }", "{ name = \"b2\"; weight = 0; }", with("weight = 2;", "weight = 0;"))),
+                    "test.cfg:26: services.[0].backends: every backend has weight 0: nowhere to send");
+  CHECK_THROWS_WITH(load(with("      { name = \"b2\"; }\n", "", with("weight = 2; },", "weight = 0; }"))),
+                    "test.cfg:26: services.[0].backends: its only backend has weight 0: nowhere to send");
+  CHECK(load(with("weight = 2;", "weight = 0;")).services[0].backends[0].weight == 0);  // b2 still takes flows
+  const std::string pool = with("    protocol = \"tcp\";\n",
+                                "    protocol = \"udp\";\n    dpi = \"sip\";\n"
+                                "    pools = ( { name = \"p\";\n      backends = ( { name = \"b1\"; weight = 0; } ); } );\n");
+  CHECK_THROWS_WITH(load(pool), "test.cfg:28: services.[0].pools.[0].backends: its only backend has weight 0: nowhere to send");
+  CHECK(load(with("weight = 0; }", "weight = 1; }", pool)).services[0].pools[0].backends[0].weight == 1);
+}
+
+TEST_CASE("validate: the rules over a whole configuration, as commands change it", "[config][addresses]") {
+  Config c = load(kBase);
+  CHECK_NOTHROW(tether::validate(c));
+  SECTION("a backend added with a meaningless address or MAC, or a VIP's") {
+    c.backends.push_back({"b3", ip("224.0.0.9"), mac("02:00:00:00:00:13"), 0});
+    CHECK_THROWS_WITH(tether::validate(c), "backend 'b3': backend address 224.0.0.9 is multicast (224.0.0.0/4)");
+    c.backends.back().address = ip("192.0.2.100");
+    CHECK_THROWS_WITH(tether::validate(c), "backend 'b3': backend address 192.0.2.100 is the VIP of service 'web'");
+    c.backends.back().address = ip("10.0.0.3");
+    c.backends.back().mac = mac("01:00:5e:00:00:09");
+    CHECK_THROWS_WITH(tether::validate(c), "backend 'b3': backend MAC 01:00:5e:00:00:09 is a multicast MAC (group bit set)");
+    c.backends.back().mac.reset();
+    CHECK_THROWS_WITH(tether::validate(c), Contains("backend 'b3' needs 'mac', or an IPv4 address on port 'lan0'"));
+    c.backends.back().removed = true;  // gone: no longer judged
+    CHECK_NOTHROW(tether::validate(c));
+  }
+  SECTION("a service's weights all set to 0") {
+    for (auto& member : c.services[0].backends) member.weight = 0;
+    CHECK_THROWS_WITH(tether::validate(c), "service 'web': every backend has weight 0: nowhere to send");
+    c.services[0].removed = true;
+    CHECK_NOTHROW(tether::validate(c));
+  }
+  SECTION("more backends than the Maglev table holds") {
+    for (std::size_t b = 2; b < 655; ++b) {
+      const std::string name = "x" + std::to_string(b);
+      c.backends.push_back({name, ip(("10.1." + std::to_string(b / 250) + "." + std::to_string(b % 250 + 1)).c_str()),
+                            mac("02:00:00:00:00:13"), 0});
+      c.services[0].backends.push_back({b, 1});
+    }
+    CHECK_NOTHROW(tether::validate(c));  // 655 backends: 65500 slots
+    c.backends.push_back({"x655", ip("10.1.9.9"), mac("02:00:00:00:00:13"), 0});
+    c.services[0].backends.push_back({655, 1});
+    CHECK_THROWS_WITH(tether::validate(c), "service 'web': tables.maglev_size 65537 is below 100 x the service's 656 backends");
+  }
+}
+
+TEST_CASE("parse_weight: plain decimal digits from 0 to 65535", "[config][weights]") {
+  using tether::parse_weight;
+  CHECK(parse_weight("0") == 0u);
+  CHECK(parse_weight("5") == 5u);
+  CHECK(parse_weight("65535") == 65535u);
+  CHECK(parse_weight("00005") == 5u);
+  for (const char* bad : {"", "+5", "5x", " 5", "5 ", "-0", "-1", "0x5", "65536", "99999", "000005",
+                          "4294967301", "99999999999999999999", "5.0", "1e3", "\xef\xbc\x95"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_weight(bad).has_value());
+  }
+}

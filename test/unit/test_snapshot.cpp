@@ -36,7 +36,7 @@ services = (
     idle_timeout = 45; backends = ( { name = "b"; }, { name = "c"; weight = 0; }, { name = "d"; } ); },
   { name = "web6"; vip = "2001:db8::100"; port = 443; protocol = "tcp";
     backends = ( { name = "d"; weight = 7; } ); },
-  { name = "dns"; vip = "192.0.2.53"; port = 53; protocol = "udp"; backends = ( { name = "a"; weight = 0; } ); }
+  { name = "dns"; vip = "192.0.2.53"; port = 53; protocol = "udp"; backends = ( { name = "a"; weight = 1; } ); }
 );
 )";
 
@@ -51,7 +51,9 @@ tether::IpBytes ip(const char* text) {
 }  // namespace
 
 TEST_CASE("build_snapshot: ports, backends and services", "[snapshot]") {
-  const tether::Config config = tether::load_config_text(kConfig, "snapshot.cfg");
+  tether::Config config = tether::load_config_text(kConfig, "snapshot.cfg");
+  // A file may not leave a service without any weight; a snapshot must still cope with one.
+  config.services[3].backends[0].weight = 0;
   const std::vector<tether::PortIdentity> identities = {
       {3, {0x02, 0, 0, 0, 0, 0x33}},
       {7, {0x02, 0, 0, 0, 0, 0x77}},
