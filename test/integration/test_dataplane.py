@@ -1,13 +1,15 @@
 """The real tetherd on net_pcap vdevs: every output frame checked against its input."""
 import collections
 import random
+import subprocess
 
 import pytest
 from scapy.layers.l2 import Ether
 
 import traffic
 from conftest import SERVICES, VIP_TCP, VIP_UDP
-from harness import BACKENDS, PORT_MAC, flow_key_of, mac_bytes, run_tetherd
+from harness import (BACKENDS, PORT_MAC, TETHERCTL, flow_key_of, mac_bytes, run_tetherd,
+                     run_tetherd_live)
 
 BACKEND_BY_MAC = {mac_bytes(mac): name for name, (_addr, mac) in BACKENDS.items()}
 
@@ -96,11 +98,19 @@ def test_vlan_tag_is_kept(tmp_path):
 
 
 def test_service_without_weight_drops_and_counts(tmp_path):
-    services = [dict(SERVICES[1], weights={"b1": 0, "b2": 0})]
+    """A service left with nowhere to send. A file (or `backend weight`) may not set every
+    weight to 0 (test_config_check.py); disabling every backend is how an operator gets there."""
+    services = [dict(SERVICES[1], weights={"b1": 1, "b2": 1})]
     rng = random.Random(4)
     flows = traffic.make_flows("sip", VIP_UDP, 5060, "udp", 50, 0, rng)
     frames = traffic.interleave(flows, rng)
-    run = run_tetherd(tmp_path, [[f for _flow, f in frames]], services)
+
+    def disable_both(sock):
+        for name in ("b1", "b2"):
+            subprocess.run([str(TETHERCTL), "-s", str(sock), "backend", "disable", name],
+                           check=True, capture_output=True, timeout=10)
+
+    run = run_tetherd_live(tmp_path, [disable_both, [f for _flow, f in frames]], services)
     assert run.returncode == 0, run.stderr
     assert run.frames == []
     assert run.drops("no_backend") == len(frames)

@@ -1,0 +1,221 @@
+"""Input that must be refused: `tetherd --check` on files with integers libconfig cannot
+hold, meaningless addresses and MACs, services with nowhere to send and EAL arguments DPDK
+would reject only at start; and the same rules on a running tetherd's `backend add` and
+`backend weight`, through its control socket."""
+import json
+import socket
+import subprocess
+
+import pytest
+
+from harness import (BACKENDS, PORT_IPV4, PORT_MAC, TETHERD, config_text, start_tetherd)
+
+VIP = "192.0.2.150"
+SERVICES = [{"name": "media", "vip": VIP, "port": 9000, "protocol": "udp",
+             "weights": {"b1": 1, "b2": 1, "b3": 1}}]
+
+
+def check(tmp_path, text, *eal):
+    """`tetherd --check` on `text` (and EAL arguments after `--`): (exit code, stdout, stderr)."""
+    path = tmp_path / "check.cfg"
+    path.write_text(text)
+    command = [str(TETHERD), "--check", "-c", str(path)] + (["--", *eal] if eal else [])
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    return result.returncode, result.stdout, result.stderr
+
+
+def line_of(text, fragment):
+    """The 1-based line of `text` holding `fragment` (its last)."""
+    return max(n for n, line in enumerate(text.splitlines(), 1) if fragment in line)
+
+
+def test_the_harness_configuration_is_valid(tmp_path):
+    code, out, err = check(tmp_path, config_text("net_null0", SERVICES))
+    assert code == 0, err
+    assert "valid" in out
+
+
+@pytest.mark.parametrize("literal, shown", [
+    ("4294967296", "4294967296"),     # libconfig 1.5 reads 0
+    ("4294967297", "4294967297"),     # reads 1
+    ("0x100000000", "4294967296"),    # hex, cut to 32 bits too
+    ("99999999999999999999", "99999999999999999999"),  # beyond 64 bits
+    ("4294967297L", "4294967297"),
+    ("-4294967295", "-4294967295"),   # reads 1
+])
+def test_out_of_range_integers_are_refused_with_their_line(tmp_path, literal, shown):
+    services = [dict(SERVICES[0], weights={"b1": 1, "b2": f"weight = {literal};", "b3": 1})]
+    text = config_text("net_null0", services)
+    code, out, err = check(tmp_path, text)
+    assert code == 1, out
+    line = line_of(text, literal)
+    assert f"check.cfg:{line}: services.[0].backends.[1].weight: {shown} is out of range 0..65535" in err
+
+
+def test_workers_beyond_32_bits_are_refused(tmp_path):
+    text = config_text("net_null0", SERVICES).replace("workers = 1;", "workers = 4294967297;")
+    code, out, err = check(tmp_path, text)
+    assert code == 1, out
+    assert "check.cfg:1: workers: 4294967297 is out of range 1..64" in err
+
+
+def test_a_float_is_not_an_integer(tmp_path):
+    text = config_text("net_null0", SERVICES).replace("workers = 1;", "workers = 1e3;")
+    code, out, err = check(tmp_path, text)
+    assert code == 1 and "check.cfg:1: workers: expected an integer" in err
+
+
+def _replace_once(text, old, new):
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+ADDRESS_CASES = {
+    "vip unspecified": (f'vip = "{VIP}"', 'vip = "0.0.0.0"', "services.[0].vip: VIP 0.0.0.0 is unspecified"),
+    "vip broadcast": (f'vip = "{VIP}"', 'vip = "255.255.255.255"',
+                      "services.[0].vip: VIP 255.255.255.255 is the broadcast address"),
+    "vip multicast": (f'vip = "{VIP}"', 'vip = "239.1.2.3"', "services.[0].vip: VIP 239.1.2.3 is multicast"),
+    "vip ipv6 unspecified": (f'vip = "{VIP}"', 'vip = "::"', "services.[0].vip: VIP :: is unspecified"),
+    "vip ipv6 multicast": (f'vip = "{VIP}"', 'vip = "ff0e::1"', "services.[0].vip: VIP ff0e::1 is multicast"),
+    "vip loopback": (f'vip = "{VIP}"', 'vip = "127.0.0.1"', "services.[0].vip: VIP 127.0.0.1 is loopback"),
+    "vip is the port's": (f'vip = "{VIP}"', f'vip = "{PORT_IPV4}"',
+                          f"services.[0].vip: VIP {PORT_IPV4} is port 'lan0''s own address"),
+    "vip is a backend's": (f'vip = "{VIP}"', f'vip = "{BACKENDS["b2"][0]}"',
+                           f"services.[0].vip: VIP {BACKENDS['b2'][0]} is backend 'b2''s address"),
+    "backend unspecified": (f'address = "{BACKENDS["b1"][0]}"', 'address = "0.0.0.0"',
+                            "backends.[0].address: backend address 0.0.0.0 is unspecified"),
+    "backend broadcast": (f'address = "{BACKENDS["b1"][0]}"', 'address = "255.255.255.255"',
+                          "backends.[0].address: backend address 255.255.255.255 is the broadcast address"),
+    "backend multicast": (f'address = "{BACKENDS["b1"][0]}"', 'address = "224.0.0.18"',
+                          "backends.[0].address: backend address 224.0.0.18 is multicast"),
+    "backend mac broadcast": (f'mac = "{BACKENDS["b1"][1]}"', 'mac = "ff:ff:ff:ff:ff:ff"',
+                              "backends.[0].mac: backend MAC ff:ff:ff:ff:ff:ff is the broadcast MAC"),
+    "backend mac zero": (f'mac = "{BACKENDS["b1"][1]}"', 'mac = "00:00:00:00:00:00"',
+                         "backends.[0].mac: backend MAC 00:00:00:00:00:00 is all zeros"),
+    "backend mac multicast": (f'mac = "{BACKENDS["b1"][1]}"', 'mac = "01:00:5e:00:00:12"',
+                              "backends.[0].mac: backend MAC 01:00:5e:00:00:12 is a multicast MAC"),
+    "backend mac is the port's": (f'mac = "{BACKENDS["b1"][1]}"', f'mac = "{PORT_MAC}"',
+                                  f"backends.[0].mac: backend MAC {PORT_MAC} is port 'lan0''s own"),
+    "duplicate port address": (f'addresses = ["{PORT_IPV4}",', f'addresses = ["{PORT_IPV4}", "{PORT_IPV4}",',
+                               f"ports.[0].addresses.[1]: {PORT_IPV4} is listed twice"),
+    "every weight 0": ('{ name = "b1"; weight = 1; }, { name = "b2"; weight = 1; }, { name = "b3"; weight = 1; }',
+                       '{ name = "b1"; weight = 0; }, { name = "b2"; weight = 0; }, { name = "b3"; weight = 0; }',
+                       "services.[0].backends: every backend has weight 0: nowhere to send"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ADDRESS_CASES))
+def test_meaningless_addresses_are_refused_with_their_line(tmp_path, case):
+    old, new, message = ADDRESS_CASES[case]
+    text = _replace_once(config_text("net_null0", SERVICES), old, new)
+    code, out, err = check(tmp_path, text)
+    assert code == 1, out
+    assert f"check.cfg:{line_of(text, new)}: {message}" in err
+
+
+def test_duplicate_addresses_across_ports_are_refused(tmp_path):
+    # (the ports are read first: the backends' missing `port` is never reached)
+    text = _replace_once(config_text("net_null0", SERVICES), "} );\nbackends",
+                         f'}}, {{ name = "lan1"; device = "net_null1";\n  addresses = ["{PORT_IPV4}"]; }} );\nbackends')
+    code, out, err = check(tmp_path, text)
+    assert code == 1, out
+    line = line_of(text, 'name = "lan1"') + 1
+    assert f"check.cfg:{line}: ports.[1].addresses.[0]: {PORT_IPV4} is port 'lan0''s address too" in err
+
+
+class Control:
+    """One command per connection to a running tetherd's socket, answered in JSON."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __call__(self, line):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(self.path)
+            s.sendall(line.encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return json.loads(data)
+
+    def weights(self):
+        services = self("show services")["services"]
+        return {b["name"]: b["weight"] for b in services[0]["backends"]}
+
+
+@pytest.fixture
+def running(tmp_path):
+    """A tetherd on net_null0 whose Maglev table (307 slots) holds at most 3 backends. No
+    telemetry socket: another test's tetherd may hold the default one, and DPDK waits on it."""
+    config = tmp_path / "tetherd.cfg"
+    config.write_text(config_text("net_null0", SERVICES)
+                      .replace("maglev_size = 65537", "maglev_size = 307")
+                      .replace('"--no-pci",', '"--no-pci", "--no-telemetry",'))
+    proc = start_tetherd(config, tmp_path / "s.sock")
+    try:
+        assert proc.poll() is None, proc.communicate()[1]
+        yield Control(tmp_path / "s.sock")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def test_backend_add_refuses_what_a_file_may_not_hold(running):
+    control = running
+    good_mac = "02:00:00:00:01:04"
+    refused = {
+        "backend add b4 0.0.0.0 media mac " + good_mac: "backend address 0.0.0.0 is unspecified",
+        "backend add b4 255.255.255.255 media mac " + good_mac: "is the broadcast address",
+        "backend add b4 224.0.0.1 media mac " + good_mac: "backend address 224.0.0.1 is multicast",
+        "backend add b4 ff02::1 media mac " + good_mac: "backend address ff02::1 is multicast",
+        "backend add b4 :: media mac " + good_mac: "backend address :: is unspecified",
+        f"backend add b4 {VIP} media mac {good_mac}": f"backend address {VIP} is the VIP of service 'media'",
+        f"backend add b4 {PORT_IPV4} media mac {good_mac}": f"backend address {PORT_IPV4} is port 'lan0''s own",
+        "backend add b4 192.0.2.14 media mac ff:ff:ff:ff:ff:ff": "backend MAC ff:ff:ff:ff:ff:ff is the broadcast MAC",
+        "backend add b4 192.0.2.14 media mac 00:00:00:00:00:00": "is all zeros",
+        "backend add b4 192.0.2.14 media mac 33:33:00:00:00:01": "is a multicast MAC",
+        f"backend add b4 192.0.2.14 media mac {PORT_MAC}": f"backend MAC {PORT_MAC} is port 'lan0''s own",
+        # 4 backends need 400 Maglev slots; the table has 307.
+        f"backend add b4 192.0.2.14 media mac {good_mac}":
+            "service 'media': tables.maglev_size 307 is below 100 x the service's 4 backends",
+        f"backend add b4 192.0.2.14 media weight +5 mac {good_mac}": "weight must be a number",
+    }
+    for command, message in refused.items():
+        answer = control(command)
+        assert message in answer.get("error", ""), (command, answer)
+    backends = [b["name"] for b in control("show backends")["backends"]]
+    assert backends == ["b1", "b2", "b3"]
+
+    # With room in the table (b3 leaves first), the same backend is welcome.
+    assert control("backend remove b3")["ok"] is True
+    assert control(f"backend add b4 192.0.2.14 media weight 2 mac {good_mac}")["ok"] is True
+    assert control.weights() == {"b1": 1, "b2": 1, "b4": 2}
+
+
+def test_backend_weight_takes_only_plain_decimal_digits(running):
+    control = running
+    for text in ["+5", "5x", "-0", "-1", "0x5", "000005", "65536", "4294967301", "99999999999999999999",
+                 "5.0", "1e3", "\u0665"]:
+        answer = control(f"backend weight b1 {text}")
+        assert "weight must be a number from 0 to 65535" in answer.get("error", ""), (text, answer)
+    assert control.weights() == {"b1": 1, "b2": 1, "b3": 1}
+    assert control("backend weight b1 65535")["ok"] is True
+    assert control("backend weight b2 00007")["ok"] is True
+    assert control.weights() == {"b1": 65535, "b2": 7, "b3": 1}
+
+
+def test_backend_weight_cannot_leave_a_service_with_nowhere_to_send(running):
+    control = running
+    assert control("backend weight b1 0")["ok"] is True
+    assert control("backend weight b2 0")["ok"] is True
+    answer = control("backend weight b3 0")
+    assert "service 'media': every backend has weight 0: nowhere to send" in answer.get("error", ""), answer
+    assert control.weights() == {"b1": 0, "b2": 0, "b3": 1}
+    # Nor may removing the last weighted backend.
+    answer = control("backend remove b3")
+    assert "every backend has weight 0" in answer.get("error", ""), answer
+    assert control.weights() == {"b1": 0, "b2": 0, "b3": 1}
