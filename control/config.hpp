@@ -176,6 +176,22 @@ bool is_valid_name(const std::string& name);
 // restart can change (workers, EAL arguments, tables, ports) or when the indices run out.
 Config merge_running(const Config& running, const Config& desired);
 
+// EAL arguments DPDK would refuse only at start, or that fight what tetherd adds itself,
+// judged as DPDK 22.11's getopt_long reads them: unknown or ambiguous options, a value missing
+// or where none is taken, a word that is no option (DPDK would leave it unread), `--`;
+// devices of configured ports (tetherd adds -a/--vdev for them), -b beside tetherd's -a,
+// --help, a secondary --proc-type; more than one of -c/-l/--lcores, and fewer lcores than
+// the control thread and the workers need. `args` are the file's `eal` list then the command
+// line's after `--`; the problem names the argument by its index in `args`.
+struct EalProblem {
+  std::size_t index;
+  std::string message;
+};
+std::optional<EalProblem> eal_problem(const std::vector<std::string>& args, const Config& config);
+// Whether `args` choose the lcores (-c, -l or --lcores, however spelt): tetherd adds its own
+// otherwise.
+bool eal_sets_lcores(const std::vector<std::string>& args);
+
 // The human summary `tetherd --check` prints.
 std::string describe(const Config& config);
 

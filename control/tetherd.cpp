@@ -115,17 +115,11 @@ std::variant<Options, int> parse_command_line(int argc, char** argv) {
   return options;
 }
 
-bool has_lcore_option(const std::vector<std::string>& args) {
-  for (const auto& a : args)
-    if (a == "-l" || a == "-c" || a.rfind("--lcores", 0) == 0 || a.rfind("-l", 0) == 0) return true;
-  return false;
-}
-
 std::vector<std::string> eal_arguments(const Config& config, const Options& options) {
   std::vector<std::string> args{"tetherd"};
   args.insert(args.end(), config.eal_args.begin(), config.eal_args.end());
   args.insert(args.end(), options.eal_args.begin(), options.eal_args.end());
-  if (!has_lcore_option(args)) {
+  if (!eal_sets_lcores(args)) {
     // The control thread plus one lcore per worker; float them over the CPUs we have when
     // there are fewer CPUs than lcores (a lab or CI machine, not a production layout).
     const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
@@ -369,6 +363,16 @@ int main(int argc, char** argv) {
     std::cerr << "tetherd: --log-level: '" << options.log_level
               << "' is not one of error, warning, info, debug\n";
     return 2;
+  }
+  // The file's EAL arguments were judged as it was read; now with the command line's.
+  std::vector<std::string> eal_args = config.eal_args;
+  eal_args.insert(eal_args.end(), options.eal_args.begin(), options.eal_args.end());
+  if (const auto wrong = eal_problem(eal_args, config)) {
+    std::cerr << "tetherd: EAL argument '" << eal_args[wrong->index] << "' ("
+              << (wrong->index < config.eal_args.size() ? "eal in " + options.config_path
+                                                        : "command line after '--'")
+              << "): " << wrong->message << "\n";
+    return 1;
   }
   if (options.check) {
     std::cout << describe(config);

@@ -219,3 +219,36 @@ def test_backend_weight_cannot_leave_a_service_with_nowhere_to_send(running):
     answer = control("backend remove b3")
     assert "every backend has weight 0" in answer.get("error", ""), answer
     assert control.weights() == {"b1": 0, "b2": 0, "b3": 1}
+
+
+@pytest.mark.parametrize("eal, message", [
+    (["--no-such-option"], "unknown EAL option '--no-such-option'"),
+    (["-q"], "unknown EAL option '-q'"),
+    (["-m"], "EAL option '-m' needs a value"),
+    (["--file-prefix"], "EAL option '--file-prefix' needs a value"),
+    (["--no-pci=1"], "EAL option '--no-pci' takes no value"),
+    (["--huge", "/mnt/huge"], "EAL option '--huge' is ambiguous"),
+    (["--in-memory", "512"], "'512' is not an option"),
+    (["--vdev", "net_null0"], "--vdev net_null0: port 'lan0' is this device; tetherd adds it"),
+    (["-l", "0"], "-l 0 gives 1 lcore(s); tetherd needs 2 (the control thread and 1 worker(s))"),
+    (["-l", "0-1", "-c", "0x3"], "-c after -l: give one of -c, -l and --lcores"),
+    (["--proc-type=secondary"], "--proc-type secondary: tetherd runs as the primary process"),
+])
+def test_eal_arguments_on_the_command_line_are_judged(tmp_path, eal, message):
+    code, out, err = check(tmp_path, config_text("net_null0", SERVICES), *eal)
+    assert code == 1, out
+    assert "(command line after '--'): " + message in err
+
+
+def test_eal_arguments_in_the_file_are_judged_with_their_line(tmp_path):
+    text = config_text("net_null0", SERVICES).replace('"-m", "512",', '"-m", "512", "--lcores=(0)@0",')
+    code, out, err = check(tmp_path, text)
+    assert code == 1, out
+    assert ("check.cfg:2: eal.[5]: --lcores (0)@0 gives 1 lcore(s); tetherd needs 2 "
+            "(the control thread and 1 worker(s))") in err
+
+
+def test_good_eal_arguments_pass(tmp_path):
+    code, out, err = check(tmp_path, config_text("net_null0", SERVICES),
+                           "--lcores=(0-1)@0", "--file=tether-x", "-vd", "/usr/lib/dpdk")
+    assert code == 0, err

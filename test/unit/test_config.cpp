@@ -752,7 +752,7 @@ TEST_CASE("config: integers are read as written, whatever their size, base or su
     const std::string text =
         "# 4294967296 in a comment\n"
         "/* 4294967297\n 0x100000000 */ workers = 2; // 4294967296\n"
-        "eal = [\"-m\", \"4294967296\", \"1e3\", \"\\\"5\"];\n" +
+        "eal = [\"-m\", \"4294967296\", \"--file-prefix\", \"1e3\\\"5\"];\n" +
         with("{ name = \"b1\"; weight = 2; }", "{ name = \"b1\"; weight = 3; }, { name = \"b9\"; weight = 4294967296; }",
              with("  },\n  {\n    name = \"b2\";",
                   "  },\n  { name = \"b9\"; address = \"10.0.0.9\"; mac = \"02:00:00:00:00:19\"; },\n  {\n    name = \"b2\";"));
@@ -936,5 +936,70 @@ TEST_CASE("parse_weight: plain decimal digits from 0 to 65535", "[config][weight
                           "4294967301", "99999999999999999999", "5.0", "1e3", "\xef\xbc\x95"}) {
     INFO(bad);
     CHECK_FALSE(parse_weight(bad).has_value());
+  }
+}
+
+TEST_CASE("eal_problem: what DPDK 22.11 would refuse only at start, and what fights tetherd's own", "[config][eal]") {
+  const Config c = load("workers = 2;\n" + kBase);  // port lan0 is net_null0: 3 lcores needed
+  const auto problem = [&](std::vector<std::string> args) {
+    const auto found = tether::eal_problem(args, c);
+    return found ? std::to_string(found->index) + ": " + found->message : std::string();
+  };
+  // Accepted: the spellings getopt_long takes.
+  for (const auto& ok : std::vector<std::vector<std::string>>{
+           {}, {"--no-huge", "--no-shconf", "--no-pci", "-m", "512", "--log-level=lib.*:error"},
+           {"--in-memory"}, {"-m512"}, {"-vm", "512"}, {"--file-prefix", "x"}, {"--file=x"},
+           {"-l", "0-2"}, {"-l0,1,2"}, {"-c", "0x7"}, {"-c", "f"}, {"--lcores=(0-2)@(0-1)"},
+           {"--lcores", "0@0,1@1,2@1"}, {"--lcores=0,(1-2)@1"}, {"--huge-unlink"}, {"--huge-unlink=never"},
+           {"--vdev", "net_tap0"}, {"-a", "0000:05:00.0"}, {"-b", "0000:05:00.0"}, {"--main-lcore", "1"},
+           {"-l", "0-3", "-S", "3"}, {"--proc-type=primary"}, {"-d", "/usr/lib/dpdk"}}) {
+    INFO(Catch::Detail::stringify(ok));
+    CHECK(problem(ok).empty());
+  }
+  CHECK(problem({"--no-huge", "--bogus"}) == "1: unknown EAL option '--bogus'");
+  CHECK(problem({"--bogus=1"}) == "0: unknown EAL option '--bogus'");
+  CHECK(problem({"-x"}) == "0: unknown EAL option '-x'");
+  CHECK(problem({"-vx"}) == "0: unknown EAL option '-x'");
+  CHECK(problem({"--huge", "/mnt"}) == "0: EAL option '--huge' is ambiguous (--huge-dir, --huge-unlink, --huge-worker-stack)");
+  CHECK(problem({"--no-huge", "-m"}) == "1: EAL option '-m' needs a value");
+  CHECK(problem({"--file-prefix"}) == "0: EAL option '--file-prefix' needs a value");
+  CHECK(problem({"--no-huge=yes"}) == "0: EAL option '--no-huge' takes no value");
+  CHECK_THAT(problem({"--no-huge", "512"}), Catch::StartsWith("1: '512' is not an option: DPDK would leave it unread"));
+  CHECK_THAT(problem({"--huge-unlink", "never"}), Catch::StartsWith("1: 'never' is not an option"));
+  CHECK_THAT(problem({"--", "-m", "512"}), Catch::StartsWith("0: '--' ends the EAL's options"));
+  CHECK(problem({"--vdev", "net_null0"}) ==
+        "0: --vdev net_null0: port 'lan0' is this device; tetherd adds it to the EAL arguments itself");
+  CHECK_THAT(problem({"--vdev=net_null0,size=64"}), Catch::StartsWith("0: --vdev net_null0: port 'lan0' is this device"));
+  CHECK_THAT(problem({"-b", "net_null0"}), Catch::StartsWith("0: -b net_null0: port 'lan0' is this device"));
+  CHECK(problem({"-a", "0000:05:00.0", "-b", "0000:06:00.0"}) == "2: -b/--block cannot be used together with -a/--allow");
+  CHECK(problem({"-h"}) == "0: -h: DPDK would print its usage and exit");
+  CHECK(problem({"--help"}) == "0: -h: DPDK would print its usage and exit");
+  CHECK(problem({"--proc-type", "auto"}) == "0: --proc-type auto: tetherd runs as the primary process");
+  CHECK(problem({"-l", "0-1"}) == "0: -l 0-1 gives 2 lcore(s); tetherd needs 3 (the control thread and 2 worker(s))");
+  CHECK(problem({"-c", "0x5"}) == "0: -c 0x5 gives 2 lcore(s); tetherd needs 3 (the control thread and 2 worker(s))");
+  CHECK(problem({"--lcores=(0-1)@0"}) ==
+        "0: --lcores (0-1)@0 gives 2 lcore(s); tetherd needs 3 (the control thread and 2 worker(s))");
+  CHECK(problem({"-l", "0-2", "-S", "2"}) ==
+        "0: -l 0-2 gives 2 lcore(s) besides service cores; tetherd needs 3 (the control thread and 2 worker(s))");
+  CHECK(problem({"-S", "2"}) ==
+        "0: tetherd's -l 0-2 gives 2 lcore(s) besides service cores; tetherd needs 3 (the control thread and 2 worker(s))");
+  CHECK(problem({"-l", "0-2", "--lcores=0-2"}) == "2: --lcores after -l: give one of -c, -l and --lcores (DPDK ignores all but the first)");
+  CHECK(problem({"-l", "2-0"}) == "0: -l 2-0: not a valid lcore list");
+  CHECK(problem({"-l", "a"}) == "0: -l a: not a valid lcore list");
+  CHECK(problem({"-c", "0xg"}) == "0: -c 0xg: not a valid lcore mask");
+  CHECK(problem({"--lcores=(0-2"}) == "0: --lcores (0-2: not a valid lcore list");
+  CHECK(problem({"--main-lcore", "5"}) == "0: --main-lcore 5 is not among the lcores of tetherd's -l 0-2");
+  CHECK(problem({"-l", "1-3", "--main-lcore=0"}) == "2: --main-lcore 0 is not among the lcores of -l 1-3");
+
+  CHECK(tether::eal_sets_lcores({"-l0-2"}));
+  CHECK(tether::eal_sets_lcores({"-c", "7"}));
+  CHECK(tether::eal_sets_lcores({"--lc=0-2"}));
+  CHECK(tether::eal_sets_lcores({"-vc7"}));
+  CHECK_FALSE(tether::eal_sets_lcores({"--log-level=lib.*:error", "--no-huge"}));
+
+  SECTION("the file's list: an error with its line") {
+    CHECK_THROWS_WITH(load("eal = [\"--no-huge\",\n       \"--no-such-option\"];\n" + kBase),
+                      "test.cfg:2: eal.[1]: unknown EAL option '--no-such-option'");
+    CHECK_THROWS_WITH(load("eal = [\"--no-huge\", \"-m\"];\n" + kBase), "test.cfg:1: eal.[1]: EAL option '-m' needs a value");
   }
 }
