@@ -413,7 +413,7 @@ std::string change_backend(ControlState& state, const std::vector<std::string>& 
     }
     if (changed == 0) return error("backend '" + w[2] + "' is in no such service");
     try {
-      validate(desired);  // the same rules as a file's: a service must keep a weight above 0
+      validate(desired, state.device_macs());  // a file's rules: a service keeps a weight above 0
     } catch (const ConfigError& e) {
       return error(e.what());
     }
@@ -433,6 +433,12 @@ std::string change_backend(ControlState& state, const std::vector<std::string>& 
 }
 
 }  // namespace
+
+std::vector<MacBytes> ControlState::device_macs() const {
+  std::vector<MacBytes> macs;
+  for (const auto& port : ports) macs.push_back(port.mac);
+  return macs;
+}
 
 Totals ControlState::totals() const {
   return add_up(*workers, config.backends.size(), *sessions, *expired);
@@ -459,7 +465,7 @@ void ControlState::republish() { publisher->publish(build()); }
 
 void ControlState::adopt(const Config& desired) {
   Config merged = merge_running(config, desired);
-  validate(merged);  // a command's change meets the rules a file must
+  validate(merged, device_macs());  // a command's change meets the rules a file must
   for (std::size_t b = 0; b < merged.backends.size(); ++b)
     if (b >= states.size() || (config.backends[b].removed && !merged.backends[b].removed)) {
       states.resize(std::max(states.size(), b + 1), dataplane::BackendState::up);

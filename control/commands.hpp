@@ -31,6 +31,8 @@ struct ControlState {
   const dataplane::SweepResult* expired;
 
   Totals totals() const;
+  // The ports' MACs as opened, for validate().
+  std::vector<MacBytes> device_macs() const;
   // What the workers see: the operator's state, and down while a health check fails or the
   // MAC is unknown.
   dataplane::BackendState effective(std::size_t backend) const;

@@ -447,7 +447,14 @@ Problem members_problem(const Config& config, const std::vector<ServiceBackend>&
   return {};
 }
 
-void validate(const Config& config) {
+void validate(const Config& config, const std::vector<MacBytes>& device_macs) {
+  if (std::any_of(config.ports.begin(), config.ports.end(), [](const PortConfig& p) { return !p.mac; }) &&
+      !device_macs.empty()) {
+    Config known = config;
+    for (std::size_t p = 0; p < known.ports.size() && p < device_macs.size(); ++p)
+      if (!known.ports[p].mac) known.ports[p].mac = device_macs[p];
+    return validate(known);
+  }
   const auto check = [](const Problem& found, const std::string& what) {
     if (found) throw ConfigError(what + ": " + found.message);
   };

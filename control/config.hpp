@@ -165,8 +165,9 @@ Problem service_problem(const Config& config, std::size_t service);
 // of at least 100 slots per backend.
 Problem members_problem(const Config& config, const std::vector<ServiceBackend>& members);
 // Every rule above over every live port, backend, service and pool. Throws ConfigError with
-// the first problem.
-void validate(const Config& config);
+// the first problem. `device_macs` (a running tetherd's, by port) stand in for ports without a
+// configured `mac`, which a file check cannot know.
+void validate(const Config& config, const std::vector<MacBytes>& device_macs = {});
 // Port, backend, service and pool names: 1 to 32 letters, digits, '.', '_', '-' or ':'.
 bool is_valid_name(const std::string& name);
 

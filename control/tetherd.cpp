@@ -217,6 +217,11 @@ int run(const Config& config, const Options& options) {
                  ports.back().port_id, format_mac(ports.back().mac).c_str(), config.workers,
                  ports.back().rss ? ", RSS" : "");
     }
+    {  // a backend MAC equal to a port's device MAC, which --check could not know
+      std::vector<MacBytes> device_macs;
+      for (const auto& identity : identities) device_macs.push_back(identity.mac);
+      validate(config, device_macs);
+    }
     // Packets for the control thread from the workers (many producers, one consumer): probe
     // replies and neighbour answers.
     exceptions = rte_ring_create("exceptions", 4096, SOCKET_ID_ANY, RING_F_SC_DEQ);

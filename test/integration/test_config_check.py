@@ -252,3 +252,27 @@ def test_good_eal_arguments_pass(tmp_path):
     code, out, err = check(tmp_path, config_text("net_null0", SERVICES),
                            "--lcores=(0-1)@0", "--file=tether-x", "-vd", "/usr/lib/dpdk")
     assert code == 0, err
+
+
+def test_backend_add_refuses_the_port_devices_own_mac(tmp_path):
+    """A port without `mac` uses its device's, which only the running tetherd knows."""
+    import re
+    config = tmp_path / "tetherd.cfg"
+    config.write_text(_replace_once(config_text("net_null0", SERVICES), f'mac = "{PORT_MAC}";', "")
+                      .replace('"--no-pci",', '"--no-pci", "--no-telemetry",'))
+    proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--socket", str(tmp_path / "s.sock")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        log = ""
+        while "running:" not in log:
+            line = proc.stderr.readline()
+            assert line, log
+            log += line
+        device_mac = re.search(r"port lan0: DPDK port \d+, mac ([0-9a-f:]{17})", log).group(1)
+        control = Control(tmp_path / "s.sock")
+        answer = control(f"backend add b4 192.0.2.14 media mac {device_mac}")
+        assert f"backend MAC {device_mac} is port 'lan0''s own" in answer.get("error", ""), answer
+        assert control("backend add b4 192.0.2.14 media mac 02:00:00:00:01:04").get("ok") is True
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -1003,3 +1003,13 @@ TEST_CASE("eal_problem: what DPDK 22.11 would refuse only at start, and what fig
     CHECK_THROWS_WITH(load("eal = [\"--no-huge\", \"-m\"];\n" + kBase), "test.cfg:1: eal.[1]: EAL option '-m' needs a value");
   }
 }
+
+TEST_CASE("validate: a running tetherd's device MACs stand in for ports without `mac`", "[config][addresses]") {
+  const Config c = load(kBase);  // lan0 has no configured mac
+  CHECK_NOTHROW(tether::validate(c, {mac("02:00:00:00:00:99")}));
+  CHECK_THROWS_WITH(tether::validate(c, {mac("02:00:00:00:00:12")}),
+                    "backend 'b2': backend MAC 02:00:00:00:00:12 is port 'lan0''s own");
+  // A configured mac is what the port uses: the device's does not matter.
+  const Config configured = load(with("    device = \"net_null0\";\n", "    device = \"net_null0\";\n    mac = \"02:00:00:00:00:01\";\n"));
+  CHECK_NOTHROW(tether::validate(configured, {mac("02:00:00:00:00:12")}));
+}
