@@ -1,5 +1,7 @@
 // tetherctl: the operator's client for tetherd's control socket. Sends one command, prints
 // the answer as tables (or the JSON itself with --json), exits non-zero on any error.
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -7,52 +9,165 @@
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <sstream>
 #include <string>
+#include <thread>
+#include <variant>
 #include <vector>
 
 namespace po = boost::program_options;
-using nlohmann::json;
+// Ordered: the tables keep tetherd's order of counters and sections.
+using json = nlohmann::ordered_json;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// Sends `command` and returns the whole answer; throws with a readable reason.
-std::string ask(const std::string& path, const std::string& command) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.size() >= sizeof address.sun_path) throw std::runtime_error("socket path too long");
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::runtime_error(std::strerror(errno));
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
-    const std::string reason = std::strerror(errno);
-    ::close(fd);
-    throw std::runtime_error("cannot connect to " + path + " (" + reason + "): is tetherd running?");
-  }
-  const std::string line = command + "\n";
-  if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
-    ::close(fd);
-    throw std::runtime_error("tetherd closed the connection");
-  }
-  std::string answer;
-  char buffer[4096];
-  for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) > 0;) answer.append(buffer, static_cast<std::size_t>(n));
-  ::close(fd);
-  if (answer.empty()) throw std::runtime_error("tetherd sent no answer");
-  return answer;
+// How long a refused connection is tried again: tetherd restarting binds its socket first,
+// but a socket file nobody listens on is more often a tetherd that is gone.
+constexpr std::chrono::milliseconds kRefusedRetryFor{1000};
+constexpr std::chrono::milliseconds kFirstBackoff{5};
+constexpr std::chrono::milliseconds kLongestBackoff{100};
+
+struct Failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// An answer that is valid JSON but not of the form the command's printer knows.
+struct UnexpectedAnswer : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// One exchange that did not happen, and may be tried again: tetherd did not run the command
+// (cli_server.hpp: a connection closed before any byte of an answer was not executed).
+struct Retry {
+  bool refused;  // nobody listening (rather than busy): tried again for a shorter while
+  std::string reason;
+};
+
+int milliseconds_left(Clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, left.count()));
 }
 
-void print_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+// Waits for `events` on `fd` until `deadline`; false when the time is up.
+bool wait_for(int fd, short events, Clock::time_point deadline) {
+  for (;;) {
+    pollfd entry{fd, events, 0};
+    const int ready = ::poll(&entry, 1, milliseconds_left(deadline));
+    if (ready > 0) return true;
+    if (ready == 0) return false;
+    if (errno != EINTR) throw Failure(std::string("poll: ") + std::strerror(errno));
+  }
+}
+
+class Socket {
+ public:
+  Socket() : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) {
+    if (fd_ < 0) throw Failure(std::strerror(errno));
+  }
+  ~Socket() { ::close(fd_); }
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// One attempt: the whole answer, a Retry, or a Failure thrown.
+std::variant<std::string, Retry> exchange(const sockaddr_un& address, const std::string& path,
+                                          const std::string& line, Clock::time_point deadline,
+                                          double timeout_s) {
+  Socket socket;
+  // Non-blocking: a full backlog is EAGAIN at once rather than a wait without a bound.
+  if (::connect(socket.fd(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+    const int error = errno;
+    if (error == EAGAIN || error == EINTR) return Retry{false, "its control socket is busy"};
+    if (error == ECONNREFUSED) return Retry{true, "connection refused"};
+    throw Failure("cannot connect to " + path + " (" + std::strerror(error) + "): is tetherd running?");
+  }
+  for (std::size_t sent = 0; sent < line.size();) {
+    const ssize_t n = ::send(socket.fd(), line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+    if (n >= 0) {
+      sent += static_cast<std::size_t>(n);
+    } else if (errno == EAGAIN || errno == EINTR) {
+      if (!wait_for(socket.fd(), POLLOUT, deadline)) return Retry{false, "it did not take the command"};
+    } else if (errno == EPIPE || errno == ECONNRESET) {
+      return Retry{false, "it closed the connection before reading the command"};
+    } else {
+      throw Failure(std::string("cannot send the command: ") + std::strerror(errno));
+    }
+  }
+  std::string answer;
+  char buffer[65536];
+  for (;;) {
+    const ssize_t n = ::recv(socket.fd(), buffer, sizeof buffer, 0);
+    if (n > 0) {
+      answer.append(buffer, static_cast<std::size_t>(n));
+    } else if (n == 0 || errno == ECONNRESET) {
+      if (answer.empty()) return Retry{false, "it closed the connection before answering"};
+      if (n != 0) throw Failure("tetherd reset the connection in the middle of its answer");
+      return answer;
+    } else if (errno == EAGAIN || errno == EINTR) {
+      // The command was sent: from here on it may be running, so no second try.
+      if (!wait_for(socket.fd(), POLLIN, deadline)) {
+        char seconds[32];
+        std::snprintf(seconds, sizeof seconds, "%g", timeout_s);
+        throw Failure(std::string("no ") + (answer.empty() ? "" : "complete ") +
+                      "answer from tetherd within " + seconds + " s");
+      }
+    } else {
+      throw Failure(std::string("cannot read the answer: ") + std::strerror(errno));
+    }
+  }
+}
+
+// Sends `command` and returns the whole answer; throws with a readable reason. A busy
+// socket (every slot taken, or a full backlog) or a connection tetherd dropped before
+// reading the command is tried again, after a short pause, until `timeout_s` is spent.
+std::string ask(const std::string& path, const std::string& command, double timeout_s) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof address.sun_path) throw Failure("socket path too long");
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  const auto start = Clock::now();
+  const auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+  const std::string line = command + "\n";
+  auto backoff = kFirstBackoff;
+  for (;;) {
+    auto outcome = exchange(address, path, line, deadline, timeout_s);
+    if (auto* answer = std::get_if<std::string>(&outcome)) return std::move(*answer);
+    const Retry& retry = std::get<Retry>(outcome);
+    const auto now = Clock::now();
+    if (retry.refused && now - start >= kRefusedRetryFor)
+      throw Failure("cannot connect to " + path + " (" + retry.reason + "): is tetherd running?");
+    if (now + backoff >= deadline) throw Failure("tetherd did not answer: " + retry.reason);
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, kLongestBackoff);
+  }
+}
+
+void print_table(std::ostream& out, const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width(header.size());
   for (std::size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
   for (const auto& row : rows)
-    for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+    for (std::size_t c = 0; c < row.size() && c < width.size(); ++c) width[c] = std::max(width[c], row[c].size());
   auto line = [&](const std::vector<std::string>& cells) {
-    for (std::size_t c = 0; c < cells.size(); ++c)
-      std::printf("%-*s%s", static_cast<int>(width[c]), cells[c].c_str(), c + 1 < cells.size() ? "  " : "\n");
+    std::string text;
+    for (std::size_t c = 0; c < cells.size(); ++c) {
+      text += cells[c];
+      if (c + 1 < cells.size()) text.append(width[c] - std::min(width[c], cells[c].size()) + 2, ' ');
+    }
+    while (!text.empty() && text.back() == ' ') text.pop_back();
+    out << text << "\n";
   };
   line(header);
   for (const auto& row : rows) line(row);
@@ -60,71 +175,167 @@ void print_table(const std::vector<std::string>& header, const std::vector<std::
 
 std::string text(const json& value) { return value.is_string() ? value.get<std::string>() : value.dump(); }
 
-// Tables for the answers that have rows; everything else as indented JSON.
-void print_human(const json& answer) {
-  if (answer.contains("services")) {
-    std::vector<std::vector<std::string>> rows;
-    for (const auto& s : answer["services"])
-      for (const auto& b : s["backends"])
-        rows.push_back({text(s["name"]), text(s["vip"]) + ":" + text(s["port"]) + "/" + text(s["protocol"]),
-                        text(s["dpi"]), text(b["name"]), text(b["weight"]), text(b["state"])});
-    print_table({"SERVICE", "ENDPOINT", "DPI", "BACKEND", "WEIGHT", "STATE"}, rows);
-  } else if (answer.contains("backends") && answer["backends"].is_array()) {
-    std::vector<std::vector<std::string>> rows;
-    for (const auto& b : answer["backends"])
-      rows.push_back({text(b["name"]), text(b["address"]),
-                      b["mac"].is_null() ? "-" : text(b["mac"]) + " (" + text(b["mac_source"]) + ")",
-                      text(b["state"]), text(b["packets"]), text(b["flows"]), text(b["sessions"]),
-                      text(b["live_calls"])});
-    print_table({"BACKEND", "ADDRESS", "MAC", "STATE", "PACKETS", "FLOWS", "SESSIONS", "LIVE CALLS"}, rows);
-  } else if (answer.contains("sessions")) {
-    std::vector<std::vector<std::string>> rows;
-    for (const auto& s : answer["sessions"]) {
-      // The key that identifies the entry: a call's digest, or the client that will connect.
-      std::string key = s.contains("call_id_digest") ? text(s["call_id_digest"]) : text(s["client"]);
-      if (s.contains("client_port")) key.append(":").append(text(s["client_port"]));
-      rows.push_back({text(s["kind"]), text(s["service"]), text(s["backend"]), key,
-                      text(s["expires_in_ms"])});
+// ADDRESS:PORT, with an IPv6 address in brackets as in a URL.
+std::string endpoint(const json& address, const json& port) {
+  const std::string host = text(address);
+  return (host.find(':') == std::string::npos ? host : "[" + host + "]") + ":" + text(port);
+}
+
+std::string upper(std::string word) {
+  for (char& c : word) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return word;
+}
+
+// One printer per command: the command that was sent says what the answer holds. Each
+// reads the fields it needs with at(), so an answer of another form throws json::exception
+// (or UnexpectedAnswer) instead of printing garbage: the caller then shows the JSON as it came.
+using Printer = void (*)(std::ostream& out, const json& answer);
+
+void print_services(std::ostream& out, const json& answer) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& s : answer.at("services"))
+    for (const auto& b : s.at("backends"))
+      rows.push_back({text(s.at("name")),
+                      endpoint(s.at("vip"), s.at("port")) + "/" + text(s.at("protocol")),
+                      text(s.at("scheduler")), text(s.at("dpi")), text(b.at("name")),
+                      text(b.at("weight")), text(b.at("state"))});
+  print_table(out, {"SERVICE", "ENDPOINT", "SCHEDULER", "DPI", "BACKEND", "WEIGHT", "STATE"}, rows);
+}
+
+void print_backends(std::ostream& out, const json& answer) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& b : answer.at("backends"))
+    rows.push_back({text(b.at("name")), text(b.at("address")),
+                    b.at("mac").is_null() ? "-" : text(b.at("mac")) + " (" + text(b.at("mac_source")) + ")",
+                    text(b.at("state")), text(b.at("packets")), text(b.at("flows")),
+                    text(b.at("sessions")), text(b.at("live_calls"))});
+  print_table(out, {"BACKEND", "ADDRESS", "MAC", "STATE", "PACKETS", "FLOWS", "SESSIONS", "LIVE CALLS"}, rows);
+}
+
+// Every section of the counters in tetherd's order: name-value tables, the per-worker
+// packet counts, and a table of the backends' counters.
+void print_counters(std::ostream& out, const json& answer) {
+  bool first = true;
+  for (const auto& [section, values] : answer.items()) {
+    if (!first) out << "\n";
+    first = false;
+    if (values.is_array()) {
+      out << section << ":";
+      for (const auto& v : values) out << " " << text(v);
+      out << "\n";
+    } else if (section == "backends") {
+      std::vector<std::string> header{"BACKEND"};
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& [name, counters] : values.items()) {
+        if (rows.empty())
+          for (const auto& [counter, value] : counters.items()) header.push_back(upper(counter));
+        std::vector<std::string> row{name};
+        for (const auto& [counter, value] : counters.items()) row.push_back(text(value));
+        rows.push_back(std::move(row));
+      }
+      print_table(out, header, rows);
+    } else {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& [name, value] : values.items()) rows.push_back({name, text(value)});
+      print_table(out, {upper(section), "VALUE"}, rows);
     }
-    print_table({"KIND", "SERVICE", "BACKEND", "KEY", "EXPIRES IN (MS)"}, rows);
-    std::printf("%s of %s matched (%s in the table)%s\n", text(answer["sessions"].size()).c_str(),
-                text(answer["matched"]).c_str(), text(answer["total"]).c_str(),
-                answer["truncated"].get<bool>() ? ", truncated by the limit" : "");
-  } else if (answer.contains("flows")) {
-    std::vector<std::vector<std::string>> rows;
-    for (const auto& f : answer["flows"])
-      rows.push_back({text(f["worker"]), text(f["protocol"]),
-                      text(f["client"]) + ":" + text(f["client_port"]),
-                      text(f["vip"]) + ":" + text(f["port"]), text(f["service"]), text(f["backend"]),
-                      text(f["expires_in_ms"]), f["closing"].get<bool>() ? "closing" : ""});
-    print_table({"WORKER", "PROTO", "CLIENT", "VIP", "SERVICE", "BACKEND", "EXPIRES IN (MS)", ""}, rows);
-    for (const auto& w : answer["workers"])
-      if (text(w["status"]) != "answered")
-        std::printf("worker %s: %s\n", text(w["worker"]).c_str(),
-                    text(w["status"]) == "busy" ? "still answering an earlier request"
-                                                : "did not answer in time");
-    std::printf("%s flow(s) sampled%s\n", text(answer["sampled"]).c_str(),
-                answer["truncated"].get<bool>() ? "; more may match" : "");
-  } else if (answer.contains("workers")) {
-    std::vector<std::vector<std::string>> rows;
-    for (const auto& w : answer["workers"])
-      rows.push_back({text(w["worker"]), text(w["rx_packets"]), text(w["tx_packets"]),
-                      text(w["flows"]), text(w["busy_polls"]), text(w["idle_polls"])});
-    print_table({"WORKER", "RX", "TX", "FLOWS", "BUSY POLLS", "IDLE POLLS"}, rows);
-  } else if (answer.contains("metrics")) {
-    std::cout << answer["metrics"].get<std::string>();
-  } else {
-    std::cout << answer.dump(2) << "\n";
   }
+}
+
+void print_workers(std::ostream& out, const json& answer) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& w : answer.at("workers"))
+    rows.push_back({text(w.at("worker")), text(w.at("rx_packets")), text(w.at("tx_packets")),
+                    text(w.at("flows")), text(w.at("busy_polls")), text(w.at("idle_polls"))});
+  print_table(out, {"WORKER", "RX", "TX", "FLOWS", "BUSY POLLS", "IDLE POLLS"}, rows);
+  out << "snapshot generation " << text(answer.at("snapshot_generation")) << " ("
+      << text(answer.at("snapshots_live")) << " live)\n";
+}
+
+void print_sessions(std::ostream& out, const json& answer) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& s : answer.at("sessions")) {
+    // The key that identifies the entry: a call's digest, or the client that will connect.
+    const std::string key = s.contains("call_id_digest") ? text(s.at("call_id_digest"))
+                            : s.contains("client_port") ? endpoint(s.at("client"), s.at("client_port"))
+                                                        : text(s.at("client"));
+    rows.push_back({text(s.at("kind")), text(s.at("service")), text(s.at("backend")), key,
+                    text(s.at("expires_in_ms"))});
+  }
+  print_table(out, {"KIND", "SERVICE", "BACKEND", "KEY", "EXPIRES IN (MS)"}, rows);
+  out << rows.size() << " of " << text(answer.at("matched")) << " matched (" << text(answer.at("total"))
+      << " in the table)" << (answer.at("truncated").get<bool>() ? ", truncated by the limit" : "") << "\n";
+}
+
+void print_flows(std::ostream& out, const json& answer) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& f : answer.at("flows"))
+    rows.push_back({text(f.at("worker")), text(f.at("protocol")),
+                    endpoint(f.at("client"), f.at("client_port")), endpoint(f.at("vip"), f.at("port")),
+                    text(f.at("service")),
+                    text(f.at("backend")), text(f.at("expires_in_ms")),
+                    f.at("closing").get<bool>() ? "closing" : ""});
+  print_table(out, {"WORKER", "PROTO", "CLIENT", "VIP", "SERVICE", "BACKEND", "EXPIRES IN (MS)", ""}, rows);
+  for (const auto& w : answer.at("workers"))
+    if (text(w.at("status")) != "answered")
+      out << "worker " << text(w.at("worker")) << ": "
+          << (text(w.at("status")) == "busy" ? "still answering an earlier request" : "did not answer in time")
+          << "\n";
+  out << text(answer.at("sampled")) << " flow(s) sampled"
+      << (answer.at("truncated").get<bool>() ? "; more may match" : "") << "\n";
+}
+
+// backend weight|drain|enable|disable|add|remove: the change is live in a new snapshot.
+void print_done(std::ostream& out, const json& answer) {
+  if (!answer.at("ok").get<bool>()) throw UnexpectedAnswer("not ok");
+  out << "done: snapshot generation " << text(answer.at("snapshot_generation")) << "\n";
+}
+
+void print_reload(std::ostream& out, const json& answer) {
+  print_done(out, answer);
+  auto names = [](const json& list) {
+    std::string joined;
+    for (const auto& name : list) joined += (joined.empty() ? "" : ", ") + text(name);
+    return joined.empty() ? std::string("none") : joined;
+  };
+  out << "backends added: " << names(answer.at("backends_added")) << "\n"
+      << "backends removed: " << names(answer.at("backends_removed")) << "\n";
+}
+
+void print_metrics(std::ostream& out, const json& answer) { out << answer.at("metrics").get<std::string>(); }
+
+void print_help(std::ostream& out, const json& answer) {
+  for (const auto& command : answer.at("commands")) out << command.get<std::string>() << "\n";
+}
+
+void print_json(std::ostream& out, const json& answer) { out << answer.dump(2) << "\n"; }
+
+Printer printer_for(const std::vector<std::string>& command) {
+  const std::string& verb = command.at(0);
+  const std::string object = command.size() > 1 ? command[1] : "";
+  if (verb == "show") {
+    if (object == "services") return print_services;
+    if (object == "backends") return print_backends;
+    if (object == "counters") return print_counters;
+    if (object == "workers") return print_workers;
+    if (object == "sessions") return print_sessions;
+    if (object == "flows") return print_flows;
+  }
+  if (verb == "backend") return print_done;
+  if (verb == "reload") return print_reload;
+  if (verb == "metrics") return print_metrics;
+  if (verb == "help") return print_help;
+  return print_json;  // a command this tetherctl does not know: what tetherd said, as it is
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string socket_path = "/run/tether/tetherd.sock";
+  double timeout_s = 10;
   std::vector<std::string> command;
   po::options_description visible(
-      "Usage: tetherctl [-s PATH] [--json] COMMAND...\n"
+      "Usage: tetherctl [-s PATH] [--json] [--timeout SECONDS] COMMAND...\n"
       "Commands: show services|backends|counters|workers, backend weight NAME WEIGHT [SERVICE],\n"
       "show sessions [service NAME] [protocol sip|rtsp|ftp] [backend NAME] [limit N],\n"
       "show flows [worker N] [service NAME] [backend NAME] [limit N],\n"
@@ -132,7 +343,9 @@ int main(int argc, char** argv) {
       "[port PORT], backend remove NAME [SERVICE], reload, metrics, help\nOptions");
   visible.add_options()("help,h", "print this help")(
       "socket,s", po::value(&socket_path)->value_name("PATH"), "tetherd's control socket")(
-      "json", "print tetherd's JSON answer as it is");
+      "json", "print tetherd's JSON answer as it is")(
+      "timeout", po::value(&timeout_s)->value_name("SECONDS"),
+      "give up after SECONDS (default 10), trying again meanwhile while the socket is busy");
   po::options_description all;
   all.add(visible).add_options()("command", po::value(&command));
   po::positional_options_description positional;
@@ -149,20 +362,41 @@ int main(int argc, char** argv) {
     std::cout << visible;
     return command.empty() && !vm.count("help") ? 2 : 0;
   }
+  if (!(timeout_s > 0 && timeout_s <= 3600)) {
+    std::cerr << "tetherctl: --timeout must be more than 0 and at most 3600 seconds\n";
+    return 2;
+  }
   std::string line;
   for (const auto& word : command) line += (line.empty() ? "" : " ") + word;
+  std::string raw;
+  json answer;
   try {
-    const std::string raw = ask(socket_path, line);
-    const json answer = json::parse(raw);
-    if (vm.count("json")) std::cout << raw;
-    else if (!answer.contains("error")) print_human(answer);
-    if (answer.contains("error")) {
-      std::cerr << "tetherctl: " << answer["error"].get<std::string>() << "\n";
-      return 1;
-    }
-  } catch (const std::exception& e) {
+    raw = ask(socket_path, line, timeout_s);
+    answer = json::parse(raw);
+  } catch (const Failure& e) {
     std::cerr << "tetherctl: " << e.what() << "\n";
     return 1;
+  } catch (const json::exception&) {
+    std::cerr << "tetherctl: tetherd's answer is not JSON: " << raw.substr(0, 200) << "\n";
+    return 1;
   }
+  if (vm.count("json")) std::cout << raw;
+  if (answer.is_object() && answer.contains("error")) {
+    std::cerr << "tetherctl: " << text(answer["error"]) << "\n";
+    return 1;
+  }
+  if (vm.count("json")) return 0;
+  // Rendered whole before printing, so that an answer of an unexpected form (a tetherd of
+  // another version) never leaves half a table.
+  std::ostringstream out;
+  try {
+    printer_for(command)(out, answer);
+  } catch (const std::exception&) {  // json::exception or UnexpectedAnswer
+    std::cout << answer.dump(2) << "\n";
+    std::cerr << "tetherctl: the answer to '" << line << "' is not of the form this tetherctl knows; "
+              << "shown as tetherd sent it\n";
+    return 1;
+  }
+  std::cout << out.str();
   return 0;
 }
