@@ -256,7 +256,9 @@ std::optional<std::string_view> tag_parameter(std::string_view value) {
   (void)parameters.next();  // what comes before the first ';'
   while (auto parameter = parameters.next()) {
     const text::split_result pair = text::split_once(*parameter, '=');
-    if (iequals(text::trim_lws(pair.head), "tag")) return text::trim_lws(pair.tail);
+    if (!iequals(text::trim_lws(pair.head), "tag")) continue;
+    // A bare ";tag" is a tag without a value: an empty view at its end, still inside `value`.
+    return pair.found ? text::trim_lws(pair.tail) : parameter->substr(parameter->size());
   }
   return std::nullopt;
 }

@@ -614,6 +614,11 @@ TEST_CASE("sip: To tag and dialogs", "[sip]") {
   CHECK_FALSE(sip::tag_parameter("\"a <b>; tag=no \\\" <c>\" <sip:bob@b>"));
   CHECK(sip::tag_parameter("\"a;tag=no\" <sip:bob@b>;tag=yes") == sv("yes"));
   CHECK_FALSE(sip::tag_parameter("<sip:bob@b>;tagx=1;xtag=2"));
+  const std::string_view bare_tag = "<sip:bob@b>;tag;x=1";
+  const auto bare = sip::tag_parameter(bare_tag);  // present, empty, and inside the value
+  REQUIRE(bare.has_value());
+  CHECK(bare->empty());
+  CHECK(bare->data() == bare_tag.data() + 15);
   CHECK_FALSE(sip::tag_parameter("<sip:bob@b"));   // unterminated: no parameters
   CHECK_FALSE(sip::tag_parameter("\"unterminated;tag=1"));
   CHECK_FALSE(sip::tag_parameter(""));
