@@ -6,7 +6,8 @@
 // (MULTI_WRITER_ADD). The entry's routing value (backend, service, kind) is stored as the
 // hash's data word, which rte_hash publishes together with the key, so a reader never sees a
 // key without its value. Deadlines live in a side array indexed by the key's position and
-// are refreshed by any worker with relaxed atomics.
+// are refreshed by any worker with relaxed atomics; so does a SIP call's state (live, ended,
+// being reopened as a new call), which makes a call's end count once.
 //
 // Only the control thread deletes (expiry sweep). Deleted key slots are reclaimed through
 // the hash's QSBR integration: a slot is reused only after every worker has reported a
