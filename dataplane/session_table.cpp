@@ -164,6 +164,7 @@ std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, S
     break;  // this add created the entry
   }
   if (rte_hash_lookup_with_hash(hash_, &key, signature) == position) {
+    slot.call.store(kCallLive, std::memory_order_relaxed);  // a new call has not ended
     count(key.kind, route.backend, true);
     if (created != nullptr) *created = true;
     return position;
@@ -172,6 +173,7 @@ std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, S
   // back: the entry never counted. If it has, it uncounted this backend and counted the
   // expiry, so this add created the entry: count it to balance.
   if (slot.counted_on.exchange(0, std::memory_order_acq_rel) == 0) {
+    slot.call.store(kCallLive, std::memory_order_relaxed);
     count(key.kind, route.backend, true);
     if (created != nullptr) *created = true;
   }
@@ -206,6 +208,49 @@ bool SessionTable::claim(std::int32_t position, std::uint64_t now) {
   return true;
 }
 
+std::int32_t SessionTable::find_call(const SessionKey& key, std::uint32_t signature,
+                                     std::uint64_t now, CallFound& found) const {
+  void* data;
+  const std::int32_t position = rte_hash_lookup_with_hash_data(hash_, &key, signature, &data);
+  if (position < 0) return position;
+  const Slot& slot = slots_[position];
+  const std::uint64_t deadline = slot.deadline.load(std::memory_order_relaxed);
+  found.route = unpack(data);
+  // 0: added a moment ago by another worker that has not stored the deadline yet.
+  found.expired = deadline != 0 && deadline < now;
+  found.ended = slot.call.load(std::memory_order_relaxed) != kCallLive;
+  found.opener = slot.opener.load(std::memory_order_relaxed);
+  return position;
+}
+
+bool SessionTable::end_call(std::int32_t position, std::uint64_t deadline) {
+  std::uint8_t live = kCallLive;
+  // Only a live call ends: an ended one ended already, one being reopened is a new call whose
+  // first message is not this BYE.
+  if (!slots_[position].call.compare_exchange_strong(live, kCallEnded, std::memory_order_acq_rel))
+    return false;
+  shorten(position, deadline);
+  return true;
+}
+
+bool SessionTable::reopen_call(std::int32_t position, std::uint64_t now) {
+  Slot& slot = slots_[position];
+  std::uint8_t state = slot.call.load(std::memory_order_acquire);
+  if (state == kCallReopening ||
+      !slot.call.compare_exchange_strong(state, kCallReopening, std::memory_order_acq_rel))
+    return false;
+  // Holding the entry, nobody else reopens or ends it. Is its call still over? A worker that
+  // reopened it since the caller's find_call() has stored a new deadline.
+  const std::uint64_t deadline = slot.deadline.load(std::memory_order_relaxed);
+  if (state == kCallEnded || (deadline != 0 && deadline < now)) return true;
+  slot.call.store(state, std::memory_order_release);
+  return false;
+}
+
+void SessionTable::reopened(std::int32_t position) {
+  slots_[position].call.store(kCallLive, std::memory_order_release);
+}
+
 void SessionTable::register_reader(unsigned reader) {
   rte_rcu_qsbr_thread_register(rcu_, reader);
   rte_rcu_qsbr_thread_online(rcu_, reader);
@@ -234,6 +279,7 @@ SweepResult SessionTable::sweep(std::uint64_t now, std::uint32_t budget) {
     const SessionKey& copy = entry.key;
     slot.deadline.store(0, std::memory_order_relaxed);
     slot.claimed.store(0, std::memory_order_relaxed);
+    slot.call.store(kCallLive, std::memory_order_relaxed);
     if (rte_hash_del_key(hash_, &copy) >= 0) {
       result.expired[static_cast<std::size_t>(copy.kind)]++;
       const std::uint32_t counted = slot.counted_on.exchange(0, std::memory_order_acq_rel);

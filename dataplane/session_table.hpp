@@ -6,7 +6,8 @@
 // (MULTI_WRITER_ADD). The entry's routing value (backend, service, kind) is stored as the
 // hash's data word, which rte_hash publishes together with the key, so a reader never sees a
 // key without its value. Deadlines live in a side array indexed by the key's position and
-// are refreshed by any worker with relaxed atomics.
+// are refreshed by any worker with relaxed atomics; so does a SIP call's state (live, ended,
+// being reopened as a new call), which makes a call's end count once.
 //
 // Only the control thread deletes (expiry sweep). Deleted key slots are reclaimed through
 // the hash's QSBR integration: a slot is reused only after every worker has reported a
@@ -97,6 +98,34 @@ class SessionTable {
   // For one-shot entries: true for exactly one caller, which then owns the entry's use.
   bool claim(std::int32_t position, std::uint64_t now);
 
+  // --- SIP calls (workers) ---
+  // How a Call-ID's entry stands.
+  struct CallFound {
+    SessionRoute route{};
+    bool ended = false;    // a BYE or CANCEL ended the call: it lingers for late messages
+    bool expired = false;  // its deadline passed; the sweep has not removed it yet
+    std::uint16_t opener = 0;  // what set_opener() stored
+  };
+  // The position of the call's entry (or a negative one), as find() but with expired entries
+  // too: a message under the Call-ID of a call that is over starts a new call, which the
+  // worker must count and schedule afresh. Reads only the slot find() reads.
+  std::int32_t find_call(const SessionKey& key, std::uint32_t signature, std::uint64_t now,
+                         CallFound& found) const;
+  // Ends the call (a BYE or CANCEL) and shortens its deadline to `deadline`, its linger. True
+  // for the first ender only, so a call's end is counted once: BYE retransmissions, a BYE from
+  // each side or a BYE after CANCEL return false.
+  bool end_call(std::int32_t position, std::uint64_t deadline);
+  // A new call under the Call-ID of one that is over (ended, or expired): true for exactly one
+  // caller, which then schedules the new call, add()s it and calls reopened(). False when
+  // another worker reopens it, or did so since the caller's find_call().
+  bool reopen_call(std::int32_t position, std::uint64_t now);
+  void reopened(std::int32_t position);
+  // 16 bits the worker keeps with a new call (the digest of its opening INVITE's From tag), to
+  // tell that INVITE's retransmissions from a new call's INVITE once the call ended.
+  void set_opener(std::int32_t position, std::uint16_t opener) {
+    slots_[position].opener.store(opener, std::memory_order_relaxed);
+  }
+
   // Live SIP calls per backend, for the least-sessions scheduler: add() counts a new call
   // (and moves it when a re-add changes its backend), the sweep uncounts it when it removes
   // the entry.
@@ -126,11 +155,19 @@ class SessionTable {
   std::uint64_t memory_bytes() const { return memory_bytes_; }
 
  private:
+  // 16 bytes: the SIP fields fill what was padding.
   struct alignas(16) Slot {
     std::atomic<std::uint64_t> deadline;
     std::atomic<std::uint8_t> claimed;
+    std::atomic<std::uint8_t> call;  // SIP calls: kCallLive, kCallEnded or kCallReopening
+    std::atomic<std::uint16_t> opener;  // SIP calls: see set_opener()
     std::atomic<std::uint32_t> counted_on;  // backend + 1 holding the entry's count, or 0
   };
+  static_assert(sizeof(Slot) == 16);
+
+  static constexpr std::uint8_t kCallLive = 0;
+  static constexpr std::uint8_t kCallEnded = 1;
+  static constexpr std::uint8_t kCallReopening = 2;
 
   // The entry at `position` if it has a deadline and a key: false for a free slot. Only the
   // control thread deletes, so a key it finds stays put while it reads it.

@@ -70,6 +70,17 @@ std::string_view sip_header(const void* message, std::string_view name) {
   return value ? *value : std::string_view{};
 }
 
+// 16 bits of the digest of a message's From tag, never 0 (0: no tag). The tag of a call's
+// opening INVITE is random and new for each call (RFC 3261 19.3), and the same in that INVITE's
+// retransmissions.
+std::uint16_t from_tag_digest(const parsers::sip::message& message) {
+  const auto tag = parsers::sip::tag_parameter(message.from);
+  if (!tag || tag->empty()) return 0;
+  const std::uint64_t digest = parsers::sip::hash_unfolded(*tag, kCallIdSeed);
+  const auto folded = static_cast<std::uint16_t>(digest ^ digest >> 16 ^ digest >> 32 ^ digest >> 48);
+  return folded != 0 ? folded : 1;
+}
+
 }  // namespace
 
 Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, SessionTable* sessions,
@@ -275,8 +286,23 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
   const std::uint16_t service = call.service;
   rte_mbuf* const mbuf = call.mbuf;
   const ServiceView& view = snapshot_->services[service];
-  SessionRoute route;
-  std::int32_t position = sessions_->find(key, signature, now, route);
+  SessionTable::CallFound found;
+  std::int32_t position = sessions_->find_call(key, signature, now, found);
+  const SessionRoute route = found.route;
+  // A call that is over holds nothing for a message that starts a new one under its Call-ID:
+  // past its deadline, any message; ended and lingering, an INVITE outside any dialog with a
+  // From tag other than the one that opened the call (the lingering call keeps its ACK, BYE
+  // retransmissions, in-dialog requests and its own INVITE's late copies). The new call is
+  // scheduled afresh, by today's weights, health and rules, and counted; one worker reopens it.
+  bool reopening = false;
+  if (position >= 0 &&
+      (found.expired ||
+       (found.ended && message.method == sip::method::INVITE && sip::outside_dialog(message) &&
+        (found.opener == 0 || found.opener != from_tag_digest(message))))) {
+    reopening = sessions_->reopen_call(position, now);
+    if (reopening || found.expired) position = -ENOENT;
+  }
+  const bool lingering = position >= 0 && found.ended;
   if (position >= 0 && is_down(route.backend)) {
     counters_.rescheduled++;
     position = -ENOENT;  // schedule the call afresh; add() moves it
@@ -291,15 +317,31 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
       const int matched = view.rules->match(fields, snapshot_->rule_scratch[index_]);
       if (matched >= 0) pool = static_cast<std::size_t>(matched);
     }
-    const std::uint64_t digest = key.digest;
-    backend = view.least_sessions ? least_sessions(view.pools[pool])
-                                  : pick_backend(view, view.pools[pool], fold(digest));
+    const std::uint32_t hash = fold(key.digest);
+    // least-sessions places calls as they start. A later message of a call the table does not
+    // hold (refused when it was full, or lost) goes by the consistent hash, where that call's
+    // first messages went if the table refused them.
+    backend = view.least_sessions && sip::outside_dialog(message)
+                  ? least_sessions(view.pools[pool])
+                  : pick_backend(view, view.pools[pool], hash);
     if (backend == kNoBackend) return drop(mbuf, DropReason::no_backend);
     bool created = false;
-    position = sessions_->add(key, signature, {backend, service}, now + view.session_timeout_tsc,
-                              &created);
+    // A call rescheduled while it lingers keeps its linger.
+    const std::uint64_t deadline = now + (lingering ? view.linger_tsc : view.session_timeout_tsc);
+    position = sessions_->add(key, signature, {backend, service}, deadline, &created);
+    if (reopening && position >= 0) {
+      sessions_->set_opener(position, from_tag_digest(message));
+      sessions_->reopened(position);
+      created = true;
+    } else if (created) {
+      sessions_->set_opener(position, from_tag_digest(message));
+    }
     if (position == -ENOSPC) {
       fallback(DpiFallback::session_table_full);
+      // Not in the table, the call is not counted on its backend, so least-sessions would
+      // send every refused call to the same one. The consistent hash spreads them by weight
+      // and sends each refused call's later messages where it sent the first.
+      if (view.least_sessions) backend = pick_backend(view, view.pools[pool], hash);
     } else if (created) {  // not created: another worker added the call at the same moment
       counters_.sessions_created[static_cast<std::size_t>(DpiProtocol::sip)]++;
       backend_counters_[backend].sessions++;
@@ -309,9 +351,10 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
     const bool ends_call = message.kind == sip::kind::request &&
                            (message.method == sip::method::BYE || message.method == sip::method::CANCEL);
     if (ends_call) {
-      sessions_->shorten(position, now + view.linger_tsc);
-      counters_.sessions_ended[static_cast<std::size_t>(DpiProtocol::sip)]++;
-    } else if (known) {
+      // Counted once per call: not for retransmissions, the other side's BYE, BYE after CANCEL.
+      if (sessions_->end_call(position, now + view.linger_tsc))
+        counters_.sessions_ended[static_cast<std::size_t>(DpiProtocol::sip)]++;
+    } else if (known && !lingering) {  // an ended call's late messages do not extend its linger
       sessions_->refresh(position, now + view.session_timeout_tsc);
     }
   }

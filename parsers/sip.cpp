@@ -86,24 +86,27 @@ reason parse_cseq(std::string_view value, message& msg) {
 
 constexpr std::string_view call_id_name = "Call-ID";
 constexpr std::string_view cseq_name = "CSeq";
+constexpr std::string_view from_name = "From";
 constexpr std::string_view content_length_name = "Content-Length";
 
 reason take_header(const text::header_field& field, message& msg) {
   const std::string_view name =
       field.name.size() == 1 ? expand_compact_name(field.name) : field.name;
-  // Most fields are none of the three: their length alone says so, before any compare.
+  // Most fields are none of these: their length alone says so, before any compare (From is
+  // as long as CSeq).
   const std::size_t size = name.size();
   if (size != call_id_name.size() && size != cseq_name.size() && size != content_length_name.size())
     return reason::none;
   if (iequals(name, call_id_name)) {
     if (field.value.empty()) return reason::call_id_empty;
-    if (field.value.size() > max_call_id) return reason::call_id_too_long;
     if (!msg.call_id.empty() && !text::equal_unfolded(msg.call_id, field.value))
       return reason::call_id_conflict;
     msg.call_id = field.value;
     msg.call_id_folded = field.folded;
   } else if (iequals(name, cseq_name)) {
     if (!msg.has_cseq) return parse_cseq(field.value, msg);
+  } else if (iequals(name, from_name)) {
+    if (msg.from.empty()) msg.from = field.value;
   } else if (iequals(name, content_length_name)) {
     auto length = text::parse_decimal(field.value);
     if (!length || (msg.has_content_length && *length != msg.content_length))
@@ -213,6 +216,59 @@ std::optional<std::string_view> find_header(const message& msg, std::string_view
   return found;
 }
 
+namespace {
+
+// Where the header parameters of a From/To value start: after a name-addr's '>' (the URI
+// inside may have parameters of its own), or at the first ';' of an addr-spec; npos if none.
+std::size_t parameters_start(std::string_view value) {
+  constexpr std::size_t none = std::string_view::npos;
+  if (value.find('"') == none) {  // no quoted display name, the common case: memchr finds it
+    const std::size_t open = value.find('<');
+    if (open == none) return value.find(';');
+    const std::size_t close = value.find('>', open);
+    return close == none ? none : close + 1;
+  }
+  // A quoted display name may hold '<', '>', ';' and escaped quotes.
+  bool quoted = false;
+  for (std::size_t at = 0; at < value.size(); ++at) {
+    const char c = value[at];
+    if (quoted) {
+      if (c == '\\') ++at;  // quoted-pair: the next byte is literal
+      else if (c == '"') quoted = false;
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == '<') {
+      const std::size_t close = value.find('>', at);  // a URI holds no '>'
+      return close == none ? none : close + 1;
+    } else if (c == ';') {
+      return at;
+    }
+  }
+  return none;
+}
+
+}  // namespace
+
+std::optional<std::string_view> tag_parameter(std::string_view value) {
+  const std::size_t start = parameters_start(value);
+  if (start >= value.size()) return std::nullopt;
+  text::list_reader parameters(value.substr(start), ';');
+  (void)parameters.next();  // what comes before the first ';'
+  while (auto parameter = parameters.next()) {
+    const text::split_result pair = text::split_once(*parameter, '=');
+    if (!iequals(text::trim_lws(pair.head), "tag")) continue;
+    // A bare ";tag" is a tag without a value: an empty view at its end, still inside `value`.
+    return pair.found ? text::trim_lws(pair.tail) : parameter->substr(parameter->size());
+  }
+  return std::nullopt;
+}
+
+bool outside_dialog(const message& msg) {
+  if (msg.kind != kind::request) return false;
+  const std::optional<std::string_view> to = find_header(msg, "To");
+  return !to || !tag_parameter(*to);
+}
+
 std::string_view expand_compact_name(std::string_view name) {
   if (name.size() != 1) return name;
   for (auto [compact, full] : compact_names)
@@ -311,7 +367,6 @@ const char* to_string(reason r) {
     case reason::too_many_headers: return "too many headers";
     case reason::call_id_missing: return "Call-ID missing";
     case reason::call_id_empty: return "Call-ID empty";
-    case reason::call_id_too_long: return "Call-ID too long";
     case reason::call_id_conflict: return "Call-ID headers differ";
     case reason::bad_cseq: return "bad CSeq";
     case reason::bad_content_length: return "bad Content-Length";

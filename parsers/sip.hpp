@@ -1,8 +1,8 @@
 // SIP (RFC 3261) message parser: reads what session routing needs from one message.
 //
 // Parsed: the start line (request: method, Request-URI, SIP/2.0; response: code, reason),
-// then the header block up to the empty line: Call-ID (also compact `i`), CSeq, and
-// Content-Length (also `l`). Other headers are found on demand with find_header(). The body
+// then the header block up to the empty line: Call-ID (also compact `i`), CSeq, From (`f`,
+// kept raw) and Content-Length (also `l`). Other headers are found on demand with find_header(). The body
 // is not parsed; `body` is the span of it that Content-Length allows. Input made only of CR
 // and LF (RFC 5626 keepalive: CRLFCRLF ping, CRLF pong) is `parsed` as kind::keepalive.
 // need_more is returned for framing::stream only: a datagram cut short is malformed.
@@ -15,9 +15,10 @@
 // colon, folded header values (RFC 3261 7.3.1). A folded value is returned raw; compare and
 // hash it with equal_unfolded()/hash_unfolded(), which treat folded and unfolded forms alike.
 //
-// Caps keep the work bounded: at most max_headers header fields and a Call-ID of at most
-// max_call_id bytes. The work is linear in the input size, which the caller bounds (a UDP
-// datagram, or the reassembly buffer of a TCP stream).
+// The work is linear in the input size, which the caller bounds (a UDP datagram, or the
+// reassembly buffer of a TCP stream); at most max_headers header fields are read. A Call-ID
+// may be as long as the message holds: RFC 3261 sets no limit, and a call whose Call-ID
+// were refused would be balanced message by message, split over backends.
 #pragma once
 
 #include <cstddef>
@@ -30,7 +31,6 @@
 namespace tether::parsers::sip {
 
 inline constexpr std::size_t max_headers = 64;
-inline constexpr std::size_t max_call_id = 256;
 
 // How the input was framed. A datagram is one whole message: a message cut short in it is
 // malformed. A stream (TCP, TLS) may be cut anywhere: a cut message is need_more, and `size`
@@ -58,7 +58,6 @@ enum class reason : std::uint8_t {
   too_many_headers,
   call_id_missing,
   call_id_empty,
-  call_id_too_long,
   call_id_conflict,             // two Call-ID headers with different values
   bad_cseq,
   bad_content_length,           // not a number, or two different values
@@ -80,6 +79,7 @@ struct message {
 
   std::string_view call_id;     // raw and trimmed; see call_id_folded
   bool call_id_folded = false;  // continued on a folded line: use hash_unfolded()/equal_unfolded()
+  std::string_view from;        // the first From (`f`) value, raw: tag_parameter() reads its tag
 
   bool has_cseq = false;
   std::uint32_t cseq = 0;
@@ -104,6 +104,17 @@ struct message {
 // call_id_missing. Raw and trimmed; may be folded.
 [[nodiscard]] std::optional<std::string_view> find_header(const message& msg,
                                                         std::string_view name);
+
+// The tag parameter of a From or To header value (RFC 3261 19.3), trimmed, or nothing when
+// there is none. Parameters follow the '>' of a name-addr (`"Bob" <sip:b@h;tag=x>;tag=y` has
+// tag y) or the first ';' of a bare addr-spec; quoted display names may hold any of these.
+// `value` may be folded.
+[[nodiscard]] std::optional<std::string_view> tag_parameter(std::string_view value);
+
+// A request outside any dialog: its To header has no tag (RFC 3261 8.1.1.2, 12.2). An INVITE
+// outside a dialog starts a new call; the ACK, BYE and re-INVITE of a call carry the To tag.
+// A request without a To header counts as outside. Walks the headers: ask only when needed.
+[[nodiscard]] bool outside_dialog(const message& msg);
 
 // The full name of a compact header form ("i" -> "Call-ID"), or `name` itself.
 std::string_view expand_compact_name(std::string_view name);

@@ -6,6 +6,7 @@
 #include "test/fuzz/fuzz_contract.hpp"
 
 #include <cstdlib>
+#include <string>
 
 namespace sip = tether::parsers::sip;
 using tether::parsers::byte_span;
@@ -25,8 +26,23 @@ void check(const sip::message& m, byte_span input, sip::framing how) {
   expect(m.size <= input.size());
   expect(m.header_count <= sip::max_headers);
   if (m.kind == sip::kind::keepalive) return;
-  expect(m.call_id.size() <= sip::max_call_id);
   expect(m.status != status::parsed || !m.call_id.empty());
+  // A Call-ID of any length is a view into the header block, and its digest covers all of
+  // it: equal to the digest of the unfolded bytes, copied here (the parser never copies).
+  if (m.status == status::parsed) {
+    expect(m.call_id.data() >= m.headers.data() &&
+           m.call_id.data() + m.call_id.size() <= m.headers.data() + m.headers.size());
+    std::string unfolded;
+    tether::parsers::text::unfolded_reader reader(m.call_id);
+    for (int c = reader.next(); c >= 0; c = reader.next()) unfolded.push_back(static_cast<char>(c));
+    expect(sip::hash_unfolded(unfolded, 7) == sip::hash_unfolded(m.call_id, 7));
+    expect(sip::equal_unfolded(unfolded, m.call_id));
+    if (auto to = sip::find_header(m, "To")) {
+      if (auto tag = sip::tag_parameter(*to))
+        expect(tag->data() >= to->data() && tag->data() + tag->size() <= to->data() + to->size());
+      expect(sip::outside_dialog(m) == (m.kind == sip::kind::request && !sip::tag_parameter(*to)));
+    }
+  }
   for (std::string_view name : {"Call-ID", "i", "From", "t", "Via", "Content-Type", "X-Unknown"})
     if (auto value = sip::find_header(m, name)) expect_inside(*value, input);
   if (m.status == status::parsed) {

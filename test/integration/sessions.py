@@ -22,12 +22,15 @@ class SipCall:
     port. Call-IDs come in the forms real stacks write: full name, compact `i`, lower case,
     spaces around the colon, folded over two lines."""
 
-    def __init__(self, number, vip, rng, clients, method="INVITE", reinvite=False, bye=True):
+    def __init__(self, number, vip, rng, clients, method="INVITE", reinvite=False, bye=True,
+                 call_id=None, sdp=True):
         self.number = number
         self.vip = vip
         self.clients = clients
         self.client = rng.choice(clients)
-        self.call_id = f"{rng.getrandbits(64):016x}-{number}@{self.client}"
+        self.call_id = call_id or f"{rng.getrandbits(64):016x}-{number}@{self.client}"
+        self.sdp = sdp
+        self.to_tag = f"callee{number}"  # on requests inside the dialog
         self.method = method
         self.style = number % 5
         self.ports = [rng.randrange(5060, 65000) for _ in range(4)]
@@ -46,24 +49,32 @@ class SipCall:
             return f"CALL-ID   :   {self.call_id}\r\n"
         return f"Call-ID:\r\n   {self.call_id}\r\n"  # folded continuation line
 
-    def message(self, method, cseq, port, body="", client=None, response=None):
+    def message(self, method, cseq, port, body="", client=None, response=None, in_dialog=True):
+        """A request inside the dialog (or a response) carries the To tag; the initial
+        INVITE and a CANCEL of it do not (RFC 3261 8.1.1.2, 9.1)."""
         client = client or self.client
         start = (f"SIP/2.0 {response}\r\n" if response else f"{method} sip:bob@{self.vip} SIP/2.0\r\n")
+        to_tag = f";tag={self.to_tag}" if in_dialog else ""
         text = (start +
                 f"Via: SIP/2.0/UDP {client}:{port};branch=z9hG4bK{self.rng.getrandbits(32):x}\r\n"
                 f"Max-Forwards: 70\r\nFrom: <sip:alice@{self.client}>;tag={self.number}\r\n"
-                f"To: <sip:bob@{self.vip}>\r\n{self.call_id_header()}CSeq: {cseq} {method}\r\n"
+                f"To: <sip:bob@{self.vip}>{to_tag}\r\n{self.call_id_header()}CSeq: {cseq} {method}\r\n"
                 f"Contact: <sip:alice@{self.client}:{port}>\r\n"
                 f"User-Agent: tether-test\r\nContent-Length: {len(body)}\r\n\r\n{body}")
         return bytes(ether() / IP(src=client, dst=self.vip)
                      / UDP(sport=port, dport=5060) / text.encode())
 
+    def invite(self):
+        """The INVITE that opens the call."""
+        return self.message("INVITE", 1, self.ports[0], SDP.format(ip=self.client) if self.sdp else "",
+                            in_dialog=False)
+
     def frames(self):
         if self.method == "REGISTER":
-            return [self.message("REGISTER", 1, self.ports[0]),
-                    self.message("REGISTER", 2, self.ports[1])]
-        sdp = SDP.format(ip=self.client)
-        frames = [self.message("INVITE", 1, self.ports[0], sdp),
+            return [self.message("REGISTER", 1, self.ports[0], in_dialog=False),
+                    self.message("REGISTER", 2, self.ports[1], in_dialog=False)]
+        sdp = SDP.format(ip=self.client) if self.sdp else ""
+        frames = [self.invite(),
                   self.message("ACK", 1, self.ports[1])]
         if self.reinvite:
             frames += [self.message("INVITE", 2, self.ports[2], sdp),

@@ -1,11 +1,14 @@
 """Session awareness on the real tetherd: every flow of a SIP call, an RTSP session or an
 FTP session reaches one backend, with 1 and 2 workers, checked on every output frame."""
 import collections
+import math
 import random
+import string
+import subprocess
 
 import pytest
 
-from harness import BACKENDS, mac_bytes, run_tetherd, run_tetherd_live
+from harness import BACKENDS, TETHERCTL, mac_bytes, run_tetherd, run_tetherd_live
 from scapy.layers.inet import IP, UDP
 from sessions import FtpSession, RtspSession, SipCall, ether, shuffle_sessions
 
@@ -89,6 +92,89 @@ def test_sip_calls_stay_on_one_backend(tmp_path, workers):
     assert run.counter("new_flows") == 0, "SIP calls are routed by Call-ID, not as flows"
 
 
+def assert_spread_by_weight(shares, weights, n):
+    """Each backend's share of n sessions within 5 binomial standard deviations of its
+    weight's share."""
+    total = sum(weights.values())
+    for backend, weight in weights.items():
+        p = weight / total
+        assert abs(shares[backend] / n - p) < 5 * math.sqrt(p * (1 - p) / n), (shares, weights)
+
+
+CALL_ID_CHARS = string.ascii_letters + string.digits + "-.!%*_+~"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_long_call_ids_keep_calls_whole(tmp_path, workers):
+    """RFC 3261 sets no limit on a Call-ID: calls with Call-IDs of 1,000 to 1,100 bytes, each
+    message from another source port (some from another client address), in every header
+    form (one folded), stay on one backend, and the calls spread by weight. Half the
+    Call-IDs differ only after a shared 1,000-byte prefix: the digest covers the whole value."""
+    rng = random.Random(70 + workers)
+    shared = "".join(rng.choice(CALL_ID_CHARS) for _ in range(1000))
+    calls = []
+    for n in range(600):
+        if n % 2:
+            call_id = f"{shared}-{n}@{CLIENTS[0]}"
+        else:
+            call_id = "".join(rng.choice(CALL_ID_CHARS) for _ in range(rng.randrange(1000, 1100)))
+            call_id += "@" + CLIENTS[1]
+        calls.append(SipCall(n, SIP_VIP, rng, CLIENTS, reinvite=n % 3 == 0, call_id=call_id,
+                             sdp=False))
+    groups = [c.frames() for c in calls]
+    assert max(len(f) for g in groups for f in g) <= 1514  # one Ethernet frame, veth's MTU
+    owner = {frame[12:]: c.number for c, g in zip(calls, groups) for frame in g}
+    frames = shuffle_sessions(groups, rng)
+    run = run_phases(tmp_path, [frames], workers)
+    assert run.returncode == 0, run.stderr
+    assert sum(run.stats["dpi_fallbacks"].values()) == 0, run.stats["dpi_fallbacks"]
+    reached = backends_by_session(run, owner)
+    assert_one_backend_each(reached, range(len(calls)))
+    assert len(run.frames) == len(frames)
+    shares = collections.Counter(next(iter(b)) for b in reached.values())
+    assert_spread_by_weight(shares, {"b1": 1, "b2": 2, "b3": 3}, len(calls))
+    shared_prefix = collections.Counter(next(iter(reached[c.number])) for c in calls if c.number % 2)
+    assert len(shared_prefix) == 3 and min(shared_prefix.values()) > 20, shared_prefix
+    counts = run.stats["sessions"]
+    assert counts["sip_sessions_created"] == len(calls)
+    assert counts["sip_sessions_ended"] == len(calls)
+    assert counts["sip_messages_inspected"] == len(frames)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sip_call_ends_are_counted_once(tmp_path, workers):
+    """A call ends once, however many requests end it: a retransmitted BYE, a BYE from each
+    side, CANCEL then the ACK of its 487 and a BYE. Every late message still reaches the
+    call's backend."""
+    rng = random.Random(75 + workers)
+    calls = [SipCall(n, SIP_VIP, rng, CLIENTS, bye=False) for n in range(300)]
+    groups = []
+    for c in calls:
+        other = c.clients[(c.clients.index(c.client) + 1) % len(c.clients)]
+        if c.number % 3 == 0:  # BYE, and its retransmission
+            bye = c.message("BYE", 2, c.ports[3])
+            group = [c.invite(), c.message("ACK", 1, c.ports[1]), bye, bye]
+        elif c.number % 3 == 1:  # CANCEL (and its retransmission), ACK of the 487, a stray BYE
+            cancel = c.message("CANCEL", 1, c.ports[0], in_dialog=False)
+            group = [c.invite(), cancel, cancel, c.message("ACK", 1, c.ports[0]),
+                     c.message("BYE", 2, c.ports[2])]
+        else:  # each side sends a BYE (the callee's through another address and port)
+            group = [c.invite(), c.message("ACK", 1, c.ports[1]), c.message("BYE", 2, c.ports[3]),
+                     c.message("BYE", 7, c.ports[2], client=other)]
+        groups.append(group)
+    owner = {frame[12:]: c.number for c, g in zip(calls, groups) for frame in g}
+    frames = shuffle_sessions(groups, rng)
+    run = run_phases(tmp_path, [frames], workers)
+    assert run.returncode == 0, run.stderr
+    reached = backends_by_session(run, owner)
+    assert_one_backend_each(reached, range(len(calls)))
+    assert len(run.frames) == len(frames)
+    counts = run.stats["sessions"]
+    assert counts["sip_sessions_created"] == len(calls)
+    assert counts["sip_sessions_ended"] == len(calls)
+    assert counts["sip_messages_inspected"] == len(frames)
+
+
 def test_content_rules_send_register_to_registrars(tmp_path):
     rng = random.Random(5)
     registers = [SipCall(n, SIP_RULES_VIP, rng, CLIENTS, method="REGISTER") for n in range(300)]
@@ -118,6 +204,75 @@ def test_least_sessions_balances_live_calls_by_weight(tmp_path):
     shares = collections.Counter(next(iter(b)) for b in reached.values())
     assert shares == {"b1": 100, "b2": 100, "b3": 200}
     assert run.stats["backends"]["b3"]["sessions"] == 200
+
+
+def test_least_sessions_overflow_follows_the_consistent_hash(tmp_path):
+    """least-sessions with the smallest session table: calls it refuses are not counted on
+    any backend, so they go by the consistent hash over the Call-ID, as with the default
+    scheduler. Every call stays whole (its ACK, re-INVITE and response follow its INVITE)
+    and the calls, admitted or not, spread by weight."""
+    rng = random.Random(80)
+    calls = [SipCall(n, SIP_LEAST_VIP, rng, CLIENTS, reinvite=n % 3 == 0, bye=False)
+             for n in range(4000)]
+    groups = [c.frames() for c in calls]
+    owner = {frame[12:]: c.number for c, g in zip(calls, groups) for frame in g}
+    frames = shuffle_sessions(groups, rng)
+    run = run_tetherd(tmp_path, [frames], SERVICES, extra_tables="sessions = 1024;")
+    assert run.returncode == 0, run.stderr
+    reached = backends_by_session(run, owner)
+    assert_one_backend_each(reached, range(len(calls)))
+    assert len(run.frames) == len(frames)
+    created = run.stats["sessions"]["sip_sessions_created"]
+    assert 900 < created <= 1024  # the table held about 1,024 calls ...
+    assert run.stats["dpi_fallbacks"]["session_table_full"] > len(calls) - created  # ... and refused the rest
+    shares = collections.Counter(next(iter(b)) for b in reached.values())
+    assert_spread_by_weight(shares, {"b1": 1, "b2": 1, "b3": 2}, len(calls))
+
+
+def tetherctl(socket_path, *words):
+    result = subprocess.run([str(TETHERCTL), "-s", str(socket_path), *words],
+                            capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_new_call_under_an_ended_calls_call_id_is_scheduled_afresh(tmp_path, workers):
+    """Calls end (BYE), b1 is drained, then each Call-ID carries a new call: an INVITE
+    without a To tag. The new call is scheduled by the backends as they are now (never b1),
+    counted as created, and ends on its own; a retransmission of the old BYE, sent while the
+    old call lingers, still reaches the old call's backend."""
+    rng = random.Random(90 + workers)
+    old_calls = [SipCall(n, SIP_VIP, rng, CLIENTS, sdp=False) for n in range(120)]
+    new_calls = [SipCall(1000 + n, SIP_VIP, rng, CLIENTS, sdp=False, call_id=c.call_id)
+                 for n, c in enumerate(old_calls)]
+    first = [[c.invite(), c.message("ACK", 1, c.ports[1]), c.message("BYE", 2, c.ports[3])]
+             for c in old_calls]
+    late_byes = [g[-1] for g in first]
+    second = [[c.invite(), c.message("ACK", 1, c.ports[1]), c.message("BYE", 2, c.ports[3])]
+              for c in new_calls]
+    owner = {f[12:]: c.number for c, g in zip(old_calls + new_calls, first + second) for f in g}
+
+    def drain_b1(sock):
+        tetherctl(sock, "backend", "drain", "b1")
+
+    # The ACK and BYE of a call come after the backend's answers, not at once with the INVITE
+    # (which, on two workers, they could overtake).
+    phases = [[g[0] for g in first], shuffle_sessions([g[1:] for g in first], rng), drain_b1,
+              late_byes, [g[0] for g in second], shuffle_sessions([g[1:] for g in second], rng)]
+    run = run_tetherd_live(tmp_path, phases, SERVICES, workers=workers)
+    assert run.returncode == 0, run.stderr
+    reached = backends_by_session(run, owner)
+    assert_one_backend_each(reached, [c.number for c in old_calls + new_calls])
+    on_b1 = [c for c in old_calls if reached[c.number] == {"b1"}]
+    assert len(on_b1) > 10
+    for old, new in zip(old_calls, new_calls):
+        if old in on_b1:
+            assert reached[new.number] != {"b1"}, "a new call held by the ended call's backend"
+    counts = run.stats["sessions"]
+    assert counts["sip_sessions_created"] == 2 * len(old_calls)
+    assert counts["sip_sessions_ended"] == 2 * len(old_calls)
+    assert sum(run.stats["dpi_fallbacks"].values()) == 0, run.stats["dpi_fallbacks"]
 
 
 def session_phases(sessions, parts, rng):
@@ -210,7 +365,7 @@ def test_malformed_signalling_is_counted_and_survived(tmp_path):
     frames = [
         sip(bytes(range(256)) * 2),             # junk after the UDP header: not SIP
         sip(no_call_id),                        # SIP without Call-ID
-        sip(long_call_id),                      # Call-ID over the parser's cap
+        sip(long_call_id),                      # a long Call-ID: a call
         sip(huge_call_id),                      # a 10 KB frame: does not fit one mbuf
         sip(b""),                               # zero-length UDP
         sip(b"INVITE sip:bob SIP/2.0\r\nCall-ID: x\r\nContent-Length: 99\r\n\r\n"),
@@ -222,7 +377,9 @@ def test_malformed_signalling_is_counted_and_survived(tmp_path):
     run = run_tetherd(tmp_path, [frames], SERVICES)
     assert run.returncode == 0, run.stderr
     fallbacks = {k: v for k, v in run.stats["dpi_fallbacks"].items() if v}
-    assert fallbacks == {"not_sip": 2, "sip_no_call_id": 1, "sip_malformed": 2, "rtsp_malformed": 1}
+    # The 1,400-byte Call-ID is a call like any other (RFC 3261 sets no limit).
+    assert fallbacks == {"not_sip": 2, "sip_no_call_id": 1, "sip_malformed": 1, "rtsp_malformed": 1}
+    assert run.stats["sessions"]["sip_sessions_created"] == 1
     drops = {k: v for k, v in run.stats["drops"].items() if v}
     assert drops == {"multi_segment": 1, "truncated_ipv4": 1}
     assert run.counter("forwarded") == len(frames) - 2

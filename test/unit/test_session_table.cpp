@@ -463,6 +463,135 @@ TEST_CASE("session table: re-adding an expired, unswept call on another backend 
   CHECK(table.live_calls(2) == 0);
 }
 
+namespace {
+std::int32_t find_call(const SessionTable& table, const SessionKey& key, std::uint64_t now,
+                       SessionTable::CallFound& found) {
+  return table.find_call(key, session_signature(key), now, found);
+}
+}  // namespace
+
+TEST_CASE("session table: a call ends once", "[session][sip]") {
+  SessionTable table(unique_name().c_str(), 1024, 2, kSocket);
+  const SessionKey key = sip_call_key(1, 5);
+  const std::int32_t position = add(table, key, 3, 1, 1000);
+  REQUIRE(position >= 0);
+  SessionTable::CallFound found;
+  REQUIRE(find_call(table, key, 10, found) == position);
+  CHECK_FALSE(found.ended);
+  CHECK_FALSE(found.expired);
+  CHECK(found.route.backend == 3);
+
+  CHECK(table.end_call(position, 100));       // the BYE: counted, lingers until 100
+  CHECK_FALSE(table.end_call(position, 50));  // its retransmission, the other side's BYE
+  CHECK_FALSE(table.end_call(position, 90));
+  CHECK(present(table, key, 100));  // the later enders did not shorten the linger either
+  CHECK_FALSE(present(table, key, 101));
+  REQUIRE(find_call(table, key, 10, found) == position);
+  CHECK(found.ended);
+  CHECK_FALSE(found.expired);
+  REQUIRE(find_call(table, key, 200, found) == position);  // past the linger, not swept
+  CHECK(found.ended);
+  CHECK(found.expired);
+
+  // Swept and added again: a new call, which ends once again.
+  CHECK(sweep_all(table, 200).expired[kind_index(SessionKind::sip_call)] == 1);
+  const std::int32_t again = add(table, key, 3, 1, 1000);
+  REQUIRE(again >= 0);
+  REQUIRE(find_call(table, key, 300, found) == again);
+  CHECK_FALSE(found.ended);
+  CHECK(table.end_call(again, 400));
+  CHECK_FALSE(table.end_call(again, 400));
+
+  CHECK(find_call(table, sip_call_key(1, 6), 0, found) < 0);
+
+  table.set_opener(again, 0xbeef);
+  REQUIRE(find_call(table, key, 300, found) == again);
+  CHECK(found.opener == 0xbeef);
+  CHECK(found.ended);
+}
+
+TEST_CASE("session table: concurrent enders of one call count one end", "[session][sip]") {
+  SessionTable table(unique_name().c_str(), 4096, 2, kSocket);
+  constexpr std::uint64_t kCalls = 2000;
+  std::vector<std::int32_t> positions;
+  for (std::uint64_t i = 0; i < kCalls; ++i) {
+    positions.push_back(add(table, sip_call_key(1, i), 1, 1, 1000));
+    REQUIRE(positions.back() >= 0);
+  }
+  std::atomic<std::uint64_t> ended{0};
+  auto end_all = [&] {
+    std::uint64_t mine = 0;
+    for (std::int32_t position : positions) mine += table.end_call(position, 500) ? 1 : 0;
+    ended += mine;
+  };
+  std::thread a(end_all), b(end_all), c(end_all);
+  a.join();
+  b.join();
+  c.join();
+  CHECK(ended.load() == kCalls);
+}
+
+TEST_CASE("session table: a call that is over is reopened once as a new call", "[session][sip]") {
+  SessionTable table(unique_name().c_str(), 1024, 2, kSocket);
+  const SessionKey key = sip_call_key(1, 8);
+  const std::int32_t position = add(table, key, 1, 1, 1000);
+  REQUIRE(position >= 0);
+  SessionTable::CallFound found;
+
+  SECTION("a live call is not reopened") {
+    CHECK_FALSE(table.reopen_call(position, 10));
+    REQUIRE(find_call(table, key, 10, found) == position);
+    CHECK_FALSE(found.ended);
+    CHECK(table.end_call(position, 100));  // and still ends normally
+  }
+  SECTION("an ended, lingering call") {
+    REQUIRE(table.end_call(position, 100));
+    CHECK(table.reopen_call(position, 10));
+    CHECK_FALSE(table.reopen_call(position, 10));  // another worker's copy of the INVITE
+    REQUIRE(find_call(table, key, 10, found) == position);
+    CHECK(found.ended);                            // not live until reopened()
+    CHECK_FALSE(table.end_call(position, 50));     // nor ended meanwhile
+    // The worker schedules the new call (another backend here) and adds it.
+    bool created = true;
+    REQUIRE(table.add(key, session_signature(key), {2, 1}, 2000, &created) == position);
+    CHECK_FALSE(created);  // the table's entry is reused: the worker counts the new call
+    table.reopened(position);
+    REQUIRE(find_call(table, key, 10, found) == position);
+    CHECK_FALSE(found.ended);
+    CHECK(found.route.backend == 2);
+    CHECK(table.live_calls(1) == 0);
+    CHECK(table.live_calls(2) == 1);
+    CHECK(present(table, key, 2000));
+    // A worker that saw the old call ended and comes late finds the new one live.
+    CHECK_FALSE(table.reopen_call(position, 10));
+    // The new call ends once.
+    CHECK(table.end_call(position, 300));
+    CHECK_FALSE(table.end_call(position, 300));
+  }
+  SECTION("an expired, unswept call") {
+    CHECK(table.reopen_call(position, 1001));
+    CHECK_FALSE(table.reopen_call(position, 1001));
+    REQUIRE(table.add(key, session_signature(key), {1, 1}, 5000) == position);
+    table.reopened(position);
+    // A worker that also saw it expired, after the reopen: it is live again, not reopened.
+    CHECK_FALSE(table.reopen_call(position, 1001));
+    REQUIRE(find_call(table, key, 1001, found) == position);
+    CHECK_FALSE(found.expired);
+    CHECK_FALSE(found.ended);
+    CHECK(table.live_calls(1) == 1);
+  }
+  SECTION("the sweep frees an ended call's slot for a live new call") {
+    REQUIRE(table.end_call(position, 100));
+    CHECK(sweep_all(table, 200).expired[kind_index(SessionKind::sip_call)] == 1);
+    bool created = false;
+    const std::int32_t again = table.add(key, session_signature(key), {1, 1}, 5000, &created);
+    REQUIRE(again >= 0);
+    CHECK(created);
+    REQUIRE(find_call(table, key, 300, found) == again);
+    CHECK_FALSE(found.ended);
+  }
+}
+
 // size() feeds the "sessions in table" statistic: entries, not key slots. (rte_hash_count()
 // counts slots not yet back on the free list: with the hash's RCU defer queue a deleted
 // entry would stay counted until its slot is reclaimed, at least the last deletion, and

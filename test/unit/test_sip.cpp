@@ -257,14 +257,69 @@ TEST_CASE("sip: missing, empty and long Call-ID", "[sip]") {
   auto empty = parse(request_with("Call-ID:   \r\n"));
   CHECK(empty.reason == sip::reason::call_id_empty);
 
-  std::string longest(sip::max_call_id, 'x');
-  std::string at_cap_text = request_with("Call-ID: " + longest + "\r\n");
-  auto at_cap = parse(at_cap_text);
-  CHECK(at_cap.status == status::parsed);
-  CHECK(at_cap.call_id == longest);
-  auto over_cap = parse(request_with("Call-ID: " + longest + "y\r\n"));
-  CHECK(over_cap.status == status::malformed);
-  CHECK(over_cap.reason == sip::reason::call_id_too_long);
+  // RFC 3261 sets no limit: a Call-ID as long as the datagram holds is the call's key, whole.
+  for (std::size_t size : {256u, 257u, 1000u, 8000u, 65000u}) {
+    std::string long_id(size, 'x');
+    long_id[size / 2] = '@';
+    std::string text = request_with("Call-ID: " + long_id + "\r\n");
+    auto long_call = parse(text);
+    REQUIRE(long_call.status == status::parsed);
+    CHECK(long_call.call_id == long_id);
+    CHECK(long_call.call_id.data() >= text.data());  // a view into the message: no copy
+    CHECK(long_call.call_id.data() + size <= text.data() + text.size());
+  }
+}
+
+TEST_CASE("sip: long Call-IDs digest whole, folded or not", "[sip]") {
+  for (std::size_t size : {257u, 1000u, 1001u, 8000u, 8003u}) {
+    std::string id(size, 'a');
+    for (std::size_t i = 0; i < size; ++i) id[i] = static_cast<char>('!' + i * 7 % 90);
+    const std::uint64_t digest = sip::hash_unfolded(id, 5);
+    // Every byte counts, the last and the first included.
+    for (std::size_t at : {std::size_t{0}, std::size_t{255}, std::size_t{256}, size / 2, size - 1}) {
+      std::string changed = id;
+      changed[at] = changed[at] == 'z' ? 'y' : 'z';
+      CHECK(sip::hash_unfolded(changed, 5) != digest);
+      CHECK_FALSE(sip::equal_unfolded(changed, id));
+    }
+    CHECK(sip::hash_unfolded(id + "x", 5) != digest);
+    CHECK(sip::hash_unfolded(id.substr(0, size - 1), 5) != digest);
+
+    // The same Call-ID with blanks in it, folded over several lines at several places.
+    std::string spaced = id;
+    spaced[100] = ' ';
+    spaced[size - 50] = ' ';
+    std::string folded = spaced;
+    folded.replace(size - 50, 1, "\r\n\t  ");
+    folded.replace(100, 1, "\r\n ");
+    std::string plain_text = request_with("Call-ID: " + spaced + "\r\n");
+    std::string folded_text = request_with("i:\r\n " + folded + "\r\n");
+    auto plain = parse(plain_text);
+    auto folded_message = parse(folded_text);
+    REQUIRE(plain.status == status::parsed);
+    REQUIRE(folded_message.status == status::parsed);
+    CHECK(folded_message.call_id_folded);
+    CHECK(folded_message.call_id == folded);
+    CHECK(sip::equal_unfolded(folded_message.call_id, plain.call_id));
+    CHECK(sip::hash_unfolded(folded_message.call_id, 5) == sip::hash_unfolded(plain.call_id, 5));
+    CHECK(sip::hash_unfolded(folded_message.call_id, 5) != digest);
+    // Repeated long Call-ID headers, one folded: one call.
+    auto repeated = parse(request_with("Call-ID: " + spaced + "\r\ni: " + folded + "\r\n"));
+    CHECK(repeated.status == status::parsed);
+  }
+}
+
+TEST_CASE("sip: repeated long Call-IDs are compared in linear time", "[sip]") {
+  // Without a length cap, each Call-ID header is compared with the one before it, so each
+  // value is read at most twice: here the first spans 20,000 blanks and is read once, not by
+  // each of the 59 that follow (which would be 59 x 20,000 steps).
+  std::string wide = "x" + std::string(20000, ' ') + "y";
+  std::string headers = "Call-ID: " + wide + "\r\n";
+  for (int i = 0; i < 59; ++i) headers += "i: x y\r\n";
+  const std::string text = request_with(headers);
+  auto message = parse(text);
+  CHECK(message.status == status::parsed);
+  CHECK(message.call_id == "x y");
 }
 
 TEST_CASE("sip: header cap", "[sip]") {
@@ -519,7 +574,8 @@ TEST_CASE("sip: long lines and junk", "[sip]") {
   CHECK(sip::find_header(long_header, "x-long")->size() == huge_value.size());
 
   auto long_call_id = parse(request_with("i: " + huge_value + "\r\n"));
-  CHECK(long_call_id.reason == sip::reason::call_id_too_long);
+  REQUIRE(long_call_id.status == status::parsed);
+  CHECK(long_call_id.call_id.size() == huge_value.size());
 
   std::string long_uri = "INVITE sip:" + huge_value + " SIP/2.0\r\ni: x\r\n\r\n";
   CHECK(parse(long_uri).status == status::parsed);
@@ -539,4 +595,53 @@ TEST_CASE("sip: every reason has a name", "[sip]") {
   CHECK(sip::to_string(sip::reason::first_line_unterminated) == "no CRLF in first line"sv);
   CHECK(sip::to_string(sip::kind::keepalive) == "keepalive"sv);
   CHECK(tether::parsers::to_string(status::need_more) == "need_more"sv);
+}
+
+TEST_CASE("sip: To tag and dialogs", "[sip]") {
+  using sv = std::string_view;
+  CHECK(sip::tag_parameter("Bob <sip:bob@biloxi.example.com>;tag=a6c85cf") == sv("a6c85cf"));
+  CHECK_FALSE(sip::tag_parameter("Bob <sip:bob@biloxi.example.com>"));
+  // The URI's own parameters are not the header's.
+  CHECK_FALSE(sip::tag_parameter("<sip:bob@b;tag=inside>"));
+  CHECK(sip::tag_parameter("<sip:bob@b;tag=inside>;tag=out") == sv("out"));
+  // A bare addr-spec: its parameters are the header's.
+  CHECK(sip::tag_parameter("sip:bob@b;user=phone;tag=abc") == sv("abc"));
+  CHECK_FALSE(sip::tag_parameter("sip:bob@b"));
+  // Any case, blanks around ';' and '=', folded.
+  CHECK(sip::tag_parameter("<sip:bob@b> ; TAG = 12 ;x=y") == sv("12"));
+  CHECK(sip::tag_parameter("<sip:bob@b>\r\n ;tag=9") == sv("9"));
+  // A quoted display name may hold '<', '>', ';' and escaped quotes.
+  CHECK_FALSE(sip::tag_parameter("\"a <b>; tag=no \\\" <c>\" <sip:bob@b>"));
+  CHECK(sip::tag_parameter("\"a;tag=no\" <sip:bob@b>;tag=yes") == sv("yes"));
+  CHECK_FALSE(sip::tag_parameter("<sip:bob@b>;tagx=1;xtag=2"));
+  const std::string_view bare_tag = "<sip:bob@b>;tag;x=1";
+  const auto bare = sip::tag_parameter(bare_tag);  // present, empty, and inside the value
+  REQUIRE(bare.has_value());
+  CHECK(bare->empty());
+  CHECK(bare->data() == bare_tag.data() + 15);
+  CHECK_FALSE(sip::tag_parameter("<sip:bob@b"));   // unterminated: no parameters
+  CHECK_FALSE(sip::tag_parameter("\"unterminated;tag=1"));
+  CHECK_FALSE(sip::tag_parameter(""));
+
+  auto invite_message = parse(invite);
+  REQUIRE(invite_message.status == status::parsed);
+  CHECK(sip::outside_dialog(invite_message));  // To without a tag: a new call
+  CHECK(invite_message.from == "Alice <sip:alice@atlanta.example.com>;tag=1928301774");
+  CHECK(sip::tag_parameter(invite_message.from) == sv("1928301774"));
+  CHECK(parse(compact_bye).from == "Bob <sip:bob@biloxi.example.com>;tag=a6c85cf");  // "f:"
+  CHECK(parse(request_with("Call-ID: a@b\r\nfrom: <sip:a@b>;tag=1\r\nFROM: <sip:c@d>\r\n")).from ==
+        "<sip:a@b>;tag=1");  // the first one
+  CHECK(sip::outside_dialog(parse(sipp_invite)));
+  auto bye = parse(compact_bye);
+  REQUIRE(bye.status == status::parsed);
+  CHECK_FALSE(sip::outside_dialog(bye));  // compact "t:" with a tag
+  CHECK_FALSE(sip::outside_dialog(parse(ok_response)));  // responses are never requests
+  std::string reinvite = invite;
+  reinvite.replace(reinvite.find("To: Bob <sip:bob@biloxi.example.com>"),
+                   sizeof("To: Bob <sip:bob@biloxi.example.com>") - 1,
+                   "to: Bob <sip:bob@biloxi.example.com>;tag=314");
+  auto reinvite_message = parse(reinvite);
+  REQUIRE(reinvite_message.status == status::parsed);
+  CHECK_FALSE(sip::outside_dialog(reinvite_message));
+  CHECK(sip::outside_dialog(parse(request_with("Call-ID: a@b\r\n"))));  // no To at all
 }
