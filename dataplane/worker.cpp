@@ -548,6 +548,10 @@ void Worker::read_segment(Stream& stream, std::uint32_t seq, std::span<const std
       if (taken == payload.size()) return;
       payload = payload.subspan(taken);  // a partial request: the rest waits in a buffer
       seq = stream.next_seq;
+    } else if (static_cast<std::uint64_t>(offset) + payload.size() > StreamBuffer::kCapacity) {
+      // Past any window a buffer has: refused before it could take one from another stream.
+      fallback(DpiFallback::stream_overflow);
+      return lose_place(stream);
     }
     borrow_buffer(stream).start(stream.next_seq);
   } else {

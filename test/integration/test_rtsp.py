@@ -1,18 +1,21 @@
 """RTSP control connections on the real tetherd: SETUPs whose segments arrive out of order,
 RTSP/2.0 transports (dest_addr, src_addr), and inspection that one client's many connections
 cannot exhaust. In every test the media from the client's announced ports must reach the
-backend that holds the control connection."""
+backend that holds the control connection. FTP control connections share the inspection
+machinery: their data connections must follow PASV/EPSV alike."""
 import itertools
 import random
 
 from harness import BACKENDS, mac_bytes, run_tetherd
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
-from sessions import TcpConnection, ether
+from sessions import FtpSession, TcpConnection, ether
 
 BACKEND_BY_MAC = {mac_bytes(mac): name for name, (_addr, mac) in BACKENDS.items()}
-VIP, VIP6 = "192.0.2.140", "2001:db8::140"
+VIP, VIP6, FTP_VIP = "192.0.2.140", "2001:db8::140", "192.0.2.141"
 SERVICES = [
+    {"name": "ftp", "vip": FTP_VIP, "port": 21, "protocol": "tcp", "extra": 'dpi = "ftp";',
+     "weights": {"b1": 1, "b2": 1, "b3": 1}},
     {"name": "rtsp", "vip": VIP, "port": 554, "protocol": "tcp", "extra": 'dpi = "rtsp";',
      "weights": {"b1": 1, "b2": 1, "b3": 1}},
     {"name": "rtsp6", "vip": VIP6, "port": 554, "protocol": "tcp", "extra": 'dpi = "rtsp";',
@@ -221,3 +224,58 @@ def test_idle_partial_requests_are_evicted(tmp_path):
     # What remained of the evicted requests is not read as requests of their own.
     assert fallbacks["rtsp_malformed"] == 16, fallbacks
     assert run.stats["sessions"]["rtsp_sessions_created"] == len(sessions)
+
+
+def test_inspection_resumes_after_a_segment_it_cannot_hold(tmp_path):
+    """A segment far beyond the buffer's window (here: bogus) loses its stream's place
+    without taking a buffer from the 16 connections that hold partial requests (they all
+    complete later); the stream's next request, whole in its segment, is read again."""
+    rng = random.Random(11)
+    waiting, rests, frames = [], [], []
+    for number in range(1, 17):
+        w = Session(number, f"198.51.100.{number}", 34000 + number, rng)
+        frames.append(w.syn())
+        first, rest = w.pieces(setup_request(number, f"RTP/AVP;unicast;client_port={9000 + 2 * number}-"
+                                                     f"{9001 + 2 * number}"), [30])
+        frames.append(first)
+        rests.append(rest)
+        w.rtp((9000 + 2 * number, 9001 + 2 * number))
+        waiting.append(w)
+    s = Session(0, "198.51.100.200", 34000, rng)
+    frames.append(s.syn())
+    frames += s.pieces(b"OPTIONS rtsp://x/ RTSP/1.0\r\nCSeq: 1\r\n\r\n", [])
+    far = s.segment("PA", b"junk", seq=s.control.seq + 100000)
+    s.control_frames.append(far)
+    frames.append(far)
+    frames += s.pieces(setup_request(0, "RTP/AVP;unicast;client_port=9000-9001"), [])
+    frames += s.rtp((9000, 9001))
+    frames += rests + [f for w in waiting for f in w.media_frames]
+    run = run_tetherd(tmp_path, [frames], SERVICES, extra_tables="dpi_streams_per_worker = 16;")
+    check_media_follows_control(run, [s] + waiting)
+    fallbacks = run.stats["dpi_fallbacks"]
+    assert fallbacks["stream_overflow"] == 1 and fallbacks["stream_evicted"] == 0, fallbacks
+
+
+def test_ftp_commands_arriving_whole_need_no_buffer(tmp_path):
+    """300 FTP control connections open at once on one worker with 16 buffers: commands that
+    arrive whole are read from their packets, so every PASV/EPSV is seen and every data
+    connection reaches its control connection's backend."""
+    rng = random.Random(12)
+    sessions = [FtpSession(n, FTP_VIP, rng, [f"10.200.{n // 250}.{n % 250 + 1}"]) for n in range(300)]
+    for x in sessions:
+        x.style = 0  # whole commands only
+    controls = [x.signalling() for x in sessions]
+    transfers = [x.transfer() for x in sessions]
+    frames = [f for c in controls for f in c] + [f for t in transfers for f in t]
+    run = run_tetherd(tmp_path, [frames], SERVICES, extra_tables="dpi_streams_per_worker = 16;")
+    assert run.returncode == 0, run.stderr
+    backend_of = {}
+    for frame in run.frames:
+        backend_of.setdefault(frame[12:], set()).add(BACKEND_BY_MAC[frame[:6]])
+    for x, control_frames, transfer in zip(sessions, controls, transfers):
+        control = set().union(*(backend_of.get(f[12:], set()) for f in control_frames))
+        data = set().union(*(backend_of.get(f[12:], set()) for f in transfer))
+        assert len(control) == 1 and data == control, f"session {x.number}: {control} {data}"
+    assert run.drops("no_expectation") == 0
+    assert run.stats["sessions"]["ftp_data_expectations_used"] == len(sessions)
+    assert sum(run.stats["dpi_fallbacks"].values()) == 0, run.stats["dpi_fallbacks"]
