@@ -116,11 +116,13 @@ std::optional<transport_address> parse_quoted_addr(std::string_view quoted) {
 
 // addr-list = quoted-addr *("/" quoted-addr): the RTP address, then the RTCP address. The
 // list must hold at least one address; every address is checked, those past the second are
-// not kept.
+// not kept. A repeated parameter replaces the earlier one whole.
 bool parse_address_list(std::string_view value, std::string_view& raw, std::uint16_t& rtp_port,
                         std::uint16_t& rtcp_port, std::string_view& rtp_host,
                         std::string_view& rtcp_host) {
   raw = value;
+  rtp_port = rtcp_port = 0;
+  rtp_host = rtcp_host = {};
   if (value.empty()) return false;
   text::list_reader addresses(value, '/');
   unsigned index = 0;

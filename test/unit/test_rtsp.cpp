@@ -528,6 +528,9 @@ TEST_CASE("rtsp: RFC 7826 dest_addr and src_addr addresses", "[rtsp]") {
        "::ffff:192.0.2.1", "fe80::1"},
       {"RTP/AVP;unicast;dest_addr=\"media.example.com:5016\"/\"media.example.com\"", 5016, 0, 0,
        0, "media.example.com", "media.example.com"},
+      // A repeated parameter replaces the earlier one whole: no RTCP port or host left over.
+      {"RTP/AVP;dest_addr=\"h:1\"/\"h:2\";src_addr=\":4\"/\":5\";dest_addr=\"[::1]:3\";src_addr=\":6\"",
+       3, 0, 6, 0, "::1", ""},
       // Three addresses: the third is checked, not kept.
       {"RTP/AVP;dest_addr=\":1\"/\":2\"/\":3\"", 1, 2, 0, 0, "", ""},
       // Blanks around the addresses, and quotes left out, as some clients write them.
