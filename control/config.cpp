@@ -753,7 +753,7 @@ Config read(libconfig::Config& file, const Document& doc) {
   if (top.has("tables")) {
     GroupReader tables(top.get("tables"), doc,
                        {"flows_per_worker", "maglev_size", "mbufs_per_port", "mbuf_size", "sessions",
-                        "dpi_streams_per_worker"});
+                        "dpi_streams_per_worker", "dpi_sessions_per_worker"});
     config.flows_per_worker =
         static_cast<std::uint32_t>(tables.integer("flows_per_worker", 1024, 1 << 27, config.flows_per_worker));
     config.maglev_size =
@@ -770,6 +770,9 @@ Config read(libconfig::Config& file, const Document& doc) {
     config.dpi_streams_per_worker = static_cast<std::uint32_t>(
         tables.integer("dpi_streams_per_worker", 16, dataplane::kMaxDpiStreamsPerWorker,
                        config.dpi_streams_per_worker));
+    config.dpi_sessions_per_worker = static_cast<std::uint32_t>(
+        tables.integer("dpi_sessions_per_worker", 16, dataplane::kMaxDpiSessionsPerWorker,
+                       config.dpi_sessions_per_worker));
   }
   if (top.has("neighbours")) {
     GroupReader neighbours(top.get("neighbours"), doc, {"refresh", "retry", "attempts"});
@@ -1279,7 +1282,8 @@ Config merge_running(const Config& running, const Config& desired) {
                    running.mbufs_per_port == desired.mbufs_per_port &&
                    running.mbuf_data_size == desired.mbuf_data_size &&
                    running.sessions == desired.sessions &&
-                   running.dpi_streams_per_worker == desired.dpi_streams_per_worker,
+                   running.dpi_streams_per_worker == desired.dpi_streams_per_worker &&
+                   running.dpi_sessions_per_worker == desired.dpi_sessions_per_worker,
                "tables");
   restart_only(std::equal(running.ports.begin(), running.ports.end(), desired.ports.begin(),
                           desired.ports.end(), same_port),

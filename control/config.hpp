@@ -119,7 +119,8 @@ struct Config {
   std::uint32_t mbufs_per_port = 8191;
   std::uint16_t mbuf_data_size = 2048;  // per mbuf, after the headroom
   std::uint32_t sessions = 262144;            // shared session table entries
-  std::uint32_t dpi_streams_per_worker = 4096;  // TCP control connections inspected at once
+  std::uint32_t dpi_streams_per_worker = 4096;  // reassembly buffers for partial requests
+  std::uint32_t dpi_sessions_per_worker = 65536;  // TCP control connections inspected at once
   NeighbourConfig neighbours;
   std::vector<PortConfig> ports;
   std::vector<BackendConfig> backends;

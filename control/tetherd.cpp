@@ -252,7 +252,8 @@ int run(const Config& config, const Options& options) {
       workers.push_back(std::make_unique<dataplane::Worker>(
           dataplane::WorkerSetup{w, static_cast<std::uint16_t>(w), config.flows_per_worker,
                                  config.dpi_streams_per_worker,
-                                 static_cast<int>(rte_lcore_to_socket_id(lcore))},
+                                 static_cast<int>(rte_lcore_to_socket_id(lcore)),
+                                 config.dpi_sessions_per_worker},
           first, sessions.get(), &publisher->channel(w), exceptions, w == 0 ? outbound : nullptr));
     lcore = rte_get_next_lcore(-1, 1, 0);
     for (auto& worker : workers) {

@@ -41,13 +41,14 @@ enum class DpiFallback : std::uint8_t {
   sip_malformed,
   sip_no_call_id,
   session_table_full,  // a new session found no room: routed by the consistent hash alone
-  stream_gap,          // TCP segments missing in more than one place
-  stream_overflow,     // a request longer than the reassembly buffer
-  no_stream_buffer,    // every reassembly buffer of the worker in use
+  stream_gap,          // TCP segments missing in more places than a buffer holds ranges
+  stream_overflow,     // a request longer than the reassembly buffer, or a segment beyond it
+  no_stream_state,     // every inspection state of the worker in use (dpi_sessions_per_worker)
   no_flow_entry,       // control connection without a flow entry (flow table full)
   rtsp_malformed,
   ftp_malformed,
   too_many_streams,    // an RTSP connection set up more RTP ports than it can track
+  stream_evicted,      // a partial request lost: its buffer went to a newer connection
   count_
 };
 inline constexpr std::size_t kDpiFallbackCount = static_cast<std::size_t>(DpiFallback::count_);

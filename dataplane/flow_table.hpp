@@ -88,7 +88,7 @@ struct FlowEntry {
 static_assert(sizeof(FlowEntry) == 16);
 // What FlowEntry::stream holds: a stream's index + 1.
 inline constexpr std::uint32_t kFlowStreamMask = 0x7fffffff;
-static_assert(kMaxDpiStreamsPerWorker < kFlowStreamMask);
+static_assert(kMaxDpiSessionsPerWorker < kFlowStreamMask);
 
 class FlowTable {
  public:

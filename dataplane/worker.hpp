@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -44,8 +45,10 @@ struct WorkerSetup {
   unsigned index;  // also the worker's RCU reader id in the session table
   std::uint16_t queue;
   std::uint32_t flow_capacity;
-  std::uint32_t stream_capacity;
+  std::uint32_t buffer_capacity;  // reassembly buffers (tables.dpi_streams_per_worker)
   int socket;
+  // Inspected control connections (tables.dpi_sessions_per_worker).
+  std::uint32_t stream_capacity = 65536;
 };
 
 class Worker {
@@ -109,17 +112,36 @@ class Worker {
     std::uint64_t bytes = 0;
     rte_mbuf* mbufs[kBurst];
   };
-  // An inspected control connection (RTSP or FTP): its reassembly and what it set up.
+  // An inspected control connection (RTSP or FTP): what it set up, so that TEARDOWN or its
+  // end can undo it, and where its next unread byte is. 48 bytes, one per connection from
+  // its SYN to its end (tables.dpi_sessions_per_worker of them). A 2 KB reassembly buffer
+  // is borrowed only while the connection holds a partial request or segments past a gap:
+  // a request that arrives whole is read straight from its packet.
   struct Stream {
-    StreamBuffer buffer;
     parsers::IpBytes client;
+    std::uint32_t next_seq;  // the first byte not read yet, once `anchored`
+    std::uint32_t buffer;    // its reassembly buffer's index + 1; 0 while it needs none
     std::uint16_t service;
     std::uint16_t backend;
     DpiKind dpi;
+    // next_seq is known: from the client's SYN (ISN + 1), else from the first segment seen
+    // since the connection was picked up or its inspection lost its place.
+    bool anchored;
     bool session_counted;
     std::uint8_t rtp_port_count;
     std::uint16_t rtp_ports[kMaxRtpPorts];
   };
+  static_assert(sizeof(Stream) <= 64);  // 48 today: a few dozen bytes per connection
+  // A reassembly buffer and its place on the list by last use, which eviction takes from.
+  struct BufferSlot {
+    StreamBuffer buffer;
+    std::uint32_t owner;  // index of the stream it is lent to
+    std::uint32_t older;  // neighbours on the list by last use; kNoSlot at the ends
+    std::uint32_t newer;
+  };
+  static constexpr std::uint32_t kNoSlot = UINT32_MAX;
+  // What read_rtsp and read_ftp return when the stream cannot be read on from here.
+  static constexpr std::size_t kUnreadable = SIZE_MAX;
 
   bool poll_port(std::uint16_t port_index, std::uint64_t now);
   // Queues the packet in `burst` for a flow or a call lookup, or answers or drops it.
@@ -157,8 +179,20 @@ class Worker {
 
   void inspect(FlowEntry& entry, const Pending& packet, const ServiceView& service,
                std::uint64_t now);
-  void read_rtsp(Stream& stream, const ServiceView& service, std::uint64_t now);
-  void read_ftp(Stream& stream, const ServiceView& service, std::uint64_t now);
+  void read_segment(Stream& stream, std::uint32_t seq, std::span<const std::uint8_t> payload,
+                    const ServiceView& service, std::uint64_t now);
+  // Read the whole requests at the start of `data`: the bytes they take, or kUnreadable.
+  std::size_t read_rtsp(Stream& stream, std::span<const std::uint8_t> data,
+                        const ServiceView& service, std::uint64_t now);
+  std::size_t read_ftp(Stream& stream, std::span<const std::uint8_t> data,
+                       const ServiceView& service, std::uint64_t now);
+  // The stream lost its place (a gap or request it cannot hold, a malformed request): its
+  // buffer goes back and its next segment starts it again.
+  void lose_place(Stream& stream);
+  StreamBuffer& borrow_buffer(Stream& stream);
+  void release_buffer(Stream& stream);
+  void unlink_buffer(std::uint32_t index);
+  void link_newest_buffer(std::uint32_t index);
   void end_stream(FlowEntry& entry, std::uint64_t now);
   static void end_expired_stream(void* worker, FlowEntry& entry);
 
@@ -183,6 +217,10 @@ class Worker {
   FlowSampleMailbox flow_samples_;
   std::vector<Stream> streams_;
   std::vector<std::uint32_t> free_streams_;
+  std::vector<BufferSlot> buffers_;
+  std::vector<std::uint32_t> free_buffers_;
+  std::uint32_t oldest_buffer_ = kNoSlot;  // the ends of the lent buffers' list by last use
+  std::uint32_t newest_buffer_ = kNoSlot;
   std::uint64_t now_ = 0;  // of the current loop, for the expiry callback
   WorkerCounters counters_;
   std::vector<BackendCounters> backend_counters_;  // kMaxBackends: snapshots may add backends

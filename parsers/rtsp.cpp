@@ -75,26 +75,63 @@ std::optional<range> parse_range(std::string_view value, std::uint32_t min, std:
   return range{true, static_cast<std::uint16_t>(*low), static_cast<std::uint16_t>(*high)};
 }
 
-// The port of one RFC 7826 quoted address: "host:port", ":port", "[v6]:port"; 0 if none.
-std::optional<std::uint16_t> dest_addr_port(std::string_view quoted) {
-  std::string_view address = text::unquote(quoted);
-  std::size_t colon = address.rfind(':');
-  if (address.empty() || address.back() == ']' || colon == std::string_view::npos) return 0;
-  auto port = text::parse_decimal(address.substr(colon + 1), 65535);
-  if (!port || *port == 0) return std::nullopt;
-  return static_cast<std::uint16_t>(*port);
+// The characters of an IPv6 literal inside brackets (RFC 3986 IPv6address, an IPv4 tail
+// allowed): enough to refuse what cannot be one.
+bool is_ipv6_literal(std::string_view host) {
+  for (char c : host)
+    if (!text::is_hex(c) && c != ':' && c != '.') return false;
+  return host.find(':') != std::string_view::npos;
 }
 
-bool parse_dest_addr(std::string_view value, transport_spec& spec) {
-  spec.dest_addr = value;
+// One RFC 7826 quoted-addr (quotes optional: some clients omit them):
+//   quoted-addr = DQUOTE (host-port / extension-addr) DQUOTE
+//   host-port   = (host [":" port]) / (":" port)
+// Shaped like host-port but not one (port 0 or out of range, text after "]" that is not a
+// port, an IPv6 literal without brackets, which no port can be told apart from): nothing.
+std::optional<transport_address> parse_quoted_addr(std::string_view quoted) {
+  const std::string_view address = text::trim_lws(text::unquote(text::trim_lws(quoted)));
+  if (address.empty()) return std::nullopt;
+  transport_address parsed;
+  std::string_view after_host;
+  if (!address.empty() && address.front() == '[') {
+    const std::size_t close = address.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    parsed.host = address.substr(1, close - 1);
+    if (!is_ipv6_literal(parsed.host)) return std::nullopt;
+    after_host = address.substr(close + 1);
+    if (after_host.empty()) return parsed;
+    if (after_host.front() != ':') return std::nullopt;
+  } else {
+    const std::size_t colon = address.find(':');
+    parsed.host = address.substr(0, colon);
+    if (colon == std::string_view::npos) return parsed;  // a host alone, or an extension-addr
+    if (address.find(':', colon + 1) != std::string_view::npos) return std::nullopt;
+    after_host = address.substr(colon);
+  }
+  auto port = text::parse_decimal(after_host.substr(1), 65535);
+  if (!port || *port == 0) return std::nullopt;
+  parsed.port = static_cast<std::uint16_t>(*port);
+  return parsed;
+}
+
+// addr-list = quoted-addr *("/" quoted-addr): the RTP address, then the RTCP address. The
+// list must hold at least one address; every address is checked, those past the second are
+// not kept. A repeated parameter replaces the earlier one whole.
+bool parse_address_list(std::string_view value, std::string_view& raw, std::uint16_t& rtp_port,
+                        std::uint16_t& rtcp_port, std::string_view& rtp_host,
+                        std::string_view& rtcp_host) {
+  raw = value;
+  rtp_port = rtcp_port = 0;
+  rtp_host = rtcp_host = {};
+  if (value.empty()) return false;
   text::list_reader addresses(value, '/');
-  std::array<std::uint16_t*, 2> ports{&spec.dest_rtp_port, &spec.dest_rtcp_port};
-  for (std::uint16_t* port : ports) {
-    auto address = addresses.next();
-    if (!address) break;
-    auto parsed = dest_addr_port(text::trim_lws(*address));
+  unsigned index = 0;
+  while (auto address = addresses.next()) {
+    auto parsed = parse_quoted_addr(*address);
     if (!parsed) return false;
-    *port = *parsed;
+    if (index == 0) rtp_port = parsed->port, rtp_host = parsed->host;
+    else if (index == 1) rtcp_port = parsed->port, rtcp_host = parsed->host;
+    ++index;
   }
   return true;
 }
@@ -108,14 +145,19 @@ bool parse_transport_spec(std::string_view text_spec, transport_spec& spec) {
   std::string_view id = text::trim_lws(parameters.next().value_or(""));
   auto [protocol, after_protocol, has_profile] = text::split_once(id, '/');
   auto [profile, lower, has_lower] = text::split_once(after_protocol, '/');
-  if (!has_profile || !text::is_token(protocol) || !text::is_token(profile) ||
-      (has_lower && !text::is_token(lower)))
-    return false;
+  if (!has_profile || !text::is_token(protocol) || !text::is_token(profile)) return false;
+  // RFC 7826 other-trans = token *("/" token): a lower part with more parts is no UDP.
+  bool more_parts = false;
+  for (text::list_reader parts(lower, '/'); auto part = parts.next();) {
+    if (has_lower && !text::is_token(*part)) return false;
+    more_parts = more_parts || part->size() != lower.size();
+  }
   spec.protocol = protocol;
   spec.profile = profile;
   spec.lower_name = lower;
   if (has_lower)
-    spec.lower = iequals(lower, "UDP")   ? lower_transport::udp
+    spec.lower = more_parts               ? lower_transport::other
+                 : iequals(lower, "UDP") ? lower_transport::udp
                  : iequals(lower, "TCP") ? lower_transport::tcp
                                          : lower_transport::other;
 
@@ -141,7 +183,13 @@ bool parse_transport_spec(std::string_view text_spec, transport_spec& spec) {
     } else if (iequals(name, "destination")) {
       spec.destination = text::unquote(value);
     } else if (iequals(name, "dest_addr")) {
-      if (!parse_dest_addr(value, spec)) return false;
+      if (!parse_address_list(value, spec.dest_addr, spec.dest_rtp_port, spec.dest_rtcp_port,
+                              spec.dest_rtp_host, spec.dest_rtcp_host))
+        return false;
+    } else if (iequals(name, "src_addr")) {
+      if (!parse_address_list(value, spec.src_addr, spec.src_rtp_port, spec.src_rtcp_port,
+                              spec.src_rtp_host, spec.src_rtcp_host))
+        return false;
     }
   }
   return true;

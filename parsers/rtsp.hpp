@@ -2,11 +2,14 @@
 //
 // Parsed: the start line (request: method, URL, version; response: code, reason), then the
 // header block up to the empty line: CSeq, Session (the id, without ";timeout="),
-// Content-Length, and every Transport header, split into its comma-separated specs. Per spec:
-// transport protocol/profile/lower transport, unicast/multicast, client_port, server_port,
-// interleaved, destination, and the ports of RFC 7826 dest_addr. A `$` interleaved binary
-// frame (RFC 2326 10.12) is recognised so that a TCP stream can be walked frame by frame.
-// The body is not parsed.
+// Content-Length, and every Transport header, split into its comma-separated specs (RFC 2326
+// 12.39 and RFC 7826 20.2.3 grammars: quoted strings may hold `,`, `;` and `/`, parameters
+// come in any order, unknown ones are skipped). Per spec: transport protocol/profile/lower
+// transport (RFC 7826 other-trans may have more `/` parts: lower is then `other`),
+// unicast/multicast, client_port, server_port, interleaved, destination, and the RTP and
+// RTCP addresses of RFC 7826 dest_addr and src_addr. A `$` interleaved binary frame
+// (RFC 2326 10.12) is recognised so that a TCP stream can be walked frame by frame. The body
+// is not parsed.
 //
 // parse() needs the whole header block and returns need_more until it is there; the body
 // need not be. `size` is the length of the whole message (headers, Content-Length body, or
@@ -49,7 +52,7 @@ enum class reason : std::uint8_t {
   bad_cseq,
   bad_session,
   bad_content_length,  // not a number, or two different values
-  bad_transport,       // no protocol/profile, or a port, channel or dest_addr that is not one
+  bad_transport,       // no protocol/profile, or a port, channel or address that is not one
   too_many_transports,
 };
 
@@ -63,6 +66,13 @@ struct range {
   std::uint16_t last = 0;
 };
 
+// One RFC 7826 quoted-addr: host-port ("host:port", "host", ":port", "[v6]:port") or an
+// extension-addr (any other quoted text: host holds it, port is 0).
+struct transport_address {
+  std::string_view host;  // without the brackets of an IPv6 literal; empty for ":port"
+  std::uint16_t port = 0;  // 0: not given
+};
+
 struct transport_spec {
   std::string_view spec;  // the whole spec, trimmed, for logs
   std::string_view protocol;  // "RTP"
@@ -74,11 +84,20 @@ struct transport_spec {
   range server_port;
   range interleaved;          // channels 0-255: media rides the control connection
   std::string_view destination;  // RFC 2326 destination=, unquoted
-  // RFC 7826 dest_addr="host:port"/"host:port": the RTP and RTCP destinations. Ports are 0
-  // where not given; hosts are left in `dest_addr`, raw.
-  std::string_view dest_addr;
+  // RFC 7826 dest_addr="host:port"/"host:port": where the media receiver takes the RTP and
+  // the RTCP packets (for RTP/AVP/UDP: the first address RTP, the second RTCP; addresses
+  // past the second are skipped). Ports are 0 where not given.
+  std::string_view dest_addr;  // the raw list
   std::uint16_t dest_rtp_port = 0;
   std::uint16_t dest_rtcp_port = 0;
+  std::string_view dest_rtp_host;
+  std::string_view dest_rtcp_host;
+  // RFC 7826 src_addr, same form: where the media sender sends RTP and RTCP from.
+  std::string_view src_addr;
+  std::uint16_t src_rtp_port = 0;
+  std::uint16_t src_rtcp_port = 0;
+  std::string_view src_rtp_host;
+  std::string_view src_rtcp_host;
 };
 
 struct message {

@@ -264,7 +264,8 @@ constexpr std::string_view unquote(std::string_view s) {
 }
 
 // Items of a `separator`-delimited list whose items may hold quoted strings that contain the
-// separator (RTSP `mode="PLAY,RECORD"`). Empty items are returned as empty views.
+// separator (RTSP `mode="PLAY,RECORD"`); inside one, a backslash escapes the next byte
+// (quoted-pair), so `\"` does not end it. Empty items are returned as empty views.
 class list_reader {
  public:
   constexpr list_reader(std::string_view list, char separator)
@@ -275,6 +276,7 @@ class list_reader {
     bool quoted = false;
     for (std::size_t i = 0; i < rest_.size(); ++i) {
       if (rest_[i] == '"') quoted = !quoted;
+      else if (rest_[i] == '\\' && quoted) ++i;
       else if (rest_[i] == separator_ && !quoted) {
         std::string_view item = rest_.substr(0, i);
         rest_.remove_prefix(i + 1);

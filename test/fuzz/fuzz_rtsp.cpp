@@ -28,8 +28,21 @@ void check(const rtsp::message& m, byte_span input) {
   for (std::size_t i = 0; i < m.transport_count; ++i) {
     const rtsp::transport_spec& t = m.transports[i];
     for (std::string_view view : {t.spec, t.protocol, t.profile, t.lower_name, t.destination,
-                                  t.dest_addr})
+                                  t.dest_addr, t.dest_rtp_host, t.dest_rtcp_host, t.src_addr,
+                                  t.src_rtp_host, t.src_rtcp_host})
       expect_inside(view, input);
+    // An address's host and port come from its list, which lies inside the spec.
+    for (std::string_view host : {t.dest_rtp_host, t.dest_rtcp_host})
+      expect(host.empty() || (host.data() >= t.dest_addr.data() &&
+                              host.data() + host.size() <= t.dest_addr.data() + t.dest_addr.size()));
+    for (std::string_view host : {t.src_rtp_host, t.src_rtcp_host})
+      expect(host.empty() || (host.data() >= t.src_addr.data() &&
+                              host.data() + host.size() <= t.src_addr.data() + t.src_addr.size()));
+    expect((t.dest_rtp_port == 0 && t.dest_rtcp_port == 0) || !t.dest_addr.empty());
+    expect((t.src_rtp_port == 0 && t.src_rtcp_port == 0) || !t.src_addr.empty());
+    for (std::string_view list : {t.dest_addr, t.src_addr})
+      expect(list.empty() || (list.data() >= t.spec.data() &&
+                              list.data() + list.size() <= t.spec.data() + t.spec.size()));
     expect(!t.protocol.empty() && !t.profile.empty());
     expect_range(t.client_port, 1);
     expect_range(t.server_port, 1);

@@ -418,6 +418,17 @@ TEST_CASE("config: DPI streams per worker fit a flow entry's stream field", "[co
         1048576);
 }
 
+TEST_CASE("config: DPI sessions per worker, apart from the buffers", "[config]") {
+  CHECK(load(kBase).dpi_sessions_per_worker == 65536);
+  CHECK_THROWS_WITH(load("tables = {\n  dpi_sessions_per_worker = 16777217;\n};\n" + kBase),
+                    "test.cfg:2: tables.dpi_sessions_per_worker: 16777217 is out of range 16..16777216");
+  CHECK_THROWS_WITH(load("tables = {\n  dpi_sessions_per_worker = 15;\n};\n" + kBase),
+                    "test.cfg:2: tables.dpi_sessions_per_worker: 15 is out of range 16..16777216");
+  const auto c = load("tables = {\n  dpi_streams_per_worker = 16;\n  dpi_sessions_per_worker = 10000;\n};\n" + kBase);
+  CHECK(c.dpi_streams_per_worker == 16);
+  CHECK(c.dpi_sessions_per_worker == 10000);
+}
+
 TEST_CASE("config: Maglev table size", "[config]") {
   CHECK_THROWS_WITH(load("tables = {\n  maglev_size = 65536;\n};\n" + kBase),
                     "test.cfg:2: tables.maglev_size: 65536 is not prime (Maglev needs a prime table size)");

@@ -497,3 +497,117 @@ TEST_CASE("rtsp: every reason has a name", "[rtsp]") {
   CHECK(rtsp::to_string(rtsp::reason::bad_transport) == "bad Transport"sv);
   CHECK(rtsp::to_string(rtsp::lower_transport::tcp) == "TCP"sv);
 }
+
+namespace {
+
+rtsp::message setup_with(std::string_view transport, std::string_view version = "RTSP/2.0") {
+  static std::string text;  // the views returned point into it
+  text = "SETUP rtsp://a/b " + std::string(version) + "\r\nCSeq: 1\r\nTransport: " +
+         std::string(transport) + "\r\n\r\n";
+  return parse(text);
+}
+
+}  // namespace
+
+TEST_CASE("rtsp: RFC 7826 dest_addr and src_addr addresses", "[rtsp]") {
+  struct sample {
+    std::string_view transport;
+    std::uint16_t dest_rtp, dest_rtcp, src_rtp, src_rtcp;
+    std::string_view dest_rtp_host, dest_rtcp_host;
+  };
+  const sample samples[] = {
+      {"RTP/AVP;unicast;dest_addr=\":5016\"/\":5017\"", 5016, 5017, 0, 0, "", ""},
+      {"RTP/AVP/UDP;unicast;dest_addr=\"192.0.2.5:5016\"/\"192.0.2.5:5017\";src_addr=\":6000\"/\":6001\"",
+       5016, 5017, 6000, 6001, "192.0.2.5", "192.0.2.5"},
+      // Parameters in any order, src_addr first, unknown ones among them.
+      {"RTP/AVP;src_addr=\":6000\";ssrc=0A13C760;dest_addr=\":5016\";unicast;RTCP-mux", 5016, 0,
+       6000, 0, "", ""},
+      {"RTP/AVP;unicast;dest_addr=\"[2001:db8::7]:5016\"/\"[2001:db8::7]:5017\"", 5016, 5017, 0,
+       0, "2001:db8::7", "2001:db8::7"},
+      {"RTP/AVP;unicast;dest_addr=\"[::ffff:192.0.2.1]\"/\"[fe80::1]:9\"", 0, 9, 0, 0,
+       "::ffff:192.0.2.1", "fe80::1"},
+      {"RTP/AVP;unicast;dest_addr=\"media.example.com:5016\"/\"media.example.com\"", 5016, 0, 0,
+       0, "media.example.com", "media.example.com"},
+      // A repeated parameter replaces the earlier one whole: no RTCP port or host left over.
+      {"RTP/AVP;dest_addr=\"h:1\"/\"h:2\";src_addr=\":4\"/\":5\";dest_addr=\"[::1]:3\";src_addr=\":6\"",
+       3, 0, 6, 0, "::1", ""},
+      // Three addresses: the third is checked, not kept.
+      {"RTP/AVP;dest_addr=\":1\"/\":2\"/\":3\"", 1, 2, 0, 0, "", ""},
+      // Blanks around the addresses, and quotes left out, as some clients write them.
+      {"RTP/AVP; dest_addr = \":5016\" / \":5017\" ", 5016, 5017, 0, 0, "", ""},
+      {"RTP/AVP;dest_addr=:5016/:5017", 5016, 5017, 0, 0, "", ""},
+      // An extension-addr without a colon: kept as the host, no port. (One with a colon
+      // reads as host-port, and its "port" must be one: see below.)
+      {"RTP/AVP;dest_addr=\"x-example\"/\":5017\"", 0, 5017, 0, 0, "x-example", ""},
+  };
+  for (const sample& s : samples) {
+    INFO(s.transport);
+    rtsp::message m = setup_with(s.transport);
+    REQUIRE(m.status == status::parsed);
+    REQUIRE(m.transport_count == 1);
+    const rtsp::transport_spec& t = m.transports[0];
+    CHECK(t.dest_rtp_port == s.dest_rtp);
+    CHECK(t.dest_rtcp_port == s.dest_rtcp);
+    CHECK(t.src_rtp_port == s.src_rtp);
+    CHECK(t.src_rtcp_port == s.src_rtcp);
+    CHECK(t.dest_rtp_host == s.dest_rtp_host);
+    CHECK(t.dest_rtcp_host == s.dest_rtcp_host);
+  }
+}
+
+TEST_CASE("rtsp: bad RFC 7826 addresses", "[rtsp]") {
+  for (std::string_view bad : {
+           "RTP/AVP;dest_addr="sv,                      // no address at all
+           "RTP/AVP;dest_addr=\"2001:db8::1\""sv,       // an IPv6 literal without brackets
+           "RTP/AVP;dest_addr=\"2001:db8::1:5000\""sv,  // ... whose port cannot be told apart
+           "RTP/AVP;dest_addr=\"[2001:db8::1\""sv,      // no closing bracket
+           "RTP/AVP;dest_addr=\"[]:5000\""sv,           // nothing inside
+           "RTP/AVP;dest_addr=\"[x]:5000\""sv,          // not an IPv6 literal
+           "RTP/AVP;dest_addr=\"[::1]5000\""sv,         // no colon before the port
+           "RTP/AVP;dest_addr=\"[::1]:\""sv,            // an empty port
+           "RTP/AVP;dest_addr=\":5016\"/\":0\""sv,      // port 0 in the second address
+           "RTP/AVP;dest_addr=\":5016\"/"sv,            // an empty second address
+           "RTP/AVP;src_addr=\":70000\""sv,             // src_addr as strictly
+           "RTP/AVP;src_addr=\"a:b\""sv,
+           "RTP/AVP;dest_addr=\"urn:x-example\""sv,   // host-port shaped, no port
+       }) {
+    INFO(bad);
+    rtsp::message m = setup_with(bad);
+    CHECK(m.status == status::malformed);
+    CHECK(m.reason == rtsp::reason::bad_transport);
+  }
+}
+
+TEST_CASE("rtsp: RFC 7826 transport lists: quoted strings, every spec, other transports", "[rtsp]") {
+  // Quoted strings may hold the list's separators and escaped quotes; every spec is read.
+  rtsp::message m = setup_with(
+      "RTP/AVP;unicast;mode=\"PLAY, \\\"RECORD\\\";x\";dest_addr=\":5016\"/\":5017\","
+      "RTP/AVP/TCP;unicast;interleaved=0-1,"
+      "RTP/SAVP/UDP;unicast;MIKEY=\"a/b,c;d\";dest_addr=\"[2001:db8::9]:5018\"/\"[2001:db8::9]:5019\","
+      "X-REAL/RDT/MCAST/EXT;ttl=4,"
+      "RTP/AVP;unicast;client_port=5020-5021");
+  REQUIRE(m.status == status::parsed);
+  REQUIRE(m.transport_count == 5);
+  CHECK(m.transports[0].dest_rtp_port == 5016);
+  CHECK(m.transports[0].dest_rtcp_port == 5017);
+  CHECK(m.transports[1].lower == rtsp::lower_transport::tcp);
+  CHECK(m.transports[2].profile == "SAVP");
+  CHECK(m.transports[2].dest_rtp_port == 5018);
+  CHECK(m.transports[2].dest_rtcp_host == "2001:db8::9");
+  // RFC 7826 other-trans: token *("/" token); not UDP, whatever its parts say.
+  CHECK(m.transports[3].protocol == "X-REAL");
+  CHECK(m.transports[3].lower == rtsp::lower_transport::other);
+  CHECK(m.transports[3].lower_name == "MCAST/EXT");
+  CHECK(range_is(m.transports[4].client_port, 5020, 5021));
+  CHECK(m.version == 2);
+
+  // The same grammar serves RTSP/1.0 requests: dest_addr there is read alike.
+  rtsp::message one = setup_with("RTP/AVP;unicast;dest_addr=\":7000\"", "RTSP/1.0");
+  REQUIRE(one.status == status::parsed);
+  CHECK(one.transports[0].dest_rtp_port == 7000);
+
+  for (std::string_view bad : {"X/Y/Z/"sv, "X/Y//Z"sv, "X/Y/Z W"sv}) {
+    INFO(bad);
+    CHECK(setup_with(bad).reason == rtsp::reason::bad_transport);
+  }
+}

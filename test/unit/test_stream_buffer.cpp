@@ -1,8 +1,12 @@
-// StreamBuffer (dataplane/stream_buffer.hpp): in-order appends, retransmissions, one held
-// segment past a gap, a second gap, overflow, sequence wrap-around, consume() and reset().
+// StreamBuffer (dataplane/stream_buffer.hpp): in-order appends, retransmissions, segments
+// held past gaps (every order of three and four), too many gaps, overlaps (the first copy
+// wins), overflow, segments beyond the window, sequence wrap-around, start(), consume() and
+// reset(), and random segmentations checked byte by byte.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdint>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -132,17 +136,163 @@ TEST_CASE("stream buffer: a segment past a gap is held and merged when the gap f
   }
 }
 
-TEST_CASE("stream buffer: a second, different gap is reported", "[stream]") {
+TEST_CASE("stream buffer: past kMaxHeldRanges separate gaps a segment is reported", "[stream]") {
+  STATIC_REQUIRE(StreamBuffer::kMaxHeldRanges == 4);
   StreamBuffer buffer;
   REQUIRE(buffer.add(0, bytes("ab")) == Result::ok);
-  REQUIRE(buffer.add(5, bytes("fg")) == Result::ok);  // held at 5
-  CHECK(buffer.add(9, bytes("j")) == Result::gap);     // past another gap
-  CHECK(buffer.add(7, bytes("hi")) == Result::gap);    // right after the held one, still not it
-  CHECK(buffer.add(4, bytes("efg")) == Result::gap);   // overlapping it from before: different
+  REQUIRE(buffer.add(5, bytes("fg")) == Result::ok);   // held at 5..6
+  REQUIRE(buffer.add(10, bytes("k")) == Result::ok);   // held at 10
+  REQUIRE(buffer.add(13, bytes("n")) == Result::ok);   // held at 13
+  REQUIRE(buffer.add(16, bytes("qr")) == Result::ok);  // held at 16..17: four ranges
+  CHECK(buffer.add(20, bytes("u")) == Result::gap);    // a fifth range
+  CHECK(buffer.add(3, bytes("d")) == Result::gap);     // before the first, touching none
+  // Segments that touch or overlap a held range extend it: no new range.
+  CHECK(buffer.add(7, bytes("hi")) == Result::ok);     // right after 5..6
+  CHECK(buffer.add(4, bytes("efg")) == Result::ok);    // overlapping 5.. from before
+  CHECK(buffer.add(11, bytes("lm")) == Result::ok);    // joins 10 and 13
   CHECK(contents(buffer) == "ab");
-  // Nothing of the refused segments leaked in: the held segment still merges alone.
-  CHECK(buffer.add(2, bytes("cde")) == Result::ok);
-  CHECK(contents(buffer) == "abcdefg");
+  // Nothing of the refused segments leaked in.
+  CHECK(buffer.add(2, bytes("c")) == Result::ok);
+  CHECK(contents(buffer) == "abc");
+  CHECK(buffer.add(3, bytes("d")) == Result::ok);  // refused before, accepted now
+  CHECK(contents(buffer) == "abcdefghi");
+  CHECK(buffer.add(9, bytes("j")) == Result::ok);
+  CHECK(contents(buffer) == "abcdefghijklmn");
+  CHECK(buffer.add(14, bytes("op")) == Result::ok);
+  CHECK(contents(buffer) == "abcdefghijklmnopqr");
+  CHECK(buffer.empty() == false);
+  buffer.consume(18);
+  CHECK(buffer.empty());
+  CHECK(buffer.next_seq() == 18);
+  // The refused fifth range was never stored: its bytes come only with a new copy.
+  CHECK(buffer.add(19, bytes("t")) == Result::ok);
+  CHECK(buffer.add(18, bytes("s")) == Result::ok);
+  CHECK(contents(buffer) == "st");
+}
+
+TEST_CASE("stream buffer: every order of three and four segments reads the same", "[stream]") {
+  const std::string text = "SETUP rtsp://h/a RTSP/1.0\r\nTransport: RTP/AVP;client_port=1-2\r\n\r\n";
+  for (std::size_t parts : {3u, 4u}) {
+    std::vector<std::size_t> order(parts);
+    for (std::size_t i = 0; i < parts; ++i) order[i] = i;
+    const std::size_t piece = text.size() / parts;
+    do {
+      StreamBuffer buffer;
+      buffer.start(0xFFFFFFF0u);  // the stream's first byte; the pieces cross the wrap
+      for (std::size_t i : order) {
+        const std::size_t from = i * piece;
+        const std::size_t size = i + 1 == parts ? text.size() - from : piece;
+        REQUIRE(buffer.add(0xFFFFFFF0u + static_cast<std::uint32_t>(from),
+                           bytes(text).subspan(from, size)) == Result::ok);
+        // Only a prefix of the text is ever in order.
+        CHECK(text.starts_with(contents(buffer)));
+      }
+      CHECK(contents(buffer) == text);
+    } while (std::next_permutation(order.begin(), order.end()));
+  }
+}
+
+TEST_CASE("stream buffer: start() anchors the stream before its first segment arrives", "[stream]") {
+  StreamBuffer buffer;
+  buffer.start(1001);  // the SYN had ISN 1000
+  CHECK(buffer.empty());
+  CHECK(buffer.next_seq() == 1001);
+  // The second segment first: held, not taken for the stream's start.
+  CHECK(buffer.add(1007, bytes("rtsp://x RTSP/1.0\r\n")) == Result::ok);
+  CHECK(buffer.data().empty());
+  CHECK_FALSE(buffer.empty());
+  // Bytes before the start are old.
+  CHECK(buffer.add(995, bytes("xxxxxx")) == Result::ok);
+  CHECK(buffer.data().empty());
+  CHECK(buffer.add(999, bytes("xxSETUP ")) == Result::ok);
+  CHECK(contents(buffer) == "SETUP rtsp://x RTSP/1.0\r\n");
+  CHECK(buffer.next_seq() == 1001 + 25);
+  // start() again forgets everything.
+  buffer.start(7);
+  CHECK(buffer.empty());
+  CHECK(buffer.add(8, bytes("b")) == Result::ok);
+  CHECK(buffer.add(7, bytes("a")) == Result::ok);
+  CHECK(contents(buffer) == "ab");
+}
+
+TEST_CASE("stream buffer: the first copy of a byte wins", "[stream]") {
+  StreamBuffer buffer;
+  buffer.start(0);
+  REQUIRE(buffer.add(4, bytes("EFGH")) == Result::ok);
+  // A different copy of held bytes, overlapping and extending them: only new bytes land.
+  CHECK(buffer.add(2, bytes("xxxxxxIJ")) == Result::ok);
+  CHECK(buffer.add(0, bytes("ABcd")) == Result::ok);
+  CHECK(contents(buffer) == "ABxxEFGHIJ");
+  // In-order bytes are never rewritten.
+  CHECK(buffer.add(0, bytes("zzzzzzzzzzKL")) == Result::ok);
+  CHECK(contents(buffer) == "ABxxEFGHIJKL");
+}
+
+TEST_CASE("stream buffer: a segment beyond the window is refused whole", "[stream]") {
+  constexpr std::uint32_t kCap = StreamBuffer::kCapacity;
+  StreamBuffer buffer;
+  buffer.start(100);
+  REQUIRE(buffer.add(110, bytes("held")) == Result::ok);
+  CHECK(buffer.add(100 + kCap, bytes("x")) == Result::overflow);         // starts past the end
+  CHECK(buffer.add(100 + kCap - 1, bytes("xy")) == Result::overflow);    // ends past it
+  CHECK(buffer.add(100 + 0x7FFFFFFFu, bytes("far")) == Result::overflow);
+  CHECK(buffer.add(100 + kCap - 1, bytes("z")) == Result::ok);           // the last byte: held
+  CHECK(buffer.add(100, bytes("0123456789")) == Result::ok);
+  CHECK(contents(buffer) == "0123456789held");
+}
+
+TEST_CASE("stream buffer: random segmentations never put a wrong byte in order", "[stream]") {
+  const std::string text = pattern(StreamBuffer::kCapacity * 3);
+  std::mt19937 rng(20261204);
+  for (int round = 0; round < 300; ++round) {
+    const auto isn = static_cast<std::uint32_t>(rng());
+    StreamBuffer buffer;
+    buffer.start(isn);
+    std::size_t read = 0;  // bytes of `text` consumed
+    // Segments of 1..300 bytes, sent in windows of up to 6, each window shuffled, some
+    // segments repeated, some overlapping their neighbours, some with other bytes.
+    std::size_t sent = 0;
+    while (sent < text.size()) {
+      std::vector<std::pair<std::size_t, std::size_t>> window;
+      for (int i = 0; i < 1 + static_cast<int>(rng() % 6) && sent < text.size(); ++i) {
+        const std::size_t size = std::min<std::size_t>(1 + rng() % 300, text.size() - sent);
+        window.emplace_back(sent, size);
+        if (rng() % 5 == 0) window.emplace_back(sent, size);
+        sent += size;
+      }
+      std::shuffle(window.begin(), window.end(), rng);
+      for (auto [from, size] : window) {
+        std::size_t start = from;
+        if (rng() % 4 == 0 && start > 0) start -= std::min<std::size_t>(start, rng() % 50);
+        const std::size_t end = from + size;
+        std::string copy = text.substr(start, end - start);
+        if (rng() % 7 == 0 && start < read) copy[0] = '!';  // a different copy of old bytes
+        const Result result = buffer.add(isn + static_cast<std::uint32_t>(start), bytes(copy));
+        if (result != Result::ok) {
+          // Refused: the sender repeats it (a retransmission), as TCP would.
+          continue;
+        }
+        const std::string in_order = contents(buffer);
+        REQUIRE(in_order == text.substr(read, in_order.size()));
+        if (in_order.size() > 700) {
+          buffer.consume(static_cast<std::uint32_t>(in_order.size() / 2));
+          read += in_order.size() / 2;
+        }
+      }
+      // Whatever was refused comes again, in order now.
+      std::sort(window.begin(), window.end());
+      for (auto [from, size] : window)
+        REQUIRE(buffer.add(isn + static_cast<std::uint32_t>(from), bytes(text).subspan(from, size)) ==
+                Result::ok);
+      const std::string in_order = contents(buffer);
+      REQUIRE(in_order == text.substr(read, in_order.size()));
+      REQUIRE(read + in_order.size() == sent);
+      buffer.consume(static_cast<std::uint32_t>(in_order.size()));
+      read += in_order.size();
+      REQUIRE(buffer.empty());
+      REQUIRE(buffer.next_seq() == isn + static_cast<std::uint32_t>(read));
+    }
+  }
 }
 
 TEST_CASE("stream buffer: more than kCapacity bytes is an overflow", "[stream]") {
