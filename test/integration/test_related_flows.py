@@ -10,12 +10,14 @@ that announced them, and end with it.
   its own data connection, matched in the order the PASVs came, up to the per-address bound.
 """
 import collections
+import json
 import random
+import subprocess
 
 import pytest
 from scapy.layers.inet import IP, UDP
 
-from harness import BACKENDS, mac_bytes, run_tetherd, run_tetherd_live
+from harness import BACKENDS, TETHERCTL, mac_bytes, run_tetherd, run_tetherd_live
 from sessions import FtpSession, RtspSession, TcpConnection, ether
 
 BACKEND_BY_MAC = {mac_bytes(mac): name for name, (_addr, mac) in BACKENDS.items()}
@@ -48,10 +50,10 @@ def media(session, tag, packets=3):
 
 
 def run(tmp_path, phases, workers):
-    """One worker: the phases in order through a pcap. Two workers: over net_af_packet with
-    two queues (flows spread by 5-tuple hash as RSS does), each phase sent once the previous
-    one was processed."""
-    if workers == 1:
+    """One worker: the phases in order through a pcap. Two workers, or phases that ask
+    tetherd something: over net_af_packet (two workers: two queues, flows spread by 5-tuple
+    hash as RSS does), each phase sent once the previous one was processed."""
+    if workers == 1 and not any(callable(p) for p in phases):
         result = run_tetherd(tmp_path, [[f for phase in phases for f in phase]], SERVICES)
     else:
         result = run_tetherd_live(tmp_path, phases, SERVICES, workers=workers)
@@ -290,3 +292,30 @@ def test_ftp_expectations_per_address_are_bounded(tmp_path):
     counts = result.stats["sessions"]
     assert counts["ftp_data_expectations_created"] == EXPECTATIONS_PER_CLIENT + 1
     assert counts["ftp_data_expectations_used"] == EXPECTATIONS_PER_CLIENT + 1
+
+
+def test_show_sessions_lists_every_outstanding_expectation_of_an_address(tmp_path):
+    """`show sessions protocol ftp`: one entry per outstanding PASV of an address, each with
+    the backend of its control connection; a used one leaves the list."""
+    rng = random.Random(130)
+    address = "100.64.3.1"
+    sessions = nat_sessions(address, 3000, 3, rng)
+    signalling = {s: s.signalling() for s in sessions}
+    transfers = {s: s.transfer() for s in sessions}
+    answers = []
+
+    def show(sock):
+        result = subprocess.run([str(TETHERCTL), "-s", str(sock), "--json", "show", "sessions",
+                                 "protocol", "ftp"], capture_output=True, text=True, timeout=10)
+        assert result.returncode == 0, result.stderr
+        answers.append(json.loads(result.stdout)["sessions"])
+
+    phases = [[f for s in sessions for f in signalling[s]], show, transfers[sessions[0]], show]
+    result = run(tmp_path, phases, 1)  # live: the phases include tetherctl calls
+    reached = backends_of(result, [f for s in sessions for f in signalling[s]])
+    backends = [backend_of(reached, signalling[s]) for s in sessions]
+    assert len(answers) == 2
+    listed = [sorted(e["backend"] for e in answer if e["client"] == address) for answer in answers]
+    assert listed[0] == sorted(backends)
+    assert listed[1] == sorted(backends[1:])
+    assert all(e["service"] == "ftp" and e["kind"] == "ftp_expectation" for a in answers for e in a)
