@@ -1012,28 +1012,32 @@ TEST_CASE("session table: concurrent PASVs of one address never overwrite each o
   std::atomic<unsigned> arrived{0};
   std::atomic<std::uint64_t> refused{0}, missing{0}, duplicates{0}, wrong{0};
   std::vector<std::uint16_t> claimed[2];
-  auto wait_for = [&](unsigned count) {
-    arrived.fetch_add(1);
-    while (arrived.load() < count) {
-    }
-  };
   REQUIRE(on_two_threads(table, [&](unsigned id) {
+    unsigned syncs = 0;
+    // Both threads leave together: each add and each claim races with the other thread's.
+    auto together = [&] {
+      ++syncs;
+      arrived.fetch_add(1);
+      while (arrived.load() < 2 * syncs) std::this_thread::yield();  // the other may share our core
+    };
     for (unsigned round = 0; round < kRounds; ++round) {
       const std::uint64_t now = 10 + round;
       // Both threads fill the address's slots at once: every expectation must get its own.
-      for (unsigned i = 0; i < kPerThread; ++i)
+      for (unsigned i = 0; i < kPerThread; ++i) {
+        together();
         if (table.add_ftp_expectation(1, nat, static_cast<std::uint16_t>(id * 100 + i), now,
                                       now + 1000) != FtpExpectationAdd::added)
           ++refused;
-      wait_for(4 * round + 2);
-      // Then both claim at once: every one claimed exactly once, in order per thread.
+      }
+      // Then both claim at once: every one claimed exactly once.
       claimed[id].clear();
       for (unsigned i = 0; i < kPerThread; ++i) {
+        together();
         SessionRoute route{};
         if (table.claim_ftp_expectation(1, nat, now, route)) claimed[id].push_back(route.backend);
         else ++missing;
       }
-      wait_for(4 * round + 4);
+      together();
       if (id == 0) {
         std::vector<std::uint16_t> all(claimed[0]);
         all.insert(all.end(), claimed[1].begin(), claimed[1].end());
@@ -1042,6 +1046,7 @@ TEST_CASE("session table: concurrent PASVs of one address never overwrite each o
         for (std::uint16_t backend : all)
           if (backend % 100 >= kPerThread || backend / 100 > 1) ++wrong;
       }
+      together();
       table.quiescent(id);
     }
   }));
@@ -1050,4 +1055,24 @@ TEST_CASE("session table: concurrent PASVs of one address never overwrite each o
   CHECK(duplicates == 0);
   CHECK(wrong == 0);
   CHECK(table.size() == kFtpExpectationsPerClient);  // reused in place, round after round
+}
+
+TEST_CASE("session table: extend moves a live deadline on and never revives an ended one", "[session]") {
+  SessionTable table(unique_name().c_str(), 1024, 1, kSocket);
+  const SessionKey key = rtp_expectation_key(1, v4(198, 51, 100, 80), 5004);
+  const std::int32_t position = add(table, key, 2, 1, 1600);
+  REQUIRE(position >= 0);
+
+  table.extend(position, 100, 1650);  // aged by less than a sixteenth of the extension: no write
+  CHECK(present(table, key, 1600));
+  CHECK_FALSE(present(table, key, 1601));
+  table.extend(position, 1000, 2600);  // aged enough: moved on
+  CHECK(present(table, key, 2600));
+  CHECK_FALSE(present(table, key, 2601));
+
+  // Ended (a TEARDOWN shortened it): a packet that found it a moment earlier cannot revive it.
+  table.shorten(position, 1100);
+  table.extend(position, 1200, 3000);
+  CHECK_FALSE(present(table, key, 1200));
+  CHECK(total(sweep_all(table, 1200)) == 1);
 }
