@@ -78,7 +78,8 @@ struct SessionEntry {
   std::uint64_t deadline;
 };
 
-// What the control thread's sweep did, per kind.
+// What the control thread's sweep did, per kind: entries it deleted, but for FTP
+// expectations only those never claimed (a used slot is deleted without counting).
 struct SweepResult {
   std::uint64_t expired[kSessionKinds] = {};
 };
