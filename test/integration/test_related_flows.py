@@ -13,6 +13,7 @@ import collections
 import json
 import random
 import subprocess
+import time
 
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -319,3 +320,27 @@ def test_show_sessions_lists_every_outstanding_expectation_of_an_address(tmp_pat
     assert listed[0] == sorted(backends)
     assert listed[1] == sorted(backends[1:])
     assert all(e["service"] == "ftp" and e["kind"] == "ftp_expectation" for a in answers for e in a)
+
+
+def test_rtsp_media_keeps_its_session_alive(tmp_path):
+    """Media that keeps flowing keeps its expectation: a stream longer than session_timeout
+    without requests on the control connection is not cut; once media and requests stop for
+    longer, the flow has ended."""
+    services = [dict(SERVICES[0], extra='dpi = "rtsp"; session_timeout = 2;')]
+    rng = random.Random(140)
+    session = RtspSession(0, RTSP_VIP, rng, ["203.0.113.200"])
+    signalling = session.signalling()
+    bursts = [media(session, f"t{i}", packets=1) for i in range(8)]
+    late = media(session, "late", packets=1)
+    def idle(_sock):
+        time.sleep(3)  # longer than session_timeout
+
+    # 8 bursts 0.5 s apart: 4 s of media, twice the session timeout.
+    phases = [signalling] + bursts + [idle, late]
+    result = run_tetherd_live(tmp_path, phases, services, workers=1)
+    assert result.returncode == 0, result.stderr
+    reached = backends_of(result, signalling + [f for b in bursts for f in b] + late)
+    control = backend_of(reached, signalling)
+    assert backend_of(reached, [f for b in bursts for f in b]) == control
+    assert not any(f[12:] in reached for f in late), "media after the session timed out was forwarded"
+    assert result.drops("no_expectation") == len(late)
