@@ -524,6 +524,7 @@ std::string prometheus_metrics(const ControlState& state) {
       << "tether_flow_table_full_total " << w.flow_table_full << "\n"
       << "tether_flows_expired_total " << w.flows_expired << "\n"
       << "tether_rescheduled_total " << w.rescheduled << "\n"
+      << "tether_related_repointed_total " << w.related_repointed << "\n"
       << "tether_sessions_in_table " << totals.sessions_in_table << "\n";
   out << "# TYPE tether_backend_packets_total counter\n";
   for (std::size_t b = 0; b < state.config.backends.size(); ++b) {

@@ -23,6 +23,7 @@ void each_counter(const dataplane::WorkerCounters& c, Visit visit) {
   visit("flow_table_full", c.flow_table_full);
   visit("flows_expired", c.flows_expired);
   visit("rescheduled", c.rescheduled);
+  visit("related_repointed", c.related_repointed);
   visit("to_control", c.to_control);
   visit("arp_replies", c.arp_replies);
   visit("icmp_echo_replies", c.icmp_echo_replies);
@@ -92,6 +93,7 @@ Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
     sum.flow_table_full += c.flow_table_full;
     sum.flows_expired += c.flows_expired;
     sum.rescheduled += c.rescheduled;
+    sum.related_repointed += c.related_repointed;
     sum.to_control += c.to_control;
     sum.arp_replies += c.arp_replies;
     sum.icmp_echo_replies += c.icmp_echo_replies;

@@ -49,6 +49,7 @@ enum class DpiFallback : std::uint8_t {
   ftp_malformed,
   too_many_streams,    // an RTSP connection set up more RTP ports than it can track
   stream_evicted,      // a partial request lost: its buffer went to a newer connection
+  too_many_expectations,  // a PASV/EPSV of a client address with kFtpExpectationsPerClient outstanding
   count_
 };
 inline constexpr std::size_t kDpiFallbackCount = static_cast<std::size_t>(DpiFallback::count_);
@@ -64,6 +65,8 @@ struct alignas(64) WorkerCounters {
   std::uint64_t flow_table_full = 0;  // new flows forwarded by the stateless hash alone
   std::uint64_t flows_expired = 0;
   std::uint64_t rescheduled = 0;  // flows and SIP calls moved off a backend that went down
+  // RTP/RTCP flows moved to the backend a newer SETUP from the same client ports named
+  std::uint64_t related_repointed = 0;
   std::uint64_t to_control = 0;   // probe replies and neighbour answers for the control thread
   std::uint64_t arp_replies = 0;
   std::uint64_t icmp_echo_replies = 0;

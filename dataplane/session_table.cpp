@@ -8,7 +8,9 @@
 #include <rte_malloc.h>
 #include <rte_rcu_qsbr.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <iterator>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -27,6 +29,29 @@ SessionRoute unpack(const void* data) {
   const auto word = reinterpret_cast<std::uintptr_t>(data);
   return {static_cast<std::uint16_t>(word), static_cast<std::uint16_t>(word >> 16)};
 }
+
+// An FTP expectation slot's ticket: backend in bits 0-15, state in 16-17, the creation
+// sequence from bit 18 (46 bits: no wrap in practice). A position never used by a slot, or
+// given back by the sweep, holds 0: state none.
+enum class FtpSlotState : std::uint64_t { none = 0, filling = 1, outstanding = 2, used = 3 };
+constexpr unsigned kFtpStateShift = 16;
+constexpr unsigned kFtpSequenceShift = 18;
+constexpr std::uint64_t kFtpStateMask = std::uint64_t{3} << kFtpStateShift;
+// Set by the sweep on the slot it is deleting, so that no PASV takes it meanwhile; reset to
+// none once the key is gone. State none with a sequence no expectation reaches.
+constexpr std::uint64_t kFtpSlotDeleting = ~std::uint64_t{0} << kFtpSequenceShift;
+
+std::uint64_t ftp_ticket(std::uint64_t sequence, FtpSlotState state, std::uint16_t backend) {
+  return sequence << kFtpSequenceShift | static_cast<std::uint64_t>(state) << kFtpStateShift | backend;
+}
+FtpSlotState ftp_state(std::uint64_t ticket) {
+  return static_cast<FtpSlotState>((ticket & kFtpStateMask) >> kFtpStateShift);
+}
+std::uint64_t ftp_with_state(std::uint64_t ticket, FtpSlotState state) {
+  return (ticket & ~kFtpStateMask) | static_cast<std::uint64_t>(state) << kFtpStateShift;
+}
+std::uint64_t ftp_sequence(std::uint64_t ticket) { return ticket >> kFtpSequenceShift; }
+std::uint16_t ftp_backend(std::uint64_t ticket) { return static_cast<std::uint16_t>(ticket); }
 
 SessionKey blank_key(SessionKind kind, std::uint16_t service) {
   SessionKey key{};  // no implicit padding (static_assert on the size): all bytes defined
@@ -51,9 +76,11 @@ SessionKey rtp_expectation_key(std::uint16_t service, const parsers::IpBytes& cl
   return key;
 }
 
-SessionKey ftp_expectation_key(std::uint16_t service, const parsers::IpBytes& client) {
+SessionKey ftp_expectation_key(std::uint16_t service, const parsers::IpBytes& client,
+                               std::uint16_t slot) {
   SessionKey key = blank_key(SessionKind::ftp_expectation, service);
   key.address = client;
+  key.port = slot;
   return key;
 }
 
@@ -103,6 +130,14 @@ SessionTable::SessionTable(const char* name, std::uint32_t capacity, unsigned re
     rte_free(rcu_);
     throw std::runtime_error(std::string("cannot allocate session slots for ") + name);
   }
+  ftp_tickets_ = static_cast<std::atomic<std::uint64_t>*>(rte_zmalloc_socket(
+      name, sizeof(std::atomic<std::uint64_t>) * slot_count_, RTE_CACHE_LINE_SIZE, socket));
+  if (ftp_tickets_ == nullptr) {
+    rte_hash_free(hash_);
+    rte_free(rcu_);
+    rte_free(slots_);
+    throw std::runtime_error(std::string("cannot allocate FTP expectation slots for ") + name);
+  }
   memory_bytes_ = heap_bytes_allocated() - heap_before;
 }
 
@@ -110,6 +145,7 @@ SessionTable::~SessionTable() {
   rte_hash_free(hash_);  // drains the RCU defer queue first
   rte_free(rcu_);
   rte_free(slots_);
+  rte_free(ftp_tickets_);
 }
 
 std::int32_t SessionTable::find(const SessionKey& key, std::uint32_t signature,
@@ -180,6 +216,40 @@ std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, S
   return -ENOENT;
 }
 
+std::int32_t SessionTable::add_if_absent(const SessionKey& key, std::uint32_t signature,
+                                         SessionRoute route, std::uint64_t deadline,
+                                         bool& created) {
+  created = false;
+  const std::int32_t found = rte_hash_lookup_with_hash(hash_, &key, signature);
+  if (found >= 0) return found;
+  const int rc = rte_hash_add_key_with_hash_data(hash_, &key, signature,
+                                                 reinterpret_cast<void*>(pack(route)));
+  if (rc < 0) return rc;
+  const std::int32_t position = rte_hash_lookup_with_hash(hash_, &key, signature);
+  if (position < 0) return position;
+  // Of the callers that found the key absent and added it, the one that moves `counted_on`
+  // off 0 created the entry (the sweep puts it back to 0 only once the key is deleted).
+  Slot& slot = slots_[position];
+  std::uint32_t uncounted = 0;
+  const auto mine = static_cast<std::uint32_t>(route.backend) + 1;
+  if (!slot.counted_on.compare_exchange_strong(uncounted, mine, std::memory_order_acq_rel))
+    return position;
+  slot.claimed.store(0, std::memory_order_relaxed);
+  slot.deadline.store(deadline, std::memory_order_relaxed);
+  if (rte_hash_lookup_with_hash(hash_, &key, signature) == position) {
+    count(key.kind, route.backend, true);
+    created = true;
+    return position;
+  }
+  // Deleted by the sweep meanwhile (an entry that another caller had added and the sweep
+  // expired): balance the count as add() does.
+  if (slot.counted_on.exchange(0, std::memory_order_acq_rel) == 0) {
+    count(key.kind, route.backend, true);
+    created = true;
+  }
+  return -ENOENT;
+}
+
 void SessionTable::count(SessionKind kind, std::uint16_t backend, bool entry) {
   if (entry) entries_.fetch_add(1, std::memory_order_relaxed);
   if (kind == SessionKind::sip_call) live_calls_[backend].fetch_add(1, std::memory_order_relaxed);
@@ -192,6 +262,16 @@ void SessionTable::uncount(SessionKind kind, std::uint16_t backend, bool entry) 
 
 void SessionTable::refresh(std::int32_t position, std::uint64_t deadline) {
   slots_[position].deadline.store(deadline, std::memory_order_relaxed);
+}
+
+void SessionTable::extend(std::int32_t position, std::uint64_t now, std::uint64_t deadline) {
+  auto& slot = slots_[position].deadline;
+  const std::uint64_t slack = deadline > now ? (deadline - now) / 16 : 0;
+  std::uint64_t current = slot.load(std::memory_order_relaxed);
+  // 0: being added by another worker, which stores its own deadline next.
+  while (current != 0 && current >= now && current + slack < deadline &&
+         !slot.compare_exchange_weak(current, deadline, std::memory_order_relaxed)) {
+  }
 }
 
 void SessionTable::shorten(std::int32_t position, std::uint64_t deadline) {
@@ -251,6 +331,144 @@ void SessionTable::reopened(std::int32_t position) {
   slots_[position].call.store(kCallLive, std::memory_order_release);
 }
 
+FtpExpectationAdd SessionTable::add_ftp_expectation(std::uint16_t service,
+                                                    const parsers::IpBytes& client,
+                                                    std::uint16_t backend, std::uint64_t now,
+                                                    std::uint64_t deadline) {
+  SessionKey keys[kFtpExpectationsPerClient];
+  const void* key_list[kFtpExpectationsPerClient];
+  hash_sig_t signatures[kFtpExpectationsPerClient];
+  std::int32_t positions[kFtpExpectationsPerClient];
+  for (unsigned i = 0; i < kFtpExpectationsPerClient; ++i) {
+    keys[i] = ftp_expectation_key(service, client, static_cast<std::uint16_t>(i));
+    key_list[i] = &keys[i];
+    signatures[i] = session_signature(keys[i]);
+  }
+  if (rte_hash_lookup_with_hash_bulk(hash_, key_list, signatures, kFtpExpectationsPerClient,
+                                     positions) < 0)
+    std::fill(std::begin(positions), std::end(positions), -ENOENT);
+  // The sequence orders the client's expectations for the data connections that claim them.
+  const std::uint64_t ticket =
+      ftp_ticket(ftp_sequence_.fetch_add(1, std::memory_order_relaxed), FtpSlotState::filling, backend);
+  // A slot in the table whose expectation was used or expired first: no add, no delete.
+  for (unsigned i = 0; i < kFtpExpectationsPerClient; ++i)
+    if (positions[i] >= 0 &&
+        take_ftp_slot(keys[i], signatures[i], positions[i], false, now, ticket, deadline))
+      return FtpExpectationAdd::added;
+  bool table_full = false;
+  for (unsigned i = 0; i < kFtpExpectationsPerClient; ++i) {
+    if (positions[i] >= 0) continue;
+    bool created = false;
+    const std::int32_t position =
+        add_if_absent(keys[i], signatures[i], {backend, service}, 0, created);
+    if (position < 0) {
+      table_full |= position == -ENOSPC;
+      continue;
+    }
+    if (take_ftp_slot(keys[i], signatures[i], position, created, now, ticket, deadline))
+      return FtpExpectationAdd::added;
+  }
+  return table_full ? FtpExpectationAdd::table_full : FtpExpectationAdd::client_full;
+}
+
+bool SessionTable::take_ftp_slot(const SessionKey& key, std::uint32_t signature,
+                                 std::int32_t position, bool created, std::uint64_t now,
+                                 std::uint64_t ticket, std::uint64_t deadline) {
+  std::atomic<std::uint64_t>& slot_ticket = ftp_tickets_[position];
+  std::uint64_t current = slot_ticket.load(std::memory_order_acquire);
+  for (;;) {
+    bool free;
+    if (current == kFtpSlotDeleting) {
+      // The sweep is deleting this key; or, for the key this caller just created, the sweep
+      // deleted the key that held the position before and has yet to reset its ticket.
+      free = created;
+    } else {
+      switch (ftp_state(current)) {
+        case FtpSlotState::none: free = true; break;  // new, not filled yet
+        case FtpSlotState::used: free = true; break;
+        case FtpSlotState::outstanding: {
+          // Read after the ticket: a deadline at least as new as the ticket's.
+          const std::uint64_t expires = slots_[position].deadline.load(std::memory_order_relaxed);
+          free = expires != 0 && expires < now;
+          break;
+        }
+        case FtpSlotState::filling: free = false; break;
+      }
+    }
+    if (!free) return false;
+    if (slot_ticket.compare_exchange_weak(current, ticket, std::memory_order_acq_rel,
+                                          std::memory_order_acquire))
+      break;
+  }
+  // Filling: the sweep leaves the slot alone and nobody else takes it.
+  slots_[position].deadline.store(deadline, std::memory_order_relaxed);
+  // A slot found in state none may belong to a key the sweep deleted since it was looked
+  // up (it resets a deleted slot to none): give the position back rather than publish an
+  // expectation nobody can find.
+  if (rte_hash_lookup_with_hash(hash_, &key, signature) != position) {
+    slots_[position].deadline.store(0, std::memory_order_relaxed);
+    slot_ticket.store(0, std::memory_order_release);
+    return false;
+  }
+  slot_ticket.store(ftp_with_state(ticket, FtpSlotState::outstanding), std::memory_order_release);
+  return true;
+}
+
+bool SessionTable::claim_ftp_expectation(std::uint16_t service, const parsers::IpBytes& client,
+                                         std::uint64_t now, SessionRoute& route) {
+  SessionKey keys[kFtpExpectationsPerClient];
+  const void* key_list[kFtpExpectationsPerClient];
+  hash_sig_t signatures[kFtpExpectationsPerClient];
+  std::int32_t positions[kFtpExpectationsPerClient];
+  for (unsigned i = 0; i < kFtpExpectationsPerClient; ++i) {
+    keys[i] = ftp_expectation_key(service, client, static_cast<std::uint16_t>(i));
+    key_list[i] = &keys[i];
+    signatures[i] = session_signature(keys[i]);
+  }
+  if (rte_hash_lookup_with_hash_bulk(hash_, key_list, signatures, kFtpExpectationsPerClient,
+                                     positions) < 0)
+    return false;
+  // The oldest outstanding one; a failed claim means another data connection took it (or a
+  // PASV refilled an expired slot): look again, a bounded number of times.
+  for (unsigned attempt = 0; attempt <= kFtpExpectationsPerClient; ++attempt) {
+    std::int32_t oldest = -1;
+    std::uint64_t oldest_ticket = 0;
+    for (std::int32_t position : positions) {
+      if (position < 0) continue;
+      const std::uint64_t ticket = ftp_tickets_[position].load(std::memory_order_acquire);
+      if (ftp_state(ticket) != FtpSlotState::outstanding) continue;
+      const std::uint64_t expires = slots_[position].deadline.load(std::memory_order_relaxed);
+      if (expires < now) continue;
+      if (oldest < 0 || ftp_sequence(ticket) < ftp_sequence(oldest_ticket)) {
+        oldest = position;
+        oldest_ticket = ticket;
+      }
+    }
+    if (oldest < 0) return false;
+    if (ftp_tickets_[oldest].compare_exchange_strong(
+            oldest_ticket, ftp_with_state(oldest_ticket, FtpSlotState::used),
+            std::memory_order_acq_rel)) {
+      // The slot keeps its deadline: a later PASV reuses it in place, or the sweep deletes it.
+      route = {ftp_backend(oldest_ticket), service};
+      return true;
+    }
+  }
+  return false;
+}
+
+bool SessionTable::retire_ftp_slot(std::int32_t position, std::uint64_t now, bool& unused) {
+  std::atomic<std::uint64_t>& slot_ticket = ftp_tickets_[position];
+  std::uint64_t current = slot_ticket.load(std::memory_order_acquire);
+  if (current == kFtpSlotDeleting || ftp_state(current) == FtpSlotState::filling) return false;
+  // Again under this ticket: a PASV may have refilled the slot since the sweep looked.
+  const std::uint64_t deadline = slots_[position].deadline.load(std::memory_order_relaxed);
+  if (deadline == 0 || deadline >= now) return false;
+  if (!slot_ticket.compare_exchange_strong(current, kFtpSlotDeleting, std::memory_order_acq_rel))
+    return false;  // claimed or refilled meanwhile: the next round decides
+  unused = ftp_state(current) != FtpSlotState::used;
+  return true;
+}
+
 void SessionTable::register_reader(unsigned reader) {
   rte_rcu_qsbr_thread_register(rcu_, reader);
   rte_rcu_qsbr_thread_online(rcu_, reader);
@@ -277,13 +495,20 @@ SweepResult SessionTable::sweep(std::uint64_t now, std::uint32_t budget) {
       continue;
     }
     const SessionKey& copy = entry.key;
+    const bool ftp_slot = copy.kind == SessionKind::ftp_expectation;
+    bool expired = true;  // an FTP expectation claimed by its data connection did not expire
+    if (ftp_slot && !retire_ftp_slot(position, now, expired)) continue;
     slot.deadline.store(0, std::memory_order_relaxed);
     slot.claimed.store(0, std::memory_order_relaxed);
     slot.call.store(kCallLive, std::memory_order_relaxed);
     if (rte_hash_del_key(hash_, &copy) >= 0) {
-      result.expired[static_cast<std::size_t>(copy.kind)]++;
+      if (expired) result.expired[static_cast<std::size_t>(copy.kind)]++;
       const std::uint32_t counted = slot.counted_on.exchange(0, std::memory_order_acq_rel);
       if (counted != 0) uncount(copy.kind, static_cast<std::uint16_t>(counted - 1), true);
+    }
+    if (ftp_slot) {
+      std::uint64_t deleting = kFtpSlotDeleting;
+      ftp_tickets_[position].compare_exchange_strong(deleting, 0, std::memory_order_acq_rel);
     }
   }
   return result;
@@ -306,7 +531,19 @@ bool SessionTable::live_entry(std::uint32_t position, std::uint64_t now, Session
   const std::uint64_t deadline = slots_[position].deadline.load(std::memory_order_relaxed);
   // 0: a free slot, or an entry a worker is adding right now (its deadline comes next).
   if (deadline == 0 || deadline < now) return false;
-  return entry_at(position, entry);
+  if (!entry_at(position, entry)) return false;
+  if (entry.key.kind != SessionKind::ftp_expectation) return true;
+  const std::uint64_t ticket = ftp_tickets_[position].load(std::memory_order_acquire);
+  switch (ftp_state(ticket)) {
+    case FtpSlotState::none: return ticket != kFtpSlotDeleting;  // one add() made whole
+    case FtpSlotState::outstanding:
+      entry.route.backend = ftp_backend(ticket);
+      return true;
+    case FtpSlotState::filling:
+    case FtpSlotState::used:
+      break;
+  }
+  return false;
 }
 
 const char* to_string(SessionKind kind) {

@@ -28,7 +28,7 @@ namespace tether::dataplane {
 enum class SessionKind : std::uint8_t {
   sip_call = 1,         // digest = Call-ID digest
   rtp_expectation = 2,  // address:port = the RTSP client's RTP or RTCP source
-  ftp_expectation = 3,  // address = the FTP client; the next data connection from it
+  ftp_expectation = 3,  // address = the FTP client, port = one of its expectation slots
   count_
 };
 
@@ -48,7 +48,9 @@ static_assert(sizeof(SessionKey) == 32);
 SessionKey sip_call_key(std::uint16_t service, std::uint64_t call_id_digest);
 SessionKey rtp_expectation_key(std::uint16_t service, const parsers::IpBytes& client,
                                std::uint16_t client_port);
-SessionKey ftp_expectation_key(std::uint16_t service, const parsers::IpBytes& client);
+// `slot` < kFtpExpectationsPerClient: one of the client address's outstanding expectations.
+SessionKey ftp_expectation_key(std::uint16_t service, const parsers::IpBytes& client,
+                               std::uint16_t slot = 0);
 std::uint32_t session_signature(const SessionKey& key);
 
 struct SessionRoute {
@@ -60,6 +62,16 @@ inline constexpr std::size_t kSessionKinds = static_cast<std::size_t>(SessionKin
 
 const char* to_string(SessionKind kind);
 
+// Outstanding FTP data expectations one client address may hold per service: one per PASV
+// or EPSV not yet followed by its data connection. Clients behind one NAT address share them.
+inline constexpr unsigned kFtpExpectationsPerClient = 16;
+
+enum class FtpExpectationAdd : std::uint8_t {
+  added,
+  client_full,  // the client address has kFtpExpectationsPerClient outstanding already
+  table_full,
+};
+
 // One entry as the control thread reads it.
 struct SessionEntry {
   SessionKey key;
@@ -67,7 +79,8 @@ struct SessionEntry {
   std::uint64_t deadline;
 };
 
-// What the control thread's sweep did, per kind.
+// What the control thread's sweep did, per kind: entries it deleted, but for FTP
+// expectations only those never claimed (a used slot is deleted without counting).
 struct SweepResult {
   std::uint64_t expired[kSessionKinds] = {};
 };
@@ -92,7 +105,21 @@ class SessionTable {
   // at once, so a session is counted once.
   std::int32_t add(const SessionKey& key, std::uint32_t signature, SessionRoute route,
                    std::uint64_t deadline, bool* created = nullptr);
+  // Adds the key unless it is present: a present key (live, or expired and not swept yet)
+  // keeps its route and deadline. `created` is true for exactly one of several callers adding
+  // the same absent key at once; that caller's `deadline` is stored (0: none yet, the sweep
+  // leaves the entry alone until the owner sets one with refresh()). rte_hash has no
+  // add-if-absent, so the callers that race on one absent key each write their route into
+  // it: pass the same route for the same key, or keep the route elsewhere (as the FTP
+  // expectation slots do, in their tickets). Returns the position or a negative errno.
+  std::int32_t add_if_absent(const SessionKey& key, std::uint32_t signature, SessionRoute route,
+                             std::uint64_t deadline, bool& created);
   void refresh(std::int32_t position, std::uint64_t deadline);
+  // Moves a live entry's deadline on to `deadline`; an ended entry (its deadline passed, as
+  // TEARDOWN or the end of the control connection makes it) stays ended, whatever a packet
+  // that looked it up a moment earlier does. Writes only when the deadline has aged by a
+  // sixteenth of the extension: a media stream does not write a shared line per packet.
+  void extend(std::int32_t position, std::uint64_t now, std::uint64_t deadline);
   // Sets the deadline to `deadline` if that is sooner (a BYE's linger, a TEARDOWN).
   void shorten(std::int32_t position, std::uint64_t deadline);
   // For one-shot entries: true for exactly one caller, which then owns the entry's use.
@@ -125,6 +152,21 @@ class SessionTable {
   void set_opener(std::int32_t position, std::uint16_t opener) {
     slots_[position].opener.store(opener, std::memory_order_relaxed);
   }
+
+  // FTP data expectations of a client address, several at once (clients behind one NAT
+  // address, or one client's parallel transfers): each PASV/EPSV takes one of the address's
+  // kFtpExpectationsPerClient slots, and data connections claim them oldest first. The route
+  // of a slot lives in its ticket (backend, state, creation sequence), which one
+  // compare-and-swap moves from state to state, so that two PASVs adding at once on two
+  // workers never take the same slot and two data connections never claim the same
+  // expectation. A slot whose expectation was used or expired is reused in place.
+  FtpExpectationAdd add_ftp_expectation(std::uint16_t service, const parsers::IpBytes& client,
+                                        std::uint16_t backend, std::uint64_t now,
+                                        std::uint64_t deadline);
+  // Claims the client address's oldest outstanding expectation: true, with its route, for
+  // exactly one caller per expectation.
+  bool claim_ftp_expectation(std::uint16_t service, const parsers::IpBytes& client,
+                             std::uint64_t now, SessionRoute& route);
 
   // Live SIP calls per backend, for the least-sessions scheduler: add() counts a new call
   // (and moves it when a re-add changes its backend), the sweep uncounts it when it removes
@@ -175,16 +217,26 @@ class SessionTable {
   bool live_entry(std::uint32_t position, std::uint64_t now, SessionEntry& entry) const;
   void count(SessionKind kind, std::uint16_t backend, bool entry);
   void uncount(SessionKind kind, std::uint16_t backend, bool entry);
+  // FTP slots: takes the slot at `position` for a new expectation if it is free to take.
+  bool take_ftp_slot(const SessionKey& key, std::uint32_t signature, std::int32_t position,
+                     bool created, std::uint64_t now, std::uint64_t ticket, std::uint64_t deadline);
+  // The sweep's side of a slot: true if the expired slot at `position` may be deleted (then
+  // `unused` says whether its expectation expired unclaimed).
+  bool retire_ftp_slot(std::int32_t position, std::uint64_t now, bool& unused);
 
   rte_hash* hash_ = nullptr;
   rte_rcu_qsbr* rcu_ = nullptr;
   Slot* slots_ = nullptr;
+  // By position, for FTP expectation slots: backend, state and creation sequence in one word.
+  std::atomic<std::uint64_t>* ftp_tickets_ = nullptr;
   std::uint32_t slot_count_ = 0;
   std::uint32_t capacity_;
   std::uint32_t sweep_cursor_ = 0;
   std::uint64_t memory_bytes_ = 0;
   std::atomic<std::int64_t> entries_{0};
   std::atomic<std::int64_t> live_calls_[kMaxBackends] = {};
+  // Creation order of FTP expectations, across workers: written only by PASV/EPSV.
+  alignas(64) std::atomic<std::uint64_t> ftp_sequence_{1};
 };
 
 }  // namespace tether::dataplane

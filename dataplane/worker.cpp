@@ -424,11 +424,29 @@ void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) 
   // in this burst may have added it since.
   if (position < 0) position = flows_.lookup(packet.key, packet.signature);
 
-  if (position >= 0 && (entry = &flows_.at(position))->deadline_tsc >= now &&
-      !is_down(entry->backend)) {
+  bool known = position >= 0 && (entry = &flows_.at(position))->deadline_tsc >= now &&
+               !is_down(entry->backend);
+  bool reopened = false;
+  // A related flow's entry stands only while its session does: checked on the packet, as
+  // the flow may sit on another worker than its control connection. Established flows of
+  // the services themselves never take this branch.
+  if (known && packet.related) [[unlikely]] {
+    switch (follow_related(packet, *entry, service, now)) {
+      case RelatedFlow::follows:
+        break;
+      case RelatedFlow::reopened:
+        known = false;
+        reopened = true;
+        break;
+      case RelatedFlow::ended:
+        entry->deadline_tsc = now - 1;  // expired: the sweep deletes it
+        return drop(packet.mbuf, DropReason::no_expectation);
+    }
+  }
+  if (known) {
     backend = entry->backend;
   } else {
-    if (entry != nullptr && entry->deadline_tsc >= now) counters_.rescheduled++;
+    if (entry != nullptr && entry->deadline_tsc >= now && !reopened) counters_.rescheduled++;
     // A new flow, or one whose entry expired but was not swept yet: schedule it afresh.
     if (packet.related) {
       backend = resolve_related(packet, service, now);
@@ -469,7 +487,7 @@ void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) 
 
 // The backend of a flow an inspecting service expects: RTP/RTCP from an RTSP client's
 // announced ports, or an FTP data connection (by the backend's passive port range when
-// configured, else by the client's last PASV/EPSV).
+// configured, else by the oldest outstanding PASV/EPSV of the client address).
 std::uint16_t Worker::resolve_related(const Pending& packet, const ServiceView& service,
                                       std::uint64_t now) {
   SessionRoute route;
@@ -477,7 +495,7 @@ std::uint16_t Worker::resolve_related(const Pending& packet, const ServiceView& 
     const SessionKey key = rtp_expectation_key(packet.service, packet.key.src, packet.key.src_port);
     const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
     if (position < 0 || is_down(route.backend)) return kNoBackend;
-    sessions_->refresh(position, now + service.session_timeout_tsc);
+    sessions_->extend(position, now, now + service.session_timeout_tsc);
     counters_.expectations_used[static_cast<std::size_t>(Expectation::rtp)]++;
     return route.backend;
   }
@@ -486,11 +504,44 @@ std::uint16_t Worker::resolve_related(const Pending& packet, const ServiceView& 
   // Only a SYN opens a data connection; anything else of an unknown one is stray.
   if ((packet.tcp_flags & (parsers::kTcpSyn | parsers::kTcpAck)) != parsers::kTcpSyn)
     return kNoBackend;
-  const SessionKey key = ftp_expectation_key(packet.service, packet.key.src);
-  const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
-  if (position < 0 || is_down(route.backend) || !sessions_->claim(position, now)) return kNoBackend;
+  // Data connections claim the client address's expectations in the order the PASVs came.
+  // An expectation on a backend that went down is used up all the same: its data
+  // connection is lost either way, and the next one must not take it.
+  if (!sessions_->claim_ftp_expectation(packet.service, packet.key.src, now, route) ||
+      is_down(route.backend))
+    return kNoBackend;
   counters_.expectations_used[static_cast<std::size_t>(Expectation::ftp_data)]++;
   return route.backend;
+}
+
+// A related flow whose entry is live. RTP/RTCP: its expectation decides, looked up on every
+// packet (one find in the shared table; media is tens of packets a second per stream): a
+// SETUP from the same client ports on another control connection re-points the flow to
+// that connection's backend, and once TEARDOWN or the end of the control connection ended
+// the expectation (or it expired), the flow has ended too. The lookup also keeps the
+// expectation alive while media flows. FTP data: the expectation was used up by the SYN
+// that opened the connection, so only the connection's own state speaks: a SYN on an entry
+// that saw FIN or RST opens a new connection from a reused port, resolved afresh; a SYN on
+// an open entry is that connection's retransmitted SYN and follows it (claiming another
+// expectation would steal the one of the client's next data connection).
+Worker::RelatedFlow Worker::follow_related(const Pending& packet, FlowEntry& entry,
+                                           const ServiceView& service, std::uint64_t now) {
+  if (service.dpi == DpiKind::rtsp) {
+    const SessionKey key = rtp_expectation_key(packet.service, packet.key.src, packet.key.src_port);
+    SessionRoute route;
+    const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
+    if (position < 0 || is_down(route.backend)) return RelatedFlow::ended;
+    sessions_->extend(position, now, now + service.session_timeout_tsc);
+    if (route.backend != entry.backend) {
+      entry.backend = route.backend;
+      counters_.related_repointed++;
+    }
+    return RelatedFlow::follows;
+  }
+  if (entry.closing &&
+      (packet.tcp_flags & (parsers::kTcpSyn | parsers::kTcpAck)) == parsers::kTcpSyn)
+    return RelatedFlow::reopened;
+  return RelatedFlow::follows;
 }
 
 std::uint16_t Worker::pick_backend(const ServiceView&, const PoolView& pool,
@@ -783,12 +834,20 @@ std::size_t Worker::read_ftp(Stream& stream, std::span<const std::uint8_t> input
     } else if (command.status == parsers::status::parsed &&
                (command.verb == ftp::verb::PASV ||
                 (command.verb == ftp::verb::EPSV && command.epsv != ftp::epsv_mode::all))) {
-      const SessionKey key = ftp_expectation_key(stream.service, stream.client);
-      if (sessions_->add(key, session_signature(key), {stream.backend, stream.service},
-                         now + service.expectation_timeout_tsc) < 0)
-        fallback(DpiFallback::session_table_full);
-      else
-        counters_.expectations_created[static_cast<std::size_t>(Expectation::ftp_data)]++;
+      // One more outstanding expectation of the client address: control connections
+      // behind one address (NAT) issue PASV at the same moment, each waits for its own.
+      switch (sessions_->add_ftp_expectation(stream.service, stream.client, stream.backend, now,
+                                             now + service.expectation_timeout_tsc)) {
+        case FtpExpectationAdd::added:
+          counters_.expectations_created[static_cast<std::size_t>(Expectation::ftp_data)]++;
+          break;
+        case FtpExpectationAdd::client_full:
+          fallback(DpiFallback::too_many_expectations);
+          break;
+        case FtpExpectationAdd::table_full:
+          fallback(DpiFallback::session_table_full);
+          break;
+      }
     }
     if (command.size == 0) return kUnreadable;  // not for a whole line; never loop in place
     taken += command.size;
@@ -920,6 +979,7 @@ const char* to_string(DpiFallback reason) {
     case DpiFallback::rtsp_malformed: return "rtsp_malformed";
     case DpiFallback::ftp_malformed: return "ftp_malformed";
     case DpiFallback::too_many_streams: return "too_many_streams";
+    case DpiFallback::too_many_expectations: return "too_many_expectations";
     case DpiFallback::count_: break;
   }
   return "unknown";

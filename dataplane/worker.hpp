@@ -173,6 +173,14 @@ class Worker {
                                              std::uint64_t now);
   std::uint16_t resolve_related(const Pending& packet, const ServiceView& service,
                                 std::uint64_t now);
+  // What a related flow's live entry is worth: see follow_related().
+  enum class RelatedFlow : std::uint8_t {
+    follows,   // the entry stands (re-pointed if the session moved)
+    reopened,  // a new connection on the 5-tuple of a closed one: resolve it afresh
+    ended,     // its session ended: the flow ends with it
+  };
+  RelatedFlow follow_related(const Pending& packet, FlowEntry& entry, const ServiceView& service,
+                             std::uint64_t now);
   std::uint16_t pick_backend(const ServiceView& service, const PoolView& pool,
                              std::uint32_t hash) const;
   std::uint16_t least_sessions(const PoolView& pool) const;

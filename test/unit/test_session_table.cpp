@@ -922,3 +922,286 @@ TEST_CASE("session table: for_each_live lists live entries with their routes", "
   REQUIRE(seen.size() == 2);
   CHECK(tether::dataplane::to_string(seen[0].key.kind) != std::string("sip_call"));
 }
+
+TEST_CASE("session table: add_if_absent creates once and never replaces", "[session]") {
+  SessionTable table(unique_name().c_str(), 1024, 1, kSocket);
+  const SessionKey key = sip_call_key(1, 77);
+  bool created = false;
+
+  const std::int32_t position = table.add_if_absent(key, session_signature(key), {3, 1}, 100, created);
+  REQUIRE(position >= 0);
+  CHECK(created);
+  CHECK(table.size() == 1);
+  CHECK(table.live_calls(3) == 1);
+
+  // Present: left as it is (route and deadline), and not created again.
+  CHECK(table.add_if_absent(key, session_signature(key), {4, 1}, 500, created) == position);
+  CHECK_FALSE(created);
+  SessionRoute route{};
+  CHECK(find(table, key, 50, route) == position);
+  CHECK(route.backend == 3);
+  CHECK_FALSE(present(table, key, 101));  // still the first deadline
+  CHECK(table.live_calls(3) == 1);
+  CHECK(table.live_calls(4) == 0);
+
+  // Expired but not swept: still present, still untouched.
+  CHECK(table.add_if_absent(key, session_signature(key), {4, 1}, 500, created) == position);
+  CHECK_FALSE(created);
+  CHECK(table.size() == 1);
+
+  // Once swept, absent: created anew.
+  CHECK(total(sweep_all(table, 200)) == 1);
+  REQUIRE(table.add_if_absent(key, session_signature(key), {4, 1}, 500, created) >= 0);
+  CHECK(created);
+  CHECK(find(table, key, 300, route) >= 0);
+  CHECK(route.backend == 4);
+  CHECK(table.size() == 1);
+  CHECK(table.live_calls(3) == 0);
+  CHECK(table.live_calls(4) == 1);
+
+  // Deadline 0: no deadline yet, so the sweep leaves the entry for its owner to set one.
+  const SessionKey pending = sip_call_key(1, 78);
+  const std::int32_t at = table.add_if_absent(pending, session_signature(pending), {5, 1}, 0, created);
+  REQUIRE(at >= 0);
+  CHECK(created);
+  CHECK(total(sweep_all(table, 1u << 30)) == 1);  // the other one only
+  CHECK(present(table, pending, 1u << 30));
+  table.refresh(at, 2000);
+  CHECK(total(sweep_all(table, 3000)) == 1);
+  CHECK(table.size() == 0);
+}
+
+namespace {
+
+// Runs body(id) on two registered threads at once (RCU readers 0 and 1); false if a thread
+// could not register as an EAL thread.
+template <typename Body>
+bool on_two_threads(SessionTable& table, Body body) {
+  std::atomic<int> registered{0};
+  std::atomic<bool> failed{false};
+  auto run = [&](unsigned id) {
+    if (rte_thread_register() != 0) {
+      failed = true;
+      registered.fetch_add(1);
+      return;
+    }
+    table.register_reader(id);
+    registered.fetch_add(1);
+    while (registered.load() < 2) {
+    }
+    body(id);
+    table.unregister_reader(id);
+    rte_thread_unregister();
+  };
+  std::thread t0(run, 0u), t1(run, 1u);
+  t0.join();
+  t1.join();
+  return !failed;
+}
+
+}  // namespace
+
+TEST_CASE("session table: add_if_absent from two threads at once creates each key once", "[session]") {
+  constexpr std::uint64_t kKeys = 4000;
+  SessionTable table(unique_name().c_str(), 8192, 2, kSocket);
+  std::vector<std::uint8_t> created_by[2] = {std::vector<std::uint8_t>(kKeys),
+                                             std::vector<std::uint8_t>(kKeys)};
+  std::atomic<std::uint64_t> errors{0};
+  // Both threads add the same keys in the same order, so most adds race on one absent key.
+  REQUIRE(on_two_threads(table, [&](unsigned id) {
+    for (std::uint64_t n = 0; n < kKeys; ++n) {
+      const SessionKey key = sip_call_key(2, n);
+      bool created = false;
+      if (table.add_if_absent(key, session_signature(key), {7, 2}, 1000 + n, created) < 0) ++errors;
+      created_by[id][n] = created ? 1 : 0;
+      if (n % 64 == 0) table.quiescent(id);
+    }
+  }));
+  CHECK(errors == 0);
+  std::uint64_t twice = 0, never = 0;
+  for (std::uint64_t n = 0; n < kKeys; ++n) {
+    const int creators = created_by[0][n] + created_by[1][n];
+    twice += creators > 1 ? 1 : 0;
+    never += creators == 0 ? 1 : 0;
+  }
+  CHECK(twice == 0);
+  CHECK(never == 0);
+  CHECK(table.size() == kKeys);
+  CHECK(table.live_calls(7) == static_cast<std::int64_t>(kKeys));
+  SessionRoute route{};
+  for (std::uint64_t n = 0; n < kKeys; n += 97) {
+    CHECK(find(table, sip_call_key(2, n), 1000 + n, route) >= 0);
+    CHECK_FALSE(present(table, sip_call_key(2, n), 1001 + n));  // the creator's deadline
+  }
+}
+
+TEST_CASE("session table: FTP expectations of one client address are claimed oldest first", "[session]") {
+  using tether::dataplane::FtpExpectationAdd;
+  using tether::dataplane::kFtpExpectationsPerClient;
+  SessionTable table(unique_name().c_str(), 1024, 1, kSocket);
+  const auto nat = v4(203, 0, 113, 50);
+  const auto other = v4(203, 0, 113, 51);
+  SessionRoute route{};
+
+  // Three control connections behind one address, PASV at the same moment.
+  for (std::uint16_t backend : {std::uint16_t{5}, std::uint16_t{3}, std::uint16_t{9}})
+    CHECK(table.add_ftp_expectation(1, nat, backend, 10, 1000) == FtpExpectationAdd::added);
+  CHECK(table.add_ftp_expectation(1, other, 4, 10, 1000) == FtpExpectationAdd::added);
+  CHECK(table.add_ftp_expectation(2, nat, 6, 10, 1000) == FtpExpectationAdd::added);  // another service
+
+  // show sessions sees each outstanding one with its own backend.
+  std::vector<std::uint16_t> listed;
+  table.for_each_live(20, [&](const tether::dataplane::SessionEntry& entry) {
+    if (entry.key.service == 1 && entry.key.address == nat) listed.push_back(entry.route.backend);
+  });
+  std::sort(listed.begin(), listed.end());
+  CHECK(listed == std::vector<std::uint16_t>{3, 5, 9});
+
+  for (std::uint16_t backend : {std::uint16_t{5}, std::uint16_t{3}, std::uint16_t{9}}) {
+    REQUIRE(table.claim_ftp_expectation(1, nat, 20, route));
+    CHECK(route.backend == backend);
+    CHECK(route.service == 1);
+  }
+  CHECK_FALSE(table.claim_ftp_expectation(1, nat, 20, route));  // each used once
+  REQUIRE(table.claim_ftp_expectation(1, other, 20, route));
+  CHECK(route.backend == 4);
+  REQUIRE(table.claim_ftp_expectation(2, nat, 20, route));
+  CHECK(route.backend == 6);
+  std::size_t live = 0;
+  table.for_each_live(20, [&](const tether::dataplane::SessionEntry&) { ++live; });
+  CHECK(live == 0);  // used ones are not listed
+
+  // Used slots are taken again in place: no new entries.
+  const std::uint32_t size = table.size();
+  CHECK(table.add_ftp_expectation(1, nat, 8, 30, 1000) == FtpExpectationAdd::added);
+  CHECK(table.size() == size);
+  REQUIRE(table.claim_ftp_expectation(1, nat, 40, route));
+  CHECK(route.backend == 8);
+
+  // The bound: kFtpExpectationsPerClient outstanding, the next refused; claiming one makes room.
+  for (unsigned i = 0; i < kFtpExpectationsPerClient; ++i)
+    CHECK(table.add_ftp_expectation(1, nat, static_cast<std::uint16_t>(100 + i), 50 + i, 1000) ==
+          FtpExpectationAdd::added);
+  CHECK(table.add_ftp_expectation(1, nat, 99, 80, 1000) == FtpExpectationAdd::client_full);
+  REQUIRE(table.claim_ftp_expectation(1, nat, 90, route));
+  CHECK(route.backend == 100);
+  CHECK(table.add_ftp_expectation(1, nat, 200, 95, 1000) == FtpExpectationAdd::added);
+  for (unsigned i = 1; i < kFtpExpectationsPerClient; ++i) {
+    REQUIRE(table.claim_ftp_expectation(1, nat, 100, route));
+    CHECK(route.backend == 100 + i);
+  }
+  REQUIRE(table.claim_ftp_expectation(1, nat, 100, route));
+  CHECK(route.backend == 200);
+  CHECK_FALSE(table.claim_ftp_expectation(1, nat, 100, route));
+}
+
+TEST_CASE("session table: FTP expectations expire, are reused and swept", "[session]") {
+  using tether::dataplane::FtpExpectationAdd;
+  using tether::dataplane::kFtpExpectationsPerClient;
+  SessionTable table(unique_name().c_str(), 1024, 1, kSocket);
+  const auto client = v4(198, 51, 100, 60);
+  SessionRoute route{};
+
+  CHECK(table.add_ftp_expectation(1, client, 1, 0, 100) == FtpExpectationAdd::added);
+  CHECK(table.add_ftp_expectation(1, client, 2, 0, 300) == FtpExpectationAdd::added);
+  // The first expired unclaimed: the data connection gets the next one.
+  REQUIRE(table.claim_ftp_expectation(1, client, 200, route));
+  CHECK(route.backend == 2);
+
+  // A full client whose expectations all expired takes new ones in their place (the
+  // claimed slot is taken again at once).
+  for (unsigned i = 1; i < kFtpExpectationsPerClient; ++i)
+    CHECK(table.add_ftp_expectation(1, client, 3, 0, 100) == FtpExpectationAdd::added);
+  const std::uint32_t size = table.size();
+  CHECK(size == kFtpExpectationsPerClient);
+  CHECK(table.add_ftp_expectation(1, client, 3, 50, 150) == FtpExpectationAdd::client_full);
+  CHECK(table.add_ftp_expectation(1, client, 7, 400, 1000) == FtpExpectationAdd::added);
+  CHECK(table.size() == size);
+  REQUIRE(table.claim_ftp_expectation(1, client, 500, route));
+  CHECK(route.backend == 7);
+
+  // The sweep deletes what expired; only unclaimed expectations count as expired.
+  const SweepResult swept = sweep_all(table, 2000);
+  CHECK(swept.expired[kind_index(SessionKind::ftp_expectation)] == kFtpExpectationsPerClient - 1);
+  CHECK(table.size() == 0);
+  CHECK_FALSE(table.claim_ftp_expectation(1, client, 2000, route));
+  // And the client starts afresh.
+  CHECK(table.add_ftp_expectation(1, client, 8, 2000, 3000) == FtpExpectationAdd::added);
+  REQUIRE(table.claim_ftp_expectation(1, client, 2001, route));
+  CHECK(route.backend == 8);
+}
+
+TEST_CASE("session table: concurrent PASVs of one address never overwrite each other", "[session]") {
+  using tether::dataplane::FtpExpectationAdd;
+  using tether::dataplane::kFtpExpectationsPerClient;
+  constexpr unsigned kRounds = 300;
+  constexpr unsigned kPerThread = kFtpExpectationsPerClient / 2;
+  SessionTable table(unique_name().c_str(), 4096, 2, kSocket);
+  const auto nat = v4(203, 0, 113, 70);
+  std::atomic<unsigned> arrived{0};
+  std::atomic<std::uint64_t> refused{0}, missing{0}, duplicates{0}, wrong{0};
+  std::vector<std::uint16_t> claimed[2];
+  REQUIRE(on_two_threads(table, [&](unsigned id) {
+    unsigned syncs = 0;
+    // Both threads leave together: each add and each claim races with the other thread's.
+    auto together = [&] {
+      ++syncs;
+      arrived.fetch_add(1);
+      while (arrived.load() < 2 * syncs) std::this_thread::yield();  // the other may share our core
+    };
+    for (unsigned round = 0; round < kRounds; ++round) {
+      const std::uint64_t now = 10 + round;
+      // Both threads fill the address's slots at once: every expectation must get its own.
+      for (unsigned i = 0; i < kPerThread; ++i) {
+        together();
+        if (table.add_ftp_expectation(1, nat, static_cast<std::uint16_t>(id * 100 + i), now,
+                                      now + 1000) != FtpExpectationAdd::added)
+          ++refused;
+      }
+      // Then both claim at once: every one claimed exactly once.
+      claimed[id].clear();
+      for (unsigned i = 0; i < kPerThread; ++i) {
+        together();
+        SessionRoute route{};
+        if (table.claim_ftp_expectation(1, nat, now, route)) claimed[id].push_back(route.backend);
+        else ++missing;
+      }
+      together();
+      if (id == 0) {
+        std::vector<std::uint16_t> all(claimed[0]);
+        all.insert(all.end(), claimed[1].begin(), claimed[1].end());
+        std::sort(all.begin(), all.end());
+        if (std::adjacent_find(all.begin(), all.end()) != all.end()) ++duplicates;
+        for (std::uint16_t backend : all)
+          if (backend % 100 >= kPerThread || backend / 100 > 1) ++wrong;
+      }
+      together();
+      table.quiescent(id);
+    }
+  }));
+  CHECK(refused == 0);
+  CHECK(missing == 0);
+  CHECK(duplicates == 0);
+  CHECK(wrong == 0);
+  CHECK(table.size() == kFtpExpectationsPerClient);  // reused in place, round after round
+}
+
+TEST_CASE("session table: extend moves a live deadline on and never revives an ended one", "[session]") {
+  SessionTable table(unique_name().c_str(), 1024, 1, kSocket);
+  const SessionKey key = rtp_expectation_key(1, v4(198, 51, 100, 80), 5004);
+  const std::int32_t position = add(table, key, 2, 1, 1600);
+  REQUIRE(position >= 0);
+
+  table.extend(position, 100, 1650);  // aged by less than a sixteenth of the extension: no write
+  CHECK(present(table, key, 1600));
+  CHECK_FALSE(present(table, key, 1601));
+  table.extend(position, 1000, 2600);  // aged enough: moved on
+  CHECK(present(table, key, 2600));
+  CHECK_FALSE(present(table, key, 2601));
+
+  // Ended (a TEARDOWN shortened it): a packet that found it a moment earlier cannot revive it.
+  table.shorten(position, 1100);
+  table.extend(position, 1200, 3000);
+  CHECK_FALSE(present(table, key, 1200));
+  CHECK(total(sweep_all(table, 1200)) == 1);
+}
