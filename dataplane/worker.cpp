@@ -784,24 +784,15 @@ std::size_t Worker::read_rtsp(Stream& stream, std::span<const std::uint8_t> inpu
         }
       } else if (message.method == rtsp::method::TEARDOWN) {
         // One TEARDOWN ends the connection's streams: clients tear down whole sessions.
-        for (std::uint8_t i = 0; i < stream.rtp_port_count; ++i) {
-          const SessionKey key = rtp_expectation_key(stream.service, stream.client, stream.rtp_ports[i]);
-          SessionRoute route;
-          const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
-          if (position >= 0) sessions_->shorten(position, now);
-        }
-        stream.rtp_port_count = 0;
+        end_rtp_expectations(stream, now);
         if (stream.session_counted)
           counters_.sessions_ended[static_cast<std::size_t>(DpiProtocol::rtsp)]++;
         stream.session_counted = false;
       } else {
         // Any other request (GET_PARAMETER, OPTIONS keepalives) keeps the streams alive.
-        for (std::uint8_t i = 0; i < stream.rtp_port_count; ++i) {
-          const SessionKey key = rtp_expectation_key(stream.service, stream.client, stream.rtp_ports[i]);
-          SessionRoute route;
-          const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
-          if (position >= 0) sessions_->refresh(position, now + service.session_timeout_tsc);
-        }
+        for_each_rtp_expectation(stream, now, [&](std::int32_t position) {
+          sessions_->refresh(position, now + service.session_timeout_tsc);
+        });
       }
     }
     taken += extent.size;
@@ -854,20 +845,32 @@ std::size_t Worker::read_ftp(Stream& stream, std::span<const std::uint8_t> input
   }
 }
 
-// The control connection closed or expired: its RTP expectations go with it.
-void Worker::end_stream(FlowEntry& entry, std::uint64_t now) {
-  Stream& stream = streams_[entry.stream - 1];
+template <typename Apply>
+void Worker::for_each_rtp_expectation(const Stream& stream, std::uint64_t now, Apply apply) {
   for (std::uint8_t i = 0; i < stream.rtp_port_count; ++i) {
     const SessionKey key = rtp_expectation_key(stream.service, stream.client, stream.rtp_ports[i]);
     SessionRoute route;
     const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
-    if (position >= 0) sessions_->shorten(position, now);
+    if (position >= 0) apply(position);
   }
+}
+
+// Expired from before `now`, not at it: media that follows the TEARDOWN in the same burst
+// (read with the same clock) is dropped too, as is media on another worker's later bursts.
+void Worker::end_rtp_expectations(Stream& stream, std::uint64_t now) {
+  for_each_rtp_expectation(stream, now,
+                           [&](std::int32_t position) { sessions_->shorten(position, now - 1); });
+  stream.rtp_port_count = 0;
+}
+
+// The control connection closed or expired: its RTP expectations go with it.
+void Worker::end_stream(FlowEntry& entry, std::uint64_t now) {
+  Stream& stream = streams_[entry.stream - 1];
+  end_rtp_expectations(stream, now);
   if (stream.session_counted) {
     const DpiProtocol protocol = stream.dpi == DpiKind::rtsp ? DpiProtocol::rtsp : DpiProtocol::ftp;
     counters_.sessions_ended[static_cast<std::size_t>(protocol)]++;
   }
-  stream.rtp_port_count = 0;
   stream.session_counted = false;
   if (stream.buffer != 0) release_buffer(stream);
   free_streams_.push_back(entry.stream - 1);

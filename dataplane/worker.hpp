@@ -201,6 +201,9 @@ class Worker {
   void release_buffer(Stream& stream);
   void unlink_buffer(std::uint32_t index);
   void link_newest_buffer(std::uint32_t index);
+  template <typename Apply>
+  void for_each_rtp_expectation(const Stream& stream, std::uint64_t now, Apply apply);
+  void end_rtp_expectations(Stream& stream, std::uint64_t now);
   void end_stream(FlowEntry& entry, std::uint64_t now);
   static void end_expired_stream(void* worker, FlowEntry& entry);
 

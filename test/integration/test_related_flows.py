@@ -150,6 +150,22 @@ def test_rtsp_media_after_teardown_is_dropped(tmp_path, workers):
         sum(len(m) for m in before.values())
 
 
+def test_rtsp_media_behind_its_teardown_in_one_burst_is_dropped(tmp_path):
+    """Each session's TEARDOWN followed at once by media on its 5-tuples: one worker reads
+    most of them in the TEARDOWN's burst, with the TEARDOWN's clock."""
+    rng = random.Random(85)
+    sessions = [RtspSession(4 * k, RTSP_VIP, rng, [f"203.0.113.{k + 1}"]) for k in range(20)]
+    control = {s: s.signalling() for s in sessions}
+    signalling = [f for s in sessions for f in control[s]]
+    before = [f for s in sessions for f in media(s, "before", packets=1)]
+    late = {s: media(s, "after", packets=1) for s in sessions}
+    ending = [f for s in sessions for f in s.teardown() + late[s]]
+    result = run(tmp_path, [signalling, before, filler(), ending], 1)
+    reached = backends_of(result, [f for m in late.values() for f in m])
+    assert not reached, f"{len(reached)} media datagrams after TEARDOWN were forwarded"
+    assert result.drops("no_expectation") == sum(len(m) for m in late.values())
+
+
 def ftp_pair(k, rng):
     """Two FTP sessions of one client, one after the other, on two control connections; the
     second's data connection reuses the first's source port and passive port."""
