@@ -218,8 +218,8 @@ class Lab(Namespaces):
         else:
             services, config = config, stem.with_suffix(".cfg")
             config.write_text(tetherd_config(services, workers=workers, backend_macs=False))
-        tetherd = Tetherd(config, stem.with_suffix(".sock"), output=stem, cwd=REPO,
-                          spawn=functools.partial(self.popen, self.lb), start_timeout=start_timeout)
+        tetherd = LabTetherd(self, config, stem.with_suffix(".sock"), output=stem, cwd=REPO,
+                             spawn=functools.partial(self.popen, self.lb), start_timeout=start_timeout)
         tetherd.wait_until(lambda b: all(x["mac_source"] == "arp" for x in b.values()), 5,
                            "backend MACs learnt by ARP")
         return tetherd
@@ -231,6 +231,14 @@ class Lab(Namespaces):
         self.ftp_servers.clear()
         self.rtsp_servers.clear()
         self.captures.clear()
+
+
+class LabTetherd(Tetherd):
+    """tetherd in a lab's lb namespace: `lab` is where its clients and servers are."""
+
+    def __init__(self, lab, config, socket, **options):
+        self.lab = lab
+        super().__init__(config, socket, **options)
 
 
 def tetherd_config(services, workers=1, backend_macs=True, health=None):
