@@ -151,37 +151,32 @@ class Lab(Namespaces):
         for name in names:
             self.start_rtsp_server(name, timeout=60)
 
-    def ftp_downloads(self):
-        """backend -> Counter of client addresses whose downloads of FTP_FILE it completed."""
+    def server_logs(self, prefix):
+        """backend -> the text of its log PREFIX-NAME.log, "" while there is none."""
         result = {}
         for name in BACKENDS:
-            path = self.workdir / f"ftp-{name}.log"
-            text = path.read_text(errors="replace") if path.exists() else ""
-            result[name] = collections.Counter(
-                re.findall(r'OK DOWNLOAD: Client "([0-9.]+)", "/' + re.escape(FTP_FILE) + '"', text))
+            path = self.workdir / f"{prefix}-{name}.log"
+            result[name] = path.read_text(errors="replace") if path.exists() else ""
         return result
+
+    def ftp_downloads(self):
+        """backend -> Counter of client addresses whose downloads of FTP_FILE it completed."""
+        done = r'OK DOWNLOAD: Client "([0-9.]+)", "/' + re.escape(FTP_FILE) + '"'
+        return {name: collections.Counter(re.findall(done, text))
+                for name, text in self.server_logs("ftp").items()}
 
     def rtsp_setups(self):
         """backend -> [(client address, RTP port, RTCP port)] of the SETUPs it answered."""
-        result = {}
-        for name in BACKENDS:
-            path = self.workdir / f"rtsp-{name}.log"
-            text = path.read_text(errors="replace") if path.exists() else ""
-            result[name] = [(a, int(rtp), int(rtcp)) for a, rtp, rtcp
-                            in re.findall(r"^setup (\S+) (\d+)-(\d+)$", text, re.M)]
-        return result
+        return {name: [(a, int(rtp), int(rtcp))
+                       for a, rtp, rtcp in re.findall(r"^setup (\S+) (\d+)-(\d+)$", text, re.M)]
+                for name, text in self.server_logs("rtsp").items()}
 
     def rtsp_udp_received(self):
         """backend -> Counter of (client address, client port) of the UDP datagrams to
         RTSP_VIP that reached it."""
-        result = {}
-        for name in BACKENDS:
-            path = self.workdir / f"udp-{name}.log"
-            text = path.read_text(errors="replace") if path.exists() else ""
-            result[name] = collections.Counter(
-                (a, int(p)) for a, p in re.findall(
-                    r" IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > " + re.escape(RTSP_VIP) + r"\.\d+: UDP", text))
-        return result
+        datagram = r" IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > " + re.escape(RTSP_VIP) + r"\.\d+: UDP"
+        return {name: collections.Counter((a, int(p)) for a, p in re.findall(datagram, text))
+                for name, text in self.server_logs("udp").items()}
 
     def wait_for_socket(self, ns, protocol, port, proc, timeout=15):
         deadline = time.monotonic() + timeout
