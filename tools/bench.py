@@ -31,10 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-BUILD = Path(os.environ.get("TETHER_BUILD", REPO / "build"))
-TETHERD = BUILD / "control" / "tetherd"
-TETHERCTL = BUILD / "control" / "tetherctl"
+from tetherlab.config import Port, config_text
+from tetherlab.tetherd import REPO, TETHERD, Tetherd
+
 TESTPMD = shutil.which("dpdk-testpmd") or "/usr/bin/dpdk-testpmd"
 
 PORT_MAC = bytes.fromhex("020000000001")
@@ -331,65 +330,32 @@ def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds):
 
 
 def tetherd_config(pcap, scenario, packets, memory):
-    backends = ",\n".join(f'  {{ name = "b{i}"; address = "192.0.2.{10 + i}"; '
-                          f'mac = "02:00:00:00:01:{i:02x}"; port = "out"; }}' for i in range(1, 4))
-    members = ", ".join(f'{{ name = "b{i}"; }}' for i in range(1, 4))
-    services = ",\n".join(
-        f'  {{ name = "{name}"; vip = "{".".join(map(str, vip))}"; port = {port}; '
-        f'protocol = "{proto}"; {extra} backends = ( {members} ); }}'
-        for name, vip, port, proto, extra in scenario.services)
-    eal = ", ".join(f'"{a}"' for a in ["-l", "0,1", *memory.eal("bench_tetherd"), "--log-level=lib.*:error"])
     pcap_dev, null_dev = vdevs(pcap)
-    return f"""workers = 1;
-eal = [{eal}];
-log_level = "warning";
-tables = {{ flows_per_worker = {scenario.flows}; sessions = {scenario.sessions}; dpi_streams_per_worker = 16384;
-           mbufs_per_port = {mbufs_for(packets)}; mbuf_size = {scenario.mbuf_size}; }};
-ports = (
-  {{ name = "in"; device = "{pcap_dev}"; mac = "02:00:00:00:00:01"; addresses = ["192.0.2.1"]; }},
-  {{ name = "out"; device = "{null_dev}"; mac = "02:00:00:00:00:02"; mbufs = 65535; }}
-);
-backends = (
-{backends}
-);
-services = (
-{services}
-);
-"""
-
-
-def tetherctl(socket_path, *words):
-    result = subprocess.run([str(TETHERCTL), "-s", str(socket_path), "--json", *words],
-                            capture_output=True, text=True, timeout=10)
-    if result.returncode != 0:
-        raise RuntimeError(f"tetherctl {' '.join(words)}: {result.stderr.strip()}")
-    return json.loads(result.stdout)
+    ports = [Port("in", pcap_dev, "02:00:00:00:00:01", ("192.0.2.1",)),
+             Port("out", null_dev, "02:00:00:00:00:02", mbufs=65535)]
+    backends = {f"b{i}": (f"192.0.2.{10 + i}", f"02:00:00:00:01:{i:02x}") for i in range(1, 4)}
+    services = [{"name": name, "vip": ".".join(map(str, vip)), "port": port, "protocol": proto,
+                 "extra": extra, "weights": dict.fromkeys(backends, 1)}
+                for name, vip, port, proto, extra in scenario.services]
+    tables = {"flows_per_worker": scenario.flows, "sessions": scenario.sessions,
+              "dpi_streams_per_worker": 16384, "mbufs_per_port": mbufs_for(packets),
+              "mbuf_size": scenario.mbuf_size}
+    return config_text(ports, backends, services, eal=["-l", "0,1", *memory.eal("bench_tetherd"),
+                                                       "--log-level=lib.*:error"],
+                       tables=tables, log_level="warning", backend_port="out")
 
 
 def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tetherd=None):
     config = workdir / "tetherd.cfg"
-    socket_path = workdir / "tetherd.sock"
     config.write_text(tetherd_config(pcap, scenario, packets, memory))
-    log = open(workdir / "tetherd.log", "w")
-    proc = subprocess.Popen([str(tetherd or TETHERD), "-c", str(config), "--socket", str(socket_path)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # up once its workers answer on the control socket
+    daemon = Tetherd(config, workdir / "tetherd.sock", binary=tetherd or TETHERD, start_timeout=120)
     try:
-        deadline = time.monotonic() + 120
-        while True:  # up once its workers answer on the control socket
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("tetherd did not start:\n" + (workdir / "tetherd.log").read_text()[-3000:])
-            if socket_path.exists():
-                try:
-                    tetherctl(socket_path, "show", "workers")
-                    break
-                except RuntimeError:
-                    pass
-            time.sleep(0.1)
         time.sleep(warmup)
 
         def sample():
-            worker = tetherctl(socket_path, "show", "workers")["workers"][0]
-            counters = tetherctl(socket_path, "show", "counters")
+            worker = daemon.json("show", "workers")["workers"][0]
+            counters = daemon.json("show", "counters")
             drops = sum(counters["drops"].values())
             return time.monotonic(), worker, counters, drops
 
@@ -416,8 +382,7 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
             "bytes_per_session": memory_figures["session_table_bytes"] / max(1, memory_figures["session_table_entries"]),
         }
     finally:
-        stop_group(proc, signal.SIGTERM, 60)
-        log.close()
+        daemon.stop(timeout=60)
 
 
 def median_of(rounds, key):

@@ -2,8 +2,8 @@
 """The virtual lab behind tools/run: network namespaces with tetherd (conf/lab.cfg) in front
 of three backends running real SIP, FTP and RTSP servers, a short mixed workload of real
 clients through the VIPs, a summary per backend, and a teardown that leaves nothing behind
-(also on Ctrl-C, SIGTERM or a failure). The lab itself is test/integration/netns.py, shared
-with the end-to-end tests (test/integration/test_lab.py).
+(also on Ctrl-C, SIGTERM or a failure). The lab itself is the tetherlab package beside this
+script, shared with the end-to-end tests (test/integration/test_lab.py).
 
     tools/lab.py [--calls N] [--downloads N] [--streams N] [--seconds S]
 
@@ -19,10 +19,10 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "integration"))
-
-from netns import (BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG, REPO, Calls, Lab, Streams,  # noqa: E402
-                   Tetherd, ftp_downloads, remove_stale_labs, rtcp_placement)
+from tetherlab.lab import Lab
+from tetherlab.namespaces import remove_stale_labs
+from tetherlab.topology import BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG, REPO
+from tetherlab.workloads import Calls, Streams, ftp_downloads, rtcp_placement
 
 PROTOCOLS = ("sip", "ftp", "rtsp")
 
@@ -161,7 +161,7 @@ def main():
             lab.start_sip_server(name, reinvite=True)
         lab.start_media_servers()
         print("lab: sipp UAS, vsftpd and gst-rtsp-server on b1, b2, b3; starting tetherd", flush=True)
-        tetherd = Tetherd(lab, LAB_CONFIG)
+        tetherd = lab.start_tetherd(LAB_CONFIG)
         tetherd.wait_until(lambda b: all(x["healthy"] for x in b.values()), 20, "all backends healthy")
         print("lab: all backends up; playing the workload", flush=True)
         start = time.monotonic()

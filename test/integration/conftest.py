@@ -1,12 +1,12 @@
+"""What the integration tests share: the pcap rig's services and mixed traffic, the virtual
+lab (tools/tetherlab, importable through pytest.ini's pythonpath) and its checks."""
 import random
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import traffic  # noqa: E402
+import traffic
+from tetherlab.lab import Lab
+from tetherlab.namespaces import remove_stale_labs
 
 VIP_TCP = "192.0.2.100"
 VIP_UDP = "192.0.2.101"
@@ -30,3 +30,31 @@ def mixed_traffic():
              + traffic.make_flows("sip", VIP_UDP, 5060, "udp", 4000, 6000, rng)
              + traffic.make_flows("web6", VIP6_TCP, 80, "tcp", 2000, 10000, rng, ipv6_clients=True))
     return flows, traffic.interleave(flows, rng)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A virtual lab for one module's tests, no server started yet: torn down after them,
+    leaving nothing behind (labs of killed runs are removed first)."""
+    remove_stale_labs()
+    lab = Lab(tmp_path_factory.mktemp("lab"))
+    try:
+        lab.create()
+        yield lab
+    finally:
+        lab.teardown()
+        assert lab.leftovers() == []
+
+
+def assert_spread_by_weight(counts, weights, sigmas=5.0):
+    """Each backend's count lies within `sigmas` binomial standard deviations of its
+    weighted share, as hashing many distinct keys (Call-IDs with a PID in them, ephemeral
+    ports) gives. A fixed relative tolerance fails by chance: 35% of 60 expected is 3.4 sigma,
+    about one run in a thousand per backend, and CI saw it."""
+    total = sum(counts.values())
+    active = sum(weights.values())
+    for name, weight in weights.items():
+        share = weight / active
+        expected = total * share
+        bound = sigmas * (total * share * (1 - share)) ** 0.5 + 1
+        assert abs(counts.get(name, 0) - expected) <= bound, (dict(counts), weights, name)

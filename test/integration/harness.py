@@ -2,22 +2,22 @@
 
 Each test writes its input pcap(s) and a configuration into a temporary folder, runs
 tetherd with --idle-exit so it stops once the pcap is drained, and gets back the output
-frames and the counters tetherd wrote with --stats-file.
+frames and the counters tetherd wrote with --stats-file. Or it runs tetherd on a veth pair
+and plays frames at it (run_tetherd_live). The configuration and the launch are the lab's
+(tools/tetherlab); this module holds the test rig's addresses and the frames' plumbing.
 """
 import json
 import os
 import subprocess
 from pathlib import Path
 
+import tetherlab.config
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.utils import RawPcapReader, wrpcap
-
-REPO = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("TETHER_BUILD", REPO / "build"))
-TETHERD = BUILD / "control" / "tetherd"
-TETHERCTL = BUILD / "control" / "tetherctl"
+from tetherlab.config import TABLES, Port
+from tetherlab.tetherd import BUILD, REPO, TETHERCTL, TETHERD, Tetherd, replay  # noqa: F401 (for the tests)
 
 PORT_MAC = "02:00:00:00:00:01"
 CLIENT_MAC = "02:00:00:00:aa:01"
@@ -28,7 +28,6 @@ BACKENDS = {  # name -> (address, mac)
     "b2": ("192.0.2.12", "02:00:00:00:01:02"),
     "b3": ("192.0.2.13", "02:00:00:00:01:03"),
 }
-EAL_TEST_ARGS = '"--no-huge", "--no-shconf", "--no-pci", "-m", "512", "--log-level=lib.*:error"'
 
 
 def flow_key_of(frame):
@@ -45,38 +44,13 @@ def mac_bytes(text):
 
 def config_text(device, services, workers=1, flows_per_worker=65536, extra_tables="",
                 backends=None, extra=""):
-    """A configuration with one port, backends b1..b3 and the given services.
-
-    `services` is a list of dicts: name, vip, port, protocol, weights {backend: weight},
-    and optional extra settings as a string. `backends` replaces BACKENDS (name -> (address,
-    mac)); a mac of None leaves it to ARP/ND. `extra` is appended at the top level.
-    """
-    backends = ",\n".join(
-        f'  {{ name = "{n}"; address = "{a}"; {f"mac = {chr(34)}{m}{chr(34)};" if m else ""} }}'
-        for n, (a, m) in (backends or BACKENDS).items())
-    blocks = []
-    for s in services:
-        # a weight may be given as raw settings, e.g. "weight = 1; passive_ports = [1, 2];"
-        members = ", ".join(
-            f'{{ name = "{b}"; {w if isinstance(w, str) else f"weight = {w};"} }}'
-            for b, w in s["weights"].items())
-        blocks.append(
-            f'  {{ name = "{s["name"]}"; vip = "{s["vip"]}"; port = {s["port"]}; '
-            f'protocol = "{s["protocol"]}"; {s.get("extra", "")}\n    backends = ( {members} ); }}')
-    services_text = ",\n".join(blocks)
-    return f"""workers = {workers};
-eal = [{EAL_TEST_ARGS}];
-tables = {{ flows_per_worker = {flows_per_worker}; maglev_size = 65537; {extra_tables} }};
-ports = ( {{ name = "lan0"; device = "{device}"; mac = "{PORT_MAC}";
-            addresses = ["{PORT_IPV4}", "{PORT_IPV6}"]; }} );
-backends = (
-{backends}
-);
-services = (
-{services_text}
-);
-{extra}
-"""
+    """A configuration with one port on `device`, backends b1..b3 and the given services
+    (see tetherlab.config.service_text). `backends` replaces BACKENDS (name -> (address,
+    mac)); a mac of None leaves it to ARP/ND. `extra` is appended at the top level."""
+    port = Port("lan0", device, PORT_MAC, (PORT_IPV4, PORT_IPV6))
+    return tetherlab.config.config_text(
+        [port], backends or BACKENDS, services, workers=workers,
+        tables=dict(TABLES, flows_per_worker=flows_per_worker), extra_tables=extra_tables, extra=extra)
 
 
 def pcap_device(workdir, queues):
@@ -123,25 +97,15 @@ def run_tetherd(workdir, inputs, services, workers=1, timeout=180, **config_opti
     config.write_text(config_text(pcap_device(workdir, len(inputs)), services, workers=workers,
                                   **config_options))
     stats_file = workdir / "stats.json"
-    proc = subprocess.run(
-        [str(TETHERD), "-c", str(config), "--idle-exit", "1", "--stats-file", str(stats_file),
-         "--socket", str(workdir / "tetherd.sock")],
-        capture_output=True, text=True, timeout=timeout)
+    proc = replay(config, workdir / "tetherd.sock", stats_file, timeout)
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else None
     outputs = [read_frames(workdir / f"out{q}.pcap") for q in range(len(inputs))]
     return Run(proc.returncode, proc.stdout, proc.stderr, stats, outputs)
 
 
 def start_tetherd(config, socket_path):
-    """tetherd in the background, returned once it serves its control socket."""
-    import time
-    proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--socket", str(socket_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    while not Path(socket_path).exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    time.sleep(1)  # the socket is bound before the ports start: let the workers run
-    return proc
+    """tetherd in the background (its Popen), returned once it serves its control socket."""
+    return Tetherd(config, socket_path).proc
 
 
 class Veth:
@@ -168,7 +132,6 @@ def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, respond=N
     instead be a callable, given the control socket's path), then the test waits `settle` seconds, so a later phase (media) cannot overtake an earlier one
     (signalling) whatever worker it lands on; the kernel spreads flows over the queues by
     their 5-tuple hash, as RSS does. Returns a Run with every frame tetherd sent back."""
-    import signal
     import socket
     import threading
     import time
@@ -198,19 +161,11 @@ def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, respond=N
                 elif reply:  # a backend answering tetherd's health probe (b"": swallow)
                     sock.send(reply)
 
-    proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--stats-file", str(stats_file),
-                             "--socket", str(workdir / "tetherd.sock")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     receiver = threading.Thread(target=receive)
     receiver.start()
+    tetherd = None
     try:
-        deadline = time.time() + 60
-        log = ""
-        while "running:" not in log:
-            line = proc.stderr.readline()
-            if not line or time.time() > deadline:
-                raise RuntimeError("tetherd did not start: " + log)
-            log += line
+        tetherd = Tetherd(config, workdir / "tetherd.sock", stats_file=stats_file)
         for phase in phases:
             if callable(phase):  # an operator's step between traffic phases
                 phase(workdir / "tetherd.sock")
@@ -225,15 +180,13 @@ def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, respond=N
             count = len(frames)
             time.sleep(0.5)
             waited += 1
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=30)
+        tetherd.stop(timeout=30)
     finally:
         stop.set()
         receiver.join()
         sock.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if tetherd is not None:
+            tetherd.kill()
         veth.close()
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else None
-    return Run(proc.returncode, stdout, log + stderr, stats, [frames])
+    return Run(tetherd.proc.returncode, tetherd.output(), tetherd.log(), stats, [frames])

@@ -46,7 +46,6 @@ def test_quick_benchmark_produces_every_figure(tmp_path):
 
 
 def test_table_shows_the_ratio_of_every_round_when_there_are_several():
-    sys.path.insert(0, str(REPO / "tools"))
     import bench
     figures = {"mpps": 10.0, "cycles_per_packet_loop": 100, "cycles_per_packet_busy": 100, "drops": 0,
                "bytes_per_flow": 96, "bytes_per_session": 113, "messages_inspected_per_s": 0}

@@ -13,8 +13,9 @@ import time
 import pytest
 from scapy.utils import wrpcap
 
+import tetherlab.tetherd
 from conftest import SERVICES
-from harness import TETHERCTL, TETHERD, config_text, pcap_device
+from harness import TETHERCTL, config_text, pcap_device
 
 CALLS = 20
 SECONDS_PER_CALL = 5
@@ -31,35 +32,18 @@ def enough_descriptors():
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-class Tetherd:
+class Tetherd(tetherlab.tetherd.Tetherd):
     """tetherd on an empty pcap (no traffic, no CPU spent on packets), its log in a file."""
 
     def __init__(self, workdir):
         wrpcap(str(workdir / "in0.pcap"), [], linktype=1)
         config = workdir / "tetherd.cfg"
         config.write_text(config_text(pcap_device(workdir, 1), SERVICES))
-        self.socket = workdir / "tetherd.sock"
-        self.log_path = workdir / "tetherd.log"
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--socket", str(self.socket)],
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
-        deadline = time.time() + 60
-        while "running:" not in self.log_path.read_text():
-            assert self.proc.poll() is None and time.time() < deadline, self.log_path.read_text()
-            time.sleep(0.1)
+        super().__init__(config, workdir / "tetherd.sock", output=workdir / "tetherd")
+        self.log_path = self.stderr_path
 
     def descriptors(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            self.log.close()
 
 
 @pytest.fixture

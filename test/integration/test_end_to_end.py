@@ -1,4 +1,4 @@
-"""End to end: tetherd on net_af_packet in a lab of network namespaces (see netns.py), with
+"""End to end: tetherd on net_af_packet in a lab of network namespaces (tools/tetherlab), with
 real clients and servers. A sipp UAC places SIP calls to the VIP; each backend runs sipp's
 UAS bound to the VIP (its replies reach the client directly, DSR) and logs every request it
 receives, so the tests see which backend got each message of each call. A TCP service on
@@ -11,33 +11,20 @@ its check fail.
 """
 import collections
 import json
-import signal
 import socket
-import subprocess
 import time
 
 import pytest
 
-from netns import (BACKENDS, SIP_PORT, SIP_VIP, TCP_PORT, TCP_VIP, Calls, Lab, Tetherd,
-                   assert_spread_by_weight, remove_stale_labs)
+from conftest import assert_spread_by_weight
+from tetherlab.topology import BACKENDS, SIP_PORT, SIP_VIP, TCP_PORT, TCP_VIP
+from tetherlab.workloads import Calls
 
 HEALTH = {"interval": 300, "timeout": 200, "rise": 2, "fall": 3}  # ms
 SIP_HEALTH = dict(HEALTH, type="sip-options")
 TCP_HEALTH = dict(HEALTH, type="tcp")
 # Scheduling slack on a loaded 2-core machine, on top of what the check settings allow.
 SLACK = 1.5
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    remove_stale_labs()
-    lab = Lab(tmp_path_factory.mktemp("lab"))
-    try:
-        lab.create()
-        yield lab
-    finally:
-        lab.teardown()
-        assert lab.leftovers() == []
 
 
 @pytest.fixture
@@ -56,7 +43,7 @@ def start_tetherd(servers):
     started = []
 
     def start(services, workers=1):
-        t = Tetherd(servers, services, workers)
+        t = servers.start_tetherd(services, workers)
         started.append(t)
         return t
 

@@ -1,4 +1,4 @@
-"""The virtual lab (netns.py) with real SIP, FTP and RTSP software through tetherd running
+"""The virtual lab (tools/tetherlab) with real SIP, FTP and RTSP software through tetherd running
 conf/lab.cfg, the configuration tools/run plays, and then without session awareness.
 
 Each backend runs sipp's UAS (with re-INVITE support), vsftpd in passive mode with its own
@@ -17,8 +17,10 @@ import time
 
 import pytest
 
-from netns import (BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG, Calls, Lab, Streams, Tetherd,
-                   assert_spread_by_weight, ftp_downloads, lab_config_without_dpi, remove_stale_labs, rtcp_placement)
+from conftest import assert_spread_by_weight
+from tetherlab.config import lab_config_without_dpi
+from tetherlab.topology import BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG
+from tetherlab.workloads import Calls, Streams, ftp_downloads, rtcp_placement
 
 SIP_WEIGHTS = {"b1": 2, "b2": 1, "b3": 1}  # as in conf/lab.cfg
 # sip-options check in conf/lab.cfg: interval 400 ms, timeout 300 ms, fall 3, rise 2
@@ -27,18 +29,13 @@ UP_WITHIN = 2 * 0.4 + 0.3 + 2.0
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    remove_stale_labs()
-    lab = Lab(tmp_path_factory.mktemp("lab"))
-    try:
-        lab.create()
-        for name in BACKENDS:
-            lab.start_sip_server(name, reinvite=True)
-        lab.start_media_servers()
-        yield lab
-    finally:
-        lab.teardown()
-        assert lab.leftovers() == []
+def lab(lab):
+    """The lab with every backend's servers running: sipp's UAS (re-INVITEs too), vsftpd,
+    gst-rtsp-server and the RTSP capture."""
+    for name in BACKENDS:
+        lab.start_sip_server(name, reinvite=True)
+    lab.start_media_servers()
+    return lab
 
 
 class Balancer:
@@ -49,7 +46,7 @@ class Balancer:
 
     def use(self, config):
         self.stop()
-        self.current = Tetherd(self.lab, config)
+        self.current = self.lab.start_tetherd(config)
         self.current.wait_until(lambda b: all(x["healthy"] for x in b.values()), 15, "all healthy")
         return self.current
 

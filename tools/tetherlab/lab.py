@@ -1,0 +1,246 @@
+"""The virtual lab: the namespaces (namespaces.py) with the backends' servers (servers.py)
+and tetherd in front of them, for tools/run and the end-to-end tests.
+
+Servers a lab may start on each backend: sipp's UAS (SIP_VIP), a TCP name server
+(TCP_VIP), vsftpd in passive mode (FTP_VIP; each backend its own passive port range,
+FTP_PASSIVE, serving one file of known checksum) and gst-rtsp-server (RTSP_VIP; each backend
+its own media port range, RTSP_PORTS), with tcpdump counting the UDP the backend receives
+for RTSP_VIP (the clients' RTCP). The lab's tetherd configuration is conf/lab.cfg.
+"""
+import collections
+import functools
+import hashlib
+import random
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from .config import Port, config_text
+from .namespaces import Namespaces, run
+from .servers import RTSP_SERVER, SIP_SCENARIOS, TCP_SERVER, VSFTPD_CONF, parse_sipp_requests
+from .tetherd import Tetherd
+from .topology import (BACKENDS, FTP_FILE, FTP_FILE_SIZE, FTP_PASSIVE, FTP_PORT, FTP_VIP, LB_ADDRESS,
+                       LB_MAC, REPO, RTSP_PORT, RTSP_PORTS, RTSP_VIP, SIP_PORT, SIP_VIP, TCP_PORT)
+
+
+class Lab(Namespaces):
+    """The namespaces, the servers each backend runs, and the lab's tetherd."""
+
+    def __init__(self, workdir, tag=None):
+        super().__init__(workdir, tag)
+        self.tcp_servers = {}  # backend -> Popen
+        self.sip_servers = {}  # backend -> (Popen, message log path)
+        self.ftp_servers = {}  # backend -> Popen
+        self.rtsp_servers = {}  # backend -> Popen
+        self.captures = {}  # backend -> Popen (tcpdump)
+        self.ftp_sha256 = None  # of FTP_FILE, once create() wrote it
+        self.tetherds_started = 0
+
+    def create(self):
+        super().create()
+        for name, (address, _mac) in BACKENDS.items():
+            # The servers listen on the VIPs only (their replies must come from the VIP);
+            # tetherd's health checks go to the backend's own address, so that is mapped
+            # to the same sockets. Conntrack gives the answer its original source back.
+            rules = (f"table ip tether_lab {{\n chain prerouting {{\n"
+                     f"  type nat hook prerouting priority -100\n"
+                     f"  ip daddr {address} udp dport {SIP_PORT} dnat to {SIP_VIP}\n"
+                     f"  ip daddr {address} tcp dport {FTP_PORT} dnat to {FTP_VIP}\n"
+                     f"  ip daddr {address} tcp dport {RTSP_PORT} dnat to {RTSP_VIP}\n }}\n}}\n")
+            run("ip", "netns", "exec", self.backend_ns[name], "nft", "-f", "-", input=rules)
+        self._write_ftp_roots()
+
+    def _write_ftp_roots(self):
+        """The same file of known checksum in every backend's FTP root (root-owned, not
+        writable by the ftp user, as vsftpd's chroot wants)."""
+        data = random.Random(self.tag).randbytes(FTP_FILE_SIZE)
+        self.ftp_sha256 = hashlib.sha256(data).hexdigest()
+        for name in BACKENDS:
+            root = self.workdir / f"ftp-{name}"
+            root.mkdir(mode=0o755, exist_ok=True)
+            (root / FTP_FILE).write_bytes(data)
+            (root / FTP_FILE).chmod(0o644)
+        empty = self.workdir / "vsftpd-empty"
+        empty.mkdir(mode=0o755, exist_ok=True)
+
+    # -- servers ----------------------------------------------------------------------------
+
+    def start_tcp_server(self, name):
+        proc = self.popen(self.backend_ns[name],
+                          ["/usr/bin/python3", "-c", TCP_SERVER, name, TCP_PORT],
+                          stdout=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", f"TCP server on {name} did not start"
+        self.tcp_servers[name] = proc
+        return proc
+
+    def stop_tcp_server(self, name):
+        self.stop(self.tcp_servers.pop(name))
+
+    def start_sip_server(self, name, reinvite=False):
+        """sipp's built-in UAS on VIP:5060, with -aa answering tetherd's OPTIONS checks, or
+        with reinvite=True the same UAS that also answers re-INVITEs (sip/uas.xml).
+        Every message it receives is logged (trace_msg) for the tests to count calls."""
+        logs = self.workdir / f"uas-{name}-{len(self.processes)}"
+        scenario = ["-sf", SIP_SCENARIOS / "uas.xml"] if reinvite else ["-sn", "uas"]
+        proc = self.popen(self.backend_ns[name],
+                          ["sipp", *scenario, "-i", SIP_VIP, "-p", SIP_PORT, "-bind_local",
+                           "-aa", "-nostdin", "-trace_msg", "-message_file", f"{logs}.msg",
+                           "-trace_err", "-error_file", f"{logs}.err"],
+                          cwd=self.workdir)
+        self.wait_for_socket(self.backend_ns[name], "udp", SIP_PORT, proc)
+        self.sip_servers[name] = (proc, Path(f"{logs}.msg"))
+        return proc
+
+    def stop_sip_server(self, name):
+        proc, _log = self.sip_servers.pop(name)
+        self.stop(proc)
+
+    def start_ftp_server(self, name):
+        """vsftpd on FTP_VIP:21 with the backend's passive range; its transfer log is
+        ftp-NAME.log (see ftp_downloads)."""
+        first, last = FTP_PASSIVE[name]
+        conf = self.workdir / f"vsftpd-{name}.conf"
+        conf.write_text(VSFTPD_CONF.format(vip=FTP_VIP, root=self.workdir / f"ftp-{name}",
+                                           first=first, last=last, log=self.workdir / f"ftp-{name}.log",
+                                           empty=self.workdir / "vsftpd-empty"))
+        proc = self.popen(self.backend_ns[name], ["vsftpd", conf])
+        self.wait_for_socket(self.backend_ns[name], "tcp", FTP_PORT, proc)
+        self.ftp_servers[name] = proc
+        return proc
+
+    def start_rtsp_server(self, name, timeout=30):
+        """gst-rtsp-server (rtsp_server.py) on RTSP_VIP:554 serving RTSP_PATH, media ports
+        from the backend's RTSP_PORTS; the SETUPs it answered are logged to rtsp-NAME.log."""
+        first, last = RTSP_PORTS[name]
+        log = open(self.workdir / f"rtsp-{name}.log", "a")
+        proc = self.popen(self.backend_ns[name],
+                          ["/usr/bin/python3", RTSP_SERVER, name, RTSP_VIP, RTSP_PORT,
+                           first, last], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.wait_for_socket(self.backend_ns[name], "tcp", RTSP_PORT, proc, timeout=timeout)
+        self.rtsp_servers[name] = proc
+        return proc
+
+    def start_capture(self, name, timeout=15):
+        """tcpdump on the backend's eth0: every UDP datagram to RTSP_VIP it receives, one
+        line each, in udp-NAME.log (see rtsp_udp_received)."""
+        out = open(self.workdir / f"udp-{name}.log", "a")
+        err_path = self.workdir / f"udp-{name}.err"
+        with open(err_path, "a") as err:
+            proc = self.popen(self.backend_ns[name],
+                              ["tcpdump", "-i", "eth0", "-n", "-l", "-Q", "in", "-p",
+                               f"udp and dst host {RTSP_VIP}"], stdout=out, stderr=err)
+        out.close()
+        deadline = time.monotonic() + timeout
+        while "listening on" not in err_path.read_text():
+            assert proc.poll() is None, f"tcpdump on {name}: {err_path.read_text()}"
+            assert time.monotonic() < deadline, f"tcpdump on {name} did not start"
+            time.sleep(0.05)
+        self.captures[name] = proc
+        return proc
+
+    def start_media_servers(self, names=None):
+        """FTP and RTSP servers and the RTSP capture on every backend (the RTSP servers,
+        slow to import GStreamer, start together)."""
+        names = list(names or BACKENDS)
+        for name in names:
+            self.start_ftp_server(name)
+            self.start_capture(name)
+        for name in names:
+            self.start_rtsp_server(name, timeout=60)
+
+    def server_logs(self, prefix):
+        """backend -> the text of its log PREFIX-NAME.log, "" while there is none."""
+        result = {}
+        for name in BACKENDS:
+            path = self.workdir / f"{prefix}-{name}.log"
+            result[name] = path.read_text(errors="replace") if path.exists() else ""
+        return result
+
+    def ftp_downloads(self):
+        """backend -> Counter of client addresses whose downloads of FTP_FILE it completed."""
+        done = r'OK DOWNLOAD: Client "([0-9.]+)", "/' + re.escape(FTP_FILE) + '"'
+        return {name: collections.Counter(re.findall(done, text))
+                for name, text in self.server_logs("ftp").items()}
+
+    def rtsp_setups(self):
+        """backend -> [(client address, RTP port, RTCP port)] of the SETUPs it answered."""
+        return {name: [(a, int(rtp), int(rtcp))
+                       for a, rtp, rtcp in re.findall(r"^setup (\S+) (\d+)-(\d+)$", text, re.M)]
+                for name, text in self.server_logs("rtsp").items()}
+
+    def rtsp_udp_received(self):
+        """backend -> Counter of (client address, client port) of the UDP datagrams to
+        RTSP_VIP that reached it."""
+        datagram = r" IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > " + re.escape(RTSP_VIP) + r"\.\d+: UDP"
+        return {name: collections.Counter((a, int(p)) for a, p in re.findall(datagram, text))
+                for name, text in self.server_logs("udp").items()}
+
+    def wait_for_socket(self, ns, protocol, port, proc, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            listening = run("ip", "netns", "exec", ns, "ss", "-Hln", "--udp" if protocol == "udp"
+                            else "--tcp", f"sport = :{port}").stdout
+            if listening.strip():
+                return
+            assert proc.poll() is None, f"server in {ns} exited with {proc.returncode}"
+            time.sleep(0.05)
+        raise AssertionError(f"nothing listens on {protocol} port {port} in {ns}")
+
+    def sip_messages(self, names=None):
+        """backend -> list of (method, Call-ID) of the SIP requests its UAS received, over
+        all the UAS processes it ran."""
+        result = {}
+        for name in names or BACKENDS:
+            result[name] = []
+            for path in sorted(self.workdir.glob(f"uas-{name}-*.msg")):
+                result[name] += parse_sipp_requests(path.read_text(errors="replace"))
+        return result
+
+    # -- tetherd --------------------------------------------------------------------------
+
+    def start_tetherd(self, config, workers=1, start_timeout=60):
+        """tetherd in the lb namespace, once it serves its control socket and has learnt the
+        backends' MACs by ARP. `config` is either a list of services for tetherd_config
+        (the backends' MACs left to ARP, as in production) or the path of a configuration
+        file."""
+        self.tetherds_started += 1
+        stem = self.workdir / f"tetherd-{self.tetherds_started}"
+        if isinstance(config, (str, Path)):
+            config = Path(config)
+        else:
+            services, config = config, stem.with_suffix(".cfg")
+            config.write_text(tetherd_config(services, workers=workers, backend_macs=False))
+        tetherd = LabTetherd(self, config, stem.with_suffix(".sock"), output=stem, cwd=REPO,
+                             spawn=functools.partial(self.popen, self.lb), start_timeout=start_timeout)
+        tetherd.wait_until(lambda b: all(x["mac_source"] == "arp" for x in b.values()), 5,
+                           "backend MACs learnt by ARP")
+        return tetherd
+
+    def teardown(self):
+        super().teardown()
+        self.tcp_servers.clear()
+        self.sip_servers.clear()
+        self.ftp_servers.clear()
+        self.rtsp_servers.clear()
+        self.captures.clear()
+
+
+class LabTetherd(Tetherd):
+    """tetherd in a lab's lb namespace: `lab` is where its clients and servers are."""
+
+    def __init__(self, lab, config, socket, **options):
+        self.lab = lab
+        super().__init__(config, socket, **options)
+
+
+def tetherd_config(services, workers=1, backend_macs=True, health=None):
+    """tetherd's configuration for the lab: one net_af_packet port on the lb namespace's
+    eth0 with tetherd's MAC and address, backends b1..b3, and `services` (see
+    config.service_text), `health` their default health check. backend_macs=False leaves
+    the backends' MACs out, for when tetherd resolves them itself."""
+    port = Port("lan0", f"net_af_packet0,iface=eth0,qpairs={workers}", LB_MAC, (LB_ADDRESS,))
+    backends = {name: (address, mac if backend_macs else None) for name, (address, mac) in BACKENDS.items()}
+    return config_text([port], backends, services, workers=workers, health=health)

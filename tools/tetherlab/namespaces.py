@@ -1,0 +1,180 @@
+"""The lab's network: namespaces on one Linux bridge, as in a real DSR deployment. A
+bridge in a "fabric" namespace joins
+
+  lb       tetherd on net_af_packet, bound to its end of a veth pair (no kernel address:
+           tetherd answers ARP and ICMP for its interface address and the VIPs itself)
+  client   routes each VIP via tetherd's address (`ip route add VIP/32 via LB_ADDRESS`);
+           several addresses (CLIENT_ADDRESSES) that clients bind to
+  b1..b3   backends: their own address on eth0, the VIPs on `lo` with arp_ignore=1 and
+           arp_announce=2, answering the client directly over the bridge
+
+Every name (namespaces, and the veths, which are created directly inside the namespaces)
+carries a per-run tag, so concurrent runs never meet. Each process the lab starts gets its
+own process group; teardown kills those groups, then anything still inside the lab's
+namespaces (they are ours alone), then deletes the namespaces. It is idempotent and safe to
+call after a failure at any point. A lab whose process was killed before its teardown is
+removed by remove_stale_labs (namespace names carry the creating process's id).
+"""
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .topology import (BACKENDS, CLIENT_ADDRESSES, CLIENT_MAC, LAN_PREFIX, LB_ADDRESS, LB_MAC,
+                       VIPS)
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def run(*words, check=True, **kwargs):
+    result = subprocess.run([str(w) for w in words], capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, words))}: exit {result.returncode}: {result.stderr}")
+    return result
+
+
+class Namespaces:
+    """The lab's namespaces, veths and bridge, and every process started in them."""
+
+    def __init__(self, workdir, tag=None):
+        self.workdir = Path(workdir)
+        self.tag = tag or f"{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
+        self.fabric = f"tte2e-{self.tag}-fab"
+        self.lb = f"tte2e-{self.tag}-lb"
+        self.client = f"tte2e-{self.tag}-cl"
+        self.backend_ns = {name: f"tte2e-{self.tag}-{name}" for name in BACKENDS}
+        self.processes = []  # every Popen we started (each leads its own process group)
+
+    @property
+    def namespaces(self):
+        return [self.lb, self.client, *self.backend_ns.values(), self.fabric]
+
+    # -- building -----------------------------------------------------------------------
+
+    def create(self):
+        for ns in self.namespaces:
+            run("ip", "netns", "add", ns)
+            self.sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+            run("ip", "-n", ns, "link", "set", "lo", "up")
+        run("ip", "-n", self.fabric, "link", "add", "br0", "type", "bridge")
+        run("ip", "-n", self.fabric, "link", "set", "br0", "up")
+        self._plug(self.lb, "lb", LB_MAC)
+        self._plug(self.client, "cl", CLIENT_MAC)
+        for address in CLIENT_ADDRESSES:
+            run("ip", "-n", self.client, "addr", "add", f"{address}/{LAN_PREFIX}", "dev", "eth0")
+        for vip in VIPS:
+            run("ip", "-n", self.client, "route", "add", f"{vip}/32", "via", LB_ADDRESS)
+        for name, (address, mac) in BACKENDS.items():
+            ns = self.backend_ns[name]
+            self._plug(ns, name, mac)
+            run("ip", "-n", ns, "addr", "add", f"{address}/{LAN_PREFIX}", "dev", "eth0")
+            for vip in VIPS:
+                run("ip", "-n", ns, "addr", "add", f"{vip}/32", "dev", "lo")
+            self.sysctl(ns, "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
+                        "net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2")
+
+    def _plug(self, ns, short, mac):
+        """A veth from `ns` (eth0, with `mac`) to the bridge in the fabric namespace."""
+        run("ip", "link", "add", "eth0", "netns", ns, "address", mac, "type", "veth",
+            "peer", "name", f"p-{short}", "netns", self.fabric)
+        run("ip", "-n", self.fabric, "link", "set", f"p-{short}", "master", "br0", "up")
+        run("ip", "-n", ns, "link", "set", "eth0", "up")
+        # veth checksum offload would hand tetherd frames with unfinished checksums, which
+        # it forwards untouched and the backend then drops.
+        for where, dev in ((ns, "eth0"), (self.fabric, f"p-{short}")):
+            run("ip", "netns", "exec", where, "ethtool", "-K", dev, "tx", "off", check=False)
+
+    def sysctl(self, ns, *settings):
+        run("ip", "netns", "exec", ns, "sysctl", "-qw", *settings)
+
+    # -- processes ----------------------------------------------------------------------
+
+    def popen(self, ns, words, **kwargs):
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        kwargs.setdefault("stdout", subprocess.DEVNULL)
+        kwargs.setdefault("stderr", subprocess.DEVNULL)
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *[str(w) for w in words]],
+                                start_new_session=True, **kwargs)
+        self.processes.append(proc)
+        return proc
+
+    @staticmethod
+    def stop(proc, sig=signal.SIGTERM, timeout=10):
+        """Ends a process we started and its whole process group."""
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=timeout)
+        else:  # the leader is gone; children may remain in the group
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    # -- moving the test itself into a namespace ------------------------------------------
+
+    @contextmanager
+    def inside(self, ns):
+        """Runs the block with this thread in namespace `ns`: sockets created there stay
+        in it after the block (the test keeps client connections open across steps)."""
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            if _libc.setns(target, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns {ns}")
+            yield
+        finally:
+            _libc.setns(home, CLONE_NEWNET)
+            os.close(target)
+            os.close(home)
+
+    # -- teardown -------------------------------------------------------------------------
+
+    def teardown(self):
+        for proc in self.processes:
+            self.stop(proc, timeout=5)
+        self.processes.clear()
+        existing = set(run("ip", "netns", "list", check=False).stdout.split())
+        for ns in self.namespaces:
+            if ns in existing:
+                remove_namespace(ns)
+
+    def leftovers(self):
+        existing = run("ip", "netns", "list", check=False).stdout
+        return [ns for ns in self.namespaces if ns in existing.split()]
+
+
+def remove_stale_labs():
+    """Deletes labs left by runs whose process is gone (killed before teardown ran): their
+    namespaces are named tte2e-PID-..., and anything inside them was started by that run."""
+    for ns in run("ip", "netns", "list", check=False).stdout.split():
+        parts = ns.split("-")
+        if len(parts) < 4 or parts[0] != "tte2e" or not parts[1].isdigit():
+            continue
+        if Path(f"/proc/{parts[1]}").exists():
+            continue  # its run may still be going
+        remove_namespace(ns)
+
+
+def remove_namespace(ns):
+    """Kills what still runs in one of a lab's namespaces (anything there was started by
+    the lab: an orphan of a killed process group), then deletes the namespace."""
+    for pid in run("ip", "netns", "pids", ns, check=False).stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    run("ip", "netns", "del", ns, check=False)

@@ -1,0 +1,38 @@
+"""The lab's plan: one L2 segment (198.18.0.0/24) joining tetherd, a client with several
+addresses and three DSR backends, the VIPs the backends hold on `lo`, the services' ports,
+and each backend's own FTP passive and RTSP media port ranges. conf/lab.cfg says the same
+in tetherd's terms."""
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_CONFIG = REPO / "conf" / "lab.cfg"
+
+LAN_PREFIX = 24
+LB_ADDRESS = "198.18.0.1"
+LB_MAC = "02:e2:e0:00:00:01"
+CLIENT_ADDRESS = "198.18.0.2"
+CLIENT_MAC = "02:e2:e0:00:00:02"
+# Clients bind to these: the first is the client's primary address, the others secondary.
+CLIENT_ADDRESSES = (CLIENT_ADDRESS, "198.18.0.21", "198.18.0.22", "198.18.0.23")
+BACKENDS = {  # name -> (address, mac); MACs are set on the backends' veths
+    "b1": ("198.18.0.11", "02:e2:e0:00:01:01"),
+    "b2": ("198.18.0.12", "02:e2:e0:00:01:02"),
+    "b3": ("198.18.0.13", "02:e2:e0:00:01:03"),
+}
+SIP_VIP = "198.18.1.100"
+TCP_VIP = "198.18.1.101"
+FTP_VIP = "198.18.1.102"
+RTSP_VIP = "198.18.1.103"
+VIPS = (SIP_VIP, TCP_VIP, FTP_VIP, RTSP_VIP)
+SIP_PORT = 5060
+TCP_PORT = 8080
+FTP_PORT = 21
+RTSP_PORT = 554
+# Each backend's own ranges (they must not overlap: in DSR tetherd never sees the server's
+# PASV reply or SETUP reply, so the port alone must say which backend a data connection or
+# an RTCP packet belongs to). conf/lab.cfg gives the same FTP ranges as passive_ports.
+FTP_PASSIVE = {"b1": (30000, 30039), "b2": (30100, 30139), "b3": (30200, 30239)}
+RTSP_PORTS = {"b1": (41000, 41019), "b2": (41100, 41119), "b3": (41200, 41219)}
+FTP_FILE = "file.bin"
+FTP_FILE_SIZE = 512 * 1024
+RTSP_PATH = "/audio"

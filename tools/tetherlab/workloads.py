@@ -1,0 +1,118 @@
+"""The lab's clients: sipp UACs placing calls, curl downloading over FTP, ffmpeg playing
+RTSP streams, in the client namespace; and where their sessions went, from the backends'
+logs."""
+import collections
+import hashlib
+import time
+
+from .servers import SIP_SCENARIOS
+from .topology import CLIENT_ADDRESS, CLIENT_ADDRESSES, FTP_FILE, FTP_VIP, RTSP_PATH, RTSP_VIP, SIP_PORT, SIP_VIP
+
+
+class Calls:
+    """A sipp UAC in the client namespace placing `calls` calls to the SIP VIP from one UDP
+    socket (address:local_port). Call-IDs start with `tag`, so the backends' logs tell this
+    run's calls from others. reinvite=True plays sip/uac_reinvite.xml (a re-INVITE in every
+    call; the backends must run the reinvite UAS)."""
+
+    def __init__(self, lab, tag, calls, rate, duration_ms=0, local_port=5070,
+                 address=CLIENT_ADDRESS, reinvite=False):
+        self.lab, self.tag, self.calls = lab, tag, calls
+        self.address, self.local_port = address, local_port
+        self.stats = lab.workdir / f"uac-{tag}.csv"
+        scenario = ["-sf", SIP_SCENARIOS / "uac_reinvite.xml"] if reinvite else ["-sn", "uac"]
+        self.proc = lab.popen(
+            lab.client,
+            ["sipp", *scenario, f"{SIP_VIP}:{SIP_PORT}", "-i", address, "-bind_local",
+             "-p", local_port, "-r", rate, "-m", calls, "-d", duration_ms,
+             "-cid_str", f"{tag}-%u-%p@%s", "-nostdin", "-trace_stat", "-stf", self.stats,
+             "-fd", "1", "-trace_err", "-error_file", lab.workdir / f"uac-{tag}.err",
+             "-timeout", "90", "-timeout_error"],
+            cwd=lab.workdir)
+
+    def wait(self, timeout=120):
+        """(sipp's exit code, successful calls, failed calls)."""
+        code = self.proc.wait(timeout=timeout)
+        header, *rows = self.stats.read_text().splitlines()
+        last = dict(zip(header.split(";"), rows[-1].split(";")))
+        return code, int(last["SuccessfulCall(C)"]), int(last["FailedCall(C)"])
+
+    def placement(self):
+        """Call-ID -> backend -> methods received there, for this run's calls."""
+        seen = collections.defaultdict(lambda: collections.defaultdict(list))
+        for backend, requests in self.lab.sip_messages().items():
+            for method, call_id in requests:
+                if call_id and call_id.startswith(self.tag + "-"):
+                    seen[call_id][backend].append(method)
+        return seen
+
+
+def ftp_downloads(lab, count, tag, addresses=CLIENT_ADDRESSES, timeout=60):
+    """`count` concurrent curl downloads of FTP_FILE through the FTP VIP in passive mode,
+    alternating EPSV and PASV, spread over the client `addresses` (curl binds both its
+    control and data connections to the address). Returns [(address, command, ok)]: ok
+    when curl succeeded and the file has the right checksum."""
+    jobs = []
+    for i in range(count):
+        address = addresses[i % len(addresses)]
+        epsv = i % 2 == 0
+        out = lab.workdir / f"ftp-{tag}-{i}.bin"
+        errors = out.with_suffix(".err")
+        with open(errors, "wb") as error_file:
+            proc = lab.popen(lab.client,
+                             ["curl", "-sS", "--ftp-pasv", *([] if epsv else ["--disable-epsv"]),
+                              "--interface", address, "--connect-timeout", "5", "--max-time", "30",
+                              "-o", out, f"ftp://{FTP_VIP}/{FTP_FILE}"], stderr=error_file)
+        jobs.append((address, "EPSV" if epsv else "PASV", out, errors, proc))
+    results = []
+    deadline = time.monotonic() + timeout
+    for address, command, out, errors, proc in jobs:
+        code = proc.wait(timeout=max(1, deadline - time.monotonic()))
+        ok = (code == 0 and out.exists()
+              and hashlib.sha256(out.read_bytes()).hexdigest() == lab.ftp_sha256)
+        if not ok:  # for the failure report: why curl gave up
+            print(f"curl {command} from {address}: exit {code}: "
+                  f"{errors.read_text(errors='replace').strip()}")
+        results.append((address, command, ok))
+        out.unlink(missing_ok=True)
+        errors.unlink(missing_ok=True)
+    return results
+
+
+class Streams:
+    """`count` concurrent ffmpeg RTSP clients of RTSP_PATH over UDP transport, each
+    receiving `seconds` of audio (PCMU, 8,000 bytes a second) into a file."""
+
+    def __init__(self, lab, count, tag, seconds=5):
+        self.lab, self.seconds = lab, seconds
+        self.jobs = []
+        for i in range(count):
+            out = lab.workdir / f"rtsp-{tag}-{i}.raw"
+            proc = lab.popen(lab.client,
+                             ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "udp",
+                              "-i", f"rtsp://{RTSP_VIP}{RTSP_PATH}", "-t", seconds, "-c", "copy",
+                              "-f", "mulaw", "-y", out])
+            self.jobs.append((out, proc))
+
+    def wait(self, timeout=60):
+        """[bytes of audio each client received, or -1 if ffmpeg failed]."""
+        received = []
+        deadline = time.monotonic() + timeout
+        for out, proc in self.jobs:
+            code = proc.wait(timeout=max(1, deadline - time.monotonic()))
+            received.append(out.stat().st_size if code == 0 and out.exists() else -1)
+            out.unlink(missing_ok=True)
+        return received
+
+
+def rtcp_placement(lab):
+    """For every RTSP session the backends answered a SETUP for: (client address, RTCP
+    port) -> (serving backend, Counter of backends its datagrams from that port reached)."""
+    received = lab.rtsp_udp_received()
+    result = {}
+    for backend, setups in lab.rtsp_setups().items():
+        for address, _rtp, rtcp in setups:
+            reached = collections.Counter({b: seen[(address, rtcp)] for b, seen in received.items()
+                                           if seen[(address, rtcp)]})
+            result[(address, rtcp)] = (backend, reached)
+    return result
