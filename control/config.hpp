@@ -3,6 +3,12 @@
 // Every error names the file, the line and the setting's path (for example
 // `lab.cfg:14: services.[0].backends.[1].weight: 70000 is out of range 0..65535`), and
 // nothing starts on an invalid file. conf/reference.cfg documents every setting.
+//
+// Where each part lives: config_read.cpp reads the file, through config_file.hpp (libconfig's
+// settings, each integer's exact value, names and types checked); config_validate.cpp holds
+// the rules the file and the control commands share; config_eal.cpp judges EAL arguments;
+// config_describe.cpp writes `tetherd --check`'s summary; config_merge.cpp merges a reload
+// into the running configuration.
 #pragma once
 
 #include <cstdint>
