@@ -298,7 +298,7 @@ std::string add_backend(ControlState& state, Args args) {
   if ((args.size() - 3) % 2 != 0) return usage("backend", "add");
   Config desired = state.config;
   const std::string& name = args[0];
-  if (!is_valid_name(name)) return error("backend name '" + name + "' must be 1 to 32 letters, digits, '.', '_', '-' or ':'");
+  if (const std::string wrong = name_problem("backend", name); !wrong.empty()) return error(wrong);
   const auto address = parse_ip(args[1]);
   if (!address) return error("'" + args[1] + "' is not an IP address");
   ServiceConfig* service = service_named(desired, args[2]);
@@ -314,10 +314,9 @@ std::string add_backend(ControlState& state, Args args) {
       weight = *parsed;
     } else if (args[i] == "mac") {
       mac = parse_mac(value);
-      if (!mac) return error("'" + value + "' is not a MAC address (like 02:00:00:00:00:01)");
+      if (!mac) return error(not_a_mac(value));
     } else if (args[i] == "port") {
-      for (std::size_t p = 0; p < desired.ports.size(); ++p)
-        if (desired.ports[p].name == value) port = p;
+      port = index_named(desired.ports, value);
       if (!port) return error("no port named '" + value + "'");
     } else {
       return usage("backend", "add");
@@ -332,7 +331,7 @@ std::string add_backend(ControlState& state, Args args) {
       if (member.backend == *backend)
         return error("backend '" + name + "' is in service '" + service->name + "' already");
   } else {
-    if (!port && desired.ports.size() != 1) return error("backend '" + name + "' needs 'port' when there are several ports");
+    if (!port && desired.ports.size() != 1) return error(port_needed(name));
     // Its address, MAC and the service's weights and table size are checked with the rest
     // of the configuration, by ControlState::adopt.
     desired.backends.push_back(BackendConfig{name, *address, mac, port.value_or(0)});

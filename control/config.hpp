@@ -175,8 +175,13 @@ Problem members_problem(const Config& config, const std::vector<ServiceBackend>&
 // the first problem. `device_macs` (a running tetherd's, by port) stand in for ports without a
 // configured `mac`, which a file check cannot know.
 void validate(const Config& config, const std::vector<MacBytes>& device_macs = {});
-// Port, backend, service and pool names: 1 to 32 letters, digits, '.', '_', '-' or ':'.
-bool is_valid_name(const std::string& name);
+
+// What the file reader and the control commands say of a wrong value, in one wording.
+// Why `name` cannot name a `what` ("port", "backend", "service"): a name is 1 to 32 letters,
+// digits, '.', '_', '-' or ':'. Empty when it can.
+std::string name_problem(std::string_view what, const std::string& name);
+std::string not_a_mac(std::string_view text);
+std::string port_needed(const std::string& backend);  // a new backend, several ports
 
 // The running configuration after adopting `desired` (a reloaded file, or the running one
 // changed by a command): backends and services keep their indices by name, new ones are

@@ -121,8 +121,7 @@ class GroupReader {
     const Setting& s = get(name);
     if (s.getType() != Setting::TypeString) fail(s, "expected a MAC address string");
     auto parsed = parse_mac(s.c_str());
-    if (!parsed)
-      fail(s, std::string("'") + s.c_str() + "' is not a MAC address (like 02:00:00:00:00:01)");
+    if (!parsed) fail(s, not_a_mac(s.c_str()));
     return *parsed;
   }
 

@@ -15,9 +15,7 @@ constexpr std::uint16_t kSipProbeRoom = 512;
 std::string unique_name(const GroupReader& reader, const char* what,
                         std::map<std::string, std::size_t>& seen, std::size_t index) {
   std::string name = reader.string("name");
-  if (!is_valid_name(name))
-    reader.fail(reader.get("name"), std::string(what) + " name '" + name +
-                                        "' must be 1 to 32 letters, digits, '.', '_', '-' or ':'");
+  if (const std::string wrong = name_problem(what, name); !wrong.empty()) reader.fail(reader.get("name"), wrong);
   if (!seen.emplace(name, index).second)
     reader.fail(reader.get("name"), std::string("duplicate ") + what + " name '" + name + "'");
   return name;
@@ -64,7 +62,7 @@ void read_backends(const GroupReader& top, const Document& doc, Config& config,
     } else if (config.ports.size() == 1) {
       backend.port = 0;
     } else {
-      r.fail_group("backend '" + backend.name + "' needs 'port' when there are several ports");
+      r.fail_group(port_needed(backend.name));
     }
     config.backends.push_back(std::move(backend));
     r.check(backend_problem(config, config.backends.size() - 1));

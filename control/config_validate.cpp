@@ -6,10 +6,21 @@
 
 namespace tether {
 
-bool is_valid_name(const std::string& name) {
-  return !name.empty() && name.size() <= 32 && std::all_of(name.begin(), name.end(), [](char c) {
+std::string name_problem(std::string_view what, const std::string& name) {
+  const bool valid = !name.empty() && name.size() <= 32 && std::all_of(name.begin(), name.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' || c == ':';
   });
+  if (valid) return {};
+  return std::string(what) + " name '" + name + "' must be 1 to 32 letters, digits, '.', '_', '-' or ':'";
+}
+
+std::string not_a_mac(std::string_view text) {
+  std::string message(1, '\'');  // not "'" + ...: GCC 12 warns falsely (-Wrestrict) on that
+  return message.append(text).append("' is not a MAC address (like 02:00:00:00:00:01)");
+}
+
+std::string port_needed(const std::string& backend) {
+  return "backend '" + backend + "' needs 'port' when there are several ports";
 }
 
 std::optional<std::uint32_t> parse_weight(std::string_view text) {
