@@ -14,6 +14,8 @@
 #include <sstream>
 #include <string_view>
 #include <thread>
+#include <variant>
+#include <vector>
 
 #include "control/listing_filter.hpp"
 #include "control/log.hpp"
