@@ -2,21 +2,31 @@
 
 #include <rte_cycles.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
+#include <cstdint>
 #include <cstdio>
 #include <optional>
+#include <span>
 #include <sstream>
+#include <string_view>
 #include <thread>
+#include <variant>
+#include <vector>
 
-#include "control/cli_server.hpp"
 #include "control/listing_filter.hpp"
 #include "control/log.hpp"
-#include "control/telemetry.hpp"
 
 namespace tether {
 namespace {
+
+// Answers keep their keys in the order they are written.
+using Json = nlohmann::ordered_json;
+// A command's words after its name.
+using Args = std::span<const std::string>;
 
 // How long `show flows` waits for the workers. A running worker answers within its next
 // few loops; one that has not answered by then is reported rather than waited for. Workers
@@ -31,12 +41,25 @@ std::vector<std::string> words(const std::string& line) {
   return out;
 }
 
-std::string error(const std::string& message) { return "{\"error\":" + json_string(message) + "}"; }
+// One line of ASCII JSON. An error may quote the command line, which may be any bytes: what is
+// not UTF-8 becomes U+FFFD rather than an exception.
+std::string text_of(const Json& answer) {
+  return answer.dump(-1, ' ', true, Json::error_handler_t::replace);
+}
 
-int backend_named(const Config& config, const std::string& name) {
+std::string error(const std::string& message) { return text_of({{"error", message}}); }
+
+std::string ok(const ControlState& state) {
+  return text_of({{"ok", true}, {"snapshot_generation", state.publisher->generation()}});
+}
+
+// The usage line of a command, as `help` lists it (defined with the command table).
+std::string usage(std::string_view group, std::string_view name);
+
+std::optional<std::size_t> backend_named(const Config& config, const std::string& name) {
   for (std::size_t b = 0; b < config.backends.size(); ++b)
-    if (!config.backends[b].removed && config.backends[b].name == name) return static_cast<int>(b);
-  return -1;
+    if (!config.backends[b].removed && config.backends[b].name == name) return b;
+  return std::nullopt;
 }
 
 ServiceConfig* service_named(Config& config, const std::string& name) {
@@ -45,218 +68,74 @@ ServiceConfig* service_named(Config& config, const std::string& name) {
   return nullptr;
 }
 
-std::string ok(const ControlState& state) {
-  return "{\"ok\":true,\"snapshot_generation\":" + std::to_string(state.publisher->generation()) + "}";
-}
-
-std::string show_services(const ControlState& state) {
-  std::ostringstream out;
-  out << "{\"services\":[";
-  bool first = true;
-  for (std::size_t s = 0; s < state.config.services.size(); ++s) {
-    const ServiceConfig& service = state.config.services[s];
+std::string show_services(ControlState& state, Args) {
+  Json services = Json::array();
+  for (const ServiceConfig& service : state.config.services) {
     if (service.removed) continue;
-    out << (first ? "" : ",") << "{\"name\":" << json_string(service.name)
-        << ",\"vip\":" << json_string(format_ip(service.vip)) << ",\"port\":" << service.port
-        << ",\"protocol\":\"" << to_string(service.protocol) << "\",\"scheduler\":\""
-        << to_string(service.scheduler) << "\",\"dpi\":\"" << to_string(service.dpi)
-        << "\",\"backends\":[";
-    for (std::size_t m = 0; m < service.backends.size(); ++m) {
-      const ServiceBackend& member = service.backends[m];
-      out << (m ? "," : "") << "{\"name\":" << json_string(state.config.backends[member.backend].name)
-          << ",\"weight\":" << member.weight << ",\"state\":\""
-          << dataplane::to_string(state.effective(member.backend)) << "\"}";
-    }
-    out << "]}";
-    first = false;
+    Json backends = Json::array();
+    for (const ServiceBackend& member : service.backends)
+      backends.push_back({{"name", state.config.backends[member.backend].name},
+                          {"weight", member.weight},
+                          {"state", dataplane::to_string(state.effective(member.backend))}});
+    services.push_back({{"name", service.name},
+                        {"vip", format_ip(service.vip)},
+                        {"port", service.port},
+                        {"protocol", to_string(service.protocol)},
+                        {"scheduler", to_string(service.scheduler)},
+                        {"dpi", to_string(service.dpi)},
+                        {"backends", std::move(backends)}});
   }
-  out << "]}";
-  return out.str();
+  return text_of({{"services", std::move(services)}});
 }
 
-std::string show_backends(const ControlState& state) {
+std::string show_backends(ControlState& state, Args) {
   const Totals totals = state.totals();
-  std::ostringstream out;
-  out << "{\"backends\":[";
-  bool first = true;
+  const NeighbourResolver& neighbours = *state.neighbours;
+  Json backends = Json::array();
   for (std::size_t b = 0; b < state.config.backends.size(); ++b) {
     const BackendConfig& backend = state.config.backends[b];
     if (backend.removed) continue;
     const auto& c = totals.backends[b];
-    out << (first ? "" : ",") << "{\"name\":" << json_string(backend.name)
-        << ",\"address\":" << json_string(format_ip(backend.address))
-        << ",\"mac\":"
-        << (state.neighbours->resolved(b) ? json_string(format_mac(state.neighbours->mac(b))) : "null")
-        << ",\"mac_source\":\"" << state.neighbours->source(b) << "\",\"mac_age_ms\":"
-        << state.neighbours->age_ms(b, rte_rdtsc()) << ",\"state\":\""
-        << dataplane::to_string(state.effective(b)) << "\",\"admin\":\""
-        << dataplane::to_string(state.states[b]) << "\",\"healthy\":"
-        << (state.health == nullptr || state.health->healthy(b) ? "true" : "false")
-        << ",\"live_calls\":"
-        << state.sessions->live_calls(static_cast<std::uint16_t>(b)) << ",\"packets\":" << c.packets
-        << ",\"bytes\":" << c.bytes << ",\"flows\":" << c.flows << ",\"sessions\":" << c.sessions
-        << "}";
-    first = false;
+    backends.push_back(
+        {{"name", backend.name},
+         {"address", format_ip(backend.address)},
+         {"mac", neighbours.resolved(b) ? Json(format_mac(neighbours.mac(b))) : Json(nullptr)},
+         {"mac_source", neighbours.source(b)},
+         {"mac_age_ms", neighbours.age_ms(b, rte_rdtsc())},
+         {"state", dataplane::to_string(state.effective(b))},
+         {"admin", dataplane::to_string(state.states[b])},
+         {"healthy", state.health == nullptr || state.health->healthy(b)},
+         {"live_calls", state.sessions->live_calls(static_cast<std::uint16_t>(b))},
+         {"packets", c.packets},
+         {"bytes", c.bytes},
+         {"flows", c.flows},
+         {"sessions", c.sessions}});
   }
-  out << "]}";
-  return out.str();
+  return text_of({{"backends", std::move(backends)}});
 }
 
-std::string show_workers(const ControlState& state) {
-  std::ostringstream out;
-  out << "{\"workers\":[";
-  const auto& workers = *state.workers;
-  for (std::size_t w = 0; w < workers.size(); ++w) {
-    const auto& c = workers[w]->counters();
-    out << (w ? "," : "") << "{\"worker\":" << w << ",\"rx_packets\":" << c.rx_packets
-        << ",\"tx_packets\":" << c.tx_packets << ",\"forwarded\":" << c.forwarded
-        << ",\"busy_polls\":" << c.busy_polls << ",\"idle_polls\":" << c.idle_polls
-        << ",\"loop_cycles\":" << c.loop_cycles << ",\"busy_cycles\":" << c.busy_cycles
-        << ",\"flows\":" << workers[w]->flow_count() << "}";
-  }
-  out << "],\"snapshot_generation\":" << state.publisher->generation()
-      << ",\"snapshots_live\":" << state.publisher->live_count() << "}";
-  return out.str();
+std::string show_counters(ControlState& state, Args) {
+  return counters_json(state.config, state.totals());
 }
 
-std::string bad_weight(const std::string& text) {
-  return error("weight must be a number from 0 to " + std::to_string(kMaxWeight) +
-               " in plain decimal digits, not '" + text.substr(0, 32) + "'");
-}
-
-// Applies a changed copy of the running configuration.
-std::string adopt(ControlState& state, const Config& desired) {
-  try {
-    state.adopt(desired);
-  } catch (const ConfigError& e) {
-    return error(e.what());
+std::string show_workers(ControlState& state, Args) {
+  Json workers = Json::array();
+  for (std::size_t w = 0; w < state.workers->size(); ++w) {
+    const dataplane::Worker& worker = *(*state.workers)[w];
+    const auto& c = worker.counters();
+    workers.push_back({{"worker", w},
+                       {"rx_packets", c.rx_packets},
+                       {"tx_packets", c.tx_packets},
+                       {"forwarded", c.forwarded},
+                       {"busy_polls", c.busy_polls},
+                       {"idle_polls", c.idle_polls},
+                       {"loop_cycles", c.loop_cycles},
+                       {"busy_cycles", c.busy_cycles},
+                       {"flows", worker.flow_count()}});
   }
-  return ok(state);
-}
-
-// backend add NAME ADDRESS SERVICE [weight W] [mac MAC] [port PORT]
-std::string add_backend(ControlState& state, const std::vector<std::string>& w) {
-  static const std::string usage = "usage: backend add NAME ADDRESS SERVICE [weight W] [mac MAC] [port PORT]";
-  if (w.size() < 5 || (w.size() - 5) % 2 != 0) return error(usage);
-  Config desired = state.config;
-  const std::string& name = w[2];
-  if (!is_valid_name(name)) return error("backend name '" + name + "' must be 1 to 32 letters, digits, '.', '_', '-' or ':'");
-  const auto address = parse_ip(w[3]);
-  if (!address) return error("'" + w[3] + "' is not an IP address");
-  ServiceConfig* service = service_named(desired, w[4]);
-  if (service == nullptr) return error("no service named '" + w[4] + "'");
-  std::uint32_t weight = 1;
-  std::optional<MacBytes> mac;
-  std::optional<std::size_t> port;
-  for (std::size_t i = 5; i < w.size(); i += 2) {
-    if (w[i] == "weight") {
-      const auto parsed = parse_weight(w[i + 1]);
-      if (!parsed) return bad_weight(w[i + 1]);
-      weight = *parsed;
-    } else if (w[i] == "mac") {
-      mac = parse_mac(w[i + 1]);
-      if (!mac) return error("'" + w[i + 1] + "' is not a MAC address (like 02:00:00:00:00:01)");
-    } else if (w[i] == "port") {
-      for (std::size_t p = 0; p < desired.ports.size(); ++p)
-        if (desired.ports[p].name == w[i + 1]) port = p;
-      if (!port) return error("no port named '" + w[i + 1] + "'");
-    } else {
-      return error(usage);
-    }
-  }
-  int backend = backend_named(desired, name);
-  if (backend >= 0) {  // an existing backend joins another service
-    const BackendConfig& existing = desired.backends[static_cast<std::size_t>(backend)];
-    if (existing.address != *address || (mac && existing.mac != mac) || (port && existing.port != *port))
-      return error("backend '" + name + "' exists with another address, MAC or port");
-    for (const auto& member : service->backends)
-      if (member.backend == static_cast<std::size_t>(backend))
-        return error("backend '" + name + "' is in service '" + service->name + "' already");
-  } else {
-    if (!port && desired.ports.size() != 1) return error("backend '" + name + "' needs 'port' when there are several ports");
-    // Its address, MAC and the service's weights and table size are checked with the rest
-    // of the configuration, by ControlState::adopt.
-    desired.backends.push_back(BackendConfig{name, *address, mac, port.value_or(0)});
-    backend = static_cast<int>(desired.backends.size() - 1);
-  }
-  service->backends.push_back({static_cast<std::size_t>(backend), weight});
-  TETHER_LOG(info, "backend %s: added to service %s with weight %u by command", name.c_str(),
-             service->name.c_str(), weight);
-  return adopt(state, desired);
-}
-
-// backend remove NAME [SERVICE]: out of one service, or out of all and gone.
-std::string remove_backend(ControlState& state, const std::vector<std::string>& w) {
-  if (w.size() < 3 || w.size() > 4) return error("usage: backend remove NAME [SERVICE]");
-  Config desired = state.config;
-  const int found = backend_named(desired, w[2]);
-  if (found < 0) return error("no backend named '" + w[2] + "'");
-  const auto backend = static_cast<std::size_t>(found);
-  if (w.size() == 4 && service_named(desired, w[3]) == nullptr) return error("no service named '" + w[3] + "'");
-  unsigned left_services = 0;
-  for (auto& service : desired.services) {
-    if (service.removed || (w.size() == 4 && service.name != w[3])) continue;
-    auto drop_from = [&](std::vector<ServiceBackend>& members) {
-      const auto before = members.size();
-      std::erase_if(members, [&](const ServiceBackend& m) { return m.backend == backend; });
-      return members.size() != before;
-    };
-    bool member = drop_from(service.backends);
-    for (auto& pool : service.pools) member |= drop_from(pool.backends);
-    if (!member) continue;
-    ++left_services;
-    if (service.backends.empty() ||
-        std::any_of(service.pools.begin(), service.pools.end(), [](const PoolConfig& p) { return p.backends.empty(); }))
-      return error("removing '" + w[2] + "' would leave service '" + service.name +
-                   "' or one of its pools without backends");
-  }
-  if (w.size() == 4 && left_services == 0) return error("backend '" + w[2] + "' is not in service '" + w[3] + "'");
-  if (w.size() == 3) desired.backends[backend].removed = true;
-  TETHER_LOG(info, "backend %s: removed from %s by command", w[2].c_str(),
-             w.size() == 4 ? ("service " + w[3]).c_str() : "every service");
-  return adopt(state, desired);
-}
-
-std::string reload(ControlState& state) {
-  Config desired;
-  try {
-    desired = load_config_file(state.config_path);
-  } catch (const ConfigError& e) {
-    TETHER_LOG(warning, "reload refused: %s", e.what());
-    return error(e.what());
-  }
-  auto live_names = [](const Config& config) {
-    std::vector<std::string> names;
-    for (const auto& b : config.backends) if (!b.removed) names.push_back(b.name);
-    return names;
-  };
-  const auto before = live_names(state.config);
-  const std::string answer = adopt(state, desired);
-  if (answer.rfind("{\"error\"", 0) == 0) {
-    TETHER_LOG(warning, "reload refused: %s", answer.c_str());
-    return answer;
-  }
-  const auto after = live_names(state.config);
-  // Names in `names` but not in `other`, as a JSON array.
-  auto missing_from = [](const std::vector<std::string>& names, const std::vector<std::string>& other) {
-    std::ostringstream out;
-    out << '[';
-    bool first = true;
-    for (const auto& name : names)
-      if (std::find(other.begin(), other.end(), name) == other.end()) {
-        out << (first ? "" : ",") << json_string(name);
-        first = false;
-      }
-    out << ']';
-    return out.str();
-  };
-  TETHER_LOG(info, "reloaded %s: %zu backend(s), snapshot %llu", state.config_path.c_str(), after.size(),
-             static_cast<unsigned long long>(state.publisher->generation()));
-  std::ostringstream out;
-  out << "{\"ok\":true,\"snapshot_generation\":" << state.publisher->generation()
-      << ",\"backends_added\":" << missing_from(after, before)
-      << ",\"backends_removed\":" << missing_from(before, after) << "}";
-  return out.str();
+  return text_of({{"workers", std::move(workers)},
+                  {"snapshot_generation", state.publisher->generation()},
+                  {"snapshots_live", state.publisher->live_count()}});
 }
 
 // An index past the configuration's: added by a later snapshot.
@@ -280,38 +159,39 @@ std::uint64_t milliseconds_until(const ControlState& state, std::uint64_t deadli
   return deadline_tsc > now_tsc ? (deadline_tsc - now_tsc) * 1000 / state.tsc_hz : 0;
 }
 
-std::string show_sessions(const ControlState& state, const ListingFilter& filter) {
+std::string list_sessions(const ControlState& state, const ListingFilter& filter) {
   const std::uint64_t now = rte_rdtsc();
   std::uint64_t total = 0;
   std::uint64_t matched = 0;
-  std::ostringstream rows;
+  Json sessions = Json::array();
   state.sessions->for_each_live(now, [&](const dataplane::SessionEntry& entry) {
     ++total;
     if (!filter.admits(entry) || matched++ >= filter.max_entries) return;
     const dataplane::SessionKey& key = entry.key;
-    rows << (matched > 1 ? "," : "") << "{\"kind\":\"" << dataplane::to_string(key.kind)
-         << "\",\"protocol\":\"" << protocol_name(key.kind)
-         << "\",\"service\":" << json_string(name_of_service(state, key.service))
-         << ",\"backend\":" << json_string(name_of_backend(state, entry.route.backend))
-         << ",\"expires_in_ms\":" << milliseconds_until(state, entry.deadline, now);
+    Json row = {{"kind", dataplane::to_string(key.kind)},
+                {"protocol", protocol_name(key.kind)},
+                {"service", name_of_service(state, key.service)},
+                {"backend", name_of_backend(state, entry.route.backend)},
+                {"expires_in_ms", milliseconds_until(state, entry.deadline, now)}};
     if (key.kind == dataplane::SessionKind::sip_call) {
       char digest[17];
       std::snprintf(digest, sizeof digest, "%016" PRIx64, key.digest);
-      rows << ",\"call_id_digest\":\"" << digest << "\"";
+      row["call_id_digest"] = digest;
     } else {
-      rows << ",\"client\":" << json_string(format_ip(key.address));
-      if (key.kind == dataplane::SessionKind::rtp_expectation) rows << ",\"client_port\":" << key.port;
+      row["client"] = format_ip(key.address);
+      if (key.kind == dataplane::SessionKind::rtp_expectation) row["client_port"] = key.port;
     }
-    rows << "}";
+    sessions.push_back(std::move(row));
   });
-  return "{\"sessions\":[" + rows.str() + "],\"matched\":" + std::to_string(matched) +
-         ",\"total\":" + std::to_string(total) +
-         ",\"truncated\":" + (matched > filter.max_entries ? "true" : "false") + "}";
+  return text_of({{"sessions", std::move(sessions)},
+                  {"matched", matched},
+                  {"total", total},
+                  {"truncated", matched > filter.max_entries}});
 }
 
 // Asks every worker (or the one filtered) for a sample of its flow table and waits, bounded,
 // for the answers; dataplane/flow_sample.hpp says why an answer that comes late is harmless.
-std::string show_flows(ControlState& state, const ListingFilter& filter) {
+std::string list_flows(const ControlState& state, const ListingFilter& filter) {
   enum class Answer { waiting, answered, busy };
   struct Asked {
     unsigned worker;
@@ -347,168 +227,306 @@ std::string show_flows(ControlState& state, const ListingFilter& filter) {
   }
 
   const std::uint64_t now = rte_rdtsc();
-  std::ostringstream rows;
-  std::ostringstream answers;
+  Json flows = Json::array();
+  Json answers = Json::array();
   std::uint32_t sampled = 0;
   bool truncated = false;
   for (const Asked& a : asked) {
     const char* status = a.answer == Answer::answered ? "answered"
                          : a.answer == Answer::busy   ? "busy"
                                                       : "no answer";
-    answers << (&a == &asked.front() ? "" : ",") << "{\"worker\":" << a.worker
-            << ",\"status\":\"" << status << "\",\"flows_in_table\":"
-            << workers[a.worker]->flow_count();
+    Json answer = {{"worker", a.worker},
+                   {"status", status},
+                   {"flows_in_table", workers[a.worker]->flow_count()}};
     if (a.answer != Answer::answered) {
       truncated = true;
-      answers << "}";
+      answers.push_back(std::move(answer));
       continue;
     }
     const auto samples = a.mailbox->samples();
-    answers << ",\"sampled\":" << samples.size()
-            << ",\"walked_all\":" << (a.mailbox->walked_all() ? "true" : "false") << "}";
+    answer["sampled"] = samples.size();
+    answer["walked_all"] = a.mailbox->walked_all();
+    answers.push_back(std::move(answer));
     if (!a.mailbox->walked_all()) truncated = true;
     for (const dataplane::FlowSample& flow : samples) {
       if (sampled == filter.max_entries) {
         truncated = true;
         break;
       }
-      rows << (sampled++ ? "," : "") << "{\"worker\":" << a.worker << ",\"protocol\":\""
-           << (flow.key.ip_proto == parsers::kProtoTcp ? "tcp" : "udp")
-           << "\",\"client\":" << json_string(format_ip(flow.key.src))
-           << ",\"client_port\":" << flow.key.src_port
-           << ",\"vip\":" << json_string(format_ip(flow.key.dst))
-           << ",\"port\":" << flow.key.dst_port
-           << ",\"service\":" << json_string(name_of_service(state, flow.service))
-           << ",\"backend\":" << json_string(name_of_backend(state, flow.backend))
-           << ",\"expires_in_ms\":" << milliseconds_until(state, flow.deadline_tsc, now)
-           << ",\"closing\":" << (flow.closing ? "true" : "false") << "}";
+      ++sampled;
+      flows.push_back({{"worker", a.worker},
+                       {"protocol", flow.key.ip_proto == parsers::kProtoTcp ? "tcp" : "udp"},
+                       {"client", format_ip(flow.key.src)},
+                       {"client_port", flow.key.src_port},
+                       {"vip", format_ip(flow.key.dst)},
+                       {"port", flow.key.dst_port},
+                       {"service", name_of_service(state, flow.service)},
+                       {"backend", name_of_backend(state, flow.backend)},
+                       {"expires_in_ms", milliseconds_until(state, flow.deadline_tsc, now)},
+                       {"closing", flow.closing}});
     }
   }
-  return "{\"flows\":[" + rows.str() + "],\"workers\":[" + answers.str() +
-         "],\"sampled\":" + std::to_string(sampled) +
-         ",\"truncated\":" + (truncated ? "true" : "false") + "}";
+  return text_of({{"flows", std::move(flows)},
+                  {"workers", std::move(answers)},
+                  {"sampled", sampled},
+                  {"truncated", truncated}});
 }
 
-std::string change_backend(ControlState& state, const std::vector<std::string>& w) {
-  // backend weight NAME WEIGHT [SERVICE] | backend drain|enable|disable NAME
-  if (w.size() >= 2 && w[1] == "add") return add_backend(state, w);
-  if (w.size() >= 2 && w[1] == "remove") return remove_backend(state, w);
-  if (w.size() < 3) return error("usage: backend weight NAME WEIGHT [SERVICE] | backend drain|enable|disable NAME");
-  const int b = backend_named(state.config, w[2]);
-  if (b < 0) return error("no backend named '" + w[2] + "'");
-  const auto backend = static_cast<std::size_t>(b);
-  if (w[1] == "weight") {
-    if (w.size() < 4 || w.size() > 5) return error("usage: backend weight NAME WEIGHT [SERVICE]");
-    const auto weight = parse_weight(w[3]);
-    if (!weight) return bad_weight(w[3]);
-    Config desired = state.config;
-    unsigned changed = 0;
-    for (auto& service : desired.services) {
-      if (service.removed || (w.size() == 5 && service.name != w[4])) continue;
-      for (auto& member : service.backends)
-        if (member.backend == backend) {
-          member.weight = *weight;
-          ++changed;
-        }
-    }
-    if (changed == 0) return error("backend '" + w[2] + "' is in no such service");
-    try {
-      validate(desired, state.device_macs());  // a file's rules: a service keeps a weight above 0
-    } catch (const ConfigError& e) {
-      return error(e.what());
-    }
-    state.config = std::move(desired);
-    TETHER_LOG(info, "backend %s: weight %u in %u service(s)", w[2].c_str(), *weight, changed);
-  } else if (w[1] == "drain" || w[1] == "enable" || w[1] == "disable") {
-    if (w.size() != 3) return error("usage: backend " + w[1] + " NAME");
-    state.states[backend] = w[1] == "drain"    ? dataplane::BackendState::draining
-                            : w[1] == "enable" ? dataplane::BackendState::up
-                                               : dataplane::BackendState::down;
-    TETHER_LOG(info, "backend %s: %s by command", w[2].c_str(), dataplane::to_string(state.states[backend]));
-  } else {
-    return error("unknown backend command '" + w[1] + "'");
+// `show sessions` and `show flows`: the filters `allowed` in `args`, then the listing.
+template <unsigned allowed, std::string (*list)(const ControlState&, const ListingFilter&)>
+std::string show_filtered(ControlState& state, Args args) {
+  const auto parsed = parse_listing_filter(args, allowed, state.config);
+  if (const auto* wrong = std::get_if<std::string>(&parsed)) return error(*wrong);
+  return list(state, std::get<ListingFilter>(parsed));
+}
+
+std::string bad_weight(const std::string& text) {
+  return error("weight must be a number from 0 to " + std::to_string(kMaxWeight) +
+               " in plain decimal digits, not '" + text.substr(0, 32) + "'");
+}
+
+// Applies a changed copy of the running configuration.
+std::string adopt(ControlState& state, const Config& desired) {
+  try {
+    state.adopt(desired);
+  } catch (const ConfigError& e) {
+    return error(e.what());
   }
+  return ok(state);
+}
+
+// backend add NAME ADDRESS SERVICE [weight W] [mac MAC] [port PORT]
+std::string add_backend(ControlState& state, Args args) {
+  if ((args.size() - 3) % 2 != 0) return usage("backend", "add");
+  Config desired = state.config;
+  const std::string& name = args[0];
+  if (const std::string wrong = name_problem("backend", name); !wrong.empty()) return error(wrong);
+  const auto address = parse_ip(args[1]);
+  if (!address) return error("'" + args[1] + "' is not an IP address");
+  ServiceConfig* service = service_named(desired, args[2]);
+  if (service == nullptr) return error("no service named '" + args[2] + "'");
+  std::uint32_t weight = 1;
+  std::optional<MacBytes> mac;
+  std::optional<std::size_t> port;
+  for (std::size_t i = 3; i < args.size(); i += 2) {
+    const std::string& value = args[i + 1];
+    if (args[i] == "weight") {
+      const auto parsed = parse_weight(value);
+      if (!parsed) return bad_weight(value);
+      weight = *parsed;
+    } else if (args[i] == "mac") {
+      mac = parse_mac(value);
+      if (!mac) return error(not_a_mac(value));
+    } else if (args[i] == "port") {
+      port = index_named(desired.ports, value);
+      if (!port) return error("no port named '" + value + "'");
+    } else {
+      return usage("backend", "add");
+    }
+  }
+  std::optional<std::size_t> backend = backend_named(desired, name);
+  if (backend) {  // an existing backend joins another service
+    const BackendConfig& existing = desired.backends[*backend];
+    if (existing.address != *address || (mac && existing.mac != mac) || (port && existing.port != *port))
+      return error("backend '" + name + "' exists with another address, MAC or port");
+    for (const auto& member : service->backends)
+      if (member.backend == *backend)
+        return error("backend '" + name + "' is in service '" + service->name + "' already");
+  } else {
+    if (!port && desired.ports.size() != 1) return error(port_needed(name));
+    // Its address, MAC and the service's weights and table size are checked with the rest
+    // of the configuration, by ControlState::adopt.
+    desired.backends.push_back(BackendConfig{name, *address, mac, port.value_or(0)});
+    backend = desired.backends.size() - 1;
+  }
+  service->backends.push_back({*backend, weight});
+  TETHER_LOG(info, "backend %s: added to service %s with weight %u by command", name.c_str(),
+             service->name.c_str(), weight);
+  return adopt(state, desired);
+}
+
+// backend remove NAME [SERVICE]: out of one service, or out of all and gone.
+std::string remove_backend(ControlState& state, Args args) {
+  Config desired = state.config;
+  const std::string& name = args[0];
+  const auto backend = backend_named(desired, name);
+  if (!backend) return error("no backend named '" + name + "'");
+  const std::string* only = args.size() == 2 ? &args[1] : nullptr;  // the one service
+  if (only != nullptr && service_named(desired, *only) == nullptr) return error("no service named '" + *only + "'");
+  unsigned left_services = 0;
+  for (auto& service : desired.services) {
+    if (service.removed || (only != nullptr && service.name != *only)) continue;
+    auto drop_from = [&](std::vector<ServiceBackend>& members) {
+      const auto before = members.size();
+      std::erase_if(members, [&](const ServiceBackend& m) { return m.backend == *backend; });
+      return members.size() != before;
+    };
+    bool member = drop_from(service.backends);
+    for (auto& pool : service.pools) member |= drop_from(pool.backends);
+    if (!member) continue;
+    ++left_services;
+    if (service.backends.empty() ||
+        std::any_of(service.pools.begin(), service.pools.end(), [](const PoolConfig& p) { return p.backends.empty(); }))
+      return error("removing '" + name + "' would leave service '" + service.name +
+                   "' or one of its pools without backends");
+  }
+  if (only != nullptr && left_services == 0) return error("backend '" + name + "' is not in service '" + *only + "'");
+  if (only == nullptr) desired.backends[*backend].removed = true;
+  TETHER_LOG(info, "backend %s: removed from %s by command", name.c_str(),
+             only != nullptr ? ("service " + *only).c_str() : "every service");
+  return adopt(state, desired);
+}
+
+// backend weight NAME WEIGHT [SERVICE]: in every service of the backend, or in one.
+std::string set_weight(ControlState& state, Args args) {
+  const std::string& name = args[0];
+  const auto backend = backend_named(state.config, name);
+  if (!backend) return error("no backend named '" + name + "'");
+  const auto weight = parse_weight(args[1]);
+  if (!weight) return bad_weight(args[1]);
+  Config desired = state.config;
+  unsigned changed = 0;
+  for (auto& service : desired.services) {
+    if (service.removed || (args.size() == 3 && service.name != args[2])) continue;
+    for (auto& member : service.backends)
+      if (member.backend == *backend) {
+        member.weight = *weight;
+        ++changed;
+      }
+  }
+  if (changed == 0) return error("backend '" + name + "' is in no such service");
+  try {
+    validate(desired, state.device_macs());  // a file's rules: a service keeps a weight above 0
+  } catch (const ConfigError& e) {
+    return error(e.what());
+  }
+  state.config = std::move(desired);
+  TETHER_LOG(info, "backend %s: weight %u in %u service(s)", name.c_str(), *weight, changed);
   state.republish();
   return ok(state);
 }
 
-}  // namespace
-
-std::vector<MacBytes> ControlState::device_macs() const {
-  std::vector<MacBytes> macs;
-  for (const auto& port : ports) macs.push_back(port.mac);
-  return macs;
+// backend drain|enable|disable NAME: the operator's state, which health and ARP/ND may
+// still override (ControlState::effective).
+template <dataplane::BackendState admin>
+std::string set_admin_state(ControlState& state, Args args) {
+  const auto backend = backend_named(state.config, args[0]);
+  if (!backend) return error("no backend named '" + args[0] + "'");
+  state.states[*backend] = admin;
+  TETHER_LOG(info, "backend %s: %s by command", args[0].c_str(), dataplane::to_string(admin));
+  state.republish();
+  return ok(state);
 }
 
-Totals ControlState::totals() const {
-  return add_up(*workers, config.backends.size(), *sessions, *expired);
-}
-
-dataplane::BackendState ControlState::effective(std::size_t backend) const {
-  if (config.backends[backend].removed) return dataplane::BackendState::down;
-  if (health != nullptr && !health->healthy(backend)) return dataplane::BackendState::down;
-  if (!neighbours->resolved(backend)) return dataplane::BackendState::down;
-  return states[backend];
-}
-
-std::unique_ptr<dataplane::Snapshot> ControlState::build() const {
-  std::vector<dataplane::BackendState> now(states.size());
-  std::vector<MacBytes> macs(states.size());
-  for (std::size_t b = 0; b < states.size(); ++b) {
-    now[b] = effective(b);
-    macs[b] = neighbours->mac(b);
+std::string reload(ControlState& state, Args) {
+  auto live_names = [](const Config& config) {
+    std::vector<std::string> names;
+    for (const auto& b : config.backends) if (!b.removed) names.push_back(b.name);
+    return names;
+  };
+  const auto before = live_names(state.config);
+  try {
+    state.adopt(load_config_file(state.config_path));
+  } catch (const ConfigError& e) {
+    TETHER_LOG(warning, "reload refused: %s", e.what());
+    return error(e.what());
   }
-  return build_snapshot(config, ports, tsc_hz, config.workers, now, macs);
+  const auto after = live_names(state.config);
+  // Names in `names` but not in `other`.
+  auto missing_from = [](const std::vector<std::string>& names, const std::vector<std::string>& other) {
+    Json missing = Json::array();
+    for (const auto& name : names)
+      if (std::find(other.begin(), other.end(), name) == other.end()) missing.push_back(name);
+    return missing;
+  };
+  TETHER_LOG(info, "reloaded %s: %zu backend(s), snapshot %llu", state.config_path.c_str(), after.size(),
+             static_cast<unsigned long long>(state.publisher->generation()));
+  return text_of({{"ok", true},
+                  {"snapshot_generation", state.publisher->generation()},
+                  {"backends_added", missing_from(after, before)},
+                  {"backends_removed", missing_from(before, after)}});
 }
 
-void ControlState::republish() { publisher->publish(build()); }
-
-void ControlState::adopt(const Config& desired) {
-  Config merged = merge_running(config, desired);
-  validate(merged, device_macs());  // a command's change meets the rules a file must
-  for (std::size_t b = 0; b < merged.backends.size(); ++b)
-    if (b >= states.size() || (config.backends[b].removed && !merged.backends[b].removed)) {
-      states.resize(std::max(states.size(), b + 1), dataplane::BackendState::up);
-      states[b] = dataplane::BackendState::up;  // new, or back after a removal
-    }
-  config = std::move(merged);
-  neighbours->update(config);
-  if (health != nullptr) health->update();
-  set_telemetry_backends(config);
-  republish();
+std::string metrics(ControlState& state, Args) {
+  return text_of({{"metrics", prometheus_metrics(state)}});
 }
+
+constexpr unsigned kSessionFilters =
+    ListingFilter::service | ListingFilter::protocol | ListingFilter::backend | ListingFilter::limit;
+constexpr unsigned kFlowFilters =
+    ListingFilter::worker | ListingFilter::service | ListingFilter::backend | ListingFilter::limit;
+constexpr std::size_t kAnyCount = SIZE_MAX;
+
+// Every command: `group name` selects it (name empty: the group word alone), and its
+// arguments are counted before it runs. `help` lists them in this order.
+struct Command {
+  std::string_view group;
+  std::string_view name;
+  std::string_view arguments;  // as `help` shows them
+  std::size_t min_arguments;
+  std::size_t max_arguments;
+  std::string (*run)(ControlState& state, Args arguments);
+};
+
+constexpr Command kCommands[] = {
+    {"show", "services", "", 0, 0, show_services},
+    {"show", "backends", "", 0, 0, show_backends},
+    {"show", "counters", "", 0, 0, show_counters},
+    {"show", "workers", "", 0, 0, show_workers},
+    {"show", "sessions", "[service NAME] [protocol sip|rtsp|ftp] [backend NAME] [limit N]", 0,
+     kAnyCount, show_filtered<kSessionFilters, list_sessions>},
+    {"show", "flows", "[worker N] [service NAME] [backend NAME] [limit N]", 0, kAnyCount,
+     show_filtered<kFlowFilters, list_flows>},
+    {"backend", "weight", "NAME WEIGHT [SERVICE]", 2, 3, set_weight},
+    {"backend", "drain", "NAME", 1, 1, set_admin_state<dataplane::BackendState::draining>},
+    {"backend", "enable", "NAME", 1, 1, set_admin_state<dataplane::BackendState::up>},
+    {"backend", "disable", "NAME", 1, 1, set_admin_state<dataplane::BackendState::down>},
+    {"backend", "add", "NAME ADDRESS SERVICE [weight W] [mac MAC] [port PORT]", 3, kAnyCount,
+     add_backend},
+    {"backend", "remove", "NAME [SERVICE]", 1, 2, remove_backend},
+    {"reload", "", "", 0, 0, reload},
+    {"metrics", "", "", 0, 0, metrics},
+};
+
+// "backend weight NAME WEIGHT [SERVICE]"
+std::string usage_line(const Command& command) {
+  std::string line(command.group);
+  for (std::string_view part : {command.name, command.arguments})
+    if (!part.empty()) line.append(" ").append(part);
+  return line;
+}
+
+std::string usage(std::string_view group, std::string_view name) {
+  for (const Command& command : kCommands)
+    if (command.group == group && command.name == name) return error("usage: " + usage_line(command));
+  return error("usage: " + std::string(group) + " " + std::string(name));
+}
+
+std::string help() {
+  Json commands = Json::array();
+  for (const Command& command : kCommands) commands.push_back(usage_line(command));
+  return text_of({{"commands", std::move(commands)}});
+}
+
+}  // namespace
 
 std::string run_command(ControlState& state, const std::string& line) {
   const std::vector<std::string> w = words(line);
   if (w.empty()) return error("empty command; try 'help'");
-  if (w[0] == "help")
-    return "{\"commands\":[\"show services\",\"show backends\",\"show counters\",\"show workers\","
-           "\"show sessions [service NAME] [protocol sip|rtsp|ftp] [backend NAME] [limit N]\","
-           "\"show flows [worker N] [service NAME] [backend NAME] [limit N]\","
-           "\"backend weight NAME WEIGHT [SERVICE]\",\"backend drain NAME\",\"backend enable NAME\","
-           "\"backend disable NAME\",\"backend add NAME ADDRESS SERVICE [weight W] [mac MAC] [port PORT]\","
-           "\"backend remove NAME [SERVICE]\",\"reload\",\"metrics\"]}";
-  if (w[0] == "show" && w.size() >= 2 && (w[1] == "sessions" || w[1] == "flows")) {
-    const bool sessions = w[1] == "sessions";
-    const unsigned allowed = sessions ? ListingFilter::service | ListingFilter::protocol |
-                                            ListingFilter::backend | ListingFilter::limit
-                                      : ListingFilter::worker | ListingFilter::service |
-                                            ListingFilter::backend | ListingFilter::limit;
-    auto parsed = parse_listing_filter(std::span(w).subspan(2), allowed, state.config);
-    if (const auto* wrong = std::get_if<std::string>(&parsed)) return error(*wrong);
-    const auto& filter = std::get<ListingFilter>(parsed);
-    return sessions ? show_sessions(state, filter) : show_flows(state, filter);
+  if (w[0] == "help") return help();
+  const Args all(w);
+  std::string group_usage;  // the group's commands, when its word is right and the rest is not
+  for (const Command& command : kCommands) {
+    if (command.group != w[0]) continue;
+    group_usage += (group_usage.empty() ? "usage: " : " | ") + usage_line(command);
+    const bool named = command.name.empty() || (w.size() > 1 && command.name == w[1]);
+    if (!named) continue;
+    const Args arguments = all.subspan(command.name.empty() ? 1 : 2);
+    if (arguments.size() < command.min_arguments || arguments.size() > command.max_arguments)
+      return usage(command.group, command.name);
+    return command.run(state, arguments);
   }
-  if (w[0] == "show" && w.size() == 2) {
-    if (w[1] == "services") return show_services(state);
-    if (w[1] == "backends") return show_backends(state);
-    if (w[1] == "counters") return counters_json(state.config, state.totals());
-    if (w[1] == "workers") return show_workers(state);
-  }
-  if (w[0] == "backend") return change_backend(state, w);
-  if (w[0] == "reload" && w.size() == 1) return reload(state);
-  if (w[0] == "metrics" && w.size() == 1)
-    return "{\"metrics\":" + json_string(prometheus_metrics(state)) + "}";
+  if (!group_usage.empty()) return error(group_usage);
   return error("unknown command '" + line.substr(0, 64) + "'; try 'help'");
 }
 

@@ -3,6 +3,12 @@
 // Every error names the file, the line and the setting's path (for example
 // `lab.cfg:14: services.[0].backends.[1].weight: 70000 is out of range 0..65535`), and
 // nothing starts on an invalid file. conf/reference.cfg documents every setting.
+//
+// Where each part lives: config_read.cpp reads the file, through config_file.hpp (libconfig's
+// settings, each integer's exact value, names and types checked); config_validate.cpp holds
+// the rules the file and the control commands share; config_eal.cpp judges EAL arguments;
+// config_describe.cpp writes `tetherd --check`'s summary; config_merge.cpp merges a reload
+// into the running configuration.
 #pragma once
 
 #include <cstdint>
@@ -169,8 +175,13 @@ Problem members_problem(const Config& config, const std::vector<ServiceBackend>&
 // the first problem. `device_macs` (a running tetherd's, by port) stand in for ports without a
 // configured `mac`, which a file check cannot know.
 void validate(const Config& config, const std::vector<MacBytes>& device_macs = {});
-// Port, backend, service and pool names: 1 to 32 letters, digits, '.', '_', '-' or ':'.
-bool is_valid_name(const std::string& name);
+
+// What the file reader and the control commands say of a wrong value, in one wording.
+// Why `name` cannot name a `what` ("port", "backend", "service"): a name is 1 to 32 letters,
+// digits, '.', '_', '-' or ':'. Empty when it can.
+std::string name_problem(std::string_view what, const std::string& name);
+std::string not_a_mac(std::string_view text);
+std::string port_needed(const std::string& backend);  // a new backend, several ports
 
 // The running configuration after adopting `desired` (a reloaded file, or the running one
 // changed by a command): backends and services keep their indices by name, new ones are

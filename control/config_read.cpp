@@ -1,0 +1,368 @@
+#include <map>
+#include <stdexcept>
+#include <tuple>
+
+#include "control/config.hpp"
+#include "control/config_file.hpp"
+#include "dataplane/limits.hpp"
+
+namespace tether {
+namespace {
+
+// Bytes a SIP OPTIONS probe takes (about 370 with IPv6 addresses), rounded up.
+constexpr std::uint16_t kSipProbeRoom = 512;
+
+std::string unique_name(const GroupReader& reader, const char* what,
+                        std::map<std::string, std::size_t>& seen, std::size_t index) {
+  std::string name = reader.string("name");
+  if (const std::string wrong = name_problem(what, name); !wrong.empty()) reader.fail(reader.get("name"), wrong);
+  if (!seen.emplace(name, index).second)
+    reader.fail(reader.get("name"), std::string("duplicate ") + what + " name '" + name + "'");
+  return name;
+}
+
+void read_ports(const GroupReader& top, const Document& doc, Config& config,
+                std::map<std::string, std::size_t>& names) {
+  const Setting& ports = top.list("ports");
+  if (ports.getLength() == 0) top.fail(ports, "at least one port is required");
+  for (int i = 0; i < ports.getLength(); ++i) {
+    GroupReader r(ports[i], doc, {"name", "device", "mac", "addresses", "mbufs"});
+    PortConfig port;
+    port.name = unique_name(r, "port", names, config.ports.size());
+    port.device = r.string("device");
+    if (port.device.empty()) r.fail(r.get("device"), "device is empty");
+    if (r.has("mac")) port.mac = r.mac("mac");
+    if (r.has("mbufs")) port.mbufs = static_cast<std::uint32_t>(r.integer("mbufs", 1023, 1 << 24, 0));
+    if (r.has("addresses")) {
+      const Setting& addresses = r.list("addresses");
+      for (int j = 0; j < addresses.getLength(); ++j) port.addresses.push_back(r.ip(addresses[j]));
+    }
+    config.ports.push_back(std::move(port));
+    r.check(port_problem(config, config.ports.size() - 1));
+  }
+}
+
+void read_backends(const GroupReader& top, const Document& doc, Config& config,
+                   const std::map<std::string, std::size_t>& port_names,
+                   std::map<std::string, std::size_t>& names) {
+  const Setting& backends = top.list("backends");
+  if (backends.getLength() > static_cast<int>(dataplane::kMaxBackends))
+    top.fail(backends, "at most " + std::to_string(dataplane::kMaxBackends) + " backends");
+  for (int i = 0; i < backends.getLength(); ++i) {
+    GroupReader r(backends[i], doc, {"name", "address", "mac", "port"});
+    BackendConfig backend;
+    backend.name = unique_name(r, "backend", names, config.backends.size());
+    backend.address = r.ip("address");
+    if (r.has("mac")) backend.mac = r.mac("mac");
+    if (r.has("port")) {
+      const std::string port = r.string("port");
+      auto found = port_names.find(port);
+      if (found == port_names.end()) r.fail(r.get("port"), "no port named '" + port + "'");
+      backend.port = found->second;
+    } else if (config.ports.size() == 1) {
+      backend.port = 0;
+    } else {
+      r.fail_group(port_needed(backend.name));
+    }
+    config.backends.push_back(std::move(backend));
+    r.check(backend_problem(config, config.backends.size() - 1));
+  }
+}
+
+std::vector<ServiceBackend> read_members(const GroupReader& r, const Document& doc,
+                                         const Setting& members,
+                                         const std::map<std::string, std::size_t>& backend_names) {
+  if (members.getLength() == 0) r.fail(members, "needs at least one backend");
+  std::vector<ServiceBackend> result;
+  for (int j = 0; j < members.getLength(); ++j) {
+    GroupReader m(members[j], doc, {"name", "weight", "passive_ports"});
+    const std::string name = m.string("name");
+    auto found = backend_names.find(name);
+    if (found == backend_names.end()) m.fail(m.get("name"), "no backend named '" + name + "'");
+    for (const auto& earlier : result)
+      if (earlier.backend == found->second)
+        m.fail(m.get("name"), "backend '" + name + "' is listed twice");
+    ServiceBackend member{found->second,
+                          static_cast<std::uint32_t>(m.integer("weight", 0, kMaxWeight, 1))};
+    if (m.has("passive_ports")) {
+      const Setting& range = m.list("passive_ports");
+      if (range.getLength() != 2) m.fail(range, "expected [first, last] port numbers");
+      const long long first = m.integer(range[0], 1024, 65535), last = m.integer(range[1], 1024, 65535);
+      if (first > last)
+        m.fail(range, "passive port range " + std::to_string(first) + ".." +
+                          std::to_string(last) + " must lie within 1024..65535, first <= last");
+      member.passive_first = static_cast<std::uint16_t>(first);
+      member.passive_last = static_cast<std::uint16_t>(last);
+    }
+    result.push_back(member);
+  }
+  return result;
+}
+
+void read_rules(const GroupReader& r, const Document& doc, ServiceConfig& service) {
+  const Setting& rules = r.list("rules");
+  for (int i = 0; i < rules.getLength(); ++i) {
+    GroupReader rule(rules[i], doc, {"field", "match", "caseless", "pool"});
+    RuleConfig config;
+    const std::string field = rule.string("field");
+    if (field == "request-line") {
+      config.field = dataplane::RuleField::request_line;
+    } else if (field == "uri") {
+      config.field = dataplane::RuleField::uri;
+    } else if (field.rfind("header:", 0) == 0 && field.size() > 7) {
+      config.field = dataplane::RuleField::header;
+      config.header = field.substr(7);
+    } else {
+      rule.fail(rule.get("field"),
+                "'" + field + "' is not one of: request-line, uri, header:NAME");
+    }
+    config.pattern = rule.string("match");
+    config.caseless = rule.has("caseless") && static_cast<bool>(rule.get("caseless"));
+    const std::string pool = rule.string("pool");
+    config.pool = pool == "default" ? 0 : SIZE_MAX;
+    for (std::size_t p = 0; p < service.pools.size(); ++p)
+      if (service.pools[p].name == pool) config.pool = p + 1;
+    if (config.pool == SIZE_MAX) rule.fail(rule.get("pool"), "no pool named '" + pool + "'");
+    try {
+      dataplane::RuleSet check({{config.field, config.header, config.pattern, config.caseless, 0}});
+    } catch (const std::invalid_argument& e) {
+      std::string message = e.what();
+      rule.fail(rule.get("match"), "pattern does not compile:" + message.substr(message.find(':') + 1));
+    }
+    service.rules.push_back(std::move(config));
+  }
+}
+
+void read_dpi(const GroupReader& r, const Document& doc, ServiceConfig& service,
+              const std::map<std::string, std::size_t>& backend_names) {
+  service.dpi = r.choice<Dpi>(
+      "dpi", {{"none", Dpi::none}, {"sip", Dpi::sip}, {"rtsp", Dpi::rtsp}, {"ftp", Dpi::ftp}},
+      Dpi::none);
+  if ((service.dpi == Dpi::rtsp || service.dpi == Dpi::ftp) && service.protocol != Protocol::tcp)
+    r.fail(r.get("dpi"), std::string("dpi '") + to_string(service.dpi) + "' needs protocol 'tcp'");
+  const bool sip_calls = service.dpi == Dpi::sip && service.protocol == Protocol::udp;
+  if (service.scheduler == Scheduler::least_sessions && !sip_calls)
+    r.fail(r.get("scheduler"), "'least-sessions' counts SIP calls: it needs dpi 'sip' over udp");
+  service.session_timeout_s = static_cast<std::uint32_t>(
+      r.integer("session_timeout", 1, 86400, service.dpi == Dpi::sip ? 1800 : 300));
+  service.linger_s = static_cast<std::uint32_t>(r.integer("linger", 0, 3600, 32));
+  service.expectation_timeout_s =
+      static_cast<std::uint32_t>(r.integer("expectation_timeout", 1, 3600, 30));
+
+  if (r.has("pools")) {
+    const Setting& pools = r.list("pools");
+    for (int i = 0; i < pools.getLength(); ++i) {
+      GroupReader p(pools[i], doc, {"name", "backends"});
+      PoolConfig pool;
+      pool.name = p.string("name");
+      if (pool.name == "default") p.fail(p.get("name"), "'default' names the service's backends");
+      for (const auto& other : service.pools)
+        if (other.name == pool.name) p.fail(p.get("name"), "duplicate pool name '" + pool.name + "'");
+      pool.backends = read_members(p, doc, p.list("backends"), backend_names);
+      service.pools.push_back(std::move(pool));
+    }
+  }
+  if (r.has("rules")) {
+    // An RTSP or SIP-over-TCP connection is balanced at its SYN, before any request is seen,
+    // and in one-way mode the backend completes the handshake: no later choice is possible.
+    if (service.dpi != Dpi::sip || service.protocol != Protocol::udp)
+      r.fail(r.get("rules"), "content rules need dpi 'sip' over udp (a TCP connection is "
+                             "balanced at its SYN, before any request can be read)");
+    read_rules(r, doc, service);
+  }
+
+  bool any_passive = false;
+  for (const auto& member : service.backends) any_passive |= member.passive_first != 0;
+  if (any_passive && service.dpi != Dpi::ftp)
+    r.fail(r.get("backends"), "passive_ports need dpi 'ftp'");
+  for (std::size_t a = 0; a < service.backends.size(); ++a)
+    for (std::size_t b = a + 1; b < service.backends.size(); ++b) {
+      const auto &x = service.backends[a], &y = service.backends[b];
+      if (x.passive_first && y.passive_first && x.passive_first <= y.passive_last &&
+          y.passive_first <= x.passive_last)
+        r.fail(r.get("backends"), "passive port ranges of backends " + std::to_string(a) +
+                                      " and " + std::to_string(b) + " overlap");
+    }
+}
+
+void read_services(const GroupReader& top, const Document& doc, Config& config,
+                   const std::map<std::string, std::size_t>& backend_names) {
+  const Setting& services = top.list("services");
+  if (services.getLength() == 0) top.fail(services, "at least one service is required");
+  if (services.getLength() > static_cast<int>(dataplane::kMaxServices))
+    top.fail(services, "at most " + std::to_string(dataplane::kMaxServices) + " services");
+  std::map<std::string, std::size_t> names;
+  std::map<std::tuple<IpBytes, std::uint16_t, Protocol>, std::string> endpoints;
+  // Related flows (RTP of RTSP over UDP, FTP data over TCP) reach a VIP on any port: one
+  // inspecting service per VIP and related protocol decides them.
+  std::map<std::pair<IpBytes, Protocol>, std::string> related;
+  for (int i = 0; i < services.getLength(); ++i) {
+    GroupReader r(services[i], doc,
+                  {"name", "vip", "port", "protocol", "scheduler", "forwarding", "idle_timeout",
+                   "fin_timeout", "backends", "dpi", "session_timeout", "linger",
+                   "expectation_timeout", "pools", "rules", "health_check"});
+    ServiceConfig service;
+    service.name = unique_name(r, "service", names, config.services.size());
+    service.vip = r.ip("vip");
+    service.port = static_cast<std::uint16_t>(r.integer("port", 1, 65535));
+    service.protocol = r.choice<Protocol>("protocol", {{"tcp", Protocol::tcp}, {"udp", Protocol::udp}});
+    service.scheduler = r.choice<Scheduler>(
+        "scheduler",
+        {{"maglev", Scheduler::maglev}, {"source-hash", Scheduler::source_hash},
+         {"least-sessions", Scheduler::least_sessions}},
+        Scheduler::maglev);
+    service.forwarding =
+        r.choice<Forwarding>("forwarding", {{"dsr", Forwarding::dsr}}, Forwarding::dsr);
+    const long long default_idle = service.protocol == Protocol::tcp ? 300 : 60;
+    service.idle_timeout_s = static_cast<std::uint32_t>(r.integer("idle_timeout", 1, 86400, default_idle));
+    service.fin_timeout_s = static_cast<std::uint32_t>(r.integer("fin_timeout", 0, 3600, 10));
+
+    auto [existing, inserted] =
+        endpoints.emplace(std::make_tuple(service.vip, service.port, service.protocol), service.name);
+    if (!inserted)
+      r.fail(r.get("vip"), "duplicate VIP:port " + format_ip(service.vip) + ":" +
+                               std::to_string(service.port) + "/" + to_string(service.protocol) +
+                               " (already used by service '" + existing->second + "')");
+
+    const Setting& members = r.list("backends");
+    if (members.getLength() == 0) r.fail(members, "a service needs at least one backend");
+    service.backends = read_members(r, doc, members, backend_names);
+    read_dpi(r, doc, service, backend_names);
+
+    if (r.has("health_check")) {
+      GroupReader h(r.get("health_check"), doc, {"type", "interval", "timeout", "rise", "fall"});
+      HealthCheckConfig check;
+      check.type = h.choice<HealthCheckType>(
+          "type", {{"icmp", HealthCheckType::icmp}, {"tcp", HealthCheckType::tcp},
+                   {"sip-options", HealthCheckType::sip_options}});
+      if (check.type == HealthCheckType::tcp && service.protocol != Protocol::tcp)
+        h.fail(h.get("type"), "a 'tcp' check needs a tcp service");
+      if (check.type == HealthCheckType::sip_options && service.protocol != Protocol::udp)
+        h.fail(h.get("type"), "a 'sip-options' check needs a udp service");
+      if (check.type == HealthCheckType::sip_options && config.mbuf_data_size < kSipProbeRoom)
+        h.fail(h.get("type"), "a 'sip-options' probe needs tables.mbuf_size of at least " +
+                                  std::to_string(kSipProbeRoom));
+      check.interval_ms = static_cast<std::uint32_t>(h.integer("interval", 100, 3600000, 2000));
+      check.timeout_ms = static_cast<std::uint32_t>(h.integer("timeout", 50, 3600000, 1000));
+      if (check.timeout_ms > check.interval_ms)
+        h.fail(h.get("timeout"), "timeout must not exceed interval");
+      check.rise = static_cast<std::uint32_t>(h.integer("rise", 1, 100, 2));
+      check.fall = static_cast<std::uint32_t>(h.integer("fall", 1, 100, 3));
+      service.health_check = check;
+    }
+
+    if (const Problem found = members_problem(config, service.backends)) r.fail(members, found.message);
+    for (std::size_t p = 0; p < service.pools.size(); ++p)
+      if (const Problem found = members_problem(config, service.pools[p].backends))
+        r.fail(r.get("pools")[static_cast<int>(p)]["backends"], found.message);
+
+    if (service.dpi == Dpi::rtsp || service.dpi == Dpi::ftp) {
+      const Protocol related_protocol = service.dpi == Dpi::rtsp ? Protocol::udp : Protocol::tcp;
+      auto [other, fresh] = related.emplace(std::make_pair(service.vip, related_protocol), service.name);
+      if (!fresh)
+        r.fail(r.get("dpi"), "service '" + other->second + "' already claims " +
+                                 to_string(related_protocol) + " flows related to VIP " +
+                                 format_ip(service.vip) + ": one rtsp and one ftp service per VIP");
+    }
+    config.services.push_back(std::move(service));
+    r.check(service_problem(config, config.services.size() - 1));
+  }
+}
+
+Config read(libconfig::Config& file, const Document& doc) {
+  Config config;
+  config.source = doc.source;
+  GroupReader top(file.getRoot(), doc,
+                  {"workers", "eal", "log_level", "tables", "neighbours", "ports", "backends",
+                   "services"});
+  config.workers = static_cast<unsigned>(top.integer("workers", 1, kMaxWorkers, 1));
+  if (top.has("eal")) {
+    const Setting& eal = top.list("eal");
+    for (int i = 0; i < eal.getLength(); ++i) {
+      if (eal[i].getType() != Setting::TypeString) top.fail(eal[i], "expected a string");
+      config.eal_args.emplace_back(eal[i].c_str());
+    }
+  }
+  config.log_level = top.choice<std::string>(
+      "log_level", {{"error", "error"}, {"warning", "warning"}, {"info", "info"}, {"debug", "debug"}},
+      std::string("info"));
+  if (top.has("tables")) {
+    GroupReader tables(top.get("tables"), doc,
+                       {"flows_per_worker", "maglev_size", "mbufs_per_port", "mbuf_size", "sessions",
+                        "dpi_streams_per_worker", "dpi_sessions_per_worker"});
+    config.flows_per_worker =
+        static_cast<std::uint32_t>(tables.integer("flows_per_worker", 1024, 1 << 27, config.flows_per_worker));
+    config.maglev_size =
+        static_cast<std::uint32_t>(tables.integer("maglev_size", 101, 16777213, config.maglev_size));
+    if (!is_prime(config.maglev_size))
+      tables.fail(tables.get("maglev_size"),
+                  std::to_string(config.maglev_size) + " is not prime (Maglev needs a prime table size)");
+    config.mbufs_per_port =
+        static_cast<std::uint32_t>(tables.integer("mbufs_per_port", 1023, 1 << 24, config.mbufs_per_port));
+    config.mbuf_data_size =
+        static_cast<std::uint16_t>(tables.integer("mbuf_size", 128, 16384, config.mbuf_data_size));
+    config.sessions =
+        static_cast<std::uint32_t>(tables.integer("sessions", 1024, 1 << 26, config.sessions));
+    config.dpi_streams_per_worker = static_cast<std::uint32_t>(
+        tables.integer("dpi_streams_per_worker", 16, dataplane::kMaxDpiStreamsPerWorker,
+                       config.dpi_streams_per_worker));
+    config.dpi_sessions_per_worker = static_cast<std::uint32_t>(
+        tables.integer("dpi_sessions_per_worker", 16, dataplane::kMaxDpiSessionsPerWorker,
+                       config.dpi_sessions_per_worker));
+  }
+  if (top.has("neighbours")) {
+    GroupReader neighbours(top.get("neighbours"), doc, {"refresh", "retry", "attempts"});
+    config.neighbours.refresh_s =
+        static_cast<std::uint32_t>(neighbours.integer("refresh", 1, 86400, config.neighbours.refresh_s));
+    config.neighbours.retry_ms =
+        static_cast<std::uint32_t>(neighbours.integer("retry", 10, 60000, config.neighbours.retry_ms));
+    config.neighbours.attempts =
+        static_cast<std::uint32_t>(neighbours.integer("attempts", 1, 100, config.neighbours.attempts));
+  }
+  std::map<std::string, std::size_t> port_names, backend_names;
+  read_ports(top, doc, config, port_names);
+  read_backends(top, doc, config, port_names, backend_names);
+  read_services(top, doc, config, backend_names);
+  if (const auto wrong = eal_problem(config.eal_args, config))
+    top.fail(top.get("eal")[static_cast<int>(wrong->index)], wrong->message);
+  return config;
+}
+
+// libconfig throws its own exceptions for anything GroupReader did not foresee: still name
+// the setting rather than abort.
+Config read_checked(libconfig::Config& file, std::string_view text, const std::string& source) {
+  try {
+    return read(file, read_integers(file, text, source));
+  } catch (const libconfig::SettingException& e) {
+    throw ConfigError(source + ": " + e.getPath() + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+Config load_config_file(const std::string& path) {
+  libconfig::Config file;
+  std::string text;
+  try {
+    text = read_whole_file(path);
+    file.readFile(path.c_str());
+  } catch (const libconfig::FileIOException&) {
+    throw ConfigError(path + ": cannot read the file");
+  } catch (const libconfig::ParseException& e) {
+    throw ConfigError(std::string(e.getFile() ? e.getFile() : path.c_str()) + ":" +
+                      std::to_string(e.getLine()) + ": syntax error: " + e.getError());
+  }
+  return read_checked(file, text, path);
+}
+
+Config load_config_text(const std::string& text, const std::string& name) {
+  libconfig::Config file;
+  try {
+    file.readString(text);
+  } catch (const libconfig::ParseException& e) {
+    throw ConfigError(name + ":" + std::to_string(e.getLine()) + ": syntax error: " + e.getError());
+  }
+  return read_checked(file, text, name);
+}
+
+}  // namespace tether

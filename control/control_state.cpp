@@ -1,0 +1,53 @@
+#include "control/control_state.hpp"
+
+#include <algorithm>
+
+#include "control/telemetry.hpp"
+
+namespace tether {
+
+std::vector<MacBytes> ControlState::device_macs() const {
+  std::vector<MacBytes> macs;
+  for (const auto& port : ports) macs.push_back(port.mac);
+  return macs;
+}
+
+Totals ControlState::totals() const {
+  return add_up(*workers, config.backends.size(), *sessions, *expired);
+}
+
+dataplane::BackendState ControlState::effective(std::size_t backend) const {
+  if (config.backends[backend].removed) return dataplane::BackendState::down;
+  if (health != nullptr && !health->healthy(backend)) return dataplane::BackendState::down;
+  if (!neighbours->resolved(backend)) return dataplane::BackendState::down;
+  return states[backend];
+}
+
+std::unique_ptr<dataplane::Snapshot> ControlState::build() const {
+  std::vector<dataplane::BackendState> now(states.size());
+  std::vector<MacBytes> macs(states.size());
+  for (std::size_t b = 0; b < states.size(); ++b) {
+    now[b] = effective(b);
+    macs[b] = neighbours->mac(b);
+  }
+  return build_snapshot(config, ports, tsc_hz, config.workers, now, macs);
+}
+
+void ControlState::republish() { publisher->publish(build()); }
+
+void ControlState::adopt(const Config& desired) {
+  Config merged = merge_running(config, desired);
+  validate(merged, device_macs());  // a command's change meets the rules a file must
+  for (std::size_t b = 0; b < merged.backends.size(); ++b)
+    if (b >= states.size() || (config.backends[b].removed && !merged.backends[b].removed)) {
+      states.resize(std::max(states.size(), b + 1), dataplane::BackendState::up);
+      states[b] = dataplane::BackendState::up;  // new, or back after a removal
+    }
+  config = std::move(merged);
+  neighbours->update(config);
+  if (health != nullptr) health->update();
+  set_telemetry_backends(config);
+  republish();
+}
+
+}  // namespace tether

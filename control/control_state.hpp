@@ -1,0 +1,50 @@
+// The control thread's state: the running configuration, what the operator set, and the
+// handles it publishes snapshots through.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control/config.hpp"
+#include "control/health.hpp"
+#include "control/neighbours.hpp"
+#include "control/report.hpp"
+#include "control/snapshot_builder.hpp"
+#include "dataplane/session_table.hpp"
+#include "dataplane/snapshot_channel.hpp"
+#include "dataplane/worker.hpp"
+
+namespace tether {
+
+// Everything the control thread owns that commands read or change.
+struct ControlState {
+  Config config;  // the running configuration, with the weights commands changed
+  std::vector<dataplane::BackendState> states;  // as the operator set them
+  HealthChecker* health;  // null until checks start
+  NeighbourResolver* neighbours;
+  std::string config_path;  // what `reload` reads
+  std::vector<PortIdentity> ports;
+  std::uint64_t tsc_hz;
+  dataplane::SnapshotPublisher* publisher;
+  const std::vector<std::unique_ptr<dataplane::Worker>>* workers;
+  const dataplane::SessionTable* sessions;
+  const dataplane::SweepResult* expired;
+
+  Totals totals() const;
+  // The ports' MACs as opened, for validate().
+  std::vector<MacBytes> device_macs() const;
+  // What the workers see: the operator's state, and down while a health check fails or the
+  // MAC is unknown.
+  dataplane::BackendState effective(std::size_t backend) const;
+  // A snapshot of the configuration, effective states and resolved MACs.
+  std::unique_ptr<dataplane::Snapshot> build() const;
+  // Builds a snapshot and publishes it.
+  void republish();
+  // Makes `desired` the running configuration (see merge_running) and publishes it. Throws
+  // ConfigError, changing nothing, when it cannot be applied without a restart or breaks a
+  // rule a file must keep (validate).
+  void adopt(const Config& desired);
+};
+
+}  // namespace tether
