@@ -49,7 +49,4 @@ struct ControlState {
 // One command line in, one JSON document out (an {"error": ...} for anything wrong).
 std::string run_command(ControlState& state, const std::string& line);
 
-// Every counter in Prometheus text exposition format.
-std::string prometheus_metrics(const ControlState& state);
-
 }  // namespace tether
