@@ -1,40 +1,122 @@
 #include "control/prometheus.hpp"
 
-#include <sstream>
+#include <string>
+#include <vector>
 
 #include "control/commands.hpp"
 
 namespace tether {
+namespace {
+
+// A label value with the exposition format's escapes.
+std::string escaped(const std::string& value) {
+  std::string out;
+  for (const char c : value) {
+    if (c == '\\' || c == '"') out += '\\';
+    out += c == '\n' ? std::string("\\n") : std::string(1, c);
+  }
+  return out;
+}
+
+// Families in the order they first appear, each with its samples together, as the format
+// requires.
+class Exposition {
+ public:
+  using Labels = std::vector<std::pair<const char*, std::string>>;
+
+  void add(const char* name, const char* type, const char* help, const Labels& labels,
+           std::uint64_t value) {
+    Family* family = nullptr;
+    for (auto& f : families_)
+      if (f.name == name) family = &f;
+    if (family == nullptr) family = &families_.emplace_back(Family{name, type, help, {}});
+    std::string& out = family->samples;
+    out += "tether_";
+    out += name;
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      out += i == 0 ? '{' : ',';
+      out += labels[i].first;
+      out += "=\"";
+      out += escaped(labels[i].second);
+      out += '"';
+    }
+    out += labels.empty() ? " " : "} ";
+    out += std::to_string(value);
+    out += '\n';
+  }
+
+  std::string text() const {
+    std::string out;
+    for (const auto& f : families_) {
+      for (const char* line : {"# HELP tether_", "# TYPE tether_"}) {
+        out += line;
+        out += f.name;
+        out += ' ';
+        out += line[2] == 'H' ? f.help : f.type;
+        out += '\n';
+      }
+      out += f.samples;
+    }
+    return out;
+  }
+
+ private:
+  struct Family {
+    std::string name;
+    const char* type;
+    const char* help;
+    std::string samples;
+  };
+  std::vector<Family> families_;
+};
+
+// The counters of list_counters, those of one worker (labelled) or of the control thread.
+void add_counters(Exposition& out, const Totals& totals, const char* worker) {
+  for (const CounterSample& c : list_counters(totals)) {
+    const Metric& m = c.metric;
+    if (m.per_worker != (worker != nullptr)) continue;
+    Exposition::Labels labels;
+    if (worker != nullptr) labels.emplace_back("worker", worker);
+    if (m.label != nullptr) labels.emplace_back(m.label, m.label_value);
+    out.add(m.name, m.type, m.help, labels, c.value);
+  }
+}
+
+}  // namespace
 
 std::string prometheus_metrics(const ControlState& state) {
-  const Totals totals = state.totals();
-  std::ostringstream out;
-  const auto& w = totals.workers;
-  out << "# TYPE tether_packets_total counter\n"
-      << "tether_rx_packets_total " << w.rx_packets << "\n"
-      << "tether_tx_packets_total " << w.tx_packets << "\n"
-      << "tether_forwarded_total " << w.forwarded << "\n"
-      << "tether_new_flows_total " << w.new_flows << "\n"
-      << "tether_flow_table_full_total " << w.flow_table_full << "\n"
-      << "tether_flows_expired_total " << w.flows_expired << "\n"
-      << "tether_rescheduled_total " << w.rescheduled << "\n"
-      << "tether_related_repointed_total " << w.related_repointed << "\n"
-      << "tether_sessions_in_table " << totals.sessions_in_table << "\n";
-  out << "# TYPE tether_backend_packets_total counter\n";
-  for (std::size_t b = 0; b < state.config.backends.size(); ++b) {
-    if (state.config.backends[b].removed) continue;
-    const auto& name = state.config.backends[b].name;
-    const auto& c = totals.backends[b];
-    out << "tether_backend_packets_total{backend=\"" << name << "\"} " << c.packets << "\n"
-        << "tether_backend_bytes_total{backend=\"" << name << "\"} " << c.bytes << "\n"
-        << "tether_backend_flows_total{backend=\"" << name << "\"} " << c.flows << "\n"
-        << "tether_backend_sessions_total{backend=\"" << name << "\"} " << c.sessions << "\n"
-        << "tether_backend_up{backend=\"" << name << "\"} "
-        << (state.effective(b) == dataplane::BackendState::up ? 1 : 0) << "\n";
+  Exposition out;
+  const auto& workers = *state.workers;
+  const std::size_t backend_count = state.config.backends.size();
+  for (std::size_t w = 0; w < workers.size(); ++w) {
+    Totals one;
+    one.backends.resize(backend_count);
+    add_worker(one, *workers[w]);
+    add_counters(out, one, std::to_string(w).c_str());
   }
-  for (std::size_t i = 0; i < dataplane::kDropReasonCount; ++i)
-    out << "tether_drops_total{reason=\"" << to_string(static_cast<dataplane::DropReason>(i))
-        << "\"} " << totals.workers.drops[i] << "\n";
-  return out.str();
+  const Totals totals = state.totals();
+  add_counters(out, totals, nullptr);
+
+  for (std::size_t b = 0; b < backend_count; ++b) {
+    const BackendConfig& backend = state.config.backends[b];
+    if (backend.removed) continue;
+    const Exposition::Labels labels{{"backend", backend.name}};
+    const auto& c = totals.backends[b];
+#define TETHER_BACKEND_FAMILY(name, help) \
+    out.add("backend_" #name "_total", "counter", help, labels, c.name);
+    TETHER_BACKEND_COUNTERS(TETHER_BACKEND_FAMILY)
+#undef TETHER_BACKEND_FAMILY
+    out.add("backend_up", "gauge", "1 while the backend is up (not down or draining), else 0.", labels,
+            state.effective(b) == dataplane::BackendState::up ? 1 : 0);
+  }
+  for (const ServiceConfig& service : state.config.services) {
+    if (service.removed) continue;
+    for (const ServiceBackend& member : service.backends)
+      out.add("backend_weight", "gauge", "The backend's weight in the service's default pool.",
+              {{"service", service.name}, {"backend", state.config.backends[member.backend].name}},
+              member.weight);
+  }
+  return out.text();
 }
+
 }  // namespace tether

@@ -1,4 +1,5 @@
-// Every counter in Prometheus text exposition format (`tetherctl metrics`).
+// Every counter in Prometheus text exposition format (`tetherctl metrics`): the families of
+// report.hpp's list_counters, each worker's counters with a worker label, and the backends'.
 #pragma once
 
 #include <string>
