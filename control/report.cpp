@@ -59,74 +59,84 @@ std::vector<CounterSample> list_counters(const Totals& t) {
   };
   const auto& c = t.workers;
 
-#define TETHER_SCALAR(name, unit, help) \
-  add("counters", #name, c.name, {#name unit "_total", kCounter, help, nullptr, nullptr, true});
+#define TETHER_SCALAR(member, unit, text)                                                  \
+  add("counters", #member, c.member,                                                     \
+      {.name = #member unit "_total", .type = kCounter, .help = text, .per_worker = true});
   TETHER_WORKER_COUNTERS(TETHER_SCALAR)
 #undef TETHER_SCALAR
   add("counters", "flows_in_tables", t.flows_in_tables,
-      {"flows_in_tables", kGauge, "Flows in the flow tables.", nullptr, nullptr, true});
+      {.name = "flows_in_tables", .type = kGauge, .help = "Flows in the flow tables.",
+       .per_worker = true});
 
-  // Session counters, named like "sip_sessions_created" or "rtp_expectations_used".
-  for (std::size_t p = 0; p < dataplane::kDpiProtocols; ++p) {
-    const char* protocol = to_string(static_cast<DpiProtocol>(p));
-#define TETHER_PER_PROTOCOL(name, help)                                  \
-  add("sessions", std::string(protocol) + "_" #name, c.name[p],          \
-      {#name "_total", kCounter, help, "protocol", protocol, true});
-    TETHER_PROTOCOL_COUNTERS(TETHER_PER_PROTOCOL)
-#undef TETHER_PER_PROTOCOL
+  // Session counters by protocol or expectation kind: "sip_sessions_created" or
+  // "rtp_expectations_used" in the stats file, a label in Prometheus.
+  const char* label = "protocol";
+  const char* value = nullptr;
+  std::size_t i = 0;
+#define TETHER_LABELLED(member, text)                                                      \
+  add("sessions", std::string(value) + "_" #member, c.member[i],                          \
+      {.name = #member "_total", .type = kCounter, .help = text, .label = label,         \
+       .label_value = value, .per_worker = true});
+  for (i = 0; i < dataplane::kDpiProtocols; ++i) {
+    value = to_string(static_cast<DpiProtocol>(i));
+    TETHER_PROTOCOL_COUNTERS(TETHER_LABELLED)
   }
   const auto expired = [&](SessionKind kind) {
     return t.sessions_expired.expired[static_cast<std::size_t>(kind)];
   };
   add("sessions", "sip_sessions_expired", expired(SessionKind::sip_call),
-      {"sessions_expired_total", kCounter, "Sessions removed by the expiry sweep, by protocol.",
-       "protocol", to_string(DpiProtocol::sip)});
-  for (std::size_t e = 0; e < dataplane::kExpectationKinds; ++e) {
-    const char* kind = to_string(static_cast<Expectation>(e));
-#define TETHER_PER_EXPECTATION(name, help)                       \
-  add("sessions", std::string(kind) + "_" #name, c.name[e],      \
-      {#name "_total", kCounter, help, "kind", kind, true});
-    TETHER_EXPECTATION_COUNTERS(TETHER_PER_EXPECTATION)
-#undef TETHER_PER_EXPECTATION
+      {.name = "sessions_expired_total", .type = kCounter,
+       .help = "Sessions removed by the expiry sweep, by protocol.", .label = "protocol",
+       .label_value = to_string(DpiProtocol::sip)});
+  label = "kind";
+  for (i = 0; i < dataplane::kExpectationKinds; ++i) {
+    value = to_string(static_cast<Expectation>(i));
+    TETHER_EXPECTATION_COUNTERS(TETHER_LABELLED)
   }
+#undef TETHER_LABELLED
   // The session table's kind of each expectation.
   constexpr SessionKind kExpectationEntry[dataplane::kExpectationKinds] = {
       SessionKind::rtp_expectation, SessionKind::ftp_expectation};
-  for (std::size_t e = 0; e < dataplane::kExpectationKinds; ++e) {
-    const char* kind = to_string(static_cast<Expectation>(e));
-    add("sessions", std::string(kind) + "_expectations_expired", expired(kExpectationEntry[e]),
-        {"expectations_expired_total", kCounter,
-         "Expectations removed unused by the expiry sweep, by kind.", "kind", kind});
+  for (i = 0; i < dataplane::kExpectationKinds; ++i) {
+    value = to_string(static_cast<Expectation>(i));
+    add("sessions", std::string(value) + "_expectations_expired", expired(kExpectationEntry[i]),
+        {.name = "expectations_expired_total", .type = kCounter,
+         .help = "Expectations removed unused by the expiry sweep, by kind.", .label = label,
+         .label_value = value});
   }
   add("sessions", "sessions_in_table", t.sessions_in_table,
-      {"sessions_in_table", kGauge, "Entries in the shared session table."});
+      {.name = "sessions_in_table", .type = kGauge, .help = "Entries in the shared session table."});
 
+  // Counters by reason: the reason alone in the stats file, a label in Prometheus.
+  const auto by_reason = [&](const char* section, const char* family, const char* help,
+                             const char* reason, std::uint64_t v) {
+    add(section, reason, v,
+        {.name = family, .type = kCounter, .help = help, .label = "reason",
+         .label_value = reason, .per_worker = true});
+  };
   constexpr const char* kDropsHelp = "Packets dropped, by reason (the parser's statuses included).";
-  for (std::size_t i = 0; i < dataplane::kDropReasonCount; ++i) {
-    const char* reason = to_string(static_cast<dataplane::DropReason>(i));
-    add("drops", reason, c.drops[i], {"drops_total", kCounter, kDropsHelp, "reason", reason, true});
-  }
-  for (std::size_t i = 1; i < parsers::kParseStatusCount; ++i) {  // [0] is ok
-    const char* reason = to_string(static_cast<parsers::ParseStatus>(i));
-    add("drops", reason, c.parse_errors[i],
-        {"drops_total", kCounter, kDropsHelp, "reason", reason, true});
-  }
-  for (std::size_t i = 0; i < dataplane::kDpiFallbackCount; ++i) {
-    const char* reason = to_string(static_cast<dataplane::DpiFallback>(i));
-    add("dpi_fallbacks", reason, c.dpi_fallbacks[i],
-        {"dpi_fallbacks_total", kCounter,
-         "Packets or connections inspection gave up on (forwarded by flow), by reason.", "reason",
-         reason, true});
-  }
+  for (i = 0; i < dataplane::kDropReasonCount; ++i)
+    by_reason("drops", "drops_total", kDropsHelp,
+              to_string(static_cast<dataplane::DropReason>(i)), c.drops[i]);
+  for (i = 1; i < parsers::kParseStatusCount; ++i)  // [0] is ok
+    by_reason("drops", "drops_total", kDropsHelp,
+              to_string(static_cast<parsers::ParseStatus>(i)), c.parse_errors[i]);
+  for (i = 0; i < dataplane::kDpiFallbackCount; ++i)
+    by_reason("dpi_fallbacks", "dpi_fallbacks_total",
+              "Packets or connections inspection gave up on (forwarded by flow), by reason.",
+              to_string(static_cast<dataplane::DpiFallback>(i)), c.dpi_fallbacks[i]);
 
   add("memory", "flow_table_bytes", t.flow_table_bytes,
-      {"flow_table_bytes", kGauge, "Heap bytes of the flow tables.", nullptr, nullptr, true});
+      {.name = "flow_table_bytes", .type = kGauge, .help = "Heap bytes of the flow tables.",
+       .per_worker = true});
   add("memory", "flow_table_entries", t.flow_table_entries,
-      {"flow_table_entries", kGauge, "Entries the flow tables have room for.", nullptr, nullptr, true});
+      {.name = "flow_table_entries", .type = kGauge,
+       .help = "Entries the flow tables have room for.", .per_worker = true});
   add("memory", "session_table_bytes", t.session_table_bytes,
-      {"session_table_bytes", kGauge, "Heap bytes of the session table."});
+      {.name = "session_table_bytes", .type = kGauge, .help = "Heap bytes of the session table."});
   add("memory", "session_table_entries", t.session_table_entries,
-      {"session_table_entries", kGauge, "Entries the session table has room for."});
+      {.name = "session_table_entries", .type = kGauge,
+       .help = "Entries the session table has room for."});
   return out;
 }
 
