@@ -44,11 +44,16 @@ Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
               std::size_t backend_count, const dataplane::SessionTable& sessions,
               const dataplane::SweepResult& expired) {
   Totals t = add_up(workers, backend_count);
-  t.sessions_expired = expired;
-  t.sessions_in_table = sessions.size();
-  t.session_table_bytes = sessions.memory_bytes();
-  t.session_table_entries = sessions.capacity();
+  t.sessions = read_sessions(sessions, expired);
   return t;
+}
+
+SessionTotals read_sessions(const dataplane::SessionTable& sessions,
+                            const dataplane::SweepResult& expired) {
+  return {.expired = expired,
+          .in_table = sessions.size(),
+          .table_bytes = sessions.memory_bytes(),
+          .table_entries = sessions.capacity()};
 }
 
 std::vector<CounterSample> list_counters(const Totals& t) {
@@ -82,7 +87,7 @@ std::vector<CounterSample> list_counters(const Totals& t) {
     TETHER_PROTOCOL_COUNTERS(TETHER_LABELLED)
   }
   const auto expired = [&](SessionKind kind) {
-    return t.sessions_expired.expired[static_cast<std::size_t>(kind)];
+    return t.sessions.expired.expired[static_cast<std::size_t>(kind)];
   };
   add("sessions", "sip_sessions_expired", expired(SessionKind::sip_call),
       {.name = "sessions_expired_total", .type = kCounter,
@@ -104,7 +109,7 @@ std::vector<CounterSample> list_counters(const Totals& t) {
          .help = "Expectations removed unused by the expiry sweep, by kind.", .label = label,
          .label_value = value});
   }
-  add("sessions", "sessions_in_table", t.sessions_in_table,
+  add("sessions", "sessions_in_table", t.sessions.in_table,
       {.name = "sessions_in_table", .type = kGauge, .help = "Entries in the shared session table."});
 
   // Counters by reason: the reason alone in the stats file, a label in Prometheus.
@@ -132,9 +137,9 @@ std::vector<CounterSample> list_counters(const Totals& t) {
   add("memory", "flow_table_entries", t.flow_table_entries,
       {.name = "flow_table_entries", .type = kGauge,
        .help = "Entries the flow tables have room for.", .per_worker = true});
-  add("memory", "session_table_bytes", t.session_table_bytes,
+  add("memory", "session_table_bytes", t.sessions.table_bytes,
       {.name = "session_table_bytes", .type = kGauge, .help = "Heap bytes of the session table."});
-  add("memory", "session_table_entries", t.session_table_entries,
+  add("memory", "session_table_entries", t.sessions.table_entries,
       {.name = "session_table_entries", .type = kGauge,
        .help = "Entries the session table has room for."});
   return out;

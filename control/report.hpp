@@ -16,16 +16,21 @@
 
 namespace tether {
 
+// What the control thread counts itself: the shared session table and its expiry sweep.
+struct SessionTotals {
+  dataplane::SweepResult expired;
+  std::uint64_t in_table = 0;
+  std::uint64_t table_bytes = 0, table_entries = 0;
+};
+
 struct Totals {
   dataplane::WorkerCounterValues workers;
   std::vector<dataplane::BackendCounterValues> backends;
   std::uint64_t flows_in_tables = 0;
   std::vector<std::uint64_t> rx_per_worker;  // shows how RSS spread the traffic
-  dataplane::SweepResult sessions_expired;  // counted by the control thread's sweep
-  std::uint64_t sessions_in_table = 0;
   // Heap bytes of the tables and their entries: the memory per flow and per session.
   std::uint64_t flow_table_bytes = 0, flow_table_entries = 0;
-  std::uint64_t session_table_bytes = 0, session_table_entries = 0;
+  SessionTotals sessions;
 };
 
 // Adds one worker's counters (and its flow table's size) to `totals`, whose `backends`
@@ -33,6 +38,9 @@ struct Totals {
 void add_worker(Totals& totals, const dataplane::Worker& worker);
 Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
               std::size_t backend_count);
+// On the control thread, which owns the session table and sweeps it.
+SessionTotals read_sessions(const dataplane::SessionTable& sessions,
+                            const dataplane::SweepResult& expired);
 // add_up plus what the control thread owns: the session table and its sweep's counts.
 Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
               std::size_t backend_count, const dataplane::SessionTable& sessions,

@@ -14,7 +14,6 @@ namespace tether {
 namespace {
 
 using Workers = std::vector<std::unique_ptr<dataplane::Worker>>;
-using BackendNames = std::vector<std::string>;
 using Json = nlohmann::ordered_json;
 
 constexpr const char kPrefix[] = "/tether/";
@@ -25,6 +24,9 @@ constexpr const char kPrefix[] = "/tether/";
 std::mutex registration;
 const Workers* registered_workers = nullptr;     // guarded by `registration`
 std::shared_ptr<const Config> registered_config;  // guarded by `registration`
+// The control thread's own counters, as it last published them: this thread may not read
+// the session table's sweep counts while the control thread adds to them.
+SessionTotals published_sessions;  // guarded by `registration`
 
 // A JSON array or object of numbers as telemetry data (array or dictionary of u64), or of
 // such objects (the backends: a dictionary of dictionaries).
@@ -42,7 +44,8 @@ int fill(rte_tel_data* data, const Json& section) {
       rte_tel_data_start_dict(inner);
       for (const auto& [field, number] : value.items())
         rte_tel_data_add_dict_u64(inner, field.c_str(), number.get<std::uint64_t>());
-      rte_tel_data_add_dict_container(data, name.c_str(), inner, 0);
+      if (rte_tel_data_add_dict_container(data, name.c_str(), inner, 0) != 0)
+        rte_tel_data_free(inner);  // the dictionary is full: kept only when added
     } else {
       rte_tel_data_add_dict_u64(data, name.c_str(), value.get<std::uint64_t>());
     }
@@ -55,7 +58,8 @@ int fill(rte_tel_data* data, const Json& section) {
 int answer(const char* command, const char*, rte_tel_data* data) {
   const std::lock_guard lock(registration);
   if (registered_workers == nullptr || registered_config == nullptr) return -1;
-  const Totals totals = add_up(*registered_workers, registered_config->backends.size());
+  Totals totals = add_up(*registered_workers, registered_config->backends.size());
+  totals.sessions = published_sessions;
   const Json all = counters_document(*registered_config, totals);
   const auto section = all.find(command + std::strlen(kPrefix));
   if (section == all.end()) return -1;
@@ -82,6 +86,11 @@ void set_telemetry_backends(const Config& config) {
   auto copy = std::make_shared<const Config>(config);
   const std::lock_guard lock(registration);
   registered_config = std::move(copy);
+}
+
+void set_telemetry_sessions(const SessionTotals& sessions) {
+  const std::lock_guard lock(registration);
+  published_sessions = sessions;
 }
 
 void withdraw_telemetry() {

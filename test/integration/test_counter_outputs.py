@@ -167,6 +167,9 @@ def test_every_counter_is_in_prometheus_and_telemetry(tmp_path):
             assert sorted(answer) == sorted(values), (section, answer)
     # and the values are the same counters: the pcap's packets, and the one not-SIP datagram
     assert answers["/tether/counters"]["rx_packets"] == stats["counters"]["rx_packets"] == 22
+    # what the control thread owns reaches telemetry too (it publishes it from its loop)
+    assert answers["/tether/memory"]["session_table_entries"] == \
+        stats["memory"]["session_table_entries"] > 0
     assert stats["dpi_fallbacks"]["not_sip"] == 1 and stats["drops"]["unsupported_ethertype"] == 1
     assert ("tether_dpi_fallbacks_total", frozenset({("worker", "0"), ("reason", "not_sip")})) \
         in samples and 'tether_dpi_fallbacks_total{worker="0",reason="not_sip"} 1' in metrics
