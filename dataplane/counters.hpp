@@ -26,7 +26,7 @@ class Counter {
   void operator++(int) { add(1); }
   void operator+=(std::uint64_t n) { add(n); }
   std::uint64_t read() const { return std::atomic_ref(value_).load(std::memory_order_relaxed); }
-  operator std::uint64_t() const { return read(); }  // NOLINT: a read wherever a value is used
+  operator std::uint64_t() const { return read(); }  // a read wherever a value is wanted
 
  private:
   void add(std::uint64_t n) {
