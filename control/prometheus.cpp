@@ -1,6 +1,8 @@
 #include "control/prometheus.hpp"
 
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "control/commands.hpp"
@@ -12,8 +14,12 @@ namespace {
 std::string escaped(const std::string& value) {
   std::string out;
   for (const char c : value) {
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
     if (c == '\\' || c == '"') out += '\\';
-    out += c == '\n' ? std::string("\\n") : std::string(1, c);
+    out += c;
   }
   return out;
 }

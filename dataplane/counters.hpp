@@ -4,8 +4,10 @@
 //
 // Each worker writes only its own counters, aligned to cache lines so no two workers share
 // one; the control thread reads them while the worker runs. A Counter is therefore accessed
-// through std::atomic_ref with relaxed order: on x86-64 that is the same plain loads and
-// stores, and no longer a data race by the C++ memory model.
+// through std::atomic_ref with relaxed order: plain loads and stores on x86-64, no lock
+// prefix, and no longer a data race by the C++ memory model. (GCC does not fold the relaxed
+// load and store into one add to memory as it did for a plain integer: an increment is a
+// load, an add and a store where it was one instruction.)
 #pragma once
 
 #include <array>
