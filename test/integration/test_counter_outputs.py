@@ -103,14 +103,17 @@ def metric_for(counter, samples):
     return found
 
 
-def test_every_counter_is_in_prometheus_and_telemetry(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_counter_is_in_prometheus_and_telemetry(tmp_path, workers):
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool missing: run tools/deps (package prometheus)")
-    wrpcap(str(tmp_path / "in0.pcap"), frames(), linktype=1)
+    for queue in range(workers):
+        wrpcap(str(tmp_path / f"in{queue}.pcap"), frames(), linktype=1)
+    received = len(frames()) * workers
     prefix = f"tether-counters-{tmp_path.name}"
     config = tmp_path / "tetherd.cfg"
-    config.write_text(config_text(pcap_device(tmp_path, 1), SERVICES, workers=1).replace(
+    config.write_text(config_text(pcap_device(tmp_path, workers), SERVICES, workers=workers).replace(
         '"--no-pci",', f'"--no-pci", "--file-prefix={prefix}",'))
     sock, stats_file = tmp_path / "tetherd.sock", tmp_path / "stats.json"
     proc = subprocess.Popen([str(TETHERD), "-c", str(config), "--socket", str(sock),
@@ -128,7 +131,7 @@ def test_every_counter_is_in_prometheus_and_telemetry(tmp_path):
             return result.stdout
 
         # once the pcap is drained, the counters stay put (but for the loop's own)
-        while json.loads(tetherctl("--json", "show", "counters"))["counters"]["rx_packets"] < 22:
+        while json.loads(tetherctl("--json", "show", "counters"))["counters"]["rx_packets"] < received:
             assert time.time() < deadline, "tetherd did not read its pcap"
             time.sleep(0.2)
         metrics = tetherctl("metrics")
@@ -166,10 +169,12 @@ def test_every_counter_is_in_prometheus_and_telemetry(tmp_path):
         else:
             assert sorted(answer) == sorted(values), (section, answer)
     # and the values are the same counters: the pcap's packets, and the one not-SIP datagram
-    assert answers["/tether/counters"]["rx_packets"] == stats["counters"]["rx_packets"] == 22
+    assert answers["/tether/counters"]["rx_packets"] == stats["counters"]["rx_packets"] == received
+    assert len(stats["rx_per_worker"]) == workers
     # what the control thread owns reaches telemetry too (it publishes it from its loop)
     assert answers["/tether/memory"]["session_table_entries"] == \
         stats["memory"]["session_table_entries"] > 0
-    assert stats["dpi_fallbacks"]["not_sip"] == 1 and stats["drops"]["unsupported_ethertype"] == 1
-    assert ("tether_dpi_fallbacks_total", frozenset({("worker", "0"), ("reason", "not_sip")})) \
-        in samples and 'tether_dpi_fallbacks_total{worker="0",reason="not_sip"} 1' in metrics
+    assert stats["dpi_fallbacks"]["not_sip"] == workers
+    assert stats["drops"]["unsupported_ethertype"] == workers
+    for worker in range(workers):
+        assert f'tether_dpi_fallbacks_total{{worker="{worker}",reason="not_sip"}} 1' in metrics
