@@ -10,7 +10,4 @@ namespace tether {
 // One command line in, one JSON document out (an {"error": ...} for anything wrong).
 std::string run_command(ControlState& state, const std::string& line);
 
-// Every counter in Prometheus text exposition format.
-std::string prometheus_metrics(const ControlState& state);
-
 }  // namespace tether

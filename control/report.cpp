@@ -1,131 +1,42 @@
 #include "control/report.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cstdio>
-#include <string>
 #include <sstream>
+#include <string>
 
 namespace tether {
 namespace {
 
-using dataplane::DropReason;
-using parsers::ParseStatus;
+using dataplane::DpiProtocol;
+using dataplane::Expectation;
+using dataplane::SessionKind;
 
-// Every counter once, with its name: the text summary and the JSON both walk this list.
-template <typename Visit>
-void each_counter(const dataplane::WorkerCounters& c, Visit visit) {
-  visit("rx_packets", c.rx_packets);
-  visit("rx_bytes", c.rx_bytes);
-  visit("tx_packets", c.tx_packets);
-  visit("tx_bytes", c.tx_bytes);
-  visit("forwarded", c.forwarded);
-  visit("new_flows", c.new_flows);
-  visit("flow_table_full", c.flow_table_full);
-  visit("flows_expired", c.flows_expired);
-  visit("rescheduled", c.rescheduled);
-  visit("related_repointed", c.related_repointed);
-  visit("to_control", c.to_control);
-  visit("arp_replies", c.arp_replies);
-  visit("icmp_echo_replies", c.icmp_echo_replies);
-  visit("nd_advertisements", c.nd_advertisements);
-  visit("busy_polls", c.busy_polls);
-  visit("idle_polls", c.idle_polls);
-  visit("loop_cycles", c.loop_cycles);
-  visit("busy_cycles", c.busy_cycles);
-}
-
-// Session counters, named like "sip_sessions_created" or "rtp_expectations_used".
-template <typename Visit>
-void each_session_counter(const Totals& t, Visit visit) {
-  using dataplane::DpiProtocol;
-  using dataplane::Expectation;
-  const auto& c = t.workers;
-  std::string name;
-  for (std::size_t p = 0; p < dataplane::kDpiProtocols; ++p) {
-    const std::string protocol = to_string(static_cast<DpiProtocol>(p));
-    visit((protocol + "_messages_inspected").c_str(), c.messages_inspected[p]);
-    visit((protocol + "_sessions_created").c_str(), c.sessions_created[p]);
-    visit((protocol + "_sessions_ended").c_str(), c.sessions_ended[p]);
-  }
-  const auto expired = [&](dataplane::SessionKind kind) {
-    return t.sessions_expired.expired[static_cast<std::size_t>(kind)];
-  };
-  visit("sip_sessions_expired", expired(dataplane::SessionKind::sip_call));
-  for (std::size_t e = 0; e < dataplane::kExpectationKinds; ++e) {
-    const std::string kind = to_string(static_cast<Expectation>(e));
-    visit((kind + "_expectations_created").c_str(), c.expectations_created[e]);
-    visit((kind + "_expectations_used").c_str(), c.expectations_used[e]);
-  }
-  visit("rtp_expectations_expired", expired(dataplane::SessionKind::rtp_expectation));
-  visit("ftp_data_expectations_expired", expired(dataplane::SessionKind::ftp_expectation));
-  visit("sessions_in_table", t.sessions_in_table);
-}
-
-template <typename Visit>
-void each_fallback(const dataplane::WorkerCounters& c, Visit visit) {
-  for (std::size_t i = 0; i < dataplane::kDpiFallbackCount; ++i)
-    visit(to_string(static_cast<dataplane::DpiFallback>(i)), c.dpi_fallbacks[i]);
-}
-
-template <typename Visit>
-void each_drop(const dataplane::WorkerCounters& c, Visit visit) {
-  for (std::size_t i = 0; i < dataplane::kDropReasonCount; ++i)
-    visit(to_string(static_cast<DropReason>(i)), c.drops[i]);
-  for (std::size_t i = 1; i < parsers::kParseStatusCount; ++i)
-    visit(to_string(static_cast<ParseStatus>(i)), c.parse_errors[i]);
-}
+constexpr const char* kCounter = "counter";
+constexpr const char* kGauge = "gauge";
 
 }  // namespace
+
+void add_worker(Totals& t, const dataplane::Worker& worker) {
+  dataplane::WorkerCounterValues counters;
+  dataplane::add_to(counters, worker.counters());
+  dataplane::for_each_pair(t.workers, counters,
+                           [](std::uint64_t& sum, std::uint64_t v) { sum += v; });
+  for (std::size_t b = 0; b < t.backends.size(); ++b)
+    dataplane::add_to(t.backends[b], worker.backend_counters()[b]);
+  t.flows_in_tables += worker.flow_count();
+  t.flow_table_bytes += worker.flow_table().memory_bytes();
+  t.flow_table_entries += worker.flow_table().capacity();
+  t.rx_per_worker.push_back(counters.rx_packets);
+}
 
 Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
               std::size_t backend_count) {
   Totals t;
   t.backends.resize(backend_count);
-  auto& sum = t.workers;
-  for (const auto& w : workers) {
-    const auto& c = w->counters();
-    sum.rx_packets += c.rx_packets;
-    sum.rx_bytes += c.rx_bytes;
-    sum.tx_packets += c.tx_packets;
-    sum.tx_bytes += c.tx_bytes;
-    sum.forwarded += c.forwarded;
-    sum.new_flows += c.new_flows;
-    sum.flow_table_full += c.flow_table_full;
-    sum.flows_expired += c.flows_expired;
-    sum.rescheduled += c.rescheduled;
-    sum.related_repointed += c.related_repointed;
-    sum.to_control += c.to_control;
-    sum.arp_replies += c.arp_replies;
-    sum.icmp_echo_replies += c.icmp_echo_replies;
-    sum.nd_advertisements += c.nd_advertisements;
-    sum.busy_polls += c.busy_polls;
-    sum.idle_polls += c.idle_polls;
-    sum.loop_cycles += c.loop_cycles;
-    sum.busy_cycles += c.busy_cycles;
-    for (std::size_t i = 0; i < c.drops.size(); ++i) sum.drops[i] += c.drops[i];
-    for (std::size_t i = 0; i < c.parse_errors.size(); ++i) sum.parse_errors[i] += c.parse_errors[i];
-    for (std::size_t i = 0; i < c.sessions_created.size(); ++i) {
-      sum.sessions_created[i] += c.sessions_created[i];
-      sum.sessions_ended[i] += c.sessions_ended[i];
-      sum.messages_inspected[i] += c.messages_inspected[i];
-    }
-    for (std::size_t i = 0; i < c.expectations_created.size(); ++i) {
-      sum.expectations_created[i] += c.expectations_created[i];
-      sum.expectations_used[i] += c.expectations_used[i];
-    }
-    for (std::size_t i = 0; i < c.dpi_fallbacks.size(); ++i) sum.dpi_fallbacks[i] += c.dpi_fallbacks[i];
-    for (std::size_t b = 0; b < backend_count; ++b) {
-      const auto& bc = w->backend_counters()[b];
-      t.backends[b].packets += bc.packets;
-      t.backends[b].bytes += bc.bytes;
-      t.backends[b].flows += bc.flows;
-      t.backends[b].sessions += bc.sessions;
-    }
-    t.flows_in_tables += w->flow_count();
-    t.flow_table_bytes += w->flow_table().memory_bytes();
-    t.flow_table_entries += w->flow_table().capacity();
-    t.rx_per_worker.push_back(c.rx_packets);
-  }
+  for (const auto& w : workers) add_worker(t, *w);
   return t;
 }
 
@@ -133,39 +44,138 @@ Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
               std::size_t backend_count, const dataplane::SessionTable& sessions,
               const dataplane::SweepResult& expired) {
   Totals t = add_up(workers, backend_count);
-  t.sessions_expired = expired;
-  t.sessions_in_table = sessions.size();
-  t.session_table_bytes = sessions.memory_bytes();
-  t.session_table_entries = sessions.capacity();
+  t.sessions = read_sessions(sessions, expired);
   return t;
+}
+
+SessionTotals read_sessions(const dataplane::SessionTable& sessions,
+                            const dataplane::SweepResult& expired) {
+  return {.expired = expired,
+          .in_table = sessions.size(),
+          .table_bytes = sessions.memory_bytes(),
+          .table_entries = sessions.capacity()};
+}
+
+std::vector<CounterSample> list_counters(const Totals& t) {
+  std::vector<CounterSample> out;
+  const auto add = [&out](const char* section, std::string name, std::uint64_t value,
+                          const Metric& metric) {
+    out.push_back({section, std::move(name), value, metric});
+  };
+  const auto& c = t.workers;
+
+#define TETHER_SCALAR(member, unit, text)                                                  \
+  add("counters", #member, c.member,                                                     \
+      {.name = #member unit "_total", .type = kCounter, .help = text, .per_worker = true});
+  TETHER_WORKER_COUNTERS(TETHER_SCALAR)
+#undef TETHER_SCALAR
+  add("counters", "flows_in_tables", t.flows_in_tables,
+      {.name = "flows_in_tables", .type = kGauge, .help = "Flows in the flow tables.",
+       .per_worker = true});
+
+  // Session counters by protocol or expectation kind: "sip_sessions_created" or
+  // "rtp_expectations_used" in the stats file, a label in Prometheus.
+  const char* label = "protocol";
+  const char* value = nullptr;
+  std::size_t i = 0;
+#define TETHER_LABELLED(member, text)                                                      \
+  add("sessions", std::string(value) + "_" #member, c.member[i],                          \
+      {.name = #member "_total", .type = kCounter, .help = text, .label = label,         \
+       .label_value = value, .per_worker = true});
+  for (i = 0; i < dataplane::kDpiProtocols; ++i) {
+    value = to_string(static_cast<DpiProtocol>(i));
+    TETHER_PROTOCOL_COUNTERS(TETHER_LABELLED)
+  }
+  const auto expired = [&](SessionKind kind) {
+    return t.sessions.expired.expired[static_cast<std::size_t>(kind)];
+  };
+  add("sessions", "sip_sessions_expired", expired(SessionKind::sip_call),
+      {.name = "sessions_expired_total", .type = kCounter,
+       .help = "Sessions removed by the expiry sweep, by protocol.", .label = "protocol",
+       .label_value = to_string(DpiProtocol::sip)});
+  label = "kind";
+  for (i = 0; i < dataplane::kExpectationKinds; ++i) {
+    value = to_string(static_cast<Expectation>(i));
+    TETHER_EXPECTATION_COUNTERS(TETHER_LABELLED)
+  }
+#undef TETHER_LABELLED
+  // The session table's kind of each expectation.
+  constexpr SessionKind kExpectationEntry[dataplane::kExpectationKinds] = {
+      SessionKind::rtp_expectation, SessionKind::ftp_expectation};
+  for (i = 0; i < dataplane::kExpectationKinds; ++i) {
+    value = to_string(static_cast<Expectation>(i));
+    add("sessions", std::string(value) + "_expectations_expired", expired(kExpectationEntry[i]),
+        {.name = "expectations_expired_total", .type = kCounter,
+         .help = "Expectations removed unused by the expiry sweep, by kind.", .label = label,
+         .label_value = value});
+  }
+  add("sessions", "sessions_in_table", t.sessions.in_table,
+      {.name = "sessions_in_table", .type = kGauge, .help = "Entries in the shared session table."});
+
+  // Counters by reason: the reason alone in the stats file, a label in Prometheus.
+  const auto by_reason = [&](const char* section, const char* family, const char* help,
+                             const char* reason, std::uint64_t v) {
+    add(section, reason, v,
+        {.name = family, .type = kCounter, .help = help, .label = "reason",
+         .label_value = reason, .per_worker = true});
+  };
+  constexpr const char* kDropsHelp = "Packets dropped, by reason (the parser's statuses included).";
+  for (i = 0; i < dataplane::kDropReasonCount; ++i)
+    by_reason("drops", "drops_total", kDropsHelp,
+              to_string(static_cast<dataplane::DropReason>(i)), c.drops[i]);
+  for (i = 1; i < parsers::kParseStatusCount; ++i)  // [0] is ok
+    by_reason("drops", "drops_total", kDropsHelp,
+              to_string(static_cast<parsers::ParseStatus>(i)), c.parse_errors[i]);
+  for (i = 0; i < dataplane::kDpiFallbackCount; ++i)
+    by_reason("dpi_fallbacks", "dpi_fallbacks_total",
+              "Packets or connections inspection gave up on (forwarded by flow), by reason.",
+              to_string(static_cast<dataplane::DpiFallback>(i)), c.dpi_fallbacks[i]);
+
+  add("memory", "flow_table_bytes", t.flow_table_bytes,
+      {.name = "flow_table_bytes", .type = kGauge, .help = "Heap bytes of the flow tables.",
+       .per_worker = true});
+  add("memory", "flow_table_entries", t.flow_table_entries,
+      {.name = "flow_table_entries", .type = kGauge,
+       .help = "Entries the flow tables have room for.", .per_worker = true});
+  add("memory", "session_table_bytes", t.sessions.table_bytes,
+      {.name = "session_table_bytes", .type = kGauge, .help = "Heap bytes of the session table."});
+  add("memory", "session_table_entries", t.sessions.table_entries,
+      {.name = "session_table_entries", .type = kGauge,
+       .help = "Entries the session table has room for."});
+  return out;
 }
 
 std::string summary_text(const Config& config, const Totals& totals) {
   std::ostringstream out;
-  const auto line = [&](const char* indent, const char* name, std::uint64_t v) {
+  const auto line = [&](const char* indent, const std::string& name, std::uint64_t v) {
     char text[128];
-    std::snprintf(text, sizeof text, "%s%-30s %14llu\n", indent, name, static_cast<unsigned long long>(v));
+    std::snprintf(text, sizeof text, "%s%-30s %14llu\n", indent, name.c_str(),
+                  static_cast<unsigned long long>(v));
     out << text;
   };
+  const std::vector<CounterSample> counters = list_counters(totals);
+  const auto each_in = [&](std::string_view section, auto visit) {
+    for (const auto& c : counters)
+      if (c.section == section) visit(c);
+  };
   out << "tetherd summary\n";
-  each_counter(totals.workers, [&](const char* name, std::uint64_t v) { line("  ", name, v); });
+  each_in("counters", [&](const CounterSample& c) { line("  ", c.name, c.value); });
   const bool inspecting = std::any_of(config.services.begin(), config.services.end(),
                                       [](const ServiceConfig& s) { return s.dpi != Dpi::none; });
   if (inspecting) {
     out << "  sessions:\n";
-    each_session_counter(totals, [&](const char* name, std::uint64_t v) { line("    ", name, v); });
+    each_in("sessions", [&](const CounterSample& c) { line("    ", c.name, c.value); });
   }
-  const auto nonzero_list = [&](const char* title, auto each) {
+  const auto nonzero_list = [&](const char* title, std::string_view section) {
     std::uint64_t total = 0;
-    each([&](const char*, std::uint64_t v) { total += v; });
+    each_in(section, [&](const CounterSample& c) { total += c.value; });
     out << "  " << title << (total ? ":\n" : ": none\n");
-    each([&](const char* name, std::uint64_t v) {
-      if (v) line("    ", name, v);
+    each_in(section, [&](const CounterSample& c) {
+      if (c.value) line("    ", c.name, c.value);
     });
   };
-  nonzero_list("drops", [&](auto visit) { each_drop(totals.workers, visit); });
-  if (inspecting)
-    nonzero_list("dpi fallbacks", [&](auto visit) { each_fallback(totals.workers, visit); });
+  nonzero_list("drops", "drops");
+  if (inspecting) nonzero_list("dpi fallbacks", "dpi_fallbacks");
 
   std::uint64_t total_flows = 0;
   for (const auto& b : totals.backends) total_flows += b.flows;
@@ -183,41 +193,23 @@ std::string summary_text(const Config& config, const Totals& totals) {
   return out.str();
 }
 
-std::string counters_json(const Config& config, const Totals& totals) {
-  std::ostringstream out;
-  bool first = true;
-  auto field = [&](const char* name, std::uint64_t v) {
-    out << (first ? "" : ",") << '"' << name << "\":" << v;
-    first = false;
-  };
-  out << "{\"counters\":{";
-  each_counter(totals.workers, field);
-  field("flows_in_tables", totals.flows_in_tables);
-  out << "},\"sessions\":{";
-  first = true;
-  each_session_counter(totals, field);
-  out << "},\"drops\":{";
-  first = true;
-  each_drop(totals.workers, field);
-  out << "},\"dpi_fallbacks\":{";
-  first = true;
-  each_fallback(totals.workers, field);
-  out << "},\"memory\":{\"flow_table_bytes\":" << totals.flow_table_bytes
-      << ",\"flow_table_entries\":" << totals.flow_table_entries
-      << ",\"session_table_bytes\":" << totals.session_table_bytes
-      << ",\"session_table_entries\":" << totals.session_table_entries;
-  out << "},\"rx_per_worker\":[";
-  for (std::size_t w = 0; w < totals.rx_per_worker.size(); ++w)
-    out << (w ? "," : "") << totals.rx_per_worker[w];
-  out << "],\"backends\":{";
+nlohmann::ordered_json counters_document(const Config& config, const Totals& totals) {
+  nlohmann::ordered_json document;
+  for (const auto& c : list_counters(totals)) document[c.section][c.name] = c.value;
+  document["rx_per_worker"] = totals.rx_per_worker;
+  auto& backends = document["backends"] = nlohmann::ordered_json::object();
   for (std::size_t b = 0; b < totals.backends.size(); ++b) {
     const auto& c = totals.backends[b];
-    out << (b ? "," : "") << '"' << config.backends[b].name << "\":{\"packets\":" << c.packets
-        << ",\"bytes\":" << c.bytes << ",\"flows\":" << c.flows << ",\"sessions\":" << c.sessions
-        << '}';
+    auto& backend = backends[config.backends[b].name];
+#define TETHER_BACKEND_FIELD(name, help) backend[#name] = c.name;
+    TETHER_BACKEND_COUNTERS(TETHER_BACKEND_FIELD)
+#undef TETHER_BACKEND_FIELD
   }
-  out << "}}\n";
-  return out.str();
+  return document;
+}
+
+std::string counters_json(const Config& config, const Totals& totals) {
+  return counters_document(config, totals).dump() + "\n";
 }
 
 }  // namespace tether

@@ -2,6 +2,9 @@
 
 #include <rte_telemetry.h>
 
+#include <nlohmann/json.hpp>
+
+#include <cstring>
 #include <memory>
 #include <mutex>
 
@@ -11,54 +14,56 @@ namespace tether {
 namespace {
 
 using Workers = std::vector<std::unique_ptr<dataplane::Worker>>;
-using BackendNames = std::vector<std::string>;
+using Json = nlohmann::ordered_json;
+
+constexpr const char kPrefix[] = "/tether/";
 
 // DPDK's telemetry callbacks take no context: the one running tetherd's state is global.
 // A callback holds the lock while it reads, so that withdraw_telemetry() returns only once
 // no callback can still be reading workers that are about to be destroyed.
 std::mutex registration;
 const Workers* registered_workers = nullptr;     // guarded by `registration`
-std::shared_ptr<const BackendNames> registered_backends;  // guarded by `registration`
+std::shared_ptr<const Config> registered_config;  // guarded by `registration`
+// The control thread's own counters, as it last published them: this thread may not read
+// the session table's sweep counts while the control thread adds to them.
+SessionTotals published_sessions;  // guarded by `registration`
 
-// Every callback: add the workers' counters up and fill a dictionary from the totals.
-template <typename Fill>
-int answer(rte_tel_data* data, Fill&& fill) {
-  const std::lock_guard lock(registration);
-  if (registered_workers == nullptr || registered_backends == nullptr) return -1;
-  const Totals totals = add_up(*registered_workers, registered_backends->size());
+// A JSON array or object of numbers as telemetry data (array or dictionary of u64), or of
+// such objects (the backends: a dictionary of dictionaries).
+int fill(rte_tel_data* data, const Json& section) {
+  if (section.is_array()) {
+    rte_tel_data_start_array(data, RTE_TEL_U64_VAL);
+    for (const auto& value : section) rte_tel_data_add_array_u64(data, value.get<std::uint64_t>());
+    return 0;
+  }
   rte_tel_data_start_dict(data);
-  fill(totals, *registered_backends);
+  for (const auto& [name, value] : section.items()) {
+    if (value.is_object()) {
+      rte_tel_data* inner = rte_tel_data_alloc();
+      if (inner == nullptr) return -1;
+      rte_tel_data_start_dict(inner);
+      for (const auto& [field, number] : value.items())
+        rte_tel_data_add_dict_u64(inner, field.c_str(), number.get<std::uint64_t>());
+      if (rte_tel_data_add_dict_container(data, name.c_str(), inner, 0) != 0)
+        rte_tel_data_free(inner);  // the dictionary is full: kept only when added
+    } else {
+      rte_tel_data_add_dict_u64(data, name.c_str(), value.get<std::uint64_t>());
+    }
+  }
   return 0;
 }
 
-int counters(const char*, const char*, rte_tel_data* data) {
-  return answer(data, [data](const Totals& totals, const BackendNames&) {
-    const auto& c = totals.workers;
-    for (const auto& [name, value] :
-         {std::pair{"rx_packets", c.rx_packets}, {"tx_packets", c.tx_packets},
-          {"forwarded", c.forwarded}, {"new_flows", c.new_flows},
-          {"flow_table_full", c.flow_table_full}, {"flows_expired", c.flows_expired},
-          {"rescheduled", c.rescheduled}, {"flows_in_tables", totals.flows_in_tables}})
-      rte_tel_data_add_dict_u64(data, name, value);
-  });
-}
-
-int drops(const char*, const char*, rte_tel_data* data) {
-  return answer(data, [data](const Totals& totals, const BackendNames&) {
-    for (std::size_t i = 0; i < dataplane::kDropReasonCount; ++i)
-      rte_tel_data_add_dict_u64(data, to_string(static_cast<dataplane::DropReason>(i)),
-                                totals.workers.drops[i]);
-    for (std::size_t i = 1; i < parsers::kParseStatusCount; ++i)
-      rte_tel_data_add_dict_u64(data, to_string(static_cast<parsers::ParseStatus>(i)),
-                                totals.workers.parse_errors[i]);
-  });
-}
-
-int backend_packets(const char*, const char*, rte_tel_data* data) {
-  return answer(data, [data](const Totals& totals, const BackendNames& backends) {
-    for (std::size_t b = 0; b < backends.size(); ++b)
-      rte_tel_data_add_dict_u64(data, backends[b].c_str(), totals.backends[b].packets);
-  });
+// Every command: add the workers' counters up and answer with the command's section of the
+// stats file's document.
+int answer(const char* command, const char*, rte_tel_data* data) {
+  const std::lock_guard lock(registration);
+  if (registered_workers == nullptr || registered_config == nullptr) return -1;
+  Totals totals = add_up(*registered_workers, registered_config->backends.size());
+  totals.sessions = published_sessions;
+  const Json all = counters_document(*registered_config, totals);
+  const auto section = all.find(command + std::strlen(kPrefix));
+  if (section == all.end()) return -1;
+  return fill(data, *section);
 }
 
 }  // namespace
@@ -69,22 +74,29 @@ void register_telemetry(const Workers* workers, const Config& config) {
     registered_workers = workers;
   }
   set_telemetry_backends(config);
-  rte_telemetry_register_cmd("/tether/counters", counters, "tether packet and flow counters");
-  rte_telemetry_register_cmd("/tether/drops", drops, "tether drops by reason");
-  rte_telemetry_register_cmd("/tether/backends", backend_packets, "packets sent to each backend");
+  const Json sections = counters_document(config, Totals{});
+  for (const auto& [section, _] : sections.items()) {
+    const std::string command = kPrefix + section;
+    const std::string help = "tether's " + section + ", as in the stats file";
+    rte_telemetry_register_cmd(command.c_str(), answer, help.c_str());
+  }
 }
 
 void set_telemetry_backends(const Config& config) {
-  auto names = std::make_shared<BackendNames>();
-  for (const auto& backend : config.backends) names->push_back(backend.name);
+  auto copy = std::make_shared<const Config>(config);
   const std::lock_guard lock(registration);
-  registered_backends = std::move(names);
+  registered_config = std::move(copy);
+}
+
+void set_telemetry_sessions(const SessionTotals& sessions) {
+  const std::lock_guard lock(registration);
+  published_sessions = sessions;
 }
 
 void withdraw_telemetry() {
   const std::lock_guard lock(registration);
   registered_workers = nullptr;
-  registered_backends.reset();
+  registered_config.reset();
 }
 
 }  // namespace tether

@@ -1,5 +1,6 @@
-// tether's counters in DPDK telemetry (dpdk-telemetry.py: /tether/counters, /tether/drops,
-// /tether/backends), read from the telemetry thread.
+// tether's counters in DPDK telemetry (dpdk-telemetry.py): /tether/<section> for each section
+// of the stats file (/tether/counters, /tether/drops, /tether/backends...), with its names,
+// read from the telemetry thread.
 #pragma once
 
 #include <memory>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "control/config.hpp"
+#include "control/report.hpp"
 #include "dataplane/worker.hpp"
 
 namespace tether {
@@ -17,6 +19,8 @@ void register_telemetry(const std::vector<std::unique_ptr<dataplane::Worker>>* w
                         const Config& config);
 // After a reload or a backend command: the backends' names by index.
 void set_telemetry_backends(const Config& config);
+// From the control thread's loop: the session table's counters, which only it may read.
+void set_telemetry_sessions(const SessionTotals& sessions);
 void withdraw_telemetry();
 
 }  // namespace tether

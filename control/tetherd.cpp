@@ -291,6 +291,7 @@ int run(const Config& config, const Options& options) {
       publisher->collect();
       const dataplane::SweepResult swept = sessions->sweep(now, sweep_slice);
       for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];
+      set_telemetry_sessions(read_sessions(*sessions, expired));
       if (options.idle_exit_s > 0) {
         std::uint64_t rx = 0;
         for (const auto& w : workers) rx += w->counters().rx_packets;

@@ -1,97 +1,210 @@
-// Per-worker counters. Each worker writes only its own, aligned to cache lines so no two
-// workers share one; the control thread reads them (torn reads of a 64-bit counter cannot
-// happen on x86-64) and adds them up.
+// Per-worker counters, and the one list of each counter family: the stats file, `show
+// counters`, DPDK telemetry and Prometheus are all generated from the lists below, so a
+// counter added to a list appears in every output.
+//
+// Each worker writes only its own counters, aligned to cache lines so no two workers share
+// one; the control thread reads them while the worker runs. A Counter is therefore accessed
+// through std::atomic_ref with relaxed order: plain loads and stores on x86-64, no lock
+// prefix, and no longer a data race by the C++ memory model. (GCC does not fold the relaxed
+// load and store into one add to memory as it did for a plain integer: an increment is a
+// load, an add and a store where it was one instruction.)
 #pragma once
 
 #include <array>
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "parsers/packet.hpp"
 
 namespace tether::dataplane {
 
-// Why a packet produced no output (besides the parser's own statuses).
-enum class DropReason : std::uint8_t {
-  not_our_mac,        // unicast to another station's MAC
-  no_service,         // IP packet to no (VIP, port, protocol) service and no local address
-  no_backend,         // the service has no backend with a positive weight
-  no_expectation,     // to an RTSP/FTP VIP's other port, matching no expectation
-  arp_not_for_us,     // ARP request for an address we do not own, or an ARP reply
-  icmp_not_handled,   // ICMP to a VIP or interface address that is not an echo request/NS
-  multi_segment,      // headers not in the first segment
-  tx_queue_full,      // the NIC did not take the packet
-  exception_ring_full,  // a probe reply the control thread had no room for
-  count_
+// A 64-bit count with a single writer (the owning worker) and any number of readers. The
+// writer's increment is a relaxed load and store, not a locked read-modify-write: nobody
+// else writes, so no increment is lost, and readers see each value whole.
+class Counter {
+ public:
+  void operator++() { add(1); }
+  void operator++(int) { add(1); }
+  void operator+=(std::uint64_t n) { add(n); }
+  std::uint64_t read() const { return std::atomic_ref(value_).load(std::memory_order_relaxed); }
+  operator std::uint64_t() const { return read(); }  // a read wherever a value is wanted
+
+ private:
+  void add(std::uint64_t n) {
+    std::atomic_ref cell(value_);
+    cell.store(cell.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  // mutable: atomic_ref needs a non-const object, and read() must work on a const Counter.
+  alignas(std::atomic_ref<std::uint64_t>::required_alignment) mutable std::uint64_t value_ = 0;
 };
-inline constexpr std::size_t kDropReasonCount = static_cast<std::size_t>(DropReason::count_);
-const char* to_string(DropReason reason);
 
-enum class DpiProtocol : std::uint8_t { sip, rtsp, ftp, count_ };
-inline constexpr std::size_t kDpiProtocols = static_cast<std::size_t>(DpiProtocol::count_);
-const char* to_string(DpiProtocol protocol);
+// An enum and its names from one list: X(enumerator) for each.
+#define TETHER_ENUMERATOR(name) name,
+#define TETHER_ENUMERATOR_NAME(name) #name,
 
-enum class Expectation : std::uint8_t { rtp, ftp_data, count_ };
-inline constexpr std::size_t kExpectationKinds = static_cast<std::size_t>(Expectation::count_);
-const char* to_string(Expectation kind);
+// Why a packet produced no output (besides the parser's own statuses).
+#define TETHER_DROP_REASONS(X)                                                                  \
+  X(not_our_mac)          /* unicast to another station's MAC */                              \
+  X(no_service)           /* IP packet to no (VIP, port, protocol) service and no local address */ \
+  X(no_backend)           /* the service has no backend with a positive weight */             \
+  X(no_expectation)       /* to an RTSP/FTP VIP's other port, matching no expectation */      \
+  X(arp_not_for_us)       /* ARP request for an address we do not own, or an ARP reply */     \
+  X(icmp_not_handled)     /* ICMP to a VIP or interface address that is not an echo request/NS */ \
+  X(multi_segment)        /* headers not in the first segment */                              \
+  X(tx_queue_full)        /* the NIC did not take the packet */                               \
+  X(exception_ring_full)  /* a probe reply the control thread had no room for */
+
+#define TETHER_DPI_PROTOCOLS(X) X(sip) X(rtsp) X(ftp)
+
+#define TETHER_EXPECTATIONS(X) X(rtp) X(ftp_data)
 
 // Why inspection gave up on a packet or a connection; the packet is still forwarded,
 // flow by flow, so these count sessions that may split, not lost packets.
-enum class DpiFallback : std::uint8_t {
-  not_sip,             // a datagram to a SIP service that is not SIP
-  sip_malformed,
-  sip_no_call_id,
-  session_table_full,  // a new session found no room: routed by the consistent hash alone
-  stream_gap,          // TCP segments missing in more places than a buffer holds ranges
-  stream_overflow,     // a request longer than the reassembly buffer, or a segment beyond it
-  no_stream_state,     // every inspection state of the worker in use (dpi_sessions_per_worker)
-  no_flow_entry,       // control connection without a flow entry (flow table full)
-  rtsp_malformed,
-  ftp_malformed,
-  too_many_streams,    // an RTSP connection set up more RTP ports than it can track
-  stream_evicted,      // a partial request lost: its buffer went to a newer connection
-  too_many_expectations,  // a PASV/EPSV of a client address with kFtpExpectationsPerClient outstanding
-  count_
-};
+#define TETHER_DPI_FALLBACKS(X)                                                                 \
+  X(not_sip)                /* a datagram to a SIP service that is not SIP */                 \
+  X(sip_malformed)                                                                            \
+  X(sip_no_call_id)                                                                           \
+  X(session_table_full)     /* a new session found no room: routed by the consistent hash alone */ \
+  X(stream_gap)             /* TCP segments missing in more places than a buffer holds ranges */ \
+  X(stream_overflow)        /* a request longer than the reassembly buffer, or a segment beyond it */ \
+  X(no_stream_state)        /* every inspection state of the worker in use (dpi_sessions_per_worker) */ \
+  X(no_flow_entry)          /* control connection without a flow entry (flow table full) */   \
+  X(rtsp_malformed)                                                                           \
+  X(ftp_malformed)                                                                            \
+  X(too_many_streams)       /* an RTSP connection set up more RTP ports than it can track */  \
+  X(stream_evicted)         /* a partial request lost: its buffer went to a newer connection */ \
+  X(too_many_expectations)  /* a PASV/EPSV of a client address with kFtpExpectationsPerClient outstanding */
+
+enum class DropReason : std::uint8_t { TETHER_DROP_REASONS(TETHER_ENUMERATOR) count_ };
+enum class DpiProtocol : std::uint8_t { TETHER_DPI_PROTOCOLS(TETHER_ENUMERATOR) count_ };
+enum class Expectation : std::uint8_t { TETHER_EXPECTATIONS(TETHER_ENUMERATOR) count_ };
+enum class DpiFallback : std::uint8_t { TETHER_DPI_FALLBACKS(TETHER_ENUMERATOR) count_ };
+
+inline constexpr std::size_t kDropReasonCount = static_cast<std::size_t>(DropReason::count_);
+inline constexpr std::size_t kDpiProtocols = static_cast<std::size_t>(DpiProtocol::count_);
+inline constexpr std::size_t kExpectationKinds = static_cast<std::size_t>(Expectation::count_);
 inline constexpr std::size_t kDpiFallbackCount = static_cast<std::size_t>(DpiFallback::count_);
-const char* to_string(DpiFallback reason);
 
-struct alignas(64) WorkerCounters {
-  std::uint64_t rx_packets = 0;
-  std::uint64_t rx_bytes = 0;
-  std::uint64_t tx_packets = 0;
-  std::uint64_t tx_bytes = 0;
-  std::uint64_t forwarded = 0;  // packets sent to a backend
-  std::uint64_t new_flows = 0;
-  std::uint64_t flow_table_full = 0;  // new flows forwarded by the stateless hash alone
-  std::uint64_t flows_expired = 0;
-  std::uint64_t rescheduled = 0;  // flows and SIP calls moved off a backend that went down
-  // RTP/RTCP flows moved to the backend a newer SETUP from the same client ports named
-  std::uint64_t related_repointed = 0;
-  std::uint64_t to_control = 0;   // probe replies and neighbour answers for the control thread
-  std::uint64_t arp_replies = 0;
-  std::uint64_t icmp_echo_replies = 0;
-  std::uint64_t nd_advertisements = 0;
-  std::uint64_t busy_polls = 0;  // loop iterations that received something
-  std::uint64_t idle_polls = 0;
-  // TSC cycles of all loop iterations, and of those that received something: per received
-  // packet, the cost of the whole loop and of processing alone.
-  std::uint64_t loop_cycles = 0;
-  std::uint64_t busy_cycles = 0;
-  std::array<std::uint64_t, kDropReasonCount> drops{};
-  std::array<std::uint64_t, parsers::kParseStatusCount> parse_errors{};  // [ok] unused
-  std::array<std::uint64_t, kDpiProtocols> sessions_created{};
-  std::array<std::uint64_t, kDpiProtocols> sessions_ended{};  // BYE/CANCEL, TEARDOWN, close
-  std::array<std::uint64_t, kDpiProtocols> messages_inspected{};
-  std::array<std::uint64_t, kExpectationKinds> expectations_created{};
-  std::array<std::uint64_t, kExpectationKinds> expectations_used{};
-  std::array<std::uint64_t, kDpiFallbackCount> dpi_fallbacks{};
+namespace names {
+inline constexpr std::array<const char*, kDropReasonCount> drop_reason{
+    TETHER_DROP_REASONS(TETHER_ENUMERATOR_NAME)};
+inline constexpr std::array<const char*, kDpiProtocols> dpi_protocol{
+    TETHER_DPI_PROTOCOLS(TETHER_ENUMERATOR_NAME)};
+inline constexpr std::array<const char*, kExpectationKinds> expectation{
+    TETHER_EXPECTATIONS(TETHER_ENUMERATOR_NAME)};
+inline constexpr std::array<const char*, kDpiFallbackCount> dpi_fallback{
+    TETHER_DPI_FALLBACKS(TETHER_ENUMERATOR_NAME)};
+
+template <typename Enum, std::size_t N>
+constexpr const char* of(const std::array<const char*, N>& table, Enum value) {
+  const auto index = static_cast<std::size_t>(value);
+  return index < N ? table[index] : "unknown";
+}
+}  // namespace names
+
+constexpr const char* to_string(DropReason reason) { return names::of(names::drop_reason, reason); }
+constexpr const char* to_string(DpiProtocol protocol) { return names::of(names::dpi_protocol, protocol); }
+constexpr const char* to_string(Expectation kind) { return names::of(names::expectation, kind); }
+constexpr const char* to_string(DpiFallback reason) { return names::of(names::dpi_fallback, reason); }
+
+// A worker's scalar counters: X(name, unit, help). The unit goes into the Prometheus name
+// (tether_<name><unit>_total) where the name does not already say what it counts.
+#define TETHER_WORKER_COUNTERS(X)                                                               \
+  X(rx_packets, "", "Packets received from the ports.")                                      \
+  X(rx_bytes, "", "Bytes received from the ports.")                                          \
+  X(tx_packets, "", "Packets the ports took for transmission.")                              \
+  X(tx_bytes, "", "Bytes the ports took for transmission.")                                  \
+  X(forwarded, "_packets", "Packets sent to a backend.")                                     \
+  X(new_flows, "", "Flows seen for the first time.")                                         \
+  X(flow_table_full, "", "New flows forwarded by the stateless hash alone: the flow table was full.") \
+  X(flows_expired, "", "Flows removed from the flow table after their idle timeout.")        \
+  X(rescheduled, "", "Flows and SIP calls moved off a backend that went down.")              \
+  X(related_repointed, "",                                                                    \
+    "RTP/RTCP flows moved to the backend a newer SETUP from the same client ports named.")    \
+  X(to_control, "_packets", "Probe replies and neighbour answers handed to the control thread.") \
+  X(arp_replies, "", "ARP replies sent for the VIPs and the ports' addresses.")               \
+  X(icmp_echo_replies, "", "ICMP and ICMPv6 echo replies sent.")                             \
+  X(nd_advertisements, "", "IPv6 neighbour advertisements sent.")                            \
+  X(busy_polls, "", "Worker loop iterations that received something.")                       \
+  X(idle_polls, "", "Worker loop iterations that received nothing.")                         \
+  /* per received packet: the cost of the whole loop, and of processing alone */              \
+  X(loop_cycles, "", "TSC cycles of all worker loop iterations.")                            \
+  X(busy_cycles, "", "TSC cycles of the worker loop iterations that received something.")
+
+// Counters per inspected protocol (sip, rtsp, ftp): X(name, help).
+#define TETHER_PROTOCOL_COUNTERS(X)                                                             \
+  X(messages_inspected, "Signalling messages inspected, by protocol.")                       \
+  X(sessions_created, "SIP calls, RTSP sessions and FTP control connections first seen, by protocol.") \
+  X(sessions_ended, "Sessions ended by BYE/CANCEL, TEARDOWN or the connection's close, by protocol.")
+
+// Counters per expectation kind (rtp, ftp_data): X(name, help).
+#define TETHER_EXPECTATION_COUNTERS(X)                                                          \
+  X(expectations_created, "Expected related flows announced by signalling, by kind.")        \
+  X(expectations_used, "Related flows that matched an expectation, by kind.")
+
+// A backend's counters: X(name, help).
+#define TETHER_BACKEND_COUNTERS(X)                                                              \
+  X(packets, "Packets sent to the backend.")                                                 \
+  X(bytes, "Bytes sent to the backend.")                                                     \
+  X(flows, "New flows sent to the backend.")                                                 \
+  X(sessions, "SIP calls, RTSP sessions and FTP data connections sent to the backend.")
+
+// Cell is Counter in a worker, and std::uint64_t in what the control thread reads and adds.
+template <typename Cell>
+struct alignas(64) WorkerCountersOf {
+#define TETHER_SCALAR_MEMBER(name, unit, help) Cell name{};
+  TETHER_WORKER_COUNTERS(TETHER_SCALAR_MEMBER)
+#undef TETHER_SCALAR_MEMBER
+  std::array<Cell, kDropReasonCount> drops{};
+  std::array<Cell, parsers::kParseStatusCount> parse_errors{};  // [ok] unused
+#define TETHER_PROTOCOL_MEMBER(name, help) std::array<Cell, kDpiProtocols> name{};
+  TETHER_PROTOCOL_COUNTERS(TETHER_PROTOCOL_MEMBER)
+#undef TETHER_PROTOCOL_MEMBER
+#define TETHER_EXPECTATION_MEMBER(name, help) std::array<Cell, kExpectationKinds> name{};
+  TETHER_EXPECTATION_COUNTERS(TETHER_EXPECTATION_MEMBER)
+#undef TETHER_EXPECTATION_MEMBER
+  std::array<Cell, kDpiFallbackCount> dpi_fallbacks{};
 };
 
-struct alignas(64) BackendCounters {
-  std::uint64_t packets = 0;
-  std::uint64_t bytes = 0;
-  std::uint64_t flows = 0;
-  std::uint64_t sessions = 0;  // SIP calls, RTSP sessions, FTP data connections sent here
+template <typename Cell>
+struct alignas(64) BackendCountersOf {
+#define TETHER_BACKEND_MEMBER(name, help) Cell name{};
+  TETHER_BACKEND_COUNTERS(TETHER_BACKEND_MEMBER)
+#undef TETHER_BACKEND_MEMBER
 };
+
+using WorkerCounters = WorkerCountersOf<Counter>;
+using WorkerCounterValues = WorkerCountersOf<std::uint64_t>;
+using BackendCounters = BackendCountersOf<Counter>;
+using BackendCounterValues = BackendCountersOf<std::uint64_t>;
+
+// Calls pair(to's cell, from's cell) for every counter of two counter sets.
+#define TETHER_PAIR_SCALAR(name, ...) pair(to.name, from.name);
+#define TETHER_PAIR_ARRAY(name, ...) \
+  for (std::size_t i = 0; i < to.name.size(); ++i) pair(to.name[i], from.name[i]);
+template <typename To, typename From, typename Pair>
+void for_each_pair(WorkerCountersOf<To>& to, const WorkerCountersOf<From>& from, Pair&& pair) {
+  TETHER_WORKER_COUNTERS(TETHER_PAIR_SCALAR)
+  TETHER_PAIR_ARRAY(drops)
+  TETHER_PAIR_ARRAY(parse_errors)
+  TETHER_PROTOCOL_COUNTERS(TETHER_PAIR_ARRAY)
+  TETHER_EXPECTATION_COUNTERS(TETHER_PAIR_ARRAY)
+  TETHER_PAIR_ARRAY(dpi_fallbacks)
+}
+
+template <typename To, typename From, typename Pair>
+void for_each_pair(BackendCountersOf<To>& to, const BackendCountersOf<From>& from, Pair&& pair) {
+  TETHER_BACKEND_COUNTERS(TETHER_PAIR_SCALAR)
+}
+#undef TETHER_PAIR_SCALAR
+#undef TETHER_PAIR_ARRAY
+
+// Adds a worker's (or backend's) live counters to plain values: what the control thread
+// reads while the worker runs.
+template <template <typename> class Set>
+void add_to(Set<std::uint64_t>& sum, const Set<Counter>& counters) {
+  for_each_pair(sum, counters, [](std::uint64_t& s, const Counter& c) { s += c.read(); });
+}
 
 }  // namespace tether::dataplane

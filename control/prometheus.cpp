@@ -1,0 +1,128 @@
+#include "control/prometheus.hpp"
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "control/commands.hpp"
+
+namespace tether {
+namespace {
+
+// A label value with the exposition format's escapes.
+std::string escaped(const std::string& value) {
+  std::string out;
+  for (const char c : value) {
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    if (c == '\\' || c == '"') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// Families in the order they first appear, each with its samples together, as the format
+// requires.
+class Exposition {
+ public:
+  using Labels = std::vector<std::pair<const char*, std::string>>;
+
+  void add(const char* name, const char* type, const char* help, const Labels& labels,
+           std::uint64_t value) {
+    Family* family = nullptr;
+    for (auto& f : families_)
+      if (f.name == name) family = &f;
+    if (family == nullptr) family = &families_.emplace_back(Family{name, type, help, {}});
+    std::string& out = family->samples;
+    out += "tether_";
+    out += name;
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      out += i == 0 ? '{' : ',';
+      out += labels[i].first;
+      out += "=\"";
+      out += escaped(labels[i].second);
+      out += '"';
+    }
+    out += labels.empty() ? " " : "} ";
+    out += std::to_string(value);
+    out += '\n';
+  }
+
+  std::string text() const {
+    std::string out;
+    for (const auto& f : families_) {
+      for (const char* line : {"# HELP tether_", "# TYPE tether_"}) {
+        out += line;
+        out += f.name;
+        out += ' ';
+        out += line[2] == 'H' ? f.help : f.type;
+        out += '\n';
+      }
+      out += f.samples;
+    }
+    return out;
+  }
+
+ private:
+  struct Family {
+    std::string name;
+    const char* type;
+    const char* help;
+    std::string samples;
+  };
+  std::vector<Family> families_;
+};
+
+// The counters of list_counters, those of one worker (labelled) or of the control thread.
+void add_counters(Exposition& out, const Totals& totals, const char* worker) {
+  for (const CounterSample& c : list_counters(totals)) {
+    const Metric& m = c.metric;
+    if (m.per_worker != (worker != nullptr)) continue;
+    Exposition::Labels labels;
+    if (worker != nullptr) labels.emplace_back("worker", worker);
+    if (m.label != nullptr) labels.emplace_back(m.label, m.label_value);
+    out.add(m.name, m.type, m.help, labels, c.value);
+  }
+}
+
+}  // namespace
+
+std::string prometheus_metrics(const ControlState& state) {
+  Exposition out;
+  const auto& workers = *state.workers;
+  const std::size_t backend_count = state.config.backends.size();
+  for (std::size_t w = 0; w < workers.size(); ++w) {
+    Totals one;
+    one.backends.resize(backend_count);
+    add_worker(one, *workers[w]);
+    add_counters(out, one, std::to_string(w).c_str());
+  }
+  const Totals totals = state.totals();
+  add_counters(out, totals, nullptr);
+
+  for (std::size_t b = 0; b < backend_count; ++b) {
+    const BackendConfig& backend = state.config.backends[b];
+    if (backend.removed) continue;
+    const Exposition::Labels labels{{"backend", backend.name}};
+    const auto& c = totals.backends[b];
+#define TETHER_BACKEND_FAMILY(name, help) \
+    out.add("backend_" #name "_total", "counter", help, labels, c.name);
+    TETHER_BACKEND_COUNTERS(TETHER_BACKEND_FAMILY)
+#undef TETHER_BACKEND_FAMILY
+    out.add("backend_up", "gauge", "1 while the backend is up (not down or draining), else 0.", labels,
+            state.effective(b) == dataplane::BackendState::up ? 1 : 0);
+  }
+  for (const ServiceConfig& service : state.config.services) {
+    if (service.removed) continue;
+    for (const ServiceBackend& member : service.backends)
+      out.add("backend_weight", "gauge", "The backend's weight in the service's default pool.",
+              {{"service", service.name}, {"backend", state.config.backends[member.backend].name}},
+              member.weight);
+  }
+  return out.text();
+}
+
+}  // namespace tether
