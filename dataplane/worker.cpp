@@ -83,19 +83,21 @@ std::uint16_t from_tag_digest(const parsers::sip::message& message) {
 
 }  // namespace
 
-Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, SessionTable* sessions,
-               SnapshotChannel* channel, rte_ring* exceptions, rte_ring* outbound)
+Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerLinks& links)
     : index_(setup.index),
       queue_(setup.queue),
       snapshot_(snapshot),
-      sessions_(sessions),
-      channel_(channel),
-      exceptions_(exceptions),
-      outbound_(outbound),
+      sessions_(links.sessions),
+      channel_(links.snapshots),
+      exceptions_(links.exceptions),
+      outbound_(links.outbound),
+      flow_samples_(*links.flow_samples),
+      counters_(*links.counters),
+      backend_counters_(links.backend_counters),
+      stop_(*links.stop),
       flows_(table_name(setup.index).c_str(), setup.flow_capacity, setup.socket),
       streams_(setup.stream_capacity),
       buffers_(setup.buffer_capacity),
-      backend_counters_(kMaxBackends),
       tx_(snapshot->ports.size()) {
   free_streams_.reserve(setup.stream_capacity);
   for (std::uint32_t i = setup.stream_capacity; i > 0; --i) free_streams_.push_back(i - 1);
@@ -105,9 +107,9 @@ Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, SessionTable*
 
 Worker::~Worker() = default;
 
-void Worker::run(const std::atomic<bool>& stop) {
+void Worker::run() {
   sessions_->register_reader(index_);
-  while (!stop.load(std::memory_order_relaxed)) poll_once();
+  while (!stop_.load(std::memory_order_relaxed)) poll_once();
   flush();
   sessions_->unregister_reader(index_);
 }

@@ -6,8 +6,8 @@
 // (related RTP and FTP data flows through their expectations), inspect control
 // connections, rewrite for DSR, transmit. Everything a worker writes (flow
 // table, reassembly buffers, counters, TX buffers) is its own, except session table entries,
-// which the table makes safe to share, and the flow samples the control thread asks for,
-// which the mailbox hands over (dataplane/flow_sample.hpp).
+// which the table makes safe to share; everything it exchanges with the control thread goes
+// through its WorkerLinks (dataplane/links.hpp).
 #pragma once
 
 #include <atomic>
@@ -19,6 +19,7 @@
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_sample.hpp"
 #include "dataplane/flow_table.hpp"
+#include "dataplane/links.hpp"
 #include "dataplane/session_table.hpp"
 #include "dataplane/snapshot.hpp"
 #include "dataplane/snapshot_channel.hpp"
@@ -53,23 +54,19 @@ struct WorkerSetup {
 
 class Worker {
  public:
-  // `channel` brings later snapshots (null: the first one stays).
-  // `exceptions` carries replies to the control thread's probes (null: none are expected);
-  // `outbound` brings the control thread's packets for ports without a TX queue to spare
-  // (mbuf->port holds the snapshot's port index).
-  Worker(const WorkerSetup& setup, const Snapshot* snapshot, SessionTable* sessions,
-         SnapshotChannel* channel = nullptr, rte_ring* exceptions = nullptr,
-         rte_ring* outbound = nullptr);
+  // `links`: this worker's end of every exchange with the control thread (Links::worker()).
+  Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerLinks& links);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  void run(const std::atomic<bool>& stop);
+  // Polls until the control thread stops the workers.
+  void run();
   // One pass over every port: true if any packet arrived. run() is a loop of these.
   bool poll_once();
 
   const WorkerCounters& counters() const { return counters_; }
-  const std::vector<BackendCounters>& backend_counters() const { return backend_counters_; }
+  std::span<const BackendCounters> backend_counters() const { return backend_counters_; }
   std::uint32_t flow_count() const { return flows_.size(); }
   const FlowTable& flow_table() const { return flows_; }
   // The control thread's only way into this worker's flow table.
@@ -220,12 +217,16 @@ class Worker {
   unsigned index_;
   std::uint16_t queue_;
   const Snapshot* snapshot_;
+  // The links' ends (dataplane/links.hpp), under the names the burst loop uses.
   SessionTable* sessions_;
   SnapshotChannel* channel_;
   rte_ring* exceptions_;
   rte_ring* outbound_;
+  FlowSampleMailbox& flow_samples_;
+  WorkerCounters& counters_;
+  std::span<BackendCounters> backend_counters_;  // kMaxBackends: snapshots may add backends
+  const std::atomic<bool>& stop_;
   FlowTable flows_;
-  FlowSampleMailbox flow_samples_;
   std::vector<Stream> streams_;
   std::vector<std::uint32_t> free_streams_;
   std::vector<BufferSlot> buffers_;
@@ -233,8 +234,6 @@ class Worker {
   std::uint32_t oldest_buffer_ = kNoSlot;  // the ends of the lent buffers' list by last use
   std::uint32_t newest_buffer_ = kNoSlot;
   std::uint64_t now_ = 0;  // of the current loop, for the expiry callback
-  WorkerCounters counters_;
-  std::vector<BackendCounters> backend_counters_;  // kMaxBackends: snapshots may add backends
   std::vector<TxBuffer> tx_;
   // Scratch for the burst in hand: a member, not on the stack, so that a poll does not
   // construct a burst's worth of SIP message records it may never fill.
