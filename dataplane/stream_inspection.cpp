@@ -1,9 +1,4 @@
-// RTSP and FTP control connections, read in the worker that owns their flow: what a
-// request sets up (RTP/RTCP and FTP data expectations in the shared session table), its
-// reassembly buffers, and the undoing of it all when the connection ends.
-#include "dataplane/worker.hpp"
-
-#include <rte_mbuf.h>
+#include "dataplane/stream_inspection.hpp"
 
 #include <algorithm>
 
@@ -15,17 +10,27 @@ namespace {
 
 constexpr std::size_t kMaxFtpLine = 512;
 
-std::span<const std::uint8_t> payload_of(rte_mbuf* mbuf, std::uint16_t offset, std::uint16_t length) {
-  return {rte_pktmbuf_mtod(mbuf, const std::uint8_t*) + offset, length};
-}
-
 }  // namespace
 
-void Worker::inspect(FlowEntry& entry, const Pending& packet, const ServiceView& service,
-                     std::uint64_t now) {
-  const bool closing = (packet.tcp_flags & (parsers::kTcpFin | parsers::kTcpRst)) != 0;
-  const bool syn = (packet.tcp_flags & (parsers::kTcpSyn | parsers::kTcpAck)) == parsers::kTcpSyn;
-  if (entry.stream == 0 && (syn || packet.payload_length > 0)) {
+StreamInspector::StreamInspector(std::uint32_t stream_capacity, std::uint32_t buffer_capacity,
+                                 SessionTable& sessions, WorkerCounters& counters,
+                                 std::span<BackendCounters> backend_counters)
+    : sessions_(&sessions),
+      counters_(counters),
+      backend_counters_(backend_counters),
+      streams_(stream_capacity),
+      buffers_(buffer_capacity) {
+  free_streams_.reserve(stream_capacity);
+  for (std::uint32_t i = stream_capacity; i > 0; --i) free_streams_.push_back(i - 1);
+  free_buffers_.reserve(buffer_capacity);
+  for (std::uint32_t i = buffer_capacity; i > 0; --i) free_buffers_.push_back(i - 1);
+}
+
+void StreamInspector::inspect(FlowEntry& entry, const Segment& segment,
+                              const ServiceView& service, std::uint64_t now) {
+  const bool closing = (segment.tcp_flags & (parsers::kTcpFin | parsers::kTcpRst)) != 0;
+  const bool syn = (segment.tcp_flags & (parsers::kTcpSyn | parsers::kTcpAck)) == parsers::kTcpSyn;
+  if (entry.stream == 0 && (syn || !segment.payload.empty())) {
     if (free_streams_.empty()) {
       fallback(DpiFallback::no_stream_state);
       return;
@@ -33,10 +38,10 @@ void Worker::inspect(FlowEntry& entry, const Pending& packet, const ServiceView&
     const std::uint32_t index = free_streams_.back();
     free_streams_.pop_back();
     Stream& stream = streams_[index];
-    stream.client = packet.key.src;
+    stream.client = segment.client;
     stream.next_seq = 0;
     stream.buffer = 0;
-    stream.service = packet.service;
+    stream.service = segment.service;
     stream.backend = entry.backend;
     stream.dpi = service.dpi;
     stream.anchored = false;
@@ -46,7 +51,7 @@ void Worker::inspect(FlowEntry& entry, const Pending& packet, const ServiceView&
   }
   if (entry.stream == 0) return;
   Stream& stream = streams_[entry.stream - 1];
-  std::uint32_t seq = packet.tcp_seq;
+  std::uint32_t seq = segment.seq;
   if (syn) {
     // The client's SYN, which a one-way balancer sees: the stream's first byte is ISN + 1,
     // so a later segment that overtakes the first one is known to lie past a gap. A SYN that
@@ -58,16 +63,14 @@ void Worker::inspect(FlowEntry& entry, const Pending& packet, const ServiceView&
       stream.next_seq = seq;
     }
   }
-  if (packet.payload_length > 0)
-    read_segment(stream, seq, payload_of(packet.mbuf, packet.payload_offset, packet.payload_length),
-                 service, now);
+  if (!segment.payload.empty()) read_segment(stream, seq, segment.payload, service, now);
   if (closing) end_stream(entry, now);
 }
 
 // One segment of a control connection: requests that arrive whole where the stream stands
 // are read from the packet itself; a partial request, or a segment past a gap, goes into a
 // borrowed reassembly buffer, which goes back as soon as it holds nothing.
-void Worker::read_segment(Stream& stream, std::uint32_t seq, std::span<const std::uint8_t> payload,
+void StreamInspector::read_segment(Stream& stream, std::uint32_t seq, std::span<const std::uint8_t> payload,
                           const ServiceView& service, std::uint64_t now) {
   const auto read = [&](std::span<const std::uint8_t> data) {
     return stream.dpi == DpiKind::rtsp ? read_rtsp(stream, data, service, now)
@@ -122,7 +125,7 @@ void Worker::read_segment(Stream& stream, std::uint32_t seq, std::span<const std
   }
 }
 
-void Worker::lose_place(Stream& stream) {
+void StreamInspector::lose_place(Stream& stream) {
   if (stream.buffer != 0) release_buffer(stream);
   stream.anchored = false;
 }
@@ -131,7 +134,7 @@ void Worker::lose_place(Stream& stream) {
 // from the stream that held it (its partial request is lost, counted as stream_evicted, and
 // that stream starts again at its next segment). Idle connections thus never lock out new
 // ones: one client holding many partial requests loses the oldest of them.
-StreamBuffer& Worker::borrow_buffer(Stream& stream) {
+StreamBuffer& StreamInspector::borrow_buffer(Stream& stream) {
   std::uint32_t index;
   if (!free_buffers_.empty()) {
     index = free_buffers_.back();
@@ -150,20 +153,20 @@ StreamBuffer& Worker::borrow_buffer(Stream& stream) {
   return buffers_[index].buffer;
 }
 
-void Worker::release_buffer(Stream& stream) {
+void StreamInspector::release_buffer(Stream& stream) {
   const std::uint32_t index = stream.buffer - 1;
   unlink_buffer(index);
   free_buffers_.push_back(index);
   stream.buffer = 0;
 }
 
-void Worker::unlink_buffer(std::uint32_t index) {
+void StreamInspector::unlink_buffer(std::uint32_t index) {
   BufferSlot& slot = buffers_[index];
   (slot.older != kNoSlot ? buffers_[slot.older].newer : oldest_buffer_) = slot.newer;
   (slot.newer != kNoSlot ? buffers_[slot.newer].older : newest_buffer_) = slot.older;
 }
 
-void Worker::link_newest_buffer(std::uint32_t index) {
+void StreamInspector::link_newest_buffer(std::uint32_t index) {
   BufferSlot& slot = buffers_[index];
   slot.older = newest_buffer_;
   slot.newer = kNoSlot;
@@ -171,7 +174,7 @@ void Worker::link_newest_buffer(std::uint32_t index) {
   newest_buffer_ = index;
 }
 
-std::size_t Worker::read_rtsp(Stream& stream, std::span<const std::uint8_t> input,
+std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint8_t> input,
                              const ServiceView& service, std::uint64_t now) {
   namespace rtsp = parsers::rtsp;
   std::size_t taken = 0;
@@ -250,7 +253,7 @@ std::size_t Worker::read_rtsp(Stream& stream, std::span<const std::uint8_t> inpu
   }
 }
 
-std::size_t Worker::read_ftp(Stream& stream, std::span<const std::uint8_t> input,
+std::size_t StreamInspector::read_ftp(Stream& stream, std::span<const std::uint8_t> input,
                              const ServiceView& service, std::uint64_t now) {
   namespace ftp = parsers::ftp;
   std::size_t taken = 0;
@@ -297,25 +300,25 @@ std::size_t Worker::read_ftp(Stream& stream, std::span<const std::uint8_t> input
 }
 
 template <typename Apply>
-void Worker::for_each_rtp_expectation(const Stream& stream, std::uint64_t now, Apply apply) {
+void StreamInspector::for_each_rtp_expectation(const Stream& stream, std::uint64_t now, Apply apply) {
   for (std::uint8_t i = 0; i < stream.rtp_port_count; ++i) {
-    const SessionKey key = rtp_expectation_key(stream.service, stream.client, stream.rtp_ports[i]);
     SessionRoute route;
-    const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
+    const std::int32_t position =
+        find_rtp_expectation(*sessions_, stream.service, stream.client, stream.rtp_ports[i], now, route);
     if (position >= 0) apply(position);
   }
 }
 
 // Expired from before `now`, not at it: media that follows the TEARDOWN in the same burst
 // (read with the same clock) is dropped too, as is media on another worker's later bursts.
-void Worker::end_rtp_expectations(Stream& stream, std::uint64_t now) {
+void StreamInspector::end_rtp_expectations(Stream& stream, std::uint64_t now) {
   for_each_rtp_expectation(stream, now,
                            [&](std::int32_t position) { sessions_->shorten(position, now - 1); });
   stream.rtp_port_count = 0;
 }
 
 // The control connection closed or expired: its RTP expectations go with it.
-void Worker::end_stream(FlowEntry& entry, std::uint64_t now) {
+void StreamInspector::end_stream(FlowEntry& entry, std::uint64_t now) {
   Stream& stream = streams_[entry.stream - 1];
   end_rtp_expectations(stream, now);
   if (stream.session_counted) {
@@ -326,11 +329,6 @@ void Worker::end_stream(FlowEntry& entry, std::uint64_t now) {
   if (stream.buffer != 0) release_buffer(stream);
   free_streams_.push_back(entry.stream - 1);
   entry.stream = 0;
-}
-
-void Worker::end_expired_stream(void* worker, FlowEntry& entry) {
-  auto* self = static_cast<Worker*>(worker);
-  self->end_stream(entry, self->now_);
 }
 
 }  // namespace tether::dataplane

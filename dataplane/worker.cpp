@@ -92,14 +92,9 @@ Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerL
       backend_counters_(links.backend_counters),
       stop_(*links.stop),
       flows_(table_name(setup.index).c_str(), setup.flow_capacity, setup.socket),
-      streams_(setup.stream_capacity),
-      buffers_(setup.buffer_capacity),
-      tx_(snapshot->ports.size()) {
-  free_streams_.reserve(setup.stream_capacity);
-  for (std::uint32_t i = setup.stream_capacity; i > 0; --i) free_streams_.push_back(i - 1);
-  free_buffers_.reserve(setup.buffer_capacity);
-  for (std::uint32_t i = setup.buffer_capacity; i > 0; --i) free_buffers_.push_back(i - 1);
-}
+      inspection_(setup.stream_capacity, setup.buffer_capacity, *links.sessions, *links.counters,
+                  links.backend_counters),
+      tx_(snapshot->ports.size()) {}
 
 Worker::~Worker() = default;
 
@@ -416,7 +411,7 @@ void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) 
       if (inserted >= 0) entry = &flows_.at(inserted);
       else counters_.flow_table_full++;
     } else {
-      if (entry->stream != 0) end_stream(*entry, now);
+      if (entry->stream != 0) inspection_.end_stream(*entry, now);
       *entry = fresh;
     }
   }
@@ -426,7 +421,11 @@ void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) 
   }
 
   if (!packet.related && (service.dpi == DpiKind::rtsp || service.dpi == DpiKind::ftp)) {
-    if (entry != nullptr) inspect(*entry, packet, service, now);
+    if (entry != nullptr)
+      inspection_.inspect(*entry,
+                          {packet.key.src, packet.service, packet.tcp_flags, packet.tcp_seq,
+                           payload_of(packet.mbuf, packet.payload_offset, packet.payload_length)},
+                          service, now);
     else if (packet.payload_length > 0) fallback(DpiFallback::no_flow_entry);
   }
   transmit_to_backend(packet.mbuf, backend);
@@ -439,8 +438,8 @@ std::uint16_t Worker::resolve_related(const Pending& packet, const ServiceView& 
                                       std::uint64_t now) {
   SessionRoute route;
   if (service.dpi == DpiKind::rtsp) {
-    const SessionKey key = rtp_expectation_key(packet.service, packet.key.src, packet.key.src_port);
-    const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
+    const std::int32_t position = find_rtp_expectation(*sessions_, packet.service, packet.key.src,
+                                                       packet.key.src_port, now, route);
     if (position < 0 || is_down(route.backend)) return kNoBackend;
     sessions_->extend(position, now, now + service.session_timeout_tsc);
     counters_.expectations_used[static_cast<std::size_t>(Expectation::rtp)]++;
@@ -474,9 +473,9 @@ std::uint16_t Worker::resolve_related(const Pending& packet, const ServiceView& 
 Worker::RelatedFlow Worker::follow_related(const Pending& packet, FlowEntry& entry,
                                            const ServiceView& service, std::uint64_t now) {
   if (service.dpi == DpiKind::rtsp) {
-    const SessionKey key = rtp_expectation_key(packet.service, packet.key.src, packet.key.src_port);
     SessionRoute route;
-    const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
+    const std::int32_t position = find_rtp_expectation(*sessions_, packet.service, packet.key.src,
+                                                       packet.key.src_port, now, route);
     if (position < 0 || is_down(route.backend)) return RelatedFlow::ended;
     sessions_->extend(position, now, now + service.session_timeout_tsc);
     if (route.backend != entry.backend) {
@@ -515,6 +514,11 @@ std::uint16_t Worker::least_sessions(const PoolView& pool) const {
     }
   }
   return best;
+}
+
+void Worker::end_expired_stream(void* worker, FlowEntry& entry) {
+  auto* self = static_cast<Worker*>(worker);
+  self->inspection_.end_stream(entry, self->now_);
 }
 
 void Worker::transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend) {

@@ -23,7 +23,7 @@
 #include "dataplane/session_table.hpp"
 #include "dataplane/snapshot.hpp"
 #include "dataplane/snapshot_channel.hpp"
-#include "dataplane/stream_buffer.hpp"
+#include "dataplane/stream_inspection.hpp"
 #include "parsers/sip.hpp"
 
 struct rte_mbuf;
@@ -39,8 +39,6 @@ static_assert(kBurst <= FlowTable::kMaxBulk);
 // Sweep this many flow-table slots per loop: a full sweep of 1M entries takes ~30k loops,
 // well under a second when idle and a few seconds under load, far below any idle timeout.
 inline constexpr unsigned kExpiryBudget = 32;
-// RTP/RTCP ports one RTSP connection may set up (e.g. 4 media x RTP+RTCP).
-inline constexpr unsigned kMaxRtpPorts = 8;
 
 struct WorkerSetup {
   unsigned index;  // also the worker's RCU reader id in the session table
@@ -109,36 +107,6 @@ class Worker {
     std::uint64_t bytes = 0;
     rte_mbuf* mbufs[kBurst];
   };
-  // An inspected control connection (RTSP or FTP): what it set up, so that TEARDOWN or its
-  // end can undo it, and where its next unread byte is. 48 bytes, one per connection from
-  // its SYN to its end (tables.dpi_sessions_per_worker of them). A 2 KB reassembly buffer
-  // is borrowed only while the connection holds a partial request or segments past a gap:
-  // a request that arrives whole is read straight from its packet.
-  struct Stream {
-    parsers::IpBytes client;
-    std::uint32_t next_seq;  // the first byte not read yet, once `anchored`
-    std::uint32_t buffer;    // its reassembly buffer's index + 1; 0 while it needs none
-    std::uint16_t service;
-    std::uint16_t backend;
-    DpiKind dpi;
-    // next_seq is known: from the client's SYN (ISN + 1), else from the first segment seen
-    // since the connection was picked up or its inspection lost its place.
-    bool anchored;
-    bool session_counted;
-    std::uint8_t rtp_port_count;
-    std::uint16_t rtp_ports[kMaxRtpPorts];
-  };
-  static_assert(sizeof(Stream) <= 64);  // 48 today: a few dozen bytes per connection
-  // A reassembly buffer and its place on the list by last use, which eviction takes from.
-  struct BufferSlot {
-    StreamBuffer buffer;
-    std::uint32_t owner;  // index of the stream it is lent to
-    std::uint32_t older;  // neighbours on the list by last use; kNoSlot at the ends
-    std::uint32_t newer;
-  };
-  static constexpr std::uint32_t kNoSlot = UINT32_MAX;
-  // What read_rtsp and read_ftp return when the stream cannot be read on from here.
-  static constexpr std::size_t kUnreadable = SIZE_MAX;
 
   bool poll_port(std::uint16_t port_index, std::uint64_t now);
   // Queues the packet in `burst` for a flow or a call lookup, or answers or drops it.
@@ -182,26 +150,7 @@ class Worker {
                              std::uint32_t hash) const;
   std::uint16_t least_sessions(const PoolView& pool) const;
 
-  void inspect(FlowEntry& entry, const Pending& packet, const ServiceView& service,
-               std::uint64_t now);
-  void read_segment(Stream& stream, std::uint32_t seq, std::span<const std::uint8_t> payload,
-                    const ServiceView& service, std::uint64_t now);
-  // Read the whole requests at the start of `data`: the bytes they take, or kUnreadable.
-  std::size_t read_rtsp(Stream& stream, std::span<const std::uint8_t> data,
-                        const ServiceView& service, std::uint64_t now);
-  std::size_t read_ftp(Stream& stream, std::span<const std::uint8_t> data,
-                       const ServiceView& service, std::uint64_t now);
-  // The stream lost its place (a gap or request it cannot hold, a malformed request): its
-  // buffer goes back and its next segment starts it again.
-  void lose_place(Stream& stream);
-  StreamBuffer& borrow_buffer(Stream& stream);
-  void release_buffer(Stream& stream);
-  void unlink_buffer(std::uint32_t index);
-  void link_newest_buffer(std::uint32_t index);
-  template <typename Apply>
-  void for_each_rtp_expectation(const Stream& stream, std::uint64_t now, Apply apply);
-  void end_rtp_expectations(Stream& stream, std::uint64_t now);
-  void end_stream(FlowEntry& entry, std::uint64_t now);
+  // The flow table's expiry callback: an expired control connection's inspection ends.
   static void end_expired_stream(void* worker, FlowEntry& entry);
 
   bool is_down(std::uint16_t backend) const {
@@ -227,12 +176,7 @@ class Worker {
   std::span<BackendCounters> backend_counters_;  // kMaxBackends: snapshots may add backends
   const std::atomic<bool>& stop_;
   FlowTable flows_;
-  std::vector<Stream> streams_;
-  std::vector<std::uint32_t> free_streams_;
-  std::vector<BufferSlot> buffers_;
-  std::vector<std::uint32_t> free_buffers_;
-  std::uint32_t oldest_buffer_ = kNoSlot;  // the ends of the lent buffers' list by last use
-  std::uint32_t newest_buffer_ = kNoSlot;
+  StreamInspector inspection_;  // this worker's RTSP and FTP control connections
   std::uint64_t now_ = 0;  // of the current loop, for the expiry callback
   std::vector<TxBuffer> tx_;
   // Scratch for the burst in hand: a member, not on the stack, so that a poll does not
