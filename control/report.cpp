@@ -37,12 +37,12 @@ void each_counter(const dataplane::WorkerCounters& c, Visit visit) {
 // Session counters, named like "sip_sessions_created" or "rtp_expectations_used".
 template <typename Visit>
 void each_session_counter(const Totals& t, Visit visit) {
-  using dataplane::DpiProtocol;
+  using dataplane::SessionProtocol;
   using dataplane::Expectation;
   const auto& c = t.workers;
   std::string name;
-  for (std::size_t p = 0; p < dataplane::kDpiProtocols; ++p) {
-    const std::string protocol = to_string(static_cast<DpiProtocol>(p));
+  for (std::size_t p = 0; p < dataplane::kSessionProtocols; ++p) {
+    const std::string protocol = to_string(static_cast<SessionProtocol>(p));
     visit((protocol + "_messages_inspected").c_str(), c.messages_inspected[p]);
     visit((protocol + "_sessions_created").c_str(), c.sessions_created[p]);
     visit((protocol + "_sessions_ended").c_str(), c.sessions_ended[p]);

@@ -26,9 +26,9 @@ enum class DropReason : std::uint8_t {
 inline constexpr std::size_t kDropReasonCount = static_cast<std::size_t>(DropReason::count_);
 const char* to_string(DropReason reason);
 
-enum class DpiProtocol : std::uint8_t { sip, rtsp, ftp, count_ };
-inline constexpr std::size_t kDpiProtocols = static_cast<std::size_t>(DpiProtocol::count_);
-const char* to_string(DpiProtocol protocol);
+enum class SessionProtocol : std::uint8_t { sip, rtsp, ftp, count_ };
+inline constexpr std::size_t kSessionProtocols = static_cast<std::size_t>(SessionProtocol::count_);
+const char* to_string(SessionProtocol protocol);
 
 enum class Expectation : std::uint8_t { rtp, ftp_data, count_ };
 inline constexpr std::size_t kExpectationKinds = static_cast<std::size_t>(Expectation::count_);
@@ -79,9 +79,9 @@ struct alignas(64) WorkerCounters {
   std::uint64_t busy_cycles = 0;
   std::array<std::uint64_t, kDropReasonCount> drops{};
   std::array<std::uint64_t, parsers::kParseStatusCount> parse_errors{};  // [ok] unused
-  std::array<std::uint64_t, kDpiProtocols> sessions_created{};
-  std::array<std::uint64_t, kDpiProtocols> sessions_ended{};  // BYE/CANCEL, TEARDOWN, close
-  std::array<std::uint64_t, kDpiProtocols> messages_inspected{};
+  std::array<std::uint64_t, kSessionProtocols> sessions_created{};
+  std::array<std::uint64_t, kSessionProtocols> sessions_ended{};  // BYE/CANCEL, TEARDOWN, close
+  std::array<std::uint64_t, kSessionProtocols> messages_inspected{};
   std::array<std::uint64_t, kExpectationKinds> expectations_created{};
   std::array<std::uint64_t, kExpectationKinds> expectations_used{};
   std::array<std::uint64_t, kDpiFallbackCount> dpi_fallbacks{};

@@ -196,7 +196,7 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
     }
     const rtsp::message message = rtsp::parse(data.first(extent.size));
     if (message.status == parsers::status::parsed && message.kind == rtsp::kind::request) {
-      counters_.messages_inspected[static_cast<std::size_t>(DpiProtocol::rtsp)]++;
+      counters_.messages_inspected[static_cast<std::size_t>(SessionProtocol::rtsp)]++;
       if (message.method == rtsp::method::SETUP) {
         for (std::size_t t = 0; t < message.transport_count; ++t) {
           const rtsp::transport_spec& spec = message.transports[t];
@@ -231,7 +231,7 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
             counters_.expectations_created[static_cast<std::size_t>(Expectation::rtp)]++;
             if (!stream.session_counted) {
               stream.session_counted = true;
-              counters_.sessions_created[static_cast<std::size_t>(DpiProtocol::rtsp)]++;
+              counters_.sessions_created[static_cast<std::size_t>(SessionProtocol::rtsp)]++;
               backend_counters_[stream.backend].sessions++;
             }
           }
@@ -240,7 +240,7 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
         // One TEARDOWN ends the connection's streams: clients tear down whole sessions.
         end_rtp_expectations(stream, now);
         if (stream.session_counted)
-          counters_.sessions_ended[static_cast<std::size_t>(DpiProtocol::rtsp)]++;
+          counters_.sessions_ended[static_cast<std::size_t>(SessionProtocol::rtsp)]++;
         stream.session_counted = false;
       } else {
         // Any other request (GET_PARAMETER, OPTIONS keepalives) keeps the streams alive.
@@ -268,10 +268,10 @@ std::size_t StreamInspector::read_ftp(Stream& stream, std::span<const std::uint8
       }
       return taken;
     }
-    counters_.messages_inspected[static_cast<std::size_t>(DpiProtocol::ftp)]++;
+    counters_.messages_inspected[static_cast<std::size_t>(SessionProtocol::ftp)]++;
     if (!stream.session_counted) {
       stream.session_counted = true;
-      counters_.sessions_created[static_cast<std::size_t>(DpiProtocol::ftp)]++;
+      counters_.sessions_created[static_cast<std::size_t>(SessionProtocol::ftp)]++;
       backend_counters_[stream.backend].sessions++;
     }
     if (command.status == parsers::status::malformed) {
@@ -322,7 +322,7 @@ void StreamInspector::end_stream(FlowEntry& entry, std::uint64_t now) {
   Stream& stream = streams_[entry.stream - 1];
   end_rtp_expectations(stream, now);
   if (stream.session_counted) {
-    const DpiProtocol protocol = stream.dpi == DpiKind::rtsp ? DpiProtocol::rtsp : DpiProtocol::ftp;
+    const SessionProtocol protocol = stream.dpi == DpiKind::rtsp ? SessionProtocol::rtsp : SessionProtocol::ftp;
     counters_.sessions_ended[static_cast<std::size_t>(protocol)]++;
   }
   stream.session_counted = false;

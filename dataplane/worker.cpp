@@ -266,7 +266,7 @@ bool Worker::read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset,
     return false;
   }
   if (message.kind == sip::kind::keepalive) return false;
-  counters_.messages_inspected[static_cast<std::size_t>(DpiProtocol::sip)]++;
+  counters_.messages_inspected[static_cast<std::size_t>(SessionProtocol::sip)]++;
   call.mbuf = mbuf;
   call.service = service;
   call.key = sip_call_key(service, sip::hash_unfolded(message.call_id, kCallIdSeed));
@@ -339,7 +339,7 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
       // and sends each refused call's later messages where it sent the first.
       if (view.least_sessions) backend = pick_backend(view, view.pools[pool], hash);
     } else if (created) {  // not created: another worker added the call at the same moment
-      counters_.sessions_created[static_cast<std::size_t>(DpiProtocol::sip)]++;
+      counters_.sessions_created[static_cast<std::size_t>(SessionProtocol::sip)]++;
       backend_counters_[backend].sessions++;
     }
   }
@@ -349,7 +349,7 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
     if (ends_call) {
       // Counted once per call: not for retransmissions, the other side's BYE, BYE after CANCEL.
       if (sessions_->end_call(position, now + view.linger_tsc))
-        counters_.sessions_ended[static_cast<std::size_t>(DpiProtocol::sip)]++;
+        counters_.sessions_ended[static_cast<std::size_t>(SessionProtocol::sip)]++;
     } else if (known && !lingering) {  // an ended call's late messages do not extend its linger
       sessions_->refresh(position, now + view.session_timeout_tsc);
     }
@@ -588,12 +588,12 @@ const char* to_string(DropReason reason) {
   return "unknown";
 }
 
-const char* to_string(DpiProtocol protocol) {
+const char* to_string(SessionProtocol protocol) {
   switch (protocol) {
-    case DpiProtocol::sip: return "sip";
-    case DpiProtocol::rtsp: return "rtsp";
-    case DpiProtocol::ftp: return "ftp";
-    case DpiProtocol::count_: break;
+    case SessionProtocol::sip: return "sip";
+    case SessionProtocol::rtsp: return "rtsp";
+    case SessionProtocol::ftp: return "ftp";
+    case SessionProtocol::count_: break;
   }
   return "unknown";
 }
