@@ -73,7 +73,7 @@ void StreamInspector::inspect(FlowEntry& entry, const Segment& segment,
 void StreamInspector::read_segment(Stream& stream, std::uint32_t seq, std::span<const std::uint8_t> payload,
                           const ServiceView& service, std::uint64_t now) {
   const auto read = [&](std::span<const std::uint8_t> data) {
-    return stream.dpi == DpiKind::rtsp ? read_rtsp(stream, data, service, now)
+    return stream.dpi == SessionInspection::rtsp ? read_rtsp(stream, data, service, now)
                                        : read_ftp(stream, data, service, now);
   };
   if (!stream.anchored) {
@@ -322,7 +322,7 @@ void StreamInspector::end_stream(FlowEntry& entry, std::uint64_t now) {
   Stream& stream = streams_[entry.stream - 1];
   end_rtp_expectations(stream, now);
   if (stream.session_counted) {
-    const SessionProtocol protocol = stream.dpi == DpiKind::rtsp ? SessionProtocol::rtsp : SessionProtocol::ftp;
+    const SessionProtocol protocol = stream.dpi == SessionInspection::rtsp ? SessionProtocol::rtsp : SessionProtocol::ftp;
     counters_.sessions_ended[static_cast<std::size_t>(protocol)]++;
   }
   stream.session_counted = false;

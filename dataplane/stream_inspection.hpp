@@ -69,7 +69,7 @@ class StreamInspector {
     std::uint32_t buffer;    // its reassembly buffer's index + 1; 0 while it needs none
     std::uint16_t service;
     std::uint16_t backend;
-    DpiKind dpi;
+    SessionInspection dpi;
     // next_seq is known: from the client's SYN (ISN + 1), else from the first segment seen
     // since the connection was picked up or its inspection lost its place.
     bool anchored;

@@ -231,7 +231,7 @@ template <typename Fields>
 void Worker::admit(rte_mbuf* mbuf, std::uint16_t found, const Fields& fields, Burst& burst) {
   const bool related = (found & ServiceIndex::kRelated) != 0;
   const auto service = static_cast<std::uint16_t>(found & ~ServiceIndex::kRelated);
-  if (!related && snapshot_->services[service].dpi == DpiKind::sip_calls &&
+  if (!related && snapshot_->services[service].dpi == SessionInspection::sip_calls &&
       read_sip_call(mbuf, fields.payload_offset, fields.payload_length, service,
                     burst.calls[burst.call_count])) {
     ++burst.call_count;
@@ -420,7 +420,7 @@ void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) 
     entry->deadline_tsc = now + (entry->closing ? service.fin_timeout_tsc : service.idle_timeout_tsc);
   }
 
-  if (!packet.related && (service.dpi == DpiKind::rtsp || service.dpi == DpiKind::ftp)) {
+  if (!packet.related && (service.dpi == SessionInspection::rtsp || service.dpi == SessionInspection::ftp)) {
     if (entry != nullptr)
       inspection_.inspect(*entry,
                           {packet.key.src, packet.service, packet.tcp_flags, packet.tcp_seq,
@@ -437,7 +437,7 @@ void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) 
 std::uint16_t Worker::resolve_related(const Pending& packet, const ServiceView& service,
                                       std::uint64_t now) {
   SessionRoute route;
-  if (service.dpi == DpiKind::rtsp) {
+  if (service.dpi == SessionInspection::rtsp) {
     const std::int32_t position = find_rtp_expectation(*sessions_, packet.service, packet.key.src,
                                                        packet.key.src_port, now, route);
     if (position < 0 || is_down(route.backend)) return kNoBackend;
@@ -472,7 +472,7 @@ std::uint16_t Worker::resolve_related(const Pending& packet, const ServiceView& 
 // expectation would steal the one of the client's next data connection).
 Worker::RelatedFlow Worker::follow_related(const Pending& packet, FlowEntry& entry,
                                            const ServiceView& service, std::uint64_t now) {
-  if (service.dpi == DpiKind::rtsp) {
+  if (service.dpi == SessionInspection::rtsp) {
     SessionRoute route;
     const std::int32_t position = find_rtp_expectation(*sessions_, packet.service, packet.key.src,
                                                        packet.key.src_port, now, route);
