@@ -150,7 +150,7 @@ std::string summary_text(const Config& config, const Totals& totals) {
   out << "tetherd summary\n";
   each_counter(totals.workers, [&](const char* name, std::uint64_t v) { line("  ", name, v); });
   const bool inspecting = std::any_of(config.services.begin(), config.services.end(),
-                                      [](const ServiceConfig& s) { return s.dpi != Dpi::none; });
+                                      [](const ServiceConfig& s) { return s.dpi != SessionProtocol::none; });
   if (inspecting) {
     out << "  sessions:\n";
     each_session_counter(totals, [&](const char* name, std::uint64_t v) { line("    ", name, v); });

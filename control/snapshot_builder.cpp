@@ -26,12 +26,12 @@ dataplane::PoolView build_pool(const Config& config, const std::vector<ServiceBa
 
 dataplane::SessionInspection session_inspection(const ServiceConfig& service) {
   switch (service.dpi) {
-    case Dpi::sip:  // SIP over TCP is balanced per connection
+    case SessionProtocol::sip:  // SIP over TCP is balanced per connection
       return service.protocol == Protocol::udp ? dataplane::SessionInspection::sip_calls
                                                : dataplane::SessionInspection::none;
-    case Dpi::rtsp: return dataplane::SessionInspection::rtsp;
-    case Dpi::ftp: return dataplane::SessionInspection::ftp;
-    case Dpi::none: break;
+    case SessionProtocol::rtsp: return dataplane::SessionInspection::rtsp;
+    case SessionProtocol::ftp: return dataplane::SessionInspection::ftp;
+    case SessionProtocol::none: break;
   }
   return dataplane::SessionInspection::none;
 }
