@@ -186,8 +186,8 @@ void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, Burst& burst) {
   parsers::Ipv4Transport common;
   if (parsers::parse_ipv4_transport(frame, common) &&
       parsers::same_mac(common.dst_mac, snapshot_->ports[port_index].mac)) {
-    const std::uint16_t found = find_service(common.dst_ip, common.dst_port, common.l4_proto);
-    if (found != ServiceIndex::kNone) return admit(mbuf, found, common, burst);
+    const ServiceMatch found = find_service(common.dst_ip, common.dst_port, common.l4_proto);
+    if (found.service != ServiceIndex::kNone) return admit(mbuf, found, common, burst);
   }
   classify_any(mbuf, port_index, frame, burst);
 }
@@ -210,27 +210,30 @@ void Worker::classify_any(rte_mbuf* mbuf, std::uint16_t port_index,
 
   if (parsed.l3 == parsers::L3Kind::arp) return answer_locally(mbuf, port_index, parsed);
 
-  const std::uint16_t found =
+  const ServiceMatch found =
       find_service(parsers::address_words(parsed.dst_ip), parsed.dst_port, parsed.l4_proto);
-  if (found == ServiceIndex::kNone) return answer_locally(mbuf, port_index, parsed);
+  if (found.service == ServiceIndex::kNone) return answer_locally(mbuf, port_index, parsed);
   admit(mbuf, found, parsed, burst);
 }
 
-std::uint16_t Worker::find_service(parsers::AddressWords vip, std::uint16_t port,
-                                   std::uint8_t ip_proto) const {
+Worker::ServiceMatch Worker::find_service(parsers::AddressWords vip, std::uint16_t port,
+                                          std::uint8_t ip_proto) const {
   const ServiceIndex& index = snapshot_->service_index;
-  const std::uint16_t exact = index.find(vip, port, ip_proto);
-  if (exact != ServiceIndex::kNone) return exact;
-  const std::uint16_t any_port = index.find(vip, 0, ip_proto);
-  return any_port != ServiceIndex::kNone && (any_port & ServiceIndex::kRelated) != 0
-             ? any_port
-             : ServiceIndex::kNone;
+  std::uint16_t value = index.find(vip, port, ip_proto);
+  if (value == ServiceIndex::kNone) {
+    value = index.find(vip, 0, ip_proto);
+    if (value == ServiceIndex::kNone || (value & ServiceIndex::kRelated) == 0)
+      return {ServiceIndex::kNone, false};
+  }
+  // The index's entries carry the related flag in the service number's top bit.
+  return {static_cast<std::uint16_t>(value & ~ServiceIndex::kRelated),
+          (value & ServiceIndex::kRelated) != 0};
 }
 
 template <typename Fields>
-void Worker::admit(rte_mbuf* mbuf, std::uint16_t found, const Fields& fields, Burst& burst) {
-  const bool related = (found & ServiceIndex::kRelated) != 0;
-  const auto service = static_cast<std::uint16_t>(found & ~ServiceIndex::kRelated);
+void Worker::admit(rte_mbuf* mbuf, ServiceMatch found, const Fields& fields, Burst& burst) {
+  const bool related = found.related;
+  const std::uint16_t service = found.service;
   if (!related && snapshot_->services[service].dpi == SessionInspection::sip_calls &&
       read_sip_call(mbuf, fields.payload_offset, fields.payload_length, service,
                     burst.calls[burst.call_count])) {

@@ -117,16 +117,21 @@ class Worker {
                                               Burst& burst);
   void classify_any(rte_mbuf* mbuf, std::uint16_t port_index, std::span<const std::uint8_t> frame,
                     Burst& burst);
-  // The service a packet is for: by VIP, port and protocol, else an inspecting service's
-  // related flows on any port of the VIP (ServiceIndex::kRelated set); kNone for neither.
-  [[gnu::always_inline]] inline std::uint16_t find_service(parsers::AddressWords vip,
-                                                           std::uint16_t port,
-                                                           std::uint8_t ip_proto) const;
-  // Queues a packet of service `found` (as find_service gives it) for its call or its flow.
+  // The service a packet is for, and whether as one of its related flows.
+  struct ServiceMatch {
+    std::uint16_t service;  // ServiceIndex::kNone: no service
+    bool related;  // to an inspecting service's VIP on any other port: an expected flow
+  };
+  // By VIP, port and protocol, else an inspecting service's related flows on any port of
+  // the VIP.
+  [[gnu::always_inline]] inline ServiceMatch find_service(parsers::AddressWords vip,
+                                                          std::uint16_t port,
+                                                          std::uint8_t ip_proto) const;
+  // Queues a packet for `found`'s service for its call or its flow.
   // Fields: parsers::Ipv4Transport or parsers::ParsedFrame, which name their fields alike
   // (addresses as AddressWords in the one, IpBytes in the other: fill_flow_key takes both).
   template <typename Fields>
-  [[gnu::always_inline]] inline void admit(rte_mbuf* mbuf, std::uint16_t found,
+  [[gnu::always_inline]] inline void admit(rte_mbuf* mbuf, ServiceMatch found,
                                            const Fields& fields, Burst& burst);
   bool read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset, std::uint16_t payload_length,
                      std::uint16_t service, SipCall& call);
