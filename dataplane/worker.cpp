@@ -187,7 +187,7 @@ void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, Burst& burst) {
   if (parsers::parse_ipv4_transport(frame, common) &&
       parsers::same_mac(common.dst_mac, snapshot_->ports[port_index].mac)) {
     const ServiceMatch found = find_service(common.dst_ip, common.dst_port, common.l4_proto);
-    if (found.service != ServiceIndex::kNone) return admit(mbuf, found, common, burst);
+    if (found.service != ServiceIndex::kNone) return queue_for_lookup(mbuf, found, common, burst);
   }
   classify_any(mbuf, port_index, frame, burst);
 }
@@ -213,7 +213,7 @@ void Worker::classify_any(rte_mbuf* mbuf, std::uint16_t port_index,
   const ServiceMatch found =
       find_service(parsers::address_words(parsed.dst_ip), parsed.dst_port, parsed.l4_proto);
   if (found.service == ServiceIndex::kNone) return answer_locally(mbuf, port_index, parsed);
-  admit(mbuf, found, parsed, burst);
+  queue_for_lookup(mbuf, found, parsed, burst);
 }
 
 Worker::ServiceMatch Worker::find_service(parsers::AddressWords vip, std::uint16_t port,
@@ -231,7 +231,7 @@ Worker::ServiceMatch Worker::find_service(parsers::AddressWords vip, std::uint16
 }
 
 template <typename Fields>
-void Worker::admit(rte_mbuf* mbuf, ServiceMatch found, const Fields& fields, Burst& burst) {
+void Worker::queue_for_lookup(rte_mbuf* mbuf, ServiceMatch found, const Fields& fields, Burst& burst) {
   const bool related = found.related;
   const std::uint16_t service = found.service;
   if (!related && snapshot_->services[service].dpi == SessionInspection::sip_calls &&
@@ -241,7 +241,7 @@ void Worker::admit(rte_mbuf* mbuf, ServiceMatch found, const Fields& fields, Bur
     return;
   }
 
-  Pending& p = burst.flows[burst.flow_count++];
+  FlowPacket& p = burst.flows[burst.flow_count++];
   p.mbuf = mbuf;
   p.signature = fill_flow_key(p.key, fields.src_ip, fields.dst_ip, fields.src_port,
                               fields.dst_port, fields.l4_proto);
@@ -360,7 +360,7 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
   transmit_to_backend(mbuf, backend);
 }
 
-void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) {
+void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t now) {
   const ServiceView& service = snapshot_->services[packet.service];
   const bool closing = (packet.tcp_flags & (parsers::kTcpFin | parsers::kTcpRst)) != 0;
   std::uint16_t backend;
@@ -437,7 +437,7 @@ void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) 
 // The backend of a flow an inspecting service expects: RTP/RTCP from an RTSP client's
 // announced ports, or an FTP data connection (by the backend's passive port range when
 // configured, else by the oldest outstanding PASV/EPSV of the client address).
-std::uint16_t Worker::resolve_related(const Pending& packet, const ServiceView& service,
+std::uint16_t Worker::resolve_related(const FlowPacket& packet, const ServiceView& service,
                                       std::uint64_t now) {
   SessionRoute route;
   if (service.dpi == SessionInspection::rtsp) {
@@ -473,7 +473,7 @@ std::uint16_t Worker::resolve_related(const Pending& packet, const ServiceView& 
 // that saw FIN or RST opens a new connection from a reused port, resolved afresh; a SYN on
 // an open entry is that connection's retransmitted SYN and follows it (claiming another
 // expectation would steal the one of the client's next data connection).
-Worker::RelatedFlow Worker::follow_related(const Pending& packet, FlowEntry& entry,
+Worker::RelatedFlow Worker::follow_related(const FlowPacket& packet, FlowEntry& entry,
                                            const ServiceView& service, std::uint64_t now) {
   if (service.dpi == SessionInspection::rtsp) {
     SessionRoute route;

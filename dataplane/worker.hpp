@@ -72,7 +72,7 @@ class Worker {
   unsigned index() const { return index_; }
 
  private:
-  struct Pending {
+  struct FlowPacket {
     rte_mbuf* mbuf;
     FlowKey key;
     std::uint32_t signature;
@@ -94,7 +94,7 @@ class Worker {
   };
   // What classify() makes of a burst: flows for the flow table, calls for the session table.
   struct Burst {
-    Pending flows[kBurst];
+    FlowPacket flows[kBurst];
     unsigned flow_count = 0;
     SipCall calls[kBurst];
     unsigned call_count = 0;
@@ -111,7 +111,7 @@ class Worker {
   bool poll_port(std::uint16_t port_index, std::uint64_t now);
   // Queues the packet in `burst` for a flow or a call lookup, or answers or drops it.
   // Inlined, as are forward(), transmit_to_backend() and send(): once per packet each.
-  // The common frame shape takes parse_ipv4_transport's short path to admit(); every other
+  // The common frame shape takes parse_ipv4_transport's short path to queue_for_lookup(); every other
   // frame, and one that path cannot place, takes classify_any() and parse_frame.
   [[gnu::always_inline]] inline void classify(rte_mbuf* mbuf, std::uint16_t port_index,
                                               Burst& burst);
@@ -131,7 +131,7 @@ class Worker {
   // Fields: parsers::Ipv4Transport or parsers::ParsedFrame, which name their fields alike
   // (addresses as AddressWords in the one, IpBytes in the other: fill_flow_key takes both).
   template <typename Fields>
-  [[gnu::always_inline]] inline void admit(rte_mbuf* mbuf, ServiceMatch found,
+  [[gnu::always_inline]] inline void queue_for_lookup(rte_mbuf* mbuf, ServiceMatch found,
                                            const Fields& fields, Burst& burst);
   bool read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset, std::uint16_t payload_length,
                      std::uint16_t service, SipCall& call);
@@ -139,9 +139,9 @@ class Worker {
   void hand_to_control(rte_mbuf* mbuf);  // over the exception ring
   void answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
                       const parsers::ParsedFrame& parsed);
-  [[gnu::always_inline]] inline void forward(Pending& packet, std::int32_t position,
+  [[gnu::always_inline]] inline void forward(FlowPacket& packet, std::int32_t position,
                                              std::uint64_t now);
-  std::uint16_t resolve_related(const Pending& packet, const ServiceView& service,
+  std::uint16_t resolve_related(const FlowPacket& packet, const ServiceView& service,
                                 std::uint64_t now);
   // What a related flow's live entry is worth: see follow_related().
   enum class RelatedFlow : std::uint8_t {
@@ -149,7 +149,7 @@ class Worker {
     reopened,  // a new connection on the 5-tuple of a closed one: resolve it afresh
     ended,     // its session ended: the flow ends with it
   };
-  RelatedFlow follow_related(const Pending& packet, FlowEntry& entry, const ServiceView& service,
+  RelatedFlow follow_related(const FlowPacket& packet, FlowEntry& entry, const ServiceView& service,
                              std::uint64_t now);
   std::uint16_t pick_backend(const ServiceView& service, const PoolView& pool,
                              std::uint32_t hash) const;
