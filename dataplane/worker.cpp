@@ -121,7 +121,7 @@ bool Worker::poll_once() {
     if (count > 0) flush();
   }
   bool busy = false;
-  // One clock for the whole pass: a TSC read costs ~10 ns in a VM, and a loop's packets are
+  // One clock for the whole pass: a TSC read is slow in a VM, and a loop's packets are
   // microseconds apart.
   now_ = start;
   for (std::uint16_t p = 0; p < snapshot_->ports.size(); ++p) busy |= poll_port(p, now_);
@@ -187,7 +187,8 @@ void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, Burst& burst) {
   if (parsers::parse_ipv4_transport(frame, common) &&
       parsers::same_mac(common.dst_mac, snapshot_->ports[port_index].mac)) {
     const ServiceMatch found = find_service(common.dst_ip, common.dst_port, common.l4_proto);
-    if (found.service != ServiceIndex::kNone) return queue_for_lookup(mbuf, found, common, burst);
+    if (found.service != ServiceIndex::kNone)
+      return queue_for_lookup(mbuf, found, common, burst);
   }
   classify_any(mbuf, port_index, frame, burst);
 }
@@ -231,7 +232,8 @@ Worker::ServiceMatch Worker::find_service(parsers::AddressWords vip, std::uint16
 }
 
 template <typename Fields>
-void Worker::queue_for_lookup(rte_mbuf* mbuf, ServiceMatch found, const Fields& fields, Burst& burst) {
+void Worker::queue_for_lookup(rte_mbuf* mbuf, ServiceMatch found, const Fields& fields,
+                              Burst& burst) {
   const bool related = found.related;
   const std::uint16_t service = found.service;
   if (!related && snapshot_->services[service].dpi == SessionInspection::sip_calls &&

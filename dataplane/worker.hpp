@@ -32,8 +32,8 @@ struct rte_ring;
 namespace tether::dataplane {
 
 // 64, not DPDK's usual 32: the per-burst costs (the bulk lookups' setup, the flush, the
-// expiry slice, the loop's own accounting) spread over twice the packets, ~3% of the
-// instructions per packet on established flows. The bulk lookups take at most 64.
+// expiry slice, the loop's own accounting) spread over twice the packets. The bulk lookups
+// take at most 64.
 inline constexpr std::uint16_t kBurst = 64;
 static_assert(kBurst <= FlowTable::kMaxBulk);
 // Sweep this many flow-table slots per loop: a full sweep of 1M entries takes ~30k loops,
@@ -72,6 +72,7 @@ class Worker {
   unsigned index() const { return index_; }
 
  private:
+  // A packet queued for the burst's flow-table lookup, with what forward() needs of it.
   struct FlowPacket {
     rte_mbuf* mbuf;
     FlowKey key;
@@ -103,7 +104,7 @@ class Worker {
     std::uint16_t count = 0;
     // Of the packets in `mbufs`, summed as send() adds them: a pass over the burst in
     // flush() read back the pointers just stored (GCC made it an AVX-512 gather, which
-    // waited on those stores), ~2.5 ns a packet.
+    // waited on those stores).
     std::uint64_t bytes = 0;
     rte_mbuf* mbufs[kBurst];
   };
@@ -111,8 +112,8 @@ class Worker {
   bool poll_port(std::uint16_t port_index, std::uint64_t now);
   // Queues the packet in `burst` for a flow or a call lookup, or answers or drops it.
   // Inlined, as are forward(), transmit_to_backend() and send(): once per packet each.
-  // The common frame shape takes parse_ipv4_transport's short path to queue_for_lookup(); every other
-  // frame, and one that path cannot place, takes classify_any() and parse_frame.
+  // The common frame shape takes parse_ipv4_transport's short path to queue_for_lookup();
+  // every other frame, and one that path cannot place, takes classify_any() and parse_frame.
   [[gnu::always_inline]] inline void classify(rte_mbuf* mbuf, std::uint16_t port_index,
                                               Burst& burst);
   void classify_any(rte_mbuf* mbuf, std::uint16_t port_index, std::span<const std::uint8_t> frame,
@@ -132,7 +133,7 @@ class Worker {
   // (addresses as AddressWords in the one, IpBytes in the other: fill_flow_key takes both).
   template <typename Fields>
   [[gnu::always_inline]] inline void queue_for_lookup(rte_mbuf* mbuf, ServiceMatch found,
-                                           const Fields& fields, Burst& burst);
+                                                      const Fields& fields, Burst& burst);
   bool read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset, std::uint16_t payload_length,
                      std::uint16_t service, SipCall& call);
   void route_sip_call(SipCall& call, std::uint64_t now);
