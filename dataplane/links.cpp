@@ -22,30 +22,20 @@ rte_ring* make_ring(const char* name, unsigned size, int socket, unsigned flags)
   return ring;
 }
 
-void free_ring(rte_ring* ring) {
-  if (ring == nullptr) return;
+}  // namespace
+
+void Links::RingFree::operator()(rte_ring* ring) const {
   void* mbuf = nullptr;
   while (rte_ring_dequeue(ring, &mbuf) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(mbuf));
   rte_ring_free(ring);
 }
 
-}  // namespace
-
 Links::Links(unsigned workers, std::uint32_t session_capacity, int socket)
-    : snapshots_(workers, socket), sessions_("sessions", session_capacity, workers, socket) {
+    : exceptions_(make_ring("exceptions", kExceptionRingSize, socket, RING_F_SC_DEQ)),
+      outbound_(make_ring("control_out", kOutboundRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ)),
+      snapshots_(workers, socket),
+      sessions_("sessions", session_capacity, workers, socket) {
   for (unsigned w = 0; w < workers; ++w) workers_.push_back(std::make_unique<PerWorker>());
-  exceptions_ = make_ring("exceptions", kExceptionRingSize, socket, RING_F_SC_DEQ);
-  try {
-    outbound_ = make_ring("control_out", kOutboundRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
-  } catch (...) {
-    free_ring(exceptions_);
-    throw;
-  }
-}
-
-Links::~Links() {
-  free_ring(exceptions_);
-  free_ring(outbound_);
 }
 
 WorkerLinks Links::worker(unsigned index) {
@@ -53,8 +43,8 @@ WorkerLinks Links::worker(unsigned index) {
   return {&snapshots_.channel(index),
           &sessions_,
           &own.flow_samples,
-          exceptions_,
-          index == 0 ? outbound_ : nullptr,
+          exceptions_.get(),
+          index == 0 ? outbound_.get() : nullptr,
           &own.counters,
           own.backend_counters,
           &stop_};
