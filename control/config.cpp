@@ -18,12 +18,12 @@ const char* to_string(Scheduler scheduler) {
   }
   return "?";
 }
-const char* to_string(Dpi dpi) {
+const char* to_string(SessionProtocol dpi) {
   switch (dpi) {
-    case Dpi::none: return "none";
-    case Dpi::sip: return "sip";
-    case Dpi::rtsp: return "rtsp";
-    case Dpi::ftp: return "ftp";
+    case SessionProtocol::none: return "none";
+    case SessionProtocol::sip: return "sip";
+    case SessionProtocol::rtsp: return "rtsp";
+    case SessionProtocol::ftp: return "ftp";
   }
   return "?";
 }

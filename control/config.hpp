@@ -32,12 +32,12 @@ enum class Protocol : std::uint8_t { tcp, udp };
 enum class Scheduler : std::uint8_t { maglev, source_hash, least_sessions };
 enum class Forwarding : std::uint8_t { dsr };
 // What the service's signalling is inspected for (see README "Session awareness").
-enum class Dpi : std::uint8_t { none, sip, rtsp, ftp };
+enum class SessionProtocol : std::uint8_t { none, sip, rtsp, ftp };
 
 const char* to_string(Protocol protocol);
 const char* to_string(Scheduler scheduler);
 const char* to_string(Forwarding forwarding);
-const char* to_string(Dpi dpi);
+const char* to_string(SessionProtocol dpi);
 
 struct PortConfig {
   std::string name;
@@ -104,7 +104,7 @@ struct ServiceConfig {
   Forwarding forwarding;
   std::uint32_t idle_timeout_s;
   std::uint32_t fin_timeout_s;  // TCP flows after FIN or RST
-  Dpi dpi = Dpi::none;
+  SessionProtocol dpi = SessionProtocol::none;
   std::uint32_t session_timeout_s = 0;      // SIP call / RTSP session without signalling
   std::uint32_t linger_s = 0;               // SIP: after BYE or CANCEL
   std::uint32_t expectation_timeout_s = 0;  // FTP: PASV/EPSV until the data connection

@@ -59,14 +59,14 @@ std::string describe(const Config& config) {
         << "s";
     if (service.protocol == Protocol::tcp) out << "  fin " << service.fin_timeout_s << "s";
     out << "  dpi " << to_string(service.dpi);
-    if (service.dpi == Dpi::sip && service.protocol == Protocol::udp)
+    if (service.dpi == SessionProtocol::sip && service.protocol == Protocol::udp)
       out << " (calls by Call-ID, session " << service.session_timeout_s << "s, linger "
           << service.linger_s << "s)";
-    if (service.dpi == Dpi::sip && service.protocol == Protocol::tcp)
+    if (service.dpi == SessionProtocol::sip && service.protocol == Protocol::tcp)
       out << " (over TCP: per connection)";
-    if (service.dpi == Dpi::rtsp)
+    if (service.dpi == SessionProtocol::rtsp)
       out << " (RTP/RTCP follow SETUP, session " << service.session_timeout_s << "s)";
-    if (service.dpi == Dpi::ftp)
+    if (service.dpi == SessionProtocol::ftp)
       out << " (data follows PASV/EPSV, expectation " << service.expectation_timeout_s << "s)";
     out << '\n';
     if (service.health_check) {

@@ -135,16 +135,16 @@ void read_rules(const GroupReader& r, const Document& doc, ServiceConfig& servic
 
 void read_dpi(const GroupReader& r, const Document& doc, ServiceConfig& service,
               const std::map<std::string, std::size_t>& backend_names) {
-  service.dpi = r.choice<Dpi>(
-      "dpi", {{"none", Dpi::none}, {"sip", Dpi::sip}, {"rtsp", Dpi::rtsp}, {"ftp", Dpi::ftp}},
-      Dpi::none);
-  if ((service.dpi == Dpi::rtsp || service.dpi == Dpi::ftp) && service.protocol != Protocol::tcp)
+  service.dpi = r.choice<SessionProtocol>(
+      "dpi", {{"none", SessionProtocol::none}, {"sip", SessionProtocol::sip}, {"rtsp", SessionProtocol::rtsp}, {"ftp", SessionProtocol::ftp}},
+      SessionProtocol::none);
+  if ((service.dpi == SessionProtocol::rtsp || service.dpi == SessionProtocol::ftp) && service.protocol != Protocol::tcp)
     r.fail(r.get("dpi"), std::string("dpi '") + to_string(service.dpi) + "' needs protocol 'tcp'");
-  const bool sip_calls = service.dpi == Dpi::sip && service.protocol == Protocol::udp;
+  const bool sip_calls = service.dpi == SessionProtocol::sip && service.protocol == Protocol::udp;
   if (service.scheduler == Scheduler::least_sessions && !sip_calls)
     r.fail(r.get("scheduler"), "'least-sessions' counts SIP calls: it needs dpi 'sip' over udp");
   service.session_timeout_s = static_cast<std::uint32_t>(
-      r.integer("session_timeout", 1, 86400, service.dpi == Dpi::sip ? 1800 : 300));
+      r.integer("session_timeout", 1, 86400, service.dpi == SessionProtocol::sip ? 1800 : 300));
   service.linger_s = static_cast<std::uint32_t>(r.integer("linger", 0, 3600, 32));
   service.expectation_timeout_s =
       static_cast<std::uint32_t>(r.integer("expectation_timeout", 1, 3600, 30));
@@ -165,7 +165,7 @@ void read_dpi(const GroupReader& r, const Document& doc, ServiceConfig& service,
   if (r.has("rules")) {
     // An RTSP or SIP-over-TCP connection is balanced at its SYN, before any request is seen,
     // and in one-way mode the backend completes the handshake: no later choice is possible.
-    if (service.dpi != Dpi::sip || service.protocol != Protocol::udp)
+    if (service.dpi != SessionProtocol::sip || service.protocol != Protocol::udp)
       r.fail(r.get("rules"), "content rules need dpi 'sip' over udp (a TCP connection is "
                              "balanced at its SYN, before any request can be read)");
     read_rules(r, doc, service);
@@ -173,7 +173,7 @@ void read_dpi(const GroupReader& r, const Document& doc, ServiceConfig& service,
 
   bool any_passive = false;
   for (const auto& member : service.backends) any_passive |= member.passive_first != 0;
-  if (any_passive && service.dpi != Dpi::ftp)
+  if (any_passive && service.dpi != SessionProtocol::ftp)
     r.fail(r.get("backends"), "passive_ports need dpi 'ftp'");
   for (std::size_t a = 0; a < service.backends.size(); ++a)
     for (std::size_t b = a + 1; b < service.backends.size(); ++b) {
@@ -256,8 +256,8 @@ void read_services(const GroupReader& top, const Document& doc, Config& config,
       if (const Problem found = members_problem(config, service.pools[p].backends))
         r.fail(r.get("pools")[static_cast<int>(p)]["backends"], found.message);
 
-    if (service.dpi == Dpi::rtsp || service.dpi == Dpi::ftp) {
-      const Protocol related_protocol = service.dpi == Dpi::rtsp ? Protocol::udp : Protocol::tcp;
+    if (service.dpi == SessionProtocol::rtsp || service.dpi == SessionProtocol::ftp) {
+      const Protocol related_protocol = service.dpi == SessionProtocol::rtsp ? Protocol::udp : Protocol::tcp;
       auto [other, fresh] = related.emplace(std::make_pair(service.vip, related_protocol), service.name);
       if (!fresh)
         r.fail(r.get("dpi"), "service '" + other->second + "' already claims " +

@@ -10,7 +10,6 @@
 namespace tether {
 namespace {
 
-using dataplane::DpiProtocol;
 using dataplane::Expectation;
 using dataplane::SessionKind;
 
@@ -82,8 +81,8 @@ std::vector<CounterSample> list_counters(const Totals& t) {
   add("sessions", std::string(value) + "_" #member, c.member[i],                          \
       {.name = #member "_total", .type = kCounter, .help = text, .label = label,         \
        .label_value = value, .per_worker = true});
-  for (i = 0; i < dataplane::kDpiProtocols; ++i) {
-    value = to_string(static_cast<DpiProtocol>(i));
+  for (i = 0; i < dataplane::kSessionProtocols; ++i) {
+    value = to_string(static_cast<dataplane::SessionProtocol>(i));
     TETHER_PROTOCOL_COUNTERS(TETHER_LABELLED)
   }
   const auto expired = [&](SessionKind kind) {
@@ -92,7 +91,7 @@ std::vector<CounterSample> list_counters(const Totals& t) {
   add("sessions", "sip_sessions_expired", expired(SessionKind::sip_call),
       {.name = "sessions_expired_total", .type = kCounter,
        .help = "Sessions removed by the expiry sweep, by protocol.", .label = "protocol",
-       .label_value = to_string(DpiProtocol::sip)});
+       .label_value = to_string(dataplane::SessionProtocol::sip)});
   label = "kind";
   for (i = 0; i < dataplane::kExpectationKinds; ++i) {
     value = to_string(static_cast<Expectation>(i));
@@ -161,7 +160,7 @@ std::string summary_text(const Config& config, const Totals& totals) {
   out << "tetherd summary\n";
   each_in("counters", [&](const CounterSample& c) { line("  ", c.name, c.value); });
   const bool inspecting = std::any_of(config.services.begin(), config.services.end(),
-                                      [](const ServiceConfig& s) { return s.dpi != Dpi::none; });
+                                      [](const ServiceConfig& s) { return s.dpi != SessionProtocol::none; });
   if (inspecting) {
     out << "  sessions:\n";
     each_in("sessions", [&](const CounterSample& c) { line("    ", c.name, c.value); });

@@ -24,16 +24,16 @@ dataplane::PoolView build_pool(const Config& config, const std::vector<ServiceBa
   return pool;
 }
 
-dataplane::DpiKind dpi_kind(const ServiceConfig& service) {
+dataplane::SessionInspection session_inspection(const ServiceConfig& service) {
   switch (service.dpi) {
-    case Dpi::sip:  // SIP over TCP is balanced per connection
-      return service.protocol == Protocol::udp ? dataplane::DpiKind::sip_calls
-                                               : dataplane::DpiKind::none;
-    case Dpi::rtsp: return dataplane::DpiKind::rtsp;
-    case Dpi::ftp: return dataplane::DpiKind::ftp;
-    case Dpi::none: break;
+    case SessionProtocol::sip:  // SIP over TCP is balanced per connection
+      return service.protocol == Protocol::udp ? dataplane::SessionInspection::sip_calls
+                                               : dataplane::SessionInspection::none;
+    case SessionProtocol::rtsp: return dataplane::SessionInspection::rtsp;
+    case SessionProtocol::ftp: return dataplane::SessionInspection::ftp;
+    case SessionProtocol::none: break;
   }
-  return dataplane::DpiKind::none;
+  return dataplane::SessionInspection::none;
 }
 
 }  // namespace
@@ -71,7 +71,7 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(
     view.hash_input = service.scheduler == Scheduler::source_hash
                           ? dataplane::HashInput::client_address
                           : dataplane::HashInput::five_tuple;
-    view.dpi = dpi_kind(service);
+    view.dpi = session_inspection(service);
     view.least_sessions = service.scheduler == Scheduler::least_sessions;
     view.idle_timeout_tsc = service.idle_timeout_s * tsc_hz;
     view.fin_timeout_tsc = service.fin_timeout_s * tsc_hz;
@@ -99,10 +99,10 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(
       continue;
     }
     index.push_back({{service.vip, service.port, view.ip_proto}, number});
-    if (view.dpi == dataplane::DpiKind::rtsp)
+    if (view.dpi == dataplane::SessionInspection::rtsp)
       index.push_back({{service.vip, 0, parsers::kProtoUdp},
                        static_cast<std::uint16_t>(number | dataplane::ServiceIndex::kRelated)});
-    if (view.dpi == dataplane::DpiKind::ftp)
+    if (view.dpi == dataplane::SessionInspection::ftp)
       index.push_back({{service.vip, 0, parsers::kProtoTcp},
                        static_cast<std::uint16_t>(number | dataplane::ServiceIndex::kRelated)});
     snapshot->services.push_back(std::move(view));

@@ -34,9 +34,8 @@
 #include "control/report.hpp"
 #include "control/snapshot_builder.hpp"
 #include "control/telemetry.hpp"
+#include "dataplane/links.hpp"
 #include "dataplane/port.hpp"
-#include "dataplane/session_table.hpp"
-#include "dataplane/snapshot_channel.hpp"
 #include "dataplane/worker.hpp"
 
 namespace po = boost::program_options;
@@ -47,7 +46,6 @@ namespace {
 constexpr const char* kVersion = "tetherd 0.1.0";
 
 std::atomic<bool> stop_requested{false};
-std::atomic<bool> workers_stop{false};
 
 void on_signal(int) { stop_requested.store(true); }
 
@@ -137,7 +135,7 @@ std::vector<std::string> eal_arguments(const Config& config, const Options& opti
 }
 
 int worker_main(void* arg) {
-  static_cast<dataplane::Worker*>(arg)->run(workers_stop);
+  static_cast<dataplane::Worker*>(arg)->run();
   return 0;
 }
 
@@ -191,12 +189,9 @@ int run(const Config& config, const Options& options) {
 
   int status = 0;
   std::vector<dataplane::OpenPort> ports;
+  std::unique_ptr<dataplane::Links> links;  // outlives the workers, which hold its ends
   std::vector<std::unique_ptr<dataplane::Worker>> workers;
-  std::unique_ptr<dataplane::SnapshotPublisher> publisher;
-  std::unique_ptr<dataplane::SessionTable> sessions;
   dataplane::SweepResult expired;
-  rte_ring* exceptions = nullptr;
-  rte_ring* outbound = nullptr;
   std::unique_ptr<ControlPorts> control_ports;
   std::unique_ptr<NeighbourResolver> neighbours;
   std::unique_ptr<ControlState> control;
@@ -222,30 +217,20 @@ int run(const Config& config, const Options& options) {
       for (const auto& identity : identities) device_macs.push_back(identity.mac);
       validate(config, device_macs);
     }
-    // Packets for the control thread from the workers (many producers, one consumer): probe
-    // replies and neighbour answers.
-    exceptions = rte_ring_create("exceptions", 4096, SOCKET_ID_ANY, RING_F_SC_DEQ);
-    if (exceptions == nullptr)
-      throw std::runtime_error(std::string("cannot create the exception ring: ") + rte_strerror(rte_errno));
-    outbound = rte_ring_create("control_out", 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    if (outbound == nullptr)
-      throw std::runtime_error(std::string("cannot create the outbound ring: ") + rte_strerror(rte_errno));
+    links = std::make_unique<dataplane::Links>(config.workers, config.sessions, SOCKET_ID_ANY);
     std::vector<ControlPort> control_port_list;
     for (std::size_t i = 0; i < ports.size(); ++i)
       control_port_list.push_back({ports[i].port_id, ports[i].mac, ports[i].control_queue, ports[i].pool,
-                                   outbound, config.ports[i].addresses});
+                                   links->outbound(), config.ports[i].addresses});
     control_ports = std::make_unique<ControlPorts>(std::move(control_port_list));
     neighbours = std::make_unique<NeighbourResolver>(config, *control_ports, rte_get_tsc_hz());
 
-    publisher = std::make_unique<dataplane::SnapshotPublisher>(config.workers, SOCKET_ID_ANY);
-    sessions = std::make_unique<dataplane::SessionTable>("sessions", config.sessions,
-                                                         config.workers, SOCKET_ID_ANY);
     control = std::make_unique<ControlState>(ControlState{
         config, std::vector<dataplane::BackendState>(config.backends.size()), nullptr,
-        neighbours.get(), options.config_path, identities, rte_get_tsc_hz(), publisher.get(),
-        &workers, sessions.get(), &expired});
+        neighbours.get(), options.config_path, identities, rte_get_tsc_hz(), &links->snapshots(),
+        &workers, &links->sessions(), &expired});
     // Backends whose MAC is still to be resolved start down.
-    const dataplane::Snapshot* first = publisher->initial(control->build());
+    const dataplane::Snapshot* first = links->snapshots().initial(control->build());
 
     unsigned lcore = rte_get_next_lcore(-1, 1, 0);
     for (unsigned w = 0; w < config.workers; ++w, lcore = rte_get_next_lcore(lcore, 1, 0))
@@ -254,7 +239,7 @@ int run(const Config& config, const Options& options) {
                                  config.dpi_streams_per_worker,
                                  static_cast<int>(rte_lcore_to_socket_id(lcore)),
                                  config.dpi_sessions_per_worker},
-          first, sessions.get(), &publisher->channel(w), exceptions, w == 0 ? outbound : nullptr));
+          first, links->worker(w)));
     lcore = rte_get_next_lcore(-1, 1, 0);
     for (auto& worker : workers) {
       rte_eal_remote_launch(worker_main, worker.get(), lcore);
@@ -284,14 +269,14 @@ int run(const Config& config, const Options& options) {
     while (!stop_requested.load()) {
       cli->poll(std::chrono::milliseconds(health->empty() ? 50 : 10), handle);
       const std::uint64_t now = rte_rdtsc();
-      bool backends_changed = handle_control_packets(exceptions, *control_ports, *neighbours, *health, now);
+      bool backends_changed = handle_control_packets(links->exceptions(), *control_ports, *neighbours, *health, now);
       backends_changed |= neighbours->tick(now);
       backends_changed |= health->tick(now);
       if (backends_changed) control->republish();
-      publisher->collect();
-      const dataplane::SweepResult swept = sessions->sweep(now, sweep_slice);
+      links->snapshots().collect();
+      const dataplane::SweepResult swept = links->sessions().sweep(now, sweep_slice);
       for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];
-      set_telemetry_sessions(read_sessions(*sessions, expired));
+      set_telemetry_sessions(read_sessions(links->sessions(), expired));
       if (options.idle_exit_s > 0) {
         std::uint64_t rx = 0;
         for (const auto& w : workers) rx += w->counters().rx_packets;
@@ -312,12 +297,12 @@ int run(const Config& config, const Options& options) {
 
   withdraw_telemetry();
   rte_pdump_uninit();
-  workers_stop.store(true);
+  if (links) links->stop_workers();
   rte_eal_mp_wait_lcore();
   // Reloads and backend commands may have changed the backends since the start.
   const Config& final_config = control ? control->config : config;
   if (!workers.empty()) {
-    const Totals totals = add_up(workers, final_config.backends.size(), *sessions, expired);
+    const Totals totals = add_up(workers, final_config.backends.size(), links->sessions(), expired);
     std::cout << summary_text(final_config, totals) << std::flush;
     if (!options.stats_file.empty()) {
       std::ofstream file(options.stats_file);
@@ -333,18 +318,7 @@ int run(const Config& config, const Options& options) {
   control.reset();
   neighbours.reset();
   control_ports.reset();
-  if (exceptions != nullptr) {
-    void* mbuf = nullptr;
-    while (rte_ring_dequeue(exceptions, &mbuf) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(mbuf));
-    rte_ring_free(exceptions);
-  }
-  if (outbound != nullptr) {
-    void* mbuf = nullptr;
-    while (rte_ring_dequeue(outbound, &mbuf) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(mbuf));
-    rte_ring_free(outbound);
-  }
-  sessions.reset();
-  publisher.reset();
+  links.reset();
   for (auto& port : ports) dataplane::close_port(port);
   rte_eal_cleanup();
   return status;

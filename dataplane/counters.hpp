@@ -55,7 +55,7 @@ class Counter {
   X(tx_queue_full)        /* the NIC did not take the packet */                               \
   X(exception_ring_full)  /* a probe reply the control thread had no room for */
 
-#define TETHER_DPI_PROTOCOLS(X) X(sip) X(rtsp) X(ftp)
+#define TETHER_SESSION_PROTOCOLS(X) X(sip) X(rtsp) X(ftp)
 
 #define TETHER_EXPECTATIONS(X) X(rtp) X(ftp_data)
 
@@ -77,20 +77,20 @@ class Counter {
   X(too_many_expectations)  /* a PASV/EPSV of a client address with kFtpExpectationsPerClient outstanding */
 
 enum class DropReason : std::uint8_t { TETHER_DROP_REASONS(TETHER_ENUMERATOR) count_ };
-enum class DpiProtocol : std::uint8_t { TETHER_DPI_PROTOCOLS(TETHER_ENUMERATOR) count_ };
+enum class SessionProtocol : std::uint8_t { TETHER_SESSION_PROTOCOLS(TETHER_ENUMERATOR) count_ };
 enum class Expectation : std::uint8_t { TETHER_EXPECTATIONS(TETHER_ENUMERATOR) count_ };
 enum class DpiFallback : std::uint8_t { TETHER_DPI_FALLBACKS(TETHER_ENUMERATOR) count_ };
 
 inline constexpr std::size_t kDropReasonCount = static_cast<std::size_t>(DropReason::count_);
-inline constexpr std::size_t kDpiProtocols = static_cast<std::size_t>(DpiProtocol::count_);
+inline constexpr std::size_t kSessionProtocols = static_cast<std::size_t>(SessionProtocol::count_);
 inline constexpr std::size_t kExpectationKinds = static_cast<std::size_t>(Expectation::count_);
 inline constexpr std::size_t kDpiFallbackCount = static_cast<std::size_t>(DpiFallback::count_);
 
 namespace names {
 inline constexpr std::array<const char*, kDropReasonCount> drop_reason{
     TETHER_DROP_REASONS(TETHER_ENUMERATOR_NAME)};
-inline constexpr std::array<const char*, kDpiProtocols> dpi_protocol{
-    TETHER_DPI_PROTOCOLS(TETHER_ENUMERATOR_NAME)};
+inline constexpr std::array<const char*, kSessionProtocols> dpi_protocol{
+    TETHER_SESSION_PROTOCOLS(TETHER_ENUMERATOR_NAME)};
 inline constexpr std::array<const char*, kExpectationKinds> expectation{
     TETHER_EXPECTATIONS(TETHER_ENUMERATOR_NAME)};
 inline constexpr std::array<const char*, kDpiFallbackCount> dpi_fallback{
@@ -104,7 +104,7 @@ constexpr const char* of(const std::array<const char*, N>& table, Enum value) {
 }  // namespace names
 
 constexpr const char* to_string(DropReason reason) { return names::of(names::drop_reason, reason); }
-constexpr const char* to_string(DpiProtocol protocol) { return names::of(names::dpi_protocol, protocol); }
+constexpr const char* to_string(SessionProtocol protocol) { return names::of(names::dpi_protocol, protocol); }
 constexpr const char* to_string(Expectation kind) { return names::of(names::expectation, kind); }
 constexpr const char* to_string(DpiFallback reason) { return names::of(names::dpi_fallback, reason); }
 
@@ -158,7 +158,7 @@ struct alignas(64) WorkerCountersOf {
 #undef TETHER_SCALAR_MEMBER
   std::array<Cell, kDropReasonCount> drops{};
   std::array<Cell, parsers::kParseStatusCount> parse_errors{};  // [ok] unused
-#define TETHER_PROTOCOL_MEMBER(name, help) std::array<Cell, kDpiProtocols> name{};
+#define TETHER_PROTOCOL_MEMBER(name, help) std::array<Cell, kSessionProtocols> name{};
   TETHER_PROTOCOL_COUNTERS(TETHER_PROTOCOL_MEMBER)
 #undef TETHER_PROTOCOL_MEMBER
 #define TETHER_EXPECTATION_MEMBER(name, help) std::array<Cell, kExpectationKinds> name{};

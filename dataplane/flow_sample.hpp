@@ -45,7 +45,7 @@ class FlowSampleMailbox {
  public:
   static constexpr std::uint32_t kMaxSamples = 10000;
   // Per worker loop: slots walked and entries copied (a key copy costs a hash lookup).
-  // A few microseconds at most, so the burst loop keeps its rhythm while it answers.
+  // Bounded, so the burst loop keeps its rhythm while it answers.
   static constexpr std::uint32_t kSlotsPerLoop = 1024;
   static constexpr std::uint32_t kCopiesPerLoop = 64;
 

@@ -1,8 +1,12 @@
 #include "dataplane/slow_path.hpp"
 
 #include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
 
 #include <cstring>
+
+#include "dataplane/worker.hpp"
 
 namespace tether::dataplane {
 namespace {
@@ -213,6 +217,59 @@ bool neighbour_answer(const std::uint8_t* frame, const parsers::ParsedFrame& par
     at += option_length;
   }
   return true;
+}
+
+// The worker's side: which frames it answers itself, which it hands to the control thread
+// over the exception ring, and which it drops.
+void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
+                            const parsers::ParsedFrame& parsed) {
+  const Snapshot& snapshot = *snapshot_;
+  const auto& our_mac = snapshot.ports[port_index].mac;
+  auto* frame = rte_pktmbuf_mtod(mbuf, std::uint8_t*);
+
+  if (parsed.l3 == parsers::L3Kind::arp) {
+    const auto target = parsers::ipv4_mapped(parsed.arp.target_ip);
+    if (parsed.arp.operation == 1 && snapshot.is_local_address(port_index, target)) {
+      counters_.arp_replies++;
+      return send_reply(port_index, mbuf, answer_arp(frame, parsed, our_mac));
+    }
+    // The answer to the control thread's request for a backend's MAC.
+    if (parsed.arp.operation == 2 && exceptions_ != nullptr &&
+        snapshot.is_interface_address(port_index, target))
+      return hand_to_control(mbuf);
+    return drop(mbuf, DropReason::arp_not_for_us);
+  }
+
+  parsers::IpBytes target;
+  if (neighbour_solicitation_target(frame, parsed, target)) {
+    if (!snapshot.is_local_address(port_index, target))
+      return drop(mbuf, DropReason::no_service);
+    counters_.nd_advertisements++;
+    return send_reply(port_index, mbuf,
+                      answer_neighbour_solicitation(frame, rte_pktmbuf_tailroom(mbuf) +
+                                                               rte_pktmbuf_data_len(mbuf),
+                                                    parsed, our_mac));
+  }
+
+  const bool icmp = parsed.l4_proto == parsers::kProtoIcmp || parsed.l4_proto == parsers::kProtoIcmpv6;
+  const bool echo_request = icmp && (parsed.icmp_type == kIcmpEchoRequest ||
+                                     parsed.icmp_type == kIcmpv6EchoRequest);
+  // Anything else to an interface address answers the control thread: a health probe's
+  // reply or a neighbour advertisement.
+  if (!echo_request && exceptions_ != nullptr &&
+      snapshot.is_interface_address(port_index, parsed.dst_ip))
+    return hand_to_control(mbuf);
+  if (!icmp || !snapshot.is_local_address(port_index, parsed.dst_ip))
+    return drop(mbuf, DropReason::no_service);
+  const std::size_t echo = answer_icmp_echo(frame, parsed, our_mac);
+  if (echo == 0) return drop(mbuf, DropReason::icmp_not_handled);
+  counters_.icmp_echo_replies++;
+  send_reply(port_index, mbuf, echo);
+}
+
+void Worker::hand_to_control(rte_mbuf* mbuf) {
+  if (rte_ring_mp_enqueue(exceptions_, mbuf) != 0) return drop(mbuf, DropReason::exception_ring_full);
+  counters_.to_control++;
 }
 
 }  // namespace tether::dataplane

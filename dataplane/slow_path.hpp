@@ -3,7 +3,8 @@
 //
 // Each function turns the received frame into its reply in place (same buffer, same VLAN
 // tag) and returns the reply's length, or 0 when the frame asks for nothing we answer. They
-// work on plain buffers so unit tests need no EAL.
+// work on plain buffers so unit tests need no EAL. Which frames a worker answers, hands to
+// the control thread or drops is decided beside them (Worker::answer_locally, slow_path.cpp).
 #pragma once
 
 #include <cstddef>

@@ -47,7 +47,7 @@ struct BackendView {
   std::array<std::uint8_t, 12> ethernet_addresses{};
 };
 
-enum class DpiKind : std::uint8_t { none, sip_calls, rtsp, ftp };
+enum class SessionInspection : std::uint8_t { none, sip_calls, rtsp, ftp };
 
 struct PoolMember {
   std::uint16_t backend;
@@ -68,7 +68,7 @@ struct PassiveRange {
 struct ServiceView {
   std::uint8_t ip_proto;
   HashInput hash_input;
-  DpiKind dpi;
+  SessionInspection dpi;
   bool least_sessions;
   std::uint64_t idle_timeout_tsc;
   std::uint64_t fin_timeout_tsc;

@@ -12,9 +12,6 @@
 #include <memory>
 #include <string>
 
-#include "dataplane/slow_path.hpp"
-#include "parsers/ftp.hpp"
-#include "parsers/rtsp.hpp"
 #include "parsers/sip.hpp"
 
 namespace tether::dataplane {
@@ -24,7 +21,6 @@ constexpr std::size_t kMinFrame = 60;  // Ethernet minimum without the FCS
 // Fixed, so that every worker and every tether instance maps a Call-ID to the same backend.
 constexpr std::uint64_t kCallIdSeed = 0x63616c6c2d6964ULL;  // "call-id"
 constexpr std::uint32_t kClientHashSeed = 0x73726368;
-constexpr std::size_t kMaxFtpLine = 512;
 
 std::string table_name(unsigned index) { return "flows_w" + std::to_string(index); }
 
@@ -83,31 +79,28 @@ std::uint16_t from_tag_digest(const parsers::sip::message& message) {
 
 }  // namespace
 
-Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, SessionTable* sessions,
-               SnapshotChannel* channel, rte_ring* exceptions, rte_ring* outbound)
+Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerLinks& links)
     : index_(setup.index),
       queue_(setup.queue),
       snapshot_(snapshot),
-      sessions_(sessions),
-      channel_(channel),
-      exceptions_(exceptions),
-      outbound_(outbound),
+      sessions_(links.sessions),
+      channel_(links.snapshots),
+      exceptions_(links.exceptions),
+      outbound_(links.outbound),
+      flow_samples_(*links.flow_samples),
+      counters_(*links.counters),
+      backend_counters_(links.backend_counters),
+      stop_(*links.stop),
       flows_(table_name(setup.index).c_str(), setup.flow_capacity, setup.socket),
-      streams_(setup.stream_capacity),
-      buffers_(setup.buffer_capacity),
-      backend_counters_(kMaxBackends),
-      tx_(snapshot->ports.size()) {
-  free_streams_.reserve(setup.stream_capacity);
-  for (std::uint32_t i = setup.stream_capacity; i > 0; --i) free_streams_.push_back(i - 1);
-  free_buffers_.reserve(setup.buffer_capacity);
-  for (std::uint32_t i = setup.buffer_capacity; i > 0; --i) free_buffers_.push_back(i - 1);
-}
+      inspection_(setup.stream_capacity, setup.buffer_capacity, *links.sessions, *links.counters,
+                  links.backend_counters),
+      tx_(snapshot->ports.size()) {}
 
 Worker::~Worker() = default;
 
-void Worker::run(const std::atomic<bool>& stop) {
+void Worker::run() {
   sessions_->register_reader(index_);
-  while (!stop.load(std::memory_order_relaxed)) poll_once();
+  while (!stop_.load(std::memory_order_relaxed)) poll_once();
   flush();
   sessions_->unregister_reader(index_);
 }
@@ -128,7 +121,7 @@ bool Worker::poll_once() {
     if (count > 0) flush();
   }
   bool busy = false;
-  // One clock for the whole pass: a TSC read costs ~10 ns in a VM, and a loop's packets are
+  // One clock for the whole pass: a TSC read is slow in a VM, and a loop's packets are
   // microseconds apart.
   now_ = start;
   for (std::uint16_t p = 0; p < snapshot_->ports.size(); ++p) busy |= poll_port(p, now_);
@@ -193,8 +186,9 @@ void Worker::classify(rte_mbuf* mbuf, std::uint16_t port_index, Burst& burst) {
   parsers::Ipv4Transport common;
   if (parsers::parse_ipv4_transport(frame, common) &&
       parsers::same_mac(common.dst_mac, snapshot_->ports[port_index].mac)) {
-    const std::uint16_t found = find_service(common.dst_ip, common.dst_port, common.l4_proto);
-    if (found != ServiceIndex::kNone) return admit(mbuf, found, common, burst);
+    const ServiceMatch found = find_service(common.dst_ip, common.dst_port, common.l4_proto);
+    if (found.service != ServiceIndex::kNone)
+      return queue_for_lookup(mbuf, found, common, burst);
   }
   classify_any(mbuf, port_index, frame, burst);
 }
@@ -217,35 +211,39 @@ void Worker::classify_any(rte_mbuf* mbuf, std::uint16_t port_index,
 
   if (parsed.l3 == parsers::L3Kind::arp) return answer_locally(mbuf, port_index, parsed);
 
-  const std::uint16_t found =
+  const ServiceMatch found =
       find_service(parsers::address_words(parsed.dst_ip), parsed.dst_port, parsed.l4_proto);
-  if (found == ServiceIndex::kNone) return answer_locally(mbuf, port_index, parsed);
-  admit(mbuf, found, parsed, burst);
+  if (found.service == ServiceIndex::kNone) return answer_locally(mbuf, port_index, parsed);
+  queue_for_lookup(mbuf, found, parsed, burst);
 }
 
-std::uint16_t Worker::find_service(parsers::AddressWords vip, std::uint16_t port,
-                                   std::uint8_t ip_proto) const {
+Worker::ServiceMatch Worker::find_service(parsers::AddressWords vip, std::uint16_t port,
+                                          std::uint8_t ip_proto) const {
   const ServiceIndex& index = snapshot_->service_index;
-  const std::uint16_t exact = index.find(vip, port, ip_proto);
-  if (exact != ServiceIndex::kNone) return exact;
-  const std::uint16_t any_port = index.find(vip, 0, ip_proto);
-  return any_port != ServiceIndex::kNone && (any_port & ServiceIndex::kRelated) != 0
-             ? any_port
-             : ServiceIndex::kNone;
+  std::uint16_t value = index.find(vip, port, ip_proto);
+  if (value == ServiceIndex::kNone) {
+    value = index.find(vip, 0, ip_proto);
+    if (value == ServiceIndex::kNone || (value & ServiceIndex::kRelated) == 0)
+      return {ServiceIndex::kNone, false};
+  }
+  // The index's entries carry the related flag in the service number's top bit.
+  return {static_cast<std::uint16_t>(value & ~ServiceIndex::kRelated),
+          (value & ServiceIndex::kRelated) != 0};
 }
 
 template <typename Fields>
-void Worker::admit(rte_mbuf* mbuf, std::uint16_t found, const Fields& fields, Burst& burst) {
-  const bool related = (found & ServiceIndex::kRelated) != 0;
-  const auto service = static_cast<std::uint16_t>(found & ~ServiceIndex::kRelated);
-  if (!related && snapshot_->services[service].dpi == DpiKind::sip_calls &&
+void Worker::queue_for_lookup(rte_mbuf* mbuf, ServiceMatch found, const Fields& fields,
+                              Burst& burst) {
+  const bool related = found.related;
+  const std::uint16_t service = found.service;
+  if (!related && snapshot_->services[service].dpi == SessionInspection::sip_calls &&
       read_sip_call(mbuf, fields.payload_offset, fields.payload_length, service,
                     burst.calls[burst.call_count])) {
     ++burst.call_count;
     return;
   }
 
-  Pending& p = burst.flows[burst.flow_count++];
+  FlowPacket& p = burst.flows[burst.flow_count++];
   p.mbuf = mbuf;
   p.signature = fill_flow_key(p.key, fields.src_ip, fields.dst_ip, fields.src_port,
                               fields.dst_port, fields.l4_proto);
@@ -273,7 +271,7 @@ bool Worker::read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset,
     return false;
   }
   if (message.kind == sip::kind::keepalive) return false;
-  counters_.messages_inspected[static_cast<std::size_t>(DpiProtocol::sip)]++;
+  counters_.messages_inspected[static_cast<std::size_t>(SessionProtocol::sip)]++;
   call.mbuf = mbuf;
   call.service = service;
   call.key = sip_call_key(service, sip::hash_unfolded(message.call_id, kCallIdSeed));
@@ -346,7 +344,7 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
       // and sends each refused call's later messages where it sent the first.
       if (view.least_sessions) backend = pick_backend(view, view.pools[pool], hash);
     } else if (created) {  // not created: another worker added the call at the same moment
-      counters_.sessions_created[static_cast<std::size_t>(DpiProtocol::sip)]++;
+      counters_.sessions_created[static_cast<std::size_t>(SessionProtocol::sip)]++;
       backend_counters_[backend].sessions++;
     }
   }
@@ -356,7 +354,7 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
     if (ends_call) {
       // Counted once per call: not for retransmissions, the other side's BYE, BYE after CANCEL.
       if (sessions_->end_call(position, now + view.linger_tsc))
-        counters_.sessions_ended[static_cast<std::size_t>(DpiProtocol::sip)]++;
+        counters_.sessions_ended[static_cast<std::size_t>(SessionProtocol::sip)]++;
     } else if (known && !lingering) {  // an ended call's late messages do not extend its linger
       sessions_->refresh(position, now + view.session_timeout_tsc);
     }
@@ -364,58 +362,7 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
   transmit_to_backend(mbuf, backend);
 }
 
-void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
-                            const parsers::ParsedFrame& parsed) {
-  const Snapshot& snapshot = *snapshot_;
-  const auto& our_mac = snapshot.ports[port_index].mac;
-  auto* frame = rte_pktmbuf_mtod(mbuf, std::uint8_t*);
-
-  if (parsed.l3 == parsers::L3Kind::arp) {
-    const auto target = parsers::ipv4_mapped(parsed.arp.target_ip);
-    if (parsed.arp.operation == 1 && snapshot.is_local_address(port_index, target)) {
-      counters_.arp_replies++;
-      return send_reply(port_index, mbuf, answer_arp(frame, parsed, our_mac));
-    }
-    // The answer to the control thread's request for a backend's MAC.
-    if (parsed.arp.operation == 2 && exceptions_ != nullptr &&
-        snapshot.is_interface_address(port_index, target))
-      return hand_to_control(mbuf);
-    return drop(mbuf, DropReason::arp_not_for_us);
-  }
-
-  parsers::IpBytes target;
-  if (neighbour_solicitation_target(frame, parsed, target)) {
-    if (!snapshot.is_local_address(port_index, target))
-      return drop(mbuf, DropReason::no_service);
-    counters_.nd_advertisements++;
-    return send_reply(port_index, mbuf,
-                      answer_neighbour_solicitation(frame, rte_pktmbuf_tailroom(mbuf) +
-                                                               rte_pktmbuf_data_len(mbuf),
-                                                    parsed, our_mac));
-  }
-
-  const bool icmp = parsed.l4_proto == parsers::kProtoIcmp || parsed.l4_proto == parsers::kProtoIcmpv6;
-  const bool echo_request = icmp && (parsed.icmp_type == kIcmpEchoRequest ||
-                                     parsed.icmp_type == kIcmpv6EchoRequest);
-  // Anything else to an interface address answers the control thread: a health probe's
-  // reply or a neighbour advertisement.
-  if (!echo_request && exceptions_ != nullptr &&
-      snapshot.is_interface_address(port_index, parsed.dst_ip))
-    return hand_to_control(mbuf);
-  if (!icmp || !snapshot.is_local_address(port_index, parsed.dst_ip))
-    return drop(mbuf, DropReason::no_service);
-  const std::size_t echo = answer_icmp_echo(frame, parsed, our_mac);
-  if (echo == 0) return drop(mbuf, DropReason::icmp_not_handled);
-  counters_.icmp_echo_replies++;
-  send_reply(port_index, mbuf, echo);
-}
-
-void Worker::hand_to_control(rte_mbuf* mbuf) {
-  if (rte_ring_mp_enqueue(exceptions_, mbuf) != 0) return drop(mbuf, DropReason::exception_ring_full);
-  counters_.to_control++;
-}
-
-void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) {
+void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t now) {
   const ServiceView& service = snapshot_->services[packet.service];
   const bool closing = (packet.tcp_flags & (parsers::kTcpFin | parsers::kTcpRst)) != 0;
   std::uint16_t backend;
@@ -469,7 +416,7 @@ void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) 
       if (inserted >= 0) entry = &flows_.at(inserted);
       else counters_.flow_table_full++;
     } else {
-      if (entry->stream != 0) end_stream(*entry, now);
+      if (entry->stream != 0) inspection_.end_stream(*entry, now);
       *entry = fresh;
     }
   }
@@ -478,8 +425,12 @@ void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) 
     entry->deadline_tsc = now + (entry->closing ? service.fin_timeout_tsc : service.idle_timeout_tsc);
   }
 
-  if (!packet.related && (service.dpi == DpiKind::rtsp || service.dpi == DpiKind::ftp)) {
-    if (entry != nullptr) inspect(*entry, packet, service, now);
+  if (!packet.related && (service.dpi == SessionInspection::rtsp || service.dpi == SessionInspection::ftp)) {
+    if (entry != nullptr)
+      inspection_.inspect(*entry,
+                          {packet.key.src, packet.service, packet.tcp_flags, packet.tcp_seq,
+                           payload_of(packet.mbuf, packet.payload_offset, packet.payload_length)},
+                          service, now);
     else if (packet.payload_length > 0) fallback(DpiFallback::no_flow_entry);
   }
   transmit_to_backend(packet.mbuf, backend);
@@ -488,12 +439,12 @@ void Worker::forward(Pending& packet, std::int32_t position, std::uint64_t now) 
 // The backend of a flow an inspecting service expects: RTP/RTCP from an RTSP client's
 // announced ports, or an FTP data connection (by the backend's passive port range when
 // configured, else by the oldest outstanding PASV/EPSV of the client address).
-std::uint16_t Worker::resolve_related(const Pending& packet, const ServiceView& service,
+std::uint16_t Worker::resolve_related(const FlowPacket& packet, const ServiceView& service,
                                       std::uint64_t now) {
   SessionRoute route;
-  if (service.dpi == DpiKind::rtsp) {
-    const SessionKey key = rtp_expectation_key(packet.service, packet.key.src, packet.key.src_port);
-    const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
+  if (service.dpi == SessionInspection::rtsp) {
+    const std::int32_t position = find_rtp_expectation(*sessions_, packet.service, packet.key.src,
+                                                       packet.key.src_port, now, route);
     if (position < 0 || is_down(route.backend)) return kNoBackend;
     sessions_->extend(position, now, now + service.session_timeout_tsc);
     counters_.expectations_used[static_cast<std::size_t>(Expectation::rtp)]++;
@@ -524,12 +475,12 @@ std::uint16_t Worker::resolve_related(const Pending& packet, const ServiceView& 
 // that saw FIN or RST opens a new connection from a reused port, resolved afresh; a SYN on
 // an open entry is that connection's retransmitted SYN and follows it (claiming another
 // expectation would steal the one of the client's next data connection).
-Worker::RelatedFlow Worker::follow_related(const Pending& packet, FlowEntry& entry,
+Worker::RelatedFlow Worker::follow_related(const FlowPacket& packet, FlowEntry& entry,
                                            const ServiceView& service, std::uint64_t now) {
-  if (service.dpi == DpiKind::rtsp) {
-    const SessionKey key = rtp_expectation_key(packet.service, packet.key.src, packet.key.src_port);
+  if (service.dpi == SessionInspection::rtsp) {
     SessionRoute route;
-    const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
+    const std::int32_t position = find_rtp_expectation(*sessions_, packet.service, packet.key.src,
+                                                       packet.key.src_port, now, route);
     if (position < 0 || is_down(route.backend)) return RelatedFlow::ended;
     sessions_->extend(position, now, now + service.session_timeout_tsc);
     if (route.backend != entry.backend) {
@@ -570,316 +521,9 @@ std::uint16_t Worker::least_sessions(const PoolView& pool) const {
   return best;
 }
 
-void Worker::inspect(FlowEntry& entry, const Pending& packet, const ServiceView& service,
-                     std::uint64_t now) {
-  const bool closing = (packet.tcp_flags & (parsers::kTcpFin | parsers::kTcpRst)) != 0;
-  const bool syn = (packet.tcp_flags & (parsers::kTcpSyn | parsers::kTcpAck)) == parsers::kTcpSyn;
-  if (entry.stream == 0 && (syn || packet.payload_length > 0)) {
-    if (free_streams_.empty()) {
-      fallback(DpiFallback::no_stream_state);
-      return;
-    }
-    const std::uint32_t index = free_streams_.back();
-    free_streams_.pop_back();
-    Stream& stream = streams_[index];
-    stream.client = packet.key.src;
-    stream.next_seq = 0;
-    stream.buffer = 0;
-    stream.service = packet.service;
-    stream.backend = entry.backend;
-    stream.dpi = service.dpi;
-    stream.anchored = false;
-    stream.session_counted = false;
-    stream.rtp_port_count = 0;
-    entry.stream = (index + 1) & kFlowStreamMask;
-  }
-  if (entry.stream == 0) return;
-  Stream& stream = streams_[entry.stream - 1];
-  std::uint32_t seq = packet.tcp_seq;
-  if (syn) {
-    // The client's SYN, which a one-way balancer sees: the stream's first byte is ISN + 1,
-    // so a later segment that overtakes the first one is known to lie past a gap. A SYN that
-    // names another ISN starts the stream again.
-    seq += 1;
-    if (!stream.anchored || stream.next_seq != seq) {
-      if (stream.buffer != 0) release_buffer(stream);
-      stream.anchored = true;
-      stream.next_seq = seq;
-    }
-  }
-  if (packet.payload_length > 0)
-    read_segment(stream, seq, payload_of(packet.mbuf, packet.payload_offset, packet.payload_length),
-                 service, now);
-  if (closing) end_stream(entry, now);
-}
-
-// One segment of a control connection: requests that arrive whole where the stream stands
-// are read from the packet itself; a partial request, or a segment past a gap, goes into a
-// borrowed reassembly buffer, which goes back as soon as it holds nothing.
-void Worker::read_segment(Stream& stream, std::uint32_t seq, std::span<const std::uint8_t> payload,
-                          const ServiceView& service, std::uint64_t now) {
-  const auto read = [&](std::span<const std::uint8_t> data) {
-    return stream.dpi == DpiKind::rtsp ? read_rtsp(stream, data, service, now)
-                                       : read_ftp(stream, data, service, now);
-  };
-  if (!stream.anchored) {
-    stream.anchored = true;
-    stream.next_seq = seq;
-  }
-  if (stream.buffer == 0) {
-    // Sequence arithmetic modulo 2^32: negative is before the stream's next byte.
-    const std::int32_t offset = static_cast<std::int32_t>(seq - stream.next_seq);
-    if (offset < 0) {
-      const auto skip = static_cast<std::uint32_t>(-static_cast<std::int64_t>(offset));
-      if (skip >= payload.size()) return;  // a retransmission of what was read
-      payload = payload.subspan(skip);
-      seq = stream.next_seq;
-    }
-    if (seq == stream.next_seq) {
-      const std::size_t taken = read(payload);
-      if (taken == kUnreadable) return lose_place(stream);
-      stream.next_seq += static_cast<std::uint32_t>(taken);
-      if (taken == payload.size()) return;
-      payload = payload.subspan(taken);  // a partial request: the rest waits in a buffer
-      seq = stream.next_seq;
-    } else if (static_cast<std::uint64_t>(offset) + payload.size() > StreamBuffer::kCapacity) {
-      // Past any window a buffer has: refused before it could take one from another stream.
-      fallback(DpiFallback::stream_overflow);
-      return lose_place(stream);
-    }
-    borrow_buffer(stream).start(stream.next_seq);
-  } else {
-    unlink_buffer(stream.buffer - 1);
-    link_newest_buffer(stream.buffer - 1);
-  }
-  StreamBuffer& buffer = buffers_[stream.buffer - 1].buffer;
-  switch (buffer.add(seq, payload)) {
-    case StreamBuffer::Result::ok: break;
-    case StreamBuffer::Result::gap: fallback(DpiFallback::stream_gap); return lose_place(stream);
-    case StreamBuffer::Result::overflow:
-      fallback(DpiFallback::stream_overflow);
-      return lose_place(stream);
-  }
-  if (!buffer.data().empty()) {
-    const std::size_t taken = read(buffer.data());
-    if (taken == kUnreadable) return lose_place(stream);
-    buffer.consume(static_cast<std::uint32_t>(taken));
-  }
-  if (buffer.empty()) {
-    stream.next_seq = buffer.next_seq();
-    release_buffer(stream);
-  }
-}
-
-void Worker::lose_place(Stream& stream) {
-  if (stream.buffer != 0) release_buffer(stream);
-  stream.anchored = false;
-}
-
-// A reassembly buffer for `stream`: a free one, else the one used least recently, taken
-// from the stream that held it (its partial request is lost, counted as stream_evicted, and
-// that stream starts again at its next segment). Idle connections thus never lock out new
-// ones: one client holding many partial requests loses the oldest of them.
-StreamBuffer& Worker::borrow_buffer(Stream& stream) {
-  std::uint32_t index;
-  if (!free_buffers_.empty()) {
-    index = free_buffers_.back();
-    free_buffers_.pop_back();
-  } else {
-    index = oldest_buffer_;
-    Stream& victim = streams_[buffers_[index].owner];
-    unlink_buffer(index);
-    victim.buffer = 0;
-    victim.anchored = false;
-    fallback(DpiFallback::stream_evicted);
-  }
-  buffers_[index].owner = static_cast<std::uint32_t>(&stream - streams_.data());
-  link_newest_buffer(index);
-  stream.buffer = index + 1;
-  return buffers_[index].buffer;
-}
-
-void Worker::release_buffer(Stream& stream) {
-  const std::uint32_t index = stream.buffer - 1;
-  unlink_buffer(index);
-  free_buffers_.push_back(index);
-  stream.buffer = 0;
-}
-
-void Worker::unlink_buffer(std::uint32_t index) {
-  BufferSlot& slot = buffers_[index];
-  (slot.older != kNoSlot ? buffers_[slot.older].newer : oldest_buffer_) = slot.newer;
-  (slot.newer != kNoSlot ? buffers_[slot.newer].older : newest_buffer_) = slot.older;
-}
-
-void Worker::link_newest_buffer(std::uint32_t index) {
-  BufferSlot& slot = buffers_[index];
-  slot.older = newest_buffer_;
-  slot.newer = kNoSlot;
-  (newest_buffer_ != kNoSlot ? buffers_[newest_buffer_].newer : oldest_buffer_) = index;
-  newest_buffer_ = index;
-}
-
-std::size_t Worker::read_rtsp(Stream& stream, std::span<const std::uint8_t> input,
-                             const ServiceView& service, std::uint64_t now) {
-  namespace rtsp = parsers::rtsp;
-  std::size_t taken = 0;
-  for (;;) {
-    const auto data = input.subspan(taken);
-    if (data.empty()) return taken;
-    const rtsp::extent extent = rtsp::message_extent(data);
-    if (extent.status == parsers::status::need_more) {
-      // A partial message waits in a buffer, unless it can never fit one.
-      if (data.size() >= StreamBuffer::kCapacity) {
-        fallback(DpiFallback::stream_overflow);
-        return kUnreadable;
-      }
-      return taken;
-    }
-    if (extent.status != parsers::status::parsed) {
-      fallback(DpiFallback::rtsp_malformed);
-      return kUnreadable;
-    }
-    const rtsp::message message = rtsp::parse(data.first(extent.size));
-    if (message.status == parsers::status::parsed && message.kind == rtsp::kind::request) {
-      counters_.messages_inspected[static_cast<std::size_t>(DpiProtocol::rtsp)]++;
-      if (message.method == rtsp::method::SETUP) {
-        for (std::size_t t = 0; t < message.transport_count; ++t) {
-          const rtsp::transport_spec& spec = message.transports[t];
-          if (spec.lower != rtsp::lower_transport::udp || spec.interleaved.present ||
-              spec.delivery == rtsp::delivery::multicast)
-            continue;  // no UDP flow from the client follows
-          // The client's RTP and RTCP ports: RTSP/1.0 client_port and RTSP/2.0 dest_addr name
-          // where it receives, which is where it sends its RTCP (and keepalives) from;
-          // RTSP/2.0 src_addr names where it sends from (RECORD). Keyed by the control
-          // connection's client address whatever host an address names: a client steers only
-          // its own flows (and one behind a NAT writes its private address).
-          const std::uint16_t announced[] = {
-              spec.client_port.present ? spec.client_port.first : std::uint16_t{0},
-              spec.client_port.present ? spec.client_port.last : std::uint16_t{0},
-              spec.dest_rtp_port, spec.dest_rtcp_port, spec.src_rtp_port, spec.src_rtcp_port};
-          for (std::uint16_t port : announced) {
-            if (port == 0) continue;
-            const std::uint16_t* begin = stream.rtp_ports;
-            const std::uint16_t* end = begin + stream.rtp_port_count;
-            if (std::find(begin, end, port) != end) continue;
-            if (stream.rtp_port_count == kMaxRtpPorts) {
-              fallback(DpiFallback::too_many_streams);
-              continue;
-            }
-            const SessionKey key = rtp_expectation_key(stream.service, stream.client, port);
-            if (sessions_->add(key, session_signature(key), {stream.backend, stream.service},
-                               now + service.session_timeout_tsc) < 0) {
-              fallback(DpiFallback::session_table_full);
-              continue;
-            }
-            stream.rtp_ports[stream.rtp_port_count++] = port;
-            counters_.expectations_created[static_cast<std::size_t>(Expectation::rtp)]++;
-            if (!stream.session_counted) {
-              stream.session_counted = true;
-              counters_.sessions_created[static_cast<std::size_t>(DpiProtocol::rtsp)]++;
-              backend_counters_[stream.backend].sessions++;
-            }
-          }
-        }
-      } else if (message.method == rtsp::method::TEARDOWN) {
-        // One TEARDOWN ends the connection's streams: clients tear down whole sessions.
-        end_rtp_expectations(stream, now);
-        if (stream.session_counted)
-          counters_.sessions_ended[static_cast<std::size_t>(DpiProtocol::rtsp)]++;
-        stream.session_counted = false;
-      } else {
-        // Any other request (GET_PARAMETER, OPTIONS keepalives) keeps the streams alive.
-        for_each_rtp_expectation(stream, now, [&](std::int32_t position) {
-          sessions_->refresh(position, now + service.session_timeout_tsc);
-        });
-      }
-    }
-    taken += extent.size;
-  }
-}
-
-std::size_t Worker::read_ftp(Stream& stream, std::span<const std::uint8_t> input,
-                             const ServiceView& service, std::uint64_t now) {
-  namespace ftp = parsers::ftp;
-  std::size_t taken = 0;
-  for (;;) {
-    const auto data = input.subspan(taken);
-    if (data.empty()) return taken;
-    const ftp::command command = ftp::parse_command(data);
-    if (command.status == parsers::status::need_more) {
-      if (data.size() >= kMaxFtpLine) {
-        fallback(DpiFallback::stream_overflow);
-        return kUnreadable;
-      }
-      return taken;
-    }
-    counters_.messages_inspected[static_cast<std::size_t>(DpiProtocol::ftp)]++;
-    if (!stream.session_counted) {
-      stream.session_counted = true;
-      counters_.sessions_created[static_cast<std::size_t>(DpiProtocol::ftp)]++;
-      backend_counters_[stream.backend].sessions++;
-    }
-    if (command.status == parsers::status::malformed) {
-      fallback(DpiFallback::ftp_malformed);
-    } else if (command.status == parsers::status::parsed &&
-               (command.verb == ftp::verb::PASV ||
-                (command.verb == ftp::verb::EPSV && command.epsv != ftp::epsv_mode::all))) {
-      // One more outstanding expectation of the client address: control connections
-      // behind one address (NAT) issue PASV at the same moment, each waits for its own.
-      switch (sessions_->add_ftp_expectation(stream.service, stream.client, stream.backend, now,
-                                             now + service.expectation_timeout_tsc)) {
-        case FtpExpectationAdd::added:
-          counters_.expectations_created[static_cast<std::size_t>(Expectation::ftp_data)]++;
-          break;
-        case FtpExpectationAdd::client_full:
-          fallback(DpiFallback::too_many_expectations);
-          break;
-        case FtpExpectationAdd::table_full:
-          fallback(DpiFallback::session_table_full);
-          break;
-      }
-    }
-    if (command.size == 0) return kUnreadable;  // not for a whole line; never loop in place
-    taken += command.size;
-  }
-}
-
-template <typename Apply>
-void Worker::for_each_rtp_expectation(const Stream& stream, std::uint64_t now, Apply apply) {
-  for (std::uint8_t i = 0; i < stream.rtp_port_count; ++i) {
-    const SessionKey key = rtp_expectation_key(stream.service, stream.client, stream.rtp_ports[i]);
-    SessionRoute route;
-    const std::int32_t position = sessions_->find(key, session_signature(key), now, route);
-    if (position >= 0) apply(position);
-  }
-}
-
-// Expired from before `now`, not at it: media that follows the TEARDOWN in the same burst
-// (read with the same clock) is dropped too, as is media on another worker's later bursts.
-void Worker::end_rtp_expectations(Stream& stream, std::uint64_t now) {
-  for_each_rtp_expectation(stream, now,
-                           [&](std::int32_t position) { sessions_->shorten(position, now - 1); });
-  stream.rtp_port_count = 0;
-}
-
-// The control connection closed or expired: its RTP expectations go with it.
-void Worker::end_stream(FlowEntry& entry, std::uint64_t now) {
-  Stream& stream = streams_[entry.stream - 1];
-  end_rtp_expectations(stream, now);
-  if (stream.session_counted) {
-    const DpiProtocol protocol = stream.dpi == DpiKind::rtsp ? DpiProtocol::rtsp : DpiProtocol::ftp;
-    counters_.sessions_ended[static_cast<std::size_t>(protocol)]++;
-  }
-  stream.session_counted = false;
-  if (stream.buffer != 0) release_buffer(stream);
-  free_streams_.push_back(entry.stream - 1);
-  entry.stream = 0;
-}
-
 void Worker::end_expired_stream(void* worker, FlowEntry& entry) {
   auto* self = static_cast<Worker*>(worker);
-  self->end_stream(entry, self->now_);
+  self->inspection_.end_stream(entry, self->now_);
 }
 
 void Worker::transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend) {

@@ -6,8 +6,8 @@
 // (related RTP and FTP data flows through their expectations), inspect control
 // connections, rewrite for DSR, transmit. Everything a worker writes (flow
 // table, reassembly buffers, counters, TX buffers) is its own, except session table entries,
-// which the table makes safe to share, and the flow samples the control thread asks for,
-// which the mailbox hands over (dataplane/flow_sample.hpp).
+// which the table makes safe to share; everything it exchanges with the control thread goes
+// through its WorkerLinks (dataplane/links.hpp).
 #pragma once
 
 #include <atomic>
@@ -19,10 +19,11 @@
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_sample.hpp"
 #include "dataplane/flow_table.hpp"
+#include "dataplane/links.hpp"
 #include "dataplane/session_table.hpp"
 #include "dataplane/snapshot.hpp"
 #include "dataplane/snapshot_channel.hpp"
-#include "dataplane/stream_buffer.hpp"
+#include "dataplane/stream_inspection.hpp"
 #include "parsers/sip.hpp"
 
 struct rte_mbuf;
@@ -31,15 +32,13 @@ struct rte_ring;
 namespace tether::dataplane {
 
 // 64, not DPDK's usual 32: the per-burst costs (the bulk lookups' setup, the flush, the
-// expiry slice, the loop's own accounting) spread over twice the packets, ~3% of the
-// instructions per packet on established flows. The bulk lookups take at most 64.
+// expiry slice, the loop's own accounting) spread over twice the packets. The bulk lookups
+// take at most 64.
 inline constexpr std::uint16_t kBurst = 64;
 static_assert(kBurst <= FlowTable::kMaxBulk);
 // Sweep this many flow-table slots per loop: a full sweep of 1M entries takes ~30k loops,
 // well under a second when idle and a few seconds under load, far below any idle timeout.
 inline constexpr unsigned kExpiryBudget = 32;
-// RTP/RTCP ports one RTSP connection may set up (e.g. 4 media x RTP+RTCP).
-inline constexpr unsigned kMaxRtpPorts = 8;
 
 struct WorkerSetup {
   unsigned index;  // also the worker's RCU reader id in the session table
@@ -53,23 +52,19 @@ struct WorkerSetup {
 
 class Worker {
  public:
-  // `channel` brings later snapshots (null: the first one stays).
-  // `exceptions` carries replies to the control thread's probes (null: none are expected);
-  // `outbound` brings the control thread's packets for ports without a TX queue to spare
-  // (mbuf->port holds the snapshot's port index).
-  Worker(const WorkerSetup& setup, const Snapshot* snapshot, SessionTable* sessions,
-         SnapshotChannel* channel = nullptr, rte_ring* exceptions = nullptr,
-         rte_ring* outbound = nullptr);
+  // `links`: this worker's end of every exchange with the control thread (Links::worker()).
+  Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerLinks& links);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  void run(const std::atomic<bool>& stop);
+  // Polls until the control thread stops the workers.
+  void run();
   // One pass over every port: true if any packet arrived. run() is a loop of these.
   bool poll_once();
 
   const WorkerCounters& counters() const { return counters_; }
-  const std::vector<BackendCounters>& backend_counters() const { return backend_counters_; }
+  std::span<const BackendCounters> backend_counters() const { return backend_counters_; }
   std::uint32_t flow_count() const { return flows_.size(); }
   const FlowTable& flow_table() const { return flows_; }
   // The control thread's only way into this worker's flow table.
@@ -77,7 +72,8 @@ class Worker {
   unsigned index() const { return index_; }
 
  private:
-  struct Pending {
+  // A packet queued for the burst's flow-table lookup, with what forward() needs of it.
+  struct FlowPacket {
     rte_mbuf* mbuf;
     FlowKey key;
     std::uint32_t signature;
@@ -99,7 +95,7 @@ class Worker {
   };
   // What classify() makes of a burst: flows for the flow table, calls for the session table.
   struct Burst {
-    Pending flows[kBurst];
+    FlowPacket flows[kBurst];
     unsigned flow_count = 0;
     SipCall calls[kBurst];
     unsigned call_count = 0;
@@ -108,70 +104,45 @@ class Worker {
     std::uint16_t count = 0;
     // Of the packets in `mbufs`, summed as send() adds them: a pass over the burst in
     // flush() read back the pointers just stored (GCC made it an AVX-512 gather, which
-    // waited on those stores), ~2.5 ns a packet.
+    // waited on those stores).
     std::uint64_t bytes = 0;
     rte_mbuf* mbufs[kBurst];
   };
-  // An inspected control connection (RTSP or FTP): what it set up, so that TEARDOWN or its
-  // end can undo it, and where its next unread byte is. 48 bytes, one per connection from
-  // its SYN to its end (tables.dpi_sessions_per_worker of them). A 2 KB reassembly buffer
-  // is borrowed only while the connection holds a partial request or segments past a gap:
-  // a request that arrives whole is read straight from its packet.
-  struct Stream {
-    parsers::IpBytes client;
-    std::uint32_t next_seq;  // the first byte not read yet, once `anchored`
-    std::uint32_t buffer;    // its reassembly buffer's index + 1; 0 while it needs none
-    std::uint16_t service;
-    std::uint16_t backend;
-    DpiKind dpi;
-    // next_seq is known: from the client's SYN (ISN + 1), else from the first segment seen
-    // since the connection was picked up or its inspection lost its place.
-    bool anchored;
-    bool session_counted;
-    std::uint8_t rtp_port_count;
-    std::uint16_t rtp_ports[kMaxRtpPorts];
-  };
-  static_assert(sizeof(Stream) <= 64);  // 48 today: a few dozen bytes per connection
-  // A reassembly buffer and its place on the list by last use, which eviction takes from.
-  struct BufferSlot {
-    StreamBuffer buffer;
-    std::uint32_t owner;  // index of the stream it is lent to
-    std::uint32_t older;  // neighbours on the list by last use; kNoSlot at the ends
-    std::uint32_t newer;
-  };
-  static constexpr std::uint32_t kNoSlot = UINT32_MAX;
-  // What read_rtsp and read_ftp return when the stream cannot be read on from here.
-  static constexpr std::size_t kUnreadable = SIZE_MAX;
 
   bool poll_port(std::uint16_t port_index, std::uint64_t now);
   // Queues the packet in `burst` for a flow or a call lookup, or answers or drops it.
   // Inlined, as are forward(), transmit_to_backend() and send(): once per packet each.
-  // The common frame shape takes parse_ipv4_transport's short path to admit(); every other
-  // frame, and one that path cannot place, takes classify_any() and parse_frame.
+  // The common frame shape takes parse_ipv4_transport's short path to queue_for_lookup();
+  // every other frame, and one that path cannot place, takes classify_any() and parse_frame.
   [[gnu::always_inline]] inline void classify(rte_mbuf* mbuf, std::uint16_t port_index,
                                               Burst& burst);
   void classify_any(rte_mbuf* mbuf, std::uint16_t port_index, std::span<const std::uint8_t> frame,
                     Burst& burst);
-  // The service a packet is for: by VIP, port and protocol, else an inspecting service's
-  // related flows on any port of the VIP (ServiceIndex::kRelated set); kNone for neither.
-  [[gnu::always_inline]] inline std::uint16_t find_service(parsers::AddressWords vip,
-                                                           std::uint16_t port,
-                                                           std::uint8_t ip_proto) const;
-  // Queues a packet of service `found` (as find_service gives it) for its call or its flow.
+  // The service a packet is for, and whether as one of its related flows.
+  struct ServiceMatch {
+    std::uint16_t service;  // ServiceIndex::kNone: no service
+    bool related;  // to an inspecting service's VIP on any other port: an expected flow
+  };
+  // By VIP, port and protocol, else an inspecting service's related flows on any port of
+  // the VIP.
+  [[gnu::always_inline]] inline ServiceMatch find_service(parsers::AddressWords vip,
+                                                          std::uint16_t port,
+                                                          std::uint8_t ip_proto) const;
+  // Queues a packet for `found`'s service for its call or its flow.
   // Fields: parsers::Ipv4Transport or parsers::ParsedFrame, which name their fields alike
   // (addresses as AddressWords in the one, IpBytes in the other: fill_flow_key takes both).
   template <typename Fields>
-  [[gnu::always_inline]] inline void admit(rte_mbuf* mbuf, std::uint16_t found,
-                                           const Fields& fields, Burst& burst);
+  [[gnu::always_inline]] inline void queue_for_lookup(rte_mbuf* mbuf, ServiceMatch found,
+                                                      const Fields& fields, Burst& burst);
   bool read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset, std::uint16_t payload_length,
                      std::uint16_t service, SipCall& call);
   void route_sip_call(SipCall& call, std::uint64_t now);
   void hand_to_control(rte_mbuf* mbuf);  // over the exception ring
   void answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
                       const parsers::ParsedFrame& parsed);
-  [[gnu::always_inline]] inline void forward(Pending& packet, std::int32_t position,
+  [[gnu::always_inline]] inline void forward(FlowPacket& packet, std::int32_t position,
                                              std::uint64_t now);
-  std::uint16_t resolve_related(const Pending& packet, const ServiceView& service,
+  std::uint16_t resolve_related(const FlowPacket& packet, const ServiceView& service,
                                 std::uint64_t now);
   // What a related flow's live entry is worth: see follow_related().
   enum class RelatedFlow : std::uint8_t {
@@ -179,32 +150,13 @@ class Worker {
     reopened,  // a new connection on the 5-tuple of a closed one: resolve it afresh
     ended,     // its session ended: the flow ends with it
   };
-  RelatedFlow follow_related(const Pending& packet, FlowEntry& entry, const ServiceView& service,
+  RelatedFlow follow_related(const FlowPacket& packet, FlowEntry& entry, const ServiceView& service,
                              std::uint64_t now);
   std::uint16_t pick_backend(const ServiceView& service, const PoolView& pool,
                              std::uint32_t hash) const;
   std::uint16_t least_sessions(const PoolView& pool) const;
 
-  void inspect(FlowEntry& entry, const Pending& packet, const ServiceView& service,
-               std::uint64_t now);
-  void read_segment(Stream& stream, std::uint32_t seq, std::span<const std::uint8_t> payload,
-                    const ServiceView& service, std::uint64_t now);
-  // Read the whole requests at the start of `data`: the bytes they take, or kUnreadable.
-  std::size_t read_rtsp(Stream& stream, std::span<const std::uint8_t> data,
-                        const ServiceView& service, std::uint64_t now);
-  std::size_t read_ftp(Stream& stream, std::span<const std::uint8_t> data,
-                       const ServiceView& service, std::uint64_t now);
-  // The stream lost its place (a gap or request it cannot hold, a malformed request): its
-  // buffer goes back and its next segment starts it again.
-  void lose_place(Stream& stream);
-  StreamBuffer& borrow_buffer(Stream& stream);
-  void release_buffer(Stream& stream);
-  void unlink_buffer(std::uint32_t index);
-  void link_newest_buffer(std::uint32_t index);
-  template <typename Apply>
-  void for_each_rtp_expectation(const Stream& stream, std::uint64_t now, Apply apply);
-  void end_rtp_expectations(Stream& stream, std::uint64_t now);
-  void end_stream(FlowEntry& entry, std::uint64_t now);
+  // The flow table's expiry callback: an expired control connection's inspection ends.
   static void end_expired_stream(void* worker, FlowEntry& entry);
 
   bool is_down(std::uint16_t backend) const {
@@ -220,25 +172,23 @@ class Worker {
   unsigned index_;
   std::uint16_t queue_;
   const Snapshot* snapshot_;
+  // The links' ends (dataplane/links.hpp), under the names the burst loop uses.
   SessionTable* sessions_;
   SnapshotChannel* channel_;
   rte_ring* exceptions_;
   rte_ring* outbound_;
+  FlowSampleMailbox& flow_samples_;
+  WorkerCounters& counters_;
+  std::span<BackendCounters> backend_counters_;  // kMaxBackends: snapshots may add backends
+  const std::atomic<bool>& stop_;
   FlowTable flows_;
-  FlowSampleMailbox flow_samples_;
-  std::vector<Stream> streams_;
-  std::vector<std::uint32_t> free_streams_;
-  std::vector<BufferSlot> buffers_;
-  std::vector<std::uint32_t> free_buffers_;
-  std::uint32_t oldest_buffer_ = kNoSlot;  // the ends of the lent buffers' list by last use
-  std::uint32_t newest_buffer_ = kNoSlot;
+  StreamInspector inspection_;  // this worker's RTSP and FTP control connections
   std::uint64_t now_ = 0;  // of the current loop, for the expiry callback
-  WorkerCounters counters_;
-  std::vector<BackendCounters> backend_counters_;  // kMaxBackends: snapshots may add backends
   std::vector<TxBuffer> tx_;
   // Scratch for the burst in hand: a member, not on the stack, so that a poll does not
-  // construct a burst's worth of SIP message records it may never fill.
-  Burst burst_;
+  // construct a burst's worth of SIP message records it may never fill. On its own cache
+  // lines, as it was while the worker held its counters.
+  alignas(64) Burst burst_;
 };
 
 }  // namespace tether::dataplane

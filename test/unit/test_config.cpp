@@ -122,7 +122,7 @@ TEST_CASE("config: a minimal file loads with every default", "[config]") {
   CHECK(s.forwarding == tether::Forwarding::dsr);
   CHECK(s.idle_timeout_s == 300);  // tcp default
   CHECK(s.fin_timeout_s == 10);
-  CHECK(s.dpi == tether::Dpi::none);
+  CHECK(s.dpi == tether::SessionProtocol::none);
   CHECK(s.session_timeout_s == 300);
   CHECK(s.linger_s == 32);
   CHECK(s.expectation_timeout_s == 30);
@@ -563,7 +563,7 @@ TEST_CASE("config: load_config_file", "[config]") {
     CHECK(sip.forwarding == tether::Forwarding::dsr);
     CHECK(sip.idle_timeout_s == 60);
     CHECK(sip.fin_timeout_s == 10);
-    CHECK(sip.dpi == tether::Dpi::sip);
+    CHECK(sip.dpi == tether::SessionProtocol::sip);
     CHECK(sip.session_timeout_s == 1800);
     CHECK(sip.linger_s == 32);
     REQUIRE(sip.backends.size() == 2);
@@ -589,7 +589,7 @@ TEST_CASE("config: load_config_file", "[config]") {
     CHECK(ftp.port == 21);
     CHECK(ftp.protocol == tether::Protocol::tcp);
     CHECK(ftp.idle_timeout_s == 300);
-    CHECK(ftp.dpi == tether::Dpi::ftp);
+    CHECK(ftp.dpi == tether::SessionProtocol::ftp);
     CHECK(ftp.expectation_timeout_s == 30);
     REQUIRE(ftp.backends.size() == 2);
     CHECK(ftp.backends[0].weight == 1);
@@ -601,7 +601,7 @@ TEST_CASE("config: load_config_file", "[config]") {
     const auto& rtsp = c.services[2];
     CHECK(rtsp.name == "rtsp");
     CHECK(rtsp.port == 554);
-    CHECK(rtsp.dpi == tether::Dpi::rtsp);
+    CHECK(rtsp.dpi == tether::SessionProtocol::rtsp);
     CHECK(rtsp.session_timeout_s == 300);
     CHECK(rtsp.backends.size() == 2);
   }

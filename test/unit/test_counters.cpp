@@ -42,7 +42,7 @@ TEST_CASE("a counter counts, and reads whole while its worker writes", "[counter
 TEST_CASE("enum names come from the lists, in order", "[counters]") {
   CHECK(std::string(to_string(DropReason::not_our_mac)) == "not_our_mac");
   CHECK(std::string(to_string(DropReason::exception_ring_full)) == "exception_ring_full");
-  CHECK(std::string(to_string(DpiProtocol::rtsp)) == "rtsp");
+  CHECK(std::string(to_string(dataplane::SessionProtocol::rtsp)) == "rtsp");
   CHECK(std::string(to_string(Expectation::ftp_data)) == "ftp_data");
   CHECK(std::string(to_string(DpiFallback::too_many_expectations)) == "too_many_expectations");
   CHECK(std::string(to_string(DpiFallback::count_)) == "unknown");
@@ -111,7 +111,7 @@ TEST_CASE("every counter is listed once, under a well-formed Prometheus name", "
 #define TETHER_ONE(...) +1
   constexpr std::size_t kWorkerScalarCount = 0 TETHER_WORKER_COUNTERS(TETHER_ONE);
 #undef TETHER_ONE
-  CHECK(names.size() == kWorkerScalarCount + 1 + 3 * kDpiProtocols + 1 + 3 * kExpectationKinds +
+  CHECK(names.size() == kWorkerScalarCount + 1 + 3 * kSessionProtocols + 1 + 3 * kExpectationKinds +
                            1 + kDropReasonCount + parsers::kParseStatusCount - 1 +
                            kDpiFallbackCount + 4);
 }

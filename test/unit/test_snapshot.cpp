@@ -140,7 +140,7 @@ TEST_CASE("build_snapshot: ports, backends and services", "[snapshot]") {
     CHECK(s[3].idle_timeout_tsc == 60 * kTscHz);   // udp default
     CHECK(s[3].fin_timeout_tsc == 10 * kTscHz);
     for (const auto& view : s) {
-      CHECK(view.dpi == tether::dataplane::DpiKind::none);
+      CHECK(view.dpi == tether::dataplane::SessionInspection::none);
       CHECK_FALSE(view.least_sessions);
       CHECK(view.rules == nullptr);
     }

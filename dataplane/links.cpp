@@ -1,0 +1,53 @@
+#include "dataplane/links.hpp"
+
+#include <rte_errno.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace tether::dataplane {
+namespace {
+
+// Probe replies and neighbour answers the control thread has not read yet.
+constexpr unsigned kExceptionRingSize = 4096;
+// Health probes and neighbour requests worker 0 has not sent yet.
+constexpr unsigned kOutboundRingSize = 1024;
+
+rte_ring* make_ring(const char* name, unsigned size, int socket, unsigned flags) {
+  rte_ring* ring = rte_ring_create(name, size, socket, flags);
+  if (ring == nullptr)
+    throw std::runtime_error(std::string("cannot create ring ") + name + ": " + rte_strerror(rte_errno));
+  return ring;
+}
+
+}  // namespace
+
+void Links::RingFree::operator()(rte_ring* ring) const {
+  void* mbuf = nullptr;
+  while (rte_ring_dequeue(ring, &mbuf) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(mbuf));
+  rte_ring_free(ring);
+}
+
+Links::Links(unsigned workers, std::uint32_t session_capacity, int socket)
+    : exceptions_(make_ring("exceptions", kExceptionRingSize, socket, RING_F_SC_DEQ)),
+      outbound_(make_ring("control_out", kOutboundRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ)),
+      snapshots_(workers, socket),
+      sessions_("sessions", session_capacity, workers, socket) {
+  for (unsigned w = 0; w < workers; ++w) workers_.push_back(std::make_unique<PerWorker>());
+}
+
+WorkerLinks Links::worker(unsigned index) {
+  PerWorker& own = *workers_.at(index);
+  return {&snapshots_.channel(index),
+          &sessions_,
+          &own.flow_samples,
+          exceptions_.get(),
+          index == 0 ? outbound_.get() : nullptr,
+          &own.counters,
+          own.backend_counters,
+          &stop_};
+}
+
+}  // namespace tether::dataplane
