@@ -1,5 +1,7 @@
 #include "dataplane/links.hpp"
 
+#include "dataplane/ring.hpp"
+
 #include <rte_errno.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
@@ -14,13 +16,6 @@ namespace {
 constexpr unsigned kExceptionRingSize = 4096;
 // Health probes and neighbour requests worker 0 has not sent yet.
 constexpr unsigned kOutboundRingSize = 1024;
-
-rte_ring* make_ring(const char* name, unsigned size, int socket, unsigned flags) {
-  rte_ring* ring = rte_ring_create(name, size, socket, flags);
-  if (ring == nullptr)
-    throw std::runtime_error(std::string("cannot create ring ") + name + ": " + rte_strerror(rte_errno));
-  return ring;
-}
 
 }  // namespace
 

@@ -331,22 +331,26 @@ void SessionTable::reopened(std::int32_t position) {
   slots_[position].call.store(kCallLive, std::memory_order_release);
 }
 
+void SessionTable::find_ftp_slots(std::uint16_t service, const parsers::IpBytes& client,
+                                  FtpSlots& slots) const {
+  const void* key_list[kFtpExpectationsPerClient];
+  for (unsigned i = 0; i < kFtpExpectationsPerClient; ++i) {
+    slots.keys[i] = ftp_expectation_key(service, client, static_cast<std::uint16_t>(i));
+    key_list[i] = &slots.keys[i];
+    slots.signatures[i] = session_signature(slots.keys[i]);
+  }
+  if (rte_hash_lookup_with_hash_bulk(hash_, key_list, slots.signatures, kFtpExpectationsPerClient,
+                                     slots.positions) < 0)
+    std::fill(std::begin(slots.positions), std::end(slots.positions), -ENOENT);
+}
+
 FtpExpectationAdd SessionTable::add_ftp_expectation(std::uint16_t service,
                                                     const parsers::IpBytes& client,
                                                     std::uint16_t backend, std::uint64_t now,
                                                     std::uint64_t deadline) {
-  SessionKey keys[kFtpExpectationsPerClient];
-  const void* key_list[kFtpExpectationsPerClient];
-  hash_sig_t signatures[kFtpExpectationsPerClient];
-  std::int32_t positions[kFtpExpectationsPerClient];
-  for (unsigned i = 0; i < kFtpExpectationsPerClient; ++i) {
-    keys[i] = ftp_expectation_key(service, client, static_cast<std::uint16_t>(i));
-    key_list[i] = &keys[i];
-    signatures[i] = session_signature(keys[i]);
-  }
-  if (rte_hash_lookup_with_hash_bulk(hash_, key_list, signatures, kFtpExpectationsPerClient,
-                                     positions) < 0)
-    std::fill(std::begin(positions), std::end(positions), -ENOENT);
+  FtpSlots slots;
+  find_ftp_slots(service, client, slots);
+  const auto& [keys, signatures, positions] = slots;
   // The sequence orders the client's expectations for the data connections that claim them.
   const std::uint64_t ticket =
       ftp_ticket(ftp_sequence_.fetch_add(1, std::memory_order_relaxed), FtpSlotState::filling, backend);
@@ -416,18 +420,9 @@ bool SessionTable::take_ftp_slot(const SessionKey& key, std::uint32_t signature,
 
 bool SessionTable::claim_ftp_expectation(std::uint16_t service, const parsers::IpBytes& client,
                                          std::uint64_t now, SessionRoute& route) {
-  SessionKey keys[kFtpExpectationsPerClient];
-  const void* key_list[kFtpExpectationsPerClient];
-  hash_sig_t signatures[kFtpExpectationsPerClient];
-  std::int32_t positions[kFtpExpectationsPerClient];
-  for (unsigned i = 0; i < kFtpExpectationsPerClient; ++i) {
-    keys[i] = ftp_expectation_key(service, client, static_cast<std::uint16_t>(i));
-    key_list[i] = &keys[i];
-    signatures[i] = session_signature(keys[i]);
-  }
-  if (rte_hash_lookup_with_hash_bulk(hash_, key_list, signatures, kFtpExpectationsPerClient,
-                                     positions) < 0)
-    return false;
+  FtpSlots slots;
+  find_ftp_slots(service, client, slots);
+  const std::int32_t (&positions)[kFtpExpectationsPerClient] = slots.positions;
   // The oldest outstanding one; a failed claim means another data connection took it (or a
   // PASV refilled an expired slot): look again, a bounded number of times.
   for (unsigned attempt = 0; attempt <= kFtpExpectationsPerClient; ++attempt) {

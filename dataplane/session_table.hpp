@@ -218,6 +218,14 @@ class SessionTable {
   void count(SessionKind kind, std::uint16_t backend, bool entry);
   void uncount(SessionKind kind, std::uint16_t backend, bool entry);
   // FTP slots: takes the slot at `position` for a new expectation if it is free to take.
+  // The keys of a client address's FTP expectation slots and their positions (-ENOENT
+  // where a slot is not in the table).
+  struct FtpSlots {
+    SessionKey keys[kFtpExpectationsPerClient];
+    std::uint32_t signatures[kFtpExpectationsPerClient];
+    std::int32_t positions[kFtpExpectationsPerClient];
+  };
+  void find_ftp_slots(std::uint16_t service, const parsers::IpBytes& client, FtpSlots& slots) const;
   bool take_ftp_slot(const SessionKey& key, std::uint32_t signature, std::int32_t position,
                      bool created, std::uint64_t now, std::uint64_t ticket, std::uint64_t deadline);
   // The sweep's side of a slot: true if the expired slot at `position` may be deleted (then

@@ -1,5 +1,7 @@
 #include "dataplane/snapshot_channel.hpp"
 
+#include "dataplane/ring.hpp"
+
 #include <rte_errno.h>
 #include <rte_ring.h>
 
@@ -10,20 +12,14 @@ namespace tether::dataplane {
 namespace {
 
 constexpr unsigned kRingSize = 64;
-
-rte_ring* make_ring(const std::string& name, int socket) {
-  rte_ring* ring = rte_ring_create(name.c_str(), kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
-  if (ring == nullptr)
-    throw std::runtime_error("cannot create ring " + name + ": " + rte_strerror(rte_errno));
-  return ring;
-}
+constexpr unsigned kFlags = RING_F_SP_ENQ | RING_F_SC_DEQ;  // one control thread, one worker
 
 }  // namespace
 
 SnapshotChannel::SnapshotChannel(unsigned worker, int socket)
-    : to_worker_(make_ring("snap_to_w" + std::to_string(worker), socket)) {
+    : to_worker_(make_ring("snap_to_w" + std::to_string(worker), kRingSize, socket, kFlags)) {
   try {
-    to_control_ = make_ring("snap_ack_w" + std::to_string(worker), socket);
+    to_control_ = make_ring("snap_ack_w" + std::to_string(worker), kRingSize, socket, kFlags);
   } catch (...) {
     rte_ring_free(to_worker_);
     throw;
