@@ -1,5 +1,6 @@
 #include "dataplane/flow_table.hpp"
 
+#include "dataplane/dpdk_objects.hpp"
 #include "dataplane/heap.hpp"
 
 #include <rte_errno.h>
@@ -25,17 +26,8 @@ static_assert(FlowTable::kMaxBulk == RTE_HASH_LOOKUP_BULK_MAX);
 
 FlowTable::FlowTable(const char* name, std::uint32_t capacity, int socket) : capacity_(capacity) {
   const std::uint64_t heap_before = heap_bytes_allocated();
-  rte_hash_parameters params{};
-  params.name = name;
-  params.entries = capacity;
-  params.key_len = sizeof(FlowKey);
-  params.hash_func = hash_flow_key;
-  params.hash_func_init_val = kFlowHashSeed;
-  params.socket_id = socket;
-  hash_ = rte_hash_create(&params);
-  if (hash_ == nullptr)
-    throw std::runtime_error(std::string("cannot create flow table ") + name + ": " +
-                             rte_strerror(rte_errno));
+  hash_ = make_hash("flow table", name, capacity, sizeof(FlowKey), hash_flow_key, kFlowHashSeed,
+                    socket);
   // rte_hash positions run up to the number of key slots it allocated, which is at least
   // `entries`; ask it rather than assume.
   slot_count_ = static_cast<std::uint32_t>(rte_hash_max_key_id(hash_)) + 1;

@@ -1,5 +1,6 @@
 #include "dataplane/session_table.hpp"
 
+#include "dataplane/dpdk_objects.hpp"
 #include "dataplane/heap.hpp"
 
 #include <rte_errno.h>
@@ -60,6 +61,15 @@ SessionKey blank_key(SessionKind kind, std::uint16_t service) {
   return key;
 }
 
+// An expectation of one client address: its port, or its FTP slot, in `port`.
+SessionKey client_key(SessionKind kind, std::uint16_t service, const parsers::IpBytes& client,
+                      std::uint16_t port) {
+  SessionKey key = blank_key(kind, service);
+  key.address = client;
+  key.port = port;
+  return key;
+}
+
 }  // namespace
 
 SessionKey sip_call_key(std::uint16_t service, std::uint64_t call_id_digest) {
@@ -70,18 +80,12 @@ SessionKey sip_call_key(std::uint16_t service, std::uint64_t call_id_digest) {
 
 SessionKey rtp_expectation_key(std::uint16_t service, const parsers::IpBytes& client,
                                std::uint16_t client_port) {
-  SessionKey key = blank_key(SessionKind::rtp_expectation, service);
-  key.address = client;
-  key.port = client_port;
-  return key;
+  return client_key(SessionKind::rtp_expectation, service, client, client_port);
 }
 
 SessionKey ftp_expectation_key(std::uint16_t service, const parsers::IpBytes& client,
                                std::uint16_t slot) {
-  SessionKey key = blank_key(SessionKind::ftp_expectation, service);
-  key.address = client;
-  key.port = slot;
-  return key;
+  return client_key(SessionKind::ftp_expectation, service, client, slot);
 }
 
 std::uint32_t session_signature(const SessionKey& key) {
@@ -91,19 +95,9 @@ std::uint32_t session_signature(const SessionKey& key) {
 SessionTable::SessionTable(const char* name, std::uint32_t capacity, unsigned readers, int socket)
     : capacity_(capacity) {
   const std::uint64_t heap_before = heap_bytes_allocated();
-  rte_hash_parameters params{};
-  params.name = name;
-  params.entries = capacity;
-  params.key_len = sizeof(SessionKey);
-  params.hash_func = rte_hash_crc;
-  params.hash_func_init_val = kSessionHashSeed;
-  params.socket_id = socket;
-  params.extra_flag =
-      RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_MULTI_WRITER_ADD;
-  hash_ = rte_hash_create(&params);
-  if (hash_ == nullptr)
-    throw std::runtime_error(std::string("cannot create session table ") + name + ": " +
-                             rte_strerror(rte_errno));
+  hash_ = make_hash("session table", name, capacity, sizeof(SessionKey), rte_hash_crc,
+                    kSessionHashSeed, socket,
+                    RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_MULTI_WRITER_ADD);
 
   const std::size_t rcu_size = rte_rcu_qsbr_get_memsize(readers);
   rcu_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc_socket(name, rcu_size, RTE_CACHE_LINE_SIZE, socket));

@@ -1,6 +1,6 @@
 #include "dataplane/snapshot_channel.hpp"
 
-#include "dataplane/ring.hpp"
+#include "dataplane/dpdk_objects.hpp"
 
 #include <rte_errno.h>
 #include <rte_ring.h>
