@@ -23,9 +23,10 @@
 //   outbound ring        control (SP) -> worker 0 (SC):       rte_ring, as above; mbuf->port
 //                        control packets for ports without    holds the snapshot's port index
 //                        a TX queue to spare
-//   counters             each worker its own -> control       none: each counter is one word
-//   (counters.hpp)       (reports, telemetry, idle exit)      its worker alone writes; totals
-//                                                             the control thread reads may lag
+//   counters             each worker its own -> control       relaxed std::atomic_ref stores by
+//   (counters.hpp)       (reports, telemetry, idle exit)      the one worker that writes a
+//                                                             counter, relaxed loads by readers:
+//                                                             totals may lag, never tear
 //   stop flag            control -> every worker              relaxed: a worker needs to see it
 //                                                             only eventually; the control
 //                                                             thread then waits for the lcores
