@@ -182,7 +182,7 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
     const auto data = input.subspan(taken);
     if (data.empty()) return taken;
     const rtsp::extent extent = rtsp::message_extent(data);
-    if (extent.status == parsers::status::need_more) {
+    if (extent.status == parsers::Status::need_more) {
       // A partial message waits in a buffer, unless it can never fit one.
       if (data.size() >= StreamBuffer::kCapacity) {
         fallback(DpiFallback::stream_overflow);
@@ -190,12 +190,12 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
       }
       return taken;
     }
-    if (extent.status != parsers::status::parsed) {
+    if (extent.status != parsers::Status::parsed) {
       fallback(DpiFallback::rtsp_malformed);
       return kUnreadable;
     }
     const rtsp::message message = rtsp::parse(data.first(extent.size));
-    if (message.status == parsers::status::parsed && message.kind == rtsp::kind::request) {
+    if (message.status == parsers::Status::parsed && message.kind == rtsp::kind::request) {
       counters_.messages_inspected[static_cast<std::size_t>(SessionProtocol::rtsp)]++;
       if (message.method == rtsp::method::SETUP) {
         for (std::size_t t = 0; t < message.transport_count; ++t) {
@@ -261,7 +261,7 @@ std::size_t StreamInspector::read_ftp(Stream& stream, std::span<const std::uint8
     const auto data = input.subspan(taken);
     if (data.empty()) return taken;
     const ftp::command command = ftp::parse_command(data);
-    if (command.status == parsers::status::need_more) {
+    if (command.status == parsers::Status::need_more) {
       if (data.size() >= kMaxFtpLine) {
         fallback(DpiFallback::stream_overflow);
         return kUnreadable;
@@ -274,9 +274,9 @@ std::size_t StreamInspector::read_ftp(Stream& stream, std::span<const std::uint8
       counters_.sessions_created[static_cast<std::size_t>(SessionProtocol::ftp)]++;
       backend_counters_[stream.backend].sessions++;
     }
-    if (command.status == parsers::status::malformed) {
+    if (command.status == parsers::Status::malformed) {
       fallback(DpiFallback::ftp_malformed);
-    } else if (command.status == parsers::status::parsed &&
+    } else if (command.status == parsers::Status::parsed &&
                (command.verb == ftp::verb::PASV ||
                 (command.verb == ftp::verb::EPSV && command.epsv != ftp::epsv_mode::all))) {
       // One more outstanding expectation of the client address: control connections

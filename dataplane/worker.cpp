@@ -264,8 +264,8 @@ bool Worker::read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset,
   // Constructed in place from parse()'s result: a message is too large to copy per datagram.
   std::construct_at(&call.message, sip::parse(call.payload));
   const sip::message& message = call.message;
-  if (message.status != parsers::status::parsed) {
-    if (message.status == parsers::status::not_this_protocol) fallback(DpiFallback::not_sip);
+  if (message.status != parsers::Status::parsed) {
+    if (message.status == parsers::Status::not_this_protocol) fallback(DpiFallback::not_sip);
     else if (message.reason == sip::reason::call_id_missing) fallback(DpiFallback::sip_no_call_id);
     else fallback(DpiFallback::sip_malformed);
     return false;

@@ -215,7 +215,7 @@ reason parse_229(std::string_view text, endpoint& data) {
 
 }  // namespace
 
-command parse_command(byte_span input) {
+command parse_command(ByteSpan input) {
   command cmd;
   std::string_view all = text::as_chars(input);
   // A verb is 3 or 4 letters (RFC 959 5.3.1), then SP or the line end.
@@ -223,14 +223,14 @@ command parse_command(byte_span input) {
   while (letters < all.size() && letters <= 4 && text::is_alpha(all[letters])) ++letters;
   if (letters > 4) return cmd;
   if (letters == all.size()) {
-    cmd.status = status::need_more;
+    cmd.status = Status::need_more;
     return cmd;
   }
   char after_verb = all[letters];
   if (letters < 3 || (after_verb != ' ' && after_verb != '\r' && after_verb != '\n')) return cmd;
   auto line = text::first_line(all);
   if (!line) {
-    cmd.status = status::need_more;
+    cmd.status = Status::need_more;
     return cmd;
   }
   cmd.size = line->size;
@@ -250,27 +250,27 @@ command parse_command(byte_span input) {
     cmd.verb = verb::EPRT;
     why = parse_eprt(cmd.argument, cmd.data);
   }
-  cmd.status = why == reason::none ? status::parsed : status::malformed;
+  cmd.status = why == reason::none ? Status::parsed : Status::malformed;
   cmd.reason = why;
   if (why != reason::none) cmd.data = endpoint{};
   return cmd;
 }
 
-reply parse_reply(byte_span input) {
+reply parse_reply(ByteSpan input) {
   reply rep;
   std::string_view all = text::as_chars(input);
   // A reply starts with a code from 100 to 599, then SP, '-' (more lines follow) or the end.
   for (std::size_t i = 0; i < all.size() && i < 3; ++i)
     if (i == 0 ? all[0] < '1' || all[0] > '5' : !text::is_digit(all[i])) return rep;
   if (all.size() <= 3) {
-    rep.status = status::need_more;
+    rep.status = Status::need_more;
     return rep;
   }
   char separator = all[3];
   if (separator != ' ' && separator != '-' && separator != '\r' && separator != '\n') return rep;
   auto first = text::first_line(all);
   if (!first) {
-    rep.status = status::need_more;
+    rep.status = Status::need_more;
     return rep;
   }
   std::string_view code = all.substr(0, 3);
@@ -283,7 +283,7 @@ reply parse_reply(byte_span input) {
     for (;;) {
       auto line = text::first_line(all.substr(end));
       if (!line) {
-        rep.status = status::need_more;
+        rep.status = Status::need_more;
         return rep;
       }
       std::size_t line_start = end;
@@ -301,7 +301,7 @@ reply parse_reply(byte_span input) {
   reason why = reason::none;
   if (rep.code == 227) why = parse_227(rep.text, rep.data);
   else if (rep.code == 229) why = parse_229(rep.text, rep.data);
-  rep.status = why == reason::none ? status::parsed : status::malformed;
+  rep.status = why == reason::none ? Status::parsed : Status::malformed;
   rep.reason = why;
   return rep;
 }

@@ -56,7 +56,7 @@ struct endpoint {
 };
 
 struct command {
-  parsers::status status = parsers::status::not_this_protocol;
+  parsers::Status status = parsers::Status::not_this_protocol;
   ftp::reason reason = ftp::reason::none;
   ftp::verb verb = ftp::verb::other;
   std::string_view verb_name;  // as written
@@ -67,7 +67,7 @@ struct command {
 };
 
 struct reply {
-  parsers::status status = parsers::status::not_this_protocol;
+  parsers::Status status = parsers::Status::not_this_protocol;
   ftp::reason reason = ftp::reason::none;
   std::uint16_t code = 0;
   std::string_view text;       // after the code: one line, or all lines of a multi-line reply
@@ -75,8 +75,8 @@ struct reply {
   std::size_t size = 0;        // the reply's lines, terminators included
 };
 
-[[nodiscard]] command parse_command(byte_span input);
-[[nodiscard]] reply parse_reply(byte_span input);
+[[nodiscard]] command parse_command(ByteSpan input);
+[[nodiscard]] reply parse_reply(ByteSpan input);
 
 const char* to_string(reason r);
 const char* to_string(verb v);

@@ -42,7 +42,7 @@ std::optional<std::uint8_t> parse_version(std::string_view version) {
 reason parse_start_line(std::string_view line, message& msg) {
   if (text::istarts_with(line, version_prefix)) {
     msg.kind = kind::response;
-    text::status_line parts = text::split_status_line(line, 599);
+    text::StatusLine parts = text::split_status_line(line, 599);
     auto major = parse_version(parts.version);
     if (!major) return reason::bad_version;
     if (parts.code == 0) return reason::bad_status_line;
@@ -124,7 +124,7 @@ bool parse_address_list(std::string_view value, std::string_view& raw, std::uint
   rtp_port = rtcp_port = 0;
   rtp_host = rtcp_host = {};
   if (value.empty()) return false;
-  text::list_reader addresses(value, '/');
+  text::ListReader addresses(value, '/');
   unsigned index = 0;
   while (auto address = addresses.next()) {
     auto parsed = parse_quoted_addr(*address);
@@ -141,14 +141,14 @@ bool parse_address_list(std::string_view value, std::string_view& raw, std::uint
 // hence trim_lws.
 bool parse_transport_spec(std::string_view text_spec, transport_spec& spec) {
   spec.spec = text_spec;
-  text::list_reader parameters(text_spec, ';');
+  text::ListReader parameters(text_spec, ';');
   std::string_view id = text::trim_lws(parameters.next().value_or(""));
   auto [protocol, after_protocol, has_profile] = text::split_once(id, '/');
   auto [profile, lower, has_lower] = text::split_once(after_protocol, '/');
   if (!has_profile || !text::is_token(protocol) || !text::is_token(profile)) return false;
   // RFC 7826 other-trans = token *("/" token): a lower part with more parts is no UDP.
   bool more_parts = false;
-  for (text::list_reader parts(lower, '/'); auto part = parts.next();) {
+  for (text::ListReader parts(lower, '/'); auto part = parts.next();) {
     if (has_lower && !text::is_token(*part)) return false;
     more_parts = more_parts || part->size() != lower.size();
   }
@@ -162,7 +162,7 @@ bool parse_transport_spec(std::string_view text_spec, transport_spec& spec) {
                                          : lower_transport::other;
 
   while (auto parameter = parameters.next()) {
-    text::split_result name_value = text::split_once(*parameter, '=');
+    text::SplitResult name_value = text::split_once(*parameter, '=');
     std::string_view name = text::trim_lws(name_value.head);
     std::string_view value = text::trim_lws(name_value.tail);
     auto set_range = [value](range& into, std::uint32_t min, std::uint32_t max) {
@@ -196,7 +196,7 @@ bool parse_transport_spec(std::string_view text_spec, transport_spec& spec) {
 }
 
 reason parse_transport(std::string_view value, message& msg) {
-  text::list_reader specs(value, ',');
+  text::ListReader specs(value, ',');
   while (auto spec = specs.next()) {
     std::string_view trimmed = text::trim_lws(*spec);
     if (trimmed.empty()) continue;  // "#rule" lists may hold empty elements
@@ -208,7 +208,7 @@ reason parse_transport(std::string_view value, message& msg) {
   return reason::none;
 }
 
-reason take_header(const text::header_field& field, message& msg) {
+reason take_header(const text::HeaderField& field, message& msg) {
   if (iequals(field.name, "CSeq")) {
     auto cseq = text::parse_decimal(field.value);
     if (!cseq) return reason::bad_cseq;
@@ -233,7 +233,7 @@ reason take_header(const text::header_field& field, message& msg) {
 }
 
 message& fail(message& msg, reason why) {
-  msg.status = status::malformed;
+  msg.status = Status::malformed;
   msg.reason = why;
   return msg;
 }
@@ -242,66 +242,66 @@ message& fail(message& msg, reason why) {
 message& parse_interleaved(std::string_view frame, std::size_t offset, message& msg) {
   msg.kind = kind::interleaved;
   if (frame.size() < 4) {
-    msg.status = status::need_more;
+    msg.status = Status::need_more;
     return msg;
   }
   auto byte = [&](std::size_t i) { return static_cast<std::uint8_t>(frame[i]); };
   msg.channel = byte(1);
   msg.size = offset + 4 + ((std::size_t{byte(2)} << 8) | byte(3));
-  msg.status = status::parsed;
+  msg.status = Status::parsed;
   return msg;
 }
 
 }  // namespace
 
-message parse(byte_span input) {
+message parse(ByteSpan input) {
   message msg;
   std::string_view all = text::as_chars(input);
   std::size_t start = text::count_leading_newlines(all);
   std::string_view rest = all.substr(start);
   if (rest.empty()) {
-    msg.status = status::need_more;
+    msg.status = Status::need_more;
     return msg;
   }
   if (rest.front() == '$') return parse_interleaved(rest, start, msg);
 
   auto first = text::first_line(rest);
   if (!first) {
-    msg.status = text::could_become_start_line(rest, version_prefix) ? status::need_more
-                                                                       : status::not_this_protocol;
+    msg.status = text::could_become_start_line(rest, version_prefix) ? Status::need_more
+                                                                       : Status::not_this_protocol;
     return msg;
   }
   if (!text::is_start_line_of(first->line, version_prefix)) return msg;
   if (reason why = parse_start_line(first->line, msg); why != reason::none) return fail(msg, why);
 
   std::size_t headers_start = start + first->size;
-  text::header_reader reader(all.substr(headers_start));
+  text::HeaderReader reader(all.substr(headers_start));
   reason refused = reason::none;
-  auto take = [&](const text::header_field& field) {
+  auto take = [&](const text::HeaderField& field) {
     refused = take_header(field, msg);
     return refused == reason::none;
   };
   switch (reader.read(max_headers, msg.header_count, take)) {
-    case text::header_block::complete: break;
-    case text::header_block::need_more: msg.status = status::need_more; return msg;
-    case text::header_block::stopped: return fail(msg, refused);
-    case text::header_block::too_many_fields: return fail(msg, reason::too_many_headers);
-    case text::header_block::no_colon: return fail(msg, reason::header_without_colon);
-    case text::header_block::bad_name: return fail(msg, reason::bad_header_name);
-    case text::header_block::continuation_first:
+    case text::HeaderBlock::complete: break;
+    case text::HeaderBlock::need_more: msg.status = Status::need_more; return msg;
+    case text::HeaderBlock::stopped: return fail(msg, refused);
+    case text::HeaderBlock::too_many_fields: return fail(msg, reason::too_many_headers);
+    case text::HeaderBlock::no_colon: return fail(msg, reason::header_without_colon);
+    case text::HeaderBlock::bad_name: return fail(msg, reason::bad_header_name);
+    case text::HeaderBlock::continuation_first:
       return fail(msg, reason::continuation_without_header);
   }
   msg.headers = all.substr(headers_start, reader.consumed());
   msg.size = headers_start + reader.consumed() + msg.content_length;
-  msg.status = status::parsed;
+  msg.status = Status::parsed;
   return msg;
 }
 
-extent message_extent(byte_span stream) {
+extent message_extent(ByteSpan stream) {
   message msg = parse(stream);
-  if (msg.status != status::parsed) return {msg.status, msg.reason, 0};
-  if (msg.size > stream.size()) return {status::need_more, reason::none, 0};
-  return {status::parsed, reason::none, msg.size};
+  if (msg.status != Status::parsed) return {msg.status, msg.reason, 0};
+  if (msg.size > stream.size()) return {Status::need_more, reason::none, 0};
+  return {Status::parsed, reason::none, msg.size};
 }
 
 const char* to_string(reason r) {

@@ -101,7 +101,7 @@ struct transport_spec {
 };
 
 struct message {
-  parsers::status status = parsers::status::not_this_protocol;
+  parsers::Status status = parsers::Status::not_this_protocol;
   rtsp::reason reason = rtsp::reason::none;
   rtsp::kind kind = rtsp::kind::request;
 
@@ -132,17 +132,17 @@ struct message {
   std::size_t size = 0;
 };
 
-[[nodiscard]] message parse(byte_span input);
+[[nodiscard]] message parse(ByteSpan input);
 
 // For TCP reassembly: does `stream` start with a whole message (request or response through
 // its body, or a `$` frame)? `parsed` with its size when it does, `need_more` while it does
 // not, otherwise what parse() found.
 struct extent {
-  parsers::status status = parsers::status::need_more;
+  parsers::Status status = parsers::Status::need_more;
   rtsp::reason reason = rtsp::reason::none;
   std::size_t size = 0;
 };
-[[nodiscard]] extent message_extent(byte_span stream);
+[[nodiscard]] extent message_extent(ByteSpan stream);
 
 const char* to_string(reason r);
 const char* to_string(method m);

@@ -43,7 +43,7 @@ constexpr std::array<std::pair<char, std::string_view>, 15> compact_names{{
 std::optional<reason> parse_start_line(std::string_view line, message& msg) {
   if (text::istarts_with(line, version_prefix)) {
     msg.kind = kind::response;
-    text::status_line parts = text::split_status_line(line, 699);
+    text::StatusLine parts = text::split_status_line(line, 699);
     if (!iequals(parts.version, supported_version)) return reason::bad_version;
     if (parts.code == 0) return reason::bad_status_line;
     msg.status_code = parts.code;
@@ -89,7 +89,7 @@ constexpr std::string_view cseq_name = "CSeq";
 constexpr std::string_view from_name = "From";
 constexpr std::string_view content_length_name = "Content-Length";
 
-reason take_header(const text::header_field& field, message& msg) {
+reason take_header(const text::HeaderField& field, message& msg) {
   const std::string_view name =
       field.name.size() == 1 ? expand_compact_name(field.name) : field.name;
   // Most fields are none of these: their length alone says so, before any compare (From is
@@ -118,22 +118,22 @@ reason take_header(const text::header_field& field, message& msg) {
 }
 
 void fail(message& msg, reason why) {
-  msg.status = status::malformed;
+  msg.status = Status::malformed;
   msg.reason = why;
 }
 
 // Fills `msg`, which starts out default-constructed.
-void read_message(byte_span input, framing how, message& msg) {
+void read_message(ByteSpan input, framing how, message& msg) {
   std::string_view all = text::as_chars(input);
   const bool stream = how == framing::stream;
 
   std::size_t start = text::count_leading_newlines(all);
   if (all.empty()) {
-    msg.status = stream ? status::need_more : status::not_this_protocol;
+    msg.status = stream ? Status::need_more : Status::not_this_protocol;
     return;
   }
   if (start == all.size()) {  // RFC 5626 keepalive: CRLFCRLF ping, CRLF pong
-    msg.status = status::parsed;
+    msg.status = Status::parsed;
     msg.kind = kind::keepalive;
     msg.size = all.size();
     return;
@@ -143,8 +143,8 @@ void read_message(byte_span input, framing how, message& msg) {
   auto first = text::first_line(rest);
   if (!first) {
     if (stream) {
-      msg.status = text::could_become_start_line(rest, version_prefix) ? status::need_more
-                                                                         : status::not_this_protocol;
+      msg.status = text::could_become_start_line(rest, version_prefix) ? Status::need_more
+                                                                         : Status::not_this_protocol;
       return;
     }
     if (!text::is_start_line_of(rest, version_prefix)) return;
@@ -155,23 +155,23 @@ void read_message(byte_span input, framing how, message& msg) {
   if (*start_line != reason::none) return fail(msg, *start_line);
 
   std::size_t headers_start = start + first->size;
-  text::header_reader reader(all.substr(headers_start));
+  text::HeaderReader reader(all.substr(headers_start));
   reason refused = reason::none;
-  auto take = [&](const text::header_field& field) {
+  auto take = [&](const text::HeaderField& field) {
     refused = take_header(field, msg);
     return refused == reason::none;
   };
   switch (reader.read(max_headers, msg.header_count, take)) {
-    case text::header_block::complete: break;
-    case text::header_block::need_more:
+    case text::HeaderBlock::complete: break;
+    case text::HeaderBlock::need_more:
       if (!stream) return fail(msg, reason::headers_unterminated);
-      msg.status = status::need_more;
+      msg.status = Status::need_more;
       return;
-    case text::header_block::stopped: return fail(msg, refused);
-    case text::header_block::too_many_fields: return fail(msg, reason::too_many_headers);
-    case text::header_block::no_colon: return fail(msg, reason::header_without_colon);
-    case text::header_block::bad_name: return fail(msg, reason::bad_header_name);
-    case text::header_block::continuation_first:
+    case text::HeaderBlock::stopped: return fail(msg, refused);
+    case text::HeaderBlock::too_many_fields: return fail(msg, reason::too_many_headers);
+    case text::HeaderBlock::no_colon: return fail(msg, reason::header_without_colon);
+    case text::HeaderBlock::bad_name: return fail(msg, reason::bad_header_name);
+    case text::HeaderBlock::continuation_first:
       return fail(msg, reason::continuation_without_header);
   }
   std::size_t body_start = headers_start + reader.consumed();
@@ -184,7 +184,7 @@ void read_message(byte_span input, framing how, message& msg) {
   if (msg.has_content_length || stream) body_size = msg.content_length;
   if (body_size > available.size()) {
     if (stream) {
-      msg.status = status::need_more;
+      msg.status = Status::need_more;
       return;
     }
     return fail(msg, reason::body_truncated);
@@ -193,12 +193,12 @@ void read_message(byte_span input, framing how, message& msg) {
   msg.size = body_start + body_size;
 
   if (msg.call_id.empty()) return fail(msg, reason::call_id_missing);
-  msg.status = status::parsed;
+  msg.status = Status::parsed;
 }
 
 }  // namespace
 
-message parse(byte_span input, framing how) {
+message parse(ByteSpan input, framing how) {
   // One named result for every path, so the caller's object is filled in place.
   message msg;
   read_message(input, how, msg);
@@ -209,7 +209,7 @@ std::optional<std::string_view> find_header(const message& msg, std::string_view
   std::string_view wanted = expand_compact_name(name);
   std::optional<std::string_view> found;
   std::size_t count = 0;
-  text::header_reader(msg.headers).read(SIZE_MAX, count, [&](const text::header_field& field) {
+  text::HeaderReader(msg.headers).read(SIZE_MAX, count, [&](const text::HeaderField& field) {
     if (iequals(expand_compact_name(field.name), wanted)) found = field.value;
     return !found;
   });
@@ -252,10 +252,10 @@ std::size_t parameters_start(std::string_view value) {
 std::optional<std::string_view> tag_parameter(std::string_view value) {
   const std::size_t start = parameters_start(value);
   if (start >= value.size()) return std::nullopt;
-  text::list_reader parameters(value.substr(start), ';');
+  text::ListReader parameters(value.substr(start), ';');
   (void)parameters.next();  // what comes before the first ';'
   while (auto parameter = parameters.next()) {
-    const text::split_result pair = text::split_once(*parameter, '=');
+    const text::SplitResult pair = text::split_once(*parameter, '=');
     if (!iequals(text::trim_lws(pair.head), "tag")) continue;
     // A bare ";tag" is a tag without a value: an empty view at its end, still inside `value`.
     return pair.found ? text::trim_lws(pair.tail) : parameter->substr(parameter->size());
@@ -346,7 +346,7 @@ std::uint64_t hash_unfolded(std::string_view value, std::uint64_t seed) {
   if (plain) return hasher.finish();
 
   word_hasher unfolding(seed);
-  text::unfolded_reader reader(value);
+  text::UnfoldedReader reader(value);
   for (int c = reader.next(); c >= 0; c = reader.next()) unfolding.add_byte(static_cast<unsigned char>(c));
   return unfolding.finish();
 }

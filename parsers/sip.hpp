@@ -65,7 +65,7 @@ enum class reason : std::uint8_t {
 };
 
 struct message {
-  parsers::status status = parsers::status::not_this_protocol;
+  parsers::Status status = parsers::Status::not_this_protocol;
   sip::reason reason = sip::reason::none;
   sip::kind kind = sip::kind::request;
 
@@ -97,7 +97,7 @@ struct message {
   std::size_t size = 0;
 };
 
-[[nodiscard]] message parse(byte_span input, framing how = framing::datagram);
+[[nodiscard]] message parse(ByteSpan input, framing how = framing::datagram);
 
 // The first value of header `name` (any letter case, full or compact form: "From" also finds
 // "f", and "f" finds "From") in a message parse() returned `parsed` or malformed with

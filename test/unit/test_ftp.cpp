@@ -12,7 +12,7 @@
 
 using namespace std::string_view_literals;
 namespace ftp = tether::parsers::ftp;
-using tether::parsers::status;
+using tether::parsers::Status;
 
 using tether::test::bytes;
 using tether::test::for_each_prefix;
@@ -39,7 +39,7 @@ bool is_ipv6(const ftp::endpoint& e, v6 address, std::uint16_t port) {
 TEST_CASE("ftp: PASV and EPSV", "[ftp]") {
   for (std::string_view pasv : {"PASV\r\n"sv, "pasv\r\n"sv, "Pasv\n"sv, "PASV \r\n"sv}) {
     ftp::command c = command(pasv);
-    REQUIRE(c.status == status::parsed);
+    REQUIRE(c.status == Status::parsed);
     CHECK(c.verb == ftp::verb::PASV);
     CHECK(c.size == pasv.size());
     CHECK(c.argument.empty());
@@ -56,7 +56,7 @@ TEST_CASE("ftp: PASV and EPSV", "[ftp]") {
                             sample{"EPSV 2\r\n", ftp::epsv_mode::ipv6}}) {
     INFO(line);
     ftp::command c = command(line);
-    REQUIRE(c.status == status::parsed);
+    REQUIRE(c.status == Status::parsed);
     CHECK(c.verb == ftp::verb::EPSV);
     CHECK(c.epsv == mode);
   }
@@ -72,7 +72,7 @@ TEST_CASE("ftp: PASV and EPSV", "[ftp]") {
                            bad{"EPSV ALLx\r\n", ftp::reason::bad_epsv_argument}}) {
     INFO(line);
     ftp::command c = command(line);
-    CHECK(c.status == status::malformed);
+    CHECK(c.status == Status::malformed);
     CHECK(c.reason == why);
     CHECK(c.verb == ftp::verb::EPSV);
   }
@@ -80,13 +80,13 @@ TEST_CASE("ftp: PASV and EPSV", "[ftp]") {
 
 TEST_CASE("ftp: PORT", "[ftp]") {
   ftp::command c = command("PORT 192,168,1,2,195,80\r\n");
-  REQUIRE(c.status == status::parsed);
+  REQUIRE(c.status == Status::parsed);
   CHECK(c.verb == ftp::verb::PORT);
   CHECK(c.argument == "192,168,1,2,195,80");
   CHECK(is_ipv4(c.data, {192, 168, 1, 2}, 50000));
 
   ftp::command edge = command("port 0,0,0,0,0,1\n");
-  REQUIRE(edge.status == status::parsed);
+  REQUIRE(edge.status == Status::parsed);
   CHECK(is_ipv4(edge.data, {0, 0, 0, 0}, 1));
   CHECK(is_ipv4(command("PORT 255,255,255,255,255,255\r\n").data, {255, 255, 255, 255}, 65535));
 
@@ -105,7 +105,7 @@ TEST_CASE("ftp: PORT", "[ftp]") {
                            bad{"PORT\r\n", ftp::reason::bad_port_argument}}) {
     INFO(line);
     ftp::command m = command(line);
-    CHECK(m.status == status::malformed);
+    CHECK(m.status == Status::malformed);
     CHECK(m.reason == why);
     CHECK(m.data.family == ftp::family::none);
   }
@@ -113,7 +113,7 @@ TEST_CASE("ftp: PORT", "[ftp]") {
 
 TEST_CASE("ftp: EPRT", "[ftp]") {
   ftp::command c = command("EPRT |1|132.235.1.2|6275|\r\n");
-  REQUIRE(c.status == status::parsed);
+  REQUIRE(c.status == Status::parsed);
   CHECK(c.verb == ftp::verb::EPRT);
   CHECK(is_ipv4(c.data, {132, 235, 1, 2}, 6275));
 
@@ -140,7 +140,7 @@ TEST_CASE("ftp: EPRT", "[ftp]") {
   for (auto [line, address, port] : samples) {
     INFO(line);
     ftp::command m = command(line);
-    REQUIRE(m.status == status::parsed);
+    REQUIRE(m.status == Status::parsed);
     CHECK(is_ipv6(m.data, address, port));
   }
 
@@ -184,7 +184,7 @@ TEST_CASE("ftp: EPRT", "[ftp]") {
   for (auto [line, why] : bad_samples) {
     INFO(line);
     ftp::command m = command(line);
-    CHECK(m.status == status::malformed);
+    CHECK(m.status == Status::malformed);
     CHECK(m.reason == why);
     CHECK(m.data.family == ftp::family::none);
   }
@@ -192,28 +192,28 @@ TEST_CASE("ftp: EPRT", "[ftp]") {
 
 TEST_CASE("ftp: other commands", "[ftp]") {
   ftp::command user = command("USER anonymous\r\n");
-  REQUIRE(user.status == status::parsed);
+  REQUIRE(user.status == Status::parsed);
   CHECK(user.verb == ftp::verb::other);
   CHECK(user.verb_name == "USER");
   CHECK(user.argument == "anonymous");
   CHECK(user.size == 16);
 
   ftp::command retr = command("RETR my file.txt  \r\nNOOP\r\n");
-  REQUIRE(retr.status == status::parsed);
+  REQUIRE(retr.status == Status::parsed);
   CHECK(retr.argument == "my file.txt");
   CHECK(retr.size == 20);
   ftp::command noop = command("NOOP\r\n");
   CHECK(noop.verb_name == "NOOP");
   CHECK(command("CWD /pub\r\n").verb_name == "CWD");
-  CHECK(command("PASVX\r\n").status == status::not_this_protocol);
-  CHECK(command("PA\r\n").status == status::not_this_protocol);
-  CHECK(command("PASV:\r\n").status == status::not_this_protocol);
-  CHECK(command("\xff\xf4\xff\xf2" "ABOR\r\n").status == status::not_this_protocol);
-  CHECK(command("\0\0\0\0"sv).status == status::not_this_protocol);
-  CHECK(command("227 Entering Passive Mode\r\n").status == status::not_this_protocol);
-  CHECK(command("").status == status::need_more);
-  CHECK(command("PAS").status == status::need_more);
-  CHECK(command("PORT 1,2,3,4,5,6").status == status::need_more);
+  CHECK(command("PASVX\r\n").status == Status::not_this_protocol);
+  CHECK(command("PA\r\n").status == Status::not_this_protocol);
+  CHECK(command("PASV:\r\n").status == Status::not_this_protocol);
+  CHECK(command("\xff\xf4\xff\xf2" "ABOR\r\n").status == Status::not_this_protocol);
+  CHECK(command("\0\0\0\0"sv).status == Status::not_this_protocol);
+  CHECK(command("227 Entering Passive Mode\r\n").status == Status::not_this_protocol);
+  CHECK(command("").status == Status::need_more);
+  CHECK(command("PAS").status == Status::need_more);
+  CHECK(command("PORT 1,2,3,4,5,6").status == Status::need_more);
 }
 
 TEST_CASE("ftp: 227 replies as servers send them", "[ftp]") {
@@ -236,7 +236,7 @@ TEST_CASE("ftp: 227 replies as servers send them", "[ftp]") {
   for (auto [server, line, address, port] : samples) {
     INFO(server);
     ftp::reply r = reply(line);
-    REQUIRE(r.status == status::parsed);
+    REQUIRE(r.status == Status::parsed);
     CHECK(r.code == 227);
     CHECK(r.size == line.size());
     CHECK(is_ipv4(r.data, address, port));
@@ -255,7 +255,7 @@ TEST_CASE("ftp: 227 replies as servers send them", "[ftp]") {
                            bad{"227 (1,2,3,4,0,0)\r\n", ftp::reason::port_zero}}) {
     INFO(line);
     ftp::reply r = reply(line);
-    CHECK(r.status == status::malformed);
+    CHECK(r.status == Status::malformed);
     CHECK(r.reason == why);
     CHECK(r.code == 227);
   }
@@ -263,7 +263,7 @@ TEST_CASE("ftp: 227 replies as servers send them", "[ftp]") {
 
 TEST_CASE("ftp: 229 replies", "[ftp]") {
   ftp::reply r = reply("229 Entering Extended Passive Mode (|||6446|)\r\n");
-  REQUIRE(r.status == status::parsed);
+  REQUIRE(r.status == Status::parsed);
   CHECK(r.code == 229);
   CHECK(r.data.family == ftp::family::none);
   CHECK(r.data.port == 6446);
@@ -283,14 +283,14 @@ TEST_CASE("ftp: 229 replies", "[ftp]") {
                            bad{"229 (|||65536|)\r\n", ftp::reason::number_out_of_range}}) {
     INFO(line);
     ftp::reply m = reply(line);
-    CHECK(m.status == status::malformed);
+    CHECK(m.status == Status::malformed);
     CHECK(m.reason == why);
   }
 }
 
 TEST_CASE("ftp: other and multi-line replies", "[ftp]") {
   ftp::reply login = reply("230 Login successful.\r\n");
-  REQUIRE(login.status == status::parsed);
+  REQUIRE(login.status == Status::parsed);
   CHECK(login.code == 230);
   CHECK(login.text == "Login successful.");
 
@@ -301,20 +301,20 @@ TEST_CASE("ftp: other and multi-line replies", "[ftp]") {
       "220 Ready\r\n"
       "USER";
   ftp::reply r = reply(banner);
-  REQUIRE(r.status == status::parsed);
+  REQUIRE(r.status == Status::parsed);
   CHECK(r.code == 220);
   CHECK(r.size == banner.size() - 4);
   CHECK(r.text.starts_with("Welcome"));
   CHECK(r.text.ends_with("220 Ready"));
 
-  CHECK(reply("220-Hi\r\n220-\r\n").status == status::need_more);
-  CHECK(reply("221 Goodbye.").status == status::need_more);
-  CHECK(reply("22").status == status::need_more);
-  CHECK(reply("").status == status::need_more);
+  CHECK(reply("220-Hi\r\n220-\r\n").status == Status::need_more);
+  CHECK(reply("221 Goodbye.").status == Status::need_more);
+  CHECK(reply("22").status == Status::need_more);
+  CHECK(reply("").status == Status::need_more);
   for (std::string_view other : {"HTTP/1.1 200 OK\r\n"sv, "600 x\r\n"sv, "22a x\r\n"sv,
                                  "2200 x\r\n"sv, "\0\0\0\0"sv, "USER a\r\n"sv}) {
     INFO(other);
-    CHECK(reply(other).status == status::not_this_protocol);
+    CHECK(reply(other).status == Status::not_this_protocol);
   }
 }
 
@@ -322,20 +322,20 @@ TEST_CASE("ftp: every prefix of a line is handled", "[ftp]") {
   for (std::string_view sample :
        {"PORT 192,168,1,2,195,80\r\n"sv, "EPRT |2|1080::8:800:200C:417A|5282|\r\n"sv,
         "EPSV ALL\r\n"sv, "PASV\r\n"sv, "USER anonymous\r\n"sv}) {
-    REQUIRE(command(sample).status == status::parsed);
-    for_each_prefix(sample, [&](tether::parsers::byte_span prefix, std::size_t n) {
+    REQUIRE(command(sample).status == Status::parsed);
+    for_each_prefix(sample, [&](tether::parsers::ByteSpan prefix, std::size_t n) {
       INFO(sample << " prefix length " << n);
-      CHECK(ftp::parse_command(prefix).status == status::need_more);
+      CHECK(ftp::parse_command(prefix).status == Status::need_more);
     });
   }
   for (std::string_view sample :
        {"227 Entering Passive Mode (192,168,1,2,195,80).\r\n"sv,
         "229 Entering Extended Passive Mode (|||6446|)\r\n"sv, "227 =192,168,1,2,195,80\r\n"sv,
         "220-Welcome\r\n220-to FTP\r\n220 Ready\r\n"sv}) {
-    REQUIRE(reply(sample).status == status::parsed);
-    for_each_prefix(sample, [&](tether::parsers::byte_span prefix, std::size_t n) {
+    REQUIRE(reply(sample).status == Status::parsed);
+    for_each_prefix(sample, [&](tether::parsers::ByteSpan prefix, std::size_t n) {
       INFO(sample << " prefix length " << n);
-      CHECK(ftp::parse_reply(prefix).status == status::need_more);
+      CHECK(ftp::parse_reply(prefix).status == Status::need_more);
     });
   }
 }
@@ -343,7 +343,7 @@ TEST_CASE("ftp: every prefix of a line is handled", "[ftp]") {
 TEST_CASE("ftp: long lines and junk", "[ftp]") {
   std::string long_argument = "RETR " + std::string(100000, 'f') + "\r\n";
   ftp::command c = command(long_argument);
-  REQUIRE(c.status == status::parsed);
+  REQUIRE(c.status == Status::parsed);
   CHECK(c.argument.size() == 100000);
 
   std::string digits_227 = "227 " + std::string(100000, '9') + "\r\n";
@@ -352,15 +352,15 @@ TEST_CASE("ftp: long lines and junk", "[ftp]") {
   for (int i = 0; i < 20000; ++i) commas_227 += "1,";
   commas_227 += "0\r\n";
   ftp::reply r = reply(commas_227);
-  REQUIRE(r.status == status::parsed);
+  REQUIRE(r.status == Status::parsed);
   CHECK(is_ipv4(r.data, {1, 1, 1, 1}, 257));
   std::string parens_229 = "229 " + std::string(100000, '(') + "\r\n";
   CHECK(reply(parens_229).reason == ftp::reason::bad_229_reply);
 
   std::string junk(70000, '\0');
   for (std::size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>(i * 131 % 251);
-  CHECK(command(junk).status == status::not_this_protocol);
-  CHECK(reply(junk).status == status::not_this_protocol);
+  CHECK(command(junk).status == Status::not_this_protocol);
+  CHECK(reply(junk).status == Status::not_this_protocol);
 }
 
 TEST_CASE("ftp: every reason has a name", "[ftp]") {

@@ -12,7 +12,7 @@
 using namespace std::string_literals;
 using namespace std::string_view_literals;
 namespace rtsp = tether::parsers::rtsp;
-using tether::parsers::status;
+using tether::parsers::Status;
 
 using tether::test::bytes;
 using tether::test::for_each_prefix;
@@ -101,7 +101,7 @@ const std::string interleaved_frame = "$\x01\x00\x06RTCP!!"s;
 
 TEST_CASE("rtsp: VLC SETUP", "[rtsp]") {
   rtsp::message m = parse(vlc_setup);
-  REQUIRE(m.status == status::parsed);
+  REQUIRE(m.status == Status::parsed);
   CHECK(m.kind == rtsp::kind::request);
   CHECK(m.method == rtsp::method::SETUP);
   CHECK(m.method_name == "SETUP");
@@ -127,7 +127,7 @@ TEST_CASE("rtsp: VLC SETUP", "[rtsp]") {
 
 TEST_CASE("rtsp: ffmpeg SETUP over UDP and TCP", "[rtsp]") {
   rtsp::message udp = parse(ffmpeg_setup);
-  REQUIRE(udp.status == status::parsed);
+  REQUIRE(udp.status == Status::parsed);
   REQUIRE(udp.transport_count == 1);
   CHECK(udp.transports[0].lower == rtsp::lower_transport::udp);
   CHECK(udp.transports[0].lower_name == "UDP");
@@ -135,7 +135,7 @@ TEST_CASE("rtsp: ffmpeg SETUP over UDP and TCP", "[rtsp]") {
   CHECK(udp.cseq == 3);
 
   rtsp::message tcp = parse(ffmpeg_tcp_setup);
-  REQUIRE(tcp.status == status::parsed);
+  REQUIRE(tcp.status == Status::parsed);
   REQUIRE(tcp.transport_count == 1);
   CHECK(tcp.transports[0].lower == rtsp::lower_transport::tcp);
   CHECK(range_is(tcp.transports[0].interleaved, 0, 1));
@@ -144,7 +144,7 @@ TEST_CASE("rtsp: ffmpeg SETUP over UDP and TCP", "[rtsp]") {
 
 TEST_CASE("rtsp: GStreamer SETUP with two transports and a session", "[rtsp]") {
   rtsp::message m = parse(gstreamer_setup);
-  REQUIRE(m.status == status::parsed);
+  REQUIRE(m.status == Status::parsed);
   CHECK(m.url == "rtsp://127.0.0.1:8554/test/stream=1");
   CHECK(m.session_id == "Vi2gUMlw4h0zOhmo");
   REQUIRE(m.transport_count == 2);
@@ -156,7 +156,7 @@ TEST_CASE("rtsp: GStreamer SETUP with two transports and a session", "[rtsp]") {
 
 TEST_CASE("rtsp: RTSP/2.0 SETUP with dest_addr, folded Transport", "[rtsp]") {
   rtsp::message m = parse(rtsp2_setup);
-  REQUIRE(m.status == status::parsed);
+  REQUIRE(m.status == Status::parsed);
   CHECK(m.version == 2);
   CHECK(m.cseq == 302);
   REQUIRE(m.transport_count == 2);
@@ -231,7 +231,7 @@ TEST_CASE("rtsp: transport parameters", "[rtsp]") {
     std::string text = "SETUP rtsp://a/b RTSP/1.0\r\nCSeq: 1\r\nTransport: " +
                        std::string(transport) + "\r\n\r\n";
     rtsp::message m = parse(text);
-    REQUIRE(m.status == status::parsed);
+    REQUIRE(m.status == Status::parsed);
     REQUIRE(m.transport_count == 1);
     check(m.transports[0]);
   }
@@ -242,7 +242,7 @@ TEST_CASE("rtsp: Transport folded inside a spec, Session folded", "[rtsp]") {
       "SETUP rtsp://a/b RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP;unicast;\r\n"
       "\tclient_port=4588-4589\r\n ;destination=192.0.2.9\r\nSession: 1234\r\n ;timeout=5\r\n\r\n";
   rtsp::message m = parse(text);
-  REQUIRE(m.status == status::parsed);
+  REQUIRE(m.status == Status::parsed);
   REQUIRE(m.transport_count == 1);
   CHECK(range_is(m.transports[0].client_port, 4588, 4589));
   CHECK(m.transports[0].destination == "192.0.2.9");
@@ -261,7 +261,7 @@ TEST_CASE("rtsp: bad transports", "[rtsp]") {
     std::string text = "SETUP rtsp://a/b RTSP/1.0\r\nCSeq: 1\r\nTransport: " + std::string(bad) +
                        "\r\n\r\n";
     rtsp::message m = parse(text);
-    CHECK(m.status == status::malformed);
+    CHECK(m.status == Status::malformed);
     CHECK(m.reason == rtsp::reason::bad_transport);
   }
 }
@@ -276,12 +276,12 @@ TEST_CASE("rtsp: transport cap and empty list elements", "[rtsp]") {
   };
   std::string at_cap_text = transports(rtsp::max_transports);
   rtsp::message at_cap = parse(at_cap_text);
-  REQUIRE(at_cap.status == status::parsed);
+  REQUIRE(at_cap.status == Status::parsed);
   CHECK(at_cap.transport_count == rtsp::max_transports);
   CHECK(range_is(at_cap.transports[rtsp::max_transports - 1].client_port, 5014, 5015));
   std::string over_cap_text = transports(rtsp::max_transports + 1);
   rtsp::message over_cap = parse(over_cap_text);
-  CHECK(over_cap.status == status::malformed);
+  CHECK(over_cap.status == Status::malformed);
   CHECK(over_cap.reason == rtsp::reason::too_many_transports);
 
   // Transport headers add up.
@@ -289,14 +289,14 @@ TEST_CASE("rtsp: transport cap and empty list elements", "[rtsp]") {
       "SETUP rtsp://a/b RTSP/1.0\r\nTransport: RTP/AVP;client_port=2-3\r\n"
       "transport: RTP/AVP/TCP;interleaved=4-5\r\n\r\n";
   rtsp::message split = parse(split_text);
-  REQUIRE(split.status == status::parsed);
+  REQUIRE(split.status == Status::parsed);
   REQUIRE(split.transport_count == 2);
   CHECK(range_is(split.transports[1].interleaved, 4, 5));
 }
 
 TEST_CASE("rtsp: PLAY with Session", "[rtsp]") {
   rtsp::message m = parse(play);
-  REQUIRE(m.status == status::parsed);
+  REQUIRE(m.status == Status::parsed);
   CHECK(m.method == rtsp::method::PLAY);
   CHECK(m.session_id == "1A2B3C4D");
   CHECK(m.transport_count == 0);
@@ -305,7 +305,7 @@ TEST_CASE("rtsp: PLAY with Session", "[rtsp]") {
                                    "session:12345678 ; timeout=60\r\n"sv}) {
     std::string text = "TEARDOWN rtsp://a/b RTSP/1.0\r\nCSeq: 9\r\n" + std::string(session) + "\r\n";
     rtsp::message teardown = parse(text);
-    REQUIRE(teardown.status == status::parsed);
+    REQUIRE(teardown.status == Status::parsed);
     CHECK(teardown.method == rtsp::method::TEARDOWN);
     CHECK(teardown.session_id == "12345678");
   }
@@ -314,7 +314,7 @@ TEST_CASE("rtsp: PLAY with Session", "[rtsp]") {
     INFO(bad);
     std::string text = "PLAY rtsp://a/b RTSP/1.0\r\nCSeq: 9\r\n" + std::string(bad) + "\r\n";
     rtsp::message m2 = parse(text);
-    CHECK(m2.status == status::malformed);
+    CHECK(m2.status == Status::malformed);
     CHECK(m2.reason == rtsp::reason::bad_session);
   }
 }
@@ -340,7 +340,7 @@ TEST_CASE("rtsp: every method", "[rtsp]") {
     INFO(name);
     std::string text = std::string(name) + " * RTSP/1.0\r\nCSeq: 1\r\n\r\n";
     rtsp::message m = parse(text);
-    REQUIRE(m.status == status::parsed);
+    REQUIRE(m.status == Status::parsed);
     CHECK(m.method == id);
     CHECK(m.url == "*");
     if (id != rtsp::method::other) CHECK(rtsp::to_string(id) == name);
@@ -349,7 +349,7 @@ TEST_CASE("rtsp: every method", "[rtsp]") {
 
 TEST_CASE("rtsp: response", "[rtsp]") {
   rtsp::message m = parse(setup_reply);
-  REQUIRE(m.status == status::parsed);
+  REQUIRE(m.status == Status::parsed);
   CHECK(m.kind == rtsp::kind::response);
   CHECK(m.status_code == 200);
   CHECK(m.reason_phrase == "OK");
@@ -390,7 +390,7 @@ TEST_CASE("rtsp: bad requests", "[rtsp]") {
   for (auto [text, why] : samples) {
     INFO(text);
     rtsp::message m = parse(text);
-    CHECK(m.status == status::malformed);
+    CHECK(m.status == Status::malformed);
     CHECK(m.reason == why);
   }
 }
@@ -403,7 +403,7 @@ TEST_CASE("rtsp: header cap", "[rtsp]") {
   };
   std::string at_cap_text = request(rtsp::max_headers);
   rtsp::message at_cap = parse(at_cap_text);
-  CHECK(at_cap.status == status::parsed);
+  CHECK(at_cap.status == Status::parsed);
   CHECK(at_cap.cseq == 0);  // the first one counts
   std::string over_cap_text = request(rtsp::max_headers + 1);
   CHECK(parse(over_cap_text).reason == rtsp::reason::too_many_headers);
@@ -414,26 +414,26 @@ TEST_CASE("rtsp: not RTSP", "[rtsp]") {
        {"GET / HTTP/1.1\r\nHost: a\r\n\r\n"sv, "INVITE sip:a@b SIP/2.0\r\n\r\n"sv,
         "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"sv, "\0\0\0\0\r\n"sv, "hello\r\n"sv}) {
     INFO(other);
-    CHECK(parse(other).status == status::not_this_protocol);
-    CHECK(rtsp::message_extent(bytes(other)).status == status::not_this_protocol);
+    CHECK(parse(other).status == Status::not_this_protocol);
+    CHECK(rtsp::message_extent(bytes(other)).status == Status::not_this_protocol);
   }
-  CHECK(parse("").status == status::need_more);
-  CHECK(parse("\r\n").status == status::need_more);
-  CHECK(parse("SET").status == status::need_more);
-  CHECK(parse("RTS").status == status::need_more);
+  CHECK(parse("").status == Status::need_more);
+  CHECK(parse("\r\n").status == Status::need_more);
+  CHECK(parse("SET").status == Status::need_more);
+  CHECK(parse("RTS").status == Status::need_more);
 }
 
 TEST_CASE("rtsp: interleaved frames", "[rtsp]") {
   rtsp::message m = parse(interleaved_frame);
-  REQUIRE(m.status == status::parsed);
+  REQUIRE(m.status == Status::parsed);
   CHECK(m.kind == rtsp::kind::interleaved);
   CHECK(m.channel == 1);
   CHECK(m.size == interleaved_frame.size());
-  CHECK(parse("$\x02\xff"sv).status == status::need_more);
+  CHECK(parse("$\x02\xff"sv).status == Status::need_more);
   rtsp::message big = parse("$\x02\xff\xff"sv);
-  CHECK(big.status == status::parsed);
+  CHECK(big.status == Status::parsed);
   CHECK(big.size == 4 + 65535);
-  CHECK(rtsp::message_extent(bytes("$\x02\xff\xff"sv)).status == status::need_more);
+  CHECK(rtsp::message_extent(bytes("$\x02\xff\xff"sv)).status == Status::need_more);
 }
 
 TEST_CASE("rtsp: message extent over a pipelined stream", "[rtsp]") {
@@ -443,7 +443,7 @@ TEST_CASE("rtsp: message extent over a pipelined stream", "[rtsp]") {
                               rtsp::kind::request};
   for (rtsp::kind expected : kinds) {
     rtsp::extent e = rtsp::message_extent(bytes(rest));
-    REQUIRE(e.status == status::parsed);
+    REQUIRE(e.status == Status::parsed);
     CHECK(parse(rest).kind == expected);
     rest.remove_prefix(e.size);
   }
@@ -453,9 +453,9 @@ TEST_CASE("rtsp: message extent over a pipelined stream", "[rtsp]") {
   CHECK(announced.content_length == 24);
   CHECK(announced.size == announce.size());
   CHECK(rtsp::message_extent(bytes(std::string_view(announce).substr(0, announce.size() - 1)))
-            .status == status::need_more);
+            .status == Status::need_more);
   auto bad = rtsp::message_extent(bytes("PLAY rtsp://a RTSP/1.0\r\nCSeq: x\r\n\r\n"));
-  CHECK(bad.status == status::malformed);
+  CHECK(bad.status == Status::malformed);
   CHECK(bad.reason == rtsp::reason::bad_cseq);
 }
 
@@ -463,15 +463,15 @@ TEST_CASE("rtsp: every prefix of a message is handled", "[rtsp]") {
   for (const std::string* sample : {&vlc_setup, &ffmpeg_setup, &ffmpeg_tcp_setup, &gstreamer_setup,
                                     &rtsp2_setup, &play, &announce, &setup_reply,
                                     &interleaved_frame}) {
-    REQUIRE(parse(*sample).status == status::parsed);
+    REQUIRE(parse(*sample).status == Status::parsed);
     REQUIRE(rtsp::message_extent(bytes(*sample)).size == sample->size());
-    for_each_prefix(*sample, [&](tether::parsers::byte_span prefix, std::size_t n) {
+    for_each_prefix(*sample, [&](tether::parsers::ByteSpan prefix, std::size_t n) {
       INFO("prefix length " << n);
-      CHECK(rtsp::message_extent(prefix).status == status::need_more);
+      CHECK(rtsp::message_extent(prefix).status == Status::need_more);
       rtsp::message m = rtsp::parse(prefix);
       // Only a body or interleaved payload may be missing from a parsed prefix.
-      if (m.status == status::parsed) CHECK(m.size == sample->size());
-      else CHECK(m.status == status::need_more);
+      if (m.status == Status::parsed) CHECK(m.size == sample->size());
+      else CHECK(m.status == Status::need_more);
     });
   }
 }
@@ -481,14 +481,14 @@ TEST_CASE("rtsp: long lines and junk", "[rtsp]") {
   std::string long_url = "DESCRIBE rtsp://a/" + huge + " RTSP/1.0\r\nCSeq: 2\r\nAccept: " + huge +
                          "\r\n\r\n";
   rtsp::message m = parse(long_url);
-  REQUIRE(m.status == status::parsed);
+  REQUIRE(m.status == Status::parsed);
   CHECK(m.url.size() == huge.size() + 9);
 
   std::string junk(70000, '\0');
   for (std::size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>(i * 131 % 251);
-  CHECK(parse(junk).status == status::not_this_protocol);
+  CHECK(parse(junk).status == Status::not_this_protocol);
   std::string unterminated(70000, 'A');
-  CHECK(parse(unterminated).status == status::need_more);
+  CHECK(parse(unterminated).status == Status::need_more);
 }
 
 TEST_CASE("rtsp: every reason has a name", "[rtsp]") {
@@ -543,7 +543,7 @@ TEST_CASE("rtsp: RFC 7826 dest_addr and src_addr addresses", "[rtsp]") {
   for (const sample& s : samples) {
     INFO(s.transport);
     rtsp::message m = setup_with(s.transport);
-    REQUIRE(m.status == status::parsed);
+    REQUIRE(m.status == Status::parsed);
     REQUIRE(m.transport_count == 1);
     const rtsp::transport_spec& t = m.transports[0];
     CHECK(t.dest_rtp_port == s.dest_rtp);
@@ -573,7 +573,7 @@ TEST_CASE("rtsp: bad RFC 7826 addresses", "[rtsp]") {
        }) {
     INFO(bad);
     rtsp::message m = setup_with(bad);
-    CHECK(m.status == status::malformed);
+    CHECK(m.status == Status::malformed);
     CHECK(m.reason == rtsp::reason::bad_transport);
   }
 }
@@ -586,7 +586,7 @@ TEST_CASE("rtsp: RFC 7826 transport lists: quoted strings, every spec, other tra
       "RTP/SAVP/UDP;unicast;MIKEY=\"a/b,c;d\";dest_addr=\"[2001:db8::9]:5018\"/\"[2001:db8::9]:5019\","
       "X-REAL/RDT/MCAST/EXT;ttl=4,"
       "RTP/AVP;unicast;client_port=5020-5021");
-  REQUIRE(m.status == status::parsed);
+  REQUIRE(m.status == Status::parsed);
   REQUIRE(m.transport_count == 5);
   CHECK(m.transports[0].dest_rtp_port == 5016);
   CHECK(m.transports[0].dest_rtcp_port == 5017);
@@ -603,7 +603,7 @@ TEST_CASE("rtsp: RFC 7826 transport lists: quoted strings, every spec, other tra
 
   // The same grammar serves RTSP/1.0 requests: dest_addr there is read alike.
   rtsp::message one = setup_with("RTP/AVP;unicast;dest_addr=\":7000\"", "RTSP/1.0");
-  REQUIRE(one.status == status::parsed);
+  REQUIRE(one.status == Status::parsed);
   CHECK(one.transports[0].dest_rtp_port == 7000);
 
   for (std::string_view bad : {"X/Y/Z/"sv, "X/Y//Z"sv, "X/Y/Z W"sv}) {
