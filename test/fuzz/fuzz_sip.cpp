@@ -17,15 +17,15 @@ using tether::fuzz::expect_inside;
 
 namespace {
 
-void check(const sip::message& m, ByteSpan input, sip::framing how) {
+void check(const sip::Message& m, ByteSpan input, sip::Framing how) {
   expect(sip::to_string(m.reason) != nullptr);
   for (std::string_view view : {m.method_name, m.request_uri, m.reason_phrase, m.call_id,
                                 m.cseq_method_name, m.headers, m.body})
     expect_inside(view, input);
-  if (m.status != Status::parsed && m.reason != sip::reason::call_id_missing) return;
+  if (m.status != Status::parsed && m.reason != sip::Reason::call_id_missing) return;
   expect(m.size <= input.size());
   expect(m.header_count <= sip::max_headers);
-  if (m.kind == sip::kind::keepalive) return;
+  if (m.kind == sip::Kind::keepalive) return;
   expect(m.status != Status::parsed || !m.call_id.empty());
   // A Call-ID of any length is a view into the header block, and its digest covers all of
   // it: equal to the digest of the unfolded bytes, copied here (the parser never copies).
@@ -40,7 +40,7 @@ void check(const sip::message& m, ByteSpan input, sip::framing how) {
     if (auto to = sip::find_header(m, "To")) {
       if (auto tag = sip::tag_parameter(*to))
         expect(tag->data() >= to->data() && tag->data() + tag->size() <= to->data() + to->size());
-      expect(sip::outside_dialog(m) == (m.kind == sip::kind::request && !sip::tag_parameter(*to)));
+      expect(sip::outside_dialog(m) == (m.kind == sip::Kind::request && !sip::tag_parameter(*to)));
     }
   }
   for (std::string_view name : {"Call-ID", "i", "From", "t", "Via", "Content-Type", "X-Unknown"})
@@ -50,8 +50,8 @@ void check(const sip::message& m, ByteSpan input, sip::framing how) {
     expect(first_call_id && sip::equal_unfolded(*first_call_id, m.call_id));
     expect(sip::hash_unfolded(*first_call_id, 42) == sip::hash_unfolded(m.call_id, 42));
     // A stream message parses the same without the bytes that follow it.
-    if (how == sip::framing::stream) {
-      sip::message alone = sip::parse(input.first(m.size), how);
+    if (how == sip::Framing::stream) {
+      sip::Message alone = sip::parse(input.first(m.size), how);
       expect(alone.status == Status::parsed && alone.size == m.size);
     }
   }
@@ -61,12 +61,12 @@ void check(const sip::message& m, ByteSpan input, sip::framing how) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   ByteSpan input(data, size);
-  check(sip::parse(input, sip::framing::datagram), input, sip::framing::datagram);
+  check(sip::parse(input, sip::Framing::datagram), input, sip::Framing::datagram);
 
   ByteSpan rest = input;
   for (;;) {
-    sip::message m = sip::parse(rest, sip::framing::stream);
-    check(m, rest, sip::framing::stream);
+    sip::Message m = sip::parse(rest, sip::Framing::stream);
+    check(m, rest, sip::Framing::stream);
     if (m.status != Status::parsed || m.size == 0 || m.size >= rest.size()) break;
     rest = rest.subspan(m.size);
   }
