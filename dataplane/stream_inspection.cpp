@@ -181,7 +181,7 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
   for (;;) {
     const auto data = input.subspan(taken);
     if (data.empty()) return taken;
-    const rtsp::extent extent = rtsp::message_extent(data);
+    const rtsp::Extent extent = rtsp::message_extent(data);
     if (extent.status == parsers::Status::need_more) {
       // A partial message waits in a buffer, unless it can never fit one.
       if (data.size() >= StreamBuffer::kCapacity) {
@@ -194,14 +194,14 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
       fallback(DpiFallback::rtsp_malformed);
       return kUnreadable;
     }
-    const rtsp::message message = rtsp::parse(data.first(extent.size));
-    if (message.status == parsers::Status::parsed && message.kind == rtsp::kind::request) {
+    const rtsp::Message message = rtsp::parse(data.first(extent.size));
+    if (message.status == parsers::Status::parsed && message.kind == rtsp::Kind::request) {
       counters_.messages_inspected[static_cast<std::size_t>(SessionProtocol::rtsp)]++;
-      if (message.method == rtsp::method::SETUP) {
+      if (message.method == rtsp::Method::SETUP) {
         for (std::size_t t = 0; t < message.transport_count; ++t) {
-          const rtsp::transport_spec& spec = message.transports[t];
-          if (spec.lower != rtsp::lower_transport::udp || spec.interleaved.present ||
-              spec.delivery == rtsp::delivery::multicast)
+          const rtsp::TransportSpec& spec = message.transports[t];
+          if (spec.lower != rtsp::LowerTransport::udp || spec.interleaved.present ||
+              spec.delivery == rtsp::Delivery::multicast)
             continue;  // no UDP flow from the client follows
           // The client's RTP and RTCP ports: RTSP/1.0 client_port and RTSP/2.0 dest_addr name
           // where it receives, which is where it sends its RTCP (and keepalives) from;
@@ -236,7 +236,7 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
             }
           }
         }
-      } else if (message.method == rtsp::method::TEARDOWN) {
+      } else if (message.method == rtsp::Method::TEARDOWN) {
         // One TEARDOWN ends the connection's streams: clients tear down whole sessions.
         end_rtp_expectations(stream, now);
         if (stream.session_counted)
