@@ -260,7 +260,7 @@ std::size_t StreamInspector::read_ftp(Stream& stream, std::span<const std::uint8
   for (;;) {
     const auto data = input.subspan(taken);
     if (data.empty()) return taken;
-    const ftp::command command = ftp::parse_command(data);
+    const ftp::Command command = ftp::parse_command(data);
     if (command.status == parsers::Status::need_more) {
       if (data.size() >= kMaxFtpLine) {
         fallback(DpiFallback::stream_overflow);
@@ -277,8 +277,8 @@ std::size_t StreamInspector::read_ftp(Stream& stream, std::span<const std::uint8
     if (command.status == parsers::Status::malformed) {
       fallback(DpiFallback::ftp_malformed);
     } else if (command.status == parsers::Status::parsed &&
-               (command.verb == ftp::verb::PASV ||
-                (command.verb == ftp::verb::EPSV && command.epsv != ftp::epsv_mode::all))) {
+               (command.verb == ftp::Verb::PASV ||
+                (command.verb == ftp::Verb::EPSV && command.epsv != ftp::EpsvMode::all))) {
       // One more outstanding expectation of the client address: control connections
       // behind one address (NAT) issue PASV at the same moment, each waits for its own.
       switch (sessions_->add_ftp_expectation(stream.service, stream.client, stream.backend, now,

@@ -17,26 +17,26 @@ using tether::fuzz::expect_inside;
 namespace {
 
 // How many bytes the parser consumed, after checking its result; 0 to stop walking.
-std::size_t check(const ftp::command& c, ByteSpan input) {
+std::size_t check(const ftp::Command& c, ByteSpan input) {
   expect(ftp::to_string(c.reason) != nullptr && ftp::to_string(c.verb) != nullptr);
   expect_inside(c.verb_name, input);
   expect_inside(c.argument, input);
   if (c.status != Status::parsed && c.status != Status::malformed) return 0;
   expect(c.size > 0 && c.size <= input.size());
   expect(c.verb_name.size() == 3 || c.verb_name.size() == 4);
-  if (c.status == Status::malformed) expect(c.data.family == ftp::family::none);
-  if (c.status == Status::parsed && (c.verb == ftp::verb::PORT || c.verb == ftp::verb::EPRT))
-    expect(c.data.family != ftp::family::none && c.data.port != 0);
+  if (c.status == Status::malformed) expect(c.data.family == ftp::Family::none);
+  if (c.status == Status::parsed && (c.verb == ftp::Verb::PORT || c.verb == ftp::Verb::EPRT))
+    expect(c.data.family != ftp::Family::none && c.data.port != 0);
   return c.size;
 }
 
-std::size_t check(const ftp::reply& r, ByteSpan input) {
+std::size_t check(const ftp::Reply& r, ByteSpan input) {
   expect_inside(r.text, input);
   if (r.status != Status::parsed && r.status != Status::malformed) return 0;
   expect(r.size > 0 && r.size <= input.size());
   expect(r.code >= 100 && r.code <= 599);
   if (r.status == Status::parsed && r.code == 227)
-    expect(r.data.family == ftp::family::ipv4 && r.data.port != 0);
+    expect(r.data.family == ftp::Family::ipv4 && r.data.port != 0);
   if (r.status == Status::parsed && r.code == 229) expect(r.data.port != 0);
   return r.size;
 }
