@@ -311,8 +311,8 @@ bool HealthChecker::receive(std::span<const std::uint8_t> frame, const parsers::
         } else if (probe.check.type == HealthCheckType::sip_options &&
                    parsed.l4_proto == parsers::kProtoUdp) {
           const auto message = parsers::sip::parse(frame.subspan(parsed.payload_offset, parsed.payload_length));
-          if (message.status == parsers::status::parsed &&
-              message.kind == parsers::sip::kind::response &&
+          if (message.status == parsers::Status::parsed &&
+              message.kind == parsers::sip::Kind::response &&
               parsers::sip::equal_unfolded(message.call_id, probe_call_id(index, probe.sequence))) {
             matched = true;
             probe.waiting = false;

@@ -181,8 +181,8 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
   for (;;) {
     const auto data = input.subspan(taken);
     if (data.empty()) return taken;
-    const rtsp::extent extent = rtsp::message_extent(data);
-    if (extent.status == parsers::status::need_more) {
+    const rtsp::Extent extent = rtsp::message_extent(data);
+    if (extent.status == parsers::Status::need_more) {
       // A partial message waits in a buffer, unless it can never fit one.
       if (data.size() >= StreamBuffer::kCapacity) {
         fallback(DpiFallback::stream_overflow);
@@ -190,18 +190,18 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
       }
       return taken;
     }
-    if (extent.status != parsers::status::parsed) {
+    if (extent.status != parsers::Status::parsed) {
       fallback(DpiFallback::rtsp_malformed);
       return kUnreadable;
     }
-    const rtsp::message message = rtsp::parse(data.first(extent.size));
-    if (message.status == parsers::status::parsed && message.kind == rtsp::kind::request) {
+    const rtsp::Message message = rtsp::parse(data.first(extent.size));
+    if (message.status == parsers::Status::parsed && message.kind == rtsp::Kind::request) {
       counters_.messages_inspected[static_cast<std::size_t>(SessionProtocol::rtsp)]++;
-      if (message.method == rtsp::method::SETUP) {
+      if (message.method == rtsp::Method::SETUP) {
         for (std::size_t t = 0; t < message.transport_count; ++t) {
-          const rtsp::transport_spec& spec = message.transports[t];
-          if (spec.lower != rtsp::lower_transport::udp || spec.interleaved.present ||
-              spec.delivery == rtsp::delivery::multicast)
+          const rtsp::TransportSpec& spec = message.transports[t];
+          if (spec.lower != rtsp::LowerTransport::udp || spec.interleaved.present ||
+              spec.delivery == rtsp::Delivery::multicast)
             continue;  // no UDP flow from the client follows
           // The client's RTP and RTCP ports: RTSP/1.0 client_port and RTSP/2.0 dest_addr name
           // where it receives, which is where it sends its RTCP (and keepalives) from;
@@ -236,7 +236,7 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
             }
           }
         }
-      } else if (message.method == rtsp::method::TEARDOWN) {
+      } else if (message.method == rtsp::Method::TEARDOWN) {
         // One TEARDOWN ends the connection's streams: clients tear down whole sessions.
         end_rtp_expectations(stream, now);
         if (stream.session_counted)
@@ -260,8 +260,8 @@ std::size_t StreamInspector::read_ftp(Stream& stream, std::span<const std::uint8
   for (;;) {
     const auto data = input.subspan(taken);
     if (data.empty()) return taken;
-    const ftp::command command = ftp::parse_command(data);
-    if (command.status == parsers::status::need_more) {
+    const ftp::Command command = ftp::parse_command(data);
+    if (command.status == parsers::Status::need_more) {
       if (data.size() >= kMaxFtpLine) {
         fallback(DpiFallback::stream_overflow);
         return kUnreadable;
@@ -274,11 +274,11 @@ std::size_t StreamInspector::read_ftp(Stream& stream, std::span<const std::uint8
       counters_.sessions_created[static_cast<std::size_t>(SessionProtocol::ftp)]++;
       backend_counters_[stream.backend].sessions++;
     }
-    if (command.status == parsers::status::malformed) {
+    if (command.status == parsers::Status::malformed) {
       fallback(DpiFallback::ftp_malformed);
-    } else if (command.status == parsers::status::parsed &&
-               (command.verb == ftp::verb::PASV ||
-                (command.verb == ftp::verb::EPSV && command.epsv != ftp::epsv_mode::all))) {
+    } else if (command.status == parsers::Status::parsed &&
+               (command.verb == ftp::Verb::PASV ||
+                (command.verb == ftp::Verb::EPSV && command.epsv != ftp::EpsvMode::all))) {
       // One more outstanding expectation of the client address: control connections
       // behind one address (NAT) issue PASV at the same moment, each waits for its own.
       switch (sessions_->add_ftp_expectation(stream.service, stream.client, stream.backend, now,

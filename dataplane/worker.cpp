@@ -52,7 +52,7 @@ std::uint32_t fold(std::uint64_t digest) {
 }
 
 // The SIP start line, for content rules: from the method to the line end.
-std::string_view start_line(const parsers::sip::message& message,
+std::string_view start_line(const parsers::sip::Message& message,
                             std::span<const std::uint8_t> payload) {
   const char* begin = message.method_name.data();
   const char* end = reinterpret_cast<const char*>(payload.data() + payload.size());
@@ -62,14 +62,14 @@ std::string_view start_line(const parsers::sip::message& message,
 }
 
 std::string_view sip_header(const void* message, std::string_view name) {
-  auto value = parsers::sip::find_header(*static_cast<const parsers::sip::message*>(message), name);
+  auto value = parsers::sip::find_header(*static_cast<const parsers::sip::Message*>(message), name);
   return value ? *value : std::string_view{};
 }
 
 // 16 bits of the digest of a message's From tag, never 0 (0: no tag). The tag of a call's
 // opening INVITE is random and new for each call (RFC 3261 19.3), and the same in that INVITE's
 // retransmissions.
-std::uint16_t from_tag_digest(const parsers::sip::message& message) {
+std::uint16_t from_tag_digest(const parsers::sip::Message& message) {
   const auto tag = parsers::sip::tag_parameter(message.from);
   if (!tag || tag->empty()) return 0;
   const std::uint64_t digest = parsers::sip::hash_unfolded(*tag, kCallIdSeed);
@@ -263,14 +263,14 @@ bool Worker::read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset,
   call.payload = payload_of(mbuf, payload_offset, payload_length);
   // Constructed in place from parse()'s result: a message is too large to copy per datagram.
   std::construct_at(&call.message, sip::parse(call.payload));
-  const sip::message& message = call.message;
-  if (message.status != parsers::status::parsed) {
-    if (message.status == parsers::status::not_this_protocol) fallback(DpiFallback::not_sip);
-    else if (message.reason == sip::reason::call_id_missing) fallback(DpiFallback::sip_no_call_id);
+  const sip::Message& message = call.message;
+  if (message.status != parsers::Status::parsed) {
+    if (message.status == parsers::Status::not_this_protocol) fallback(DpiFallback::not_sip);
+    else if (message.reason == sip::Reason::call_id_missing) fallback(DpiFallback::sip_no_call_id);
     else fallback(DpiFallback::sip_malformed);
     return false;
   }
-  if (message.kind == sip::kind::keepalive) return false;
+  if (message.kind == sip::Kind::keepalive) return false;
   counters_.messages_inspected[static_cast<std::size_t>(SessionProtocol::sip)]++;
   call.mbuf = mbuf;
   call.service = service;
@@ -281,7 +281,7 @@ bool Worker::read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset,
 
 void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
   namespace sip = parsers::sip;
-  const sip::message& message = call.message;
+  const sip::Message& message = call.message;
   const SessionKey& key = call.key;
   const std::uint32_t signature = call.signature;
   const std::uint16_t service = call.service;
@@ -298,7 +298,7 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
   bool reopening = false;
   if (position >= 0 &&
       (found.expired ||
-       (found.ended && message.method == sip::method::INVITE && sip::outside_dialog(message) &&
+       (found.ended && message.method == sip::Method::INVITE && sip::outside_dialog(message) &&
         (found.opener == 0 || found.opener != from_tag_digest(message))))) {
     reopening = sessions_->reopen_call(position, now);
     if (reopening || found.expired) position = -ENOENT;
@@ -312,7 +312,7 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
   std::uint16_t backend = route.backend;
   if (!known) {
     std::size_t pool = 0;
-    if (view.rules && message.kind == sip::kind::request) {
+    if (view.rules && message.kind == sip::Kind::request) {
       const MessageFields fields{start_line(message, call.payload), message.request_uri, sip_header,
                                  &message};
       const int matched = view.rules->match(fields, snapshot_->rule_scratch[index_]);
@@ -349,8 +349,8 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
     }
   }
   if (position >= 0) {
-    const bool ends_call = message.kind == sip::kind::request &&
-                           (message.method == sip::method::BYE || message.method == sip::method::CANCEL);
+    const bool ends_call = message.kind == sip::Kind::request &&
+                           (message.method == sip::Method::BYE || message.method == sip::Method::CANCEL);
     if (ends_call) {
       // Counted once per call: not for retransmissions, the other side's BYE, BYE after CANCEL.
       if (sessions_->end_call(position, now + view.linger_tsc))

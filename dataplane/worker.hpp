@@ -88,7 +88,7 @@ class Worker {
   struct SipCall {
     rte_mbuf* mbuf;
     std::span<const std::uint8_t> payload;
-    parsers::sip::message message;
+    parsers::sip::Message message;
     SessionKey key;
     std::uint32_t signature;
     std::uint16_t service;

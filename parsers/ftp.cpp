@@ -11,18 +11,18 @@ using text::iequals;
 
 // A decimal field that must hold a number up to `max`: empty or non-digits is a syntax
 // error, digits beyond `max` are out of range.
-reason check_number(std::string_view digits, std::uint32_t max, reason syntax_error,
+Reason check_number(std::string_view digits, std::uint32_t max, Reason syntax_error,
                     std::uint32_t& value) {
   if (digits.empty() || text::leading_digits(digits).size() != digits.size()) return syntax_error;
   auto parsed = text::parse_decimal(digits, max);
-  if (!parsed) return reason::number_out_of_range;
+  if (!parsed) return Reason::number_out_of_range;
   value = *parsed;
-  return reason::none;
+  return Reason::none;
 }
 
 // "h1,h2,h3,h4,p1,p2" at the start of `s` (RFC 959 host-port). `length` gets the characters
 // it spans; whatever follows is the caller's business.
-reason read_host_port(std::string_view s, reason syntax_error, endpoint& data,
+Reason read_host_port(std::string_view s, Reason syntax_error, Endpoint& data,
                       std::size_t& length) {
   std::uint32_t numbers[6];
   std::size_t pos = 0;
@@ -32,26 +32,26 @@ reason read_host_port(std::string_view s, reason syntax_error, endpoint& data,
       ++pos;
     }
     std::string_view digits = text::leading_digits(s.substr(pos));
-    if (reason why = check_number(digits, 255, syntax_error, numbers[i]); why != reason::none)
+    if (Reason why = check_number(digits, 255, syntax_error, numbers[i]); why != Reason::none)
       return why;
     pos += digits.size();
   }
   std::uint32_t port = (numbers[4] << 8) | numbers[5];
-  if (port == 0) return reason::port_zero;
-  data.family = family::ipv4;
+  if (port == 0) return Reason::port_zero;
+  data.family = Family::ipv4;
   for (std::size_t i = 0; i < 4; ++i) data.address[i] = static_cast<std::uint8_t>(numbers[i]);
   data.port = static_cast<std::uint16_t>(port);
   length = pos;
-  return reason::none;
+  return Reason::none;
 }
 
-reason read_port(std::string_view digits, reason syntax_error, endpoint& data) {
+Reason read_port(std::string_view digits, Reason syntax_error, Endpoint& data) {
   std::uint32_t port = 0;
-  if (reason why = check_number(digits, 65535, syntax_error, port); why != reason::none)
+  if (Reason why = check_number(digits, 65535, syntax_error, port); why != Reason::none)
     return why;
-  if (port == 0) return reason::port_zero;
+  if (port == 0) return Reason::port_zero;
   data.port = static_cast<std::uint16_t>(port);
-  return reason::none;
+  return Reason::none;
 }
 
 using ipv4_bytes = std::array<std::uint8_t, 4>;
@@ -119,88 +119,88 @@ bool parse_ipv6(std::string_view s, ipv6_bytes& out) {
 }
 
 // RFC 2428 net-prt: an address family number, of which only 1 (IPv4) and 2 (IPv6) exist.
-reason parse_net_protocol(std::string_view digits, reason syntax_error, family& out) {
+Reason parse_net_protocol(std::string_view digits, Reason syntax_error, Family& out) {
   std::uint32_t number = 0;
-  reason why = check_number(digits, 255, syntax_error, number);
-  if (why == reason::number_out_of_range || (why == reason::none && number != 1 && number != 2))
-    return reason::unknown_address_family;
-  if (why != reason::none) return why;
-  out = number == 1 ? family::ipv4 : family::ipv6;
-  return reason::none;
+  Reason why = check_number(digits, 255, syntax_error, number);
+  if (why == Reason::number_out_of_range || (why == Reason::none && number != 1 && number != 2))
+    return Reason::unknown_address_family;
+  if (why != Reason::none) return why;
+  out = number == 1 ? Family::ipv4 : Family::ipv6;
+  return Reason::none;
 }
 
 // EPSV [ALL | net-prt]
-reason parse_epsv(std::string_view argument, epsv_mode& mode) {
+Reason parse_epsv(std::string_view argument, EpsvMode& mode) {
   if (argument.empty()) {
-    mode = epsv_mode::no_argument;
-    return reason::none;
+    mode = EpsvMode::no_argument;
+    return Reason::none;
   }
   if (iequals(argument, "ALL")) {
-    mode = epsv_mode::all;
-    return reason::none;
+    mode = EpsvMode::all;
+    return Reason::none;
   }
-  family protocol = family::none;
-  if (reason why = parse_net_protocol(argument, reason::bad_epsv_argument, protocol);
-      why != reason::none)
+  Family protocol = Family::none;
+  if (Reason why = parse_net_protocol(argument, Reason::bad_epsv_argument, protocol);
+      why != Reason::none)
     return why;
-  mode = protocol == family::ipv4 ? epsv_mode::ipv4 : epsv_mode::ipv6;
-  return reason::none;
+  mode = protocol == Family::ipv4 ? EpsvMode::ipv4 : EpsvMode::ipv6;
+  return Reason::none;
 }
 
 // EPRT <d><net-prt><d><net-addr><d><tcp-port><d>
-reason parse_eprt(std::string_view argument, endpoint& data) {
-  if (argument.empty() || argument[0] < 33 || argument[0] > 126) return reason::bad_eprt_argument;
+Reason parse_eprt(std::string_view argument, Endpoint& data) {
+  if (argument.empty() || argument[0] < 33 || argument[0] > 126) return Reason::bad_eprt_argument;
   char delimiter = argument[0];
   auto [protocol, after_protocol, has_address] = text::split_once(argument.substr(1), delimiter);
   auto [address, after_address, has_port] = text::split_once(after_protocol, delimiter);
   auto [port, after_port, closed] = text::split_once(after_address, delimiter);
   if (!has_address || !has_port || !closed || !after_port.empty())
-    return reason::bad_eprt_argument;
+    return Reason::bad_eprt_argument;
 
-  family protocol_family = family::none;
-  if (reason why = parse_net_protocol(protocol, reason::bad_eprt_argument, protocol_family);
-      why != reason::none)
+  Family protocol_family = Family::none;
+  if (Reason why = parse_net_protocol(protocol, Reason::bad_eprt_argument, protocol_family);
+      why != Reason::none)
     return why;
-  if (protocol_family == family::ipv4) {
+  if (protocol_family == Family::ipv4) {
     ipv4_bytes v4;
-    if (!parse_ipv4(address, v4)) return reason::bad_ipv4_address;
+    if (!parse_ipv4(address, v4)) return Reason::bad_ipv4_address;
     std::copy(v4.begin(), v4.end(), data.address.begin());
   } else if (!parse_ipv6(address, data.address)) {
-    return reason::bad_ipv6_address;
+    return Reason::bad_ipv6_address;
   }
   data.family = protocol_family;
-  return read_port(port, reason::bad_eprt_argument, data);
+  return read_port(port, Reason::bad_eprt_argument, data);
 }
 
-reason parse_port(std::string_view argument, endpoint& data) {
+Reason parse_port(std::string_view argument, Endpoint& data) {
   std::size_t length = 0;
-  if (reason why = read_host_port(argument, reason::bad_port_argument, data, length);
-      why != reason::none)
+  if (Reason why = read_host_port(argument, Reason::bad_port_argument, data, length);
+      why != Reason::none)
     return why;
-  return length == argument.size() ? reason::none : reason::bad_port_argument;
+  return length == argument.size() ? Reason::none : Reason::bad_port_argument;
 }
 
 // RFC 1123 4.1.2.6: the client must scan the 227 text for the numbers, since servers dress
 // them differently. Tries each run of digits in turn; each try reads a bounded stretch after
 // the run, so the scan stays linear.
-reason parse_227(std::string_view text, endpoint& data) {
-  reason first_fault = reason::bad_227_reply;
+Reason parse_227(std::string_view text, Endpoint& data) {
+  Reason first_fault = Reason::bad_227_reply;
   for (std::size_t i = 0; i < text.size(); ++i) {
     if (!text::is_digit(text[i]) || (i > 0 && text::is_digit(text[i - 1]))) continue;
-    endpoint candidate;
+    Endpoint candidate;
     std::size_t length = 0;
-    reason why = read_host_port(text.substr(i), reason::bad_227_reply, candidate, length);
-    if (why == reason::none) {
+    Reason why = read_host_port(text.substr(i), Reason::bad_227_reply, candidate, length);
+    if (why == Reason::none) {
       data = candidate;
-      return reason::none;
+      return Reason::none;
     }
-    if (first_fault == reason::bad_227_reply) first_fault = why;
+    if (first_fault == Reason::bad_227_reply) first_fault = why;
   }
   return first_fault;
 }
 
 // RFC 2428: "(<d><d><d><tcp-port><d>)" somewhere in the text.
-reason parse_229(std::string_view text, endpoint& data) {
+Reason parse_229(std::string_view text, Endpoint& data) {
   for (std::size_t open = text.find('('); open != std::string_view::npos;
        open = text.find('(', open + 1)) {
     std::string_view s = text.substr(open + 1);
@@ -208,69 +208,69 @@ reason parse_229(std::string_view text, endpoint& data) {
     std::string_view digits = text::leading_digits(s.substr(3));
     std::string_view after = s.substr(3 + digits.size());
     if (digits.empty() || after.size() < 2 || after[0] != s[0] || after[1] != ')') continue;
-    return read_port(digits, reason::bad_229_reply, data);
+    return read_port(digits, Reason::bad_229_reply, data);
   }
-  return reason::bad_229_reply;
+  return Reason::bad_229_reply;
 }
 
 }  // namespace
 
-command parse_command(byte_span input) {
-  command cmd;
+Command parse_command(ByteSpan input) {
+  Command cmd;
   std::string_view all = text::as_chars(input);
   // A verb is 3 or 4 letters (RFC 959 5.3.1), then SP or the line end.
   std::size_t letters = 0;
   while (letters < all.size() && letters <= 4 && text::is_alpha(all[letters])) ++letters;
   if (letters > 4) return cmd;
   if (letters == all.size()) {
-    cmd.status = status::need_more;
+    cmd.status = Status::need_more;
     return cmd;
   }
   char after_verb = all[letters];
   if (letters < 3 || (after_verb != ' ' && after_verb != '\r' && after_verb != '\n')) return cmd;
   auto line = text::first_line(all);
   if (!line) {
-    cmd.status = status::need_more;
+    cmd.status = Status::need_more;
     return cmd;
   }
   cmd.size = line->size;
   cmd.verb_name = line->line.substr(0, letters);
   cmd.argument = text::trim(line->line.substr(letters));
 
-  reason why = reason::none;
+  Reason why = Reason::none;
   if (iequals(cmd.verb_name, "PASV")) {
-    cmd.verb = verb::PASV;
+    cmd.verb = Verb::PASV;
   } else if (iequals(cmd.verb_name, "EPSV")) {
-    cmd.verb = verb::EPSV;
+    cmd.verb = Verb::EPSV;
     why = parse_epsv(cmd.argument, cmd.epsv);
   } else if (iequals(cmd.verb_name, "PORT")) {
-    cmd.verb = verb::PORT;
+    cmd.verb = Verb::PORT;
     why = parse_port(cmd.argument, cmd.data);
   } else if (iequals(cmd.verb_name, "EPRT")) {
-    cmd.verb = verb::EPRT;
+    cmd.verb = Verb::EPRT;
     why = parse_eprt(cmd.argument, cmd.data);
   }
-  cmd.status = why == reason::none ? status::parsed : status::malformed;
+  cmd.status = why == Reason::none ? Status::parsed : Status::malformed;
   cmd.reason = why;
-  if (why != reason::none) cmd.data = endpoint{};
+  if (why != Reason::none) cmd.data = Endpoint{};
   return cmd;
 }
 
-reply parse_reply(byte_span input) {
-  reply rep;
+Reply parse_reply(ByteSpan input) {
+  Reply rep;
   std::string_view all = text::as_chars(input);
   // A reply starts with a code from 100 to 599, then SP, '-' (more lines follow) or the end.
   for (std::size_t i = 0; i < all.size() && i < 3; ++i)
     if (i == 0 ? all[0] < '1' || all[0] > '5' : !text::is_digit(all[i])) return rep;
   if (all.size() <= 3) {
-    rep.status = status::need_more;
+    rep.status = Status::need_more;
     return rep;
   }
   char separator = all[3];
   if (separator != ' ' && separator != '-' && separator != '\r' && separator != '\n') return rep;
   auto first = text::first_line(all);
   if (!first) {
-    rep.status = status::need_more;
+    rep.status = Status::need_more;
     return rep;
   }
   std::string_view code = all.substr(0, 3);
@@ -283,7 +283,7 @@ reply parse_reply(byte_span input) {
     for (;;) {
       auto line = text::first_line(all.substr(end));
       if (!line) {
-        rep.status = status::need_more;
+        rep.status = Status::need_more;
         return rep;
       }
       std::size_t line_start = end;
@@ -298,38 +298,38 @@ reply parse_reply(byte_span input) {
   rep.text = all.substr(text_start, text_end - text_start);
   rep.size = end;
 
-  reason why = reason::none;
+  Reason why = Reason::none;
   if (rep.code == 227) why = parse_227(rep.text, rep.data);
   else if (rep.code == 229) why = parse_229(rep.text, rep.data);
-  rep.status = why == reason::none ? status::parsed : status::malformed;
+  rep.status = why == Reason::none ? Status::parsed : Status::malformed;
   rep.reason = why;
   return rep;
 }
 
-const char* to_string(reason r) {
+const char* to_string(Reason r) {
   switch (r) {
-    case reason::none: return "none";
-    case reason::bad_port_argument: return "bad PORT argument";
-    case reason::bad_eprt_argument: return "bad EPRT argument";
-    case reason::bad_epsv_argument: return "bad EPSV argument";
-    case reason::unknown_address_family: return "unknown address family";
-    case reason::bad_ipv4_address: return "bad IPv4 address";
-    case reason::bad_ipv6_address: return "bad IPv6 address";
-    case reason::number_out_of_range: return "number out of range";
-    case reason::port_zero: return "port 0";
-    case reason::bad_227_reply: return "no address in 227 reply";
-    case reason::bad_229_reply: return "no port in 229 reply";
+    case Reason::none: return "none";
+    case Reason::bad_port_argument: return "bad PORT argument";
+    case Reason::bad_eprt_argument: return "bad EPRT argument";
+    case Reason::bad_epsv_argument: return "bad EPSV argument";
+    case Reason::unknown_address_family: return "unknown address family";
+    case Reason::bad_ipv4_address: return "bad IPv4 address";
+    case Reason::bad_ipv6_address: return "bad IPv6 address";
+    case Reason::number_out_of_range: return "number out of range";
+    case Reason::port_zero: return "port 0";
+    case Reason::bad_227_reply: return "no address in 227 reply";
+    case Reason::bad_229_reply: return "no port in 229 reply";
   }
   return "?";
 }
 
-const char* to_string(verb v) {
+const char* to_string(Verb v) {
   switch (v) {
-    case verb::PASV: return "PASV";
-    case verb::EPSV: return "EPSV";
-    case verb::PORT: return "PORT";
-    case verb::EPRT: return "EPRT";
-    case verb::other: return "other";
+    case Verb::PASV: return "PASV";
+    case Verb::EPSV: return "EPSV";
+    case Verb::PORT: return "PORT";
+    case Verb::EPRT: return "EPRT";
+    case Verb::other: return "other";
   }
   return "?";
 }

@@ -27,13 +27,13 @@
 
 namespace tether::parsers::ftp {
 
-enum class verb : std::uint8_t { PASV, EPSV, PORT, EPRT, other };
+enum class Verb : std::uint8_t { PASV, EPSV, PORT, EPRT, other };
 
-enum class epsv_mode : std::uint8_t { no_argument, all, ipv4, ipv6 };
+enum class EpsvMode : std::uint8_t { no_argument, all, ipv4, ipv6 };
 
-enum class family : std::uint8_t { none, ipv4, ipv6 };
+enum class Family : std::uint8_t { none, ipv4, ipv6 };
 
-enum class reason : std::uint8_t {
+enum class Reason : std::uint8_t {
   none,
   bad_port_argument,          // PORT: not six comma-separated numbers
   bad_eprt_argument,          // EPRT: not <d>af<d>address<d>port<d>
@@ -49,36 +49,36 @@ enum class reason : std::uint8_t {
 
 // Where a data connection goes. A 229 reply names only the port: the address is the control
 // connection's server address, so `family` is none there.
-struct endpoint {
-  ftp::family family = ftp::family::none;
+struct Endpoint {
+  ftp::Family family = ftp::Family::none;
   std::array<std::uint8_t, 16> address{};  // IPv4 uses the first 4 bytes
   std::uint16_t port = 0;
 };
 
-struct command {
-  parsers::status status = parsers::status::not_this_protocol;
-  ftp::reason reason = ftp::reason::none;
-  ftp::verb verb = ftp::verb::other;
+struct Command {
+  parsers::Status status = parsers::Status::not_this_protocol;
+  ftp::Reason reason = ftp::Reason::none;
+  ftp::Verb verb = ftp::Verb::other;
   std::string_view verb_name;  // as written
   std::string_view argument;   // trimmed, may be empty
-  ftp::epsv_mode epsv = ftp::epsv_mode::no_argument;
-  endpoint data;               // PORT, EPRT
+  ftp::EpsvMode epsv = ftp::EpsvMode::no_argument;
+  Endpoint data;               // PORT, EPRT
   std::size_t size = 0;        // the line, terminator included
 };
 
-struct reply {
-  parsers::status status = parsers::status::not_this_protocol;
-  ftp::reason reason = ftp::reason::none;
+struct Reply {
+  parsers::Status status = parsers::Status::not_this_protocol;
+  ftp::Reason reason = ftp::Reason::none;
   std::uint16_t code = 0;
   std::string_view text;       // after the code: one line, or all lines of a multi-line reply
-  endpoint data;               // 227, 229
+  Endpoint data;               // 227, 229
   std::size_t size = 0;        // the reply's lines, terminators included
 };
 
-[[nodiscard]] command parse_command(byte_span input);
-[[nodiscard]] reply parse_reply(byte_span input);
+[[nodiscard]] Command parse_command(ByteSpan input);
+[[nodiscard]] Reply parse_reply(ByteSpan input);
 
-const char* to_string(reason r);
-const char* to_string(verb v);
+const char* to_string(Reason r);
+const char* to_string(Verb v);
 
 }  // namespace tether::parsers::ftp

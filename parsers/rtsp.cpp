@@ -11,25 +11,25 @@ using text::iequals;
 
 constexpr std::string_view version_prefix = "RTSP/";
 
-constexpr std::array<std::pair<std::string_view, method>, 12> method_names{{
-    {"OPTIONS", method::OPTIONS},
-    {"DESCRIBE", method::DESCRIBE},
-    {"SETUP", method::SETUP},
-    {"PLAY", method::PLAY},
-    {"PAUSE", method::PAUSE},
-    {"TEARDOWN", method::TEARDOWN},
-    {"GET_PARAMETER", method::GET_PARAMETER},
-    {"SET_PARAMETER", method::SET_PARAMETER},
-    {"ANNOUNCE", method::ANNOUNCE},
-    {"RECORD", method::RECORD},
-    {"REDIRECT", method::REDIRECT},
-    {"PLAY_NOTIFY", method::PLAY_NOTIFY},
+constexpr std::array<std::pair<std::string_view, Method>, 12> method_names{{
+    {"OPTIONS", Method::OPTIONS},
+    {"DESCRIBE", Method::DESCRIBE},
+    {"SETUP", Method::SETUP},
+    {"PLAY", Method::PLAY},
+    {"PAUSE", Method::PAUSE},
+    {"TEARDOWN", Method::TEARDOWN},
+    {"GET_PARAMETER", Method::GET_PARAMETER},
+    {"SET_PARAMETER", Method::SET_PARAMETER},
+    {"ANNOUNCE", Method::ANNOUNCE},
+    {"RECORD", Method::RECORD},
+    {"REDIRECT", Method::REDIRECT},
+    {"PLAY_NOTIFY", Method::PLAY_NOTIFY},
 }};
 
-method to_method(std::string_view name) {
+Method to_method(std::string_view name) {
   for (auto [known, id] : method_names)
     if (name == known) return id;
-  return method::other;
+  return Method::other;
 }
 
 // The major version of "RTSP/1.0" or "RTSP/2.0", else nothing.
@@ -39,40 +39,40 @@ std::optional<std::uint8_t> parse_version(std::string_view version) {
   return std::nullopt;
 }
 
-reason parse_start_line(std::string_view line, message& msg) {
+Reason parse_start_line(std::string_view line, Message& msg) {
   if (text::istarts_with(line, version_prefix)) {
-    msg.kind = kind::response;
-    text::status_line parts = text::split_status_line(line, 599);
+    msg.kind = Kind::response;
+    text::StatusLine parts = text::split_status_line(line, 599);
     auto major = parse_version(parts.version);
-    if (!major) return reason::bad_version;
-    if (parts.code == 0) return reason::bad_status_line;
+    if (!major) return Reason::bad_version;
+    if (parts.code == 0) return Reason::bad_status_line;
     msg.version = *major;
     msg.status_code = parts.code;
     msg.reason_phrase = parts.phrase;
-    return reason::none;
+    return Reason::none;
   }
-  msg.kind = kind::request;
+  msg.kind = Kind::request;
   auto parts = text::split_request_line(line);
-  if (!parts) return reason::bad_request_line;
+  if (!parts) return Reason::bad_request_line;
   auto major = parse_version(parts->version);
-  if (!major) return reason::bad_version;
+  if (!major) return Reason::bad_version;
   if (!text::is_token_run_of(line, parts->method.size()) ||
       !text::is_request_target(parts->target))
-    return reason::bad_request_line;
+    return Reason::bad_request_line;
   msg.method_name = parts->method;
   msg.method = to_method(parts->method);
   msg.url = parts->target;
   msg.version = *major;
-  return reason::none;
+  return Reason::none;
 }
 
 // "a" or "a-b" with min <= a <= b <= max.
-std::optional<range> parse_range(std::string_view value, std::uint32_t min, std::uint32_t max) {
+std::optional<Range> parse_range(std::string_view value, std::uint32_t min, std::uint32_t max) {
   auto [low_text, high_text, has_high] = text::split_once(value, '-');
   auto low = text::parse_decimal(low_text, max);
   auto high = has_high ? text::parse_decimal(high_text, max) : low;
   if (!low || !high || *low < min || *high < *low) return std::nullopt;
-  return range{true, static_cast<std::uint16_t>(*low), static_cast<std::uint16_t>(*high)};
+  return Range{true, static_cast<std::uint16_t>(*low), static_cast<std::uint16_t>(*high)};
 }
 
 // The characters of an IPv6 literal inside brackets (RFC 3986 IPv6address, an IPv4 tail
@@ -88,10 +88,10 @@ bool is_ipv6_literal(std::string_view host) {
 //   host-port   = (host [":" port]) / (":" port)
 // Shaped like host-port but not one (port 0 or out of range, text after "]" that is not a
 // port, an IPv6 literal without brackets, which no port can be told apart from): nothing.
-std::optional<transport_address> parse_quoted_addr(std::string_view quoted) {
+std::optional<TransportAddress> parse_quoted_addr(std::string_view quoted) {
   const std::string_view address = text::trim_lws(text::unquote(text::trim_lws(quoted)));
   if (address.empty()) return std::nullopt;
-  transport_address parsed;
+  TransportAddress parsed;
   std::string_view after_host;
   if (!address.empty() && address.front() == '[') {
     const std::size_t close = address.find(']');
@@ -124,7 +124,7 @@ bool parse_address_list(std::string_view value, std::string_view& raw, std::uint
   rtp_port = rtcp_port = 0;
   rtp_host = rtcp_host = {};
   if (value.empty()) return false;
-  text::list_reader addresses(value, '/');
+  text::ListReader addresses(value, '/');
   unsigned index = 0;
   while (auto address = addresses.next()) {
     auto parsed = parse_quoted_addr(*address);
@@ -139,16 +139,16 @@ bool parse_address_list(std::string_view value, std::string_view& raw, std::uint
 // transport-protocol/profile[/lower-transport] *(";" parameter). Unknown parameters
 // (ttl, ssrc, mode, ...) are skipped. The header may be folded anywhere between elements,
 // hence trim_lws.
-bool parse_transport_spec(std::string_view text_spec, transport_spec& spec) {
+bool parse_transport_spec(std::string_view text_spec, TransportSpec& spec) {
   spec.spec = text_spec;
-  text::list_reader parameters(text_spec, ';');
+  text::ListReader parameters(text_spec, ';');
   std::string_view id = text::trim_lws(parameters.next().value_or(""));
   auto [protocol, after_protocol, has_profile] = text::split_once(id, '/');
   auto [profile, lower, has_lower] = text::split_once(after_protocol, '/');
   if (!has_profile || !text::is_token(protocol) || !text::is_token(profile)) return false;
   // RFC 7826 other-trans = token *("/" token): a lower part with more parts is no UDP.
   bool more_parts = false;
-  for (text::list_reader parts(lower, '/'); auto part = parts.next();) {
+  for (text::ListReader parts(lower, '/'); auto part = parts.next();) {
     if (has_lower && !text::is_token(*part)) return false;
     more_parts = more_parts || part->size() != lower.size();
   }
@@ -156,24 +156,24 @@ bool parse_transport_spec(std::string_view text_spec, transport_spec& spec) {
   spec.profile = profile;
   spec.lower_name = lower;
   if (has_lower)
-    spec.lower = more_parts               ? lower_transport::other
-                 : iequals(lower, "UDP") ? lower_transport::udp
-                 : iequals(lower, "TCP") ? lower_transport::tcp
-                                         : lower_transport::other;
+    spec.lower = more_parts               ? LowerTransport::other
+                 : iequals(lower, "UDP") ? LowerTransport::udp
+                 : iequals(lower, "TCP") ? LowerTransport::tcp
+                                         : LowerTransport::other;
 
   while (auto parameter = parameters.next()) {
-    text::split_result name_value = text::split_once(*parameter, '=');
+    text::SplitResult name_value = text::split_once(*parameter, '=');
     std::string_view name = text::trim_lws(name_value.head);
     std::string_view value = text::trim_lws(name_value.tail);
-    auto set_range = [value](range& into, std::uint32_t min, std::uint32_t max) {
+    auto set_range = [value](Range& into, std::uint32_t min, std::uint32_t max) {
       auto parsed = parse_range(value, min, max);
       if (parsed) into = *parsed;
       return parsed.has_value();
     };
     if (iequals(name, "unicast")) {
-      spec.delivery = delivery::unicast;
+      spec.delivery = Delivery::unicast;
     } else if (iequals(name, "multicast")) {
-      spec.delivery = delivery::multicast;
+      spec.delivery = Delivery::multicast;
     } else if (iequals(name, "client_port")) {
       if (!set_range(spec.client_port, 1, 65535)) return false;
     } else if (iequals(name, "server_port")) {
@@ -195,145 +195,145 @@ bool parse_transport_spec(std::string_view text_spec, transport_spec& spec) {
   return true;
 }
 
-reason parse_transport(std::string_view value, message& msg) {
-  text::list_reader specs(value, ',');
+Reason parse_transport(std::string_view value, Message& msg) {
+  text::ListReader specs(value, ',');
   while (auto spec = specs.next()) {
     std::string_view trimmed = text::trim_lws(*spec);
     if (trimmed.empty()) continue;  // "#rule" lists may hold empty elements
-    if (msg.transport_count == max_transports) return reason::too_many_transports;
+    if (msg.transport_count == max_transports) return Reason::too_many_transports;
     if (!parse_transport_spec(trimmed, msg.transports[msg.transport_count]))
-      return reason::bad_transport;
+      return Reason::bad_transport;
     ++msg.transport_count;
   }
-  return reason::none;
+  return Reason::none;
 }
 
-reason take_header(const text::header_field& field, message& msg) {
+Reason take_header(const text::HeaderField& field, Message& msg) {
   if (iequals(field.name, "CSeq")) {
     auto cseq = text::parse_decimal(field.value);
-    if (!cseq) return reason::bad_cseq;
+    if (!cseq) return Reason::bad_cseq;
     if (!msg.has_cseq) {
       msg.has_cseq = true;
       msg.cseq = *cseq;
     }
   } else if (iequals(field.name, "Session")) {
     std::string_view id = text::trim_lws(text::split_once(field.value, ';').head);
-    if (!text::is_request_target(id)) return reason::bad_session;  // empty, blanks or CTLs
+    if (!text::is_request_target(id)) return Reason::bad_session;  // empty, blanks or CTLs
     if (msg.session_id.empty()) msg.session_id = id;
   } else if (iequals(field.name, "Content-Length")) {
     auto length = text::parse_decimal(field.value);
     if (!length || (msg.has_content_length && *length != msg.content_length))
-      return reason::bad_content_length;
+      return Reason::bad_content_length;
     msg.has_content_length = true;
     msg.content_length = *length;
   } else if (iequals(field.name, "Transport")) {
     return parse_transport(field.value, msg);
   }
-  return reason::none;
+  return Reason::none;
 }
 
-message& fail(message& msg, reason why) {
-  msg.status = status::malformed;
+Message& fail(Message& msg, Reason why) {
+  msg.status = Status::malformed;
   msg.reason = why;
   return msg;
 }
 
 // RFC 2326 10.12: '$', channel, 16-bit big-endian length, payload.
-message& parse_interleaved(std::string_view frame, std::size_t offset, message& msg) {
-  msg.kind = kind::interleaved;
+Message& parse_interleaved(std::string_view frame, std::size_t offset, Message& msg) {
+  msg.kind = Kind::interleaved;
   if (frame.size() < 4) {
-    msg.status = status::need_more;
+    msg.status = Status::need_more;
     return msg;
   }
   auto byte = [&](std::size_t i) { return static_cast<std::uint8_t>(frame[i]); };
   msg.channel = byte(1);
   msg.size = offset + 4 + ((std::size_t{byte(2)} << 8) | byte(3));
-  msg.status = status::parsed;
+  msg.status = Status::parsed;
   return msg;
 }
 
 }  // namespace
 
-message parse(byte_span input) {
-  message msg;
+Message parse(ByteSpan input) {
+  Message msg;
   std::string_view all = text::as_chars(input);
   std::size_t start = text::count_leading_newlines(all);
   std::string_view rest = all.substr(start);
   if (rest.empty()) {
-    msg.status = status::need_more;
+    msg.status = Status::need_more;
     return msg;
   }
   if (rest.front() == '$') return parse_interleaved(rest, start, msg);
 
   auto first = text::first_line(rest);
   if (!first) {
-    msg.status = text::could_become_start_line(rest, version_prefix) ? status::need_more
-                                                                       : status::not_this_protocol;
+    msg.status = text::could_become_start_line(rest, version_prefix) ? Status::need_more
+                                                                       : Status::not_this_protocol;
     return msg;
   }
   if (!text::is_start_line_of(first->line, version_prefix)) return msg;
-  if (reason why = parse_start_line(first->line, msg); why != reason::none) return fail(msg, why);
+  if (Reason why = parse_start_line(first->line, msg); why != Reason::none) return fail(msg, why);
 
   std::size_t headers_start = start + first->size;
-  text::header_reader reader(all.substr(headers_start));
-  reason refused = reason::none;
-  auto take = [&](const text::header_field& field) {
+  text::HeaderReader reader(all.substr(headers_start));
+  Reason refused = Reason::none;
+  auto take = [&](const text::HeaderField& field) {
     refused = take_header(field, msg);
-    return refused == reason::none;
+    return refused == Reason::none;
   };
   switch (reader.read(max_headers, msg.header_count, take)) {
-    case text::header_block::complete: break;
-    case text::header_block::need_more: msg.status = status::need_more; return msg;
-    case text::header_block::stopped: return fail(msg, refused);
-    case text::header_block::too_many_fields: return fail(msg, reason::too_many_headers);
-    case text::header_block::no_colon: return fail(msg, reason::header_without_colon);
-    case text::header_block::bad_name: return fail(msg, reason::bad_header_name);
-    case text::header_block::continuation_first:
-      return fail(msg, reason::continuation_without_header);
+    case text::HeaderBlock::complete: break;
+    case text::HeaderBlock::need_more: msg.status = Status::need_more; return msg;
+    case text::HeaderBlock::stopped: return fail(msg, refused);
+    case text::HeaderBlock::too_many_fields: return fail(msg, Reason::too_many_headers);
+    case text::HeaderBlock::no_colon: return fail(msg, Reason::header_without_colon);
+    case text::HeaderBlock::bad_name: return fail(msg, Reason::bad_header_name);
+    case text::HeaderBlock::continuation_first:
+      return fail(msg, Reason::continuation_without_header);
   }
   msg.headers = all.substr(headers_start, reader.consumed());
   msg.size = headers_start + reader.consumed() + msg.content_length;
-  msg.status = status::parsed;
+  msg.status = Status::parsed;
   return msg;
 }
 
-extent message_extent(byte_span stream) {
-  message msg = parse(stream);
-  if (msg.status != status::parsed) return {msg.status, msg.reason, 0};
-  if (msg.size > stream.size()) return {status::need_more, reason::none, 0};
-  return {status::parsed, reason::none, msg.size};
+Extent message_extent(ByteSpan stream) {
+  Message msg = parse(stream);
+  if (msg.status != Status::parsed) return {msg.status, msg.reason, 0};
+  if (msg.size > stream.size()) return {Status::need_more, Reason::none, 0};
+  return {Status::parsed, Reason::none, msg.size};
 }
 
-const char* to_string(reason r) {
+const char* to_string(Reason r) {
   switch (r) {
-    case reason::none: return "none";
-    case reason::bad_request_line: return "bad request line";
-    case reason::bad_status_line: return "bad status line";
-    case reason::bad_version: return "bad version";
-    case reason::header_without_colon: return "header without colon";
-    case reason::bad_header_name: return "bad header name";
-    case reason::continuation_without_header: return "continuation line without header";
-    case reason::too_many_headers: return "too many headers";
-    case reason::bad_cseq: return "bad CSeq";
-    case reason::bad_session: return "bad Session";
-    case reason::bad_content_length: return "bad Content-Length";
-    case reason::bad_transport: return "bad Transport";
-    case reason::too_many_transports: return "too many Transport specs";
+    case Reason::none: return "none";
+    case Reason::bad_request_line: return "bad request line";
+    case Reason::bad_status_line: return "bad status line";
+    case Reason::bad_version: return "bad version";
+    case Reason::header_without_colon: return "header without colon";
+    case Reason::bad_header_name: return "bad header name";
+    case Reason::continuation_without_header: return "continuation line without header";
+    case Reason::too_many_headers: return "too many headers";
+    case Reason::bad_cseq: return "bad CSeq";
+    case Reason::bad_session: return "bad Session";
+    case Reason::bad_content_length: return "bad Content-Length";
+    case Reason::bad_transport: return "bad Transport";
+    case Reason::too_many_transports: return "too many Transport specs";
   }
   return "?";
 }
 
-const char* to_string(method m) {
+const char* to_string(Method m) {
   for (auto [name, id] : method_names)
     if (id == m) return name.data();  // the literals are NUL-terminated
   return "other";
 }
 
-const char* to_string(lower_transport t) {
+const char* to_string(LowerTransport t) {
   switch (t) {
-    case lower_transport::udp: return "UDP";
-    case lower_transport::tcp: return "TCP";
-    case lower_transport::other: return "other";
+    case LowerTransport::udp: return "UDP";
+    case LowerTransport::tcp: return "TCP";
+    case LowerTransport::other: return "other";
   }
   return "?";
 }

@@ -32,15 +32,15 @@ namespace tether::parsers::rtsp {
 inline constexpr std::size_t max_headers = 64;
 inline constexpr std::size_t max_transports = 8;
 
-enum class kind : std::uint8_t { request, response, interleaved };
+enum class Kind : std::uint8_t { request, response, interleaved };
 
 // Method tokens are case-sensitive; anything else is `other`.
-enum class method : std::uint8_t {
+enum class Method : std::uint8_t {
   OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER, ANNOUNCE,
   RECORD, REDIRECT, PLAY_NOTIFY, other,
 };
 
-enum class reason : std::uint8_t {
+enum class Reason : std::uint8_t {
   none,
   bad_request_line,
   bad_status_line,
@@ -56,11 +56,11 @@ enum class reason : std::uint8_t {
   too_many_transports,
 };
 
-enum class lower_transport : std::uint8_t { udp, tcp, other };  // udp when not given
-enum class delivery : std::uint8_t { unspecified, unicast, multicast };
+enum class LowerTransport : std::uint8_t { udp, tcp, other };  // udp when not given
+enum class Delivery : std::uint8_t { unspecified, unicast, multicast };
 
 // `first`..`last` inclusive; a single value has last == first. Not given: present == false.
-struct range {
+struct Range {
   bool present = false;
   std::uint16_t first = 0;
   std::uint16_t last = 0;
@@ -68,21 +68,21 @@ struct range {
 
 // One RFC 7826 quoted-addr: host-port ("host:port", "host", ":port", "[v6]:port") or an
 // extension-addr (any other quoted text: host holds it, port is 0).
-struct transport_address {
+struct TransportAddress {
   std::string_view host;  // without the brackets of an IPv6 literal; empty for ":port"
   std::uint16_t port = 0;  // 0: not given
 };
 
-struct transport_spec {
+struct TransportSpec {
   std::string_view spec;  // the whole spec, trimmed, for logs
   std::string_view protocol;  // "RTP"
   std::string_view profile;   // "AVP", "SAVP", "AVPF", ...
-  rtsp::lower_transport lower = rtsp::lower_transport::udp;
+  rtsp::LowerTransport lower = rtsp::LowerTransport::udp;
   std::string_view lower_name;  // as written, empty when not given
-  rtsp::delivery delivery = rtsp::delivery::unspecified;
-  range client_port;          // ports 1-65535
-  range server_port;
-  range interleaved;          // channels 0-255: media rides the control connection
+  rtsp::Delivery delivery = rtsp::Delivery::unspecified;
+  Range client_port;          // ports 1-65535
+  Range server_port;
+  Range interleaved;          // channels 0-255: media rides the control connection
   std::string_view destination;  // RFC 2326 destination=, unquoted
   // RFC 7826 dest_addr="host:port"/"host:port": where the media receiver takes the RTP and
   // the RTCP packets (for RTP/AVP/UDP: the first address RTP, the second RTCP; addresses
@@ -100,13 +100,13 @@ struct transport_spec {
   std::string_view src_rtcp_host;
 };
 
-struct message {
-  parsers::status status = parsers::status::not_this_protocol;
-  rtsp::reason reason = rtsp::reason::none;
-  rtsp::kind kind = rtsp::kind::request;
+struct Message {
+  parsers::Status status = parsers::Status::not_this_protocol;
+  rtsp::Reason reason = rtsp::Reason::none;
+  rtsp::Kind kind = rtsp::Kind::request;
 
   // Request line.
-  rtsp::method method = rtsp::method::other;
+  rtsp::Method method = rtsp::Method::other;
   std::string_view method_name;
   std::string_view url;
   std::uint8_t version = 0;  // major version: 1 or 2
@@ -121,7 +121,7 @@ struct message {
   std::uint32_t content_length = 0;
 
   std::size_t transport_count = 0;
-  std::array<transport_spec, max_transports> transports{};
+  std::array<TransportSpec, max_transports> transports{};
 
   std::uint8_t channel = 0;  // kind::interleaved: the channel of the `$` frame
 
@@ -132,20 +132,20 @@ struct message {
   std::size_t size = 0;
 };
 
-[[nodiscard]] message parse(byte_span input);
+[[nodiscard]] Message parse(ByteSpan input);
 
 // For TCP reassembly: does `stream` start with a whole message (request or response through
 // its body, or a `$` frame)? `parsed` with its size when it does, `need_more` while it does
 // not, otherwise what parse() found.
-struct extent {
-  parsers::status status = parsers::status::need_more;
-  rtsp::reason reason = rtsp::reason::none;
+struct Extent {
+  parsers::Status status = parsers::Status::need_more;
+  rtsp::Reason reason = rtsp::Reason::none;
   std::size_t size = 0;
 };
-[[nodiscard]] extent message_extent(byte_span stream);
+[[nodiscard]] Extent message_extent(ByteSpan stream);
 
-const char* to_string(reason r);
-const char* to_string(method m);
-const char* to_string(lower_transport t);
+const char* to_string(Reason r);
+const char* to_string(Method m);
+const char* to_string(LowerTransport t);
 
 }  // namespace tether::parsers::rtsp

@@ -13,21 +13,21 @@ using text::iequals;
 constexpr std::string_view version_prefix = "SIP/";
 constexpr std::string_view supported_version = "SIP/2.0";
 
-constexpr std::array<std::pair<std::string_view, method>, 14> method_names{{
-    {"INVITE", method::INVITE},       {"ACK", method::ACK},
-    {"BYE", method::BYE},             {"CANCEL", method::CANCEL},
-    {"REGISTER", method::REGISTER},   {"OPTIONS", method::OPTIONS},
-    {"PRACK", method::PRACK},         {"SUBSCRIBE", method::SUBSCRIBE},
-    {"NOTIFY", method::NOTIFY},       {"PUBLISH", method::PUBLISH},
-    {"INFO", method::INFO},           {"REFER", method::REFER},
-    {"MESSAGE", method::MESSAGE},     {"UPDATE", method::UPDATE},
+constexpr std::array<std::pair<std::string_view, Method>, 14> method_names{{
+    {"INVITE", Method::INVITE},       {"ACK", Method::ACK},
+    {"BYE", Method::BYE},             {"CANCEL", Method::CANCEL},
+    {"REGISTER", Method::REGISTER},   {"OPTIONS", Method::OPTIONS},
+    {"PRACK", Method::PRACK},         {"SUBSCRIBE", Method::SUBSCRIBE},
+    {"NOTIFY", Method::NOTIFY},       {"PUBLISH", Method::PUBLISH},
+    {"INFO", Method::INFO},           {"REFER", Method::REFER},
+    {"MESSAGE", Method::MESSAGE},     {"UPDATE", Method::UPDATE},
 }};
 
-method to_method(std::string_view name) {
+Method to_method(std::string_view name) {
   // The first letter rules out all but one or two names without a compare call.
   for (auto [known, id] : method_names)
     if (!name.empty() && name.front() == known.front() && name == known) return id;
-  return method::other;
+  return Method::other;
 }
 
 // IANA "Header Fields" registry, compact forms.
@@ -40,48 +40,48 @@ constexpr std::array<std::pair<char, std::string_view>, 15> compact_names{{
 
 // reason::none, why a SIP start line is malformed, or nothing when the line is not a SIP
 // start line at all (text::is_start_line_of), worked out from the same split.
-std::optional<reason> parse_start_line(std::string_view line, message& msg) {
+std::optional<Reason> parse_start_line(std::string_view line, Message& msg) {
   if (text::istarts_with(line, version_prefix)) {
-    msg.kind = kind::response;
-    text::status_line parts = text::split_status_line(line, 699);
-    if (!iequals(parts.version, supported_version)) return reason::bad_version;
-    if (parts.code == 0) return reason::bad_status_line;
+    msg.kind = Kind::response;
+    text::StatusLine parts = text::split_status_line(line, 699);
+    if (!iequals(parts.version, supported_version)) return Reason::bad_version;
+    if (parts.code == 0) return Reason::bad_status_line;
     msg.status_code = parts.code;
     msg.reason_phrase = parts.phrase;
-    return reason::none;
+    return Reason::none;
   }
-  msg.kind = kind::request;
+  msg.kind = Kind::request;
   auto parts = text::split_request_line(line);
   if (!parts) {
     if (!text::is_start_line_of(line, version_prefix)) return std::nullopt;
-    return reason::bad_request_line;
+    return Reason::bad_request_line;
   }
   // The version follows the last SP, as is_start_line_of() looks for it.
   if (!text::istarts_with(parts->version, version_prefix)) return std::nullopt;
-  if (!iequals(parts->version, supported_version)) return reason::bad_version;
+  if (!iequals(parts->version, supported_version)) return Reason::bad_version;
   if (!text::is_token_run_of(line, parts->method.size()) ||
       !text::is_request_target(parts->target))
-    return reason::bad_request_line;
+    return Reason::bad_request_line;
   msg.method_name = parts->method;
   msg.method = to_method(parts->method);
   msg.request_uri = parts->target;
-  return reason::none;
+  return Reason::none;
 }
 
 // CSeq: 1*DIGIT LWS Method
-reason parse_cseq(std::string_view value, message& msg) {
+Reason parse_cseq(std::string_view value, Message& msg) {
   std::string_view number = text::leading_digits(value);
   std::string_view after_number = value.substr(number.size());
   std::string_view name = text::trim_lws(after_number);
   auto parsed = text::parse_decimal(number);
   if (!parsed || after_number.empty() || !text::is_lws(after_number.front()) ||
       !text::is_token(name))
-    return reason::bad_cseq;
+    return Reason::bad_cseq;
   msg.has_cseq = true;
   msg.cseq = *parsed;
   msg.cseq_method_name = name;
   msg.cseq_method = to_method(name);
-  return reason::none;
+  return Reason::none;
 }
 
 constexpr std::string_view call_id_name = "Call-ID";
@@ -89,18 +89,18 @@ constexpr std::string_view cseq_name = "CSeq";
 constexpr std::string_view from_name = "From";
 constexpr std::string_view content_length_name = "Content-Length";
 
-reason take_header(const text::header_field& field, message& msg) {
+Reason take_header(const text::HeaderField& field, Message& msg) {
   const std::string_view name =
       field.name.size() == 1 ? expand_compact_name(field.name) : field.name;
   // Most fields are none of these: their length alone says so, before any compare (From is
   // as long as CSeq).
   const std::size_t size = name.size();
   if (size != call_id_name.size() && size != cseq_name.size() && size != content_length_name.size())
-    return reason::none;
+    return Reason::none;
   if (iequals(name, call_id_name)) {
-    if (field.value.empty()) return reason::call_id_empty;
+    if (field.value.empty()) return Reason::call_id_empty;
     if (!msg.call_id.empty() && !text::equal_unfolded(msg.call_id, field.value))
-      return reason::call_id_conflict;
+      return Reason::call_id_conflict;
     msg.call_id = field.value;
     msg.call_id_folded = field.folded;
   } else if (iequals(name, cseq_name)) {
@@ -110,31 +110,31 @@ reason take_header(const text::header_field& field, message& msg) {
   } else if (iequals(name, content_length_name)) {
     auto length = text::parse_decimal(field.value);
     if (!length || (msg.has_content_length && *length != msg.content_length))
-      return reason::bad_content_length;
+      return Reason::bad_content_length;
     msg.has_content_length = true;
     msg.content_length = *length;
   }
-  return reason::none;
+  return Reason::none;
 }
 
-void fail(message& msg, reason why) {
-  msg.status = status::malformed;
+void fail(Message& msg, Reason why) {
+  msg.status = Status::malformed;
   msg.reason = why;
 }
 
 // Fills `msg`, which starts out default-constructed.
-void read_message(byte_span input, framing how, message& msg) {
+void read_message(ByteSpan input, Framing how, Message& msg) {
   std::string_view all = text::as_chars(input);
-  const bool stream = how == framing::stream;
+  const bool stream = how == Framing::stream;
 
   std::size_t start = text::count_leading_newlines(all);
   if (all.empty()) {
-    msg.status = stream ? status::need_more : status::not_this_protocol;
+    msg.status = stream ? Status::need_more : Status::not_this_protocol;
     return;
   }
   if (start == all.size()) {  // RFC 5626 keepalive: CRLFCRLF ping, CRLF pong
-    msg.status = status::parsed;
-    msg.kind = kind::keepalive;
+    msg.status = Status::parsed;
+    msg.kind = Kind::keepalive;
     msg.size = all.size();
     return;
   }
@@ -143,36 +143,36 @@ void read_message(byte_span input, framing how, message& msg) {
   auto first = text::first_line(rest);
   if (!first) {
     if (stream) {
-      msg.status = text::could_become_start_line(rest, version_prefix) ? status::need_more
-                                                                         : status::not_this_protocol;
+      msg.status = text::could_become_start_line(rest, version_prefix) ? Status::need_more
+                                                                         : Status::not_this_protocol;
       return;
     }
     if (!text::is_start_line_of(rest, version_prefix)) return;
-    return fail(msg, reason::first_line_unterminated);
+    return fail(msg, Reason::first_line_unterminated);
   }
-  const std::optional<reason> start_line = parse_start_line(first->line, msg);
+  const std::optional<Reason> start_line = parse_start_line(first->line, msg);
   if (!start_line) return;  // another protocol
-  if (*start_line != reason::none) return fail(msg, *start_line);
+  if (*start_line != Reason::none) return fail(msg, *start_line);
 
   std::size_t headers_start = start + first->size;
-  text::header_reader reader(all.substr(headers_start));
-  reason refused = reason::none;
-  auto take = [&](const text::header_field& field) {
+  text::HeaderReader reader(all.substr(headers_start));
+  Reason refused = Reason::none;
+  auto take = [&](const text::HeaderField& field) {
     refused = take_header(field, msg);
-    return refused == reason::none;
+    return refused == Reason::none;
   };
   switch (reader.read(max_headers, msg.header_count, take)) {
-    case text::header_block::complete: break;
-    case text::header_block::need_more:
-      if (!stream) return fail(msg, reason::headers_unterminated);
-      msg.status = status::need_more;
+    case text::HeaderBlock::complete: break;
+    case text::HeaderBlock::need_more:
+      if (!stream) return fail(msg, Reason::headers_unterminated);
+      msg.status = Status::need_more;
       return;
-    case text::header_block::stopped: return fail(msg, refused);
-    case text::header_block::too_many_fields: return fail(msg, reason::too_many_headers);
-    case text::header_block::no_colon: return fail(msg, reason::header_without_colon);
-    case text::header_block::bad_name: return fail(msg, reason::bad_header_name);
-    case text::header_block::continuation_first:
-      return fail(msg, reason::continuation_without_header);
+    case text::HeaderBlock::stopped: return fail(msg, refused);
+    case text::HeaderBlock::too_many_fields: return fail(msg, Reason::too_many_headers);
+    case text::HeaderBlock::no_colon: return fail(msg, Reason::header_without_colon);
+    case text::HeaderBlock::bad_name: return fail(msg, Reason::bad_header_name);
+    case text::HeaderBlock::continuation_first:
+      return fail(msg, Reason::continuation_without_header);
   }
   std::size_t body_start = headers_start + reader.consumed();
   msg.headers = all.substr(headers_start, reader.consumed());
@@ -184,32 +184,32 @@ void read_message(byte_span input, framing how, message& msg) {
   if (msg.has_content_length || stream) body_size = msg.content_length;
   if (body_size > available.size()) {
     if (stream) {
-      msg.status = status::need_more;
+      msg.status = Status::need_more;
       return;
     }
-    return fail(msg, reason::body_truncated);
+    return fail(msg, Reason::body_truncated);
   }
   msg.body = available.substr(0, body_size);
   msg.size = body_start + body_size;
 
-  if (msg.call_id.empty()) return fail(msg, reason::call_id_missing);
-  msg.status = status::parsed;
+  if (msg.call_id.empty()) return fail(msg, Reason::call_id_missing);
+  msg.status = Status::parsed;
 }
 
 }  // namespace
 
-message parse(byte_span input, framing how) {
+Message parse(ByteSpan input, Framing how) {
   // One named result for every path, so the caller's object is filled in place.
-  message msg;
+  Message msg;
   read_message(input, how, msg);
   return msg;
 }
 
-std::optional<std::string_view> find_header(const message& msg, std::string_view name) {
+std::optional<std::string_view> find_header(const Message& msg, std::string_view name) {
   std::string_view wanted = expand_compact_name(name);
   std::optional<std::string_view> found;
   std::size_t count = 0;
-  text::header_reader(msg.headers).read(SIZE_MAX, count, [&](const text::header_field& field) {
+  text::HeaderReader(msg.headers).read(SIZE_MAX, count, [&](const text::HeaderField& field) {
     if (iequals(expand_compact_name(field.name), wanted)) found = field.value;
     return !found;
   });
@@ -252,10 +252,10 @@ std::size_t parameters_start(std::string_view value) {
 std::optional<std::string_view> tag_parameter(std::string_view value) {
   const std::size_t start = parameters_start(value);
   if (start >= value.size()) return std::nullopt;
-  text::list_reader parameters(value.substr(start), ';');
+  text::ListReader parameters(value.substr(start), ';');
   (void)parameters.next();  // what comes before the first ';'
   while (auto parameter = parameters.next()) {
-    const text::split_result pair = text::split_once(*parameter, '=');
+    const text::SplitResult pair = text::split_once(*parameter, '=');
     if (!iequals(text::trim_lws(pair.head), "tag")) continue;
     // A bare ";tag" is a tag without a value: an empty view at its end, still inside `value`.
     return pair.found ? text::trim_lws(pair.tail) : parameter->substr(parameter->size());
@@ -263,8 +263,8 @@ std::optional<std::string_view> tag_parameter(std::string_view value) {
   return std::nullopt;
 }
 
-bool outside_dialog(const message& msg) {
-  if (msg.kind != kind::request) return false;
+bool outside_dialog(const Message& msg) {
+  if (msg.kind != Kind::request) return false;
   const std::optional<std::string_view> to = find_header(msg, "To");
   return !to || !tag_parameter(*to);
 }
@@ -346,46 +346,46 @@ std::uint64_t hash_unfolded(std::string_view value, std::uint64_t seed) {
   if (plain) return hasher.finish();
 
   word_hasher unfolding(seed);
-  text::unfolded_reader reader(value);
+  text::UnfoldedReader reader(value);
   for (int c = reader.next(); c >= 0; c = reader.next()) unfolding.add_byte(static_cast<unsigned char>(c));
   return unfolding.finish();
 }
 
 bool equal_unfolded(std::string_view a, std::string_view b) { return text::equal_unfolded(a, b); }
 
-const char* to_string(reason r) {
+const char* to_string(Reason r) {
   switch (r) {
-    case reason::none: return "none";
-    case reason::first_line_unterminated: return "no CRLF in first line";
-    case reason::bad_request_line: return "bad request line";
-    case reason::bad_status_line: return "bad status line";
-    case reason::bad_version: return "bad version";
-    case reason::header_without_colon: return "header without colon";
-    case reason::bad_header_name: return "bad header name";
-    case reason::continuation_without_header: return "continuation line without header";
-    case reason::headers_unterminated: return "headers not terminated by empty line";
-    case reason::too_many_headers: return "too many headers";
-    case reason::call_id_missing: return "Call-ID missing";
-    case reason::call_id_empty: return "Call-ID empty";
-    case reason::call_id_conflict: return "Call-ID headers differ";
-    case reason::bad_cseq: return "bad CSeq";
-    case reason::bad_content_length: return "bad Content-Length";
-    case reason::body_truncated: return "body shorter than Content-Length";
+    case Reason::none: return "none";
+    case Reason::first_line_unterminated: return "no CRLF in first line";
+    case Reason::bad_request_line: return "bad request line";
+    case Reason::bad_status_line: return "bad status line";
+    case Reason::bad_version: return "bad version";
+    case Reason::header_without_colon: return "header without colon";
+    case Reason::bad_header_name: return "bad header name";
+    case Reason::continuation_without_header: return "continuation line without header";
+    case Reason::headers_unterminated: return "headers not terminated by empty line";
+    case Reason::too_many_headers: return "too many headers";
+    case Reason::call_id_missing: return "Call-ID missing";
+    case Reason::call_id_empty: return "Call-ID empty";
+    case Reason::call_id_conflict: return "Call-ID headers differ";
+    case Reason::bad_cseq: return "bad CSeq";
+    case Reason::bad_content_length: return "bad Content-Length";
+    case Reason::body_truncated: return "body shorter than Content-Length";
   }
   return "?";
 }
 
-const char* to_string(method m) {
+const char* to_string(Method m) {
   for (auto [name, id] : method_names)
     if (id == m) return name.data();  // the literals are NUL-terminated
   return "other";
 }
 
-const char* to_string(kind k) {
+const char* to_string(Kind k) {
   switch (k) {
-    case kind::request: return "request";
-    case kind::response: return "response";
-    case kind::keepalive: return "keepalive";
+    case Kind::request: return "request";
+    case Kind::response: return "response";
+    case Kind::keepalive: return "keepalive";
   }
   return "?";
 }

@@ -35,17 +35,17 @@ inline constexpr std::size_t max_headers = 64;
 // How the input was framed. A datagram is one whole message: a message cut short in it is
 // malformed. A stream (TCP, TLS) may be cut anywhere: a cut message is need_more, and `size`
 // tells where the next message starts.
-enum class framing : std::uint8_t { datagram, stream };
+enum class Framing : std::uint8_t { datagram, stream };
 
-enum class kind : std::uint8_t { request, response, keepalive };
+enum class Kind : std::uint8_t { request, response, keepalive };
 
 // Method tokens are case-sensitive (RFC 3261 7.1); anything else is `other`.
-enum class method : std::uint8_t {
+enum class Method : std::uint8_t {
   INVITE, ACK, BYE, CANCEL, REGISTER, OPTIONS, PRACK, SUBSCRIBE, NOTIFY, PUBLISH, INFO, REFER,
   MESSAGE, UPDATE, other,
 };
 
-enum class reason : std::uint8_t {
+enum class Reason : std::uint8_t {
   none,
   first_line_unterminated,      // a datagram whose start line has no line end
   bad_request_line,
@@ -64,13 +64,13 @@ enum class reason : std::uint8_t {
   body_truncated,               // a datagram with fewer body bytes than Content-Length
 };
 
-struct message {
-  parsers::status status = parsers::status::not_this_protocol;
-  sip::reason reason = sip::reason::none;
-  sip::kind kind = sip::kind::request;
+struct Message {
+  parsers::Status status = parsers::Status::not_this_protocol;
+  sip::Reason reason = sip::Reason::none;
+  sip::Kind kind = sip::Kind::request;
 
   // Request line.
-  sip::method method = sip::method::other;
+  sip::Method method = sip::Method::other;
   std::string_view method_name;
   std::string_view request_uri;
   // Status line.
@@ -83,7 +83,7 @@ struct message {
 
   bool has_cseq = false;
   std::uint32_t cseq = 0;
-  sip::method cseq_method = sip::method::other;
+  sip::Method cseq_method = sip::Method::other;
   std::string_view cseq_method_name;
 
   bool has_content_length = false;
@@ -97,12 +97,12 @@ struct message {
   std::size_t size = 0;
 };
 
-[[nodiscard]] message parse(byte_span input, framing how = framing::datagram);
+[[nodiscard]] Message parse(ByteSpan input, Framing how = Framing::datagram);
 
 // The first value of header `name` (any letter case, full or compact form: "From" also finds
 // "f", and "f" finds "From") in a message parse() returned `parsed` or malformed with
 // call_id_missing. Raw and trimmed; may be folded.
-[[nodiscard]] std::optional<std::string_view> find_header(const message& msg,
+[[nodiscard]] std::optional<std::string_view> find_header(const Message& msg,
                                                         std::string_view name);
 
 // The tag parameter of a From or To header value (RFC 3261 19.3), trimmed, or nothing when
@@ -114,7 +114,7 @@ struct message {
 // A request outside any dialog: its To header has no tag (RFC 3261 8.1.1.2, 12.2). An INVITE
 // outside a dialog starts a new call; the ACK, BYE and re-INVITE of a call carry the To tag.
 // A request without a To header counts as outside. Walks the headers: ask only when needed.
-[[nodiscard]] bool outside_dialog(const message& msg);
+[[nodiscard]] bool outside_dialog(const Message& msg);
 
 // The full name of a compact header form ("i" -> "Call-ID"), or `name` itself.
 std::string_view expand_compact_name(std::string_view name);
@@ -128,8 +128,8 @@ std::string_view expand_compact_name(std::string_view name);
 // True when two header values are equal once unfolded.
 bool equal_unfolded(std::string_view a, std::string_view b);
 
-const char* to_string(reason r);
-const char* to_string(method m);
-const char* to_string(kind k);
+const char* to_string(Reason r);
+const char* to_string(Method m);
+const char* to_string(Kind k);
 
 }  // namespace tether::parsers::sip

@@ -25,21 +25,21 @@
 
 namespace tether::parsers {
 
-using byte_span = std::span<const std::uint8_t>;
+using ByteSpan = std::span<const std::uint8_t>;
 
-enum class status : std::uint8_t {
+enum class Status : std::uint8_t {
   parsed,
   not_this_protocol,
   malformed,  // the result's `reason` says why
   need_more,  // the input ends inside a message that more bytes could complete (TCP)
 };
 
-constexpr const char* to_string(status s) {
+constexpr const char* to_string(Status s) {
   switch (s) {
-    case status::parsed: return "parsed";
-    case status::not_this_protocol: return "not_this_protocol";
-    case status::malformed: return "malformed";
-    case status::need_more: return "need_more";
+    case Status::parsed: return "parsed";
+    case Status::not_this_protocol: return "not_this_protocol";
+    case Status::malformed: return "malformed";
+    case Status::need_more: return "need_more";
   }
   return "?";
 }
@@ -48,7 +48,7 @@ constexpr const char* to_string(status s) {
 
 namespace tether::parsers::text {
 
-inline std::string_view as_chars(byte_span bytes) {
+inline std::string_view as_chars(ByteSpan bytes) {
   return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }
 
@@ -247,12 +247,12 @@ constexpr std::string_view leading_digits(std::string_view s) {
 }
 
 // Splits `s` at the first `separator`: {before, after}. Without one: {s, ""} and found=false.
-struct split_result {
+struct SplitResult {
   std::string_view head;
   std::string_view tail;
   bool found;
 };
-constexpr split_result split_once(std::string_view s, char separator) {
+constexpr SplitResult split_once(std::string_view s, char separator) {
   std::size_t at = s.find(separator);
   if (at == std::string_view::npos) return {s, {}, false};
   return {s.substr(0, at), s.substr(at + 1), true};
@@ -266,9 +266,9 @@ constexpr std::string_view unquote(std::string_view s) {
 // Items of a `separator`-delimited list whose items may hold quoted strings that contain the
 // separator (RTSP `mode="PLAY,RECORD"`); inside one, a backslash escapes the next byte
 // (quoted-pair), so `\"` does not end it. Empty items are returned as empty views.
-class list_reader {
+class ListReader {
  public:
-  constexpr list_reader(std::string_view list, char separator)
+  constexpr ListReader(std::string_view list, char separator)
       : rest_(list), separator_(separator), done_(false) {}
 
   constexpr std::optional<std::string_view> next() {
@@ -296,17 +296,17 @@ class list_reader {
 // Lines end at LF; a CR before it is dropped. RFC 3261 and RFC 2326 ask for CRLF, but bare LF
 // is what tolerant stacks (and this balancer) accept, since rejecting it breaks calls for no
 // gain in safety.
-struct line_split {
+struct LineSplit {
   std::string_view line;  // without the terminator
   std::size_t size;       // bytes up to and including the LF
 };
-inline std::optional<line_split> first_line(std::string_view s) {
+inline std::optional<LineSplit> first_line(std::string_view s) {
   const char* lf = detail::find_line_feed(s.data(), s.data() + s.size());
   if (lf == nullptr) return std::nullopt;
   const auto at = static_cast<std::size_t>(lf - s.data());
   std::string_view line = s.substr(0, at);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  return line_split{line, at + 1};
+  return LineSplit{line, at + 1};
 }
 
 // Stream transports allow empty lines before a start line (RFC 3261 7.5, RFC 7230 3.5).
@@ -318,27 +318,27 @@ constexpr std::size_t count_leading_newlines(std::string_view s) {
 
 // "METHOD SP target SP VERSION", split at the first and the last SP: the target may not hold
 // a SP (the caller checks), so a space-mangled line fails instead of shifting fields.
-struct request_line {
+struct RequestLine {
   std::string_view method;
   std::string_view target;
   std::string_view version;
 };
-constexpr std::optional<request_line> split_request_line(std::string_view line) {
+constexpr std::optional<RequestLine> split_request_line(std::string_view line) {
   std::size_t first = line.find(' ');
   std::size_t last = line.rfind(' ');
   if (first == std::string_view::npos || first == last) return std::nullopt;
-  return request_line{line.substr(0, first), line.substr(first + 1, last - first - 1),
+  return RequestLine{line.substr(0, first), line.substr(first + 1, last - first - 1),
                       line.substr(last + 1)};
 }
 
 // "VERSION SP 3DIGIT [SP reason-phrase]". `version` is returned unchecked; `code` is 0 unless
 // it is three digits from 100 to `max_code`. A missing SP before an empty phrase is tolerated.
-struct status_line {
+struct StatusLine {
   std::string_view version;
   std::uint16_t code;
   std::string_view phrase;
 };
-constexpr status_line split_status_line(std::string_view line, std::uint32_t max_code) {
+constexpr StatusLine split_status_line(std::string_view line, std::uint32_t max_code) {
   auto [version, rest, has_code] = split_once(line, ' ');
   std::string_view digits = leading_digits(rest);
   auto code = parse_decimal(digits, max_code);
@@ -376,18 +376,18 @@ constexpr bool could_become_start_line(std::string_view partial, std::string_vie
 
 // Header fields of an RFC 822-style block (SIP, RTSP): "name: value", values may continue on
 // lines that start with SP or HTAB (folding), and the block ends at an empty line.
-struct header_field {
+struct HeaderField {
   std::string_view name;
   std::string_view value;  // trimmed; still holds CR/LF/blanks where it was folded
   // The value continued on another line and holds its fold (a CR or LF): compare or hash it
-  // with unfolded_reader. Worked out only for fields that continued, which few do, so a
-  // bare CR inside a one-line value does not count (unfolded_reader treats it as white
+  // with UnfoldedReader. Worked out only for fields that continued, which few do, so a
+  // bare CR inside a one-line value does not count (UnfoldedReader treats it as white
   // space either way).
   bool folded = false;
 };
 
 // How a walk over a header block ended.
-enum class header_block : std::uint8_t {
+enum class HeaderBlock : std::uint8_t {
   complete,            // the empty line was reached and consumed
   need_more,           // the input ends before the block does
   no_colon,
@@ -397,26 +397,26 @@ enum class header_block : std::uint8_t {
   stopped,             // the visitor asked to stop
 };
 
-class header_reader {
+class HeaderReader {
  public:
-  explicit header_reader(std::string_view block)
+  explicit HeaderReader(std::string_view block)
       : begin_(block.data()), cursor_(block.data()), end_(block.data() + block.size()) {}
 
   // Hands each field to `take`, which returns false to stop; counts fields into `count`.
   // Every SIP datagram passes here, so the walk is over pointers in one loop, and each byte
   // of a one-line field is looked at about once: by the LF search, the name scan or the trim.
   template <class Take>
-  header_block read(std::size_t max_fields, std::size_t& count, Take&& take) {
+  HeaderBlock read(std::size_t max_fields, std::size_t& count, Take&& take) {
     for (;;) {
       const char* const line = cursor_;
       const char* const lf = detail::find_line_feed(line, end_);
-      if (lf == nullptr) return header_block::need_more;
+      if (lf == nullptr) return HeaderBlock::need_more;
       const char* const text_end = lf != line && lf[-1] == '\r' ? lf - 1 : lf;
       if (text_end == line) {
         cursor_ = lf + 1;
-        return header_block::complete;
+        return HeaderBlock::complete;
       }
-      if (is_blank(*line)) return header_block::continuation_first;
+      if (is_blank(*line)) return HeaderBlock::continuation_first;
       // The name is a token, then blanks (SIP allows them before the colon), then the colon.
       // The token scan stops at the CR or LF that ends the line at the latest.
       const char* const name_end = line + token_run(line, end_);
@@ -425,29 +425,29 @@ class header_reader {
         while (colon < text_end && is_blank(*colon)) ++colon;
       if (colon == text_end || *colon != ':' || name_end == line)
         return std::memchr(line, ':', static_cast<std::size_t>(text_end - line)) == nullptr
-                   ? header_block::no_colon
-                   : header_block::bad_name;
+                   ? HeaderBlock::no_colon
+                   : HeaderBlock::bad_name;
 
       // The field runs on while the next line starts with a blank. Until the byte after this
       // line's LF is here we cannot know whether it does.
       const char* field_end = lf + 1;
-      if (field_end == end_) return header_block::need_more;
-      header_field field;
+      if (field_end == end_) return HeaderBlock::need_more;
+      HeaderField field;
       field.name = {line, static_cast<std::size_t>(name_end - line)};
       if (!is_blank(*field_end)) {  // one line: its end is known, no need to trim the CRLF again
         field.value = trim_lws({colon + 1, static_cast<std::size_t>(text_end - colon - 1)});
       } else {
         do {
           const char* const next_lf = detail::find_line_feed(field_end, end_);
-          if (next_lf == nullptr || next_lf + 1 == end_) return header_block::need_more;
+          if (next_lf == nullptr || next_lf + 1 == end_) return HeaderBlock::need_more;
           field_end = next_lf + 1;
         } while (is_blank(*field_end));
         field.value = trim_lws({colon + 1, static_cast<std::size_t>(field_end - colon - 1)});
         field.folded = field.value.find_first_of("\r\n") != std::string_view::npos;
       }
       cursor_ = field_end;
-      if (++count > max_fields) return header_block::too_many_fields;
-      if (!take(field)) return header_block::stopped;
+      if (++count > max_fields) return HeaderBlock::too_many_fields;
+      if (!take(field)) return HeaderBlock::stopped;
     }
   }
 
@@ -463,9 +463,9 @@ class header_reader {
 // The bytes of a header value as RFC 3261 7.3.1 defines it: any run of linear white space
 // (blanks, and the CRLF of a fold) counts as one SP, and none at either end. Folded and
 // unfolded forms of a value yield the same sequence.
-class unfolded_reader {
+class UnfoldedReader {
  public:
-  constexpr explicit unfolded_reader(std::string_view value) : rest_(trim_lws(value)) {}
+  constexpr explicit UnfoldedReader(std::string_view value) : rest_(trim_lws(value)) {}
 
   // The next byte, or -1 at the end.
   constexpr int next() {
@@ -484,7 +484,7 @@ class unfolded_reader {
 };
 
 constexpr bool equal_unfolded(std::string_view a, std::string_view b) {
-  unfolded_reader ra(a), rb(b);
+  UnfoldedReader ra(a), rb(b);
   for (;;) {
     int ca = ra.next();
     if (ca != rb.next()) return false;

@@ -14,7 +14,7 @@ inline void expect(bool ok) {
 }
 
 // A returned view must lie inside the input.
-inline void expect_inside(std::string_view view, parsers::byte_span input) {
+inline void expect_inside(std::string_view view, parsers::ByteSpan input) {
   if (view.empty()) return;
   auto begin = reinterpret_cast<const char*>(input.data());
   expect(view.data() >= begin && view.data() + view.size() <= begin + input.size());

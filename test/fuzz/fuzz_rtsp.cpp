@@ -8,25 +8,25 @@
 #include <cstdlib>
 
 namespace rtsp = tether::parsers::rtsp;
-using tether::parsers::byte_span;
-using tether::parsers::status;
+using tether::parsers::ByteSpan;
+using tether::parsers::Status;
 
 using tether::fuzz::expect;
 using tether::fuzz::expect_inside;
 
 namespace {
 
-void expect_range(const rtsp::range& r, std::uint16_t min) {
+void expect_range(const rtsp::Range& r, std::uint16_t min) {
   expect(!r.present || (r.first >= min && r.first <= r.last));
 }
 
-void check(const rtsp::message& m, byte_span input) {
+void check(const rtsp::Message& m, ByteSpan input) {
   expect(rtsp::to_string(m.reason) != nullptr);
   for (std::string_view view : {m.method_name, m.url, m.reason_phrase, m.session_id, m.headers})
     expect_inside(view, input);
   expect(m.transport_count <= rtsp::max_transports);
   for (std::size_t i = 0; i < m.transport_count; ++i) {
-    const rtsp::transport_spec& t = m.transports[i];
+    const rtsp::TransportSpec& t = m.transports[i];
     for (std::string_view view : {t.spec, t.protocol, t.profile, t.lower_name, t.destination,
                                   t.dest_addr, t.dest_rtp_host, t.dest_rtcp_host, t.src_addr,
                                   t.src_rtp_host, t.src_rtcp_host})
@@ -49,29 +49,29 @@ void check(const rtsp::message& m, byte_span input) {
     expect_range(t.interleaved, 0);
     expect(t.interleaved.last <= 255);
   }
-  if (m.status != status::parsed) return;
+  if (m.status != Status::parsed) return;
   expect(m.header_count <= rtsp::max_headers);
-  expect(m.kind != rtsp::kind::request || m.version == 1 || m.version == 2);
+  expect(m.kind != rtsp::Kind::request || m.version == 1 || m.version == 2);
   // The header block parses the same without the bytes that follow it.
-  if (m.kind != rtsp::kind::interleaved) {
+  if (m.kind != rtsp::Kind::interleaved) {
     std::size_t header_end = static_cast<std::size_t>(
         m.headers.data() + m.headers.size() - reinterpret_cast<const char*>(input.data()));
     expect(header_end <= input.size() && m.size == header_end + m.content_length);
-    rtsp::message alone = rtsp::parse(input.first(header_end));
-    expect(alone.status == status::parsed && alone.size == m.size);
+    rtsp::Message alone = rtsp::parse(input.first(header_end));
+    expect(alone.status == Status::parsed && alone.size == m.size);
   }
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  byte_span rest(data, size);
+  ByteSpan rest(data, size);
   for (;;) {
-    rtsp::message m = rtsp::parse(rest);
+    rtsp::Message m = rtsp::parse(rest);
     check(m, rest);
-    rtsp::extent e = rtsp::message_extent(rest);
-    expect(e.status == m.status || (e.status == status::need_more && m.size > rest.size()));
-    if (e.status != status::parsed) break;
+    rtsp::Extent e = rtsp::message_extent(rest);
+    expect(e.status == m.status || (e.status == Status::need_more && m.size > rest.size()));
+    if (e.status != Status::parsed) break;
     expect(e.size == m.size && e.size > 0 && e.size <= rest.size());
     rest = rest.subspan(e.size);
   }

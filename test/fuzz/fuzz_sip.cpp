@@ -9,50 +9,50 @@
 #include <string>
 
 namespace sip = tether::parsers::sip;
-using tether::parsers::byte_span;
-using tether::parsers::status;
+using tether::parsers::ByteSpan;
+using tether::parsers::Status;
 
 using tether::fuzz::expect;
 using tether::fuzz::expect_inside;
 
 namespace {
 
-void check(const sip::message& m, byte_span input, sip::framing how) {
+void check(const sip::Message& m, ByteSpan input, sip::Framing how) {
   expect(sip::to_string(m.reason) != nullptr);
   for (std::string_view view : {m.method_name, m.request_uri, m.reason_phrase, m.call_id,
                                 m.cseq_method_name, m.headers, m.body})
     expect_inside(view, input);
-  if (m.status != status::parsed && m.reason != sip::reason::call_id_missing) return;
+  if (m.status != Status::parsed && m.reason != sip::Reason::call_id_missing) return;
   expect(m.size <= input.size());
   expect(m.header_count <= sip::max_headers);
-  if (m.kind == sip::kind::keepalive) return;
-  expect(m.status != status::parsed || !m.call_id.empty());
+  if (m.kind == sip::Kind::keepalive) return;
+  expect(m.status != Status::parsed || !m.call_id.empty());
   // A Call-ID of any length is a view into the header block, and its digest covers all of
   // it: equal to the digest of the unfolded bytes, copied here (the parser never copies).
-  if (m.status == status::parsed) {
+  if (m.status == Status::parsed) {
     expect(m.call_id.data() >= m.headers.data() &&
            m.call_id.data() + m.call_id.size() <= m.headers.data() + m.headers.size());
     std::string unfolded;
-    tether::parsers::text::unfolded_reader reader(m.call_id);
+    tether::parsers::text::UnfoldedReader reader(m.call_id);
     for (int c = reader.next(); c >= 0; c = reader.next()) unfolded.push_back(static_cast<char>(c));
     expect(sip::hash_unfolded(unfolded, 7) == sip::hash_unfolded(m.call_id, 7));
     expect(sip::equal_unfolded(unfolded, m.call_id));
     if (auto to = sip::find_header(m, "To")) {
       if (auto tag = sip::tag_parameter(*to))
         expect(tag->data() >= to->data() && tag->data() + tag->size() <= to->data() + to->size());
-      expect(sip::outside_dialog(m) == (m.kind == sip::kind::request && !sip::tag_parameter(*to)));
+      expect(sip::outside_dialog(m) == (m.kind == sip::Kind::request && !sip::tag_parameter(*to)));
     }
   }
   for (std::string_view name : {"Call-ID", "i", "From", "t", "Via", "Content-Type", "X-Unknown"})
     if (auto value = sip::find_header(m, name)) expect_inside(*value, input);
-  if (m.status == status::parsed) {
+  if (m.status == Status::parsed) {
     auto first_call_id = sip::find_header(m, "Call-ID");
     expect(first_call_id && sip::equal_unfolded(*first_call_id, m.call_id));
     expect(sip::hash_unfolded(*first_call_id, 42) == sip::hash_unfolded(m.call_id, 42));
     // A stream message parses the same without the bytes that follow it.
-    if (how == sip::framing::stream) {
-      sip::message alone = sip::parse(input.first(m.size), how);
-      expect(alone.status == status::parsed && alone.size == m.size);
+    if (how == sip::Framing::stream) {
+      sip::Message alone = sip::parse(input.first(m.size), how);
+      expect(alone.status == Status::parsed && alone.size == m.size);
     }
   }
 }
@@ -60,14 +60,14 @@ void check(const sip::message& m, byte_span input, sip::framing how) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  byte_span input(data, size);
-  check(sip::parse(input, sip::framing::datagram), input, sip::framing::datagram);
+  ByteSpan input(data, size);
+  check(sip::parse(input, sip::Framing::datagram), input, sip::Framing::datagram);
 
-  byte_span rest = input;
+  ByteSpan rest = input;
   for (;;) {
-    sip::message m = sip::parse(rest, sip::framing::stream);
-    check(m, rest, sip::framing::stream);
-    if (m.status != status::parsed || m.size == 0 || m.size >= rest.size()) break;
+    sip::Message m = sip::parse(rest, sip::Framing::stream);
+    check(m, rest, sip::Framing::stream);
+    if (m.status != Status::parsed || m.size == 0 || m.size >= rest.size()) break;
     rest = rest.subspan(m.size);
   }
   return 0;

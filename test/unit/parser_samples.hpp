@@ -11,7 +11,7 @@
 
 namespace tether::test {
 
-inline parsers::byte_span bytes(std::string_view s) {
+inline parsers::ByteSpan bytes(std::string_view s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }
 
@@ -22,7 +22,7 @@ void for_each_prefix(std::string_view sample, Check check) {
   for (std::size_t n = 0; n < sample.size(); ++n) {
     std::unique_ptr<std::uint8_t[]> copy(new std::uint8_t[n]);
     if (n > 0) std::memcpy(copy.get(), sample.data(), n);
-    check(parsers::byte_span(copy.get(), n), n);
+    check(parsers::ByteSpan(copy.get(), n), n);
   }
 }
 

@@ -12,16 +12,16 @@
 using namespace std::string_literals;
 using namespace std::string_view_literals;
 namespace rtsp = tether::parsers::rtsp;
-using tether::parsers::status;
+using tether::parsers::Status;
 
 using tether::test::bytes;
 using tether::test::for_each_prefix;
 
 namespace {
 
-rtsp::message parse(std::string_view s) { return rtsp::parse(bytes(s)); }
+rtsp::Message parse(std::string_view s) { return rtsp::parse(bytes(s)); }
 
-bool range_is(const rtsp::range& r, std::uint16_t first, std::uint16_t last) {
+bool range_is(const rtsp::Range& r, std::uint16_t first, std::uint16_t last) {
   return r.present && r.first == first && r.last == last;
 }
 
@@ -100,10 +100,10 @@ const std::string interleaved_frame = "$\x01\x00\x06RTCP!!"s;
 }  // namespace
 
 TEST_CASE("rtsp: VLC SETUP", "[rtsp]") {
-  rtsp::message m = parse(vlc_setup);
-  REQUIRE(m.status == status::parsed);
-  CHECK(m.kind == rtsp::kind::request);
-  CHECK(m.method == rtsp::method::SETUP);
+  rtsp::Message m = parse(vlc_setup);
+  REQUIRE(m.status == Status::parsed);
+  CHECK(m.kind == rtsp::Kind::request);
+  CHECK(m.method == rtsp::Method::SETUP);
   CHECK(m.method_name == "SETUP");
   CHECK(m.url == "rtsp://192.168.1.10:8554/stream/trackID=0");
   CHECK(m.version == 1);
@@ -113,50 +113,50 @@ TEST_CASE("rtsp: VLC SETUP", "[rtsp]") {
   CHECK(m.header_count == 3);
   CHECK(m.size == vlc_setup.size());
   REQUIRE(m.transport_count == 1);
-  const rtsp::transport_spec& t = m.transports[0];
+  const rtsp::TransportSpec& t = m.transports[0];
   CHECK(t.spec == "RTP/AVP;unicast;client_port=50380-50381");
   CHECK(t.protocol == "RTP");
   CHECK(t.profile == "AVP");
-  CHECK(t.lower == rtsp::lower_transport::udp);
+  CHECK(t.lower == rtsp::LowerTransport::udp);
   CHECK(t.lower_name.empty());
-  CHECK(t.delivery == rtsp::delivery::unicast);
+  CHECK(t.delivery == rtsp::Delivery::unicast);
   CHECK(range_is(t.client_port, 50380, 50381));
   CHECK_FALSE(t.server_port.present);
   CHECK_FALSE(t.interleaved.present);
 }
 
 TEST_CASE("rtsp: ffmpeg SETUP over UDP and TCP", "[rtsp]") {
-  rtsp::message udp = parse(ffmpeg_setup);
-  REQUIRE(udp.status == status::parsed);
+  rtsp::Message udp = parse(ffmpeg_setup);
+  REQUIRE(udp.status == Status::parsed);
   REQUIRE(udp.transport_count == 1);
-  CHECK(udp.transports[0].lower == rtsp::lower_transport::udp);
+  CHECK(udp.transports[0].lower == rtsp::LowerTransport::udp);
   CHECK(udp.transports[0].lower_name == "UDP");
   CHECK(range_is(udp.transports[0].client_port, 23442, 23443));
   CHECK(udp.cseq == 3);
 
-  rtsp::message tcp = parse(ffmpeg_tcp_setup);
-  REQUIRE(tcp.status == status::parsed);
+  rtsp::Message tcp = parse(ffmpeg_tcp_setup);
+  REQUIRE(tcp.status == Status::parsed);
   REQUIRE(tcp.transport_count == 1);
-  CHECK(tcp.transports[0].lower == rtsp::lower_transport::tcp);
+  CHECK(tcp.transports[0].lower == rtsp::LowerTransport::tcp);
   CHECK(range_is(tcp.transports[0].interleaved, 0, 1));
   CHECK_FALSE(tcp.transports[0].client_port.present);
 }
 
 TEST_CASE("rtsp: GStreamer SETUP with two transports and a session", "[rtsp]") {
-  rtsp::message m = parse(gstreamer_setup);
-  REQUIRE(m.status == status::parsed);
+  rtsp::Message m = parse(gstreamer_setup);
+  REQUIRE(m.status == Status::parsed);
   CHECK(m.url == "rtsp://127.0.0.1:8554/test/stream=1");
   CHECK(m.session_id == "Vi2gUMlw4h0zOhmo");
   REQUIRE(m.transport_count == 2);
   CHECK(m.transports[0].spec == "RTP/AVP;unicast;client_port=43556-43557;mode=\"PLAY,RECORD\"");
   CHECK(range_is(m.transports[0].client_port, 43556, 43557));
-  CHECK(m.transports[1].lower == rtsp::lower_transport::tcp);
+  CHECK(m.transports[1].lower == rtsp::LowerTransport::tcp);
   CHECK(range_is(m.transports[1].interleaved, 2, 3));
 }
 
 TEST_CASE("rtsp: RTSP/2.0 SETUP with dest_addr, folded Transport", "[rtsp]") {
-  rtsp::message m = parse(rtsp2_setup);
-  REQUIRE(m.status == status::parsed);
+  rtsp::Message m = parse(rtsp2_setup);
+  REQUIRE(m.status == Status::parsed);
   CHECK(m.version == 2);
   CHECK(m.cseq == 302);
   REQUIRE(m.transport_count == 2);
@@ -170,68 +170,68 @@ TEST_CASE("rtsp: RTSP/2.0 SETUP with dest_addr, folded Transport", "[rtsp]") {
 TEST_CASE("rtsp: transport parameters", "[rtsp]") {
   struct sample {
     std::string_view transport;
-    void (*check)(const rtsp::transport_spec&);
+    void (*check)(const rtsp::TransportSpec&);
   };
   const sample samples[] = {
       {"RTP/AVP;unicast;client_port=4588",
-       [](const rtsp::transport_spec& t) { CHECK(range_is(t.client_port, 4588, 4588)); }},
+       [](const rtsp::TransportSpec& t) { CHECK(range_is(t.client_port, 4588, 4588)); }},
       {"RTP/AVP;multicast;destination=224.2.0.1;port=3456-3457;ttl=16",
-       [](const rtsp::transport_spec& t) {
-         CHECK(t.delivery == rtsp::delivery::multicast);
+       [](const rtsp::TransportSpec& t) {
+         CHECK(t.delivery == rtsp::Delivery::multicast);
          CHECK(t.destination == "224.2.0.1");
          CHECK_FALSE(t.client_port.present);
        }},
       {"RTP/AVP;unicast;destination=\"192.0.2.7\";client_port=3456-3457",
-       [](const rtsp::transport_spec& t) {
+       [](const rtsp::TransportSpec& t) {
          CHECK(t.destination == "192.0.2.7");
          CHECK(range_is(t.client_port, 3456, 3457));
        }},
       {"RTP/SAVP;unicast;dest_addr=\"192.0.2.5:4588\"/\"192.0.2.5:4589\"",
-       [](const rtsp::transport_spec& t) {
+       [](const rtsp::TransportSpec& t) {
          CHECK(t.profile == "SAVP");
          CHECK(t.dest_rtp_port == 4588);
          CHECK(t.dest_rtcp_port == 4589);
        }},
       {"RTP/AVPF;unicast;dest_addr=\"[2001:db8::1]:5000\"/\"[2001:db8::1]:5001\"",
-       [](const rtsp::transport_spec& t) {
+       [](const rtsp::TransportSpec& t) {
          CHECK(t.dest_rtp_port == 5000);
          CHECK(t.dest_rtcp_port == 5001);
        }},
       {"RTP/AVP;unicast;dest_addr=\"[2001:db8::1]\"",
-       [](const rtsp::transport_spec& t) {
+       [](const rtsp::TransportSpec& t) {
          CHECK(t.dest_rtp_port == 0);
          CHECK(t.dest_rtcp_port == 0);
        }},
       {"RTP/AVP;unicast;dest_addr=\"host.example.com\"/\":4589\"",
-       [](const rtsp::transport_spec& t) {
+       [](const rtsp::TransportSpec& t) {
          CHECK(t.dest_rtp_port == 0);
          CHECK(t.dest_rtcp_port == 4589);
        }},
       {"  rtp/avp/udp ; UNICAST ; Client_Port = 1-65535 ",
-       [](const rtsp::transport_spec& t) {
-         CHECK(t.lower == rtsp::lower_transport::udp);
-         CHECK(t.delivery == rtsp::delivery::unicast);
+       [](const rtsp::TransportSpec& t) {
+         CHECK(t.lower == rtsp::LowerTransport::udp);
+         CHECK(t.delivery == rtsp::Delivery::unicast);
          CHECK(range_is(t.client_port, 1, 65535));
        }},
       {"RTP/AVP/DCCP;unicast",
-       [](const rtsp::transport_spec& t) {
-         CHECK(t.lower == rtsp::lower_transport::other);
+       [](const rtsp::TransportSpec& t) {
+         CHECK(t.lower == rtsp::LowerTransport::other);
          CHECK(t.lower_name == "DCCP");
        }},
       {"RTP/AVP",
-       [](const rtsp::transport_spec& t) {
-         CHECK(t.delivery == rtsp::delivery::unspecified);
-         CHECK(t.lower == rtsp::lower_transport::udp);
+       [](const rtsp::TransportSpec& t) {
+         CHECK(t.delivery == rtsp::Delivery::unspecified);
+         CHECK(t.lower == rtsp::LowerTransport::udp);
        }},
       {"RTP/AVP/TCP;interleaved=7",
-       [](const rtsp::transport_spec& t) { CHECK(range_is(t.interleaved, 7, 7)); }},
+       [](const rtsp::TransportSpec& t) { CHECK(range_is(t.interleaved, 7, 7)); }},
   };
   for (auto [transport, check] : samples) {
     INFO(transport);
     std::string text = "SETUP rtsp://a/b RTSP/1.0\r\nCSeq: 1\r\nTransport: " +
                        std::string(transport) + "\r\n\r\n";
-    rtsp::message m = parse(text);
-    REQUIRE(m.status == status::parsed);
+    rtsp::Message m = parse(text);
+    REQUIRE(m.status == Status::parsed);
     REQUIRE(m.transport_count == 1);
     check(m.transports[0]);
   }
@@ -241,8 +241,8 @@ TEST_CASE("rtsp: Transport folded inside a spec, Session folded", "[rtsp]") {
   std::string text =
       "SETUP rtsp://a/b RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP;unicast;\r\n"
       "\tclient_port=4588-4589\r\n ;destination=192.0.2.9\r\nSession: 1234\r\n ;timeout=5\r\n\r\n";
-  rtsp::message m = parse(text);
-  REQUIRE(m.status == status::parsed);
+  rtsp::Message m = parse(text);
+  REQUIRE(m.status == Status::parsed);
   REQUIRE(m.transport_count == 1);
   CHECK(range_is(m.transports[0].client_port, 4588, 4589));
   CHECK(m.transports[0].destination == "192.0.2.9");
@@ -260,9 +260,9 @@ TEST_CASE("rtsp: bad transports", "[rtsp]") {
     INFO(bad);
     std::string text = "SETUP rtsp://a/b RTSP/1.0\r\nCSeq: 1\r\nTransport: " + std::string(bad) +
                        "\r\n\r\n";
-    rtsp::message m = parse(text);
-    CHECK(m.status == status::malformed);
-    CHECK(m.reason == rtsp::reason::bad_transport);
+    rtsp::Message m = parse(text);
+    CHECK(m.status == Status::malformed);
+    CHECK(m.reason == rtsp::Reason::bad_transport);
   }
 }
 
@@ -275,82 +275,82 @@ TEST_CASE("rtsp: transport cap and empty list elements", "[rtsp]") {
     return out + "\r\n\r\n";
   };
   std::string at_cap_text = transports(rtsp::max_transports);
-  rtsp::message at_cap = parse(at_cap_text);
-  REQUIRE(at_cap.status == status::parsed);
+  rtsp::Message at_cap = parse(at_cap_text);
+  REQUIRE(at_cap.status == Status::parsed);
   CHECK(at_cap.transport_count == rtsp::max_transports);
   CHECK(range_is(at_cap.transports[rtsp::max_transports - 1].client_port, 5014, 5015));
   std::string over_cap_text = transports(rtsp::max_transports + 1);
-  rtsp::message over_cap = parse(over_cap_text);
-  CHECK(over_cap.status == status::malformed);
-  CHECK(over_cap.reason == rtsp::reason::too_many_transports);
+  rtsp::Message over_cap = parse(over_cap_text);
+  CHECK(over_cap.status == Status::malformed);
+  CHECK(over_cap.reason == rtsp::Reason::too_many_transports);
 
   // Transport headers add up.
   std::string split_text =
       "SETUP rtsp://a/b RTSP/1.0\r\nTransport: RTP/AVP;client_port=2-3\r\n"
       "transport: RTP/AVP/TCP;interleaved=4-5\r\n\r\n";
-  rtsp::message split = parse(split_text);
-  REQUIRE(split.status == status::parsed);
+  rtsp::Message split = parse(split_text);
+  REQUIRE(split.status == Status::parsed);
   REQUIRE(split.transport_count == 2);
   CHECK(range_is(split.transports[1].interleaved, 4, 5));
 }
 
 TEST_CASE("rtsp: PLAY with Session", "[rtsp]") {
-  rtsp::message m = parse(play);
-  REQUIRE(m.status == status::parsed);
-  CHECK(m.method == rtsp::method::PLAY);
+  rtsp::Message m = parse(play);
+  REQUIRE(m.status == Status::parsed);
+  CHECK(m.method == rtsp::Method::PLAY);
   CHECK(m.session_id == "1A2B3C4D");
   CHECK(m.transport_count == 0);
 
   for (std::string_view session : {"Session: 12345678;timeout=60\r\n"sv,
                                    "session:12345678 ; timeout=60\r\n"sv}) {
     std::string text = "TEARDOWN rtsp://a/b RTSP/1.0\r\nCSeq: 9\r\n" + std::string(session) + "\r\n";
-    rtsp::message teardown = parse(text);
-    REQUIRE(teardown.status == status::parsed);
-    CHECK(teardown.method == rtsp::method::TEARDOWN);
+    rtsp::Message teardown = parse(text);
+    REQUIRE(teardown.status == Status::parsed);
+    CHECK(teardown.method == rtsp::Method::TEARDOWN);
     CHECK(teardown.session_id == "12345678");
   }
   for (std::string_view bad : {"Session: ;timeout=60\r\n"sv, "Session:\r\n"sv,
                                "Session: a b\r\n"sv}) {
     INFO(bad);
     std::string text = "PLAY rtsp://a/b RTSP/1.0\r\nCSeq: 9\r\n" + std::string(bad) + "\r\n";
-    rtsp::message m2 = parse(text);
-    CHECK(m2.status == status::malformed);
-    CHECK(m2.reason == rtsp::reason::bad_session);
+    rtsp::Message m2 = parse(text);
+    CHECK(m2.status == Status::malformed);
+    CHECK(m2.reason == rtsp::Reason::bad_session);
   }
 }
 
 TEST_CASE("rtsp: every method", "[rtsp]") {
-  const std::pair<std::string_view, rtsp::method> methods[] = {
-      {"OPTIONS", rtsp::method::OPTIONS},
-      {"DESCRIBE", rtsp::method::DESCRIBE},
-      {"SETUP", rtsp::method::SETUP},
-      {"PLAY", rtsp::method::PLAY},
-      {"PAUSE", rtsp::method::PAUSE},
-      {"TEARDOWN", rtsp::method::TEARDOWN},
-      {"GET_PARAMETER", rtsp::method::GET_PARAMETER},
-      {"SET_PARAMETER", rtsp::method::SET_PARAMETER},
-      {"ANNOUNCE", rtsp::method::ANNOUNCE},
-      {"RECORD", rtsp::method::RECORD},
-      {"REDIRECT", rtsp::method::REDIRECT},
-      {"PLAY_NOTIFY", rtsp::method::PLAY_NOTIFY},
-      {"play", rtsp::method::other},
-      {"FLUSH", rtsp::method::other},
+  const std::pair<std::string_view, rtsp::Method> methods[] = {
+      {"OPTIONS", rtsp::Method::OPTIONS},
+      {"DESCRIBE", rtsp::Method::DESCRIBE},
+      {"SETUP", rtsp::Method::SETUP},
+      {"PLAY", rtsp::Method::PLAY},
+      {"PAUSE", rtsp::Method::PAUSE},
+      {"TEARDOWN", rtsp::Method::TEARDOWN},
+      {"GET_PARAMETER", rtsp::Method::GET_PARAMETER},
+      {"SET_PARAMETER", rtsp::Method::SET_PARAMETER},
+      {"ANNOUNCE", rtsp::Method::ANNOUNCE},
+      {"RECORD", rtsp::Method::RECORD},
+      {"REDIRECT", rtsp::Method::REDIRECT},
+      {"PLAY_NOTIFY", rtsp::Method::PLAY_NOTIFY},
+      {"play", rtsp::Method::other},
+      {"FLUSH", rtsp::Method::other},
   };
   for (auto [name, id] : methods) {
     INFO(name);
     std::string text = std::string(name) + " * RTSP/1.0\r\nCSeq: 1\r\n\r\n";
-    rtsp::message m = parse(text);
-    REQUIRE(m.status == status::parsed);
+    rtsp::Message m = parse(text);
+    REQUIRE(m.status == Status::parsed);
     CHECK(m.method == id);
     CHECK(m.url == "*");
-    if (id != rtsp::method::other) CHECK(rtsp::to_string(id) == name);
+    if (id != rtsp::Method::other) CHECK(rtsp::to_string(id) == name);
   }
 }
 
 TEST_CASE("rtsp: response", "[rtsp]") {
-  rtsp::message m = parse(setup_reply);
-  REQUIRE(m.status == status::parsed);
-  CHECK(m.kind == rtsp::kind::response);
+  rtsp::Message m = parse(setup_reply);
+  REQUIRE(m.status == Status::parsed);
+  CHECK(m.kind == rtsp::Kind::response);
   CHECK(m.status_code == 200);
   CHECK(m.reason_phrase == "OK");
   CHECK(m.version == 1);
@@ -363,34 +363,34 @@ TEST_CASE("rtsp: response", "[rtsp]") {
   CHECK(parse(not_found).status_code == 404);
   for (std::string_view bad : {"RTSP/1.0 2000 OK"sv, "RTSP/1.0 600 Odd"sv, "RTSP/1.0"sv}) {
     std::string text = std::string(bad) + "\r\nCSeq: 1\r\n\r\n";
-    CHECK(parse(text).reason == rtsp::reason::bad_status_line);
+    CHECK(parse(text).reason == rtsp::Reason::bad_status_line);
   }
 }
 
 TEST_CASE("rtsp: bad requests", "[rtsp]") {
   struct sample {
     std::string_view text;
-    rtsp::reason why;
+    rtsp::Reason why;
   };
   const sample samples[] = {
-      {"SETUP rtsp://a/b RTSP/1.1\r\n\r\n", rtsp::reason::bad_version},
-      {"RTSP/3.0 200 OK\r\n\r\n", rtsp::reason::bad_version},
-      {"SETUP  RTSP/1.0\r\n\r\n", rtsp::reason::bad_request_line},
-      {"SET(UP rtsp://a/b RTSP/1.0\r\n\r\n", rtsp::reason::bad_request_line},
-      {"SETUP rtsp://a/\x7f RTSP/1.0\r\n\r\n", rtsp::reason::bad_request_line},
-      {"SETUP rtsp://a/b RTSP/1.0\r\nCSeq\r\n\r\n", rtsp::reason::header_without_colon},
-      {"SETUP rtsp://a/b RTSP/1.0\r\nC Seq: 1\r\n\r\n", rtsp::reason::bad_header_name},
-      {"SETUP rtsp://a/b RTSP/1.0\r\n\tCSeq: 1\r\n\r\n", rtsp::reason::continuation_without_header},
-      {"SETUP rtsp://a/b RTSP/1.0\r\nCSeq: one\r\n\r\n", rtsp::reason::bad_cseq},
-      {"SETUP rtsp://a/b RTSP/1.0\r\nCSeq: -1\r\n\r\n", rtsp::reason::bad_cseq},
-      {"SETUP rtsp://a/b RTSP/1.0\r\nContent-Length: x\r\n\r\n", rtsp::reason::bad_content_length},
+      {"SETUP rtsp://a/b RTSP/1.1\r\n\r\n", rtsp::Reason::bad_version},
+      {"RTSP/3.0 200 OK\r\n\r\n", rtsp::Reason::bad_version},
+      {"SETUP  RTSP/1.0\r\n\r\n", rtsp::Reason::bad_request_line},
+      {"SET(UP rtsp://a/b RTSP/1.0\r\n\r\n", rtsp::Reason::bad_request_line},
+      {"SETUP rtsp://a/\x7f RTSP/1.0\r\n\r\n", rtsp::Reason::bad_request_line},
+      {"SETUP rtsp://a/b RTSP/1.0\r\nCSeq\r\n\r\n", rtsp::Reason::header_without_colon},
+      {"SETUP rtsp://a/b RTSP/1.0\r\nC Seq: 1\r\n\r\n", rtsp::Reason::bad_header_name},
+      {"SETUP rtsp://a/b RTSP/1.0\r\n\tCSeq: 1\r\n\r\n", rtsp::Reason::continuation_without_header},
+      {"SETUP rtsp://a/b RTSP/1.0\r\nCSeq: one\r\n\r\n", rtsp::Reason::bad_cseq},
+      {"SETUP rtsp://a/b RTSP/1.0\r\nCSeq: -1\r\n\r\n", rtsp::Reason::bad_cseq},
+      {"SETUP rtsp://a/b RTSP/1.0\r\nContent-Length: x\r\n\r\n", rtsp::Reason::bad_content_length},
       {"SETUP rtsp://a/b RTSP/1.0\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-       rtsp::reason::bad_content_length},
+       rtsp::Reason::bad_content_length},
   };
   for (auto [text, why] : samples) {
     INFO(text);
-    rtsp::message m = parse(text);
-    CHECK(m.status == status::malformed);
+    rtsp::Message m = parse(text);
+    CHECK(m.status == Status::malformed);
     CHECK(m.reason == why);
   }
 }
@@ -402,11 +402,11 @@ TEST_CASE("rtsp: header cap", "[rtsp]") {
     return out + "\r\n";
   };
   std::string at_cap_text = request(rtsp::max_headers);
-  rtsp::message at_cap = parse(at_cap_text);
-  CHECK(at_cap.status == status::parsed);
+  rtsp::Message at_cap = parse(at_cap_text);
+  CHECK(at_cap.status == Status::parsed);
   CHECK(at_cap.cseq == 0);  // the first one counts
   std::string over_cap_text = request(rtsp::max_headers + 1);
-  CHECK(parse(over_cap_text).reason == rtsp::reason::too_many_headers);
+  CHECK(parse(over_cap_text).reason == rtsp::Reason::too_many_headers);
 }
 
 TEST_CASE("rtsp: not RTSP", "[rtsp]") {
@@ -414,64 +414,64 @@ TEST_CASE("rtsp: not RTSP", "[rtsp]") {
        {"GET / HTTP/1.1\r\nHost: a\r\n\r\n"sv, "INVITE sip:a@b SIP/2.0\r\n\r\n"sv,
         "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"sv, "\0\0\0\0\r\n"sv, "hello\r\n"sv}) {
     INFO(other);
-    CHECK(parse(other).status == status::not_this_protocol);
-    CHECK(rtsp::message_extent(bytes(other)).status == status::not_this_protocol);
+    CHECK(parse(other).status == Status::not_this_protocol);
+    CHECK(rtsp::message_extent(bytes(other)).status == Status::not_this_protocol);
   }
-  CHECK(parse("").status == status::need_more);
-  CHECK(parse("\r\n").status == status::need_more);
-  CHECK(parse("SET").status == status::need_more);
-  CHECK(parse("RTS").status == status::need_more);
+  CHECK(parse("").status == Status::need_more);
+  CHECK(parse("\r\n").status == Status::need_more);
+  CHECK(parse("SET").status == Status::need_more);
+  CHECK(parse("RTS").status == Status::need_more);
 }
 
 TEST_CASE("rtsp: interleaved frames", "[rtsp]") {
-  rtsp::message m = parse(interleaved_frame);
-  REQUIRE(m.status == status::parsed);
-  CHECK(m.kind == rtsp::kind::interleaved);
+  rtsp::Message m = parse(interleaved_frame);
+  REQUIRE(m.status == Status::parsed);
+  CHECK(m.kind == rtsp::Kind::interleaved);
   CHECK(m.channel == 1);
   CHECK(m.size == interleaved_frame.size());
-  CHECK(parse("$\x02\xff"sv).status == status::need_more);
-  rtsp::message big = parse("$\x02\xff\xff"sv);
-  CHECK(big.status == status::parsed);
+  CHECK(parse("$\x02\xff"sv).status == Status::need_more);
+  rtsp::Message big = parse("$\x02\xff\xff"sv);
+  CHECK(big.status == Status::parsed);
   CHECK(big.size == 4 + 65535);
-  CHECK(rtsp::message_extent(bytes("$\x02\xff\xff"sv)).status == status::need_more);
+  CHECK(rtsp::message_extent(bytes("$\x02\xff\xff"sv)).status == Status::need_more);
 }
 
 TEST_CASE("rtsp: message extent over a pipelined stream", "[rtsp]") {
   std::string stream = "\r\n" + announce + interleaved_frame + vlc_setup + play;
   std::string_view rest = stream;
-  const rtsp::kind kinds[] = {rtsp::kind::request, rtsp::kind::interleaved, rtsp::kind::request,
-                              rtsp::kind::request};
-  for (rtsp::kind expected : kinds) {
-    rtsp::extent e = rtsp::message_extent(bytes(rest));
-    REQUIRE(e.status == status::parsed);
+  const rtsp::Kind kinds[] = {rtsp::Kind::request, rtsp::Kind::interleaved, rtsp::Kind::request,
+                              rtsp::Kind::request};
+  for (rtsp::Kind expected : kinds) {
+    rtsp::Extent e = rtsp::message_extent(bytes(rest));
+    REQUIRE(e.status == Status::parsed);
     CHECK(parse(rest).kind == expected);
     rest.remove_prefix(e.size);
   }
   CHECK(rest.empty());
 
-  rtsp::message announced = parse(announce);
+  rtsp::Message announced = parse(announce);
   CHECK(announced.content_length == 24);
   CHECK(announced.size == announce.size());
   CHECK(rtsp::message_extent(bytes(std::string_view(announce).substr(0, announce.size() - 1)))
-            .status == status::need_more);
+            .status == Status::need_more);
   auto bad = rtsp::message_extent(bytes("PLAY rtsp://a RTSP/1.0\r\nCSeq: x\r\n\r\n"));
-  CHECK(bad.status == status::malformed);
-  CHECK(bad.reason == rtsp::reason::bad_cseq);
+  CHECK(bad.status == Status::malformed);
+  CHECK(bad.reason == rtsp::Reason::bad_cseq);
 }
 
 TEST_CASE("rtsp: every prefix of a message is handled", "[rtsp]") {
   for (const std::string* sample : {&vlc_setup, &ffmpeg_setup, &ffmpeg_tcp_setup, &gstreamer_setup,
                                     &rtsp2_setup, &play, &announce, &setup_reply,
                                     &interleaved_frame}) {
-    REQUIRE(parse(*sample).status == status::parsed);
+    REQUIRE(parse(*sample).status == Status::parsed);
     REQUIRE(rtsp::message_extent(bytes(*sample)).size == sample->size());
-    for_each_prefix(*sample, [&](tether::parsers::byte_span prefix, std::size_t n) {
+    for_each_prefix(*sample, [&](tether::parsers::ByteSpan prefix, std::size_t n) {
       INFO("prefix length " << n);
-      CHECK(rtsp::message_extent(prefix).status == status::need_more);
-      rtsp::message m = rtsp::parse(prefix);
+      CHECK(rtsp::message_extent(prefix).status == Status::need_more);
+      rtsp::Message m = rtsp::parse(prefix);
       // Only a body or interleaved payload may be missing from a parsed prefix.
-      if (m.status == status::parsed) CHECK(m.size == sample->size());
-      else CHECK(m.status == status::need_more);
+      if (m.status == Status::parsed) CHECK(m.size == sample->size());
+      else CHECK(m.status == Status::need_more);
     });
   }
 }
@@ -480,27 +480,27 @@ TEST_CASE("rtsp: long lines and junk", "[rtsp]") {
   std::string huge(100000, 'x');
   std::string long_url = "DESCRIBE rtsp://a/" + huge + " RTSP/1.0\r\nCSeq: 2\r\nAccept: " + huge +
                          "\r\n\r\n";
-  rtsp::message m = parse(long_url);
-  REQUIRE(m.status == status::parsed);
+  rtsp::Message m = parse(long_url);
+  REQUIRE(m.status == Status::parsed);
   CHECK(m.url.size() == huge.size() + 9);
 
   std::string junk(70000, '\0');
   for (std::size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>(i * 131 % 251);
-  CHECK(parse(junk).status == status::not_this_protocol);
+  CHECK(parse(junk).status == Status::not_this_protocol);
   std::string unterminated(70000, 'A');
-  CHECK(parse(unterminated).status == status::need_more);
+  CHECK(parse(unterminated).status == Status::need_more);
 }
 
 TEST_CASE("rtsp: every reason has a name", "[rtsp]") {
-  for (int r = 0; r <= static_cast<int>(rtsp::reason::too_many_transports); ++r)
-    CHECK(rtsp::to_string(static_cast<rtsp::reason>(r)) != "?"sv);
-  CHECK(rtsp::to_string(rtsp::reason::bad_transport) == "bad Transport"sv);
-  CHECK(rtsp::to_string(rtsp::lower_transport::tcp) == "TCP"sv);
+  for (int r = 0; r <= static_cast<int>(rtsp::Reason::too_many_transports); ++r)
+    CHECK(rtsp::to_string(static_cast<rtsp::Reason>(r)) != "?"sv);
+  CHECK(rtsp::to_string(rtsp::Reason::bad_transport) == "bad Transport"sv);
+  CHECK(rtsp::to_string(rtsp::LowerTransport::tcp) == "TCP"sv);
 }
 
 namespace {
 
-rtsp::message setup_with(std::string_view transport, std::string_view version = "RTSP/2.0") {
+rtsp::Message setup_with(std::string_view transport, std::string_view version = "RTSP/2.0") {
   static std::string text;  // the views returned point into it
   text = "SETUP rtsp://a/b " + std::string(version) + "\r\nCSeq: 1\r\nTransport: " +
          std::string(transport) + "\r\n\r\n";
@@ -542,10 +542,10 @@ TEST_CASE("rtsp: RFC 7826 dest_addr and src_addr addresses", "[rtsp]") {
   };
   for (const sample& s : samples) {
     INFO(s.transport);
-    rtsp::message m = setup_with(s.transport);
-    REQUIRE(m.status == status::parsed);
+    rtsp::Message m = setup_with(s.transport);
+    REQUIRE(m.status == Status::parsed);
     REQUIRE(m.transport_count == 1);
-    const rtsp::transport_spec& t = m.transports[0];
+    const rtsp::TransportSpec& t = m.transports[0];
     CHECK(t.dest_rtp_port == s.dest_rtp);
     CHECK(t.dest_rtcp_port == s.dest_rtcp);
     CHECK(t.src_rtp_port == s.src_rtp);
@@ -572,42 +572,42 @@ TEST_CASE("rtsp: bad RFC 7826 addresses", "[rtsp]") {
            "RTP/AVP;dest_addr=\"urn:x-example\""sv,   // host-port shaped, no port
        }) {
     INFO(bad);
-    rtsp::message m = setup_with(bad);
-    CHECK(m.status == status::malformed);
-    CHECK(m.reason == rtsp::reason::bad_transport);
+    rtsp::Message m = setup_with(bad);
+    CHECK(m.status == Status::malformed);
+    CHECK(m.reason == rtsp::Reason::bad_transport);
   }
 }
 
 TEST_CASE("rtsp: RFC 7826 transport lists: quoted strings, every spec, other transports", "[rtsp]") {
   // Quoted strings may hold the list's separators and escaped quotes; every spec is read.
-  rtsp::message m = setup_with(
+  rtsp::Message m = setup_with(
       "RTP/AVP;unicast;mode=\"PLAY, \\\"RECORD\\\";x\";dest_addr=\":5016\"/\":5017\","
       "RTP/AVP/TCP;unicast;interleaved=0-1,"
       "RTP/SAVP/UDP;unicast;MIKEY=\"a/b,c;d\";dest_addr=\"[2001:db8::9]:5018\"/\"[2001:db8::9]:5019\","
       "X-REAL/RDT/MCAST/EXT;ttl=4,"
       "RTP/AVP;unicast;client_port=5020-5021");
-  REQUIRE(m.status == status::parsed);
+  REQUIRE(m.status == Status::parsed);
   REQUIRE(m.transport_count == 5);
   CHECK(m.transports[0].dest_rtp_port == 5016);
   CHECK(m.transports[0].dest_rtcp_port == 5017);
-  CHECK(m.transports[1].lower == rtsp::lower_transport::tcp);
+  CHECK(m.transports[1].lower == rtsp::LowerTransport::tcp);
   CHECK(m.transports[2].profile == "SAVP");
   CHECK(m.transports[2].dest_rtp_port == 5018);
   CHECK(m.transports[2].dest_rtcp_host == "2001:db8::9");
   // RFC 7826 other-trans: token *("/" token); not UDP, whatever its parts say.
   CHECK(m.transports[3].protocol == "X-REAL");
-  CHECK(m.transports[3].lower == rtsp::lower_transport::other);
+  CHECK(m.transports[3].lower == rtsp::LowerTransport::other);
   CHECK(m.transports[3].lower_name == "MCAST/EXT");
   CHECK(range_is(m.transports[4].client_port, 5020, 5021));
   CHECK(m.version == 2);
 
   // The same grammar serves RTSP/1.0 requests: dest_addr there is read alike.
-  rtsp::message one = setup_with("RTP/AVP;unicast;dest_addr=\":7000\"", "RTSP/1.0");
-  REQUIRE(one.status == status::parsed);
+  rtsp::Message one = setup_with("RTP/AVP;unicast;dest_addr=\":7000\"", "RTSP/1.0");
+  REQUIRE(one.status == Status::parsed);
   CHECK(one.transports[0].dest_rtp_port == 7000);
 
   for (std::string_view bad : {"X/Y/Z/"sv, "X/Y//Z"sv, "X/Y/Z W"sv}) {
     INFO(bad);
-    CHECK(setup_with(bad).reason == rtsp::reason::bad_transport);
+    CHECK(setup_with(bad).reason == rtsp::Reason::bad_transport);
   }
 }
