@@ -39,13 +39,29 @@ const char* to_string(Scheduler scheduler);
 const char* to_string(Forwarding forwarding);
 const char* to_string(SessionProtocol dpi);
 
+// The port's kernel interface (the exception path): a TAP interface that takes every frame
+// the dataplane does not consume, and whose frames leave through the port.
+struct KernelInterfaceConfig {
+  std::string name;  // the interface's name in tetherd's network namespace
+  std::uint32_t rate = 20000;  // frames per second toward the kernel, split between workers
+  std::uint32_t burst = 512;   // frames above the rate a quiet interface may take at once
+  bool operator==(const KernelInterfaceConfig&) const = default;
+};
+
 struct PortConfig {
   std::string name;
   std::string device;  // PCI address or vdev string ("net_pcap0,rx_pcap=in.pcap,...")
   std::optional<MacBytes> mac;  // default: the device's own
   std::vector<IpBytes> addresses;
+  // Of each address, for the kernel interface: written "198.18.0.1/24"; default /32, /128.
+  std::vector<std::uint8_t> prefix_lengths;
   std::optional<std::uint32_t> mbufs;  // default: Config::mbufs_per_port
+  std::optional<KernelInterfaceConfig> kernel;
+  bool operator==(const PortConfig&) const = default;
 };
+
+// The prefix length of the port's address `index` on its kernel interface.
+std::uint8_t prefix_length(const PortConfig& port, std::size_t index);
 
 struct BackendConfig {
   std::string name;
@@ -181,6 +197,7 @@ void validate(const Config& config, const std::vector<MacBytes>& device_macs = {
 // digits, '.', '_', '-' or ':'. Empty when it can.
 std::string name_problem(std::string_view what, const std::string& name);
 std::string not_a_mac(std::string_view text);
+std::string interface_name_problem(const std::string& name);  // a kernel interface's
 std::string port_needed(const std::string& backend);  // a new backend, several ports
 
 // The running configuration after adopting `desired` (a reloaded file, or the running one

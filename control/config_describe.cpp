@@ -42,8 +42,14 @@ std::string describe(const Config& config) {
   for (const auto& port : config.ports) {
     out << "  " << port.name << "  device " << port.device << "  mac "
         << (port.mac ? format_mac(*port.mac) : std::string("(device's)"));
-    for (const auto& a : port.addresses) out << "  " << format_ip(a);
+    for (std::size_t a = 0; a < port.addresses.size(); ++a) {
+      out << "  " << format_ip(port.addresses[a]);
+      if (port.kernel) out << '/' << unsigned{prefix_length(port, a)};
+    }
     out << '\n';
+    if (port.kernel)
+      out << "    kernel interface " << port.kernel->name << ": every frame tetherd does not consume, "
+          << port.kernel->rate << " frames/s (burst " << port.kernel->burst << ")\n";
   }
   out << "backends:\n";
   for (const auto& backend : config.backends)

@@ -7,11 +7,6 @@
 namespace tether {
 namespace {
 
-bool same_port(const PortConfig& a, const PortConfig& b) {
-  return a.name == b.name && a.device == b.device && a.mac == b.mac && a.addresses == b.addresses &&
-         a.mbufs == b.mbufs;
-}
-
 // Where each of `desired`'s live entries goes in the merged list: the index of the running
 // entry with its name, or a new index after all running ones.
 template <typename Entry>
@@ -48,9 +43,7 @@ Config merge_running(const Config& running, const Config& desired) {
                    running.dpi_streams_per_worker == desired.dpi_streams_per_worker &&
                    running.dpi_sessions_per_worker == desired.dpi_sessions_per_worker,
                "tables");
-  restart_only(std::equal(running.ports.begin(), running.ports.end(), desired.ports.begin(),
-                          desired.ports.end(), same_port),
-               "ports");
+  restart_only(running.ports == desired.ports, "ports");
 
   Config merged = desired;
   const auto backend_place =

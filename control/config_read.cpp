@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <map>
 #include <stdexcept>
 #include <tuple>
@@ -21,12 +22,42 @@ std::string unique_name(const GroupReader& reader, const char* what,
   return name;
 }
 
+// "198.18.0.1/24": the address, and the prefix length the kernel interface gives it.
+std::pair<IpBytes, std::uint8_t> address_with_prefix(const GroupReader& r, const Setting& s) {
+  if (s.getType() != Setting::TypeString) r.fail(s, "expected an IPv4 or IPv6 address string");
+  const std::string_view text = s.c_str();
+  const std::size_t slash = text.find('/');
+  const auto address = parse_ip(text.substr(0, slash));
+  if (!address) r.fail(s, "'" + std::string(text.substr(0, slash)) + "' is not an IPv4 or IPv6 address");
+  const unsigned most = parsers::is_ipv4_mapped(*address) ? 32 : 128;
+  if (slash == std::string_view::npos) return {*address, static_cast<std::uint8_t>(most)};
+  const std::string_view digits = text.substr(slash + 1);
+  unsigned length = 0;
+  const bool valid = !digits.empty() && digits.size() <= 3 &&
+                     std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (valid) length = static_cast<unsigned>(std::stoul(std::string(digits)));
+  if (!valid || length > most || length == 0)
+    r.fail(s, "'" + std::string(text) + "': the prefix length must be 1.." + std::to_string(most));
+  return {*address, static_cast<std::uint8_t>(length)};
+}
+
+KernelInterfaceConfig read_kernel_interface(const GroupReader& port, const Document& doc) {
+  GroupReader r(port.get("kernel"), doc, {"name", "rate", "burst"});
+  KernelInterfaceConfig kernel;
+  kernel.name = r.string("name");
+  if (const std::string wrong = interface_name_problem(kernel.name); !wrong.empty())
+    r.fail(r.get("name"), wrong);
+  kernel.rate = static_cast<std::uint32_t>(r.integer("rate", 1, 10'000'000, kernel.rate));
+  kernel.burst = static_cast<std::uint32_t>(r.integer("burst", 1, 1'000'000, kernel.burst));
+  return kernel;
+}
+
 void read_ports(const GroupReader& top, const Document& doc, Config& config,
                 std::map<std::string, std::size_t>& names) {
   const Setting& ports = top.list("ports");
   if (ports.getLength() == 0) top.fail(ports, "at least one port is required");
   for (int i = 0; i < ports.getLength(); ++i) {
-    GroupReader r(ports[i], doc, {"name", "device", "mac", "addresses", "mbufs"});
+    GroupReader r(ports[i], doc, {"name", "device", "mac", "addresses", "mbufs", "kernel"});
     PortConfig port;
     port.name = unique_name(r, "port", names, config.ports.size());
     port.device = r.string("device");
@@ -35,8 +66,13 @@ void read_ports(const GroupReader& top, const Document& doc, Config& config,
     if (r.has("mbufs")) port.mbufs = static_cast<std::uint32_t>(r.integer("mbufs", 1023, 1 << 24, 0));
     if (r.has("addresses")) {
       const Setting& addresses = r.list("addresses");
-      for (int j = 0; j < addresses.getLength(); ++j) port.addresses.push_back(r.ip(addresses[j]));
+      for (int j = 0; j < addresses.getLength(); ++j) {
+        const auto [address, prefix_length] = address_with_prefix(r, addresses[j]);
+        port.addresses.push_back(address);
+        port.prefix_lengths.push_back(prefix_length);
+      }
     }
+    if (r.has("kernel")) port.kernel = read_kernel_interface(r, doc);
     config.ports.push_back(std::move(port));
     r.check(port_problem(config, config.ports.size() - 1));
   }

@@ -14,6 +14,21 @@ std::string name_problem(std::string_view what, const std::string& name) {
   return std::string(what) + " name '" + name + "' must be 1 to 32 letters, digits, '.', '_', '-' or ':'";
 }
 
+std::uint8_t prefix_length(const PortConfig& port, std::size_t index) {
+  if (index < port.prefix_lengths.size()) return port.prefix_lengths[index];
+  return parsers::is_ipv4_mapped(port.addresses[index]) ? 32 : 128;
+}
+
+std::string interface_name_problem(const std::string& name) {
+  // The kernel's own limit (IFNAMSIZ less the terminator), and names `ip` takes unquoted.
+  const bool valid = !name.empty() && name.size() <= 15 && name != "." && name != ".." &&
+                     std::all_of(name.begin(), name.end(), [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+                     });
+  if (valid) return {};
+  return "kernel interface name '" + name + "' must be 1 to 15 letters, digits, '.', '_' or '-'";
+}
+
 std::string not_a_mac(std::string_view text) {
   std::string message(1, '\'');  // not "'" + ...: GCC 12 warns falsely (-Wrestrict) on that
   return message.append(text).append("' is not a MAC address (like 02:00:00:00:00:01)");
@@ -100,6 +115,12 @@ Problem port_problem(const Config& config, std::size_t p) {
       return problem(text + (*other == p ? " is listed twice" : " is port '" + config.ports[*other].name + "''s address too"),
                      "addresses", static_cast<int>(a));
   }
+  if (port.kernel)
+    for (std::size_t other = 0; other < p; ++other)
+      if (config.ports[other].kernel && config.ports[other].kernel->name == port.kernel->name)
+        return problem("kernel interface '" + port.kernel->name + "' is port '" + config.ports[other].name +
+                           "''s too",
+                       "kernel");
   return {};
 }
 

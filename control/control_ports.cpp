@@ -20,15 +20,17 @@ std::optional<IpBytes> ControlPorts::source_for(std::size_t index, const IpBytes
 
 rte_mbuf* ControlPorts::allocate(std::size_t index) const { return rte_pktmbuf_alloc(ports_[index].pool); }
 
-void ControlPorts::transmit(std::size_t index, rte_mbuf* mbuf) const {
+bool ControlPorts::transmit(std::size_t index, rte_mbuf* mbuf) const {
   const ControlPort& port = ports_[index];
+  bool sent;
   if (port.control_queue >= 0) {
-    if (rte_eth_tx_burst(port.port_id, static_cast<std::uint16_t>(port.control_queue), &mbuf, 1) == 0)
-      rte_pktmbuf_free(mbuf);
+    sent = rte_eth_tx_burst(port.port_id, static_cast<std::uint16_t>(port.control_queue), &mbuf, 1) == 1;
   } else {
     mbuf->port = static_cast<std::uint16_t>(index);
-    if (rte_ring_sp_enqueue(port.outbound, mbuf) != 0) rte_pktmbuf_free(mbuf);
+    sent = rte_ring_sp_enqueue(port.outbound, mbuf) == 0;
   }
+  if (!sent) rte_pktmbuf_free(mbuf);
+  return sent;
 }
 
 }  // namespace tether

@@ -38,8 +38,8 @@ class ControlPorts {
 
   rte_mbuf* allocate(std::size_t index) const;
   // Sends `mbuf` out of the port; a packet that cannot leave is freed (a probe that never
-  // left times out like a lost one).
-  void transmit(std::size_t index, rte_mbuf* mbuf) const;
+  // left times out like a lost one) and false returned.
+  bool transmit(std::size_t index, rte_mbuf* mbuf) const;
 
  private:
   std::vector<ControlPort> ports_;

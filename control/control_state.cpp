@@ -13,7 +13,9 @@ std::vector<MacBytes> ControlState::device_macs() const {
 }
 
 Totals ControlState::totals() const {
-  return add_up(*workers, config.backends.size(), *sessions, *expired);
+  Totals t = add_up(*workers, config.backends.size(), *sessions, *expired);
+  if (kernel != nullptr) t.kernel = kernel->totals();
+  return t;
 }
 
 dataplane::BackendState ControlState::effective(std::size_t backend) const {

@@ -30,6 +30,7 @@ struct ControlState {
   const std::vector<std::unique_ptr<dataplane::Worker>>* workers;
   const dataplane::SessionTable* sessions;
   const dataplane::SweepResult* expired;
+  const KernelInterfaces* kernel;  // null: no port has a kernel interface
 
   Totals totals() const;
   // The ports' MACs as opened, for validate().

@@ -10,12 +10,12 @@
 
 #include "control/log.hpp"
 #include "control/neighbours.hpp"
+#include "dataplane/limits.hpp"
 #include "parsers/sip.hpp"
 
 namespace tether {
 namespace {
 
-constexpr std::uint16_t kFirstSourcePort = 61000;  // probes use 61000 + their index
 
 void store16(std::uint8_t* p, std::uint16_t v) {
   p[0] = static_cast<std::uint8_t>(v >> 8);
@@ -77,7 +77,7 @@ void HealthChecker::update() {
         continue;
       }
       Probe probe{s, member.backend, *service.health_check, *source,
-                  static_cast<std::uint16_t>(kFirstSourcePort + probes.size()), service.port};
+                  static_cast<std::uint16_t>(dataplane::kFirstProbePort + probes.size()), service.port};
       // Indices are stable across reloads: the same check on the same backend keeps its
       // verdict and counts; a probe in flight is dropped (its source port may have moved).
       for (const auto& old : probes_)
@@ -276,7 +276,8 @@ void HealthChecker::send_reset(const Probe& probe, std::uint32_t sequence) {
   transmit(probe, mbuf);
 }
 
-bool HealthChecker::receive(std::span<const std::uint8_t> frame, const parsers::ParsedFrame& parsed) {
+HealthChecker::Received HealthChecker::receive(std::span<const std::uint8_t> frame,
+                                               const parsers::ParsedFrame& parsed) {
   const std::uint8_t* data = frame.data();
   bool changed = false;
   bool matched = false;
@@ -285,8 +286,8 @@ bool HealthChecker::receive(std::span<const std::uint8_t> frame, const parsers::
   if (parsed.l3 == parsers::L3Kind::ipv4 || parsed.l3 == parsers::L3Kind::ipv6) {
     // ICMP replies carry our identifier; TCP and UDP come back to our source port.
     const std::uint16_t ours = icmp ? parsed.src_port : parsed.dst_port;
-    const std::size_t index = static_cast<std::size_t>(ours - kFirstSourcePort);
-    if (ours >= kFirstSourcePort && index < probes_.size()) {
+    const std::size_t index = static_cast<std::size_t>(ours - dataplane::kFirstProbePort);
+    if (ours >= dataplane::kFirstProbePort && index < probes_.size()) {
       Probe& probe = probes_[index];
       const BackendConfig& backend = config_.backends[probe.backend];
       if (probe.waiting && parsed.src_ip == backend.address) {
@@ -323,7 +324,7 @@ bool HealthChecker::receive(std::span<const std::uint8_t> frame, const parsers::
     }
   }
   if (!matched) unmatched_++;
-  return changed;
+  return {matched, changed};
 }
 
 }  // namespace tether

@@ -34,8 +34,12 @@ class HealthChecker {
   // Sends due probes and times out the late ones. True when a backend's health changed (the
   // caller publishes a new snapshot).
   bool tick(std::uint64_t now);
-  // A packet the workers handed over: a probe's reply, or not ours. True on a change.
-  bool receive(std::span<const std::uint8_t> frame, const parsers::ParsedFrame& parsed);
+  struct Received {
+    bool matched;  // the reply of a probe in flight
+    bool changed;  // a backend's health changed
+  };
+  // A packet the workers handed over: a probe's reply, or not ours.
+  Received receive(std::span<const std::uint8_t> frame, const parsers::ParsedFrame& parsed);
   bool healthy(std::size_t backend) const;
   std::uint64_t replies_unmatched() const { return unmatched_; }
 

@@ -130,6 +130,21 @@ std::vector<CounterSample> list_counters(const Totals& t) {
               "Packets or connections inspection gave up on (forwarded by flow), by reason.",
               to_string(static_cast<dataplane::DpiFallback>(i)), c.dpi_fallbacks[i]);
 
+  // The exception path, as the control thread counted it (the workers count what they
+  // handed over, to_kernel, and what their rate limits dropped).
+  add("kernel", "kernel_delivered", t.kernel.delivered,
+      {.name = "kernel_delivered_frames_total", .type = kCounter,
+       .help = "Frames written to the ports' kernel interfaces."});
+  add("kernel", "kernel_delivery_failed", t.kernel.delivery_failed,
+      {.name = "kernel_delivery_failed_frames_total", .type = kCounter,
+       .help = "Frames for a kernel interface that it did not take."});
+  add("kernel", "kernel_sent", t.kernel.sent,
+      {.name = "kernel_sent_frames_total", .type = kCounter,
+       .help = "Frames the kernel sent on the ports' kernel interfaces."});
+  add("kernel", "kernel_sent_dropped", t.kernel.sent_dropped,
+      {.name = "kernel_sent_dropped_frames_total", .type = kCounter,
+       .help = "Frames the kernel sent that the port had no room for."});
+
   add("memory", "flow_table_bytes", t.flow_table_bytes,
       {.name = "flow_table_bytes", .type = kGauge, .help = "Heap bytes of the flow tables.",
        .per_worker = true});
@@ -174,6 +189,8 @@ std::string summary_text(const Config& config, const Totals& totals) {
     });
   };
   nonzero_list("drops", "drops");
+  if (std::any_of(config.ports.begin(), config.ports.end(), [](const PortConfig& p) { return p.kernel.has_value(); }))
+    nonzero_list("kernel interfaces", "kernel");
   if (inspecting) nonzero_list("dpi fallbacks", "dpi_fallbacks");
 
   std::uint64_t total_flows = 0;

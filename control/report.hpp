@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "control/config.hpp"
+#include "control/kernel_interfaces.hpp"
 #include "dataplane/session_table.hpp"
 #include "dataplane/worker.hpp"
 
@@ -31,6 +32,7 @@ struct Totals {
   // Heap bytes of the tables and their entries: the memory per flow and per session.
   std::uint64_t flow_table_bytes = 0, flow_table_entries = 0;
   SessionTotals sessions;
+  KernelPathTotals kernel;  // the control thread's end of the kernel interfaces
 };
 
 // Adds one worker's counters (and its flow table's size) to `totals`, whose `backends`
@@ -59,7 +61,7 @@ struct Metric {
 
 // One value of a name-value section of the stats file.
 struct CounterSample {
-  const char* section;  // "counters", "sessions", "drops", "dpi_fallbacks" or "memory"
+  const char* section;  // "counters", "sessions", "drops", "dpi_fallbacks", "kernel" or "memory"
   std::string name;
   std::uint64_t value;
   Metric metric;

@@ -3,6 +3,7 @@
 #include "control/maglev.hpp"
 #include "parsers/packet.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace tether {
@@ -45,8 +46,17 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(
   auto snapshot = std::make_unique<dataplane::Snapshot>();
 
   for (std::size_t i = 0; i < config.ports.size(); ++i) {
-    dataplane::PortView view{ports[i].port_id, ports[i].mac, config.ports[i].addresses,
-                             config.ports[i].addresses};
+    const PortConfig& port = config.ports[i];
+    dataplane::PortView view{ports[i].port_id, ports[i].mac, port.addresses, port.addresses};
+    if (port.kernel) {
+      view.local_addresses.clear();
+      view.kernel = true;
+      // The port's rate split evenly: RSS spreads a flood over the workers, or lands it on one.
+      const std::uint64_t rate_per_worker = std::max<std::uint64_t>(1, port.kernel->rate / workers);
+      const std::uint64_t burst_per_worker = std::max<std::uint64_t>(1, port.kernel->burst / workers);
+      view.kernel_cost_tsc = std::max<std::uint64_t>(1, tsc_hz / rate_per_worker);
+      view.kernel_credit_cap_tsc = view.kernel_cost_tsc * burst_per_worker;
+    }
     // A VIP is answered for on every port: clients may reach the balancer through any.
     for (const auto& service : config.services)
       if (!service.removed) view.local_addresses.push_back(service.vip);

@@ -27,6 +27,7 @@ std::shared_ptr<const Config> registered_config;  // guarded by `registration`
 // The control thread's own counters, as it last published them: this thread may not read
 // the session table's sweep counts while the control thread adds to them.
 SessionTotals published_sessions;  // guarded by `registration`
+KernelPathTotals published_kernel;  // guarded by `registration`
 
 // A JSON array or object of numbers as telemetry data (array or dictionary of u64), or of
 // such objects (the backends: a dictionary of dictionaries).
@@ -60,6 +61,7 @@ int answer(const char* command, const char*, rte_tel_data* data) {
   if (registered_workers == nullptr || registered_config == nullptr) return -1;
   Totals totals = add_up(*registered_workers, registered_config->backends.size());
   totals.sessions = published_sessions;
+  totals.kernel = published_kernel;
   const Json all = counters_document(*registered_config, totals);
   const auto section = all.find(command + std::strlen(kPrefix));
   if (section == all.end()) return -1;
@@ -88,9 +90,10 @@ void set_telemetry_backends(const Config& config) {
   registered_config = std::move(copy);
 }
 
-void set_telemetry_sessions(const SessionTotals& sessions) {
+void set_telemetry_control_counts(const SessionTotals& sessions, const KernelPathTotals& kernel) {
   const std::lock_guard lock(registration);
   published_sessions = sessions;
+  published_kernel = kernel;
 }
 
 void withdraw_telemetry() {

@@ -13,6 +13,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -29,6 +30,7 @@
 #include "control/config.hpp"
 #include "control/control_ports.hpp"
 #include "control/health.hpp"
+#include "control/kernel_interfaces.hpp"
 #include "control/neighbours.hpp"
 #include "control/log.hpp"
 #include "control/report.hpp"
@@ -139,10 +141,12 @@ int worker_main(void* arg) {
   return 0;
 }
 
-// Packets the workers handed over: neighbour answers and health-probe replies. True when a
-// backend's MAC or health changed.
+// Packets the workers handed over: neighbour answers and health-probe replies. On a port with
+// a kernel interface, the kernel gets the neighbour answers too (it may have asked as well)
+// and whatever no probe claims. True when a backend's MAC or health changed.
 bool handle_control_packets(rte_ring* exceptions, const ControlPorts& ports,
-                            NeighbourResolver& neighbours, HealthChecker& health, std::uint64_t now) {
+                            NeighbourResolver& neighbours, HealthChecker& health,
+                            KernelInterfaces* kernel, std::uint64_t now) {
   bool changed = false;
   void* item = nullptr;
   while (rte_ring_sc_dequeue(exceptions, &item) == 0) {
@@ -151,14 +155,20 @@ bool handle_control_packets(rte_ring* exceptions, const ControlPorts& ports,
                                               rte_pktmbuf_data_len(mbuf)};
     parsers::ParsedFrame parsed;
     dataplane::NeighbourAnswer answer;
+    bool for_kernel = true;
     if (parsers::parse_frame(frame, parsed) == parsers::ParseStatus::ok) {
       if (dataplane::neighbour_answer(frame.data(), parsed, answer)) {
         if (const auto port = ports.index_of(mbuf->port)) changed |= neighbours.receive(answer, *port, now);
       } else {
-        changed |= health.receive(frame, parsed);
+        const HealthChecker::Received received = health.receive(frame, parsed);
+        changed |= received.changed;
+        for_kernel = !received.matched;
       }
     }
-    rte_pktmbuf_free(mbuf);
+    if (for_kernel && kernel != nullptr && kernel->has(mbuf->port))
+      kernel->deliver(mbuf);
+    else
+      rte_pktmbuf_free(mbuf);
   }
   return changed;
 }
@@ -194,6 +204,7 @@ int run(const Config& config, const Options& options) {
   dataplane::SweepResult expired;
   std::unique_ptr<ControlPorts> control_ports;
   std::unique_ptr<NeighbourResolver> neighbours;
+  std::unique_ptr<KernelInterfaces> kernel;
   std::unique_ptr<ControlState> control;
   std::unique_ptr<HealthChecker> health;
   try {
@@ -217,18 +228,23 @@ int run(const Config& config, const Options& options) {
       for (const auto& identity : identities) device_macs.push_back(identity.mac);
       validate(config, device_macs);
     }
-    links = std::make_unique<dataplane::Links>(config.workers, config.sessions, SOCKET_ID_ANY);
+    const bool kernel_interfaces = std::any_of(config.ports.begin(), config.ports.end(),
+                                               [](const PortConfig& p) { return p.kernel.has_value(); });
+    links = std::make_unique<dataplane::Links>(config.workers, config.sessions, kernel_interfaces,
+                                               SOCKET_ID_ANY);
     std::vector<ControlPort> control_port_list;
     for (std::size_t i = 0; i < ports.size(); ++i)
       control_port_list.push_back({ports[i].port_id, ports[i].mac, ports[i].control_queue, ports[i].pool,
                                    links->outbound(), config.ports[i].addresses});
     control_ports = std::make_unique<ControlPorts>(std::move(control_port_list));
     neighbours = std::make_unique<NeighbourResolver>(config, *control_ports, rte_get_tsc_hz());
+    if (kernel_interfaces)
+      kernel = std::make_unique<KernelInterfaces>(config, *control_ports, config.mbuf_data_size);
 
     control = std::make_unique<ControlState>(ControlState{
         config, std::vector<dataplane::BackendState>(config.backends.size()), nullptr,
         neighbours.get(), options.config_path, identities, rte_get_tsc_hz(), &links->snapshots(),
-        &workers, &links->sessions(), &expired});
+        &workers, &links->sessions(), &expired, kernel.get()});
     // Backends whose MAC is still to be resolved start down.
     const dataplane::Snapshot* first = links->snapshots().initial(control->build());
 
@@ -267,16 +283,20 @@ int run(const Config& config, const Options& options) {
     // Sweep the whole session table about once a second, in slices.
     const std::uint32_t sweep_slice = std::max<std::uint32_t>(1024, config.sessions / 20);
     while (!stop_requested.load()) {
-      cli->poll(std::chrono::milliseconds(health->empty() ? 50 : 10), handle);
+      // The kernel's traffic waits for this loop: a millisecond at most when there is any.
+      cli->poll(std::chrono::milliseconds(kernel ? 1 : health->empty() ? 50 : 10), handle);
       const std::uint64_t now = rte_rdtsc();
-      bool backends_changed = handle_control_packets(links->exceptions(), *control_ports, *neighbours, *health, now);
+      bool backends_changed = handle_control_packets(links->exceptions(), *control_ports, *neighbours,
+                                                     *health, kernel.get(), now);
+      if (kernel) kernel->poll(links->to_kernel());
       backends_changed |= neighbours->tick(now);
       backends_changed |= health->tick(now);
       if (backends_changed) control->republish();
       links->snapshots().collect();
       const dataplane::SweepResult swept = links->sessions().sweep(now, sweep_slice);
       for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];
-      set_telemetry_sessions(read_sessions(links->sessions(), expired));
+      set_telemetry_control_counts(read_sessions(links->sessions(), expired),
+                                   kernel ? kernel->totals() : KernelPathTotals{});
       if (options.idle_exit_s > 0) {
         std::uint64_t rx = 0;
         for (const auto& w : workers) rx += w->counters().rx_packets;
@@ -302,7 +322,8 @@ int run(const Config& config, const Options& options) {
   // Reloads and backend commands may have changed the backends since the start.
   const Config& final_config = control ? control->config : config;
   if (!workers.empty()) {
-    const Totals totals = add_up(workers, final_config.backends.size(), links->sessions(), expired);
+    Totals totals = add_up(workers, final_config.backends.size(), links->sessions(), expired);
+    if (kernel) totals.kernel = kernel->totals();
     std::cout << summary_text(final_config, totals) << std::flush;
     if (!options.stats_file.empty()) {
       std::ofstream file(options.stats_file);
@@ -316,6 +337,7 @@ int run(const Config& config, const Options& options) {
   workers.clear();
   health.reset();
   control.reset();
+  kernel.reset();
   neighbours.reset();
   control_ports.reset();
   links.reset();

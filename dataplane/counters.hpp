@@ -53,7 +53,9 @@ class Counter {
   X(icmp_not_handled)     /* ICMP to a VIP or interface address that is not an echo request/NS */ \
   X(multi_segment)        /* headers not in the first segment */                              \
   X(tx_queue_full)        /* the NIC did not take the packet */                               \
-  X(exception_ring_full)  /* a probe reply the control thread had no room for */
+  X(exception_ring_full)  /* a probe reply the control thread had no room for */               \
+  X(kernel_rate_limited)  /* for a port's kernel interface, beyond its rate */                 \
+  X(kernel_ring_full)     /* for a port's kernel interface, the control thread had no room */
 
 #define TETHER_SESSION_PROTOCOLS(X) X(sip) X(rtsp) X(ftp)
 
@@ -123,6 +125,7 @@ constexpr const char* to_string(DpiFallback reason) { return names::of(names::dp
   X(related_repointed, "",                                                                    \
     "RTP/RTCP flows moved to the backend a newer SETUP from the same client ports named.")    \
   X(to_control, "_packets", "Probe replies and neighbour answers handed to the control thread.") \
+  X(to_kernel, "_packets", "Frames handed to the control thread for a port's kernel interface.") \
   X(arp_replies, "", "ARP replies sent for the VIPs and the ports' addresses.")               \
   X(icmp_echo_replies, "", "ICMP and ICMPv6 echo replies sent.")                             \
   X(nd_advertisements, "", "IPv6 neighbour advertisements sent.")                            \

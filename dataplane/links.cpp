@@ -16,6 +16,9 @@ namespace {
 constexpr unsigned kExceptionRingSize = 4096;
 // Health probes and neighbour requests worker 0 has not sent yet.
 constexpr unsigned kOutboundRingSize = 1024;
+// Frames for the kernel interfaces the control thread has not written yet: the workers' rate
+// limits keep it from filling between two of the control thread's polls.
+constexpr unsigned kKernelRingSize = 4096;
 
 }  // namespace
 
@@ -25,11 +28,12 @@ void Links::RingFree::operator()(rte_ring* ring) const {
   rte_ring_free(ring);
 }
 
-Links::Links(unsigned workers, std::uint32_t session_capacity, int socket)
+Links::Links(unsigned workers, std::uint32_t session_capacity, bool kernel_interfaces, int socket)
     : exceptions_(make_ring("exceptions", kExceptionRingSize, socket, RING_F_SC_DEQ)),
       outbound_(make_ring("control_out", kOutboundRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ)),
       snapshots_(workers, socket),
-      sessions_("sessions", session_capacity, workers, socket) {
+      sessions_("sessions", session_capacity, workers, socket),
+      to_kernel_(kernel_interfaces ? make_ring("to_kernel", kKernelRingSize, socket, RING_F_SC_DEQ) : nullptr) {
   for (unsigned w = 0; w < workers; ++w) workers_.push_back(std::make_unique<PerWorker>());
 }
 
@@ -40,6 +44,7 @@ WorkerLinks Links::worker(unsigned index) {
           &own.flow_samples,
           exceptions_.get(),
           index == 0 ? outbound_.get() : nullptr,
+          to_kernel_.get(),
           &own.counters,
           own.backend_counters,
           &stop_};

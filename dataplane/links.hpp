@@ -23,6 +23,9 @@
 //   outbound ring        control (SP) -> worker 0 (SC):       rte_ring, as above; mbuf->port
 //                        control packets for ports without    holds the snapshot's port index
 //                        a TX queue to spare
+//   kernel ring          every worker (MP) -> control (SC):   rte_ring, as the exception ring;
+//                        frames for a port's kernel interface mbuf->port is the DPDK port id
+//                        (within each worker's rate limit)    it arrived on
 //   counters             each worker its own -> control       relaxed std::atomic_ref stores by
 //   (counters.hpp)       (reports, telemetry, idle exit)      the one worker that writes a
 //                                                             counter, relaxed loads by readers:
@@ -55,6 +58,7 @@ struct WorkerLinks {
   FlowSampleMailbox* flow_samples;
   rte_ring* exceptions;  // null: no packet for the control thread is expected
   rte_ring* outbound;    // worker 0's only; null for the others
+  rte_ring* to_kernel;   // null: no port has a kernel interface
   WorkerCounters* counters;
   std::span<BackendCounters> backend_counters;  // kMaxBackends: snapshots may add backends
   const std::atomic<bool>* stop;
@@ -63,7 +67,8 @@ struct WorkerLinks {
 class Links {
  public:
   // `session_capacity`: entries of the shared session table.
-  Links(unsigned workers, std::uint32_t session_capacity, int socket);
+  // `kernel_interfaces`: whether any port has one (the kernel ring exists only then).
+  Links(unsigned workers, std::uint32_t session_capacity, bool kernel_interfaces, int socket);
   // The workers must have stopped.
   ~Links() = default;
   Links(const Links&) = delete;
@@ -76,6 +81,7 @@ class Links {
   SessionTable& sessions() { return sessions_; }
   rte_ring* exceptions() const { return exceptions_.get(); }
   rte_ring* outbound() const { return outbound_.get(); }
+  rte_ring* to_kernel() const { return to_kernel_.get(); }
   void stop_workers() { stop_.store(true, std::memory_order_relaxed); }
 
  private:
@@ -98,6 +104,7 @@ class Links {
   Ring outbound_;
   SnapshotPublisher snapshots_;
   SessionTable sessions_;
+  Ring to_kernel_;
   std::vector<std::unique_ptr<PerWorker>> workers_;
   std::atomic<bool> stop_{false};
 };

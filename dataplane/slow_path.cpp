@@ -4,8 +4,10 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <algorithm>
 #include <cstring>
 
+#include "dataplane/limits.hpp"
 #include "dataplane/worker.hpp"
 
 namespace tether::dataplane {
@@ -220,11 +222,30 @@ bool neighbour_answer(const std::uint8_t* frame, const parsers::ParsedFrame& par
 }
 
 // The worker's side: which frames it answers itself, which it hands to the control thread
-// over the exception ring, and which it drops.
+// over the exception ring, and which go to the port's kernel interface (or are dropped on a
+// port without one).
+namespace {
+
+// A reply to one of the control thread's health probes, or a neighbour advertisement: what
+// the control thread itself waits for at an interface address.
+bool for_control_thread(const parsers::ParsedFrame& parsed) {
+  if (parsed.l4_proto == parsers::kProtoTcp || parsed.l4_proto == parsers::kProtoUdp)
+    return parsed.dst_port >= kFirstProbePort;
+  if (parsed.l4_proto == parsers::kProtoIcmp)  // the identifier is read as the source port
+    return parsed.icmp_type == 0 && parsed.src_port >= kFirstProbePort;
+  if (parsed.l4_proto == parsers::kProtoIcmpv6)
+    return (parsed.icmp_type == 129 && parsed.src_port >= kFirstProbePort) ||
+           parsed.icmp_type == kIcmpv6NeighbourAdvertisement;
+  return false;
+}
+
+}  // namespace
+
 void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
                             const parsers::ParsedFrame& parsed) {
   const Snapshot& snapshot = *snapshot_;
-  const auto& our_mac = snapshot.ports[port_index].mac;
+  const PortView& port = snapshot.ports[port_index];
+  const auto& our_mac = port.mac;
   auto* frame = rte_pktmbuf_mtod(mbuf, std::uint8_t*);
 
   if (parsed.l3 == parsers::L3Kind::arp) {
@@ -233,17 +254,18 @@ void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
       counters_.arp_replies++;
       return send_reply(port_index, mbuf, answer_arp(frame, parsed, our_mac));
     }
-    // The answer to the control thread's request for a backend's MAC.
+    // The answer to the control thread's request for a backend's MAC (which the control
+    // thread passes on to the kernel interface too: the kernel may have asked as well).
     if (parsed.arp.operation == 2 && exceptions_ != nullptr &&
         snapshot.is_interface_address(port_index, target))
       return hand_to_control(mbuf);
-    return drop(mbuf, DropReason::arp_not_for_us);
+    return to_kernel_or_drop(mbuf, port_index, DropReason::arp_not_for_us);
   }
 
   parsers::IpBytes target;
   if (neighbour_solicitation_target(frame, parsed, target)) {
     if (!snapshot.is_local_address(port_index, target))
-      return drop(mbuf, DropReason::no_service);
+      return to_kernel_or_drop(mbuf, port_index, DropReason::no_service);
     counters_.nd_advertisements++;
     return send_reply(port_index, mbuf,
                       answer_neighbour_solicitation(frame, rte_pktmbuf_tailroom(mbuf) +
@@ -254,17 +276,32 @@ void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
   const bool icmp = parsed.l4_proto == parsers::kProtoIcmp || parsed.l4_proto == parsers::kProtoIcmpv6;
   const bool echo_request = icmp && (parsed.icmp_type == kIcmpEchoRequest ||
                                      parsed.icmp_type == kIcmpv6EchoRequest);
-  // Anything else to an interface address answers the control thread: a health probe's
-  // reply or a neighbour advertisement.
-  if (!echo_request && exceptions_ != nullptr &&
-      snapshot.is_interface_address(port_index, parsed.dst_ip))
+  // At an interface address: a health probe's reply or a neighbour advertisement for the
+  // control thread. Without a kernel interface, anything but an echo request is taken for
+  // one; with it, the rest is the kernel's.
+  if (exceptions_ != nullptr && snapshot.is_interface_address(port_index, parsed.dst_ip) &&
+      (port.kernel ? for_control_thread(parsed) : !echo_request))
     return hand_to_control(mbuf);
-  if (!icmp || !snapshot.is_local_address(port_index, parsed.dst_ip))
-    return drop(mbuf, DropReason::no_service);
+  const bool local = snapshot.is_local_address(port_index, parsed.dst_ip);
+  if (!icmp || !local)  // a VIP's port without a service stays tetherd's: the kernel has no VIP
+    return local ? drop(mbuf, DropReason::no_service)
+                 : to_kernel_or_drop(mbuf, port_index, DropReason::no_service);
   const std::size_t echo = answer_icmp_echo(frame, parsed, our_mac);
   if (echo == 0) return drop(mbuf, DropReason::icmp_not_handled);
   counters_.icmp_echo_replies++;
   send_reply(port_index, mbuf, echo);
+}
+
+void Worker::to_kernel_or_drop(rte_mbuf* mbuf, std::uint16_t port_index, DropReason reason) {
+  const PortView& port = snapshot_->ports[port_index];
+  if (!port.kernel || to_kernel_ == nullptr) return drop(mbuf, reason);
+  KernelAllowance& allowance = kernel_allowance_[port_index];
+  allowance.credit = std::min(allowance.credit + (now_ - allowance.last), port.kernel_credit_cap_tsc);
+  allowance.last = now_;
+  if (allowance.credit < port.kernel_cost_tsc) return drop(mbuf, DropReason::kernel_rate_limited);
+  allowance.credit -= port.kernel_cost_tsc;
+  if (rte_ring_mp_enqueue(to_kernel_, mbuf) != 0) return drop(mbuf, DropReason::kernel_ring_full);
+  counters_.to_kernel++;
 }
 
 void Worker::hand_to_control(rte_mbuf* mbuf) {

@@ -30,6 +30,12 @@ struct PortView {
   MacBytes mac;
   std::vector<IpBytes> local_addresses;  // interface addresses and every VIP: ARP/ND/ICMP
   std::vector<IpBytes> interface_addresses;  // replies to the control thread's probes come here
+  // With a kernel interface, the kernel owns the interface addresses (they are not local
+  // addresses then) and takes every frame tetherd does not consume: each worker passes one
+  // frame per `kernel_cost_tsc` on average, and up to `kernel_credit_cap_tsc` worth at once.
+  bool kernel = false;
+  std::uint64_t kernel_cost_tsc = 0;
+  std::uint64_t kernel_credit_cap_tsc = 0;
 };
 
 // up: takes new flows and sessions. draining: keeps what it has, takes nothing new (an

@@ -26,6 +26,12 @@ std::string table_name(unsigned index) { return "flows_w" + std::to_string(index
 
 bool is_multicast(const parsers::MacBytes& mac) { return (mac[0] & 1) != 0; }
 
+bool is_other_protocol(parsers::ParseStatus status) {
+  using parsers::ParseStatus;
+  return status == ParseStatus::unsupported_ethertype || status == ParseStatus::unsupported_arp ||
+         status == ParseStatus::unsupported_l4;
+}
+
 bool is_truncation(parsers::ParseStatus status) {
   using parsers::ParseStatus;
   switch (status) {
@@ -87,6 +93,7 @@ Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerL
       channel_(links.snapshots),
       exceptions_(links.exceptions),
       outbound_(links.outbound),
+      to_kernel_(links.to_kernel),
       flow_samples_(*links.flow_samples),
       counters_(*links.counters),
       backend_counters_(links.backend_counters),
@@ -94,7 +101,8 @@ Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerL
       flows_(table_name(setup.index).c_str(), setup.flow_capacity, setup.socket),
       inspection_(setup.stream_capacity, setup.buffer_capacity, *links.sessions, *links.counters,
                   links.backend_counters),
-      tx_(snapshot->ports.size()) {}
+      tx_(snapshot->ports.size()),
+      kernel_allowance_(snapshot->ports.size()) {}
 
 Worker::~Worker() = default;
 
@@ -201,6 +209,11 @@ void Worker::classify_any(rte_mbuf* mbuf, std::uint16_t port_index,
   if (status != parsers::ParseStatus::ok) {
     if (is_truncation(status) && rte_pktmbuf_pkt_len(mbuf) > rte_pktmbuf_data_len(mbuf))
       return drop(mbuf, DropReason::multi_segment);
+    // Well-formed, only not what tetherd handles (LLDP, VRRP, OSPF, other ARP hardware): the
+    // kernel interface's, when the port has one and the frame is addressed to the port.
+    if (snapshot.ports[port_index].kernel && is_other_protocol(status) &&
+        (is_multicast(parsed.dst_mac) || parsers::same_mac(parsed.dst_mac, snapshot.ports[port_index].mac)))
+      return to_kernel_or_drop(mbuf, port_index, DropReason::no_service);
     counters_.parse_errors[static_cast<std::size_t>(status)]++;
     rte_pktmbuf_free(mbuf);
     return;

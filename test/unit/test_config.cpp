@@ -1024,3 +1024,50 @@ TEST_CASE("validate: a running tetherd's device MACs stand in for ports without 
   const Config configured = load(with("    device = \"net_null0\";\n", "    device = \"net_null0\";\n    mac = \"02:00:00:00:00:01\";\n"));
   CHECK_NOTHROW(tether::validate(configured, {mac("02:00:00:00:00:12")}));
 }
+
+TEST_CASE("config: a port's kernel interface and its addresses' prefix lengths", "[config]") {
+  const std::string port = "    device = \"net_null0\";\n";
+  const auto kernel = [&](const std::string& settings) {
+    return with(port, "    device = \"net_null0\";\n    addresses = [\"192.0.2.1/24\", \"2001:db8::1\"]; kernel = { " +
+                          settings + " };\n");
+  };
+  const Config c = load(kernel("name = \"lan0\";"));
+  REQUIRE(c.ports[0].kernel.has_value());
+  CHECK(c.ports[0].kernel->name == "lan0");
+  CHECK(c.ports[0].kernel->rate == 20000);
+  CHECK(c.ports[0].kernel->burst == 512);
+  CHECK(c.ports[0].addresses == std::vector<tether::IpBytes>{ip("192.0.2.1"), ip("2001:db8::1")});
+  CHECK(c.ports[0].prefix_lengths == std::vector<std::uint8_t>{24, 128});
+  CHECK(tether::prefix_length(c.ports[0], 1) == 128);
+  CHECK_FALSE(load(kBase).ports[0].kernel.has_value());
+
+  const Config tuned = load(kernel("name = \"x.y-z_0\"; rate = 100; burst = 1;"));
+  CHECK(tuned.ports[0].kernel->rate == 100);
+  CHECK(tuned.ports[0].kernel->burst == 1);
+
+  CHECK_THROWS_WITH(load(kernel("name = \"sixteen-letters0\";")),
+                    Contains("kernel interface name 'sixteen-letters0' must be 1 to 15"));
+  CHECK_THROWS_WITH(load(kernel("name = \"a/b\";")), Contains("must be 1 to 15 letters"));
+  CHECK_THROWS_WITH(load(kernel("name = \"\";")), Contains("must be 1 to 15 letters"));
+  CHECK_THROWS_WITH(load(kernel("name = \"lan0\"; rate = 0;")), Contains("0 is out of range 1..10000000"));
+  CHECK_THROWS_WITH(load(kernel("name = \"lan0\"; burst = 0;")), Contains("0 is out of range 1..1000000"));
+  CHECK_THROWS_WITH(load(kernel("rate = 5;")), Contains("missing required setting 'name'"));
+  CHECK_THROWS_WITH(load(kernel("name = \"lan0\"; mtu = 9000;")), Contains("unknown setting"));
+  for (const char* bad : {"192.0.2.1/33", "192.0.2.1/0", "192.0.2.1/", "192.0.2.1/2x", "2001:db8::1/129",
+                          "192.0.2.1/0024"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(load(with(port, std::string("    device = \"net_null0\";\n    addresses = [\"") + bad + "\"];\n")),
+                      Contains("the prefix length must be"));
+  }
+  CHECK_THROWS_WITH(load(with(port, "    device = \"net_null0\";\n    addresses = [\"192.0.2.x/24\"];\n")),
+                    Contains("'192.0.2.x' is not an IPv4 or IPv6 address"));
+
+  // Two ports cannot share one interface name, and a change to it needs a restart.
+  const std::string two_ports = with("  }\n);\nbackends", "  },\n  { name = \"lan1\"; device = \"net_null1\"; kernel = { name = \"lan0\"; }; }\n);\nbackends",
+                                     kernel("name = \"lan0\";"));
+  CHECK_THROWS_WITH(load(with("    address = \"10.0.0.1\";\n", "    address = \"10.0.0.1\"; port = \"lan0\";\n",
+                              with("    address = \"2001:db8::2\";\n", "    address = \"2001:db8::2\"; port = \"lan0\";\n", two_ports))),
+                    Contains("kernel interface 'lan0' is port 'lan0''s too"));
+  CHECK_THROWS_WITH(tether::merge_running(c, load(kernel("name = \"lan9\";"))),
+                    "ports changed: restart tetherd to apply it");
+}

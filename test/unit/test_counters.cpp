@@ -113,5 +113,5 @@ TEST_CASE("every counter is listed once, under a well-formed Prometheus name", "
 #undef TETHER_ONE
   CHECK(names.size() == kWorkerScalarCount + 1 + 3 * kSessionProtocols + 1 + 3 * kExpectationKinds +
                            1 + kDropReasonCount + parsers::kParseStatusCount - 1 +
-                           kDpiFallbackCount + 4);
+                           kDpiFallbackCount + 4 /* kernel path */ + 4 /* memory */);
 }
