@@ -337,11 +337,12 @@ int run(const Config& config, const Options& options) {
   workers.clear();
   health.reset();
   control.reset();
-  kernel.reset();
   neighbours.reset();
   control_ports.reset();
   links.reset();
   for (auto& port : ports) dataplane::close_port(port);
+  // Last: the kernel's frames, in their pools, may still sit in the rings and TX queues above.
+  kernel.reset();
   rte_eal_cleanup();
   return status;
 }
