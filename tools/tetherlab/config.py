@@ -7,12 +7,22 @@ and gets the same layout back, so a test can still find and replace a setting by
 import re
 from dataclasses import dataclass
 
-from .topology import BACKENDS, FTP_PASSIVE, FTP_VIP, RTSP_PORTS, RTSP_VIP
+from .topology import (BACKENDS, FTP_PASSIVE, FTP_VIP, KERNEL_INTERFACE, LAN_PREFIX, LB_ADDRESS,
+                       LB_MAC, RTSP_PORTS, RTSP_VIP, TAP_DEVICE)
 
 # The EAL without hugepages, shared configuration files or PCI scans: what the lab and the
 # tests run (tools/bench reserves hugepages when it can, see its Memory).
 EAL_NO_HUGE = ("--no-huge", "--no-shconf", "--no-pci", "-m", "512", "--log-level=lib.*:error")
 TABLES = {"flows_per_worker": 65536, "maglev_size": 65537}
+
+
+@dataclass
+class Kernel:
+    """A port's exception path: the kernel interface tetherd creates, and the limit on the
+    frames it hands that kernel (None: tetherd's defaults)."""
+    name: str = KERNEL_INTERFACE
+    rate: int = None  # frames a second, split between the workers
+    burst: int = None
 
 
 @dataclass
@@ -22,6 +32,7 @@ class Port:
     mac: str = None  # None: the device's own
     addresses: tuple = ()
     mbufs: int = None  # None: tables.mbufs_per_port
+    kernel: Kernel = None  # None: no exception path
 
 
 def port_text(port):
@@ -32,7 +43,31 @@ def port_text(port):
         text += "\n            addresses = [" + ", ".join(f'"{a}"' for a in port.addresses) + "];"
     if port.mbufs is not None:
         text += f" mbufs = {port.mbufs};"
+    if port.kernel:
+        settings = [f'name = "{port.kernel.name}";']
+        settings += [f"{k} = {v};" for k, v in (("rate", port.kernel.rate), ("burst", port.kernel.burst))
+                     if v is not None]
+        text += "\n            kernel = { " + " ".join(settings) + " };"
     return text + " }"
+
+
+def lab_port(workers=1, tap=False, kernel=None):
+    """The lab's one port, with tetherd's MAC and address: net_af_packet on the lb namespace's
+    eth0, or with tap=True the net_tap device TAP_DEVICE that the lab wires to eth0 (so the
+    lb kernel sees none of the port's traffic) and, with `kernel` (a Kernel), the exception
+    path, whose interface then owns LB_ADDRESS with the lab's prefix."""
+    if not tap:
+        return Port("lan0", f"net_af_packet0,iface=eth0,qpairs={workers}", LB_MAC, (LB_ADDRESS,), kernel=kernel)
+    address = f"{LB_ADDRESS}/{LAN_PREFIX}" if kernel else LB_ADDRESS
+    return Port("lan0", f"net_tap0,iface={TAP_DEVICE}", LB_MAC, (address,), kernel=kernel)
+
+
+def lab_config_on_tap(text, kernel=None):
+    """conf/lab.cfg's text (or another lab configuration's) with its port replaced by the
+    net_tap port of lab_port, with the exception path `kernel` (a Kernel) or none."""
+    ports = re.compile(r"^ports = \(.*?^\);", re.M | re.S)
+    assert len(ports.findall(text)) == 1, "one ports list expected"
+    return ports.sub(lambda _m: f"ports = ( {port_text(lab_port(tap=True, kernel=kernel))} );", text)
 
 
 def health_check_text(check):

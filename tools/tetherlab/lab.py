@@ -6,6 +6,11 @@ Servers a lab may start on each backend: sipp's UAS (SIP_VIP), a TCP name server
 FTP_PASSIVE, serving one file of known checksum) and gst-rtsp-server (RTSP_VIP; each backend
 its own media port range, RTSP_PORTS), with tcpdump counting the UDP the backend receives
 for RTSP_VIP (the clients' RTCP). The lab's tetherd configuration is conf/lab.cfg.
+
+With tap=True tetherd's port is a net_tap device that the lab wires to the lb namespace's
+veth (Namespaces.wire_tap_port), so the lb kernel sees only what tetherd's exception path
+hands it; a router namespace joins the segment, and BIRD runs there and in the lb
+namespace (routing.py).
 """
 import collections
 import functools
@@ -16,19 +21,22 @@ import subprocess
 import time
 from pathlib import Path
 
-from .config import Port, config_text
+from .config import config_text, lab_port
 from .namespaces import Namespaces, run
+from .routing import Bird
 from .servers import RTSP_SERVER, SIP_SCENARIOS, TCP_SERVER, VSFTPD_CONF, parse_sipp_requests
 from .tetherd import Tetherd
-from .topology import (BACKENDS, FTP_FILE, FTP_FILE_SIZE, FTP_PASSIVE, FTP_PORT, FTP_VIP, LB_ADDRESS,
-                       LB_MAC, REPO, RTSP_PORT, RTSP_PORTS, RTSP_VIP, SIP_PORT, SIP_VIP, TCP_PORT)
+from .topology import (ANNOUNCED_PREFIX, BACKENDS, FTP_FILE, FTP_FILE_SIZE, FTP_PASSIVE, FTP_PORT, FTP_VIP,
+                       REPO, RTSP_PORT, RTSP_PORTS, RTSP_VIP, SIP_PORT, SIP_VIP, TCP_PORT)
 
 
 class Lab(Namespaces):
     """The namespaces, the servers each backend runs, and the lab's tetherd."""
 
-    def __init__(self, workdir, tag=None):
-        super().__init__(workdir, tag)
+    def __init__(self, workdir, tag=None, tap=False):
+        super().__init__(workdir, tag, router=tap)
+        self.tap = tap
+        self.birds = {}  # "lb", "router" -> Bird
         self.tcp_servers = {}  # backend -> Popen
         self.sip_servers = {}  # backend -> (Popen, message log path)
         self.ftp_servers = {}  # backend -> Popen
@@ -151,6 +159,17 @@ class Lab(Namespaces):
         for name in names:
             self.start_rtsp_server(name, timeout=60)
 
+    def start_birds(self):
+        """BIRD in the router and the lb namespace (tap labs): BGP comes up once tetherd's
+        exception path carries it."""
+        self.birds["router"] = Bird(self, self.router, "router")
+        self.birds["lb"] = Bird(self, self.lb, "lb")
+        return self.birds
+
+    def router_route(self):
+        """The router kernel's route to ANNOUNCED_PREFIX as `ip route` prints it ("" if none)."""
+        return run("ip", "-n", self.router, "route", "show", ANNOUNCED_PREFIX).stdout.strip()
+
     def server_logs(self, prefix):
         """backend -> the text of its log PREFIX-NAME.log, "" while there is none."""
         result = {}
@@ -205,7 +224,8 @@ class Lab(Namespaces):
         """tetherd in the lb namespace, once it serves its control socket and has learnt the
         backends' MACs by ARP. `config` is either a list of services for tetherd_config
         (the backends' MACs left to ARP, as in production) or the path of a configuration
-        file."""
+        file. In a tap lab, its net_tap port is wired to the lb namespace's veth as soon as
+        it exists (before that, ARP retries cover the gap)."""
         self.tetherds_started += 1
         stem = self.workdir / f"tetherd-{self.tetherds_started}"
         if isinstance(config, (str, Path)):
@@ -215,6 +235,8 @@ class Lab(Namespaces):
             config.write_text(tetherd_config(services, workers=workers, backend_macs=False))
         tetherd = LabTetherd(self, config, stem.with_suffix(".sock"), output=stem, cwd=REPO,
                              spawn=functools.partial(self.popen, self.lb), start_timeout=start_timeout)
+        if self.tap:
+            self.wire_tap_port()
         tetherd.wait_until(lambda b: all(x["mac_source"] == "arp" for x in b.values()), 5,
                            "backend MACs learnt by ARP")
         return tetherd
@@ -226,6 +248,7 @@ class Lab(Namespaces):
         self.ftp_servers.clear()
         self.rtsp_servers.clear()
         self.captures.clear()
+        self.birds.clear()
 
 
 class LabTetherd(Tetherd):
@@ -241,6 +264,6 @@ def tetherd_config(services, workers=1, backend_macs=True, health=None):
     eth0 with tetherd's MAC and address, backends b1..b3, and `services` (see
     config.service_text), `health` their default health check. backend_macs=False leaves
     the backends' MACs out, for when tetherd resolves them itself."""
-    port = Port("lan0", f"net_af_packet0,iface=eth0,qpairs={workers}", LB_MAC, (LB_ADDRESS,))
+    port = lab_port(workers)
     backends = {name: (address, mac if backend_macs else None) for name, (address, mac) in BACKENDS.items()}
     return config_text([port], backends, services, workers=workers, health=health)

@@ -7,6 +7,8 @@ bridge in a "fabric" namespace joins
            several addresses (CLIENT_ADDRESSES) that clients bind to
   b1..b3   backends: their own address on eth0, the VIPs on `lo` with arp_ignore=1 and
            arp_announce=2, answering the client directly over the bridge
+  router   (with router=True) an upstream router on the segment, ROUTER_ADDRESS, whose BIRD
+           peers with the lb namespace's over tetherd's exception path
 
 Every name (namespaces, and the veths, which are created directly inside the namespaces)
 carries a per-run tag, so concurrent runs never meet. Each process the lab starts gets its
@@ -24,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .topology import (BACKENDS, CLIENT_ADDRESSES, CLIENT_MAC, LAN_PREFIX, LB_ADDRESS, LB_MAC,
-                       VIPS)
+                       ROUTER_ADDRESS, ROUTER_MAC, TAP_DEVICE, VIPS)
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -40,18 +42,19 @@ def run(*words, check=True, **kwargs):
 class Namespaces:
     """The lab's namespaces, veths and bridge, and every process started in them."""
 
-    def __init__(self, workdir, tag=None):
+    def __init__(self, workdir, tag=None, router=False):
         self.workdir = Path(workdir)
         self.tag = tag or f"{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
         self.fabric = f"tte2e-{self.tag}-fab"
         self.lb = f"tte2e-{self.tag}-lb"
         self.client = f"tte2e-{self.tag}-cl"
         self.backend_ns = {name: f"tte2e-{self.tag}-{name}" for name in BACKENDS}
+        self.router = f"tte2e-{self.tag}-rt" if router else None
         self.processes = []  # every Popen we started (each leads its own process group)
 
     @property
     def namespaces(self):
-        return [self.lb, self.client, *self.backend_ns.values(), self.fabric]
+        return [self.lb, self.client, *self.backend_ns.values(), *filter(None, [self.router]), self.fabric]
 
     # -- building -----------------------------------------------------------------------
 
@@ -76,6 +79,9 @@ class Namespaces:
                 run("ip", "-n", ns, "addr", "add", f"{vip}/32", "dev", "lo")
             self.sysctl(ns, "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
                         "net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2")
+        if self.router:
+            self._plug(self.router, "rt", ROUTER_MAC)
+            run("ip", "-n", self.router, "addr", "add", f"{ROUTER_ADDRESS}/{LAN_PREFIX}", "dev", "eth0")
 
     def _plug(self, ns, short, mac):
         """A veth from `ns` (eth0, with `mac`) to the bridge in the fabric namespace."""
@@ -87,6 +93,29 @@ class Namespaces:
         # it forwards untouched and the backend then drops.
         for where, dev in ((ns, "eth0"), (self.fabric, f"p-{short}")):
             run("ip", "netns", "exec", where, "ethtool", "-K", dev, "tx", "off", check=False)
+
+    def wire_tap_port(self, timeout=10):
+        """Joins tetherd's net_tap port (TAP_DEVICE, which DPDK creates in the lb namespace
+        when tetherd starts) to eth0, the lb namespace's veth to the bridge: tc redirects
+        every frame arriving on either to the other's egress, so the lb kernel processes none
+        of the port's traffic and only the exception path lets it speak. Not a bridge: the
+        TAP device carries the port's MAC, which a bridge would take for a local one (and
+        u32 with mirred is what this kernel offers; matchall and flower are missing). To be
+        redone for every tetherd: the TAP device goes away with the process."""
+        deadline = time.monotonic() + timeout
+        while run("ip", "-n", self.lb, "link", "show", TAP_DEVICE, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{TAP_DEVICE} did not appear in {self.lb}")
+            time.sleep(0.05)
+        run("ip", "-n", self.lb, "link", "set", TAP_DEVICE, "up")
+        # The kernel must not leave checksums to an offload on the way into tetherd.
+        run("ip", "netns", "exec", self.lb, "ethtool", "-K", TAP_DEVICE, "tx", "off", check=False)
+        for device, peer in (("eth0", TAP_DEVICE), (TAP_DEVICE, "eth0")):
+            run("ip", "netns", "exec", self.lb, "tc", "qdisc", "del", "dev", device, "ingress", check=False)
+            run("ip", "netns", "exec", self.lb, "tc", "qdisc", "add", "dev", device, "ingress")
+            run("ip", "netns", "exec", self.lb, "tc", "filter", "add", "dev", device, "parent", "ffff:",
+                "protocol", "all", "u32", "match", "u32", "0", "0",
+                "action", "mirred", "egress", "redirect", "dev", peer)
 
     def sysctl(self, ns, *settings):
         run("ip", "netns", "exec", ns, "sysctl", "-qw", *settings)

@@ -1,7 +1,8 @@
 """The lab's plan: one L2 segment (198.18.0.0/24) joining tetherd, a client with several
 addresses and three DSR backends, the VIPs the backends hold on `lo`, the services' ports,
 and each backend's own FTP passive and RTSP media port ranges. conf/lab.cfg says the same
-in tetherd's terms."""
+in tetherd's terms. The net_tap variant (Lab(tap=True)) adds a router speaking BGP with the
+lb namespace's kernel over tetherd's exception path."""
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -14,6 +15,15 @@ CLIENT_ADDRESS = "198.18.0.2"
 CLIENT_MAC = "02:e2:e0:00:00:02"
 # Clients bind to these: the first is the client's primary address, the others secondary.
 CLIENT_ADDRESSES = (CLIENT_ADDRESS, "198.18.0.21", "198.18.0.22", "198.18.0.23")
+# The net_tap variant: tetherd's port is the TAP device TAP_DEVICE in the lb namespace, its
+# exception path the kernel interface KERNEL_INTERFACE there, which owns LB_ADDRESS; a router
+# on the segment peers with that kernel's BIRD (tools/tetherlab/bird/) and learns the VIPs'
+# prefix from it.
+TAP_DEVICE = "dtap0"
+KERNEL_INTERFACE = "lan0"
+ROUTER_ADDRESS = "198.18.0.254"
+ROUTER_MAC = "02:e2:e0:00:00:fe"
+ANNOUNCED_PREFIX = "198.18.1.0/24"
 BACKENDS = {  # name -> (address, mac); MACs are set on the backends' veths
     "b1": ("198.18.0.11", "02:e2:e0:00:01:01"),
     "b2": ("198.18.0.12", "02:e2:e0:00:01:02"),
