@@ -56,11 +56,16 @@ OpenPort open_port(const PortSettings& s) {
     conf.rx_adv_conf.rss_conf.rss_hf = rss;
     port.rss = true;
   }
-  const bool spare_tx = info.max_tx_queues > s.queues;
+  bool spare_tx = info.max_tx_queues > s.queues;
+  // Some drivers want as many TX queues as RX queues (net_tap): then the control thread
+  // has no queue of its own and sends through `outbound` instead.
+  if (spare_tx && rte_eth_dev_configure(port.port_id, s.queues, s.queues + 1, &conf) != 0)
+    spare_tx = false;
   const std::uint16_t tx_queues = static_cast<std::uint16_t>(s.queues + (spare_tx ? 1 : 0));
   port.control_queue = spare_tx ? s.queues : -1;
-  if (int rc = rte_eth_dev_configure(port.port_id, s.queues, tx_queues, &conf); rc != 0)
-    fail(s, "configure", rc);
+  if (!spare_tx)
+    if (int rc = rte_eth_dev_configure(port.port_id, s.queues, tx_queues, &conf); rc != 0)
+      fail(s, "configure", rc);
 
   std::uint16_t rx_descriptors = kRxDescriptors, tx_descriptors = kTxDescriptors;
   if (int rc = rte_eth_dev_adjust_nb_rx_tx_desc(port.port_id, &rx_descriptors, &tx_descriptors); rc != 0)
