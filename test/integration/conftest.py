@@ -1,5 +1,6 @@
 """What the integration tests share: the pcap rig's services and mixed traffic, the virtual
 lab (tools/tetherlab, importable through pytest.ini's pythonpath) and its checks."""
+import contextlib
 import random
 
 import pytest
@@ -32,18 +33,45 @@ def mixed_traffic():
     return flows, traffic.interleave(flows, rng)
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A virtual lab for one module's tests, no server started yet: torn down after them,
-    leaving nothing behind (labs of killed runs are removed first)."""
+@contextlib.contextmanager
+def created_lab(workdir, **options):
+    """A virtual lab (Lab(workdir, **options)), no server started yet: torn down after the
+    block, leaving nothing behind (labs of killed runs are removed first)."""
     remove_stale_labs()
-    lab = Lab(tmp_path_factory.mktemp("lab"))
+    lab = Lab(workdir, **options)
     try:
         lab.create()
         yield lab
     finally:
         lab.teardown()
         assert lab.leftovers() == []
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A virtual lab for one module's tests (created_lab)."""
+    with created_lab(tmp_path_factory.mktemp("lab")) as lab:
+        yield lab
+
+
+class Balancer:
+    """A lab's one tetherd: use(config) stops the running one and starts another, and
+    waits until every backend is healthy."""
+
+    def __init__(self, lab):
+        self.lab, self.current = lab, None
+
+    def use(self, config):
+        self.stop()
+        self.current = self.lab.start_tetherd(config)
+        self.current.wait_until(lambda b: all(x["healthy"] for x in b.values()), 15, "all healthy")
+        return self.current
+
+    def stop(self):
+        if self.current is not None:
+            code = self.current.stop()
+            self.current = None
+            assert code == 0
 
 
 def assert_spread_by_weight(counts, weights, sigmas=5.0):

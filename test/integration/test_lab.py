@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import assert_spread_by_weight
+from conftest import Balancer, assert_spread_by_weight
 from tetherlab.config import lab_config_without_dpi
 from tetherlab.topology import BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG
 from tetherlab.workloads import Calls, Streams, ftp_downloads, rtcp_placement
@@ -36,25 +36,6 @@ def lab(lab):
         lab.start_sip_server(name, reinvite=True)
     lab.start_media_servers()
     return lab
-
-
-class Balancer:
-    """The lab's one tetherd: use(config) stops the running one and starts another."""
-
-    def __init__(self, lab):
-        self.lab, self.current = lab, None
-
-    def use(self, config):
-        self.stop()
-        self.current = self.lab.start_tetherd(config)
-        self.current.wait_until(lambda b: all(x["healthy"] for x in b.values()), 15, "all healthy")
-        return self.current
-
-    def stop(self):
-        if self.current is not None:
-            code = self.current.stop()
-            self.current = None
-            assert code == 0
 
 
 @pytest.fixture(scope="module")
