@@ -1,8 +1,9 @@
 """The lab's clients: sipp UACs placing calls, curl downloading over FTP, ffmpeg playing
 RTSP streams, in the client namespace; and where their sessions went, from the backends'
-logs."""
+logs. And a UDP flood, for the exception path's rate limit."""
 import collections
 import hashlib
+import subprocess
 import time
 
 from .servers import SIP_SCENARIOS
@@ -116,3 +117,37 @@ def rtcp_placement(lab):
                                            if seen[(address, rtcp)]})
             result[(address, rtcp)] = (backend, reached)
     return result
+
+
+# A paced UDP flood (Python, so no flooding tool is needed and the rate is known): `rate`
+# datagrams a second of 64 bytes to address:port for `seconds`, sent in 1 ms slices; prints
+# how many it sent.
+FLOOD = r"""
+import socket, sys, time
+address, port, rate, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+payload, sent, start = bytes(64), 0, time.monotonic()
+while (elapsed := time.monotonic() - start) < seconds:
+    while sent < rate * elapsed:
+        try:
+            sock.sendto(payload, (address, port))
+        except OSError:  # a full socket buffer, an unresolved neighbour: a flood goes on
+            pass
+        sent += 1
+    time.sleep(0.001)
+print(sent)
+"""
+
+
+class Flood:
+    """FLOOD from the client namespace toward `address` (UDP to `port`)."""
+
+    def __init__(self, lab, address, rate, seconds, port=9):
+        self.proc = lab.popen(lab.client, ["/usr/bin/python3", "-c", FLOOD, address, port, rate, seconds],
+                              stdout=subprocess.PIPE, text=True)
+
+    def wait(self, timeout=60):
+        """The datagrams it sent."""
+        out, _err = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, self.proc.returncode
+        return int(out)

@@ -1,0 +1,188 @@
+"""The exception path end to end, in the lab's net_tap variant (tools/tetherlab, Lab(tap=True)).
+
+tetherd's port is a net_tap device wired by tc to the lb namespace's veth, so the lb
+namespace's kernel sees nothing of the port's traffic (unlike net_af_packet, where the
+kernel gets a copy of every frame) except what tetherd's kernel interface (`kernel = {
+name = "lan0"; }`, owning 198.18.0.1/24) hands it. Through that one path the client pings
+198.18.0.1 and opens a TCP connection to a server the lb kernel runs there, and bird2 in the
+lb namespace holds a BGP session with bird2 in a router namespace, which installs the VIPs'
+prefix it announces. A flood toward 198.18.0.1 is cut to the interface's rate
+(kernel_rate_limited) while SIP calls through the VIP complete. The control run without
+`kernel` shows the kernel deaf: tetherd answers the ping itself and TCP gets no answer, even
+with the address on the kernel's own veth.
+"""
+import contextlib
+import time
+
+import pytest
+
+from conftest import Balancer, created_lab
+from tetherlab.config import Kernel, lab_config_on_tap
+from tetherlab.namespaces import run
+from tetherlab.topology import ANNOUNCED_PREFIX, BACKENDS, LAB_CONFIG, LAN_PREFIX, LB_ADDRESS
+from tetherlab.workloads import Calls, Flood, Streams, ftp_downloads
+
+# A low limit, so that a flood a Python process can send is well above it.
+KERNEL = Kernel(rate=1000, burst=100)
+HOST_PORT = 8000  # the lb kernel's HTTP server on 198.18.0.1 (below tetherd's probe ports)
+
+
+@pytest.fixture(scope="module")
+def tap_lab(tmp_path_factory):
+    """The net_tap lab with every backend's servers (sipp's UAS, vsftpd, gst-rtsp-server)
+    and BIRD in the router and lb namespaces (the session comes up once tetherd runs)."""
+    with created_lab(tmp_path_factory.mktemp("taplab"), tap=True) as lab:
+        for name in BACKENDS:
+            lab.start_sip_server(name)
+        lab.start_media_servers()
+        lab.start_birds()
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def balancer(tap_lab):
+    b = Balancer(tap_lab)
+    yield b
+    b.stop()
+
+
+def use_tap_config(balancer, lab, kernel):
+    """tetherd on conf/lab.cfg with its port on net_tap, with the exception path `kernel`
+    or without one."""
+    path = lab.workdir / ("lab-tap-kernel.cfg" if kernel else "lab-tap.cfg")
+    path.write_text(lab_config_on_tap(LAB_CONFIG.read_text(), kernel))
+    if balancer.current is None or balancer.current.config != path:
+        balancer.use(path)
+    return balancer.current
+
+
+@pytest.fixture
+def with_kernel(balancer, tap_lab):
+    return use_tap_config(balancer, tap_lab, KERNEL)
+
+
+@pytest.fixture
+def without_kernel(balancer, tap_lab):
+    return use_tap_config(balancer, tap_lab, None)
+
+
+@contextlib.contextmanager
+def host_server(lab):
+    """python3 -m http.server in the lb namespace on LB_ADDRESS:HOST_PORT serving one file
+    whose text is the lab's tag; yields the file's URL."""
+    root = lab.workdir / "www"
+    root.mkdir(exist_ok=True)
+    (root / "host.txt").write_text(lab.tag)
+    proc = lab.popen(lab.lb, ["/usr/bin/python3", "-m", "http.server", "--bind", LB_ADDRESS,
+                              "--directory", root, HOST_PORT])
+    try:
+        lab.wait_for_socket(lab.lb, "tcp", HOST_PORT, proc)
+        yield f"http://{LB_ADDRESS}:{HOST_PORT}/host.txt"
+    finally:
+        lab.stop(proc)
+
+
+def fetch(lab, ns, url, timeout=5):
+    """curl in namespace `ns`: (exit code, body)."""
+    result = run("ip", "netns", "exec", ns, "curl", "-sS", "--connect-timeout", timeout,
+                 "--max-time", timeout, url, check=False)
+    return result.returncode, result.stdout
+
+
+def ping(lab, count=3):
+    return run("ip", "netns", "exec", lab.client, "ping", "-n", "-c", count, "-i", "0.2", "-W", "2",
+               LB_ADDRESS, check=False)
+
+
+def counter_deltas(before, after):
+    """The growth of the counters this file watches, between two `show counters`."""
+    pick = {
+        "to_kernel": lambda c: c["counters"]["to_kernel"],
+        "icmp_echo_replies": lambda c: c["counters"]["icmp_echo_replies"],
+        "kernel_rate_limited": lambda c: c["drops"]["kernel_rate_limited"],
+        "kernel_ring_full": lambda c: c["drops"]["kernel_ring_full"],
+        "kernel_delivered": lambda c: c["kernel"]["kernel_delivered"],
+        "kernel_sent": lambda c: c["kernel"]["kernel_sent"],
+    }
+    return {name: value(after) - value(before) for name, value in pick.items()}
+
+
+def test_vip_clients_work_over_net_tap(tap_lab, with_kernel):
+    """SIP calls, passive FTP downloads and an RTSP stream through the VIPs, all at once,
+    all succeed with tetherd's port on net_tap and the exception path configured."""
+    calls = Calls(tap_lab, "tap", 100, 50)
+    streams = Streams(tap_lab, 1, "tap", seconds=3)
+    transfers = ftp_downloads(tap_lab, 6, "tap")
+    assert [t for t in transfers if not t[2]] == []
+    received = streams.wait()
+    assert all(n >= 0.6 * 3 * 8000 for n in received), received
+    assert calls.wait() == (0, 100, 0), (tap_lab.workdir / "uac-tap.err").read_text()[-2000:]
+
+
+def test_host_address_answers_through_the_kernel(tap_lab, with_kernel):
+    """From the client, ping and a TCP connection reach 198.18.0.1, owned by the lb
+    kernel's lan0: the kernel, not tetherd, answers the pings, and the frames went to it and
+    back through tetherd's exception path."""
+    before = with_kernel.json("show", "counters")
+    pinged = ping(tap_lab)
+    assert pinged.returncode == 0, pinged.stdout + pinged.stderr
+    with host_server(tap_lab) as url:
+        assert fetch(tap_lab, tap_lab.client, url) == (0, tap_lab.tag)
+    grown = counter_deltas(before, with_kernel.json("show", "counters"))
+    assert grown["icmp_echo_replies"] == 0, grown  # the kernel answered, not tetherd
+    assert grown["to_kernel"] >= 3 + 3 and grown["kernel_delivered"] >= 3 + 3, grown  # echo, SYN/ACK/GET...
+    assert grown["kernel_sent"] >= 3 + 3, grown  # echo replies, SYN-ACK, the answer...
+    print(f"\nexception path: ping and HTTP to {LB_ADDRESS} answered by the lb kernel; {grown}")
+
+
+def test_bgp_session_through_the_exception_path(tap_lab, with_kernel):
+    """bird2 in tetherd's namespace (over lan0) and bird2 in the router namespace reach
+    Established, and the router's kernel holds the VIPs' prefix via 198.18.0.1 from BIRD."""
+    for bird in tap_lab.birds.values():
+        bird.wait_established(30)
+    deadline = time.monotonic() + 10
+    while "proto bird" not in tap_lab.router_route():  # the kernel protocol writes it after the update
+        assert time.monotonic() < deadline, tap_lab.router_route()
+        time.sleep(0.1)
+    route = tap_lab.router_route()
+    assert route.startswith(f"{ANNOUNCED_PREFIX} via {LB_ADDRESS} ") and "proto bird" in route, route
+    print(f"\nlb namespace: birdc show protocols\n{tap_lab.birds['lb'].protocols()}"
+          f"router namespace: {route}")
+
+
+def test_flood_to_host_address_is_limited_while_vip_calls_complete(tap_lab, with_kernel):
+    """A UDP flood of 10,000 datagrams a second toward 198.18.0.1 for 3 s: what reaches the
+    kernel stays within the interface's rate and burst, the rest is dropped and counted
+    (kernel_rate_limited), and SIP calls placed through the VIP meanwhile all complete."""
+    before, start = with_kernel.json("show", "counters"), time.monotonic()
+    calls = Calls(tap_lab, "flood", 150, 50)
+    flood = Flood(tap_lab, LB_ADDRESS, rate=10000, seconds=3)
+    sent = flood.wait()
+    assert calls.wait() == (0, 150, 0), (tap_lab.workdir / "uac-flood.err").read_text()[-2000:]
+    grown = counter_deltas(before, with_kernel.json("show", "counters"))
+    elapsed = time.monotonic() - start
+    assert sent >= 10000, sent
+    assert grown["kernel_rate_limited"] >= sent // 2, (sent, grown)
+    assert grown["to_kernel"] <= KERNEL.rate * elapsed + KERNEL.burst, (elapsed, grown)
+    assert grown["kernel_ring_full"] == 0, grown  # the limit stops the flood, not the ring
+    print(f"\nflood: {sent} datagrams in 3 s, {grown['to_kernel']} to the kernel in {elapsed:.1f} s, "
+          f"{grown['kernel_rate_limited']} dropped by the limit; 150 calls through the VIP completed")
+
+
+def test_without_kernel_the_lb_kernel_hears_nothing(tap_lab, without_kernel):
+    """Without `kernel` (the control run): tetherd answers the ping to 198.18.0.1 itself, and
+    TCP to it gets no answer although the lb kernel holds 198.18.0.1 on its veth and a server
+    listens there: over net_tap only the exception path lets that kernel speak."""
+    run("ip", "-n", tap_lab.lb, "addr", "add", f"{LB_ADDRESS}/{LAN_PREFIX}", "dev", "eth0")
+    try:
+        with host_server(tap_lab) as url:
+            assert fetch(tap_lab, tap_lab.lb, url) == (0, tap_lab.tag)  # it does listen
+            before = without_kernel.json("show", "counters")
+            pinged = ping(tap_lab)
+            assert pinged.returncode == 0, pinged.stdout + pinged.stderr
+            code, _body = fetch(tap_lab, tap_lab.client, url, timeout=3)
+            assert code != 0
+            grown = counter_deltas(before, without_kernel.json("show", "counters"))
+            assert grown["icmp_echo_replies"] >= 3 and grown["to_kernel"] == 0, grown
+    finally:
+        run("ip", "-n", tap_lab.lb, "addr", "del", f"{LB_ADDRESS}/{LAN_PREFIX}", "dev", "eth0")
