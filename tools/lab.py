@@ -5,10 +5,15 @@ clients through the VIPs, a summary per backend, and a teardown that leaves noth
 (also on Ctrl-C, SIGTERM or a failure). The lab itself is the tetherlab package beside this
 script, shared with the end-to-end tests (test/integration/test_lab.py).
 
-    tools/lab.py [--calls N] [--downloads N] [--streams N] [--seconds S]
+    tools/lab.py [--calls N] [--downloads N] [--streams N] [--seconds S] [--tap]
+
+--tap: tetherd's port is net_tap instead of net_af_packet, with the exception path (kernel
+interface lan0 owning 198.18.0.1/24), and bird2 in tetherd's namespace announces the VIPs'
+prefix over it to bird2 in a router namespace (test/integration/test_exception_path.py).
 
 Exits 0 when every call, transfer and stream succeeded and every RTSP session's RTCP
-reached the backend serving it; 1 otherwise. Needs root and a built tetherd (build/).
+reached the backend serving it (with --tap: and the BGP session is established and the
+router holds the route); 1 otherwise. Needs root and a built tetherd (build/).
 """
 import argparse
 import collections
@@ -19,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+from tetherlab.config import Kernel, lab_config_on_tap
 from tetherlab.lab import Lab
 from tetherlab.namespaces import remove_stale_labs
 from tetherlab.topology import BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG, REPO
@@ -100,9 +106,29 @@ def workload(lab, tetherd, args):
     }
 
 
-def report(r, elapsed):
+def exception_path(lab, tetherd):
+    """With --tap: whether BIRD's session through the exception path is up and the router
+    installed the route, after printing them and the kernel interface's counters."""
+    try:
+        for bird in lab.birds.values():
+            bird.wait_established(30)
+        established = True
+    except AssertionError as error:
+        print(f"exception path: {error}")
+        established = False
+    route = lab.router_route()
+    counters = tetherd.json("show", "counters")
+    print(f"\nexception path (lan0, 198.18.0.1/24): birdc show protocols in tetherd's namespace:\n"
+          f"{lab.birds['lb'].protocols().rstrip()}\nrouter's kernel: {route or 'no route'}\n"
+          f"to_kernel {counters['counters']['to_kernel']}, kernel {counters['kernel']}, "
+          f"kernel_rate_limited {counters['drops']['kernel_rate_limited']}, "
+          f"kernel_ring_full {counters['drops']['kernel_ring_full']}")
+    return established and "proto bird" in route
+
+
+def report(r, elapsed, port):
     weights = {"b1": 2, "b2": 1, "b3": 1}
-    print(f"\ntether lab: {LAB_CONFIG.relative_to(REPO)}, tetherd on net_af_packet (1 worker), "
+    print(f"\ntether lab: {LAB_CONFIG.relative_to(REPO)}, tetherd on {port} (1 worker), "
           f"backends b1..b3 in DSR; workload {elapsed:.0f} s:")
     print(f"  {r['calls']} SIP calls ({r['reinvite_calls']} with a re-INVITE) from "
           f"{len(CLIENT_ADDRESSES)} client sockets, {r['downloads']} passive FTP downloads "
@@ -148,11 +174,13 @@ def main():
     parser.add_argument("--downloads", type=int, default=40)
     parser.add_argument("--streams", type=int, default=6)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--tap", action="store_true",
+                        help="tetherd's port on net_tap with the exception path, and BGP over it")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, sigterm)
     remove_stale_labs()
     workdir = Path(tempfile.mkdtemp(prefix="tether-lab-"))
-    lab = Lab(workdir)
+    lab = Lab(workdir, tap=args.tap)
     ok = False
     try:
         print(f"lab: creating namespaces {lab.tag} (work files in {workdir})", flush=True)
@@ -160,13 +188,21 @@ def main():
         for name in BACKENDS:
             lab.start_sip_server(name, reinvite=True)
         lab.start_media_servers()
+        config, port = LAB_CONFIG, "net_af_packet"
+        if args.tap:
+            lab.start_birds()
+            config, port = workdir / "lab-tap.cfg", "net_tap with the exception path"
+            config.write_text(lab_config_on_tap(LAB_CONFIG.read_text(), Kernel()))
+            print("lab: bird2 in the router and lb namespaces", flush=True)
         print("lab: sipp UAS, vsftpd and gst-rtsp-server on b1, b2, b3; starting tetherd", flush=True)
-        tetherd = lab.start_tetherd(LAB_CONFIG)
+        tetherd = lab.start_tetherd(config)
         tetherd.wait_until(lambda b: all(x["healthy"] for x in b.values()), 20, "all backends healthy")
         print("lab: all backends up; playing the workload", flush=True)
         start = time.monotonic()
         figures = workload(lab, tetherd, args)
-        ok = report(figures, time.monotonic() - start)
+        ok = report(figures, time.monotonic() - start, port)
+        if args.tap:
+            ok = exception_path(lab, tetherd) and ok
         code = tetherd.stop()
         ok = ok and code == 0
     except KeyboardInterrupt:
