@@ -56,7 +56,7 @@ def lab(tmp_path_factory):
 
 class Balancer:
     """A lab's one tetherd: use(config) stops the running one and starts another, and
-    waits until every backend is healthy."""
+    waits until every backend is healthy; ensure(config) does that unless `config` runs."""
 
     def __init__(self, lab):
         self.lab, self.current = lab, None
@@ -67,11 +67,26 @@ class Balancer:
         self.current.wait_until(lambda b: all(x["healthy"] for x in b.values()), 15, "all healthy")
         return self.current
 
+    def ensure(self, config):
+        """The running tetherd if it runs `config`, else use(config)."""
+        if self.current is None or self.current.config != config:
+            self.use(config)
+        return self.current
+
     def stop(self):
         if self.current is not None:
             code = self.current.stop()
             self.current = None
             assert code == 0
+
+
+@pytest.fixture(scope="module")
+def balancer(lab):
+    """The Balancer of the module's `lab` (a module may override `lab`: a lab with servers,
+    another variant), stopped after the module's tests."""
+    b = Balancer(lab)
+    yield b
+    b.stop()
 
 
 def assert_spread_by_weight(counts, weights, sigmas=5.0):

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import Balancer, created_lab
+from conftest import created_lab
 from tetherlab.config import Kernel, lab_config_on_tap
 from tetherlab.namespaces import run
 from tetherlab.topology import ANNOUNCED_PREFIX, BACKENDS, LAB_CONFIG, LAN_PREFIX, LB_ADDRESS
@@ -28,7 +28,7 @@ HOST_PORT = 8000  # the lb kernel's HTTP server on 198.18.0.1 (below tetherd's p
 
 
 @pytest.fixture(scope="module")
-def tap_lab(tmp_path_factory):
+def lab(tmp_path_factory):
     """The net_tap lab with every backend's servers (sipp's UAS, vsftpd, gst-rtsp-server)
     and BIRD in the router and lb namespaces (the session comes up once tetherd runs)."""
     with created_lab(tmp_path_factory.mktemp("taplab"), tap=True) as lab:
@@ -39,31 +39,22 @@ def tap_lab(tmp_path_factory):
         yield lab
 
 
-@pytest.fixture(scope="module")
-def balancer(tap_lab):
-    b = Balancer(tap_lab)
-    yield b
-    b.stop()
-
-
 def use_tap_config(balancer, lab, kernel):
     """tetherd on conf/lab.cfg with its port on net_tap, with the exception path `kernel`
     or without one."""
     path = lab.workdir / ("lab-tap-kernel.cfg" if kernel else "lab-tap.cfg")
     path.write_text(lab_config_on_tap(LAB_CONFIG.read_text(), kernel))
-    if balancer.current is None or balancer.current.config != path:
-        balancer.use(path)
-    return balancer.current
+    return balancer.ensure(path)
 
 
 @pytest.fixture
-def with_kernel(balancer, tap_lab):
-    return use_tap_config(balancer, tap_lab, KERNEL)
+def with_kernel(balancer, lab):
+    return use_tap_config(balancer, lab, KERNEL)
 
 
 @pytest.fixture
-def without_kernel(balancer, tap_lab):
-    return use_tap_config(balancer, tap_lab, None)
+def without_kernel(balancer, lab):
+    return use_tap_config(balancer, lab, None)
 
 
 @contextlib.contextmanager
@@ -107,27 +98,27 @@ def counter_deltas(before, after):
     return {name: value(after) - value(before) for name, value in pick.items()}
 
 
-def test_vip_clients_work_over_net_tap(tap_lab, with_kernel):
+def test_vip_clients_work_over_net_tap(lab, with_kernel):
     """SIP calls, passive FTP downloads and an RTSP stream through the VIPs, all at once,
     all succeed with tetherd's port on net_tap and the exception path configured."""
-    calls = Calls(tap_lab, "tap", 100, 50)
-    streams = Streams(tap_lab, 1, "tap", seconds=3)
-    transfers = ftp_downloads(tap_lab, 6, "tap")
+    calls = Calls(lab, "tap", 100, 50)
+    streams = Streams(lab, 1, "tap", seconds=3)
+    transfers = ftp_downloads(lab, 6, "tap")
     assert [t for t in transfers if not t[2]] == []
     received = streams.wait()
     assert all(n >= 0.6 * 3 * 8000 for n in received), received
-    assert calls.wait() == (0, 100, 0), (tap_lab.workdir / "uac-tap.err").read_text()[-2000:]
+    assert calls.wait() == (0, 100, 0), (lab.workdir / "uac-tap.err").read_text()[-2000:]
 
 
-def test_host_address_answers_through_the_kernel(tap_lab, with_kernel):
+def test_host_address_answers_through_the_kernel(lab, with_kernel):
     """From the client, ping and a TCP connection reach 198.18.0.1, owned by the lb
     kernel's lan0: the kernel, not tetherd, answers the pings, and the frames went to it and
     back through tetherd's exception path."""
     before = with_kernel.json("show", "counters")
-    pinged = ping(tap_lab)
+    pinged = ping(lab)
     assert pinged.returncode == 0, pinged.stdout + pinged.stderr
-    with host_server(tap_lab) as url:
-        assert fetch(tap_lab, tap_lab.client, url) == (0, tap_lab.tag)
+    with host_server(lab) as url:
+        assert fetch(lab, lab.client, url) == (0, lab.tag)
     grown = counter_deltas(before, with_kernel.json("show", "counters"))
     assert grown["icmp_echo_replies"] == 0, grown  # the kernel answered, not tetherd
     assert grown["to_kernel"] >= 3 + 3 and grown["kernel_delivered"] >= 3 + 3, grown  # echo, SYN/ACK/GET...
@@ -135,30 +126,30 @@ def test_host_address_answers_through_the_kernel(tap_lab, with_kernel):
     print(f"\nexception path: ping and HTTP to {LB_ADDRESS} answered by the lb kernel; {grown}")
 
 
-def test_bgp_session_through_the_exception_path(tap_lab, with_kernel):
+def test_bgp_session_through_the_exception_path(lab, with_kernel):
     """bird2 in tetherd's namespace (over lan0) and bird2 in the router namespace reach
     Established, and the router's kernel holds the VIPs' prefix via 198.18.0.1 from BIRD."""
-    for bird in tap_lab.birds.values():
+    for bird in lab.birds.values():
         bird.wait_established(30)
     deadline = time.monotonic() + 10
-    while "proto bird" not in tap_lab.router_route():  # the kernel protocol writes it after the update
-        assert time.monotonic() < deadline, tap_lab.router_route()
+    while "proto bird" not in lab.router_route():  # the kernel protocol writes it after the update
+        assert time.monotonic() < deadline, lab.router_route()
         time.sleep(0.1)
-    route = tap_lab.router_route()
+    route = lab.router_route()
     assert route.startswith(f"{ANNOUNCED_PREFIX} via {LB_ADDRESS} ") and "proto bird" in route, route
-    print(f"\nlb namespace: birdc show protocols\n{tap_lab.birds['lb'].protocols()}"
+    print(f"\nlb namespace: birdc show protocols\n{lab.birds['lb'].protocols()}"
           f"router namespace: {route}")
 
 
-def test_flood_to_host_address_is_limited_while_vip_calls_complete(tap_lab, with_kernel):
+def test_flood_to_host_address_is_limited_while_vip_calls_complete(lab, with_kernel):
     """A UDP flood of 10,000 datagrams a second toward 198.18.0.1 for 3 s: what reaches the
     kernel stays within the interface's rate and burst, the rest is dropped and counted
     (kernel_rate_limited), and SIP calls placed through the VIP meanwhile all complete."""
     before, start = with_kernel.json("show", "counters"), time.monotonic()
-    calls = Calls(tap_lab, "flood", 150, 50)
-    flood = Flood(tap_lab, LB_ADDRESS, rate=10000, seconds=3)
+    calls = Calls(lab, "flood", 150, 50)
+    flood = Flood(lab, LB_ADDRESS, rate=10000, seconds=3)
     sent = flood.wait()
-    assert calls.wait() == (0, 150, 0), (tap_lab.workdir / "uac-flood.err").read_text()[-2000:]
+    assert calls.wait() == (0, 150, 0), (lab.workdir / "uac-flood.err").read_text()[-2000:]
     grown = counter_deltas(before, with_kernel.json("show", "counters"))
     elapsed = time.monotonic() - start
     assert sent >= 10000, sent
@@ -169,20 +160,20 @@ def test_flood_to_host_address_is_limited_while_vip_calls_complete(tap_lab, with
           f"{grown['kernel_rate_limited']} dropped by the limit; 150 calls through the VIP completed")
 
 
-def test_without_kernel_the_lb_kernel_hears_nothing(tap_lab, without_kernel):
+def test_without_kernel_the_lb_kernel_hears_nothing(lab, without_kernel):
     """Without `kernel` (the control run): tetherd answers the ping to 198.18.0.1 itself, and
     TCP to it gets no answer although the lb kernel holds 198.18.0.1 on its veth and a server
     listens there: over net_tap only the exception path lets that kernel speak."""
-    run("ip", "-n", tap_lab.lb, "addr", "add", f"{LB_ADDRESS}/{LAN_PREFIX}", "dev", "eth0")
+    run("ip", "-n", lab.lb, "addr", "add", f"{LB_ADDRESS}/{LAN_PREFIX}", "dev", "eth0")
     try:
-        with host_server(tap_lab) as url:
-            assert fetch(tap_lab, tap_lab.lb, url) == (0, tap_lab.tag)  # it does listen
+        with host_server(lab) as url:
+            assert fetch(lab, lab.lb, url) == (0, lab.tag)  # it does listen
             before = without_kernel.json("show", "counters")
-            pinged = ping(tap_lab)
+            pinged = ping(lab)
             assert pinged.returncode == 0, pinged.stdout + pinged.stderr
-            code, _body = fetch(tap_lab, tap_lab.client, url, timeout=3)
+            code, _body = fetch(lab, lab.client, url, timeout=3)
             assert code != 0
             grown = counter_deltas(before, without_kernel.json("show", "counters"))
             assert grown["icmp_echo_replies"] >= 3 and grown["to_kernel"] == 0, grown
     finally:
-        run("ip", "-n", tap_lab.lb, "addr", "del", f"{LB_ADDRESS}/{LAN_PREFIX}", "dev", "eth0")
+        run("ip", "-n", lab.lb, "addr", "del", f"{LB_ADDRESS}/{LAN_PREFIX}", "dev", "eth0")

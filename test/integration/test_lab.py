@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import Balancer, assert_spread_by_weight
+from conftest import assert_spread_by_weight
 from tetherlab.config import lab_config_without_dpi
 from tetherlab.topology import BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG
 from tetherlab.workloads import Calls, Streams, ftp_downloads, rtcp_placement
@@ -38,27 +38,16 @@ def lab(lab):
     return lab
 
 
-@pytest.fixture(scope="module")
-def balancer(lab):
-    b = Balancer(lab)
-    yield b
-    b.stop()
-
-
 @pytest.fixture
 def with_dpi(balancer):
-    if balancer.current is None or balancer.current.config != LAB_CONFIG:
-        balancer.use(LAB_CONFIG)
-    return balancer.current
+    return balancer.ensure(LAB_CONFIG)
 
 
 @pytest.fixture
 def without_dpi(balancer, lab):
     path = lab.workdir / "lab-nodpi.cfg"
     path.write_text(lab_config_without_dpi(LAB_CONFIG.read_text()))
-    if balancer.current is None or balancer.current.config != path:
-        balancer.use(path)
-    return balancer.current
+    return balancer.ensure(path)
 
 
 def uacs(lab, tag, calls_each, rate, addresses=CLIENT_ADDRESSES, reinvite_first=True, **kw):

@@ -8,6 +8,7 @@ tetherd and write its configuration through it.
     namespaces  the network namespaces on one bridge, the processes started in them
     servers     the backends' server programs and their logs' formats
     lab         Lab: the namespaces, their servers and the lab's tetherd
+    routing     BIRD (configurations in bird/) for the net_tap variant's BGP session
     workloads   the clients: SIP calls, FTP downloads, RTSP streams
 
 It lives beside the scripts that use it: Python puts a script's own folder on sys.path, so
