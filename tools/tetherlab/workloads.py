@@ -140,10 +140,10 @@ print(sent)
 
 
 class Flood:
-    """FLOOD from the client namespace toward `address` (UDP to `port`)."""
+    """FLOOD toward `address` (UDP to `port`) from namespace `ns` (default: the client's)."""
 
-    def __init__(self, lab, address, rate, seconds, port=9):
-        self.proc = lab.popen(lab.client, ["/usr/bin/python3", "-c", FLOOD, address, port, rate, seconds],
+    def __init__(self, lab, address, rate, seconds, port=9, ns=None):
+        self.proc = lab.popen(ns or lab.client, ["/usr/bin/python3", "-c", FLOOD, address, port, rate, seconds],
                               stdout=subprocess.PIPE, text=True)
 
     def wait(self, timeout=60):
