@@ -232,7 +232,7 @@ class Lab(Namespaces):
             config = Path(config)
         else:
             services, config = config, stem.with_suffix(".cfg")
-            config.write_text(tetherd_config(services, workers=workers, backend_macs=False))
+            config.write_text(tetherd_config(services, workers=workers, backend_macs=False, tap=self.tap))
         tetherd = LabTetherd(self, config, stem.with_suffix(".sock"), output=stem, cwd=REPO,
                              spawn=functools.partial(self.popen, self.lb), start_timeout=start_timeout)
         if self.tap:
@@ -259,11 +259,12 @@ class LabTetherd(Tetherd):
         super().__init__(config, socket, **options)
 
 
-def tetherd_config(services, workers=1, backend_macs=True, health=None):
+def tetherd_config(services, workers=1, backend_macs=True, health=None, tap=False):
     """tetherd's configuration for the lab: one net_af_packet port on the lb namespace's
-    eth0 with tetherd's MAC and address, backends b1..b3, and `services` (see
-    config.service_text), `health` their default health check. backend_macs=False leaves
-    the backends' MACs out, for when tetherd resolves them itself."""
-    port = lab_port(workers)
+    eth0 (with tap=True a net_tap port, without exception path: config.lab_port) with
+    tetherd's MAC and address, backends b1..b3, and `services` (see config.service_text),
+    `health` their default health check. backend_macs=False leaves the backends' MACs out,
+    for when tetherd resolves them itself."""
+    port = lab_port(workers, tap=tap)
     backends = {name: (address, mac if backend_macs else None) for name, (address, mac) in BACKENDS.items()}
     return config_text([port], backends, services, workers=workers, health=health)
