@@ -192,6 +192,35 @@ std::size_t build_neighbour_solicitation(std::uint8_t* frame, std::size_t capaci
   return kNeighbourSolicitationLength;
 }
 
+KernelClass kernel_class(const parsers::ParsedFrame& parsed) {
+  constexpr std::uint16_t kBgp = 179, kBfdControl = 3784, kBfdEcho = 3785, kBfdMultihop = 4784;
+  if (parsed.l3 == parsers::L3Kind::arp) return KernelClass::control;
+  switch (parsed.l4_proto) {
+    case parsers::kProtoTcp:
+      return parsed.src_port == kBgp || parsed.dst_port == kBgp ? KernelClass::control : KernelClass::other;
+    case parsers::kProtoUdp:
+      return parsed.dst_port == kBfdControl || parsed.dst_port == kBfdEcho || parsed.dst_port == kBfdMultihop
+                 ? KernelClass::control
+                 : KernelClass::other;
+    case parsers::kProtoIcmpv6:  // router and neighbour discovery, redirect: RFC 4861 types 133-137
+      return parsed.icmp_type >= 133 && parsed.icmp_type <= 137 ? KernelClass::control : KernelClass::other;
+    default:
+      return KernelClass::other;
+  }
+}
+
+KernelClass kernel_class(std::span<const std::uint8_t> frame, parsers::ParseStatus status,
+                         const parsers::ParsedFrame& parsed) {
+  constexpr std::uint16_t kLldp = 0x88cc;
+  constexpr std::uint8_t kVrrp = 112, kOspf = 89;
+  if (status == parsers::ParseStatus::unsupported_l4)
+    return parsed.l4_proto == kVrrp || parsed.l4_proto == kOspf ? KernelClass::control : KernelClass::other;
+  if (status == parsers::ParseStatus::unsupported_ethertype && frame.size() >= 14 &&
+      (frame[12] << 8 | frame[13]) == kLldp)
+    return KernelClass::control;
+  return KernelClass::other;
+}
+
 bool neighbour_answer(const std::uint8_t* frame, const parsers::ParsedFrame& parsed,
                       NeighbourAnswer& answer) {
   if (parsed.l3 == parsers::L3Kind::arp) {
@@ -259,13 +288,13 @@ void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
     if (parsed.arp.operation == 2 && exceptions_ != nullptr &&
         snapshot.is_interface_address(port_index, target))
       return hand_to_control(mbuf);
-    return to_kernel_or_drop(mbuf, port_index, DropReason::arp_not_for_us);
+    return to_kernel_or_drop(mbuf, port_index, KernelClass::control, DropReason::arp_not_for_us);
   }
 
   parsers::IpBytes target;
   if (neighbour_solicitation_target(frame, parsed, target)) {
     if (!snapshot.is_local_address(port_index, target))
-      return to_kernel_or_drop(mbuf, port_index, DropReason::no_service);
+      return to_kernel_or_drop(mbuf, port_index, KernelClass::control, DropReason::no_service);
     counters_.nd_advertisements++;
     return send_reply(port_index, mbuf,
                       answer_neighbour_solicitation(frame, rte_pktmbuf_tailroom(mbuf) +
@@ -285,17 +314,18 @@ void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
   const bool local = snapshot.is_local_address(port_index, parsed.dst_ip);
   if (!icmp || !local)  // a VIP's port without a service stays tetherd's: the kernel has no VIP
     return local ? drop(mbuf, DropReason::no_service)
-                 : to_kernel_or_drop(mbuf, port_index, DropReason::no_service);
+                 : to_kernel_or_drop(mbuf, port_index, kernel_class(parsed), DropReason::no_service);
   const std::size_t echo = answer_icmp_echo(frame, parsed, our_mac);
   if (echo == 0) return drop(mbuf, DropReason::icmp_not_handled);
   counters_.icmp_echo_replies++;
   send_reply(port_index, mbuf, echo);
 }
 
-void Worker::to_kernel_or_drop(rte_mbuf* mbuf, std::uint16_t port_index, DropReason reason) {
+void Worker::to_kernel_or_drop(rte_mbuf* mbuf, std::uint16_t port_index, KernelClass kind,
+                               DropReason reason) {
   const PortView& port = snapshot_->ports[port_index];
   if (!port.kernel || to_kernel_ == nullptr) return drop(mbuf, reason);
-  KernelAllowance& allowance = kernel_allowance_[port_index];
+  KernelAllowance& allowance = kernel_allowance_[port_index][static_cast<std::size_t>(kind)];
   allowance.credit = std::min(allowance.credit + (now_ - allowance.last), port.kernel_credit_cap_tsc);
   allowance.last = now_;
   if (allowance.credit < port.kernel_cost_tsc) return drop(mbuf, DropReason::kernel_rate_limited);

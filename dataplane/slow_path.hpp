@@ -9,10 +9,23 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "parsers/packet.hpp"
 
 namespace tether::dataplane {
+
+// A port's frames for its kernel interface draw on one of two allowances: `control` for what
+// keeps the box reachable and routed (neighbour discovery, VRRP, OSPF, BGP, BFD, LLDP), and
+// `other` for the rest, so that a flood toward the host address (ping, SYNs, datagrams)
+// cannot starve the next hop's ARP or a BGP session.
+enum class KernelClass : std::uint8_t { control, other };
+inline constexpr std::size_t kKernelClasses = 2;
+KernelClass kernel_class(const parsers::ParsedFrame& parsed);
+// Of a frame the parser stopped at (`status`): LLDP by its EtherType, VRRP and OSPF by their
+// IP protocol; anything else is `other`.
+KernelClass kernel_class(std::span<const std::uint8_t> frame, parsers::ParseStatus status,
+                         const parsers::ParsedFrame& parsed);
 
 std::size_t answer_arp(std::uint8_t* frame, const parsers::ParsedFrame& parsed,
                        const parsers::MacBytes& our_mac);

@@ -213,7 +213,7 @@ void Worker::classify_any(rte_mbuf* mbuf, std::uint16_t port_index,
     // kernel interface's, when the port has one and the frame is addressed to the port.
     if (snapshot.ports[port_index].kernel && is_other_protocol(status) &&
         (is_multicast(parsed.dst_mac) || parsers::same_mac(parsed.dst_mac, snapshot.ports[port_index].mac)))
-      return to_kernel_or_drop(mbuf, port_index, DropReason::no_service);
+      return to_kernel_or_drop(mbuf, port_index, kernel_class(frame, status, parsed), DropReason::no_service);
     counters_.parse_errors[static_cast<std::size_t>(status)]++;
     rte_pktmbuf_free(mbuf);
     return;

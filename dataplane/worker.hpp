@@ -10,6 +10,7 @@
 // through its WorkerLinks (dataplane/links.hpp).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include "dataplane/flow_table.hpp"
 #include "dataplane/links.hpp"
 #include "dataplane/session_table.hpp"
+#include "dataplane/slow_path.hpp"
 #include "dataplane/snapshot.hpp"
 #include "dataplane/snapshot_channel.hpp"
 #include "dataplane/stream_inspection.hpp"
@@ -139,8 +141,8 @@ class Worker {
   void route_sip_call(SipCall& call, std::uint64_t now);
   void hand_to_control(rte_mbuf* mbuf);  // over the exception ring
   // A frame tetherd does not consume: to the port's kernel interface within this worker's
-  // share of its rate, or dropped for `reason` on a port without one.
-  void to_kernel_or_drop(rte_mbuf* mbuf, std::uint16_t port_index, DropReason reason);
+  // share of its rate for the frame's class, or dropped for `reason` on a port without one.
+  void to_kernel_or_drop(rte_mbuf* mbuf, std::uint16_t port_index, KernelClass kind, DropReason reason);
   void answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
                       const parsers::ParsedFrame& parsed);
   [[gnu::always_inline]] inline void forward(FlowPacket& packet, std::int32_t position,
@@ -189,12 +191,12 @@ class Worker {
   StreamInspector inspection_;  // this worker's RTSP and FTP control connections
   std::uint64_t now_ = 0;  // of the current loop, for the expiry callback
   std::vector<TxBuffer> tx_;
-  // Per port, this worker's token bucket toward the kernel interface, in TSC cycles.
+  // Per port and class, this worker's token bucket toward the kernel interface, in TSC cycles.
   struct KernelAllowance {
     std::uint64_t credit = 0;
     std::uint64_t last = 0;
   };
-  std::vector<KernelAllowance> kernel_allowance_;
+  std::vector<std::array<KernelAllowance, kKernelClasses>> kernel_allowance_;
   // Scratch for the burst in hand: a member, not on the stack, so that a poll does not
   // construct a burst's worth of SIP message records it may never fill. On its own cache
   // lines, as it was while the worker held its counters.

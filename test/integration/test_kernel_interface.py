@@ -111,17 +111,27 @@ def test_kernel_answers_for_its_addresses_and_tetherd_for_the_vips(tmp_path, nam
 
 
 def test_a_flood_toward_the_host_is_limited_while_vip_traffic_flows(tmp_path, namespace):
+    """3,000 pings to the host address at once, beside 3,000 datagrams to a VIP and 15 ARP
+    requests for the host address: the pings pass up to the burst (and the rate's share of
+    the milliseconds the replay takes), every VIP datagram is forwarded, and every ARP
+    request reaches the kernel, which answers it: neighbour discovery has an allowance of
+    its own that a flood of anything else cannot use up."""
     flood = [to_port(IP(src=CLIENT_IP, dst=PORT_IPV4) / ICMP(type=8, id=9, seq=i)) for i in range(3000)]
     vip = [to_port(IP(src=CLIENT_IP, dst=VIP_UDP) / UDP(sport=6000 + i, dport=5060) / b"x")
            for i in range(3000)]
     frames = [f for pair in zip(flood, vip) for f in pair]
+    for i in range(15):  # spread over the flood
+        frames.insert(400 * i + 200, Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff")
+                      / ARP(op=1, hwsrc=CLIENT_MAC, psrc=f"192.0.2.{60 + i}", pdst=PORT_IPV4))
     stats, out = run_with_kernel(tmp_path, namespace, frames, kernel='name = "tk0"; rate = 1000; burst = 20;')
-    passed = stats["counters"]["to_kernel"]
+    passed = stats["counters"]["to_kernel"] - 15
     limited = stats["drops"]["kernel_rate_limited"]
     assert passed + limited == 3000
     # the burst, and the rate's share of the time the replay took (milliseconds)
     assert 20 <= passed <= 200, passed
-    assert stats["kernel"]["kernel_delivered"] == passed
+    assert stats["kernel"]["kernel_delivered"] == passed + 15
+    answered = {p[ARP].pdst for p in out if ARP in p and p[ARP].op == 2 and p[ARP].psrc == PORT_IPV4}
+    assert answered == {f"192.0.2.{60 + i}" for i in range(15)}
     assert len([p for p in out if UDP in p and p[IP].dst == VIP_UDP]) == 3000
     assert stats["counters"]["forwarded"] == 3000
 

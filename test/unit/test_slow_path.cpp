@@ -484,3 +484,27 @@ TEST_CASE("neighbour_answer: ARP and neighbour advertisements", "[slow_path][nei
     CHECK_FALSE(neighbour_answer(echo.data(), parsed_ok(echo), answer));
   }
 }
+
+TEST_CASE("kernel_class: what keeps the box reachable and routed has its own allowance", "[slow_path]") {
+  using tether::dataplane::KernelClass;
+  using tether::dataplane::kernel_class;
+  const auto of = [](const Bytes& frame) {
+    ParsedFrame parsed;
+    const ParseStatus status = parse_exact(frame, parsed);
+    return status == ParseStatus::ok ? kernel_class(parsed) : kernel_class(frame, status, parsed);
+  };
+  const Ip6 target{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  CHECK(of(ethernet(0x0806, arp(1, kClientMac, kClient4, {}, kClient4))) == KernelClass::control);
+  CHECK(of(neighbour_solicitation(kClient6, target)) == KernelClass::control);
+  CHECK(of(ethernet(0x0800, ipv4(6, tcp(40000, 179, 0x02)))) == KernelClass::control);
+  CHECK(of(ethernet(0x0800, ipv4(6, tcp(179, 40000, 0x12)))) == KernelClass::control);
+  CHECK(of(ethernet(0x0800, ipv4(17, udp(49152, 3784)))) == KernelClass::control);
+  CHECK(of(ethernet(0x0800, ipv4(112, Bytes(20, 0)))) == KernelClass::control);  // VRRP
+  CHECK(of(ethernet(0x0800, ipv4(89, Bytes(20, 0)))) == KernelClass::control);   // OSPF
+  CHECK(of(ethernet(0x88cc, Bytes(46, 0))) == KernelClass::control);             // LLDP
+  CHECK(of(ethernet(0x0800, ipv4(1, icmp(8, 1, 1)))) == KernelClass::other);
+  CHECK(of(ethernet(0x0800, ipv4(6, tcp(40000, 22, 0x02)))) == KernelClass::other);
+  CHECK(of(ethernet(0x0800, ipv4(17, udp(3784, 53)))) == KernelClass::other);
+  CHECK(of(ethernet(0x0800, ipv4(47, Bytes(20, 0)))) == KernelClass::other);     // GRE
+  CHECK(of(ethernet(0x88b5, Bytes(46, 0))) == KernelClass::other);
+}
