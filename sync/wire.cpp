@@ -276,9 +276,15 @@ std::span<const std::uint8_t> MessageWriter::seal(const HmacSha256& mac) {
 }
 
 bool RecordCursor::next(Record& record) {
-  // open_message() walked these records already: every one is well-formed.
-  while (offset_ < payload_.size())
-    if (decode_record(payload_, offset_, record) == Decoded::known) return true;
+  while (offset_ < payload_.size()) {
+    switch (decode_record(payload_, offset_, record)) {
+      case Decoded::known: return true;
+      case Decoded::unknown: break;
+      case Decoded::malformed:  // never after open_message(), which walked them all; but stop
+        offset_ = payload_.size();
+        return false;
+    }
+  }
   return false;
 }
 

@@ -345,3 +345,14 @@ TEST_CASE("sync: start epochs grow", "[sync]") {
   CHECK(tsync::start_epoch() > first - 1);
   CHECK(first > 1'700'000'000'000'000'000ULL);  // nanoseconds since 1970, after 2023
 }
+
+TEST_CASE("sync: a cursor over records no one checked stops at a malformed one", "[sync]") {
+  const std::vector<tsync::Record> known = one_of_each();
+  const Bytes payload = concat({record_bytes(1, body_of(known[0])), Bytes{0, 1, 0}});
+  tsync::RecordCursor cursor(payload);
+  tsync::Record record;
+  REQUIRE(cursor.next(record));
+  CHECK(record == known[0]);
+  CHECK_FALSE(cursor.next(record));
+  CHECK_FALSE(cursor.next(record));
+}
