@@ -15,7 +15,11 @@ constexpr std::size_t kSenderAt = 8;
 constexpr std::size_t kPayloadLengthAt = 12;
 constexpr std::size_t kEpochAt = 16;
 constexpr std::size_t kSequenceAt = 24;
-static_assert(kSequenceAt + 8 == kHeaderSize);
+// The writer and the reader go through the fields in this order, each right after the last.
+static_assert(kMagicAt == 0 && kVersionAt == kMagicAt + 4 && kKindAt == kVersionAt + 1 &&
+              kRecordCountAt == kKindAt + 1 && kSenderAt == kRecordCountAt + 2 &&
+              kPayloadLengthAt == kSenderAt + 4 && kEpochAt == kPayloadLengthAt + 4 &&
+              kSequenceAt == kEpochAt + 8 && kSequenceAt + 8 == kHeaderSize);
 
 // Big-endian stores and loads, one field at a time. The callers check the bounds first.
 class Out {
