@@ -62,11 +62,6 @@ class In {
   const std::uint8_t* at_;
 };
 
-bool valid_state(std::uint8_t state) {
-  return state == static_cast<std::uint8_t>(SessionState::live) ||
-         state == static_cast<std::uint8_t>(SessionState::ended);
-}
-
 // What encode and decode share per record type: its number and its body size.
 template <class R> struct Layout;
 template <> struct Layout<SipCallRecord> {
@@ -86,29 +81,42 @@ template <> struct Layout<FlowRecord> {
   static constexpr std::size_t body = kFlowBody;
 };
 
-void encode_body(Out& out, const SipCallRecord& r) {
-  out.u16(r.service);
-  out.u64(r.call_id_digest);
+// Every session record ends with its route and how long it has left to live.
+template <class SessionRecord>
+void encode_route(Out& out, const SessionRecord& r) {
   out.u16(r.backend);
   out.u8(static_cast<std::uint8_t>(r.state));
   out.u32(r.remaining_ms);
+}
+
+// False for a state this version does not define.
+template <class SessionRecord>
+bool decode_route(In& in, SessionRecord& r) {
+  r.backend = in.u16();
+  const std::uint8_t state = in.u8();
+  r.state = static_cast<SessionState>(state);
+  r.remaining_ms = in.u32();
+  return state == static_cast<std::uint8_t>(SessionState::live) ||
+         state == static_cast<std::uint8_t>(SessionState::ended);
+}
+
+void encode_body(Out& out, const SipCallRecord& r) {
+  out.u16(r.service);
+  out.u64(r.call_id_digest);
+  encode_route(out, r);
 }
 
 void encode_body(Out& out, const RtpExpectationRecord& r) {
   out.u16(r.service);
   out.address(r.client);
   out.u16(r.client_port);
-  out.u16(r.backend);
-  out.u8(static_cast<std::uint8_t>(r.state));
-  out.u32(r.remaining_ms);
+  encode_route(out, r);
 }
 
 void encode_body(Out& out, const FtpExpectationRecord& r) {
   out.u16(r.service);
   out.address(r.client);
-  out.u16(r.backend);
-  out.u8(static_cast<std::uint8_t>(r.state));
-  out.u32(r.remaining_ms);
+  encode_route(out, r);
 }
 
 void encode_body(Out& out, const FlowRecord& r) {
@@ -124,36 +132,24 @@ void encode_body(Out& out, const FlowRecord& r) {
 }
 
 // decode_body reads Layout<R>::body bytes, which the caller has checked are there; false for
-// a value this version does not define (an unknown session state).
+// a value this version does not define.
 bool decode_body(In in, SipCallRecord& r) {
   r.service = in.u16();
   r.call_id_digest = in.u64();
-  r.backend = in.u16();
-  const std::uint8_t state = in.u8();
-  r.state = static_cast<SessionState>(state);
-  r.remaining_ms = in.u32();
-  return valid_state(state);
+  return decode_route(in, r);
 }
 
 bool decode_body(In in, RtpExpectationRecord& r) {
   r.service = in.u16();
   r.client = in.address();
   r.client_port = in.u16();
-  r.backend = in.u16();
-  const std::uint8_t state = in.u8();
-  r.state = static_cast<SessionState>(state);
-  r.remaining_ms = in.u32();
-  return valid_state(state);
+  return decode_route(in, r);
 }
 
 bool decode_body(In in, FtpExpectationRecord& r) {
   r.service = in.u16();
   r.client = in.address();
-  r.backend = in.u16();
-  const std::uint8_t state = in.u8();
-  r.state = static_cast<SessionState>(state);
-  r.remaining_ms = in.u32();
-  return valid_state(state);
+  return decode_route(in, r);
 }
 
 bool decode_body(In in, FlowRecord& r) {
