@@ -18,14 +18,8 @@ const char* to_string(Scheduler scheduler) {
   }
   return "?";
 }
-const char* to_string(SessionProtocol dpi) {
-  switch (dpi) {
-    case SessionProtocol::none: return "none";
-    case SessionProtocol::sip: return "sip";
-    case SessionProtocol::rtsp: return "rtsp";
-    case SessionProtocol::ftp: return "ftp";
-  }
-  return "?";
+const char* to_string(std::optional<SessionProtocol> dpi) {
+  return dpi ? dataplane::to_string(*dpi) : "none";
 }
 const char* to_string(Forwarding) { return "dsr"; }
 

@@ -20,6 +20,7 @@
 
 #include "control/address.hpp"
 #include "dataplane/content_rules.hpp"
+#include "dataplane/counters.hpp"
 
 namespace tether {
 
@@ -31,13 +32,14 @@ class ConfigError : public std::runtime_error {
 enum class Protocol : std::uint8_t { tcp, udp };
 enum class Scheduler : std::uint8_t { maglev, source_hash, least_sessions };
 enum class Forwarding : std::uint8_t { dsr };
-// What the service's signalling is inspected for (see README "Session awareness").
-enum class SessionProtocol : std::uint8_t { none, sip, rtsp, ftp };
+// What a service's signalling is inspected for (see README "Session awareness"): the same
+// enum that indexes the per-protocol counters; no value (dpi "none") inspects nothing.
+using dataplane::SessionProtocol;
 
 const char* to_string(Protocol protocol);
 const char* to_string(Scheduler scheduler);
 const char* to_string(Forwarding forwarding);
-const char* to_string(SessionProtocol dpi);
+const char* to_string(std::optional<SessionProtocol> dpi);
 
 struct PortConfig {
   std::string name;
@@ -104,7 +106,7 @@ struct ServiceConfig {
   Forwarding forwarding;
   std::uint32_t idle_timeout_s;
   std::uint32_t fin_timeout_s;  // TCP flows after FIN or RST
-  SessionProtocol dpi = SessionProtocol::none;
+  std::optional<SessionProtocol> dpi;  // none: not inspected
   std::uint32_t session_timeout_s = 0;      // SIP call / RTSP session without signalling
   std::uint32_t linger_s = 0;               // SIP: after BYE or CANCEL
   std::uint32_t expectation_timeout_s = 0;  // FTP: PASV/EPSV until the data connection

@@ -82,7 +82,7 @@ std::vector<CounterSample> list_counters(const Totals& t) {
       {.name = #member "_total", .type = kCounter, .help = text, .label = label,         \
        .label_value = value, .per_worker = true});
   for (i = 0; i < dataplane::kSessionProtocols; ++i) {
-    value = to_string(static_cast<dataplane::SessionProtocol>(i));
+    value = to_string(static_cast<SessionProtocol>(i));
     TETHER_PROTOCOL_COUNTERS(TETHER_LABELLED)
   }
   const auto expired = [&](SessionKind kind) {
@@ -91,7 +91,7 @@ std::vector<CounterSample> list_counters(const Totals& t) {
   add("sessions", "sip_sessions_expired", expired(SessionKind::sip_call),
       {.name = "sessions_expired_total", .type = kCounter,
        .help = "Sessions removed by the expiry sweep, by protocol.", .label = "protocol",
-       .label_value = to_string(dataplane::SessionProtocol::sip)});
+       .label_value = to_string(SessionProtocol::sip)});
   label = "kind";
   for (i = 0; i < dataplane::kExpectationKinds; ++i) {
     value = to_string(static_cast<Expectation>(i));
@@ -160,7 +160,7 @@ std::string summary_text(const Config& config, const Totals& totals) {
   out << "tetherd summary\n";
   each_in("counters", [&](const CounterSample& c) { line("  ", c.name, c.value); });
   const bool inspecting = std::any_of(config.services.begin(), config.services.end(),
-                                      [](const ServiceConfig& s) { return s.dpi != SessionProtocol::none; });
+                                      [](const ServiceConfig& s) { return s.dpi.has_value(); });
   if (inspecting) {
     out << "  sessions:\n";
     each_in("sessions", [&](const CounterSample& c) { line("    ", c.name, c.value); });
