@@ -25,7 +25,6 @@ void add_worker(Totals& t, const dataplane::Worker& worker) {
                            [](std::uint64_t& sum, std::uint64_t v) { sum += v; });
   for (std::size_t b = 0; b < t.backends.size(); ++b)
     dataplane::add_to(t.backends[b], worker.backend_counters()[b]);
-  t.flows_in_tables += worker.flow_count();
   t.flow_table_bytes += worker.flow_table().memory_bytes();
   t.flow_table_entries += worker.flow_table().capacity();
   t.rx_per_worker.push_back(counters.rx_packets);
@@ -68,7 +67,7 @@ std::vector<CounterSample> list_counters(const Totals& t) {
       {.name = #member unit "_total", .type = kCounter, .help = text, .per_worker = true});
   TETHER_WORKER_COUNTERS(TETHER_SCALAR)
 #undef TETHER_SCALAR
-  add("counters", "flows_in_tables", t.flows_in_tables,
+  add("counters", "flows_in_tables", t.workers.flows_in_table,
       {.name = "flows_in_tables", .type = kGauge, .help = "Flows in the flow tables.",
        .per_worker = true});
 

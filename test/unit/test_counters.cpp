@@ -22,6 +22,8 @@ TEST_CASE("a counter counts, and reads whole while its worker writes", "[counter
   CHECK(c.read() == 42);
   const std::uint64_t as_value = c;
   CHECK(as_value == 42);
+  c.set(7);  // a gauge: replaced, not added to
+  CHECK(c.read() == 7);
 
   Counter shared;
   constexpr std::uint64_t kAdds = 200000;
