@@ -307,20 +307,8 @@ Reply parse_reply(ByteSpan input) {
 }
 
 const char* to_string(Reason r) {
-  switch (r) {
-    case Reason::none: return "none";
-    case Reason::bad_port_argument: return "bad PORT argument";
-    case Reason::bad_eprt_argument: return "bad EPRT argument";
-    case Reason::bad_epsv_argument: return "bad EPSV argument";
-    case Reason::unknown_address_family: return "unknown address family";
-    case Reason::bad_ipv4_address: return "bad IPv4 address";
-    case Reason::bad_ipv6_address: return "bad IPv6 address";
-    case Reason::number_out_of_range: return "number out of range";
-    case Reason::port_zero: return "port 0";
-    case Reason::bad_227_reply: return "no address in 227 reply";
-    case Reason::bad_229_reply: return "no port in 229 reply";
-  }
-  return "?";
+  static constexpr const char* kNames[] = {TETHER_FTP_REASONS(TETHER_ENUMERATOR_TEXT)};
+  return name_of(kNames, r);
 }
 
 const char* to_string(Verb v) {

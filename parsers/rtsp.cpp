@@ -305,22 +305,8 @@ Extent message_extent(ByteSpan stream) {
 }
 
 const char* to_string(Reason r) {
-  switch (r) {
-    case Reason::none: return "none";
-    case Reason::bad_request_line: return "bad request line";
-    case Reason::bad_status_line: return "bad status line";
-    case Reason::bad_version: return "bad version";
-    case Reason::header_without_colon: return "header without colon";
-    case Reason::bad_header_name: return "bad header name";
-    case Reason::continuation_without_header: return "continuation line without header";
-    case Reason::too_many_headers: return "too many headers";
-    case Reason::bad_cseq: return "bad CSeq";
-    case Reason::bad_session: return "bad Session";
-    case Reason::bad_content_length: return "bad Content-Length";
-    case Reason::bad_transport: return "bad Transport";
-    case Reason::too_many_transports: return "too many Transport specs";
-  }
-  return "?";
+  static constexpr const char* kNames[] = {TETHER_RTSP_REASONS(TETHER_ENUMERATOR_TEXT)};
+  return name_of(kNames, r);
 }
 
 const char* to_string(Method m) {

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "parsers/enum_names.hpp"
 #include "parsers/text.hpp"
 
 namespace tether::parsers::rtsp {
@@ -40,21 +41,24 @@ enum class Method : std::uint8_t {
   RECORD, REDIRECT, PLAY_NOTIFY, other,
 };
 
-enum class Reason : std::uint8_t {
-  none,
-  bad_request_line,
-  bad_status_line,
-  bad_version,  // "RTSP/x.y" other than 1.0 and 2.0
-  header_without_colon,
-  bad_header_name,
-  continuation_without_header,
-  too_many_headers,
-  bad_cseq,
-  bad_session,
-  bad_content_length,  // not a number, or two different values
-  bad_transport,       // no protocol/profile, or a port, channel or address that is not one
-  too_many_transports,
-};
+// Why a message is malformed: X(reason, its name in logs and tests).
+#define TETHER_RTSP_REASONS(X)                                                                     \
+  X(none, "none")                                                                                  \
+  X(bad_request_line, "bad request line")                                                          \
+  X(bad_status_line, "bad status line")                                                            \
+  X(bad_version, "bad version") /* "RTSP/x.y" other than 1.0 and 2.0 */                            \
+  X(header_without_colon, "header without colon")                                                  \
+  X(bad_header_name, "bad header name")                                                            \
+  X(continuation_without_header, "continuation line without header")                               \
+  X(too_many_headers, "too many headers")                                                          \
+  X(bad_cseq, "bad CSeq")                                                                          \
+  X(bad_session, "bad Session")                                                                    \
+  X(bad_content_length, "bad Content-Length") /* not a number, or two different values */          \
+  /* no protocol/profile, or a port, channel or address that is not one */                         \
+  X(bad_transport, "bad Transport")                                                                \
+  X(too_many_transports, "too many Transport specs")
+
+enum class Reason : std::uint8_t { TETHER_RTSP_REASONS(TETHER_NAMED_ENUMERATOR) };
 
 enum class LowerTransport : std::uint8_t { udp, tcp, other };  // udp when not given
 enum class Delivery : std::uint8_t { unspecified, unicast, multicast };

@@ -354,25 +354,8 @@ std::uint64_t hash_unfolded(std::string_view value, std::uint64_t seed) {
 bool equal_unfolded(std::string_view a, std::string_view b) { return text::equal_unfolded(a, b); }
 
 const char* to_string(Reason r) {
-  switch (r) {
-    case Reason::none: return "none";
-    case Reason::first_line_unterminated: return "no CRLF in first line";
-    case Reason::bad_request_line: return "bad request line";
-    case Reason::bad_status_line: return "bad status line";
-    case Reason::bad_version: return "bad version";
-    case Reason::header_without_colon: return "header without colon";
-    case Reason::bad_header_name: return "bad header name";
-    case Reason::continuation_without_header: return "continuation line without header";
-    case Reason::headers_unterminated: return "headers not terminated by empty line";
-    case Reason::too_many_headers: return "too many headers";
-    case Reason::call_id_missing: return "Call-ID missing";
-    case Reason::call_id_empty: return "Call-ID empty";
-    case Reason::call_id_conflict: return "Call-ID headers differ";
-    case Reason::bad_cseq: return "bad CSeq";
-    case Reason::bad_content_length: return "bad Content-Length";
-    case Reason::body_truncated: return "body shorter than Content-Length";
-  }
-  return "?";
+  static constexpr const char* kNames[] = {TETHER_SIP_REASONS(TETHER_ENUMERATOR_TEXT)};
+  return name_of(kNames, r);
 }
 
 const char* to_string(Method m) {

@@ -26,6 +26,7 @@
 #include <optional>
 #include <string_view>
 
+#include "parsers/enum_names.hpp"
 #include "parsers/text.hpp"
 
 namespace tether::parsers::sip {
@@ -45,24 +46,30 @@ enum class Method : std::uint8_t {
   MESSAGE, UPDATE, other,
 };
 
-enum class Reason : std::uint8_t {
-  none,
-  first_line_unterminated,      // a datagram whose start line has no line end
-  bad_request_line,
-  bad_status_line,
-  bad_version,                  // "SIP/x.y" other than SIP/2.0
-  header_without_colon,
-  bad_header_name,
-  continuation_without_header,  // a folded line right after the start line
-  headers_unterminated,         // a datagram without the empty line that ends the headers
-  too_many_headers,
-  call_id_missing,
-  call_id_empty,
-  call_id_conflict,             // two Call-ID headers with different values
-  bad_cseq,
-  bad_content_length,           // not a number, or two different values
-  body_truncated,               // a datagram with fewer body bytes than Content-Length
-};
+// Why a message is malformed: X(reason, its name in logs and tests).
+#define TETHER_SIP_REASONS(X)                                                                      \
+  X(none, "none")                                                                                  \
+  /* a datagram whose start line has no line end */                                                \
+  X(first_line_unterminated, "no CRLF in first line")                                              \
+  X(bad_request_line, "bad request line")                                                          \
+  X(bad_status_line, "bad status line")                                                            \
+  X(bad_version, "bad version") /* "SIP/x.y" other than SIP/2.0 */                                 \
+  X(header_without_colon, "header without colon")                                                  \
+  X(bad_header_name, "bad header name")                                                            \
+  /* a folded line right after the start line */                                                   \
+  X(continuation_without_header, "continuation line without header")                               \
+  /* a datagram without the empty line that ends the headers */                                    \
+  X(headers_unterminated, "headers not terminated by empty line")                                  \
+  X(too_many_headers, "too many headers")                                                          \
+  X(call_id_missing, "Call-ID missing")                                                            \
+  X(call_id_empty, "Call-ID empty")                                                                \
+  X(call_id_conflict, "Call-ID headers differ") /* two Call-ID headers with different values */    \
+  X(bad_cseq, "bad CSeq")                                                                          \
+  X(bad_content_length, "bad Content-Length") /* not a number, or two different values */          \
+  /* a datagram with fewer body bytes than Content-Length */                                       \
+  X(body_truncated, "body shorter than Content-Length")
+
+enum class Reason : std::uint8_t { TETHER_SIP_REASONS(TETHER_NAMED_ENUMERATOR) };
 
 struct Message {
   parsers::Status status = parsers::Status::not_this_protocol;
