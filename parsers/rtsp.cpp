@@ -276,21 +276,14 @@ Message parse(ByteSpan input) {
 
   std::size_t headers_start = start + first->size;
   text::HeaderReader reader(all.substr(headers_start));
-  Reason refused = Reason::none;
-  auto take = [&](const text::HeaderField& field) {
-    refused = take_header(field, msg);
-    return refused == Reason::none;
-  };
-  switch (reader.read(max_headers, msg.header_count, take)) {
-    case text::HeaderBlock::complete: break;
-    case text::HeaderBlock::need_more: msg.status = Status::need_more; return msg;
-    case text::HeaderBlock::stopped: return fail(msg, refused);
-    case text::HeaderBlock::too_many_fields: return fail(msg, Reason::too_many_headers);
-    case text::HeaderBlock::no_colon: return fail(msg, Reason::header_without_colon);
-    case text::HeaderBlock::bad_name: return fail(msg, Reason::bad_header_name);
-    case text::HeaderBlock::continuation_first:
-      return fail(msg, Reason::continuation_without_header);
+  const auto headers = text::read_header_block<Reason>(
+      reader, max_headers, msg.header_count,
+      [&](const text::HeaderField& field) { return take_header(field, msg); });
+  if (headers.block == text::HeaderBlock::need_more) {
+    msg.status = Status::need_more;
+    return msg;
   }
+  if (headers.reason != Reason::none) return fail(msg, headers.reason);
   msg.headers = all.substr(headers_start, reader.consumed());
   msg.size = headers_start + reader.consumed() + msg.content_length;
   msg.status = Status::parsed;

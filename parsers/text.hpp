@@ -460,6 +460,36 @@ class HeaderReader {
   const char* end_;
 };
 
+// How read_header_block() ended, in a parser's own terms.
+template <class Reason>
+struct HeaderBlockEnd {
+  HeaderBlock block;
+  Reason reason;  // why the block is ill-formed; Reason::none for complete and need_more
+};
+
+// Reads a header block with `reader`, handing each field to `take`, which returns the
+// parser's Reason (Reason::none to go on). SIP and RTSP share the header syntax and name
+// its faults alike, so the faults become their Reasons here, once.
+template <class Reason, class Take>
+HeaderBlockEnd<Reason> read_header_block(HeaderReader& reader, std::size_t max_fields,
+                                         std::size_t& count, Take&& take) {
+  Reason refused = Reason::none;
+  const HeaderBlock block = reader.read(max_fields, count, [&](const HeaderField& field) {
+    refused = take(field);
+    return refused == Reason::none;
+  });
+  switch (block) {
+    case HeaderBlock::complete:
+    case HeaderBlock::need_more: break;
+    case HeaderBlock::stopped: return {block, refused};
+    case HeaderBlock::too_many_fields: return {block, Reason::too_many_headers};
+    case HeaderBlock::no_colon: return {block, Reason::header_without_colon};
+    case HeaderBlock::bad_name: return {block, Reason::bad_header_name};
+    case HeaderBlock::continuation_first: return {block, Reason::continuation_without_header};
+  }
+  return {block, Reason::none};
+}
+
 // The bytes of a header value as RFC 3261 7.3.1 defines it: any run of linear white space
 // (blanks, and the CRLF of a fold) counts as one SP, and none at either end. Folded and
 // unfolded forms of a value yield the same sequence.
