@@ -306,20 +306,4 @@ Reply parse_reply(ByteSpan input) {
   return rep;
 }
 
-const char* to_string(Reason r) {
-  static constexpr const char* kNames[] = {TETHER_FTP_REASONS(TETHER_ENUMERATOR_TEXT)};
-  return name_of(kNames, r);
-}
-
-const char* to_string(Verb v) {
-  switch (v) {
-    case Verb::PASV: return "PASV";
-    case Verb::EPSV: return "EPSV";
-    case Verb::PORT: return "PORT";
-    case Verb::EPRT: return "EPRT";
-    case Verb::other: return "other";
-  }
-  return "?";
-}
-
 }  // namespace tether::parsers::ftp

@@ -28,7 +28,9 @@
 
 namespace tether::parsers::ftp {
 
-enum class Verb : std::uint8_t { PASV, EPSV, PORT, EPRT, other };
+#define TETHER_FTP_VERBS(X) X(PASV) X(EPSV) X(PORT) X(EPRT)
+enum class Verb : std::uint8_t { TETHER_FTP_VERBS(TETHER_TOKEN_ENUMERATOR) other };
+TETHER_ENUM_SPELLINGS(Verb, TETHER_FTP_VERBS)
 
 enum class EpsvMode : std::uint8_t { no_argument, all, ipv4, ipv6 };
 
@@ -50,6 +52,7 @@ enum class Family : std::uint8_t { none, ipv4, ipv6 };
   X(bad_229_reply, "no port in 229 reply") /* no (<d><d><d>port<d>) in the text */
 
 enum class Reason : std::uint8_t { TETHER_FTP_REASONS(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(Reason, TETHER_FTP_REASONS)
 
 // Where a data connection goes. A 229 reply names only the port: the address is the control
 // connection's server address, so `family` is none there.
@@ -81,8 +84,5 @@ struct Reply {
 
 [[nodiscard]] Command parse_command(ByteSpan input);
 [[nodiscard]] Reply parse_reply(ByteSpan input);
-
-const char* to_string(Reason r);
-const char* to_string(Verb v);
 
 }  // namespace tether::parsers::ftp

@@ -36,10 +36,12 @@ inline constexpr std::size_t max_transports = 8;
 enum class Kind : std::uint8_t { request, response, interleaved };
 
 // Method tokens are case-sensitive; anything else is `other`.
-enum class Method : std::uint8_t {
-  OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER, ANNOUNCE,
-  RECORD, REDIRECT, PLAY_NOTIFY, other,
-};
+#define TETHER_RTSP_METHODS(X)                                                                     \
+  X(OPTIONS) X(DESCRIBE) X(SETUP) X(PLAY) X(PAUSE) X(TEARDOWN) X(GET_PARAMETER) X(SET_PARAMETER) \
+  X(ANNOUNCE) X(RECORD) X(REDIRECT) X(PLAY_NOTIFY)
+
+enum class Method : std::uint8_t { TETHER_RTSP_METHODS(TETHER_TOKEN_ENUMERATOR) other };
+TETHER_ENUM_SPELLINGS(Method, TETHER_RTSP_METHODS)
 
 // Why a message is malformed: X(reason, its name in logs and tests).
 #define TETHER_RTSP_REASONS(X)                                                                     \
@@ -59,8 +61,12 @@ enum class Method : std::uint8_t {
   X(too_many_transports, "too many Transport specs")
 
 enum class Reason : std::uint8_t { TETHER_RTSP_REASONS(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(Reason, TETHER_RTSP_REASONS)
 
-enum class LowerTransport : std::uint8_t { udp, tcp, other };  // udp when not given
+// udp when not given
+#define TETHER_RTSP_LOWER_TRANSPORTS(X) X(udp, "UDP") X(tcp, "TCP") X(other, "other")
+enum class LowerTransport : std::uint8_t { TETHER_RTSP_LOWER_TRANSPORTS(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(LowerTransport, TETHER_RTSP_LOWER_TRANSPORTS)
 enum class Delivery : std::uint8_t { unspecified, unicast, multicast };
 
 // `first`..`last` inclusive; a single value has last == first. Not given: present == false.
@@ -147,9 +153,5 @@ struct Extent {
   std::size_t size = 0;
 };
 [[nodiscard]] Extent message_extent(ByteSpan stream);
-
-const char* to_string(Reason r);
-const char* to_string(Method m);
-const char* to_string(LowerTransport t);
 
 }  // namespace tether::parsers::rtsp

@@ -38,13 +38,17 @@ inline constexpr std::size_t max_headers = 64;
 // tells where the next message starts.
 enum class Framing : std::uint8_t { datagram, stream };
 
-enum class Kind : std::uint8_t { request, response, keepalive };
+#define TETHER_SIP_KINDS(X) X(request, "request") X(response, "response") X(keepalive, "keepalive")
+enum class Kind : std::uint8_t { TETHER_SIP_KINDS(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(Kind, TETHER_SIP_KINDS)
 
 // Method tokens are case-sensitive (RFC 3261 7.1); anything else is `other`.
-enum class Method : std::uint8_t {
-  INVITE, ACK, BYE, CANCEL, REGISTER, OPTIONS, PRACK, SUBSCRIBE, NOTIFY, PUBLISH, INFO, REFER,
-  MESSAGE, UPDATE, other,
-};
+#define TETHER_SIP_METHODS(X)                                                                      \
+  X(INVITE) X(ACK) X(BYE) X(CANCEL) X(REGISTER) X(OPTIONS) X(PRACK) X(SUBSCRIBE) X(NOTIFY)         \
+  X(PUBLISH) X(INFO) X(REFER) X(MESSAGE) X(UPDATE)
+
+enum class Method : std::uint8_t { TETHER_SIP_METHODS(TETHER_TOKEN_ENUMERATOR) other };
+TETHER_ENUM_SPELLINGS(Method, TETHER_SIP_METHODS)
 
 // Why a message is malformed: X(reason, its name in logs and tests).
 #define TETHER_SIP_REASONS(X)                                                                      \
@@ -70,6 +74,7 @@ enum class Method : std::uint8_t {
   X(body_truncated, "body shorter than Content-Length")
 
 enum class Reason : std::uint8_t { TETHER_SIP_REASONS(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(Reason, TETHER_SIP_REASONS)
 
 struct Message {
   parsers::Status status = parsers::Status::not_this_protocol;
@@ -134,9 +139,5 @@ std::string_view expand_compact_name(std::string_view name);
 
 // True when two header values are equal once unfolded.
 bool equal_unfolded(std::string_view a, std::string_view b);
-
-const char* to_string(Reason r);
-const char* to_string(Method m);
-const char* to_string(Kind k);
 
 }  // namespace tether::parsers::sip
