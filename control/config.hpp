@@ -21,6 +21,7 @@
 #include "control/address.hpp"
 #include "dataplane/content_rules.hpp"
 #include "dataplane/counters.hpp"
+#include "parsers/enum_names.hpp"
 
 namespace tether {
 
@@ -30,14 +31,16 @@ class ConfigError : public std::runtime_error {
 };
 
 enum class Protocol : std::uint8_t { tcp, udp };
-enum class Scheduler : std::uint8_t { maglev, source_hash, least_sessions };
+#define TETHER_SCHEDULERS(X) \
+  X(maglev, "maglev") X(source_hash, "source-hash") X(least_sessions, "least-sessions")
+enum class Scheduler : std::uint8_t { TETHER_SCHEDULERS(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(Scheduler, TETHER_SCHEDULERS)
 enum class Forwarding : std::uint8_t { dsr };
 // What a service's signalling is inspected for (see README "Session awareness"): the same
 // enum that indexes the per-protocol counters; no value (dpi "none") inspects nothing.
 using dataplane::SessionProtocol;
 
 const char* to_string(Protocol protocol);
-const char* to_string(Scheduler scheduler);
 const char* to_string(Forwarding forwarding);
 const char* to_string(std::optional<SessionProtocol> dpi);
 
@@ -87,7 +90,9 @@ struct RuleConfig {
   std::size_t pool;  // 0: the service's `backends`; i > 0: ServiceConfig::pools[i - 1]
 };
 
-enum class HealthCheckType : std::uint8_t { icmp, tcp, sip_options };
+#define TETHER_HEALTH_CHECK_TYPES(X) X(icmp, "icmp") X(tcp, "tcp") X(sip_options, "sip-options")
+enum class HealthCheckType : std::uint8_t { TETHER_HEALTH_CHECK_TYPES(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(HealthCheckType, TETHER_HEALTH_CHECK_TYPES)
 
 struct HealthCheckConfig {
   HealthCheckType type;
