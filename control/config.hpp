@@ -31,10 +31,12 @@ class ConfigError : public std::runtime_error {
 };
 
 enum class Protocol : std::uint8_t { tcp, udp };
+
 #define TETHER_SCHEDULERS(X) \
   X(maglev, "maglev") X(source_hash, "source-hash") X(least_sessions, "least-sessions")
 enum class Scheduler : std::uint8_t { TETHER_SCHEDULERS(TETHER_NAMED_ENUMERATOR) };
 TETHER_ENUM_NAMES(Scheduler, TETHER_SCHEDULERS)
+
 enum class Forwarding : std::uint8_t { dsr };
 // What a service's signalling is inspected for (see README "Session awareness"): the same
 // enum that indexes the per-protocol counters; no value (dpi "none") inspects nothing.

@@ -3,7 +3,10 @@
 //
 //   #define TETHER_RTSP_REASONS(X) X(none, "none") X(bad_cseq, "bad CSeq") ...
 //   enum class Reason : std::uint8_t { TETHER_RTSP_REASONS(TETHER_NAMED_ENUMERATOR) };
-//   constexpr const char* kNames[] = {TETHER_RTSP_REASONS(TETHER_ENUMERATOR_TEXT)};
+//   TETHER_ENUM_NAMES(Reason, TETHER_RTSP_REASONS)  // constexpr to_string(Reason)
+//
+// Parsers are the bottom layer, so control and dataplane enums use it too. (The counter
+// families in dataplane/counters.hpp are named by their enumerators: X(name) lists.)
 //
 // Lists of the form X(TOKEN) are of tokens on the wire (SIP and RTSP methods), spelled as
 // their enumerators; their enum ends with `other`, for every token not in the list.
