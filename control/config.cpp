@@ -10,22 +10,8 @@ bool is_prime(std::uint32_t n) {
 }
 
 const char* to_string(Protocol protocol) { return protocol == Protocol::tcp ? "tcp" : "udp"; }
-const char* to_string(Scheduler scheduler) {
-  switch (scheduler) {
-    case Scheduler::maglev: return "maglev";
-    case Scheduler::source_hash: return "source-hash";
-    case Scheduler::least_sessions: return "least-sessions";
-  }
-  return "?";
-}
-const char* to_string(SessionProtocol dpi) {
-  switch (dpi) {
-    case SessionProtocol::none: return "none";
-    case SessionProtocol::sip: return "sip";
-    case SessionProtocol::rtsp: return "rtsp";
-    case SessionProtocol::ftp: return "ftp";
-  }
-  return "?";
+const char* to_string(std::optional<SessionProtocol> dpi) {
+  return dpi ? dataplane::to_string(*dpi) : "none";
 }
 const char* to_string(Forwarding) { return "dsr"; }
 

@@ -20,6 +20,8 @@
 
 #include "control/address.hpp"
 #include "dataplane/content_rules.hpp"
+#include "dataplane/counters.hpp"
+#include "parsers/enum_names.hpp"
 
 namespace tether {
 
@@ -29,15 +31,20 @@ class ConfigError : public std::runtime_error {
 };
 
 enum class Protocol : std::uint8_t { tcp, udp };
-enum class Scheduler : std::uint8_t { maglev, source_hash, least_sessions };
+
+#define TETHER_SCHEDULERS(X) \
+  X(maglev, "maglev") X(source_hash, "source-hash") X(least_sessions, "least-sessions")
+enum class Scheduler : std::uint8_t { TETHER_SCHEDULERS(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(Scheduler, TETHER_SCHEDULERS)
+
 enum class Forwarding : std::uint8_t { dsr };
-// What the service's signalling is inspected for (see README "Session awareness").
-enum class SessionProtocol : std::uint8_t { none, sip, rtsp, ftp };
+// What a service's signalling is inspected for (see README "Session awareness"): the same
+// enum that indexes the per-protocol counters; no value (dpi "none") inspects nothing.
+using dataplane::SessionProtocol;
 
 const char* to_string(Protocol protocol);
-const char* to_string(Scheduler scheduler);
 const char* to_string(Forwarding forwarding);
-const char* to_string(SessionProtocol dpi);
+const char* to_string(std::optional<SessionProtocol> dpi);
 
 // The port's kernel interface (the exception path): a TAP interface that takes every frame
 // the dataplane does not consume, and whose frames leave through the port.
@@ -101,7 +108,9 @@ struct RuleConfig {
   std::size_t pool;  // 0: the service's `backends`; i > 0: ServiceConfig::pools[i - 1]
 };
 
-enum class HealthCheckType : std::uint8_t { icmp, tcp, sip_options };
+#define TETHER_HEALTH_CHECK_TYPES(X) X(icmp, "icmp") X(tcp, "tcp") X(sip_options, "sip-options")
+enum class HealthCheckType : std::uint8_t { TETHER_HEALTH_CHECK_TYPES(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(HealthCheckType, TETHER_HEALTH_CHECK_TYPES)
 
 struct HealthCheckConfig {
   HealthCheckType type;
@@ -120,7 +129,7 @@ struct ServiceConfig {
   Forwarding forwarding;
   std::uint32_t idle_timeout_s;
   std::uint32_t fin_timeout_s;  // TCP flows after FIN or RST
-  SessionProtocol dpi = SessionProtocol::none;
+  std::optional<SessionProtocol> dpi;  // none: not inspected
   std::uint32_t session_timeout_s = 0;      // SIP call / RTSP session without signalling
   std::uint32_t linger_s = 0;               // SIP: after BYE or CANCEL
   std::uint32_t expectation_timeout_s = 0;  // FTP: PASV/EPSV until the data connection

@@ -171,9 +171,12 @@ void read_rules(const GroupReader& r, const Document& doc, ServiceConfig& servic
 
 void read_dpi(const GroupReader& r, const Document& doc, ServiceConfig& service,
               const std::map<std::string, std::size_t>& backend_names) {
-  service.dpi = r.choice<SessionProtocol>(
-      "dpi", {{"none", SessionProtocol::none}, {"sip", SessionProtocol::sip}, {"rtsp", SessionProtocol::rtsp}, {"ftp", SessionProtocol::ftp}},
-      SessionProtocol::none);
+  if (r.has("dpi"))
+    service.dpi = r.choice<std::optional<SessionProtocol>>(
+        "dpi", {{"none", std::nullopt},
+                {"sip", SessionProtocol::sip},
+                {"rtsp", SessionProtocol::rtsp},
+                {"ftp", SessionProtocol::ftp}});
   if ((service.dpi == SessionProtocol::rtsp || service.dpi == SessionProtocol::ftp) && service.protocol != Protocol::tcp)
     r.fail(r.get("dpi"), std::string("dpi '") + to_string(service.dpi) + "' needs protocol 'tcp'");
   const bool sip_calls = service.dpi == SessionProtocol::sip && service.protocol == Protocol::udp;

@@ -45,15 +45,6 @@ bool same_check(const HealthCheckConfig& a, const HealthCheckConfig& b) {
          a.rise == b.rise && a.fall == b.fall;
 }
 
-const char* check_name(HealthCheckType type) {
-  switch (type) {
-    case HealthCheckType::icmp: return "icmp";
-    case HealthCheckType::tcp: return "tcp";
-    case HealthCheckType::sip_options: return "sip-options";
-  }
-  return "?";
-}
-
 }  // namespace
 
 HealthChecker::HealthChecker(const Config& config, const ControlPorts& ports,
@@ -119,7 +110,7 @@ bool HealthChecker::record(Probe& probe, bool success, const char* reason) {
     if (!probe.healthy && ++probe.successes >= probe.check.rise) {
       probe.healthy = true;
       TETHER_LOG(info, "backend %s up: %s check for service %s passed %u times",
-                 config_.backends[probe.backend].name.c_str(), check_name(probe.check.type),
+                 config_.backends[probe.backend].name.c_str(), to_string(probe.check.type),
                  config_.services[probe.service].name.c_str(), probe.check.rise);
       return true;
     }
@@ -128,7 +119,7 @@ bool HealthChecker::record(Probe& probe, bool success, const char* reason) {
     if (probe.healthy && ++probe.failures >= probe.check.fall) {
       probe.healthy = false;
       TETHER_LOG(warning, "backend %s down: %s check for service %s failed %u times (last: %s)",
-                 config_.backends[probe.backend].name.c_str(), check_name(probe.check.type),
+                 config_.backends[probe.backend].name.c_str(), to_string(probe.check.type),
                  config_.services[probe.service].name.c_str(), probe.check.fall, reason);
       return true;
     }

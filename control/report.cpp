@@ -25,7 +25,6 @@ void add_worker(Totals& t, const dataplane::Worker& worker) {
                            [](std::uint64_t& sum, std::uint64_t v) { sum += v; });
   for (std::size_t b = 0; b < t.backends.size(); ++b)
     dataplane::add_to(t.backends[b], worker.backend_counters()[b]);
-  t.flows_in_tables += worker.flow_count();
   t.flow_table_bytes += worker.flow_table().memory_bytes();
   t.flow_table_entries += worker.flow_table().capacity();
   t.rx_per_worker.push_back(counters.rx_packets);
@@ -68,7 +67,7 @@ std::vector<CounterSample> list_counters(const Totals& t) {
       {.name = #member unit "_total", .type = kCounter, .help = text, .per_worker = true});
   TETHER_WORKER_COUNTERS(TETHER_SCALAR)
 #undef TETHER_SCALAR
-  add("counters", "flows_in_tables", t.flows_in_tables,
+  add("counters", "flows_in_tables", t.workers.flows_in_table,
       {.name = "flows_in_tables", .type = kGauge, .help = "Flows in the flow tables.",
        .per_worker = true});
 
@@ -82,7 +81,7 @@ std::vector<CounterSample> list_counters(const Totals& t) {
       {.name = #member "_total", .type = kCounter, .help = text, .label = label,         \
        .label_value = value, .per_worker = true});
   for (i = 0; i < dataplane::kSessionProtocols; ++i) {
-    value = to_string(static_cast<dataplane::SessionProtocol>(i));
+    value = to_string(static_cast<SessionProtocol>(i));
     TETHER_PROTOCOL_COUNTERS(TETHER_LABELLED)
   }
   const auto expired = [&](SessionKind kind) {
@@ -91,7 +90,7 @@ std::vector<CounterSample> list_counters(const Totals& t) {
   add("sessions", "sip_sessions_expired", expired(SessionKind::sip_call),
       {.name = "sessions_expired_total", .type = kCounter,
        .help = "Sessions removed by the expiry sweep, by protocol.", .label = "protocol",
-       .label_value = to_string(dataplane::SessionProtocol::sip)});
+       .label_value = to_string(SessionProtocol::sip)});
   label = "kind";
   for (i = 0; i < dataplane::kExpectationKinds; ++i) {
     value = to_string(static_cast<Expectation>(i));
@@ -175,7 +174,7 @@ std::string summary_text(const Config& config, const Totals& totals) {
   out << "tetherd summary\n";
   each_in("counters", [&](const CounterSample& c) { line("  ", c.name, c.value); });
   const bool inspecting = std::any_of(config.services.begin(), config.services.end(),
-                                      [](const ServiceConfig& s) { return s.dpi != SessionProtocol::none; });
+                                      [](const ServiceConfig& s) { return s.dpi.has_value(); });
   if (inspecting) {
     out << "  sessions:\n";
     each_in("sessions", [&](const CounterSample& c) { line("    ", c.name, c.value); });

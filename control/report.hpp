@@ -27,7 +27,6 @@ struct SessionTotals {
 struct Totals {
   dataplane::WorkerCounterValues workers;
   std::vector<dataplane::BackendCounterValues> backends;
-  std::uint64_t flows_in_tables = 0;
   std::vector<std::uint64_t> rx_per_worker;  // shows how RSS spread the traffic
   // Heap bytes of the tables and their entries: the memory per flow and per session.
   std::uint64_t flow_table_bytes = 0, flow_table_entries = 0;

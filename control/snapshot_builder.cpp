@@ -26,13 +26,14 @@ dataplane::PoolView build_pool(const Config& config, const std::vector<ServiceBa
 }
 
 dataplane::SessionInspection session_inspection(const ServiceConfig& service) {
-  switch (service.dpi) {
+  if (!service.dpi) return dataplane::SessionInspection::none;
+  switch (*service.dpi) {
     case SessionProtocol::sip:  // SIP over TCP is balanced per connection
       return service.protocol == Protocol::udp ? dataplane::SessionInspection::sip_calls
                                                : dataplane::SessionInspection::none;
     case SessionProtocol::rtsp: return dataplane::SessionInspection::rtsp;
     case SessionProtocol::ftp: return dataplane::SessionInspection::ftp;
-    case SessionProtocol::none: break;
+    case SessionProtocol::count_: break;
   }
   return dataplane::SessionInspection::none;
 }

@@ -27,6 +27,8 @@ class Counter {
   void operator++() { add(1); }
   void operator++(int) { add(1); }
   void operator+=(std::uint64_t n) { add(n); }
+  // For a gauge: the writer replaces the value rather than adding to it.
+  void set(std::uint64_t n) { std::atomic_ref(value_).store(n, std::memory_order_relaxed); }
   std::uint64_t read() const { return std::atomic_ref(value_).load(std::memory_order_relaxed); }
   operator std::uint64_t() const { return read(); }  // a read wherever a value is wanted
 
@@ -168,6 +170,10 @@ struct alignas(64) WorkerCountersOf {
   TETHER_EXPECTATION_COUNTERS(TETHER_EXPECTATION_MEMBER)
 #undef TETHER_EXPECTATION_MEMBER
   std::array<Cell, kDpiFallbackCount> dpi_fallbacks{};
+  // A gauge, not a count: the worker sets it to its flow table's size once a loop pass, so
+  // the control thread never reads the rte_hash the worker writes. Summed over the workers
+  // it is the stats file's flows_in_tables.
+  Cell flows_in_table{};
 };
 
 template <typename Cell>
@@ -194,6 +200,7 @@ void for_each_pair(WorkerCountersOf<To>& to, const WorkerCountersOf<From>& from,
   TETHER_PROTOCOL_COUNTERS(TETHER_PAIR_ARRAY)
   TETHER_EXPECTATION_COUNTERS(TETHER_PAIR_ARRAY)
   TETHER_PAIR_ARRAY(dpi_fallbacks)
+  TETHER_PAIR_SCALAR(flows_in_table)
 }
 
 template <typename To, typename From, typename Pair>

@@ -27,9 +27,11 @@
 //                        frames for a port's kernel interface mbuf->port is the DPDK port id
 //                        (within each worker's rate limit)    it arrived on
 //   counters             each worker its own -> control       relaxed std::atomic_ref stores by
-//   (counters.hpp)       (reports, telemetry, idle exit)      the one worker that writes a
-//                                                             counter, relaxed loads by readers:
-//                                                             totals may lag, never tear
+//   (counters.hpp)       (reports, telemetry, idle exit);     the one worker that writes a
+//                        also the flow table's size, a gauge  counter, relaxed loads by readers:
+//                        the worker sets once a loop pass     totals may lag, never tear; the
+//                                                             control thread never reads the
+//                                                             worker's flow table (rte_hash)
 //   stop flag            control -> every worker              relaxed: a worker needs to see it
 //                                                             only eventually; the control
 //                                                             thread then waits for the lcores

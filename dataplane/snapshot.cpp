@@ -25,15 +25,6 @@ Snapshot::~Snapshot() {
     if (scratch != nullptr) RuleSet::free_scratch(scratch);
 }
 
-const char* to_string(BackendState state) {
-  switch (state) {
-    case BackendState::up: return "up";
-    case BackendState::draining: return "draining";
-    case BackendState::down: return "down";
-  }
-  return "?";
-}
-
 bool Snapshot::is_interface_address(std::uint16_t port, const IpBytes& address) const {
   const auto& own = ports[port].interface_addresses;
   return std::find(own.begin(), own.end(), address) != own.end();

@@ -15,6 +15,7 @@
 #include "dataplane/content_rules.hpp"
 #include "dataplane/crc32c.hpp"
 #include "dataplane/limits.hpp"
+#include "parsers/enum_names.hpp"
 #include "parsers/packet.hpp"
 
 namespace tether::dataplane {
@@ -41,8 +42,9 @@ struct PortView {
 // up: takes new flows and sessions. draining: keeps what it has, takes nothing new (an
 // operator's drain, or weight 0). down: failed or disabled; what was pinned to it moves on
 // its next packet.
-enum class BackendState : std::uint8_t { up, draining, down };
-const char* to_string(BackendState state);
+#define TETHER_BACKEND_STATES(X) X(up, "up") X(draining, "draining") X(down, "down")
+enum class BackendState : std::uint8_t { TETHER_BACKEND_STATES(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(BackendState, TETHER_BACKEND_STATES)
 
 struct BackendView {
   MacBytes mac;

@@ -134,6 +134,7 @@ bool Worker::poll_once() {
   now_ = start;
   for (std::uint16_t p = 0; p < snapshot_->ports.size(); ++p) busy |= poll_port(p, now_);
   counters_.flows_expired += flows_.expire(now_, kExpiryBudget, end_expired_stream, this);
+  counters_.flows_in_table.set(flows_.size());
   if (flow_samples_.asked()) flow_samples_.serve(flows_, now_);
   ++(busy ? counters_.busy_polls : counters_.idle_polls);
   const std::uint64_t spent = rte_rdtsc() - start;

@@ -67,7 +67,8 @@ class Worker {
 
   const WorkerCounters& counters() const { return counters_; }
   std::span<const BackendCounters> backend_counters() const { return backend_counters_; }
-  std::uint32_t flow_count() const { return flows_.size(); }
+  // For the control thread: the size the worker last published in its counters.
+  std::uint64_t flow_count() const { return counters_.flows_in_table.read(); }
   const FlowTable& flow_table() const { return flows_; }
   // The control thread's only way into this worker's flow table.
   FlowSampleMailbox& flow_samples() { return flow_samples_; }

@@ -306,32 +306,4 @@ Reply parse_reply(ByteSpan input) {
   return rep;
 }
 
-const char* to_string(Reason r) {
-  switch (r) {
-    case Reason::none: return "none";
-    case Reason::bad_port_argument: return "bad PORT argument";
-    case Reason::bad_eprt_argument: return "bad EPRT argument";
-    case Reason::bad_epsv_argument: return "bad EPSV argument";
-    case Reason::unknown_address_family: return "unknown address family";
-    case Reason::bad_ipv4_address: return "bad IPv4 address";
-    case Reason::bad_ipv6_address: return "bad IPv6 address";
-    case Reason::number_out_of_range: return "number out of range";
-    case Reason::port_zero: return "port 0";
-    case Reason::bad_227_reply: return "no address in 227 reply";
-    case Reason::bad_229_reply: return "no port in 229 reply";
-  }
-  return "?";
-}
-
-const char* to_string(Verb v) {
-  switch (v) {
-    case Verb::PASV: return "PASV";
-    case Verb::EPSV: return "EPSV";
-    case Verb::PORT: return "PORT";
-    case Verb::EPRT: return "EPRT";
-    case Verb::other: return "other";
-  }
-  return "?";
-}
-
 }  // namespace tether::parsers::ftp

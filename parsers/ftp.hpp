@@ -23,29 +23,36 @@
 #include <cstdint>
 #include <string_view>
 
+#include "parsers/enum_names.hpp"
 #include "parsers/text.hpp"
 
 namespace tether::parsers::ftp {
 
-enum class Verb : std::uint8_t { PASV, EPSV, PORT, EPRT, other };
+#define TETHER_FTP_VERBS(X) X(PASV) X(EPSV) X(PORT) X(EPRT)
+enum class Verb : std::uint8_t { TETHER_FTP_VERBS(TETHER_TOKEN_ENUMERATOR) other };
+TETHER_ENUM_SPELLINGS(Verb, TETHER_FTP_VERBS)
 
 enum class EpsvMode : std::uint8_t { no_argument, all, ipv4, ipv6 };
 
 enum class Family : std::uint8_t { none, ipv4, ipv6 };
 
-enum class Reason : std::uint8_t {
-  none,
-  bad_port_argument,          // PORT: not six comma-separated numbers
-  bad_eprt_argument,          // EPRT: not <d>af<d>address<d>port<d>
-  bad_epsv_argument,          // EPSV: not ALL or a number
-  unknown_address_family,     // EPRT/EPSV: a protocol number other than 1 and 2
-  bad_ipv4_address,
-  bad_ipv6_address,
-  number_out_of_range,        // a byte above 255 or a port above 65535
-  port_zero,
-  bad_227_reply,              // no h1,h2,h3,h4,p1,p2 in the text
-  bad_229_reply,              // no (<d><d><d>port<d>) in the text
-};
+// Why a line is malformed: X(reason, its name in logs and tests).
+#define TETHER_FTP_REASONS(X)                                                                      \
+  X(none, "none")                                                                                  \
+  X(bad_port_argument, "bad PORT argument") /* PORT: not six comma-separated numbers */            \
+  X(bad_eprt_argument, "bad EPRT argument") /* EPRT: not <d>af<d>address<d>port<d> */              \
+  X(bad_epsv_argument, "bad EPSV argument") /* EPSV: not ALL or a number */                        \
+  /* EPRT/EPSV: a protocol number other than 1 and 2 */                                            \
+  X(unknown_address_family, "unknown address family")                                              \
+  X(bad_ipv4_address, "bad IPv4 address")                                                          \
+  X(bad_ipv6_address, "bad IPv6 address")                                                          \
+  X(number_out_of_range, "number out of range") /* a byte above 255 or a port above 65535 */       \
+  X(port_zero, "port 0")                                                                           \
+  X(bad_227_reply, "no address in 227 reply") /* no h1,h2,h3,h4,p1,p2 in the text */               \
+  X(bad_229_reply, "no port in 229 reply") /* no (<d><d><d>port<d>) in the text */
+
+enum class Reason : std::uint8_t { TETHER_FTP_REASONS(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(Reason, TETHER_FTP_REASONS)
 
 // Where a data connection goes. A 229 reply names only the port: the address is the control
 // connection's server address, so `family` is none there.
@@ -77,8 +84,5 @@ struct Reply {
 
 [[nodiscard]] Command parse_command(ByteSpan input);
 [[nodiscard]] Reply parse_reply(ByteSpan input);
-
-const char* to_string(Reason r);
-const char* to_string(Verb v);
 
 }  // namespace tether::parsers::ftp

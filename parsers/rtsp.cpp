@@ -1,8 +1,6 @@
 #include "parsers/rtsp.hpp"
 
-#include <array>
 #include <optional>
-#include <utility>
 
 namespace tether::parsers::rtsp {
 namespace {
@@ -11,26 +9,9 @@ using text::iequals;
 
 constexpr std::string_view version_prefix = "RTSP/";
 
-constexpr std::array<std::pair<std::string_view, Method>, 12> method_names{{
-    {"OPTIONS", Method::OPTIONS},
-    {"DESCRIBE", Method::DESCRIBE},
-    {"SETUP", Method::SETUP},
-    {"PLAY", Method::PLAY},
-    {"PAUSE", Method::PAUSE},
-    {"TEARDOWN", Method::TEARDOWN},
-    {"GET_PARAMETER", Method::GET_PARAMETER},
-    {"SET_PARAMETER", Method::SET_PARAMETER},
-    {"ANNOUNCE", Method::ANNOUNCE},
-    {"RECORD", Method::RECORD},
-    {"REDIRECT", Method::REDIRECT},
-    {"PLAY_NOTIFY", Method::PLAY_NOTIFY},
-}};
+constexpr std::string_view method_names[] = {TETHER_RTSP_METHODS(TETHER_TOKEN_SPELLING)};
 
-Method to_method(std::string_view name) {
-  for (auto [known, id] : method_names)
-    if (name == known) return id;
-  return Method::other;
-}
+Method to_method(std::string_view name) { return enum_spelled<Method>(method_names, name); }
 
 // The major version of "RTSP/1.0" or "RTSP/2.0", else nothing.
 std::optional<std::uint8_t> parse_version(std::string_view version) {
@@ -56,9 +37,7 @@ Reason parse_start_line(std::string_view line, Message& msg) {
   if (!parts) return Reason::bad_request_line;
   auto major = parse_version(parts->version);
   if (!major) return Reason::bad_version;
-  if (!text::is_token_run_of(line, parts->method.size()) ||
-      !text::is_request_target(parts->target))
-    return Reason::bad_request_line;
+  if (!text::is_well_formed_request(line, *parts)) return Reason::bad_request_line;
   msg.method_name = parts->method;
   msg.method = to_method(parts->method);
   msg.url = parts->target;
@@ -274,25 +253,17 @@ Message parse(ByteSpan input) {
   if (!text::is_start_line_of(first->line, version_prefix)) return msg;
   if (Reason why = parse_start_line(first->line, msg); why != Reason::none) return fail(msg, why);
 
-  std::size_t headers_start = start + first->size;
-  text::HeaderReader reader(all.substr(headers_start));
-  Reason refused = Reason::none;
-  auto take = [&](const text::HeaderField& field) {
-    refused = take_header(field, msg);
-    return refused == Reason::none;
-  };
-  switch (reader.read(max_headers, msg.header_count, take)) {
-    case text::HeaderBlock::complete: break;
-    case text::HeaderBlock::need_more: msg.status = Status::need_more; return msg;
-    case text::HeaderBlock::stopped: return fail(msg, refused);
-    case text::HeaderBlock::too_many_fields: return fail(msg, Reason::too_many_headers);
-    case text::HeaderBlock::no_colon: return fail(msg, Reason::header_without_colon);
-    case text::HeaderBlock::bad_name: return fail(msg, Reason::bad_header_name);
-    case text::HeaderBlock::continuation_first:
-      return fail(msg, Reason::continuation_without_header);
+  const std::size_t headers_start = start + first->size;
+  const auto headers = text::read_header_block<Reason>(
+      all.substr(headers_start), max_headers, msg.header_count,
+      [&](const text::HeaderField& field) { return take_header(field, msg); });
+  if (headers.end == text::HeaderBlock::need_more) {
+    msg.status = Status::need_more;
+    return msg;
   }
-  msg.headers = all.substr(headers_start, reader.consumed());
-  msg.size = headers_start + reader.consumed() + msg.content_length;
+  if (headers.reason != Reason::none) return fail(msg, headers.reason);
+  msg.headers = all.substr(headers_start, headers.size);
+  msg.size = headers_start + headers.size + msg.content_length;
   msg.status = Status::parsed;
   return msg;
 }
@@ -302,40 +273,6 @@ Extent message_extent(ByteSpan stream) {
   if (msg.status != Status::parsed) return {msg.status, msg.reason, 0};
   if (msg.size > stream.size()) return {Status::need_more, Reason::none, 0};
   return {Status::parsed, Reason::none, msg.size};
-}
-
-const char* to_string(Reason r) {
-  switch (r) {
-    case Reason::none: return "none";
-    case Reason::bad_request_line: return "bad request line";
-    case Reason::bad_status_line: return "bad status line";
-    case Reason::bad_version: return "bad version";
-    case Reason::header_without_colon: return "header without colon";
-    case Reason::bad_header_name: return "bad header name";
-    case Reason::continuation_without_header: return "continuation line without header";
-    case Reason::too_many_headers: return "too many headers";
-    case Reason::bad_cseq: return "bad CSeq";
-    case Reason::bad_session: return "bad Session";
-    case Reason::bad_content_length: return "bad Content-Length";
-    case Reason::bad_transport: return "bad Transport";
-    case Reason::too_many_transports: return "too many Transport specs";
-  }
-  return "?";
-}
-
-const char* to_string(Method m) {
-  for (auto [name, id] : method_names)
-    if (id == m) return name.data();  // the literals are NUL-terminated
-  return "other";
-}
-
-const char* to_string(LowerTransport t) {
-  switch (t) {
-    case LowerTransport::udp: return "UDP";
-    case LowerTransport::tcp: return "TCP";
-    case LowerTransport::other: return "other";
-  }
-  return "?";
 }
 
 }  // namespace tether::parsers::rtsp

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "parsers/enum_names.hpp"
 #include "parsers/text.hpp"
 
 namespace tether::parsers::rtsp {
@@ -35,28 +36,37 @@ inline constexpr std::size_t max_transports = 8;
 enum class Kind : std::uint8_t { request, response, interleaved };
 
 // Method tokens are case-sensitive; anything else is `other`.
-enum class Method : std::uint8_t {
-  OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER, ANNOUNCE,
-  RECORD, REDIRECT, PLAY_NOTIFY, other,
-};
+#define TETHER_RTSP_METHODS(X)                                                                     \
+  X(OPTIONS) X(DESCRIBE) X(SETUP) X(PLAY) X(PAUSE) X(TEARDOWN) X(GET_PARAMETER) X(SET_PARAMETER) \
+  X(ANNOUNCE) X(RECORD) X(REDIRECT) X(PLAY_NOTIFY)
 
-enum class Reason : std::uint8_t {
-  none,
-  bad_request_line,
-  bad_status_line,
-  bad_version,  // "RTSP/x.y" other than 1.0 and 2.0
-  header_without_colon,
-  bad_header_name,
-  continuation_without_header,
-  too_many_headers,
-  bad_cseq,
-  bad_session,
-  bad_content_length,  // not a number, or two different values
-  bad_transport,       // no protocol/profile, or a port, channel or address that is not one
-  too_many_transports,
-};
+enum class Method : std::uint8_t { TETHER_RTSP_METHODS(TETHER_TOKEN_ENUMERATOR) other };
+TETHER_ENUM_SPELLINGS(Method, TETHER_RTSP_METHODS)
 
-enum class LowerTransport : std::uint8_t { udp, tcp, other };  // udp when not given
+// Why a message is malformed: X(reason, its name in logs and tests).
+#define TETHER_RTSP_REASONS(X)                                                                     \
+  X(none, "none")                                                                                  \
+  X(bad_request_line, "bad request line")                                                          \
+  X(bad_status_line, "bad status line")                                                            \
+  X(bad_version, "bad version") /* "RTSP/x.y" other than 1.0 and 2.0 */                            \
+  X(header_without_colon, "header without colon")                                                  \
+  X(bad_header_name, "bad header name")                                                            \
+  X(continuation_without_header, "continuation line without header")                               \
+  X(too_many_headers, "too many headers")                                                          \
+  X(bad_cseq, "bad CSeq")                                                                          \
+  X(bad_session, "bad Session")                                                                    \
+  X(bad_content_length, "bad Content-Length") /* not a number, or two different values */          \
+  /* no protocol/profile, or a port, channel or address that is not one */                         \
+  X(bad_transport, "bad Transport")                                                                \
+  X(too_many_transports, "too many Transport specs")
+
+enum class Reason : std::uint8_t { TETHER_RTSP_REASONS(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(Reason, TETHER_RTSP_REASONS)
+
+// udp when not given
+#define TETHER_RTSP_LOWER_TRANSPORTS(X) X(udp, "UDP") X(tcp, "TCP") X(other, "other")
+enum class LowerTransport : std::uint8_t { TETHER_RTSP_LOWER_TRANSPORTS(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(LowerTransport, TETHER_RTSP_LOWER_TRANSPORTS)
 enum class Delivery : std::uint8_t { unspecified, unicast, multicast };
 
 // `first`..`last` inclusive; a single value has last == first. Not given: present == false.
@@ -143,9 +153,5 @@ struct Extent {
   std::size_t size = 0;
 };
 [[nodiscard]] Extent message_extent(ByteSpan stream);
-
-const char* to_string(Reason r);
-const char* to_string(Method m);
-const char* to_string(LowerTransport t);
 
 }  // namespace tether::parsers::rtsp

@@ -13,22 +13,9 @@ using text::iequals;
 constexpr std::string_view version_prefix = "SIP/";
 constexpr std::string_view supported_version = "SIP/2.0";
 
-constexpr std::array<std::pair<std::string_view, Method>, 14> method_names{{
-    {"INVITE", Method::INVITE},       {"ACK", Method::ACK},
-    {"BYE", Method::BYE},             {"CANCEL", Method::CANCEL},
-    {"REGISTER", Method::REGISTER},   {"OPTIONS", Method::OPTIONS},
-    {"PRACK", Method::PRACK},         {"SUBSCRIBE", Method::SUBSCRIBE},
-    {"NOTIFY", Method::NOTIFY},       {"PUBLISH", Method::PUBLISH},
-    {"INFO", Method::INFO},           {"REFER", Method::REFER},
-    {"MESSAGE", Method::MESSAGE},     {"UPDATE", Method::UPDATE},
-}};
+constexpr std::string_view method_names[] = {TETHER_SIP_METHODS(TETHER_TOKEN_SPELLING)};
 
-Method to_method(std::string_view name) {
-  // The first letter rules out all but one or two names without a compare call.
-  for (auto [known, id] : method_names)
-    if (!name.empty() && name.front() == known.front() && name == known) return id;
-  return Method::other;
-}
+Method to_method(std::string_view name) { return enum_spelled<Method>(method_names, name); }
 
 // IANA "Header Fields" registry, compact forms.
 constexpr std::array<std::pair<char, std::string_view>, 15> compact_names{{
@@ -59,9 +46,7 @@ std::optional<Reason> parse_start_line(std::string_view line, Message& msg) {
   // The version follows the last SP, as is_start_line_of() looks for it.
   if (!text::istarts_with(parts->version, version_prefix)) return std::nullopt;
   if (!iequals(parts->version, supported_version)) return Reason::bad_version;
-  if (!text::is_token_run_of(line, parts->method.size()) ||
-      !text::is_request_target(parts->target))
-    return Reason::bad_request_line;
+  if (!text::is_well_formed_request(line, *parts)) return Reason::bad_request_line;
   msg.method_name = parts->method;
   msg.method = to_method(parts->method);
   msg.request_uri = parts->target;
@@ -154,28 +139,18 @@ void read_message(ByteSpan input, Framing how, Message& msg) {
   if (!start_line) return;  // another protocol
   if (*start_line != Reason::none) return fail(msg, *start_line);
 
-  std::size_t headers_start = start + first->size;
-  text::HeaderReader reader(all.substr(headers_start));
-  Reason refused = Reason::none;
-  auto take = [&](const text::HeaderField& field) {
-    refused = take_header(field, msg);
-    return refused == Reason::none;
-  };
-  switch (reader.read(max_headers, msg.header_count, take)) {
-    case text::HeaderBlock::complete: break;
-    case text::HeaderBlock::need_more:
-      if (!stream) return fail(msg, Reason::headers_unterminated);
-      msg.status = Status::need_more;
-      return;
-    case text::HeaderBlock::stopped: return fail(msg, refused);
-    case text::HeaderBlock::too_many_fields: return fail(msg, Reason::too_many_headers);
-    case text::HeaderBlock::no_colon: return fail(msg, Reason::header_without_colon);
-    case text::HeaderBlock::bad_name: return fail(msg, Reason::bad_header_name);
-    case text::HeaderBlock::continuation_first:
-      return fail(msg, Reason::continuation_without_header);
+  const std::size_t headers_start = start + first->size;
+  const auto headers = text::read_header_block<Reason>(
+      all.substr(headers_start), max_headers, msg.header_count,
+      [&](const text::HeaderField& field) { return take_header(field, msg); });
+  if (headers.end == text::HeaderBlock::need_more) {
+    if (!stream) return fail(msg, Reason::headers_unterminated);
+    msg.status = Status::need_more;
+    return;
   }
-  std::size_t body_start = headers_start + reader.consumed();
-  msg.headers = all.substr(headers_start, reader.consumed());
+  if (headers.reason != Reason::none) return fail(msg, headers.reason);
+  std::size_t body_start = headers_start + headers.size;
+  msg.headers = all.substr(headers_start, headers.size);
 
   // A datagram's body is the rest of it unless Content-Length says less (RFC 3261 18.3);
   // a stream's body is exactly Content-Length bytes, none without it.
@@ -352,42 +327,5 @@ std::uint64_t hash_unfolded(std::string_view value, std::uint64_t seed) {
 }
 
 bool equal_unfolded(std::string_view a, std::string_view b) { return text::equal_unfolded(a, b); }
-
-const char* to_string(Reason r) {
-  switch (r) {
-    case Reason::none: return "none";
-    case Reason::first_line_unterminated: return "no CRLF in first line";
-    case Reason::bad_request_line: return "bad request line";
-    case Reason::bad_status_line: return "bad status line";
-    case Reason::bad_version: return "bad version";
-    case Reason::header_without_colon: return "header without colon";
-    case Reason::bad_header_name: return "bad header name";
-    case Reason::continuation_without_header: return "continuation line without header";
-    case Reason::headers_unterminated: return "headers not terminated by empty line";
-    case Reason::too_many_headers: return "too many headers";
-    case Reason::call_id_missing: return "Call-ID missing";
-    case Reason::call_id_empty: return "Call-ID empty";
-    case Reason::call_id_conflict: return "Call-ID headers differ";
-    case Reason::bad_cseq: return "bad CSeq";
-    case Reason::bad_content_length: return "bad Content-Length";
-    case Reason::body_truncated: return "body shorter than Content-Length";
-  }
-  return "?";
-}
-
-const char* to_string(Method m) {
-  for (auto [name, id] : method_names)
-    if (id == m) return name.data();  // the literals are NUL-terminated
-  return "other";
-}
-
-const char* to_string(Kind k) {
-  switch (k) {
-    case Kind::request: return "request";
-    case Kind::response: return "response";
-    case Kind::keepalive: return "keepalive";
-  }
-  return "?";
-}
 
 }  // namespace tether::parsers::sip

@@ -26,6 +26,7 @@
 #include <optional>
 #include <string_view>
 
+#include "parsers/enum_names.hpp"
 #include "parsers/text.hpp"
 
 namespace tether::parsers::sip {
@@ -37,32 +38,43 @@ inline constexpr std::size_t max_headers = 64;
 // tells where the next message starts.
 enum class Framing : std::uint8_t { datagram, stream };
 
-enum class Kind : std::uint8_t { request, response, keepalive };
+#define TETHER_SIP_KINDS(X) X(request, "request") X(response, "response") X(keepalive, "keepalive")
+enum class Kind : std::uint8_t { TETHER_SIP_KINDS(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(Kind, TETHER_SIP_KINDS)
 
 // Method tokens are case-sensitive (RFC 3261 7.1); anything else is `other`.
-enum class Method : std::uint8_t {
-  INVITE, ACK, BYE, CANCEL, REGISTER, OPTIONS, PRACK, SUBSCRIBE, NOTIFY, PUBLISH, INFO, REFER,
-  MESSAGE, UPDATE, other,
-};
+#define TETHER_SIP_METHODS(X)                                                                      \
+  X(INVITE) X(ACK) X(BYE) X(CANCEL) X(REGISTER) X(OPTIONS) X(PRACK) X(SUBSCRIBE) X(NOTIFY)         \
+  X(PUBLISH) X(INFO) X(REFER) X(MESSAGE) X(UPDATE)
 
-enum class Reason : std::uint8_t {
-  none,
-  first_line_unterminated,      // a datagram whose start line has no line end
-  bad_request_line,
-  bad_status_line,
-  bad_version,                  // "SIP/x.y" other than SIP/2.0
-  header_without_colon,
-  bad_header_name,
-  continuation_without_header,  // a folded line right after the start line
-  headers_unterminated,         // a datagram without the empty line that ends the headers
-  too_many_headers,
-  call_id_missing,
-  call_id_empty,
-  call_id_conflict,             // two Call-ID headers with different values
-  bad_cseq,
-  bad_content_length,           // not a number, or two different values
-  body_truncated,               // a datagram with fewer body bytes than Content-Length
-};
+enum class Method : std::uint8_t { TETHER_SIP_METHODS(TETHER_TOKEN_ENUMERATOR) other };
+TETHER_ENUM_SPELLINGS(Method, TETHER_SIP_METHODS)
+
+// Why a message is malformed: X(reason, its name in logs and tests).
+#define TETHER_SIP_REASONS(X)                                                                      \
+  X(none, "none")                                                                                  \
+  /* a datagram whose start line has no line end */                                                \
+  X(first_line_unterminated, "no CRLF in first line")                                              \
+  X(bad_request_line, "bad request line")                                                          \
+  X(bad_status_line, "bad status line")                                                            \
+  X(bad_version, "bad version") /* "SIP/x.y" other than SIP/2.0 */                                 \
+  X(header_without_colon, "header without colon")                                                  \
+  X(bad_header_name, "bad header name")                                                            \
+  /* a folded line right after the start line */                                                   \
+  X(continuation_without_header, "continuation line without header")                               \
+  /* a datagram without the empty line that ends the headers */                                    \
+  X(headers_unterminated, "headers not terminated by empty line")                                  \
+  X(too_many_headers, "too many headers")                                                          \
+  X(call_id_missing, "Call-ID missing")                                                            \
+  X(call_id_empty, "Call-ID empty")                                                                \
+  X(call_id_conflict, "Call-ID headers differ") /* two Call-ID headers with different values */    \
+  X(bad_cseq, "bad CSeq")                                                                          \
+  X(bad_content_length, "bad Content-Length") /* not a number, or two different values */          \
+  /* a datagram with fewer body bytes than Content-Length */                                       \
+  X(body_truncated, "body shorter than Content-Length")
+
+enum class Reason : std::uint8_t { TETHER_SIP_REASONS(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(Reason, TETHER_SIP_REASONS)
 
 struct Message {
   parsers::Status status = parsers::Status::not_this_protocol;
@@ -127,9 +139,5 @@ std::string_view expand_compact_name(std::string_view name);
 
 // True when two header values are equal once unfolded.
 bool equal_unfolded(std::string_view a, std::string_view b);
-
-const char* to_string(Reason r);
-const char* to_string(Method m);
-const char* to_string(Kind k);
 
 }  // namespace tether::parsers::sip

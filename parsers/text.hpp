@@ -362,6 +362,12 @@ inline bool is_request_target(std::string_view s) {
   return !s.empty() && !has_byte_below_or(s, 0x21, 0x7f);  // no SP, no control character
 }
 
+// What SIP and RTSP ask of a request line besides its version: the method is a token, the
+// target a request target.
+inline bool is_well_formed_request(std::string_view line, const RequestLine& parts) {
+  return is_token_run_of(line, parts.method.size()) && is_request_target(parts.target);
+}
+
 // While a start line is still arriving, can it still become "METHOD SP ..." or
 // "<version_prefix>..."? Lets stream parsers say not_this_protocol early rather than
 // need_more forever on binary traffic.
@@ -459,6 +465,39 @@ class HeaderReader {
   const char* cursor_;
   const char* end_;
 };
+
+// How read_header_block() ended, in a parser's own terms.
+template <class Reason>
+struct HeaderBlockEnd {
+  HeaderBlock end;
+  Reason reason;     // why the block is ill-formed; Reason::none for complete and need_more
+  std::size_t size;  // bytes read; once complete, the block's size with its empty line
+};
+
+// Reads the header block at the start of `input`, handing each field to `take`, which
+// returns the parser's Reason (Reason::none to go on). SIP and RTSP share the header syntax
+// and name its faults alike, so the faults become their Reasons here, once.
+template <class Reason, class Take>
+HeaderBlockEnd<Reason> read_header_block(std::string_view input, std::size_t max_fields,
+                                         std::size_t& count, Take&& take) {
+  HeaderReader reader(input);
+  Reason refused = Reason::none;
+  const HeaderBlock end = reader.read(max_fields, count, [&](const HeaderField& field) {
+    refused = take(field);
+    return refused == Reason::none;
+  });
+  Reason reason = Reason::none;
+  switch (end) {
+    case HeaderBlock::complete:
+    case HeaderBlock::need_more: break;
+    case HeaderBlock::stopped: reason = refused; break;
+    case HeaderBlock::too_many_fields: reason = Reason::too_many_headers; break;
+    case HeaderBlock::no_colon: reason = Reason::header_without_colon; break;
+    case HeaderBlock::bad_name: reason = Reason::bad_header_name; break;
+    case HeaderBlock::continuation_first: reason = Reason::continuation_without_header; break;
+  }
+  return {end, reason, reader.consumed()};
+}
 
 // The bytes of a header value as RFC 3261 7.3.1 defines it: any run of linear white space
 // (blanks, and the CRLF of a fold) counts as one SP, and none at either end. Folded and

@@ -122,7 +122,7 @@ TEST_CASE("config: a minimal file loads with every default", "[config]") {
   CHECK(s.forwarding == tether::Forwarding::dsr);
   CHECK(s.idle_timeout_s == 300);  // tcp default
   CHECK(s.fin_timeout_s == 10);
-  CHECK(s.dpi == tether::SessionProtocol::none);
+  CHECK(!s.dpi.has_value());
   CHECK(s.session_timeout_s == 300);
   CHECK(s.linger_s == 32);
   CHECK(s.expectation_timeout_s == 30);

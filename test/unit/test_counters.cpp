@@ -22,6 +22,8 @@ TEST_CASE("a counter counts, and reads whole while its worker writes", "[counter
   CHECK(c.read() == 42);
   const std::uint64_t as_value = c;
   CHECK(as_value == 42);
+  c.set(7);  // a gauge: replaced, not added to
+  CHECK(c.read() == 7);
 
   Counter shared;
   constexpr std::uint64_t kAdds = 200000;
@@ -42,7 +44,7 @@ TEST_CASE("a counter counts, and reads whole while its worker writes", "[counter
 TEST_CASE("enum names come from the lists, in order", "[counters]") {
   CHECK(std::string(to_string(DropReason::not_our_mac)) == "not_our_mac");
   CHECK(std::string(to_string(DropReason::exception_ring_full)) == "exception_ring_full");
-  CHECK(std::string(to_string(dataplane::SessionProtocol::rtsp)) == "rtsp");
+  CHECK(std::string(to_string(SessionProtocol::rtsp)) == "rtsp");
   CHECK(std::string(to_string(Expectation::ftp_data)) == "ftp_data");
   CHECK(std::string(to_string(DpiFallback::too_many_expectations)) == "too_many_expectations");
   CHECK(std::string(to_string(DpiFallback::count_)) == "unknown");
