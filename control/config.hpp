@@ -48,8 +48,14 @@ const char* to_string(std::optional<SessionProtocol> dpi);
 
 // The port's kernel interface (the exception path): a TAP interface that takes every frame
 // the dataplane does not consume, and whose frames leave through the port.
+// How the kernel interface is made: DPDK's TAP PMD, or virtio-user over the kernel's
+// vhost-net (fewer copies; needs /dev/vhost-net).
+enum class KernelDriver : std::uint8_t { tap, virtio_user };
+const char* to_string(KernelDriver driver);
+
 struct KernelInterfaceConfig {
   std::string name;  // the interface's name in tetherd's network namespace
+  KernelDriver driver = KernelDriver::tap;
   std::uint32_t rate = 20000;  // frames per second toward the kernel, split between workers
   std::uint32_t burst = 512;   // frames above the rate a quiet interface may take at once
   bool operator==(const KernelInterfaceConfig&) const = default;

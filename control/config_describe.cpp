@@ -48,7 +48,8 @@ std::string describe(const Config& config) {
     }
     out << '\n';
     if (port.kernel)
-      out << "    kernel interface " << port.kernel->name << ": every frame tetherd does not consume, "
+      out << "    kernel interface " << port.kernel->name << " (" << to_string(port.kernel->driver)
+          << "): every frame tetherd does not consume, "
           << port.kernel->rate << " frames/s (burst " << port.kernel->burst << ")\n";
   }
   out << "backends:\n";

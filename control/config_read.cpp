@@ -42,11 +42,13 @@ std::pair<IpBytes, std::uint8_t> address_with_prefix(const GroupReader& r, const
 }
 
 KernelInterfaceConfig read_kernel_interface(const GroupReader& port, const Document& doc) {
-  GroupReader r(port.get("kernel"), doc, {"name", "rate", "burst"});
+  GroupReader r(port.get("kernel"), doc, {"name", "driver", "rate", "burst"});
   KernelInterfaceConfig kernel;
   kernel.name = r.string("name");
   if (const std::string wrong = interface_name_problem(kernel.name); !wrong.empty())
     r.fail(r.get("name"), wrong);
+  kernel.driver = r.choice<KernelDriver>("driver", {{"tap", KernelDriver::tap}, {"virtio-user", KernelDriver::virtio_user}},
+                                         KernelDriver::tap);
   kernel.rate = static_cast<std::uint32_t>(r.integer("rate", 1, 10'000'000, kernel.rate));
   kernel.burst = static_cast<std::uint32_t>(r.integer("burst", 1, 1'000'000, kernel.burst));
   return kernel;

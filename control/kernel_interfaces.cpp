@@ -25,6 +25,7 @@ namespace tether {
 namespace {
 
 constexpr std::uint16_t kDescriptors = 512;
+constexpr const char* kVhostNet = "/dev/vhost-net";
 constexpr unsigned kPoolSize = 2047;  // the RX ring's and a burst in flight, per interface
 constexpr unsigned kPoolCache = 32;
 constexpr unsigned kBurst = 32;
@@ -119,10 +120,22 @@ KernelInterfaces::KernelInterfaces(const Config& config, const ControlPorts& por
     if (!config.ports[p].kernel) continue;
     const PortConfig& port = config.ports[p];
     const std::string& name = port.kernel->name;
-    Interface interface{p, ports[p].port_id, 0, "net_tap_tether" + std::to_string(p), name, nullptr};
+    const bool tap = port.kernel->driver == KernelDriver::tap;
+    Interface interface{p, ports[p].port_id, 0,
+                        (tap ? "net_tap_tether" : "virtio_user_tether") + std::to_string(p), name, nullptr};
+    // virtio-user over vhost-net: the kernel makes a TAP interface `iface` and moves frames
+    // to and from the guest-style rings itself, without a copy through read()/write().
+    if (!tap && access(kVhostNet, R_OK | W_OK) != 0)
+      fail(name, std::string("driver virtio-user needs ") + kVhostNet + " (modprobe vhost_net)", errno);
+    const std::string arguments =
+        tap ? "iface=" + name
+            : std::string("path=") + kVhostNet + ",iface=" + name + ",queues=1,queue_size=" + std::to_string(kDescriptors) +
+                  ",mac=" + format_mac(ports[p].mac);
     // Added before anything can fail, so that the destructor removes what was made.
-    if (int rc = rte_vdev_init(interface.device.c_str(), ("iface=" + name).c_str()); rc != 0)
-      fail(name, "creating it with net_tap (does /dev/net/tun exist, is the name free?)", rc);
+    if (int rc = rte_vdev_init(interface.device.c_str(), arguments.c_str()); rc != 0)
+      fail(name, tap ? "creating it with net_tap (does /dev/net/tun exist, is the name free?)"
+                     : "creating it with virtio_user over vhost-net (is the name free?)",
+           rc);
     interfaces_.push_back(interface);
     Interface& made = interfaces_.back();
     if (rte_eth_dev_get_port_by_name(made.device.c_str(), &made.tap_port) != 0)
@@ -139,10 +152,12 @@ KernelInterfaces::KernelInterfaces(const Config& config, const ControlPorts& por
       fail(name, "RX queue", rc);
     if (int rc = rte_eth_tx_queue_setup(made.tap_port, 0, kDescriptors, socket, nullptr); rc != 0)
       fail(name, "TX queue", rc);
-    // The port's MAC: the kernel's ARP and ND answers, and its frames, carry the port's own.
+    // The port's MAC: the kernel's ARP and ND answers, and its frames, carry the port's own
+    // (virtio-user was given it as it was made).
     rte_ether_addr mac;
     std::memcpy(mac.addr_bytes, ports[p].mac.data(), 6);
-    if (int rc = rte_eth_dev_default_mac_addr_set(made.tap_port, &mac); rc != 0) fail(name, "setting its MAC", rc);
+    if (tap)
+      if (int rc = rte_eth_dev_default_mac_addr_set(made.tap_port, &mac); rc != 0) fail(name, "setting its MAC", rc);
     if (int rc = rte_eth_dev_start(made.tap_port); rc != 0) fail(name, "start", rc);
     set_up(name);
     for (std::size_t a = 0; a < port.addresses.size(); ++a)

@@ -54,6 +54,21 @@ def run_with_kernel(workdir, namespace, frames, kernel='name = "tk0";', idle_exi
     return json.loads(stats.read_text()), [Ether(f) for f in read_frames(workdir / "out0.pcap")]
 
 
+def test_virtio_user_needs_vhost_net(tmp_path, namespace):
+    """driver = "virtio-user" makes the kernel interface with virtio-user over vhost-net:
+    where the host has /dev/vhost-net the kernel answers for the port's address as with the
+    TAP driver; where it has not (this machine), tetherd refuses to start and says why."""
+    frames = [to_port(IP(src=CLIENT_IP, dst=PORT_IPV4) / ICMP(type=8, id=7, seq=1) / b"to the host")]
+    if os.path.exists("/dev/vhost-net"):
+        stats, out = run_with_kernel(tmp_path, namespace, frames, kernel='name = "tk0"; driver = "virtio-user";')
+        assert stats["kernel"]["kernel_delivered"] == 1
+        assert any(ICMP in p and p[ICMP].type == 0 and p[IP].src == PORT_IPV4 for p in out)
+        return
+    with pytest.raises(AssertionError, match="driver virtio-user needs /dev/vhost-net"):
+        run_with_kernel(tmp_path, namespace, frames, kernel='name = "tk0"; driver = "virtio-user";')
+    assert "tk0" not in subprocess.run(["ip", "-n", namespace, "link"], capture_output=True, text=True).stdout
+
+
 def to_port(layer):
     return Ether(src=CLIENT_MAC, dst=PORT_MAC) / layer
 
@@ -142,6 +157,7 @@ def test_kernel_interface_settings_are_checked(tmp_path):
         'name = "a-name-longer-than-15";': "must be 1 to 15 letters",
         'name = "tk0"; rate = 0;': "out of range",
         'name = "tk0"; colour = "red";': "unknown setting",
+        'name = "tk0"; driver = "kni";': "'kni' is not one of: tap, virtio-user",
     }
     for kernel, message in cases.items():
         path = tmp_path / "bad.cfg"
@@ -156,4 +172,4 @@ def test_kernel_interface_settings_are_checked(tmp_path):
     path.write_text(base.replace(ADDRESSES_TEXT, f'addresses = ["{PORT_IPV4}/24"]; kernel = {{ name = "tk0"; }};'))
     run = subprocess.run(command_line(path, tmp_path / "s.sock")[:3] + ["--check"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert f"{PORT_IPV4}/24" in run.stdout and "kernel interface tk0" in run.stdout
+    assert f"{PORT_IPV4}/24" in run.stdout and "kernel interface tk0 (tap)" in run.stdout

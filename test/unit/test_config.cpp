@@ -1036,12 +1036,15 @@ TEST_CASE("config: a port's kernel interface and its addresses' prefix lengths",
   CHECK(c.ports[0].kernel->name == "lan0");
   CHECK(c.ports[0].kernel->rate == 20000);
   CHECK(c.ports[0].kernel->burst == 512);
+  CHECK(c.ports[0].kernel->driver == tether::KernelDriver::tap);
   CHECK(c.ports[0].addresses == std::vector<tether::IpBytes>{ip("192.0.2.1"), ip("2001:db8::1")});
   CHECK(c.ports[0].prefix_lengths == std::vector<std::uint8_t>{24, 128});
   CHECK(tether::prefix_length(c.ports[0], 1) == 128);
   CHECK_FALSE(load(kBase).ports[0].kernel.has_value());
 
-  const Config tuned = load(kernel("name = \"x.y-z_0\"; rate = 100; burst = 1;"));
+  const Config tuned = load(kernel("name = \"x.y-z_0\"; driver = \"virtio-user\"; rate = 100; burst = 1;"));
+  CHECK(tuned.ports[0].kernel->driver == tether::KernelDriver::virtio_user);
+  CHECK_THROWS_WITH(load(kernel("name = \"lan0\"; driver = \"kni\";")), Contains("'kni' is not one of: tap, virtio-user"));
   CHECK(tuned.ports[0].kernel->rate == 100);
   CHECK(tuned.ports[0].kernel->burst == 1);
 
