@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -15,6 +17,15 @@ using dataplane::SessionKind;
 
 constexpr const char* kCounter = "counter";
 constexpr const char* kGauge = "gauge";
+
+// A metric name made at run time, kept for the program's life: Metric holds a const char*.
+// The control thread and DPDK's telemetry thread both list the counters.
+const char* lasting(std::string name) {
+  static std::mutex guard;
+  static std::set<std::string> names;  // nodes stay put: their c_str() too
+  const std::lock_guard lock(guard);
+  return names.insert(std::move(name)).first->c_str();
+}
 
 }  // namespace
 
@@ -154,31 +165,18 @@ std::vector<CounterSample> list_counters(const Totals& t) {
   add("sync", "sync_accepted", sync.accepted,
       {.name = "sync_accepted_messages_total", .type = kCounter,
        .help = "Sync messages from a peer with a valid tag and a new sequence number."});
-  for (i = 0; i < kSyncRejectReasons; ++i) {
-    static const std::vector<std::string> kRejected = [] {
-      std::vector<std::string> names;
-      for (std::size_t r = 0; r < kSyncRejectReasons; ++r)
-        names.push_back(std::string("sync_rejected_") + sync_reject_reason(r) + "_messages_total");
-      return names;
-    }();
+  for (i = 0; i < kSyncRejectReasons; ++i)
     add("sync", std::string("sync_rejected_") + sync_reject_reason(i), sync.rejected[i],
-        {.name = kRejected[i].c_str(), .type = kCounter,
+        {.name = lasting(std::string("sync_rejected_") + sync_reject_reason(i) + "_messages_total"),
+         .type = kCounter,
          .help = "Sync datagrams rejected, by reason (unknown_peer: from no configured peer)."});
-  }
   add("sync", "sync_sequence_gaps", sync.sequence_gaps,
       {.name = "sync_sequence_gaps_total", .type = kCounter,
        .help = "Sequence numbers a peer's accepted sync messages skipped (lost or late)."});
-  for (i = 0; i + 1 < kSyncRecordKinds; ++i) {  // flows are never applied yet: not_applied
-    static const std::vector<std::string> kApplied = [] {
-      std::vector<std::string> names;
-      for (std::size_t k = 0; k < kSyncRecordKinds; ++k)
-        names.push_back(std::string("sync_applied_") + sync_record_kind(k) + "_records_total");
-      return names;
-    }();
+  for (i = 0; i + 1 < kSyncRecordKinds; ++i)  // flows are never applied yet: not_applied
     add("sync", std::string("sync_applied_") + sync_record_kind(i), sync.applied[i],
-        {.name = kApplied[i].c_str(), .type = kCounter,
-         .help = "Synced records applied to the session table, by kind."});
-  }
+        {.name = lasting(std::string("sync_applied_") + sync_record_kind(i) + "_records_total"),
+         .type = kCounter, .help = "Synced records applied to the session table, by kind."});
   add("sync", "sync_refused", sync.refused,
       {.name = "sync_refused_records_total", .type = kCounter,
        .help = "Synced records naming a service or backend this instance does not run so."});
