@@ -119,6 +119,42 @@ std::string show_counters(ControlState& state, Args) {
   return counters_json(state.config, state.totals());
 }
 
+// The sync receiver: each configured peer with the senders heard from it, and its counters.
+std::string show_sync(ControlState& state, Args) {
+  if (!state.config.sync || state.sync == nullptr) return text_of({{"enabled", false}});
+  const SyncConfig& sync = *state.config.sync;
+  const std::uint64_t now = rte_rdtsc();
+  const std::vector<SyncPeerView> heard = state.sync->peers();
+  Json peers = Json::array();
+  for (const IpBytes& address : sync.peers) {
+    bool any = false;
+    for (const SyncPeerView& sender : heard) {
+      if (sender.address != address) continue;
+      any = true;
+      peers.push_back({{"address", format_ip(address)},
+                       {"sender", sender.sender},
+                       {"epoch", sender.epoch},
+                       {"last_sequence", sender.last_sequence},
+                       {"accepted", sender.accepted},
+                       {"last_message_age_ms", (now - sender.last_accepted_tsc) * 1000 / state.tsc_hz}});
+    }
+    if (!any)  // nothing accepted from it yet
+      peers.push_back({{"address", format_ip(address)}, {"sender", nullptr}, {"epoch", nullptr},
+                       {"last_sequence", nullptr}, {"accepted", 0}, {"last_message_age_ms", nullptr}});
+  }
+  Json counters = Json::object();
+  for (const CounterSample& c : list_counters(state.totals()))
+    if (std::string_view(c.section) == "sync") counters[c.name] = c.value;
+  const PortConfig& port = state.config.ports[sync.port];
+  return text_of({{"enabled", true},
+                  {"listen", format_ip(port.addresses[0]) + ":" + std::to_string(sync.listen_port)},
+                  {"interface", port.kernel->name},
+                  {"instance", sync.instance},
+                  {"sender_id", sync.sender_id},
+                  {"peers", std::move(peers)},
+                  {"counters", std::move(counters)}});
+}
+
 std::string show_workers(ControlState& state, Args) {
   Json workers = Json::array();
   for (std::size_t w = 0; w < state.workers->size(); ++w) {
@@ -474,6 +510,7 @@ constexpr Command kCommands[] = {
     {"show", "backends", "", 0, 0, show_backends},
     {"show", "counters", "", 0, 0, show_counters},
     {"show", "workers", "", 0, 0, show_workers},
+    {"show", "sync", "", 0, 0, show_sync},
     {"show", "sessions", "[service NAME] [protocol sip|rtsp|ftp] [backend NAME] [limit N]", 0,
      kAnyCount, show_filtered<kSessionFilters, list_sessions>},
     {"show", "flows", "[worker N] [service NAME] [backend NAME] [limit N]", 0, kAnyCount,

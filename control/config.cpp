@@ -1,5 +1,8 @@
 #include "control/config.hpp"
 
+#include "parsers/mix.hpp"
+#include "sync/hmac.hpp"
+
 namespace tether {
 
 bool is_prime(std::uint32_t n) {
@@ -15,5 +18,37 @@ const char* to_string(std::optional<SessionProtocol> dpi) {
 }
 const char* to_string(Forwarding) { return "dsr"; }
 const char* to_string(KernelDriver driver) { return driver == KernelDriver::tap ? "tap" : "virtio-user"; }
+
+std::uint32_t sync_sender_id(std::string_view instance) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then the splitmix64 finaliser
+  for (char c : instance) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  return static_cast<std::uint32_t>(parsers::mix64(h) >> 32);
+}
+
+std::vector<std::uint8_t> parse_sync_key(std::string_view text) {
+  const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (!text.empty() && space(text.front())) text.remove_prefix(1);
+  while (!text.empty() && space(text.back())) text.remove_suffix(1);
+  const auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::vector<std::uint8_t> key;
+  for (std::size_t i = 0; i < text.size(); i += 2) {
+    const int high = nibble(text[i]), low = i + 1 < text.size() ? nibble(text[i + 1]) : -1;
+    if (high < 0 || low < 0)
+      throw ConfigError("the key must be hex digits only (an even number of them), as "
+                        "`openssl rand -hex 32` writes");
+    key.push_back(static_cast<std::uint8_t>(high << 4 | low));
+  }
+  if (key.size() < sync::kMinKeySize || key.size() > sync::kMaxKeySize)
+    throw ConfigError("the key is " + std::to_string(key.size()) + " bytes; " +
+                      std::to_string(sync::kMinKeySize) + " to " + std::to_string(sync::kMaxKeySize) +
+                      " (" + std::to_string(2 * sync::kMinKeySize) + " to " +
+                      std::to_string(2 * sync::kMaxKeySize) + " hex digits) expected");
+  return key;
+}
 
 }  // namespace tether

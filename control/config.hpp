@@ -146,6 +146,27 @@ struct ServiceConfig {
   bool removed = false;  // as BackendConfig::removed: flows and sessions hold service indices
 };
 
+// State sync with other tether instances (docs/design.md "State sync"): what this instance
+// accepts from its peers. Messages travel as UDP over the kernel interface of `port`.
+struct SyncConfig {
+  std::size_t port = 0;  // index into Config::ports; the port has a kernel interface
+  std::uint16_t listen_port = 7788;
+  std::string key_file;
+  std::vector<std::uint8_t> key;  // the HMAC-SHA256 key, read from key_file with the file
+  std::vector<IpBytes> peers;     // the only sources messages are accepted from
+  std::string instance;           // this instance's name; default: the port's first address
+  std::uint32_t sender_id = 0;    // derived from `instance` (sync_sender_id)
+  bool operator==(const SyncConfig&) const = default;
+};
+
+// The sender id of the instance named `instance`: a portable digest, so that every build
+// derives the same id from the same name.
+std::uint32_t sync_sender_id(std::string_view instance);
+
+// The key in a sync key file's text: hex digits for 16 to 64 bytes, white space around them
+// ignored. Throws ConfigError saying what is wrong, without quoting the key.
+std::vector<std::uint8_t> parse_sync_key(std::string_view text);
+
 struct Config {
   std::string source;  // file name, for messages
   unsigned workers = 1;
@@ -162,6 +183,7 @@ struct Config {
   std::vector<PortConfig> ports;
   std::vector<BackendConfig> backends;
   std::vector<ServiceConfig> services;
+  std::optional<SyncConfig> sync;
 };
 
 inline constexpr std::uint32_t kMaxWeight = 65535;
@@ -199,6 +221,9 @@ Problem port_problem(const Config& config, std::size_t port);
 Problem backend_problem(const Config& config, std::size_t backend);
 // A service's VIP: a unicast address no port or backend has.
 Problem service_problem(const Config& config, std::size_t service);
+// The sync group: its port has a kernel interface and an address, its peers are hosts of
+// that address's family and not this box's own.
+Problem sync_problem(const Config& config);
 // A service's backends or one of its pools: a weight above 0 somewhere, and a Maglev table
 // of at least 100 slots per backend.
 Problem members_problem(const Config& config, const std::vector<ServiceBackend>& members);

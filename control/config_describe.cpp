@@ -52,6 +52,16 @@ std::string describe(const Config& config) {
           << "): every frame tetherd does not consume, "
           << port.kernel->rate << " frames/s (burst " << port.kernel->burst << ")\n";
   }
+  if (config.sync) {
+    const SyncConfig& sync = *config.sync;
+    const PortConfig& port = config.ports[sync.port];
+    out << "state sync (receiving): UDP " << format_ip(port.addresses[0]) << ":" << sync.listen_port
+        << " on " << port.kernel->name << " (port " << port.name << "), instance " << sync.instance
+        << " (sender id " << sync.sender_id << "), key " << sync.key.size() << " bytes from "
+        << sync.key_file << ", peers";
+    for (const auto& peer : sync.peers) out << ' ' << format_ip(peer);
+    out << '\n';
+  }
   out << "backends:\n";
   for (const auto& backend : config.backends)
     out << "  " << backend.name << "  " << format_ip(backend.address) << "  mac "

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <stdexcept>
 #include <tuple>
@@ -310,12 +311,65 @@ void read_services(const GroupReader& top, const Document& doc, Config& config,
   }
 }
 
+// The sync key: hex text in a file only its owner may read (see README "State sync").
+std::vector<std::uint8_t> read_sync_key(const GroupReader& r, const std::string& key_file,
+                                        const std::string& source) {
+  namespace fs = std::filesystem;
+  // A relative path is the configuration file's neighbour, wherever tetherd was started.
+  const fs::path path = fs::path(source).parent_path() / key_file;
+  std::error_code error;
+  const fs::file_status status = fs::status(path, error);
+  if (error || !fs::is_regular_file(status))
+    r.fail(r.get("key_file"), "cannot read key file " + path.string() + ": " +
+                                  (error ? error.message() : std::string("not a regular file")));
+  const fs::perms open_to_others = fs::perms::group_all | fs::perms::others_all;
+  if ((status.permissions() & open_to_others) != fs::perms::none)
+    r.fail(r.get("key_file"), "key file " + path.string() +
+                                  " is open to group or others: whoever reads it can steer "
+                                  "sessions (chmod 600 it)");
+  std::string text;
+  try {
+    text = read_whole_file(path.string());
+  } catch (const std::exception& e) {
+    r.fail(r.get("key_file"), "cannot read key file " + path.string() + ": " + e.what());
+  }
+  try {
+    return parse_sync_key(text);
+  } catch (const ConfigError& e) {
+    r.fail(r.get("key_file"), "key file " + path.string() + ": " + e.what());
+  }
+}
+
+void read_sync(const GroupReader& top, const Document& doc, Config& config,
+               const std::map<std::string, std::size_t>& port_names) {
+  GroupReader r(top.get("sync"), doc, {"port", "listen_port", "key_file", "peers", "instance"});
+  SyncConfig sync;
+  const std::string port = r.string("port");
+  const auto found = port_names.find(port);
+  if (found == port_names.end()) r.fail(r.get("port"), "no port named '" + port + "'");
+  sync.port = found->second;
+  sync.listen_port = static_cast<std::uint16_t>(r.integer("listen_port", 1, 65535, sync.listen_port));
+  sync.key_file = r.string("key_file");
+  if (sync.key_file.empty()) r.fail(r.get("key_file"), "key_file is empty");
+  sync.key = read_sync_key(r, sync.key_file, config.source);
+  const Setting& peers = r.list("peers");
+  if (peers.getLength() == 0) r.fail(peers, "at least one peer is required");
+  for (int i = 0; i < peers.getLength(); ++i) sync.peers.push_back(r.ip(peers[i]));
+  const PortConfig& sync_port = config.ports[sync.port];
+  sync.instance = r.string("instance", sync_port.addresses.empty() ? std::string()
+                                                                    : format_ip(sync_port.addresses[0]));
+  if (r.has("instance") && sync.instance.empty()) r.fail(r.get("instance"), "instance is empty");
+  sync.sender_id = sync_sender_id(sync.instance);
+  config.sync = std::move(sync);
+  r.check(sync_problem(config));
+}
+
 Config read(libconfig::Config& file, const Document& doc) {
   Config config;
   config.source = doc.source;
   GroupReader top(file.getRoot(), doc,
                   {"workers", "eal", "log_level", "tables", "neighbours", "ports", "backends",
-                   "services"});
+                   "services", "sync"});
   config.workers = static_cast<unsigned>(top.integer("workers", 1, kMaxWorkers, 1));
   if (top.has("eal")) {
     const Setting& eal = top.list("eal");
@@ -364,6 +418,7 @@ Config read(libconfig::Config& file, const Document& doc) {
   read_ports(top, doc, config, port_names);
   read_backends(top, doc, config, port_names, backend_names);
   read_services(top, doc, config, backend_names);
+  if (top.has("sync")) read_sync(top, doc, config, port_names);
   if (const auto wrong = eal_problem(config.eal_args, config))
     top.fail(top.get("eal")[static_cast<int>(wrong->index)], wrong->message);
   return config;

@@ -166,6 +166,34 @@ Problem service_problem(const Config& config, std::size_t s) {
   return {};
 }
 
+Problem sync_problem(const Config& config) {
+  if (!config.sync) return {};
+  const SyncConfig& sync = *config.sync;
+  const PortConfig& port = config.ports[sync.port];
+  if (!port.kernel)
+    return problem("port '" + port.name + "' has no kernel interface (kernel = { name = ...; }): "
+                   "sync messages travel through it", "port");
+  if (port.addresses.empty())
+    return problem("port '" + port.name + "' has no address to receive sync messages on", "port");
+  const bool ipv4 = parsers::is_ipv4_mapped(port.addresses[0]);
+  for (std::size_t i = 0; i < sync.peers.size(); ++i) {
+    const IpBytes& peer = sync.peers[i];
+    const std::string text = format_ip(peer);
+    const int element = static_cast<int>(i);
+    if (const char* why = address_problem(peer, AddressUse::backend))
+      return problem("peer " + text + " " + why, "peers", element);
+    if (parsers::is_ipv4_mapped(peer) != ipv4)
+      return problem("peer " + text + " is not of the family of " + format_ip(port.addresses[0]) +
+                         ", port '" + port.name + "''s first address, which sync listens on",
+                     "peers", element);
+    if (const auto own = port_with_address(config, peer))
+      return problem("peer " + text + " is port '" + config.ports[*own].name + "''s own address", "peers", element);
+    for (std::size_t j = 0; j < i; ++j)
+      if (sync.peers[j] == peer) return problem("peer " + text + " is listed twice", "peers", element);
+  }
+  return {};
+}
+
 Problem members_problem(const Config& config, const std::vector<ServiceBackend>& members) {
   if (!members.empty() &&
       std::none_of(members.begin(), members.end(), [](const ServiceBackend& m) { return m.weight > 0; }))
@@ -200,6 +228,7 @@ void validate(const Config& config, const std::vector<MacBytes>& device_macs) {
     for (const auto& pool : service.pools)
       check(members_problem(config, pool.backends), "service '" + service.name + "', pool '" + pool.name + "'");
   }
+  check(sync_problem(config), "sync");
 }
 
 }  // namespace tether

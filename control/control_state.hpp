@@ -31,6 +31,7 @@ struct ControlState {
   const dataplane::SessionTable* sessions;
   const dataplane::SweepResult* expired;
   const KernelInterfaces* kernel;  // null: no port has a kernel interface
+  const SyncReceiver* sync = nullptr;  // null: no `sync`
 
   Totals totals() const;
   // The ports' MACs as opened, for validate().

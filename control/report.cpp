@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -15,6 +17,15 @@ using dataplane::SessionKind;
 
 constexpr const char* kCounter = "counter";
 constexpr const char* kGauge = "gauge";
+
+// A metric name made at run time, kept for the program's life: Metric holds a const char*.
+// The control thread and DPDK's telemetry thread both list the counters.
+const char* lasting(std::string name) {
+  static std::mutex guard;
+  static std::set<std::string> names;  // nodes stay put: their c_str() too
+  const std::lock_guard lock(guard);
+  return names.insert(std::move(name)).first->c_str();
+}
 
 }  // namespace
 
@@ -144,6 +155,37 @@ std::vector<CounterSample> list_counters(const Totals& t) {
       {.name = "kernel_sent_dropped_frames_total", .type = kCounter,
        .help = "Frames the kernel sent that the port had no room for."});
 
+  // State sync's receiving side (the control thread's). One family per count rather than a
+  // label: the stats file's names and Prometheus's follow one rule.
+  const SyncTotals& sync = t.sync;
+  add("sync", "sync_received", sync.received,
+      {.name = "sync_received_messages_total", .type = kCounter,
+       .help = "Datagrams read from the state sync socket."});
+  add("sync", "sync_accepted", sync.accepted,
+      {.name = "sync_accepted_messages_total", .type = kCounter,
+       .help = "Sync messages from a peer with a valid tag and a new sequence number."});
+  for (i = 0; i < kSyncRejectReasons; ++i)
+    add("sync", std::string("sync_rejected_") + sync_reject_reason(i), sync.rejected[i],
+        {.name = lasting(std::string("sync_rejected_") + sync_reject_reason(i) + "_messages_total"),
+         .type = kCounter,
+         .help = "Sync datagrams rejected, by reason (unknown_peer: from no configured peer)."});
+  add("sync", "sync_sequence_gaps", sync.sequence_gaps,
+      {.name = "sync_sequence_gaps_total", .type = kCounter,
+       .help = "Sequence numbers a peer's accepted sync messages skipped (lost or late)."});
+  for (i = 0; i + 1 < kSyncRecordKinds; ++i)  // flows are never applied yet: not_applied
+    add("sync", std::string("sync_applied_") + sync_record_kind(i), sync.applied[i],
+        {.name = lasting(std::string("sync_applied_") + sync_record_kind(i) + "_records_total"),
+         .type = kCounter, .help = "Synced records applied to the session table, by kind."});
+  add("sync", "sync_refused", sync.refused,
+      {.name = "sync_refused_records_total", .type = kCounter,
+       .help = "Synced records naming a service or backend this instance does not run so."});
+  add("sync", "sync_not_applied", sync.not_applied,
+      {.name = "sync_not_applied_records_total", .type = kCounter,
+       .help = "Synced flow records, which this version does not apply."});
+  add("sync", "sync_table_full", sync.table_full,
+      {.name = "sync_table_full_records_total", .type = kCounter,
+       .help = "Synced records the session table had no room for."});
+
   add("memory", "flow_table_bytes", t.flow_table_bytes,
       {.name = "flow_table_bytes", .type = kGauge, .help = "Heap bytes of the flow tables.",
        .per_worker = true});
@@ -190,6 +232,7 @@ std::string summary_text(const Config& config, const Totals& totals) {
   nonzero_list("drops", "drops");
   if (std::any_of(config.ports.begin(), config.ports.end(), [](const PortConfig& p) { return p.kernel.has_value(); }))
     nonzero_list("kernel interfaces", "kernel");
+  if (config.sync) nonzero_list("state sync", "sync");
   if (inspecting) nonzero_list("dpi fallbacks", "dpi_fallbacks");
 
   std::uint64_t total_flows = 0;

@@ -12,6 +12,7 @@
 
 #include "control/config.hpp"
 #include "control/kernel_interfaces.hpp"
+#include "control/sync_receiver.hpp"
 #include "dataplane/session_table.hpp"
 #include "dataplane/worker.hpp"
 
@@ -32,6 +33,7 @@ struct Totals {
   std::uint64_t flow_table_bytes = 0, flow_table_entries = 0;
   SessionTotals sessions;
   KernelPathTotals kernel;  // the control thread's end of the kernel interfaces
+  SyncTotals sync;          // the state sync receiver's (zero without `sync`)
 };
 
 // Adds one worker's counters (and its flow table's size) to `totals`, whose `backends`
@@ -60,7 +62,7 @@ struct Metric {
 
 // One value of a name-value section of the stats file.
 struct CounterSample {
-  const char* section;  // "counters", "sessions", "drops", "dpi_fallbacks", "kernel" or "memory"
+  const char* section;  // "counters", "sessions", "drops", "dpi_fallbacks", "kernel", "sync" or "memory"
   std::string name;
   std::uint64_t value;
   Metric metric;

@@ -28,6 +28,7 @@ std::shared_ptr<const Config> registered_config;  // guarded by `registration`
 // the session table's sweep counts while the control thread adds to them.
 SessionTotals published_sessions;  // guarded by `registration`
 KernelPathTotals published_kernel;  // guarded by `registration`
+SyncTotals published_sync;  // guarded by `registration`
 
 // A JSON array or object of numbers as telemetry data (array or dictionary of u64), or of
 // such objects (the backends: a dictionary of dictionaries).
@@ -62,6 +63,7 @@ int answer(const char* command, const char*, rte_tel_data* data) {
   Totals totals = add_up(*registered_workers, registered_config->backends.size());
   totals.sessions = published_sessions;
   totals.kernel = published_kernel;
+  totals.sync = published_sync;
   const Json all = counters_document(*registered_config, totals);
   const auto section = all.find(command + std::strlen(kPrefix));
   if (section == all.end()) return -1;
@@ -90,10 +92,12 @@ void set_telemetry_backends(const Config& config) {
   registered_config = std::move(copy);
 }
 
-void set_telemetry_control_counts(const SessionTotals& sessions, const KernelPathTotals& kernel) {
+void set_telemetry_control_counts(const SessionTotals& sessions, const KernelPathTotals& kernel,
+                                  const SyncTotals& sync) {
   const std::lock_guard lock(registration);
   published_sessions = sessions;
   published_kernel = kernel;
+  published_sync = sync;
 }
 
 void withdraw_telemetry() {

@@ -20,7 +20,8 @@ void register_telemetry(const std::vector<std::unique_ptr<dataplane::Worker>>* w
 // After a reload or a backend command: the backends' names by index.
 void set_telemetry_backends(const Config& config);
 // From the control thread's loop: the session table's counters, which only it may read.
-void set_telemetry_control_counts(const SessionTotals& sessions, const KernelPathTotals& kernel);
+void set_telemetry_control_counts(const SessionTotals& sessions, const KernelPathTotals& kernel,
+                                  const SyncTotals& sync);
 void withdraw_telemetry();
 
 }  // namespace tether

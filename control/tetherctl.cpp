@@ -252,6 +252,24 @@ void print_workers(std::ostream& out, const json& answer) {
       << text(answer.at("snapshots_live")) << " live)\n";
 }
 
+void print_sync(std::ostream& out, const json& answer) {
+  if (!answer.at("enabled").get<bool>()) {
+    out << "state sync is not configured\n";
+    return;
+  }
+  out << "receiving on " << text(answer.at("listen")) << " (" << text(answer.at("interface")) << "), instance "
+      << text(answer.at("instance")) << " (sender id " << text(answer.at("sender_id")) << ")\n";
+  std::vector<std::vector<std::string>> rows;
+  const auto or_dash = [](const json& v) { return v.is_null() ? std::string("-") : text(v); };
+  for (const auto& p : answer.at("peers"))
+    rows.push_back({text(p.at("address")), or_dash(p.at("sender")), or_dash(p.at("epoch")),
+                    or_dash(p.at("last_sequence")), text(p.at("accepted")), or_dash(p.at("last_message_age_ms"))});
+  print_table(out, {"PEER", "SENDER", "EPOCH", "LAST SEQUENCE", "ACCEPTED", "LAST MESSAGE (MS AGO)"}, rows);
+  rows.clear();
+  for (const auto& [name, value] : answer.at("counters").items()) rows.push_back({name, text(value)});
+  print_table(out, {"COUNTER", "VALUE"}, rows);
+}
+
 void print_sessions(std::ostream& out, const json& answer) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& s : answer.at("sessions")) {
@@ -318,6 +336,7 @@ Printer printer_for(const std::vector<std::string>& command) {
     if (object == "backends") return print_backends;
     if (object == "counters") return print_counters;
     if (object == "workers") return print_workers;
+    if (object == "sync") return print_sync;
     if (object == "sessions") return print_sessions;
     if (object == "flows") return print_flows;
   }
@@ -336,7 +355,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> command;
   po::options_description visible(
       "Usage: tetherctl [-s PATH] [--json] [--timeout SECONDS] COMMAND...\n"
-      "Commands: show services|backends|counters|workers, backend weight NAME WEIGHT [SERVICE],\n"
+      "Commands: show services|backends|counters|workers|sync, backend weight NAME WEIGHT [SERVICE],\n"
       "show sessions [service NAME] [protocol sip|rtsp|ftp] [backend NAME] [limit N],\n"
       "show flows [worker N] [service NAME] [backend NAME] [limit N],\n"
       "backend drain|enable|disable NAME, backend add NAME ADDRESS SERVICE [weight W] [mac MAC]\n"

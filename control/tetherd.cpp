@@ -205,6 +205,7 @@ int run(const Config& config, const Options& options) {
   std::unique_ptr<ControlPorts> control_ports;
   std::unique_ptr<NeighbourResolver> neighbours;
   std::unique_ptr<KernelInterfaces> kernel;
+  std::unique_ptr<SyncReceiver> sync;
   std::unique_ptr<ControlState> control;
   std::unique_ptr<HealthChecker> health;
   try {
@@ -240,11 +241,13 @@ int run(const Config& config, const Options& options) {
     neighbours = std::make_unique<NeighbourResolver>(config, *control_ports, rte_get_tsc_hz());
     if (kernel_interfaces)
       kernel = std::make_unique<KernelInterfaces>(config, *control_ports, config.mbuf_data_size);
+    // After the kernel interfaces: its socket is bound to the address one of them carries.
+    if (config.sync) sync = std::make_unique<SyncReceiver>(config);
 
     control = std::make_unique<ControlState>(ControlState{
         config, std::vector<dataplane::BackendState>(config.backends.size()), nullptr,
         neighbours.get(), options.config_path, identities, rte_get_tsc_hz(), &links->snapshots(),
-        &workers, &links->sessions(), &expired, kernel.get()});
+        &workers, &links->sessions(), &expired, kernel.get(), sync.get()});
     // Backends whose MAC is still to be resolved start down.
     const dataplane::Snapshot* first = links->snapshots().initial(control->build());
 
@@ -289,6 +292,8 @@ int run(const Config& config, const Options& options) {
       bool backends_changed = handle_control_packets(links->exceptions(), *control_ports, *neighbours,
                                                      *health, kernel.get(), now);
       if (kernel) kernel->poll(links->to_kernel());
+      // What the kernel delivered to the sync socket (the frames came through kernel->poll).
+      if (sync) sync->poll(control->config, links->sessions(), now, rte_get_tsc_hz());
       backends_changed |= neighbours->tick(now);
       backends_changed |= health->tick(now);
       if (backends_changed) control->republish();
@@ -296,7 +301,8 @@ int run(const Config& config, const Options& options) {
       const dataplane::SweepResult swept = links->sessions().sweep(now, sweep_slice);
       for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];
       set_telemetry_control_counts(read_sessions(links->sessions(), expired),
-                                   kernel ? kernel->totals() : KernelPathTotals{});
+                                   kernel ? kernel->totals() : KernelPathTotals{},
+                                   sync ? sync->totals() : SyncTotals{});
       if (options.idle_exit_s > 0) {
         std::uint64_t rx = 0;
         for (const auto& w : workers) rx += w->counters().rx_packets;
@@ -324,6 +330,7 @@ int run(const Config& config, const Options& options) {
   if (!workers.empty()) {
     Totals totals = add_up(workers, final_config.backends.size(), links->sessions(), expired);
     if (kernel) totals.kernel = kernel->totals();
+    if (sync) totals.sync = sync->totals();
     std::cout << summary_text(final_config, totals) << std::flush;
     if (!options.stats_file.empty()) {
       std::ofstream file(options.stats_file);
@@ -335,6 +342,7 @@ int run(const Config& config, const Options& options) {
     }
   }
   workers.clear();
+  sync.reset();
   health.reset();
   control.reset();
   neighbours.reset();

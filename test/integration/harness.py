@@ -17,7 +17,8 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.utils import RawPcapReader, wrpcap
 from tetherlab.config import TABLES, Port
-from tetherlab.tetherd import BUILD, REPO, TETHERCTL, TETHERD, Tetherd, replay  # noqa: F401 (for the tests)
+from tetherlab.tetherd import (BUILD, REPO, TETHERCTL, TETHERD, Tetherd, replay,  # noqa: F401 (for the tests)
+                               spawn_process)
 
 PORT_MAC = "02:00:00:00:00:01"
 CLIENT_MAC = "02:00:00:00:aa:01"
@@ -127,20 +128,38 @@ class Veth:
 
 
 def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, respond=None,
-                     **config_options):
+                     namespace=None, edit_config=None, **config_options):
     """tetherd on net_af_packet over a veth pair. Each phase's frames are sent (a phase may
     instead be a callable, given the control socket's path), then the test waits `settle` seconds, so a later phase (media) cannot overtake an earlier one
     (signalling) whatever worker it lands on; the kernel spreads flows over the queues by
-    their 5-tuple hash, as RSS does. Returns a Run with every frame tetherd sent back."""
+    their 5-tuple hash, as RSS does. Returns a Run with every frame tetherd sent back.
+    With `namespace`, tetherd and its end of the pair live in that network namespace (for a
+    kernel interface of its own); `edit_config` rewrites the configuration's text."""
     import socket
     import threading
     import time
 
     workdir = Path(workdir)
     veth = Veth(os.getpid() % 100000)
+    spawn = spawn_process
+    if namespace:
+        subprocess.run(["ip", "link", "set", veth.inside, "netns", namespace], check=True)
+        inside = ["ip", "netns", "exec", namespace]
+        subprocess.run(inside + ["sysctl", "-qw", f"net.ipv6.conf.{veth.inside}.disable_ipv6=1"], check=True)
+        subprocess.run(inside + ["ip", "link", "set", veth.inside, "up"], check=True)
+        # tetherd gives its end the port's MAC, so the namespace's own stack would take the
+        # port's frames too, beside the kernel interface: a rule ahead of the local table
+        # discards what comes in on it (packet sockets, tetherd's, see every frame first).
+        for rule in (["add", "pref", "100", "lookup", "local"], ["del", "pref", "0"],
+                     ["add", "pref", "10", "iif", veth.inside, "blackhole"]):
+            subprocess.run(inside + ["ip", "rule", *rule], check=True)
+
+        def spawn(words, **kwargs):
+            return spawn_process(inside + list(words), **kwargs)
     device = f"net_af_packet0,iface={veth.inside},qpairs={workers},framecnt=4096"
     config = workdir / "tetherd.cfg"
-    config.write_text(config_text(device, services, workers=workers, **config_options))
+    text = config_text(device, services, workers=workers, **config_options)
+    config.write_text(edit_config(text) if edit_config else text)
     stats_file = workdir / "stats.json"
     frames, stop = [], threading.Event()
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
@@ -165,7 +184,7 @@ def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, respond=N
     receiver.start()
     tetherd = None
     try:
-        tetherd = Tetherd(config, workdir / "tetherd.sock", stats_file=stats_file)
+        tetherd = Tetherd(config, workdir / "tetherd.sock", stats_file=stats_file, spawn=spawn)
         for phase in phases:
             if callable(phase):  # an operator's step between traffic phases
                 phase(workdir / "tetherd.sock")
@@ -187,6 +206,9 @@ def run_tetherd_live(workdir, phases, services, workers=1, settle=0.5, respond=N
         sock.close()
         if tetherd is not None:
             tetherd.kill()
+        if namespace:  # its end is in there: deleting it deletes the pair
+            subprocess.run(["ip", "netns", "exec", namespace, "ip", "link", "del", veth.inside],
+                           capture_output=True)
         veth.close()
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else None
     return Run(tetherd.proc.returncode, tetherd.output(), tetherd.log(), stats, [frames])

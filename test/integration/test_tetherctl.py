@@ -76,7 +76,8 @@ def test_every_command_prints_a_sane_human_answer(tmp_path):
         for words in (["show", "services"], ["show", "backends"], ["show", "counters"],
                       ["show", "workers"], ["show", "sessions"], ["show", "flows"],
                       ["show", "sessions", "protocol", "sip", "limit", "5"],
-                      ["show", "flows", "service", "web", "limit", "4"], ["metrics"], ["help"]):
+                      ["show", "flows", "service", "web", "limit", "4"], ["show", "sync"], ["metrics"],
+                      ["help"]):
             seen[" ".join(words)] = (answer(sock, *words), human(sock, *words))
         for words in (["backend", "weight", "b1", "2"], ["backend", "weight", "b1", "3", "web"],
                       ["backend", "drain", "b2"], ["backend", "disable", "b2"],
@@ -127,6 +128,9 @@ def test_every_command_prints_a_sane_human_answer(tmp_path):
     rows = table_rows(text, "WORKER")
     assert len(rows) == len(workers["workers"]) == 1 and rows[0][0] == "0"
     assert f"snapshot generation {workers['snapshot_generation']} (" in text
+
+    sync, text = seen["show sync"]  # no `sync` in the configuration
+    assert sync == {"enabled": False} and text == "state sync is not configured\n"
 
     sessions, text = seen["show sessions"]
     rows = table_rows(text, "KIND")

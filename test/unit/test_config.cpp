@@ -2,9 +2,12 @@
 // class of error a message naming the file, the line and the setting's path.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -1073,4 +1076,108 @@ TEST_CASE("config: a port's kernel interface and its addresses' prefix lengths",
                     Contains("kernel interface 'lan0' is port 'lan0''s too"));
   CHECK_THROWS_WITH(tether::merge_running(c, load(kernel("name = \"lan9\";"))),
                     "ports changed: restart tetherd to apply it");
+}
+
+TEST_CASE("config: state sync, its key file and its peers", "[config][sync]") {
+  char folder_template[] = "/tmp/tether-sync-config-XXXXXX";
+  REQUIRE(mkdtemp(folder_template) != nullptr);
+  const std::string folder = folder_template;
+  const auto key_file = [&](const std::string& name, const std::string& text, unsigned mode = 0600) {
+    const std::string path = folder + "/" + name;
+    std::ofstream(path) << text;
+    REQUIRE(chmod(path.c_str(), mode) == 0);
+    return path;
+  };
+  const std::string hex32 = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+  const std::string good_key = key_file("good.key", hex32 + "\n");
+  const std::string port = "    device = \"net_null0\";\n";
+  const std::string with_kernel =
+      with(port, "    device = \"net_null0\";\n    addresses = [\"192.0.2.1/24\", \"2001:db8::1\"]; kernel = { name = \"lan0\"; };\n");
+  const auto sync = [&](const std::string& settings, const std::string& base = std::string()) {
+    return (base.empty() ? with_kernel : base) + "sync = { " + settings + " };\n";
+  };
+  const std::string key = "key_file = \"" + good_key + "\";";
+
+  const Config c = load(sync("port = \"lan0\"; " + key + " peers = [\"192.0.2.3\", \"198.18.0.3\"];"));
+  REQUIRE(c.sync.has_value());
+  CHECK(c.sync->port == 0);
+  CHECK(c.sync->listen_port == 7788);
+  CHECK(c.sync->key.size() == 32);
+  CHECK(c.sync->key[1] == 0x11);
+  CHECK(c.sync->key[15] == 0xff);
+  CHECK(c.sync->peers == std::vector<tether::IpBytes>{ip("192.0.2.3"), ip("198.18.0.3")});
+  CHECK(c.sync->instance == "192.0.2.1");  // the port's first address
+  CHECK(c.sync->sender_id == tether::sync_sender_id("192.0.2.1"));
+  CHECK_FALSE(load(with_kernel).sync.has_value());
+  const Config named = load(sync("port = \"lan0\"; listen_port = 9000; " + key +
+                                 " peers = [\"192.0.2.3\"]; instance = \"lb-a\";"));
+  CHECK(named.sync->listen_port == 9000);
+  CHECK(named.sync->instance == "lb-a");
+  CHECK(named.sync->sender_id == tether::sync_sender_id("lb-a"));
+  CHECK(tether::sync_sender_id("lb-a") != tether::sync_sender_id("lb-b"));
+  CHECK_THAT(tether::describe(c), Contains("state sync (receiving): UDP 192.0.2.1:7788 on lan0"));
+  // Upper case and white space around the digits are fine; 16 and 64 bytes are the limits.
+  CHECK(load(sync("port = \"lan0\"; key_file = \"" + key_file("upper.key", "  " + std::string(32, 'A') + "\r\n") +
+                  "\"; peers = [\"192.0.2.3\"];")).sync->key.size() == 16);
+  CHECK(load(sync("port = \"lan0\"; key_file = \"" + key_file("long.key", std::string(128, 'a')) +
+                  "\"; peers = [\"192.0.2.3\"];")).sync->key.size() == 64);
+
+  const auto refused = [&](const std::string& settings, const std::string& message,
+                           const std::string& base = std::string()) {
+    INFO(settings);
+    CHECK_THROWS_WITH(load(sync(settings, base)), Contains(message));
+  };
+  const std::string peers = " peers = [\"192.0.2.3\"];";
+  refused("port = \"lan9\"; " + key + peers, "no port named 'lan9'");
+  refused("port = \"lan0\"; " + key + peers, "port 'lan0' has no kernel interface", kBase);
+  refused("port = \"lan0\"; " + key + peers, "port 'lan0' has no address",
+          with(port, "    device = \"net_null0\";\n    kernel = { name = \"lan0\"; };\n"));
+  refused(key + peers, "missing required setting 'port'");
+  refused("port = \"lan0\";" + peers, "missing required setting 'key_file'");
+  refused("port = \"lan0\"; " + key, "missing required setting 'peers'");
+  refused("port = \"lan0\"; " + key + " peers = [];", "at least one peer is required");
+  refused("port = \"lan0\"; " + key + " listen_port = 0;" + peers, "0 is out of range 1..65535");
+  refused("port = \"lan0\"; " + key + peers + " colour = 1;", "unknown setting");
+  refused("port = \"lan0\"; " + key + peers + " instance = \"\";", "instance is empty");
+  refused("port = \"lan0\"; key_file = \"\";" + peers, "key_file is empty");
+  refused("port = \"lan0\"; key_file = \"" + folder + "/none.key\";" + peers, "cannot read key file");
+  refused("port = \"lan0\"; key_file = \"" + folder + "\";" + peers, "not a regular file");
+  refused("port = \"lan0\"; key_file = \"" + key_file("open.key", hex32, 0640) + "\";" + peers,
+          "is open to group or others");
+  refused("port = \"lan0\"; key_file = \"" + key_file("world.key", hex32, 0604) + "\";" + peers,
+          "is open to group or others");
+  refused("port = \"lan0\"; key_file = \"" + key_file("short.key", std::string(30, 'a')) + "\";" + peers,
+          "the key is 15 bytes; 16 to 64 (32 to 128 hex digits) expected");
+  refused("port = \"lan0\"; key_file = \"" + key_file("toolong.key", std::string(130, 'a')) + "\";" + peers,
+          "the key is 65 bytes");
+  refused("port = \"lan0\"; key_file = \"" + key_file("empty.key", "\n") + "\";" + peers, "the key is 0 bytes");
+  refused("port = \"lan0\"; key_file = \"" + key_file("odd.key", std::string(33, 'a')) + "\";" + peers,
+          "hex digits only");
+  refused("port = \"lan0\"; key_file = \"" + key_file("raw.key", "this is not hex, it is a passphrase") + "\";" + peers,
+          "hex digits only");
+  refused("port = \"lan0\"; " + key + " peers = [\"192.0.2.x\"];", "'192.0.2.x' is not an IPv4 or IPv6 address");
+  refused("port = \"lan0\"; " + key + " peers = [\"224.0.0.18\"];", "peer 224.0.0.18 is multicast");
+  refused("port = \"lan0\"; " + key + " peers = [\"2001:db8::3\"];",
+          "peer 2001:db8::3 is not of the family of 192.0.2.1");
+  refused("port = \"lan0\"; " + key + " peers = [\"192.0.2.1\"];", "peer 192.0.2.1 is port 'lan0''s own address");
+  refused("port = \"lan0\"; " + key + " peers = [\"192.0.2.3\", \"192.0.2.3\"];", "peer 192.0.2.3 is listed twice");
+  // The message names the line of the setting to blame.
+  CHECK_THROWS_WITH(load(sync("port = \"lan0\"; " + key + " peers = [\"192.0.2.3\", \"192.0.2.3\"];")),
+                    Contains("test.cfg:33: sync.peers.[1]: peer 192.0.2.3 is listed twice"));
+  // The key never appears in a message.
+  try {
+    load(sync("port = \"lan0\"; key_file = \"" + key_file("leak.key", hex32 + "zz") + "\";" + peers));
+    FAIL("a key with a non-hex digit loaded");
+  } catch (const ConfigError& e) {
+    CHECK(std::string(e.what()).find(hex32) == std::string::npos);
+  }
+
+  // A change needs a restart, the key's included.
+  const std::string other_key = key_file("other.key", std::string(64, 'b'));
+  CHECK_NOTHROW(tether::merge_running(c, c));
+  CHECK_THROWS_WITH(tether::merge_running(c, load(sync("port = \"lan0\"; key_file = \"" + other_key +
+                                                       "\"; peers = [\"192.0.2.3\", \"198.18.0.3\"];"))),
+                    "sync changed: restart tetherd to apply it");
+  CHECK_THROWS_WITH(tether::merge_running(c, load(with_kernel)), "sync changed: restart tetherd to apply it");
+  std::filesystem::remove_all(folder);
 }

@@ -115,5 +115,14 @@ TEST_CASE("every counter is listed once, under a well-formed Prometheus name", "
 #undef TETHER_ONE
   CHECK(names.size() == kWorkerScalarCount + 1 + 3 * kSessionProtocols + 1 + 3 * kExpectationKinds +
                            1 + kDropReasonCount + parsers::kParseStatusCount - 1 +
-                           kDpiFallbackCount + 4 /* kernel path */ + 4 /* memory */);
+                           kDpiFallbackCount + 4 /* kernel path */ +
+                           2 + tether::kSyncRejectReasons + 1 + (tether::kSyncRecordKinds - 1) + 3 /* sync */ +
+                           4 /* memory */);
+  // Sync: rejections by reason, unknown_peer first; records applied by kind, flows never.
+  CHECK(names.count({"sync", "sync_rejected_unknown_peer"}) == 1);
+  CHECK(names.count({"sync", "sync_rejected_bad_mac"}) == 1);
+  CHECK(names.count({"sync", "sync_rejected_replayed"}) == 1);
+  CHECK(names.count({"sync", "sync_rejected_ok"}) == 0);
+  CHECK(names.count({"sync", "sync_applied_ftp_expectation"}) == 1);
+  CHECK(names.count({"sync", "sync_applied_flow"}) == 0);
 }

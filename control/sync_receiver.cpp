@@ -1,0 +1,238 @@
+#include "control/sync_receiver.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "control/log.hpp"
+
+namespace tether {
+namespace {
+
+// A sync message is one UDP datagram: no datagram is larger.
+constexpr std::size_t kLargestDatagram = 65535;
+
+// `ms` in TSC cycles, without overflow for any lifetime a record can carry.
+std::uint64_t cycles(std::uint32_t ms, std::uint64_t tsc_hz) {
+  return ms / 1000 * tsc_hz + ms % 1000 * tsc_hz / 1000;
+}
+
+// The lifetime a record asks for, but never more than this instance's own setting gives
+// such an entry: a peer cannot make an entry outlive what the configuration allows.
+std::uint32_t capped_ms(std::uint32_t remaining_ms, std::uint32_t limit_s) {
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(remaining_ms, std::uint64_t{limit_s} * 1000));
+}
+
+// The service the record names, if this instance runs it and inspects it with `dpi`.
+const ServiceConfig* inspecting_service(const Config& running, std::uint16_t index, SessionProtocol dpi) {
+  if (index >= running.services.size()) return nullptr;
+  const ServiceConfig& service = running.services[index];
+  if (service.removed || service.dpi != dpi) return nullptr;
+  // SIP calls are tracked by Call-ID over UDP only; RTSP and FTP inspect TCP (the reader
+  // allows no other).
+  if (dpi == SessionProtocol::sip && service.protocol != Protocol::udp) return nullptr;
+  return &service;
+}
+
+// Whether `backend` is a live backend of `service`, in its default pool or another.
+bool serves(const Config& running, const ServiceConfig& service, std::uint16_t backend) {
+  if (backend >= running.backends.size() || running.backends[backend].removed) return false;
+  const auto in = [backend](const std::vector<ServiceBackend>& members) {
+    return std::any_of(members.begin(), members.end(),
+                       [backend](const ServiceBackend& m) { return m.backend == backend; });
+  };
+  return in(service.backends) ||
+         std::any_of(service.pools.begin(), service.pools.end(),
+                     [&](const PoolConfig& pool) { return in(pool.backends); });
+}
+
+IpBytes source_address(const sockaddr_storage& from) {
+  IpBytes address{};
+  if (from.ss_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in&>(from);
+    address = parsers::ipv4_mapped(reinterpret_cast<const std::uint8_t*>(&v4.sin_addr));
+  } else if (from.ss_family == AF_INET6) {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(from);
+    std::memcpy(address.data(), &v6.sin6_addr, address.size());
+  }
+  return address;
+}
+
+}  // namespace
+
+const char* sync_reject_reason(std::size_t index) {
+  if (index == 0) return "unknown_peer";
+  return sync::to_string(static_cast<sync::SyncStatus>(index));
+}
+
+const char* sync_record_kind(std::size_t index) {
+  constexpr const char* kKinds[kSyncRecordKinds] = {"sip_call", "rtp_expectation", "ftp_expectation",
+                                                    "flow"};
+  return index < kSyncRecordKinds ? kKinds[index] : "?";
+}
+
+SyncReceiver::SyncReceiver(const Config& config) {
+  const SyncConfig& settings = config.sync.value();
+  const PortConfig& port = config.ports[settings.port];
+  const IpBytes& address = port.addresses.at(0);
+  peers_ = settings.peers;
+  buffer_.resize(kLargestDatagram);
+  mac_ = std::make_unique<sync::HmacSha256>(settings.key);
+
+  const bool ipv4 = parsers::is_ipv4_mapped(address);
+  sockaddr_storage local{};
+  socklen_t length;
+  if (ipv4) {
+    auto& v4 = reinterpret_cast<sockaddr_in&>(local);
+    v4.sin_family = AF_INET;
+    v4.sin_port = htons(settings.listen_port);
+    std::memcpy(&v4.sin_addr, address.data() + 12, 4);
+    length = sizeof v4;
+  } else {
+    auto& v6 = reinterpret_cast<sockaddr_in6&>(local);
+    v6.sin6_family = AF_INET6;
+    v6.sin6_port = htons(settings.listen_port);
+    std::memcpy(&v6.sin6_addr, address.data(), 16);
+    length = sizeof v6;
+  }
+  const std::string where = format_ip(address) + ":" + std::to_string(settings.listen_port);
+  socket_ = ::socket(ipv4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (socket_ < 0) throw std::runtime_error("sync: cannot open a UDP socket: " + std::string(std::strerror(errno)));
+  // An IPv6 address is tentative on a new interface until duplicate address detection ends:
+  // bind to it anyway, the kernel delivers once it is usable.
+  const int yes = 1;
+  if (ipv4) ::setsockopt(socket_, IPPROTO_IP, IP_FREEBIND, &yes, sizeof yes);
+  else ::setsockopt(socket_, IPPROTO_IPV6, IPV6_FREEBIND, &yes, sizeof yes);
+  if (::bind(socket_, reinterpret_cast<const sockaddr*>(&local), length) != 0) {
+    const int error = errno;
+    ::close(socket_);
+    throw std::runtime_error("sync: cannot bind UDP " + where + ": " + std::strerror(error));
+  }
+  TETHER_LOG(info, "sync: receiving on UDP %s (kernel interface %s), %zu peer(s)", where.c_str(),
+             port.kernel->name.c_str(), peers_.size());
+}
+
+SyncReceiver::~SyncReceiver() {
+  if (socket_ >= 0) ::close(socket_);
+}
+
+void SyncReceiver::poll(const Config& running, dataplane::SessionTable& sessions, std::uint64_t now,
+                        std::uint64_t tsc_hz) {
+  for (unsigned i = 0; i < kDatagramsPerPoll; ++i) {
+    sockaddr_storage from{};
+    socklen_t from_length = sizeof from;
+    const ssize_t size = ::recvfrom(socket_, buffer_.data(), buffer_.size(), MSG_DONTWAIT,
+                                    reinterpret_cast<sockaddr*>(&from), &from_length);
+    if (size < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        TETHER_LOG(warning, "sync: receive failed: %s", std::strerror(errno));
+      return;
+    }
+    ++totals_.received;
+    receive({buffer_.data(), static_cast<std::size_t>(size)}, source_address(from), running, sessions,
+            now, tsc_hz);
+  }
+}
+
+void SyncReceiver::receive(std::span<const std::uint8_t> datagram, const IpBytes& source,
+                           const Config& running, dataplane::SessionTable& sessions, std::uint64_t now,
+                           std::uint64_t tsc_hz) {
+  if (std::find(peers_.begin(), peers_.end(), source) == peers_.end()) {
+    ++totals_.rejected[0];
+    return;
+  }
+  sync::ReceivedMessage message;
+  const sync::SyncStatus status = sync::open_message(datagram, *mac_, message);
+  if (status != sync::SyncStatus::ok) {
+    ++totals_.rejected[static_cast<std::size_t>(status)];
+    return;
+  }
+  // Only after the tag: a forger cannot make windows for made-up sender ids.
+  PeerState& peer = senders_[{source, message.header.sender}];
+  const sync::ReplayWindow::Verdict verdict =
+      peer.window.accept(message.header.epoch, message.header.sequence);
+  if (verdict.status != sync::SyncStatus::ok) {
+    ++totals_.rejected[static_cast<std::size_t>(verdict.status)];
+    return;
+  }
+  ++totals_.accepted;
+  totals_.sequence_gaps += verdict.skipped;
+  ++peer.accepted;
+  peer.last_accepted_tsc = now;
+  sync::RecordCursor records = message.records();
+  sync::Record record;
+  while (records.next(record)) apply(record, running, sessions, now, tsc_hz);
+}
+
+void SyncReceiver::apply(const sync::Record& record, const Config& running,
+                         dataplane::SessionTable& sessions, std::uint64_t now, std::uint64_t tsc_hz) {
+  const std::size_t kind = record.index();
+  bool applied = false, full = false;
+  if (const auto* call = std::get_if<sync::SipCallRecord>(&record)) {
+    const ServiceConfig* service = inspecting_service(running, call->service, SessionProtocol::sip);
+    if (service != nullptr && serves(running, *service, call->backend)) {
+      const bool ended = call->state == sync::SessionState::ended;
+      const std::uint64_t deadline =
+          now + cycles(capped_ms(call->remaining_ms, ended ? service->linger_s : service->session_timeout_s), tsc_hz);
+      const dataplane::SessionKey key = dataplane::sip_call_key(call->service, call->call_id_digest);
+      const std::int32_t position =
+          sessions.add(key, dataplane::session_signature(key), {call->backend, call->service}, deadline);
+      if (position >= 0 && ended) sessions.end_call(position, deadline);
+      applied = position >= 0;
+      full = position == -ENOSPC;
+    }
+  } else if (const auto* rtp = std::get_if<sync::RtpExpectationRecord>(&record)) {
+    const ServiceConfig* service = inspecting_service(running, rtp->service, SessionProtocol::rtsp);
+    if (service != nullptr && serves(running, *service, rtp->backend)) {
+      // Ended (TEARDOWN): the sender's remaining time is what is left, 0 or near it.
+      const std::uint64_t deadline =
+          now + cycles(capped_ms(rtp->remaining_ms, service->session_timeout_s), tsc_hz);
+      const dataplane::SessionKey key = dataplane::rtp_expectation_key(rtp->service, rtp->client, rtp->client_port);
+      const std::int32_t position =
+          sessions.add(key, dataplane::session_signature(key), {rtp->backend, rtp->service}, deadline);
+      applied = position >= 0;
+      full = position == -ENOSPC;
+    }
+  } else if (const auto* ftp = std::get_if<sync::FtpExpectationRecord>(&record)) {
+    const ServiceConfig* service = inspecting_service(running, ftp->service, SessionProtocol::ftp);
+    if (service != nullptr && serves(running, *service, ftp->backend)) {
+      if (ftp->state == sync::SessionState::ended) {
+        // Used on the sender: data connections claim a client's expectations oldest first,
+        // so the oldest here is the one that was used.
+        dataplane::SessionRoute route;
+        sessions.claim_ftp_expectation(ftp->service, ftp->client, now, route);
+        applied = true;
+      } else {
+        const std::uint64_t deadline =
+            now + cycles(capped_ms(ftp->remaining_ms, service->expectation_timeout_s), tsc_hz);
+        const dataplane::FtpExpectationAdd added =
+            sessions.add_ftp_expectation(ftp->service, ftp->client, ftp->backend, now, deadline);
+        applied = added == dataplane::FtpExpectationAdd::added;
+        full = !applied;
+      }
+    }
+  } else {
+    ++totals_.not_applied;  // a flow: the workers' own tables (later work)
+    return;
+  }
+  if (applied) ++totals_.applied[kind];
+  else if (full) ++totals_.table_full;
+  else ++totals_.refused;
+}
+
+std::vector<SyncPeerView> SyncReceiver::peers() const {
+  std::vector<SyncPeerView> views;
+  for (const auto& [id, peer] : senders_)
+    views.push_back({id.first, id.second, peer.window.epoch(), peer.window.highest(), peer.accepted,
+                     peer.last_accepted_tsc});
+  return views;
+}
+
+}  // namespace tether

@@ -1,0 +1,99 @@
+// The receiving side of state sync (docs/design.md "State sync"): a UDP socket in tetherd's
+// network namespace, bound to the sync port's first address, so that the kernel interface
+// of that port carries the messages (the kernel does ARP, IP and UDP; no dataplane code).
+//
+// Each poll reads what waits on the socket, within a bound, and for each datagram: the
+// source must be a configured peer; sync::open_message checks it whole and its HMAC; a
+// replay window per peer address and sender id refuses repeats and older epochs; then each
+// record is checked against the running configuration and applied to the shared session
+// table. The control thread adds to the table itself (it is MULTI_WRITER_ADD, and the control
+// thread is the only deleter), so nothing new passes between threads.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "control/config.hpp"
+#include "dataplane/session_table.hpp"
+#include "sync/hmac.hpp"
+#include "sync/replay_window.hpp"
+#include "sync/wire.hpp"
+
+namespace tether {
+
+// Why a datagram was not accepted: unknown_peer, then sync::SyncStatus's reasons.
+inline constexpr std::size_t kSyncRejectReasons = static_cast<std::size_t>(sync::SyncStatus::replayed) + 1;
+// Index 0 (SyncStatus::ok) counts datagrams from a source that is no configured peer.
+const char* sync_reject_reason(std::size_t index);
+
+// The record kinds a receiver applies, in the order of sync::Record's alternatives.
+inline constexpr std::size_t kSyncRecordKinds = std::variant_size_v<sync::Record>;
+const char* sync_record_kind(std::size_t index);
+
+struct SyncTotals {
+  std::uint64_t received = 0;  // datagrams read from the socket
+  std::uint64_t accepted = 0;  // messages whose records were applied
+  std::uint64_t rejected[kSyncRejectReasons] = {};
+  std::uint64_t sequence_gaps = 0;  // sequence numbers a peer's accepted messages skipped
+  std::uint64_t applied[kSyncRecordKinds] = {};
+  // Records naming a service or backend this instance does not run as the record says, or
+  // of a kind the service does not inspect: skipped.
+  std::uint64_t refused = 0;
+  std::uint64_t not_applied = 0;  // flow records: the flow tables are the workers' (later work)
+  std::uint64_t table_full = 0;   // records the session table had no room for
+};
+
+// One sender as `show sync` lists it.
+struct SyncPeerView {
+  IpBytes address;
+  std::uint32_t sender;
+  std::uint64_t epoch;
+  std::uint64_t last_sequence;
+  std::uint64_t accepted;
+  std::uint64_t last_accepted_tsc;
+};
+
+class SyncReceiver {
+ public:
+  // Opens and binds the socket; throws std::runtime_error saying why it could not.
+  explicit SyncReceiver(const Config& config);
+  ~SyncReceiver();
+  SyncReceiver(const SyncReceiver&) = delete;
+  SyncReceiver& operator=(const SyncReceiver&) = delete;
+
+  // Reads and applies what waits on the socket, at most kDatagramsPerPoll datagrams.
+  // `running` is the running configuration, against which every record is checked.
+  void poll(const Config& running, dataplane::SessionTable& sessions, std::uint64_t now,
+            std::uint64_t tsc_hz);
+
+  const SyncTotals& totals() const { return totals_; }
+  std::vector<SyncPeerView> peers() const;
+
+  static constexpr unsigned kDatagramsPerPoll = 256;
+
+ private:
+  struct PeerState {
+    sync::ReplayWindow window;
+    std::uint64_t accepted = 0;
+    std::uint64_t last_accepted_tsc = 0;
+  };
+  void receive(std::span<const std::uint8_t> datagram, const IpBytes& source,
+               const Config& running, dataplane::SessionTable& sessions, std::uint64_t now,
+               std::uint64_t tsc_hz);
+  void apply(const sync::Record& record, const Config& running, dataplane::SessionTable& sessions,
+             std::uint64_t now, std::uint64_t tsc_hz);
+
+  int socket_ = -1;
+  std::vector<std::uint8_t> buffer_;  // one datagram
+  std::vector<IpBytes> peers_;
+  std::unique_ptr<sync::HmacSha256> mac_;
+  // One window per peer address and sender id: an address may host several instances.
+  std::map<std::pair<IpBytes, std::uint32_t>, PeerState> senders_;
+  SyncTotals totals_;
+};
+
+}  // namespace tether

@@ -1,0 +1,243 @@
+"""State sync's receiving side on the real tetherd: sync messages, written by
+tetherlab.sync_wire, reach the port as UDP datagrams from a peer to the port's address; the
+workers hand them to the kernel interface, the kernel to tetherd's sync socket, and the
+control thread applies their records to the session table. Then SIP, RTP and FTP data
+packets follow what was synced rather than the consistent hash. Forged, truncated, replayed,
+old-epoch and unknown-peer messages, and records naming what this instance does not run,
+are rejected or refused, counted, and change no route.
+
+Timing: a datagram crosses worker -> kernel ring -> control thread -> TAP -> kernel -> socket
+-> control thread, so a SIP packet right behind it could be routed before the record is
+applied. tetherd runs on a veth (run_tetherd_live) and the test waits, between the sync
+phase and the traffic phase, until `show sync` counts every datagram sent: the traffic is
+sent only once every record has been handled."""
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
+from tetherlab import sync_wire
+
+from harness import BACKENDS, CLIENT_MAC, PORT_IPV4, PORT_MAC, TETHERCTL, mac_bytes, run_tetherd_live
+from test_show import call_id_digest
+
+SIP_VIP, RTSP_VIP, FTP_VIP = "192.0.2.150", "192.0.2.151", "192.0.2.152"
+SERVICES = [  # indices 0, 1, 2: the records name them so
+    {"name": "sip", "vip": SIP_VIP, "port": 5060, "protocol": "udp", "extra": 'dpi = "sip";',
+     "weights": {"b1": 1, "b2": 1, "b3": 1}},
+    {"name": "rtsp", "vip": RTSP_VIP, "port": 554, "protocol": "tcp", "extra": 'dpi = "rtsp";',
+     "weights": {"b1": 1, "b2": 1}},
+    {"name": "ftp", "vip": FTP_VIP, "port": 21, "protocol": "tcp", "extra": 'dpi = "ftp";',
+     "weights": {"b1": 1, "b2": 1}},
+]
+SIP, RTSP, FTP = 0, 1, 2
+B1, B2, B3 = 0, 1, 2  # backend indices, in BACKENDS' order
+BACKEND_BY_MAC = {mac_bytes(mac): name for name, (_addr, mac) in BACKENDS.items()}
+PEER, STRANGER = "192.0.2.3", "192.0.2.99"
+LISTEN_PORT = 7788
+KEY = bytes(range(32))
+SENDER = 0x0A0B0C0D
+EPOCH = 1_700_000_000_000_000_000
+# Call-IDs the consistent hash sends to b2 (found by the unsynced run below): synced to b3,
+# and the attacks point them at b1, so each of the three outcomes is told apart.
+CALL_IDS = [f"sync-call-{n}@client.example" for n in range(12)]
+RTP_CLIENT, RTP_PORT = "198.51.100.30", 6970
+FTP_CLIENT = "198.51.100.40"
+
+
+@pytest.fixture
+def namespaces():
+    """Makes network namespaces of their own for tetherd (its kernel interface, the sync
+    socket), one per run; removes them after the test."""
+    made = []
+
+    def make():
+        made.append(f"tts-{uuid.uuid4().hex[:8]}")
+        subprocess.run(["ip", "netns", "add", made[-1]], check=True)
+        return made[-1]
+    yield make
+    for name in made:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def datagram(payload, source=PEER, sport=7788):
+    return bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src=source, dst=PORT_IPV4)
+                 / UDP(sport=sport, dport=LISTEN_PORT) / payload)
+
+
+def calls_to(backend, call_ids, state=sync_wire.LIVE):
+    return [sync_wire.sip_call(SIP, int(call_id_digest(c), 16), backend, state) for c in call_ids]
+
+
+def sync_messages(call_ids, synced=True):
+    """The sync phase: the peer's valid messages (`synced`: the one with the routes), then
+    every kind of attack, each pointing the calls at b1. Returns (datagrams, what the
+    receiver must count)."""
+    message = lambda sequence, records, key=KEY, epoch=EPOCH: sync_wire.message(  # noqa: E731
+        key, SENDER, epoch, sequence, records)
+    # Valid, but naming what this instance does not run as the record says: refused.
+    refused = [
+        sync_wire.sip_call(7, 1, B1),                     # no service 7
+        sync_wire.sip_call(SIP, 1, 9),                    # no backend 9
+        sync_wire.sip_call(RTSP, 1, B1),                  # rtsp tracks no SIP calls
+        sync_wire.rtp_expectation(RTSP, RTP_CLIENT, RTP_PORT, B3),  # b3 is not rtsp's
+        sync_wire.ftp_expectation(SIP, FTP_CLIENT, B1),   # sip is no FTP service
+    ]
+    routes = calls_to(B3, call_ids) + [
+        sync_wire.rtp_expectation(RTSP, RTP_CLIENT, RTP_PORT, B2),
+        sync_wire.ftp_expectation(FTP, FTP_CLIENT, B2),
+        sync_wire.flow("198.51.100.50", SIP_VIP, 5000, 5060, 17, SIP, B1),  # not applied yet
+    ]
+    first = message(1, refused)
+    second = message(2, routes)
+    attacks = calls_to(B1, call_ids)
+    frames = [datagram(first)]
+    if synced:
+        frames.append(datagram(second))
+        frames.append(datagram(second))  # replayed: the same datagram again
+    frames += [
+        datagram(message(50, attacks, epoch=EPOCH - 1)),          # an older epoch: replayed
+        datagram(message(3, attacks, key=bytes(32))),              # another key: bad_mac
+        datagram(message(4, attacks)[:-10]),                       # cut short: truncated
+        datagram(message(5, attacks), source=STRANGER),            # no peer: unknown_peer
+    ]
+    expected = {
+        "sync_received": len(frames),
+        "sync_accepted": 2 if synced else 1,
+        "sync_rejected_replayed": 2 if synced else 1,
+        "sync_rejected_bad_mac": 1,
+        "sync_rejected_truncated": 1,
+        "sync_rejected_unknown_peer": 1,
+        "sync_refused": len(refused),
+        "sync_applied_sip_call": len(call_ids) if synced else 0,
+        "sync_applied_rtp_expectation": 1 if synced else 0,
+        "sync_applied_ftp_expectation": 1 if synced else 0,
+        "sync_not_applied": 1 if synced else 0,
+        "sync_sequence_gaps": 0,
+        "sync_table_full": 0,
+    }
+    return frames, expected
+
+
+def bye(call_id, n):
+    text = (f"BYE sip:bob@{SIP_VIP} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKsync{n}\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:alice@198.51.100.10>;tag=a{n}\r\n"
+            f"To: <sip:bob@{SIP_VIP}>;tag=b{n}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\n"
+            f"Content-Length: 0\r\n\r\n")
+    return bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src="198.51.100.10", dst=SIP_VIP)
+                 / UDP(sport=5060, dport=5060) / text.encode())
+
+
+def traffic(call_ids):
+    frames = [bye(c, n) for n, c in enumerate(call_ids)]
+    frames.append(bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src=RTP_CLIENT, dst=RTSP_VIP)
+                        / UDP(sport=RTP_PORT, dport=30000) / b"rtp"))
+    frames.append(bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src=FTP_CLIENT, dst=FTP_VIP)
+                        / TCP(sport=40000, dport=30001, flags="S", seq=1)))
+    return frames
+
+
+def show_sync(sock):
+    result = subprocess.run([str(TETHERCTL), "-s", str(sock), "--json", "show", "sync"],
+                            capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def run(workdir, namespace, call_ids, synced):
+    frames, expected = sync_messages(call_ids, synced)
+    key_file = workdir / "sync.key"
+    key_file.write_text(KEY.hex() + "\n")
+    os.chmod(key_file, 0o600)
+    answers = {}
+
+    def edit(text):
+        address = f'addresses = ["{PORT_IPV4}", '
+        assert address in text
+        text = text.replace(address, f'kernel = {{ name = "ts0"; }}; addresses = ["{PORT_IPV4}/24", ', 1)
+        return text + (f'sync = {{ port = "lan0"; listen_port = {LISTEN_PORT}; key_file = "{key_file}";'
+                       f' peers = ["{PEER}", "192.0.2.4"]; instance = "test-b"; }};\n')
+
+    def handled(sock):
+        """Waits until the receiver has read every datagram of the sync phase."""
+        deadline = time.monotonic() + 20
+        while True:
+            answer = show_sync(sock)
+            if answer["counters"]["sync_received"] >= len(frames) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        answers["after_sync"] = answer
+
+    def after_traffic(sock):
+        answers["end"] = show_sync(sock)
+        listing = subprocess.run([str(TETHERCTL), "-s", str(sock), "show", "sync"],
+                                 capture_output=True, text=True, timeout=10)
+        answers["text"] = listing.stdout
+
+    result = run_tetherd_live(workdir, [frames, handled, traffic(call_ids), after_traffic], SERVICES,
+                              namespace=namespace, edit_config=edit)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, answers, expected
+
+
+def routes(result, call_ids):
+    """The backend each BYE, the RTP packet and the FTP data SYN went to (None: not sent on)."""
+    seen = {}
+    for frame in result.frames:
+        packet = Ether(frame)
+        backend = BACKEND_BY_MAC.get(frame[:6])
+        if backend is None or IP not in packet:
+            continue
+        if UDP in packet and packet[UDP].dport == 5060 and b"BYE" in bytes(packet[UDP].payload):
+            call_id = bytes(packet[UDP].payload).split(b"Call-ID: ")[1].split(b"\r\n")[0].decode()
+            seen[call_id] = backend
+        elif UDP in packet and packet[IP].src == RTP_CLIENT:
+            seen["rtp"] = backend
+        elif TCP in packet and packet[IP].src == FTP_CLIENT:
+            seen["ftp"] = backend
+    return [seen.get(c) for c in call_ids], seen.get("rtp"), seen.get("ftp")
+
+
+def test_synced_sessions_route_traffic_and_attacks_change_nothing(tmp_path, namespaces):
+    # Without the peer's routes: the calls go by the consistent hash and the related flows
+    # have no expectation. The attacks pointed every call at b1: those the hash gives b2
+    # stayed there.
+    (tmp_path / "control").mkdir()
+    control, control_answers, control_expected = run(tmp_path / "control", namespaces(), CALL_IDS, synced=False)
+    by_hash, rtp, ftp = routes(control, CALL_IDS)
+    assert None not in by_hash, by_hash
+    assert rtp is None and ftp is None
+    for name, value in control_expected.items():
+        assert control_answers["end"]["counters"][name] == value, (name, control_answers["end"]["counters"])
+    # The calls whose hash is b2: synced to b3, the attacks say b1.
+    call_ids = [c for c, b in zip(CALL_IDS, by_hash) if b == "b2"]
+    assert len(call_ids) >= 3, by_hash
+
+    (tmp_path / "synced").mkdir()
+    synced, answers, expected = run(tmp_path / "synced", namespaces(), call_ids, synced=True)
+    calls, rtp, ftp = routes(synced, call_ids)
+    assert calls == ["b3"] * len(call_ids)
+    assert rtp == "b2" and ftp == "b2"
+    counters = answers["end"]["counters"]
+    for name, value in expected.items():
+        assert counters[name] == value, (name, counters)
+    for name, value in counters.items():  # nothing rejected that the test did not send
+        if name.startswith("sync_rejected_") and name not in expected:
+            assert value == 0, (name, counters)
+
+    # show sync: both peers, the one heard from with its sender, epoch and sequence
+    peers = answers["end"]["peers"]
+    assert [p["address"] for p in peers] == [PEER, "192.0.2.4"]
+    assert peers[0]["sender"] == SENDER and peers[0]["epoch"] == EPOCH and peers[0]["last_sequence"] == 2
+    assert peers[0]["accepted"] == 2 and peers[0]["last_message_age_ms"] >= 0
+    assert peers[1]["sender"] is None and peers[1]["accepted"] == 0
+    assert answers["end"]["listen"] == f"{PORT_IPV4}:{LISTEN_PORT}" and answers["end"]["instance"] == "test-b"
+    assert "LAST SEQUENCE" in answers["text"] and PEER in answers["text"]
+    # and the stats file, in the sync section
+    for name, value in expected.items():
+        assert synced.stats["sync"][name] == value, (name, synced.stats["sync"])
