@@ -18,6 +18,9 @@ bool set_level(std::string_view name) {
   return false;
 }
 
+Quiet::Quiet() : saved_(threshold) { threshold = Level::error; }
+Quiet::~Quiet() { threshold = saved_; }
+
 void write(Level level, const char* format, ...) {
   if (level > threshold) return;
   timespec now;

@@ -87,10 +87,7 @@ std::string received(const Fd& socket) {
 
 struct Server {
   // The server logs what it evicts and drops: expected here, so not shown.
-  struct QuietLog {
-    QuietLog() { tether::log::set_level("error"); }
-    ~QuietLog() { tether::log::set_level("info"); }
-  } quiet;
+  tether::log::Quiet quiet;
   SocketDirectory directory;
   CliServer server{directory.socket()};
   std::vector<std::string> commands;

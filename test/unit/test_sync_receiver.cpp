@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "control/address.hpp"
+#include "control/log.hpp"
 #include "control/sync_receiver.hpp"
 
 using tether::Config;
@@ -102,6 +103,7 @@ TEST_CASE("sync receiver: records applied to the session table, checked against 
   const auto listen_port = static_cast<std::uint16_t>(20000 + getpid() % 20000);
   const Config config = running(listen_port);
   dataplane::SessionTable table("ut_sync_rx", 1024, 1, SOCKET_ID_ANY);
+  const tether::log::Quiet quiet;  // the receiver says where it listens
   SyncReceiver receiver(config);
   Peer peer("127.0.0.1", listen_port);
   const auto client = ip("198.51.100.7");
