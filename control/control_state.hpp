@@ -11,6 +11,7 @@
 #include "control/neighbours.hpp"
 #include "control/report.hpp"
 #include "control/snapshot_builder.hpp"
+#include "control/sync_sender.hpp"
 #include "dataplane/session_table.hpp"
 #include "dataplane/snapshot_channel.hpp"
 #include "dataplane/worker.hpp"
@@ -32,6 +33,7 @@ struct ControlState {
   const dataplane::SweepResult* expired;
   const KernelInterfaces* kernel;  // null: no port has a kernel interface
   const SyncReceiver* sync = nullptr;  // null: no `sync`
+  const SyncSender* sync_sender = nullptr;
 
   Totals totals() const;
   // The ports' MACs as opened, for validate().

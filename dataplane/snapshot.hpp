@@ -141,6 +141,10 @@ struct Snapshot {
   std::vector<BackendView> backends;
   std::vector<ServiceView> services;
   ServiceIndex service_index;
+  // State sync (dataplane/sync_events.hpp): a flow is reported on its sync_flow_threshold-th
+  // packet and every sync_flow_period packets after; 0: sync is off.
+  std::uint8_t sync_flow_threshold = 0;
+  std::uint8_t sync_flow_period = 0;
   // Hyperscan scratch space per worker, sized for every service's rules (null without rules).
   std::vector<hs_scratch*> rule_scratch;
 
