@@ -6,7 +6,7 @@ clients through the VIPs, a summary per backend, and a teardown that leaves noth
 script, shared with the end-to-end tests (test/integration/test_lab.py).
 
     tools/lab.py [--calls N] [--downloads N] [--streams N] [--seconds S] [--tap]
-    tools/lab.py --failover [--no-sync] [--add-backend] [--calls N] [--downloads N] [--streams N] [--seconds S]
+    tools/lab.py --failover [--no-sync] [--add-backend] [--whole-box] [--calls N] [--downloads N] [--streams N] [--seconds S]
 
 --tap: tetherd's port is net_tap instead of net_af_packet, with the exception path (kernel
 interface lan0 owning 198.18.0.1/24), and bird2 in tetherd's namespace announces the VIPs'
@@ -18,7 +18,8 @@ master's tetherd killed (SIGKILL) in the middle, the measured outage and what th
 had received; then the killed instance restarted and a graceful handover back (`tetherctl
 ha release`), its outage measured too. --no-sync: the control run without state sync.
 --add-backend: a fourth backend joins the services before the failover, so the consistent
-hash alone would move some flows (test/integration/test_failover.py).
+hash alone would move some flows (test/integration/test_failover.py). --whole-box: the
+master's keepalived is killed with its tetherd, as when the box fails.
 
 Exits 0 when every call, transfer and stream succeeded and every RTSP session's RTCP
 reached the backend serving it (with --tap: and the BGP session is established and the
@@ -183,7 +184,8 @@ def failover_report(phases, args):
     ok = True
     for r in phases:
         kill = r["label"] == "fo"
-        title = (f"failover: instance {r.get('victim')}'s tetherd (master) killed with SIGKILL, "
+        title = (f"failover: instance {r.get('victim')}'s "
+                 f"{'keepalived and tetherd' if args.whole_box else 'tetherd'} (master) killed with SIGKILL, "
                  f"{r.get('survivor')} master {r.get('takeover_s', float('nan')):.2f} s later" if kill else
                  f"failback: tetherctl ha release on the master, the restarted instance master "
                  f"{r.get('handover_s', float('nan')):.2f} s later")
@@ -220,6 +222,7 @@ def run_failover(lab, args):
     print("lab: a is master, b backup; playing the workload", flush=True)
     phases = failover_scenario(lab, pair, probe, calls=args.calls, downloads=args.downloads,
                                streams=args.streams, seconds=args.seconds, add_backend=args.add_backend,
+                               whole_box=args.whole_box,
                                log=lambda text: print(text, flush=True))
     ok = failover_report(phases, args)
     pair.stop()
@@ -266,9 +269,11 @@ def main():
     parser.add_argument("--no-sync", action="store_true", help="--failover without state sync")
     parser.add_argument("--add-backend", action="store_true",
                         help="--failover: a backend joins the services before the failover")
+    parser.add_argument("--whole-box", action="store_true",
+                        help="--failover: the master's keepalived is killed with its tetherd")
     args = parser.parse_args()
-    if (args.no_sync or args.add_backend) and not args.failover:
-        parser.error("--no-sync and --add-backend go with --failover")
+    if (args.no_sync or args.add_backend or args.whole_box) and not args.failover:
+        parser.error("--no-sync, --add-backend and --whole-box go with --failover")
     if args.failover and args.tap:
         parser.error("--failover runs on net_tap already; --tap goes alone")
     if args.failover:  # smaller defaults: the scenario plays the workload twice

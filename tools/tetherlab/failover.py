@@ -52,7 +52,8 @@ SERVICES = ("sip", "ftp", "rtsp")
 def pair_config(instance, key_file, sync=True, text=None):
     """conf/lab.cfg (or `text`) for one instance of the pair: its net_tap port with the
     exception path and its own address and MAC; FTP without passive_ports (data connections
-    follow the expectations PASV/EPSV made, which the peer knows only through sync); the
+    follow the expectations PASV/EPSV made, which the peer knows only through sync); ICMP
+    instead of sip-options health checks for SIP; the
     probe service; an `ha` section (the instance starts as backup); with sync=True state
     sync with the other instance over lan0."""
     address, mac = PAIR[instance]
@@ -60,6 +61,11 @@ def pair_config(instance, key_file, sync=True, text=None):
                      Port("lan0", f"net_tap0,iface={TAP_DEVICE}", mac, (f"{address}/{LAN_PREFIX}",),
                           kernel=Kernel()))
     text = re.sub(r"\s*passive_ports = \[\d+, \d+\];", "", text)
+    # Both instances' sip-options checks would carry the same Call-IDs (tetherd numbers them
+    # tether-probe-SERVICE-SEQUENCE from 0), and sipp's UAS answers a Call-ID it knows to the
+    # address that used it first: one instance's checks fail while the other's pass. ICMP
+    # checks come from each instance's own address and identifier.
+    text = text.replace('health_check = { type = "sip-options";', 'health_check = { type = "icmp";')
     members = ", ".join(f'{{ name = "{b}"; }}' for b in BACKENDS)
     probe = (f'  {{ name = "probe"; vip = "{TCP_VIP}"; port = {PROBE_PORT}; protocol = "udp";\n'
              f"    backends = ( {members} ); }}")
@@ -88,7 +94,7 @@ def with_spare_backends(text):
     return text
 
 
-def keepalived_config(instance, socket, check_script, advert_int=ADVERT_INT):
+def keepalived_config(instance, socket, advert_int=ADVERT_INT):
     """keepalived.conf for `instance`: see the module's comment."""
     ctl = f"{TETHERCTL} -s {socket}"
     vips = "\n".join(f"    {vip}/32 dev lo" for vip in VIPS)
@@ -104,8 +110,21 @@ global_defs {{
   vrrp_garp_master_delay 0
 }}
 
+# FAULT until tetherd answers (its workers run): keepalived sees lan0 as soon as tetherd
+# creates it, before tetherd passes it any frame, and would take the silence for a dead
+# master.
+vrrp_script tether_running {{
+  script "{ctl} --timeout 1 show ha"
+  interval 1
+  timeout 1
+  rise 2
+  fall 1
+  weight 0
+}}
+
+# Unhealthy or released for a handover: a lower priority, so the peer preempts.
 vrrp_script tether_check {{
-  script "{check_script}"
+  script "{ctl} --timeout 1 ha check"
   interval 1
   timeout 1
   rise 1
@@ -123,6 +142,7 @@ vrrp_instance tether {{
 {vips}
   }}
   track_script {{
+    tether_running
     tether_check
   }}
   notify_master "{ctl} ha master"
@@ -130,13 +150,6 @@ vrrp_instance tether {{
   notify_fault "{ctl} ha fault"
   notify_stop "{ctl} ha fault"
 }}
-"""
-
-
-CHECK_SCRIPT = """#!/bin/sh
-# keepalived's vrrp_script for tether instance {instance}: fails while tetherd does not
-# answer, is unhealthy, or was released for a handover (tetherctl ha release).
-{tetherctl} -s {socket} --timeout 1 --json ha check | grep -Eq '"healthy": ?true'
 """
 
 
@@ -172,6 +185,10 @@ class Pair:
         key = lab.workdir / "sync.key"
         key.write_text(secrets.token_hex(32) + "\n")
         key.chmod(0o600)
+        # A small receive window: the backends send as fast as curl reads (--limit-rate), so a
+        # download's ACKs cross tether for its whole length instead of the file landing in
+        # the client's socket buffer within milliseconds.
+        lab.sysctl(lab.client, "net.ipv4.tcp_rmem=4096 16384 16384")
         self.instances = {}
         for name, ns in lab.lb_ns.items():
             # The kernel must not answer ARP on lan0 for the VIPs keepalived puts on lo.
@@ -191,11 +208,8 @@ class Pair:
     def start_keepalived(self, name):
         instance = self.instances[name]
         stem = self.lab.workdir / f"keepalived-{name}"
-        check = stem.with_suffix(".check")
-        check.write_text(CHECK_SCRIPT.format(instance=name, tetherctl=TETHERCTL, socket=instance.socket))
-        check.chmod(0o755)
         conf = stem.with_suffix(".conf")
-        conf.write_text(keepalived_config(name, instance.socket, check, self.advert_int))
+        conf.write_text(keepalived_config(name, instance.socket, self.advert_int))
         with open(stem.with_suffix(".log"), "a") as log:
             instance.keepalived = self.lab.popen(
                 instance.ns, ["keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp",
@@ -238,6 +252,18 @@ class Pair:
         """SIGKILL to instance `name`'s tetherd (its lan0 goes with it); the time it was sent."""
         instance = self.instances[name]
         at = time.time()
+        instance.tetherd.proc.send_signal(signal.SIGKILL)
+        instance.tetherd.proc.wait()
+        instance.kills.append(at)
+        return at
+
+    def kill_box(self, name):
+        """Instance `name`'s whole box fails: keepalived and tetherd get SIGKILL together, so
+        no priority-0 advertisement leaves it; the time it happened."""
+        instance = self.instances[name]
+        at = time.time()
+        self.lab.stop(instance.keepalived, signal.SIGKILL)
+        instance.keepalived = None
         instance.tetherd.proc.send_signal(signal.SIGKILL)
         instance.tetherd.proc.wait()
         instance.kills.append(at)
@@ -445,12 +471,13 @@ def play(lab, probe, *, calls, downloads, streams, seconds, event_after, event, 
 
 
 def failover_scenario(lab, pair, probe, *, calls=400, downloads=12, streams=4, seconds=12, event_after=4,
-                      add_backend=False, log=print):
+                      add_backend=False, failback=True, whole_box=False, log=print):
     """What `tools/run --failover` plays (the pair started): optionally the spare backend
-    joins the services; the workload with the master's tetherd SIGKILLed in the middle; the
-    killed instance restarted (it syncs and stays backup); the workload again with a
-    graceful handover back (`tetherctl ha release` on the master). Returns both phases'
-    figures."""
+    joins the services; the workload with the master's tetherd SIGKILLed in the middle (with
+    whole_box, its keepalived too: the box fails); with
+    failback, the killed instance restarted (it syncs and stays backup) and the workload
+    again with a graceful handover back (`tetherctl ha release` on the master). Returns the
+    phases' figures."""
     if add_backend:
         log(f"failover: {next(iter(SPARE_BACKENDS))} joins sip, ftp and rtsp on both instances (reload)")
         pair.add_backend()
@@ -459,19 +486,24 @@ def failover_scenario(lab, pair, probe, *, calls=400, downloads=12, streams=4, s
     survivor = next(n for n in pair.instances if n != victim)
 
     def kill():
-        at = pair.kill_tetherd(victim)
+        at = pair.kill_box(victim) if whole_box else pair.kill_tetherd(victim)
         pair.wait_role(survivor, "master", 10)
         kill.result = {"takeover_s": time.time() - at, "survivor": survivor, "victim": victim,
                        "sync": pair[survivor].tetherd.ctl("show", "sync")}
         return at
 
-    log(f"failover: workload; instance {victim}'s tetherd (master) gets SIGKILL after {event_after} s")
+    log(f"failover: workload; instance {victim}'s {'keepalived and tetherd' if whole_box else 'tetherd'} "
+        f"(master) get SIGKILL after {event_after} s")
     first = play(lab, probe, calls=calls, downloads=downloads, streams=streams, seconds=seconds,
                  event_after=event_after, event=kill, label="fo")
     first.update(getattr(kill, "result", {}))
+    if not failback:
+        return (first,)
 
     log(f"failover: restarting instance {victim}'s tetherd")
     pair.start_tetherd(victim)
+    if whole_box:
+        pair.start_keepalived(victim)
     pair.wait_role(victim, "backup", 20)
     time.sleep(1)  # the bulk dump the restarted instance asked for
     restarted_sync = pair[victim].tetherd.ctl("show", "sync")

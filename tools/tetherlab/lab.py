@@ -22,6 +22,7 @@ import hashlib
 import random
 import re
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -246,10 +247,23 @@ class Lab(Namespaces):
             config.write_text(tetherd_config(services, workers=workers, backend_macs=False, tap=self.tap))
         # A pair's instance keeps its socket over restarts: keepalived's hooks name it.
         socket = stem.with_suffix(".sock") if len(self.lb_ns) == 1 else self.workdir / f"tetherd-{instance}.sock"
+        # The TAP device is wired while tetherd starts, so its kernel interface hears the
+        # segment by the time tetherd answers (keepalived on it must hear its peer).
+        wiring = {}
+        if self.tap:
+            def wire():
+                try:
+                    self.wire_tap_port(ns, timeout=start_timeout)
+                except Exception as error:  # noqa: BLE001: raised again below
+                    wiring["error"] = error
+            wirer = threading.Thread(target=wire, daemon=True)
+            wirer.start()
         tetherd = LabTetherd(self, config, socket, output=stem, cwd=REPO,
                              spawn=functools.partial(self.popen, ns), start_timeout=start_timeout)
         if self.tap:
-            self.wire_tap_port(ns)
+            wirer.join()
+            if "error" in wiring:
+                raise wiring["error"]
         tetherd.wait_until(lambda b: all(x["mac_source"] == "arp" for x in b.values()), 5,
                            "backend MACs learnt by ARP")
         return tetherd
