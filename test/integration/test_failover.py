@@ -12,9 +12,10 @@ master's tetherd is killed with SIGKILL in the middle, and:
   instance restarted becomes backup, and the graceful handover back (`tetherctl ha release`)
   loses next to nothing; the same after a fourth backend joined the services before the
   failover (the consistent hash alone would move a quarter of the flows);
-- without sync (the control run): the backup knows no expectation, so every stream's RTCP
-  is dropped after the failover and FTP data connections the hash sends elsewhere break:
-  the lab catches what sync is for.
+- without sync (the control run): the backup knows no expectation and no flow, so every
+  stream's RTCP and every FTP data connection in progress is dropped after the failover
+  (`no_expectation`): the lab catches what sync is for. SIP calls, placed by the Call-ID's
+  hash, survive even so.
 """
 import re
 
@@ -99,9 +100,9 @@ def test_failover_after_a_backend_joined(lab, make_pair):
 
 def test_without_sync_the_failover_breaks_media_and_ftp_data(lab, make_pair):
     """The control run: the same failover without sync. The backup has no RTP expectation,
-    so every stream's RTCP is dropped after it; FTP data connections (no passive_ports)
-    reach the backend their own 5-tuple hashes to, two in three another one than their
-    control connection's, whose stack resets them."""
+    so every stream's RTCP is dropped after it; an FTP data connection in progress (no
+    passive_ports) is to the VIP on a port no service names, with neither an expectation
+    nor a flow on the backup: dropped too, and curl gives up."""
     pair = make_pair(sync=False)
     first, = failover_scenario(lab, pair, lab.probe, failback=False, **WORKLOAD)
     figures = {k: v for k, v in first.items() if k not in ("sync", "placement")}

@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass, field
 
 from .config import Kernel, Port, with_port
+from .namespaces import run
 from .tetherd import TETHERCTL, tetherctl
 from .topology import (BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG, LAN_PREFIX, PAIR, SPARE_BACKENDS, SYNC_PORT, TAP_DEVICE,
                        TCP_VIP, VIPS, VRRP_ROUTER_ID)
@@ -47,6 +48,11 @@ PROBE_PORT = 9000  # udp on TCP_VIP (no other service there): the outage probe
 ADVERT_INT = 0.2  # seconds between VRRP advertisements (see README "Active-standby pair")
 PRIORITY, CHECK_WEIGHT = 100, -50
 SERVICES = ("sip", "ftp", "rtsp")
+# The failover lab's FTP clients, one address per concurrent download: without
+# passive_ports, a data connection claims its client address's oldest expectation, so two
+# downloads at once from one address to two backends may swap data connections (README
+# "Session awareness"), a failure of its own that would hide the failover's.
+FTP_CLIENTS = tuple(f"198.18.0.{n}" for n in range(31, 43))
 
 
 def pair_config(instance, key_file, sync=True, text=None):
@@ -189,6 +195,10 @@ class Pair:
         # download's ACKs cross tether for its whole length instead of the file landing in
         # the client's socket buffer within milliseconds.
         lab.sysctl(lab.client, "net.ipv4.tcp_rmem=4096 16384 16384")
+        present = run("ip", "-n", lab.client, "-4", "addr", "show", "eth0").stdout
+        for address in FTP_CLIENTS:
+            if f" {address}/" not in present:
+                run("ip", "-n", lab.client, "addr", "add", f"{address}/{LAN_PREFIX}", "dev", "eth0")
         self.instances = {}
         for name, ns in lab.lb_ns.items():
             # The kernel must not answer ARP on lan0 for the VIPs keepalived puts on lo.
@@ -365,7 +375,7 @@ class Probe:
         return Outage(self.interval, sent, received, per_backend)
 
 
-@dataclass
+@dataclass(repr=False)
 class Outage:
     interval: float
     sent: int
@@ -396,6 +406,9 @@ class Outage:
         if gap is None:
             return 0.0
         return (gap[1] - gap[0] + 2) * self.interval
+
+    def __repr__(self):
+        return f"Outage({self.describe()})"
 
     def describe(self, event_at=None):
         gap = self.longest_gap()
@@ -435,7 +448,11 @@ def play(lab, probe, *, calls, downloads, streams, seconds, event_after, event, 
 
     actor = threading.Thread(target=act, daemon=True)
     actor.start()
-    transfers = ftp_downloads(lab, downloads, label, limit_rate="64k", max_time=60, timeout=120)
+    assert downloads <= len(FTP_CLIENTS), f"at most {len(FTP_CLIENTS)} downloads at once"
+    # A download at 64 KB/s takes 8 s; one stalled for 5 s has failed (a failover pauses
+    # it for about a second, plus TCP's retransmission backoff).
+    transfers = ftp_downloads(lab, downloads, label, addresses=FTP_CLIENTS, limit_rate="64k", max_time=60,
+                              stall_time=5, timeout=120)
     received = rtsp.wait(timeout=seconds + 60)
     sip = [c.wait(timeout=180) for c in call_runs]
     actor.join(timeout=60)

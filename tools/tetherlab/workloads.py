@@ -48,12 +48,14 @@ class Calls:
         return seen
 
 
-def ftp_downloads(lab, count, tag, addresses=CLIENT_ADDRESSES, timeout=60, limit_rate=None, max_time=30):
+def ftp_downloads(lab, count, tag, addresses=CLIENT_ADDRESSES, timeout=60, limit_rate=None, max_time=30,
+                  stall_time=None):
     """`count` concurrent curl downloads of FTP_FILE through the FTP VIP in passive mode,
     alternating EPSV and PASV, spread over the client `addresses` (curl binds both its
     control and data connections to the address), each at most `limit_rate` (curl's
-    --limit-rate: "64k") if given. Returns [(address, command, ok)]: ok when curl
-    succeeded and the file has the right checksum."""
+    --limit-rate: "64k") if given, and given up after `stall_time` seconds below 1 KB/s.
+    Returns [(address, command, ok)]: ok when curl succeeded and the file has the right
+    checksum."""
     jobs = []
     for i in range(count):
         address = addresses[i % len(addresses)]
@@ -65,6 +67,7 @@ def ftp_downloads(lab, count, tag, addresses=CLIENT_ADDRESSES, timeout=60, limit
                              ["curl", "-sS", "--ftp-pasv", *([] if epsv else ["--disable-epsv"]),
                               "--interface", address, "--connect-timeout", "5", "--max-time", max_time,
                               *(["--limit-rate", limit_rate] if limit_rate else []),
+                              *(["--speed-limit", "1000", "--speed-time", stall_time] if stall_time else []),
                               "-o", out, f"ftp://{FTP_VIP}/{FTP_FILE}"], stderr=error_file)
         jobs.append((address, "EPSV" if epsv else "PASV", out, errors, proc))
     results = []
