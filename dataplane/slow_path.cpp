@@ -192,6 +192,32 @@ std::size_t build_neighbour_solicitation(std::uint8_t* frame, std::size_t capaci
   return kNeighbourSolicitationLength;
 }
 
+std::size_t build_unsolicited_advertisement(std::uint8_t* frame, std::size_t capacity,
+                                            const parsers::MacBytes& our_mac,
+                                            const parsers::IpBytes& address) {
+  if (capacity < kUnsolicitedAdvertisementLength) return 0;
+  std::memset(frame, 0, kUnsolicitedAdvertisementLength);
+  static constexpr std::uint8_t all_nodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  set_ethernet(frame, {0x33, 0x33, 0, 0, 0, 1}, our_mac);
+  store_be16(frame + 12, 0x86dd);
+  std::uint8_t* ip = frame + 14;
+  ip[0] = 0x60;
+  store_be16(ip + 4, kNeighbourMessage + kLinkLayerOption);
+  ip[6] = parsers::kProtoIcmpv6;
+  ip[7] = 255;  // RFC 4861 7.1.2: receivers drop advertisements that crossed a router
+  std::memcpy(ip + 8, address.data(), 16);
+  std::memcpy(ip + 24, all_nodes, 16);
+  std::uint8_t* icmp = ip + kIpv6Header;
+  icmp[0] = kIcmpv6NeighbourAdvertisement;
+  icmp[4] = 0x20;  // override only: neighbours replace the MAC they hold for the VIP
+  std::memcpy(icmp + 8, address.data(), 16);
+  icmp[24] = 2;  // target link-layer address option, 1 x 8 bytes
+  icmp[25] = 1;
+  std::memcpy(icmp + 26, our_mac.data(), 6);
+  set_icmpv6_checksum(ip, icmp);
+  return kUnsolicitedAdvertisementLength;
+}
+
 KernelClass kernel_class(const parsers::ParsedFrame& parsed) {
   constexpr std::uint16_t kBgp = 179, kBfdControl = 3784, kBfdEcho = 3785, kBfdMultihop = 4784;
   if (parsed.l3 == parsers::L3Kind::arp) return KernelClass::control;
@@ -280,6 +306,7 @@ void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
   if (parsed.l3 == parsers::L3Kind::arp) {
     const auto target = parsers::ipv4_mapped(parsed.arp.target_ip);
     if (parsed.arp.operation == 1 && snapshot.is_local_address(port_index, target)) {
+      if (snapshot.is_standby_vip(port_index, target)) return drop(mbuf, DropReason::ha_standby);
       counters_.arp_replies++;
       return send_reply(port_index, mbuf, answer_arp(frame, parsed, our_mac));
     }
@@ -295,6 +322,7 @@ void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
   if (neighbour_solicitation_target(frame, parsed, target)) {
     if (!snapshot.is_local_address(port_index, target))
       return to_kernel_or_drop(mbuf, port_index, KernelClass::control, DropReason::no_service);
+    if (snapshot.is_standby_vip(port_index, target)) return drop(mbuf, DropReason::ha_standby);
     counters_.nd_advertisements++;
     return send_reply(port_index, mbuf,
                       answer_neighbour_solicitation(frame, rte_pktmbuf_tailroom(mbuf) +
@@ -312,6 +340,7 @@ void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
       (port.kernel ? for_control_thread(parsed) : !echo_request))
     return hand_to_control(mbuf);
   const bool local = snapshot.is_local_address(port_index, parsed.dst_ip);
+  if (local && snapshot.is_standby_vip(port_index, parsed.dst_ip)) return drop(mbuf, DropReason::ha_standby);
   if (!icmp || !local)  // a VIP's port without a service stays tetherd's: the kernel has no VIP
     return local ? drop(mbuf, DropReason::no_service)
                  : to_kernel_or_drop(mbuf, port_index, kernel_class(parsed), DropReason::no_service);

@@ -141,11 +141,20 @@ struct Snapshot {
   std::vector<BackendView> backends;
   std::vector<ServiceView> services;
   ServiceIndex service_index;
+  // An active-standby pair's backup (or fault): the VIPs are the master's. Workers drop what
+  // comes for them (`ha_standby`) and do not answer ARP/ND or echo for them; the ports' own
+  // addresses, probes and the kernel interface work as ever. One branch per packet already
+  // classified to a service, on a line the worker reads anyway.
+  bool standby = false;
   // Hyperscan scratch space per worker, sized for every service's rules (null without rules).
   std::vector<hs_scratch*> rule_scratch;
 
   bool is_local_address(std::uint16_t port, const IpBytes& address) const;
   bool is_interface_address(std::uint16_t port, const IpBytes& address) const;
+  // A VIP while this instance is standby: local, and not one of the port's own addresses.
+  bool is_standby_vip(std::uint16_t port, const IpBytes& address) const {
+    return standby && !is_interface_address(port, address);
+  }
 };
 
 }  // namespace tether::dataplane
