@@ -126,6 +126,10 @@ std::string show_sync(ControlState& state, Args) {
   const SyncConfig& sync = *state.config.sync;
   const std::uint64_t now = rte_rdtsc();
   const std::vector<SyncPeerView> heard = state.sync->peers();
+  // Milliseconds since `tsc`, or null for never.
+  const auto age_ms = [&](std::uint64_t tsc) -> Json {
+    return tsc == 0 ? Json(nullptr) : Json((now - tsc) * 1000 / state.tsc_hz);
+  };
   Json peers = Json::array();
   for (const IpBytes& address : sync.peers) {
     bool any = false;
@@ -137,14 +141,18 @@ std::string show_sync(ControlState& state, Args) {
                        {"epoch", sender.epoch},
                        {"last_sequence", sender.last_sequence},
                        {"accepted", sender.accepted},
-                       {"last_message_age_ms", (now - sender.last_accepted_tsc) * 1000 / state.tsc_hz}});
+                       {"last_message_age_ms", (now - sender.last_accepted_tsc) * 1000 / state.tsc_hz},
+                       {"last_bulk_age_ms", age_ms(sender.last_bulk_end_tsc)}});
     }
     if (!any)  // nothing accepted from it yet
       peers.push_back({{"address", format_ip(address)}, {"sender", nullptr}, {"epoch", nullptr},
-                       {"last_sequence", nullptr}, {"accepted", 0}, {"last_message_age_ms", nullptr}});
+                       {"last_sequence", nullptr}, {"accepted", 0}, {"last_message_age_ms", nullptr},
+                       {"last_bulk_age_ms", nullptr}});
   }
   Json counters = Json::object();
-  for (const CounterSample& c : list_counters(state.totals()))
+  const Totals all = state.totals();
+  const SyncTotals& totals = all.sync;
+  for (const CounterSample& c : list_counters(all))
     if (std::string_view(c.section) == "sync") counters[c.name] = c.value;
   const PortConfig& port = state.config.ports[sync.port];
   return text_of({{"enabled", true},
@@ -153,6 +161,8 @@ std::string show_sync(ControlState& state, Args) {
                   {"instance", sync.instance},
                   {"sender_id", sync.sender_id},
                   {"peers", std::move(peers)},
+                  {"last_bulk_received_age_ms", age_ms(totals.last_bulk_received_tsc)},
+                  {"last_bulk_sent_age_ms", age_ms(totals.last_bulk_sent_tsc)},
                   {"counters", std::move(counters)}});
 }
 
@@ -217,7 +227,10 @@ std::string list_sessions(const ControlState& state, const ListingFilter& filter
       row["call_id_digest"] = digest;
     } else {
       row["client"] = format_ip(key.address);
-      if (key.kind == dataplane::SessionKind::rtp_expectation) row["client_port"] = key.port;
+      if (key.kind == dataplane::SessionKind::rtp_expectation ||
+          key.kind == dataplane::SessionKind::synced_flow)
+        row["client_port"] = key.port;
+      if (key.kind == dataplane::SessionKind::synced_flow) row["vip_port"] = key.vip_port;
     }
     sessions.push_back(std::move(row));
   });
@@ -590,7 +603,7 @@ constexpr Command kCommands[] = {
     {"show", "workers", "", 0, 0, show_workers},
     {"show", "sync", "", 0, 0, show_sync},
     {"show", "ha", "", 0, 0, show_ha},
-    {"show", "sessions", "[service NAME] [protocol sip|rtsp|ftp] [backend NAME] [limit N]", 0,
+    {"show", "sessions", "[service NAME] [protocol sip|rtsp|ftp|flow] [backend NAME] [limit N]", 0,
      kAnyCount, show_filtered<kSessionFilters, list_sessions>},
     {"show", "flows", "[worker N] [service NAME] [backend NAME] [limit N]", 0, kAnyCount,
      show_filtered<kFlowFilters, list_flows>},

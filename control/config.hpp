@@ -156,6 +156,12 @@ struct SyncConfig {
   std::vector<IpBytes> peers;     // the only sources messages are accepted from
   std::string instance;           // this instance's name; default: the port's first address
   std::uint32_t sender_id = 0;    // derived from `instance` (sync_sender_id)
+  // A flow is synced on its flow_threshold-th packet and again every flow_period packets
+  // after that (IPVS's sync_threshold), and when FIN or RST close it. Their sum fits the six
+  // bits a flow entry counts in.
+  std::uint32_t flow_threshold = 3;
+  std::uint32_t flow_period = 50;
+  std::uint32_t max_rate = 100000;  // records sent per second, at most
   bool operator==(const SyncConfig&) const = default;
 };
 

@@ -55,12 +55,13 @@ std::string describe(const Config& config) {
   if (config.sync) {
     const SyncConfig& sync = *config.sync;
     const PortConfig& port = config.ports[sync.port];
-    out << "state sync (receiving): UDP " << format_ip(port.addresses[0]) << ":" << sync.listen_port
+    out << "state sync: UDP " << format_ip(port.addresses[0]) << ":" << sync.listen_port
         << " on " << port.kernel->name << " (port " << port.name << "), instance " << sync.instance
         << " (sender id " << sync.sender_id << "), key " << sync.key.size() << " bytes from "
         << sync.key_file << ", peers";
     for (const auto& peer : sync.peers) out << ' ' << format_ip(peer);
-    out << '\n';
+    out << "; flows synced on packet " << sync.flow_threshold << " and every " << sync.flow_period
+        << " after, at most " << sync.max_rate << " records/s\n";
   }
   if (config.ha)
     out << "active-standby: starts as " << to_string(config.ha->initial)

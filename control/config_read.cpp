@@ -342,7 +342,8 @@ std::vector<std::uint8_t> read_sync_key(const GroupReader& r, const std::string&
 
 void read_sync(const GroupReader& top, const Document& doc, Config& config,
                const std::map<std::string, std::size_t>& port_names) {
-  GroupReader r(top.get("sync"), doc, {"port", "listen_port", "key_file", "peers", "instance"});
+  GroupReader r(top.get("sync"), doc, {"port", "listen_port", "key_file", "peers", "instance",
+                                               "flow_threshold", "flow_period", "max_rate"});
   SyncConfig sync;
   const std::string port = r.string("port");
   const auto found = port_names.find(port);
@@ -360,6 +361,13 @@ void read_sync(const GroupReader& top, const Document& doc, Config& config,
                                                                     : format_ip(sync_port.addresses[0]));
   if (r.has("instance") && sync.instance.empty()) r.fail(r.get("instance"), "instance is empty");
   sync.sender_id = sync_sender_id(sync.instance);
+  sync.flow_threshold = static_cast<std::uint32_t>(r.integer("flow_threshold", 1, 62, sync.flow_threshold));
+  sync.flow_period = static_cast<std::uint32_t>(r.integer("flow_period", 1, 62, sync.flow_period));
+  if (sync.flow_threshold + sync.flow_period > 63)
+    r.fail(r.get(r.has("flow_period") ? "flow_period" : "flow_threshold"),
+           "flow_threshold + flow_period is " + std::to_string(sync.flow_threshold + sync.flow_period) +
+               ": at most 63 (a flow entry counts its packets in six bits)");
+  sync.max_rate = static_cast<std::uint32_t>(r.integer("max_rate", 100, 10000000, sync.max_rate));
   config.sync = std::move(sync);
   r.check(sync_problem(config));
 }

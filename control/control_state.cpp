@@ -15,7 +15,7 @@ std::vector<MacBytes> ControlState::device_macs() const {
 Totals ControlState::totals() const {
   Totals t = add_up(*workers, config.backends.size(), *sessions, *expired);
   if (kernel != nullptr) t.kernel = kernel->totals();
-  if (sync != nullptr) t.sync = sync->totals();
+  t.sync = sync_totals(sync, sync_sender);
   if (ha != nullptr) t.ha = ha->totals();
   return t;
 }

@@ -12,6 +12,7 @@
 #include "control/neighbours.hpp"
 #include "control/report.hpp"
 #include "control/snapshot_builder.hpp"
+#include "control/sync_sender.hpp"
 #include "dataplane/session_table.hpp"
 #include "dataplane/snapshot_channel.hpp"
 #include "dataplane/worker.hpp"
@@ -33,6 +34,7 @@ struct ControlState {
   const dataplane::SweepResult* expired;
   const KernelInterfaces* kernel;  // null: no port has a kernel interface
   const SyncReceiver* sync = nullptr;  // null: no `sync`
+  const SyncSender* sync_sender = nullptr;
   HaStatus* ha = nullptr;  // null: no `ha`, standalone and always forwarding
   const WorkerProgress* progress = nullptr;  // null until the workers run
 

@@ -17,7 +17,8 @@ constexpr FieldName kFieldNames[] = {
 
 constexpr dataplane::SessionKind kKinds[] = {dataplane::SessionKind::sip_call,
                                              dataplane::SessionKind::rtp_expectation,
-                                             dataplane::SessionKind::ftp_expectation};
+                                             dataplane::SessionKind::ftp_expectation,
+                                             dataplane::SessionKind::synced_flow};
 
 std::optional<unsigned long> number(const std::string& text) {
   if (text.empty() || text[0] < '0' || text[0] > '9') return std::nullopt;
@@ -40,7 +41,7 @@ std::string usage(unsigned allowed) {
   for (const auto& [field, word] : kFieldNames)
     if (allowed & field)
       text += std::string(" [") + word +
-              (field == ListingFilter::protocol ? " sip|rtsp|ftp]"
+              (field == ListingFilter::protocol ? " sip|rtsp|ftp|flow]"
                : field == ListingFilter::worker || field == ListingFilter::limit ? " N]"
                                                                                 : " NAME]");
   return text;
@@ -75,7 +76,7 @@ std::variant<ListingFilter, std::string> parse_listing_filter(std::span<const st
       case ListingFilter::protocol:
         for (dataplane::SessionKind kind : kKinds)
           if (value == protocol_name(kind)) filter.kind = kind;
-        if (!filter.kind) return "protocol must be sip, rtsp or ftp, not '" + value + "'";
+        if (!filter.kind) return "protocol must be sip, rtsp, ftp or flow, not '" + value + "'";
         break;
       case ListingFilter::worker: {
         const auto worker = number(value);
@@ -101,6 +102,7 @@ const char* protocol_name(dataplane::SessionKind kind) {
     case dataplane::SessionKind::sip_call: return "sip";
     case dataplane::SessionKind::rtp_expectation: return "rtsp";
     case dataplane::SessionKind::ftp_expectation: return "ftp";
+    case dataplane::SessionKind::synced_flow: return "flow";
     case dataplane::SessionKind::count_: break;
   }
   return "unknown";

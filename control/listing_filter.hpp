@@ -1,5 +1,5 @@
 // The filters of `show sessions` and `show flows`, parsed from the command's words:
-//   [service NAME] [protocol sip|rtsp|ftp] [backend NAME] [worker N] [limit N]
+//   [service NAME] [protocol sip|rtsp|ftp|flow] [backend NAME] [worker N] [limit N]
 // Names are resolved against the running configuration here, so an unknown one is an error
 // for the operator rather than an empty answer.
 #pragma once

@@ -172,19 +172,48 @@ std::vector<CounterSample> list_counters(const Totals& t) {
   add("sync", "sync_sequence_gaps", sync.sequence_gaps,
       {.name = "sync_sequence_gaps_total", .type = kCounter,
        .help = "Sequence numbers a peer's accepted sync messages skipped (lost or late)."});
-  for (i = 0; i + 1 < kSyncRecordKinds; ++i)  // flows are never applied yet: not_applied
+  for (i = 0; i < kSyncRecordKinds; ++i)
     add("sync", std::string("sync_applied_") + sync_record_kind(i), sync.applied[i],
         {.name = lasting(std::string("sync_applied_") + sync_record_kind(i) + "_records_total"),
          .type = kCounter, .help = "Synced records applied to the session table, by kind."});
   add("sync", "sync_refused", sync.refused,
       {.name = "sync_refused_records_total", .type = kCounter,
        .help = "Synced records naming a service or backend this instance does not run so."});
-  add("sync", "sync_not_applied", sync.not_applied,
-      {.name = "sync_not_applied_records_total", .type = kCounter,
-       .help = "Synced flow records, which this version does not apply."});
   add("sync", "sync_table_full", sync.table_full,
       {.name = "sync_table_full_records_total", .type = kCounter,
        .help = "Synced records the session table had no room for."});
+  add("sync", "sync_bulk_requests_received", sync.bulk_requests_received,
+      {.name = "sync_bulk_requests_received_total", .type = kCounter,
+       .help = "Peers' requests for this instance's whole state (a starting or rejoining peer)."});
+  add("sync", "sync_bulk_ends_received", sync.bulk_ends_received,
+      {.name = "sync_bulk_ends_received_total", .type = kCounter,
+       .help = "Bulk dumps received whole from peers."});
+  add("sync", "sync_senders_refused", sync.senders_refused,
+      {.name = "sync_senders_refused_messages_total", .type = kCounter,
+       .help = "Valid sync messages from a sender id beyond the bound per peer address."});
+  // The sending side.
+  add("sync", "sync_sent", sync.sent,
+      {.name = "sync_sent_messages_total", .type = kCounter,
+       .help = "Sync messages sent, once per peer they went to."});
+  for (i = 0; i < kSyncRecordKinds; ++i)
+    add("sync", std::string("sync_sent_") + sync_record_kind(i), sync.records_sent[i],
+        {.name = lasting(std::string("sync_sent_") + sync_record_kind(i) + "_records_total"),
+         .type = kCounter, .help = "Records put into sync messages, by kind."});
+  add("sync", "sync_send_failed", sync.send_failed,
+      {.name = "sync_send_failed_messages_total", .type = kCounter,
+       .help = "Sync messages the socket did not take (buffer full, no route)."});
+  add("sync", "sync_throttled", sync.throttled,
+      {.name = "sync_throttled_polls_total", .type = kCounter,
+       .help = "Sender polls that left events waiting because of sync.max_rate."});
+  add("sync", "sync_backlog", sync.backlog,
+      {.name = "sync_backlog_events", .type = kGauge,
+       .help = "Session changes and flows waiting in the workers' sync rings."});
+  add("sync", "sync_bulk_requests_sent", sync.bulk_requests_sent,
+      {.name = "sync_bulk_requests_sent_total", .type = kCounter,
+       .help = "Requests for a peer's whole state this instance sent."});
+  add("sync", "sync_bulk_dumps_sent", sync.bulk_dumps_sent,
+      {.name = "sync_bulk_dumps_sent_total", .type = kCounter,
+       .help = "Bulk dumps of this instance's state sent to its peers."});
 
   // The active-standby pair (the control thread's).
   add("ha", "ha_transitions", t.ha.transitions,

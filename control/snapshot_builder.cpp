@@ -120,6 +120,10 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(
     snapshot->services.push_back(std::move(view));
   }
   snapshot->service_index.build(index);
+  if (config.sync) {
+    snapshot->sync_flow_threshold = static_cast<std::uint8_t>(config.sync->flow_threshold);
+    snapshot->sync_flow_period = static_cast<std::uint8_t>(config.sync->flow_period);
+  }
 
   snapshot->rule_scratch.assign(workers, nullptr);
   if (any_rules)

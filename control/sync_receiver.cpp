@@ -53,6 +53,17 @@ bool serves(const Config& running, const ServiceConfig& service, std::uint16_t b
                      [&](const PoolConfig& pool) { return in(pool.backends); });
 }
 
+// The service a flow record names, if this instance runs it for that flow: its VIP and
+// protocol, and its port (or any port, for an FTP service's data connections).
+const ServiceConfig* flow_service(const Config& running, const sync::FlowRecord& flow) {
+  if (flow.service >= running.services.size()) return nullptr;
+  const ServiceConfig& service = running.services[flow.service];
+  const std::uint8_t protocol = service.protocol == Protocol::udp ? parsers::kProtoUdp : parsers::kProtoTcp;
+  if (service.removed || service.vip != flow.vip || flow.protocol != protocol) return nullptr;
+  const bool any_port = service.port == 0 || service.dpi == SessionProtocol::ftp;
+  return any_port || service.port == flow.vip_port ? &service : nullptr;
+}
+
 IpBytes source_address(const sockaddr_storage& from) {
   IpBytes address{};
   if (from.ss_family == AF_INET) {
@@ -83,6 +94,7 @@ SyncReceiver::SyncReceiver(const Config& config) {
   const PortConfig& port = config.ports[settings.port];
   const IpBytes& address = port.addresses.at(0);
   peers_ = settings.peers;
+  listen_port_ = settings.listen_port;
   buffer_.resize(kLargestDatagram);
   mac_ = std::make_unique<sync::HmacSha256>(settings.key);
 
@@ -154,8 +166,18 @@ void SyncReceiver::receive(std::span<const std::uint8_t> datagram, const IpBytes
     ++totals_.rejected[static_cast<std::size_t>(status)];
     return;
   }
-  // Only after the tag: a forger cannot make windows for made-up sender ids.
-  PeerState& peer = senders_[{source, message.header.sender}];
+  // Only after the tag: a forger cannot make windows for made-up sender ids, and a key
+  // holder only a bounded number.
+  const std::pair<IpBytes, std::uint32_t> id{source, message.header.sender};
+  if (!senders_.contains(id)) {
+    const auto of_peer = std::count_if(senders_.begin(), senders_.end(),
+                                       [&](const auto& entry) { return entry.first.first == source; });
+    if (static_cast<std::size_t>(of_peer) >= kMaxSendersPerPeer) {
+      ++totals_.senders_refused;
+      return;
+    }
+  }
+  PeerState& peer = senders_[id];
   const sync::ReplayWindow::Verdict verdict =
       peer.window.accept(message.header.epoch, message.header.sequence);
   if (verdict.status != sync::SyncStatus::ok) {
@@ -169,6 +191,20 @@ void SyncReceiver::receive(std::span<const std::uint8_t> datagram, const IpBytes
   sync::RecordCursor records = message.records();
   sync::Record record;
   while (records.next(record)) apply(record, running, sessions, now, tsc_hz);
+  if (message.header.kind == sync::MessageKind::bulk_request) {
+    ++totals_.bulk_requests_received;
+    bulk_requested_ = true;
+  } else if (message.header.kind == sync::MessageKind::bulk_end) {
+    ++totals_.bulk_ends_received;
+    peer.last_bulk_end_tsc = now;
+    totals_.last_bulk_received_tsc = now;
+  }
+}
+
+bool SyncReceiver::bulk_received_from(const IpBytes& peer) const {
+  for (const auto& [id, state] : senders_)
+    if (id.first == peer && state.last_bulk_end_tsc != 0) return true;
+  return false;
 }
 
 void SyncReceiver::apply(const sync::Record& record, const Config& running,
@@ -218,9 +254,18 @@ void SyncReceiver::apply(const sync::Record& record, const Config& running,
         full = !applied;
       }
     }
-  } else {
-    ++totals_.not_applied;  // a flow: the workers' own tables (later work)
-    return;
+  } else if (const auto* flow = std::get_if<sync::FlowRecord>(&record)) {
+    if (const ServiceConfig* service = flow_service(running, *flow);
+        service != nullptr && serves(running, *service, flow->backend)) {
+      const std::uint32_t limit_s = flow->closing ? service->fin_timeout_s : service->idle_timeout_s;
+      const std::uint64_t deadline = now + cycles(capped_ms(flow->remaining_ms, limit_s), tsc_hz);
+      const dataplane::SessionKey key =
+          dataplane::synced_flow_key(flow->service, flow->client, flow->client_port, flow->vip_port);
+      const std::int32_t position =
+          sessions.add(key, dataplane::session_signature(key), {flow->backend, flow->service}, deadline);
+      applied = position >= 0;
+      full = position == -ENOSPC;
+    }
   }
   if (applied) ++totals_.applied[kind];
   else if (full) ++totals_.table_full;
@@ -231,7 +276,7 @@ std::vector<SyncPeerView> SyncReceiver::peers() const {
   std::vector<SyncPeerView> views;
   for (const auto& [id, peer] : senders_)
     views.push_back({id.first, id.second, peer.window.epoch(), peer.window.highest(), peer.accepted,
-                     peer.last_accepted_tsc});
+                     peer.last_accepted_tsc, peer.last_bulk_end_tsc});
   return views;
 }
 

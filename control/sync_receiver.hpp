@@ -43,8 +43,22 @@ struct SyncTotals {
   // Records naming a service or backend this instance does not run as the record says, or
   // of a kind the service does not inspect: skipped.
   std::uint64_t refused = 0;
-  std::uint64_t not_applied = 0;  // flow records: the flow tables are the workers' (later work)
   std::uint64_t table_full = 0;   // records the session table had no room for
+  std::uint64_t bulk_requests_received = 0;
+  std::uint64_t bulk_ends_received = 0;
+  // Accepted messages from a sender id beyond kMaxSendersPerPeer of one peer address: dropped.
+  std::uint64_t senders_refused = 0;
+  // The sending side's (SyncSender::add_totals).
+  std::uint64_t sent = 0;  // messages, counted once per peer they went to
+  std::uint64_t records_sent[kSyncRecordKinds] = {};
+  std::uint64_t send_failed = 0;
+  std::uint64_t throttled = 0;  // sender polls that max_rate left events waiting
+  std::uint64_t bulk_requests_sent = 0;
+  std::uint64_t bulk_dumps_sent = 0;
+  std::uint64_t backlog = 0;  // events waiting in the workers' rings (a gauge)
+  // TSC of the last bulk dump received whole and sent (0: none yet), for `show sync`.
+  std::uint64_t last_bulk_received_tsc = 0;
+  std::uint64_t last_bulk_sent_tsc = 0;
 };
 
 // One sender as `show sync` lists it.
@@ -55,6 +69,7 @@ struct SyncPeerView {
   std::uint64_t last_sequence;
   std::uint64_t accepted;
   std::uint64_t last_accepted_tsc;
+  std::uint64_t last_bulk_end_tsc;  // 0: no bulk dump received from it
 };
 
 class SyncReceiver {
@@ -73,13 +88,25 @@ class SyncReceiver {
   const SyncTotals& totals() const { return totals_; }
   std::vector<SyncPeerView> peers() const;
 
+  // For the sender, which sends from the same socket.
+  int socket() const { return socket_; }
+  std::uint16_t listen_port() const { return listen_port_; }
+  // True once after a peer asked for a bulk dump.
+  bool take_bulk_request() { return std::exchange(bulk_requested_, false); }
+  // Whether `peer` completed a bulk dump to this instance since it started.
+  bool bulk_received_from(const IpBytes& peer) const;
+
   static constexpr unsigned kDatagramsPerPoll = 256;
+  // Sender ids one peer address may hold replay windows for: instances restarted under new
+  // names, or several instances behind one address; bounded so state cannot grow without end.
+  static constexpr std::size_t kMaxSendersPerPeer = 16;
 
  private:
   struct PeerState {
     sync::ReplayWindow window;
     std::uint64_t accepted = 0;
     std::uint64_t last_accepted_tsc = 0;
+    std::uint64_t last_bulk_end_tsc = 0;
   };
   void receive(std::span<const std::uint8_t> datagram, const IpBytes& source,
                const Config& running, dataplane::SessionTable& sessions, std::uint64_t now,
@@ -88,12 +115,14 @@ class SyncReceiver {
              std::uint64_t now, std::uint64_t tsc_hz);
 
   int socket_ = -1;
+  std::uint16_t listen_port_;
   std::vector<std::uint8_t> buffer_;  // one datagram
   std::vector<IpBytes> peers_;
   std::unique_ptr<sync::HmacSha256> mac_;
   // One window per peer address and sender id: an address may host several instances.
   std::map<std::pair<IpBytes, std::uint32_t>, PeerState> senders_;
   SyncTotals totals_;
+  bool bulk_requested_ = false;
 };
 
 }  // namespace tether

@@ -389,7 +389,7 @@ int main(int argc, char** argv) {
   po::options_description visible(
       "Usage: tetherctl [-s PATH] [--json] [--timeout SECONDS] COMMAND...\n"
       "Commands: show services|backends|counters|workers|sync|ha, backend weight NAME WEIGHT [SERVICE],\n"
-      "show sessions [service NAME] [protocol sip|rtsp|ftp] [backend NAME] [limit N],\n"
+      "show sessions [service NAME] [protocol sip|rtsp|ftp|flow] [backend NAME] [limit N],\n"
       "show flows [worker N] [service NAME] [backend NAME] [limit N],\n"
       "backend drain|enable|disable NAME, backend add NAME ADDRESS SERVICE [weight W] [mac MAC]\n"
       "[port PORT], backend remove NAME [SERVICE], ha master|backup|fault|release|claim,\n"

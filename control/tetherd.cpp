@@ -207,6 +207,7 @@ int run(const Config& config, const Options& options) {
   std::unique_ptr<NeighbourResolver> neighbours;
   std::unique_ptr<KernelInterfaces> kernel;
   std::unique_ptr<SyncReceiver> sync;
+  std::unique_ptr<SyncSender> sync_sender;
   std::unique_ptr<HaStatus> ha;
   std::unique_ptr<WorkerProgress> progress;
   std::unique_ptr<ControlState> control;
@@ -235,6 +236,7 @@ int run(const Config& config, const Options& options) {
     const bool kernel_interfaces = std::any_of(config.ports.begin(), config.ports.end(),
                                                [](const PortConfig& p) { return p.kernel.has_value(); });
     links = std::make_unique<dataplane::Links>(config.workers, config.sessions, kernel_interfaces,
+                                               config.sync.has_value(),
                                                SOCKET_ID_ANY);
     std::vector<ControlPort> control_port_list;
     for (std::size_t i = 0; i < ports.size(); ++i)
@@ -245,12 +247,15 @@ int run(const Config& config, const Options& options) {
     if (kernel_interfaces)
       kernel = std::make_unique<KernelInterfaces>(config, *control_ports, config.mbuf_data_size);
     // After the kernel interfaces: its socket is bound to the address one of them carries.
-    if (config.sync) sync = std::make_unique<SyncReceiver>(config);
+    if (config.sync) {
+      sync = std::make_unique<SyncReceiver>(config);
+      sync_sender = std::make_unique<SyncSender>(config, *sync, *links, rte_get_tsc_hz());
+    }
 
     control = std::make_unique<ControlState>(ControlState{
         config, std::vector<dataplane::BackendState>(config.backends.size()), nullptr,
         neighbours.get(), options.config_path, identities, rte_get_tsc_hz(), &links->snapshots(),
-        &workers, &links->sessions(), &expired, kernel.get(), sync.get()});
+        &workers, &links->sessions(), &expired, kernel.get(), sync.get(), sync_sender.get()});
     // Before the first snapshot: a pair's backup must not forward its first packet.
     if (config.ha) {
       ha = std::make_unique<HaStatus>(*config.ha, rte_rdtsc(), rte_get_tsc_hz());
@@ -314,6 +319,8 @@ int run(const Config& config, const Options& options) {
       if (kernel) kernel->poll(links->to_kernel());
       // What the kernel delivered to the sync socket (the frames came through kernel->poll).
       if (sync) sync->poll(control->config, links->sessions(), now, rte_get_tsc_hz());
+      // What the workers reported, out through the kernel interface (sent on its next poll).
+      if (sync_sender) sync_sender->poll(links->sessions(), now);
       backends_changed |= neighbours->tick(now);
       backends_changed |= health->tick(now);
       if (backends_changed) control->republish();
@@ -322,7 +329,7 @@ int run(const Config& config, const Options& options) {
       for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];
       set_telemetry_control_counts(read_sessions(links->sessions(), expired),
                                    kernel ? kernel->totals() : KernelPathTotals{},
-                                   sync ? sync->totals() : SyncTotals{},
+                                   sync_totals(sync.get(), sync_sender.get()),
                                    ha ? ha->totals() : HaTotals{});
       if (options.idle_exit_s > 0) {
         std::uint64_t rx = 0;
@@ -351,7 +358,7 @@ int run(const Config& config, const Options& options) {
   if (!workers.empty()) {
     Totals totals = add_up(workers, final_config.backends.size(), links->sessions(), expired);
     if (kernel) totals.kernel = kernel->totals();
-    if (sync) totals.sync = sync->totals();
+    totals.sync = sync_totals(sync.get(), sync_sender.get());
     if (ha) totals.ha = ha->totals();
     std::cout << summary_text(final_config, totals) << std::flush;
     if (!options.stats_file.empty()) {
@@ -364,6 +371,7 @@ int run(const Config& config, const Options& options) {
     }
   }
   workers.clear();
+  sync_sender.reset();
   sync.reset();
   health.reset();
   control.reset();

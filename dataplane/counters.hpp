@@ -132,6 +132,9 @@ constexpr const char* to_string(DpiFallback reason) { return names::of(names::dp
   X(arp_replies, "", "ARP replies sent for the VIPs and the ports' addresses.")               \
   X(icmp_echo_replies, "", "ICMP and ICMPv6 echo replies sent.")                             \
   X(nd_advertisements, "", "IPv6 neighbour advertisements sent.")                            \
+  X(sync_events, "", "Session changes and flows queued for state sync.")                    \
+  X(sync_events_lost, "", "Session changes and flows for state sync the ring had no room for.") \
+  X(flows_from_sync, "", "Flows new to this instance placed where a peer's synced flow says.") \
   X(busy_polls, "", "Worker loop iterations that received something.")                       \
   X(idle_polls, "", "Worker loop iterations that received nothing.")                         \
   /* per received packet: the cost of the whole loop, and of processing alone */              \

@@ -83,11 +83,14 @@ struct FlowEntry {
   std::uint16_t service;
   std::uint32_t closing : 1;  // TCP FIN or RST seen: the entry lives for fin_timeout only
   // Inspected control connection: its stream state + 1; 0 if none.
-  std::uint32_t stream : 31;
+  std::uint32_t stream : 25;
+  // State sync: the flow's packets, counted to the sync threshold and then cycling through
+  // the sync period (Worker::count_for_sync).
+  std::uint32_t sync_packets : 6;
 };
 static_assert(sizeof(FlowEntry) == 16);
 // What FlowEntry::stream holds: a stream's index + 1.
-inline constexpr std::uint32_t kFlowStreamMask = 0x7fffffff;
+inline constexpr std::uint32_t kFlowStreamMask = 0x1ffffff;
 static_assert(kMaxDpiSessionsPerWorker < kFlowStreamMask);
 
 class FlowTable {
@@ -125,10 +128,15 @@ class FlowTable {
   // holds a live deadline.
   template <typename Visit>
   std::uint32_t walk(std::uint64_t now_tsc, std::uint32_t slots, Visit&& visit) {
+    return walk(now_tsc, slots, walk_cursor_, visit);
+  }
+  // The same from a cursor of the caller's: two walks of one table keep their own places.
+  template <typename Visit>
+  std::uint32_t walk(std::uint64_t now_tsc, std::uint32_t slots, std::uint32_t& cursor, Visit&& visit) {
     std::uint32_t walked = 0;
     while (walked < slots) {
-      const std::uint32_t position = walk_cursor_;
-      walk_cursor_ = walk_cursor_ + 1 == slot_count_ ? 0 : walk_cursor_ + 1;
+      const std::uint32_t position = cursor;
+      cursor = cursor + 1 == slot_count_ ? 0 : cursor + 1;
       ++walked;
       const FlowEntry& entry = entries_[position];
       if (entry.deadline_tsc >= now_tsc && !visit(static_cast<std::int32_t>(position), entry)) break;

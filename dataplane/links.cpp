@@ -5,6 +5,7 @@
 #include <rte_errno.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
+#include <rte_ring_elem.h>
 
 #include <stdexcept>
 #include <string>
@@ -28,13 +29,25 @@ void Links::RingFree::operator()(rte_ring* ring) const {
   rte_ring_free(ring);
 }
 
-Links::Links(unsigned workers, std::uint32_t session_capacity, bool kernel_interfaces, int socket)
+void Links::ValueRingFree::operator()(rte_ring* ring) const { rte_ring_free(ring); }
+
+Links::Links(unsigned workers, std::uint32_t session_capacity, bool kernel_interfaces, bool sync,
+             int socket)
     : exceptions_(make_ring("exceptions", kExceptionRingSize, socket, RING_F_SC_DEQ)),
       outbound_(make_ring("control_out", kOutboundRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ)),
       snapshots_(workers, socket),
       sessions_("sessions", session_capacity, workers, socket),
       to_kernel_(kernel_interfaces ? make_ring("to_kernel", kKernelRingSize, socket, RING_F_SC_DEQ) : nullptr) {
-  for (unsigned w = 0; w < workers; ++w) workers_.push_back(std::make_unique<PerWorker>());
+  for (unsigned w = 0; w < workers; ++w) {
+    workers_.push_back(std::make_unique<PerWorker>());
+    if (!sync) continue;
+    const std::string name = "sync_events" + std::to_string(w);
+    rte_ring* ring = rte_ring_create_elem(name.c_str(), sizeof(SyncEvent), kSyncEventRingSize, socket,
+                                          RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (ring == nullptr)
+      throw std::runtime_error("cannot create ring " + name + ": " + rte_strerror(rte_errno));
+    workers_.back()->sync_events.reset(ring);
+  }
 }
 
 WorkerLinks Links::worker(unsigned index) {
@@ -45,6 +58,8 @@ WorkerLinks Links::worker(unsigned index) {
           exceptions_.get(),
           index == 0 ? outbound_.get() : nullptr,
           to_kernel_.get(),
+          own.sync_events.get(),
+          &own.sync_dump,
           &own.counters,
           own.backend_counters,
           &stop_};

@@ -26,6 +26,13 @@
 //   kernel ring          every worker (MP) -> control (SC):   rte_ring, as the exception ring;
 //                        frames for a port's kernel interface mbuf->port is the DPDK port id
 //                        (within each worker's rate limit)    it arrived on
+//   sync event ring      each worker (SP) -> control (SC):    rte_ring of 64-byte elements,
+//   (sync_events)        session changes and synced flows     copied in and out by value
+//                        for state sync
+//   sync dump request    control asks, each worker walks its  request: release store of the
+//   (SyncDumpRequest)    flow table onto its sync event ring  generation, acquire load; done:
+//                                                             likewise, after the last event
+//                                                             of the walk is enqueued
 //   counters             each worker its own -> control       relaxed std::atomic_ref stores by
 //   (counters.hpp)       (reports, telemetry, idle exit,      the one worker that writes a
 //                        `ha check`'s loop progress);
@@ -49,10 +56,18 @@
 #include "dataplane/limits.hpp"
 #include "dataplane/session_table.hpp"
 #include "dataplane/snapshot_channel.hpp"
+#include "dataplane/sync_events.hpp"
 
 struct rte_ring;
 
 namespace tether::dataplane {
+
+// The control thread's request that a worker report every synced flow of its table again
+// (a bulk dump for a peer that starts or rejoins). One per worker.
+struct alignas(64) SyncDumpRequest {
+  std::atomic<std::uint64_t> requested{0};
+  std::atomic<std::uint64_t> done{0};
+};
 
 // One worker's end of every link.
 struct WorkerLinks {
@@ -62,6 +77,8 @@ struct WorkerLinks {
   rte_ring* exceptions;  // null: no packet for the control thread is expected
   rte_ring* outbound;    // worker 0's only; null for the others
   rte_ring* to_kernel;   // null: no port has a kernel interface
+  rte_ring* sync_events;  // null: state sync is off
+  SyncDumpRequest* sync_dump;
   WorkerCounters* counters;
   std::span<BackendCounters> backend_counters;  // kMaxBackends: snapshots may add backends
   const std::atomic<bool>* stop;
@@ -71,7 +88,9 @@ class Links {
  public:
   // `session_capacity`: entries of the shared session table.
   // `kernel_interfaces`: whether any port has one (the kernel ring exists only then).
-  Links(unsigned workers, std::uint32_t session_capacity, bool kernel_interfaces, int socket);
+  // `sync`: whether state sync is on (the sync event rings exist only then).
+  Links(unsigned workers, std::uint32_t session_capacity, bool kernel_interfaces, bool sync,
+        int socket);
   // The workers must have stopped.
   ~Links() = default;
   Links(const Links&) = delete;
@@ -85,21 +104,32 @@ class Links {
   rte_ring* exceptions() const { return exceptions_.get(); }
   rte_ring* outbound() const { return outbound_.get(); }
   rte_ring* to_kernel() const { return to_kernel_.get(); }
+  // Null when state sync is off.
+  rte_ring* sync_events(unsigned worker) const { return workers_.at(worker)->sync_events.get(); }
+  SyncDumpRequest& sync_dump(unsigned worker) { return workers_.at(worker)->sync_dump; }
+  unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
   void stop_workers() { stop_.store(true, std::memory_order_relaxed); }
 
  private:
-  // What belongs to one worker, apart from the other workers' (cache-line aligned members).
-  struct PerWorker {
-    FlowSampleMailbox flow_samples;
-    WorkerCounters counters;
-    std::vector<BackendCounters> backend_counters = std::vector<BackendCounters>(kMaxBackends);
-  };
-
   // Frees the ring and whatever packets it still holds.
   struct RingFree {
     void operator()(rte_ring* ring) const;
   };
   using Ring = std::unique_ptr<rte_ring, RingFree>;
+  // A ring of values, not of mbufs.
+  struct ValueRingFree {
+    void operator()(rte_ring* ring) const;
+  };
+  using ValueRing = std::unique_ptr<rte_ring, ValueRingFree>;
+
+  // What belongs to one worker, apart from the other workers' (cache-line aligned members).
+  struct PerWorker {
+    FlowSampleMailbox flow_samples;
+    WorkerCounters counters;
+    std::vector<BackendCounters> backend_counters = std::vector<BackendCounters>(kMaxBackends);
+    ValueRing sync_events;
+    SyncDumpRequest sync_dump;
+  };
 
   // Created in this order, the order tetherd has always used: where the session table lands
   // in the DPDK heap, behind the rings, shows in the SIP benchmark.

@@ -88,6 +88,13 @@ SessionKey ftp_expectation_key(std::uint16_t service, const parsers::IpBytes& cl
   return client_key(SessionKind::ftp_expectation, service, client, slot);
 }
 
+SessionKey synced_flow_key(std::uint16_t service, const parsers::IpBytes& client,
+                           std::uint16_t client_port, std::uint16_t vip_port) {
+  SessionKey key = client_key(SessionKind::synced_flow, service, client, client_port);
+  key.vip_port = vip_port;
+  return key;
+}
+
 std::uint32_t session_signature(const SessionKey& key) {
   return rte_hash_crc(&key, sizeof key, kSessionHashSeed);
 }
@@ -513,6 +520,8 @@ bool SessionTable::entry_at(std::uint32_t position, SessionEntry& entry) const {
     return false;
   entry.route = unpack(data);
   entry.deadline = slots_[position].deadline.load(std::memory_order_relaxed);
+  entry.ended = entry.key.kind == SessionKind::sip_call &&
+                slots_[position].call.load(std::memory_order_relaxed) == kCallEnded;
   return true;
 }
 
@@ -540,6 +549,7 @@ const char* to_string(SessionKind kind) {
     case SessionKind::sip_call: return "sip_call";
     case SessionKind::rtp_expectation: return "rtp_expectation";
     case SessionKind::ftp_expectation: return "ftp_expectation";
+    case SessionKind::synced_flow: return "synced_flow";
     case SessionKind::count_: break;
   }
   return "unknown";

@@ -14,6 +14,7 @@
 // quiescent state, which workers do once per loop, outside any burst.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 
@@ -29,6 +30,10 @@ enum class SessionKind : std::uint8_t {
   sip_call = 1,         // digest = Call-ID digest
   rtp_expectation = 2,  // address:port = the RTSP client's RTP or RTCP source
   ftp_expectation = 3,  // address = the FTP client, port = one of its expectation slots
+  // An established flow a peer synced (state sync): address:port = the client, vip_port the
+  // port it is sent to; the service gives the VIP and the protocol. Workers look it up only
+  // for a packet that misses their own flow table and does not open a connection.
+  synced_flow = 4,
   count_
 };
 
@@ -39,7 +44,7 @@ struct SessionKey {
   std::uint8_t pad0 = 0;
   std::uint16_t service;
   std::uint16_t port;
-  std::uint16_t pad1 = 0;
+  std::uint16_t vip_port = 0;  // synced flows; 0 for the other kinds
   std::uint64_t digest;
   parsers::IpBytes address;
 };
@@ -51,6 +56,8 @@ SessionKey rtp_expectation_key(std::uint16_t service, const parsers::IpBytes& cl
 // `slot` < kFtpExpectationsPerClient: one of the client address's outstanding expectations.
 SessionKey ftp_expectation_key(std::uint16_t service, const parsers::IpBytes& client,
                                std::uint16_t slot = 0);
+SessionKey synced_flow_key(std::uint16_t service, const parsers::IpBytes& client,
+                           std::uint16_t client_port, std::uint16_t vip_port);
 std::uint32_t session_signature(const SessionKey& key);
 
 struct SessionRoute {
@@ -77,6 +84,7 @@ struct SessionEntry {
   SessionKey key;
   SessionRoute route;
   std::uint64_t deadline;
+  bool ended = false;  // SIP calls: ended by BYE or CANCEL, lingering
 };
 
 // What the control thread's sweep did, per kind: entries it deleted, but for FTP
@@ -190,6 +198,19 @@ class SessionTable {
     for (std::uint32_t position = 0; position < slot_count_; ++position)
       if (live_entry(position, now, entry)) visit(static_cast<const SessionEntry&>(entry));
   }
+  // The same over the `count` slots from `from`, while visit returns true: the position to go
+  // on from, slot_count() once the walk passed the last slot. For walks in slices.
+  template <typename Visit>
+  std::uint32_t for_each_live_in(std::uint32_t from, std::uint32_t count, std::uint64_t now,
+                                 Visit&& visit) const {
+    SessionEntry entry;
+    const std::uint32_t end = from + std::min(count, slot_count_ - std::min(from, slot_count_));
+    std::uint32_t position = from;
+    while (position < end)
+      if (live_entry(position++, now, entry) && !visit(static_cast<const SessionEntry&>(entry))) break;
+    return position;
+  }
+  std::uint32_t slot_count() const { return slot_count_; }
   std::uint32_t size() const;
   std::uint32_t capacity() const { return capacity_; }
   // Bytes the table took from the DPDK heaps: buckets, keys, free-slot rings and caches,

@@ -146,6 +146,10 @@ struct Snapshot {
   // addresses, probes and the kernel interface work as ever. One branch per packet already
   // classified to a service, on a line the worker reads anyway.
   bool standby = false;
+  // State sync (dataplane/sync_events.hpp): a flow is reported on its sync_flow_threshold-th
+  // packet and every sync_flow_period packets after; 0: sync is off.
+  std::uint8_t sync_flow_threshold = 0;
+  std::uint8_t sync_flow_period = 0;
   // Hyperscan scratch space per worker, sized for every service's rules (null without rules).
   std::vector<hs_scratch*> rule_scratch;
 

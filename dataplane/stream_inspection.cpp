@@ -14,8 +14,9 @@ constexpr std::size_t kMaxFtpLine = 512;
 
 StreamInspector::StreamInspector(std::uint32_t stream_capacity, std::uint32_t buffer_capacity,
                                  SessionTable& sessions, WorkerCounters& counters,
-                                 std::span<BackendCounters> backend_counters)
+                                 std::span<BackendCounters> backend_counters, SyncEventQueue& sync)
     : sessions_(&sessions),
+      sync_(sync),
       counters_(counters),
       backend_counters_(backend_counters),
       streams_(stream_capacity),
@@ -229,6 +230,7 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
             }
             stream.rtp_ports[stream.rtp_port_count++] = port;
             counters_.expectations_created[static_cast<std::size_t>(Expectation::rtp)]++;
+            report_rtp_expectation(stream, port, false, now + service.session_timeout_tsc);
             if (!stream.session_counted) {
               stream.session_counted = true;
               counters_.sessions_created[static_cast<std::size_t>(SessionProtocol::rtsp)]++;
@@ -244,8 +246,9 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
         stream.session_counted = false;
       } else {
         // Any other request (GET_PARAMETER, OPTIONS keepalives) keeps the streams alive.
-        for_each_rtp_expectation(stream, now, [&](std::int32_t position) {
+        for_each_rtp_expectation(stream, now, [&](std::int32_t position, std::uint16_t port) {
           sessions_->refresh(position, now + service.session_timeout_tsc);
+          report_rtp_expectation(stream, port, false, now + service.session_timeout_tsc);
         });
       }
     }
@@ -285,6 +288,9 @@ std::size_t StreamInspector::read_ftp(Stream& stream, std::span<const std::uint8
                                              now + service.expectation_timeout_tsc)) {
         case FtpExpectationAdd::added:
           counters_.expectations_created[static_cast<std::size_t>(Expectation::ftp_data)]++;
+          if (sync_.enabled())
+            sync_.emit(expectation_event(SessionKind::ftp_expectation, stream.service, stream.client, 0,
+                                         stream.backend, false, now + service.expectation_timeout_tsc));
           break;
         case FtpExpectationAdd::client_full:
           fallback(DpiFallback::too_many_expectations);
@@ -305,15 +311,24 @@ void StreamInspector::for_each_rtp_expectation(const Stream& stream, std::uint64
     SessionRoute route;
     const std::int32_t position =
         find_rtp_expectation(*sessions_, stream.service, stream.client, stream.rtp_ports[i], now, route);
-    if (position >= 0) apply(position);
+    if (position >= 0) apply(position, stream.rtp_ports[i]);
   }
+}
+
+void StreamInspector::report_rtp_expectation(const Stream& stream, std::uint16_t port, bool ended,
+                                             std::uint64_t deadline) {
+  if (sync_.enabled())
+    sync_.emit(expectation_event(SessionKind::rtp_expectation, stream.service, stream.client, port,
+                                 stream.backend, ended, deadline));
 }
 
 // Expired from before `now`, not at it: media that follows the TEARDOWN in the same burst
 // (read with the same clock) is dropped too, as is media on another worker's later bursts.
 void StreamInspector::end_rtp_expectations(Stream& stream, std::uint64_t now) {
-  for_each_rtp_expectation(stream, now,
-                           [&](std::int32_t position) { sessions_->shorten(position, now - 1); });
+  for_each_rtp_expectation(stream, now, [&](std::int32_t position, std::uint16_t port) {
+    sessions_->shorten(position, now - 1);
+    report_rtp_expectation(stream, port, true, now - 1);
+  });
   stream.rtp_port_count = 0;
 }
 

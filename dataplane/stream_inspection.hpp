@@ -14,6 +14,7 @@
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_table.hpp"
 #include "dataplane/session_table.hpp"
+#include "dataplane/sync_events.hpp"
 #include "dataplane/snapshot.hpp"
 #include "dataplane/stream_buffer.hpp"
 #include "parsers/packet.hpp"
@@ -45,8 +46,10 @@ class StreamInspector {
  public:
   // `streams`: connections inspected at once (tables.dpi_sessions_per_worker); `buffers`:
   // reassembly buffers (tables.dpi_streams_per_worker).
+  // `sync`: where expectations created and ended are reported for state sync.
   StreamInspector(std::uint32_t streams, std::uint32_t buffers, SessionTable& sessions,
-                  WorkerCounters& counters, std::span<BackendCounters> backend_counters);
+                  WorkerCounters& counters, std::span<BackendCounters> backend_counters,
+                  SyncEventQueue& sync);
   StreamInspector(const StreamInspector&) = delete;
   StreamInspector& operator=(const StreamInspector&) = delete;
 
@@ -107,8 +110,10 @@ class StreamInspector {
   void for_each_rtp_expectation(const Stream& stream, std::uint64_t now, Apply apply);
   void end_rtp_expectations(Stream& stream, std::uint64_t now);
   void fallback(DpiFallback reason) { counters_.dpi_fallbacks[static_cast<std::size_t>(reason)]++; }
+  void report_rtp_expectation(const Stream& stream, std::uint16_t port, bool ended, std::uint64_t deadline);
 
   SessionTable* sessions_;
+  SyncEventQueue& sync_;
   WorkerCounters& counters_;
   std::span<BackendCounters> backend_counters_;
   std::vector<Stream> streams_;

@@ -99,8 +99,10 @@ Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerL
       backend_counters_(links.backend_counters),
       stop_(*links.stop),
       flows_(table_name(setup.index).c_str(), setup.flow_capacity, setup.socket),
+      sync_events_(links.sync_events, *links.counters),
+      sync_dump_(links.sync_dump),
       inspection_(setup.stream_capacity, setup.buffer_capacity, *links.sessions, *links.counters,
-                  links.backend_counters),
+                  links.backend_counters, sync_events_),
       tx_(snapshot->ports.size()),
       kernel_allowance_(snapshot->ports.size()) {}
 
@@ -136,6 +138,10 @@ bool Worker::poll_once() {
   counters_.flows_expired += flows_.expire(now_, kExpiryBudget, end_expired_stream, this);
   counters_.flows_in_table.set(flows_.size());
   if (flow_samples_.asked()) flow_samples_.serve(flows_, now_);
+  if (sync_events_.enabled()) {
+    serve_sync_dump();
+    sync_events_.flush();
+  }
   ++(busy ? counters_.busy_polls : counters_.idle_polls);
   const std::uint64_t spent = rte_rdtsc() - start;
   counters_.loop_cycles += spent;
@@ -364,14 +370,20 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
       counters_.sessions_created[static_cast<std::size_t>(SessionProtocol::sip)]++;
       backend_counters_[backend].sessions++;
     }
+    // Placed, moved or reopened: the peers learn where.
+    if (position >= 0 && sync_events_.enabled())
+      sync_events_.emit(sip_call_event(service, key.digest, backend, lingering, deadline));
   }
   if (position >= 0) {
     const bool ends_call = message.kind == sip::Kind::request &&
                            (message.method == sip::Method::BYE || message.method == sip::Method::CANCEL);
     if (ends_call) {
       // Counted once per call: not for retransmissions, the other side's BYE, BYE after CANCEL.
-      if (sessions_->end_call(position, now + view.linger_tsc))
+      if (sessions_->end_call(position, now + view.linger_tsc)) {
         counters_.sessions_ended[static_cast<std::size_t>(SessionProtocol::sip)]++;
+        if (sync_events_.enabled())
+          sync_events_.emit(sip_call_event(service, key.digest, backend, true, now + view.linger_tsc));
+      }
     } else if (known && !lingering) {  // an ended call's late messages do not extend its linger
       sessions_->refresh(position, now + view.session_timeout_tsc);
     }
@@ -411,8 +423,14 @@ void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t no
     backend = entry->backend;
   } else {
     if (entry != nullptr && entry->deadline_tsc >= now && !reopened) counters_.rescheduled++;
-    // A new flow, or one whose entry expired but was not swept yet: schedule it afresh.
-    if (packet.related) {
+    // A new flow, or one whose entry expired but was not swept yet: schedule it afresh,
+    // unless a peer synced it (this instance took over from it).
+    const std::uint16_t synced =
+        sync_events_.enabled() && !reopened ? synced_flow_backend(packet, now) : kNoBackend;
+    if (synced != kNoBackend) {
+      backend = synced;
+      counters_.flows_from_sync++;
+    } else if (packet.related) {
       backend = resolve_related(packet, service, now);
     } else {
       const std::uint32_t hash =
@@ -426,7 +444,7 @@ void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t no
       return drop(packet.mbuf, packet.related ? DropReason::no_expectation : DropReason::no_backend);
     counters_.new_flows++;
     backend_counters_[backend].flows++;
-    const FlowEntry fresh{0, backend, packet.service, 0, 0};
+    const FlowEntry fresh{0, backend, packet.service, 0, 0, 0};
     if (entry == nullptr) {
       const std::int32_t inserted = flows_.insert(packet.key, packet.signature, fresh);
       // A full table costs state, not packets: the consistent hash already chose the backend.
@@ -438,8 +456,12 @@ void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t no
     }
   }
   if (entry != nullptr) {
+    const bool closes = closing && !entry->closing;
     if (closing) entry->closing = 1;
     entry->deadline_tsc = now + (entry->closing ? service.fin_timeout_tsc : service.idle_timeout_tsc);
+    // RTP and RTCP follow their synced expectation; every other flow is synced itself.
+    if (sync_events_.enabled() && !(packet.related && service.dpi == SessionInspection::rtsp))
+      count_for_sync(packet, *entry, closes);
   }
 
   if (!packet.related && (service.dpi == SessionInspection::rtsp || service.dpi == SessionInspection::ftp)) {
@@ -475,9 +497,11 @@ std::uint16_t Worker::resolve_related(const FlowPacket& packet, const ServiceVie
   // Data connections claim the client address's expectations in the order the PASVs came.
   // An expectation on a backend that went down is used up all the same: its data
   // connection is lost either way, and the next one must not take it.
-  if (!sessions_->claim_ftp_expectation(packet.service, packet.key.src, now, route) ||
-      is_down(route.backend))
-    return kNoBackend;
+  if (!sessions_->claim_ftp_expectation(packet.service, packet.key.src, now, route)) return kNoBackend;
+  if (sync_events_.enabled())  // used up: the peers' oldest expectation of the client goes too
+    sync_events_.emit(expectation_event(SessionKind::ftp_expectation, packet.service, packet.key.src, 0,
+                                        route.backend, true, now));
+  if (is_down(route.backend)) return kNoBackend;
   counters_.expectations_used[static_cast<std::size_t>(Expectation::ftp_data)]++;
   return route.backend;
 }
@@ -510,6 +534,52 @@ Worker::RelatedFlow Worker::follow_related(const FlowPacket& packet, FlowEntry& 
       (packet.tcp_flags & (parsers::kTcpSyn | parsers::kTcpAck)) == parsers::kTcpSyn)
     return RelatedFlow::reopened;
   return RelatedFlow::follows;
+}
+
+std::uint16_t Worker::synced_flow_backend(const FlowPacket& packet, std::uint64_t now) const {
+  const bool tcp = packet.key.ip_proto == parsers::kProtoTcp;
+  // A SYN opens a connection: nothing synced can be its. RTP and RTCP go by expectation.
+  if ((tcp && (packet.tcp_flags & (parsers::kTcpSyn | parsers::kTcpAck)) == parsers::kTcpSyn) ||
+      (packet.related && !tcp))
+    return kNoBackend;
+  const SessionKey key = synced_flow_key(packet.service, packet.key.src, packet.key.src_port, packet.key.dst_port);
+  SessionRoute route;
+  if (sessions_->find(key, session_signature(key), now, route) < 0 || is_down(route.backend))
+    return kNoBackend;
+  return route.backend;
+}
+
+void Worker::count_for_sync(const FlowPacket& packet, FlowEntry& entry, bool closes) {
+  const unsigned threshold = snapshot_->sync_flow_threshold;
+  const bool reported_before = entry.sync_packets >= threshold;
+  unsigned count = entry.sync_packets + 1u;
+  if (count == threshold + snapshot_->sync_flow_period) count = threshold;
+  entry.sync_packets = count & 0x3f;
+  if (count == threshold || (closes && reported_before)) sync_events_.emit(flow_event(packet.key, entry));
+}
+
+void Worker::serve_sync_dump() {
+  const std::uint64_t requested = sync_dump_->requested.load(std::memory_order_acquire);
+  if (requested == sync_dump_->done.load(std::memory_order_relaxed)) return;
+  if (requested != dump_serving_) {
+    dump_serving_ = requested;
+    dump_walked_ = 0;
+  }
+  // Only what fits beside the live events, which must not be lost to a dump.
+  constexpr unsigned kReportsPerPass = 256;
+  if (sync_events_.room() < 4 * kReportsPerPass) return;
+  constexpr std::uint32_t kSlotsPerPass = 4096;
+  const unsigned threshold = snapshot_->sync_flow_threshold;
+  unsigned reported = 0;
+  const std::uint32_t slots = std::min(kSlotsPerPass, flows_.slot_count() - dump_walked_);
+  dump_walked_ += flows_.walk(now_, slots, dump_cursor_, [&](std::int32_t position, const FlowEntry& entry) {
+    if (entry.sync_packets < threshold) return true;  // not reported yet: nor now
+    if (const FlowKey* key = flows_.key_at(position)) sync_events_.emit(flow_event(*key, entry));
+    return ++reported < kReportsPerPass;
+  });
+  if (dump_walked_ < flows_.slot_count()) return;
+  sync_events_.flush();
+  sync_dump_->done.store(requested, std::memory_order_release);
 }
 
 std::uint16_t Worker::pick_backend(const ServiceView&, const PoolView& pool,

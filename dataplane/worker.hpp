@@ -26,6 +26,7 @@
 #include "dataplane/snapshot.hpp"
 #include "dataplane/snapshot_channel.hpp"
 #include "dataplane/stream_inspection.hpp"
+#include "dataplane/sync_events.hpp"
 #include "parsers/sip.hpp"
 
 struct rte_mbuf;
@@ -158,6 +159,14 @@ class Worker {
   };
   RelatedFlow follow_related(const FlowPacket& packet, FlowEntry& entry, const ServiceView& service,
                              std::uint64_t now);
+  // State sync. A packet that misses the flow table and opens nothing: the backend a peer's
+  // synced flow names, or kNoBackend.
+  std::uint16_t synced_flow_backend(const FlowPacket& packet, std::uint64_t now) const;
+  // Counts the flow's packet toward its sync threshold and period; reports it when one is
+  // reached, or when `closes` (its first FIN or RST) and it was reported before.
+  void count_for_sync(const FlowPacket& packet, FlowEntry& entry, bool closes);
+  // A bulk dump the control thread asked for: a slice of the flow table per loop pass.
+  void serve_sync_dump();
   std::uint16_t pick_backend(const ServiceView& service, const PoolView& pool,
                              std::uint32_t hash) const;
   std::uint16_t least_sessions(const PoolView& pool) const;
@@ -189,6 +198,11 @@ class Worker {
   std::span<BackendCounters> backend_counters_;  // kMaxBackends: snapshots may add backends
   const std::atomic<bool>& stop_;
   FlowTable flows_;
+  SyncEventQueue sync_events_;  // enabled() only with state sync on
+  SyncDumpRequest* sync_dump_;
+  std::uint64_t dump_serving_ = 0;  // the dump request in hand, and how far it walked
+  std::uint32_t dump_walked_ = 0;
+  std::uint32_t dump_cursor_ = 0;
   StreamInspector inspection_;  // this worker's RTSP and FTP control connections
   std::uint64_t now_ = 0;  // of the current loop, for the expiry callback
   std::vector<TxBuffer> tx_;

@@ -187,7 +187,7 @@ def test_show_sessions_and_flows_with_every_filter(tmp_path):
         assert code == 1 and set(answer) == {"error"}, name
     assert "no service named 'nosuch'" in errors["error sessions service nosuch"][0]["error"]
     assert "no backend named 'b9'" in errors["error sessions backend b9"][0]["error"]
-    assert "sip, rtsp or ftp" in errors["error sessions protocol http"][0]["error"]
+    assert "sip, rtsp, ftp or flow" in errors["error sessions protocol http"][0]["error"]
     assert "from 1 to 10000" in errors["error sessions limit 10001"][0]["error"]
     assert "unknown filter 'worker'" in errors["error sessions worker 0"][0]["error"]
     assert "from 0 to 0" in errors["error flows worker 1"][0]["error"]

@@ -90,7 +90,7 @@ def sync_messages(call_ids, synced=True):
     routes = calls_to(B3, call_ids) + [
         sync_wire.rtp_expectation(RTSP, RTP_CLIENT, RTP_PORT, B2),
         sync_wire.ftp_expectation(FTP, FTP_CLIENT, B2),
-        sync_wire.flow("198.51.100.50", SIP_VIP, 5000, 5060, 17, SIP, B1),  # not applied yet
+        sync_wire.flow("198.51.100.50", SIP_VIP, 5000, 5060, 17, SIP, B1),
     ]
     first = message(1, refused)
     second = message(2, routes)
@@ -116,7 +116,7 @@ def sync_messages(call_ids, synced=True):
         "sync_applied_sip_call": len(call_ids) if synced else 0,
         "sync_applied_rtp_expectation": 1 if synced else 0,
         "sync_applied_ftp_expectation": 1 if synced else 0,
-        "sync_not_applied": 1 if synced else 0,
+        "sync_applied_flow": 1 if synced else 0,
         "sync_sequence_gaps": 0,
         "sync_table_full": 0,
     }

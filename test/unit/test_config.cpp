@@ -1115,7 +1115,7 @@ TEST_CASE("config: state sync, its key file and its peers", "[config][sync]") {
   CHECK(named.sync->instance == "lb-a");
   CHECK(named.sync->sender_id == tether::sync_sender_id("lb-a"));
   CHECK(tether::sync_sender_id("lb-a") != tether::sync_sender_id("lb-b"));
-  CHECK_THAT(tether::describe(c), Contains("state sync (receiving): UDP 192.0.2.1:7788 on lan0"));
+  CHECK_THAT(tether::describe(c), Contains("state sync: UDP 192.0.2.1:7788 on lan0"));
   // Upper case and white space around the digits are fine; 16 and 64 bytes are the limits.
   CHECK(load(sync("port = \"lan0\"; key_file = \"" + key_file("upper.key", "  " + std::string(32, 'A') + "\r\n") +
                   "\"; peers = [\"192.0.2.3\"];")).sync->key.size() == 16);

@@ -116,15 +116,18 @@ TEST_CASE("every counter is listed once, under a well-formed Prometheus name", "
   CHECK(names.size() == kWorkerScalarCount + 1 + 3 * kSessionProtocols + 1 + 3 * kExpectationKinds +
                            1 + kDropReasonCount + parsers::kParseStatusCount - 1 +
                            kDpiFallbackCount + 4 /* kernel path */ +
-                           2 + tether::kSyncRejectReasons + 1 + (tether::kSyncRecordKinds - 1) + 3 /* sync */ +
+                           2 + tether::kSyncRejectReasons + 1 + tether::kSyncRecordKinds + 2 + 3 /* sync received */ +
+                           1 + tether::kSyncRecordKinds + 5 /* sync sent */ +
                            3 /* ha */ + 4 /* memory */);
   CHECK(names.count({"ha", "ha_gratuitous_arp_sent"}) == 1);
   CHECK(names.count({"drops", "ha_standby"}) == 1);
-  // Sync: rejections by reason, unknown_peer first; records applied by kind, flows never.
+  // Sync: rejections by reason, unknown_peer first; records applied and sent by kind.
   CHECK(names.count({"sync", "sync_rejected_unknown_peer"}) == 1);
   CHECK(names.count({"sync", "sync_rejected_bad_mac"}) == 1);
   CHECK(names.count({"sync", "sync_rejected_replayed"}) == 1);
   CHECK(names.count({"sync", "sync_rejected_ok"}) == 0);
   CHECK(names.count({"sync", "sync_applied_ftp_expectation"}) == 1);
-  CHECK(names.count({"sync", "sync_applied_flow"}) == 0);
+  CHECK(names.count({"sync", "sync_applied_flow"}) == 1);
+  CHECK(names.count({"sync", "sync_sent_sip_call"}) == 1);
+  CHECK(names.count({"sync", "sync_backlog"}) == 1);
 }

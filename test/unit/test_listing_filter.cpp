@@ -87,7 +87,7 @@ TEST_CASE("listing filter: names resolve to indices, in any order", "[listing]")
 TEST_CASE("listing filter: what is wrong is said, never guessed", "[listing]") {
   CHECK(refused({"service", "mail"}) == "no service named 'mail'");
   CHECK(refused({"backend", "b3"}) == "no backend named 'b3'");
-  CHECK(refused({"protocol", "http"}) == "protocol must be sip, rtsp or ftp, not 'http'");
+  CHECK(refused({"protocol", "http"}) == "protocol must be sip, rtsp, ftp or flow, not 'http'");
   CHECK(refused({"limit", "0"}) == "limit must be a number from 1 to 10000");
   CHECK(refused({"limit", "10001"}) == "limit must be a number from 1 to 10000");
   CHECK(refused({"limit", "-1"}) == "limit must be a number from 1 to 10000");
@@ -97,7 +97,7 @@ TEST_CASE("listing filter: what is wrong is said, never guessed", "[listing]") {
   CHECK(refused({"limit", "5", "limit", "6"}) == "filter 'limit' given twice");
   CHECK(refused({"service"}).rfind("filter 'service' needs a value", 0) == 0);
   // Each command takes its own filters.
-  CHECK(refused({"worker", "0"}).rfind("unknown filter 'worker'; filters: [service NAME] [protocol sip|rtsp|ftp]", 0) == 0);
+  CHECK(refused({"worker", "0"}).rfind("unknown filter 'worker'; filters: [service NAME] [protocol sip|rtsp|ftp|flow]", 0) == 0);
   CHECK(refused({"protocol", "sip"}, kFlows).rfind("unknown filter 'protocol'", 0) == 0);
   CHECK(refused({"frobnicate", "1"}).rfind("unknown filter 'frobnicate'", 0) == 0);
 }

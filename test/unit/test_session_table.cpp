@@ -95,7 +95,7 @@ TEST_CASE("session key builders fill the right fields and zero the rest", "[sess
   CHECK(sip.port == 0);
   CHECK(sip.address == tether::parsers::IpBytes{});
   CHECK(sip.pad0 == 0);
-  CHECK(sip.pad1 == 0);
+  CHECK(sip.vip_port == 0);
 
   const SessionKey rtp = rtp_expectation_key(4, ip, 5004);
   CHECK(rtp.kind == SessionKind::rtp_expectation);

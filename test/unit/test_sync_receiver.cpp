@@ -39,6 +39,8 @@ tether::ServiceConfig service(const char* name, tether::Protocol protocol, tethe
   s.session_timeout_s = 60;
   s.linger_s = 5;
   s.expectation_timeout_s = 30;
+  s.idle_timeout_s = 300;
+  s.fin_timeout_s = 10;
   for (std::size_t b : backends) s.backends.push_back({b, 1});
   return s;
 }
@@ -114,7 +116,8 @@ TEST_CASE("sync receiver: records applied to the session table, checked against 
                 FtpExpectationRecord{2, client, 1, SessionState::live, 20'000},
                 FtpExpectationRecord{2, client, 1, SessionState::live, 20'000},
                 FtpExpectationRecord{2, client, 1, SessionState::ended, 0},  // one used
-                FlowRecord{}});
+                // An FTP data connection (any port of the FTP service's VIP), closing.
+                FlowRecord{client, {}, 40000, 30001, IPPROTO_TCP, true, 2, 1, 60'000}});
   receiver.poll(config, table, kNow, kHz);
   const auto& totals = receiver.totals();
   CHECK(totals.received == 1);
@@ -122,7 +125,7 @@ TEST_CASE("sync receiver: records applied to the session table, checked against 
   CHECK(totals.applied[0] == 2);
   CHECK(totals.applied[1] == 1);
   CHECK(totals.applied[2] == 3);
-  CHECK(totals.not_applied == 1);
+  CHECK(totals.applied[3] == 1);
   CHECK(totals.refused == 0);
 
   const auto call = [&](std::uint64_t digest, std::uint64_t now, dataplane::SessionTable::CallFound& found) {
@@ -150,6 +153,11 @@ TEST_CASE("sync receiver: records applied to the session table, checked against 
   CHECK(table.claim_ftp_expectation(2, client, kNow, route));  // two added, one used
   CHECK(route.backend == 1);
   CHECK_FALSE(table.claim_ftp_expectation(2, client, kNow, route));
+  const auto flow = dataplane::synced_flow_key(2, client, 40000, 30001);
+  CHECK(table.find(flow, dataplane::session_signature(flow), kNow + 10'000, route) >= 0);
+  CHECK(route.backend == 1);
+  CHECK(route.service == 2);
+  CHECK(table.find(flow, dataplane::session_signature(flow), kNow + 10'001, route) < 0);  // fin_timeout
 
   // Refused: what this instance does not run as the record says. Nothing is added.
   const std::uint32_t before = table.size();
@@ -159,10 +167,13 @@ TEST_CASE("sync receiver: records applied to the session table, checked against 
                 SipCallRecord{0, 1, 7, SessionState::live, 1000},    // no backend 7
                 SipCallRecord{1, 1, 0, SessionState::live, 1000},    // rtsp tracks no calls
                 RtpExpectationRecord{0, client, 1, 0, SessionState::live, 1000},  // sip: no RTP
-                FtpExpectationRecord{2, client, 0, SessionState::live, 1000}});   // b0 is not ftp's
+                FtpExpectationRecord{2, client, 0, SessionState::live, 1000},     // b0 is not ftp's
+                FlowRecord{client, {}, 40000, 30001, IPPROTO_UDP, false, 2, 1, 1000},  // ftp is TCP
+                FlowRecord{client, ip("192.0.2.9"), 40000, 21, IPPROTO_TCP, false, 2, 1, 1000},  // not its VIP
+                FlowRecord{client, {}, 40000, 5060, IPPROTO_UDP, false, 0, 2, 1000}});  // removed backend
   receiver.poll(config, table, kNow, kHz);
   CHECK(totals.accepted == 2);
-  CHECK(totals.refused == 7);
+  CHECK(totals.refused == 10);
   CHECK(totals.sequence_gaps == 2);  // 2 and 3 skipped
   CHECK(table.size() == before);
 

@@ -1,0 +1,105 @@
+// The sending side of state sync (docs/design.md "State sync"), on the control thread.
+//
+// Each poll drains the workers' sync event rings (dataplane/sync_events.hpp) within the
+// configured rate, turns each event into a record, packs records into messages of at most
+// kMessageBytes (one unfragmented datagram on any Ethernet path), signs each and sends it to
+// every peer from the sync socket, the one SyncReceiver reads: the kernel interface of the
+// sync port carries them, so the dataplane needs no sync code of its own.
+//
+// Bulk dumps: at start, and every kBulkRequestInterval until a peer answered one, the sender
+// asks each peer for its state (a bulk_request message). A peer that is asked walks its
+// session table, and asks its workers to report their synced flows again, and then sends
+// bulk_end: the asker knows it holds everything the peer held.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "control/config.hpp"
+#include "control/sync_receiver.hpp"
+#include "dataplane/links.hpp"
+#include "dataplane/session_table.hpp"
+#include "sync/hmac.hpp"
+#include "sync/wire.hpp"
+
+namespace tether {
+
+class SyncSender {
+ public:
+  // `receiver` owns the socket the messages leave from; `links` the workers' event rings.
+  SyncSender(const Config& config, SyncReceiver& receiver, dataplane::Links& links, std::uint64_t tsc_hz);
+
+  // Sends what the workers reported since the last poll (within the rate), answers a bulk
+  // request, and asks peers that have not answered for theirs.
+  void poll(const dataplane::SessionTable& sessions, std::uint64_t now);
+
+  // Adds the sender's counts to the receiver's, for every output.
+  void add_totals(SyncTotals& totals) const;
+  // The TSC of the last bulk dump this instance sent (0: none) and of the last it received
+  // whole, from any peer (0: none).
+  std::uint64_t last_bulk_sent() const { return last_bulk_sent_; }
+
+  // A datagram is at most this big: 1500-byte MTU less IPv6 and UDP headers, with room.
+  static constexpr std::size_t kMessageBytes = 1400;
+  // Records a poll may send at once, whatever credit the rate gave: one poll a millisecond
+  // leaves the control thread its other work.
+  static constexpr std::uint32_t kMaxRecordsPerPoll = 4096;
+  // Session table slots a bulk dump walks per poll.
+  static constexpr std::uint32_t kBulkSlotsPerPoll = 8192;
+
+ private:
+  // Appends the record to the message in hand, sending that first when it is full.
+  void append(const sync::Record& record);
+  // Signs and sends the message in hand to every peer, if it holds records (or `kind` is not
+  // plain records); starts the next.
+  void send(sync::MessageKind kind = sync::MessageKind::records);
+  void send_to(const IpBytes& peer, std::span<const std::uint8_t> message);
+  void start_message(sync::MessageKind kind);
+  sync::Record record_of(const dataplane::SyncEvent& event, std::uint64_t now) const;
+  // A record of a live session table entry (bulk dumps), or false for what is not sent.
+  bool record_of(const dataplane::SessionEntry& entry, std::uint64_t now, sync::Record& record) const;
+  std::uint32_t remaining_ms(std::uint64_t deadline, std::uint64_t now) const;
+  void request_bulk(std::uint64_t now);
+  void continue_bulk(const dataplane::SessionTable& sessions, std::uint64_t now);
+
+  SyncReceiver& receiver_;
+  dataplane::Links& links_;
+  std::vector<IpBytes> peers_;
+  std::unique_ptr<sync::HmacSha256> mac_;
+  std::uint32_t sender_id_;
+  std::uint64_t epoch_;
+  std::uint64_t sequence_ = 0;
+  std::uint64_t tsc_hz_;
+  std::uint32_t max_rate_;
+  // The rate: records' worth of credit, refilled by elapsed time, capped at a second's worth.
+  double credit_ = 0;
+  std::uint64_t last_refill_ = 0;
+
+  std::vector<std::uint8_t> buffer_;
+  std::unique_ptr<sync::MessageWriter> writer_;
+  sync::MessageKind kind_ = sync::MessageKind::records;
+
+  // A bulk dump in progress: where the session table walk stands, and the dump requests
+  // made of the workers.
+  bool dumping_ = false;
+  std::uint32_t dump_cursor_ = 0;
+  std::uint64_t dump_generation_ = 0;
+  std::uint64_t last_bulk_sent_ = 0;
+  std::uint64_t last_bulk_request_ = 0;
+
+  struct Counts {
+    std::uint64_t messages = 0;
+    std::uint64_t records[kSyncRecordKinds] = {};
+    std::uint64_t send_failed = 0;
+    std::uint64_t throttled = 0;  // polls the rate left events waiting
+    std::uint64_t bulk_requests_sent = 0;
+    std::uint64_t bulk_dumps_sent = 0;
+    std::uint64_t backlog = 0;  // events waiting in the rings after the last poll (a gauge)
+  } counts_;
+};
+
+// Both sides' counts; zero without sync.
+SyncTotals sync_totals(const SyncReceiver* receiver, const SyncSender* sender);
+
+}  // namespace tether
