@@ -241,3 +241,119 @@ def test_synced_sessions_route_traffic_and_attacks_change_nothing(tmp_path, name
     # and the stats file, in the sync section
     for name, value in expected.items():
         assert synced.stats["sync"][name] == value, (name, synced.stats["sync"])
+
+
+def invite(call_id, n):
+    text = (f"INVITE sip:bob@{SIP_VIP} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKsend{n}\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:alice@198.51.100.10>;tag=a{n}\r\n"
+            f"To: <sip:bob@{SIP_VIP}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
+            f"Content-Length: 0\r\n\r\n")
+    return bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src="198.51.100.10", dst=SIP_VIP)
+                 / UDP(sport=5060, dport=5060) / text.encode())
+
+
+def ftp_control(client, sport):
+    """An FTP control connection's first three packets, the third a PASV: the flow reaches
+    the sync threshold (3) on it, and the PASV makes an expectation."""
+    base = Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src=client, dst=FTP_VIP)
+    return [bytes(base / TCP(sport=sport, dport=21, flags="S", seq=100)),
+            bytes(base / TCP(sport=sport, dport=21, flags="A", seq=101, ack=1)),
+            bytes(base / TCP(sport=sport, dport=21, flags="PA", seq=101, ack=1) / b"PASV\r\n")]
+
+
+def answer_arp_for(address):
+    """respond() for run_tetherd_live: the peer answers the kernel's ARP for it."""
+    from scapy.layers.l2 import ARP
+
+    def respond(frame):
+        packet = Ether(frame)
+        if ARP in packet and packet[ARP].op == 1 and packet[ARP].pdst == address:
+            return bytes(Ether(src=CLIENT_MAC, dst=packet.src)
+                         / ARP(op=2, hwsrc=CLIENT_MAC, psrc=address, hwdst=packet.src, pdst=packet[ARP].psrc))
+        return None
+    return respond
+
+
+def wait_for(sock, done, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = show_sync(sock)
+        if done(answer["counters"]):
+            return answer
+        assert time.monotonic() < deadline, (what, answer["counters"])
+        time.sleep(0.1)
+
+
+def test_tetherd_sends_its_sessions_and_flows_and_a_bulk_dump_on_request(tmp_path, namespaces):
+    """The sending side, read back from the wire: tetherd asks its peer for a bulk dump when
+    it starts; reports a SIP call placed and ended, an FTP control connection once it passed
+    the flow threshold, and the PASV's expectation; and answers the peer's bulk request with
+    everything live, then bulk_end. Every message carries a valid tag, one epoch, and rising
+    sequence numbers."""
+    key_file = tmp_path / "sync.key"
+    key_file.write_text(KEY.hex() + "\n")
+    os.chmod(key_file, 0o600)
+    call_id = "sent-call-1@client.example"
+    ftp_client, ftp_port = "198.51.100.41", 40021
+
+    def edit(text):
+        address = f'addresses = ["{PORT_IPV4}", '
+        text = text.replace(address, f'kernel = {{ name = "ts0"; }}; addresses = ["{PORT_IPV4}/24", ', 1)
+        return text + (f'sync = {{ port = "lan0"; listen_port = {LISTEN_PORT}; key_file = "{key_file}";'
+                       f' peers = ["{PEER}"]; instance = "test-a"; }};\n')
+
+    def sessions_sent(sock):
+        wait_for(sock, lambda c: c["sync_sent_sip_call"] >= 2 and c["sync_sent_flow"] >= 1
+                 and c["sync_sent_ftp_expectation"] >= 1, "session changes sent")
+
+    request = sync_wire.message(KEY, SENDER, EPOCH, 1, kind=sync_wire.BULK_REQUEST)
+    answers = {}
+
+    def dumped(sock):
+        answers["end"] = wait_for(sock, lambda c: c["sync_bulk_dumps_sent"] >= 1, "bulk dump sent")
+
+    phases = [[invite(call_id, 1), bye(call_id, 1)] + ftp_control(ftp_client, ftp_port), sessions_sent,
+              [datagram(request)], dumped]
+    result = run_tetherd_live(tmp_path, phases, SERVICES, namespace=namespaces(), edit_config=edit,
+                              respond=answer_arp_for(PEER))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    messages = []
+    for frame in result.frames:
+        packet = Ether(frame)
+        if UDP in packet and packet[UDP].dport == LISTEN_PORT and packet[IP].dst == PEER:
+            assert packet[IP].src == PORT_IPV4 and packet[UDP].sport == LISTEN_PORT
+            messages.append(sync_wire.read(bytes(packet[UDP].payload), KEY))
+    assert messages, "no sync message reached the peer"
+    headers = [h for h, _ in messages]
+    assert len({h["epoch"] for h in headers}) == 1 and len({h["sender"] for h in headers}) == 1
+    sequences = [h["sequence"] for h in headers]
+    assert len(set(sequences)) == len(sequences), sequences  # each message its own sequence
+    assert headers[0]["kind"] == sync_wire.BULK_REQUEST  # the first thing it says: send me yours
+
+    digest = int(call_id_digest(call_id), 16)
+    kinds = [h["kind"] for h in headers]
+    assert sync_wire.BULK_END in kinds, ([(h["kind"], h["sequence"], [r["type"] for r in rs]) for h, rs in messages], answers)
+    end = kinds.index(sync_wire.BULK_END)
+    live = [r for h, rs in messages[:end] for r in rs]
+    calls = [r for r in live if r["type"] == "sip_call" and r["digest"] == digest]
+    assert [c["state"] for c in calls][:2] == [sync_wire.LIVE, sync_wire.ENDED], calls
+    assert calls[0]["service"] == SIP and calls[0]["backend"] == calls[1]["backend"]
+    flows = [r for r in live if r["type"] == "flow" and r["client"] == ftp_client]
+    assert flows and flows[0]["client_port"] == ftp_port and flows[0]["vip"] == FTP_VIP
+    assert flows[0]["vip_port"] == 21 and flows[0]["protocol"] == 6 and flows[0]["service"] == FTP
+    expectations = [r for r in live if r["type"] == "ftp_expectation" and r["client"] == ftp_client]
+    assert expectations and expectations[0]["state"] == sync_wire.LIVE
+    assert expectations[0]["backend"] == flows[0]["backend"]  # the data goes where the control went
+
+    # The bulk dump, after the request: the lingering call, the expectation and the flow again.
+    dump = [r for h, rs in messages if h["sequence"] > headers[kinds.index(sync_wire.BULK_REQUEST)]["sequence"]
+            for r in rs]
+    assert any(r["type"] == "sip_call" and r["digest"] == digest and r["state"] == sync_wire.ENDED for r in dump)
+    assert any(r["type"] == "ftp_expectation" and r["client"] == ftp_client for r in dump)
+    assert any(r["type"] == "flow" and r["client"] == ftp_client for r in dump)
+    counters = answers["end"]["counters"]
+    assert counters["sync_bulk_requests_received"] == 1 and counters["sync_send_failed"] == 0, counters
+    assert result.stats["counters"]["sync_events_lost"] == 0
+    assert result.stats["counters"]["sync_events"] >= 4
