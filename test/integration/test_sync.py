@@ -357,3 +357,65 @@ def test_tetherd_sends_its_sessions_and_flows_and_a_bulk_dump_on_request(tmp_pat
     assert counters["sync_bulk_requests_received"] == 1 and counters["sync_send_failed"] == 0, counters
     assert result.stats["counters"]["sync_events_lost"] == 0
     assert result.stats["counters"]["sync_events"] >= 4
+
+
+WEB_VIP, DNS_VIP = "192.0.2.153", "192.0.2.154"
+L4_SERVICES = SERVICES + [  # indices 3 and 4
+    {"name": "web", "vip": WEB_VIP, "port": 80, "protocol": "tcp", "extra": "",
+     "weights": {"b1": 1, "b2": 1, "b3": 1}},
+    {"name": "dns", "vip": DNS_VIP, "port": 53, "protocol": "udp", "extra": "",
+     "weights": {"b1": 1, "b2": 1, "b3": 1}},
+]
+WEB, DNS = 3, 4
+
+
+def test_a_peers_flows_place_packets_that_miss_the_flow_table(tmp_path, namespaces):
+    """Flows a peer synced, each to a chosen backend: their next packets (an ACK, a
+    datagram) go there, whatever the consistent hash says; a SYN on a synced 5-tuple opens
+    a new connection and is scheduled afresh; a flow record for a port the service does not
+    serve is refused."""
+    key_file = tmp_path / "sync.key"
+    key_file.write_text(KEY.hex() + "\n")
+    os.chmod(key_file, 0o600)
+    client = "198.51.100.60"
+    chosen = ["b1", "b2", "b3", "b1", "b2", "b3"]
+    index = {"b1": B1, "b2": B2, "b3": B3}
+    records = [sync_wire.flow(client, WEB_VIP, 41000 + n, 80, 6, WEB, index[b]) for n, b in enumerate(chosen)]
+    records += [sync_wire.flow(client, DNS_VIP, 42000 + n, 53, 17, DNS, index[b]) for n, b in enumerate(chosen)]
+    records.append(sync_wire.flow(client, WEB_VIP, 41006, 80, 6, WEB, B1))  # only a SYN will come
+    records.append(sync_wire.flow(client, WEB_VIP, 43000, 81, 6, WEB, B1))  # web is port 80 only
+    sync = [datagram(sync_wire.message(KEY, SENDER, EPOCH, 1, records))]
+
+    def edit(text):
+        address = f'addresses = ["{PORT_IPV4}", '
+        text = text.replace(address, f'kernel = {{ name = "ts0"; }}; addresses = ["{PORT_IPV4}/24", ', 1)
+        return text + (f'sync = {{ port = "lan0"; listen_port = {LISTEN_PORT}; key_file = "{key_file}";'
+                       f' peers = ["{PEER}"]; }};\n')
+
+    def applied(sock):
+        wait_for(sock, lambda c: c["sync_applied_flow"] + c["sync_refused"] >= len(records), "flows applied")
+
+    traffic = [bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src=client, dst=WEB_VIP)
+                     / TCP(sport=41000 + n, dport=80, flags="A", seq=5000, ack=7000)) for n in range(6)]
+    traffic += [bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src=client, dst=DNS_VIP)
+                      / UDP(sport=42000 + n, dport=53) / b"query") for n in range(6)]
+    # A SYN opens a new connection on a synced 5-tuple: the synced flow is not looked up.
+    syn = [bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src=client, dst=WEB_VIP)
+                 / TCP(sport=41006, dport=80, flags="S", seq=1))]
+    result = run_tetherd_live(tmp_path, [sync, applied, traffic, syn], L4_SERVICES, namespace=namespaces(),
+                              edit_config=edit, respond=answer_arp_for(PEER))
+    assert result.returncode == 0, result.stderr[-3000:]
+    went = {}
+    for frame in result.frames:
+        packet = Ether(frame)
+        backend = BACKEND_BY_MAC.get(frame[:6])
+        if backend is None or IP not in packet or packet[IP].src != client:
+            continue
+        layer = TCP if TCP in packet else UDP
+        went[(layer.__name__, packet[layer].sport)] = backend
+    assert [went.get(("TCP", 41000 + n)) for n in range(6)] == chosen, went
+    assert [went.get(("UDP", 42000 + n)) for n in range(6)] == chosen, went
+    assert ("TCP", 41006) in went  # the SYN was forwarded, by the hash
+    counters = result.stats["counters"]
+    assert counters["flows_from_sync"] == 12, counters
+    assert result.stats["sync"]["sync_applied_flow"] == 13 and result.stats["sync"]["sync_refused"] == 1
