@@ -123,14 +123,41 @@ def sync_messages(call_ids, synced=True):
     return frames, expected
 
 
-def bye(call_id, n):
-    text = (f"BYE sip:bob@{SIP_VIP} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKsync{n}\r\n"
+def sip_request(method, call_id, n, cseq, to_tag):
+    to = f"<sip:bob@{SIP_VIP}>" + (f";tag=b{n}" if to_tag else "")
+    text = (f"{method} sip:bob@{SIP_VIP} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKsync{method}{n}\r\n"
             f"Max-Forwards: 70\r\nFrom: <sip:alice@198.51.100.10>;tag=a{n}\r\n"
-            f"To: <sip:bob@{SIP_VIP}>;tag=b{n}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\n"
+            f"To: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
             f"Content-Length: 0\r\n\r\n")
     return bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src="198.51.100.10", dst=SIP_VIP)
                  / UDP(sport=5060, dport=5060) / text.encode())
+
+
+def bye(call_id, n):
+    return sip_request("BYE", call_id, n, 2, to_tag=True)
+
+
+def invite(call_id, n):
+    return sip_request("INVITE", call_id, n, 1, to_tag=False)
+
+
+def sync_config(workdir, peers, instance=None):
+    """edit_config for run_tetherd_live: a kernel interface on the port and a `sync` section,
+    with the key in a file of mode 0600 in `workdir`."""
+    key_file = workdir / "sync.key"
+    key_file.write_text(KEY.hex() + "\n")
+    os.chmod(key_file, 0o600)
+    named = f' instance = "{instance}";' if instance else ""
+
+    def edit(text):
+        address = f'addresses = ["{PORT_IPV4}", '
+        assert address in text
+        text = text.replace(address, f'kernel = {{ name = "ts0"; }}; addresses = ["{PORT_IPV4}/24", ', 1)
+        peer_list = ", ".join(f'"{p}"' for p in peers)
+        return text + (f'sync = {{ port = "lan0"; listen_port = {LISTEN_PORT}; key_file = "{key_file}";'
+                       f' peers = [{peer_list}];{named} }};\n')
+    return edit
 
 
 def traffic(call_ids):
@@ -151,17 +178,8 @@ def show_sync(sock):
 
 def run(workdir, namespace, call_ids, synced):
     frames, expected = sync_messages(call_ids, synced)
-    key_file = workdir / "sync.key"
-    key_file.write_text(KEY.hex() + "\n")
-    os.chmod(key_file, 0o600)
+    edit = sync_config(workdir, [PEER, "192.0.2.4"], "test-b")
     answers = {}
-
-    def edit(text):
-        address = f'addresses = ["{PORT_IPV4}", '
-        assert address in text
-        text = text.replace(address, f'kernel = {{ name = "ts0"; }}; addresses = ["{PORT_IPV4}/24", ', 1)
-        return text + (f'sync = {{ port = "lan0"; listen_port = {LISTEN_PORT}; key_file = "{key_file}";'
-                       f' peers = ["{PEER}", "192.0.2.4"]; instance = "test-b"; }};\n')
 
     def handled(sock):
         """Waits until the receiver has read every datagram of the sync phase."""
@@ -243,16 +261,6 @@ def test_synced_sessions_route_traffic_and_attacks_change_nothing(tmp_path, name
         assert synced.stats["sync"][name] == value, (name, synced.stats["sync"])
 
 
-def invite(call_id, n):
-    text = (f"INVITE sip:bob@{SIP_VIP} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKsend{n}\r\n"
-            f"Max-Forwards: 70\r\nFrom: <sip:alice@198.51.100.10>;tag=a{n}\r\n"
-            f"To: <sip:bob@{SIP_VIP}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
-            f"Content-Length: 0\r\n\r\n")
-    return bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src="198.51.100.10", dst=SIP_VIP)
-                 / UDP(sport=5060, dport=5060) / text.encode())
-
-
 def ftp_control(client, sport):
     """An FTP control connection's first three packets, the third a PASV: the flow reaches
     the sync threshold (3) on it, and the PASV makes an expectation."""
@@ -291,17 +299,9 @@ def test_tetherd_sends_its_sessions_and_flows_and_a_bulk_dump_on_request(tmp_pat
     the flow threshold, and the PASV's expectation; and answers the peer's bulk request with
     everything live, then bulk_end. Every message carries a valid tag, one epoch, and rising
     sequence numbers."""
-    key_file = tmp_path / "sync.key"
-    key_file.write_text(KEY.hex() + "\n")
-    os.chmod(key_file, 0o600)
+    edit = sync_config(tmp_path, [PEER], "test-a")
     call_id = "sent-call-1@client.example"
     ftp_client, ftp_port = "198.51.100.41", 40021
-
-    def edit(text):
-        address = f'addresses = ["{PORT_IPV4}", '
-        text = text.replace(address, f'kernel = {{ name = "ts0"; }}; addresses = ["{PORT_IPV4}/24", ', 1)
-        return text + (f'sync = {{ port = "lan0"; listen_port = {LISTEN_PORT}; key_file = "{key_file}";'
-                       f' peers = ["{PEER}"]; instance = "test-a"; }};\n')
 
     def sessions_sent(sock):
         wait_for(sock, lambda c: c["sync_sent_sip_call"] >= 2 and c["sync_sent_flow"] >= 1
@@ -374,9 +374,7 @@ def test_a_peers_flows_place_packets_that_miss_the_flow_table(tmp_path, namespac
     datagram) go there, whatever the consistent hash says; a SYN on a synced 5-tuple opens
     a new connection and is scheduled afresh; a flow record for a port the service does not
     serve is refused."""
-    key_file = tmp_path / "sync.key"
-    key_file.write_text(KEY.hex() + "\n")
-    os.chmod(key_file, 0o600)
+    edit = sync_config(tmp_path, [PEER])
     client = "198.51.100.60"
     chosen = ["b1", "b2", "b3", "b1", "b2", "b3"]
     index = {"b1": B1, "b2": B2, "b3": B3}
@@ -385,12 +383,6 @@ def test_a_peers_flows_place_packets_that_miss_the_flow_table(tmp_path, namespac
     records.append(sync_wire.flow(client, WEB_VIP, 41006, 80, 6, WEB, B1))  # only a SYN will come
     records.append(sync_wire.flow(client, WEB_VIP, 43000, 81, 6, WEB, B1))  # web is port 80 only
     sync = [datagram(sync_wire.message(KEY, SENDER, EPOCH, 1, records))]
-
-    def edit(text):
-        address = f'addresses = ["{PORT_IPV4}", '
-        text = text.replace(address, f'kernel = {{ name = "ts0"; }}; addresses = ["{PORT_IPV4}/24", ', 1)
-        return text + (f'sync = {{ port = "lan0"; listen_port = {LISTEN_PORT}; key_file = "{key_file}";'
-                       f' peers = ["{PEER}"]; }};\n')
 
     def applied(sock):
         wait_for(sock, lambda c: c["sync_applied_flow"] + c["sync_refused"] >= len(records), "flows applied")
