@@ -218,13 +218,14 @@ std::size_t build_unsolicited_advertisement(std::uint8_t* frame, std::size_t cap
   return kUnsolicitedAdvertisementLength;
 }
 
-KernelClass kernel_class(const parsers::ParsedFrame& parsed) {
+KernelClass kernel_class(const parsers::ParsedFrame& parsed, std::uint16_t sync_port) {
   constexpr std::uint16_t kBgp = 179, kBfdControl = 3784, kBfdEcho = 3785, kBfdMultihop = 4784;
   if (parsed.l3 == parsers::L3Kind::arp) return KernelClass::control;
   switch (parsed.l4_proto) {
     case parsers::kProtoTcp:
       return parsed.src_port == kBgp || parsed.dst_port == kBgp ? KernelClass::control : KernelClass::other;
     case parsers::kProtoUdp:
+      if (sync_port != 0 && parsed.dst_port == sync_port && parsed.src_port == sync_port) return KernelClass::sync;
       return parsed.dst_port == kBfdControl || parsed.dst_port == kBfdEcho || parsed.dst_port == kBfdMultihop
                  ? KernelClass::control
                  : KernelClass::other;
@@ -343,7 +344,8 @@ void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
   if (local && snapshot.is_standby_vip(port_index, parsed.dst_ip)) return drop(mbuf, DropReason::ha_standby);
   if (!icmp || !local)  // a VIP's port without a service stays tetherd's: the kernel has no VIP
     return local ? drop(mbuf, DropReason::no_service)
-                 : to_kernel_or_drop(mbuf, port_index, kernel_class(parsed), DropReason::no_service);
+                 : to_kernel_or_drop(mbuf, port_index, kernel_class(parsed, port.sync_port),
+                                     DropReason::no_service);
   const std::size_t echo = answer_icmp_echo(frame, parsed, our_mac);
   if (echo == 0) return drop(mbuf, DropReason::icmp_not_handled);
   counters_.icmp_echo_replies++;

@@ -15,13 +15,15 @@
 
 namespace tether::dataplane {
 
-// A port's frames for its kernel interface draw on one of two allowances: `control` for what
-// keeps the box reachable and routed (neighbour discovery, VRRP, OSPF, BGP, BFD, LLDP), and
-// `other` for the rest, so that a flood toward the host address (ping, SYNs, datagrams)
-// cannot starve the next hop's ARP or a BGP session.
-enum class KernelClass : std::uint8_t { control, other };
-inline constexpr std::size_t kKernelClasses = 2;
-KernelClass kernel_class(const parsers::ParsedFrame& parsed);
+// A port's frames for its kernel interface draw on one of three allowances: `control` for
+// what keeps the box reachable and routed (neighbour discovery, VRRP, OSPF, BGP, BFD, LLDP),
+// `sync` for state sync between instances (UDP from and to `sync_port`, the one port the
+// whole group listens on; 0: no sync), and `other` for the rest, so that a flood toward the
+// host address (ping, SYNs, datagrams) can starve neither the next hop's ARP, a BGP session,
+// nor the peers' session state.
+enum class KernelClass : std::uint8_t { control, sync, other };
+inline constexpr std::size_t kKernelClasses = 3;
+KernelClass kernel_class(const parsers::ParsedFrame& parsed, std::uint16_t sync_port = 0);
 // Of a frame the parser stopped at (`status`): LLDP by its EtherType, VRRP and OSPF by their
 // IP protocol; anything else is `other`.
 KernelClass kernel_class(std::span<const std::uint8_t> frame, parsers::ParseStatus status,

@@ -37,6 +37,7 @@ struct PortView {
   bool kernel = false;
   std::uint64_t kernel_cost_tsc = 0;
   std::uint64_t kernel_credit_cap_tsc = 0;
+  std::uint16_t sync_port = 0;  // state sync's UDP port on this port's kernel interface; 0: none
 };
 
 // up: takes new flows and sessions. draining: keeps what it has, takes nothing new (an

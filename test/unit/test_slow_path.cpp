@@ -563,4 +563,14 @@ TEST_CASE("kernel_class: what keeps the box reachable and routed has its own all
   CHECK(of(ethernet(0x0800, ipv4(17, udp(3784, 53)))) == KernelClass::other);
   CHECK(of(ethernet(0x0800, ipv4(47, Bytes(20, 0)))) == KernelClass::other);     // GRE
   CHECK(of(ethernet(0x88b5, Bytes(46, 0))) == KernelClass::other);
+  // State sync: from and to the group's port, only where the port carries sync.
+  const auto on_sync_port = [](const Bytes& frame) {
+    ParsedFrame parsed;
+    REQUIRE(parse_exact(frame, parsed) == ParseStatus::ok);
+    return kernel_class(parsed, 7788);
+  };
+  CHECK(on_sync_port(ethernet(0x0800, ipv4(17, udp(7788, 7788)))) == KernelClass::sync);
+  CHECK(on_sync_port(ethernet(0x0800, ipv4(17, udp(40000, 7788)))) == KernelClass::other);
+  CHECK(on_sync_port(ethernet(0x0800, ipv4(6, tcp(7788, 7788, 0x02)))) == KernelClass::other);
+  CHECK(of(ethernet(0x0800, ipv4(17, udp(7788, 7788)))) == KernelClass::other);
 }
