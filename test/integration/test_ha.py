@@ -12,8 +12,11 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
 
-from harness import (BACKENDS, CLIENT_MAC, PORT_IPV4, PORT_MAC, TETHERCTL, TETHERD, config_text,
-                     mac_bytes, run_tetherd, run_tetherd_live)
+from harness import (BACKENDS, CLIENT_MAC, PORT_IPV4, PORT_IPV6, PORT_MAC, TETHERCTL, TETHERD, config_text,
+                     mac_bytes, pcap_device, read_frames, run_tetherd, run_tetherd_live)
+from scapy.utils import wrpcap
+from tetherlab.tetherd import command_line
+from test_kernel_interface import namespace  # noqa: F401 (the fixture)
 
 VIP, VIP6 = "192.0.2.150", "2001:db8::150"
 CLIENT, CLIENT6 = "198.51.100.7", "2001:db8:1::7"
@@ -40,9 +43,9 @@ def datagrams(first_source_port, count=5):
     return [bytes(f) for f in out]
 
 
-def arp_request(target):
+def arp_request(target, source=CLIENT):
     return bytes(Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff")
-                 / ARP(op=1, hwsrc=CLIENT_MAC, psrc=CLIENT, pdst=target))
+                 / ARP(op=1, hwsrc=CLIENT_MAC, psrc=source, pdst=target))
 
 
 def solicitation(target):
@@ -52,8 +55,8 @@ def solicitation(target):
                  / ICMPv6ND_NS(tgt=target) / ICMPv6NDOptSrcLLAddr(lladdr=CLIENT_MAC))
 
 
-def echo(target):
-    return bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src=CLIENT, dst=target) / ICMP(id=7, seq=1))
+def echo(target, source=CLIENT):
+    return bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src=source, dst=target) / ICMP(id=7, seq=1))
 
 
 def forwarded_sources(frames):
@@ -238,6 +241,38 @@ def test_ha_commands_on_a_standalone_tetherd(tmp_path):
     assert seen["show"] == {"enabled": False, "state": "standalone", "forwarding": True}
     assert seen["check"].returncode == 0, seen["check"].stdout
     assert len(forwarded_sources(result.frames)) == 10
+
+
+def test_a_backup_keeps_its_kernel_interface(tmp_path, namespace):  # noqa: F811
+    """With the exception path, a backup's kernel still gets VRRP and answers ARP and echo for
+    the port's address: keepalived runs there whatever tetherd's state. The VIP is nobody's
+    on this box: neither tetherd nor the kernel answers for it."""
+    vrrp = (Ether(src=CLIENT_MAC, dst="01:00:5e:00:00:12")
+            / IP(src=CLIENT, dst="224.0.0.18", ttl=255, proto=112) / bytes.fromhex("2133640100016c3ec0000296"))
+    on_link = "192.0.2.50"  # the kernel answers on its /24 (and learnt its MAC from the ARP request)
+    frames = ([arp_request(PORT_IPV4, on_link), echo(PORT_IPV4, on_link), vrrp, arp_request(VIP), echo(VIP)]
+              + datagrams(10000, 1))
+    wrpcap(str(tmp_path / "in0.pcap"), frames, linktype=1)
+    text = config_text(pcap_device(tmp_path, 1), SERVICES) + ha_text()
+    ports = f'addresses = ["{PORT_IPV4}", "{PORT_IPV6}"];'
+    assert ports in text
+    text = text.replace(ports, f'addresses = ["{PORT_IPV4}/24", "{PORT_IPV6}/64"]; kernel = {{ name = "tk0"; }};')
+    (tmp_path / "tetherd.cfg").write_text(text)
+    words = command_line(tmp_path / "tetherd.cfg", tmp_path / "tetherd.sock", stats_file=tmp_path / "stats.json",
+                         idle_exit=2)
+    run = subprocess.run(["ip", "netns", "exec", namespace, *words], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    out = read_frames(tmp_path / "out0.pcap")
+    kernel_arp = arp_replies(out, PORT_IPV4)
+    assert len(kernel_arp) == 1 and Ether(kernel_arp[0])[ARP].hwsrc == PORT_MAC
+    assert len(echo_replies(out, PORT_IPV4)) == 1
+    assert arp_replies(out, VIP) == [] and echo_replies(out, VIP) == []
+    assert forwarded_sources(out) == []
+    assert stats["counters"]["to_kernel"] == 3  # ARP, echo and VRRP
+    assert stats["kernel"]["kernel_delivered"] == 3
+    assert stats["drops"]["ha_standby"] == 2 + 2
+    assert stats["counters"]["arp_replies"] == 0 and stats["counters"]["icmp_echo_replies"] == 0
 
 
 @pytest.mark.parametrize("ha, message", [
