@@ -165,30 +165,48 @@ std::size_t build_arp_request(std::uint8_t* frame, std::size_t capacity,
   return kArpRequestLength;
 }
 
-std::size_t build_neighbour_solicitation(std::uint8_t* frame, std::size_t capacity,
-                                         const parsers::MacBytes& our_mac,
-                                         const parsers::IpBytes& our_address,
-                                         const parsers::IpBytes& target) {
-  if (capacity < kNeighbourSolicitationLength) return 0;
+namespace {
+
+// A neighbour discovery message of our own (solicitation or advertisement): Ethernet to
+// `dst` (`group`'s multicast MAC, RFC 2464 7), IPv6 from `source` with hop limit 255 (RFC 4861
+// 7.1: receivers drop what crossed a router), the message about `target` with `flags`, and
+// our MAC in one link-layer address option of type `option`. The frame is whole: 86 bytes.
+static_assert(kNeighbourSolicitationLength == kUnsolicitedAdvertisementLength);
+void write_neighbour_message(std::uint8_t* frame, const parsers::MacBytes& our_mac,
+                             const parsers::IpBytes& source, const parsers::IpBytes& group,
+                             std::uint8_t type, std::uint8_t flags, const parsers::IpBytes& target,
+                             std::uint8_t option) {
   std::memset(frame, 0, kNeighbourSolicitationLength);
-  // RFC 4291 2.7.1: ff02::1:ffXX:XXXX from the target's low 24 bits; RFC 2464 7: 33:33 + low 32.
-  parsers::IpBytes group{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, target[13], target[14], target[15]};
   set_ethernet(frame, {0x33, 0x33, group[12], group[13], group[14], group[15]}, our_mac);
   store_be16(frame + 12, 0x86dd);
   std::uint8_t* ip = frame + 14;
   ip[0] = 0x60;
   store_be16(ip + 4, kNeighbourMessage + kLinkLayerOption);
   ip[6] = parsers::kProtoIcmpv6;
-  ip[7] = 255;  // RFC 4861 7.1.1: receivers drop solicitations that crossed a router
-  std::memcpy(ip + 8, our_address.data(), 16);
+  ip[7] = 255;
+  std::memcpy(ip + 8, source.data(), 16);
   std::memcpy(ip + 24, group.data(), 16);
   std::uint8_t* icmp = ip + kIpv6Header;
-  icmp[0] = kIcmpv6NeighbourSolicitation;
+  icmp[0] = type;
+  icmp[4] = flags;
   std::memcpy(icmp + 8, target.data(), 16);
-  icmp[24] = 1;  // source link-layer address option, 1 x 8 bytes: lets the target answer at once
-  icmp[25] = 1;
+  icmp[24] = option;
+  icmp[25] = 1;  // 1 x 8 bytes
   std::memcpy(icmp + 26, our_mac.data(), 6);
   set_icmpv6_checksum(ip, icmp);
+}
+
+}  // namespace
+
+std::size_t build_neighbour_solicitation(std::uint8_t* frame, std::size_t capacity,
+                                         const parsers::MacBytes& our_mac,
+                                         const parsers::IpBytes& our_address,
+                                         const parsers::IpBytes& target) {
+  if (capacity < kNeighbourSolicitationLength) return 0;
+  // RFC 4291 2.7.1: ff02::1:ffXX:XXXX from the target's low 24 bits. The source link-layer
+  // address option lets the target answer at once.
+  const parsers::IpBytes group{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, target[13], target[14], target[15]};
+  write_neighbour_message(frame, our_mac, our_address, group, kIcmpv6NeighbourSolicitation, 0, target, 1);
   return kNeighbourSolicitationLength;
 }
 
@@ -196,25 +214,10 @@ std::size_t build_unsolicited_advertisement(std::uint8_t* frame, std::size_t cap
                                             const parsers::MacBytes& our_mac,
                                             const parsers::IpBytes& address) {
   if (capacity < kUnsolicitedAdvertisementLength) return 0;
-  std::memset(frame, 0, kUnsolicitedAdvertisementLength);
-  static constexpr std::uint8_t all_nodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-  set_ethernet(frame, {0x33, 0x33, 0, 0, 0, 1}, our_mac);
-  store_be16(frame + 12, 0x86dd);
-  std::uint8_t* ip = frame + 14;
-  ip[0] = 0x60;
-  store_be16(ip + 4, kNeighbourMessage + kLinkLayerOption);
-  ip[6] = parsers::kProtoIcmpv6;
-  ip[7] = 255;  // RFC 4861 7.1.2: receivers drop advertisements that crossed a router
-  std::memcpy(ip + 8, address.data(), 16);
-  std::memcpy(ip + 24, all_nodes, 16);
-  std::uint8_t* icmp = ip + kIpv6Header;
-  icmp[0] = kIcmpv6NeighbourAdvertisement;
-  icmp[4] = 0x20;  // override only: neighbours replace the MAC they hold for the VIP
-  std::memcpy(icmp + 8, address.data(), 16);
-  icmp[24] = 2;  // target link-layer address option, 1 x 8 bytes
-  icmp[25] = 1;
-  std::memcpy(icmp + 26, our_mac.data(), 6);
-  set_icmpv6_checksum(ip, icmp);
+  const parsers::IpBytes all_nodes{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  // Override only (0x20): neighbours replace the MAC they hold for the address; the target
+  // link-layer address option (2) carries ours.
+  write_neighbour_message(frame, our_mac, address, all_nodes, kIcmpv6NeighbourAdvertisement, 0x20, address, 2);
   return kUnsolicitedAdvertisementLength;
 }
 

@@ -11,11 +11,11 @@ import pytest
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
+from scapy.utils import wrpcap
+from tetherlab.tetherd import command_line
 
 from harness import (BACKENDS, CLIENT_MAC, PORT_IPV4, PORT_IPV6, PORT_MAC, TETHERCTL, TETHERD, config_text,
                      mac_bytes, pcap_device, read_frames, run_tetherd, run_tetherd_live)
-from scapy.utils import wrpcap
-from tetherlab.tetherd import command_line
 from test_kernel_interface import namespace  # noqa: F401 (the fixture)
 
 VIP, VIP6 = "192.0.2.150", "2001:db8::150"
