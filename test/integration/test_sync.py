@@ -304,7 +304,7 @@ def test_tetherd_sends_its_sessions_and_flows_and_a_bulk_dump_on_request(tmp_pat
     ftp_client, ftp_port = "198.51.100.41", 40021
 
     def sessions_sent(sock):
-        wait_for(sock, lambda c: c["sync_sent_sip_call"] >= 2 and c["sync_sent_flow"] >= 1
+        wait_for(sock, lambda c: c["sync_sent_sip_call"] >= 3 and c["sync_sent_flow"] >= 1
                  and c["sync_sent_ftp_expectation"] >= 1, "session changes sent")
 
     request = sync_wire.message(KEY, SENDER, EPOCH, 1, kind=sync_wire.BULK_REQUEST)
@@ -313,7 +313,10 @@ def test_tetherd_sends_its_sessions_and_flows_and_a_bulk_dump_on_request(tmp_pat
     def dumped(sock):
         answers["end"] = wait_for(sock, lambda c: c["sync_bulk_dumps_sent"] >= 1, "bulk dump sent")
 
-    phases = [[invite(call_id, 1), bye(call_id, 1)] + ftp_control(ftp_client, ftp_port), sessions_sent,
+    # Placed, refreshed by a request inside the call (not by its ACK), ended.
+    call = [invite(call_id, 1), sip_request("ACK", call_id, 1, 1, to_tag=True),
+            sip_request("UPDATE", call_id, 1, 2, to_tag=True), bye(call_id, 1)]
+    phases = [call + ftp_control(ftp_client, ftp_port), sessions_sent,
               [datagram(request)], dumped]
     result = run_tetherd_live(tmp_path, phases, SERVICES, namespace=namespaces(), edit_config=edit,
                               respond=answer_arp_for(PEER))
@@ -338,8 +341,8 @@ def test_tetherd_sends_its_sessions_and_flows_and_a_bulk_dump_on_request(tmp_pat
     end = kinds.index(sync_wire.BULK_END)
     live = [r for h, rs in messages[:end] for r in rs]
     calls = [r for r in live if r["type"] == "sip_call" and r["digest"] == digest]
-    assert [c["state"] for c in calls][:2] == [sync_wire.LIVE, sync_wire.ENDED], calls
-    assert calls[0]["service"] == SIP and calls[0]["backend"] == calls[1]["backend"]
+    assert [c["state"] for c in calls][:3] == [sync_wire.LIVE, sync_wire.LIVE, sync_wire.ENDED], calls
+    assert calls[0]["service"] == SIP and calls[0]["backend"] == calls[1]["backend"] == calls[2]["backend"]
     flows = [r for r in live if r["type"] == "flow" and r["client"] == ftp_client]
     assert flows and flows[0]["client_port"] == ftp_port and flows[0]["vip"] == FTP_VIP
     assert flows[0]["vip_port"] == 21 and flows[0]["protocol"] == 6 and flows[0]["service"] == FTP
