@@ -43,8 +43,9 @@ dataplane::SessionInspection session_inspection(const ServiceConfig& service) {
 std::unique_ptr<dataplane::Snapshot> build_snapshot(
     const Config& config, const std::vector<PortIdentity>& ports, std::uint64_t tsc_hz,
     unsigned workers, const std::vector<dataplane::BackendState>& states,
-    const std::vector<MacBytes>& macs) {
+    const std::vector<MacBytes>& macs, bool standby) {
   auto snapshot = std::make_unique<dataplane::Snapshot>();
+  snapshot->standby = standby;
 
   for (std::size_t i = 0; i < config.ports.size(); ++i) {
     const PortConfig& port = config.ports[i];

@@ -51,6 +51,16 @@ std::size_t build_neighbour_solicitation(std::uint8_t* frame, std::size_t capaci
                                          const parsers::IpBytes& our_address,
                                          const parsers::IpBytes& target);
 
+// What a new master sends for each VIP (README "Active-standby pair"). IPv4: an ARP
+// announcement (RFC 5227 2.3), which is build_arp_request with the VIP as both sender and
+// target. IPv6: an unsolicited neighbour advertisement (RFC 4861 7.2.6) from the VIP to
+// all-nodes (ff02::1), override flag set, solicited and router flags clear, with the target
+// link-layer address option. Returns its length, or 0 when `capacity` is too small.
+inline constexpr std::size_t kUnsolicitedAdvertisementLength = 14 + 40 + 24 + 8;
+std::size_t build_unsolicited_advertisement(std::uint8_t* frame, std::size_t capacity,
+                                            const parsers::MacBytes& our_mac,
+                                            const parsers::IpBytes& address);
+
 // What a neighbour said about itself: an ARP reply's (or request's) sender, or a neighbour
 // advertisement's target with its link-layer address (the frame's source MAC when the
 // advertisement carries no option). False for anything else or anything malformed.

@@ -254,6 +254,9 @@ Worker::ServiceMatch Worker::find_service(parsers::AddressWords vip, std::uint16
 template <typename Fields>
 void Worker::queue_for_lookup(rte_mbuf* mbuf, ServiceMatch found, const Fields& fields,
                               Burst& burst) {
+  // A standby instance's VIPs are the master's (Snapshot::standby): the one branch HA adds.
+  if (snapshot_->standby) [[unlikely]]
+    return drop(mbuf, DropReason::ha_standby);
   const bool related = found.related;
   const std::uint16_t service = found.service;
   if (!related && snapshot_->services[service].dpi == SessionInspection::sip_calls &&
