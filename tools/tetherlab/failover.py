@@ -510,7 +510,7 @@ def failover_scenario(lab, pair, probe, *, calls=400, downloads=12, streams=4, s
         return at
 
     log(f"failover: workload; instance {victim}'s {'keepalived and tetherd' if whole_box else 'tetherd'} "
-        f"(master) get SIGKILL after {event_after} s")
+        f"(master) {'get' if whole_box else 'gets'} SIGKILL after {event_after} s")
     first = play(lab, probe, calls=calls, downloads=downloads, streams=streams, seconds=seconds,
                  event_after=event_after, event=kill, label="fo")
     first.update(getattr(kill, "result", {}))
