@@ -20,13 +20,17 @@ keepalived (Debian 12: 2.2.7) in each instance's namespace:
   every frame to a VIP; arp_ignore=1 keeps the kernel from answering ARP for them).
 - `dynamic_interfaces`: lan0 exists only while tetherd runs. When the master's tetherd
   dies, lan0 goes with it, that keepalived goes FAULT and its advertisements stop; the
-  backup takes over after 3 x advert_int + skew. When tetherd is back, lan0 is back, and
-  keepalived goes BACKUP (equal priorities: a backup does not preempt a master of the same
-  priority).
+  backup takes over after 3 x advert_int + skew. When tetherd is back, lan0 is back, but
+  before tetherd passes it any frame: a vrrp_script of weight 0 (`tetherctl show ha`)
+  holds the instance in FAULT until tetherd answers, or it would hear no master and take
+  over for a moment. Then keepalived goes BACKUP (equal priorities: a backup does not
+  preempt a master of the same priority).
 - a vrrp_script runs `tetherctl ha check` (fails while tetherd is unreachable, stalled or
   released) with a negative weight: `tetherctl ha release` on the master lowers its
-  priority below the backup's, which preempts at once on the master's next advertisement
-  (graceful handover), and the old master steps down when it hears the new one.
+  priority below the backup's (within the script's 1 s interval); the backup ignores the
+  lower-priority advertisements, takes over when its timer runs out (3 x advert_int) and
+  announces the VIPs, and the old master, still forwarding meanwhile, steps down when it
+  hears the new one (graceful handover).
 """
 import json
 import re
@@ -35,7 +39,7 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .config import Kernel, Port, with_port
 from .namespaces import run
@@ -45,7 +49,7 @@ from .topology import (BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG, LAN_PREFIX, PAIR,
 from .workloads import Calls, ReportingStreams, ftp_downloads
 
 PROBE_PORT = 9000  # udp on TCP_VIP (no other service there): the outage probe
-ADVERT_INT = 0.2  # seconds between VRRP advertisements (see README "Active-standby pair")
+ADVERT_INT = 0.2  # seconds between VRRP advertisements (README "The virtual lab": why 0.2)
 PRIORITY, CHECK_WEIGHT = 100, -50
 SERVICES = ("sip", "ftp", "rtsp")
 # The failover lab's FTP clients, one address per concurrent download: without
@@ -59,9 +63,9 @@ def pair_config(instance, key_file, sync=True, text=None):
     """conf/lab.cfg (or `text`) for one instance of the pair: its net_tap port with the
     exception path and its own address and MAC; FTP without passive_ports (data connections
     follow the expectations PASV/EPSV made, which the peer knows only through sync); ICMP
-    instead of sip-options health checks for SIP; the
-    probe service; an `ha` section (the instance starts as backup); with sync=True state
-    sync with the other instance over lan0."""
+    instead of sip-options health checks for SIP; the probe service; an `ha` section (the
+    instance starts as backup); with sync=True state sync with the other instance over
+    lan0."""
     address, mac = PAIR[instance]
     text = with_port(text or LAB_CONFIG.read_text(),
                      Port("lan0", f"net_tap0,iface={TAP_DEVICE}", mac, (f"{address}/{LAN_PREFIX}",),
@@ -168,7 +172,6 @@ class Instance:
     socket: object  # Path
     tetherd: object = None  # LabTetherd while it runs
     keepalived: object = None  # Popen
-    kills: list = field(default_factory=list)
 
     def ha(self):
         """`show ha`, or None while tetherd does not answer."""
@@ -264,7 +267,6 @@ class Pair:
         at = time.time()
         instance.tetherd.proc.send_signal(signal.SIGKILL)
         instance.tetherd.proc.wait()
-        instance.kills.append(at)
         return at
 
     def kill_box(self, name):
@@ -276,7 +278,6 @@ class Pair:
         instance.keepalived = None
         instance.tetherd.proc.send_signal(signal.SIGKILL)
         instance.tetherd.proc.wait()
-        instance.kills.append(at)
         return at
 
     def add_backend(self):
