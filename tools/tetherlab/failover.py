@@ -429,8 +429,9 @@ class Outage:
 def play(lab, probe, *, calls, downloads, streams, seconds, event_after, event, label):
     """The lab's mixed workload through the pair for about `seconds`: SIP calls of 2 s from
     the four client addresses, FTP downloads at 64 KB/s (8 s each), RTSP streams, and the
-    probe; event() runs `event_after` seconds in and returns when it acted (time.time()).
-    Returns the phase's figures."""
+    probe; event() runs `event_after` seconds in and returns a dict: "at", when it acted
+    (time.time()), "taken_over", when the other instance was master, and figures of its
+    own. Returns the phase's figures."""
     phase_start = time.time()
     setups_before = {b: len(s) for b, s in lab.rtsp_setups().items()}
     per_uac = max(1, calls // len(CLIENT_ADDRESSES))
@@ -445,7 +446,7 @@ def play(lab, probe, *, calls, downloads, streams, seconds, event_after, event, 
 
     def act():
         time.sleep(event_after)
-        acted["at"] = event()
+        acted.update(event())
 
     actor = threading.Thread(target=act, daemon=True)
     actor.start()
@@ -461,10 +462,11 @@ def play(lab, probe, *, calls, downloads, streams, seconds, event_after, event, 
     event_at = acted.get("at")
 
     # RTCP of this phase's RTSP sessions: where it went over the phase, and whether some,
-    # sent after the event, still reached the session's backend.
+    # sent once the other instance had taken over, still reached the session's backend.
     setups = {b: s[setups_before.get(b, 0):] for b, s in lab.rtsp_setups().items()}
     whole = lab.rtsp_udp_received(since=phase_start)
-    after = lab.rtsp_udp_received(since=event_at) if event_at else whole
+    taken_over = acted.get("taken_over")
+    after = lab.rtsp_udp_received(since=taken_over) if taken_over else whole
     sessions = {}
     for backend, answered in setups.items():
         for address, _rtp, rtcp in answered:
@@ -484,7 +486,7 @@ def play(lab, probe, *, calls, downloads, streams, seconds, event_after, event, 
         "rtcp_misrouted": sum(1 for s in sessions.values() if set(s["reached"]) - {s["backend"]}),
         "rtcp_lost_after_event": sum(1 for s in sessions.values() if not s["after_event"]),
         "outage": outage,
-        **{k: v for k, v in acted.items() if k != "at"},
+        **{k: v for k, v in acted.items() if k not in ("at", "taken_over")},
     }
 
 
@@ -492,10 +494,9 @@ def failover_scenario(lab, pair, probe, *, calls=400, downloads=12, streams=4, s
                       add_backend=False, failback=True, whole_box=False, log=print):
     """What `tools/run --failover` plays (the pair started): optionally the spare backend
     joins the services; the workload with the master's tetherd SIGKILLed in the middle (with
-    whole_box, its keepalived too: the box fails); with
-    failback, the killed instance restarted (it syncs and stays backup) and the workload
-    again with a graceful handover back (`tetherctl ha release` on the master). Returns the
-    phases' figures."""
+    whole_box, its keepalived too: the box fails); with failback, the killed instance
+    restarted (it syncs and stays backup) and the workload again with a graceful handover
+    back (`tetherctl ha release` on the master). Returns the phases' figures."""
     if add_backend:
         log(f"failover: {next(iter(SPARE_BACKENDS))} joins sip, ftp and rtsp on both instances (reload)")
         pair.add_backend()
@@ -506,15 +507,14 @@ def failover_scenario(lab, pair, probe, *, calls=400, downloads=12, streams=4, s
     def kill():
         at = pair.kill_box(victim) if whole_box else pair.kill_tetherd(victim)
         pair.wait_role(survivor, "master", 10)
-        kill.result = {"takeover_s": time.time() - at, "survivor": survivor, "victim": victim,
-                       "sync": pair[survivor].tetherd.ctl("show", "sync")}
-        return at
+        taken_over = time.time()
+        return {"at": at, "taken_over": taken_over, "takeover_s": taken_over - at, "survivor": survivor,
+                "victim": victim, "sync": pair[survivor].tetherd.ctl("show", "sync")}
 
     log(f"failover: workload; instance {victim}'s {'keepalived and tetherd' if whole_box else 'tetherd'} "
         f"(master) {'get' if whole_box else 'gets'} SIGKILL after {event_after} s")
     first = play(lab, probe, calls=calls, downloads=downloads, streams=streams, seconds=seconds,
                  event_after=event_after, event=kill, label="fo")
-    first.update(getattr(kill, "result", {}))
     if not failback:
         return (first,)
 
@@ -529,14 +529,15 @@ def failover_scenario(lab, pair, probe, *, calls=400, downloads=12, streams=4, s
     def release():
         at = time.time()
         pair[survivor].tetherd.ctl("ha", "release")
-        release.result = {"handover_s": pair.wait_role(victim, "master", 10), "restarted_sync": restarted_sync}
+        pair.wait_role(victim, "master", 10)
+        taken_over = time.time()
         pair.wait_role(survivor, "backup", 10)
         pair[survivor].tetherd.ctl("ha", "claim")
-        return at
+        return {"at": at, "taken_over": taken_over, "handover_s": taken_over - at,
+                "restarted_sync": restarted_sync}
 
     log(f"failover: workload; graceful handover back to {victim} (tetherctl ha release on {survivor}) "
         f"after {event_after} s")
     second = play(lab, probe, calls=calls // 2, downloads=downloads // 2, streams=streams, seconds=seconds,
                   event_after=event_after, event=release, label="fb")
-    second.update(getattr(release, "result", {}))
     return first, second
