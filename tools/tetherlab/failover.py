@@ -71,11 +71,6 @@ def pair_config(instance, key_file, sync=True, text=None):
                      Port("lan0", f"net_tap0,iface={TAP_DEVICE}", mac, (f"{address}/{LAN_PREFIX}",),
                           kernel=Kernel()))
     text = re.sub(r"\s*passive_ports = \[\d+, \d+\];", "", text)
-    # Both instances' sip-options checks would carry the same Call-IDs (tetherd numbers them
-    # tether-probe-SERVICE-SEQUENCE from 0), and sipp's UAS answers a Call-ID it knows to the
-    # address that used it first: one instance's checks fail while the other's pass. ICMP
-    # checks come from each instance's own address and identifier.
-    text = text.replace('health_check = { type = "sip-options";', 'health_check = { type = "icmp";')
     members = ", ".join(f'{{ name = "{b}"; }}' for b in BACKENDS)
     probe = (f'  {{ name = "probe"; vip = "{TCP_VIP}"; port = {PROBE_PORT}; protocol = "udp";\n'
              f"    backends = ( {members} ); }}")
