@@ -100,24 +100,39 @@ std::uint32_t SyncSender::remaining_ms(std::uint64_t deadline, std::uint64_t now
   return static_cast<std::uint32_t>(std::min<std::uint64_t>((deadline - now) / (tsc_hz_ / 1000), UINT32_MAX));
 }
 
-sync::Record SyncSender::record_of(const dataplane::SyncEvent& event, std::uint64_t now) const {
+sync::Record SyncSender::record_of(const dataplane::SyncEvent& event, const Config& running) const {
   using dataplane::SessionKind;
-  const std::uint32_t remaining = remaining_ms(event.deadline_tsc, now);
+  // The lifetime the state the event gives has here, from the service's settings; 0 for a
+  // service a reload removed meanwhile (the peer refuses the record anyway).
+  const ServiceConfig* service = event.service < running.services.size() ? &running.services[event.service] : nullptr;
+  const auto ms = [&](std::uint32_t ServiceConfig::*live, std::uint32_t ServiceConfig::*ended) -> std::uint32_t {
+    if (service == nullptr) return 0;
+    const std::uint32_t seconds = event.ended ? (ended ? service->*ended : 0) : service->*live;
+    return static_cast<std::uint32_t>(std::min<std::uint64_t>(std::uint64_t{seconds} * 1000, UINT32_MAX));
+  };
   switch (event.kind) {
     case SessionKind::sip_call:
-      return sync::SipCallRecord{event.service, event.digest, event.backend, state_of(event.ended), remaining};
-    case SessionKind::rtp_expectation:
+      return sync::SipCallRecord{event.service, event.digest, event.backend, state_of(event.ended),
+                                 ms(&ServiceConfig::session_timeout_s, &ServiceConfig::linger_s)};
+    case SessionKind::rtp_expectation:  // a TEARDOWN ends it at once
       return sync::RtpExpectationRecord{event.service, event.client, event.client_port, event.backend,
-                                        state_of(event.ended), remaining};
-    case SessionKind::ftp_expectation:
+                                        state_of(event.ended), ms(&ServiceConfig::session_timeout_s, nullptr)};
+    case SessionKind::ftp_expectation:  // used: no lifetime left
       return sync::FtpExpectationRecord{event.service, event.client, event.backend, state_of(event.ended),
-                                        remaining};
+                                        ms(&ServiceConfig::expectation_timeout_s, nullptr)};
     case SessionKind::synced_flow:
     case SessionKind::count_:
       break;
   }
-  return sync::FlowRecord{event.client, event.vip,     event.client_port, event.vip_port, event.protocol,
-                          event.ended,  event.service, event.backend,     remaining};
+  return sync::FlowRecord{event.client,
+                          service != nullptr ? service->vip : IpBytes{},
+                          event.client_port,
+                          event.vip_port,
+                          event.protocol,
+                          event.ended,
+                          event.service,
+                          event.backend,
+                          ms(&ServiceConfig::idle_timeout_s, &ServiceConfig::fin_timeout_s)};
 }
 
 bool SyncSender::record_of(const dataplane::SessionEntry& entry, std::uint64_t now, sync::Record& record) const {
@@ -143,7 +158,7 @@ bool SyncSender::record_of(const dataplane::SessionEntry& entry, std::uint64_t n
   return false;
 }
 
-void SyncSender::poll(const dataplane::SessionTable& sessions, std::uint64_t now) {
+void SyncSender::poll(const Config& running, const dataplane::SessionTable& sessions, std::uint64_t now) {
   // The rate's credit, at most a second's worth.
   if (last_refill_ != 0)
     credit_ = std::min<double>(max_rate_, credit_ + static_cast<double>(now - last_refill_) * max_rate_ /
@@ -161,7 +176,7 @@ void SyncSender::poll(const dataplane::SessionTable& sessions, std::uint64_t now
     while (taken < budget) {
       const unsigned want = std::min<unsigned>(64, budget - taken);
       const unsigned got = rte_ring_sc_dequeue_burst_elem(ring, events, sizeof(dataplane::SyncEvent), want, nullptr);
-      for (unsigned i = 0; i < got; ++i) append(changes_, record_of(events[i], now));
+      for (unsigned i = 0; i < got; ++i) append(changes_, record_of(events[i], running));
       taken += got;
       if (got < want) break;
     }

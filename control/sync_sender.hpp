@@ -35,7 +35,8 @@ class SyncSender {
 
   // Sends what the workers reported since the last poll (within the rate), answers a bulk
   // request, and asks peers that have not answered for theirs.
-  void poll(const dataplane::SessionTable& sessions, std::uint64_t now);
+  // `running`: the running configuration, whose timeouts give the records' lifetimes.
+  void poll(const Config& running, const dataplane::SessionTable& sessions, std::uint64_t now);
 
   // Adds the sender's counts to the receiver's, for every output.
   void add_totals(SyncTotals& totals) const;
@@ -70,7 +71,7 @@ class SyncSender {
   void send(Outgoing& out, sync::MessageKind next = sync::MessageKind::records);
   void start(Outgoing& out, sync::MessageKind kind);
   void send_to(const Peer& peer, std::span<const std::uint8_t> message);
-  sync::Record record_of(const dataplane::SyncEvent& event, std::uint64_t now) const;
+  sync::Record record_of(const dataplane::SyncEvent& event, const Config& running) const;
   // A record of a live session table entry (bulk dumps), or false for what is not sent.
   bool record_of(const dataplane::SessionEntry& entry, std::uint64_t now, sync::Record& record) const;
   std::uint32_t remaining_ms(std::uint64_t deadline, std::uint64_t now) const;

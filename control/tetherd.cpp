@@ -320,7 +320,7 @@ int run(const Config& config, const Options& options) {
       // What the kernel delivered to the sync socket (the frames came through kernel->poll).
       if (sync) sync->poll(control->config, links->sessions(), now, rte_get_tsc_hz());
       // What the workers reported, out through the kernel interface (sent on its next poll).
-      if (sync_sender) sync_sender->poll(links->sessions(), now);
+      if (sync_sender) sync_sender->poll(control->config, links->sessions(), now);
       backends_changed |= neighbours->tick(now);
       backends_changed |= health->tick(now);
       if (backends_changed) control->republish();

@@ -230,7 +230,7 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
             }
             stream.rtp_ports[stream.rtp_port_count++] = port;
             counters_.expectations_created[static_cast<std::size_t>(Expectation::rtp)]++;
-            report_rtp_expectation(stream, port, false, now + service.session_timeout_tsc);
+            report_rtp_expectation(stream, port, false);
             if (!stream.session_counted) {
               stream.session_counted = true;
               counters_.sessions_created[static_cast<std::size_t>(SessionProtocol::rtsp)]++;
@@ -248,7 +248,7 @@ std::size_t StreamInspector::read_rtsp(Stream& stream, std::span<const std::uint
         // Any other request (GET_PARAMETER, OPTIONS keepalives) keeps the streams alive.
         for_each_rtp_expectation(stream, now, [&](std::int32_t position, std::uint16_t port) {
           sessions_->refresh(position, now + service.session_timeout_tsc);
-          report_rtp_expectation(stream, port, false, now + service.session_timeout_tsc);
+          report_rtp_expectation(stream, port, false);
         });
       }
     }
@@ -290,7 +290,7 @@ std::size_t StreamInspector::read_ftp(Stream& stream, std::span<const std::uint8
           counters_.expectations_created[static_cast<std::size_t>(Expectation::ftp_data)]++;
           if (sync_.enabled())
             sync_.emit(expectation_event(SessionKind::ftp_expectation, stream.service, stream.client, 0,
-                                         stream.backend, false, now + service.expectation_timeout_tsc));
+                                         stream.backend, false));
           break;
         case FtpExpectationAdd::client_full:
           fallback(DpiFallback::too_many_expectations);
@@ -315,11 +315,10 @@ void StreamInspector::for_each_rtp_expectation(const Stream& stream, std::uint64
   }
 }
 
-void StreamInspector::report_rtp_expectation(const Stream& stream, std::uint16_t port, bool ended,
-                                             std::uint64_t deadline) {
+void StreamInspector::report_rtp_expectation(const Stream& stream, std::uint16_t port, bool ended) {
   if (sync_.enabled())
     sync_.emit(expectation_event(SessionKind::rtp_expectation, stream.service, stream.client, port,
-                                 stream.backend, ended, deadline));
+                                 stream.backend, ended));
 }
 
 // Expired from before `now`, not at it: media that follows the TEARDOWN in the same burst
@@ -327,7 +326,7 @@ void StreamInspector::report_rtp_expectation(const Stream& stream, std::uint16_t
 void StreamInspector::end_rtp_expectations(Stream& stream, std::uint64_t now) {
   for_each_rtp_expectation(stream, now, [&](std::int32_t position, std::uint16_t port) {
     sessions_->shorten(position, now - 1);
-    report_rtp_expectation(stream, port, true, now - 1);
+    report_rtp_expectation(stream, port, true);
   });
   stream.rtp_port_count = 0;
 }

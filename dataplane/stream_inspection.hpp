@@ -110,7 +110,7 @@ class StreamInspector {
   void for_each_rtp_expectation(const Stream& stream, std::uint64_t now, Apply apply);
   void end_rtp_expectations(Stream& stream, std::uint64_t now);
   void fallback(DpiFallback reason) { counters_.dpi_fallbacks[static_cast<std::size_t>(reason)]++; }
-  void report_rtp_expectation(const Stream& stream, std::uint16_t port, bool ended, std::uint64_t deadline);
+  void report_rtp_expectation(const Stream& stream, std::uint16_t port, bool ended);
 
   SessionTable* sessions_;
   SyncEventQueue& sync_;

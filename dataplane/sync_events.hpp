@@ -21,9 +21,12 @@ struct rte_ring;
 
 namespace tether::dataplane {
 
-// 64 bytes: one cache line per event in the ring.
+// 32 bytes, two to a cache line: every event's line crosses from the worker's core to the
+// control thread's, the sync path's main cost on the worker. What the control thread can
+// tell for itself is left out: a flow's VIP (its service's) and every lifetime (the service's
+// timeout for the state the event gives: the event is a millisecond old when it is read).
 struct SyncEvent {
-  SessionKind kind;  // synced_flow: an established flow of the worker's own table
+  SessionKind kind = SessionKind::sip_call;  // synced_flow: an established flow of the worker's own table
   // SIP: BYE or CANCEL ended the call; RTP: TEARDOWN; FTP: the expectation was used;
   // flow: FIN or RST seen.
   bool ended = false;
@@ -34,50 +37,48 @@ struct SyncEvent {
   std::uint16_t client_port = 0;
   std::uint16_t vip_port = 0;
   std::uint32_t pad1 = 0;
-  std::uint64_t deadline_tsc = 0;  // of the entry on this instance
-  std::uint64_t digest = 0;        // SIP: the Call-ID digest
-  parsers::IpBytes client{};
-  parsers::IpBytes vip{};
+  union {
+    parsers::IpBytes client{};  // expectations and flows
+    std::uint64_t digest;       // SIP calls: the Call-ID digest
+  };
 };
-static_assert(sizeof(SyncEvent) == 64);
+static_assert(sizeof(SyncEvent) == 32);
 
 inline SyncEvent sip_call_event(std::uint16_t service, std::uint64_t call_id_digest,
-                                std::uint16_t backend, bool ended, std::uint64_t deadline_tsc) {
-  SyncEvent event{SessionKind::sip_call};
+                                std::uint16_t backend, bool ended) {
+  SyncEvent event{};
+  event.kind = SessionKind::sip_call;
   event.service = service;
   event.digest = call_id_digest;
   event.backend = backend;
   event.ended = ended;
-  event.deadline_tsc = deadline_tsc;
   return event;
 }
 
 // An RTP expectation (client_port: the announced port) or an FTP one (client_port unused).
 inline SyncEvent expectation_event(SessionKind kind, std::uint16_t service, const parsers::IpBytes& client,
-                                   std::uint16_t client_port, std::uint16_t backend, bool ended,
-                                   std::uint64_t deadline_tsc) {
-  SyncEvent event{kind};
+                                   std::uint16_t client_port, std::uint16_t backend, bool ended) {
+  SyncEvent event{};
+  event.kind = kind;
   event.service = service;
   event.client = client;
   event.client_port = client_port;
   event.backend = backend;
   event.ended = ended;
-  event.deadline_tsc = deadline_tsc;
   return event;
 }
 
 // A flow of the worker's table; its key is in the client-to-VIP direction.
 inline SyncEvent flow_event(const FlowKey& key, const FlowEntry& entry) {
-  SyncEvent event{SessionKind::synced_flow};
+  SyncEvent event{};
+  event.kind = SessionKind::synced_flow;
   event.client = key.src;
-  event.vip = key.dst;
   event.client_port = key.src_port;
   event.vip_port = key.dst_port;
   event.protocol = key.ip_proto;
   event.service = entry.service;
   event.backend = entry.backend;
   event.ended = entry.closing != 0;
-  event.deadline_tsc = entry.deadline_tsc;
   return event;
 }
 

@@ -372,7 +372,7 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
     }
     // Placed, moved or reopened: the peers learn where.
     if (position >= 0 && sync_events_.enabled())
-      sync_events_.emit(sip_call_event(service, key.digest, backend, lingering, deadline));
+      sync_events_.emit(sip_call_event(service, key.digest, backend, lingering));
   }
   if (position >= 0) {
     const bool ends_call = message.kind == sip::Kind::request &&
@@ -382,14 +382,14 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
       if (sessions_->end_call(position, now + view.linger_tsc)) {
         counters_.sessions_ended[static_cast<std::size_t>(SessionProtocol::sip)]++;
         if (sync_events_.enabled())
-          sync_events_.emit(sip_call_event(service, key.digest, backend, true, now + view.linger_tsc));
+          sync_events_.emit(sip_call_event(service, key.digest, backend, true));
       }
     } else if (known && !lingering) {  // an ended call's late messages do not extend its linger
       sessions_->refresh(position, now + view.session_timeout_tsc);
       // A request inside the call (a session timer's re-INVITE or UPDATE, RFC 4028) extends
       // the peers' copy too; ACKs and responses, a few per call, are not worth a record.
       if (sync_events_.enabled() && message.kind == sip::Kind::request && message.method != sip::Method::ACK)
-        sync_events_.emit(sip_call_event(service, key.digest, backend, false, now + view.session_timeout_tsc));
+        sync_events_.emit(sip_call_event(service, key.digest, backend, false));
     }
   }
   transmit_to_backend(mbuf, backend);
@@ -504,7 +504,7 @@ std::uint16_t Worker::resolve_related(const FlowPacket& packet, const ServiceVie
   if (!sessions_->claim_ftp_expectation(packet.service, packet.key.src, now, route)) return kNoBackend;
   if (sync_events_.enabled())  // used up: the peers' oldest expectation of the client goes too
     sync_events_.emit(expectation_event(SessionKind::ftp_expectation, packet.service, packet.key.src, 0,
-                                        route.backend, true, now));
+                                        route.backend, true));
   if (is_down(route.backend)) return kNoBackend;
   counters_.expectations_used[static_cast<std::size_t>(Expectation::ftp_data)]++;
   return route.backend;
