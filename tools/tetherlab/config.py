@@ -62,12 +62,18 @@ def lab_port(workers=1, tap=False, kernel=None):
     return Port("lan0", f"net_tap0,iface={TAP_DEVICE}", LB_MAC, (address,), kernel=kernel)
 
 
-def lab_config_on_tap(text, kernel=None):
+def lab_config_on_tap(text, kernel=None, drain_quiet=None):
     """conf/lab.cfg's text (or another lab configuration's) with its port replaced by the
-    net_tap port of lab_port, with the exception path `kernel` (a Kernel) or none."""
+    net_tap port of lab_port, with the exception path `kernel` (a Kernel) or none. With the
+    exception path, tetherd announces its VIPs there (`announce`, for bird/lb.conf), and a
+    drain stops after `drain_quiet` seconds without a new flow (None: tetherd's default)."""
     ports = re.compile(r"^ports = \(.*?^\);", re.M | re.S)
     assert len(ports.findall(text)) == 1, "one ports list expected"
-    return ports.sub(lambda _m: f"ports = ( {port_text(lab_port(tap=True, kernel=kernel))} );", text)
+    text = ports.sub(lambda _m: f"ports = ( {port_text(lab_port(tap=True, kernel=kernel))} );", text)
+    if kernel:
+        quiet = f" drain_quiet = {drain_quiet};" if drain_quiet else ""
+        text += f'\nannounce = {{ port = "lan0";{quiet} }};\n'
+    return text
 
 
 def health_check_text(check):

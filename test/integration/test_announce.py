@@ -1,0 +1,177 @@
+"""Health-aware VIP announcement end to end (README "Announcing the VIPs by BGP"), in the
+lab's net_tap variant: tetherd keeps a host route per servable VIP on its kernel interface
+(`announce`, proto 250), bird2 in its namespace learns those routes and announces them by BGP
+over the exception path, with BFD, to bird2 in a router namespace, whose kernel installs
+them. The router's table is the judge: it holds the SIP VIP only while tetherd runs and the
+service has a backend up; it loses it within about a second when tetherd is SIGKILLed (BFD:
+tetherd's kernel interface, and with it the BFD replies, vanish), and on `tetherctl drain`
+while tetherd still runs, which then stops once no new call came for drain_quiet seconds.
+"""
+import re
+import signal
+import time
+
+import pytest
+
+from conftest import created_lab
+from tetherlab.config import Kernel, config_text, lab_port
+from tetherlab.topology import BACKENDS, LB_ADDRESS, SIP_PORT, SIP_VIP
+from tetherlab.workloads import Calls
+
+DRAIN_QUIET = 2  # seconds without a new call before a drained tetherd stops
+HEALTH = {"type": "sip-options", "interval": 300, "timeout": 200, "rise": 2, "fall": 2}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """The net_tap lab with sipp's UAS on every backend and BIRD in the router and lb
+    namespaces; no tetherd yet."""
+    with created_lab(tmp_path_factory.mktemp("announcelab"), tap=True) as lab:
+        for name in BACKENDS:
+            lab.start_sip_server(name)
+        lab.start_birds()
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def config(lab):
+    """The SIP service over the net_tap port with the exception path, announcing its VIP."""
+    path = lab.workdir / "announce.cfg"
+    service = {"name": "sip", "vip": SIP_VIP, "port": SIP_PORT, "protocol": "udp",
+               "weights": {name: 1 for name in BACKENDS}, "extra": 'dpi = "sip";', "health": HEALTH}
+    path.write_text(config_text(
+        [lab_port(tap=True, kernel=Kernel())], {name: (address, None) for name, (address, _) in BACKENDS.items()},
+        [service], extra=f'announce = {{ port = "lan0"; drain_quiet = {DRAIN_QUIET}; drain_timeout = 30; }};'))
+    return path
+
+
+def wait_route(lab, present, timeout, tetherd=None):
+    """Polls the router's kernel until it has (or lacks) a BIRD route to the SIP VIP via
+    tetherd's address: the seconds it took. AssertionError after `timeout`, saying what
+    tetherd and the BIRDs said."""
+    start = time.monotonic()
+    while True:
+        route = lab.router_route(SIP_VIP)
+        if (route.startswith(f"{SIP_VIP} via {LB_ADDRESS} ") and "proto bird" in route) == present:
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            announce = tetherd.ctl("show", "announce") if tetherd and tetherd.running else "(tetherd not running)"
+            raise AssertionError(f"router route {'not ' if present else ''}there after {timeout} s: {route!r}\n"
+                                 f"{announce}\n{lab.birds['lb'].protocols()}{lab.birds['router'].protocols()}")
+        time.sleep(0.02)
+
+
+def vip_state(tetherd):
+    (vip,) = tetherd.json("show", "announce")["vips"]
+    assert vip["vip"] == SIP_VIP and vip["services"] == ["sip"], vip
+    return vip
+
+
+def start(lab, config):
+    """tetherd on `config` once every backend is healthy and the BGP session is up."""
+    tetherd = lab.start_tetherd(config)
+    tetherd.wait_until(lambda b: all(x["healthy"] for x in b.values()), 15, "all healthy")
+    for bird in lab.birds.values():
+        bird.wait_established(30)
+    return tetherd
+
+
+def test_route_follows_tetherd_and_its_backends(lab, config):
+    """No route before tetherd runs (the BGP session cannot even come up); once it runs with
+    a backend up, the router learns the VIP; disabling the service's last backend withdraws
+    it while BGP stays up, enabling one announces it again; and a health check that fails
+    withdraws it as well."""
+    time.sleep(1)
+    assert lab.router_route(SIP_VIP) == ""
+    tetherd = start(lab, config)
+    try:
+        learnt = wait_route(lab, True, 10, tetherd)
+        assert vip_state(tetherd) | {"services": None} == {
+            "vip": SIP_VIP, "announced": True, "reason": "announced", "route_installed": True, "services": None}
+        for name in ("b1", "b2"):
+            tetherd.ctl("backend", "disable", name)
+        time.sleep(0.5)
+        assert "proto bird" in lab.router_route(SIP_VIP)  # b3 still up
+        tetherd.ctl("backend", "disable", "b3")
+        withdrawn = wait_route(lab, False, 5, tetherd)
+        state = vip_state(tetherd)
+        assert (state["announced"], state["reason"], state["route_installed"]) == (False, "no backend up", False)
+        assert lab.birds["router"].established()  # the session stays: only the route went
+        tetherd.ctl("backend", "enable", "b2")
+        relearnt = wait_route(lab, True, 5, tetherd)
+        # The health check's view counts too: b2's UAS stops answering OPTIONS.
+        lab.stop_sip_server("b2")
+        unhealthy = wait_route(lab, False, 10, tetherd)
+        assert vip_state(tetherd)["reason"] == "no backend up"
+        counters = tetherd.json("show", "counters")["announce"]
+        assert counters["announce_routes_added"] == 2 and counters["announce_routes_removed"] == 2, counters
+        assert counters["announce_vips_announced"] == 0 and counters["announce_route_failures"] == 0, counters
+        print(f"\nrouter learnt the VIP {learnt:.2f} s after tetherd was healthy and BGP up; lost it "
+              f"{withdrawn:.2f} s after the last backend was disabled, relearnt it {relearnt:.2f} s after "
+              f"one was enabled, lost it {unhealthy:.2f} s after its server stopped")
+    finally:
+        lab.start_sip_server("b2")
+        assert tetherd.stop() == 0
+    assert "announce: withdrawing" in tetherd.log()
+
+
+def test_sigkill_withdraws_within_a_second(lab, config):
+    """tetherd SIGKILLed: its kernel interface goes, BFD packets stop crossing its workers,
+    and the router's BFD (100 ms x 3) takes the BGP session and the route down: the router's
+    kernel loses the VIP within about a second (asserted under 1.5 s; the BGP hold timer
+    alone would take 240 s)."""
+    tetherd = start(lab, config)
+    wait_route(lab, True, 10, tetherd)
+    time.sleep(0.5)
+    tetherd.proc.send_signal(signal.SIGKILL)
+    lost = wait_route(lab, False, 10)
+    tetherd.proc.wait()
+    protocols = lab.birds["router"].protocols()  # BFD, not the hold timer, took the session down
+    assert re.search(r"^tether\s.*BFD session down", protocols, re.M), protocols
+    print(f"\nrouter lost the VIP {lost * 1000:.0f} ms after tetherd was SIGKILLed")
+    assert lost < 1.5, lost
+
+
+def test_drain_withdraws_then_stops_once_traffic_moved(lab, config):
+    """`tetherctl drain`: the router loses the VIP while tetherd still runs and forwards;
+    calls placed meanwhile (traffic the router has not moved yet, as here where the client
+    does not route through it) all complete, and tetherd stops only once no new call came
+    for drain_quiet seconds, with exit code 0 and the drain in its log."""
+    tetherd = start(lab, config)
+    wait_route(lab, True, 10, tetherd)
+    answer = tetherd.json("drain")
+    assert answer["ok"] and answer["changed"] and answer["announced"] == 0, answer
+    assert tetherd.json("drain")["changed"] is False  # once
+    lost = wait_route(lab, False, 5, tetherd)
+    assert tetherd.running
+    state = vip_state(tetherd)
+    assert (state["announced"], state["reason"]) == (False, "draining"), state
+    calls = Calls(lab, "drain", 30, 10)  # 3 s of new calls, each a new session on tetherd
+    assert calls.wait() == (0, 30, 0), (lab.workdir / "uac-drain.err").read_text()[-2000:]
+    last_call = time.monotonic()
+    assert tetherd.running, "stopped while calls still came"
+    code = tetherd.proc.wait(timeout=DRAIN_QUIET + 10)
+    stopped = time.monotonic() - last_call
+    assert code == 0
+    assert "drain: no new flow or session for the quiet period" in tetherd.log(), tetherd.log()[-2000:]
+    assert "announce_drains" in tetherd.output(), tetherd.output()
+    print(f"\ndrain: router lost the VIP {lost:.2f} s after the command; 30 calls during the drain "
+          f"completed; tetherd stopped {stopped:.1f} s after the last (quiet period {DRAIN_QUIET} s)")
+    assert stopped < DRAIN_QUIET + 3, stopped
+
+
+def test_drain_and_show_announce_without_announce(lab):
+    """Without `announce`, `drain` is refused (nothing to withdraw) and `show announce` says
+    it is off."""
+    path = lab.workdir / "no-announce.cfg"
+    service = {"name": "sip", "vip": SIP_VIP, "port": SIP_PORT, "protocol": "udp",
+               "weights": {name: 1 for name in BACKENDS}, "extra": 'dpi = "sip";'}
+    path.write_text(config_text([lab_port(tap=True, kernel=Kernel())],
+                                {name: (address, None) for name, (address, _) in BACKENDS.items()}, [service]))
+    tetherd = lab.start_tetherd(path)
+    try:
+        assert tetherd.json("show", "announce") == {"enabled": False, "vips": []}
+        with pytest.raises(RuntimeError, match="no 'announce' section"):
+            tetherd.ctl("drain")
+    finally:
+        assert tetherd.stop() == 0
