@@ -430,8 +430,7 @@ int main(int argc, char** argv) {
       "show flows [worker N] [service NAME] [backend NAME] [limit N],\n"
       "backend drain|enable|disable NAME, backend add NAME ADDRESS SERVICE [weight W] [mac MAC]\n"
       "[port PORT], backend remove NAME [SERVICE], ha master|backup|fault|release|claim,\n"
-      "ha check (exit 0 only when healthy), drain (withdraw the VIPs, stop once traffic moved),\n"
-      "reload, metrics, help\nOptions");
+      "ha check (exit 0 only when healthy), drain, reload, metrics, help\nOptions");
   visible.add_options()("help,h", "print this help")(
       "socket,s", po::value(&socket_path)->value_name("PATH"), "tetherd's control socket")(
       "json", "print tetherd's JSON answer as it is")(
