@@ -7,6 +7,7 @@ service has a backend up; it loses it within about a second when tetherd is SIGK
 tetherd's kernel interface, and with it the BFD replies, vanish), and on `tetherctl drain`
 while tetherd still runs, which then stops once no new call came for drain_quiet seconds.
 """
+import functools
 import re
 import signal
 import time
@@ -15,9 +16,12 @@ import pytest
 
 from conftest import created_lab
 from tetherlab.config import Kernel, config_text, lab_port
-from tetherlab.topology import BACKENDS, LB_ADDRESS, SIP_PORT, SIP_VIP
+from tetherlab.lab import LabTetherd
+from tetherlab.namespaces import run
+from tetherlab.topology import BACKENDS, LB_ADDRESS, REPO, SIP_PORT, SIP_VIP
 from tetherlab.workloads import Calls
 
+VIP6 = "2001:db8:1::100"
 DRAIN_QUIET = 2  # seconds without a new call before a drained tetherd stops
 HEALTH = {"type": "sip-options", "interval": 300, "timeout": 200, "rise": 2, "fall": 2}
 
@@ -173,5 +177,59 @@ def test_drain_and_show_announce_without_announce(lab):
         assert tetherd.json("show", "announce") == {"enabled": False, "vips": []}
         with pytest.raises(RuntimeError, match="no 'announce' section"):
             tetherd.ctl("drain")
+    finally:
+        assert tetherd.stop() == 0
+
+
+def kernel_routes(lab, family):
+    """tetherd's routes (proto 250) in the lb namespace's kernel, one a line."""
+    return run("ip", family, "-n", lab.lb, "route", "show", "proto", "250").stdout.strip()
+
+
+def test_routes_in_tetherds_namespace_follow_ha_and_each_vip(lab):
+    """In tetherd's own namespace: a host route per VIP on lan0 with proto 250, IPv4 and
+    IPv6 alike, only while the pair's state is master (a backup announces nothing, `show
+    announce` says why), a route the kernel refuses is tried again until it takes, and per
+    VIP: the IPv6 service losing its only backend withdraws its VIP and leaves the IPv4 one
+    announced."""
+    path = lab.workdir / "ha-announce.cfg"
+    services = [{"name": "sip", "vip": SIP_VIP, "port": SIP_PORT, "protocol": "udp",
+                 "weights": {"b1": 1}, "extra": 'dpi = "sip";'},
+                {"name": "web6", "vip": VIP6, "port": 80, "protocol": "tcp", "weights": {"b6": 1}}]
+    backends = {"b1": (BACKENDS["b1"][0], None), "b6": ("2001:db8::11", "02:e2:e0:00:01:06")}
+    path.write_text(config_text([lab_port(tap=True, kernel=Kernel())], backends, services,
+                                extra='ha = { initial = "backup"; };\nannounce = { port = "lan0"; };'))
+    # Not lab.start_tetherd, which waits for every backend's MAC by ARP: b6's is static.
+    tetherd = LabTetherd(lab, path, lab.workdir / "ha-announce.sock", output=lab.workdir / "ha-announce",
+                         cwd=REPO, spawn=functools.partial(lab.popen, lab.lb))
+    lab.wire_tap_port()
+    try:
+        tetherd.wait_until(lambda b: b["b1"]["state"] == "up", 10, "b1 up")
+        assert kernel_routes(lab, "-4") == "" and kernel_routes(lab, "-6") == ""
+        vips = tetherd.json("show", "announce")["vips"]
+        assert [(v["vip"], v["announced"], v["reason"]) for v in vips] == [
+            (SIP_VIP, False, "not master"), (VIP6, False, "not master")], vips
+        tetherd.ctl("ha", "master")
+        time.sleep(0.3)
+        assert kernel_routes(lab, "-4").split() == [SIP_VIP, "dev", "lan0", "scope", "link"]
+        # The lab's namespaces run with IPv6 off, so the kernel refuses the IPv6 route
+        # (EACCES): counted, shown, and tried again each second until IPv6 is on.
+        announce = tetherd.json("show", "announce")
+        assert [(v["announced"], v["route_installed"]) for v in announce["vips"]] == [(True, True), (True, False)]
+        assert announce["route_failures"] >= 1, announce
+        lab.sysctl(lab.lb, "net.ipv6.conf.lan0.disable_ipv6=0")
+        deadline = time.monotonic() + 3
+        while kernel_routes(lab, "-6") == "":
+            assert time.monotonic() < deadline, tetherd.log()[-1500:]
+            time.sleep(0.05)
+        assert kernel_routes(lab, "-6").split()[:3] == [VIP6, "dev", "lan0"], kernel_routes(lab, "-6")  # proto 250: the filter
+        assert all(v["route_installed"] for v in tetherd.json("show", "announce")["vips"])
+        tetherd.ctl("backend", "disable", "b6")
+        time.sleep(0.3)
+        assert kernel_routes(lab, "-6") == "" and SIP_VIP in kernel_routes(lab, "-4")
+        assert [v["reason"] for v in tetherd.json("show", "announce")["vips"]] == ["announced", "no backend up"]
+        tetherd.ctl("ha", "backup")
+        time.sleep(0.3)
+        assert kernel_routes(lab, "-4") == ""
     finally:
         assert tetherd.stop() == 0
