@@ -62,18 +62,21 @@ def lab_port(workers=1, tap=False, kernel=None):
     return Port("lan0", f"net_tap0,iface={TAP_DEVICE}", LB_MAC, (address,), kernel=kernel)
 
 
-def lab_config_on_tap(text, kernel=None, drain_quiet=None):
+def lab_config_on_tap(text, kernel=None):
     """conf/lab.cfg's text (or another lab configuration's) with its port replaced by the
     net_tap port of lab_port, with the exception path `kernel` (a Kernel) or none. With the
-    exception path, tetherd announces its VIPs there (`announce`, for bird/lb.conf), and a
-    drain stops after `drain_quiet` seconds without a new flow (None: tetherd's default)."""
+    exception path, tetherd announces its VIPs there (`announce`, for bird/lb.conf)."""
+    text = with_port(text, lab_port(tap=True, kernel=kernel))
+    if kernel:
+        text += '\nannounce = { port = "lan0"; };\n'
+    return text
+
+
+def with_port(text, port):
+    """A lab configuration's text with its one port replaced by `port` (a Port)."""
     ports = re.compile(r"^ports = \(.*?^\);", re.M | re.S)
     assert len(ports.findall(text)) == 1, "one ports list expected"
-    text = ports.sub(lambda _m: f"ports = ( {port_text(lab_port(tap=True, kernel=kernel))} );", text)
-    if kernel:
-        quiet = f" drain_quiet = {drain_quiet};" if drain_quiet else ""
-        text += f'\nannounce = {{ port = "lan0";{quiet} }};\n'
-    return text
+    return ports.sub(lambda _m: f"ports = ( {port_text(port)} );", text)
 
 
 def health_check_text(check):
