@@ -194,7 +194,7 @@ def test_routes_in_tetherds_namespace_follow_ha_and_each_vip(lab):
     IPv6 alike, only while the pair's state is master (a backup announces nothing, `show
     announce` says why), a route the kernel refuses is tried again until it takes, and per
     VIP: the IPv6 service losing its only backend withdraws its VIP and leaves the IPv4 one
-    announced."""
+    announced, as does a reload that removes the service."""
     path = lab.workdir / "ha-announce.cfg"
     services = [{"name": "sip", "vip": SIP_VIP, "port": SIP_PORT, "protocol": "udp",
                  "weights": {"b1": 1}, "extra": 'dpi = "sip";'},
@@ -231,6 +231,17 @@ def test_routes_in_tetherds_namespace_follow_ha_and_each_vip(lab):
         time.sleep(0.3)
         assert kernel_routes(lab, "-6") == "" and SIP_VIP in kernel_routes(lab, "-4")
         assert [v["reason"] for v in tetherd.json("show", "announce")["vips"]] == ["announced", "no backend up"]
+        tetherd.ctl("backend", "enable", "b6")
+        time.sleep(0.3)
+        assert VIP6 in kernel_routes(lab, "-6")
+        # A reload without the IPv6 service: its VIP goes with it.
+        path.write_text(config_text([lab_port(tap=True, kernel=Kernel())], backends, services[:1],
+                                    extra='ha = { initial = "backup"; };\nannounce = { port = "lan0"; };'))
+        tetherd.ctl("reload")
+        time.sleep(0.3)
+        assert kernel_routes(lab, "-6") == "" and SIP_VIP in kernel_routes(lab, "-4")
+        assert [v["vip"] for v in tetherd.json("show", "announce")["vips"]] == [SIP_VIP]
+        assert f"announce: withdrawing {VIP6} (no service)" in tetherd.log()
         tetherd.ctl("ha", "backup")
         time.sleep(0.3)
         assert kernel_routes(lab, "-4") == ""
