@@ -170,10 +170,19 @@ KernelInterfaces::KernelInterfaces(const Config& config, const ControlPorts& por
     std::memcpy(mac.addr_bytes, ports[p].mac.data(), 6);
     if (tap)
       if (int rc = rte_eth_dev_default_mac_addr_set(made.tap_port, &mac); rc != 0) fail(name, "setting its MAC", rc);
+    // The addresses go on before the link comes up (net_tap's start brings it up), so that a
+    // routing daemon that sees the interface come up finds them there: BIRD 2.0.12, which
+    // may still hold the addresses of the interface's previous incarnation (a tetherd
+    // killed), otherwise opens BFD's socket on an address not yet there and never tries
+    // again. virtio-user's interface exists only once the device has started.
+    const auto add_addresses = [&] {
+      for (std::size_t a = 0; a < port.addresses.size(); ++a)
+        add_address(name, port.addresses[a], prefix_length(port, a));
+    };
+    if (tap) add_addresses();
     if (int rc = rte_eth_dev_start(made.tap_port); rc != 0) fail(name, "start", rc);
     set_up(name);
-    for (std::size_t a = 0; a < port.addresses.size(); ++a)
-      add_address(name, port.addresses[a], prefix_length(port, a));
+    if (!tap) add_addresses();
     TETHER_LOG(info, "port %s: kernel interface %s (%s), %u frames/s toward it", port.name.c_str(),
                name.c_str(), made.device.c_str(), port.kernel->rate);
   }
