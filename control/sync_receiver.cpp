@@ -193,12 +193,24 @@ void SyncReceiver::receive(std::span<const std::uint8_t> datagram, const IpBytes
   while (records.next(record)) apply(record, running, sessions, now, tsc_hz);
   if (message.header.kind == sync::MessageKind::bulk_request) {
     ++totals_.bulk_requests_received;
-    bulk_requested_ = true;
+    if (peer.answered_epoch != message.header.epoch || now - peer.answered_tsc >= kBulkRepeatAfter_s * tsc_hz) {
+      peer.answered_epoch = message.header.epoch;
+      peer.answered_tsc = now;
+      if (std::find(bulk_askers_.begin(), bulk_askers_.end(), source) == bulk_askers_.end())
+        bulk_askers_.push_back(source);
+    }
   } else if (message.header.kind == sync::MessageKind::bulk_end) {
     ++totals_.bulk_ends_received;
     peer.last_bulk_end_tsc = now;
     totals_.last_bulk_received_tsc = now;
   }
+}
+
+bool SyncReceiver::take_bulk_request(IpBytes& asker) {
+  if (bulk_askers_.empty()) return false;
+  asker = bulk_askers_.front();
+  bulk_askers_.erase(bulk_askers_.begin());
+  return true;
 }
 
 bool SyncReceiver::bulk_received_from(const IpBytes& peer) const {

@@ -91,12 +91,15 @@ class SyncReceiver {
   // For the sender, which sends from the same socket.
   int socket() const { return socket_; }
   std::uint16_t listen_port() const { return listen_port_; }
-  // True once after a peer asked for a bulk dump.
-  bool take_bulk_request() { return std::exchange(bulk_requested_, false); }
+  // The next peer that asked for a bulk dump, oldest first: false when none is waiting. A
+  // run of a peer (its epoch) is answered once, unless it asks again kBulkRepeatAfter_s
+  // later (its bulk_end was lost): a dump adds FTP expectations, which must not pile up.
+  bool take_bulk_request(IpBytes& asker);
   // Whether `peer` completed a bulk dump to this instance since it started.
   bool bulk_received_from(const IpBytes& peer) const;
 
   static constexpr unsigned kDatagramsPerPoll = 256;
+  static constexpr std::uint64_t kBulkRepeatAfter_s = 10;
   // Sender ids one peer address may hold replay windows for: instances restarted under new
   // names, or several instances behind one address; bounded so state cannot grow without end.
   static constexpr std::size_t kMaxSendersPerPeer = 16;
@@ -107,6 +110,8 @@ class SyncReceiver {
     std::uint64_t accepted = 0;
     std::uint64_t last_accepted_tsc = 0;
     std::uint64_t last_bulk_end_tsc = 0;
+    std::uint64_t answered_epoch = 0;  // the run whose bulk request was last taken
+    std::uint64_t answered_tsc = 0;
   };
   void receive(std::span<const std::uint8_t> datagram, const IpBytes& source,
                const Config& running, dataplane::SessionTable& sessions, std::uint64_t now,
@@ -122,7 +127,7 @@ class SyncReceiver {
   // One window per peer address and sender id: an address may host several instances.
   std::map<std::pair<IpBytes, std::uint32_t>, PeerState> senders_;
   SyncTotals totals_;
-  bool bulk_requested_ = false;
+  std::vector<IpBytes> bulk_askers_;
 };
 
 }  // namespace tether

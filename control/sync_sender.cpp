@@ -27,61 +27,63 @@ SyncSender::SyncSender(const Config& config, SyncReceiver& receiver, dataplane::
                        std::uint64_t tsc_hz)
     : receiver_(receiver),
       links_(links),
-      peers_(config.sync->peers),
       mac_(std::make_unique<sync::HmacSha256>(config.sync->key)),
       sender_id_(config.sync->sender_id),
       epoch_(sync::start_epoch()),
       tsc_hz_(tsc_hz),
-      max_rate_(config.sync->max_rate),
-      buffer_(kMessageBytes) {
-  start_message(sync::MessageKind::records);
+      max_rate_(config.sync->max_rate) {
+  for (const IpBytes& address : config.sync->peers) peers_.push_back({address});
+  start(changes_, sync::MessageKind::records);
+  start(dump_, sync::MessageKind::records);
 }
 
-void SyncSender::start_message(sync::MessageKind kind) {
-  kind_ = kind;
+void SyncSender::start(Outgoing& out, sync::MessageKind kind) {
+  out.kind = kind;
   sync::MessageHeader header;
   header.kind = kind;
   header.sender = sender_id_;
-  header.epoch = epoch_;
-  header.sequence = sequence_ + 1;  // taken when it is sent: no gap for a message never sent
-  writer_ = std::make_unique<sync::MessageWriter>(buffer_, header);
+  header.epoch = epoch_;  // the sequence is each peer's: MessageWriter::reseal
+  out.writer = std::make_unique<sync::MessageWriter>(out.buffer, header);
 }
 
-void SyncSender::append(const sync::Record& record) {
-  if (!writer_->append(record)) {
-    send(kind_ == sync::MessageKind::bulk_end ? sync::MessageKind::records : kind_);
-    writer_->append(record);  // an empty message takes any record
+void SyncSender::append(Outgoing& out, const sync::Record& record) {
+  if (!out.writer->append(record)) {
+    send(out, out.kind == sync::MessageKind::bulk_end ? sync::MessageKind::records : out.kind);
+    out.writer->append(record);  // an empty message takes any record
   }
   ++counts_.records[record.index()];
 }
 
-void SyncSender::send(sync::MessageKind next) {
-  if (writer_->empty() && kind_ == sync::MessageKind::records) {  // nothing to say
-    if (next != kind_) start_message(next);
+void SyncSender::send(Outgoing& out, sync::MessageKind next) {
+  if (out.writer->empty() && out.kind == sync::MessageKind::records) {  // nothing to say
+    if (next != out.kind) start(out, next);
     return;
   }
-  const std::span<const std::uint8_t> message = writer_->seal(*mac_);
-  ++sequence_;
-  if (message.empty()) {
+  if (out.writer->seal(*mac_).empty()) {
     ++counts_.send_failed;
   } else {
-    for (const IpBytes& peer : peers_) send_to(peer, message);
+    for (Peer& peer : peers_) {
+      if (out.to != nullptr && out.to != &peer) continue;
+      const std::span<const std::uint8_t> message = out.writer->reseal(++peer.sequence, *mac_);
+      if (message.empty()) ++counts_.send_failed;
+      else send_to(peer, message);
+    }
   }
-  start_message(next);
+  start(out, next);
 }
 
-void SyncSender::send_to(const IpBytes& peer, std::span<const std::uint8_t> message) {
+void SyncSender::send_to(const Peer& peer, std::span<const std::uint8_t> message) {
   sockaddr_storage to{};
   socklen_t length;
-  if (parsers::is_ipv4_mapped(peer)) {
+  if (parsers::is_ipv4_mapped(peer.address)) {
     auto& v4 = reinterpret_cast<sockaddr_in&>(to);
     v4.sin_family = AF_INET;
-    std::memcpy(&v4.sin_addr, peer.data() + 12, 4);
+    std::memcpy(&v4.sin_addr, peer.address.data() + 12, 4);
     length = sizeof v4;
   } else {
     auto& v6 = reinterpret_cast<sockaddr_in6&>(to);
     v6.sin6_family = AF_INET6;
-    std::memcpy(&v6.sin6_addr, peer.data(), 16);
+    std::memcpy(&v6.sin6_addr, peer.address.data(), 16);
     length = sizeof v6;
   }
   // Peers listen on the port this instance listens on: one setting for the whole group.
@@ -159,7 +161,7 @@ void SyncSender::poll(const dataplane::SessionTable& sessions, std::uint64_t now
     while (taken < budget) {
       const unsigned want = std::min<unsigned>(64, budget - taken);
       const unsigned got = rte_ring_sc_dequeue_burst_elem(ring, events, sizeof(dataplane::SyncEvent), want, nullptr);
-      for (unsigned i = 0; i < got; ++i) append(record_of(events[i], now));
+      for (unsigned i = 0; i < got; ++i) append(changes_, record_of(events[i], now));
       taken += got;
       if (got < want) break;
     }
@@ -169,16 +171,23 @@ void SyncSender::poll(const dataplane::SessionTable& sessions, std::uint64_t now
   counts_.backlog = waiting;
   credit_ -= taken;
 
-  if (receiver_.take_bulk_request() && !dumping_) {
-    dumping_ = true;
-    dump_cursor_ = 0;
-    ++dump_generation_;
-    for (unsigned w = 0; w < links_.worker_count(); ++w)
-      links_.sync_dump(w).requested.store(dump_generation_, std::memory_order_release);
-    TETHER_LOG(info, "sync: a peer asked for this instance's state: sending a bulk dump");
+  // One dump at a time: the receiver keeps the other askers waiting.
+  if (IpBytes asker; !dumping_ && receiver_.take_bulk_request(asker)) {
+    const auto peer = std::find_if(peers_.begin(), peers_.end(), [&](const Peer& p) { return p.address == asker; });
+    if (peer != peers_.end()) {  // the receiver takes requests from configured peers only
+      dumping_ = true;
+      dump_.to = &*peer;
+      dump_cursor_ = 0;
+      ++dump_generation_;
+      for (unsigned w = 0; w < links_.worker_count(); ++w)
+        links_.sync_dump(w).requested.store(dump_generation_, std::memory_order_release);
+      TETHER_LOG(info, "sync: %s asked for this instance's state: sending a bulk dump",
+                 format_ip(peer->address).c_str());
+    }
   }
   if (dumping_) continue_bulk(sessions, now);
-  send();  // what this poll gathered, as one message where it fits
+  send(changes_);  // what this poll gathered, as one message where it fits
+  send(dump_);
   request_bulk(now);
 }
 
@@ -190,7 +199,7 @@ void SyncSender::continue_bulk(const dataplane::SessionTable& sessions, std::uin
     dump_cursor_ = sessions.for_each_live_in(dump_cursor_, kBulkSlotsPerPoll, now,
                                              [&](const dataplane::SessionEntry& entry) {
                                                if (record_of(entry, now, record)) {
-                                                 append(record);
+                                                 append(dump_, record);
                                                  ++sent;
                                                }
                                                return sent < budget;
@@ -203,8 +212,9 @@ void SyncSender::continue_bulk(const dataplane::SessionTable& sessions, std::uin
     if (links_.sync_dump(w).done.load(std::memory_order_acquire) != dump_generation_ ||
         rte_ring_count(links_.sync_events(w)) != 0)
       return;
-  send(sync::MessageKind::bulk_end);  // what is in hand, then the end marker
-  send();
+  send(changes_);                        // the flows, to every peer
+  send(dump_, sync::MessageKind::bulk_end);  // the rest of the walk, then the end marker
+  send(dump_);
   dumping_ = false;
   ++counts_.bulk_dumps_sent;
   last_bulk_sent_ = now;
@@ -216,26 +226,14 @@ void SyncSender::request_bulk(std::uint64_t now) {
       static_cast<double>(now - last_bulk_request_) < kBulkRequestInterval_s * static_cast<double>(tsc_hz_))
     return;
   last_bulk_request_ = now;
-  send();  // what is in hand goes first, with the sequence it was given
-  for (const IpBytes& peer : peers_) {
-    if (receiver_.bulk_received_from(peer)) continue;
-    // A message of its own, sent to that peer only.
-    sync::MessageHeader header;
-    header.kind = sync::MessageKind::bulk_request;
-    header.sender = sender_id_;
-    header.epoch = epoch_;
-    header.sequence = ++sequence_;
-    std::uint8_t bytes[sync::kHeaderSize + sync::kTagSize];
-    sync::MessageWriter request(bytes, header);
-    const std::span<const std::uint8_t> message = request.seal(*mac_);
-    if (message.empty()) {
-      ++counts_.send_failed;
-      continue;
-    }
-    send_to(peer, message);
+  for (Peer& peer : peers_) {
+    if (receiver_.bulk_received_from(peer.address)) continue;
+    Outgoing request;
+    request.to = &peer;
+    start(request, sync::MessageKind::bulk_request);
+    send(request);
     ++counts_.bulk_requests_sent;
   }
-  start_message(sync::MessageKind::records);  // after the requests' sequence numbers
 }
 
 void SyncSender::add_totals(SyncTotals& totals) const {

@@ -4,12 +4,15 @@
 // configured rate, turns each event into a record, packs records into messages of at most
 // kMessageBytes (one unfragmented datagram on any Ethernet path), signs each and sends it to
 // every peer from the sync socket, the one SyncReceiver reads: the kernel interface of the
-// sync port carries them, so the dataplane needs no sync code of its own.
+// sync port carries them, so the dataplane needs no sync code of its own. Each peer has its
+// own sequence numbers, so that its receiver's gaps mean loss, not messages for others.
 //
 // Bulk dumps: at start, and every kBulkRequestInterval until a peer answered one, the sender
 // asks each peer for its state (a bulk_request message). A peer that is asked walks its
-// session table, and asks its workers to report their synced flows again, and then sends
-// bulk_end: the asker knows it holds everything the peer held.
+// session table, sending what it finds to the asker alone (an FTP expectation added twice
+// would be claimed twice), asks its workers to report their synced flows again (to every
+// peer: a flow record only refreshes a flow), and then sends the asker bulk_end: the asker
+// knows it holds everything the peer held.
 #pragma once
 
 #include <cstdint>
@@ -49,13 +52,24 @@ class SyncSender {
   static constexpr std::uint32_t kBulkSlotsPerPoll = 8192;
 
  private:
-  // Appends the record to the message in hand, sending that first when it is full.
-  void append(const sync::Record& record);
-  // Signs and sends the message in hand to every peer, if it holds records (or `kind` is not
-  // plain records); starts the next.
-  void send(sync::MessageKind kind = sync::MessageKind::records);
-  void send_to(const IpBytes& peer, std::span<const std::uint8_t> message);
-  void start_message(sync::MessageKind kind);
+  struct Peer {
+    IpBytes address;
+    std::uint64_t sequence = 0;  // of the last message sent to it
+  };
+  // A message being filled, and whom it goes to (every peer, or one).
+  struct Outgoing {
+    std::vector<std::uint8_t> buffer = std::vector<std::uint8_t>(kMessageBytes);
+    std::unique_ptr<sync::MessageWriter> writer;
+    sync::MessageKind kind = sync::MessageKind::records;
+    Peer* to = nullptr;  // null: every peer
+  };
+  // Appends the record to `out`, sending that first when it is full.
+  void append(Outgoing& out, const sync::Record& record);
+  // Signs and sends `out` if it holds records (or is not plain records); starts the next,
+  // of kind `next`.
+  void send(Outgoing& out, sync::MessageKind next = sync::MessageKind::records);
+  void start(Outgoing& out, sync::MessageKind kind);
+  void send_to(const Peer& peer, std::span<const std::uint8_t> message);
   sync::Record record_of(const dataplane::SyncEvent& event, std::uint64_t now) const;
   // A record of a live session table entry (bulk dumps), or false for what is not sent.
   bool record_of(const dataplane::SessionEntry& entry, std::uint64_t now, sync::Record& record) const;
@@ -65,23 +79,21 @@ class SyncSender {
 
   SyncReceiver& receiver_;
   dataplane::Links& links_;
-  std::vector<IpBytes> peers_;
+  std::vector<Peer> peers_;
   std::unique_ptr<sync::HmacSha256> mac_;
   std::uint32_t sender_id_;
   std::uint64_t epoch_;
-  std::uint64_t sequence_ = 0;
   std::uint64_t tsc_hz_;
   std::uint32_t max_rate_;
   // The rate: records' worth of credit, refilled by elapsed time, capped at a second's worth.
   double credit_ = 0;
   std::uint64_t last_refill_ = 0;
 
-  std::vector<std::uint8_t> buffer_;
-  std::unique_ptr<sync::MessageWriter> writer_;
-  sync::MessageKind kind_ = sync::MessageKind::records;
+  Outgoing changes_;  // the workers' events, to every peer
+  Outgoing dump_;     // a bulk dump's session table walk, to the asker
 
-  // A bulk dump in progress: where the session table walk stands, and the dump requests
-  // made of the workers.
+  // A bulk dump in progress (dump_.to is the asker): where the session table walk stands,
+  // and the dump requests made of the workers.
   bool dumping_ = false;
   std::uint32_t dump_cursor_ = 0;
   std::uint64_t dump_generation_ = 0;

@@ -268,6 +268,16 @@ std::span<const std::uint8_t> MessageWriter::seal(const HmacSha256& mac) {
   if (size_ == 0) return {};
   Out(buffer_.data() + kRecordCountAt).u16(record_count_);
   Out(buffer_.data() + kPayloadLengthAt).u32(static_cast<std::uint32_t>(size_ - kHeaderSize));
+  return sign(mac);
+}
+
+std::span<const std::uint8_t> MessageWriter::reseal(std::uint64_t sequence, const HmacSha256& mac) {
+  if (size_ == 0) return {};
+  Out(buffer_.data() + kSequenceAt).u64(sequence);
+  return sign(mac);
+}
+
+std::span<const std::uint8_t> MessageWriter::sign(const HmacSha256& mac) {
   Tag tag;
   if (!mac.sign(buffer_.first(size_), tag)) return {};
   Out out(buffer_.data() + size_);

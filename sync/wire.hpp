@@ -153,8 +153,14 @@ class MessageWriter {
   // Writes count, length and tag; returns the message, or an empty span when the buffer is
   // smaller than a header and a tag or libcrypto failed. Append nothing after.
   std::span<const std::uint8_t> seal(const HmacSha256& mac);
+  // The sealed message under another sequence number, tag and all: a sender numbers its
+  // messages to each receiver apart, so that a receiver's gaps mean loss. After seal().
+  std::span<const std::uint8_t> reseal(std::uint64_t sequence, const HmacSha256& mac);
 
  private:
+  // Writes the tag of the bytes so far behind them; the whole message.
+  std::span<const std::uint8_t> sign(const HmacSha256& mac);
+
   std::span<std::uint8_t> buffer_;
   std::size_t size_ = 0;  // bytes written so far
   std::uint16_t record_count_ = 0;

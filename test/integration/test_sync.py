@@ -37,7 +37,7 @@ SERVICES = [  # indices 0, 1, 2: the records name them so
 SIP, RTSP, FTP = 0, 1, 2
 B1, B2, B3 = 0, 1, 2  # backend indices, in BACKENDS' order
 BACKEND_BY_MAC = {mac_bytes(mac): name for name, (_addr, mac) in BACKENDS.items()}
-PEER, STRANGER = "192.0.2.3", "192.0.2.99"
+PEER, OTHER_PEER, STRANGER = "192.0.2.3", "192.0.2.4", "192.0.2.99"
 LISTEN_PORT = 7788
 KEY = bytes(range(32))
 SENDER = 0x0A0B0C0D
@@ -178,7 +178,7 @@ def show_sync(sock):
 
 def run(workdir, namespace, call_ids, synced):
     frames, expected = sync_messages(call_ids, synced)
-    edit = sync_config(workdir, [PEER, "192.0.2.4"], "test-b")
+    edit = sync_config(workdir, [PEER, OTHER_PEER], "test-b")
     answers = {}
 
     def handled(sock):
@@ -250,7 +250,7 @@ def test_synced_sessions_route_traffic_and_attacks_change_nothing(tmp_path, name
 
     # show sync: both peers, the one heard from with its sender, epoch and sequence
     peers = answers["end"]["peers"]
-    assert [p["address"] for p in peers] == [PEER, "192.0.2.4"]
+    assert [p["address"] for p in peers] == [PEER, OTHER_PEER]
     assert peers[0]["sender"] == SENDER and peers[0]["epoch"] == EPOCH and peers[0]["last_sequence"] == 2
     assert peers[0]["accepted"] == 2 and peers[0]["last_message_age_ms"] >= 0
     assert peers[1]["sender"] is None and peers[1]["accepted"] == 0
@@ -270,15 +270,16 @@ def ftp_control(client, sport):
             bytes(base / TCP(sport=sport, dport=21, flags="PA", seq=101, ack=1) / b"PASV\r\n")]
 
 
-def answer_arp_for(address):
-    """respond() for run_tetherd_live: the peer answers the kernel's ARP for it."""
+def answer_arp_for(*addresses):
+    """respond() for run_tetherd_live: the peers answer the kernel's ARP for them."""
     from scapy.layers.l2 import ARP
 
     def respond(frame):
         packet = Ether(frame)
-        if ARP in packet and packet[ARP].op == 1 and packet[ARP].pdst == address:
+        if ARP in packet and packet[ARP].op == 1 and packet[ARP].pdst in addresses:
             return bytes(Ether(src=CLIENT_MAC, dst=packet.src)
-                         / ARP(op=2, hwsrc=CLIENT_MAC, psrc=address, hwdst=packet.src, pdst=packet[ARP].psrc))
+                         / ARP(op=2, hwsrc=CLIENT_MAC, psrc=packet[ARP].pdst, hwdst=packet.src,
+                               pdst=packet[ARP].psrc))
         return None
     return respond
 
@@ -298,8 +299,8 @@ def test_tetherd_sends_its_sessions_and_flows_and_a_bulk_dump_on_request(tmp_pat
     it starts; reports a SIP call placed and ended, an FTP control connection once it passed
     the flow threshold, and the PASV's expectation; and answers the peer's bulk request with
     everything live, then bulk_end. Every message carries a valid tag, one epoch, and rising
-    sequence numbers."""
-    edit = sync_config(tmp_path, [PEER], "test-a")
+    sequence numbers to each peer; the dump of the session table goes to the asker alone."""
+    edit = sync_config(tmp_path, [PEER, OTHER_PEER], "test-a")
     call_id = "sent-call-1@client.example"
     ftp_client, ftp_port = "198.51.100.41", 40021
 
@@ -319,43 +320,50 @@ def test_tetherd_sends_its_sessions_and_flows_and_a_bulk_dump_on_request(tmp_pat
     phases = [call + ftp_control(ftp_client, ftp_port), sessions_sent,
               [datagram(request)], dumped]
     result = run_tetherd_live(tmp_path, phases, SERVICES, namespace=namespaces(), edit_config=edit,
-                              respond=answer_arp_for(PEER))
+                              respond=answer_arp_for(PEER, OTHER_PEER))
     assert result.returncode == 0, result.stderr[-3000:]
 
-    messages = []
+    to = {PEER: [], OTHER_PEER: []}
     for frame in result.frames:
         packet = Ether(frame)
-        if UDP in packet and packet[UDP].dport == LISTEN_PORT and packet[IP].dst == PEER:
+        if UDP in packet and packet[UDP].dport == LISTEN_PORT and packet[IP].dst in to:
             assert packet[IP].src == PORT_IPV4 and packet[UDP].sport == LISTEN_PORT
-            messages.append(sync_wire.read(bytes(packet[UDP].payload), KEY))
-    assert messages, "no sync message reached the peer"
-    headers = [h for h, _ in messages]
+            to[packet[IP].dst].append(sync_wire.read(bytes(packet[UDP].payload), KEY))
+    assert to[PEER] and to[OTHER_PEER], "no sync message reached a peer"
+    headers = [h for messages in to.values() for h, _ in messages]
     assert len({h["epoch"] for h in headers}) == 1 and len({h["sender"] for h in headers}) == 1
-    sequences = [h["sequence"] for h in headers]
-    assert len(set(sequences)) == len(sequences), sequences  # each message its own sequence
-    assert headers[0]["kind"] == sync_wire.BULK_REQUEST  # the first thing it says: send me yours
+    for messages in to.values():
+        # Each peer its own sequence numbers, from 1 without a gap; the first message asks it
+        # for its state.
+        assert [h["sequence"] for h, _ in messages] == list(range(1, len(messages) + 1))
+        assert messages[0][0]["kind"] == sync_wire.BULK_REQUEST
 
     digest = int(call_id_digest(call_id), 16)
-    kinds = [h["kind"] for h in headers]
-    assert sync_wire.BULK_END in kinds, ([(h["kind"], h["sequence"], [r["type"] for r in rs]) for h, rs in messages], answers)
-    end = kinds.index(sync_wire.BULK_END)
-    live = [r for h, rs in messages[:end] for r in rs]
+    records = {peer: [r for _, rs in messages for r in rs] for peer, messages in to.items()}
+    live = records[OTHER_PEER]  # the other peer gets the changes, and the dump's flows alone
     calls = [r for r in live if r["type"] == "sip_call" and r["digest"] == digest]
-    assert [c["state"] for c in calls][:3] == [sync_wire.LIVE, sync_wire.LIVE, sync_wire.ENDED], calls
+    assert [c["state"] for c in calls] == [sync_wire.LIVE, sync_wire.LIVE, sync_wire.ENDED], calls
     assert calls[0]["service"] == SIP and calls[0]["backend"] == calls[1]["backend"] == calls[2]["backend"]
     flows = [r for r in live if r["type"] == "flow" and r["client"] == ftp_client]
-    assert flows and flows[0]["client_port"] == ftp_port and flows[0]["vip"] == FTP_VIP
+    assert len(flows) == 2, flows  # past the threshold, and again in the dump (a refresh)
+    assert flows[0]["client_port"] == ftp_port and flows[0]["vip"] == FTP_VIP
     assert flows[0]["vip_port"] == 21 and flows[0]["protocol"] == 6 and flows[0]["service"] == FTP
     expectations = [r for r in live if r["type"] == "ftp_expectation" and r["client"] == ftp_client]
-    assert expectations and expectations[0]["state"] == sync_wire.LIVE
+    assert len(expectations) == 1 and expectations[0]["state"] == sync_wire.LIVE, expectations
     assert expectations[0]["backend"] == flows[0]["backend"]  # the data goes where the control went
+    assert sync_wire.BULK_END not in [h["kind"] for h, _ in to[OTHER_PEER]]
 
-    # The bulk dump, after the request: the lingering call, the expectation and the flow again.
-    dump = [r for h, rs in messages if h["sequence"] > headers[kinds.index(sync_wire.BULK_REQUEST)]["sequence"]
-            for r in rs]
-    assert any(r["type"] == "sip_call" and r["digest"] == digest and r["state"] == sync_wire.ENDED for r in dump)
-    assert any(r["type"] == "ftp_expectation" and r["client"] == ftp_client for r in dump)
-    assert any(r["type"] == "flow" and r["client"] == ftp_client for r in dump)
+    # The asker gets the same changes, then the dump of the session table (the lingering
+    # call, the expectation again) and bulk_end, last.
+    asked = records[PEER]
+    assert [r["state"] for r in asked if r["type"] == "sip_call" and r["digest"] == digest] == \
+        [sync_wire.LIVE, sync_wire.LIVE, sync_wire.ENDED, sync_wire.ENDED]
+    assert len([r for r in asked if r["type"] == "ftp_expectation" and r["client"] == ftp_client]) == 2
+    assert len([r for r in asked if r["type"] == "flow" and r["client"] == ftp_client]) == 2
+    kinds = [h["kind"] for h, _ in to[PEER]]
+    assert kinds.count(sync_wire.BULK_END) == 1, kinds
+    # After it, only its own requests, repeated every 2 s until the peer sends a dump.
+    assert set(kinds[kinds.index(sync_wire.BULK_END) + 1:]) <= {sync_wire.BULK_REQUEST}, kinds
     counters = answers["end"]["counters"]
     assert counters["sync_bulk_requests_received"] == 1 and counters["sync_send_failed"] == 0, counters
     assert result.stats["counters"]["sync_events_lost"] == 0

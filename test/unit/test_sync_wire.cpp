@@ -155,6 +155,26 @@ TEST_CASE("sync: every record type round trips", "[sync]") {
   }
 }
 
+TEST_CASE("sync: a sealed message resealed under another sequence number", "[sync]") {
+  Bytes buffer(1500);
+  tsync::MessageWriter writer(buffer, header());
+  const std::vector<tsync::Record> sent = one_of_each();
+  for (const tsync::Record& record : sent) REQUIRE(writer.append(record));
+  const tsync::HmacSha256 mac(kKey);
+  const auto first = writer.seal(mac);
+  const Bytes as_sealed(first.begin(), first.end());
+  const auto again = writer.reseal(7, mac);
+  REQUIRE(again.size() == as_sealed.size());
+  CHECK(!std::equal(again.begin(), again.end(), as_sealed.begin()));  // sequence and tag differ
+  tsync::ReceivedMessage received;
+  REQUIRE(tsync::open_message(again, mac, received) == SyncStatus::ok);
+  CHECK(received.header.sequence == 7);
+  CHECK(records_of(received) == sent);
+  // The first sealing, kept, still opens with its own number.
+  REQUIRE(tsync::open_message(as_sealed, mac, received) == SyncStatus::ok);
+  CHECK(received.header.sequence == 42);
+}
+
 TEST_CASE("sync: the header is in network byte order, field by field", "[sync]") {
   const Bytes message = sealed({one_of_each()[0]});
   const Bytes expected_header = {
