@@ -119,10 +119,13 @@ void Announcer::apply(std::vector<VipDecision> decisions, std::uint64_t now) {
   for (auto it = installed_.begin(); it != installed_.end();) {
     const bool listed = std::any_of(decisions.begin(), decisions.end(),
                                     [&](const VipDecision& d) { return d.vip == *it; });
-    if (!listed && set_route(*it, false)) {
+    if (listed || !retry) {
+      ++it;
+    } else if (set_route(*it, false)) {
       TETHER_LOG(info, "announce: withdrawing %s (no service)", format_ip(*it).c_str());
       it = installed_.erase(it);
     } else {
+      refused = true;
       ++it;
     }
   }
