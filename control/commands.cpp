@@ -546,6 +546,65 @@ std::string ha_check(ControlState& state, Args) {
                   {"problems", std::move(problems)}});
 }
 
+// Announcing the VIPs by BGP (README "Announcing the VIPs by BGP").
+std::string no_announce() {
+  return error("no 'announce' section in the configuration: tetherd announces nothing (stop it with SIGTERM)");
+}
+
+Json drain_json(const Drain& drain, std::uint64_t now) {
+  if (!drain.active()) return nullptr;
+  return {{"elapsed_ms", drain.elapsed_ms(now)},
+          {"quiet_ms", drain.quiet_ms(now)},
+          {"quiet_s", drain.quiet_s()},
+          {"timeout_s", drain.timeout_s()},
+          {"placed", drain.placed_since_start()}};
+}
+
+std::string show_announce(ControlState& state, Args) {
+  if (state.announcer == nullptr) return text_of({{"enabled", false}, {"vips", Json::array()}});
+  const Announcer& announcer = *state.announcer;
+  const std::uint64_t now = rte_rdtsc();
+  Json vips = Json::array();
+  for (const VipDecision& decision : announcer.decisions()) {
+    Json services = Json::array();
+    for (std::size_t s : decision.services) services.push_back(state.config.services[s].name);
+    vips.push_back({{"vip", format_ip(decision.vip)},
+                    {"announced", decision.announced()},
+                    {"reason", to_string(decision.reason)},
+                    {"route_installed", announcer.installed(decision.vip)},
+                    {"services", std::move(services)}});
+  }
+  const AnnounceTotals totals = announcer.totals();
+  return text_of({{"enabled", true},
+                  {"interface", announcer.interface()},
+                  {"route_protocol", kAnnounceRouteProtocol},
+                  {"draining", announcer.drain().active()},
+                  {"drain", drain_json(announcer.drain(), now)},
+                  {"vips", std::move(vips)},
+                  {"routes_added", totals.routes_added},
+                  {"routes_removed", totals.routes_removed},
+                  {"route_failures", totals.route_failures}});
+}
+
+// drain: withdraw every VIP at once, then stop once the routers moved the traffic away (no
+// new flow or session for announce.drain_quiet seconds) or announce.drain_timeout passed.
+std::string drain(ControlState& state, Args) {
+  if (state.announcer == nullptr) return no_announce();
+  Announcer& announcer = *state.announcer;
+  const std::uint64_t now = rte_rdtsc();
+  const bool started = !announcer.drain().active();
+  if (started) {
+    announcer.start_drain(state.placed(), now);
+    announcer.apply(state.announcement_decisions(now), now);  // withdrawn before the answer
+    TETHER_LOG(info, "drain: every VIP withdrawn; stopping once no new flow or session for %u s (at most %u s)",
+               announcer.drain().quiet_s(), announcer.drain().timeout_s());
+  }
+  return text_of({{"ok", true},
+                  {"changed", started},
+                  {"announced", announcer.totals().announced},
+                  {"drain", drain_json(announcer.drain(), now)}});
+}
+
 std::string reload(ControlState& state, Args) {
   auto live_names = [](const Config& config) {
     std::vector<std::string> names;
@@ -603,6 +662,7 @@ constexpr Command kCommands[] = {
     {"show", "workers", "", 0, 0, show_workers},
     {"show", "sync", "", 0, 0, show_sync},
     {"show", "ha", "", 0, 0, show_ha},
+    {"show", "announce", "", 0, 0, show_announce},
     {"show", "sessions", "[service NAME] [protocol sip|rtsp|ftp|flow] [backend NAME] [limit N]", 0,
      kAnyCount, show_filtered<kSessionFilters, list_sessions>},
     {"show", "flows", "[worker N] [service NAME] [backend NAME] [limit N]", 0, kAnyCount,
@@ -620,6 +680,7 @@ constexpr Command kCommands[] = {
     {"ha", "release", "", 0, 0, set_ha_released<true>},
     {"ha", "claim", "", 0, 0, set_ha_released<false>},
     {"ha", "check", "", 0, 0, ha_check},
+    {"drain", "", "", 0, 0, drain},
     {"reload", "", "", 0, 0, reload},
     {"metrics", "", "", 0, 0, metrics},
 };

@@ -188,6 +188,22 @@ struct HaConfig {
   bool operator==(const HaConfig&) const = default;
 };
 
+// Health-aware VIP announcement (README "Announcing the VIPs by BGP"): tetherd keeps a host
+// route per announceable VIP on `port`'s kernel interface, with route protocol
+// kAnnounceRouteProtocol, for the routing daemon there (BIRD, FRR) to announce.
+// The route protocol number of those routes (`ip route` shows `proto 250`): the routing
+// daemon imports exactly these (BIRD: `krt_source = 250`). Unassigned in the kernel's
+// rtnetlink.h and iproute2's rt_protos, which end at 99 and then name 186 to 192.
+inline constexpr std::uint8_t kAnnounceRouteProtocol = 250;
+struct AnnounceConfig {
+  std::size_t port = 0;  // index into Config::ports; the port has a kernel interface
+  // `tetherctl drain`: once the routes are withdrawn, tetherd exits when no new flow or
+  // session has been placed for `drain_quiet_s` seconds, or after `drain_timeout_s`.
+  std::uint32_t drain_quiet_s = 5;
+  std::uint32_t drain_timeout_s = 60;
+  bool operator==(const AnnounceConfig&) const = default;
+};
+
 struct Config {
   std::string source;  // file name, for messages
   unsigned workers = 1;
@@ -206,6 +222,7 @@ struct Config {
   std::vector<ServiceConfig> services;
   std::optional<SyncConfig> sync;
   std::optional<HaConfig> ha;  // none: standalone, always forwarding
+  std::optional<AnnounceConfig> announce;  // none: tetherd installs no routes
 };
 
 inline constexpr std::uint32_t kMaxWeight = 65535;
@@ -246,6 +263,8 @@ Problem service_problem(const Config& config, std::size_t service);
 // The sync group: its port has a kernel interface and an address, its peers are hosts of
 // that address's family and not this box's own.
 Problem sync_problem(const Config& config);
+// The announcement's port has a kernel interface (the routes are put on it).
+Problem announce_problem(const Config& config);
 // A service's backends or one of its pools: a weight above 0 somewhere, and a Maglev table
 // of at least 100 slots per backend.
 Problem members_problem(const Config& config, const std::vector<ServiceBackend>& members);

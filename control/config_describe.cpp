@@ -71,6 +71,15 @@ std::string describe(const Config& config) {
         << " ms apart\n";
   else
     out << "standalone: always forwards (no `ha`)\n";
+  if (config.announce) {
+    const PortConfig& port = config.ports[config.announce->port];
+    out << "announce: a host route (proto " << unsigned{kAnnounceRouteProtocol} << ") per VIP on "
+        << port.kernel->name << " (port " << port.name
+        << ") while the workers run, a backend of one of its services is up"
+        << (config.ha ? ", the instance is master" : "") << " and it is not draining; drain exits after "
+        << config.announce->drain_quiet_s << " s without a new flow or session, at most "
+        << config.announce->drain_timeout_s << " s\n";
+  }
   out << "backends:\n";
   for (const auto& backend : config.backends)
     out << "  " << backend.name << "  " << format_ip(backend.address) << "  mac "

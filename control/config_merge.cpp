@@ -49,6 +49,7 @@ Config merge_running(const Config& running, const Config& desired) {
   restart_only(running.sync == desired.sync, "sync");
   // Standalone or paired, and the announcements' pace, are set at start.
   restart_only(running.ha == desired.ha, "ha");
+  restart_only(running.announce == desired.announce, "announce");
 
   Config merged = desired;
   const auto backend_place =

@@ -340,15 +340,20 @@ std::vector<std::uint8_t> read_sync_key(const GroupReader& r, const std::string&
   }
 }
 
+// The index of the port a section names in its `port` setting.
+std::size_t named_port(const GroupReader& r, const std::map<std::string, std::size_t>& port_names) {
+  const std::string port = r.string("port");
+  const auto found = port_names.find(port);
+  if (found == port_names.end()) r.fail(r.get("port"), "no port named '" + port + "'");
+  return found->second;
+}
+
 void read_sync(const GroupReader& top, const Document& doc, Config& config,
                const std::map<std::string, std::size_t>& port_names) {
   GroupReader r(top.get("sync"), doc, {"port", "listen_port", "key_file", "peers", "instance",
                                                "flow_threshold", "flow_period", "max_rate"});
   SyncConfig sync;
-  const std::string port = r.string("port");
-  const auto found = port_names.find(port);
-  if (found == port_names.end()) r.fail(r.get("port"), "no port named '" + port + "'");
-  sync.port = found->second;
+  sync.port = named_port(r, port_names);
   sync.listen_port = static_cast<std::uint16_t>(r.integer("listen_port", 1, 65535, sync.listen_port));
   sync.key_file = r.string("key_file");
   if (sync.key_file.empty()) r.fail(r.get("key_file"), "key_file is empty");
@@ -387,12 +392,28 @@ void read_ha(const GroupReader& top, const Document& doc, Config& config) {
   config.ha = ha;
 }
 
+void read_announce(const GroupReader& top, const Document& doc, Config& config,
+                   const std::map<std::string, std::size_t>& port_names) {
+  GroupReader r(top.get("announce"), doc, {"port", "drain_quiet", "drain_timeout"});
+  AnnounceConfig announce;
+  announce.port = named_port(r, port_names);
+  announce.drain_quiet_s = static_cast<std::uint32_t>(r.integer("drain_quiet", 1, 3600, announce.drain_quiet_s));
+  announce.drain_timeout_s =
+      static_cast<std::uint32_t>(r.integer("drain_timeout", 1, 86400, announce.drain_timeout_s));
+  if (announce.drain_timeout_s < announce.drain_quiet_s)
+    r.fail(r.get(r.has("drain_timeout") ? "drain_timeout" : "drain_quiet"),
+           "drain_timeout " + std::to_string(announce.drain_timeout_s) + " is below drain_quiet " +
+               std::to_string(announce.drain_quiet_s) + ": the drain could never see its traffic stop");
+  config.announce = announce;
+  r.check(announce_problem(config));
+}
+
 Config read(libconfig::Config& file, const Document& doc) {
   Config config;
   config.source = doc.source;
   GroupReader top(file.getRoot(), doc,
                   {"workers", "eal", "log_level", "tables", "neighbours", "ports", "backends",
-                   "services", "sync", "ha"});
+                   "services", "sync", "ha", "announce"});
   config.workers = static_cast<unsigned>(top.integer("workers", 1, kMaxWorkers, 1));
   if (top.has("eal")) {
     const Setting& eal = top.list("eal");
@@ -443,6 +464,7 @@ Config read(libconfig::Config& file, const Document& doc) {
   read_services(top, doc, config, backend_names);
   if (top.has("sync")) read_sync(top, doc, config, port_names);
   if (top.has("ha")) read_ha(top, doc, config);
+  if (top.has("announce")) read_announce(top, doc, config, port_names);
   if (const auto wrong = eal_problem(config.eal_args, config))
     top.fail(top.get("eal")[static_cast<int>(wrong->index)], wrong->message);
   return config;

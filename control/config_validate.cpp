@@ -194,6 +194,15 @@ Problem sync_problem(const Config& config) {
   return {};
 }
 
+Problem announce_problem(const Config& config) {
+  if (!config.announce) return {};
+  const PortConfig& port = config.ports[config.announce->port];
+  if (!port.kernel)
+    return problem("port '" + port.name + "' has no kernel interface (kernel = { name = ...; }): "
+                   "the VIPs' routes are put on it for the routing daemon to announce", "port");
+  return {};
+}
+
 Problem members_problem(const Config& config, const std::vector<ServiceBackend>& members) {
   if (!members.empty() &&
       std::none_of(members.begin(), members.end(), [](const ServiceBackend& m) { return m.weight > 0; }))
@@ -229,6 +238,7 @@ void validate(const Config& config, const std::vector<MacBytes>& device_macs) {
       check(members_problem(config, pool.backends), "service '" + service.name + "', pool '" + pool.name + "'");
   }
   check(sync_problem(config), "sync");
+  check(announce_problem(config), "announce");
 }
 
 }  // namespace tether

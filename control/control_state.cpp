@@ -17,6 +17,7 @@ Totals ControlState::totals() const {
   if (kernel != nullptr) t.kernel = kernel->totals();
   t.sync = sync_totals(sync, sync_sender);
   if (ha != nullptr) t.ha = ha->totals();
+  if (announcer != nullptr) t.announce = announcer->totals();
   return t;
 }
 
@@ -25,6 +26,24 @@ dataplane::BackendState ControlState::effective(std::size_t backend) const {
   if (health != nullptr && !health->healthy(backend)) return dataplane::BackendState::down;
   if (!neighbours->resolved(backend)) return dataplane::BackendState::down;
   return states[backend];
+}
+
+std::vector<VipDecision> ControlState::announcement_decisions(std::uint64_t now) const {
+  InstanceCondition instance;
+  instance.workers_progress = progress == nullptr || progress->stalled(now).empty();
+  instance.master = ha == nullptr || ha->role() == HaRole::master;
+  instance.draining = announcer != nullptr && announcer->drain().active();
+  std::vector<bool> can_serve(config.services.size());
+  for (std::size_t s = 0; s < config.services.size(); ++s)
+    can_serve[s] = service_can_serve(config.services[s], [this](std::size_t b) { return effective(b); });
+  return decide_announcements(config, instance, can_serve);
+}
+
+std::uint64_t ControlState::placed() const {
+  const Totals t = add_up(*workers, config.backends.size());
+  std::uint64_t sum = 0;
+  for (const auto& backend : t.backends) sum += backend.flows + backend.sessions;
+  return sum;
 }
 
 std::unique_ptr<dataplane::Snapshot> ControlState::build() const {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "control/announce.hpp"
 #include "control/config.hpp"
 #include "control/ha.hpp"
 #include "control/health.hpp"
@@ -37,6 +38,7 @@ struct ControlState {
   const SyncSender* sync_sender = nullptr;
   HaStatus* ha = nullptr;  // null: no `ha`, standalone and always forwarding
   const WorkerProgress* progress = nullptr;  // null until the workers run
+  Announcer* announcer = nullptr;  // null: no `announce`
 
   Totals totals() const;
   // The ports' MACs as opened, for validate().
@@ -44,6 +46,10 @@ struct ControlState {
   // What the workers see: the operator's state, and down while a health check fails or the
   // MAC is unknown.
   dataplane::BackendState effective(std::size_t backend) const;
+  // What each VIP's announcement should be now (see control/announce.hpp).
+  std::vector<VipDecision> announcement_decisions(std::uint64_t now) const;
+  // New flows and sessions placed on backends so far: what a drain watches.
+  std::uint64_t placed() const;
   // A snapshot of the configuration, effective states and resolved MACs.
   std::unique_ptr<dataplane::Snapshot> build() const;
   // Builds a snapshot and publishes it.

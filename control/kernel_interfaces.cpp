@@ -63,52 +63,64 @@ void set_up(const std::string& name) {
   if (ioctl(fd.get(), SIOCSIFFLAGS, &request) != 0) fail(name, "setting it up", errno);
 }
 
-// RTM_NEWADDR over rtnetlink, as `ip address add ADDRESS/PREFIX dev NAME` does; an address
-// the interface already has is fine.
-void add_address(const std::string& name, const IpBytes& address, std::uint8_t prefix_length) {
-  const unsigned index = if_nametoindex(name.c_str());
-  if (index == 0) fail(name, "no such interface", errno);
+// An rtnetlink request: a header, its message and room for two address attributes.
+template <typename Message>
+struct NetlinkRequest {
+  nlmsghdr header;
+  Message message;
+  std::uint8_t attributes[2 * RTA_SPACE(16)];
+};
+
+// Appends attribute `type` holding `address`'s 4 or 16 bytes to the request of `used` bytes.
+template <typename Message>
+std::size_t add_attribute(NetlinkRequest<Message>& request, std::size_t used, unsigned short type,
+                          const IpBytes& address) {
   const bool ipv4 = parsers::is_ipv4_mapped(address);
   const std::size_t length = ipv4 ? 4 : 16;
-  const std::uint8_t* bytes = address.data() + (ipv4 ? 12 : 0);
+  auto* attribute = reinterpret_cast<rtattr*>(reinterpret_cast<std::uint8_t*>(&request) + NLMSG_ALIGN(used));
+  attribute->rta_type = type;
+  attribute->rta_len = static_cast<unsigned short>(RTA_LENGTH(length));
+  std::memcpy(RTA_DATA(attribute), address.data() + (ipv4 ? 12 : 0), length);
+  return NLMSG_ALIGN(used) + RTA_SPACE(length);
+}
 
-  struct {
-    nlmsghdr header;
-    ifaddrmsg message;
-    std::uint8_t attributes[2 * RTA_SPACE(16)];
-  } request{};
-  request.header.nlmsg_type = RTM_NEWADDR;
-  request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-  request.header.nlmsg_seq = 1;
-  request.message.ifa_family = ipv4 ? AF_INET : AF_INET6;
-  request.message.ifa_prefixlen = prefix_length;
-  request.message.ifa_scope = RT_SCOPE_UNIVERSE;
-  request.message.ifa_index = index;
-  std::size_t used = NLMSG_LENGTH(sizeof(ifaddrmsg));
-  for (const unsigned short type : {IFA_LOCAL, IFA_ADDRESS}) {
-    auto* attribute = reinterpret_cast<rtattr*>(reinterpret_cast<std::uint8_t*>(&request) + NLMSG_ALIGN(used));
-    attribute->rta_type = type;
-    attribute->rta_len = static_cast<unsigned short>(RTA_LENGTH(length));
-    std::memcpy(RTA_DATA(attribute), bytes, length);
-    used = NLMSG_ALIGN(used) + RTA_SPACE(length);
-  }
-  request.header.nlmsg_len = static_cast<std::uint32_t>(used);
-
+// Sends one request of `length` bytes to the kernel and reads its acknowledgement: 0, or the
+// negative errno the kernel answered (or met on the way).
+int netlink_transact(const void* request, std::size_t length) {
   const Descriptor fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-  if (fd.get() < 0) fail(name, "netlink socket", errno);
+  if (fd.get() < 0) return -errno;
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
-  if (sendto(fd.get(), &request, used, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0)
-    fail(name, "netlink request", errno);
+  if (sendto(fd.get(), request, length, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) return -errno;
   struct {
     nlmsghdr header;
     nlmsgerr error;
   } answer{};
   const ssize_t got = recv(fd.get(), &answer, sizeof answer, 0);
   if (got < static_cast<ssize_t>(NLMSG_LENGTH(sizeof(nlmsgerr))) || answer.header.nlmsg_type != NLMSG_ERROR)
-    fail(name, "no answer to adding an address", EPROTO);
-  if (answer.error.error != 0 && answer.error.error != -EEXIST)
-    fail(name, "adding " + format_ip(address) + "/" + std::to_string(prefix_length), answer.error.error);
+    return -EPROTO;
+  return answer.error.error;
+}
+
+// RTM_NEWADDR over rtnetlink, as `ip address add ADDRESS/PREFIX dev NAME` does; an address
+// the interface already has is fine.
+void add_address(const std::string& name, const IpBytes& address, std::uint8_t prefix_length) {
+  const unsigned index = if_nametoindex(name.c_str());
+  if (index == 0) fail(name, "no such interface", errno);
+  NetlinkRequest<ifaddrmsg> request{};
+  request.header.nlmsg_type = RTM_NEWADDR;
+  request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+  request.header.nlmsg_seq = 1;
+  request.message.ifa_family = parsers::is_ipv4_mapped(address) ? AF_INET : AF_INET6;
+  request.message.ifa_prefixlen = prefix_length;
+  request.message.ifa_scope = RT_SCOPE_UNIVERSE;
+  request.message.ifa_index = index;
+  std::size_t used = NLMSG_LENGTH(sizeof(ifaddrmsg));
+  for (const unsigned short type : {IFA_LOCAL, IFA_ADDRESS}) used = add_attribute(request, used, type, address);
+  request.header.nlmsg_len = static_cast<std::uint32_t>(used);
+  const int error = netlink_transact(&request, used);
+  if (error != 0 && error != -EEXIST)
+    fail(name, "adding " + format_ip(address) + "/" + std::to_string(prefix_length), error);
 }
 
 }  // namespace
@@ -158,10 +170,19 @@ KernelInterfaces::KernelInterfaces(const Config& config, const ControlPorts& por
     std::memcpy(mac.addr_bytes, ports[p].mac.data(), 6);
     if (tap)
       if (int rc = rte_eth_dev_default_mac_addr_set(made.tap_port, &mac); rc != 0) fail(name, "setting its MAC", rc);
+    // The addresses go on before the link comes up (net_tap's start brings it up), so that a
+    // routing daemon that sees the interface come up finds them there: BIRD 2.0.12, which
+    // may still hold the addresses of the interface's previous incarnation (a tetherd
+    // killed), otherwise opens BFD's socket on an address not yet there and never tries
+    // again. virtio-user's interface exists only once the device has started.
+    const auto add_addresses = [&] {
+      for (std::size_t a = 0; a < port.addresses.size(); ++a)
+        add_address(name, port.addresses[a], prefix_length(port, a));
+    };
+    if (tap) add_addresses();
     if (int rc = rte_eth_dev_start(made.tap_port); rc != 0) fail(name, "start", rc);
     set_up(name);
-    for (std::size_t a = 0; a < port.addresses.size(); ++a)
-      add_address(name, port.addresses[a], prefix_length(port, a));
+    if (!tap) add_addresses();
     TETHER_LOG(info, "port %s: kernel interface %s (%s), %u frames/s toward it", port.name.c_str(),
                name.c_str(), made.device.c_str(), port.kernel->rate);
   }
@@ -210,6 +231,36 @@ void KernelInterfaces::poll(rte_ring* to_kernel) {
       if (count < kBurst) break;
     }
   }
+}
+
+int set_host_route(const std::string& interface, const IpBytes& address, std::uint8_t protocol,
+                   bool present) {
+  const unsigned index = if_nametoindex(interface.c_str());
+  if (index == 0) return present ? -errno : 0;  // gone: so are its routes
+  const bool ipv4 = parsers::is_ipv4_mapped(address);
+  NetlinkRequest<rtmsg> request{};
+  request.header.nlmsg_type = present ? RTM_NEWROUTE : RTM_DELROUTE;
+  request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (present ? NLM_F_CREATE | NLM_F_EXCL : 0);
+  request.header.nlmsg_seq = 1;
+  request.message.rtm_family = ipv4 ? AF_INET : AF_INET6;
+  request.message.rtm_dst_len = ipv4 ? 32 : 128;
+  request.message.rtm_table = RT_TABLE_MAIN;
+  request.message.rtm_protocol = protocol;
+  // On the link, as `ip route add ADDRESS dev NAME` makes it (IPv6 routes have no scope).
+  request.message.rtm_scope = ipv4 ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
+  request.message.rtm_type = RTN_UNICAST;
+  std::size_t used = add_attribute(request, NLMSG_LENGTH(sizeof(rtmsg)), RTA_DST, address);
+  auto* oif = reinterpret_cast<rtattr*>(reinterpret_cast<std::uint8_t*>(&request) + NLMSG_ALIGN(used));
+  oif->rta_type = RTA_OIF;
+  oif->rta_len = static_cast<unsigned short>(RTA_LENGTH(sizeof(std::uint32_t)));
+  const std::uint32_t oif_index = index;
+  std::memcpy(RTA_DATA(oif), &oif_index, sizeof oif_index);
+  used = NLMSG_ALIGN(used) + RTA_SPACE(sizeof(std::uint32_t));
+  request.header.nlmsg_len = static_cast<std::uint32_t>(used);
+  const int error = netlink_transact(&request, used);
+  if (present && error == -EEXIST) return 0;
+  if (!present && error == -ESRCH) return 0;
+  return error;
 }
 
 }  // namespace tether

@@ -68,4 +68,11 @@ class KernelInterfaces {
   KernelPathTotals totals_;
 };
 
+// Puts the host route `address`/32 or /128 on kernel interface `interface` with route protocol
+// `protocol` (`ip route add ADDRESS dev INTERFACE proto PROTOCOL`), or removes it. Returns 0
+// (a route already there, or already gone, included; removing through an interface that no
+// longer exists too: the kernel dropped its routes with it) or the negative errno.
+int set_host_route(const std::string& interface, const IpBytes& address, std::uint8_t protocol,
+                   bool present);
+
 }  // namespace tether

@@ -226,6 +226,23 @@ std::vector<CounterSample> list_counters(const Totals& t) {
       {.name = "ha_unsolicited_na_sent_frames_total", .type = kCounter,
        .help = "Unsolicited neighbour advertisements sent for IPv6 VIPs on becoming master."});
 
+  // The VIPs' routes for the routing daemon (the control thread's).
+  add("announce", "announce_vips_announced", t.announce.announced,
+      {.name = "announce_vips_announced", .type = kGauge,
+       .help = "VIPs whose host route is on the kernel interface for the routing daemon to announce."});
+  add("announce", "announce_routes_added", t.announce.routes_added,
+      {.name = "announce_routes_added_total", .type = kCounter,
+       .help = "VIP host routes put on the kernel interface (a VIP announced)."});
+  add("announce", "announce_routes_removed", t.announce.routes_removed,
+      {.name = "announce_routes_removed_total", .type = kCounter,
+       .help = "VIP host routes taken off the kernel interface (a VIP withdrawn)."});
+  add("announce", "announce_route_failures", t.announce.route_failures,
+      {.name = "announce_route_failures_total", .type = kCounter,
+       .help = "Route changes the kernel refused (tried again a second later)."});
+  add("announce", "announce_drains", t.announce.drains,
+      {.name = "announce_drains_total", .type = kCounter,
+       .help = "Graceful drains started by tetherctl drain."});
+
   add("memory", "flow_table_bytes", t.flow_table_bytes,
       {.name = "flow_table_bytes", .type = kGauge, .help = "Heap bytes of the flow tables.",
        .per_worker = true});
@@ -274,6 +291,7 @@ std::string summary_text(const Config& config, const Totals& totals) {
     nonzero_list("kernel interfaces", "kernel");
   if (config.sync) nonzero_list("state sync", "sync");
   if (config.ha) nonzero_list("active-standby", "ha");
+  if (config.announce) nonzero_list("announcements", "announce");
   if (inspecting) nonzero_list("dpi fallbacks", "dpi_fallbacks");
 
   std::uint64_t total_flows = 0;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "control/announce.hpp"
 #include "control/config.hpp"
 #include "control/ha.hpp"
 #include "control/kernel_interfaces.hpp"
@@ -36,6 +37,7 @@ struct Totals {
   KernelPathTotals kernel;  // the control thread's end of the kernel interfaces
   SyncTotals sync;          // the state sync receiver's (zero without `sync`)
   HaTotals ha;              // the active-standby state's (zero without `ha`)
+  AnnounceTotals announce;  // the VIP routes' (zero without `announce`)
 };
 
 // Adds one worker's counters (and its flow table's size) to `totals`, whose `backends`
@@ -64,7 +66,7 @@ struct Metric {
 
 // One value of a name-value section of the stats file.
 struct CounterSample {
-  const char* section;  // "counters", "sessions", "drops", "dpi_fallbacks", "kernel", "sync", "ha" or "memory"
+  const char* section;  // "counters", "sessions", "drops", "dpi_fallbacks", "kernel", "sync", "ha", "announce" or "memory"
   std::string name;
   std::uint64_t value;
   Metric metric;

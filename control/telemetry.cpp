@@ -30,6 +30,7 @@ SessionTotals published_sessions;  // guarded by `registration`
 KernelPathTotals published_kernel;  // guarded by `registration`
 SyncTotals published_sync;  // guarded by `registration`
 HaTotals published_ha;  // guarded by `registration`
+AnnounceTotals published_announce;  // guarded by `registration`
 
 // A JSON array or object of numbers as telemetry data (array or dictionary of u64), or of
 // such objects (the backends: a dictionary of dictionaries).
@@ -66,6 +67,7 @@ int answer(const char* command, const char*, rte_tel_data* data) {
   totals.kernel = published_kernel;
   totals.sync = published_sync;
   totals.ha = published_ha;
+  totals.announce = published_announce;
   const Json all = counters_document(*registered_config, totals);
   const auto section = all.find(command + std::strlen(kPrefix));
   if (section == all.end()) return -1;
@@ -95,8 +97,10 @@ void set_telemetry_backends(const Config& config) {
 }
 
 void set_telemetry_control_counts(const SessionTotals& sessions, const KernelPathTotals& kernel,
-                                  const SyncTotals& sync, const HaTotals& ha) {
+                                  const SyncTotals& sync, const HaTotals& ha,
+                                  const AnnounceTotals& announce) {
   const std::lock_guard lock(registration);
+  published_announce = announce;
   published_ha = ha;
   published_sessions = sessions;
   published_kernel = kernel;

@@ -282,6 +282,40 @@ void print_ha(std::ostream& out, const json& answer) {
                 text(answer.at("unsolicited_na_sent")), text(answer.at("announcements_pending"))}});
 }
 
+void print_drain_progress(std::ostream& out, const json& drain) {
+  out << "draining for " << text(drain.at("elapsed_ms")) << " ms: no new flow or session for "
+      << text(drain.at("quiet_ms")) << " ms (stops at " << text(drain.at("quiet_s")) << " s, or after "
+      << text(drain.at("timeout_s")) << " s), " << text(drain.at("placed")) << " placed since it began\n";
+}
+
+void print_announce(std::ostream& out, const json& answer) {
+  if (!answer.at("enabled").get<bool>()) {
+    out << "no 'announce' in the configuration: no VIP routes\n";
+    return;
+  }
+  out << "VIP routes on " << text(answer.at("interface")) << ", proto " << text(answer.at("route_protocol"))
+      << " (added " << text(answer.at("routes_added")) << ", removed " << text(answer.at("routes_removed"))
+      << ", refused " << text(answer.at("route_failures")) << ")\n";
+  if (answer.at("draining").get<bool>()) print_drain_progress(out, answer.at("drain"));
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& v : answer.at("vips")) {
+    std::string services;
+    for (const auto& name : v.at("services")) {
+      if (!services.empty()) services += ',';
+      services += text(name);
+    }
+    rows.push_back({text(v.at("vip")), v.at("announced").get<bool>() ? "yes" : "no", text(v.at("reason")),
+                    v.at("route_installed").get<bool>() ? "yes" : "no", services});
+  }
+  print_table(out, {"VIP", "ANNOUNCED", "REASON", "ROUTE", "SERVICES"}, rows);
+}
+
+void print_drain(std::ostream& out, const json& answer) {
+  if (!answer.at("ok").get<bool>()) throw UnexpectedAnswer("not ok");
+  out << (answer.at("changed").get<bool>() ? "drain started: every VIP withdrawn\n" : "already draining\n");
+  print_drain_progress(out, answer.at("drain"));
+}
+
 // ha master|backup|fault|release|claim
 void print_ha_change(std::ostream& out, const json& answer) {
   if (!answer.at("ok").get<bool>()) throw UnexpectedAnswer("not ok");
@@ -369,12 +403,14 @@ Printer printer_for(const std::vector<std::string>& command) {
     if (object == "workers") return print_workers;
     if (object == "sync") return print_sync;
     if (object == "ha") return print_ha;
+    if (object == "announce") return print_announce;
     if (object == "sessions") return print_sessions;
     if (object == "flows") return print_flows;
   }
   if (verb == "backend") return print_done;
   if (verb == "ha") return object == "check" ? print_ha_check : print_ha_change;
   if (verb == "reload") return print_reload;
+  if (verb == "drain") return print_drain;
   if (verb == "metrics") return print_metrics;
   if (verb == "help") return print_help;
   return print_json;  // a command this tetherctl does not know: what tetherd said, as it is
@@ -388,12 +424,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> command;
   po::options_description visible(
       "Usage: tetherctl [-s PATH] [--json] [--timeout SECONDS] COMMAND...\n"
-      "Commands: show services|backends|counters|workers|sync|ha, backend weight NAME WEIGHT [SERVICE],\n"
+      "Commands: show services|backends|counters|workers|sync|ha|announce,\n"
+      "backend weight NAME WEIGHT [SERVICE],\n"
       "show sessions [service NAME] [protocol sip|rtsp|ftp|flow] [backend NAME] [limit N],\n"
       "show flows [worker N] [service NAME] [backend NAME] [limit N],\n"
       "backend drain|enable|disable NAME, backend add NAME ADDRESS SERVICE [weight W] [mac MAC]\n"
       "[port PORT], backend remove NAME [SERVICE], ha master|backup|fault|release|claim,\n"
-      "ha check (exit 0 only when healthy), reload, metrics, help\nOptions");
+      "ha check (exit 0 only when healthy), drain, reload, metrics, help\nOptions");
   visible.add_options()("help,h", "print this help")(
       "socket,s", po::value(&socket_path)->value_name("PATH"), "tetherd's control socket")(
       "json", "print tetherd's JSON answer as it is")(

@@ -25,6 +25,7 @@
 #include <thread>
 #include <variant>
 
+#include "control/announce.hpp"
 #include "control/cli_server.hpp"
 #include "control/commands.hpp"
 #include "control/config.hpp"
@@ -212,6 +213,7 @@ int run(const Config& config, const Options& options) {
   std::unique_ptr<WorkerProgress> progress;
   std::unique_ptr<ControlState> control;
   std::unique_ptr<HealthChecker> health;
+  std::unique_ptr<Announcer> announcer;
   try {
     if (rte_lcore_count() < config.workers + 1)
       throw std::runtime_error("need " + std::to_string(config.workers + 1) +
@@ -264,6 +266,10 @@ int run(const Config& config, const Options& options) {
     }
     progress = std::make_unique<WorkerProgress>(rte_get_tsc_hz());
     control->progress = progress.get();
+    if (config.announce) {
+      announcer = std::make_unique<Announcer>(config, rte_get_tsc_hz());
+      control->announcer = announcer.get();
+    }
     // Backends whose MAC is still to be resolved start down.
     const dataplane::Snapshot* first = links->snapshots().initial(control->build());
 
@@ -302,6 +308,9 @@ int run(const Config& config, const Options& options) {
     // Sweep the whole session table about once a second, in slices.
     std::vector<std::uint64_t> worker_loops(workers.size());  // for `ha check`
     const std::uint32_t sweep_slice = std::max<std::uint32_t>(1024, config.sessions / 20);
+    // The announcements follow the workers, the backends and the state within 10 ms.
+    const std::uint64_t announce_period = rte_get_tsc_hz() / 100;
+    std::uint64_t next_announce = 0;
     while (!stop_requested.load()) {
       // The kernel's traffic waits for this loop: a millisecond at most when there is any.
       std::int64_t wait_ms = kernel ? 1 : health->empty() ? 50 : 10;
@@ -324,13 +333,28 @@ int run(const Config& config, const Options& options) {
       backends_changed |= neighbours->tick(now);
       backends_changed |= health->tick(now);
       if (backends_changed) control->republish();
+      if (announcer && now >= next_announce) {
+        next_announce = now + announce_period;
+        announcer->apply(control->announcement_decisions(now), now);
+        if (Drain& drain = announcer->drain(); drain.active()) {
+          drain.observe(control->placed(), now);
+          if (drain.done(now)) {
+            TETHER_LOG(info, "drain: %s after %.1f s (%llu new flows and sessions placed during it): stopping",
+                       drain.quiet(now) ? "no new flow or session for the quiet period" : "timed out",
+                       static_cast<double>(drain.elapsed_ms(now)) / 1000,
+                       static_cast<unsigned long long>(drain.placed_since_start()));
+            break;
+          }
+        }
+      }
       links->snapshots().collect();
       const dataplane::SweepResult swept = links->sessions().sweep(now, sweep_slice);
       for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];
       set_telemetry_control_counts(read_sessions(links->sessions(), expired),
                                    kernel ? kernel->totals() : KernelPathTotals{},
                                    sync_totals(sync.get(), sync_sender.get()),
-                                   ha ? ha->totals() : HaTotals{});
+                                   ha ? ha->totals() : HaTotals{},
+                                   announcer ? announcer->totals() : AnnounceTotals{});
       if (options.idle_exit_s > 0) {
         std::uint64_t rx = 0;
         for (const auto& w : workers) rx += w->counters().rx_packets;
@@ -349,6 +373,8 @@ int run(const Config& config, const Options& options) {
     status = 1;
   }
 
+  // Stopping: the routers should stop sending here before the workers stop forwarding.
+  if (announcer) announcer->withdraw_all();
   withdraw_telemetry();
   rte_pdump_uninit();
   if (links) links->stop_workers();
@@ -360,6 +386,7 @@ int run(const Config& config, const Options& options) {
     if (kernel) totals.kernel = kernel->totals();
     totals.sync = sync_totals(sync.get(), sync_sender.get());
     if (ha) totals.ha = ha->totals();
+    if (announcer) totals.announce = announcer->totals();
     std::cout << summary_text(final_config, totals) << std::flush;
     if (!options.stats_file.empty()) {
       std::ofstream file(options.stats_file);
@@ -371,6 +398,7 @@ int run(const Config& config, const Options& options) {
     }
   }
   workers.clear();
+  announcer.reset();
   sync_sender.reset();
   sync.reset();
   health.reset();

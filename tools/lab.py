@@ -10,8 +10,9 @@ script, shared with the end-to-end tests (test/integration/test_lab.py).
                  [--calls N] [--downloads N] [--streams N] [--seconds S]
 
 --tap: tetherd's port is net_tap instead of net_af_packet, with the exception path (kernel
-interface lan0 owning 198.18.0.1/24), and bird2 in tetherd's namespace announces the VIPs'
-prefix over it to bird2 in a router namespace (test/integration/test_exception_path.py).
+interface lan0 owning 198.18.0.1/24), and bird2 in tetherd's namespace announces the VIPs
+tetherd routes there (`announce`) over it, with BFD, to bird2 in a router namespace
+(test/integration/test_exception_path.py, test_announce.py).
 
 --failover: an active-standby pair (tools/tetherlab/failover.py): two tetherds on net_tap
 with the exception path, keepalived's VRRP between them, state sync; the workload with the
@@ -24,7 +25,7 @@ master's keepalived is killed with its tetherd, as when the box fails.
 
 Exits 0 when every call, transfer and stream succeeded and every RTSP session's RTCP
 reached the backend serving it (with --tap: and the BGP session is established and the
-router holds the route); 1 otherwise. Needs root and a built tetherd (build/).
+router holds the VIPs' routes); 1 otherwise. Needs root and a built tetherd (build/).
 """
 import argparse
 import collections

@@ -6,7 +6,7 @@ kernel gets a copy of every frame) except what tetherd's kernel interface (`kern
 name = "lan0"; }`, owning 198.18.0.1/24) hands it. Through that one path the client pings
 198.18.0.1 and opens a TCP connection to a server the lb kernel runs there, and bird2 in the
 lb namespace holds a BGP session with bird2 in a router namespace, which installs the VIPs'
-prefix it announces. A flood toward 198.18.0.1 is cut to the interface's rate
+host routes tetherd announces. A flood toward 198.18.0.1 is cut to the interface's rate
 (kernel_rate_limited) while SIP calls through the VIP complete. The control run without
 `kernel` shows the kernel deaf: tetherd answers the ping itself and TCP gets no answer, even
 with the address on the kernel's own veth.
@@ -19,7 +19,8 @@ import pytest
 from conftest import created_lab
 from tetherlab.config import Kernel, lab_config_on_tap
 from tetherlab.namespaces import run
-from tetherlab.topology import ANNOUNCED_PREFIX, BACKENDS, LAB_CONFIG, LAN_PREFIX, LB_ADDRESS
+from tetherlab.topology import (ANNOUNCED_PREFIX, BACKENDS, FTP_VIP, LAB_CONFIG, LAN_PREFIX, LB_ADDRESS,
+                                RTSP_VIP, SIP_VIP)
 from tetherlab.workloads import Calls, Flood, Streams, ftp_downloads
 
 # A low limit, so that a flood a Python process can send is well above it.
@@ -128,17 +129,23 @@ def test_host_address_answers_through_the_kernel(lab, with_kernel):
 
 def test_bgp_session_through_the_exception_path(lab, with_kernel):
     """bird2 in tetherd's namespace (over lan0) and bird2 in the router namespace reach
-    Established, and the router's kernel holds the VIPs' prefix via 198.18.0.1 from BIRD."""
+    Established, and the router's kernel holds a host route to each of conf/lab.cfg's VIPs
+    via 198.18.0.1 from BIRD (tetherd announces them: `announce`, README "Announcing the
+    VIPs by BGP"), and nothing else within the VIPs' prefix."""
     for bird in lab.birds.values():
         bird.wait_established(30)
+    vips = (SIP_VIP, FTP_VIP, RTSP_VIP)
     deadline = time.monotonic() + 10
-    while "proto bird" not in lab.router_route():  # the kernel protocol writes it after the update
+    while not all("proto bird" in lab.router_route(vip) for vip in vips):  # written after the update
         assert time.monotonic() < deadline, lab.router_route()
         time.sleep(0.1)
-    route = lab.router_route()
-    assert route.startswith(f"{ANNOUNCED_PREFIX} via {LB_ADDRESS} ") and "proto bird" in route, route
+    for vip in vips:
+        route = lab.router_route(vip)
+        assert route.startswith(f"{vip} via {LB_ADDRESS} ") and "proto bird" in route, route
+    routes = lab.router_route().splitlines()
+    assert len(routes) == len(vips) and not any(r.startswith(ANNOUNCED_PREFIX) for r in routes), routes
     print(f"\nlb namespace: birdc show protocols\n{lab.birds['lb'].protocols()}"
-          f"router namespace: {route}")
+          f"router namespace:\n{lab.router_route()}")
 
 
 def test_flood_to_host_address_is_limited_while_vip_calls_complete(lab, with_kernel):

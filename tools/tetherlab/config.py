@@ -64,8 +64,12 @@ def lab_port(workers=1, tap=False, kernel=None):
 
 def lab_config_on_tap(text, kernel=None):
     """conf/lab.cfg's text (or another lab configuration's) with its port replaced by the
-    net_tap port of lab_port, with the exception path `kernel` (a Kernel) or none."""
-    return with_port(text, lab_port(tap=True, kernel=kernel))
+    net_tap port of lab_port, with the exception path `kernel` (a Kernel) or none. With the
+    exception path, tetherd announces its VIPs there (`announce`, for bird/lb.conf)."""
+    text = with_port(text, lab_port(tap=True, kernel=kernel))
+    if kernel:
+        text += '\nannounce = { port = "lan0"; };\n'
+    return text
 
 
 def with_port(text, port):

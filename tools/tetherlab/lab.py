@@ -175,9 +175,11 @@ class Lab(Namespaces):
         self.birds["lb"] = Bird(self, self.lb, "lb")
         return self.birds
 
-    def router_route(self):
-        """The router kernel's route to ANNOUNCED_PREFIX as `ip route` prints it ("" if none)."""
-        return run("ip", "-n", self.router, "route", "show", ANNOUNCED_PREFIX).stdout.strip()
+    def router_route(self, vip=None):
+        """The router kernel's host route to `vip` as `ip route` prints it, or without `vip`
+        every route within ANNOUNCED_PREFIX, one a line ("" if none)."""
+        selector = [vip] if vip else ["root", ANNOUNCED_PREFIX]
+        return run("ip", "-n", self.router, "route", "show", *selector).stdout.strip()
 
     def server_logs(self, prefix):
         """backend -> the text of its log PREFIX-NAME.log, "" while there is none."""

@@ -95,6 +95,8 @@ class Namespaces:
         if self.router:
             self._plug(self.router, "rt", ROUTER_MAC)
             run("ip", "-n", self.router, "addr", "add", f"{ROUTER_ADDRESS}/{LAN_PREFIX}", "dev", "eth0")
+            # ECMP over several instances (issue 17): spread by the 5-tuple, not the addresses.
+            self.sysctl(self.router, "net.ipv4.fib_multipath_hash_policy=1")
 
     def _plug(self, ns, short, mac):
         """A veth from `ns` (eth0, with `mac`) to the bridge in the fabric namespace."""

@@ -27,6 +27,7 @@ TAP_DEVICE = "dtap0"
 KERNEL_INTERFACE = "lan0"
 ROUTER_ADDRESS = "198.18.0.254"
 ROUTER_MAC = "02:e2:e0:00:00:fe"
+# The VIPs' prefix: the router learns a host route within it per VIP tetherd announces.
 ANNOUNCED_PREFIX = "198.18.1.0/24"
 BACKENDS = {  # name -> (address, mac); MACs are set on the backends' veths
     "b1": ("198.18.0.11", "02:e2:e0:00:01:01"),
