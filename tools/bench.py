@@ -431,6 +431,20 @@ def tetherd_config(pcap, scenario, packets, memory, sync_lab=None, sync_on=False
                        extra=sync_lab.settings() if sync_on else "")
 
 
+def worker_cpu_seconds(pid):
+    """The CPU time tetherd's worker threads ran so far (the first field of each thread's
+    schedstat). On a shared machine a worker runs only part of the wall time: forwarded
+    packets over this time are its speed while it ran, whatever the other processes took."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().startswith("rte-worker"):
+                total += int((task / "schedstat").read_text().split()[0])
+        except OSError:  # a thread that just ended
+            continue
+    return total / 1e9
+
+
 def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tetherd=None, sync_lab=None,
                 sync_on=False):
     """tetherd's figures; with `sync_lab`, in its namespace with a kernel interface, and
@@ -452,11 +466,11 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
             worker = daemon.json("show", "workers")["workers"][0]
             counters = daemon.json("show", "counters")
             drops = sum(counters["drops"].values())
-            return time.monotonic(), worker, counters, drops
+            return time.monotonic(), worker, counters, drops, worker_cpu_seconds(daemon.proc.pid)
 
-        t0, w0, c0, d0 = sample()
+        t0, w0, c0, d0, cpu0 = sample()
         time.sleep(seconds)
-        t1, w1, c1, d1 = sample()
+        t1, w1, c1, d1, cpu1 = sample()
         elapsed = t1 - t0
         received = w1["rx_packets"] - w0["rx_packets"]
         forwarded = w1["tx_packets"] - w0["tx_packets"]
@@ -466,6 +480,8 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
         memory_figures = c1["memory"]
         figures = {
             "mpps": forwarded / elapsed / 1e6,
+            "worker_cpu_share": (cpu1 - cpu0) / elapsed,
+            "mpps_per_worker_cpu": forwarded / max(1e-9, cpu1 - cpu0) / 1e6,
             "rx_mpps": received / elapsed / 1e6,
             "cycles_per_packet_loop": (w1["loop_cycles"] - w0["loop_cycles"]) / max(1, received),
             "cycles_per_packet_busy": (w1["busy_cycles"] - w0["busy_cycles"]) / max(1, received),
@@ -751,6 +767,13 @@ def measure_sync(chosen, pcaps, workdir, memory, rounds, warmup, seconds, lab):
             "on_x_off": statistics.median(on / off for on, off in zip(on_mpps, off_mpps)),
             "off_x_io": statistics.median(off / i for off, i in zip(off_mpps, io)),
             "on_x_io": statistics.median(on / i for on, i in zip(on_mpps, io)),
+            # the same per second of the worker's CPU time: what the worker did while it ran
+            "on_x_off_per_cpu_by_round": [on["mpps_per_worker_cpu"] / off["mpps_per_worker_cpu"]
+                                          for on, off in zip(runs[True], runs[False])],
+            "on_x_off_per_cpu": statistics.median(on["mpps_per_worker_cpu"] / off["mpps_per_worker_cpu"]
+                                                  for on, off in zip(runs[True], runs[False])),
+            "worker_cpu_share_off": median_of(runs[False], "worker_cpu_share"),
+            "worker_cpu_share_on": median_of(runs[True], "worker_cpu_share"),
             "cycles_per_packet_off": median_of(runs[False], "cycles_per_packet_loop"),
             "cycles_per_packet_on": median_of(runs[True], "cycles_per_packet_loop"),
             "sync": {key: median_of(runs[True], key) for key in per_second},
@@ -775,8 +798,9 @@ def sync_table(results, memory, lab):
              f"sync on: to one peer through the input port's kernel interface, max_rate {lab.max_rate} "
              f"records/s, flow_threshold {lab.flow_threshold}",
              "",
-             f"{'scenario':32} {'io Mpps':>8} {'off':>7} {'on':>7} {'on x off':>8} {'off x io':>8} {'on x io':>7} "
-             f"{'cyc off':>7} {'cyc on':>7} {'events/s':>9} {'lost':>5} {'records/s':>9} {'msgs/s':>7}  notes"]
+             f"{'scenario':32} {'io Mpps':>8} {'off':>7} {'on':>7} {'on x off':>8} {'per cpu':>7} {'cpu':>9} "
+             f"{'off x io':>8} {'on x io':>7} {'cyc off':>7} {'cyc on':>7} {'events/s':>9} {'lost':>5} "
+             f"{'records/s':>9} {'msgs/s':>7}  notes"]
     for r in results:
         sync = r["sync"]
         events = sync["sync_events_per_s"] + sync["sync_events_lost_per_s"]
@@ -784,15 +808,20 @@ def sync_table(results, memory, lab):
         notes = []
         if len(r["on_x_off_by_round"]) > 1:
             notes.append("on x off by round " + " ".join(f"{x:.2f}" for x in r["on_x_off_by_round"]))
+            notes.append("per cpu " + " ".join(f"{x:.2f}" for x in r["on_x_off_per_cpu_by_round"]))
+        cpu = f"{r['worker_cpu_share_off']:.2f}/{r['worker_cpu_share_on']:.2f}"
         lines.append(
             f"{r['title']:32} {statistics.median(r['io_mpps']):8.2f} {statistics.median(r['off_mpps']):7.2f} "
-            f"{statistics.median(r['on_mpps']):7.2f} {r['on_x_off']:8.2f} {r['off_x_io']:8.2f} {r['on_x_io']:7.2f} "
+            f"{statistics.median(r['on_mpps']):7.2f} {r['on_x_off']:8.2f} {r['on_x_off_per_cpu']:7.2f} {cpu:>9} "
+            f"{r['off_x_io']:8.2f} {r['on_x_io']:7.2f} "
             f"{r['cycles_per_packet_off']:7.0f} {r['cycles_per_packet_on']:7.0f} {events / 1e6:8.2f}M "
             f"{100 * lost:4.0f}% {sync['sync_records_sent_per_s'] / 1e6:8.2f}M "
             f"{sync['sync_messages_sent_per_s'] / 1e3:6.1f}k  {'; '.join(notes)}")
     lines.append("")
     lines.append("off, on: tether's Mpps with state sync off and on (both with the kernel interface); on x off: "
-                 "the median of each round's on / off (the issue's bound: at least 0.90). cyc: TSC cycles of the "
+                 "the median of each round's on / off (the issue's bound: at least 0.90); per cpu: the same of "
+                 "packets forwarded per second of the worker thread's CPU time, and cpu: the share of the wall "
+                 "time the worker ran, off/on (below 1.00: other processes took its core). cyc: TSC cycles of the "
                  "whole loop per received packet. events/s: session changes and flows the worker made with sync "
                  "on; lost: the share the ring had no room for (the sender is bound by max_rate and its own "
                  "speed; workers never wait); records/s, msgs/s: what the control thread sent.")

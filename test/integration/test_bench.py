@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness import BUILD, REPO
 
 SCENARIOS = ["established", "established_1m", "new_flows", "sip", "mixed"]
@@ -112,6 +114,12 @@ def test_quick_sync_scenario_sends_records_with_sync_on_only(tmp_path):
         per_round = [on / off for on, off in zip(scenario["on_mpps"], scenario["off_mpps"])]
         assert scenario["on_x_off_by_round"] == per_round
         assert scenario["on_x_off"] == statistics.median(per_round)
+        # the worker ran part of the wall time (all of it on a quiet machine), and the speed
+        # while it ran is forwarded packets over that time
+        for run in scenario["rounds"]["off"] + scenario["rounds"]["on"]:
+            assert 0 < run["worker_cpu_share"] <= 1.05, run
+            assert run["mpps_per_worker_cpu"] * run["worker_cpu_share"] == pytest.approx(run["mpps"])
+        assert scenario["on_x_off_per_cpu"] == statistics.median(scenario["on_x_off_per_cpu_by_round"]) > 0
         for totals in scenario["sync_totals_by_round"]:  # from the sync-on runs' stats files
             assert totals[sent_kind[scenario["key"]]] > 0, totals
             assert totals["sync_sent"] > 0 and totals["sync_events"] > 0, totals
