@@ -774,6 +774,8 @@ def measure_sync(chosen, pcaps, workdir, memory, rounds, warmup, seconds, lab):
                                                   for on, off in zip(runs[True], runs[False])),
             "worker_cpu_share_off": median_of(runs[False], "worker_cpu_share"),
             "worker_cpu_share_on": median_of(runs[True], "worker_cpu_share"),
+            "new_flow_share_off": median_of(runs[False], "new_flow_share"),
+            "new_flow_share_on": median_of(runs[True], "new_flow_share"),
             "cycles_per_packet_off": median_of(runs[False], "cycles_per_packet_loop"),
             "cycles_per_packet_on": median_of(runs[True], "cycles_per_packet_loop"),
             "sync": {key: median_of(runs[True], key) for key in per_second},
@@ -806,6 +808,9 @@ def sync_table(results, memory, lab):
         events = sync["sync_events_per_s"] + sync["sync_events_lost_per_s"]
         lost = sync["sync_events_lost_per_s"] / events if events else 0
         notes = []
+        if r["key"] == "new_flows":  # a storm forwarded fast enough meets its tuples' flows still alive
+            notes.append(f"new flows {100 * r['new_flow_share_off']:.0f}%/{100 * r['new_flow_share_on']:.0f}% "
+                         "of packets off/on")
         if len(r["on_x_off_by_round"]) > 1:
             notes.append("on x off by round " + " ".join(f"{x:.2f}" for x in r["on_x_off_by_round"]))
             notes.append("per cpu " + " ".join(f"{x:.2f}" for x in r["on_x_off_per_cpu_by_round"]))
@@ -826,7 +831,7 @@ def sync_table(results, memory, lab):
                  "on; lost: the share the ring had no room for (the sender is bound by max_rate and its own "
                  "speed; workers never wait); records/s, msgs/s: what the control thread sent.")
     for r in results:
-        lines.append(f"{r['title']}, last round's stats file: {sync_line(r['sync_totals_by_round'][-1])}")
+        lines.append(f"{r['title']}, last round's {sync_line(r['sync_totals_by_round'][-1])}")
     return "\n".join(lines)
 
 
