@@ -9,6 +9,7 @@
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <optional>
 #include <span>
 #include <sstream>
@@ -468,6 +469,83 @@ std::string set_admin_state(ControlState& state, Args args) {
   return ok(state);
 }
 
+// The active-standby pair (README "Active-standby pair"): keepalived's notify hooks and
+// vrrp_script call these through tetherctl.
+std::string no_ha() {
+  return error("no 'ha' section in the configuration: this tetherd is standalone and always forwards");
+}
+
+std::string ha_since(const ControlState& state, std::uint64_t now) {
+  const auto age = std::chrono::milliseconds((now - state.ha->since_tsc()) * 1000 / state.tsc_hz);
+  const std::time_t at = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now() - age);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&at));
+  return text;
+}
+
+std::string show_ha(ControlState& state, Args) {
+  if (state.ha == nullptr) return text_of({{"enabled", false}, {"state", "standalone"}, {"forwarding", true}});
+  const HaStatus& ha = *state.ha;
+  const std::uint64_t now = rte_rdtsc();
+  return text_of({{"enabled", true},
+                  {"state", to_string(ha.role())},
+                  {"forwarding", ha.forwarding()},
+                  {"since", ha_since(state, now)},
+                  {"since_ms", (now - ha.since_tsc()) * 1000 / state.tsc_hz},
+                  {"transitions", ha.transitions()},
+                  {"released", ha.released()},
+                  {"announcements_pending", ha.announcements_pending()},
+                  {"gratuitous_arp_sent", ha.sent().gratuitous_arp},
+                  {"unsolicited_na_sent", ha.sent().unsolicited_na},
+                  {"vips", announced_addresses(state.config).size()}});
+}
+
+// ha master|backup|fault: what keepalived's notify_master, notify_backup and notify_fault say.
+template <HaRole role>
+std::string set_ha_role(ControlState& state, Args) {
+  if (state.ha == nullptr) return no_ha();
+  const HaRole before = state.ha->role();
+  const bool changed = state.ha->set_role(role, rte_rdtsc());
+  if (changed) {
+    TETHER_LOG(info, "ha: %s -> %s by command%s", to_string(before), to_string(role),
+               role == HaRole::master ? ": forwarding, announcing the VIPs" : ": not forwarding");
+    state.republish();
+  }
+  return text_of({{"ok", true},
+                  {"state", to_string(role)},
+                  {"changed", changed},
+                  {"snapshot_generation", state.publisher->generation()}});
+}
+
+// ha release|claim: the graceful handover's flag, which only `ha check` reads.
+template <bool released>
+std::string set_ha_released(ControlState& state, Args) {
+  if (state.ha == nullptr) return no_ha();
+  const bool changed = state.ha->set_released(released);
+  if (changed)
+    TETHER_LOG(info, "ha: %s by command", released ? "released (ha check fails until 'ha claim')"
+                                                    : "claimed (ha check passes again)");
+  return text_of({{"ok", true}, {"state", to_string(state.ha->role())}, {"released", released},
+                  {"changed", changed}});
+}
+
+// ha check: keepalived's vrrp_script. Healthy when every worker's loop turns and, in a pair,
+// the instance was not released. Not a function of the role: a healthy backup must pass to
+// be able to take over.
+std::string ha_check(ControlState& state, Args) {
+  Json problems = Json::array();
+  if (state.progress != nullptr)
+    for (unsigned w : state.progress->stalled(rte_rdtsc()))
+      problems.push_back("worker " + std::to_string(w) + " has not polled for " +
+                         std::to_string(WorkerProgress::kStallMs) + " ms");
+  if (state.ha != nullptr && state.ha->released())
+    problems.push_back("released for a handover ('ha claim' takes it back)");
+  return text_of({{"healthy", problems.empty()},
+                  {"state", state.ha != nullptr ? to_string(state.ha->role()) : "standalone"},
+                  {"released", state.ha != nullptr && state.ha->released()},
+                  {"problems", std::move(problems)}});
+}
+
 std::string reload(ControlState& state, Args) {
   auto live_names = [](const Config& config) {
     std::vector<std::string> names;
@@ -524,6 +602,7 @@ constexpr Command kCommands[] = {
     {"show", "counters", "", 0, 0, show_counters},
     {"show", "workers", "", 0, 0, show_workers},
     {"show", "sync", "", 0, 0, show_sync},
+    {"show", "ha", "", 0, 0, show_ha},
     {"show", "sessions", "[service NAME] [protocol sip|rtsp|ftp|flow] [backend NAME] [limit N]", 0,
      kAnyCount, show_filtered<kSessionFilters, list_sessions>},
     {"show", "flows", "[worker N] [service NAME] [backend NAME] [limit N]", 0, kAnyCount,
@@ -535,6 +614,12 @@ constexpr Command kCommands[] = {
     {"backend", "add", "NAME ADDRESS SERVICE [weight W] [mac MAC] [port PORT]", 3, kAnyCount,
      add_backend},
     {"backend", "remove", "NAME [SERVICE]", 1, 2, remove_backend},
+    {"ha", "master", "", 0, 0, set_ha_role<HaRole::master>},
+    {"ha", "backup", "", 0, 0, set_ha_role<HaRole::backup>},
+    {"ha", "fault", "", 0, 0, set_ha_role<HaRole::fault>},
+    {"ha", "release", "", 0, 0, set_ha_released<true>},
+    {"ha", "claim", "", 0, 0, set_ha_released<false>},
+    {"ha", "check", "", 0, 0, ha_check},
     {"reload", "", "", 0, 0, reload},
     {"metrics", "", "", 0, 0, metrics},
 };

@@ -173,6 +173,21 @@ std::uint32_t sync_sender_id(std::string_view instance);
 // ignored. Throws ConfigError saying what is wrong, without quoting the key.
 std::vector<std::uint8_t> parse_sync_key(std::string_view text);
 
+// Active-standby (README "Active-standby pair"): keepalived runs VRRP on the kernel interface
+// and tells tetherd its state; only the master answers for the VIPs and forwards.
+#define TETHER_HA_ROLES(X) X(master, "master") X(backup, "backup") X(fault, "fault")
+enum class HaRole : std::uint8_t { TETHER_HA_ROLES(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(HaRole, TETHER_HA_ROLES)
+
+struct HaConfig {
+  HaRole initial = HaRole::backup;  // until keepalived says otherwise: never two masters
+  // On becoming master: `gratuitous_count` rounds of gratuitous ARP / unsolicited NA for every
+  // VIP, `gratuitous_interval_ms` apart (keepalived's vrrp_garp_master_repeat is 5).
+  std::uint32_t gratuitous_count = 5;
+  std::uint32_t gratuitous_interval_ms = 200;
+  bool operator==(const HaConfig&) const = default;
+};
+
 struct Config {
   std::string source;  // file name, for messages
   unsigned workers = 1;
@@ -190,6 +205,7 @@ struct Config {
   std::vector<BackendConfig> backends;
   std::vector<ServiceConfig> services;
   std::optional<SyncConfig> sync;
+  std::optional<HaConfig> ha;  // none: standalone, always forwarding
 };
 
 inline constexpr std::uint32_t kMaxWeight = 65535;

@@ -63,6 +63,14 @@ std::string describe(const Config& config) {
     out << "; flows synced on packet " << sync.flow_threshold << " and every " << sync.flow_period
         << " after, at most " << sync.max_rate << " records/s\n";
   }
+  if (config.ha)
+    out << "active-standby: starts as " << to_string(config.ha->initial)
+        << " (forwards and answers for the VIPs only as master, as `tetherctl ha` sets it); "
+        << "on becoming master " << config.ha->gratuitous_count
+        << " round(s) of gratuitous ARP / unsolicited NA per VIP, " << config.ha->gratuitous_interval_ms
+        << " ms apart\n";
+  else
+    out << "standalone: always forwards (no `ha`)\n";
   out << "backends:\n";
   for (const auto& backend : config.backends)
     out << "  " << backend.name << "  " << format_ip(backend.address) << "  mac "

@@ -47,6 +47,8 @@ Config merge_running(const Config& running, const Config& desired) {
   // The socket, key and peers are set up once, at start (the key file is read again with
   // the configuration: a new key needs a restart too).
   restart_only(running.sync == desired.sync, "sync");
+  // Standalone or paired, and the announcements' pace, are set at start.
+  restart_only(running.ha == desired.ha, "ha");
 
   Config merged = desired;
   const auto backend_place =

@@ -372,12 +372,27 @@ void read_sync(const GroupReader& top, const Document& doc, Config& config,
   r.check(sync_problem(config));
 }
 
+void read_ha(const GroupReader& top, const Document& doc, Config& config) {
+  GroupReader r(top.get("ha"), doc, {"initial", "gratuitous"});
+  HaConfig ha;
+  // Not "fault": that is keepalived's word for a broken instance, not a way to start.
+  ha.initial = r.choice<HaRole>("initial", {{"backup", HaRole::backup}, {"master", HaRole::master}},
+                                ha.initial);
+  if (r.has("gratuitous")) {
+    GroupReader g(r.get("gratuitous"), doc, {"count", "interval"});
+    ha.gratuitous_count = static_cast<std::uint32_t>(g.integer("count", 1, 100, ha.gratuitous_count));
+    ha.gratuitous_interval_ms =
+        static_cast<std::uint32_t>(g.integer("interval", 10, 10000, ha.gratuitous_interval_ms));
+  }
+  config.ha = ha;
+}
+
 Config read(libconfig::Config& file, const Document& doc) {
   Config config;
   config.source = doc.source;
   GroupReader top(file.getRoot(), doc,
                   {"workers", "eal", "log_level", "tables", "neighbours", "ports", "backends",
-                   "services", "sync"});
+                   "services", "sync", "ha"});
   config.workers = static_cast<unsigned>(top.integer("workers", 1, kMaxWorkers, 1));
   if (top.has("eal")) {
     const Setting& eal = top.list("eal");
@@ -427,6 +442,7 @@ Config read(libconfig::Config& file, const Document& doc) {
   read_backends(top, doc, config, port_names, backend_names);
   read_services(top, doc, config, backend_names);
   if (top.has("sync")) read_sync(top, doc, config, port_names);
+  if (top.has("ha")) read_ha(top, doc, config);
   if (const auto wrong = eal_problem(config.eal_args, config))
     top.fail(top.get("eal")[static_cast<int>(wrong->index)], wrong->message);
   return config;

@@ -16,6 +16,7 @@ Totals ControlState::totals() const {
   Totals t = add_up(*workers, config.backends.size(), *sessions, *expired);
   if (kernel != nullptr) t.kernel = kernel->totals();
   t.sync = sync_totals(sync, sync_sender);
+  if (ha != nullptr) t.ha = ha->totals();
   return t;
 }
 
@@ -33,7 +34,8 @@ std::unique_ptr<dataplane::Snapshot> ControlState::build() const {
     now[b] = effective(b);
     macs[b] = neighbours->mac(b);
   }
-  return build_snapshot(config, ports, tsc_hz, config.workers, now, macs);
+  return build_snapshot(config, ports, tsc_hz, config.workers, now, macs,
+                        ha != nullptr && !ha->forwarding());
 }
 
 void ControlState::republish() { publisher->publish(build()); }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "control/config.hpp"
+#include "control/ha.hpp"
 #include "control/health.hpp"
 #include "control/neighbours.hpp"
 #include "control/report.hpp"
@@ -34,6 +35,8 @@ struct ControlState {
   const KernelInterfaces* kernel;  // null: no port has a kernel interface
   const SyncReceiver* sync = nullptr;  // null: no `sync`
   const SyncSender* sync_sender = nullptr;
+  HaStatus* ha = nullptr;  // null: no `ha`, standalone and always forwarding
+  const WorkerProgress* progress = nullptr;  // null until the workers run
 
   Totals totals() const;
   // The ports' MACs as opened, for validate().

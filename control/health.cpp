@@ -26,8 +26,11 @@ void store32(std::uint8_t* p, std::uint32_t v) {
   store16(p + 2, static_cast<std::uint16_t>(v));
 }
 
-std::string probe_call_id(std::size_t index, std::uint32_t sequence) {
-  return "tether-probe-" + std::to_string(index) + "-" + std::to_string(sequence);
+// Globally unique as RFC 3261 8.1.1.4 asks, with the probe's source address as its host
+// part: two instances probing one backend (a pair, a tier) never share a Call-ID, which a
+// UAS that remembers Call-IDs (sipp's) would answer to the first sender only.
+std::string probe_call_id(std::size_t index, std::uint32_t sequence, const IpBytes& source) {
+  return "tether-probe-" + std::to_string(index) + "-" + std::to_string(sequence) + "@" + format_ip(source);
 }
 
 // An address as a SIP URI or Via host: IPv6 in brackets (RFC 3261 25.1, RFC 5118).
@@ -230,11 +233,11 @@ void HealthChecker::send(Probe& probe, std::uint64_t now) {
     case HealthCheckType::sip_options: {
       const BackendConfig& backend = config_.backends[probe.backend];
       const std::string source = sip_host(probe.source), target = sip_host(backend.address);
-      const std::string call_id = probe_call_id(index, probe.sequence);
+      const std::string call_id = probe_call_id(index, probe.sequence, probe.source);
       const std::string message =
           "OPTIONS sip:" + target + ":" + std::to_string(probe.service_port) + " SIP/2.0\r\n"
           "Via: SIP/2.0/UDP " + source + ":" + std::to_string(probe.source_port) +
-          ";branch=z9hG4bK-" + call_id + "\r\nMax-Forwards: 70\r\nFrom: <sip:tether@" + source +
+          ";branch=z9hG4bK-" + call_id.substr(0, call_id.find('@')) + "\r\nMax-Forwards: 70\r\nFrom: <sip:tether@" + source +
           ">;tag=tether\r\nTo: <sip:" + target + ">\r\nCall-ID: " + call_id + "\r\nCSeq: " +
           std::to_string(probe.sequence) + " OPTIONS\r\nContent-Length: 0\r\n\r\n";
       std::uint8_t* udp = start_packet(mbuf, probe, parsers::kProtoUdp, 8 + message.size());
@@ -305,7 +308,7 @@ HealthChecker::Received HealthChecker::receive(std::span<const std::uint8_t> fra
           const auto message = parsers::sip::parse(frame.subspan(parsed.payload_offset, parsed.payload_length));
           if (message.status == parsers::Status::parsed &&
               message.kind == parsers::sip::Kind::response &&
-              parsers::sip::equal_unfolded(message.call_id, probe_call_id(index, probe.sequence))) {
+              parsers::sip::equal_unfolded(message.call_id, probe_call_id(index, probe.sequence, probe.source))) {
             matched = true;
             probe.waiting = false;
             changed = record(probe, true, "");

@@ -215,6 +215,17 @@ std::vector<CounterSample> list_counters(const Totals& t) {
       {.name = "sync_bulk_dumps_sent_total", .type = kCounter,
        .help = "Bulk dumps of this instance's state sent to its peers."});
 
+  // The active-standby pair (the control thread's).
+  add("ha", "ha_transitions", t.ha.transitions,
+      {.name = "ha_transitions_total", .type = kCounter,
+       .help = "Changes of the active-standby state (master, backup, fault) by command."});
+  add("ha", "ha_gratuitous_arp_sent", t.ha.gratuitous_arp,
+      {.name = "ha_gratuitous_arp_sent_frames_total", .type = kCounter,
+       .help = "Gratuitous ARP frames sent for IPv4 VIPs on becoming master."});
+  add("ha", "ha_unsolicited_na_sent", t.ha.unsolicited_na,
+      {.name = "ha_unsolicited_na_sent_frames_total", .type = kCounter,
+       .help = "Unsolicited neighbour advertisements sent for IPv6 VIPs on becoming master."});
+
   add("memory", "flow_table_bytes", t.flow_table_bytes,
       {.name = "flow_table_bytes", .type = kGauge, .help = "Heap bytes of the flow tables.",
        .per_worker = true});
@@ -262,6 +273,7 @@ std::string summary_text(const Config& config, const Totals& totals) {
   if (std::any_of(config.ports.begin(), config.ports.end(), [](const PortConfig& p) { return p.kernel.has_value(); }))
     nonzero_list("kernel interfaces", "kernel");
   if (config.sync) nonzero_list("state sync", "sync");
+  if (config.ha) nonzero_list("active-standby", "ha");
   if (inspecting) nonzero_list("dpi fallbacks", "dpi_fallbacks");
 
   std::uint64_t total_flows = 0;

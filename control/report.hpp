@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "control/config.hpp"
+#include "control/ha.hpp"
 #include "control/kernel_interfaces.hpp"
 #include "control/sync_receiver.hpp"
 #include "dataplane/session_table.hpp"
@@ -34,6 +35,7 @@ struct Totals {
   SessionTotals sessions;
   KernelPathTotals kernel;  // the control thread's end of the kernel interfaces
   SyncTotals sync;          // the state sync receiver's (zero without `sync`)
+  HaTotals ha;              // the active-standby state's (zero without `ha`)
 };
 
 // Adds one worker's counters (and its flow table's size) to `totals`, whose `backends`
@@ -62,7 +64,7 @@ struct Metric {
 
 // One value of a name-value section of the stats file.
 struct CounterSample {
-  const char* section;  // "counters", "sessions", "drops", "dpi_fallbacks", "kernel", "sync" or "memory"
+  const char* section;  // "counters", "sessions", "drops", "dpi_fallbacks", "kernel", "sync", "ha" or "memory"
   std::string name;
   std::uint64_t value;
   Metric metric;

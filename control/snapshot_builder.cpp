@@ -43,8 +43,9 @@ dataplane::SessionInspection session_inspection(const ServiceConfig& service) {
 std::unique_ptr<dataplane::Snapshot> build_snapshot(
     const Config& config, const std::vector<PortIdentity>& ports, std::uint64_t tsc_hz,
     unsigned workers, const std::vector<dataplane::BackendState>& states,
-    const std::vector<MacBytes>& macs) {
+    const std::vector<MacBytes>& macs, bool standby) {
   auto snapshot = std::make_unique<dataplane::Snapshot>();
+  snapshot->standby = standby;
 
   for (std::size_t i = 0; i < config.ports.size(); ++i) {
     const PortConfig& port = config.ports[i];
@@ -57,6 +58,7 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(
       const std::uint64_t burst_per_worker = std::max<std::uint64_t>(1, port.kernel->burst / workers);
       view.kernel_cost_tsc = std::max<std::uint64_t>(1, tsc_hz / rate_per_worker);
       view.kernel_credit_cap_tsc = view.kernel_cost_tsc * burst_per_worker;
+      if (config.sync && config.sync->port == i) view.sync_port = config.sync->listen_port;
     }
     // A VIP is answered for on every port: clients may reach the balancer through any.
     for (const auto& service : config.services)

@@ -18,10 +18,11 @@ struct PortIdentity {
 // `ports[i]` is the opened device of config.ports[i]; `tsc_hz` converts timeouts to cycles;
 // `workers` is how many workers need their own content-rule scratch space; `states[b]` is
 // backend b's state (all up when empty): only up backends get Maglev slots; `macs[b]` is its
-// MAC as resolved (when empty: the static MACs of the configuration).
+// MAC as resolved (when empty: the static MACs of the configuration); `standby`: an
+// active-standby pair's backup or fault, which neither forwards nor answers for the VIPs.
 std::unique_ptr<dataplane::Snapshot> build_snapshot(
     const Config& config, const std::vector<PortIdentity>& ports, std::uint64_t tsc_hz,
     unsigned workers = 1, const std::vector<dataplane::BackendState>& states = {},
-    const std::vector<MacBytes>& macs = {});
+    const std::vector<MacBytes>& macs = {}, bool standby = false);
 
 }  // namespace tether

@@ -43,7 +43,7 @@ void SyncSender::start_message(sync::MessageKind kind) {
   header.kind = kind;
   header.sender = sender_id_;
   header.epoch = epoch_;
-  header.sequence = ++sequence_;
+  header.sequence = sequence_ + 1;  // taken when it is sent: no gap for a message never sent
   writer_ = std::make_unique<sync::MessageWriter>(buffer_, header);
 }
 
@@ -55,15 +55,19 @@ void SyncSender::append(const sync::Record& record) {
   ++counts_.records[record.index()];
 }
 
-void SyncSender::send(sync::MessageKind kind) {
-  if (writer_->empty() && kind_ == sync::MessageKind::records) return;
+void SyncSender::send(sync::MessageKind next) {
+  if (writer_->empty() && kind_ == sync::MessageKind::records) {  // nothing to say
+    if (next != kind_) start_message(next);
+    return;
+  }
   const std::span<const std::uint8_t> message = writer_->seal(*mac_);
+  ++sequence_;
   if (message.empty()) {
     ++counts_.send_failed;
   } else {
     for (const IpBytes& peer : peers_) send_to(peer, message);
   }
-  start_message(kind);
+  start_message(next);
 }
 
 void SyncSender::send_to(const IpBytes& peer, std::span<const std::uint8_t> message) {
@@ -212,6 +216,7 @@ void SyncSender::request_bulk(std::uint64_t now) {
       static_cast<double>(now - last_bulk_request_) < kBulkRequestInterval_s * static_cast<double>(tsc_hz_))
     return;
   last_bulk_request_ = now;
+  send();  // what is in hand goes first, with the sequence it was given
   for (const IpBytes& peer : peers_) {
     if (receiver_.bulk_received_from(peer)) continue;
     // A message of its own, sent to that peer only.
@@ -230,6 +235,7 @@ void SyncSender::request_bulk(std::uint64_t now) {
     send_to(peer, message);
     ++counts_.bulk_requests_sent;
   }
+  start_message(sync::MessageKind::records);  // after the requests' sequence numbers
 }
 
 void SyncSender::add_totals(SyncTotals& totals) const {

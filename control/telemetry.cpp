@@ -29,6 +29,7 @@ std::shared_ptr<const Config> registered_config;  // guarded by `registration`
 SessionTotals published_sessions;  // guarded by `registration`
 KernelPathTotals published_kernel;  // guarded by `registration`
 SyncTotals published_sync;  // guarded by `registration`
+HaTotals published_ha;  // guarded by `registration`
 
 // A JSON array or object of numbers as telemetry data (array or dictionary of u64), or of
 // such objects (the backends: a dictionary of dictionaries).
@@ -64,6 +65,7 @@ int answer(const char* command, const char*, rte_tel_data* data) {
   totals.sessions = published_sessions;
   totals.kernel = published_kernel;
   totals.sync = published_sync;
+  totals.ha = published_ha;
   const Json all = counters_document(*registered_config, totals);
   const auto section = all.find(command + std::strlen(kPrefix));
   if (section == all.end()) return -1;
@@ -93,8 +95,9 @@ void set_telemetry_backends(const Config& config) {
 }
 
 void set_telemetry_control_counts(const SessionTotals& sessions, const KernelPathTotals& kernel,
-                                  const SyncTotals& sync) {
+                                  const SyncTotals& sync, const HaTotals& ha) {
   const std::lock_guard lock(registration);
+  published_ha = ha;
   published_sessions = sessions;
   published_kernel = kernel;
   published_sync = sync;

@@ -21,7 +21,7 @@ void register_telemetry(const std::vector<std::unique_ptr<dataplane::Worker>>* w
 void set_telemetry_backends(const Config& config);
 // From the control thread's loop: the session table's counters, which only it may read.
 void set_telemetry_control_counts(const SessionTotals& sessions, const KernelPathTotals& kernel,
-                                  const SyncTotals& sync);
+                                  const SyncTotals& sync, const HaTotals& ha = {});
 void withdraw_telemetry();
 
 }  // namespace tether

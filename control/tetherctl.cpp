@@ -270,6 +270,37 @@ void print_sync(std::ostream& out, const json& answer) {
   print_table(out, {"COUNTER", "VALUE"}, rows);
 }
 
+void print_ha(std::ostream& out, const json& answer) {
+  if (!answer.at("enabled").get<bool>()) {
+    out << "standalone (no 'ha' in the configuration): always forwarding\n";
+    return;
+  }
+  out << text(answer.at("state")) << (answer.at("forwarding").get<bool>() ? ", forwarding" : ", not forwarding")
+      << (answer.at("released").get<bool>() ? ", released for a handover" : "") << "\n";
+  print_table(out, {"SINCE", "TRANSITIONS", "GRATUITOUS ARP", "UNSOLICITED NA", "PENDING ROUNDS"},
+              {{text(answer.at("since")), text(answer.at("transitions")), text(answer.at("gratuitous_arp_sent")),
+                text(answer.at("unsolicited_na_sent")), text(answer.at("announcements_pending"))}});
+}
+
+// ha master|backup|fault|release|claim
+void print_ha_change(std::ostream& out, const json& answer) {
+  if (!answer.at("ok").get<bool>()) throw UnexpectedAnswer("not ok");
+  out << text(answer.at("state"));
+  if (answer.contains("released") && answer.at("released").get<bool>()) out << ", released";
+  out << (answer.at("changed").get<bool>() ? "" : " (unchanged)") << "\n";
+}
+
+// ha check: one line; the exit status is what keepalived's vrrp_script reads.
+void print_ha_check(std::ostream& out, const json& answer) {
+  if (answer.at("healthy").get<bool>()) {
+    out << "healthy (" << text(answer.at("state")) << ")\n";
+    return;
+  }
+  out << "unhealthy (" << text(answer.at("state")) << "):";
+  for (const auto& problem : answer.at("problems")) out << " " << text(problem) << ";";
+  out << "\n";
+}
+
 void print_sessions(std::ostream& out, const json& answer) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& s : answer.at("sessions")) {
@@ -337,10 +368,12 @@ Printer printer_for(const std::vector<std::string>& command) {
     if (object == "counters") return print_counters;
     if (object == "workers") return print_workers;
     if (object == "sync") return print_sync;
+    if (object == "ha") return print_ha;
     if (object == "sessions") return print_sessions;
     if (object == "flows") return print_flows;
   }
   if (verb == "backend") return print_done;
+  if (verb == "ha") return object == "check" ? print_ha_check : print_ha_change;
   if (verb == "reload") return print_reload;
   if (verb == "metrics") return print_metrics;
   if (verb == "help") return print_help;
@@ -355,11 +388,12 @@ int main(int argc, char** argv) {
   std::vector<std::string> command;
   po::options_description visible(
       "Usage: tetherctl [-s PATH] [--json] [--timeout SECONDS] COMMAND...\n"
-      "Commands: show services|backends|counters|workers|sync, backend weight NAME WEIGHT [SERVICE],\n"
+      "Commands: show services|backends|counters|workers|sync|ha, backend weight NAME WEIGHT [SERVICE],\n"
       "show sessions [service NAME] [protocol sip|rtsp|ftp|flow] [backend NAME] [limit N],\n"
       "show flows [worker N] [service NAME] [backend NAME] [limit N],\n"
       "backend drain|enable|disable NAME, backend add NAME ADDRESS SERVICE [weight W] [mac MAC]\n"
-      "[port PORT], backend remove NAME [SERVICE], reload, metrics, help\nOptions");
+      "[port PORT], backend remove NAME [SERVICE], ha master|backup|fault|release|claim,\n"
+      "ha check (exit 0 only when healthy), reload, metrics, help\nOptions");
   visible.add_options()("help,h", "print this help")(
       "socket,s", po::value(&socket_path)->value_name("PATH"), "tetherd's control socket")(
       "json", "print tetherd's JSON answer as it is")(
@@ -404,7 +438,12 @@ int main(int argc, char** argv) {
     std::cerr << "tetherctl: " << text(answer["error"]) << "\n";
     return 1;
   }
-  if (vm.count("json")) return 0;
+  // keepalived's vrrp_script reads only the exit status.
+  const int status = command[0] == "ha" && command.size() > 1 && command[1] == "check" &&
+                             answer.is_object() && !answer.value("healthy", false)
+                         ? 1
+                         : 0;
+  if (vm.count("json")) return status;
   // Rendered whole before printing, so that an answer of an unexpected form (a tetherd of
   // another version) never leaves half a table.
   std::ostringstream out;
@@ -417,5 +456,5 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::cout << out.str();
-  return 0;
+  return status;
 }

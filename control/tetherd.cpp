@@ -29,6 +29,7 @@
 #include "control/commands.hpp"
 #include "control/config.hpp"
 #include "control/control_ports.hpp"
+#include "control/ha.hpp"
 #include "control/health.hpp"
 #include "control/kernel_interfaces.hpp"
 #include "control/neighbours.hpp"
@@ -207,6 +208,8 @@ int run(const Config& config, const Options& options) {
   std::unique_ptr<KernelInterfaces> kernel;
   std::unique_ptr<SyncReceiver> sync;
   std::unique_ptr<SyncSender> sync_sender;
+  std::unique_ptr<HaStatus> ha;
+  std::unique_ptr<WorkerProgress> progress;
   std::unique_ptr<ControlState> control;
   std::unique_ptr<HealthChecker> health;
   try {
@@ -253,6 +256,14 @@ int run(const Config& config, const Options& options) {
         config, std::vector<dataplane::BackendState>(config.backends.size()), nullptr,
         neighbours.get(), options.config_path, identities, rte_get_tsc_hz(), &links->snapshots(),
         &workers, &links->sessions(), &expired, kernel.get(), sync.get(), sync_sender.get()});
+    // Before the first snapshot: a pair's backup must not forward its first packet.
+    if (config.ha) {
+      ha = std::make_unique<HaStatus>(*config.ha, rte_rdtsc(), rte_get_tsc_hz());
+      control->ha = ha.get();
+      TETHER_LOG(info, "ha: starting as %s", to_string(ha->role()));
+    }
+    progress = std::make_unique<WorkerProgress>(rte_get_tsc_hz());
+    control->progress = progress.get();
     // Backends whose MAC is still to be resolved start down.
     const dataplane::Snapshot* first = links->snapshots().initial(control->build());
 
@@ -289,11 +300,20 @@ int run(const Config& config, const Options& options) {
     };
 
     // Sweep the whole session table about once a second, in slices.
+    std::vector<std::uint64_t> worker_loops(workers.size());  // for `ha check`
     const std::uint32_t sweep_slice = std::max<std::uint32_t>(1024, config.sessions / 20);
     while (!stop_requested.load()) {
       // The kernel's traffic waits for this loop: a millisecond at most when there is any.
-      cli->poll(std::chrono::milliseconds(kernel ? 1 : health->empty() ? 50 : 10), handle);
+      std::int64_t wait_ms = kernel ? 1 : health->empty() ? 50 : 10;
+      // The next round of VIP announcements is kept to its interval.
+      if (ha && ha->next_announcement_ms(rte_rdtsc()) >= 0)
+        wait_ms = std::min(wait_ms, ha->next_announcement_ms(rte_rdtsc()));
+      cli->poll(std::chrono::milliseconds(wait_ms), handle);
       const std::uint64_t now = rte_rdtsc();
+      if (ha && ha->announcement_due(now)) announce(control->config, *control_ports, ha->sent());
+      for (std::size_t w = 0; w < workers.size(); ++w)
+        worker_loops[w] = workers[w]->counters().busy_polls + workers[w]->counters().idle_polls;
+      progress->observe(worker_loops, now);
       bool backends_changed = handle_control_packets(links->exceptions(), *control_ports, *neighbours,
                                                      *health, kernel.get(), now);
       if (kernel) kernel->poll(links->to_kernel());
@@ -309,7 +329,8 @@ int run(const Config& config, const Options& options) {
       for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];
       set_telemetry_control_counts(read_sessions(links->sessions(), expired),
                                    kernel ? kernel->totals() : KernelPathTotals{},
-                                   sync_totals(sync.get(), sync_sender.get()));
+                                   sync_totals(sync.get(), sync_sender.get()),
+                                   ha ? ha->totals() : HaTotals{});
       if (options.idle_exit_s > 0) {
         std::uint64_t rx = 0;
         for (const auto& w : workers) rx += w->counters().rx_packets;
@@ -338,6 +359,7 @@ int run(const Config& config, const Options& options) {
     Totals totals = add_up(workers, final_config.backends.size(), links->sessions(), expired);
     if (kernel) totals.kernel = kernel->totals();
     totals.sync = sync_totals(sync.get(), sync_sender.get());
+    if (ha) totals.ha = ha->totals();
     std::cout << summary_text(final_config, totals) << std::flush;
     if (!options.stats_file.empty()) {
       std::ofstream file(options.stats_file);

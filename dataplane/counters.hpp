@@ -57,7 +57,8 @@ class Counter {
   X(tx_queue_full)        /* the NIC did not take the packet */                               \
   X(exception_ring_full)  /* a probe reply the control thread had no room for */               \
   X(kernel_rate_limited)  /* for a port's kernel interface, beyond its rate */                 \
-  X(kernel_ring_full)     /* for a port's kernel interface, the control thread had no room */
+  X(kernel_ring_full)     /* for a port's kernel interface, the control thread had no room */ \
+  X(ha_standby)           /* to a VIP while this instance is an active-standby pair's backup */
 
 #define TETHER_SESSION_PROTOCOLS(X) X(sip) X(rtsp) X(ftp)
 

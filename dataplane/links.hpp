@@ -34,7 +34,8 @@
 //                                                             likewise, after the last event
 //                                                             of the walk is enqueued
 //   counters             each worker its own -> control       relaxed std::atomic_ref stores by
-//   (counters.hpp)       (reports, telemetry, idle exit);     the one worker that writes a
+//   (counters.hpp)       (reports, telemetry, idle exit,      the one worker that writes a
+//                        `ha check`'s loop progress);
 //                        also the flow table's size, a gauge  counter, relaxed loads by readers:
 //                        the worker sets once a loop pass     totals may lag, never tear; the
 //                                                             control thread never reads the

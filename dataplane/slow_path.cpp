@@ -165,40 +165,70 @@ std::size_t build_arp_request(std::uint8_t* frame, std::size_t capacity,
   return kArpRequestLength;
 }
 
-std::size_t build_neighbour_solicitation(std::uint8_t* frame, std::size_t capacity,
-                                         const parsers::MacBytes& our_mac,
-                                         const parsers::IpBytes& our_address,
-                                         const parsers::IpBytes& target) {
-  if (capacity < kNeighbourSolicitationLength) return 0;
+namespace {
+
+// A neighbour discovery message of our own (solicitation or advertisement): Ethernet to
+// `dst` (`group`'s multicast MAC, RFC 2464 7), IPv6 from `source` with hop limit 255 (RFC 4861
+// 7.1: receivers drop what crossed a router), the message about `target` with `flags`, and
+// our MAC in one link-layer address option of type `option`. The frame is whole: 86 bytes.
+static_assert(kNeighbourSolicitationLength == kUnsolicitedAdvertisementLength);
+void write_neighbour_message(std::uint8_t* frame, const parsers::MacBytes& our_mac,
+                             const parsers::IpBytes& source, const parsers::IpBytes& group,
+                             std::uint8_t type, std::uint8_t flags, const parsers::IpBytes& target,
+                             std::uint8_t option) {
   std::memset(frame, 0, kNeighbourSolicitationLength);
-  // RFC 4291 2.7.1: ff02::1:ffXX:XXXX from the target's low 24 bits; RFC 2464 7: 33:33 + low 32.
-  parsers::IpBytes group{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, target[13], target[14], target[15]};
   set_ethernet(frame, {0x33, 0x33, group[12], group[13], group[14], group[15]}, our_mac);
   store_be16(frame + 12, 0x86dd);
   std::uint8_t* ip = frame + 14;
   ip[0] = 0x60;
   store_be16(ip + 4, kNeighbourMessage + kLinkLayerOption);
   ip[6] = parsers::kProtoIcmpv6;
-  ip[7] = 255;  // RFC 4861 7.1.1: receivers drop solicitations that crossed a router
-  std::memcpy(ip + 8, our_address.data(), 16);
+  ip[7] = 255;
+  std::memcpy(ip + 8, source.data(), 16);
   std::memcpy(ip + 24, group.data(), 16);
   std::uint8_t* icmp = ip + kIpv6Header;
-  icmp[0] = kIcmpv6NeighbourSolicitation;
+  icmp[0] = type;
+  icmp[4] = flags;
   std::memcpy(icmp + 8, target.data(), 16);
-  icmp[24] = 1;  // source link-layer address option, 1 x 8 bytes: lets the target answer at once
-  icmp[25] = 1;
+  icmp[24] = option;
+  icmp[25] = 1;  // 1 x 8 bytes
   std::memcpy(icmp + 26, our_mac.data(), 6);
   set_icmpv6_checksum(ip, icmp);
+}
+
+}  // namespace
+
+std::size_t build_neighbour_solicitation(std::uint8_t* frame, std::size_t capacity,
+                                         const parsers::MacBytes& our_mac,
+                                         const parsers::IpBytes& our_address,
+                                         const parsers::IpBytes& target) {
+  if (capacity < kNeighbourSolicitationLength) return 0;
+  // RFC 4291 2.7.1: ff02::1:ffXX:XXXX from the target's low 24 bits. The source link-layer
+  // address option lets the target answer at once.
+  const parsers::IpBytes group{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, target[13], target[14], target[15]};
+  write_neighbour_message(frame, our_mac, our_address, group, kIcmpv6NeighbourSolicitation, 0, target, 1);
   return kNeighbourSolicitationLength;
 }
 
-KernelClass kernel_class(const parsers::ParsedFrame& parsed) {
+std::size_t build_unsolicited_advertisement(std::uint8_t* frame, std::size_t capacity,
+                                            const parsers::MacBytes& our_mac,
+                                            const parsers::IpBytes& address) {
+  if (capacity < kUnsolicitedAdvertisementLength) return 0;
+  const parsers::IpBytes all_nodes{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  // Override only (0x20): neighbours replace the MAC they hold for the address; the target
+  // link-layer address option (2) carries ours.
+  write_neighbour_message(frame, our_mac, address, all_nodes, kIcmpv6NeighbourAdvertisement, 0x20, address, 2);
+  return kUnsolicitedAdvertisementLength;
+}
+
+KernelClass kernel_class(const parsers::ParsedFrame& parsed, std::uint16_t sync_port) {
   constexpr std::uint16_t kBgp = 179, kBfdControl = 3784, kBfdEcho = 3785, kBfdMultihop = 4784;
   if (parsed.l3 == parsers::L3Kind::arp) return KernelClass::control;
   switch (parsed.l4_proto) {
     case parsers::kProtoTcp:
       return parsed.src_port == kBgp || parsed.dst_port == kBgp ? KernelClass::control : KernelClass::other;
     case parsers::kProtoUdp:
+      if (sync_port != 0 && parsed.dst_port == sync_port && parsed.src_port == sync_port) return KernelClass::sync;
       return parsed.dst_port == kBfdControl || parsed.dst_port == kBfdEcho || parsed.dst_port == kBfdMultihop
                  ? KernelClass::control
                  : KernelClass::other;
@@ -280,6 +310,7 @@ void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
   if (parsed.l3 == parsers::L3Kind::arp) {
     const auto target = parsers::ipv4_mapped(parsed.arp.target_ip);
     if (parsed.arp.operation == 1 && snapshot.is_local_address(port_index, target)) {
+      if (snapshot.is_standby_vip(port_index, target)) return drop(mbuf, DropReason::ha_standby);
       counters_.arp_replies++;
       return send_reply(port_index, mbuf, answer_arp(frame, parsed, our_mac));
     }
@@ -295,6 +326,7 @@ void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
   if (neighbour_solicitation_target(frame, parsed, target)) {
     if (!snapshot.is_local_address(port_index, target))
       return to_kernel_or_drop(mbuf, port_index, KernelClass::control, DropReason::no_service);
+    if (snapshot.is_standby_vip(port_index, target)) return drop(mbuf, DropReason::ha_standby);
     counters_.nd_advertisements++;
     return send_reply(port_index, mbuf,
                       answer_neighbour_solicitation(frame, rte_pktmbuf_tailroom(mbuf) +
@@ -312,9 +344,11 @@ void Worker::answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
       (port.kernel ? for_control_thread(parsed) : !echo_request))
     return hand_to_control(mbuf);
   const bool local = snapshot.is_local_address(port_index, parsed.dst_ip);
+  if (local && snapshot.is_standby_vip(port_index, parsed.dst_ip)) return drop(mbuf, DropReason::ha_standby);
   if (!icmp || !local)  // a VIP's port without a service stays tetherd's: the kernel has no VIP
     return local ? drop(mbuf, DropReason::no_service)
-                 : to_kernel_or_drop(mbuf, port_index, kernel_class(parsed), DropReason::no_service);
+                 : to_kernel_or_drop(mbuf, port_index, kernel_class(parsed, port.sync_port),
+                                     DropReason::no_service);
   const std::size_t echo = answer_icmp_echo(frame, parsed, our_mac);
   if (echo == 0) return drop(mbuf, DropReason::icmp_not_handled);
   counters_.icmp_echo_replies++;

@@ -15,13 +15,15 @@
 
 namespace tether::dataplane {
 
-// A port's frames for its kernel interface draw on one of two allowances: `control` for what
-// keeps the box reachable and routed (neighbour discovery, VRRP, OSPF, BGP, BFD, LLDP), and
-// `other` for the rest, so that a flood toward the host address (ping, SYNs, datagrams)
-// cannot starve the next hop's ARP or a BGP session.
-enum class KernelClass : std::uint8_t { control, other };
-inline constexpr std::size_t kKernelClasses = 2;
-KernelClass kernel_class(const parsers::ParsedFrame& parsed);
+// A port's frames for its kernel interface draw on one of three allowances: `control` for
+// what keeps the box reachable and routed (neighbour discovery, VRRP, OSPF, BGP, BFD, LLDP),
+// `sync` for state sync between instances (UDP from and to `sync_port`, the one port the
+// whole group listens on; 0: no sync), and `other` for the rest, so that a flood toward the
+// host address (ping, SYNs, datagrams) can starve neither the next hop's ARP, a BGP session,
+// nor the peers' session state.
+enum class KernelClass : std::uint8_t { control, sync, other };
+inline constexpr std::size_t kKernelClasses = 3;
+KernelClass kernel_class(const parsers::ParsedFrame& parsed, std::uint16_t sync_port = 0);
 // Of a frame the parser stopped at (`status`): LLDP by its EtherType, VRRP and OSPF by their
 // IP protocol; anything else is `other`.
 KernelClass kernel_class(std::span<const std::uint8_t> frame, parsers::ParseStatus status,
@@ -48,6 +50,16 @@ std::size_t build_neighbour_solicitation(std::uint8_t* frame, std::size_t capaci
                                          const parsers::MacBytes& our_mac,
                                          const parsers::IpBytes& our_address,
                                          const parsers::IpBytes& target);
+
+// What a new master sends for each VIP (README "Active-standby pair"). IPv4: an ARP
+// announcement (RFC 5227 2.3), which is build_arp_request with the VIP as both sender and
+// target. IPv6: an unsolicited neighbour advertisement (RFC 4861 7.2.6) from the VIP to
+// all-nodes (ff02::1), override flag set, solicited and router flags clear, with the target
+// link-layer address option. Returns its length, or 0 when `capacity` is too small.
+inline constexpr std::size_t kUnsolicitedAdvertisementLength = 14 + 40 + 24 + 8;
+std::size_t build_unsolicited_advertisement(std::uint8_t* frame, std::size_t capacity,
+                                            const parsers::MacBytes& our_mac,
+                                            const parsers::IpBytes& address);
 
 // What a neighbour said about itself: an ARP reply's (or request's) sender, or a neighbour
 // advertisement's target with its link-layer address (the frame's source MAC when the

@@ -37,6 +37,7 @@ struct PortView {
   bool kernel = false;
   std::uint64_t kernel_cost_tsc = 0;
   std::uint64_t kernel_credit_cap_tsc = 0;
+  std::uint16_t sync_port = 0;  // state sync's UDP port on this port's kernel interface; 0: none
 };
 
 // up: takes new flows and sessions. draining: keeps what it has, takes nothing new (an
@@ -141,6 +142,11 @@ struct Snapshot {
   std::vector<BackendView> backends;
   std::vector<ServiceView> services;
   ServiceIndex service_index;
+  // An active-standby pair's backup (or fault): the VIPs are the master's. Workers drop what
+  // comes for them (`ha_standby`) and do not answer ARP/ND or echo for them; the ports' own
+  // addresses, probes and the kernel interface work as ever. One branch per packet already
+  // classified to a service, on a line the worker reads anyway.
+  bool standby = false;
   // State sync (dataplane/sync_events.hpp): a flow is reported on its sync_flow_threshold-th
   // packet and every sync_flow_period packets after; 0: sync is off.
   std::uint8_t sync_flow_threshold = 0;
@@ -150,6 +156,10 @@ struct Snapshot {
 
   bool is_local_address(std::uint16_t port, const IpBytes& address) const;
   bool is_interface_address(std::uint16_t port, const IpBytes& address) const;
+  // A VIP while this instance is standby: local, and not one of the port's own addresses.
+  bool is_standby_vip(std::uint16_t port, const IpBytes& address) const {
+    return standby && !is_interface_address(port, address);
+  }
 };
 
 }  // namespace tether::dataplane

@@ -254,6 +254,9 @@ Worker::ServiceMatch Worker::find_service(parsers::AddressWords vip, std::uint16
 template <typename Fields>
 void Worker::queue_for_lookup(rte_mbuf* mbuf, ServiceMatch found, const Fields& fields,
                               Burst& burst) {
+  // A standby instance's VIPs are the master's (Snapshot::standby): the one branch HA adds.
+  if (snapshot_->standby) [[unlikely]]
+    return drop(mbuf, DropReason::ha_standby);
   const bool related = found.related;
   const std::uint16_t service = found.service;
   if (!related && snapshot_->services[service].dpi == SessionInspection::sip_calls &&
@@ -383,6 +386,10 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
       }
     } else if (known && !lingering) {  // an ended call's late messages do not extend its linger
       sessions_->refresh(position, now + view.session_timeout_tsc);
+      // A request inside the call (a session timer's re-INVITE or UPDATE, RFC 4028) extends
+      // the peers' copy too; ACKs and responses, a few per call, are not worth a record.
+      if (sync_events_.enabled() && message.kind == sip::Kind::request && message.method != sip::Method::ACK)
+        sync_events_.emit(sip_call_event(service, key.digest, backend, false, now + view.session_timeout_tsc));
     }
   }
   transmit_to_backend(mbuf, backend);

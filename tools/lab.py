@@ -6,10 +6,21 @@ clients through the VIPs, a summary per backend, and a teardown that leaves noth
 script, shared with the end-to-end tests (test/integration/test_lab.py).
 
     tools/lab.py [--calls N] [--downloads N] [--streams N] [--seconds S] [--tap]
+    tools/lab.py --failover [--no-sync] [--add-backend] [--whole-box] [--advert-int S]
+                 [--calls N] [--downloads N] [--streams N] [--seconds S]
 
 --tap: tetherd's port is net_tap instead of net_af_packet, with the exception path (kernel
 interface lan0 owning 198.18.0.1/24), and bird2 in tetherd's namespace announces the VIPs'
 prefix over it to bird2 in a router namespace (test/integration/test_exception_path.py).
+
+--failover: an active-standby pair (tools/tetherlab/failover.py): two tetherds on net_tap
+with the exception path, keepalived's VRRP between them, state sync; the workload with the
+master's tetherd killed (SIGKILL) in the middle, the measured outage and what the backup
+had received; then the killed instance restarted and a graceful handover back (`tetherctl
+ha release`), its outage measured too. --no-sync: the control run without state sync.
+--add-backend: a fourth backend joins the services before the failover, so the consistent
+hash alone would move some flows (test/integration/test_failover.py). --whole-box: the
+master's keepalived is killed with its tetherd, as when the box fails.
 
 Exits 0 when every call, transfer and stream succeeded and every RTSP session's RTCP
 reached the backend serving it (with --tap: and the BGP session is established and the
@@ -17,6 +28,7 @@ router holds the route); 1 otherwise. Needs root and a built tetherd (build/).
 """
 import argparse
 import collections
+import re
 import signal
 import sys
 import tempfile
@@ -25,6 +37,7 @@ import time
 from pathlib import Path
 
 from tetherlab.config import Kernel, lab_config_on_tap
+from tetherlab.failover import ADVERT_INT, Pair, Probe, failover_scenario
 from tetherlab.lab import Lab
 from tetherlab.namespaces import remove_stale_labs
 from tetherlab.topology import BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG, REPO
@@ -168,6 +181,90 @@ def report(r, elapsed, port):
                 or r["streams_failed"] or r["rtcp_misrouted"])
 
 
+def nonzero(show_sync):
+    """`tetherctl show sync` without its counters that are 0."""
+    return "\n".join(line for line in show_sync.rstrip().splitlines()
+                     if not re.fullmatch(r"sync_\w+\s+0", line.strip()))
+
+
+def failover_report(phases, args):
+    """Prints each phase of the failover scenario; whether every session survived."""
+    ok = True
+    for r in phases:
+        kill = r["label"] == "fo"
+        title = (f"failover: instance {r.get('victim')}'s "
+                 f"{'keepalived and tetherd' if args.whole_box else 'tetherd'} (master) killed with SIGKILL, "
+                 f"{r.get('survivor')} master {r.get('takeover_s', float('nan')):.2f} s later" if kill else
+                 f"failback: tetherctl ha release on the master, the restarted instance master "
+                 f"{r.get('handover_s', float('nan')):.2f} s later")
+        print(f"\n{title}")
+        print(f"  outage (probe, one datagram every {r['outage'].interval * 1000:.0f} ms to one backend): "
+              f"{r['outage'].describe(r['event_at'])}")
+        print(f"  failed: SIP calls {r['calls_failed']} of {r['calls']} (split over backends: "
+              f"{r['calls_split']}), FTP transfers {r['downloads_failed']} of {r['downloads']}, "
+              f"RTSP streams {r['streams_failed']} of {r['streams']} (RTCP on another backend: "
+              f"{r['rtcp_misrouted']}, RTCP after the {'failover' if kill else 'handover'} that never "
+              f"reached its backend: {r['rtcp_lost_after_event']} of {r['rtsp_sessions']})")
+        ok = ok and not (r["calls_failed"] or r["calls_split"] or r["downloads_failed"] or r["streams_failed"]
+                         or r["rtcp_misrouted"] or r["rtcp_lost_after_event"])
+        if kill:
+            print(f"\nwhat the backup had received when it took over (tetherctl show sync, counters "
+                  f"not 0):\n{nonzero(r.get('sync', '(sync off)'))}")
+        elif "restarted_sync" in r:
+            print(f"\nthe restarted instance as backup before the handover (tetherctl show sync, "
+                  f"counters not 0):\n{nonzero(r['restarted_sync'])}")
+    return ok
+
+
+def run_failover(lab, args):
+    """--failover: the pair, the scenario, the report; whether it passed (without sync: it
+    is expected to break sessions, and passes when it did)."""
+    for name in lab.backends:
+        lab.start_sip_server(name)
+    lab.start_media_servers()
+    probe = Probe(lab)
+    pair = Pair(lab, sync=not args.no_sync, advert_int=args.advert_int)
+    print(f"lab: sipp UAS, vsftpd and gst-rtsp-server on {', '.join(lab.backends)}; tetherd a and b, "
+          f"keepalived (VRRPv3, advert_int {args.advert_int} s){'' if args.no_sync else ', state sync'}",
+          flush=True)
+    pair.start()
+    print("lab: a is master, b backup; playing the workload", flush=True)
+    phases = failover_scenario(lab, pair, probe, calls=args.calls, downloads=args.downloads,
+                               streams=args.streams, seconds=args.seconds, add_backend=args.add_backend,
+                               whole_box=args.whole_box,
+                               log=lambda text: print(text, flush=True))
+    ok = failover_report(phases, args)
+    pair.stop()
+    if args.no_sync:
+        print("\n--no-sync: the control run is expected to break sessions the hash cannot recompute: "
+              + ("it did not" if ok else "it did"))
+        return not ok
+    return ok
+
+
+def run_single(lab, args, workdir):
+    """tools/run's lab with one tetherd (net_af_packet, or --tap); whether it passed."""
+    for name in BACKENDS:
+        lab.start_sip_server(name, reinvite=True)
+    lab.start_media_servers()
+    config, port = LAB_CONFIG, "net_af_packet"
+    if args.tap:
+        lab.start_birds()
+        config, port = workdir / "lab-tap.cfg", "net_tap with the exception path"
+        config.write_text(lab_config_on_tap(LAB_CONFIG.read_text(), Kernel()))
+        print("lab: bird2 in the router and lb namespaces", flush=True)
+    print("lab: sipp UAS, vsftpd and gst-rtsp-server on b1, b2, b3; starting tetherd", flush=True)
+    tetherd = lab.start_tetherd(config)
+    tetherd.wait_until(lambda b: all(x["healthy"] for x in b.values()), 20, "all backends healthy")
+    print("lab: all backends up; playing the workload", flush=True)
+    start = time.monotonic()
+    figures = workload(lab, tetherd, args)
+    ok = report(figures, time.monotonic() - start, port)
+    if args.tap:
+        ok = exception_path(lab, tetherd) and ok
+    return tetherd.stop() == 0 and ok
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=1000)
@@ -176,35 +273,33 @@ def main():
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--tap", action="store_true",
                         help="tetherd's port on net_tap with the exception path, and BGP over it")
+    parser.add_argument("--failover", action="store_true",
+                        help="an active-standby pair; the master's tetherd killed in the middle")
+    parser.add_argument("--no-sync", action="store_true", help="--failover without state sync")
+    parser.add_argument("--add-backend", action="store_true",
+                        help="--failover: a backend joins the services before the failover")
+    parser.add_argument("--advert-int", type=float, default=ADVERT_INT,
+                        help="--failover: keepalived's advert_int, seconds (VRRPv3: hundredths)")
+    parser.add_argument("--whole-box", action="store_true",
+                        help="--failover: the master's keepalived is killed with its tetherd")
     args = parser.parse_args()
+    if (args.no_sync or args.add_backend or args.whole_box) and not args.failover:
+        parser.error("--no-sync, --add-backend and --whole-box go with --failover")
+    if args.failover and args.tap:
+        parser.error("--failover runs on net_tap already; --tap goes alone")
+    if args.failover:  # smaller defaults: the scenario plays the workload twice
+        for name, value in (("calls", 400), ("downloads", 12), ("streams", 4), ("seconds", 12)):
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
     signal.signal(signal.SIGTERM, sigterm)
     remove_stale_labs()
     workdir = Path(tempfile.mkdtemp(prefix="tether-lab-"))
-    lab = Lab(workdir, tap=args.tap)
+    lab = Lab(workdir, tap=args.tap, pair=args.failover)
     ok = False
     try:
         print(f"lab: creating namespaces {lab.tag} (work files in {workdir})", flush=True)
         lab.create()
-        for name in BACKENDS:
-            lab.start_sip_server(name, reinvite=True)
-        lab.start_media_servers()
-        config, port = LAB_CONFIG, "net_af_packet"
-        if args.tap:
-            lab.start_birds()
-            config, port = workdir / "lab-tap.cfg", "net_tap with the exception path"
-            config.write_text(lab_config_on_tap(LAB_CONFIG.read_text(), Kernel()))
-            print("lab: bird2 in the router and lb namespaces", flush=True)
-        print("lab: sipp UAS, vsftpd and gst-rtsp-server on b1, b2, b3; starting tetherd", flush=True)
-        tetherd = lab.start_tetherd(config)
-        tetherd.wait_until(lambda b: all(x["healthy"] for x in b.values()), 20, "all backends healthy")
-        print("lab: all backends up; playing the workload", flush=True)
-        start = time.monotonic()
-        figures = workload(lab, tetherd, args)
-        ok = report(figures, time.monotonic() - start, port)
-        if args.tap:
-            ok = exception_path(lab, tetherd) and ok
-        code = tetherd.stop()
-        ok = ok and code == 0
+        ok = run_failover(lab, args) if args.failover else run_single(lab, args, workdir)
     except KeyboardInterrupt:
         print("\nlab: interrupted", file=sys.stderr)
     except Exception as error:  # noqa: BLE001: report it, then tear down

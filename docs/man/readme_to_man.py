@@ -28,6 +28,7 @@ PAGES = {
             ("TELEMETRY AND PACKET CAPTURE", "Telemetry and packet capture", "all"),
             ("HEALTH CHECKS", "Health checks", "all"),
             ("BACKEND MACS", "Backend MACs", "all"),
+            ("ACTIVE-STANDBY PAIR", "Active-standby pair", "all"),
             ("SNAPSHOTS", "Snapshots", "all"),
             ("COUNTERS", "Counters", "all"),
             ("SESSION AWARENESS", "Session awareness", "all"),

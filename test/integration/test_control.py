@@ -229,6 +229,8 @@ def test_health_check_takes_a_silent_backend_out_and_back(tmp_path, check):
                 return b""
             text = bytes(packet[UDP].payload).decode()
             call_id = next(l for l in text.split("\r\n") if l.startswith("Call-ID:"))
+            # Globally unique (RFC 3261 8.1.1.4): the probe's own address is its host part.
+            assert call_id.endswith(f"@{packet[IP].src}"), call_id
             answer = f"SIP/2.0 200 OK\r\n{call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
             return bytes(reply / UDP(sport=9000, dport=packet[UDP].sport) / answer.encode())
         return None

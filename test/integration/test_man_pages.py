@@ -16,7 +16,7 @@ BUILD = Path(os.environ.get("TETHER_BUILD", REPO / "build"))
 PAGES = {"tetherd.8": "man8", "tetherctl.8": "man8", "tether.cfg.5": "man5"}
 SECTIONS = {
     "tetherd.8": ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "TELEMETRY AND PACKET CAPTURE",
-                  "HEALTH CHECKS", "BACKEND MACS", "SNAPSHOTS", "COUNTERS", "SESSION AWARENESS",
+                  "HEALTH CHECKS", "BACKEND MACS", "ACTIVE-STANDBY PAIR", "SNAPSHOTS", "COUNTERS", "SESSION AWARENESS",
                   "NOTES", "SEE ALSO"],
     "tetherctl.8": ["NAME", "SYNOPSIS", "DESCRIPTION", "SEE ALSO"],
     "tether.cfg.5": ["NAME", "DESCRIPTION", "SEE ALSO"],

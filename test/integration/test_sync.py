@@ -123,14 +123,41 @@ def sync_messages(call_ids, synced=True):
     return frames, expected
 
 
-def bye(call_id, n):
-    text = (f"BYE sip:bob@{SIP_VIP} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKsync{n}\r\n"
+def sip_request(method, call_id, n, cseq, to_tag):
+    to = f"<sip:bob@{SIP_VIP}>" + (f";tag=b{n}" if to_tag else "")
+    text = (f"{method} sip:bob@{SIP_VIP} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKsync{method}{n}\r\n"
             f"Max-Forwards: 70\r\nFrom: <sip:alice@198.51.100.10>;tag=a{n}\r\n"
-            f"To: <sip:bob@{SIP_VIP}>;tag=b{n}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\n"
+            f"To: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
             f"Content-Length: 0\r\n\r\n")
     return bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src="198.51.100.10", dst=SIP_VIP)
                  / UDP(sport=5060, dport=5060) / text.encode())
+
+
+def bye(call_id, n):
+    return sip_request("BYE", call_id, n, 2, to_tag=True)
+
+
+def invite(call_id, n):
+    return sip_request("INVITE", call_id, n, 1, to_tag=False)
+
+
+def sync_config(workdir, peers, instance=None):
+    """edit_config for run_tetherd_live: a kernel interface on the port and a `sync` section,
+    with the key in a file of mode 0600 in `workdir`."""
+    key_file = workdir / "sync.key"
+    key_file.write_text(KEY.hex() + "\n")
+    os.chmod(key_file, 0o600)
+    named = f' instance = "{instance}";' if instance else ""
+
+    def edit(text):
+        address = f'addresses = ["{PORT_IPV4}", '
+        assert address in text
+        text = text.replace(address, f'kernel = {{ name = "ts0"; }}; addresses = ["{PORT_IPV4}/24", ', 1)
+        peer_list = ", ".join(f'"{p}"' for p in peers)
+        return text + (f'sync = {{ port = "lan0"; listen_port = {LISTEN_PORT}; key_file = "{key_file}";'
+                       f' peers = [{peer_list}];{named} }};\n')
+    return edit
 
 
 def traffic(call_ids):
@@ -151,17 +178,8 @@ def show_sync(sock):
 
 def run(workdir, namespace, call_ids, synced):
     frames, expected = sync_messages(call_ids, synced)
-    key_file = workdir / "sync.key"
-    key_file.write_text(KEY.hex() + "\n")
-    os.chmod(key_file, 0o600)
+    edit = sync_config(workdir, [PEER, "192.0.2.4"], "test-b")
     answers = {}
-
-    def edit(text):
-        address = f'addresses = ["{PORT_IPV4}", '
-        assert address in text
-        text = text.replace(address, f'kernel = {{ name = "ts0"; }}; addresses = ["{PORT_IPV4}/24", ', 1)
-        return text + (f'sync = {{ port = "lan0"; listen_port = {LISTEN_PORT}; key_file = "{key_file}";'
-                       f' peers = ["{PEER}", "192.0.2.4"]; instance = "test-b"; }};\n')
 
     def handled(sock):
         """Waits until the receiver has read every datagram of the sync phase."""
@@ -241,3 +259,158 @@ def test_synced_sessions_route_traffic_and_attacks_change_nothing(tmp_path, name
     # and the stats file, in the sync section
     for name, value in expected.items():
         assert synced.stats["sync"][name] == value, (name, synced.stats["sync"])
+
+
+def ftp_control(client, sport):
+    """An FTP control connection's first three packets, the third a PASV: the flow reaches
+    the sync threshold (3) on it, and the PASV makes an expectation."""
+    base = Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src=client, dst=FTP_VIP)
+    return [bytes(base / TCP(sport=sport, dport=21, flags="S", seq=100)),
+            bytes(base / TCP(sport=sport, dport=21, flags="A", seq=101, ack=1)),
+            bytes(base / TCP(sport=sport, dport=21, flags="PA", seq=101, ack=1) / b"PASV\r\n")]
+
+
+def answer_arp_for(address):
+    """respond() for run_tetherd_live: the peer answers the kernel's ARP for it."""
+    from scapy.layers.l2 import ARP
+
+    def respond(frame):
+        packet = Ether(frame)
+        if ARP in packet and packet[ARP].op == 1 and packet[ARP].pdst == address:
+            return bytes(Ether(src=CLIENT_MAC, dst=packet.src)
+                         / ARP(op=2, hwsrc=CLIENT_MAC, psrc=address, hwdst=packet.src, pdst=packet[ARP].psrc))
+        return None
+    return respond
+
+
+def wait_for(sock, done, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = show_sync(sock)
+        if done(answer["counters"]):
+            return answer
+        assert time.monotonic() < deadline, (what, answer["counters"])
+        time.sleep(0.1)
+
+
+def test_tetherd_sends_its_sessions_and_flows_and_a_bulk_dump_on_request(tmp_path, namespaces):
+    """The sending side, read back from the wire: tetherd asks its peer for a bulk dump when
+    it starts; reports a SIP call placed and ended, an FTP control connection once it passed
+    the flow threshold, and the PASV's expectation; and answers the peer's bulk request with
+    everything live, then bulk_end. Every message carries a valid tag, one epoch, and rising
+    sequence numbers."""
+    edit = sync_config(tmp_path, [PEER], "test-a")
+    call_id = "sent-call-1@client.example"
+    ftp_client, ftp_port = "198.51.100.41", 40021
+
+    def sessions_sent(sock):
+        wait_for(sock, lambda c: c["sync_sent_sip_call"] >= 3 and c["sync_sent_flow"] >= 1
+                 and c["sync_sent_ftp_expectation"] >= 1, "session changes sent")
+
+    request = sync_wire.message(KEY, SENDER, EPOCH, 1, kind=sync_wire.BULK_REQUEST)
+    answers = {}
+
+    def dumped(sock):
+        answers["end"] = wait_for(sock, lambda c: c["sync_bulk_dumps_sent"] >= 1, "bulk dump sent")
+
+    # Placed, refreshed by a request inside the call (not by its ACK), ended.
+    call = [invite(call_id, 1), sip_request("ACK", call_id, 1, 1, to_tag=True),
+            sip_request("UPDATE", call_id, 1, 2, to_tag=True), bye(call_id, 1)]
+    phases = [call + ftp_control(ftp_client, ftp_port), sessions_sent,
+              [datagram(request)], dumped]
+    result = run_tetherd_live(tmp_path, phases, SERVICES, namespace=namespaces(), edit_config=edit,
+                              respond=answer_arp_for(PEER))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    messages = []
+    for frame in result.frames:
+        packet = Ether(frame)
+        if UDP in packet and packet[UDP].dport == LISTEN_PORT and packet[IP].dst == PEER:
+            assert packet[IP].src == PORT_IPV4 and packet[UDP].sport == LISTEN_PORT
+            messages.append(sync_wire.read(bytes(packet[UDP].payload), KEY))
+    assert messages, "no sync message reached the peer"
+    headers = [h for h, _ in messages]
+    assert len({h["epoch"] for h in headers}) == 1 and len({h["sender"] for h in headers}) == 1
+    sequences = [h["sequence"] for h in headers]
+    assert len(set(sequences)) == len(sequences), sequences  # each message its own sequence
+    assert headers[0]["kind"] == sync_wire.BULK_REQUEST  # the first thing it says: send me yours
+
+    digest = int(call_id_digest(call_id), 16)
+    kinds = [h["kind"] for h in headers]
+    assert sync_wire.BULK_END in kinds, ([(h["kind"], h["sequence"], [r["type"] for r in rs]) for h, rs in messages], answers)
+    end = kinds.index(sync_wire.BULK_END)
+    live = [r for h, rs in messages[:end] for r in rs]
+    calls = [r for r in live if r["type"] == "sip_call" and r["digest"] == digest]
+    assert [c["state"] for c in calls][:3] == [sync_wire.LIVE, sync_wire.LIVE, sync_wire.ENDED], calls
+    assert calls[0]["service"] == SIP and calls[0]["backend"] == calls[1]["backend"] == calls[2]["backend"]
+    flows = [r for r in live if r["type"] == "flow" and r["client"] == ftp_client]
+    assert flows and flows[0]["client_port"] == ftp_port and flows[0]["vip"] == FTP_VIP
+    assert flows[0]["vip_port"] == 21 and flows[0]["protocol"] == 6 and flows[0]["service"] == FTP
+    expectations = [r for r in live if r["type"] == "ftp_expectation" and r["client"] == ftp_client]
+    assert expectations and expectations[0]["state"] == sync_wire.LIVE
+    assert expectations[0]["backend"] == flows[0]["backend"]  # the data goes where the control went
+
+    # The bulk dump, after the request: the lingering call, the expectation and the flow again.
+    dump = [r for h, rs in messages if h["sequence"] > headers[kinds.index(sync_wire.BULK_REQUEST)]["sequence"]
+            for r in rs]
+    assert any(r["type"] == "sip_call" and r["digest"] == digest and r["state"] == sync_wire.ENDED for r in dump)
+    assert any(r["type"] == "ftp_expectation" and r["client"] == ftp_client for r in dump)
+    assert any(r["type"] == "flow" and r["client"] == ftp_client for r in dump)
+    counters = answers["end"]["counters"]
+    assert counters["sync_bulk_requests_received"] == 1 and counters["sync_send_failed"] == 0, counters
+    assert result.stats["counters"]["sync_events_lost"] == 0
+    assert result.stats["counters"]["sync_events"] >= 4
+
+
+WEB_VIP, DNS_VIP = "192.0.2.153", "192.0.2.154"
+L4_SERVICES = SERVICES + [  # indices 3 and 4
+    {"name": "web", "vip": WEB_VIP, "port": 80, "protocol": "tcp", "extra": "",
+     "weights": {"b1": 1, "b2": 1, "b3": 1}},
+    {"name": "dns", "vip": DNS_VIP, "port": 53, "protocol": "udp", "extra": "",
+     "weights": {"b1": 1, "b2": 1, "b3": 1}},
+]
+WEB, DNS = 3, 4
+
+
+def test_a_peers_flows_place_packets_that_miss_the_flow_table(tmp_path, namespaces):
+    """Flows a peer synced, each to a chosen backend: their next packets (an ACK, a
+    datagram) go there, whatever the consistent hash says; a SYN on a synced 5-tuple opens
+    a new connection and is scheduled afresh; a flow record for a port the service does not
+    serve is refused."""
+    edit = sync_config(tmp_path, [PEER])
+    client = "198.51.100.60"
+    chosen = ["b1", "b2", "b3", "b1", "b2", "b3"]
+    index = {"b1": B1, "b2": B2, "b3": B3}
+    records = [sync_wire.flow(client, WEB_VIP, 41000 + n, 80, 6, WEB, index[b]) for n, b in enumerate(chosen)]
+    records += [sync_wire.flow(client, DNS_VIP, 42000 + n, 53, 17, DNS, index[b]) for n, b in enumerate(chosen)]
+    records.append(sync_wire.flow(client, WEB_VIP, 41006, 80, 6, WEB, B1))  # only a SYN will come
+    records.append(sync_wire.flow(client, WEB_VIP, 43000, 81, 6, WEB, B1))  # web is port 80 only
+    sync = [datagram(sync_wire.message(KEY, SENDER, EPOCH, 1, records))]
+
+    def applied(sock):
+        wait_for(sock, lambda c: c["sync_applied_flow"] + c["sync_refused"] >= len(records), "flows applied")
+
+    traffic = [bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src=client, dst=WEB_VIP)
+                     / TCP(sport=41000 + n, dport=80, flags="A", seq=5000, ack=7000)) for n in range(6)]
+    traffic += [bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src=client, dst=DNS_VIP)
+                      / UDP(sport=42000 + n, dport=53) / b"query") for n in range(6)]
+    # A SYN opens a new connection on a synced 5-tuple: the synced flow is not looked up.
+    syn = [bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / IP(src=client, dst=WEB_VIP)
+                 / TCP(sport=41006, dport=80, flags="S", seq=1))]
+    result = run_tetherd_live(tmp_path, [sync, applied, traffic, syn], L4_SERVICES, namespace=namespaces(),
+                              edit_config=edit, respond=answer_arp_for(PEER))
+    assert result.returncode == 0, result.stderr[-3000:]
+    went = {}
+    for frame in result.frames:
+        packet = Ether(frame)
+        backend = BACKEND_BY_MAC.get(frame[:6])
+        if backend is None or IP not in packet or packet[IP].src != client:
+            continue
+        layer = TCP if TCP in packet else UDP
+        went[(layer.__name__, packet[layer].sport)] = backend
+    assert [went.get(("TCP", 41000 + n)) for n in range(6)] == chosen, went
+    assert [went.get(("UDP", 42000 + n)) for n in range(6)] == chosen, went
+    assert ("TCP", 41006) in went  # the SYN was forwarded, by the hash
+    counters = result.stats["counters"]
+    assert counters["flows_from_sync"] == 12, counters
+    assert result.stats["sync"]["sync_applied_flow"] == 13 and result.stats["sync"]["sync_refused"] == 1

@@ -406,6 +406,62 @@ TEST_CASE("build_neighbour_solicitation: to the solicited-node group, with our M
   CHECK(target == backend);
 }
 
+TEST_CASE("build_unsolicited_advertisement: a new master's NA for its VIP, byte by byte", "[slow_path][ha]") {
+  std::uint8_t frame[128];
+  std::memset(frame, 0xaa, sizeof frame);
+  CHECK(tether::dataplane::build_unsolicited_advertisement(frame, 85, kOurMac, kVip6) == 0);
+  const std::size_t length =
+      tether::dataplane::build_unsolicited_advertisement(frame, sizeof frame, kOurMac, kVip6);
+  REQUIRE(length == 14 + 40 + 32);
+  const ParsedFrame parsed = parsed_ok(Bytes(frame, frame + length));
+  CHECK(mac_at(frame) == Mac{0x33, 0x33, 0, 0, 0, 1});  // all-nodes
+  CHECK(mac_at(frame + 6) == kOurMac);
+  CHECK(frame[12] == 0x86);
+  CHECK(frame[13] == 0xdd);
+  const std::uint8_t* ip = frame + 14;
+  CHECK(ip[0] == 0x60);
+  CHECK(ip[1] == 0);
+  CHECK(ip[4] == 0);
+  CHECK(ip[5] == 32);  // payload length
+  CHECK(ip[6] == 58);
+  CHECK(ip[7] == 255);
+  CHECK(ip6_at(ip + 8) == kVip6);
+  CHECK(ip6_at(ip + 24) == Ip6{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1});
+  const std::uint8_t* na = ip + 40;
+  CHECK(parsed.icmp_type == 136);
+  CHECK(na[1] == 0);
+  CHECK(na[4] == 0x20);  // override; neither router nor solicited
+  CHECK(na[5] == 0);
+  CHECK(na[6] == 0);
+  CHECK(na[7] == 0);
+  CHECK(ip6_at(na + 8) == kVip6);
+  CHECK(na[24] == 2);  // target link-layer address
+  CHECK(na[25] == 1);
+  CHECK(mac_at(na + 26) == kOurMac);
+  CHECK(checksum_ok(icmpv6_sum(ip, na, 32)));
+  // A neighbour takes it as news of the VIP's MAC that replaces what it held.
+  tether::dataplane::NeighbourAnswer answer;
+  REQUIRE(tether::dataplane::neighbour_answer(frame, parsed, answer));
+  CHECK(answer.address == kVip6);
+  CHECK(answer.mac == kOurMac);
+  CHECK_FALSE(answer.solicited);
+  CHECK(answer.override);
+}
+
+TEST_CASE("gratuitous ARP: build_arp_request with the VIP as sender and target", "[slow_path][ha]") {
+  std::uint8_t frame[64];
+  const std::size_t length =
+      tether::dataplane::build_arp_request(frame, sizeof frame, kOurMac, mapped(kVip4), mapped(kVip4));
+  REQUIRE(length == 60);
+  const ParsedFrame parsed = parsed_ok(Bytes(frame, frame + 42));
+  CHECK(mac_at(frame) == Mac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff});
+  CHECK(parsed.arp.operation == 1);
+  CHECK(parsed.arp.sender_mac == kOurMac);
+  CHECK(ip4_equal(parsed.arp.sender_ip, kVip4));
+  CHECK(ip4_equal(parsed.arp.target_ip, kVip4));
+  CHECK(mac_at(frame + 32) == kZeroMac);
+}
+
 TEST_CASE("neighbour_answer: ARP and neighbour advertisements", "[slow_path][neighbours]") {
   using tether::dataplane::neighbour_answer;
   using tether::dataplane::NeighbourAnswer;
@@ -507,4 +563,14 @@ TEST_CASE("kernel_class: what keeps the box reachable and routed has its own all
   CHECK(of(ethernet(0x0800, ipv4(17, udp(3784, 53)))) == KernelClass::other);
   CHECK(of(ethernet(0x0800, ipv4(47, Bytes(20, 0)))) == KernelClass::other);     // GRE
   CHECK(of(ethernet(0x88b5, Bytes(46, 0))) == KernelClass::other);
+  // State sync: from and to the group's port, only where the port carries sync.
+  const auto on_sync_port = [](const Bytes& frame) {
+    ParsedFrame parsed;
+    REQUIRE(parse_exact(frame, parsed) == ParseStatus::ok);
+    return kernel_class(parsed, 7788);
+  };
+  CHECK(on_sync_port(ethernet(0x0800, ipv4(17, udp(7788, 7788)))) == KernelClass::sync);
+  CHECK(on_sync_port(ethernet(0x0800, ipv4(17, udp(40000, 7788)))) == KernelClass::other);
+  CHECK(on_sync_port(ethernet(0x0800, ipv4(6, tcp(7788, 7788, 0x02)))) == KernelClass::other);
+  CHECK(of(ethernet(0x0800, ipv4(17, udp(7788, 7788)))) == KernelClass::other);
 }

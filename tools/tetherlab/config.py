@@ -65,9 +65,14 @@ def lab_port(workers=1, tap=False, kernel=None):
 def lab_config_on_tap(text, kernel=None):
     """conf/lab.cfg's text (or another lab configuration's) with its port replaced by the
     net_tap port of lab_port, with the exception path `kernel` (a Kernel) or none."""
+    return with_port(text, lab_port(tap=True, kernel=kernel))
+
+
+def with_port(text, port):
+    """A lab configuration's text with its one port replaced by `port` (a Port)."""
     ports = re.compile(r"^ports = \(.*?^\);", re.M | re.S)
     assert len(ports.findall(text)) == 1, "one ports list expected"
-    return ports.sub(lambda _m: f"ports = ( {port_text(lab_port(tap=True, kernel=kernel))} );", text)
+    return ports.sub(lambda _m: f"ports = ( {port_text(port)} );", text)
 
 
 def health_check_text(check):

@@ -11,6 +11,10 @@ With tap=True tetherd's port is a net_tap device that the lab wires to the lb na
 veth (Namespaces.wire_tap_port), so the lb kernel sees only what tetherd's exception path
 hands it; a router namespace joins the segment, and BIRD runs there and in the lb
 namespace (routing.py).
+
+With pair=True two tetherd instances run so, each in a namespace of its own (lb_ns), as an
+active-standby pair (failover.py: their configurations, state sync, keepalived), and a
+spare backend b4 runs the same servers, outside every service until a run adds it.
 """
 import collections
 import functools
@@ -18,6 +22,7 @@ import hashlib
 import random
 import re
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -27,15 +32,19 @@ from .routing import Bird
 from .servers import RTSP_SERVER, SIP_SCENARIOS, TCP_SERVER, VSFTPD_CONF, parse_sipp_requests
 from .tetherd import Tetherd
 from .topology import (ANNOUNCED_PREFIX, BACKENDS, FTP_FILE, FTP_FILE_SIZE, FTP_PASSIVE, FTP_PORT, FTP_VIP,
-                       REPO, RTSP_PORT, RTSP_PORTS, RTSP_VIP, SIP_PORT, SIP_VIP, TCP_PORT)
+                       REPO, RTSP_PORT, RTSP_PORTS, RTSP_VIP, SIP_PORT, SIP_VIP, SPARE_FTP_PASSIVE,
+                       SPARE_RTSP_PORTS, TCP_PORT)
+
+PASSIVE_RANGES = {**FTP_PASSIVE, **SPARE_FTP_PASSIVE}
+MEDIA_RANGES = {**RTSP_PORTS, **SPARE_RTSP_PORTS}
 
 
 class Lab(Namespaces):
     """The namespaces, the servers each backend runs, and the lab's tetherd."""
 
-    def __init__(self, workdir, tag=None, tap=False):
-        super().__init__(workdir, tag, router=tap)
-        self.tap = tap
+    def __init__(self, workdir, tag=None, tap=False, pair=False):
+        super().__init__(workdir, tag, router=tap and not pair, pair=pair)
+        self.tap = tap or pair
         self.birds = {}  # "lb", "router" -> Bird
         self.tcp_servers = {}  # backend -> Popen
         self.sip_servers = {}  # backend -> (Popen, message log path)
@@ -47,7 +56,7 @@ class Lab(Namespaces):
 
     def create(self):
         super().create()
-        for name, (address, _mac) in BACKENDS.items():
+        for name, (address, _mac) in self.backends.items():
             # The servers listen on the VIPs only (their replies must come from the VIP);
             # tetherd's health checks go to the backend's own address, so that is mapped
             # to the same sockets. Conntrack gives the answer its original source back.
@@ -64,7 +73,7 @@ class Lab(Namespaces):
         writable by the ftp user, as vsftpd's chroot wants)."""
         data = random.Random(self.tag).randbytes(FTP_FILE_SIZE)
         self.ftp_sha256 = hashlib.sha256(data).hexdigest()
-        for name in BACKENDS:
+        for name in self.backends:
             root = self.workdir / f"ftp-{name}"
             root.mkdir(mode=0o755, exist_ok=True)
             (root / FTP_FILE).write_bytes(data)
@@ -108,7 +117,7 @@ class Lab(Namespaces):
     def start_ftp_server(self, name):
         """vsftpd on FTP_VIP:21 with the backend's passive range; its transfer log is
         ftp-NAME.log (see ftp_downloads)."""
-        first, last = FTP_PASSIVE[name]
+        first, last = PASSIVE_RANGES[name]
         conf = self.workdir / f"vsftpd-{name}.conf"
         conf.write_text(VSFTPD_CONF.format(vip=FTP_VIP, root=self.workdir / f"ftp-{name}",
                                            first=first, last=last, log=self.workdir / f"ftp-{name}.log",
@@ -121,7 +130,7 @@ class Lab(Namespaces):
     def start_rtsp_server(self, name, timeout=30):
         """gst-rtsp-server (rtsp_server.py) on RTSP_VIP:554 serving RTSP_PATH, media ports
         from the backend's RTSP_PORTS; the SETUPs it answered are logged to rtsp-NAME.log."""
-        first, last = RTSP_PORTS[name]
+        first, last = MEDIA_RANGES[name]
         log = open(self.workdir / f"rtsp-{name}.log", "a")
         proc = self.popen(self.backend_ns[name],
                           ["/usr/bin/python3", RTSP_SERVER, name, RTSP_VIP, RTSP_PORT,
@@ -138,7 +147,7 @@ class Lab(Namespaces):
         err_path = self.workdir / f"udp-{name}.err"
         with open(err_path, "a") as err:
             proc = self.popen(self.backend_ns[name],
-                              ["tcpdump", "-i", "eth0", "-n", "-l", "-Q", "in", "-p",
+                              ["tcpdump", "-i", "eth0", "-n", "-l", "-tt", "-Q", "in", "-p",
                                f"udp and dst host {RTSP_VIP}"], stdout=out, stderr=err)
         out.close()
         deadline = time.monotonic() + timeout
@@ -152,7 +161,7 @@ class Lab(Namespaces):
     def start_media_servers(self, names=None):
         """FTP and RTSP servers and the RTSP capture on every backend (the RTSP servers,
         slow to import GStreamer, start together)."""
-        names = list(names or BACKENDS)
+        names = list(names or self.backends)
         for name in names:
             self.start_ftp_server(name)
             self.start_capture(name)
@@ -173,7 +182,7 @@ class Lab(Namespaces):
     def server_logs(self, prefix):
         """backend -> the text of its log PREFIX-NAME.log, "" while there is none."""
         result = {}
-        for name in BACKENDS:
+        for name in self.backends:
             path = self.workdir / f"{prefix}-{name}.log"
             result[name] = path.read_text(errors="replace") if path.exists() else ""
         return result
@@ -190,11 +199,12 @@ class Lab(Namespaces):
                        for a, rtp, rtcp in re.findall(r"^setup (\S+) (\d+)-(\d+)$", text, re.M)]
                 for name, text in self.server_logs("rtsp").items()}
 
-    def rtsp_udp_received(self):
+    def rtsp_udp_received(self, since=None):
         """backend -> Counter of (client address, client port) of the UDP datagrams to
-        RTSP_VIP that reached it."""
-        datagram = r" IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > " + re.escape(RTSP_VIP) + r"\.\d+: UDP"
-        return {name: collections.Counter((a, int(p)) for a, p in re.findall(datagram, text))
+        RTSP_VIP that reached it (with `since`, a time.time(): those captured after it)."""
+        datagram = r"^(\d+\.\d+) IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > " + re.escape(RTSP_VIP) + r"\.\d+: UDP"
+        return {name: collections.Counter((a, int(p)) for at, a, p in re.findall(datagram, text, re.M)
+                                          if since is None or float(at) > since)
                 for name, text in self.server_logs("udp").items()}
 
     def wait_for_socket(self, ns, protocol, port, proc, timeout=15):
@@ -212,7 +222,7 @@ class Lab(Namespaces):
         """backend -> list of (method, Call-ID) of the SIP requests its UAS received, over
         all the UAS processes it ran."""
         result = {}
-        for name in names or BACKENDS:
+        for name in names or self.backends:
             result[name] = []
             for path in sorted(self.workdir.glob(f"uas-{name}-*.msg")):
                 result[name] += parse_sipp_requests(path.read_text(errors="replace"))
@@ -220,23 +230,40 @@ class Lab(Namespaces):
 
     # -- tetherd --------------------------------------------------------------------------
 
-    def start_tetherd(self, config, workers=1, start_timeout=60):
-        """tetherd in the lb namespace, once it serves its control socket and has learnt the
-        backends' MACs by ARP. `config` is either a list of services for tetherd_config
-        (the backends' MACs left to ARP, as in production) or the path of a configuration
-        file. In a tap lab, its net_tap port is wired to the lb namespace's veth as soon as
-        it exists (before that, ARP retries cover the gap)."""
+    def start_tetherd(self, config, workers=1, start_timeout=60, instance="a"):
+        """tetherd in the lb namespace (a pair's `instance`'s, see lb_ns), once it serves its
+        control socket and has learnt the backends' MACs by ARP. `config` is either a list
+        of services for tetherd_config (the backends' MACs left to ARP, as in production) or
+        the path of a configuration file. In a tap lab, its net_tap port is wired to its
+        namespace's veth as soon as it exists (before that, ARP retries cover the gap)."""
         self.tetherds_started += 1
-        stem = self.workdir / f"tetherd-{self.tetherds_started}"
+        ns = self.lb_ns[instance]
+        stem = self.workdir / (f"tetherd-{self.tetherds_started}" if len(self.lb_ns) == 1
+                               else f"tetherd-{instance}-{self.tetherds_started}")
         if isinstance(config, (str, Path)):
             config = Path(config)
         else:
             services, config = config, stem.with_suffix(".cfg")
             config.write_text(tetherd_config(services, workers=workers, backend_macs=False, tap=self.tap))
-        tetherd = LabTetherd(self, config, stem.with_suffix(".sock"), output=stem, cwd=REPO,
-                             spawn=functools.partial(self.popen, self.lb), start_timeout=start_timeout)
+        # A pair's instance keeps its socket over restarts: keepalived's hooks name it.
+        socket = stem.with_suffix(".sock") if len(self.lb_ns) == 1 else self.workdir / f"tetherd-{instance}.sock"
+        # The TAP device is wired while tetherd starts, so its kernel interface hears the
+        # segment by the time tetherd answers (keepalived on it must hear its peer).
+        wiring = {}
         if self.tap:
-            self.wire_tap_port()
+            def wire():
+                try:
+                    self.wire_tap_port(ns, timeout=start_timeout)
+                except Exception as error:  # noqa: BLE001: raised again below
+                    wiring["error"] = error
+            wirer = threading.Thread(target=wire, daemon=True)
+            wirer.start()
+        tetherd = LabTetherd(self, config, socket, output=stem, cwd=REPO,
+                             spawn=functools.partial(self.popen, ns), start_timeout=start_timeout)
+        if self.tap:
+            wirer.join()
+            if "error" in wiring:
+                raise wiring["error"]
         tetherd.wait_until(lambda b: all(x["mac_source"] == "arp" for x in b.values()), 5,
                            "backend MACs learnt by ARP")
         return tetherd

@@ -9,6 +9,10 @@ bridge in a "fabric" namespace joins
            arp_announce=2, answering the client directly over the bridge
   router   (with router=True) an upstream router on the segment, ROUTER_ADDRESS, whose BIRD
            peers with the lb namespace's over tetherd's exception path
+  lb2      (with pair=True) the second tetherd of an active-standby pair (PAIR: "a" runs in
+           lb, "b" in lb2); the client then reaches the VIPs on the segment (`ip route add
+           VIP/32 dev eth0`: the master answers ARP for them), and a spare backend b4
+           (SPARE_BACKENDS) joins the bridge like b1..b3
 
 Every name (namespaces, and the veths, which are created directly inside the namespaces)
 carries a per-run tag, so concurrent runs never meet. Each process the lab starts gets its
@@ -25,8 +29,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .topology import (BACKENDS, CLIENT_ADDRESSES, CLIENT_MAC, LAN_PREFIX, LB_ADDRESS, LB_MAC,
-                       ROUTER_ADDRESS, ROUTER_MAC, TAP_DEVICE, VIPS)
+from .topology import (BACKENDS, CLIENT_ADDRESSES, CLIENT_MAC, LAN_PREFIX, LB_ADDRESS, LB_MAC, PAIR,
+                       ROUTER_ADDRESS, ROUTER_MAC, SPARE_BACKENDS, TAP_DEVICE, VIPS)
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -42,19 +46,23 @@ def run(*words, check=True, **kwargs):
 class Namespaces:
     """The lab's namespaces, veths and bridge, and every process started in them."""
 
-    def __init__(self, workdir, tag=None, router=False):
+    def __init__(self, workdir, tag=None, router=False, pair=False):
         self.workdir = Path(workdir)
         self.tag = tag or f"{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
         self.fabric = f"tte2e-{self.tag}-fab"
         self.lb = f"tte2e-{self.tag}-lb"
         self.client = f"tte2e-{self.tag}-cl"
-        self.backend_ns = {name: f"tte2e-{self.tag}-{name}" for name in BACKENDS}
+        self.backends = {**BACKENDS, **(SPARE_BACKENDS if pair else {})}  # name -> (address, mac)
+        self.backend_ns = {name: f"tte2e-{self.tag}-{name}" for name in self.backends}
         self.router = f"tte2e-{self.tag}-rt" if router else None
+        # instance -> namespace: the lb namespace, and with pair=True a second one
+        self.lb_ns = {"a": self.lb, **({"b": f"tte2e-{self.tag}-lb2"} if pair else {})}
         self.processes = []  # every Popen we started (each leads its own process group)
 
     @property
     def namespaces(self):
-        return [self.lb, self.client, *self.backend_ns.values(), *filter(None, [self.router]), self.fabric]
+        return [*self.lb_ns.values(), self.client, *self.backend_ns.values(), *filter(None, [self.router]),
+                self.fabric]
 
     # -- building -----------------------------------------------------------------------
 
@@ -66,12 +74,17 @@ class Namespaces:
         run("ip", "-n", self.fabric, "link", "add", "br0", "type", "bridge")
         run("ip", "-n", self.fabric, "link", "set", "br0", "up")
         self._plug(self.lb, "lb", LB_MAC)
+        if "b" in self.lb_ns:
+            self._plug(self.lb_ns["b"], "lb2", PAIR["b"][1])
         self._plug(self.client, "cl", CLIENT_MAC)
         for address in CLIENT_ADDRESSES:
             run("ip", "-n", self.client, "addr", "add", f"{address}/{LAN_PREFIX}", "dev", "eth0")
         for vip in VIPS:
-            run("ip", "-n", self.client, "route", "add", f"{vip}/32", "via", LB_ADDRESS)
-        for name, (address, mac) in BACKENDS.items():
+            # A pair's VIPs are on the segment: the client asks by ARP who holds them, and the
+            # new master's gratuitous ARP moves them.
+            via = ("dev", "eth0") if "b" in self.lb_ns else ("via", LB_ADDRESS)
+            run("ip", "-n", self.client, "route", "add", f"{vip}/32", *via)
+        for name, (address, mac) in self.backends.items():
             ns = self.backend_ns[name]
             self._plug(ns, name, mac)
             run("ip", "-n", ns, "addr", "add", f"{address}/{LAN_PREFIX}", "dev", "eth0")
@@ -94,26 +107,27 @@ class Namespaces:
         for where, dev in ((ns, "eth0"), (self.fabric, f"p-{short}")):
             run("ip", "netns", "exec", where, "ethtool", "-K", dev, "tx", "off", check=False)
 
-    def wire_tap_port(self, timeout=10):
-        """Joins tetherd's net_tap port (TAP_DEVICE, which DPDK creates in the lb namespace
-        when tetherd starts) to eth0, the lb namespace's veth to the bridge: tc redirects
+    def wire_tap_port(self, ns=None, timeout=10):
+        """Joins tetherd's net_tap port (TAP_DEVICE, which DPDK creates in the lb namespace,
+        or `ns`, when tetherd starts) to eth0, that namespace's veth to the bridge: tc redirects
         every frame arriving on either to the other's egress, so the lb kernel processes none
         of the port's traffic and only the exception path lets it speak. Not a bridge: the
         TAP device carries the port's MAC, which a bridge would take for a local one (and
         u32 with mirred is what this kernel offers; matchall and flower are missing). To be
         redone for every tetherd: the TAP device goes away with the process."""
+        ns = ns or self.lb
         deadline = time.monotonic() + timeout
-        while run("ip", "-n", self.lb, "link", "show", TAP_DEVICE, check=False).returncode != 0:
+        while run("ip", "-n", ns, "link", "show", TAP_DEVICE, check=False).returncode != 0:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{TAP_DEVICE} did not appear in {self.lb}")
+                raise RuntimeError(f"{TAP_DEVICE} did not appear in {ns}")
             time.sleep(0.05)
-        run("ip", "-n", self.lb, "link", "set", TAP_DEVICE, "up")
+        run("ip", "-n", ns, "link", "set", TAP_DEVICE, "up")
         # The kernel must not leave checksums to an offload on the way into tetherd.
-        run("ip", "netns", "exec", self.lb, "ethtool", "-K", TAP_DEVICE, "tx", "off", check=False)
+        run("ip", "netns", "exec", ns, "ethtool", "-K", TAP_DEVICE, "tx", "off", check=False)
         for device, peer in (("eth0", TAP_DEVICE), (TAP_DEVICE, "eth0")):
-            run("ip", "netns", "exec", self.lb, "tc", "qdisc", "del", "dev", device, "ingress", check=False)
-            run("ip", "netns", "exec", self.lb, "tc", "qdisc", "add", "dev", device, "ingress")
-            run("ip", "netns", "exec", self.lb, "tc", "filter", "add", "dev", device, "parent", "ffff:",
+            run("ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", device, "ingress", check=False)
+            run("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", device, "ingress")
+            run("ip", "netns", "exec", ns, "tc", "filter", "add", "dev", device, "parent", "ffff:",
                 "protocol", "all", "u32", "match", "u32", "0", "0",
                 "action", "mirred", "egress", "redirect", "dev", peer)
 

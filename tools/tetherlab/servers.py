@@ -6,6 +6,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SIP_SCENARIOS = HERE / "sip"
 RTSP_SERVER = HERE / "rtsp_server.py"
+RTSP_CLIENT = HERE / "rtsp_client.py"  # the failover lab's RTSP client (workloads.ReportingStreams)
 
 # vsftpd, one per backend: anonymous read-only downloads, passive mode only, listening on
 # the FTP VIP (so PASV replies name the VIP), every transfer logged. isolate_network=NO keeps

@@ -54,3 +54,50 @@ def message(key, sender, epoch, sequence, records=(), kind=RECORDS):
     header = HEADER.pack(MAGIC, VERSION, kind, len(records), sender, len(payload), epoch, sequence)
     signed = header + payload
     return signed + hmac.new(key, signed, hashlib.sha256).digest()
+
+
+RECORD_FORMATS = {  # record type -> (name, body layout), as the writers above pack them
+    SIP_CALL: ("sip_call", struct.Struct("!HQHBI"), ("service", "digest", "backend", "state", "remaining_ms")),
+    RTP_EXPECTATION: ("rtp_expectation", struct.Struct("!H16sHHBI"),
+                      ("service", "client", "client_port", "backend", "state", "remaining_ms")),
+    FTP_EXPECTATION: ("ftp_expectation", struct.Struct("!H16sHBI"),
+                      ("service", "client", "backend", "state", "remaining_ms")),
+    FLOW: ("flow", struct.Struct("!16s16sHHBBHHI"),
+           ("client", "vip", "client_port", "vip_port", "protocol", "closing", "service", "backend",
+            "remaining_ms")),
+}
+
+
+def text_address(packed):
+    ip = ipaddress.ip_address(packed)
+    return str(ip.ipv4_mapped or ip)
+
+
+def read(datagram, key):
+    """A message tetherd sent, checked as its peers check it (magic, version, lengths, tag):
+    (header as a dict, records as dicts with their `type` name). Raises ValueError."""
+    if len(datagram) < HEADER.size + 32:
+        raise ValueError("truncated")
+    magic, version, kind, count, sender, length, epoch, sequence = HEADER.unpack_from(datagram)
+    if magic != MAGIC or version != VERSION:
+        raise ValueError(f"magic {magic:#x} version {version}")
+    if HEADER.size + length + 32 != len(datagram):
+        raise ValueError("length")
+    signed, tag = datagram[:-32], datagram[-32:]
+    if not hmac.compare_digest(tag, hmac.new(key, signed, hashlib.sha256).digest()):
+        raise ValueError("bad tag")
+    records, offset = [], HEADER.size
+    while offset < HEADER.size + length:
+        kind_of_record, body_length = struct.unpack_from("!HH", datagram, offset)
+        body = datagram[offset + 4:offset + 4 + body_length]
+        name, layout, fields = RECORD_FORMATS[kind_of_record]
+        values = dict(zip(fields, layout.unpack_from(body)))
+        for field in ("client", "vip"):
+            if field in values:
+                values[field] = text_address(values[field])
+        records.append({"type": name, **values})
+        offset += 4 + body_length
+    if len(records) != count:
+        raise ValueError("record count")
+    header = {"kind": kind, "sender": sender, "epoch": epoch, "sequence": sequence}
+    return header, records

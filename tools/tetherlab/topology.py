@@ -2,7 +2,11 @@
 addresses and three DSR backends, the VIPs the backends hold on `lo`, the services' ports,
 and each backend's own FTP passive and RTSP media port ranges. conf/lab.cfg says the same
 in tetherd's terms. The net_tap variant (Lab(tap=True)) adds a router speaking BGP with the
-lb namespace's kernel over tetherd's exception path."""
+lb namespace's kernel over tetherd's exception path. The active-standby variant
+(Lab(pair=True)) runs two tetherd instances (PAIR), each on net_tap with its exception path
+in a namespace of its own, keepalived's VRRP between them; the client reaches the VIPs on
+the segment itself (whoever answers ARP for them: the master), and a spare backend
+(SPARE_BACKENDS) can join the services during a run."""
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +33,13 @@ BACKENDS = {  # name -> (address, mac); MACs are set on the backends' veths
     "b2": ("198.18.0.12", "02:e2:e0:00:01:02"),
     "b3": ("198.18.0.13", "02:e2:e0:00:01:03"),
 }
+# The active-standby pair: instance -> (port address, port MAC). Instance "a" is the lb
+# namespace's tetherd of the other variants (LB_ADDRESS, LB_MAC).
+PAIR = {"a": (LB_ADDRESS, LB_MAC), "b": ("198.18.0.3", "02:e2:e0:00:00:03")}
+SYNC_PORT = 7788  # UDP, between the pair's port addresses
+VRRP_ROUTER_ID = 51
+# A backend the pair's lab also runs servers on, outside the services until a run adds it.
+SPARE_BACKENDS = {"b4": ("198.18.0.14", "02:e2:e0:00:01:04")}
 SIP_VIP = "198.18.1.100"
 TCP_VIP = "198.18.1.101"
 FTP_VIP = "198.18.1.102"
@@ -43,6 +54,8 @@ RTSP_PORT = 554
 # an RTCP packet belongs to). conf/lab.cfg gives the same FTP ranges as passive_ports.
 FTP_PASSIVE = {"b1": (30000, 30039), "b2": (30100, 30139), "b3": (30200, 30239)}
 RTSP_PORTS = {"b1": (41000, 41019), "b2": (41100, 41119), "b3": (41200, 41219)}
+SPARE_FTP_PASSIVE = {"b4": (30300, 30339)}
+SPARE_RTSP_PORTS = {"b4": (41300, 41319)}
 FTP_FILE = "file.bin"
 FTP_FILE_SIZE = 512 * 1024
 RTSP_PATH = "/audio"

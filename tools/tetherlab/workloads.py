@@ -6,7 +6,7 @@ import hashlib
 import subprocess
 import time
 
-from .servers import SIP_SCENARIOS
+from .servers import RTSP_CLIENT, SIP_SCENARIOS
 from .topology import CLIENT_ADDRESS, CLIENT_ADDRESSES, FTP_FILE, FTP_VIP, RTSP_PATH, RTSP_VIP, SIP_PORT, SIP_VIP
 
 
@@ -48,11 +48,14 @@ class Calls:
         return seen
 
 
-def ftp_downloads(lab, count, tag, addresses=CLIENT_ADDRESSES, timeout=60):
+def ftp_downloads(lab, count, tag, addresses=CLIENT_ADDRESSES, timeout=60, limit_rate=None, max_time=30,
+                  stall_time=None):
     """`count` concurrent curl downloads of FTP_FILE through the FTP VIP in passive mode,
     alternating EPSV and PASV, spread over the client `addresses` (curl binds both its
-    control and data connections to the address). Returns [(address, command, ok)]: ok
-    when curl succeeded and the file has the right checksum."""
+    control and data connections to the address), each at most `limit_rate` (curl's
+    --limit-rate: "64k") if given, and given up after `stall_time` seconds below 1 KB/s.
+    Returns [(address, command, ok)]: ok when curl succeeded and the file has the right
+    checksum."""
     jobs = []
     for i in range(count):
         address = addresses[i % len(addresses)]
@@ -62,7 +65,9 @@ def ftp_downloads(lab, count, tag, addresses=CLIENT_ADDRESSES, timeout=60):
         with open(errors, "wb") as error_file:
             proc = lab.popen(lab.client,
                              ["curl", "-sS", "--ftp-pasv", *([] if epsv else ["--disable-epsv"]),
-                              "--interface", address, "--connect-timeout", "5", "--max-time", "30",
+                              "--interface", address, "--connect-timeout", "5", "--max-time", max_time,
+                              *(["--limit-rate", limit_rate] if limit_rate else []),
+                              *(["--speed-limit", "1000", "--speed-time", stall_time] if stall_time else []),
                               "-o", out, f"ftp://{FTP_VIP}/{FTP_FILE}"], stderr=error_file)
         jobs.append((address, "EPSV" if epsv else "PASV", out, errors, proc))
     results = []
@@ -89,11 +94,13 @@ class Streams:
         self.jobs = []
         for i in range(count):
             out = lab.workdir / f"rtsp-{tag}-{i}.raw"
-            proc = lab.popen(lab.client,
-                             ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "udp",
-                              "-i", f"rtsp://{RTSP_VIP}{RTSP_PATH}", "-t", seconds, "-c", "copy",
-                              "-f", "mulaw", "-y", out])
+            proc = lab.popen(lab.client, self.command(f"rtsp://{RTSP_VIP}{RTSP_PATH}", seconds, out))
             self.jobs.append((out, proc))
+
+    @staticmethod
+    def command(url, seconds, out):
+        return ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "udp",
+                "-i", url, "-t", seconds, "-c", "copy", "-f", "mulaw", "-y", out]
 
     def wait(self, timeout=60):
         """[bytes of audio each client received, or -1 if ffmpeg failed]."""
@@ -104,6 +111,16 @@ class Streams:
             received.append(out.stat().st_size if code == 0 and out.exists() else -1)
             out.unlink(missing_ok=True)
         return received
+
+
+class ReportingStreams(Streams):
+    """Streams played by GStreamer's rtspsrc (rtsp_client.py) instead of ffmpeg, sending an
+    RTCP receiver report every second for the whole stream: ffmpeg's RTCP crosses tether
+    only at the start of a short session, these keep crossing it (the failover lab)."""
+
+    @staticmethod
+    def command(url, seconds, out):
+        return ["/usr/bin/python3", RTSP_CLIENT, url, seconds, out, 1]
 
 
 def rtcp_placement(lab):
