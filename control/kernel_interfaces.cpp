@@ -15,6 +15,7 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -28,6 +29,11 @@ constexpr std::uint16_t kDescriptors = 512;
 constexpr const char* kVhostNet = "/dev/vhost-net";
 constexpr unsigned kPoolSize = 2047;  // the RX ring's and a burst in flight, per interface
 constexpr unsigned kPoolCache = 32;
+// The kernel sends frames up to its interface's MTU (1500, the TAP's default, which tetherd
+// leaves), whatever tables.mbuf_size gives the ports: net_tap drops a frame its buffer cannot
+// hold without a word (a state sync message is a 1442-byte frame). Room for the largest, with
+// a VLAN tag.
+constexpr std::uint16_t kKernelFrameRoom = RTE_ETHER_MAX_LEN;
 constexpr unsigned kBurst = 32;
 // Bursts read from each interface and from the kernel ring per poll: the control thread has
 // health checks and the CLI to serve too; the rest waits a millisecond.
@@ -154,7 +160,8 @@ KernelInterfaces::KernelInterfaces(const Config& config, const ControlPorts& por
       fail(name, "finding the net_tap device", ENODEV);
     const std::string pool_name = "kernel_" + std::to_string(p);
     made.pool = rte_pktmbuf_pool_create(pool_name.c_str(), kPoolSize, kPoolCache, 0,
-                                        static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + mbuf_data_size),
+                                        static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM +
+                                                                   std::max(mbuf_data_size, kKernelFrameRoom)),
                                         rte_eth_dev_socket_id(made.tap_port));
     if (made.pool == nullptr) fail(name, "mbuf pool", rte_errno);
     rte_eth_conf conf{};

@@ -14,8 +14,19 @@ testpmd's io, and reports each build's median and its per-round speed against
 A: on this kind of machine a gain of a few percent shows only when the two builds run side
 by side, not in separate runs.
 
+With --sync, it measures what state sync costs the fast path instead (default scenarios: sip
+and new_flows): in every round testpmd's io, then tetherd with sync off and with sync on, in
+turn (reversed every other round). Both run in a network namespace of their own with a
+kernel interface on the input port, so sync is the only difference; with sync on, tetherd
+sends every session change and flow (flow_threshold 1) to a peer that a static neighbour
+entry makes reachable through that interface, and the frames leave through the input port
+(net_pcap, which drops what it transmits). It reports sync on as a ratio of sync off in the
+same round, the events the workers queued and lost, and the records and messages sent, and
+fails when a sync-on run sent no record (or a sync-off run queued an event).
+
 Usage: tools/bench [--quick] [--rounds N] [--seconds S] [--warmup S] [--out DIR]
                    [--compare TETHERD]... [SCENARIO...]
+       tools/bench --sync [--sync-max-rate N] [--sync-flow-threshold N] [...] [SCENARIO...]
 """
 import argparse
 import json
@@ -31,8 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tetherlab.config import Port, config_text
-from tetherlab.tetherd import REPO, TETHERD, Tetherd
+from tetherlab.config import Kernel, Port, config_text
+from tetherlab.tetherd import REPO, TETHERD, Tetherd, spawn_process
 
 TESTPMD = shutil.which("dpdk-testpmd") or "/usr/bin/dpdk-testpmd"
 
@@ -41,6 +52,9 @@ CLIENT_MAC = bytes.fromhex("020000000aa1")
 VIP_UDP, VIP_TCP, VIP_SIP, VIP_RTSP, VIP_FTP = (bytes([192, 0, 2, n]) for n in (100, 101, 102, 103, 104))
 UDP_PORT, TCP_PORT, SIP_PORT, RTSP_PORT, FTP_PORT = 5000, 80, 5060, 554, 21
 HUGEPAGE_MB = 2
+# sync.max_rate with --sync: the most tetherd accepts, so that the sender drains the workers'
+# rings as fast as it can (docs/performance.md, "State sync's cost").
+SYNC_MAX_RATE = 10_000_000
 
 
 # -- frames --------------------------------------------------------------------------------
@@ -272,6 +286,71 @@ def drop_page_cache():
         return f"not dropped ({error})"
 
 
+# -- state sync ----------------------------------------------------------------------------
+
+class SyncLab:
+    """What tetherd needs to send state sync in the benchmark: a network namespace of its
+    own (the kernel interface tetherd makes for the input port lives there, with the port's
+    address), a key file, and a peer on that interface's subnet that a static neighbour
+    entry makes reachable without ARP. The kernel hands the datagrams to the interface,
+    tetherd transmits them on the input port, and net_pcap drops them: they count nothing
+    on the forwarding figures. Nobody answers, so tetherd keeps asking the peer for a bulk
+    dump every 2 s: one small message."""
+
+    INTERFACE = "tbsync0"
+    PORT_ADDRESS = "192.0.2.1/24"
+    PEER, PEER_MAC = "192.0.2.2", "02:00:00:00:0b:02"
+    LISTEN_PORT = 7788
+
+    def __init__(self, workdir, max_rate, flow_threshold):
+        self.max_rate, self.flow_threshold = max_rate, flow_threshold
+        self.namespace = f"tether-bench-{os.getpid()}"
+        subprocess.run(["ip", "netns", "add", self.namespace], check=True)
+        self.key_file = Path(workdir) / "sync.key"
+        self.key_file.write_text(os.urandom(32).hex() + "\n")
+        self.key_file.chmod(0o600)  # tetherd refuses a key others may read
+
+    def spawn(self, words, **kwargs):
+        return spawn_process(["ip", "netns", "exec", self.namespace, *map(str, words)], **kwargs)
+
+    def settings(self):
+        return (f'sync = {{ port = "in"; listen_port = {self.LISTEN_PORT}; key_file = "{self.key_file}"; '
+                f'peers = ["{self.PEER}"]; instance = "bench"; flow_threshold = {self.flow_threshold}; '
+                f"max_rate = {self.max_rate}; }};")
+
+    def reach_peer(self):
+        """Once tetherd made its interface: the peer's MAC, so the kernel sends at once."""
+        subprocess.run(["ip", "-n", self.namespace, "neigh", "replace", self.PEER, "lladdr", self.PEER_MAC,
+                        "dev", self.INTERFACE, "nud", "permanent"], check=True)
+
+    def remove(self):
+        subprocess.run(["ip", "netns", "del", self.namespace], check=False)
+
+
+# the sync section's sending counts, and the workers' event counts, as the stats file has them
+SYNC_SENT_RECORDS = ("sync_sent_sip_call", "sync_sent_rtp_expectation", "sync_sent_ftp_expectation",
+                     "sync_sent_flow")
+SYNC_SENDING = ("sync_sent", *SYNC_SENT_RECORDS, "sync_send_failed", "sync_throttled", "sync_backlog")
+SYNC_WORKER = ("sync_events", "sync_events_lost")
+
+
+def sync_totals(stats):
+    """What tetherd's stats file says about sending state sync."""
+    totals = {name: stats["sync"][name] for name in SYNC_SENDING}
+    totals.update({name: stats["counters"][name] for name in SYNC_WORKER})
+    totals["kernel_sent"] = stats["kernel"]["kernel_sent"]
+    return totals
+
+
+def check_sync(totals, sync_on):
+    """The benchmark's own check that sync on really sent, and sync off queued nothing."""
+    records = sum(totals[name] for name in SYNC_SENT_RECORDS)
+    if sync_on and not (totals["sync_sent"] > 0 and records > 0 and totals["sync_events"] > 0):
+        raise RuntimeError(f"sync on, but tetherd sent no sync records: {totals}")
+    if not sync_on and totals["sync_events"] + totals["sync_events_lost"] + totals["sync_sent"] > 0:
+        raise RuntimeError(f"sync off, but tetherd queued or sent sync events: {totals}")
+
+
 # -- runs ----------------------------------------------------------------------------------
 
 def vdevs(pcap):
@@ -329,10 +408,16 @@ def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds):
     return {"mpps": statistics.median(samples) / 1e6}
 
 
-def tetherd_config(pcap, scenario, packets, memory):
+def tetherd_config(pcap, scenario, packets, memory, sync_lab=None, sync_on=False):
+    """With `sync_lab` (a SyncLab), the input port has a kernel interface, and `sync_on`
+    adds state sync through it."""
     pcap_dev, null_dev = vdevs(pcap)
-    ports = [Port("in", pcap_dev, "02:00:00:00:00:01", ("192.0.2.1",)),
-             Port("out", null_dev, "02:00:00:00:00:02", mbufs=65535)]
+    if sync_lab:
+        inbound = Port("in", pcap_dev, "02:00:00:00:00:01", (SyncLab.PORT_ADDRESS,),
+                       kernel=Kernel(SyncLab.INTERFACE))
+    else:
+        inbound = Port("in", pcap_dev, "02:00:00:00:00:01", ("192.0.2.1",))
+    ports = [inbound, Port("out", null_dev, "02:00:00:00:00:02", mbufs=65535)]
     backends = {f"b{i}": (f"192.0.2.{10 + i}", f"02:00:00:00:01:{i:02x}") for i in range(1, 4)}
     services = [{"name": name, "vip": ".".join(map(str, vip)), "port": port, "protocol": proto,
                  "extra": extra, "weights": dict.fromkeys(backends, 1)}
@@ -342,26 +427,50 @@ def tetherd_config(pcap, scenario, packets, memory):
               "mbuf_size": scenario.mbuf_size}
     return config_text(ports, backends, services, eal=["-l", "0,1", *memory.eal("bench_tetherd"),
                                                        "--log-level=lib.*:error"],
-                       tables=tables, log_level="warning", backend_port="out")
+                       tables=tables, log_level="warning", backend_port="out",
+                       extra=sync_lab.settings() if sync_on else "")
 
 
-def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tetherd=None):
+def worker_cpu_seconds(pid):
+    """The CPU time tetherd's worker threads ran so far (the first field of each thread's
+    schedstat). On a shared machine a worker runs only part of the wall time: forwarded
+    packets over this time are its speed while it ran, whatever the other processes took."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().startswith("rte-worker"):
+                total += int((task / "schedstat").read_text().split()[0])
+        except OSError:  # a thread that just ended
+            continue
+    return total / 1e9
+
+
+def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tetherd=None, sync_lab=None,
+                sync_on=False):
+    """tetherd's figures; with `sync_lab`, in its namespace with a kernel interface, and
+    with `sync_on` sending state sync (see SyncLab), plus the sync figures."""
     config = workdir / "tetherd.cfg"
-    config.write_text(tetherd_config(pcap, scenario, packets, memory))
+    config.write_text(tetherd_config(pcap, scenario, packets, memory, sync_lab, sync_on))
+    stats_file = workdir / "stats.json"
+    stats_file.unlink(missing_ok=True)
     # up once its workers answer on the control socket
-    daemon = Tetherd(config, workdir / "tetherd.sock", binary=tetherd or TETHERD, start_timeout=120)
+    daemon = Tetherd(config, workdir / "tetherd.sock", binary=tetherd or TETHERD, start_timeout=120,
+                     stats_file=stats_file if sync_lab else None,
+                     **({"spawn": sync_lab.spawn} if sync_lab else {}))
     try:
+        if sync_lab:
+            sync_lab.reach_peer()
         time.sleep(warmup)
 
         def sample():
             worker = daemon.json("show", "workers")["workers"][0]
             counters = daemon.json("show", "counters")
             drops = sum(counters["drops"].values())
-            return time.monotonic(), worker, counters, drops
+            return time.monotonic(), worker, counters, drops, worker_cpu_seconds(daemon.proc.pid)
 
-        t0, w0, c0, d0 = sample()
+        t0, w0, c0, d0, cpu0 = sample()
         time.sleep(seconds)
-        t1, w1, c1, d1 = sample()
+        t1, w1, c1, d1, cpu1 = sample()
         elapsed = t1 - t0
         received = w1["rx_packets"] - w0["rx_packets"]
         forwarded = w1["tx_packets"] - w0["tx_packets"]
@@ -369,8 +478,10 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
         inspected = sum(c1["sessions"].get(f"{p}_messages_inspected", 0)
                         - c0["sessions"].get(f"{p}_messages_inspected", 0) for p in ("sip", "rtsp", "ftp"))
         memory_figures = c1["memory"]
-        return {
+        figures = {
             "mpps": forwarded / elapsed / 1e6,
+            "worker_cpu_share": (cpu1 - cpu0) / elapsed,
+            "mpps_per_worker_cpu": forwarded / max(1e-9, cpu1 - cpu0) / 1e6,
             "rx_mpps": received / elapsed / 1e6,
             "cycles_per_packet_loop": (w1["loop_cycles"] - w0["loop_cycles"]) / max(1, received),
             "cycles_per_packet_busy": (w1["busy_cycles"] - w0["busy_cycles"]) / max(1, received),
@@ -381,8 +492,23 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
             "bytes_per_flow": memory_figures["flow_table_bytes"] / max(1, memory_figures["flow_table_entries"]),
             "bytes_per_session": memory_figures["session_table_bytes"] / max(1, memory_figures["session_table_entries"]),
         }
+        if sync_lab:
+            rate = lambda section, name: (c1[section][name] - c0[section][name]) / elapsed  # noqa: E731
+            figures.update({
+                "sync_events_per_s": rate("counters", "sync_events"),
+                "sync_events_lost_per_s": rate("counters", "sync_events_lost"),
+                "sync_records_sent_per_s": sum(rate("sync", name) for name in SYNC_SENT_RECORDS),
+                "sync_messages_sent_per_s": rate("sync", "sync_sent"),
+            })
     finally:
         daemon.stop(timeout=60)
+    if sync_lab:
+        # The whole run's counts, from the stats file tetherd wrote as it stopped.
+        if not stats_file.exists():
+            raise RuntimeError(f"tetherd wrote no stats file: {daemon.log()[-3000:]}")
+        figures["sync_totals"] = sync_totals(json.loads(stats_file.read_text()))
+        check_sync(figures["sync_totals"], sync_on)
+    return figures
 
 
 def median_of(rounds, key):
@@ -455,12 +581,25 @@ def main():
     parser.add_argument("--compare", action="append", metavar="TETHERD",
                         help="a tetherd binary to run side by side with the others given so "
                              "(repeat it), instead of the main table")
+    parser.add_argument("--sync", action="store_true",
+                        help="state sync's cost: tetherd with sync off and on, side by side in every round "
+                             "(default scenarios: sip new_flows), instead of the main table")
+    parser.add_argument("--sync-max-rate", type=int, default=SYNC_MAX_RATE, metavar="N",
+                        help=f"sync.max_rate with sync on (records/s; default {SYNC_MAX_RATE}, the most "
+                             "tetherd takes: the sender drains as fast as it can)")
+    parser.add_argument("--sync-flow-threshold", type=int, default=1, metavar="N",
+                        help="sync.flow_threshold with sync on (default 1: every flow is sent on its first "
+                             "packet, the most events new flows can make)")
     parser.add_argument("scenario", nargs="*", help="run only these (established, established_1m, "
                                                     "new_flows, sip, mixed)")
     args = parser.parse_args()
     for build in args.compare or []:
         if not (Path(build).is_file() and os.access(build, os.X_OK)):
             parser.error(f"--compare: {build} is not an executable file")
+    if args.sync and args.compare:
+        parser.error("--sync and --compare: one at a time")
+    if args.sync and not args.scenario:
+        args.scenario = ["sip", "new_flows"]
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (1 if args.quick else 4)
     warmup = args.warmup or (1 if args.quick else 2)
@@ -475,6 +614,7 @@ def main():
     workdir = Path(tempfile.mkdtemp(prefix="tether-bench-"))
     results = []
     memory = None
+    lab = None
     try:
         pcaps = {}
         for s in chosen:
@@ -493,13 +633,30 @@ def main():
             print(f"page cache: {drop_page_cache()}", flush=True)
         if args.compare:
             compared = compare_builds(args.compare, chosen, pcaps, workdir, memory, rounds, warmup, seconds)
+        elif args.sync:
+            lab = SyncLab(workdir, args.sync_max_rate, args.sync_flow_threshold)
+            results = measure_sync(chosen, pcaps, workdir, memory, rounds, warmup, seconds, lab)
         else:
             results = measure_scenarios(chosen, pcaps, workdir, memory, rounds, warmup, seconds)
     finally:
+        if lab is not None:
+            lab.remove()
         if memory is not None:
             memory.release()
         shutil.rmtree(workdir, ignore_errors=True)
 
+    if args.sync:
+        text = sync_table(results, memory, lab)
+        print()
+        print(text)
+        (out_dir / "sync.json").write_text(json.dumps(
+            {"memory": memory.reason, "rounds": rounds, "seconds": seconds, "warmup": warmup,
+             "quick": args.quick, "max_rate": lab.max_rate, "flow_threshold": lab.flow_threshold,
+             "namespace": lab.namespace,
+             "scenarios": results}, indent=2))
+        (out_dir / "sync.txt").write_text(text + "\n")
+        print(f"\nwrote {out_dir / 'sync.json'}")
+        return 0
     if args.compare:
         text = compare_table(compared)
         print()
@@ -581,6 +738,100 @@ def compare_table(results):
             lines.append(f"  {b['median_mpps']:7.2f} Mpps  x io {b['ratio_io']:.2f}  "
                          f"vs first {100 * (b['against_first'] - 1):+5.1f}%  {b['tetherd']}  "
                          f"(rounds {' '.join(f'{m:.2f}' for m in b['mpps'])})")
+    return "\n".join(lines)
+
+
+def measure_sync(chosen, pcaps, workdir, memory, rounds, warmup, seconds, lab):
+    """testpmd's io, then tetherd with sync off and on (reversed every other round), round
+    after round: what state sync costs the fast path, as the ratio of on to off in each
+    round."""
+    results = []
+    for s in chosen:
+        io, runs = [], {False: [], True: []}
+        for n in range(rounds):
+            io.append(run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds)["mpps"])
+            for sync_on in (False, True) if n % 2 == 0 else (True, False):
+                runs[sync_on].append(run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds,
+                                                 sync_lab=lab, sync_on=sync_on))
+            on = runs[True][-1]
+            print(f"  {s.key} round {n + 1}: io {io[-1]:.2f}, sync off {runs[False][-1]['mpps']:.2f}, "
+                  f"sync on {on['mpps']:.2f} Mpps; {sync_line(on['sync_totals'])}", flush=True)
+        off_mpps = [r["mpps"] for r in runs[False]]
+        on_mpps = [r["mpps"] for r in runs[True]]
+        per_second = ("sync_events_per_s", "sync_events_lost_per_s", "sync_records_sent_per_s",
+                      "sync_messages_sent_per_s")
+        results.append({
+            "key": s.key, "title": s.title, "packets_in_pcap": s.packets,
+            "io_mpps": io, "off_mpps": off_mpps, "on_mpps": on_mpps,
+            "on_x_off_by_round": [on / off for on, off in zip(on_mpps, off_mpps)],
+            "on_x_off": statistics.median(on / off for on, off in zip(on_mpps, off_mpps)),
+            "off_x_io": statistics.median(off / i for off, i in zip(off_mpps, io)),
+            "on_x_io": statistics.median(on / i for on, i in zip(on_mpps, io)),
+            # the same per second of the worker's CPU time: what the worker did while it ran
+            "on_x_off_per_cpu_by_round": [on["mpps_per_worker_cpu"] / off["mpps_per_worker_cpu"]
+                                          for on, off in zip(runs[True], runs[False])],
+            "on_x_off_per_cpu": statistics.median(on["mpps_per_worker_cpu"] / off["mpps_per_worker_cpu"]
+                                                  for on, off in zip(runs[True], runs[False])),
+            "worker_cpu_share_off": median_of(runs[False], "worker_cpu_share"),
+            "worker_cpu_share_on": median_of(runs[True], "worker_cpu_share"),
+            "new_flow_share_off": median_of(runs[False], "new_flow_share"),
+            "new_flow_share_on": median_of(runs[True], "new_flow_share"),
+            "cycles_per_packet_off": median_of(runs[False], "cycles_per_packet_loop"),
+            "cycles_per_packet_on": median_of(runs[True], "cycles_per_packet_loop"),
+            "sync": {key: median_of(runs[True], key) for key in per_second},
+            "sync_totals_by_round": [r["sync_totals"] for r in runs[True]],
+            "rounds": {"off": runs[False], "on": runs[True]},
+        })
+    return results
+
+
+def sync_line(totals):
+    """A sync-on run's totals from its stats file, in a line."""
+    records = sum(totals[name] for name in SYNC_SENT_RECORDS)
+    kinds = ", ".join(f"{name[len('sync_sent_'):]} {totals[name]}" for name in SYNC_SENT_RECORDS if totals[name])
+    return (f"stats file: {totals['sync_events']} events queued, {totals['sync_events_lost']} lost; "
+            f"{records} records sent ({kinds}) in {totals['sync_sent']} messages, "
+            f"{totals['sync_send_failed']} failed; throttled {totals['sync_throttled']} polls, "
+            f"backlog {totals['sync_backlog']}; {totals['kernel_sent']} frames out of the kernel interface")
+
+
+def sync_table(results, memory, lab):
+    lines = [f"tether state sync: one worker on lcore 1, net_pcap (infinite_rx) in, net_null out; {memory.reason}; "
+             f"sync on: to one peer through the input port's kernel interface, max_rate {lab.max_rate} "
+             f"records/s, flow_threshold {lab.flow_threshold}",
+             "",
+             f"{'scenario':32} {'io Mpps':>8} {'off':>7} {'on':>7} {'on x off':>8} {'per cpu':>7} {'cpu':>9} "
+             f"{'off x io':>8} {'on x io':>7} {'cyc off':>7} {'cyc on':>7} {'events/s':>9} {'lost':>5} "
+             f"{'records/s':>9} {'msgs/s':>7}  notes"]
+    for r in results:
+        sync = r["sync"]
+        events = sync["sync_events_per_s"] + sync["sync_events_lost_per_s"]
+        lost = sync["sync_events_lost_per_s"] / events if events else 0
+        notes = []
+        if r["key"] == "new_flows":  # a storm forwarded fast enough meets its tuples' flows still alive
+            notes.append(f"new flows {100 * r['new_flow_share_off']:.0f}%/{100 * r['new_flow_share_on']:.0f}% "
+                         "of packets off/on")
+        if len(r["on_x_off_by_round"]) > 1:
+            notes.append("on x off by round " + " ".join(f"{x:.2f}" for x in r["on_x_off_by_round"]))
+            notes.append("per cpu " + " ".join(f"{x:.2f}" for x in r["on_x_off_per_cpu_by_round"]))
+        cpu = f"{r['worker_cpu_share_off']:.2f}/{r['worker_cpu_share_on']:.2f}"
+        lines.append(
+            f"{r['title']:32} {statistics.median(r['io_mpps']):8.2f} {statistics.median(r['off_mpps']):7.2f} "
+            f"{statistics.median(r['on_mpps']):7.2f} {r['on_x_off']:8.2f} {r['on_x_off_per_cpu']:7.2f} {cpu:>9} "
+            f"{r['off_x_io']:8.2f} {r['on_x_io']:7.2f} "
+            f"{r['cycles_per_packet_off']:7.0f} {r['cycles_per_packet_on']:7.0f} {events / 1e6:8.2f}M "
+            f"{100 * lost:4.0f}% {sync['sync_records_sent_per_s'] / 1e6:8.2f}M "
+            f"{sync['sync_messages_sent_per_s'] / 1e3:6.1f}k  {'; '.join(notes)}")
+    lines.append("")
+    lines.append("off, on: tether's Mpps with state sync off and on (both with the kernel interface); on x off: "
+                 "the median of each round's on / off (the issue's bound: at least 0.90); per cpu: the same of "
+                 "packets forwarded per second of the worker thread's CPU time, and cpu: the share of the wall "
+                 "time the worker ran, off/on (below 1.00: other processes took its core). cyc: TSC cycles of the "
+                 "whole loop per received packet. events/s: session changes and flows the worker made with sync "
+                 "on; lost: the share the ring had no room for (the sender is bound by max_rate and its own "
+                 "speed; workers never wait); records/s, msgs/s: what the control thread sent.")
+    for r in results:
+        lines.append(f"{r['title']}, last round's {sync_line(r['sync_totals_by_round'][-1])}")
     return "\n".join(lines)
 
 

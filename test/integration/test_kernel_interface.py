@@ -5,6 +5,7 @@ own ARP, ICMP and TCP answers appear in the port's output beside tetherd's."""
 import json
 import os
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -17,7 +18,7 @@ from scapy.utils import wrpcap
 from conftest import SERVICES, VIP_TCP, VIP_UDP
 from harness import (CLIENT_MAC, PORT_IPV4, PORT_IPV6, PORT_MAC, config_text, pcap_device,
                      read_frames)
-from tetherlab.tetherd import command_line
+from tetherlab.tetherd import Tetherd, command_line, spawn_process
 
 CLIENT_IP = "192.0.2.50"
 CLIENT_IP6 = "2001:db8::50"
@@ -149,6 +150,38 @@ def test_a_flood_toward_the_host_is_limited_while_vip_traffic_flows(tmp_path, na
     assert answered == {f"192.0.2.{60 + i}" for i in range(15)}
     assert len([p for p in out if UDP in p and p[IP].dst == VIP_UDP]) == 3000
     assert stats["counters"]["forwarded"] == 3000
+
+
+def test_kernel_frames_larger_than_the_ports_buffers_leave_whole(tmp_path, namespace):
+    """tables.mbuf_size sizes the ports' buffers and may be below the kernel interface's
+    1500-byte MTU (the benchmark runs 128 and 1024): a datagram the kernel sends at the MTU
+    (as a state sync message is: a 1442-byte frame) still leaves through the port, whole,
+    beside a small one."""
+    wrpcap(str(tmp_path / "in0.pcap"), [to_port(IP(src=CLIENT_IP, dst=VIP_UDP) / UDP(sport=5070, dport=5060) / b"x")],
+           linktype=1)
+    text = config_text(pcap_device(tmp_path, 1), SERVICES, extra_tables="mbuf_size = 512;")
+    text = text.replace(ADDRESSES_TEXT, f'addresses = ["{PORT_IPV4}/24"]; kernel = {{ name = "tk0"; }};')
+    config = tmp_path / "tetherd.cfg"
+    config.write_text(text)
+    inside = ["ip", "netns", "exec", namespace]
+    tetherd = Tetherd(config, tmp_path / "tetherd.sock", stats_file=tmp_path / "stats.json",
+                      spawn=lambda words, **kwargs: spawn_process(inside + list(map(str, words)), **kwargs))
+    peer, payloads = "192.0.2.2", [b"s" * 100, b"L" * 1472]  # 1472: the most a 1500-byte MTU carries
+    try:
+        # the peer's MAC, so that the kernel sends at once, without ARP
+        subprocess.run(["ip", "-n", namespace, "neigh", "replace", peer, "lladdr", "02:00:00:00:0b:02", "dev",
+                        "tk0", "nud", "permanent"], check=True)
+        send = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                f"[s.sendto(payload, ('{peer}', 9)) for payload in {payloads!r}]")
+        subprocess.run(inside + ["/usr/bin/python3", "-c", send], check=True, timeout=30)
+        deadline = time.monotonic() + 10
+        while tetherd.json("show", "counters")["kernel"]["kernel_sent"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        tetherd.stop()
+    to_peer = [p for p in (Ether(f) for f in read_frames(tmp_path / "out0.pcap")) if UDP in p and p[IP].dst == peer]
+    assert [bytes(p[UDP].payload) for p in to_peer] == payloads, [len(p) for p in to_peer]
+    assert [len(p) for p in to_peer] == [142, 1514]
 
 
 def test_kernel_interface_settings_are_checked(tmp_path):
