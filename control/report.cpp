@@ -204,7 +204,7 @@ std::vector<CounterSample> list_counters(const Totals& t) {
        .help = "Sync messages the socket did not take (buffer full, no route)."});
   add("sync", "sync_throttled", sync.throttled,
       {.name = "sync_throttled_polls_total", .type = kCounter,
-       .help = "Sender polls that left events waiting because of sync.max_rate."});
+       .help = "Sender polls that left events waiting: sync.max_rate, or the 4096 records of a poll."});
   add("sync", "sync_backlog", sync.backlog,
       {.name = "sync_backlog_events", .type = kGauge,
        .help = "Session changes and flows waiting in the workers' sync rings."});

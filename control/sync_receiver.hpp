@@ -52,7 +52,7 @@ struct SyncTotals {
   std::uint64_t sent = 0;  // messages, counted once per peer they went to
   std::uint64_t records_sent[kSyncRecordKinds] = {};
   std::uint64_t send_failed = 0;
-  std::uint64_t throttled = 0;  // sender polls that max_rate left events waiting
+  std::uint64_t throttled = 0;  // sender polls that left events waiting (max_rate, or the poll's cap)
   std::uint64_t bulk_requests_sent = 0;
   std::uint64_t bulk_dumps_sent = 0;
   std::uint64_t backlog = 0;  // events waiting in the workers' rings (a gauge)

@@ -105,7 +105,7 @@ class SyncSender {
     std::uint64_t messages = 0;
     std::uint64_t records[kSyncRecordKinds] = {};
     std::uint64_t send_failed = 0;
-    std::uint64_t throttled = 0;  // polls the rate left events waiting
+    std::uint64_t throttled = 0;  // polls that left events waiting (the rate, or the poll's cap)
     std::uint64_t bulk_requests_sent = 0;
     std::uint64_t bulk_dumps_sent = 0;
     std::uint64_t backlog = 0;  // events waiting in the rings after the last poll (a gauge)
