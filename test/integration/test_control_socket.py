@@ -176,8 +176,10 @@ def assert_everything_closed(tetherd, baseline):
 def test_silent_clients_do_not_lock_the_operator_out(tetherd, attackers):
     baseline = tetherd.descriptors()
     with Attacker(tetherd.socket, attackers) as attacker:
-        # tetherd holds no more than its slots, whatever is connected.
-        assert tetherd.descriptors() <= baseline + 64
+        # tetherd holds no more than its 64 slots, whatever is connected, and the one
+        # connection it has just accepted and is making room for (by evicting an idle one):
+        # a sample may land between the two.
+        assert tetherd.descriptors() <= baseline + 64 + 1
         assert_operator_gets_in(tetherd, attacker)
         # The attacker's connections were taken and closed, not left in the backlog.
         assert attacker.closed_by_tetherd > 0
