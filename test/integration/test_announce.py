@@ -21,6 +21,9 @@ from tetherlab.namespaces import run
 from tetherlab.topology import BACKENDS, LB_ADDRESS, REPO, SIP_PORT, SIP_VIP
 from tetherlab.workloads import Calls
 
+# Measures time or loads the machine itself: runs alone (pytest.ini).
+pytestmark = pytest.mark.serial
+
 VIP6 = "2001:db8:1::100"
 DRAIN_QUIET = 2  # seconds without a new call before a drained tetherd stops
 HEALTH = {"type": "sip-options", "interval": 300, "timeout": 200, "rise": 2, "fall": 2}

@@ -12,6 +12,9 @@ import pytest
 
 from harness import BUILD, REPO
 
+# Measures time or loads the machine itself: runs alone (pytest.ini).
+pytestmark = pytest.mark.serial
+
 SCENARIOS = ["established", "established_1m", "new_flows", "sip", "mixed"]
 
 

@@ -15,6 +15,9 @@ from scapy.layers.l2 import Ether
 
 from harness import (BACKENDS, CLIENT_MAC, PORT_MAC, TETHERCTL, mac_bytes, run_tetherd_live)
 
+# Measures time or loads the machine itself: runs alone (pytest.ini).
+pytestmark = pytest.mark.serial
+
 BACKEND_BY_MAC = {mac_bytes(mac): name for name, (_addr, mac) in BACKENDS.items()}
 VIP = "192.0.2.140"
 SERVICES = [{"name": "media", "vip": VIP, "port": 9000, "protocol": "udp",

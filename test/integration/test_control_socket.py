@@ -17,6 +17,9 @@ import tetherlab.tetherd
 from conftest import SERVICES
 from harness import TETHERCTL, config_text, pcap_device
 
+# Measures time or loads the machine itself: runs alone (pytest.ini).
+pytestmark = pytest.mark.serial
+
 CALLS = 20
 SECONDS_PER_CALL = 5
 

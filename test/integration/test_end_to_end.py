@@ -20,6 +20,9 @@ from conftest import assert_spread_by_weight
 from tetherlab.topology import BACKENDS, SIP_PORT, SIP_VIP, TCP_PORT, TCP_VIP
 from tetherlab.workloads import Calls
 
+# Measures time or loads the machine itself: runs alone (pytest.ini).
+pytestmark = pytest.mark.serial
+
 HEALTH = {"interval": 300, "timeout": 200, "rise": 2, "fall": 3}  # ms
 SIP_HEALTH = dict(HEALTH, type="sip-options")
 TCP_HEALTH = dict(HEALTH, type="tcp")

@@ -23,6 +23,9 @@ from tetherlab.topology import (ANNOUNCED_PREFIX, BACKENDS, FTP_VIP, LAB_CONFIG,
                                 RTSP_VIP, SIP_VIP)
 from tetherlab.workloads import Calls, Flood, Streams, ftp_downloads
 
+# Measures time or loads the machine itself: runs alone (pytest.ini).
+pytestmark = pytest.mark.serial
+
 # A low limit, so that a flood a Python process can send is well above it.
 KERNEL = Kernel(rate=1000, burst=100)
 HOST_PORT = 8000  # the lb kernel's HTTP server on 198.18.0.1 (below tetherd's probe ports)

@@ -24,6 +24,9 @@ import pytest
 from conftest import created_lab
 from tetherlab.failover import Pair, Probe, failover_scenario
 
+# Measures time or loads the machine itself: runs alone (pytest.ini).
+pytestmark = pytest.mark.serial
+
 MAX_OUTAGE = 2.0  # seconds, for the master's tetherd killed
 MAX_HANDOVER_OUTAGE = 0.5  # seconds, for the graceful handover
 WORKLOAD = {"calls": 300, "downloads": 8, "streams": 4, "seconds": 10, "event_after": 4}

@@ -20,6 +20,9 @@ from harness import (CLIENT_MAC, PORT_IPV4, PORT_IPV6, PORT_MAC, config_text, pc
                      read_frames)
 from tetherlab.tetherd import Tetherd, command_line, spawn_process
 
+# Measures time or loads the machine itself: runs alone (pytest.ini).
+pytestmark = pytest.mark.serial
+
 CLIENT_IP = "192.0.2.50"
 CLIENT_IP6 = "2001:db8::50"
 ADDRESSES_TEXT = f'addresses = ["{PORT_IPV4}", "{PORT_IPV6}"];'

@@ -22,6 +22,9 @@ from tetherlab.config import lab_config_without_dpi
 from tetherlab.topology import BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG
 from tetherlab.workloads import Calls, Streams, ftp_downloads, rtcp_placement
 
+# Measures time or loads the machine itself: runs alone (pytest.ini).
+pytestmark = pytest.mark.serial
+
 SIP_WEIGHTS = {"b1": 2, "b2": 1, "b3": 1}  # as in conf/lab.cfg
 # sip-options check in conf/lab.cfg: interval 400 ms, timeout 300 ms, fall 3, rise 2
 DOWN_WITHIN = 3 * 0.4 + 0.3 + 2.0  # with slack for a loaded 2-core machine
