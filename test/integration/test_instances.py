@@ -37,6 +37,10 @@ pytestmark = pytest.mark.serial
 MAX_WITHDRAWAL = 1.0  # seconds from the SIGKILL to the router's table without the instance
 MIN_SHARE = 0.05  # of the forwarded packets, for each instance over the run
 WORKLOAD = {"calls": 240, "downloads": 8, "streams": 4, "seconds": 10}
+# The control run's streams: a stream survives it only if its RTCP hashes to the instance its
+# SETUP crossed and that one survives (about 0.4 each here), so six make a run where none
+# broke unlikely (under 1 in 200).
+CONTROL_WORKLOAD = {**WORKLOAD, "streams": 6}
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +115,7 @@ def test_without_sync_media_and_ftp_data_on_another_instance_break(lab):
     tier = Tier(lab, sync=False)
     try:
         tier.start()
-        killed, = tier_scenario(lab, tier, lab.probe, full=False, **WORKLOAD)
+        killed, = tier_scenario(lab, tier, lab.probe, full=False, **CONTROL_WORKLOAD)
     finally:
         tier.stop()
     figures = {k: v for k, v in killed.items() if k != "sync_rates"}
