@@ -17,7 +17,9 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
-from harness import CLIENT_MAC, PORT_MAC, Tetherd, config_text, pcap_device
+from harness import CLIENT_MAC, PORT_MAC, REPO, Tetherd, config_text, pcap_device
+
+DASHBOARD = REPO / "contrib" / "grafana" / "tether.json"
 
 VIP = "192.0.2.160"
 SERVICES = [
@@ -52,6 +54,11 @@ def get(url, timeout=10):
 
 def families(exposition):
     return set(re.findall(r"^# TYPE (\S+) ", exposition, re.M))
+
+
+def dashboard_queries():
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
 
 
 @pytest.fixture
@@ -129,12 +136,16 @@ def test_prometheus_scrapes_tetherd_and_has_its_series_by_label(tetherd, tmp_pat
                                   stdout=log, stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{web}/api/v1/query?query="
 
-    def query(expression):
+    def answer(expression):
+        """Prometheus's answer (its JSON) to an instant query, or None while it does not listen."""
         try:
-            status, _, body = get(api + urllib.parse.quote(expression), timeout=5)
-        except (urllib.error.URLError, ConnectionError):
-            return []
-        return json.loads(body)["data"]["result"] if status == 200 else []
+            return json.loads(get(api + urllib.parse.quote(expression), timeout=5)[2])
+        except (urllib.error.URLError, ConnectionError, ValueError):
+            return None
+
+    def query(expression):
+        found = answer(expression)
+        return found["data"]["result"] if found and found["status"] == "success" else []
 
     try:
         deadline = time.monotonic() + 60
@@ -151,6 +162,15 @@ def test_prometheus_scrapes_tetherd_and_has_its_series_by_label(tetherd, tmp_pat
         packets = query("tether_backend_packets_total")
         assert {s["metric"]["backend"] for s in packets} == {"b1", "b2", "b3"}, packets
         assert sum(float(s["value"][1]) for s in packets) == 21, packets
+
+        # The Grafana dashboard: every family its queries name is one tetherd has, and
+        # Prometheus evaluates every query.
+        named = {name for expression in dashboard_queries() for name in re.findall(r"\btether_[a-z_]+", expression)}
+        assert named and named <= families(tetherd.ctl("metrics")), named - families(tetherd.ctl("metrics"))
+        for expression in dashboard_queries():
+            found = answer(expression)
+            assert found and found["status"] == "success", (expression, found)
+        assert query("tether_backend_up") and query('rate(tether_backend_packets_total[1m])') is not None
     finally:
         server.terminate()
         server.wait(timeout=30)
