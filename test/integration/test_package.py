@@ -228,7 +228,8 @@ def test_ready_watchdog_and_stopping_through_notify_socket(installed, tmp_path):
         notify.receive(1.5)
         pets = notify.times("WATCHDOG")
         assert len(pets) >= 5, notify.messages  # 1.5 s at one each 0.2 s
-        assert max(b - a for a, b in zip(pets, pets[1:])) < 0.35
+        # No gap as long as WATCHDOG_USEC: systemd would have killed tetherd.
+        assert max(b - a for a, b in zip(pets, pets[1:])) < 0.4
 
         # ExecReload's command reaches the same tetherd and reloads.
         assert "reloaded" in tetherd.ctl("reload") or tetherd.json("reload")["ok"]
@@ -238,10 +239,11 @@ def test_ready_watchdog_and_stopping_through_notify_socket(installed, tmp_path):
         stopped_at = time.monotonic()
         try:
             ptrace(PTRACE_INTERRUPT, tid)
-            notify.receive(2.5)
+            notify.receive(3.0)
             assert tetherd.running
-            # Pets go on until the worker has been still for a second (WorkerProgress), then stop.
-            late = notify.times("WATCHDOG", since=stopped_at + 1.3)
+            # Pets go on until the worker has been still for a second (WorkerProgress), then
+            # stop; half a second more for a control loop pass that comes late.
+            late = notify.times("WATCHDOG", since=stopped_at + 1.5)
             assert late == [], f"petted {len(late)} times while the worker was stopped"
             assert "systemd watchdog: not petted while worker 0 is stalled" in tetherd.log()
         finally:
