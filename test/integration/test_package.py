@@ -83,7 +83,7 @@ def test_file_list_owners_and_conffiles(package, tmp_path):
 
 def test_depends_are_the_runtime_libraries(package):
     """dpkg-shlibdeps wrote Depends from the libraries the programs link: DPDK's, libconfig,
-    Boost.Program_options, Hyperscan, OpenSSL, libsystemd; with DPDK's ring mempool, a plugin
+    Boost.Program_options, Hyperscan, OpenSSL, cpp-httplib, libsystemd; with DPDK's ring mempool, a plugin
     no port opens without. No development package. apt resolves them from the configured
     mirror (simulated, without taking apt's lock: nothing is installed)."""
     depends = [alternative.split()[0] for part in field(package, "Depends").split(",")
@@ -92,6 +92,7 @@ def test_depends_are_the_runtime_libraries(package):
                     "libssl3", "libsystemd0", "libc6", "libstdc++6"):
         assert library in depends, depends
     assert any(name.startswith("libboost-program-options") for name in depends), depends
+    assert any(name.startswith("libcpp-httplib") for name in depends), depends  # metrics.listen
     assert not [name for name in depends if name.endswith("-dev")]
     simulated = subprocess.run(["apt-get", "install", "-s", "-q", "-o", "Debug::NoLocking=1", str(package)], capture_output=True,
                                text=True, timeout=120)
