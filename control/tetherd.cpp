@@ -36,6 +36,7 @@
 #include "control/neighbours.hpp"
 #include "control/log.hpp"
 #include "control/report.hpp"
+#include "control/service_manager.hpp"
 #include "control/snapshot_builder.hpp"
 #include "control/metrics_server.hpp"
 #include "control/prometheus.hpp"
@@ -205,6 +206,7 @@ int run(const Config& config, const Options& options) {
   std::signal(SIGTERM, on_signal);
 
   int status = 0;
+  ServiceManager service_manager(rte_get_tsc_hz());
   std::vector<dataplane::OpenPort> ports;
   std::unique_ptr<dataplane::Links> links;  // outlives the workers, which hold its ends
   std::vector<std::unique_ptr<dataplane::Worker>> workers;
@@ -295,6 +297,9 @@ int run(const Config& config, const Options& options) {
     }
     TETHER_LOG(info, "running: %zu service(s), %zu backend(s)", config.services.size(),
                config.backends.size());
+    service_manager.ready("running: " + std::to_string(config.services.size()) + " service(s), " +
+                          std::to_string(config.backends.size()) + " backend(s), " +
+                          std::to_string(workers.size()) + " worker(s)");
 
     std::uint64_t last_rx = 0;
     auto last_activity = std::chrono::steady_clock::now();
@@ -329,6 +334,7 @@ int run(const Config& config, const Options& options) {
       for (std::size_t w = 0; w < workers.size(); ++w)
         worker_loops[w] = workers[w]->counters().busy_polls + workers[w]->counters().idle_polls;
       progress->observe(worker_loops, now);
+      service_manager.tick(*progress, now);
       bool backends_changed = handle_control_packets(links->exceptions(), *control_ports, *neighbours,
                                                      *health, kernel.get(), now);
       if (kernel) kernel->poll(links->to_kernel());
@@ -378,6 +384,7 @@ int run(const Config& config, const Options& options) {
     status = 1;
   }
 
+  service_manager.stopping();
   // Stopping: the routers should stop sending here before the workers stop forwarding.
   if (announcer) announcer->withdraw_all();
   withdraw_telemetry();
