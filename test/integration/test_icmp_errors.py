@@ -3,6 +3,7 @@
 comes to the VIP the reply left from, and must reach the backend that sent the reply, byte
 for byte but for the MACs; a hostile quote is dropped under its own counter."""
 import collections
+import hashlib
 import random
 
 from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP
@@ -10,15 +11,20 @@ from scapy.layers.inet6 import (ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6Packet
                                 IPv6ExtHdrDestOpt)
 from scapy.layers.l2 import Ether
 
-from conftest import SERVICES, VIP6_TCP, VIP_TCP, VIP_UDP
+from conftest import SERVICES, VIP6_TCP, VIP_TCP, VIP_UDP, created_lab
 from harness import (BACKENDS, CLIENT_MAC, PORT_IPV4, PORT_MAC, mac_bytes, run_tetherd,
                      run_tetherd_live)
+from tetherlab.namespaces import remove_namespace, run
 from tetherlab.tetherd import tetherctl
+from tetherlab.topology import BACKENDS as BACKENDS_LAB
+from tetherlab.topology import FTP_FILE, FTP_VIP, LAB_CONFIG, LB_ADDRESS
 
 BACKEND_BY_MAC = {mac_bytes(mac): name for name, (_addr, mac) in BACKENDS.items()}
 ETHER = Ether(src=CLIENT_MAC, dst=PORT_MAC)
 ROUTER = "203.0.113.1"  # the hop whose link is too small for the backend's reply
 ROUTER6 = "2001:db8:ff::1"
+PMTU_ROUTER = "198.18.0.250"  # the lab's: on the segment, and 198.19.0.1 toward its client
+PMTU_CLIENT = "198.19.0.2"
 
 
 def client_of(flow_id, ipv6):
@@ -197,3 +203,52 @@ def test_hostile_quotes_are_dropped_and_counted(tmp_path):
     assert run.counter("icmp_errors_forwarded") == 1
     assert run.counter("to_control") == 1
     assert run.counter("new_flows") == 0
+
+
+def test_path_mtu_discovery_completes_through_dsr(tmp_path):
+    """The lab, with a client behind a router whose link to it carries 1400 bytes while the
+    client announces an MSS for 1500: the backend's full-size data segments (DF) stop at the
+    router, whose "fragmentation needed" goes to the FTP VIP. tetherd steers it to the backend
+    serving the data connection, which lowers its path MTU and sends again: the download
+    completes. Without the steering it stalls (the kernel's blackhole probing is off)."""
+    with created_lab(tmp_path) as lab:
+        for name in BACKENDS_LAB:
+            lab.start_ftp_server(name)
+        router, client = f"tte2e-{lab.tag}-pm", f"tte2e-{lab.tag}-pc"
+        try:
+            for ns in (router, client):
+                run("ip", "netns", "add", ns)
+                lab.sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+                run("ip", "-n", ns, "link", "set", "lo", "up")
+            lab._plug(router, "pm", "02:e2:e0:00:00:fd")
+            run("ip", "-n", router, "addr", "add", f"{PMTU_ROUTER}/24", "dev", "eth0")
+            lab.sysctl(router, "net.ipv4.ip_forward=1")
+            run("ip", "link", "add", "eth1", "netns", router, "mtu", "1400", "type", "veth",
+                "peer", "name", "eth0", "netns", client, "mtu", "1400")
+            for ns, dev, address in ((router, "eth1", "198.19.0.1/24"), (client, "eth0", f"{PMTU_CLIENT}/24")):
+                run("ip", "-n", ns, "addr", "add", address, "dev", dev)
+                run("ip", "-n", ns, "link", "set", dev, "up")
+                run("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", check=False)
+            # The client announces an MSS for 1500-byte packets: the 1400 bytes are the path's.
+            run("ip", "-n", client, "route", "add", "default", "via", "198.19.0.1", "advmss", "1460")
+            run("ip", "-n", router, "route", "add", f"{FTP_VIP}/32", "via", LB_ADDRESS)
+            for name in BACKENDS_LAB:
+                run("ip", "-n", lab.backend_ns[name], "route", "add", "198.19.0.0/24", "via", PMTU_ROUTER)
+                lab.sysctl(lab.backend_ns[name], "net.ipv4.tcp_mtu_probing=0")
+            tetherd = lab.start_tetherd(LAB_CONFIG)
+            tetherd.wait_until(lambda b: all(x["healthy"] for x in b.values()), 15, "all healthy")
+            out = tmp_path / "download.bin"
+            curl = lab.popen(client, ["curl", "-sS", "--ftp-pasv", "--max-time", "20", "-o", out,
+                                      f"ftp://{FTP_VIP}/{FTP_FILE}"])
+            assert curl.wait(timeout=30) == 0
+            assert hashlib.sha256(out.read_bytes()).hexdigest() == lab.ftp_sha256
+            counters = tetherd.json("show", "counters")
+            assert counters["counters"]["icmp_errors_forwarded"] >= 1, counters
+            lowered = [name for name in BACKENDS_LAB
+                       if "mtu 1400" in run("ip", "-n", lab.backend_ns[name], "route", "get", PMTU_CLIENT,
+                                            "from", FTP_VIP).stdout]
+            assert len(lowered) == 1, lowered
+            assert tetherd.stop() == 0
+        finally:
+            for ns in (router, client):
+                remove_namespace(ns)
