@@ -205,6 +205,16 @@ def test_hostile_quotes_are_dropped_and_counted(tmp_path):
     assert run.counter("new_flows") == 0
 
 
+def test_a_backup_steers_no_error(tmp_path):
+    """An active-standby pair's backup: the VIPs are the master's, and so are their errors."""
+    frames = [too_big(VIP_TCP, TCP_REPLY), too_big(VIP6_TCP, TCP_REPLY6)]
+    run = run_tetherd(tmp_path, [frames], SERVICES, extra='ha = { initial = "backup"; };\n')
+    assert run.returncode == 0, run.stderr
+    assert run.frames == []
+    assert run.drops("ha_standby") == 2
+    assert run.counter("icmp_errors_forwarded") == 0
+
+
 def test_path_mtu_discovery_completes_through_dsr(tmp_path):
     """The lab, with a client behind a router whose link to it carries 1400 bytes while the
     client announces an MSS for 1500: the backend's full-size data segments (DF) stop at the
