@@ -1,5 +1,7 @@
 #include "control/config.hpp"
 
+#include <cstdio>
+
 #include "parsers/mix.hpp"
 #include "sync/hmac.hpp"
 
@@ -18,6 +20,43 @@ const char* to_string(std::optional<SessionProtocol> dpi) {
 }
 const char* to_string(Forwarding) { return "dsr"; }
 const char* to_string(KernelDriver driver) { return driver == KernelDriver::tap ? "tap" : "virtio-user"; }
+
+std::optional<MetricsConfig> parse_listen(std::string_view text) {
+  std::string_view host;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return std::nullopt;
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+    if (host.find(':') == std::string_view::npos) return std::nullopt;  // brackets are for IPv6
+  } else {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon) return std::nullopt;
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (port.empty() || port.size() > 5 || port.front() == '0') return std::nullopt;
+  unsigned value = 0;
+  for (const char c : port) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (value == 0 || value > 65535) return std::nullopt;
+  const std::optional<IpBytes> address = parse_ip(host);
+  if (!address) return std::nullopt;
+  return MetricsConfig{*address, static_cast<std::uint16_t>(value), std::string(text)};
+}
+
+std::string seconds_text(std::uint32_t ms) {
+  std::string text = std::to_string(ms / 1000);
+  if (ms % 1000 == 0) return text;
+  char fraction[8];
+  std::snprintf(fraction, sizeof fraction, ".%03u", static_cast<unsigned>(ms % 1000));
+  text += fraction;
+  while (text.back() == '0') text.pop_back();
+  return text;
+}
 
 std::uint32_t sync_sender_id(std::string_view instance) {
   std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then the splitmix64 finaliser

@@ -255,8 +255,8 @@ void read_services(const GroupReader& top, const Document& doc, Config& config,
         Scheduler::maglev);
     service.forwarding =
         r.choice<Forwarding>("forwarding", {{"dsr", Forwarding::dsr}}, Forwarding::dsr);
-    const long long default_idle = service.protocol == Protocol::tcp ? 300 : 60;
-    service.idle_timeout_s = static_cast<std::uint32_t>(r.integer("idle_timeout", 1, 86400, default_idle));
+    const std::uint32_t default_idle_ms = service.protocol == Protocol::tcp ? 300'000 : 60'000;
+    service.idle_timeout_ms = r.milliseconds("idle_timeout", 10, 86'400'000, default_idle_ms);
     service.fin_timeout_s = static_cast<std::uint32_t>(r.integer("fin_timeout", 0, 3600, 10));
 
     auto [existing, inserted] =
@@ -408,12 +408,20 @@ void read_announce(const GroupReader& top, const Document& doc, Config& config,
   r.check(announce_problem(config));
 }
 
+void read_metrics(const GroupReader& top, const Document& doc, Config& config) {
+  GroupReader r(top.get("metrics"), doc, {"listen"});
+  const std::string listen = r.string("listen");
+  config.metrics = parse_listen(listen);
+  if (!config.metrics)
+    r.fail(r.get("listen"), "'" + listen + "' is not ADDRESS:PORT (an IPv6 address in brackets: [::1]:9142)");
+}
+
 Config read(libconfig::Config& file, const Document& doc) {
   Config config;
   config.source = doc.source;
   GroupReader top(file.getRoot(), doc,
                   {"workers", "eal", "log_level", "tables", "neighbours", "ports", "backends",
-                   "services", "sync", "ha", "announce"});
+                   "services", "sync", "ha", "announce", "metrics"});
   config.workers = static_cast<unsigned>(top.integer("workers", 1, kMaxWorkers, 1));
   if (top.has("eal")) {
     const Setting& eal = top.list("eal");
@@ -465,6 +473,7 @@ Config read(libconfig::Config& file, const Document& doc) {
   if (top.has("sync")) read_sync(top, doc, config, port_names);
   if (top.has("ha")) read_ha(top, doc, config);
   if (top.has("announce")) read_announce(top, doc, config, port_names);
+  if (top.has("metrics")) read_metrics(top, doc, config);
   if (const auto wrong = eal_problem(config.eal_args, config))
     top.fail(top.get("eal")[static_cast<int>(wrong->index)], wrong->message);
   return config;

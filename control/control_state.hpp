@@ -39,8 +39,12 @@ struct ControlState {
   HaStatus* ha = nullptr;  // null: no `ha`, standalone and always forwarding
   const WorkerProgress* progress = nullptr;  // null until the workers run
   Announcer* announcer = nullptr;  // null: no `announce`
+  const MetricsServer* metrics_server = nullptr;  // null: no `metrics`
 
   Totals totals() const;
+  // Sets the counts the control thread keeps itself in `t` (the session table's, the kernel
+  // path's, sync, ha, announcements, metrics), leaving the workers' as they are.
+  void set_control_counts(Totals& t) const;
   // The ports' MACs as opened, for validate().
   std::vector<MacBytes> device_macs() const;
   // What the workers see: the operator's state, and down while a health check fails or the

@@ -37,6 +37,8 @@
 #include "control/log.hpp"
 #include "control/report.hpp"
 #include "control/snapshot_builder.hpp"
+#include "control/metrics_server.hpp"
+#include "control/prometheus.hpp"
 #include "control/telemetry.hpp"
 #include "dataplane/links.hpp"
 #include "dataplane/port.hpp"
@@ -178,9 +180,12 @@ bool handle_control_packets(rte_ring* exceptions, const ControlPorts& ports,
 int run(const Config& config, const Options& options) {
   // Before anything else: a second tetherd on the same socket must not touch the ports.
   std::unique_ptr<CliServer> cli;
+  std::unique_ptr<MetricsServer> metrics_server;
   try {
     std::filesystem::create_directories(std::filesystem::path(options.socket_path).parent_path());
     cli = std::make_unique<CliServer>(options.socket_path);
+    // Bound here too, so that a taken address stops tetherd before it touches a port.
+    if (config.metrics) metrics_server = std::make_unique<MetricsServer>(*config.metrics);
   } catch (const std::exception& e) {
     TETHER_LOG(error, "%s", e.what());
     return 1;
@@ -266,6 +271,7 @@ int run(const Config& config, const Options& options) {
     }
     progress = std::make_unique<WorkerProgress>(rte_get_tsc_hz());
     control->progress = progress.get();
+    control->metrics_server = metrics_server.get();
     if (config.announce) {
       announcer = std::make_unique<Announcer>(config, rte_get_tsc_hz());
       control->announcer = announcer.get();
@@ -347,14 +353,13 @@ int run(const Config& config, const Options& options) {
           }
         }
       }
+      if (metrics_server) metrics_server->serve_pending([&] { return prometheus_metrics(*control); });
       links->snapshots().collect();
       const dataplane::SweepResult swept = links->sessions().sweep(now, sweep_slice);
       for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];
-      set_telemetry_control_counts(read_sessions(links->sessions(), expired),
-                                   kernel ? kernel->totals() : KernelPathTotals{},
-                                   sync_totals(sync.get(), sync_sender.get()),
-                                   ha ? ha->totals() : HaTotals{},
-                                   announcer ? announcer->totals() : AnnounceTotals{});
+      Totals control_counts;
+      control->set_control_counts(control_counts);
+      set_telemetry_control_counts(control_counts);
       if (options.idle_exit_s > 0) {
         std::uint64_t rx = 0;
         for (const auto& w : workers) rx += w->counters().rx_packets;
@@ -381,12 +386,8 @@ int run(const Config& config, const Options& options) {
   rte_eal_mp_wait_lcore();
   // Reloads and backend commands may have changed the backends since the start.
   const Config& final_config = control ? control->config : config;
-  if (!workers.empty()) {
-    Totals totals = add_up(workers, final_config.backends.size(), links->sessions(), expired);
-    if (kernel) totals.kernel = kernel->totals();
-    totals.sync = sync_totals(sync.get(), sync_sender.get());
-    if (ha) totals.ha = ha->totals();
-    if (announcer) totals.announce = announcer->totals();
+  if (!workers.empty()) {  // the workers came after the control state
+    const Totals totals = control->totals();
     std::cout << summary_text(final_config, totals) << std::flush;
     if (!options.stats_file.empty()) {
       std::ofstream file(options.stats_file);
@@ -397,6 +398,8 @@ int run(const Config& config, const Options& options) {
       }
     }
   }
+  // Before the state its renderings read goes.
+  metrics_server.reset();
   workers.clear();
   announcer.reset();
   sync_sender.reset();
