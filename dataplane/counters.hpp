@@ -52,13 +52,21 @@ class Counter {
   X(no_backend)           /* the service has no backend with a positive weight */             \
   X(no_expectation)       /* to an RTSP/FTP VIP's other port, matching no expectation */      \
   X(arp_not_for_us)       /* ARP request for an address we do not own, or an ARP reply */     \
-  X(icmp_not_handled)     /* ICMP to a VIP or interface address that is not an echo request/NS */ \
+  X(icmp_not_handled)     /* ICMP to a VIP or interface address: not an echo request/NS, nor an error to steer */ \
   X(multi_segment)        /* headers not in the first segment */                              \
   X(tx_queue_full)        /* the NIC did not take the packet */                               \
   X(exception_ring_full)  /* a probe reply the control thread had no room for */               \
   X(kernel_rate_limited)  /* for a port's kernel interface, beyond its rate */                 \
   X(kernel_ring_full)     /* for a port's kernel interface, the control thread had no room */ \
-  X(ha_standby)           /* to a VIP while this instance is an active-standby pair's backup */
+  X(ha_standby)           /* to a VIP while this instance is an active-standby pair's backup */ \
+  /* an ICMP error to a VIP (parsers/icmp_error.hpp) whose quoted packet cannot be steered: */ \
+  X(icmp_error_truncated)         /* quotes less than an IP header and the 8 bytes after it */ \
+  X(icmp_error_bad_quote)         /* quotes another IP version, or a bad IPv4 header length */ \
+  X(icmp_error_quotes_icmp)       /* about an ICMP message */                                \
+  X(icmp_error_quotes_fragment)   /* about a non-first fragment, which has no ports */       \
+  X(icmp_error_quotes_extension)  /* about an IPv6 packet with extension headers */          \
+  X(icmp_error_quotes_other)      /* about neither TCP nor UDP */                            \
+  X(icmp_error_not_a_service)     /* about a packet not sent from this VIP by one of its services */
 
 #define TETHER_SESSION_PROTOCOLS(X) X(sip) X(rtsp) X(ftp)
 
@@ -131,6 +139,10 @@ constexpr const char* to_string(DpiFallback reason) { return names::of(names::dp
   X(to_kernel, "_packets", "Frames handed to the control thread for a port's kernel interface.") \
   X(arp_replies, "", "ARP replies sent for the VIPs and the ports' addresses.")               \
   X(icmp_echo_replies, "", "ICMP and ICMPv6 echo replies sent.")                             \
+  X(icmp_errors_forwarded, "",                                                                \
+    "ICMP errors to a VIP sent to the backend of the flow they quote.")                      \
+  X(icmp_errors_flow_unknown, "",                                                             \
+    "ICMP errors forwarded for a flow not in the worker's table: placed as a new flow would be.") \
   X(nd_advertisements, "", "IPv6 neighbour advertisements sent.")                            \
   X(sync_events, "", "Session changes and flows queued for state sync.")                    \
   X(sync_events_lost, "", "Session changes and flows for state sync the ring had no room for.") \

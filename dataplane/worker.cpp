@@ -83,6 +83,13 @@ std::uint16_t from_tag_digest(const parsers::sip::Message& message) {
   return folded != 0 ? folded : 1;
 }
 
+// The backend whose configured passive port range holds an FTP data connection's port.
+std::uint16_t passive_range_backend(const ServiceView& service, std::uint16_t port) {
+  for (const PassiveRange& range : service.passive_ranges)
+    if (port >= range.first && port <= range.last) return range.backend;
+  return kNoBackend;
+}
+
 }  // namespace
 
 Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerLinks& links)
@@ -160,6 +167,7 @@ bool Worker::poll_port(std::uint16_t port_index, std::uint64_t now) {
   Burst& burst = burst_;
   burst.flow_count = 0;
   burst.call_count = 0;
+  burst.icmp_error_count = 0;
   counters_.rx_packets += count;
   for (std::uint16_t i = 0; i < count; ++i) {
     counters_.rx_bytes += rte_pktmbuf_pkt_len(received[i]);
@@ -190,6 +198,9 @@ bool Worker::poll_port(std::uint16_t port_index, std::uint64_t now) {
     flows_.lookup_bulk(keys, signatures, burst.flow_count, positions);
     for (unsigned i = 0; i < burst.flow_count; ++i) forward(burst.flows[i], positions[i], now);
   }
+
+  // After the flows: an error about a flow this burst opened finds its entry.
+  for (unsigned i = 0; i < burst.icmp_error_count; ++i) steer_icmp_error(burst.icmp_errors[i], now);
 
   flush();
   return true;
@@ -233,8 +244,101 @@ void Worker::classify_any(rte_mbuf* mbuf, std::uint16_t port_index,
 
   const ServiceMatch found =
       find_service(parsers::address_words(parsed.dst_ip), parsed.dst_port, parsed.l4_proto);
-  if (found.service == ServiceIndex::kNone) return answer_locally(mbuf, port_index, parsed);
-  queue_for_lookup(mbuf, found, parsed, burst);
+  if (found.service != ServiceIndex::kNone) return queue_for_lookup(mbuf, found, parsed, burst);
+  // An ICMP error to a VIP is about a packet a backend sent from it: the backend's. At the
+  // ports' own addresses, errors stay the kernel's.
+  if (parsers::is_steered_icmp_error(parsed.l4_proto, parsed.icmp_type) &&
+      snapshot.is_local_address(port_index, parsed.dst_ip) &&
+      !snapshot.is_interface_address(port_index, parsed.dst_ip))
+    return queue_icmp_error(mbuf, parsed, burst);
+  answer_locally(mbuf, port_index, parsed);
+}
+
+namespace {
+
+DropReason icmp_error_drop(parsers::IcmpErrorStatus status) {
+  using parsers::IcmpErrorStatus;
+  switch (status) {
+    case IcmpErrorStatus::truncated: return DropReason::icmp_error_truncated;
+    case IcmpErrorStatus::bad_quoted_header: return DropReason::icmp_error_bad_quote;
+    case IcmpErrorStatus::quotes_icmp: return DropReason::icmp_error_quotes_icmp;
+    case IcmpErrorStatus::quotes_fragment: return DropReason::icmp_error_quotes_fragment;
+    case IcmpErrorStatus::quotes_extension_header: return DropReason::icmp_error_quotes_extension;
+    case IcmpErrorStatus::quotes_other_protocol: return DropReason::icmp_error_quotes_other;
+    default: return DropReason::icmp_not_handled;  // not_steered: classify_any checked the type
+  }
+}
+
+}  // namespace
+
+void Worker::queue_icmp_error(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed, Burst& burst) {
+  if (snapshot_->standby) [[unlikely]]
+    return drop(mbuf, DropReason::ha_standby);
+  parsers::QuotedPacket quoted;
+  const auto status = parsers::parse_icmp_error(
+      payload_of(mbuf, parsed.l4_offset, static_cast<std::uint16_t>(parsed.l3_end - parsed.l4_offset)),
+      parsed.l4_proto, quoted);
+  if (status != parsers::IcmpErrorStatus::ok) return drop(mbuf, icmp_error_drop(status));
+  // The quoted packet left this VIP from one of its services' ports (or, for an inspecting
+  // service, from any port: a related flow's reply). Anything else was not a backend's.
+  if (quoted.src_ip != parsed.dst_ip) return drop(mbuf, DropReason::icmp_error_not_a_service);
+  const ServiceMatch found =
+      find_service(parsers::address_words(quoted.src_ip), quoted.src_port, quoted.l4_proto);
+  if (found.service == ServiceIndex::kNone) return drop(mbuf, DropReason::icmp_error_not_a_service);
+
+  FlowPacket& error = burst.icmp_errors[burst.icmp_error_count++];
+  error.mbuf = mbuf;
+  // The client's flow: the quoted 5-tuple reversed.
+  error.signature = fill_flow_key(error.key, quoted.dst_ip, quoted.src_ip, quoted.dst_port,
+                                  quoted.src_port, quoted.l4_proto);
+  error.service = found.service;
+  error.related = found.related;
+  error.tcp_flags = 0;  // not a SYN: a synced flow may place it
+  error.tcp_seq = 0;
+  error.payload_offset = 0;
+  error.payload_length = 0;
+}
+
+void Worker::steer_icmp_error(const FlowPacket& error, std::uint64_t now) {
+  std::uint16_t backend = kNoBackend;
+  const std::int32_t position = flows_.lookup(error.key, error.signature);
+  if (position >= 0) {
+    const FlowEntry& entry = flows_.at(position);
+    if (entry.deadline_tsc >= now && !is_down(entry.backend)) backend = entry.backend;
+  }
+  if (backend == kNoBackend) {
+    backend = placement_of_unknown_flow(error, snapshot_->services[error.service], now);
+    if (backend == kNoBackend)
+      return drop(error.mbuf, error.related ? DropReason::no_expectation : DropReason::no_backend);
+    counters_.icmp_errors_flow_unknown++;
+  }
+  counters_.icmp_errors_forwarded++;
+  transmit_to_backend(error.mbuf, backend);
+}
+
+std::uint16_t Worker::placement_of_unknown_flow(const FlowPacket& packet, const ServiceView& service,
+                                                std::uint64_t now) const {
+  if (sync_events_.enabled()) {
+    const std::uint16_t synced = synced_flow_backend(packet, now);
+    if (synced != kNoBackend) return synced;
+  }
+  if (!packet.related) return pick_backend(service, service.pools[0], new_flow_hash(packet, service));
+  SessionRoute route;
+  if (service.dpi == SessionInspection::rtsp)
+    return find_rtp_expectation(*sessions_, packet.service, packet.key.src, packet.key.src_port, now,
+                                route) >= 0 && !is_down(route.backend)
+               ? route.backend
+               : kNoBackend;
+  // An FTP data connection's expectation was used up by its SYN: without a passive range,
+  // only its flow entry knew.
+  return passive_range_backend(service, packet.key.dst_port);
+}
+
+std::uint32_t Worker::new_flow_hash(const FlowPacket& packet, const ServiceView& service) const {
+  return service.hash_input == HashInput::five_tuple
+             ? packet.signature
+             : rte_hash_crc(packet.key.src.data(), static_cast<std::uint32_t>(packet.key.src.size()),
+                            kClientHashSeed);
 }
 
 Worker::ServiceMatch Worker::find_service(parsers::AddressWords vip, std::uint16_t port,
@@ -437,12 +541,7 @@ void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t no
     } else if (packet.related) {
       backend = resolve_related(packet, service, now);
     } else {
-      const std::uint32_t hash =
-          service.hash_input == HashInput::five_tuple
-              ? packet.signature
-              : rte_hash_crc(packet.key.src.data(), static_cast<std::uint32_t>(packet.key.src.size()),
-                             kClientHashSeed);
-      backend = pick_backend(service, service.pools[0], hash);
+      backend = pick_backend(service, service.pools[0], new_flow_hash(packet, service));
     }
     if (backend == kNoBackend)
       return drop(packet.mbuf, packet.related ? DropReason::no_expectation : DropReason::no_backend);
@@ -493,8 +592,9 @@ std::uint16_t Worker::resolve_related(const FlowPacket& packet, const ServiceVie
     counters_.expectations_used[static_cast<std::size_t>(Expectation::rtp)]++;
     return route.backend;
   }
-  for (const PassiveRange& range : service.passive_ranges)
-    if (packet.key.dst_port >= range.first && packet.key.dst_port <= range.last) return range.backend;
+  if (const std::uint16_t configured = passive_range_backend(service, packet.key.dst_port);
+      configured != kNoBackend)
+    return configured;
   // Only a SYN opens a data connection; anything else of an unknown one is stray.
   if ((packet.tcp_flags & (parsers::kTcpSyn | parsers::kTcpAck)) != parsers::kTcpSyn)
     return kNoBackend;

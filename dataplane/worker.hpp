@@ -4,7 +4,8 @@
 // for its Call-ID here), route the burst's calls through the shared session table after one
 // bulk pass over it, look the burst's flows up in one bulk call, schedule the misses
 // (related RTP and FTP data flows through their expectations), inspect control
-// connections, rewrite for DSR, transmit. Everything a worker writes (flow
+// connections, steer the burst's ICMP errors to the backends of the flows they quote,
+// rewrite for DSR, transmit. Everything a worker writes (flow
 // table, reassembly buffers, counters, TX buffers) is its own, except session table entries,
 // which the table makes safe to share; everything it exchanges with the control thread goes
 // through its WorkerLinks (dataplane/links.hpp).
@@ -27,6 +28,7 @@
 #include "dataplane/snapshot_channel.hpp"
 #include "dataplane/stream_inspection.hpp"
 #include "dataplane/sync_events.hpp"
+#include "parsers/icmp_error.hpp"
 #include "parsers/sip.hpp"
 
 struct rte_mbuf;
@@ -97,12 +99,15 @@ class Worker {
     std::uint32_t signature;
     std::uint16_t service;
   };
-  // What classify() makes of a burst: flows for the flow table, calls for the session table.
+  // What classify() makes of a burst: flows for the flow table, calls for the session table,
+  // ICMP errors for the backends of the flows they quote (under those flows' keys).
   struct Burst {
     FlowPacket flows[kBurst];
     unsigned flow_count = 0;
     SipCall calls[kBurst];
     unsigned call_count = 0;
+    FlowPacket icmp_errors[kBurst];
+    unsigned icmp_error_count = 0;
   };
   struct TxBuffer {
     std::uint16_t count = 0;
@@ -138,6 +143,16 @@ class Worker {
   template <typename Fields>
   [[gnu::always_inline]] inline void queue_for_lookup(rte_mbuf* mbuf, ServiceMatch found,
                                                       const Fields& fields, Burst& burst);
+  // An ICMP error to a VIP: queued under the flow it quotes, or dropped for what is wrong with
+  // its quote.
+  void queue_icmp_error(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed, Burst& burst);
+  // To the backend of the quoted flow, or where that flow would go if it were new. Creates,
+  // refreshes and claims nothing: anyone can send an ICMP error.
+  void steer_icmp_error(const FlowPacket& error, std::uint64_t now);
+  // A flow the table does not hold, placed without changing any state: by a peer's synced
+  // flow, a related flow's expectation or passive range, else the consistent hash.
+  std::uint16_t placement_of_unknown_flow(const FlowPacket& packet, const ServiceView& service,
+                                          std::uint64_t now) const;
   bool read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset, std::uint16_t payload_length,
                      std::uint16_t service, SipCall& call);
   void route_sip_call(SipCall& call, std::uint64_t now);
@@ -169,6 +184,9 @@ class Worker {
   void serve_sync_dump();
   std::uint16_t pick_backend(const ServiceView& service, const PoolView& pool,
                              std::uint32_t hash) const;
+  // The consistent hash's input for a new flow of `service`: the 5-tuple's or the client's.
+  [[gnu::always_inline]] inline std::uint32_t new_flow_hash(const FlowPacket& packet,
+                                                            const ServiceView& service) const;
   std::uint16_t least_sessions(const PoolView& pool) const;
 
   // The flow table's expiry callback: an expired control connection's inspection ends.

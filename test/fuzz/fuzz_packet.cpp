@@ -2,7 +2,9 @@
 // past the frame is one), it aborts when parse_frame's result breaks its contract, or when
 // parse_ipv4_transport, the short path for untagged IPv4 TCP/UDP, answers differently from
 // parse_frame: it must answer exactly for the frames parse_frame accepts as that shape, with
-// the same fields.
+// the same fields. An ICMP or ICMPv6 message goes on to parse_icmp_error (the quote of an
+// error to a VIP), as the worker hands it over; so does the whole input, unframed.
+#include "parsers/icmp_error.hpp"
 #include "parsers/packet.hpp"
 
 #include <cstring>
@@ -34,6 +36,17 @@ bool same(const parsers::Ipv4Transport& a, const parsers::ParsedFrame& b) {
          a.payload_offset == b.payload_offset && a.payload_length == b.payload_length;
 }
 
+void check_icmp_error(std::span<const std::uint8_t> message, std::uint8_t protocol) {
+  parsers::QuotedPacket quoted;
+  const parsers::IcmpErrorStatus status = parsers::parse_icmp_error(message, protocol, quoted);
+  expect(std::strcmp(parsers::to_string(status), "unknown") != 0);
+  if (status != parsers::IcmpErrorStatus::ok) return;
+  expect(parsers::is_steered_icmp_error(protocol, message[0]));
+  expect(quoted.l4_proto == parsers::kProtoTcp || quoted.l4_proto == parsers::kProtoUdp);
+  if (protocol == parsers::kProtoIcmp)
+    expect(parsers::is_ipv4_mapped(quoted.src_ip) && parsers::is_ipv4_mapped(quoted.dst_ip));
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -43,6 +56,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   expect(std::strcmp(parsers::to_string(status), "unknown") != 0);
   const bool ok = status == parsers::ParseStatus::ok;
   if (ok) check_frame(full, size);
+  if (ok && (full.l4_proto == parsers::kProtoIcmp || full.l4_proto == parsers::kProtoIcmpv6))
+    check_icmp_error(frame.subspan(full.l4_offset, full.l3_end - full.l4_offset), full.l4_proto);
+  check_icmp_error(frame, parsers::kProtoIcmp);
+  check_icmp_error(frame, parsers::kProtoIcmpv6);
 
   parsers::Ipv4Transport common;
   const bool fast = parsers::parse_ipv4_transport(frame, common);
