@@ -130,7 +130,7 @@ def test_tetherctl_page_names_every_command_and_option(installed):
         words = entry.split()
         if not words or not words[0].islower() or words[0].startswith("["):
             continue  # the rest of a bracketed argument list broken over the comma
-        verbs = words[1].split("|") if len(words) > 1 and words[1].islower() else [""]
+        verbs = words[1].split("|") if len(words) > 1 and words[1].islower() and not words[1].startswith("[") else [""]
         commands += [f"{words[0]} {verb}".strip() for verb in verbs]
     assert {"show services", "backend drain", "backend add", "reload", "metrics", "help"} <= set(
         commands), commands
