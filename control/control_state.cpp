@@ -34,12 +34,13 @@ dataplane::BackendState ControlState::own_state(std::size_t backend) const {
   return states[backend];
 }
 
-std::vector<VipDecision> ControlState::announcement_decisions(std::uint64_t now) const {
+std::vector<VipDecision> ControlState::announcement_decisions(std::uint64_t now) {
   InstanceCondition instance;
   instance.workers_progress = progress == nullptr || progress->stalled(now).empty();
   instance.master = ha == nullptr || ha->role() == HaRole::master;
   instance.draining = announcer != nullptr && announcer->drain().active();
-  instance.bulk_pending = !bulk_awaited_peers(now).empty();
+  if (!bulk_synced) bulk_synced = bulk_awaited_peers(now).empty();
+  instance.bulk_pending = !bulk_synced;
   std::vector<bool> can_serve(config.services.size());
   for (std::size_t s = 0; s < config.services.size(); ++s)
     can_serve[s] = service_can_serve(config.services[s], [this](std::size_t b) { return effective(b); });
@@ -66,7 +67,7 @@ std::unique_ptr<dataplane::Snapshot> ControlState::build() const {
 
 std::vector<IpBytes> ControlState::bulk_awaited_peers(std::uint64_t now) const {
   std::vector<IpBytes> awaited;
-  if (!config.sync || sync == nullptr || !config.announce) return awaited;
+  if (bulk_synced || !config.sync || sync == nullptr || !config.announce) return awaited;
   const std::uint64_t wait = std::uint64_t{config.announce->bulk_wait_s} * tsc_hz;
   for (const IpBytes& peer : config.sync->peers)
     if (bulk_awaited(sync->bulk_received_from(peer), sync->last_heard_from(peer), started_tsc, now, wait))

@@ -41,6 +41,9 @@ struct ControlState {
   const WorkerProgress* progress = nullptr;  // null until the workers run
   Announcer* announcer = nullptr;  // null: no `announce`
   std::uint64_t started_tsc = 0;   // when the control loop started: bulk sync's wait counts from it
+  // Set once no sync peer's bulk dump was awaited any more, and never cleared: the wait is a
+  // starting instance's; a peer that joins later must not withdraw a serving one.
+  bool bulk_synced = false;
   // Per backend: whether the peers' health reports hold it down (control/peer_health.hpp),
   // as of the last snapshot published.
   std::vector<PeerHold> peer_holds = {};
@@ -55,10 +58,11 @@ struct ControlState {
   // or the MAC is unknown.
   dataplane::BackendState own_state(std::size_t backend) const;
   // The configured sync peers this instance still waits for before it announces anything:
-  // no bulk dump from them yet and heard from within announce.bulk_wait (see bulk_awaited).
+  // no bulk dump from them yet and heard from within announce.bulk_wait (see bulk_awaited);
+  // none once bulk_synced.
   std::vector<IpBytes> bulk_awaited_peers(std::uint64_t now) const;
-  // What each VIP's announcement should be now (see control/announce.hpp).
-  std::vector<VipDecision> announcement_decisions(std::uint64_t now) const;
+  // What each VIP's announcement should be now (see control/announce.hpp); sets bulk_synced.
+  std::vector<VipDecision> announcement_decisions(std::uint64_t now);
   // New flows and sessions placed on backends so far: what a drain watches.
   std::uint64_t placed() const;
   // A snapshot of the configuration, effective states and resolved MACs.

@@ -105,6 +105,11 @@ def test_a_starting_instance_announces_after_its_peers_bulk_dump_or_its_silence(
     assert received is not None and announced >= received, tetherds["b"].log()[-3000:]
     counters = tetherds["b"].json("show", "sync")["counters"]
     assert counters["sync_bulk_ends_received"] >= 1, counters
+    # a, serving already, gets b's dump too (it asks every 2 s), and a peer that joins must
+    # not withdraw it meanwhile: the wait is for a starting instance only.
+    wait("b's dump on a", lambda: log_time(tetherds["a"], r"sync: bulk dump from .* received whole"), 10)
+    assert "announce: withdrawing" not in tetherds["a"].log(), tetherds["a"].log()[-3000:]
+    assert announce(tetherds["a"])[1]["announced"]
     print(f"b announced {announced - log_time(tetherds['b'], r'running: '):.2f} s after its start "
           f"(bulk_wait {BULK_WAIT['b']} s; {took:.2f} s after start_tetherd returned)")
 
