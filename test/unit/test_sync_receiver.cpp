@@ -198,14 +198,27 @@ TEST_CASE("sync receiver: records applied to the session table, checked against 
   CHECK(peers[0].last_accepted_tsc == kNow);
 }
 
+// A receiver on a port of its own (`offset` apart from the other tests'), its session table,
+// and a peer sending to it from 127.0.0.1.
+struct Receiving {
+  Receiving(const char* table_name, int offset)
+      : listen_port(static_cast<std::uint16_t>(20000 + (getpid() + offset) % 20000)),
+        config(running(listen_port)),
+        table(table_name, 1024, 1, SOCKET_ID_ANY),
+        receiver(config),
+        peer("127.0.0.1", listen_port) {}
+  std::uint16_t listen_port;
+  Config config;
+  dataplane::SessionTable table;
+  tether::log::Quiet quiet;  // the receiver says where it listens
+  SyncReceiver receiver;
+  Peer peer;
+};
+
 TEST_CASE("sync receiver: peers' health reports, checked by backend name, forgotten when the peer falls silent",
           "[sync][receiver][peer_health]") {
-  const auto listen_port = static_cast<std::uint16_t>(20000 + (getpid() + 1) % 20000);
-  const Config config = running(listen_port);
-  dataplane::SessionTable table("ut_sync_rx_health", 1024, 1, SOCKET_ID_ANY);
-  const tether::log::Quiet quiet;
-  SyncReceiver receiver(config);
-  Peer peer("127.0.0.1", listen_port);
+  Receiving setup("ut_sync_rx_health", 1);
+  auto& [listen_port, config, table, quiet, receiver, peer] = setup;
   const tether::SyncSenderKey sender{ip("127.0.0.1"), 42};
   const std::uint32_t b0 = tether::sync_sender_id("b0"), b1 = tether::sync_sender_id("b1");
 
@@ -238,12 +251,8 @@ TEST_CASE("sync receiver: peers' health reports, checked by backend name, forgot
 
 TEST_CASE("sync receiver: a peer's SIP calls count on their backend for least-sessions",
           "[sync][receiver]") {
-  const auto listen_port = static_cast<std::uint16_t>(20000 + (getpid() + 2) % 20000);
-  const Config config = running(listen_port);
-  dataplane::SessionTable table("ut_sync_rx_calls", 1024, 1, SOCKET_ID_ANY);
-  const tether::log::Quiet quiet;
-  SyncReceiver receiver(config);
-  Peer peer("127.0.0.1", listen_port);
+  Receiving setup("ut_sync_rx_calls", 2);
+  auto& [listen_port, config, table, quiet, receiver, peer] = setup;
   peer.send(1, {SipCallRecord{0, 0x10, 1, SessionState::live, 60'000}, SipCallRecord{0, 0x11, 1, SessionState::live, 60'000},
                 SipCallRecord{0, 0x12, 0, SessionState::live, 60'000}});
   receiver.poll(config, table, kNow, kHz);
