@@ -1,5 +1,7 @@
 #include "control/config.hpp"
 
+#include <cstdio>
+
 #include "parsers/mix.hpp"
 #include "sync/hmac.hpp"
 
@@ -18,6 +20,16 @@ const char* to_string(std::optional<SessionProtocol> dpi) {
 }
 const char* to_string(Forwarding) { return "dsr"; }
 const char* to_string(KernelDriver driver) { return driver == KernelDriver::tap ? "tap" : "virtio-user"; }
+
+std::string seconds_text(std::uint32_t ms) {
+  std::string text = std::to_string(ms / 1000);
+  if (ms % 1000 == 0) return text;
+  char fraction[8];
+  std::snprintf(fraction, sizeof fraction, ".%03u", static_cast<unsigned>(ms % 1000));
+  text += fraction;
+  while (text.back() == '0') text.pop_back();
+  return text;
+}
 
 std::uint32_t sync_sender_id(std::string_view instance) {
   std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then the splitmix64 finaliser

@@ -52,6 +52,8 @@ const char* to_string(std::optional<SessionProtocol> dpi);
 // vhost-net (fewer copies; needs /dev/vhost-net).
 enum class KernelDriver : std::uint8_t { tap, virtio_user };
 const char* to_string(KernelDriver driver);
+// A duration as the configuration writes it: seconds, with the milliseconds if any ("0.25").
+std::string seconds_text(std::uint32_t ms);
 
 struct KernelInterfaceConfig {
   std::string name;  // the interface's name in tetherd's network namespace
@@ -133,7 +135,7 @@ struct ServiceConfig {
   Protocol protocol;
   Scheduler scheduler;
   Forwarding forwarding;
-  std::uint32_t idle_timeout_s;
+  std::uint32_t idle_timeout_ms;  // seconds in the file, to the millisecond: a test storm needs less than 1 s
   std::uint32_t fin_timeout_s;  // TCP flows after FIN or RST
   std::optional<SessionProtocol> dpi;  // none: not inspected
   std::uint32_t session_timeout_s = 0;      // SIP call / RTSP session without signalling
@@ -145,6 +147,11 @@ struct ServiceConfig {
   std::optional<HealthCheckConfig> health_check;
   bool removed = false;  // as BackendConfig::removed: flows and sessions hold service indices
 };
+
+// How long a flow of `service` lives without packets: idle, or after FIN/RST.
+inline std::uint32_t flow_lifetime_ms(const ServiceConfig& service, bool closing) {
+  return closing ? service.fin_timeout_s * 1000 : service.idle_timeout_ms;
+}
 
 // State sync with other tether instances (docs/design.md "State sync"): what this instance
 // accepts from its peers. Messages travel as UDP over the kernel interface of `port`.

@@ -93,8 +93,8 @@ std::string describe(const Config& config) {
   for (const auto& service : config.services) {
     out << "  " << service.name << "  " << format_ip(service.vip) << ":" << service.port << "/"
         << to_string(service.protocol) << "  scheduler " << to_string(service.scheduler)
-        << "  forwarding " << to_string(service.forwarding) << "  idle " << service.idle_timeout_s
-        << "s";
+        << "  forwarding " << to_string(service.forwarding) << "  idle "
+        << seconds_text(service.idle_timeout_ms) << "s";
     if (service.protocol == Protocol::tcp) out << "  fin " << service.fin_timeout_s << "s";
     out << "  dpi " << to_string(service.dpi);
     if (service.dpi == SessionProtocol::sip && service.protocol == Protocol::udp)

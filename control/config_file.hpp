@@ -6,6 +6,8 @@
 #include <libconfig.h++>
 
 #include <algorithm>
+#include <climits>
+#include <cmath>
 #include <initializer_list>
 #include <map>
 #include <optional>
@@ -107,6 +109,28 @@ class GroupReader {
       fail(s, (value ? std::to_string(*value) : literal->second.text) + " is out of range " +
                   std::to_string(min) + ".." + std::to_string(max));
     return *value;
+  }
+
+  // A duration in seconds, an integer or a float such as 0.25, as whole milliseconds within
+  // min_ms..max_ms.
+  std::uint32_t milliseconds(const char* name, std::uint32_t min_ms, std::uint32_t max_ms,
+                             std::uint32_t fallback_ms) const {
+    if (!has(name)) return fallback_ms;
+    const Setting& s = get(name);
+    const auto range = [&] {
+      return " is out of range " + seconds_text(min_ms) + ".." + seconds_text(max_ms) + " seconds";
+    };
+    if (s.getType() == Setting::TypeFloat) {
+      const double seconds = static_cast<double>(s);
+      const double ms = seconds * 1000.0;
+      if (!(ms >= min_ms && ms <= max_ms)) fail(s, std::to_string(seconds) + range());
+      const double whole = std::round(ms);
+      if (std::fabs(ms - whole) > 1e-6) fail(s, std::to_string(seconds) + " is not a whole number of milliseconds");
+      return static_cast<std::uint32_t>(whole);
+    }
+    const long long seconds = integer(s, -(LLONG_MAX / 1000), LLONG_MAX / 1000);
+    if (seconds * 1000 < min_ms || seconds * 1000 > max_ms) fail(s, std::to_string(seconds) + range());
+    return static_cast<std::uint32_t>(seconds * 1000);
   }
 
   IpBytes ip(const Setting& s) const {

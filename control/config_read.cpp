@@ -255,8 +255,8 @@ void read_services(const GroupReader& top, const Document& doc, Config& config,
         Scheduler::maglev);
     service.forwarding =
         r.choice<Forwarding>("forwarding", {{"dsr", Forwarding::dsr}}, Forwarding::dsr);
-    const long long default_idle = service.protocol == Protocol::tcp ? 300 : 60;
-    service.idle_timeout_s = static_cast<std::uint32_t>(r.integer("idle_timeout", 1, 86400, default_idle));
+    const std::uint32_t default_idle_ms = service.protocol == Protocol::tcp ? 300'000 : 60'000;
+    service.idle_timeout_ms = r.milliseconds("idle_timeout", 10, 86'400'000, default_idle_ms);
     service.fin_timeout_s = static_cast<std::uint32_t>(r.integer("fin_timeout", 0, 3600, 10));
 
     auto [existing, inserted] =

@@ -305,8 +305,8 @@ void SyncReceiver::apply(const sync::Record& record, const Config& running,
   } else if (const auto* flow = std::get_if<sync::FlowRecord>(&record)) {
     if (const ServiceConfig* service = flow_service(running, *flow);
         service != nullptr && serves(running, *service, flow->backend)) {
-      const std::uint32_t limit_s = flow->closing ? service->fin_timeout_s : service->idle_timeout_s;
-      const std::uint64_t deadline = now + cycles(capped_ms(flow->remaining_ms, limit_s), tsc_hz);
+      const std::uint64_t deadline =
+          now + cycles(std::min(flow->remaining_ms, flow_lifetime_ms(*service, flow->closing)), tsc_hz);
       const dataplane::SessionKey key =
           dataplane::synced_flow_key(flow->service, flow->client, flow->client_port, flow->vip_port);
       const std::int32_t position =

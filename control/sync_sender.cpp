@@ -132,7 +132,7 @@ sync::Record SyncSender::record_of(const dataplane::SyncEvent& event, const Conf
                           event.ended,
                           event.service,
                           event.backend,
-                          ms(&ServiceConfig::idle_timeout_s, &ServiceConfig::fin_timeout_s)};
+                          service != nullptr ? flow_lifetime_ms(*service, event.ended) : 0};
 }
 
 bool SyncSender::record_of(const dataplane::SessionEntry& entry, std::uint64_t now, sync::Record& record) const {

@@ -39,9 +39,10 @@ def test_quick_benchmark_produces_every_figure(tmp_path):
         assert scenario["ratio_io_by_round"] == per_round
         assert scenario["ratio_io"] == statistics.median(per_round) > 0
     by_key = {s["key"]: s["tether"] for s in report["scenarios"]}
-    # quick mode's storm is too small to outlive the 1 s idle timeout: its flows are set up
-    # during the warm-up, so only the figure's presence is checked here
-    assert by_key["new_flows"]["new_flows_per_s"] >= 0 and "new_flow_share" in by_key["new_flows"]
+    # the storm's flows expire before their tuples come back (the benchmark itself refuses a
+    # run below 90%)
+    assert by_key["new_flows"]["new_flow_share"] >= 0.9
+    assert by_key["new_flows"]["new_flows_per_s"] > 0
     assert by_key["sip"]["messages_inspected_per_s"] > 0
     assert by_key["mixed"]["messages_inspected_per_s"] > 0
     table = (tmp_path / "bench.txt").read_text()

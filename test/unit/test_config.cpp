@@ -123,7 +123,7 @@ TEST_CASE("config: a minimal file loads with every default", "[config]") {
   CHECK(s.protocol == tether::Protocol::tcp);
   CHECK(s.scheduler == tether::Scheduler::maglev);
   CHECK(s.forwarding == tether::Forwarding::dsr);
-  CHECK(s.idle_timeout_s == 300);  // tcp default
+  CHECK(s.idle_timeout_ms == 300000);  // tcp default
   CHECK(s.fin_timeout_s == 10);
   CHECK(!s.dpi.has_value());
   CHECK(s.session_timeout_s == 300);
@@ -142,7 +142,7 @@ TEST_CASE("config: a minimal file loads with every default", "[config]") {
   SECTION("udp's default idle timeout is 60 s") {
     const Config u = load(with("protocol = \"tcp\";", "protocol = \"udp\";"));
     CHECK(u.services[0].protocol == tether::Protocol::udp);
-    CHECK(u.services[0].idle_timeout_s == 60);
+    CHECK(u.services[0].idle_timeout_ms == 60000);
   }
   SECTION("describe() summarises it") {
     const std::string text = tether::describe(c);
@@ -194,7 +194,7 @@ services = (
   CHECK(c.services[0].vip == ip("2001:db8::100"));
   CHECK(c.services[0].protocol == tether::Protocol::udp);
   CHECK(c.services[0].scheduler == tether::Scheduler::source_hash);
-  CHECK(c.services[0].idle_timeout_s == 86400);
+  CHECK(c.services[0].idle_timeout_ms == 86400000);
   CHECK(c.services[0].fin_timeout_s == 0);
   CHECK(c.services[0].backends[0].backend == 1);
   CHECK(c.services[0].backends[0].weight == 0);
@@ -202,7 +202,7 @@ services = (
   CHECK(c.services[0].backends[1].weight == 65535);
   // Same VIP and port over another protocol is another service.
   CHECK(c.services[1].protocol == tether::Protocol::tcp);
-  CHECK(c.services[1].idle_timeout_s == 1);
+  CHECK(c.services[1].idle_timeout_ms == 1000);
   CHECK(c.services[1].fin_timeout_s == 3600);
 }
 
@@ -297,6 +297,28 @@ TEST_CASE("config: duplicate VIP:port/protocol", "[config]") {
   CHECK(c.services[1].vip == c.services[0].vip);
   // Same VIP, other port: fine too.
   CHECK_NOTHROW(load(with("    port = 80;\n    protocol = \"PROTO\"", "    port = 81;\n    protocol = \"tcp\"", two)));
+}
+
+TEST_CASE("config: idle_timeout in seconds, to the millisecond", "[config]") {
+  const auto idle = [](const std::string& value) {
+    return load(with("    port = 80;\n", "    port = 80;\n    idle_timeout = " + value + ";\n")).services[0].idle_timeout_ms;
+  };
+  CHECK(idle("7") == 7000);
+  CHECK(idle("0.25") == 250);
+  CHECK(idle("0.01") == 10);
+  CHECK(idle("1.5") == 1500);
+  CHECK(idle("86400") == 86400000);
+  CHECK(idle("86400.0") == 86400000);
+  CHECK_THROWS_WITH(idle("0.005"), "test.cfg:25: services.[0].idle_timeout: 0.005000 is out of range 0.01..86400 seconds");
+  CHECK_THROWS_WITH(idle("0"), "test.cfg:25: services.[0].idle_timeout: 0 is out of range 0.01..86400 seconds");
+  CHECK_THROWS_WITH(idle("86401"), "test.cfg:25: services.[0].idle_timeout: 86401 is out of range 0.01..86400 seconds");
+  CHECK_THROWS_WITH(idle("-1"), "test.cfg:25: services.[0].idle_timeout: -1 is out of range 0.01..86400 seconds");
+  CHECK_THROWS_WITH(idle("0.0125"), "test.cfg:25: services.[0].idle_timeout: 0.012500 is not a whole number of milliseconds");
+  CHECK_THROWS_WITH(idle("\"1\""), "test.cfg:25: services.[0].idle_timeout: expected an integer");
+  CHECK(tether::seconds_text(250) == "0.25");
+  CHECK(tether::seconds_text(1500) == "1.5");
+  CHECK(tether::seconds_text(60000) == "60");
+  CHECK(tether::seconds_text(10) == "0.01");
 }
 
 TEST_CASE("config: weights", "[config]") {
@@ -516,7 +538,7 @@ TEST_CASE("config: choices and ranges", "[config]") {
   CHECK_THROWS_WITH(load(with("port = 80;", "port = 65536;")),
                     "test.cfg:24: services.[0].port: 65536 is out of range 1..65535");
   CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    idle_timeout = 0;\n")),
-                    "test.cfg:26: services.[0].idle_timeout: 0 is out of range 1..86400");
+                    "test.cfg:26: services.[0].idle_timeout: 0 is out of range 0.01..86400 seconds");
   CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    fin_timeout = 3601;\n")),
                     "test.cfg:26: services.[0].fin_timeout: 3601 is out of range 0..3600");
   CHECK_THROWS_WITH(load("tables = { flows_per_worker = 1023; };\n" + kBase),
@@ -564,7 +586,7 @@ TEST_CASE("config: load_config_file", "[config]") {
     CHECK(sip.protocol == tether::Protocol::udp);
     CHECK(sip.scheduler == tether::Scheduler::maglev);
     CHECK(sip.forwarding == tether::Forwarding::dsr);
-    CHECK(sip.idle_timeout_s == 60);
+    CHECK(sip.idle_timeout_ms == 60000);
     CHECK(sip.fin_timeout_s == 10);
     CHECK(sip.dpi == tether::SessionProtocol::sip);
     CHECK(sip.session_timeout_s == 1800);
@@ -591,7 +613,7 @@ TEST_CASE("config: load_config_file", "[config]") {
     CHECK(ftp.name == "ftp");
     CHECK(ftp.port == 21);
     CHECK(ftp.protocol == tether::Protocol::tcp);
-    CHECK(ftp.idle_timeout_s == 300);
+    CHECK(ftp.idle_timeout_ms == 300000);
     CHECK(ftp.dpi == tether::SessionProtocol::ftp);
     CHECK(ftp.expectation_timeout_s == 30);
     REQUIRE(ftp.backends.size() == 2);

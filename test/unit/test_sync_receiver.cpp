@@ -39,7 +39,7 @@ tether::ServiceConfig service(const char* name, tether::Protocol protocol, tethe
   s.session_timeout_s = 60;
   s.linger_s = 5;
   s.expectation_timeout_s = 30;
-  s.idle_timeout_s = 300;
+  s.idle_timeout_ms = 300000;
   s.fin_timeout_s = 10;
   for (std::size_t b : backends) s.backends.push_back({b, 1});
   return s;
