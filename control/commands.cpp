@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <optional>
 #include <span>
 #include <sstream>
@@ -232,9 +233,11 @@ std::string list_sessions(const ControlState& state, const ListingFilter& filter
   const std::uint64_t now = rte_rdtsc();
   std::uint64_t total = 0;
   std::uint64_t matched = 0;
+  std::map<std::string, std::uint64_t> by_protocol;  // whatever the filter: `tetherctl top` reads it
   Json sessions = Json::array();
   state.sessions->for_each_live(now, [&](const dataplane::SessionEntry& entry) {
     ++total;
+    ++by_protocol[protocol_name(entry.key.kind)];
     if (!filter.admits(entry) || matched++ >= filter.max_entries) return;
     const dataplane::SessionKey& key = entry.key;
     Json row = {{"kind", dataplane::to_string(key.kind)},
@@ -258,6 +261,7 @@ std::string list_sessions(const ControlState& state, const ListingFilter& filter
   return text_of({{"sessions", std::move(sessions)},
                   {"matched", matched},
                   {"total", total},
+                  {"live_by_protocol", by_protocol},
                   {"truncated", matched > filter.max_entries}});
 }
 

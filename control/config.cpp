@@ -21,6 +21,33 @@ const char* to_string(std::optional<SessionProtocol> dpi) {
 const char* to_string(Forwarding) { return "dsr"; }
 const char* to_string(KernelDriver driver) { return driver == KernelDriver::tap ? "tap" : "virtio-user"; }
 
+std::optional<MetricsConfig> parse_listen(std::string_view text) {
+  std::string_view host;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return std::nullopt;
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+    if (host.find(':') == std::string_view::npos) return std::nullopt;  // brackets are for IPv6
+  } else {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon) return std::nullopt;
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (port.empty() || port.size() > 5 || port.front() == '0') return std::nullopt;
+  unsigned value = 0;
+  for (const char c : port) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (value == 0 || value > 65535) return std::nullopt;
+  const std::optional<IpBytes> address = parse_ip(host);
+  if (!address) return std::nullopt;
+  return MetricsConfig{*address, static_cast<std::uint16_t>(value), std::string(text)};
+}
+
 std::string seconds_text(std::uint32_t ms) {
   std::string text = std::to_string(ms / 1000);
   if (ms % 1000 == 0) return text;

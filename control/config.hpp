@@ -214,6 +214,16 @@ struct AnnounceConfig {
   bool operator==(const AnnounceConfig&) const = default;
 };
 
+// `metrics`: Prometheus's /metrics over HTTP, served on a thread of its own.
+struct MetricsConfig {
+  IpBytes address{};
+  std::uint16_t port = 9142;
+  std::string listen;  // as written, for messages
+  bool operator==(const MetricsConfig&) const = default;
+};
+// "127.0.0.1:9142", "[::1]:9142": an address (IPv6 in brackets) and a port 1..65535.
+std::optional<MetricsConfig> parse_listen(std::string_view text);
+
 struct Config {
   std::string source;  // file name, for messages
   unsigned workers = 1;
@@ -233,6 +243,7 @@ struct Config {
   std::optional<SyncConfig> sync;
   std::optional<HaConfig> ha;  // none: standalone, always forwarding
   std::optional<AnnounceConfig> announce;  // none: tetherd installs no routes
+  std::optional<MetricsConfig> metrics;  // none: no HTTP server
 };
 
 inline constexpr std::uint32_t kMaxWeight = 65535;

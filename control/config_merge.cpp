@@ -50,6 +50,8 @@ Config merge_running(const Config& running, const Config& desired) {
   // Standalone or paired, and the announcements' pace, are set at start.
   restart_only(running.ha == desired.ha, "ha");
   restart_only(running.announce == desired.announce, "announce");
+  // The HTTP server binds its socket once, at start.
+  restart_only(running.metrics == desired.metrics, "metrics");
 
   Config merged = desired;
   const auto backend_place =

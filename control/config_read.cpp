@@ -409,12 +409,20 @@ void read_announce(const GroupReader& top, const Document& doc, Config& config,
   r.check(announce_problem(config));
 }
 
+void read_metrics(const GroupReader& top, const Document& doc, Config& config) {
+  GroupReader r(top.get("metrics"), doc, {"listen"});
+  const std::string listen = r.string("listen");
+  config.metrics = parse_listen(listen);
+  if (!config.metrics)
+    r.fail(r.get("listen"), "'" + listen + "' is not ADDRESS:PORT (an IPv6 address in brackets: [::1]:9142)");
+}
+
 Config read(libconfig::Config& file, const Document& doc) {
   Config config;
   config.source = doc.source;
   GroupReader top(file.getRoot(), doc,
                   {"workers", "eal", "log_level", "tables", "neighbours", "ports", "backends",
-                   "services", "sync", "ha", "announce"});
+                   "services", "sync", "ha", "announce", "metrics"});
   config.workers = static_cast<unsigned>(top.integer("workers", 1, kMaxWorkers, 1));
   if (top.has("eal")) {
     const Setting& eal = top.list("eal");
@@ -466,6 +474,7 @@ Config read(libconfig::Config& file, const Document& doc) {
   if (top.has("sync")) read_sync(top, doc, config, port_names);
   if (top.has("ha")) read_ha(top, doc, config);
   if (top.has("announce")) read_announce(top, doc, config, port_names);
+  if (top.has("metrics")) read_metrics(top, doc, config);
   if (const auto wrong = eal_problem(config.eal_args, config))
     top.fail(top.get("eal")[static_cast<int>(wrong->index)], wrong->message);
   return config;

@@ -14,12 +14,18 @@ std::vector<MacBytes> ControlState::device_macs() const {
 }
 
 Totals ControlState::totals() const {
-  Totals t = add_up(*workers, config.backends.size(), *sessions, *expired);
+  Totals t = add_up(*workers, config.backends.size());
+  set_control_counts(t);
+  return t;
+}
+
+void ControlState::set_control_counts(Totals& t) const {
+  t.sessions = read_sessions(*sessions, *expired);
   if (kernel != nullptr) t.kernel = kernel->totals();
   t.sync = sync_totals(sync, sync_sender);
   if (ha != nullptr) t.ha = ha->totals();
   if (announcer != nullptr) t.announce = announcer->totals();
-  return t;
+  if (metrics_server != nullptr) t.metrics = metrics_server->totals();
 }
 
 dataplane::BackendState ControlState::effective(std::size_t backend) const {

@@ -47,8 +47,12 @@ struct ControlState {
   // Per backend: whether the peers' health reports hold it down (control/peer_health.hpp),
   // as of the last snapshot published.
   std::vector<PeerHold> peer_holds = {};
+  const MetricsServer* metrics_server = nullptr;  // null: no `metrics`
 
   Totals totals() const;
+  // Sets the counts the control thread keeps itself in `t` (the session table's, the kernel
+  // path's, sync, ha, announcements, metrics), leaving the workers' as they are.
+  void set_control_counts(Totals& t) const;
   // The ports' MACs as opened, for validate().
   std::vector<MacBytes> device_macs() const;
   // What the workers see: own_state, and down while a live sync peer's checks say so

@@ -49,14 +49,6 @@ Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
   return t;
 }
 
-Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
-              std::size_t backend_count, const dataplane::SessionTable& sessions,
-              const dataplane::SweepResult& expired) {
-  Totals t = add_up(workers, backend_count);
-  t.sessions = read_sessions(sessions, expired);
-  return t;
-}
-
 SessionTotals read_sessions(const dataplane::SessionTable& sessions,
                             const dataplane::SweepResult& expired) {
   return {.expired = expired,
@@ -249,6 +241,16 @@ std::vector<CounterSample> list_counters(const Totals& t) {
       {.name = "announce_drains_total", .type = kCounter,
        .help = "Graceful drains started by tetherctl drain."});
 
+  // Prometheus's scrapes over HTTP (`metrics.listen`).
+  add("metrics", "metrics_scrapes", t.metrics.scrapes,
+      {.name = "metrics_scrapes_total", .type = kCounter, .help = "GET /metrics answered over HTTP."});
+  add("metrics", "metrics_render_timeouts", t.metrics.render_timeouts,
+      {.name = "metrics_render_timeouts_total", .type = kCounter,
+       .help = "HTTP scrapes answered 503 because the control thread did not render within 5 s."});
+  add("metrics", "metrics_not_found", t.metrics.not_found,
+      {.name = "metrics_not_found_total", .type = kCounter,
+       .help = "HTTP requests for another path than /metrics (404)."});
+
   add("memory", "flow_table_bytes", t.flow_table_bytes,
       {.name = "flow_table_bytes", .type = kGauge, .help = "Heap bytes of the flow tables.",
        .per_worker = true});
@@ -298,6 +300,7 @@ std::string summary_text(const Config& config, const Totals& totals) {
   if (config.sync) nonzero_list("state sync", "sync");
   if (config.ha) nonzero_list("active-standby", "ha");
   if (config.announce) nonzero_list("announcements", "announce");
+  if (config.metrics) nonzero_list("metrics over HTTP", "metrics");
   if (inspecting) nonzero_list("dpi fallbacks", "dpi_fallbacks");
 
   std::uint64_t total_flows = 0;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "control/announce.hpp"
+#include "control/metrics_server.hpp"
 #include "control/config.hpp"
 #include "control/ha.hpp"
 #include "control/kernel_interfaces.hpp"
@@ -38,6 +39,7 @@ struct Totals {
   SyncTotals sync;          // the state sync receiver's (zero without `sync`)
   HaTotals ha;              // the active-standby state's (zero without `ha`)
   AnnounceTotals announce;  // the VIP routes' (zero without `announce`)
+  MetricsServerTotals metrics;  // the HTTP server's (zero without `metrics`)
 };
 
 // Adds one worker's counters (and its flow table's size) to `totals`, whose `backends`
@@ -48,10 +50,6 @@ Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
 // On the control thread, which owns the session table and sweeps it.
 SessionTotals read_sessions(const dataplane::SessionTable& sessions,
                             const dataplane::SweepResult& expired);
-// add_up plus what the control thread owns: the session table and its sweep's counts.
-Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
-              std::size_t backend_count, const dataplane::SessionTable& sessions,
-              const dataplane::SweepResult& expired);
 
 // What a counter is in Prometheus: the family tether_<name>, and the label that tells the
 // counter from the family's others, if any.
@@ -66,7 +64,7 @@ struct Metric {
 
 // One value of a name-value section of the stats file.
 struct CounterSample {
-  const char* section;  // "counters", "sessions", "drops", "dpi_fallbacks", "kernel", "sync", "ha", "announce" or "memory"
+  const char* section;  // "counters", "sessions", "drops", "dpi_fallbacks", "kernel", "sync", "ha", "announce", "metrics" or "memory"
   std::string name;
   std::uint64_t value;
   Metric metric;

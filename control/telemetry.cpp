@@ -26,11 +26,7 @@ const Workers* registered_workers = nullptr;     // guarded by `registration`
 std::shared_ptr<const Config> registered_config;  // guarded by `registration`
 // The control thread's own counters, as it last published them: this thread may not read
 // the session table's sweep counts while the control thread adds to them.
-SessionTotals published_sessions;  // guarded by `registration`
-KernelPathTotals published_kernel;  // guarded by `registration`
-SyncTotals published_sync;  // guarded by `registration`
-HaTotals published_ha;  // guarded by `registration`
-AnnounceTotals published_announce;  // guarded by `registration`
+Totals published_control;  // guarded by `registration`: its control-thread counts only
 
 // A JSON array or object of numbers as telemetry data (array or dictionary of u64), or of
 // such objects (the backends: a dictionary of dictionaries).
@@ -63,11 +59,12 @@ int answer(const char* command, const char*, rte_tel_data* data) {
   const std::lock_guard lock(registration);
   if (registered_workers == nullptr || registered_config == nullptr) return -1;
   Totals totals = add_up(*registered_workers, registered_config->backends.size());
-  totals.sessions = published_sessions;
-  totals.kernel = published_kernel;
-  totals.sync = published_sync;
-  totals.ha = published_ha;
-  totals.announce = published_announce;
+  totals.sessions = published_control.sessions;
+  totals.kernel = published_control.kernel;
+  totals.sync = published_control.sync;
+  totals.ha = published_control.ha;
+  totals.announce = published_control.announce;
+  totals.metrics = published_control.metrics;
   const Json all = counters_document(*registered_config, totals);
   const auto section = all.find(command + std::strlen(kPrefix));
   if (section == all.end()) return -1;
@@ -96,15 +93,9 @@ void set_telemetry_backends(const Config& config) {
   registered_config = std::move(copy);
 }
 
-void set_telemetry_control_counts(const SessionTotals& sessions, const KernelPathTotals& kernel,
-                                  const SyncTotals& sync, const HaTotals& ha,
-                                  const AnnounceTotals& announce) {
+void set_telemetry_control_counts(const Totals& control) {
   const std::lock_guard lock(registration);
-  published_announce = announce;
-  published_ha = ha;
-  published_sessions = sessions;
-  published_kernel = kernel;
-  published_sync = sync;
+  published_control = control;
 }
 
 void withdraw_telemetry() {

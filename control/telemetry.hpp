@@ -20,9 +20,9 @@ void register_telemetry(const std::vector<std::unique_ptr<dataplane::Worker>>* w
 // After a reload or a backend command: the backends' names by index.
 void set_telemetry_backends(const Config& config);
 // From the control thread's loop: the session table's counters, which only it may read.
-void set_telemetry_control_counts(const SessionTotals& sessions, const KernelPathTotals& kernel,
-                                  const SyncTotals& sync, const HaTotals& ha = {},
-                                  const AnnounceTotals& announce = {});
+// The control thread's own counts, from `control` (ControlState::set_control_counts; its
+// worker counters are not read).
+void set_telemetry_control_counts(const Totals& control);
 void withdraw_telemetry();
 
 }  // namespace tether

@@ -1,5 +1,6 @@
 // tetherctl: the operator's client for tetherd's control socket. Sends one command, prints
 // the answer as tables (or the JSON itself with --json), exits non-zero on any error.
+// `tetherctl top` asks again every interval and draws the rates it derives.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -411,6 +412,101 @@ void print_help(std::ostream& out, const json& answer) {
 
 void print_json(std::ostream& out, const json& answer) { out << answer.dump(2) << "\n"; }
 
+// `tetherctl top`: what one look at tetherd gives, and when it was taken.
+struct TopSample {
+  Clock::time_point at;
+  json services, backends, workers, sessions;
+};
+
+TopSample take_top_sample(const std::string& path, double timeout_s) {
+  TopSample sample;
+  sample.services = json::parse(ask(path, "show services", timeout_s));
+  sample.backends = json::parse(ask(path, "show backends", timeout_s));
+  sample.workers = json::parse(ask(path, "show workers", timeout_s));
+  sample.sessions = json::parse(ask(path, "show sessions limit 1", timeout_s));
+  sample.at = Clock::now();
+  return sample;
+}
+
+std::string per_second(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, value >= 100 ? "%.0f" : "%.1f", value);
+  return text;
+}
+
+// One screen from two samples: per backend its state, weights, packets, new flows and
+// sessions a second, and live calls; per worker its busy share; live sessions by protocol.
+// The first sample's entries missing from the second (a backend removed) are skipped.
+void print_top(std::ostream& out, const TopSample& before, const TopSample& now, double interval_s) {
+  const double seconds = std::max(1e-3, std::chrono::duration<double>(now.at - before.at).count());
+  const auto rate = [&](const json& then, const json& later, const char* field) {
+    const double delta = later.at(field).get<double>() - then.at(field).get<double>();
+    return per_second(std::max(0.0, delta) / seconds);
+  };
+  out << "tether top: every " << per_second(interval_s) << " s, Ctrl-C quits\n\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& backend : now.backends.at("backends")) {
+    const std::string name = text(backend.at("name"));
+    std::string weights;
+    for (const auto& service : now.services.at("services"))
+      for (const auto& member : service.at("backends"))
+        if (text(member.at("name")) == name) {
+          if (!weights.empty()) weights += ' ';
+          weights.append(text(service.at("name"))).append(1, ':').append(text(member.at("weight")));
+        }
+    const json* then = nullptr;
+    for (const auto& old : before.backends.at("backends"))
+      if (text(old.at("name")) == name) then = &old;
+    if (then == nullptr) continue;
+    rows.push_back({name, text(backend.at("state")), weights.empty() ? "-" : weights,
+                    rate(*then, backend, "packets"), rate(*then, backend, "flows"),
+                    rate(*then, backend, "sessions"), text(backend.at("live_calls"))});
+  }
+  print_table(out, {"BACKEND", "STATE", "WEIGHTS", "PACKETS/S", "NEW FLOWS/S", "SESSIONS/S", "LIVE CALLS"}, rows);
+  out << "\n";
+  rows.clear();
+  const json& workers_before = before.workers.at("workers");
+  for (const auto& worker : now.workers.at("workers")) {
+    const std::size_t index = worker.at("worker").get<std::size_t>();
+    if (index >= workers_before.size()) continue;
+    const json& then = workers_before[index];
+    const double loop = worker.at("loop_cycles").get<double>() - then.at("loop_cycles").get<double>();
+    const double busy = worker.at("busy_cycles").get<double>() - then.at("busy_cycles").get<double>();
+    rows.push_back({text(worker.at("worker")), per_second(loop > 0 ? 100 * busy / loop : 0) + "%",
+                    rate(then, worker, "rx_packets"), rate(then, worker, "forwarded"), text(worker.at("flows"))});
+  }
+  print_table(out, {"WORKER", "BUSY", "RX/S", "FORWARDED/S", "FLOWS"}, rows);
+  out << "\nlive sessions:";
+  const json& by_protocol = now.sessions.at("live_by_protocol");
+  if (by_protocol.empty()) out << " none";
+  for (const auto& [protocol, count] : by_protocol.items()) out << " " << protocol << " " << text(count);
+  out << "\n";
+}
+
+// Redraws until interrupted (or `iterations` screens); an answer of an unexpected form ends it.
+int run_top(const std::string& path, double timeout_s, double interval_s, unsigned iterations) {
+  const bool terminal = isatty(STDOUT_FILENO) != 0;
+  try {
+    TopSample before = take_top_sample(path, timeout_s);
+    for (unsigned shown = 0; iterations == 0 || shown < iterations; ++shown) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
+      TopSample now = take_top_sample(path, timeout_s);
+      std::ostringstream screen;
+      print_top(screen, before, now, interval_s);
+      // Home and clear on a terminal; one screen after another in a file or pipe.
+      std::cout << (terminal ? "\x1b[H\x1b[2J" : "\n") << screen.str() << std::flush;
+      before = std::move(now);
+    }
+  } catch (const Failure& e) {
+    std::cerr << "tetherctl: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {  // json::exception: another tetherd's answers
+    std::cerr << "tetherctl top: an answer is not of the form this tetherctl knows (" << e.what() << ")\n";
+    return 1;
+  }
+  return 0;
+}
+
 Printer printer_for(const std::vector<std::string>& command) {
   const std::string& verb = command.at(0);
   const std::string object = command.size() > 1 ? command[1] : "";
@@ -439,6 +535,8 @@ Printer printer_for(const std::vector<std::string>& command) {
 int main(int argc, char** argv) {
   std::string socket_path = "/run/tether/tetherd.sock";
   double timeout_s = 10;
+  double interval_s = 1;
+  unsigned iterations = 0;
   std::vector<std::string> command;
   po::options_description visible(
       "Usage: tetherctl [-s PATH] [--json] [--timeout SECONDS] COMMAND...\n"
@@ -448,12 +546,15 @@ int main(int argc, char** argv) {
       "show flows [worker N] [service NAME] [backend NAME] [limit N],\n"
       "backend drain|enable|disable NAME, backend add NAME ADDRESS SERVICE [weight W] [mac MAC]\n"
       "[port PORT], backend remove NAME [SERVICE], ha master|backup|fault|release|claim,\n"
-      "ha check (exit 0 only when healthy), drain, reload, metrics, help\nOptions");
+      "ha check (exit 0 only when healthy), drain, reload, metrics, help,\n"
+      "top [--interval SECONDS] [--iterations N] (a live view; Ctrl-C quits)\nOptions");
   visible.add_options()("help,h", "print this help")(
       "socket,s", po::value(&socket_path)->value_name("PATH"), "tetherd's control socket")(
       "json", "print tetherd's JSON answer as it is")(
       "timeout", po::value(&timeout_s)->value_name("SECONDS"),
-      "give up after SECONDS (default 10), trying again meanwhile while the socket is busy");
+      "give up after SECONDS (default 10), trying again meanwhile while the socket is busy")(
+      "interval", po::value(&interval_s)->value_name("SECONDS"), "top: redraw every SECONDS (default 1)")(
+      "iterations", po::value(&iterations)->value_name("N"), "top: stop after N screens (default: never)");
   po::options_description all;
   all.add(visible).add_options()("command", po::value(&command));
   po::positional_options_description positional;
@@ -473,6 +574,17 @@ int main(int argc, char** argv) {
   if (!(timeout_s > 0 && timeout_s <= 3600)) {
     std::cerr << "tetherctl: --timeout must be more than 0 and at most 3600 seconds\n";
     return 2;
+  }
+  if (command[0] == "top") {
+    if (command.size() > 1) {
+      std::cerr << "tetherctl: top takes no words, only --interval and --iterations\n";
+      return 2;
+    }
+    if (!(interval_s >= 0.1 && interval_s <= 3600)) {
+      std::cerr << "tetherctl: --interval must be from 0.1 to 3600 seconds\n";
+      return 2;
+    }
+    return run_top(socket_path, timeout_s, interval_s, iterations);
   }
   std::string line;
   for (const auto& word : command) line += (line.empty() ? "" : " ") + word;

@@ -36,7 +36,10 @@
 #include "control/neighbours.hpp"
 #include "control/log.hpp"
 #include "control/report.hpp"
+#include "control/service_manager.hpp"
 #include "control/snapshot_builder.hpp"
+#include "control/metrics_server.hpp"
+#include "control/prometheus.hpp"
 #include "control/telemetry.hpp"
 #include "dataplane/links.hpp"
 #include "dataplane/port.hpp"
@@ -178,9 +181,12 @@ bool handle_control_packets(rte_ring* exceptions, const ControlPorts& ports,
 int run(const Config& config, const Options& options) {
   // Before anything else: a second tetherd on the same socket must not touch the ports.
   std::unique_ptr<CliServer> cli;
+  std::unique_ptr<MetricsServer> metrics_server;
   try {
     std::filesystem::create_directories(std::filesystem::path(options.socket_path).parent_path());
     cli = std::make_unique<CliServer>(options.socket_path);
+    // Bound here too, so that a taken address stops tetherd before it touches a port.
+    if (config.metrics) metrics_server = std::make_unique<MetricsServer>(*config.metrics);
   } catch (const std::exception& e) {
     TETHER_LOG(error, "%s", e.what());
     return 1;
@@ -200,6 +206,7 @@ int run(const Config& config, const Options& options) {
   std::signal(SIGTERM, on_signal);
 
   int status = 0;
+  ServiceManager service_manager(rte_get_tsc_hz());
   std::vector<dataplane::OpenPort> ports;
   std::unique_ptr<dataplane::Links> links;  // outlives the workers, which hold its ends
   std::vector<std::unique_ptr<dataplane::Worker>> workers;
@@ -266,6 +273,7 @@ int run(const Config& config, const Options& options) {
     }
     progress = std::make_unique<WorkerProgress>(rte_get_tsc_hz());
     control->progress = progress.get();
+    control->metrics_server = metrics_server.get();
     if (config.announce) {
       announcer = std::make_unique<Announcer>(config, rte_get_tsc_hz());
       control->announcer = announcer.get();
@@ -289,6 +297,9 @@ int run(const Config& config, const Options& options) {
     }
     TETHER_LOG(info, "running: %zu service(s), %zu backend(s)", config.services.size(),
                config.backends.size());
+    service_manager.ready("running: " + std::to_string(config.services.size()) + " service(s), " +
+                          std::to_string(config.backends.size()) + " backend(s), " +
+                          std::to_string(workers.size()) + " worker(s)");
 
     std::uint64_t last_rx = 0;
     auto last_activity = std::chrono::steady_clock::now();
@@ -324,6 +335,7 @@ int run(const Config& config, const Options& options) {
       for (std::size_t w = 0; w < workers.size(); ++w)
         worker_loops[w] = workers[w]->counters().busy_polls + workers[w]->counters().idle_polls;
       progress->observe(worker_loops, now);
+      service_manager.tick(*progress, now);
       bool backends_changed = handle_control_packets(links->exceptions(), *control_ports, *neighbours,
                                                      *health, kernel.get(), now);
       if (kernel) kernel->poll(links->to_kernel());
@@ -353,14 +365,13 @@ int run(const Config& config, const Options& options) {
           }
         }
       }
+      if (metrics_server) metrics_server->serve_pending([&] { return prometheus_metrics(*control); });
       links->snapshots().collect();
       const dataplane::SweepResult swept = links->sessions().sweep(now, sweep_slice);
       for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];
-      set_telemetry_control_counts(read_sessions(links->sessions(), expired),
-                                   kernel ? kernel->totals() : KernelPathTotals{},
-                                   sync_totals(sync.get(), sync_sender.get()),
-                                   ha ? ha->totals() : HaTotals{},
-                                   announcer ? announcer->totals() : AnnounceTotals{});
+      Totals control_counts;
+      control->set_control_counts(control_counts);
+      set_telemetry_control_counts(control_counts);
       if (options.idle_exit_s > 0) {
         std::uint64_t rx = 0;
         for (const auto& w : workers) rx += w->counters().rx_packets;
@@ -379,6 +390,7 @@ int run(const Config& config, const Options& options) {
     status = 1;
   }
 
+  service_manager.stopping();
   // Stopping: the routers should stop sending here before the workers stop forwarding.
   if (announcer) announcer->withdraw_all();
   withdraw_telemetry();
@@ -387,12 +399,8 @@ int run(const Config& config, const Options& options) {
   rte_eal_mp_wait_lcore();
   // Reloads and backend commands may have changed the backends since the start.
   const Config& final_config = control ? control->config : config;
-  if (!workers.empty()) {
-    Totals totals = add_up(workers, final_config.backends.size(), links->sessions(), expired);
-    if (kernel) totals.kernel = kernel->totals();
-    totals.sync = sync_totals(sync.get(), sync_sender.get());
-    if (ha) totals.ha = ha->totals();
-    if (announcer) totals.announce = announcer->totals();
+  if (!workers.empty()) {  // the workers came after the control state
+    const Totals totals = control->totals();
     std::cout << summary_text(final_config, totals) << std::flush;
     if (!options.stats_file.empty()) {
       std::ofstream file(options.stats_file);
@@ -403,6 +411,8 @@ int run(const Config& config, const Options& options) {
       }
     }
   }
+  // Before the state its renderings read goes.
+  metrics_server.reset();
   workers.clear();
   announcer.reset();
   sync_sender.reset();

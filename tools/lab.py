@@ -8,6 +8,7 @@ script, shared with the end-to-end tests (test/integration/test_lab.py).
     tools/lab.py [--calls N] [--downloads N] [--streams N] [--seconds S] [--tap]
     tools/lab.py --failover [--no-sync] [--add-backend] [--whole-box] [--advert-int S]
                  [--calls N] [--downloads N] [--streams N] [--seconds S]
+    tools/lab.py --instances N [--no-sync] [--calls N] [--downloads N] [--streams N] [--seconds S]
 
 --tap: tetherd's port is net_tap instead of net_af_packet, with the exception path (kernel
 interface lan0 owning 198.18.0.1/24), and bird2 in tetherd's namespace announces the VIPs
@@ -22,6 +23,15 @@ ha release`), its outage measured too. --no-sync: the control run without state 
 --add-backend: a fourth backend joins the services before the failover, so the consistent
 hash alone would move some flows (test/integration/test_failover.py). --whole-box: the
 master's keepalived is killed with its tetherd, as when the box fails.
+
+--instances N (2 or 3): a tier of N active instances behind a router (tools/tetherlab/tier.py):
+tetherds on net_tap with their exception paths, each with bird2 announcing the VIPs by BGP
+with BFD to the router's bird2 (ECMP, the kernel's L4 hash), state sync in full mesh; the
+workload four times with, in the middle: the last instance SIGKILLed, then restarted (bulk
+dump, then announced), the second drained (`tetherctl drain`), the spare backend added on
+every instance. It prints each phase's failures, the traffic each instance carried, the
+withdrawal times the router saw and the sync volume (test/integration/test_instances.py).
+--no-sync: the control run (the kill only).
 
 Exits 0 when every call, transfer and stream succeeded and every RTSP session's RTCP
 reached the backend serving it (with --tap: and the BGP session is established and the
@@ -41,7 +51,8 @@ from tetherlab.config import Kernel, lab_config_on_tap
 from tetherlab.failover import ADVERT_INT, Pair, Probe, failover_scenario
 from tetherlab.lab import Lab
 from tetherlab.namespaces import remove_stale_labs
-from tetherlab.topology import BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG, REPO
+from tetherlab.tier import Tier, tier_scenario
+from tetherlab.topology import BACKENDS, CLIENT_ADDRESSES, INSTANCES, LAB_CONFIG, REPO, SIP_VIP
 from tetherlab.workloads import Calls, Streams, ftp_downloads, rtcp_placement
 
 PROTOCOLS = ("sip", "ftp", "rtsp")
@@ -188,6 +199,17 @@ def nonzero(show_sync):
                      if not re.fullmatch(r"sync_\w+\s+0", line.strip()))
 
 
+def phase_failures(r, event):
+    """Prints a failover or tier phase's failures; whether there were none."""
+    print(f"  failed: SIP calls {r['calls_failed']} of {r['calls']} (split over backends: "
+          f"{r['calls_split']}), FTP transfers {r['downloads_failed']} of {r['downloads']}, "
+          f"RTSP streams {r['streams_failed']} of {r['streams']} (RTCP on another backend: "
+          f"{r['rtcp_misrouted']}, RTCP after {event} that never reached its backend: "
+          f"{r['rtcp_lost_after_event']} of {r['rtsp_sessions']})")
+    return not (r["calls_failed"] or r["calls_split"] or r["downloads_failed"] or r["streams_failed"]
+                or r["rtcp_misrouted"] or r["rtcp_lost_after_event"])
+
+
 def failover_report(phases, args):
     """Prints each phase of the failover scenario; whether every session survived."""
     ok = True
@@ -201,13 +223,7 @@ def failover_report(phases, args):
         print(f"\n{title}")
         print(f"  outage (probe, one datagram every {r['outage'].interval * 1000:.0f} ms to one backend): "
               f"{r['outage'].describe(r['event_at'])}")
-        print(f"  failed: SIP calls {r['calls_failed']} of {r['calls']} (split over backends: "
-              f"{r['calls_split']}), FTP transfers {r['downloads_failed']} of {r['downloads']}, "
-              f"RTSP streams {r['streams_failed']} of {r['streams']} (RTCP on another backend: "
-              f"{r['rtcp_misrouted']}, RTCP after the {'failover' if kill else 'handover'} that never "
-              f"reached its backend: {r['rtcp_lost_after_event']} of {r['rtsp_sessions']})")
-        ok = ok and not (r["calls_failed"] or r["calls_split"] or r["downloads_failed"] or r["streams_failed"]
-                         or r["rtcp_misrouted"] or r["rtcp_lost_after_event"])
+        ok = phase_failures(r, "the failover" if kill else "the handover") and ok
         if kill:
             print(f"\nwhat the backup had received when it took over (tetherctl show sync, counters "
                   f"not 0):\n{nonzero(r.get('sync', '(sync off)'))}")
@@ -236,11 +252,92 @@ def run_failover(lab, args):
                                log=lambda text: print(text, flush=True))
     ok = failover_report(phases, args)
     pair.stop()
-    if args.no_sync:
-        print("\n--no-sync: the control run is expected to break sessions the hash cannot recompute: "
-              + ("it did not" if ok else "it did"))
-        return not ok
+    return verdict(ok, args, "sessions the hash cannot recompute")
+
+
+TIER_EVENTS = {  # phase label -> what happened, what "after" counts from
+    "ik": ("instance {instance}'s tetherd killed with SIGKILL: the router withdrew it {withdrawal_s:.2f} s later",
+           "the withdrawal"),
+    "ir": ("instance {instance}'s tetherd restarted: running {started_s:.1f} s later, announced (bulk dump "
+           "received first, see below) and in the router's routes {announced_s:.1f} s later", "its announcement"),
+    "id": ("instance {instance} drained (tetherctl drain): the router withdrew it {withdrawal_s:.2f} s later; "
+           "it exited {exit_s:.1f} s after the command", "the withdrawal"),
+    "ib": ("b4 joined sip, ftp and rtsp on every running instance (reload, healthy {joined_s:.1f} s later)",
+           "the reload"),
+}
+
+
+def tier_report(phases, tier, args):
+    """Prints each phase of the tier scenario, the backends' and the instances' shares and the
+    sync volume; whether every session survived."""
+    ok = True
+    backends = list(tier.lab.backends)
+    for r in phases:
+        title, after = TIER_EVENTS[r["label"]]
+        print(f"\n{title.format(**r)}")
+        print(f"  outage (probe, one datagram every {r['outage'].interval * 1000:.0f} ms, one flow): "
+              f"{r['outage'].describe(r['event_at'])}")
+        print("  served: " + ", ".join(
+            f"{b} {r['calls_per_backend'][b]} calls/{r['ftp_per_backend'].get(b, 0)} ftp/"
+            f"{r['rtsp_per_backend'][b]} rtsp" for b in backends))
+        ok = phase_failures(r, after) and ok
+        if r["label"] == "ir":
+            print("  the restarted instance on announcing (tetherctl show sync, counters not 0):\n"
+                  + "\n".join("    " + line for line in nonzero(r["restarted_sync"]).splitlines()))
+        if r["label"] == "id":
+            moved = r["last_forwarded_at"]
+            print(f"  its last forwarded packet (sampled every 0.25 s) {moved - r['event_at']:.1f} s after the "
+                  f"command, {r['exited_at'] - moved:.1f} s before it exited" if moved else
+                  "  no forwarded packet in its samples")
+        rates = r["sync_rates"]
+        if rates:
+            print(f"  sync over the phase ({r['sync_rates_span']:.0f} s), per instance running throughout: "
+                  + ", ".join(f"{n} {rec:.0f} records/s, {pk:.0f} datagrams/s, {by / 1000:.1f} kB/s"
+                              for n, (rec, pk, by) in rates.items()))
+    carried = tier.carried()
+    total = sum(c["forwarded"] for c in carried.values()) or 1
+    print("\nwhat each instance carried over the run (its counters, summed over its runs):")
+    header = f"{'instance':8} {'runs':>4} {'forwarded':>10} {'share':>6} {'new flows':>9} {'from sync':>9} {'sip sessions':>12}"
+    print(header)
+    print("-" * len(header))
+    for name, c in carried.items():
+        print(f"{name:8} {len(tier.runs[name]):>4} {c['forwarded']:>10} "
+              f"{100 * c['forwarded'] / total:>5.1f}% {c['new_flows']:>9} {c['flows_from_sync']:>9} "
+              f"{c['sip_sessions_created']:>12}")
+    withdrawals = [f"{r['withdrawal_s'] * 1000:.0f} ms ({'SIGKILL' if r['label'] == 'ik' else 'drain'})"
+                   for r in phases if "withdrawal_s" in r]
+    print(f"withdrawals the router saw (its table polled every 10 ms): {', '.join(withdrawals)}")
     return ok
+
+
+def run_instances(lab, args):
+    """--instances N: the tier, the scenario, the report; whether it passed (without sync:
+    it is expected to break sessions, and passes when it did)."""
+    for name in lab.backends:
+        lab.start_sip_server(name)
+    lab.start_media_servers()
+    probe = Probe(lab)
+    tier = Tier(lab, sync=not args.no_sync)
+    print(f"lab: sipp UAS, vsftpd and gst-rtsp-server on {', '.join(lab.backends)}; tetherd "
+          f"{', '.join(tier.instances)} behind the router, each with bird2 (BGP, BFD){'' if args.no_sync else ', state sync in full mesh'}",
+          flush=True)
+    tier.start()
+    print(f"lab: the router's ECMP route: {lab.router_route(SIP_VIP)}; playing the workload", flush=True)
+    phases = tier_scenario(lab, tier, probe, calls=args.calls, downloads=args.downloads, streams=args.streams,
+                           seconds=args.seconds, full=not args.no_sync,
+                           log=lambda text: print(text, flush=True))
+    ok = tier_report(phases, tier, args)
+    tier.stop()
+    return verdict(ok, args, "sessions that reach another instance")
+
+
+def verdict(ok, args, breaks):
+    """Whether a pair or tier run passed: with --no-sync, the control run, when it broke
+    sessions (`breaks` says which), as it is expected to."""
+    if not args.no_sync:
+        return ok
+    print(f"\n--no-sync: the control run is expected to break {breaks}: " + ("it did not" if ok else "it did"))
+    return not ok
 
 
 def run_single(lab, args, workdir):
@@ -276,7 +373,10 @@ def main():
                         help="tetherd's port on net_tap with the exception path, and BGP over it")
     parser.add_argument("--failover", action="store_true",
                         help="an active-standby pair; the master's tetherd killed in the middle")
-    parser.add_argument("--no-sync", action="store_true", help="--failover without state sync")
+    parser.add_argument("--instances", type=int, metavar="N",
+                        help="N active instances behind a router's ECMP, each announcing the VIPs by BGP; "
+                             "one killed, restarted, another drained, a backend added")
+    parser.add_argument("--no-sync", action="store_true", help="--failover or --instances without state sync")
     parser.add_argument("--add-backend", action="store_true",
                         help="--failover: a backend joins the services before the failover")
     parser.add_argument("--advert-int", type=float, default=ADVERT_INT,
@@ -284,23 +384,32 @@ def main():
     parser.add_argument("--whole-box", action="store_true",
                         help="--failover: the master's keepalived is killed with its tetherd")
     args = parser.parse_args()
-    if (args.no_sync or args.add_backend or args.whole_box) and not args.failover:
-        parser.error("--no-sync, --add-backend and --whole-box go with --failover")
-    if args.failover and args.tap:
-        parser.error("--failover runs on net_tap already; --tap goes alone")
-    if args.failover:  # smaller defaults: the scenario plays the workload twice
+    if (args.add_backend or args.whole_box) and not args.failover:
+        parser.error("--add-backend and --whole-box go with --failover")
+    if args.no_sync and not (args.failover or args.instances):
+        parser.error("--no-sync goes with --failover or --instances")
+    if (args.failover or args.instances) and args.tap:
+        parser.error("--failover and --instances run on net_tap already; --tap goes alone")
+    if args.failover and args.instances:
+        parser.error("--failover (a pair) or --instances (a tier), not both")
+    if args.instances is not None and not 2 <= args.instances <= len(INSTANCES):
+        parser.error(f"--instances: 2 to {len(INSTANCES)} in this lab")
+    if args.failover or args.instances:  # smaller defaults: the scenarios play the workload several times
         for name, value in (("calls", 400), ("downloads", 12), ("streams", 4), ("seconds", 12)):
             if getattr(args, name) == parser.get_default(name):
                 setattr(args, name, value)
     signal.signal(signal.SIGTERM, sigterm)
     remove_stale_labs()
     workdir = Path(tempfile.mkdtemp(prefix="tether-lab-"))
-    lab = Lab(workdir, tap=args.tap, pair=args.failover)
+    lab = Lab(workdir, tap=args.tap, pair=args.failover, instances=args.instances)
     ok = False
     try:
         print(f"lab: creating namespaces {lab.tag} (work files in {workdir})", flush=True)
         lab.create()
-        ok = run_failover(lab, args) if args.failover else run_single(lab, args, workdir)
+        if args.instances:
+            ok = run_instances(lab, args)
+        else:
+            ok = run_failover(lab, args) if args.failover else run_single(lab, args, workdir)
     except KeyboardInterrupt:
         print("\nlab: interrupted", file=sys.stderr)
     except Exception as error:  # noqa: BLE001: report it, then tear down

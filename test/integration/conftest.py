@@ -54,6 +54,21 @@ def lab(tmp_path_factory):
         yield lab
 
 
+def assert_sessions_survived(phase):
+    """A failover or tier phase's figures (failover.play) without a failure: every call
+    placed and on one backend, every download whole, every stream's audio, every RTSP
+    session seen with its RTCP on its own backend only and still reaching it after the
+    phase's event."""
+    figures = {k: v for k, v in phase.items() if k not in ("sync", "restarted_sync", "placement")}
+    assert phase["calls"] > 0 and phase["calls_failed"] == 0, figures
+    assert phase["calls_split"] == 0, figures
+    assert phase["downloads_failed"] == 0, figures
+    assert phase["streams_failed"] == 0, figures
+    assert phase["rtsp_sessions"] == phase["streams"], figures
+    assert phase["rtcp_misrouted"] == 0, figures
+    assert phase["rtcp_lost_after_event"] == 0, figures
+
+
 class Balancer:
     """A lab's one tetherd: use(config) stops the running one and starts another, and
     waits until every backend is healthy; ensure(config) does that unless `config` runs."""

@@ -21,7 +21,7 @@ import re
 
 import pytest
 
-from conftest import created_lab
+from conftest import assert_sessions_survived, created_lab
 from tetherlab.failover import Pair, Probe, failover_scenario
 
 # Measures time or loads the machine itself: runs alone (pytest.ini).
@@ -62,17 +62,6 @@ def make_pair(lab):
 def applied(sync_text):
     """The records `tetherctl show sync` says were applied, by kind."""
     return {kind: int(n) for kind, n in re.findall(r"^sync_applied_(\w+)\s+(\d+)", sync_text, re.M)}
-
-
-def assert_sessions_survived(phase):
-    figures = {k: v for k, v in phase.items() if k not in ("sync", "restarted_sync", "placement")}
-    assert phase["calls_failed"] == 0, figures
-    assert phase["calls_split"] == 0, figures
-    assert phase["downloads_failed"] == 0, figures
-    assert phase["streams_failed"] == 0, figures
-    assert phase["rtsp_sessions"] == phase["streams"], figures
-    assert phase["rtcp_misrouted"] == 0, figures
-    assert phase["rtcp_lost_after_event"] == 0, figures
 
 
 def check_failover_and_failback(first, second):

@@ -321,6 +321,29 @@ TEST_CASE("config: idle_timeout in seconds, to the millisecond", "[config]") {
   CHECK(tether::seconds_text(10) == "0.01");
 }
 
+TEST_CASE("config: metrics.listen is ADDRESS:PORT", "[config]") {
+  const auto listen = [](const std::string& text) { return tether::parse_listen(text); };
+  REQUIRE(listen("127.0.0.1:9142"));
+  CHECK(listen("127.0.0.1:9142")->port == 9142);
+  CHECK(listen("127.0.0.1:9142")->address == ip("127.0.0.1"));
+  REQUIRE(listen("[::1]:80"));
+  CHECK(listen("[::1]:80")->address == ip("::1"));
+  CHECK(listen("0.0.0.0:65535")->port == 65535);
+  CHECK(listen("[::]:1")->port == 1);
+  for (const char* bad : {"", ":", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:09142",
+                          "127.0.0.1:91420", "127.0.0.1:+80", "127.0.0.1: 80", "::1:80", "[::1]", "[::1]80",
+                          "[127.0.0.1]:80", "[::1:80", "localhost:80", "1.2.3.4.5:80", "127.0.0.1:80:80"})
+    CHECK_FALSE(listen(bad));
+  const auto config = [](const std::string& metrics) { return load(kBase + metrics); };
+  CHECK_FALSE(config("").metrics);
+  CHECK(config("metrics = { listen = \"[::1]:9142\"; };\n").metrics->listen == "[::1]:9142");
+  CHECK_THROWS_WITH(config("metrics = { listen = \"localhost:9142\"; };\n"),
+                    "test.cfg:32: metrics.listen: 'localhost:9142' is not ADDRESS:PORT (an IPv6 address in brackets: [::1]:9142)");
+  CHECK_THROWS_WITH(config("metrics = { };\n"), "test.cfg:32: metrics: missing required setting 'listen'");
+  CHECK_THROWS_WITH(config("metrics = { listen = \"127.0.0.1:1\"; port = 2; };\n"),
+                    Contains("metrics.port: unknown setting (expected one of: listen)"));
+}
+
 TEST_CASE("config: weights", "[config]") {
   CHECK_THROWS_WITH(load(with("weight = 2;", "weight = 70000;")),
                     "test.cfg:27: services.[0].backends.[0].weight: 70000 is out of range 0..65535");

@@ -32,6 +32,7 @@ keepalived (Debian 12: 2.2.7) in each instance's namespace:
   announces the VIPs, and the old master, still forwarding meanwhile, steps down when it
   hears the new one (graceful handover).
 """
+import collections
 import json
 import re
 import secrets
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 from .config import Kernel, Port, with_port
 from .namespaces import run
 from .tetherd import TETHERCTL, tetherctl
-from .topology import (BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG, LAN_PREFIX, PAIR, SPARE_BACKENDS, SYNC_PORT, TAP_DEVICE,
+from .topology import (BACKENDS, CLIENT_ADDRESSES, INSTANCES, LAB_CONFIG, LAN_PREFIX, PAIR, SPARE_BACKENDS, SYNC_PORT, TAP_DEVICE,
                        TCP_VIP, VIPS, VRRP_ROUTER_ID)
 from .workloads import Calls, ReportingStreams, ftp_downloads
 
@@ -60,13 +61,19 @@ FTP_CLIENTS = tuple(f"198.18.0.{n}" for n in range(31, 43))
 
 
 def pair_config(instance, key_file, sync=True, text=None):
-    """conf/lab.cfg (or `text`) for one instance of the pair: its net_tap port with the
-    exception path and its own address and MAC; FTP without passive_ports (data connections
-    follow the expectations PASV/EPSV made, which the peer knows only through sync); ICMP
-    instead of sip-options health checks for SIP; the probe service; an `ha` section (the
-    instance starts as backup); with sync=True state sync with the other instance over
-    lan0."""
-    address, mac = PAIR[instance]
+    """instance_config for one instance of the pair, with an `ha` section (the instance
+    starts as backup) and its peer the pair's other instance."""
+    return instance_config(instance, [a for i, (a, _m) in PAIR.items() if i != instance], key_file, sync=sync,
+                           text=text, extra='ha = { initial = "backup"; };')
+
+
+def instance_config(instance, peers, key_file, sync=True, text=None, extra=""):
+    """conf/lab.cfg (or `text`) for one instance of the pair or the tier (INSTANCES): its
+    net_tap port with the exception path and its own address and MAC; FTP without
+    passive_ports (data connections follow the expectations PASV/EPSV made, which the
+    peers know only through sync); the probe service; `extra` settings; with sync=True
+    state sync with `peers` (addresses) over lan0."""
+    address, mac = INSTANCES[instance]
     text = with_port(text or LAB_CONFIG.read_text(),
                      Port("lan0", f"net_tap0,iface={TAP_DEVICE}", mac, (f"{address}/{LAN_PREFIX}",),
                           kernel=Kernel()))
@@ -76,11 +83,11 @@ def pair_config(instance, key_file, sync=True, text=None):
              f"    backends = ( {members} ); }}")
     end = text.rindex("\n);")
     text = text[:end] + ",\n\n  # the failover lab's outage probe (failover.Probe)\n" + probe + text[end:]
-    text += '\nha = { initial = "backup"; };\n'
+    text += f"\n{extra}\n"
     if sync:
-        peers = ", ".join(f'"{a}"' for i, (a, _m) in PAIR.items() if i != instance)
+        listed = ", ".join(f'"{a}"' for a in peers)
         text += (f'sync = {{ port = "lan0"; listen_port = {SYNC_PORT}; key_file = "{key_file}";\n'
-                 f'         peers = [{peers}]; instance = "lb-{instance}"; }};\n')
+                 f'         peers = [{listed}]; instance = "lb-{instance}"; }};\n')
     return text
 
 
@@ -180,12 +187,13 @@ class Instance:
         return state["state"] if state else "down"
 
 
-class Pair:
-    """The two instances of a pair lab (`lab`, a Lab(pair=True)): their configurations and a
-    shared sync key in the lab's workdir, tetherd and keepalived in each namespace."""
+class Instances:
+    """The tetherd instances of a pair or tier lab (one per namespace of lab.lb_ns): their
+    configurations, config_of(name, key file), as STEM-NAME.cfg and a shared sync key in
+    the lab's workdir; the client prepared for the failover workload (play)."""
 
-    def __init__(self, lab, sync=True, advert_int=ADVERT_INT):
-        self.lab, self.sync, self.advert_int = lab, sync, advert_int
+    def __init__(self, lab, config_of, stem):
+        self.lab = lab
         key = lab.workdir / "sync.key"
         key.write_text(secrets.token_hex(32) + "\n")
         key.chmod(0o600)
@@ -199,10 +207,8 @@ class Pair:
                 run("ip", "-n", lab.client, "addr", "add", f"{address}/{LAN_PREFIX}", "dev", "eth0")
         self.instances = {}
         for name, ns in lab.lb_ns.items():
-            # The kernel must not answer ARP on lan0 for the VIPs keepalived puts on lo.
-            lab.sysctl(ns, "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
-            config = lab.workdir / f"pair-{name}.cfg"
-            config.write_text(pair_config(name, key, sync=sync))
+            config = lab.workdir / f"{stem}-{name}.cfg"
+            config.write_text(config_of(name, key))
             self.instances[name] = Instance(name, ns, config, lab.workdir / f"tetherd-{name}.sock")
 
     def __getitem__(self, name):
@@ -212,6 +218,40 @@ class Pair:
         instance = self.instances[name]
         instance.tetherd = self.lab.start_tetherd(instance.config, instance=name)
         return instance.tetherd
+
+    def running(self):
+        """The names of the instances whose tetherd runs."""
+        return [n for n, i in self.instances.items() if i.tetherd is not None and i.tetherd.running]
+
+    def add_backend(self):
+        """The spare backend joins sip, ftp and rtsp in every instance's file, and the
+        running instances reload (as an operator would: a restarted instance must run the
+        same backends in the same order, since sync records name backends by index);
+        healthy on each."""
+        for instance in self.instances.values():
+            instance.config.write_text(with_spare_backends(instance.config.read_text()))
+        running = self.running()
+        for name in running:
+            self.instances[name].tetherd.ctl("reload")
+        for name in running:
+            self.instances[name].tetherd.wait_until(
+                lambda b: all(b.get(n, {}).get("healthy") for n in SPARE_BACKENDS), 15, "the spare backends healthy")
+
+    def stop(self):
+        for name in self.running():
+            self.instances[name].tetherd.stop()
+
+
+class Pair(Instances):
+    """The two instances of a pair lab (`lab`, a Lab(pair=True)): tetherd and keepalived in
+    each namespace."""
+
+    def __init__(self, lab, sync=True, advert_int=ADVERT_INT):
+        self.sync, self.advert_int = sync, advert_int
+        for ns in lab.lb_ns.values():
+            # The kernel must not answer ARP on lan0 for the VIPs keepalived puts on lo.
+            lab.sysctl(ns, "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
+        super().__init__(lab, lambda name, key: pair_config(name, key, sync=sync), "pair")
 
     def start_keepalived(self, name):
         instance = self.instances[name]
@@ -275,25 +315,12 @@ class Pair:
         instance.tetherd.proc.wait()
         return at
 
-    def add_backend(self):
-        """The spare backend joins sip, ftp and rtsp in both instances' files, which both
-        reload (as an operator would: a restarted instance must run the same backends in the
-        same order, since sync records name backends by index); healthy on both."""
-        for instance in self.instances.values():
-            instance.config.write_text(with_spare_backends(instance.config.read_text()))
-            if instance.tetherd is not None and instance.tetherd.running:
-                instance.tetherd.ctl("reload")
-        for instance in self.instances.values():
-            instance.tetherd.wait_until(lambda b: all(b.get(n, {}).get("healthy") for n in SPARE_BACKENDS),
-                                        15, "the spare backends healthy")
-
     def stop(self):
         for instance in self.instances.values():
             if instance.keepalived is not None:
                 self.lab.stop(instance.keepalived)
                 instance.keepalived = None
-            if instance.tetherd is not None and instance.tetherd.running:
-                instance.tetherd.stop()
+        super().stop()
 
 
 # The probe: a datagram with a sequence number every INTERVAL seconds from the client to
@@ -421,20 +448,24 @@ class Outage:
         return text + ")"
 
 
-def play(lab, probe, *, calls, downloads, streams, seconds, event_after, event, label):
-    """The lab's mixed workload through the pair for about `seconds`: SIP calls of 2 s from
-    the four client addresses, FTP downloads at 64 KB/s (8 s each), RTSP streams, and the
-    probe; event() runs `event_after` seconds in and returns a dict: "at", when it acted
-    (time.time()), "taken_over", when the other instance was master, and figures of its
-    own. Returns the phase's figures."""
+def play(lab, probe, *, calls, downloads, streams, seconds, event_after, event, label,
+         sip_sockets=len(CLIENT_ADDRESSES)):
+    """The lab's mixed workload through the pair (or tier) for about `seconds`: SIP calls of
+    2 s from `sip_sockets` UDP sockets over the four client addresses, FTP downloads at 64
+    KB/s (8 s each), RTSP streams, and the probe; event() runs `event_after` seconds in and
+    returns a dict: "at", when it acted (time.time()), "taken_over", when the other instance
+    was master (or the router had moved the traffic), and figures of its own. Returns the
+    phase's figures."""
     phase_start = time.time()
     setups_before = {b: len(s) for b, s in lab.rtsp_setups().items()}
-    per_uac = max(1, calls // len(CLIENT_ADDRESSES))
+    ftp_before = {b: sum(c.values()) for b, c in lab.ftp_downloads().items()}
+    per_uac = max(1, calls // sip_sockets)
     rate = max(1, round(per_uac / max(1, seconds - 4)))
     # Calls in progress whenever the event happens; sipp retransmits across an outage
     # (timer A doubles from 500 ms).
-    call_runs = [Calls(lab, f"{label}{i}", per_uac, rate, duration_ms=2000, address=address,
-                       local_port=5070 + i) for i, address in enumerate(CLIENT_ADDRESSES)]
+    call_runs = [Calls(lab, f"{label}{i}", per_uac, rate, duration_ms=2000,
+                       address=CLIENT_ADDRESSES[i % len(CLIENT_ADDRESSES)], local_port=5070 + i)
+                 for i in range(sip_sockets)]
     rtsp = ReportingStreams(lab, streams, label, seconds=seconds)
     probe.start(seconds + 2)
     acted = {}
@@ -469,11 +500,15 @@ def play(lab, probe, *, calls, downloads, streams, seconds, event_after, event, 
                 "backend": backend,
                 "reached": {b: seen[(address, rtcp)] for b, seen in whole.items() if seen[(address, rtcp)]},
                 "after_event": after[backend][(address, rtcp)]}
+    placements = [backends for c in call_runs for backends in c.placement().values()]
     return {
         "label": label, "event_at": event_at,
         "calls": sum(c.calls for c in call_runs),
         "calls_failed": sum(c.calls - ok for c, (_code, ok, _failed) in zip(call_runs, sip)),
-        "calls_split": sum(1 for c in call_runs for backends in c.placement().values() if len(backends) > 1),
+        "calls_split": sum(1 for backends in placements if len(backends) > 1),
+        "calls_per_backend": collections.Counter(next(iter(backends)) for backends in placements),
+        "ftp_per_backend": {b: sum(c.values()) - ftp_before.get(b, 0) for b, c in lab.ftp_downloads().items()},
+        "rtsp_per_backend": collections.Counter(s["backend"] for s in sessions.values()),
         "downloads": len(transfers), "downloads_failed": sum(1 for t in transfers if not t[2]),
         "streams": len(received),
         "streams_failed": sum(1 for n in received if n < 0.5 * seconds * 8000),

@@ -15,6 +15,10 @@ namespace (routing.py).
 With pair=True two tetherd instances run so, each in a namespace of its own (lb_ns), as an
 active-standby pair (failover.py: their configurations, state sync, keepalived), and a
 spare backend b4 runs the same servers, outside every service until a run adds it.
+
+With instances=N (2 or 3) N tetherd instances run so behind the router, all active, each
+with its own BIRD announcing the VIPs to the router's (tier.py: the tier of `tools/run
+--instances`); b4 as with pair=True.
 """
 import collections
 import functools
@@ -28,7 +32,7 @@ from pathlib import Path
 
 from .config import config_text, lab_port
 from .namespaces import Namespaces, run
-from .routing import Bird
+from .routing import Bird, peer_protocol, tier_configs
 from .servers import RTSP_SERVER, SIP_SCENARIOS, TCP_SERVER, VSFTPD_CONF, parse_sipp_requests
 from .tetherd import Tetherd
 from .topology import (ANNOUNCED_PREFIX, BACKENDS, FTP_FILE, FTP_FILE_SIZE, FTP_PASSIVE, FTP_PORT, FTP_VIP,
@@ -42,10 +46,11 @@ MEDIA_RANGES = {**RTSP_PORTS, **SPARE_RTSP_PORTS}
 class Lab(Namespaces):
     """The namespaces, the servers each backend runs, and the lab's tetherd."""
 
-    def __init__(self, workdir, tag=None, tap=False, pair=False):
-        super().__init__(workdir, tag, router=tap and not pair, pair=pair)
-        self.tap = tap or pair
-        self.birds = {}  # "lb", "router" -> Bird
+    def __init__(self, workdir, tag=None, tap=False, pair=False, instances=None):
+        super().__init__(workdir, tag, router=(tap and not pair) or bool(instances),
+                         instances=instances or (2 if pair else 1))
+        self.tap = tap or pair or bool(instances)
+        self.birds = {}  # "lb", "router" (a tier: "lb-a", "lb-b"...) -> Bird
         self.tcp_servers = {}  # backend -> Popen
         self.sip_servers = {}  # backend -> (Popen, message log path)
         self.ftp_servers = {}  # backend -> Popen
@@ -169,10 +174,18 @@ class Lab(Namespaces):
             self.start_rtsp_server(name, timeout=60)
 
     def start_birds(self):
-        """BIRD in the router and the lb namespace (tap labs): BGP comes up once tetherd's
-        exception path carries it."""
-        self.birds["router"] = Bird(self, self.router, "router")
-        self.birds["lb"] = Bird(self, self.lb, "lb")
+        """BIRD in the router and the lb namespace (tap labs), or in every instance's (a
+        tier: "lb-a", "lb-b"...): BGP comes up once tetherd's exception path carries it."""
+        if len(self.lb_ns) == 1:
+            self.birds["router"] = Bird(self, self.router, "router")
+            self.birds["lb"] = Bird(self, self.lb, "lb")
+            return self.birds
+        configs = tier_configs(self.workdir, self.lb_ns)
+        self.birds["router"] = Bird(self, self.router, "router", config=configs["router"],
+                                    peers=[peer_protocol(name) for name in self.lb_ns])
+        for name, ns in self.lb_ns.items():
+            self.birds[f"lb-{name}"] = Bird(self, ns, f"lb-{name}", config=configs[f"lb-{name}"],
+                                              peers=["upstream"])
         return self.birds
 
     def router_route(self, vip=None):
@@ -180,6 +193,11 @@ class Lab(Namespaces):
         every route within ANNOUNCED_PREFIX, one a line ("" if none)."""
         selector = [vip] if vip else ["root", ANNOUNCED_PREFIX]
         return run("ip", "-n", self.router, "route", "show", *selector).stdout.strip()
+
+    def router_nexthops(self, vip):
+        """The gateways of the router kernel's route to `vip` (one, or a multipath route's
+        every nexthop), as a set of addresses (empty if none)."""
+        return set(re.findall(r"\bvia (\S+)", self.router_route(vip)))
 
     def server_logs(self, prefix):
         """backend -> the text of its log PREFIX-NAME.log, "" while there is none."""

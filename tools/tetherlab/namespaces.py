@@ -9,10 +9,14 @@ bridge in a "fabric" namespace joins
            arp_announce=2, answering the client directly over the bridge
   router   (with router=True) an upstream router on the segment, ROUTER_ADDRESS, whose BIRD
            peers with the lb namespace's over tetherd's exception path
-  lb2      (with pair=True) the second tetherd of an active-standby pair (PAIR: "a" runs in
-           lb, "b" in lb2); the client then reaches the VIPs on the segment (`ip route add
-           VIP/32 dev eth0`: the master answers ARP for them), and a spare backend b4
-           (SPARE_BACKENDS) joins the bridge like b1..b3
+  lb2      (with instances=2, no router) the second tetherd of an active-standby pair
+           (PAIR: "a" runs in lb, "b" in lb2); the client then reaches the VIPs on the
+           segment (`ip route add VIP/32 dev eth0`: the master answers ARP for them), and a
+           spare backend b4 (SPARE_BACKENDS) joins the bridge like b1..b3
+  lb3      (with instances=3 and the router) a tier of active instances (INSTANCES: "a" in
+           lb, "b" in lb2, "c" in lb3) behind the router, which forwards (no redirects):
+           the client routes the VIPs via ROUTER_ADDRESS, the router spreads them over the
+           instances that announce them (ECMP), the backends answer the client directly
 
 Every name (namespaces, and the veths, which are created directly inside the namespaces)
 carries a per-run tag, so concurrent runs never meet. Each process the lab starts gets its
@@ -29,7 +33,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .topology import (BACKENDS, CLIENT_ADDRESSES, CLIENT_MAC, LAN_PREFIX, LB_ADDRESS, LB_MAC, PAIR,
+from .topology import (BACKENDS, CLIENT_ADDRESSES, CLIENT_MAC, INSTANCES, LAN_PREFIX, LB_ADDRESS, LB_MAC,
                        ROUTER_ADDRESS, ROUTER_MAC, SPARE_BACKENDS, TAP_DEVICE, VIPS)
 
 CLONE_NEWNET = 0x40000000
@@ -46,17 +50,19 @@ def run(*words, check=True, **kwargs):
 class Namespaces:
     """The lab's namespaces, veths and bridge, and every process started in them."""
 
-    def __init__(self, workdir, tag=None, router=False, pair=False):
+    def __init__(self, workdir, tag=None, router=False, instances=1):
         self.workdir = Path(workdir)
         self.tag = tag or f"{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
         self.fabric = f"tte2e-{self.tag}-fab"
         self.lb = f"tte2e-{self.tag}-lb"
         self.client = f"tte2e-{self.tag}-cl"
-        self.backends = {**BACKENDS, **(SPARE_BACKENDS if pair else {})}  # name -> (address, mac)
+        self.backends = {**BACKENDS, **(SPARE_BACKENDS if instances > 1 else {})}  # name -> (address, mac)
         self.backend_ns = {name: f"tte2e-{self.tag}-{name}" for name in self.backends}
         self.router = f"tte2e-{self.tag}-rt" if router else None
-        # instance -> namespace: the lb namespace, and with pair=True a second one
-        self.lb_ns = {"a": self.lb, **({"b": f"tte2e-{self.tag}-lb2"} if pair else {})}
+        # instance -> namespace: the lb namespace, then lb2, lb3... for the further instances
+        assert 1 <= instances <= len(INSTANCES), instances
+        self.lb_ns = {name: self.lb if i == 0 else f"tte2e-{self.tag}-lb{i + 1}"
+                      for i, name in enumerate(list(INSTANCES)[:instances])}
         self.processes = []  # every Popen we started (each leads its own process group)
 
     @property
@@ -74,16 +80,25 @@ class Namespaces:
         run("ip", "-n", self.fabric, "link", "add", "br0", "type", "bridge")
         run("ip", "-n", self.fabric, "link", "set", "br0", "up")
         self._plug(self.lb, "lb", LB_MAC)
-        if "b" in self.lb_ns:
-            self._plug(self.lb_ns["b"], "lb2", PAIR["b"][1])
+        for i, (name, ns) in enumerate(self.lb_ns.items()):
+            if i > 0:
+                self._plug(ns, f"lb{i + 1}", INSTANCES[name][1])
         self._plug(self.client, "cl", CLIENT_MAC)
         for address in CLIENT_ADDRESSES:
             run("ip", "-n", self.client, "addr", "add", f"{address}/{LAN_PREFIX}", "dev", "eth0")
         for vip in VIPS:
             # A pair's VIPs are on the segment: the client asks by ARP who holds them, and the
-            # new master's gratuitous ARP moves them.
-            via = ("dev", "eth0") if "b" in self.lb_ns else ("via", LB_ADDRESS)
+            # new master's gratuitous ARP moves them. A tier's are behind the router.
+            if len(self.lb_ns) == 1:
+                via = ("via", LB_ADDRESS)
+            else:
+                via = ("via", ROUTER_ADDRESS) if self.router else ("dev", "eth0")
             run("ip", "-n", self.client, "route", "add", f"{vip}/32", *via)
+        if self.router and len(self.lb_ns) > 1:
+            # The client is on the router's segment: without this the router would redirect
+            # it to the instance its route chose, and the client's flows would bypass ECMP.
+            self.sysctl(self.client, "net.ipv4.conf.all.accept_redirects=0",
+                        "net.ipv4.conf.eth0.accept_redirects=0")
         for name, (address, mac) in self.backends.items():
             ns = self.backend_ns[name]
             self._plug(ns, name, mac)
@@ -97,6 +112,9 @@ class Namespaces:
             run("ip", "-n", self.router, "addr", "add", f"{ROUTER_ADDRESS}/{LAN_PREFIX}", "dev", "eth0")
             # ECMP over several instances (issue 17): spread by the 5-tuple, not the addresses.
             self.sysctl(self.router, "net.ipv4.fib_multipath_hash_policy=1")
+            if len(self.lb_ns) > 1:  # the tier: the router forwards the client's flows
+                self.sysctl(self.router, "net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
+                            "net.ipv4.conf.eth0.send_redirects=0")
 
     def _plug(self, ns, short, mac):
         """A veth from `ns` (eth0, with `mac`) to the bridge in the fabric namespace."""

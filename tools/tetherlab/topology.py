@@ -6,7 +6,9 @@ lb namespace's kernel over tetherd's exception path. The active-standby variant
 (Lab(pair=True)) runs two tetherd instances (PAIR), each on net_tap with its exception path
 in a namespace of its own, keepalived's VRRP between them; the client reaches the VIPs on
 the segment itself (whoever answers ARP for them: the master), and a spare backend
-(SPARE_BACKENDS) can join the services during a run."""
+(SPARE_BACKENDS) can join the services during a run. The tier variant (Lab(instances=N))
+runs N active instances (INSTANCES) behind the router: each announces the VIPs by BGP, the
+router spreads the client's flows over them (ECMP), and state sync runs between all."""
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,9 +36,12 @@ BACKENDS = {  # name -> (address, mac); MACs are set on the backends' veths
     "b2": ("198.18.0.12", "02:e2:e0:00:01:02"),
     "b3": ("198.18.0.13", "02:e2:e0:00:01:03"),
 }
-# The active-standby pair: instance -> (port address, port MAC). Instance "a" is the lb
-# namespace's tetherd of the other variants (LB_ADDRESS, LB_MAC).
-PAIR = {"a": (LB_ADDRESS, LB_MAC), "b": ("198.18.0.3", "02:e2:e0:00:00:03")}
+# The instances of the pair and of the tier: instance -> (port address, port MAC). Instance
+# "a" is the lb namespace's tetherd of the other variants (LB_ADDRESS, LB_MAC).
+INSTANCES = {"a": (LB_ADDRESS, LB_MAC), "b": ("198.18.0.3", "02:e2:e0:00:00:03"),
+             "c": ("198.18.0.4", "02:e2:e0:00:00:04")}
+# The active-standby pair: its two instances.
+PAIR = {name: INSTANCES[name] for name in ("a", "b")}
 SYNC_PORT = 7788  # UDP, between the pair's port addresses
 VRRP_ROUTER_ID = 51
 # A backend the pair's lab also runs servers on, outside the services until a run adds it.
