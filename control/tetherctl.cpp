@@ -215,7 +215,10 @@ void print_backends(std::ostream& out, const json& answer) {
   for (const auto& b : answer.at("backends")) {
     if (!b.contains("peer_hold") || text(b.at("peer_hold")) == "none") continue;
     std::string peers;
-    for (const auto& p : b.at("reported_down_by")) peers += (peers.empty() ? "" : ", ") + text(p.at("address"));
+    for (const auto& p : b.at("reported_down_by")) {
+      if (!peers.empty()) peers += ", ";
+      peers += text(p.at("address"));
+    }
     out << text(b.at("name")) << ": " << text(b.at("peer_hold")) << " (" << peers << ")\n";
   }
 }
@@ -263,7 +266,10 @@ void print_workers(std::ostream& out, const json& answer) {
 // The strings of a JSON array, comma-separated; "-" for none.
 std::string comma_list(const json& names) {
   std::string joined;
-  for (const auto& name : names) joined += (joined.empty() ? "" : ",") + text(name);
+  for (const auto& name : names) {
+    if (!joined.empty()) joined += ',';
+    joined += text(name);
+  }
   return joined.empty() ? "-" : joined;
 }
 
