@@ -25,6 +25,7 @@ std::vector<VipDecision> decide_announcements(const Config& config, const Instan
   const AnnounceReason instance_reason = !instance.workers_progress ? AnnounceReason::workers_stalled
                                          : !instance.master         ? AnnounceReason::not_master
                                          : instance.draining        ? AnnounceReason::draining
+                                         : instance.bulk_pending    ? AnnounceReason::bulk_pending
                                                                     : AnnounceReason::announced;
   std::vector<VipDecision> decisions;
   for (std::size_t s = 0; s < config.services.size(); ++s) {
@@ -42,6 +43,12 @@ std::vector<VipDecision> decide_announcements(const Config& config, const Instan
   if (instance_reason != AnnounceReason::announced)
     for (VipDecision& decision : decisions) decision.reason = instance_reason;
   return decisions;
+}
+
+bool bulk_awaited(bool bulk_received, std::uint64_t last_heard, std::uint64_t started, std::uint64_t now,
+                  std::uint64_t wait) {
+  if (bulk_received) return false;
+  return now - std::max(started, last_heard) < wait;
 }
 
 Drain::Drain(std::uint64_t start, std::uint64_t placed, std::uint32_t quiet_s, std::uint32_t timeout_s,

@@ -27,7 +27,7 @@ namespace tether {
 // Why a VIP is or is not announced: the first reason that holds, instance-wide ones first.
 #define TETHER_ANNOUNCE_REASONS(X)                                                         \
   X(announced, "announced") X(workers_stalled, "worker stalled") X(not_master, "not master") \
-  X(draining, "draining") X(no_backend_up, "no backend up")
+  X(draining, "draining") X(bulk_pending, "awaiting bulk sync") X(no_backend_up, "no backend up")
 enum class AnnounceReason : std::uint8_t { TETHER_ANNOUNCE_REASONS(TETHER_NAMED_ENUMERATOR) };
 TETHER_ENUM_NAMES(AnnounceReason, TETHER_ANNOUNCE_REASONS)
 
@@ -36,7 +36,17 @@ struct InstanceCondition {
   bool workers_progress = true;  // every worker's loop turned within WorkerProgress::kStallMs
   bool master = true;            // without `ha`: always
   bool draining = false;
+  bool bulk_pending = false;  // a sync peer's bulk dump is still awaited (bulk_awaited)
 };
+
+// Sync among N: a starting instance announces nothing until it holds its peers' state, so
+// that the first flows the routers send it find their sessions. It waits for `peer` until
+// the peer's bulk dump arrived whole (`bulk_received`), or until the peer has been silent
+// for `wait` cycles, counted from this instance's start or from the peer's last message
+// (`last_heard`, 0: never), whichever is later: a dead peer delays the start by `wait`
+// (announce.bulk_wait), a live one that is still sending its dump is waited for.
+bool bulk_awaited(bool bulk_received, std::uint64_t last_heard, std::uint64_t started, std::uint64_t now,
+                  std::uint64_t wait);
 
 struct VipDecision {
   IpBytes vip;

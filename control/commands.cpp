@@ -91,6 +91,16 @@ std::string show_services(ControlState& state, Args) {
   return text_of({{"services", std::move(services)}});
 }
 
+// The sync peers whose latest health report says `backend` is down ("address" or
+// "address/instance id" where one address runs several).
+Json reported_down_by(const ControlState& state, std::size_t backend) {
+  Json peers = Json::array();
+  if (state.sync != nullptr)
+    for (const SyncSenderKey& peer : state.sync->peer_health().reporting_down(backend))
+      peers.push_back({{"address", format_ip(peer.first)}, {"sender", peer.second}});
+  return peers;
+}
+
 std::string show_backends(ControlState& state, Args) {
   const Totals totals = state.totals();
   const NeighbourResolver& neighbours = *state.neighbours;
@@ -108,6 +118,8 @@ std::string show_backends(ControlState& state, Args) {
          {"state", dataplane::to_string(state.effective(b))},
          {"admin", dataplane::to_string(state.states[b])},
          {"healthy", state.health == nullptr || state.health->healthy(b)},
+         {"peer_hold", to_string(b < state.peer_holds.size() ? state.peer_holds[b] : PeerHold::none)},
+         {"reported_down_by", reported_down_by(state, b)},
          {"live_calls", state.sessions->live_calls(static_cast<std::uint16_t>(b))},
          {"packets", c.packets},
          {"bytes", c.bytes},
@@ -131,6 +143,13 @@ std::string show_sync(ControlState& state, Args) {
   const auto age_ms = [&](std::uint64_t tsc) -> Json {
     return tsc == 0 ? Json(nullptr) : Json((now - tsc) * 1000 / state.tsc_hz);
   };
+  // What a sender's latest health reports hold down (empty once it expired).
+  const auto backends_down = [&](const SyncSenderKey& sender) {
+    Json names = Json::array();
+    for (std::uint16_t b : state.sync->peer_health().down_of(sender))
+      if (b < state.config.backends.size()) names.push_back(state.config.backends[b].name);
+    return names;
+  };
   Json peers = Json::array();
   for (const IpBytes& address : sync.peers) {
     bool any = false;
@@ -143,7 +162,8 @@ std::string show_sync(ControlState& state, Args) {
                        {"last_sequence", sender.last_sequence},
                        {"accepted", sender.accepted},
                        {"last_message_age_ms", (now - sender.last_accepted_tsc) * 1000 / state.tsc_hz},
-                       {"last_bulk_age_ms", age_ms(sender.last_bulk_end_tsc)}});
+                       {"last_bulk_age_ms", age_ms(sender.last_bulk_end_tsc)},
+                       {"backends_down", backends_down({address, sender.sender})}});
     }
     if (!any)  // nothing accepted from it yet
       peers.push_back({{"address", format_ip(address)}, {"sender", nullptr}, {"epoch", nullptr},
@@ -164,6 +184,7 @@ std::string show_sync(ControlState& state, Args) {
                   {"peers", std::move(peers)},
                   {"last_bulk_received_age_ms", age_ms(totals.last_bulk_received_tsc)},
                   {"last_bulk_sent_age_ms", age_ms(totals.last_bulk_sent_tsc)},
+                  {"backends_held", std::count(state.peer_holds.begin(), state.peer_holds.end(), PeerHold::held)},
                   {"counters", std::move(counters)}});
 }
 
@@ -579,11 +600,14 @@ std::string show_announce(ControlState& state, Args) {
                     {"services", std::move(services)}});
   }
   const AnnounceTotals totals = announcer.totals();
+  Json awaited = Json::array();  // the sync peers whose bulk dump the start still waits for
+  for (const IpBytes& peer : state.bulk_awaited_peers(now)) awaited.push_back(format_ip(peer));
   return text_of({{"enabled", true},
                   {"interface", announcer.interface()},
                   {"route_protocol", kAnnounceRouteProtocol},
                   {"draining", announcer.drain().active()},
                   {"drain", drain_json(announcer.drain(), now)},
+                  {"bulk_awaited", std::move(awaited)},
                   {"vips", std::move(vips)},
                   {"routes_added", totals.routes_added},
                   {"routes_removed", totals.routes_removed},

@@ -208,6 +208,9 @@ struct AnnounceConfig {
   // session has been placed for `drain_quiet_s` seconds, or after `drain_timeout_s`.
   std::uint32_t drain_quiet_s = 5;
   std::uint32_t drain_timeout_s = 60;
+  // With `sync`: a starting instance announces once every peer's bulk dump arrived, or that
+  // peer was silent for `bulk_wait_s` seconds (control/announce.hpp: bulk_awaited).
+  std::uint32_t bulk_wait_s = 10;
   bool operator==(const AnnounceConfig&) const = default;
 };
 

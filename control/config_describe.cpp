@@ -76,8 +76,11 @@ std::string describe(const Config& config) {
     out << "announce: a host route (proto " << unsigned{kAnnounceRouteProtocol} << ") per VIP on "
         << port.kernel->name << " (port " << port.name
         << ") while the workers run, a backend of one of its services is up"
-        << (config.ha ? ", the instance is master" : "") << " and it is not draining; drain exits after "
-        << config.announce->drain_quiet_s << " s without a new flow or session, at most "
+        << (config.ha ? ", the instance is master" : "") << " and it is not draining";
+    if (config.sync)
+      out << ", once every sync peer's bulk dump arrived (or it was silent for " << config.announce->bulk_wait_s
+          << " s)";
+    out << "; drain exits after " << config.announce->drain_quiet_s << " s without a new flow or session, at most "
         << config.announce->drain_timeout_s << " s\n";
   }
   out << "backends:\n";

@@ -394,12 +394,13 @@ void read_ha(const GroupReader& top, const Document& doc, Config& config) {
 
 void read_announce(const GroupReader& top, const Document& doc, Config& config,
                    const std::map<std::string, std::size_t>& port_names) {
-  GroupReader r(top.get("announce"), doc, {"port", "drain_quiet", "drain_timeout"});
+  GroupReader r(top.get("announce"), doc, {"port", "drain_quiet", "drain_timeout", "bulk_wait"});
   AnnounceConfig announce;
   announce.port = named_port(r, port_names);
   announce.drain_quiet_s = static_cast<std::uint32_t>(r.integer("drain_quiet", 1, 3600, announce.drain_quiet_s));
   announce.drain_timeout_s =
       static_cast<std::uint32_t>(r.integer("drain_timeout", 1, 86400, announce.drain_timeout_s));
+  announce.bulk_wait_s = static_cast<std::uint32_t>(r.integer("bulk_wait", 0, 3600, announce.bulk_wait_s));
   if (announce.drain_timeout_s < announce.drain_quiet_s)
     r.fail(r.get(r.has("drain_timeout") ? "drain_timeout" : "drain_quiet"),
            "drain_timeout " + std::to_string(announce.drain_timeout_s) + " is below drain_quiet " +

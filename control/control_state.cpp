@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "control/log.hpp"
 #include "control/telemetry.hpp"
 
 namespace tether {
@@ -28,17 +29,24 @@ void ControlState::set_control_counts(Totals& t) const {
 }
 
 dataplane::BackendState ControlState::effective(std::size_t backend) const {
+  if (backend < peer_holds.size() && peer_holds[backend] == PeerHold::held) return dataplane::BackendState::down;
+  return own_state(backend);
+}
+
+dataplane::BackendState ControlState::own_state(std::size_t backend) const {
   if (config.backends[backend].removed) return dataplane::BackendState::down;
   if (health != nullptr && !health->healthy(backend)) return dataplane::BackendState::down;
   if (!neighbours->resolved(backend)) return dataplane::BackendState::down;
   return states[backend];
 }
 
-std::vector<VipDecision> ControlState::announcement_decisions(std::uint64_t now) const {
+std::vector<VipDecision> ControlState::announcement_decisions(std::uint64_t now) {
   InstanceCondition instance;
   instance.workers_progress = progress == nullptr || progress->stalled(now).empty();
   instance.master = ha == nullptr || ha->role() == HaRole::master;
   instance.draining = announcer != nullptr && announcer->drain().active();
+  if (!bulk_synced) bulk_synced = bulk_awaited_peers(now).empty();
+  instance.bulk_pending = !bulk_synced;
   std::vector<bool> can_serve(config.services.size());
   for (std::size_t s = 0; s < config.services.size(); ++s)
     can_serve[s] = service_can_serve(config.services[s], [this](std::size_t b) { return effective(b); });
@@ -63,7 +71,33 @@ std::unique_ptr<dataplane::Snapshot> ControlState::build() const {
                         ha != nullptr && !ha->forwarding());
 }
 
-void ControlState::republish() { publisher->publish(build()); }
+std::vector<IpBytes> ControlState::bulk_awaited_peers(std::uint64_t now) const {
+  std::vector<IpBytes> awaited;
+  if (bulk_synced || !config.sync || sync == nullptr || !config.announce) return awaited;
+  const std::uint64_t wait = std::uint64_t{config.announce->bulk_wait_s} * tsc_hz;
+  for (const IpBytes& peer : config.sync->peers)
+    if (bulk_awaited(sync->bulk_received_from(peer), sync->last_heard_from(peer), started_tsc, now, wait))
+      awaited.push_back(peer);
+  return awaited;
+}
+
+void ControlState::republish() {
+  std::vector<PeerHold> holds;
+  if (sync != nullptr) {
+    std::vector<dataplane::BackendState> own(config.backends.size());
+    for (std::size_t b = 0; b < own.size(); ++b) own[b] = own_state(b);
+    holds = decide_peer_holds(config, own, [&](std::size_t b) { return !sync->peer_health().reporting_down(b).empty(); });
+  }
+  for (std::size_t b = 0; b < std::max(holds.size(), peer_holds.size()); ++b) {
+    const PeerHold before = b < peer_holds.size() ? peer_holds[b] : PeerHold::none;
+    const PeerHold after = b < holds.size() ? holds[b] : PeerHold::none;
+    if (before != after && b < config.backends.size())
+      TETHER_LOG(info, "backend %s: %s", config.backends[b].name.c_str(),
+                 after == PeerHold::none ? "no peer reports it down any more" : to_string(after));
+  }
+  peer_holds = std::move(holds);
+  publisher->publish(build());
+}
 
 void ControlState::adopt(const Config& desired) {
   Config merged = merge_running(config, desired);

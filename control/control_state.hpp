@@ -11,6 +11,7 @@
 #include "control/ha.hpp"
 #include "control/health.hpp"
 #include "control/neighbours.hpp"
+#include "control/peer_health.hpp"
 #include "control/report.hpp"
 #include "control/snapshot_builder.hpp"
 #include "control/sync_sender.hpp"
@@ -39,6 +40,13 @@ struct ControlState {
   HaStatus* ha = nullptr;  // null: no `ha`, standalone and always forwarding
   const WorkerProgress* progress = nullptr;  // null until the workers run
   Announcer* announcer = nullptr;  // null: no `announce`
+  std::uint64_t started_tsc = 0;   // when the control loop started: bulk sync's wait counts from it
+  // Set once no sync peer's bulk dump was awaited any more, and never cleared: the wait is a
+  // starting instance's; a peer that joins later must not withdraw a serving one.
+  bool bulk_synced = false;
+  // Per backend: whether the peers' health reports hold it down (control/peer_health.hpp),
+  // as of the last snapshot published.
+  std::vector<PeerHold> peer_holds = {};
   const MetricsServer* metrics_server = nullptr;  // null: no `metrics`
 
   Totals totals() const;
@@ -47,16 +55,23 @@ struct ControlState {
   void set_control_counts(Totals& t) const;
   // The ports' MACs as opened, for validate().
   std::vector<MacBytes> device_macs() const;
-  // What the workers see: the operator's state, and down while a health check fails or the
-  // MAC is unknown.
+  // What the workers see: own_state, and down while a live sync peer's checks say so
+  // (peer_holds).
   dataplane::BackendState effective(std::size_t backend) const;
-  // What each VIP's announcement should be now (see control/announce.hpp).
-  std::vector<VipDecision> announcement_decisions(std::uint64_t now) const;
+  // By this instance alone: the operator's state, and down while its own health check fails
+  // or the MAC is unknown.
+  dataplane::BackendState own_state(std::size_t backend) const;
+  // The configured sync peers this instance still waits for before it announces anything:
+  // no bulk dump from them yet and heard from within announce.bulk_wait (see bulk_awaited);
+  // none once bulk_synced.
+  std::vector<IpBytes> bulk_awaited_peers(std::uint64_t now) const;
+  // What each VIP's announcement should be now (see control/announce.hpp); sets bulk_synced.
+  std::vector<VipDecision> announcement_decisions(std::uint64_t now);
   // New flows and sessions placed on backends so far: what a drain watches.
   std::uint64_t placed() const;
   // A snapshot of the configuration, effective states and resolved MACs.
   std::unique_ptr<dataplane::Snapshot> build() const;
-  // Builds a snapshot and publishes it.
+  // Builds a snapshot and publishes it, after deciding peer_holds afresh.
   void republish();
   // Makes `desired` the running configuration (see merge_running) and publishes it. Throws
   // ConfigError, changing nothing, when it cannot be applied without a restart or breaks a

@@ -183,6 +183,9 @@ std::vector<CounterSample> list_counters(const Totals& t) {
   add("sync", "sync_senders_refused", sync.senders_refused,
       {.name = "sync_senders_refused_messages_total", .type = kCounter,
        .help = "Valid sync messages from a sender id beyond the bound per peer address."});
+  add("sync", "sync_health_transitions_received", sync.health_transitions_received,
+      {.name = "sync_health_transitions_received_total", .type = kCounter,
+       .help = "Peers' health reports that changed their word on a backend (up or down)."});
   // The sending side.
   add("sync", "sync_sent", sync.sent,
       {.name = "sync_sent_messages_total", .type = kCounter,
@@ -206,6 +209,9 @@ std::vector<CounterSample> list_counters(const Totals& t) {
   add("sync", "sync_bulk_dumps_sent", sync.bulk_dumps_sent,
       {.name = "sync_bulk_dumps_sent_total", .type = kCounter,
        .help = "Bulk dumps of this instance's state sent to its peers."});
+  add("sync", "sync_health_transitions_sent", sync.health_transitions_sent,
+      {.name = "sync_health_transitions_sent_total", .type = kCounter,
+       .help = "Changes of this instance's own health verdicts reported to its peers."});
 
   // The active-standby pair (the control thread's).
   add("ha", "ha_transitions", t.ha.transitions,

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "control/log.hpp"
 
@@ -85,7 +86,7 @@ const char* sync_reject_reason(std::size_t index) {
 
 const char* sync_record_kind(std::size_t index) {
   constexpr const char* kKinds[kSyncRecordKinds] = {"sip_call", "rtp_expectation", "ftp_expectation",
-                                                    "flow"};
+                                                    "flow", "backend_health"};
   return index < kSyncRecordKinds ? kKinds[index] : "?";
 }
 
@@ -168,7 +169,7 @@ void SyncReceiver::receive(std::span<const std::uint8_t> datagram, const IpBytes
   }
   // Only after the tag: a forger cannot make windows for made-up sender ids, and a key
   // holder only a bounded number.
-  const std::pair<IpBytes, std::uint32_t> id{source, message.header.sender};
+  const SyncSenderKey id{source, message.header.sender};
   if (!senders_.contains(id)) {
     const auto of_peer = std::count_if(senders_.begin(), senders_.end(),
                                        [&](const auto& entry) { return entry.first.first == source; });
@@ -188,9 +189,15 @@ void SyncReceiver::receive(std::span<const std::uint8_t> datagram, const IpBytes
   totals_.sequence_gaps += verdict.skipped;
   ++peer.accepted;
   peer.last_accepted_tsc = now;
+  health_changed_ |= peer_health_.heard(id, message.header.epoch, now);
   sync::RecordCursor records = message.records();
   sync::Record record;
-  while (records.next(record)) apply(record, running, sessions, now, tsc_hz);
+  while (records.next(record)) {
+    if (const auto* health = std::get_if<sync::BackendHealthRecord>(&record))
+      apply_health(id, *health, running);
+    else
+      apply(record, running, sessions, now, tsc_hz);
+  }
   if (message.header.kind == sync::MessageKind::bulk_request) {
     ++totals_.bulk_requests_received;
     if (peer.answered_epoch != message.header.epoch || now - peer.answered_tsc >= kBulkRepeatAfter_s * tsc_hz) {
@@ -201,6 +208,8 @@ void SyncReceiver::receive(std::span<const std::uint8_t> datagram, const IpBytes
     }
   } else if (message.header.kind == sync::MessageKind::bulk_end) {
     ++totals_.bulk_ends_received;
+    if (peer.last_bulk_end_tsc == 0)  // the first of this run: what a starting instance waits for
+      TETHER_LOG(info, "sync: bulk dump from %s received whole", format_ip(source).c_str());
     peer.last_bulk_end_tsc = now;
     totals_.last_bulk_received_tsc = now;
   }
@@ -217,6 +226,33 @@ bool SyncReceiver::bulk_received_from(const IpBytes& peer) const {
   for (const auto& [id, state] : senders_)
     if (id.first == peer && state.last_bulk_end_tsc != 0) return true;
   return false;
+}
+
+std::uint64_t SyncReceiver::last_heard_from(const IpBytes& peer) const {
+  std::uint64_t last = 0;
+  for (const auto& [id, state] : senders_)
+    if (id.first == peer) last = std::max(last, state.last_accepted_tsc);
+  return last;
+}
+
+bool SyncReceiver::take_health_changed(std::uint64_t now, std::uint64_t tsc_hz) {
+  bool changed = peer_health_.expire(now, kPeerHealthExpiry_ms * tsc_hz / 1000);
+  changed |= std::exchange(health_changed_, false);
+  totals_.health_transitions_received = peer_health_.transitions();
+  return changed;
+}
+
+void SyncReceiver::apply_health(const SyncSenderKey& peer, const sync::BackendHealthRecord& report,
+                                const Config& running) {
+  constexpr std::size_t kind = sync::Record(sync::BackendHealthRecord{}).index();
+  // The same backend here as on the peer: present, live, and by the same name.
+  if (report.backend >= running.backends.size() || running.backends[report.backend].removed ||
+      sync_sender_id(running.backends[report.backend].name) != report.name_digest) {
+    ++totals_.refused;
+    return;
+  }
+  health_changed_ |= peer_health_.report(peer, report.backend, report.up);
+  ++totals_.applied[kind];
 }
 
 void SyncReceiver::apply(const sync::Record& record, const Config& running,

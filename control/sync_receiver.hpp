@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "control/config.hpp"
+#include "control/peer_health.hpp"
 #include "dataplane/session_table.hpp"
 #include "sync/hmac.hpp"
 #include "sync/replay_window.hpp"
@@ -48,6 +49,8 @@ struct SyncTotals {
   std::uint64_t bulk_ends_received = 0;
   // Accepted messages from a sender id beyond kMaxSendersPerPeer of one peer address: dropped.
   std::uint64_t senders_refused = 0;
+  // Peers' health reports that changed their word on a backend (control/peer_health.hpp).
+  std::uint64_t health_transitions_received = 0;
   // The sending side's (SyncSender::add_totals).
   std::uint64_t sent = 0;  // messages, counted once per peer they went to
   std::uint64_t records_sent[kSyncRecordKinds] = {};
@@ -55,6 +58,7 @@ struct SyncTotals {
   std::uint64_t throttled = 0;  // sender polls that left events waiting (max_rate, or the poll's cap)
   std::uint64_t bulk_requests_sent = 0;
   std::uint64_t bulk_dumps_sent = 0;
+  std::uint64_t health_transitions_sent = 0;  // this instance's own verdicts that changed
   std::uint64_t backlog = 0;  // events waiting in the workers' rings (a gauge)
   // TSC of the last bulk dump received whole and sent (0: none yet), for `show sync`.
   std::uint64_t last_bulk_received_tsc = 0;
@@ -97,6 +101,14 @@ class SyncReceiver {
   bool take_bulk_request(IpBytes& asker);
   // Whether `peer` completed a bulk dump to this instance since it started.
   bool bulk_received_from(const IpBytes& peer) const;
+  // The TSC of the last message accepted from any sender at `peer` (0: none yet).
+  std::uint64_t last_heard_from(const IpBytes& peer) const;
+
+  // What the live peers' health checks say (control/peer_health.hpp).
+  const PeerHealth& peer_health() const { return peer_health_; }
+  // Forgets the reports of peers silent for kPeerHealthExpiry_ms; true when a peer's word on
+  // a backend changed since the last call (the caller publishes a new snapshot).
+  bool take_health_changed(std::uint64_t now, std::uint64_t tsc_hz);
 
   static constexpr unsigned kDatagramsPerPoll = 256;
   static constexpr std::uint64_t kBulkRepeatAfter_s = 10;
@@ -116,6 +128,8 @@ class SyncReceiver {
   void receive(std::span<const std::uint8_t> datagram, const IpBytes& source,
                const Config& running, dataplane::SessionTable& sessions, std::uint64_t now,
                std::uint64_t tsc_hz);
+  // A peer's backend_health record, checked against the running configuration.
+  void apply_health(const SyncSenderKey& peer, const sync::BackendHealthRecord& report, const Config& running);
   void apply(const sync::Record& record, const Config& running, dataplane::SessionTable& sessions,
              std::uint64_t now, std::uint64_t tsc_hz);
 
@@ -125,9 +139,11 @@ class SyncReceiver {
   std::vector<IpBytes> peers_;
   std::unique_ptr<sync::HmacSha256> mac_;
   // One window per peer address and sender id: an address may host several instances.
-  std::map<std::pair<IpBytes, std::uint32_t>, PeerState> senders_;
+  std::map<SyncSenderKey, PeerState> senders_;
   SyncTotals totals_;
   std::vector<IpBytes> bulk_askers_;
+  PeerHealth peer_health_;
+  bool health_changed_ = false;
 };
 
 }  // namespace tether

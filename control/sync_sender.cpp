@@ -228,12 +228,33 @@ void SyncSender::continue_bulk(const dataplane::SessionTable& sessions, std::uin
         rte_ring_count(links_.sync_events(w)) != 0)
       return;
   send(changes_);                        // the flows, to every peer
+  append_health(dump_);                  // the asker knows this instance's view on bulk_end
   send(dump_, sync::MessageKind::bulk_end);  // the rest of the walk, then the end marker
   send(dump_);
   dumping_ = false;
   ++counts_.bulk_dumps_sent;
   last_bulk_sent_ = now;
   TETHER_LOG(info, "sync: bulk dump sent");
+}
+
+void SyncSender::append_health(Outgoing& out) {
+  for (const sync::BackendHealthRecord& record : health_view_) append(out, record);
+}
+
+void SyncSender::report_health(std::vector<sync::BackendHealthRecord> view, std::uint64_t now) {
+  const bool changed = view != health_view_;
+  if (!changed && now < next_health_report_) return;
+  if (changed && next_health_report_ != 0)  // the first view is no transition
+    for (const sync::BackendHealthRecord& record : view) {
+      const auto before = std::find_if(health_view_.begin(), health_view_.end(), [&](const auto& r) {
+        return r.backend == record.backend && r.name_digest == record.name_digest;
+      });
+      if (before != health_view_.end() && before->up != record.up) ++counts_.health_transitions;
+    }
+  health_view_ = std::move(view);
+  next_health_report_ = now + kHealthReportInterval_ms * tsc_hz_ / 1000;
+  append_health(changes_);
+  send(changes_);
 }
 
 void SyncSender::request_bulk(std::uint64_t now) {
@@ -258,6 +279,7 @@ void SyncSender::add_totals(SyncTotals& totals) const {
   totals.throttled = counts_.throttled;
   totals.bulk_requests_sent = counts_.bulk_requests_sent;
   totals.bulk_dumps_sent = counts_.bulk_dumps_sent;
+  totals.health_transitions_sent = counts_.health_transitions;
   totals.backlog = counts_.backlog;
   totals.last_bulk_sent_tsc = last_bulk_sent_;
 }

@@ -38,6 +38,12 @@ class SyncSender {
   // `running`: the running configuration, whose timeouts give the records' lifetimes.
   void poll(const Config& running, const dataplane::SessionTable& sessions, std::uint64_t now);
 
+  // This instance's own health verdicts (control/peer_health.hpp: health_view), given every
+  // control loop pass: sent to every peer at once when one changed, again every
+  // kHealthReportInterval_ms (a peer that joined or lost a message learns them), and at the
+  // end of every bulk dump, before bulk_end.
+  void report_health(std::vector<sync::BackendHealthRecord> view, std::uint64_t now);
+
   // Adds the sender's counts to the receiver's, for every output.
   void add_totals(SyncTotals& totals) const;
   // The TSC of the last bulk dump this instance sent (0: none) and of the last it received
@@ -77,6 +83,7 @@ class SyncSender {
   std::uint32_t remaining_ms(std::uint64_t deadline, std::uint64_t now) const;
   void request_bulk(std::uint64_t now);
   void continue_bulk(const dataplane::SessionTable& sessions, std::uint64_t now);
+  void append_health(Outgoing& out);
 
   SyncReceiver& receiver_;
   dataplane::Links& links_;
@@ -101,6 +108,9 @@ class SyncSender {
   std::uint64_t last_bulk_sent_ = 0;
   std::uint64_t last_bulk_request_ = 0;
 
+  std::vector<sync::BackendHealthRecord> health_view_;
+  std::uint64_t next_health_report_ = 0;
+
   struct Counts {
     std::uint64_t messages = 0;
     std::uint64_t records[kSyncRecordKinds] = {};
@@ -108,6 +118,7 @@ class SyncSender {
     std::uint64_t throttled = 0;  // polls that left events waiting (the rate, or the poll's cap)
     std::uint64_t bulk_requests_sent = 0;
     std::uint64_t bulk_dumps_sent = 0;
+    std::uint64_t health_transitions = 0;  // own verdicts that changed
     std::uint64_t backlog = 0;  // events waiting in the rings after the last poll (a gauge)
   } counts_;
 };

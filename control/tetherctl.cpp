@@ -211,6 +211,16 @@ void print_backends(std::ostream& out, const json& answer) {
                     text(b.at("state")), text(b.at("packets")), text(b.at("flows")),
                     text(b.at("sessions")), text(b.at("live_calls"))});
   print_table(out, {"BACKEND", "ADDRESS", "MAC", "STATE", "PACKETS", "FLOWS", "SESSIONS", "LIVE CALLS"}, rows);
+  // Held down by sync peers' health reports (or kept despite them): why, and by whom.
+  for (const auto& b : answer.at("backends")) {
+    if (!b.contains("peer_hold") || text(b.at("peer_hold")) == "none") continue;
+    std::string peers;
+    for (const auto& p : b.at("reported_down_by")) {
+      if (!peers.empty()) peers += ", ";
+      peers += text(p.at("address"));
+    }
+    out << text(b.at("name")) << ": " << text(b.at("peer_hold")) << " (" << peers << ")\n";
+  }
 }
 
 // Every section of the counters in tetherd's order: name-value tables, the per-worker
@@ -253,6 +263,16 @@ void print_workers(std::ostream& out, const json& answer) {
       << text(answer.at("snapshots_live")) << " live)\n";
 }
 
+// The strings of a JSON array, comma-separated; "-" for none.
+std::string comma_list(const json& names) {
+  std::string joined;
+  for (const auto& name : names) {
+    if (!joined.empty()) joined += ',';
+    joined += text(name);
+  }
+  return joined.empty() ? "-" : joined;
+}
+
 void print_sync(std::ostream& out, const json& answer) {
   if (!answer.at("enabled").get<bool>()) {
     out << "state sync is not configured\n";
@@ -264,8 +284,10 @@ void print_sync(std::ostream& out, const json& answer) {
   const auto or_dash = [](const json& v) { return v.is_null() ? std::string("-") : text(v); };
   for (const auto& p : answer.at("peers"))
     rows.push_back({text(p.at("address")), or_dash(p.at("sender")), or_dash(p.at("epoch")),
-                    or_dash(p.at("last_sequence")), text(p.at("accepted")), or_dash(p.at("last_message_age_ms"))});
-  print_table(out, {"PEER", "SENDER", "EPOCH", "LAST SEQUENCE", "ACCEPTED", "LAST MESSAGE (MS AGO)"}, rows);
+                    or_dash(p.at("last_sequence")), text(p.at("accepted")), or_dash(p.at("last_message_age_ms")),
+                    comma_list(p.value("backends_down", json::array()))});
+  print_table(out, {"PEER", "SENDER", "EPOCH", "LAST SEQUENCE", "ACCEPTED", "LAST MESSAGE (MS AGO)", "REPORTS DOWN"},
+              rows);
   rows.clear();
   for (const auto& [name, value] : answer.at("counters").items()) rows.push_back({name, text(value)});
   print_table(out, {"COUNTER", "VALUE"}, rows);
@@ -298,6 +320,8 @@ void print_announce(std::ostream& out, const json& answer) {
       << " (added " << text(answer.at("routes_added")) << ", removed " << text(answer.at("routes_removed"))
       << ", refused " << text(answer.at("route_failures")) << ")\n";
   if (answer.at("draining").get<bool>()) print_drain_progress(out, answer.at("drain"));
+  if (answer.contains("bulk_awaited") && !answer.at("bulk_awaited").empty())
+    out << "awaiting the bulk dump of sync peer(s) " << comma_list(answer.at("bulk_awaited")) << "\n";
   std::vector<std::vector<std::string>> rows;
   for (const auto& v : answer.at("vips")) {
     std::string services;

@@ -322,6 +322,7 @@ int run(const Config& config, const Options& options) {
     // The announcements follow the workers, the backends and the state within 10 ms.
     const std::uint64_t announce_period = rte_get_tsc_hz() / 100;
     std::uint64_t next_announce = 0;
+    control->started_tsc = rte_rdtsc();
     while (!stop_requested.load()) {
       // The kernel's traffic waits for this loop: a millisecond at most when there is any.
       std::int64_t wait_ms = kernel ? 1 : health->empty() ? 50 : 10;
@@ -340,10 +341,15 @@ int run(const Config& config, const Options& options) {
       if (kernel) kernel->poll(links->to_kernel());
       // What the kernel delivered to the sync socket (the frames came through kernel->poll).
       if (sync) sync->poll(control->config, links->sessions(), now, rte_get_tsc_hz());
+      // The peers' health reports that changed, or expired with a silent peer.
+      if (sync) backends_changed |= sync->take_health_changed(now, rte_get_tsc_hz());
       // What the workers reported, out through the kernel interface (sent on its next poll).
       if (sync_sender) sync_sender->poll(control->config, links->sessions(), now);
       backends_changed |= neighbours->tick(now);
       backends_changed |= health->tick(now);
+      // This instance's own verdicts, for its peers (sent when one changed, and each second).
+      if (sync_sender)
+        sync_sender->report_health(health_view(control->config, [&](std::size_t b) { return health->healthy(b); }), now);
       if (backends_changed) control->republish();
       if (announcer && now >= next_announce) {
         next_announce = now + announce_period;

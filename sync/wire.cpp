@@ -80,6 +80,10 @@ template <> struct Layout<FlowRecord> {
   static constexpr RecordType type = RecordType::flow;
   static constexpr std::size_t body = kFlowBody;
 };
+template <> struct Layout<BackendHealthRecord> {
+  static constexpr RecordType type = RecordType::backend_health;
+  static constexpr std::size_t body = kBackendHealthBody;
+};
 
 // Every session record ends with its route and how long it has left to live.
 template <class SessionRecord>
@@ -131,6 +135,12 @@ void encode_body(Out& out, const FlowRecord& r) {
   out.u32(r.remaining_ms);
 }
 
+void encode_body(Out& out, const BackendHealthRecord& r) {
+  out.u16(r.backend);
+  out.u8(r.up ? 1 : 0);  // flags: bit 0 up; the other bits are zero
+  out.u32(r.name_digest);
+}
+
 // decode_body reads Layout<R>::body bytes, which the caller has checked are there; false for
 // a value this version does not define.
 bool decode_body(In in, SipCallRecord& r) {
@@ -165,6 +175,13 @@ bool decode_body(In in, FlowRecord& r) {
   return true;
 }
 
+bool decode_body(In in, BackendHealthRecord& r) {
+  r.backend = in.u16();
+  r.up = (in.u8() & 1) != 0;  // flag bits a later version defines are ignored
+  r.name_digest = in.u32();
+  return true;
+}
+
 template <class R>
 bool decode_as(parsers::ByteSpan body, Record& record) {
   if (body.size() < Layout<R>::body) return false;
@@ -191,6 +208,7 @@ Decoded decode_record(parsers::ByteSpan payload, std::size_t& offset, Record& re
     case RecordType::rtp_expectation: well_formed = decode_as<RtpExpectationRecord>(body, record); break;
     case RecordType::ftp_expectation: well_formed = decode_as<FtpExpectationRecord>(body, record); break;
     case RecordType::flow: well_formed = decode_as<FlowRecord>(body, record); break;
+    case RecordType::backend_health: well_formed = decode_as<BackendHealthRecord>(body, record); break;
     default: return Decoded::unknown;  // a later version's: skipped by its length
   }
   return well_formed ? Decoded::known : Decoded::malformed;

@@ -63,6 +63,7 @@ enum class RecordType : std::uint16_t {
   rtp_expectation = 2,
   ftp_expectation = 3,
   flow = 4,
+  backend_health = 5,
 };
 
 // A SIP call, keyed as the session table keys it: service and Call-ID digest.
@@ -111,7 +112,19 @@ struct FlowRecord {
   bool operator==(const FlowRecord&) const = default;
 };
 
-using Record = std::variant<SipCallRecord, RtpExpectationRecord, FtpExpectationRecord, FlowRecord>;
+// What the sender's own health checks say of one of its backends (README "Consistency across
+// instances"). Sent when a verdict changes, and the whole view every second and in bulk
+// dumps. `name_digest` (sync_sender_id of the backend's name) lets a receiver refuse a report
+// about another backend at that index, as configurations differ during a rolling change.
+struct BackendHealthRecord {
+  std::uint16_t backend = 0;
+  bool up = true;
+  std::uint32_t name_digest = 0;
+  bool operator==(const BackendHealthRecord&) const = default;
+};
+
+using Record = std::variant<SipCallRecord, RtpExpectationRecord, FtpExpectationRecord, FlowRecord,
+                            BackendHealthRecord>;
 
 // The body size of each record type in this version. A later version may append fields:
 // a reader takes the fields it knows and skips the rest, as it skips unknown types.
@@ -119,6 +132,7 @@ inline constexpr std::size_t kSipCallBody = 17;
 inline constexpr std::size_t kRtpExpectationBody = 27;
 inline constexpr std::size_t kFtpExpectationBody = 25;
 inline constexpr std::size_t kFlowBody = 46;
+inline constexpr std::size_t kBackendHealthBody = 7;
 // The record header and body of a record; for sizing buffers.
 std::size_t encoded_size(const Record& record);
 

@@ -362,8 +362,15 @@ def test_tetherd_sends_its_sessions_and_flows_and_a_bulk_dump_on_request(tmp_pat
     assert len([r for r in asked if r["type"] == "flow" and r["client"] == ftp_client]) == 2
     kinds = [h["kind"] for h, _ in to[PEER]]
     assert kinds.count(sync_wire.BULK_END) == 1, kinds
-    # After it, only its own requests, repeated every 2 s until the peer sends a dump.
-    assert set(kinds[kinds.index(sync_wire.BULK_END) + 1:]) <= {sync_wire.BULK_REQUEST}, kinds
+    # After it, only its own requests, repeated every 2 s until the peer sends a dump, and
+    # its health view, repeated every second (records of no other type).
+    after = to[PEER][kinds.index(sync_wire.BULK_END) + 1:]
+    assert {h["kind"] for h, rs in after if any(r["type"] != "backend_health" for r in rs)} <= \
+        {sync_wire.BULK_REQUEST}, kinds
+    # The dump ends with the health view: the asker knows this instance's verdicts on bulk_end.
+    end = kinds.index(sync_wire.BULK_END)
+    last_of_dump = to[PEER][end - 1][1] + to[PEER][end][1]
+    assert [r["backend"] for r in last_of_dump if r["type"] == "backend_health"] == [B1, B2, B3], last_of_dump
     counters = answers["end"]["counters"]
     assert counters["sync_bulk_requests_received"] == 1 and counters["sync_send_failed"] == 0, counters
     assert result.stats["counters"]["sync_events_lost"] == 0

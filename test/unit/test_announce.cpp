@@ -61,6 +61,8 @@ TEST_CASE("announce config: port with a kernel interface, drain settings, descri
   CHECK(config.announce->port == 0);
   CHECK(config.announce->drain_quiet_s == 5);
   CHECK(config.announce->drain_timeout_s == 60);
+  CHECK(config.announce->bulk_wait_s == 10);
+  CHECK_THAT(tether::describe(config), !Contains("bulk dump"));  // without sync, no peer to wait for
   CHECK_THAT(tether::describe(config), Contains("announce: a host route (proto 250) per VIP on lan0 (port lan0)"));
   CHECK_THAT(tether::describe(config), Contains("drain exits after 5 s without a new flow or session, at most 60 s"));
 
@@ -79,6 +81,8 @@ TEST_CASE("announce config: port with a kernel interface, drain settings, descri
   refused("{ port = \"lan0\"; drain_timeout = 86401; }", "86401 is out of range 1..86400");
   refused("{ port = \"lan0\"; drain_quiet = 10; drain_timeout = 5; }", "drain_timeout 5 is below drain_quiet 10");
   refused("{ port = \"lan0\"; protocol = 251; }", "announce.protocol: unknown setting");
+  refused("{ port = \"lan0\"; bulk_wait = 3601; }", "announce.bulk_wait: 3601 is out of range 0..3600");
+  CHECK(load(kBase + "announce = { port = \"lan0\"; bulk_wait = 0; };\n").announce->bulk_wait_s == 0);
 
   CHECK_THROWS_WITH(tether::merge_running(config, load(kBase)), Contains("announce changed: restart tetherd"));
   CHECK_NOTHROW(tether::merge_running(config, load(kBase + "announce = { port = \"lan0\"; };\n")));
@@ -139,7 +143,30 @@ TEST_CASE("decide_announcements: the instance's own state withdraws every VIP, f
   CHECK(all({.draining = true}) == AnnounceReason::draining);
   CHECK(all({.workers_progress = false, .master = false, .draining = true}) == AnnounceReason::workers_stalled);
   CHECK(all({.master = false, .draining = true}) == AnnounceReason::not_master);
+  CHECK(all({.bulk_pending = true}) == AnnounceReason::bulk_pending);
+  CHECK(all({.draining = true, .bulk_pending = true}) == AnnounceReason::draining);
+  CHECK(std::string(tether::to_string(AnnounceReason::bulk_pending)) == "awaiting bulk sync");
   CHECK(std::string(tether::to_string(AnnounceReason::no_backend_up)) == "no backend up");
+}
+
+TEST_CASE("bulk_awaited: a peer is waited for until its dump arrived or it was silent for bulk_wait",
+          "[announce][sync]") {
+  constexpr std::uint64_t kStart = 100'000, kWait = 10'000;  // started at 100 s, bulk_wait 10 s
+  // Never heard from (dead, unreachable): waited for bulk_wait from the start, no longer.
+  CHECK(tether::bulk_awaited(false, 0, kStart, kStart, kWait));
+  CHECK(tether::bulk_awaited(false, 0, kStart, kStart + kWait - 1, kWait));
+  CHECK_FALSE(tether::bulk_awaited(false, 0, kStart, kStart + kWait, kWait));
+  // Heard from (it is sending its dump): waited for while it speaks, until bulk_wait after
+  // its last message.
+  CHECK(tether::bulk_awaited(false, kStart + 25'000, kStart, kStart + 30'000, kWait));
+  CHECK_FALSE(tether::bulk_awaited(false, kStart + 25'000, kStart, kStart + 35'000, kWait));
+  // Its dump arrived: done, at once.
+  CHECK_FALSE(tether::bulk_awaited(true, kStart + 1, kStart, kStart + 2, kWait));
+  // A message from before this instance's start (none can be; but a stale time) counts from
+  // the start.
+  CHECK(tether::bulk_awaited(false, 1, kStart, kStart + kWait - 1, kWait));
+  // bulk_wait 0: nobody is waited for.
+  CHECK_FALSE(tether::bulk_awaited(false, kStart, kStart, kStart, 0));
 }
 
 TEST_CASE("Drain: stops once quiet for the quiet period, or at the timeout", "[announce][drain]") {

@@ -116,8 +116,8 @@ TEST_CASE("every counter is listed once, under a well-formed Prometheus name", "
   CHECK(names.size() == kWorkerScalarCount + 1 + 3 * kSessionProtocols + 1 + 3 * kExpectationKinds +
                            1 + kDropReasonCount + parsers::kParseStatusCount - 1 +
                            kDpiFallbackCount + 4 /* kernel path */ +
-                           2 + tether::kSyncRejectReasons + 1 + tether::kSyncRecordKinds + 2 + 3 /* sync received */ +
-                           1 + tether::kSyncRecordKinds + 5 /* sync sent */ +
+                           2 + tether::kSyncRejectReasons + 1 + tether::kSyncRecordKinds + 2 + 4 /* sync received */ +
+                           1 + tether::kSyncRecordKinds + 6 /* sync sent */ +
                            3 /* ha */ + 5 /* announce */ + 3 /* metrics over HTTP */ + 4 /* memory */);
   CHECK(names.count({"ha", "ha_gratuitous_arp_sent"}) == 1);
   CHECK(names.count({"metrics", "metrics_render_timeouts"}) == 1);

@@ -197,3 +197,80 @@ TEST_CASE("sync receiver: records applied to the session table, checked against 
   CHECK(peers[0].accepted == 2);
   CHECK(peers[0].last_accepted_tsc == kNow);
 }
+
+// A receiver on a port of its own (`offset` apart from the other tests'), its session table,
+// and a peer sending to it from 127.0.0.1.
+struct Receiving {
+  Receiving(const char* table_name, int offset)
+      : listen_port(static_cast<std::uint16_t>(20000 + (getpid() + offset) % 20000)),
+        config(running(listen_port)),
+        table(table_name, 1024, 1, SOCKET_ID_ANY),
+        receiver(config),
+        peer("127.0.0.1", listen_port) {}
+  std::uint16_t listen_port;
+  Config config;
+  dataplane::SessionTable table;
+  tether::log::Quiet quiet;  // the receiver says where it listens
+  SyncReceiver receiver;
+  Peer peer;
+};
+
+TEST_CASE("sync receiver: peers' health reports, checked by backend name, forgotten when the peer falls silent",
+          "[sync][receiver][peer_health]") {
+  Receiving setup("ut_sync_rx_health", 1);
+  auto& [listen_port, config, table, quiet, receiver, peer] = setup;
+  const tether::SyncSenderKey sender{ip("127.0.0.1"), 42};
+  const std::uint32_t b0 = tether::sync_sender_id("b0"), b1 = tether::sync_sender_id("b1");
+
+  peer.send(1, {BackendHealthRecord{0, true, b0}, BackendHealthRecord{1, false, b1},
+                BackendHealthRecord{1, false, b0},                          // another backend's name
+                BackendHealthRecord{2, false, tether::sync_sender_id("b2")},  // removed here
+                BackendHealthRecord{7, false, b0}});                         // no backend 7
+  receiver.poll(config, table, kNow, kHz);
+  const auto& totals = receiver.totals();
+  constexpr std::size_t kHealth = 4;  // backend_health's index among the record kinds
+  CHECK(std::string(tether::sync_record_kind(kHealth)) == "backend_health");
+  CHECK(totals.applied[kHealth] == 2);
+  CHECK(totals.refused == 3);
+  CHECK(receiver.take_health_changed(kNow, kHz));
+  CHECK_FALSE(receiver.take_health_changed(kNow, kHz));  // taken
+  CHECK(totals.health_transitions_received == 1);
+  CHECK(receiver.peer_health().reporting_down(1) == std::vector{sender});
+  CHECK(receiver.peer_health().reporting_down(0).empty());
+  CHECK(receiver.last_heard_from(ip("127.0.0.1")) == kNow);
+
+  // The periodic repeat, 1 s later: no change.
+  peer.send(2, {BackendHealthRecord{0, true, b0}, BackendHealthRecord{1, false, b1}});
+  receiver.poll(config, table, kNow + 1000, kHz);
+  CHECK_FALSE(receiver.take_health_changed(kNow + 1000, kHz));
+  // Silent for kPeerHealthExpiry_ms since its last message: forgotten, and that is a change.
+  CHECK_FALSE(receiver.take_health_changed(kNow + 1000 + tether::kPeerHealthExpiry_ms - 1, kHz));
+  CHECK(receiver.take_health_changed(kNow + 1000 + tether::kPeerHealthExpiry_ms, kHz));
+  CHECK(receiver.peer_health().reporting_down(1).empty());
+}
+
+TEST_CASE("sync receiver: a peer's SIP calls count on their backend for least-sessions",
+          "[sync][receiver]") {
+  Receiving setup("ut_sync_rx_calls", 2);
+  auto& [listen_port, config, table, quiet, receiver, peer] = setup;
+  peer.send(1, {SipCallRecord{0, 0x10, 1, SessionState::live, 60'000}, SipCallRecord{0, 0x11, 1, SessionState::live, 60'000},
+                SipCallRecord{0, 0x12, 0, SessionState::live, 60'000}});
+  receiver.poll(config, table, kNow, kHz);
+  CHECK(table.live_calls(0) == 1);
+  CHECK(table.live_calls(1) == 2);
+  // The same calls again (a refresh, or the bulk dump): counted once.
+  peer.send(2, {SipCallRecord{0, 0x10, 1, SessionState::live, 60'000}, SipCallRecord{0, 0x11, 1, SessionState::live, 60'000}});
+  receiver.poll(config, table, kNow + 10, kHz);
+  CHECK(table.live_calls(1) == 2);
+  // Moved by the peer (its backend failed): counted on the new one.
+  peer.send(3, {SipCallRecord{0, 0x11, 0, SessionState::live, 60'000}});
+  receiver.poll(config, table, kNow + 20, kHz);
+  CHECK(table.live_calls(0) == 2);
+  CHECK(table.live_calls(1) == 1);
+  // Ended: counted while it lingers, as this instance's own calls are, until the sweep.
+  peer.send(4, {SipCallRecord{0, 0x10, 1, SessionState::ended, 1000}});
+  receiver.poll(config, table, kNow + 30, kHz);
+  CHECK(table.live_calls(1) == 1);
+  table.sweep(kNow + 30 + 5'001, 1024);
+  CHECK(table.live_calls(1) == 0);
+}

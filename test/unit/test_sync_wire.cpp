@@ -59,6 +59,7 @@ std::vector<tsync::Record> one_of_each() {
                        .service = 9,
                        .backend = 10,
                        .remaining_ms = 0xfffffffe},
+      tsync::BackendHealthRecord{.backend = 0x0506, .up = false, .name_digest = 0x99aabbcc},
   };
 }
 

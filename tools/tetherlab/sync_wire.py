@@ -10,7 +10,7 @@ MAGIC = 0x54535943  # "TSYC"
 VERSION = 1
 RECORDS, BULK_REQUEST, BULK_END = 1, 2, 3  # message kinds
 LIVE, ENDED = 1, 2  # session states
-SIP_CALL, RTP_EXPECTATION, FTP_EXPECTATION, FLOW = 1, 2, 3, 4  # record types
+SIP_CALL, RTP_EXPECTATION, FTP_EXPECTATION, FLOW, BACKEND_HEALTH = 1, 2, 3, 4, 5  # record types
 HEADER = struct.Struct("!IBBHIIQQ")  # magic, version, kind, count, sender, length, epoch, sequence
 
 
@@ -65,6 +65,7 @@ RECORD_FORMATS = {  # record type -> (name, body layout), as the writers above p
     FLOW: ("flow", struct.Struct("!16s16sHHBBHHI"),
            ("client", "vip", "client_port", "vip_port", "protocol", "closing", "service", "backend",
             "remaining_ms")),
+    BACKEND_HEALTH: ("backend_health", struct.Struct("!HBI"), ("backend", "up", "name_digest")),
 }
 
 
