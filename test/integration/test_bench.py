@@ -12,8 +12,8 @@ import pytest
 
 from harness import BUILD, REPO
 
-# Measures time or loads the machine itself: runs alone (pytest.ini).
-pytestmark = pytest.mark.serial
+# Beside another test file (tools/test): the quick runs assert what the program reports and
+# that it is well formed, never a speed, and the test command has no time for them alone.
 
 SCENARIOS = ["established", "established_1m", "new_flows", "sip", "mixed"]
 
