@@ -58,13 +58,10 @@ int fill(rte_tel_data* data, const Json& section) {
 int answer(const char* command, const char*, rte_tel_data* data) {
   const std::lock_guard lock(registration);
   if (registered_workers == nullptr || registered_config == nullptr) return -1;
-  Totals totals = add_up(*registered_workers, registered_config->backends.size());
-  totals.sessions = published_control.sessions;
-  totals.kernel = published_control.kernel;
-  totals.sync = published_control.sync;
-  totals.ha = published_control.ha;
-  totals.announce = published_control.announce;
-  totals.metrics = published_control.metrics;
+  // The control thread's counts as it published them, the workers' added as they are now.
+  Totals totals = published_control;
+  totals.backends.assign(registered_config->backends.size(), {});
+  for (const auto& worker : *registered_workers) add_worker(totals, *worker);
   const Json all = counters_document(*registered_config, totals);
   const auto section = all.find(command + std::strlen(kPrefix));
   if (section == all.end()) return -1;
