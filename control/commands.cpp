@@ -121,6 +121,7 @@ std::string show_backends(ControlState& state, Args) {
          {"peer_hold", to_string(b < state.peer_holds.size() ? state.peer_holds[b] : PeerHold::none)},
          {"reported_down_by", reported_down_by(state, b)},
          {"live_calls", state.sessions->live_calls(static_cast<std::uint16_t>(b))},
+         {"connections", state.connections != nullptr ? state.connections->at(static_cast<std::uint16_t>(b)) : 0},
          {"packets", c.packets},
          {"bytes", c.bytes},
          {"flows", c.flows},
