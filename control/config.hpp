@@ -33,7 +33,8 @@ class ConfigError : public std::runtime_error {
 enum class Protocol : std::uint8_t { tcp, udp };
 
 #define TETHER_SCHEDULERS(X) \
-  X(maglev, "maglev") X(source_hash, "source-hash") X(least_sessions, "least-sessions")
+  X(maglev, "maglev") X(source_hash, "source-hash") X(least_sessions, "least-sessions") \
+  X(least_connections, "least-connections")
 enum class Scheduler : std::uint8_t { TETHER_SCHEDULERS(TETHER_NAMED_ENUMERATOR) };
 TETHER_ENUM_NAMES(Scheduler, TETHER_SCHEDULERS)
 

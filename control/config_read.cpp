@@ -185,6 +185,8 @@ void read_dpi(const GroupReader& r, const Document& doc, ServiceConfig& service,
   const bool sip_calls = service.dpi == SessionProtocol::sip && service.protocol == Protocol::udp;
   if (service.scheduler == Scheduler::least_sessions && !sip_calls)
     r.fail(r.get("scheduler"), "'least-sessions' counts SIP calls: it needs dpi 'sip' over udp");
+  if (service.scheduler == Scheduler::least_connections && service.protocol != Protocol::tcp)
+    r.fail(r.get("scheduler"), "'least-connections' counts TCP connections: it needs protocol 'tcp'");
   service.session_timeout_s = static_cast<std::uint32_t>(
       r.integer("session_timeout", 1, 86400, service.dpi == SessionProtocol::sip ? 1800 : 300));
   service.linger_s = static_cast<std::uint32_t>(r.integer("linger", 0, 3600, 32));
@@ -251,7 +253,8 @@ void read_services(const GroupReader& top, const Document& doc, Config& config,
     service.scheduler = r.choice<Scheduler>(
         "scheduler",
         {{"maglev", Scheduler::maglev}, {"source-hash", Scheduler::source_hash},
-         {"least-sessions", Scheduler::least_sessions}},
+         {"least-sessions", Scheduler::least_sessions},
+         {"least-connections", Scheduler::least_connections}},
         Scheduler::maglev);
     service.forwarding =
         r.choice<Forwarding>("forwarding", {{"dsr", Forwarding::dsr}}, Forwarding::dsr);

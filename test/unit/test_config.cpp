@@ -550,6 +550,10 @@ TEST_CASE("config: choices and ranges", "[config]") {
                     "test.cfg:25: services.[0].protocol: 'TCP' is not one of: tcp, udp");
   CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    scheduler = \"round-robin\";\n")),
                     Contains("test.cfg:26: services.[0].scheduler: 'round-robin' is not one of: maglev, source-hash"));
+  CHECK(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    scheduler = \"least-connections\";\n"))
+            .services[0].scheduler == tether::Scheduler::least_connections);
+  CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"udp\";\n    scheduler = \"least-connections\";\n")),
+                    "test.cfg:26: services.[0].scheduler: 'least-connections' counts TCP connections: it needs protocol 'tcp'");
   CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    forwarding = \"nat\";\n")),
                     "test.cfg:26: services.[0].forwarding: 'nat' is not one of: dsr");
   CHECK_THROWS_WITH(load("log_level = \"verbose\";\n" + kBase),
