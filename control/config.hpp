@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "control/address.hpp"
+#include "control/latency_weight.hpp"
 #include "dataplane/content_rules.hpp"
 #include "dataplane/counters.hpp"
 #include "parsers/enum_names.hpp"
@@ -146,6 +147,8 @@ struct ServiceConfig {
   std::vector<PoolConfig> pools;         // further pools that content rules choose
   std::vector<RuleConfig> rules;
   std::optional<HealthCheckConfig> health_check;
+  // Weights lowered while a backend's check answers slower than usual (control/latency_weight.hpp).
+  std::optional<LatencyWeightSettings> adaptive_weight;
   bool removed = false;  // as BackendConfig::removed: flows and sessions hold service indices
 };
 

@@ -3,6 +3,7 @@
 // flow table's expiry, which hands back every counted connection so that its count goes.
 #include <catch2/catch.hpp>
 
+#include <rte_cycles.h>
 #include <rte_memory.h>
 
 #include <array>
@@ -123,4 +124,34 @@ TEST_CASE("FlowTable: expire calls back for every expired counted connection", "
   std::map<std::uint16_t, std::int64_t> expected;
   for (std::uint32_t i = 60; i < 100; i += 2) expected[static_cast<std::uint16_t>(i % 3)]++;
   for (std::uint16_t b = 0; b < 3; ++b) CHECK(counts->at(b) == expected[b]);
+}
+
+// A microbenchmark, not a check (hidden: run it by its tag, `unit_tests "[.live_counts_cost]"`):
+// TSC cycles of one connection's count (add at its SYN, remove at its end) on one thread, and
+// with a second thread counting on a neighbouring backend (the same cache line) meanwhile,
+// as two workers opening connections to backends 0 and 1 at once would.
+TEST_CASE("live counts: cycles per connection counted", "[.live_counts_cost]") {
+  auto counts = std::make_unique<LiveCounts>();
+  constexpr int kRounds = 10'000'000;
+  const auto measure = [&](std::uint16_t backend) {
+    const std::uint64_t start = rte_rdtsc();
+    for (int i = 0; i < kRounds; ++i) {
+      counts->add(backend);
+      counts->remove(backend);
+    }
+    return static_cast<double>(rte_rdtsc() - start) / kRounds;
+  };
+  const double alone = measure(0);
+  std::atomic<bool> stop{false};
+  std::thread other([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      counts->add(1);
+      counts->remove(1);
+    }
+  });
+  const double shared = measure(0);
+  stop = true;
+  other.join();
+  WARN("cycles per connection (add + remove): " << alone << " alone, " << shared
+       << " with another thread on the same line");
 }
