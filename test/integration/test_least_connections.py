@@ -11,11 +11,13 @@ backends (b1, m1) took stay open and send a keepalive each round, the others clo
 at the start of the next round."""
 import collections
 import json
+import random
 import subprocess
 
-from harness import CLIENT_MAC, PORT_MAC, TETHERCTL, run_tetherd_live
+from harness import CLIENT_MAC, PORT_MAC, TETHERCTL, mac_bytes, run_tetherd, run_tetherd_live
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
+from sessions import FtpSession
 
 LC_VIP, MG_VIP = "192.0.2.140", "192.0.2.141"
 WEIGHTS = {"lc": {"b1": 1, "b2": 1, "b3": 2}, "mg": {"m1": 1, "m2": 1, "m3": 2}}
@@ -122,3 +124,27 @@ def test_least_connections_equalises_live_connections_per_weight(tmp_path):
     assert final_lc["b1"] < final_mg["m1"]
     # Idle expiry ends the rest: every count back to 0.
     assert all(count == 0 for count in rounds[-1]["live"].values()), rounds[-1]["live"]
+
+
+def test_ftp_data_follows_its_control_connection_under_least_connections(tmp_path):
+    """least-connections places control connections; each data connection still follows its
+    session's PASV/EPSV to the control connection's backend (one worker, through a pcap)."""
+    rng = random.Random(19)
+    vip = "192.0.2.142"
+    service = {"name": "ftp-lc", "vip": vip, "port": 21, "protocol": "tcp",
+               "extra": 'dpi = "ftp"; scheduler = "least-connections";', "weights": {"b1": 1, "b2": 1, "b3": 2}}
+    sessions = [FtpSession(n, vip, rng, [f"203.0.{n // 250}.{n % 250 + 1}"]) for n in range(200)]
+    parts = [[s.signalling() for s in sessions], [s.transfer() for s in sessions], [s.close() for s in sessions]]
+    owner = {f[12:]: s.number for part in parts for s, frames in zip(sessions, part) for f in frames}
+    run = run_tetherd(tmp_path, [[f for part in parts for frames in part for f in frames]], [service],
+                      backends={b: BACKENDS[b] for b in ("b1", "b2", "b3")})
+    assert run.returncode == 0, run.stderr
+    by_mac = {mac_bytes(mac): name for name, (_address, mac) in BACKENDS.items()}
+    reached = collections.defaultdict(set)
+    for frame in run.frames:
+        reached[owner[frame[12:]]].add(by_mac[frame[:6]])
+    assert all(len(backends) == 1 for backends in reached.values()), "a session split over backends"
+    assert len(reached) == len(sessions)
+    assert run.stats["sessions"]["ftp_data_expectations_used"] == len(sessions)
+    # Every control connection was open when the next came: placed exactly by weight.
+    assert collections.Counter(next(iter(b)) for b in reached.values()) == {"b1": 50, "b2": 50, "b3": 100}
