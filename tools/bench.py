@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 from tetherlab.config import Kernel, Port, config_text
@@ -58,6 +59,8 @@ CLIENT_MAC = bytes.fromhex("020000000aa1")
 VIP_UDP, VIP_TCP, VIP_SIP, VIP_RTSP, VIP_FTP = (bytes([192, 0, 2, n]) for n in (100, 101, 102, 103, 104))
 UDP_PORT, TCP_PORT, SIP_PORT, RTSP_PORT, FTP_PORT = 5000, 80, 5060, 554, 21
 HUGEPAGE_MB = 2
+# The scaling table: as many workers as CPUs (this machine: 2), against one.
+SCALING_WORKERS = min(2, os.cpu_count() or 1)
 # sync.max_rate with --sync: the most tetherd accepts, so that the sender drains the workers'
 # rings as fast as it can (docs/performance.md, "State sync's cost").
 SYNC_MAX_RATE = 10_000_000
@@ -195,8 +198,10 @@ def write_pcap(path, frames):
 
 class Scenario:
     def __init__(self, key, title, make, packets, mbuf_size, services, flows=1 << 18,
-                 sessions=1 << 18, min_new_flow_share=None):
+                 sessions=1 << 18, min_new_flow_share=None, scaling=False):
         self.key, self.title, self.make, self.packets = key, title, make, packets
+        # also run with as many workers (and testpmd forwarding cores) as the machine has CPUs
+        self.scaling = scaling
         self.mbuf_size, self.services = mbuf_size, services
         self.flows, self.sessions = flows, sessions
         # a run in which fewer packets made a new flow measured something else: an error
@@ -217,13 +222,13 @@ def scenarios(quick):
     storm_flows = 300_000 if quick else 4_000_000
     return [
         Scenario("established", "1. established, 100k flows", lambda: established(scale(100_000)),
-                 scale(100_000), 128, web),
+                 scale(100_000), 128, web, scaling=True),
         Scenario("established_1m", "2. established, 1M flows", lambda: established(scale(1_000_000)),
                  scale(1_000_000), 128, web, flows=1 << 21),
         Scenario("new_flows", "3. new flows (SYN storm)", lambda: syn_storm(storm_flows),
                  storm_flows, 128, storm, flows=1 << 23 if not quick else 1 << 19, min_new_flow_share=0.9),
         Scenario("sip", "4. SIP calls (INVITE/ACK/BYE)", lambda: sip_calls(scale(100_000)),
-                 3 * scale(100_000), 1024, sip, sessions=1 << 19),
+                 3 * scale(100_000), 1024, sip, sessions=1 << 19, scaling=True),
         Scenario("mixed", "5. mixed", lambda: mixed(scale(20_000)), None, 1024, web + sip + media,
                  sessions=1 << 19),
     ]
@@ -364,7 +369,28 @@ def check_sync(totals, sync_on):
 # -- runs ----------------------------------------------------------------------------------
 
 def vdevs(pcap):
-    return [f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "net_null0,no-rx=1"]
+    """`pcap`: one file, or a list of them, one per receive queue (a worker or forwarding
+    core each)."""
+    queues = pcap if isinstance(pcap, list) else [pcap]
+    return ["net_pcap0," + "".join(f"rx_pcap={q}," for q in queues) + "infinite_rx=1", "net_null0,no-rx=1"]
+
+
+def lcores(workers):
+    """EAL's --lcores: the main lcore (tetherd's control thread, testpmd's console) on CPU 0,
+    forwarding lcore w on CPU w modulo the CPUs: one worker has CPU 1 to itself, as in the
+    main table; with as many workers as CPUs, one shares CPU 0 with the main lcore, which
+    sleeps between its tasks."""
+    cpus = os.cpu_count()
+    return ["--lcores", ",".join(["0@0"] + [f"{w}@{w % cpus}" for w in range(1, workers + 1)])]
+
+
+def split_by_flow(frames, queues):
+    """The frames dealt to `queues` receive queues by their IPv4 addresses and ports, as RSS
+    would: a flow, and a SIP call from one client socket, stays on one queue."""
+    dealt = [[] for _ in range(queues)]
+    for frame in frames:
+        dealt[zlib.crc32(frame[26:38]) % queues].append(frame)
+    return dealt
 
 
 def mbufs_for(packets):
@@ -462,12 +488,14 @@ def steady_rounds(key, count, play, io_mpps):
     return played
 
 
-def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds):
-    """Forwarded packets per second (port 1's Tx-pps, median over the measured seconds)."""
-    args = [TESTPMD, "-l", "0,1", *memory.eal("bench_pmd"), "--log-level=lib.*:error"]
+def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds, cores=1):
+    """Forwarded packets per second (port 1's Tx-pps, median over the measured seconds);
+    `cores` forwarding cores, one receive queue each (`pcap` a list of as many files)."""
+    args = [TESTPMD, *lcores(cores), *memory.eal("bench_pmd"), "--log-level=lib.*:error"]
     for vdev in vdevs(pcap):
         args += ["--vdev", vdev]
-    args += ["--", f"--forward-mode={mode}", "--auto-start", "--stats-period=1", "--nb-cores=1",
+    args += ["--", f"--forward-mode={mode}", "--auto-start", "--stats-period=1", f"--nb-cores={cores}",
+             f"--rxq={cores}", f"--txq={cores}",
              f"--total-num-mbufs={mbufs_for(packets)}",
              f"--mbuf-size={scenario.mbuf_size + 128}"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -503,7 +531,7 @@ def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds):
     return {"mpps": statistics.median(samples) / 1e6, "others_cpus": others_cpus}
 
 
-def tetherd_config(pcap, scenario, packets, memory, sync_lab=None, sync_on=False):
+def tetherd_config(pcap, scenario, packets, memory, sync_lab=None, sync_on=False, workers=1):
     """With `sync_lab` (a SyncLab), the input port has a kernel interface, and `sync_on`
     adds state sync through it."""
     pcap_dev, null_dev = vdevs(pcap)
@@ -520,7 +548,7 @@ def tetherd_config(pcap, scenario, packets, memory, sync_lab=None, sync_on=False
     tables = {"flows_per_worker": scenario.flows, "sessions": scenario.sessions,
               "dpi_streams_per_worker": 16384, "mbufs_per_port": mbufs_for(packets),
               "mbuf_size": scenario.mbuf_size}
-    return config_text(ports, backends, services, eal=["-l", "0,1", *memory.eal("bench_tetherd"),
+    return config_text(ports, backends, services, eal=[*lcores(workers), *memory.eal("bench_tetherd"),
                                                        "--log-level=lib.*:error"],
                        tables=tables, log_level="warning", backend_port="out",
                        extra=sync_lab.settings() if sync_on else "")
@@ -541,11 +569,11 @@ def worker_cpu_seconds(pid):
 
 
 def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tetherd=None, sync_lab=None,
-                sync_on=False):
+                sync_on=False, workers=1):
     """tetherd's figures; with `sync_lab`, in its namespace with a kernel interface, and
     with `sync_on` sending state sync (see SyncLab), plus the sync figures."""
     config = workdir / "tetherd.cfg"
-    config.write_text(tetherd_config(pcap, scenario, packets, memory, sync_lab, sync_on))
+    config.write_text(tetherd_config(pcap, scenario, packets, memory, sync_lab, sync_on, workers))
     stats_file = workdir / "stats.json"
     stats_file.unlink(missing_ok=True)
     # up once its workers answer on the control socket
@@ -558,7 +586,9 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
         time.sleep(warmup)
 
         def sample():
-            worker = daemon.json("show", "workers")["workers"][0]
+            per_worker = daemon.json("show", "workers")["workers"]
+            worker = {name: sum(w[name] for w in per_worker)
+                      for name in ("rx_packets", "tx_packets", "loop_cycles", "busy_cycles")}
             counters = daemon.json("show", "counters")
             drops = sum(counters["drops"].values())
             return time.monotonic(), worker, counters, drops, worker_cpu_seconds(daemon.proc.pid)
@@ -763,6 +793,11 @@ def main():
             s.packets = len(frames)
             pcaps[s.key] = workdir / f"{s.key}.pcap"
             write_pcap(pcaps[s.key], frames)
+            if s.scaling and SCALING_WORKERS > 1:
+                pcaps[s.key, SCALING_WORKERS] = []
+                for q, part in enumerate(split_by_flow(frames, SCALING_WORKERS)):
+                    pcaps[s.key, SCALING_WORKERS].append(workdir / f"{s.key}.q{q}.pcap")
+                    write_pcap(pcaps[s.key, SCALING_WORKERS][-1], part)
             print(f"{s.title}: {len(frames)} packets, {sum(map(len, frames)) // len(frames)} bytes average",
                   flush=True)
         # mbufs (data + headroom + header + pool overhead) plus the tables, with room to spare
@@ -808,7 +843,7 @@ def main():
              "quick": args.quick, "warnings": warnings_given, "scenarios": compared}, indent=2))
         print(f"\nwrote {out_dir / 'compare.json'}")
         return 0
-    text = table(results, memory) + warnings_text
+    text = table(results, memory) + scaling_table(results) + warnings_text
     print()
     print(text)
     report = {"memory": memory.reason, "rounds": rounds, "seconds": seconds, "warmup": warmup,
@@ -824,16 +859,27 @@ def measure_scenarios(chosen, pcaps, workdir, memory, rounds, warmup, seconds):
     """io, 5tswap and tetherd on every scenario, round after round: the main table's figures."""
     results = []
     for s in chosen:
+        scaled = (s.key, SCALING_WORKERS) in pcaps
+
         def play(n):
             figures = {"io": run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds),
                        "5tswap": run_testpmd("5tswap", pcaps[s.key], s.packets, s, memory, warmup, seconds),
                        "tether": run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds)}
-            print(f"  {s.key} round {n + 1}: io {figures['io']['mpps']:.2f}, 5tswap {figures['5tswap']['mpps']:.2f}, "
-                  f"tether {figures['tether']['mpps']:.2f} Mpps", flush=True)
+            line = (f"  {s.key} round {n + 1}: io {figures['io']['mpps']:.2f}, 5tswap {figures['5tswap']['mpps']:.2f}, "
+                    f"tether {figures['tether']['mpps']:.2f} Mpps")
+            if scaled:  # the same round, so that the factors compare runs of one moment
+                queues = pcaps[s.key, SCALING_WORKERS]
+                figures["io_scaled"] = run_testpmd("io", queues, s.packets, s, memory, warmup, seconds,
+                                                   cores=SCALING_WORKERS)
+                figures["tether_scaled"] = run_tetherd(workdir, queues, s.packets, s, memory, warmup, seconds,
+                                                       workers=SCALING_WORKERS)
+                line += (f"; with {SCALING_WORKERS}: io {figures['io_scaled']['mpps']:.2f}, "
+                         f"tether {figures['tether_scaled']['mpps']:.2f} Mpps")
+            print(line, flush=True)
             return figures
 
         played = steady_rounds(s.key, rounds, play, lambda r: r["io"]["mpps"])
-        per_round = {run: [r[run] for r in played] for run in ("io", "5tswap", "tether")}
+        per_round = {run: [r[run] for r in played] for run in played[0]}
         summary = {
             "key": s.key, "title": s.title, "packets_in_pcap": s.packets,
             "io": {"mpps": median_of(per_round["io"], "mpps")},
@@ -848,8 +894,50 @@ def measure_scenarios(chosen, pcaps, workdir, memory, rounds, warmup, seconds):
             by_round = [t["mpps"] / r["mpps"] for t, r in zip(per_round["tether"], per_round[reference])]
             summary[f"ratio_{reference}_by_round"] = by_round
             summary[f"ratio_{reference}"] = statistics.median(by_round)
+        if scaled:
+            summary["scaling"] = scaling_summary(per_round)
         results.append(summary)
     return results
+
+
+def scaling_summary(per_round):
+    """SCALING_WORKERS against one: each round's factor of its own runs, then the median."""
+    def factor(scaled, single):
+        return [a["mpps"] / b["mpps"] for a, b in zip(per_round[scaled], per_round[single])]
+    io_by_round, tether_by_round = factor("io_scaled", "io"), factor("tether_scaled", "tether")
+    return {
+        "workers": SCALING_WORKERS, "lcores": lcores(SCALING_WORKERS)[1],
+        "io_mpps": median_of(per_round["io_scaled"], "mpps"),
+        "tether": {k: median_of(per_round["tether_scaled"], k) for k in per_round["tether_scaled"][0]},
+        "io_scaling": statistics.median(io_by_round), "io_scaling_by_round": io_by_round,
+        "tether_scaling": statistics.median(tether_by_round), "tether_scaling_by_round": tether_by_round,
+        "tether_against_io_scaling": statistics.median(t / i for t, i in zip(tether_by_round, io_by_round)),
+        "ratio_io": statistics.median(factor("tether_scaled", "io_scaled")),
+    }
+
+
+def scaling_table(results):
+    rows = [r for r in results if "scaling" in r]
+    if not rows:
+        return ""
+    workers = rows[0]["scaling"]["workers"]
+    lines = ["", f"scaling: {workers} workers against 1, and testpmd io with {workers} forwarding cores against 1, "
+             f"one receive queue each (the pcap dealt by flow; EAL --lcores {rows[0]['scaling']['lcores']})",
+             "",
+             f"{'scenario':32} {'io 1':>7} {f'io {workers}':>7} {'io x':>6} {'tether 1':>8} {f'tether {workers}':>8} "
+             f"{'tether x':>8} {'t x / io x':>10} {f'x io at {workers}':>9}  notes"]
+    for r in rows:
+        sc = r["scaling"]
+        notes = []
+        if len(sc["tether_scaling_by_round"]) > 1:
+            notes.append("tether x by round " + " ".join(f"{x:.2f}" for x in sc["tether_scaling_by_round"]))
+        lines.append(f"{r['title']:32} {r['io']['mpps']:7.2f} {sc['io_mpps']:7.2f} {sc['io_scaling']:6.2f} "
+                     f"{r['tether']['mpps']:8.2f} {sc['tether']['mpps']:8.2f} {sc['tether_scaling']:8.2f} "
+                     f"{sc['tether_against_io_scaling']:10.2f} {sc['ratio_io']:9.2f}  {'; '.join(notes)}")
+    lines.append("")
+    lines.append("io x, tether x: the rate with more cores over the rate with one (each round's own runs, then "
+                 "the median); t x / io x: tether's factor as a share of testpmd's on the same vdevs.")
+    return "\n".join(lines)
 
 
 def compare_builds(builds, chosen, pcaps, workdir, memory, rounds, warmup, seconds):

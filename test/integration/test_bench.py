@@ -55,6 +55,13 @@ def test_quick_benchmark_produces_every_figure(tmp_path):
     table = (tmp_path / "bench.txt").read_text()
     for scenario in report["scenarios"]:
         assert scenario["title"] in table
+    # two workers against one (this machine has two CPUs), beside testpmd with two cores
+    for key in ("established", "sip"):
+        scaling = next(s for s in report["scenarios"] if s["key"] == key)["scaling"]
+        assert scaling["workers"] == 2 and scaling["lcores"] == "0@0,1@1,2@0"
+        assert scaling["io_mpps"] > 0 and scaling["tether"]["mpps"] > 0 and scaling["tether"]["drops"] == 0
+        assert scaling["tether_scaling"] > 0 and scaling["io_scaling"] > 0
+    assert "scaling: 2 workers against 1" in table
     assert (tmp_path / "bench.png").stat().st_size > 1000  # gnuplot comes with tools/deps
 
 
