@@ -692,12 +692,26 @@ PROFILE_STAGES = [
 
 def chart(results, out_dir):
     """bench.png: Mpps of io, 5tswap and tether per scenario, tether's ratio to io per
-    scenario, and the time a packet spends in each stage (PROFILE_STAGES)."""
+    scenario, the scaling factors of io and tether with more cores (if measured), and the
+    time a packet spends in each stage (PROFILE_STAGES)."""
     data = out_dir / "bench.dat"
     with open(data, "w") as f:
         for r in results:
             f.write(f"\"{r['title'][3:]}\" {r['io']['mpps']:.3f} {r['5tswap']['mpps']:.3f} {r['tether']['mpps']:.3f} "
                     f"{r['ratio_io']:.3f}\n")
+    scaled = [r for r in results if "scaling" in r]
+    scaling_data = out_dir / "scaling.dat"
+    with open(scaling_data, "w") as f:
+        for r in scaled:
+            f.write(f"\"{r['title'][3:]}\" {r['scaling']['io_scaling']:.3f} {r['scaling']['tether_scaling']:.3f}\n")
+    scaling_plot = ""
+    if scaled:
+        workers = scaled[0]["scaling"]["workers"]
+        scaling_plot = f"""set title 'with {workers} cores: the rate over the rate with one (median of the rounds)'
+set ylabel 'x one core'
+set key top right
+plot '{scaling_data}' using 2:xtic(1) title 'testpmd io, {workers} cores', '' using 3 title 'tether, {workers} workers'
+"""
     stages = out_dir / "stages.dat"
     names = [name for _, parts in PROFILE_STAGES for name, _ in parts]
     columns = list(dict.fromkeys(names))
@@ -709,9 +723,9 @@ def chart(results, out_dir):
     stage_plot = ", ".join(f"'{stages}' using {i + 2}{':xtic(1)' if i == 0 else ''} title columnheader"
                            for i in range(len(columns)))
     png = out_dir / "bench.png"
-    script = f"""set terminal pngcairo size 1000,1300 noenhanced
+    script = f"""set terminal pngcairo size 1000,{1300 + (430 if scaled else 0)} noenhanced
 set output '{png}'
-set multiplot layout 3,1
+set multiplot layout {4 if scaled else 3},1
 set style data histogram
 set style fill solid 0.85 border -1
 set boxwidth 0.9
@@ -727,7 +741,7 @@ set title "tether's share of testpmd io's rate on the same vdevs (median of the 
 set ylabel 'x io'
 unset key
 plot '{data}' using 5:xtic(1) title 'tether / io' lc rgb '#4477aa'
-set title 'where a packet goes: ns per packet by stage (ablation builds, docs/performance.md)'
+{scaling_plot}set title 'where a packet goes: ns per packet by stage (ablation builds, docs/performance.md)'
 set ylabel 'ns per packet'
 set style histogram rowstacked
 set key outside right
