@@ -24,6 +24,12 @@ entry makes reachable through that interface, and the frames leave through the i
 same round, the events the workers queued and lost, and the records and messages sent, and
 fails when a sync-on run sent no record (or a sync-off run queued an event).
 
+The machine must be quiet: every run measures the CPU time that other processes (and the
+hypervisor's steal) took during its measured window and warns above a tenth of a CPU, and a
+round whose io ceiling is more than 15% off the median of the rounds is played again (at most
+as many times as there are rounds), so one busy moment does not decide a ratio. The warnings
+are printed with the table and kept in the JSON.
+
 Usage: tools/bench [--quick] [--rounds N] [--seconds S] [--warmup S] [--out DIR]
                    [--compare TETHERD]... [SCENARIO...]
        tools/bench --sync [--sync-max-rate N] [--sync-flow-threshold N] [...] [SCENARIO...]
@@ -40,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 from tetherlab.config import Kernel, Port, config_text
@@ -52,6 +59,8 @@ CLIENT_MAC = bytes.fromhex("020000000aa1")
 VIP_UDP, VIP_TCP, VIP_SIP, VIP_RTSP, VIP_FTP = (bytes([192, 0, 2, n]) for n in (100, 101, 102, 103, 104))
 UDP_PORT, TCP_PORT, SIP_PORT, RTSP_PORT, FTP_PORT = 5000, 80, 5060, 554, 21
 HUGEPAGE_MB = 2
+# The scaling table: as many workers as CPUs (this machine: 2), against one.
+SCALING_WORKERS = min(2, os.cpu_count() or 1)
 # sync.max_rate with --sync: the most tetherd accepts, so that the sender drains the workers'
 # rings as fast as it can (docs/performance.md, "State sync's cost").
 SYNC_MAX_RATE = 10_000_000
@@ -189,8 +198,10 @@ def write_pcap(path, frames):
 
 class Scenario:
     def __init__(self, key, title, make, packets, mbuf_size, services, flows=1 << 18,
-                 sessions=1 << 18, min_new_flow_share=None):
+                 sessions=1 << 18, min_new_flow_share=None, scaling=False):
         self.key, self.title, self.make, self.packets = key, title, make, packets
+        # also run with as many workers (and testpmd forwarding cores) as the machine has CPUs
+        self.scaling = scaling
         self.mbuf_size, self.services = mbuf_size, services
         self.flows, self.sessions = flows, sessions
         # a run in which fewer packets made a new flow measured something else: an error
@@ -211,13 +222,13 @@ def scenarios(quick):
     storm_flows = 300_000 if quick else 4_000_000
     return [
         Scenario("established", "1. established, 100k flows", lambda: established(scale(100_000)),
-                 scale(100_000), 128, web),
+                 scale(100_000), 128, web, scaling=True),
         Scenario("established_1m", "2. established, 1M flows", lambda: established(scale(1_000_000)),
                  scale(1_000_000), 128, web, flows=1 << 21),
         Scenario("new_flows", "3. new flows (SYN storm)", lambda: syn_storm(storm_flows),
                  storm_flows, 128, storm, flows=1 << 23 if not quick else 1 << 19, min_new_flow_share=0.9),
         Scenario("sip", "4. SIP calls (INVITE/ACK/BYE)", lambda: sip_calls(scale(100_000)),
-                 3 * scale(100_000), 1024, sip, sessions=1 << 19),
+                 3 * scale(100_000), 1024, sip, sessions=1 << 19, scaling=True),
         Scenario("mixed", "5. mixed", lambda: mixed(scale(20_000)), None, 1024, web + sip + media,
                  sessions=1 << 19),
     ]
@@ -358,7 +369,28 @@ def check_sync(totals, sync_on):
 # -- runs ----------------------------------------------------------------------------------
 
 def vdevs(pcap):
-    return [f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "net_null0,no-rx=1"]
+    """`pcap`: one file, or a list of them, one per receive queue (a worker or forwarding
+    core each)."""
+    queues = pcap if isinstance(pcap, list) else [pcap]
+    return ["net_pcap0," + "".join(f"rx_pcap={q}," for q in queues) + "infinite_rx=1", "net_null0,no-rx=1"]
+
+
+def lcores(workers):
+    """EAL's --lcores: the main lcore (tetherd's control thread, testpmd's console) on CPU 0,
+    forwarding lcore w on CPU w modulo the CPUs: one worker has CPU 1 to itself, as in the
+    main table; with as many workers as CPUs, one shares CPU 0 with the main lcore, which
+    sleeps between its tasks."""
+    cpus = os.cpu_count()
+    return ["--lcores", ",".join(["0@0"] + [f"{w}@{w % cpus}" for w in range(1, workers + 1)])]
+
+
+def split_by_flow(frames, queues):
+    """The frames dealt to `queues` receive queues by their IPv4 addresses and ports, as RSS
+    would: a flow, and a SIP call from one client socket, stays on one queue."""
+    dealt = [[] for _ in range(queues)]
+    for frame in frames:
+        dealt[zlib.crc32(frame[26:38]) % queues].append(frame)
+    return dealt
 
 
 def mbufs_for(packets):
@@ -377,12 +409,93 @@ def stop_group(proc, signum, timeout):
         proc.communicate()
 
 
-def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds):
-    """Forwarded packets per second (port 1's Tx-pps, median over the measured seconds)."""
-    args = [TESTPMD, "-l", "0,1", *memory.eal("bench_pmd"), "--log-level=lib.*:error"]
+# -- a quiet machine ----------------------------------------------------------------------
+# Other processes' CPU during a measured window above this (CPUs) makes a warning: a quiet
+# machine shows a few hundredths (kernel threads, this script's own sampling).
+QUIET_OTHERS_CPUS = 0.10
+# A round whose io ceiling is further than this from the rounds' median is played again.
+IO_DEVIATION = 0.15
+warnings_given = []
+
+
+def warn(text):
+    warnings_given.append(text)
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def process_group_cpu_ticks(groups):
+    """CPU ticks (user + system, all threads) of the processes in these process groups."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) in groups:  # pgrp; utime and stime follow at 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def machine_busy_ticks():
+    """CPU ticks every CPU spent not idle since boot, the hypervisor's steal included."""
+    with open("/proc/stat") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
+    return user + nice + system + irq + softirq + steal
+
+
+class OtherLoad:
+    """The CPU time other processes took while a measured program ran: the machine's busy
+    time less that of the program's process group and of this script's own."""
+
+    def __init__(self, pid):
+        self.groups = {os.getpgid(pid), os.getpgrp()}
+        self.started = None
+
+    def begin(self):
+        self.started = (time.monotonic(), machine_busy_ticks(), process_group_cpu_ticks(self.groups))
+
+    def end(self):
+        """Other processes' CPUs on average since begin() (1.0: one CPU all the time)."""
+        t0, busy0, own0 = self.started
+        t1, busy1, own1 = time.monotonic(), machine_busy_ticks(), process_group_cpu_ticks(self.groups)
+        ticks = (busy1 - busy0) - (own1 - own0)
+        return max(0.0, ticks / os.sysconf("SC_CLK_TCK") / max(1e-3, t1 - t0))
+
+
+def check_quiet(others_cpus, what):
+    if others_cpus > QUIET_OTHERS_CPUS:
+        warn(f"the machine was not quiet during {what}: other processes took {others_cpus:.2f} of "
+             f"its {os.cpu_count()} CPUs; measure on a quiet machine")
+
+
+def steady_rounds(key, count, play, io_mpps):
+    """Plays rounds 0..count-1 (`play(n)` gives a round's figures, `io_mpps` its io ceiling)
+    and plays again a round whose io ceiling is more than IO_DEVIATION off the rounds'
+    median, the furthest first, at most `count` times in all."""
+    played = [play(n) for n in range(count)]
+    for _ in range(count if count >= 2 else 0):
+        median = statistics.median(io_mpps(r) for r in played)
+        furthest = max(range(count), key=lambda n: abs(io_mpps(played[n]) / median - 1))
+        deviation = io_mpps(played[furthest]) / median - 1
+        if abs(deviation) <= IO_DEVIATION:
+            break
+        warn(f"{key} round {furthest + 1}: io {io_mpps(played[furthest]):.2f} Mpps is {100 * deviation:+.0f}% "
+             f"off the rounds' median ({median:.2f}): played again")
+        played[furthest] = play(furthest)
+    return played
+
+
+def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds, cores=1):
+    """Forwarded packets per second (port 1's Tx-pps, median over the measured seconds);
+    `cores` forwarding cores, one receive queue each (`pcap` a list of as many files)."""
+    args = [TESTPMD, *lcores(cores), *memory.eal("bench_pmd"), "--log-level=lib.*:error"]
     for vdev in vdevs(pcap):
         args += ["--vdev", vdev]
-    args += ["--", f"--forward-mode={mode}", "--auto-start", "--stats-period=1", "--nb-cores=1",
+    args += ["--", f"--forward-mode={mode}", "--auto-start", "--stats-period=1", f"--nb-cores={cores}",
+             f"--rxq={cores}", f"--txq={cores}",
              f"--total-num-mbufs={mbufs_for(packets)}",
              f"--mbuf-size={scenario.mbuf_size + 128}"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -390,6 +503,8 @@ def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds):
     samples, port, started = [], None, None
     deadline = time.monotonic() + 120
     output = []
+    others = OtherLoad(proc.pid)
+    others.begin()  # again at every sample of the warm-up: the window ends at the last one
     try:
         for line in proc.stdout:
             output.append(line)
@@ -401,18 +516,22 @@ def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds):
             if tx and port == 1 and started is not None:
                 if time.monotonic() - started > warmup:
                     samples.append(int(tx.group(1)))
+                else:
+                    others.begin()
                 if len(samples) >= max(1, round(seconds)):
                     break
             if time.monotonic() > deadline:
                 break
+        others_cpus = others.end() if samples else 0.0  # while testpmd runs: its ticks leave with it
     finally:  # also when interrupted: an orphaned testpmd would spin a core forever
         stop_group(proc, signal.SIGINT, 30)
     if not samples:
         raise RuntimeError(f"testpmd {mode} reported nothing:\n" + "".join(output[-30:]))
-    return {"mpps": statistics.median(samples) / 1e6}
+    check_quiet(others_cpus, f"testpmd {mode} on {scenario.key}")
+    return {"mpps": statistics.median(samples) / 1e6, "others_cpus": others_cpus}
 
 
-def tetherd_config(pcap, scenario, packets, memory, sync_lab=None, sync_on=False):
+def tetherd_config(pcap, scenario, packets, memory, sync_lab=None, sync_on=False, workers=1):
     """With `sync_lab` (a SyncLab), the input port has a kernel interface, and `sync_on`
     adds state sync through it."""
     pcap_dev, null_dev = vdevs(pcap)
@@ -429,7 +548,7 @@ def tetherd_config(pcap, scenario, packets, memory, sync_lab=None, sync_on=False
     tables = {"flows_per_worker": scenario.flows, "sessions": scenario.sessions,
               "dpi_streams_per_worker": 16384, "mbufs_per_port": mbufs_for(packets),
               "mbuf_size": scenario.mbuf_size}
-    return config_text(ports, backends, services, eal=["-l", "0,1", *memory.eal("bench_tetherd"),
+    return config_text(ports, backends, services, eal=[*lcores(workers), *memory.eal("bench_tetherd"),
                                                        "--log-level=lib.*:error"],
                        tables=tables, log_level="warning", backend_port="out",
                        extra=sync_lab.settings() if sync_on else "")
@@ -450,11 +569,11 @@ def worker_cpu_seconds(pid):
 
 
 def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tetherd=None, sync_lab=None,
-                sync_on=False):
+                sync_on=False, workers=1):
     """tetherd's figures; with `sync_lab`, in its namespace with a kernel interface, and
     with `sync_on` sending state sync (see SyncLab), plus the sync figures."""
     config = workdir / "tetherd.cfg"
-    config.write_text(tetherd_config(pcap, scenario, packets, memory, sync_lab, sync_on))
+    config.write_text(tetherd_config(pcap, scenario, packets, memory, sync_lab, sync_on, workers))
     stats_file = workdir / "stats.json"
     stats_file.unlink(missing_ok=True)
     # up once its workers answer on the control socket
@@ -467,14 +586,20 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
         time.sleep(warmup)
 
         def sample():
-            worker = daemon.json("show", "workers")["workers"][0]
+            per_worker = daemon.json("show", "workers")["workers"]
+            worker = {name: sum(w[name] for w in per_worker)
+                      for name in ("rx_packets", "tx_packets", "loop_cycles", "busy_cycles")}
             counters = daemon.json("show", "counters")
             drops = sum(counters["drops"].values())
             return time.monotonic(), worker, counters, drops, worker_cpu_seconds(daemon.proc.pid)
 
+        others = OtherLoad(daemon.proc.pid)
+        others.begin()
         t0, w0, c0, d0, cpu0 = sample()
         time.sleep(seconds)
         t1, w1, c1, d1, cpu1 = sample()
+        others_cpus = others.end()
+        check_quiet(others_cpus, f"tetherd on {scenario.key}")
         elapsed = t1 - t0
         received = w1["rx_packets"] - w0["rx_packets"]
         forwarded = w1["tx_packets"] - w0["tx_packets"]
@@ -495,6 +620,7 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
             "messages_inspected_per_s": inspected / elapsed,
             "bytes_per_flow": memory_figures["flow_table_bytes"] / max(1, memory_figures["flow_table_entries"]),
             "bytes_per_session": memory_figures["session_table_bytes"] / max(1, memory_figures["session_table_entries"]),
+            "others_cpus": others_cpus,
         }
         if sync_lab:
             rate = lambda section, name: (c1[section][name] - c0[section][name]) / elapsed  # noqa: E731
@@ -566,12 +692,26 @@ PROFILE_STAGES = [
 
 def chart(results, out_dir):
     """bench.png: Mpps of io, 5tswap and tether per scenario, tether's ratio to io per
-    scenario, and the time a packet spends in each stage (PROFILE_STAGES)."""
+    scenario, the scaling factors of io and tether with more cores (if measured), and the
+    time a packet spends in each stage (PROFILE_STAGES)."""
     data = out_dir / "bench.dat"
     with open(data, "w") as f:
         for r in results:
             f.write(f"\"{r['title'][3:]}\" {r['io']['mpps']:.3f} {r['5tswap']['mpps']:.3f} {r['tether']['mpps']:.3f} "
                     f"{r['ratio_io']:.3f}\n")
+    scaled = [r for r in results if "scaling" in r]
+    scaling_data = out_dir / "scaling.dat"
+    with open(scaling_data, "w") as f:
+        for r in scaled:
+            f.write(f"\"{r['title'][3:]}\" {r['scaling']['io_scaling']:.3f} {r['scaling']['tether_scaling']:.3f}\n")
+    scaling_plot = ""
+    if scaled:
+        workers = scaled[0]["scaling"]["workers"]
+        scaling_plot = f"""set title 'with {workers} cores: the rate over the rate with one (median of the rounds)'
+set ylabel 'x one core'
+set key top right
+plot '{scaling_data}' using 2:xtic(1) title 'testpmd io, {workers} cores', '' using 3 title 'tether, {workers} workers'
+"""
     stages = out_dir / "stages.dat"
     names = [name for _, parts in PROFILE_STAGES for name, _ in parts]
     columns = list(dict.fromkeys(names))
@@ -583,9 +723,9 @@ def chart(results, out_dir):
     stage_plot = ", ".join(f"'{stages}' using {i + 2}{':xtic(1)' if i == 0 else ''} title columnheader"
                            for i in range(len(columns)))
     png = out_dir / "bench.png"
-    script = f"""set terminal pngcairo size 1000,1300 noenhanced
+    script = f"""set terminal pngcairo size 1000,{1300 + (430 if scaled else 0)} noenhanced
 set output '{png}'
-set multiplot layout 3,1
+set multiplot layout {4 if scaled else 3},1
 set style data histogram
 set style fill solid 0.85 border -1
 set boxwidth 0.9
@@ -601,7 +741,7 @@ set title "tether's share of testpmd io's rate on the same vdevs (median of the 
 set ylabel 'x io'
 unset key
 plot '{data}' using 5:xtic(1) title 'tether / io' lc rgb '#4477aa'
-set title 'where a packet goes: ns per packet by stage (ablation builds, docs/performance.md)'
+{scaling_plot}set title 'where a packet goes: ns per packet by stage (ablation builds, docs/performance.md)'
 set ylabel 'ns per packet'
 set style histogram rowstacked
 set key outside right
@@ -667,6 +807,11 @@ def main():
             s.packets = len(frames)
             pcaps[s.key] = workdir / f"{s.key}.pcap"
             write_pcap(pcaps[s.key], frames)
+            if s.scaling and SCALING_WORKERS > 1:
+                pcaps[s.key, SCALING_WORKERS] = []
+                for q, part in enumerate(split_by_flow(frames, SCALING_WORKERS)):
+                    pcaps[s.key, SCALING_WORKERS].append(workdir / f"{s.key}.q{q}.pcap")
+                    write_pcap(pcaps[s.key, SCALING_WORKERS][-1], part)
             print(f"{s.title}: {len(frames)} packets, {sum(map(len, frames)) // len(frames)} bytes average",
                   flush=True)
         # mbufs (data + headroom + header + pool overhead) plus the tables, with room to spare
@@ -690,32 +835,33 @@ def main():
             memory.release()
         shutil.rmtree(workdir, ignore_errors=True)
 
+    warnings_text = "".join(f"\nwarning: {w}" for w in warnings_given)
     if args.sync:
-        text = sync_table(results, memory, lab)
+        text = sync_table(results, memory, lab) + warnings_text
         print()
         print(text)
         (out_dir / "sync.json").write_text(json.dumps(
             {"memory": memory.reason, "rounds": rounds, "seconds": seconds, "warmup": warmup,
              "quick": args.quick, "max_rate": lab.max_rate, "flow_threshold": lab.flow_threshold,
-             "namespace": lab.namespace,
+             "namespace": lab.namespace, "warnings": warnings_given,
              "scenarios": results}, indent=2))
         (out_dir / "sync.txt").write_text(text + "\n")
         print(f"\nwrote {out_dir / 'sync.json'}")
         return 0
     if args.compare:
-        text = compare_table(compared)
+        text = compare_table(compared) + warnings_text
         print()
         print(text)
         (out_dir / "compare.json").write_text(json.dumps(
             {"memory": memory.reason, "rounds": rounds, "seconds": seconds, "warmup": warmup,
-             "quick": args.quick, "scenarios": compared}, indent=2))
+             "quick": args.quick, "warnings": warnings_given, "scenarios": compared}, indent=2))
         print(f"\nwrote {out_dir / 'compare.json'}")
         return 0
-    text = table(results, memory)
+    text = table(results, memory) + scaling_table(results) + warnings_text
     print()
     print(text)
     report = {"memory": memory.reason, "rounds": rounds, "seconds": seconds, "warmup": warmup,
-              "quick": args.quick, "scenarios": results}
+              "quick": args.quick, "warnings": warnings_given, "scenarios": results}
     (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
     (out_dir / "bench.txt").write_text(text + "\n")
     png = chart(results, out_dir)
@@ -727,14 +873,27 @@ def measure_scenarios(chosen, pcaps, workdir, memory, rounds, warmup, seconds):
     """io, 5tswap and tetherd on every scenario, round after round: the main table's figures."""
     results = []
     for s in chosen:
-        per_round = {"io": [], "5tswap": [], "tether": []}
-        for n in range(rounds):
-            per_round["io"].append(run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds))
-            per_round["5tswap"].append(run_testpmd("5tswap", pcaps[s.key], s.packets, s, memory, warmup, seconds))
-            per_round["tether"].append(run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds))
-            print(f"  {s.key} round {n + 1}: io {per_round['io'][-1]['mpps']:.2f}, 5tswap "
-                  f"{per_round['5tswap'][-1]['mpps']:.2f}, tether {per_round['tether'][-1]['mpps']:.2f} Mpps",
-                  flush=True)
+        scaled = (s.key, SCALING_WORKERS) in pcaps
+
+        def play(n):
+            figures = {"io": run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds),
+                       "5tswap": run_testpmd("5tswap", pcaps[s.key], s.packets, s, memory, warmup, seconds),
+                       "tether": run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds)}
+            line = (f"  {s.key} round {n + 1}: io {figures['io']['mpps']:.2f}, 5tswap {figures['5tswap']['mpps']:.2f}, "
+                    f"tether {figures['tether']['mpps']:.2f} Mpps")
+            if scaled:  # the same round, so that the factors compare runs of one moment
+                queues = pcaps[s.key, SCALING_WORKERS]
+                figures["io_scaled"] = run_testpmd("io", queues, s.packets, s, memory, warmup, seconds,
+                                                   cores=SCALING_WORKERS)
+                figures["tether_scaled"] = run_tetherd(workdir, queues, s.packets, s, memory, warmup, seconds,
+                                                       workers=SCALING_WORKERS)
+                line += (f"; with {SCALING_WORKERS}: io {figures['io_scaled']['mpps']:.2f}, "
+                         f"tether {figures['tether_scaled']['mpps']:.2f} Mpps")
+            print(line, flush=True)
+            return figures
+
+        played = steady_rounds(s.key, rounds, play, lambda r: r["io"]["mpps"])
+        per_round = {run: [r[run] for r in played] for run in played[0]}
         summary = {
             "key": s.key, "title": s.title, "packets_in_pcap": s.packets,
             "io": {"mpps": median_of(per_round["io"], "mpps")},
@@ -749,24 +908,71 @@ def measure_scenarios(chosen, pcaps, workdir, memory, rounds, warmup, seconds):
             by_round = [t["mpps"] / r["mpps"] for t, r in zip(per_round["tether"], per_round[reference])]
             summary[f"ratio_{reference}_by_round"] = by_round
             summary[f"ratio_{reference}"] = statistics.median(by_round)
+        if scaled:
+            summary["scaling"] = scaling_summary(per_round)
         results.append(summary)
     return results
+
+
+def scaling_summary(per_round):
+    """SCALING_WORKERS against one: each round's factor of its own runs, then the median."""
+    def factor(scaled, single):
+        return [a["mpps"] / b["mpps"] for a, b in zip(per_round[scaled], per_round[single])]
+    io_by_round, tether_by_round = factor("io_scaled", "io"), factor("tether_scaled", "tether")
+    return {
+        "workers": SCALING_WORKERS, "lcores": lcores(SCALING_WORKERS)[1],
+        "io_mpps": median_of(per_round["io_scaled"], "mpps"),
+        "tether": {k: median_of(per_round["tether_scaled"], k) for k in per_round["tether_scaled"][0]},
+        "io_scaling": statistics.median(io_by_round), "io_scaling_by_round": io_by_round,
+        "tether_scaling": statistics.median(tether_by_round), "tether_scaling_by_round": tether_by_round,
+        "tether_against_io_scaling": statistics.median(t / i for t, i in zip(tether_by_round, io_by_round)),
+        "ratio_io": statistics.median(factor("tether_scaled", "io_scaled")),
+    }
+
+
+def scaling_table(results):
+    rows = [r for r in results if "scaling" in r]
+    if not rows:
+        return ""
+    workers = rows[0]["scaling"]["workers"]
+    lines = ["", f"scaling: {workers} workers against 1, and testpmd io with {workers} forwarding cores against 1, "
+             f"one receive queue each (the pcap dealt by flow; EAL --lcores {rows[0]['scaling']['lcores']})",
+             "",
+             f"{'scenario':32} {'io 1':>7} {f'io {workers}':>7} {'io x':>6} {'tether 1':>8} {f'tether {workers}':>8} "
+             f"{'tether x':>8} {'t x / io x':>10} {f'x io at {workers}':>9}  notes"]
+    for r in rows:
+        sc = r["scaling"]
+        notes = []
+        if len(sc["tether_scaling_by_round"]) > 1:
+            notes.append("tether x by round " + " ".join(f"{x:.2f}" for x in sc["tether_scaling_by_round"]))
+        lines.append(f"{r['title']:32} {r['io']['mpps']:7.2f} {sc['io_mpps']:7.2f} {sc['io_scaling']:6.2f} "
+                     f"{r['tether']['mpps']:8.2f} {sc['tether']['mpps']:8.2f} {sc['tether_scaling']:8.2f} "
+                     f"{sc['tether_against_io_scaling']:10.2f} {sc['ratio_io']:9.2f}  {'; '.join(notes)}")
+    lines.append("")
+    lines.append("io x, tether x: the rate with more cores over the rate with one (each round's own runs, then "
+                 "the median); t x / io x: tether's factor as a share of testpmd's on the same vdevs.")
+    return "\n".join(lines)
 
 
 def compare_builds(builds, chosen, pcaps, workdir, memory, rounds, warmup, seconds):
     """Each build's Mpps by round, run in turn after testpmd's io within every round."""
     results = []
     for s in chosen:
-        io, mpps = [], [[] for _ in builds]
-        for n in range(rounds):
-            io.append(run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds)["mpps"])
+        def play(n):
+            io = run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds)["mpps"]
+            builds_mpps = [0.0] * len(builds)
             # Reversed every other round: a build's place in the round is not a constant bias.
-            order = list(zip(mpps, builds))
-            for runs, build in order if n % 2 == 0 else reversed(order):
-                runs.append(run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds,
-                                        tetherd=build)["mpps"])
-            print(f"  {s.key} round {n + 1}: io {io[-1]:.2f}, tetherd "
-                  + ", ".join(f"{runs[-1]:.2f}" for runs in mpps) + " Mpps", flush=True)
+            order = list(enumerate(builds))
+            for i, build in order if n % 2 == 0 else reversed(order):
+                builds_mpps[i] = run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds,
+                                             tetherd=build)["mpps"]
+            print(f"  {s.key} round {n + 1}: io {io:.2f}, tetherd "
+                  + ", ".join(f"{m:.2f}" for m in builds_mpps) + " Mpps", flush=True)
+            return io, builds_mpps
+
+        played = steady_rounds(s.key, rounds, play, lambda r: r[0])
+        io = [r[0] for r in played]
+        mpps = [[r[1][i] for r in played] for i in range(len(builds))]
         results.append({"key": s.key, "title": s.title, "io_mpps": io, "builds": [
             {"tetherd": build, "mpps": runs, "median_mpps": statistics.median(runs),
              "ratio_io": statistics.median(m / i for m, i in zip(runs, io)),
@@ -792,15 +998,18 @@ def measure_sync(chosen, pcaps, workdir, memory, rounds, warmup, seconds, lab):
     round."""
     results = []
     for s in chosen:
-        io, runs = [], {False: [], True: []}
-        for n in range(rounds):
-            io.append(run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds)["mpps"])
+        def play(n):
+            figures = {"io": run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds)["mpps"]}
             for sync_on in (False, True) if n % 2 == 0 else (True, False):
-                runs[sync_on].append(run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds,
-                                                 sync_lab=lab, sync_on=sync_on))
-            on = runs[True][-1]
-            print(f"  {s.key} round {n + 1}: io {io[-1]:.2f}, sync off {runs[False][-1]['mpps']:.2f}, "
-                  f"sync on {on['mpps']:.2f} Mpps; {sync_line(on['sync_totals'])}", flush=True)
+                figures[sync_on] = run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds,
+                                               sync_lab=lab, sync_on=sync_on)
+            print(f"  {s.key} round {n + 1}: io {figures['io']:.2f}, sync off {figures[False]['mpps']:.2f}, "
+                  f"sync on {figures[True]['mpps']:.2f} Mpps; {sync_line(figures[True]['sync_totals'])}", flush=True)
+            return figures
+
+        played = steady_rounds(s.key, rounds, play, lambda r: r["io"])
+        io = [r["io"] for r in played]
+        runs = {sync_on: [r[sync_on] for r in played] for sync_on in (False, True)}
         off_mpps = [r["mpps"] for r in runs[False]]
         on_mpps = [r["mpps"] for r in runs[True]]
         per_second = ("sync_events_per_s", "sync_events_lost_per_s", "sync_records_sent_per_s",
