@@ -101,6 +101,34 @@ Json reported_down_by(const ControlState& state, std::size_t backend) {
   return peers;
 }
 
+// The backend's weight in each service that lists it: as configured (or set by `backend
+// weight`) and as the workers have it now, with adaptive_weight's check latency against the
+// backend's usual.
+Json weights_of(const ControlState& state, std::size_t backend) {
+  Json weights = Json::array();
+  for (std::size_t s = 0; s < state.config.services.size(); ++s) {
+    const ServiceConfig& service = state.config.services[s];
+    if (service.removed) continue;
+    for (const ServiceBackend& member : service.backends) {
+      if (member.backend != backend) continue;
+      const LatencyWeight* latency = state.health != nullptr ? state.health->latency_weight(s, backend) : nullptr;
+      const std::uint32_t percent = latency != nullptr ? latency->percent() : 100;
+      Json entry = {{"service", service.name},
+                    {"weight", member.weight},
+                    {"effective_weight", static_cast<double>(member.weight) * percent / 100}};
+      if (service.adaptive_weight) {
+        entry["weight_percent"] = percent;
+        entry["lowered"] = latency != nullptr && latency->lowered();
+        const bool sampled = latency != nullptr && latency->samples() > 0;
+        entry["latency_ms"] = sampled ? Json(latency->fast_us() / 1000) : Json(nullptr);
+        entry["baseline_ms"] = sampled ? Json(latency->baseline_us() / 1000) : Json(nullptr);
+      }
+      weights.push_back(std::move(entry));
+    }
+  }
+  return weights;
+}
+
 std::string show_backends(ControlState& state, Args) {
   const Totals totals = state.totals();
   const NeighbourResolver& neighbours = *state.neighbours;
@@ -121,6 +149,8 @@ std::string show_backends(ControlState& state, Args) {
          {"peer_hold", to_string(b < state.peer_holds.size() ? state.peer_holds[b] : PeerHold::none)},
          {"reported_down_by", reported_down_by(state, b)},
          {"live_calls", state.sessions->live_calls(static_cast<std::uint16_t>(b))},
+         {"connections", state.connections != nullptr ? state.connections->at(static_cast<std::uint16_t>(b)) : 0},
+         {"weights", weights_of(state, b)},
          {"packets", c.packets},
          {"bytes", c.bytes},
          {"flows", c.flows},

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "control/address.hpp"
+#include "control/latency_weight.hpp"
 #include "dataplane/content_rules.hpp"
 #include "dataplane/counters.hpp"
 #include "parsers/enum_names.hpp"
@@ -33,7 +34,8 @@ class ConfigError : public std::runtime_error {
 enum class Protocol : std::uint8_t { tcp, udp };
 
 #define TETHER_SCHEDULERS(X) \
-  X(maglev, "maglev") X(source_hash, "source-hash") X(least_sessions, "least-sessions")
+  X(maglev, "maglev") X(source_hash, "source-hash") X(least_sessions, "least-sessions") \
+  X(least_connections, "least-connections")
 enum class Scheduler : std::uint8_t { TETHER_SCHEDULERS(TETHER_NAMED_ENUMERATOR) };
 TETHER_ENUM_NAMES(Scheduler, TETHER_SCHEDULERS)
 
@@ -145,6 +147,8 @@ struct ServiceConfig {
   std::vector<PoolConfig> pools;         // further pools that content rules choose
   std::vector<RuleConfig> rules;
   std::optional<HealthCheckConfig> health_check;
+  // Weights lowered while a backend's check answers slower than usual (control/latency_weight.hpp).
+  std::optional<LatencyWeightSettings> adaptive_weight;
   bool removed = false;  // as BackendConfig::removed: flows and sessions hold service indices
 };
 

@@ -114,6 +114,9 @@ std::string describe(const Config& config) {
           << " every " << h.interval_ms << " ms, timeout " << h.timeout_ms << " ms, rise " << h.rise
           << ", fall " << h.fall << '\n';
     }
+    if (const auto& a = service.adaptive_weight)
+      out << "    adaptive weight above " << static_cast<int>(a->threshold * 100 + 0.5) << "% of the usual latency + "
+          << a->tolerance_us / 1000 << " ms, floor " << a->floor_percent << "%\n";
     describe_members(out, config, service.backends);
     for (const auto& pool : service.pools) {
       out << "   pool " << pool.name << ":\n";

@@ -172,6 +172,19 @@ void read_rules(const GroupReader& r, const Document& doc, ServiceConfig& servic
   }
 }
 
+LatencyWeightSettings read_adaptive_weight(const GroupReader& r, const Document& doc,
+                                           const ServiceConfig& service) {
+  GroupReader a(r.get("adaptive_weight"), doc, {"threshold", "tolerance", "floor"});
+  if (!service.health_check || service.health_check->type == HealthCheckType::icmp)
+    r.fail(r.get("adaptive_weight"),
+           "adaptive_weight follows the check's answers: it needs a 'tcp' or 'sip-options' health_check");
+  LatencyWeightSettings settings;
+  settings.threshold = static_cast<double>(a.integer("threshold", 110, 10000, 200)) / 100;
+  settings.tolerance_us = static_cast<std::uint32_t>(a.integer("tolerance", 0, 60000, 20)) * 1000;
+  settings.floor_percent = static_cast<std::uint32_t>(a.integer("floor", 1, 100, 10));
+  return settings;
+}
+
 void read_dpi(const GroupReader& r, const Document& doc, ServiceConfig& service,
               const std::map<std::string, std::size_t>& backend_names) {
   if (r.has("dpi"))
@@ -185,6 +198,8 @@ void read_dpi(const GroupReader& r, const Document& doc, ServiceConfig& service,
   const bool sip_calls = service.dpi == SessionProtocol::sip && service.protocol == Protocol::udp;
   if (service.scheduler == Scheduler::least_sessions && !sip_calls)
     r.fail(r.get("scheduler"), "'least-sessions' counts SIP calls: it needs dpi 'sip' over udp");
+  if (service.scheduler == Scheduler::least_connections && service.protocol != Protocol::tcp)
+    r.fail(r.get("scheduler"), "'least-connections' counts TCP connections: it needs protocol 'tcp'");
   service.session_timeout_s = static_cast<std::uint32_t>(
       r.integer("session_timeout", 1, 86400, service.dpi == SessionProtocol::sip ? 1800 : 300));
   service.linger_s = static_cast<std::uint32_t>(r.integer("linger", 0, 3600, 32));
@@ -242,7 +257,7 @@ void read_services(const GroupReader& top, const Document& doc, Config& config,
     GroupReader r(services[i], doc,
                   {"name", "vip", "port", "protocol", "scheduler", "forwarding", "idle_timeout",
                    "fin_timeout", "backends", "dpi", "session_timeout", "linger",
-                   "expectation_timeout", "pools", "rules", "health_check"});
+                   "expectation_timeout", "pools", "rules", "health_check", "adaptive_weight"});
     ServiceConfig service;
     service.name = unique_name(r, "service", names, config.services.size());
     service.vip = r.ip("vip");
@@ -251,7 +266,8 @@ void read_services(const GroupReader& top, const Document& doc, Config& config,
     service.scheduler = r.choice<Scheduler>(
         "scheduler",
         {{"maglev", Scheduler::maglev}, {"source-hash", Scheduler::source_hash},
-         {"least-sessions", Scheduler::least_sessions}},
+         {"least-sessions", Scheduler::least_sessions},
+         {"least-connections", Scheduler::least_connections}},
         Scheduler::maglev);
     service.forwarding =
         r.choice<Forwarding>("forwarding", {{"dsr", Forwarding::dsr}}, Forwarding::dsr);
@@ -292,6 +308,7 @@ void read_services(const GroupReader& top, const Document& doc, Config& config,
       check.fall = static_cast<std::uint32_t>(h.integer("fall", 1, 100, 3));
       service.health_check = check;
     }
+    if (r.has("adaptive_weight")) service.adaptive_weight = read_adaptive_weight(r, doc, service);
 
     if (const Problem found = members_problem(config, service.backends)) r.fail(members, found.message);
     for (std::size_t p = 0; p < service.pools.size(); ++p)

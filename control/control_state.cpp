@@ -68,7 +68,9 @@ std::unique_ptr<dataplane::Snapshot> ControlState::build() const {
     macs[b] = neighbours->mac(b);
   }
   return build_snapshot(config, ports, tsc_hz, config.workers, now, macs,
-                        ha != nullptr && !ha->forwarding());
+                        ha != nullptr && !ha->forwarding(), [this](std::size_t service, std::size_t backend) {
+                          return health != nullptr ? health->weight_percent(service, backend) : 100u;
+                        });
 }
 
 std::vector<IpBytes> ControlState::bulk_awaited_peers(std::uint64_t now) const {

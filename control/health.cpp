@@ -1,5 +1,6 @@
 #include "control/health.hpp"
 
+#include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_ip.h>
 #include <rte_mbuf.h>
@@ -43,6 +44,10 @@ std::string sip_host(const IpBytes& address) {
   return host;
 }
 
+bool same_settings(const LatencyWeightSettings& a, const LatencyWeightSettings& b) {
+  return a.threshold == b.threshold && a.tolerance_us == b.tolerance_us && a.floor_percent == b.floor_percent;
+}
+
 bool same_check(const HealthCheckConfig& a, const HealthCheckConfig& b) {
   return a.type == b.type && a.interval_ms == b.interval_ms && a.timeout_ms == b.timeout_ms &&
          a.rise == b.rise && a.fall == b.fall;
@@ -72,6 +77,7 @@ void HealthChecker::update() {
       }
       Probe probe{s, member.backend, *service.health_check, *source,
                   static_cast<std::uint16_t>(dataplane::kFirstProbePort + probes.size()), service.port};
+      if (service.adaptive_weight) probe.latency.emplace(*service.adaptive_weight);
       // Indices are stable across reloads: the same check on the same backend keeps its
       // verdict and counts; a probe in flight is dropped (its source port may have moved).
       for (const auto& old : probes_)
@@ -82,6 +88,8 @@ void HealthChecker::update() {
           probe.failures = old.failures;
           probe.sequence = old.sequence;
           probe.next_send = old.next_send;
+          if (probe.latency && old.latency && same_settings(*service.adaptive_weight, old.latency->settings()))
+            probe.latency = old.latency;
         }
       probes.push_back(probe);
     }
@@ -92,6 +100,32 @@ void HealthChecker::update() {
 bool HealthChecker::healthy(std::size_t backend) const {
   for (const auto& probe : probes_)
     if (probe.backend == backend && !probe.healthy) return false;
+  return true;
+}
+
+std::uint32_t HealthChecker::weight_percent(std::size_t service, std::size_t backend) const {
+  const LatencyWeight* latency = latency_weight(service, backend);
+  return latency != nullptr ? latency->percent() : 100;
+}
+
+const LatencyWeight* HealthChecker::latency_weight(std::size_t service, std::size_t backend) const {
+  for (const auto& probe : probes_)
+    if (probe.service == service && probe.backend == backend && probe.latency) return &*probe.latency;
+  return nullptr;
+}
+
+bool HealthChecker::record_latency(Probe& probe) {
+  if (!probe.latency) return false;
+  // Measured by the control thread: the answer waits on the exception ring for the loop's
+  // next pass (up to its 10 ms poll), which the tolerance allows for.
+  const double latency_us = static_cast<double>(rte_rdtsc() - probe.sent_at) * 1e6 / static_cast<double>(tsc_hz_);
+  LatencyWeight& weight = *probe.latency;
+  const bool was_lowered = weight.lowered();
+  if (!weight.sample(latency_us)) return false;
+  if (weight.lowered() != was_lowered || weight.percent() == 100)
+    TETHER_LOG(info, "backend %s: weight in service %s at %u%% (check latency %.1f ms, usual %.1f ms)",
+               config_.backends[probe.backend].name.c_str(), config_.services[probe.service].name.c_str(),
+               weight.percent(), weight.fast_us() / 1000, weight.baseline_us() / 1000);
   return true;
 }
 
@@ -299,7 +333,8 @@ HealthChecker::Received HealthChecker::receive(std::span<const std::uint8_t> fra
               (parsers::kTcpSyn | parsers::kTcpAck)) {
             // Close the half-open connection: RST with the sequence number it acknowledged.
             send_reset(probe, static_cast<std::uint32_t>(l4[8]) << 24 | l4[9] << 16 | l4[10] << 8 | l4[11]);
-            changed = record(probe, true, "");
+            changed = record_latency(probe);
+            changed |= record(probe, true, "");
           } else {
             changed = record(probe, false, "connection refused");
           }
@@ -311,7 +346,8 @@ HealthChecker::Received HealthChecker::receive(std::span<const std::uint8_t> fra
               parsers::sip::equal_unfolded(message.call_id, probe_call_id(index, probe.sequence, probe.source))) {
             matched = true;
             probe.waiting = false;
-            changed = record(probe, true, "");
+            changed = record_latency(probe);
+            changed |= record(probe, true, "");
           }
         }
       }

@@ -8,12 +8,14 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "control/config.hpp"
 #include "control/control_ports.hpp"
+#include "control/latency_weight.hpp"
 #include "parsers/packet.hpp"
 
 struct rte_mbuf;
@@ -41,6 +43,11 @@ class HealthChecker {
   // A packet the workers handed over: a probe's reply, or not ours.
   Received receive(std::span<const std::uint8_t> frame, const parsers::ParsedFrame& parsed);
   bool healthy(std::size_t backend) const;
+  // Adaptive weights (a service's adaptive_weight): the share of its configured weight the
+  // backend has in `service` now, 100 without adaptive_weight or a check.
+  std::uint32_t weight_percent(std::size_t service, std::size_t backend) const;
+  // The latency controller of that check, or null.
+  const LatencyWeight* latency_weight(std::size_t service, std::size_t backend) const;
   std::uint64_t replies_unmatched() const { return unmatched_; }
 
  private:
@@ -58,10 +65,13 @@ class HealthChecker {
     bool healthy = true;  // start up: a restart must not empty the pool until checks run
     std::uint32_t successes = 0;
     std::uint32_t failures = 0;
+    std::optional<LatencyWeight> latency = std::nullopt;  // with the service's adaptive_weight
   };
 
   void send(Probe& probe, std::uint64_t now);
   bool record(Probe& probe, bool success, const char* reason);
+  // An answer that passed, for the adaptive weight: true when the backend's share changed.
+  bool record_latency(Probe& probe);
   void send_reset(const Probe& probe, std::uint32_t sequence);
   std::uint8_t* start_packet(rte_mbuf* mbuf, const Probe& probe, std::uint8_t protocol,
                              std::size_t l4_length);

@@ -10,14 +10,20 @@ namespace tether {
 
 namespace {
 
-dataplane::PoolView build_pool(const Config& config, const std::vector<ServiceBackend>& members,
-                               const std::vector<dataplane::BackendState>& states) {
+using WeightPercent = std::function<std::uint32_t(std::size_t service, std::size_t backend)>;
+
+dataplane::PoolView build_pool(const Config& config, std::size_t service,
+                               const std::vector<ServiceBackend>& members,
+                               const std::vector<dataplane::BackendState>& states,
+                               const WeightPercent& weight_percent) {
   dataplane::PoolView pool;
   std::vector<MaglevMember> maglev;
+  const bool adaptive = config.services[service].adaptive_weight.has_value();
   for (const auto& member : members) {
     const auto backend = static_cast<std::uint16_t>(member.backend);
     const bool up = states.empty() || states[member.backend] == dataplane::BackendState::up;
-    const std::uint32_t weight = up ? member.weight : 0;
+    const std::uint32_t scale = !adaptive ? 1 : weight_percent ? weight_percent(service, member.backend) : 100;
+    const std::uint32_t weight = up ? member.weight * scale : 0;
     maglev.push_back({config.backends[member.backend].name, weight, backend});
     pool.members.push_back({backend, weight});
   }
@@ -43,7 +49,7 @@ dataplane::SessionInspection session_inspection(const ServiceConfig& service) {
 std::unique_ptr<dataplane::Snapshot> build_snapshot(
     const Config& config, const std::vector<PortIdentity>& ports, std::uint64_t tsc_hz,
     unsigned workers, const std::vector<dataplane::BackendState>& states,
-    const std::vector<MacBytes>& macs, bool standby) {
+    const std::vector<MacBytes>& macs, bool standby, const WeightPercent& weight_percent) {
   auto snapshot = std::make_unique<dataplane::Snapshot>();
   snapshot->standby = standby;
 
@@ -86,14 +92,15 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(
                           : dataplane::HashInput::five_tuple;
     view.dpi = session_inspection(service);
     view.least_sessions = service.scheduler == Scheduler::least_sessions;
+    view.least_connections = service.scheduler == Scheduler::least_connections;
     view.idle_timeout_tsc = service.idle_timeout_ms * tsc_hz / 1000;
     view.fin_timeout_tsc = service.fin_timeout_s * tsc_hz;
     view.session_timeout_tsc = service.session_timeout_s * tsc_hz;
     view.linger_tsc = service.linger_s * tsc_hz;
     view.expectation_timeout_tsc = service.expectation_timeout_s * tsc_hz;
-    view.pools.push_back(build_pool(config, service.backends, states));
+    view.pools.push_back(build_pool(config, number, service.backends, states, weight_percent));
     for (const auto& pool : service.pools)
-      view.pools.push_back(build_pool(config, pool.backends, states));
+      view.pools.push_back(build_pool(config, number, pool.backends, states, weight_percent));
     for (const auto& member : service.backends)
       if (member.passive_first != 0)
         view.passive_ranges.push_back({member.passive_first, member.passive_last,

@@ -209,8 +209,22 @@ void print_backends(std::ostream& out, const json& answer) {
     rows.push_back({text(b.at("name")), text(b.at("address")),
                     b.at("mac").is_null() ? "-" : text(b.at("mac")) + " (" + text(b.at("mac_source")) + ")",
                     text(b.at("state")), text(b.at("packets")), text(b.at("flows")),
-                    text(b.at("sessions")), text(b.at("live_calls"))});
-  print_table(out, {"BACKEND", "ADDRESS", "MAC", "STATE", "PACKETS", "FLOWS", "SESSIONS", "LIVE CALLS"}, rows);
+                    text(b.at("sessions")), text(b.at("live_calls")), text(b.at("connections"))});
+  print_table(out, {"BACKEND", "ADDRESS", "MAC", "STATE", "PACKETS", "FLOWS", "SESSIONS", "LIVE CALLS",
+                    "CONNECTIONS"}, rows);
+  // Weights that adaptive_weight lowered: by how much, and the latency that made it.
+  for (const auto& b : answer.at("backends")) {
+    if (!b.contains("weights")) continue;
+    for (const auto& w : b.at("weights")) {
+      if (!w.contains("weight_percent") || w.at("weight_percent").get<int>() == 100) continue;
+      char line[256];
+      std::snprintf(line, sizeof line, "%s: weight %s in %s at %d%% (check latency %.1f ms, usual %.1f ms)\n",
+                    text(b.at("name")).c_str(), text(w.at("weight")).c_str(), text(w.at("service")).c_str(),
+                    w.at("weight_percent").get<int>(), w.at("latency_ms").get<double>(),
+                    w.at("baseline_ms").get<double>());
+      out << line;
+    }
+  }
   // Held down by sync peers' health reports (or kept despite them): why, and by whom.
   for (const auto& b : answer.at("backends")) {
     if (!b.contains("peer_hold") || text(b.at("peer_hold")) == "none") continue;

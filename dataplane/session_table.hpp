@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "dataplane/limits.hpp"
+#include "dataplane/live_counts.hpp"
 #include "parsers/packet.hpp"
 
 struct rte_hash;
@@ -179,8 +180,9 @@ class SessionTable {
   // Live SIP calls per backend, for the least-sessions scheduler: add() counts a new call
   // (and moves it when a re-add changes its backend), the sweep uncounts it when it removes
   // the entry.
+  const LiveCounts& live_calls() const { return live_calls_; }
   std::int64_t live_calls(std::uint16_t backend) const {
-    return live_calls_[backend].load(std::memory_order_relaxed);
+    return live_calls_.at(backend);
   }
 
   void register_reader(unsigned reader);
@@ -263,7 +265,7 @@ class SessionTable {
   std::uint32_t sweep_cursor_ = 0;
   std::uint64_t memory_bytes_ = 0;
   std::atomic<std::int64_t> entries_{0};
-  std::atomic<std::int64_t> live_calls_[kMaxBackends] = {};
+  LiveCounts live_calls_;
   // Creation order of FTP expectations, across workers: written only by PASV/EPSV.
   alignas(64) std::atomic<std::uint64_t> ftp_sequence_{1};
 };

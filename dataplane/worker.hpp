@@ -187,10 +187,10 @@ class Worker {
   // The consistent hash's input for a new flow of `service`: the 5-tuple's or the client's.
   [[gnu::always_inline]] inline std::uint32_t new_flow_hash(const FlowPacket& packet,
                                                             const ServiceView& service) const;
-  std::uint16_t least_sessions(const PoolView& pool) const;
 
-  // The flow table's expiry callback: an expired control connection's inspection ends.
-  static void end_expired_stream(void* worker, FlowEntry& entry);
+  // The flow table's expiry callback: an expired control connection's inspection ends, and
+  // an expired connection leaves its backend's count.
+  static void end_expired_entry(void* worker, FlowEntry& entry);
 
   bool is_down(std::uint16_t backend) const {
     return snapshot_->backends[backend].state == BackendState::down;
@@ -207,6 +207,7 @@ class Worker {
   const Snapshot* snapshot_;
   // The links' ends (dataplane/links.hpp), under the names the burst loop uses.
   SessionTable* sessions_;
+  LiveCounts& connections_;
   SnapshotChannel* channel_;
   rte_ring* exceptions_;
   rte_ring* outbound_;

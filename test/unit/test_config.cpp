@@ -550,6 +550,10 @@ TEST_CASE("config: choices and ranges", "[config]") {
                     "test.cfg:25: services.[0].protocol: 'TCP' is not one of: tcp, udp");
   CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    scheduler = \"round-robin\";\n")),
                     Contains("test.cfg:26: services.[0].scheduler: 'round-robin' is not one of: maglev, source-hash"));
+  CHECK(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    scheduler = \"least-connections\";\n"))
+            .services[0].scheduler == tether::Scheduler::least_connections);
+  CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"udp\";\n    scheduler = \"least-connections\";\n")),
+                    "test.cfg:26: services.[0].scheduler: 'least-connections' counts TCP connections: it needs protocol 'tcp'");
   CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    forwarding = \"nat\";\n")),
                     "test.cfg:26: services.[0].forwarding: 'nat' is not one of: dsr");
   CHECK_THROWS_WITH(load("log_level = \"verbose\";\n" + kBase),
@@ -1225,4 +1229,36 @@ TEST_CASE("config: state sync, its key file and its peers", "[config][sync]") {
                     "sync changed: restart tetherd to apply it");
   CHECK_THROWS_WITH(tether::merge_running(c, load(with_kernel)), "sync changed: restart tetherd to apply it");
   std::filesystem::remove_all(folder);
+}
+
+TEST_CASE("config: adaptive_weight needs a tcp or sip-options check, and its ranges", "[config]") {
+  const auto service = [](const std::string& settings) {
+    return with("    port = 80;\n", "    port = 80;\n" + settings);
+  };
+  const std::string tcp_check = "    health_check = { type = \"tcp\"; };\n";
+  const tether::Config c = load(service(tcp_check + "    adaptive_weight = { };\n"));
+  REQUIRE(c.services[0].adaptive_weight.has_value());
+  CHECK(c.services[0].adaptive_weight->threshold == 2.0);
+  CHECK(c.services[0].adaptive_weight->tolerance_us == 20000);
+  CHECK(c.services[0].adaptive_weight->floor_percent == 10);
+  const tether::Config d =
+      load(service(tcp_check + "    adaptive_weight = { threshold = 150; tolerance = 0; floor = 25; };\n"));
+  CHECK(d.services[0].adaptive_weight->threshold == 1.5);
+  CHECK(d.services[0].adaptive_weight->tolerance_us == 0);
+  CHECK(d.services[0].adaptive_weight->floor_percent == 25);
+  CHECK_FALSE(load(kBase).services[0].adaptive_weight.has_value());
+
+  CHECK_THROWS_WITH(load(service("    adaptive_weight = { };\n")),
+                    "test.cfg:25: services.[0].adaptive_weight: adaptive_weight follows the check's answers: "
+                    "it needs a 'tcp' or 'sip-options' health_check");
+  CHECK_THROWS_WITH(load(service("    health_check = { type = \"icmp\"; };\n    adaptive_weight = { };\n")),
+                    Contains("services.[0].adaptive_weight: adaptive_weight follows the check's answers"));
+  CHECK_THROWS_WITH(load(service(tcp_check + "    adaptive_weight = { threshold = 100; };\n")),
+                    "test.cfg:26: services.[0].adaptive_weight.threshold: 100 is out of range 110..10000");
+  CHECK_THROWS_WITH(load(service(tcp_check + "    adaptive_weight = { floor = 0; };\n")),
+                    "test.cfg:26: services.[0].adaptive_weight.floor: 0 is out of range 1..100");
+  CHECK_THROWS_WITH(load(service(tcp_check + "    adaptive_weight = { tolerance = 60001; };\n")),
+                    "test.cfg:26: services.[0].adaptive_weight.tolerance: 60001 is out of range 0..60000");
+  CHECK_THROWS_WITH(load(service(tcp_check + "    adaptive_weight = { alpha = 3; };\n")),
+                    Contains("services.[0].adaptive_weight.alpha: unknown setting (expected one of: threshold, tolerance, floor)"));
 }

@@ -100,12 +100,19 @@ class Lab(Namespaces):
     def stop_tcp_server(self, name):
         self.stop(self.tcp_servers.pop(name))
 
-    def start_sip_server(self, name, reinvite=False):
+    def start_sip_server(self, name, reinvite=False, options_pause_ms=None):
         """sipp's built-in UAS on VIP:5060, with -aa answering tetherd's OPTIONS checks, or
-        with reinvite=True the same UAS that also answers re-INVITEs (sip/uas.xml).
-        Every message it receives is logged (trace_msg) for the tests to count calls."""
+        with reinvite=True the same UAS that also answers re-INVITEs (sip/uas.xml), or with
+        options_pause_ms the same UAS answering OPTIONS only after that pause
+        (sip/uas_slow_options.xml). Every message it receives is logged (trace_msg) for the
+        tests to count calls."""
         logs = self.workdir / f"uas-{name}-{len(self.processes)}"
         scenario = ["-sf", SIP_SCENARIOS / "uas.xml"] if reinvite else ["-sn", "uas"]
+        if options_pause_ms is not None:
+            slow = self.workdir / f"uas-slow-options-{options_pause_ms}.xml"
+            slow.write_text((SIP_SCENARIOS / "uas_slow_options.xml").read_text()
+                            .replace("OPTIONS_PAUSE_MS", str(int(options_pause_ms))))
+            scenario = ["-sf", slow]
         proc = self.popen(self.backend_ns[name],
                           ["sipp", *scenario, "-i", SIP_VIP, "-p", SIP_PORT, "-bind_local",
                            "-aa", "-nostdin", "-trace_msg", "-message_file", f"{logs}.msg",
