@@ -18,6 +18,11 @@
 //                        lists them                           call state relaxed atomics; a
 //                                                             deleted slot is reused only after
 //                                                             every worker's quiescent report
+//   fragment table       every worker adds a routed first     as the session table (a second
+//   (fragments)          fragment's datagram and reads it     SessionTable); the count of a
+//                        for the later ones; control sweeps   datagram's fragments and the
+//                                                             bytes seen: relaxed fetch_add,
+//                                                             fetch_or
 //   exception ring       every worker (MP) -> control (SC):   rte_ring: the frame is written
 //                        probe replies, neighbour answers     before its mbuf is enqueued
 //   outbound ring        control (SP) -> worker 0 (SC):       rte_ring, as above; mbuf->port
@@ -54,6 +59,7 @@
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_sample.hpp"
 #include "dataplane/limits.hpp"
+#include "dataplane/fragments.hpp"
 #include "dataplane/session_table.hpp"
 #include "dataplane/snapshot_channel.hpp"
 #include "dataplane/sync_events.hpp"
@@ -82,6 +88,7 @@ struct WorkerLinks {
   WorkerCounters* counters;
   std::span<BackendCounters> backend_counters;  // kMaxBackends: snapshots may add backends
   const std::atomic<bool>* stop;
+  FragmentTable* fragments;  // the datagrams whose first fragment was routed (dataplane/fragments.hpp)
 };
 
 class Links {
@@ -89,8 +96,9 @@ class Links {
   // `session_capacity`: entries of the shared session table.
   // `kernel_interfaces`: whether any port has one (the kernel ring exists only then).
   // `sync`: whether state sync is on (the sync event rings exist only then).
+  // `fragment_capacity`: entries of the shared fragment table.
   Links(unsigned workers, std::uint32_t session_capacity, bool kernel_interfaces, bool sync,
-        int socket);
+        int socket, std::uint32_t fragment_capacity = FragmentSettings{}.table);
   // The workers must have stopped.
   ~Links() = default;
   Links(const Links&) = delete;
@@ -101,6 +109,7 @@ class Links {
   // --- control thread ---
   SnapshotPublisher& snapshots() { return snapshots_; }
   SessionTable& sessions() { return sessions_; }
+  FragmentTable& fragments() { return fragments_; }
   rte_ring* exceptions() const { return exceptions_.get(); }
   rte_ring* outbound() const { return outbound_.get(); }
   rte_ring* to_kernel() const { return to_kernel_.get(); }
@@ -140,6 +149,7 @@ class Links {
   Ring to_kernel_;
   std::vector<std::unique_ptr<PerWorker>> workers_;
   std::atomic<bool> stop_{false};
+  FragmentTable fragments_;  // last: the session table's place in the heap stays as it was
 };
 
 }  // namespace tether::dataplane
