@@ -1,6 +1,8 @@
 // IP fragments: parse_fragment (parsers/fragment.hpp) on every status and on every prefix of
-// good fragments, fragment_key, and a worker's FragmentBuffer (dataplane/fragments.hpp).
+// good fragments, fragment_key, a worker's FragmentBuffer and the shared FragmentTable's
+// coverage (dataplane/fragments.hpp).
 #include <catch2/catch.hpp>
+#include <rte_memory.h>
 
 #include <cstring>
 
@@ -214,4 +216,41 @@ TEST_CASE("FragmentBuffer: overlaps, limits and completeness", "[fragment]") {
       REQUIRE(large.hold(piece(key_a, i * 8, 8, true)) == FragmentBuffer::Admit::held);
     CHECK(large.hold(piece(key_a, 1000, 8, true)) == FragmentBuffer::Admit::too_many);
   }
+}
+
+TEST_CASE("FragmentTable: what went through, overlaps, the fragment count, reuse", "[fragment]") {
+  using tether::dataplane::FragmentTable;
+  using tether::dataplane::SessionRoute;
+  FragmentTable table("ut_fragments", 64, 1, SOCKET_ID_ANY);
+  Fragment f{};
+  f.src_ip = mapped(kClient4);
+  f.dst_ip = mapped(kVip4);
+  f.id = 77;
+  f.protocol = 17;
+  const auto key = fragment_key(f);
+  const auto signature = tether::dataplane::session_signature(key);
+  bool created = false;
+  const std::int32_t position = table.add(key, signature, SessionRoute{2, 8}, 100, &created);
+  REQUIRE(position >= 0);
+  REQUIRE(created);
+  table.uncover(position);
+  CHECK(table.cover(position, 0, 1480));
+  CHECK(table.cover(position, 1480, 1480));
+  CHECK(table.cover(position, 2960, 45));         // a last fragment, not a multiple of 8
+  CHECK_FALSE(table.cover(position, 2960, 8));    // a duplicate
+  CHECK_FALSE(table.cover(position, 1472, 16));   // across two fragments that went through
+  CHECK(table.cover(position, 4096, 8));          // a word boundary (unit 512)
+  CHECK(table.cover(position, 65528, 7));         // the datagram's last unit
+  CHECK_FALSE(table.cover(position, 65528, 7));
+  CHECK(table.count_fragment(position) == 1);
+  CHECK(table.count_fragment(position) == 2);
+
+  // Expired, swept, added again: a new datagram under the same key starts from nothing.
+  table.sweep(200, 1u << 20);
+  const std::int32_t again = table.add(key, signature, SessionRoute{1, 8}, 300, &created);
+  REQUIRE(again >= 0);
+  REQUIRE(created);
+  table.uncover(again);
+  CHECK(table.cover(again, 0, 1480));
+  CHECK(table.count_fragment(again) == 1);
 }
