@@ -194,6 +194,8 @@ class Worker {
   // A later fragment: to its datagram's backend by the table, or held until the route comes.
   void follow_fragment(const FragmentBuffer::Piece& piece, std::uint64_t now);
   void hold_fragment(const FragmentBuffer::Piece& piece, std::uint64_t now);
+  // Into the buffer (true), or dropped for why it did not fit (false).
+  bool hold_or_drop(const FragmentBuffer::Piece& piece, std::uint64_t now);
   // The datagram is dropped: every held fragment of it now, every later one by the table.
   void refuse_datagram(const SessionKey& key, std::uint32_t signature, DropReason reason, std::uint64_t now);
   void start_reassembly(const FragmentBuffer::Piece& first, const parsers::Fragment& fragment,

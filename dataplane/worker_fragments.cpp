@@ -170,15 +170,21 @@ void Worker::hold_fragment(const Piece& piece, std::uint64_t now) {
     refuse_datagram(piece.key, piece.signature, DropReason::fragment_too_large, now);
     return drop(mbuf_of(piece), DropReason::fragment_too_large);
   }
-  const FragmentBuffer::Admit admit = held_.hold(piece);
-  if (admit != FragmentBuffer::Admit::held) {
-    // RFC 5722: an overlap drops the datagram; so does one fragment too many.
-    if (admit == FragmentBuffer::Admit::overlap || admit == FragmentBuffer::Admit::too_many)
-      refuse_datagram(piece.key, piece.signature, admit_drop(admit), now);
-    return drop(mbuf_of(piece), admit_drop(admit));
-  }
-  counters_.fragments_held++;
+  if (!hold_or_drop(piece, now)) return;
   if (reassembly != nullptr) try_reassembly(static_cast<unsigned>(reassembly - reassemblies_.data()), now);
+}
+
+bool Worker::hold_or_drop(const Piece& piece, std::uint64_t now) {
+  const FragmentBuffer::Admit admit = held_.hold(piece);
+  if (admit == FragmentBuffer::Admit::held) {
+    counters_.fragments_held++;
+    return true;
+  }
+  // RFC 5722: an overlap drops the datagram; so does one fragment too many.
+  if (admit == FragmentBuffer::Admit::overlap || admit == FragmentBuffer::Admit::too_many)
+    refuse_datagram(piece.key, piece.signature, admit_drop(admit), now);
+  drop(mbuf_of(piece), admit_drop(admit));
+  return false;
 }
 
 void Worker::refuse_datagram(const SessionKey& key, std::uint32_t signature, DropReason reason, std::uint64_t now) {
@@ -199,13 +205,7 @@ void Worker::start_reassembly(const Piece& first, const parsers::Fragment& fragm
   for (Reassembly& r : reassemblies_)
     if (!r.used || r.started + fragment_timeout_tsc_ < now) slot = &r;
   if (slot == nullptr) return drop(mbuf_of(first), DropReason::fragment_buffer_full);
-  const FragmentBuffer::Admit admit = held_.hold(first);
-  if (admit != FragmentBuffer::Admit::held) {
-    if (admit == FragmentBuffer::Admit::overlap || admit == FragmentBuffer::Admit::too_many)
-      refuse_datagram(first.key, first.signature, admit_drop(admit), now);
-    return drop(mbuf_of(first), admit_drop(admit));
-  }
-  counters_.fragments_held++;
+  if (!hold_or_drop(first, now)) return;
   *slot = {true, first.key, first.signature, service, fragment, now};
   // The other workers hold what they get of it until it times out: a NIC's RSS hashes a
   // fragment by its addresses, so all of a datagram's come to one queue.

@@ -11,6 +11,22 @@ constexpr std::uint8_t kIpv6FragmentNext = 44;
 
 bool is_ipv6_option_header(std::uint8_t next) { return next == 0 || next == 43 || next == 60; }
 
+// Walks hop-by-hop, routing and destination options headers from `cursor`, leaving `next`
+// and `cursor` at the first other header; `hops` counts them over the whole packet. A header
+// that does not fit before `end` is `cut_short`.
+FragmentStatus skip_option_headers(const std::uint8_t* base, std::size_t end, std::size_t& cursor,
+                                   std::uint8_t& next, unsigned& hops, FragmentStatus cut_short) {
+  for (; is_ipv6_option_header(next); ++hops) {
+    if (hops == kMaxIpv6ExtensionHeaders) return FragmentStatus::chain_too_long;
+    if (end - cursor < 8) return cut_short;
+    const std::size_t length = (static_cast<std::size_t>(base[cursor + 1]) + 1) * 8;
+    if (length > end - cursor) return cut_short;
+    next = base[cursor];
+    cursor += length;
+  }
+  return FragmentStatus::ok;
+}
+
 // The transport header of a first fragment, which must hold all of it: `l4` to `end` is what
 // the fragment carries of the datagram from the transport header on.
 FragmentStatus first_transport(const std::uint8_t* base, std::size_t l4_offset, std::size_t end,
@@ -99,14 +115,9 @@ FragmentStatus parse_ipv6_fragment(const std::uint8_t* base, std::size_t offset,
   std::uint8_t next = ip[6];
   std::size_t cursor = offset + kIpv6Header;
   unsigned hops = 0;
-  for (; is_ipv6_option_header(next); ++hops) {
-    if (hops == kMaxIpv6ExtensionHeaders) return FragmentStatus::chain_too_long;
-    if (end - cursor < 8) return FragmentStatus::truncated;
-    const std::size_t length = (static_cast<std::size_t>(base[cursor + 1]) + 1) * 8;
-    if (length > end - cursor) return FragmentStatus::truncated;
-    next = base[cursor];
-    cursor += length;
-  }
+  if (const FragmentStatus walked = skip_option_headers(base, end, cursor, next, hops, FragmentStatus::truncated);
+      walked != FragmentStatus::ok)
+    return walked;
   if (next != kIpv6FragmentNext || end - cursor < kIpv6FragmentHeader) return FragmentStatus::truncated;
   const std::uint8_t* fragment = base + cursor;
   const std::uint16_t place = load_be16(fragment + 2);
@@ -124,14 +135,9 @@ FragmentStatus parse_ipv6_fragment(const std::uint8_t* base, std::size_t offset,
 
   // RFC 7112: the first fragment holds the whole header chain, through the transport header.
   next = out.protocol;
-  for (; is_ipv6_option_header(next); ++hops) {
-    if (hops == kMaxIpv6ExtensionHeaders) return FragmentStatus::chain_too_long;
-    if (end - cursor < 8) return FragmentStatus::tiny_first;
-    const std::size_t length = (static_cast<std::size_t>(base[cursor + 1]) + 1) * 8;
-    if (length > end - cursor) return FragmentStatus::tiny_first;
-    next = base[cursor];
-    cursor += length;
-  }
+  if (const FragmentStatus walked = skip_option_headers(base, end, cursor, next, hops, FragmentStatus::tiny_first);
+      walked != FragmentStatus::ok)
+    return walked;
   // A second fragment header inside a fragment: nothing sends that; nobody reassembles it.
   if (next == kIpv6FragmentNext) return FragmentStatus::bad_length;
   out.l4_proto = next;
