@@ -34,7 +34,8 @@ bool FragmentTable::cover(std::int32_t position, std::uint32_t offset, std::uint
   return fresh;
 }
 
-void FragmentTable::uncover(std::int32_t position) {
+void FragmentTable::restart(std::int32_t position) {
+  restart_fragment_count(position);
   std::atomic<std::uint64_t>* words = coverage_ + std::size_t{kCoverageWords} * static_cast<std::uint32_t>(position);
   for (std::uint32_t word = 0; word < kCoverageWords; ++word) words[word].store(0, std::memory_order_relaxed);
 }

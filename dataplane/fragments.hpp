@@ -67,9 +67,11 @@ class FragmentTable : public SessionTable {
   // any of them had been (an overlap, or a duplicate). Atomic per 64 units, so two workers
   // marking one unit at once see it once.
   bool cover(std::int32_t position, std::uint32_t offset, std::uint32_t length);
-  // Forgets what went through: for the adder that created the entry (a position is reused
-  // only after every worker passed a quiescent state, so no one still marks the old one).
-  void uncover(std::int32_t position);
+  // A new datagram in the entry: nothing went through yet, no fragment counted. For the worker
+  // that routed its first fragment, whether its add() created the entry or took over one
+  // that had expired unswept. (A position is reused only after every worker passed a
+  // quiescent state, so no one still marks a deleted entry's.)
+  void restart(std::int32_t position);
 
   static constexpr std::uint32_t kMaxDatagramUnits = (parsers::kMaxDatagram + 7) / 8;
   static constexpr std::uint32_t kCoverageWords = (kMaxDatagramUnits + 63) / 64;

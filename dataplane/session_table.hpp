@@ -169,6 +169,9 @@ class SessionTable {
   std::uint16_t count_fragment(std::int32_t position) {
     return static_cast<std::uint16_t>(slots_[position].opener.fetch_add(1, std::memory_order_relaxed) + 1);
   }
+  void restart_fragment_count(std::int32_t position) {
+    slots_[position].opener.store(0, std::memory_order_relaxed);
+  }
 
   // FTP data expectations of a client address, several at once (clients behind one NAT
   // address, or one client's parallel transfers): each PASV/EPSV takes one of the address's

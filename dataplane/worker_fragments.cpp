@@ -114,14 +114,14 @@ void Worker::record_fragment_route(const SessionKey& key, std::uint32_t signatur
                                    const parsers::Fragment& first, std::uint64_t now) {
   // A dropped first fragment (no backend) takes the rest of its datagram with it.
   if (backend == kNoBackend) return refuse_datagram(key, signature, DropReason::no_backend, now);
-  bool created = false;
   const std::int32_t position =
-      fragments_->add(key, signature, {backend, first.header_end}, now + fragment_timeout_tsc_, &created);
+      fragments_->add(key, signature, {backend, first.header_end}, now + fragment_timeout_tsc_);
   if (position < 0) {
     counters_.fragment_table_full++;
     return;  // the held fragments time out: no worker can learn the route
   }
-  if (created) fragments_->uncover(position);
+  // route_first_fragment() found no live entry: a new one, or an expired one not swept yet.
+  fragments_->restart(position);
   fragments_->cover(position, 0, first.length);
   // The fragments that came first, held here (those held on other workers find the route
   // in their next pass).
@@ -265,7 +265,7 @@ void Worker::try_reassembly(unsigned slot, std::uint64_t now) {
   const std::int32_t position = fragments_->add(reassembly.key, reassembly.signature,
                                                {backend, first.header_end}, now + fragment_timeout_tsc_);
   if (position >= 0) {
-    fragments_->uncover(position);
+    fragments_->restart(position);
     for (unsigned i = 0; i < count; ++i) {
       fragments_->cover(position, pieces[i].offset, pieces[i].length);
       if (i > 0) fragments_->count_fragment(position);

@@ -233,7 +233,7 @@ TEST_CASE("FragmentTable: what went through, overlaps, the fragment count, reuse
   const std::int32_t position = table.add(key, signature, SessionRoute{2, 8}, 100, &created);
   REQUIRE(position >= 0);
   REQUIRE(created);
-  table.uncover(position);
+  table.restart(position);
   CHECK(table.cover(position, 0, 1480));
   CHECK(table.cover(position, 1480, 1480));
   CHECK(table.cover(position, 2960, 45));         // a last fragment, not a multiple of 8
@@ -245,12 +245,18 @@ TEST_CASE("FragmentTable: what went through, overlaps, the fragment count, reuse
   CHECK(table.count_fragment(position) == 1);
   CHECK(table.count_fragment(position) == 2);
 
-  // Expired, swept, added again: a new datagram under the same key starts from nothing.
+  // Expired but not swept, added again: restarted, a new datagram starts from nothing.
+  REQUIRE(table.add(key, signature, SessionRoute{1, 8}, 150, &created) == position);
+  CHECK_FALSE(created);
+  table.restart(position);
+  CHECK(table.cover(position, 2960, 8));
+  CHECK(table.count_fragment(position) == 1);
+  // Expired, swept, added again: the same.
   table.sweep(200, 1u << 20);
   const std::int32_t again = table.add(key, signature, SessionRoute{1, 8}, 300, &created);
   REQUIRE(again >= 0);
   REQUIRE(created);
-  table.uncover(again);
+  table.restart(again);
   CHECK(table.cover(again, 0, 1480));
   CHECK(table.count_fragment(again) == 1);
 }
