@@ -22,6 +22,7 @@
 #include "control/latency_weight.hpp"
 #include "dataplane/content_rules.hpp"
 #include "dataplane/counters.hpp"
+#include "dataplane/fragments.hpp"
 #include "parsers/enum_names.hpp"
 
 namespace tether {
@@ -240,6 +241,7 @@ struct Config {
   std::uint32_t sessions = 262144;            // shared session table entries
   std::uint32_t dpi_streams_per_worker = 4096;  // reassembly buffers for partial requests
   std::uint32_t dpi_sessions_per_worker = 65536;  // TCP control connections inspected at once
+  dataplane::FragmentSettings fragments;  // the `fragments` group
   NeighbourConfig neighbours;
   std::vector<PortConfig> ports;
   std::vector<BackendConfig> backends;

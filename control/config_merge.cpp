@@ -43,6 +43,7 @@ Config merge_running(const Config& running, const Config& desired) {
                    running.dpi_streams_per_worker == desired.dpi_streams_per_worker &&
                    running.dpi_sessions_per_worker == desired.dpi_sessions_per_worker,
                "tables");
+  restart_only(running.fragments == desired.fragments, "fragments");
   restart_only(running.ports == desired.ports, "ports");
   // The socket, key and peers are set up once, at start (the key file is read again with
   // the configuration: a new key needs a restart too).

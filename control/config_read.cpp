@@ -434,12 +434,31 @@ void read_metrics(const GroupReader& top, const Document& doc, Config& config) {
     r.fail(r.get("listen"), "'" + listen + "' is not ADDRESS:PORT (an IPv6 address in brackets: [::1]:9142)");
 }
 
+// IP fragments of the services' traffic (dataplane/fragments.hpp).
+void read_fragments(const GroupReader& top, const Document& doc, Config& config) {
+  GroupReader group(top.get("fragments"), doc, {"table", "buffer_per_worker", "per_source", "timeout"});
+  dataplane::FragmentSettings& settings = config.fragments;
+  settings.table = static_cast<std::uint32_t>(
+      group.integer("table", dataplane::kMinFragmentTable, dataplane::kMaxFragmentTable, settings.table));
+  settings.buffer_per_worker = static_cast<std::uint32_t>(
+      group.integer("buffer_per_worker", 8, dataplane::kMaxFragmentBuffer, settings.buffer_per_worker));
+  settings.per_source = static_cast<std::uint32_t>(group.integer(
+      "per_source", 1, dataplane::kMaxFragmentBuffer, std::min(settings.per_source, settings.buffer_per_worker)));
+  if (settings.per_source > settings.buffer_per_worker)
+    group.fail(group.get("per_source"), std::to_string(settings.per_source) +
+                                            " is more than buffer_per_worker (" +
+                                            std::to_string(settings.buffer_per_worker) + "): at most the whole buffer");
+  // Fragments of one datagram leave the client within milliseconds; RFC 791 suggests 15 s
+  // for a reassembler, but a balancer holding mbufs for a datagram that lost a piece wants less.
+  settings.timeout_ms = group.milliseconds("timeout", 100, 60000, settings.timeout_ms);
+}
+
 Config read(libconfig::Config& file, const Document& doc) {
   Config config;
   config.source = doc.source;
   GroupReader top(file.getRoot(), doc,
                   {"workers", "eal", "log_level", "tables", "neighbours", "ports", "backends",
-                   "services", "sync", "ha", "announce", "metrics"});
+                   "services", "sync", "ha", "announce", "metrics", "fragments"});
   config.workers = static_cast<unsigned>(top.integer("workers", 1, kMaxWorkers, 1));
   if (top.has("eal")) {
     const Setting& eal = top.list("eal");
@@ -475,6 +494,7 @@ Config read(libconfig::Config& file, const Document& doc) {
         tables.integer("dpi_sessions_per_worker", 16, dataplane::kMaxDpiSessionsPerWorker,
                        config.dpi_sessions_per_worker));
   }
+  if (top.has("fragments")) read_fragments(top, doc, config);
   if (top.has("neighbours")) {
     GroupReader neighbours(top.get("neighbours"), doc, {"refresh", "retry", "attempts"});
     config.neighbours.refresh_s =

@@ -103,6 +103,7 @@ const char* protocol_name(dataplane::SessionKind kind) {
     case dataplane::SessionKind::rtp_expectation: return "rtsp";
     case dataplane::SessionKind::ftp_expectation: return "ftp";
     case dataplane::SessionKind::synced_flow: return "flow";
+    case dataplane::SessionKind::fragment: return "fragment";
     case dataplane::SessionKind::count_: break;
   }
   return "unknown";

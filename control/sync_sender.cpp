@@ -121,6 +121,7 @@ sync::Record SyncSender::record_of(const dataplane::SyncEvent& event, const Conf
       return sync::FtpExpectationRecord{event.service, event.client, event.backend, state_of(event.ended),
                                         ms(&ServiceConfig::expectation_timeout_s, nullptr)};
     case SessionKind::synced_flow:
+    case SessionKind::fragment:  // the fragment table's alone; never synced
     case SessionKind::count_:
       break;
   }
@@ -152,6 +153,7 @@ bool SyncSender::record_of(const dataplane::SessionEntry& entry, std::uint64_t n
                                           sync::SessionState::live, remaining};
       return true;
     case SessionKind::synced_flow:  // a peer's: the workers report this instance's own flows
+    case SessionKind::fragment:
     case SessionKind::count_:
       break;
   }

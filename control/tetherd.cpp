@@ -246,7 +246,7 @@ int run(const Config& config, const Options& options) {
                                                [](const PortConfig& p) { return p.kernel.has_value(); });
     links = std::make_unique<dataplane::Links>(config.workers, config.sessions, kernel_interfaces,
                                                config.sync.has_value(),
-                                               SOCKET_ID_ANY);
+                                               SOCKET_ID_ANY, config.fragments.table);
     std::vector<ControlPort> control_port_list;
     for (std::size_t i = 0; i < ports.size(); ++i)
       control_port_list.push_back({ports[i].port_id, ports[i].mac, ports[i].control_queue, ports[i].pool,
@@ -288,7 +288,7 @@ int run(const Config& config, const Options& options) {
           dataplane::WorkerSetup{w, static_cast<std::uint16_t>(w), config.flows_per_worker,
                                  config.dpi_streams_per_worker,
                                  static_cast<int>(rte_lcore_to_socket_id(lcore)),
-                                 config.dpi_sessions_per_worker},
+                                 config.dpi_sessions_per_worker, config.fragments},
           first, links->worker(w)));
     lcore = rte_get_next_lcore(-1, 1, 0);
     for (auto& worker : workers) {
@@ -320,6 +320,7 @@ int run(const Config& config, const Options& options) {
     // Sweep the whole session table about once a second, in slices.
     std::vector<std::uint64_t> worker_loops(workers.size());  // for `ha check`
     const std::uint32_t sweep_slice = std::max<std::uint32_t>(1024, config.sessions / 20);
+    const std::uint32_t fragment_sweep_slice = std::max<std::uint32_t>(64, config.fragments.table / 20);
     // The announcements follow the workers, the backends and the state within 10 ms.
     const std::uint64_t announce_period = rte_get_tsc_hz() / 100;
     std::uint64_t next_announce = 0;
@@ -370,6 +371,7 @@ int run(const Config& config, const Options& options) {
       links->snapshots().collect();
       const dataplane::SweepResult swept = links->sessions().sweep(now, sweep_slice);
       for (std::size_t k = 0; k < dataplane::kSessionKinds; ++k) expired.expired[k] += swept.expired[k];
+      links->fragments().sweep(now, fragment_sweep_slice);
       Totals control_counts;
       control->set_control_counts(control_counts);
       set_telemetry_control_counts(control_counts);

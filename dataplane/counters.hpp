@@ -66,7 +66,16 @@ class Counter {
   X(icmp_error_quotes_fragment)   /* about a non-first fragment, which has no ports */       \
   X(icmp_error_quotes_extension)  /* about an IPv6 packet with extension headers */          \
   X(icmp_error_quotes_other)      /* about neither TCP nor UDP */                            \
-  X(icmp_error_not_a_service)     /* about a packet not sent from this VIP by one of its services */
+  X(icmp_error_not_a_service)     /* about a packet not sent from this VIP by one of its services */ \
+  /* an IP fragment to a VIP (dataplane/fragments.hpp): */                                    \
+  X(fragment_malformed)     /* a length not a multiple of 8 before the last, empty, or beyond 65,535 */ \
+  X(fragment_tiny)          /* a first fragment without the whole transport header / IPv6 header chain */ \
+  X(fragment_overlap)       /* overlaps another of its datagram, or the header its route was chosen by */ \
+  X(fragment_too_many)      /* more than 64 fragments of one datagram */                      \
+  X(fragment_timeout)       /* waited for its first fragment or its reassembly longer than the timeout */ \
+  X(fragment_buffer_full)   /* the worker held as many fragments as its buffer takes */       \
+  X(fragment_source_limit)  /* the worker held per_source fragments from its source address */ \
+  X(fragment_too_large)     /* a SIP datagram to reassemble longer than 16 KB */
 
 #define TETHER_SESSION_PROTOCOLS(X) X(sip) X(rtsp) X(ftp)
 
@@ -144,6 +153,12 @@ constexpr const char* to_string(DpiFallback reason) { return names::of(names::dp
   X(icmp_errors_flow_unknown, "",                                                             \
     "ICMP errors forwarded for a flow not in the worker's table: placed as a new flow would be.") \
   X(nd_advertisements, "", "IPv6 neighbour advertisements sent.")                            \
+  X(fragments_followed, "", "IP fragments sent after their first fragment, to its backend.") \
+  X(fragments_held, "", "IP fragments that waited for their first fragment or a reassembly.") \
+  X(fragments_reassembled, "_datagrams",                                                     \
+    "SIP datagrams reassembled to read a Call-ID beyond their first fragment.")              \
+  X(fragment_table_full, "",                                                                  \
+    "First fragments routed with no room in the fragment table: their datagram's rest times out.") \
   X(sync_events, "", "Session changes and flows queued for state sync.")                    \
   X(sync_events_lost, "", "Session changes and flows for state sync the ring had no room for.") \
   X(flows_from_sync, "", "Flows new to this instance placed where a peer's synced flow says.") \

@@ -32,12 +32,13 @@ void Links::RingFree::operator()(rte_ring* ring) const {
 void Links::ValueRingFree::operator()(rte_ring* ring) const { rte_ring_free(ring); }
 
 Links::Links(unsigned workers, std::uint32_t session_capacity, bool kernel_interfaces, bool sync,
-             int socket)
+             int socket, std::uint32_t fragment_capacity)
     : exceptions_(make_ring("exceptions", kExceptionRingSize, socket, RING_F_SC_DEQ)),
       outbound_(make_ring("control_out", kOutboundRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ)),
       snapshots_(workers, socket),
       sessions_("sessions", session_capacity, workers, socket),
-      to_kernel_(kernel_interfaces ? make_ring("to_kernel", kKernelRingSize, socket, RING_F_SC_DEQ) : nullptr) {
+      to_kernel_(kernel_interfaces ? make_ring("to_kernel", kKernelRingSize, socket, RING_F_SC_DEQ) : nullptr),
+      fragments_("fragments", fragment_capacity, workers, socket) {
   for (unsigned w = 0; w < workers; ++w) {
     workers_.push_back(std::make_unique<PerWorker>());
     if (!sync) continue;
@@ -63,7 +64,8 @@ WorkerLinks Links::worker(unsigned index) {
           &own.sync_dump,
           &own.counters,
           own.backend_counters,
-          &stop_};
+          &stop_,
+          &fragments_};
 }
 
 }  // namespace tether::dataplane

@@ -22,6 +22,11 @@
 //   (live_counts.hpp)    connections it opens and ends;       (LiveCounts): any reader may see a
 //                        workers' schedulers and the control  count a few connections behind
 //                        thread read the sums
+//   fragment table       every worker adds a routed first     as the session table (a second
+//   (fragments)          fragment's datagram and reads it     SessionTable); the count of a
+//                        for the later ones; control sweeps   datagram's fragments and the
+//                                                             bytes seen: relaxed fetch_add,
+//                                                             fetch_or
 //   exception ring       every worker (MP) -> control (SC):   rte_ring: the frame is written
 //                        probe replies, neighbour answers     before its mbuf is enqueued
 //   outbound ring        control (SP) -> worker 0 (SC):       rte_ring, as above; mbuf->port
@@ -59,6 +64,7 @@
 #include "dataplane/flow_sample.hpp"
 #include "dataplane/limits.hpp"
 #include "dataplane/live_counts.hpp"
+#include "dataplane/fragments.hpp"
 #include "dataplane/session_table.hpp"
 #include "dataplane/snapshot_channel.hpp"
 #include "dataplane/sync_events.hpp"
@@ -88,6 +94,7 @@ struct WorkerLinks {
   WorkerCounters* counters;
   std::span<BackendCounters> backend_counters;  // kMaxBackends: snapshots may add backends
   const std::atomic<bool>* stop;
+  FragmentTable* fragments;  // the datagrams whose first fragment was routed (dataplane/fragments.hpp)
 };
 
 class Links {
@@ -95,8 +102,9 @@ class Links {
   // `session_capacity`: entries of the shared session table.
   // `kernel_interfaces`: whether any port has one (the kernel ring exists only then).
   // `sync`: whether state sync is on (the sync event rings exist only then).
+  // `fragment_capacity`: entries of the shared fragment table.
   Links(unsigned workers, std::uint32_t session_capacity, bool kernel_interfaces, bool sync,
-        int socket);
+        int socket, std::uint32_t fragment_capacity = FragmentSettings{}.table);
   // The workers must have stopped.
   ~Links() = default;
   Links(const Links&) = delete;
@@ -108,6 +116,7 @@ class Links {
   SnapshotPublisher& snapshots() { return snapshots_; }
   SessionTable& sessions() { return sessions_; }
   const LiveCounts& connections() const { return connections_; }
+  FragmentTable& fragments() { return fragments_; }
   rte_ring* exceptions() const { return exceptions_.get(); }
   rte_ring* outbound() const { return outbound_.get(); }
   rte_ring* to_kernel() const { return to_kernel_.get(); }
@@ -148,6 +157,7 @@ class Links {
   LiveCounts connections_;
   std::vector<std::unique_ptr<PerWorker>> workers_;
   std::atomic<bool> stop_{false};
+  FragmentTable fragments_;  // last: the session table's place in the heap stays as it was
 };
 
 }  // namespace tether::dataplane

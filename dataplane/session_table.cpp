@@ -497,6 +497,7 @@ SweepResult SessionTable::sweep(std::uint64_t now, std::uint32_t budget) {
     slot.deadline.store(0, std::memory_order_relaxed);
     slot.claimed.store(0, std::memory_order_relaxed);
     slot.call.store(kCallLive, std::memory_order_relaxed);
+    slot.opener.store(0, std::memory_order_relaxed);
     if (rte_hash_del_key(hash_, &copy) >= 0) {
       if (expired) result.expired[static_cast<std::size_t>(copy.kind)]++;
       const std::uint32_t counted = slot.counted_on.exchange(0, std::memory_order_acq_rel);
@@ -550,6 +551,7 @@ const char* to_string(SessionKind kind) {
     case SessionKind::rtp_expectation: return "rtp_expectation";
     case SessionKind::ftp_expectation: return "ftp_expectation";
     case SessionKind::synced_flow: return "synced_flow";
+    case SessionKind::fragment: return "fragment";
     case SessionKind::count_: break;
   }
   return "unknown";

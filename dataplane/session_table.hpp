@@ -35,6 +35,9 @@ enum class SessionKind : std::uint8_t {
   // port it is sent to; the service gives the VIP and the protocol. Workers look it up only
   // for a packet that misses their own flow table and does not open a connection.
   synced_flow = 4,
+  // An IP datagram whose first fragment was routed (dataplane/fragments.hpp), in the fragment
+  // table, a SessionTable of its own: never in the session table.
+  fragment = 5,
   count_
 };
 
@@ -160,6 +163,15 @@ class SessionTable {
   // tell that INVITE's retransmissions from a new call's INVITE once the call ended.
   void set_opener(std::int32_t position, std::uint16_t opener) {
     slots_[position].opener.store(opener, std::memory_order_relaxed);
+  }
+  // Fragment table entries (dataplane/fragments.hpp) count the datagram's fragments in the
+  // field a SIP call keeps its opener in: one more, and the count so far. Starts at 0: the
+  // sweep clears it when it deletes an entry.
+  std::uint16_t count_fragment(std::int32_t position) {
+    return static_cast<std::uint16_t>(slots_[position].opener.fetch_add(1, std::memory_order_relaxed) + 1);
+  }
+  void restart_fragment_count(std::int32_t position) {
+    slots_[position].opener.store(0, std::memory_order_relaxed);
   }
 
   // FTP data expectations of a client address, several at once (clients behind one NAT

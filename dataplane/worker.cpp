@@ -111,6 +111,10 @@ Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerL
       sync_dump_(links.sync_dump),
       inspection_(setup.stream_capacity, setup.buffer_capacity, *links.sessions, *links.counters,
                   links.backend_counters, sync_events_),
+      fragments_(links.fragments),
+      held_(setup.fragments.buffer_per_worker, setup.fragments.per_source),
+      fragment_timeout_tsc_(rte_get_tsc_hz() / 1000 * setup.fragments.timeout_ms),
+      reassembled_(kMaxReassembledBytes),
       tx_(snapshot->ports.size()),
       kernel_allowance_(snapshot->ports.size()) {}
 
@@ -118,8 +122,10 @@ Worker::~Worker() = default;
 
 void Worker::run() {
   sessions_->register_reader(index_);
+  fragments_->register_reader(index_);
   while (!stop_.load(std::memory_order_relaxed)) poll_once();
   flush();
+  fragments_->unregister_reader(index_);
   sessions_->unregister_reader(index_);
 }
 
@@ -144,6 +150,10 @@ bool Worker::poll_once() {
   now_ = start;
   for (std::uint16_t p = 0; p < snapshot_->ports.size(); ++p) busy |= poll_port(p, now_);
   counters_.flows_expired += flows_.expire(now_, kExpiryBudget, end_expired_entry, this);
+  if (!held_.empty()) [[unlikely]] {
+    serve_held_fragments(now_);
+    flush();
+  }
   counters_.flows_in_table.set(flows_.size());
   if (flow_samples_.asked()) flow_samples_.serve(flows_, now_);
   if (sync_events_.enabled()) {
@@ -156,6 +166,7 @@ bool Worker::poll_once() {
   if (busy) counters_.busy_cycles += spent;
   // Outside any burst this worker holds no session table entry: deleted ones may be reused.
   sessions_->quiescent(index_);
+  fragments_->quiescent(index_);
   return busy;
 }
 
@@ -169,6 +180,7 @@ bool Worker::poll_port(std::uint16_t port_index, std::uint64_t now) {
   burst.flow_count = 0;
   burst.call_count = 0;
   burst.icmp_error_count = 0;
+  burst.fragment_count = 0;
   counters_.rx_packets += count;
   for (std::uint16_t i = 0; i < count; ++i) {
     counters_.rx_bytes += rte_pktmbuf_pkt_len(received[i]);
@@ -202,6 +214,8 @@ bool Worker::poll_port(std::uint16_t port_index, std::uint64_t now) {
 
   // After the flows: an error about a flow this burst opened finds its entry.
   for (unsigned i = 0; i < burst.icmp_error_count; ++i) steer_icmp_error(burst.icmp_errors[i], now);
+  // Last: a first fragment finds the flow its burst opened, and routes the later fragments.
+  for (unsigned i = 0; i < burst.fragment_count; ++i) route_fragment(burst.fragments[i], now);
 
   flush();
   return true;
@@ -225,6 +239,9 @@ void Worker::classify_any(rte_mbuf* mbuf, std::uint16_t port_index,
   const Snapshot& snapshot = *snapshot_;
   parsers::ParsedFrame parsed;
   const auto status = parsers::parse_frame(frame, parsed);
+  if ((status == parsers::ParseStatus::ipv4_fragment || status == parsers::ParseStatus::ipv6_fragment) &&
+      classify_fragment(mbuf, port_index, frame, parsed, burst))
+    return;
   if (status != parsers::ParseStatus::ok) {
     if (is_truncation(status) && rte_pktmbuf_pkt_len(mbuf) > rte_pktmbuf_data_len(mbuf))
       return drop(mbuf, DropReason::multi_segment);
@@ -371,28 +388,57 @@ void Worker::queue_for_lookup(rte_mbuf* mbuf, ServiceMatch found, const Fields& 
     return;
   }
 
-  FlowPacket& p = burst.flows[burst.flow_count++];
+  fill_flow_packet(burst.flows[burst.flow_count++], mbuf, found, fields);
+}
+
+template <typename Fields>
+void Worker::fill_flow_packet(FlowPacket& p, rte_mbuf* mbuf, ServiceMatch found, const Fields& fields) {
   p.mbuf = mbuf;
   p.signature = fill_flow_key(p.key, fields.src_ip, fields.dst_ip, fields.src_port,
                               fields.dst_port, fields.l4_proto);
-  p.service = service;
-  p.related = related;
+  p.service = found.service;
+  p.related = found.related;
   p.tcp_flags = fields.tcp_flags;
   p.tcp_seq = fields.tcp_seq;
   p.payload_offset = fields.payload_offset;
   p.payload_length = fields.payload_length;
 }
 
+// The burst path's inlined steps, out of line for the fragments' file
+// (dataplane/worker_fragments.cpp), whose packets are few.
+Worker::ServiceMatch Worker::fragment_service(const parsers::Fragment& fragment) const {
+  return find_service(parsers::address_words(fragment.dst_ip), fragment.dst_port, fragment.l4_proto);
+}
+void Worker::queue_whole_fragment(rte_mbuf* mbuf, ServiceMatch found, const parsers::Fragment& fragment,
+                                  Burst& burst) {
+  queue_for_lookup(mbuf, found, fragment, burst);
+}
+std::uint16_t Worker::forward_first_fragment(rte_mbuf* mbuf, ServiceMatch found,
+                                             const parsers::Fragment& fragment, std::uint64_t now) {
+  FlowPacket packet;
+  fill_flow_packet(packet, mbuf, found, fragment);
+  return forward(packet, -1, now);
+}
+void Worker::send_fragment(rte_mbuf* mbuf, std::uint16_t backend) { transmit_to_backend(mbuf, backend); }
+
 // A SIP datagram goes where its call goes, whatever flow carries it. False hands the packet
 // back to flow-level balancing (not SIP, no Call-ID, a keepalive).
 bool Worker::read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset,
-                           std::uint16_t payload_length, std::uint16_t service, SipCall& call) {
-  namespace sip = parsers::sip;
+                           std::uint16_t payload_length, std::uint16_t service, SipCall& call,
+                           bool first_fragment) {
   call.payload = payload_of(mbuf, payload_offset, payload_length);
+  return read_sip_message(mbuf, service, call, first_fragment);
+}
+
+bool Worker::read_sip_message(rte_mbuf* mbuf, std::uint16_t service, SipCall& call, bool first_fragment) {
+  namespace sip = parsers::sip;
   // Constructed in place from parse()'s result: a message is too large to copy per datagram.
   std::construct_at(&call.message, sip::parse(call.payload));
   const sip::Message& message = call.message;
-  if (message.status != parsers::Status::parsed) {
+  // A first fragment's body is cut short by design; its headers, when whole, are all there.
+  const bool headers_whole = first_fragment && message.reason == sip::Reason::body_truncated;
+  if (message.status != parsers::Status::parsed && !headers_whole) {
+    if (first_fragment && sip_headers_cut(message)) return false;  // reassembled, then read again
     if (message.status == parsers::Status::not_this_protocol) fallback(DpiFallback::not_sip);
     else if (message.reason == sip::Reason::call_id_missing) fallback(DpiFallback::sip_no_call_id);
     else fallback(DpiFallback::sip_malformed);
@@ -407,7 +453,7 @@ bool Worker::read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset,
   return true;
 }
 
-void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
+std::uint16_t Worker::route_sip_call(SipCall& call, std::uint64_t now) {
   namespace sip = parsers::sip;
   const sip::Message& message = call.message;
   const SessionKey& key = call.key;
@@ -453,7 +499,10 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
     backend = view.least_sessions && sip::outside_dialog(message)
                   ? least_loaded<PoolMember>(view.pools[pool].members, sessions_->live_calls())
                   : pick_backend(view, view.pools[pool], hash);
-    if (backend == kNoBackend) return drop(mbuf, DropReason::no_backend);
+    if (backend == kNoBackend) {
+      drop(mbuf, DropReason::no_backend);
+      return kNoBackend;
+    }
     bool created = false;
     // A call rescheduled while it lingers keeps its linger.
     const std::uint64_t deadline = now + (lingering ? view.linger_tsc : view.session_timeout_tsc);
@@ -498,9 +547,10 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
     }
   }
   transmit_to_backend(mbuf, backend);
+  return backend;
 }
 
-void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t now) {
+std::uint16_t Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t now) {
   const ServiceView& service = snapshot_->services[packet.service];
   const bool closing = (packet.tcp_flags & (parsers::kTcpFin | parsers::kTcpRst)) != 0;
   // A TCP connection starts with a SYN without ACK (tcp_flags are 0 for UDP).
@@ -528,7 +578,8 @@ void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t no
         break;
       case RelatedFlow::ended:
         entry->deadline_tsc = now - 1;  // expired: the sweep deletes it
-        return drop(packet.mbuf, DropReason::no_expectation);
+        drop(packet.mbuf, DropReason::no_expectation);
+        return kNoBackend;
     }
   }
   if (known) {
@@ -551,8 +602,10 @@ void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t no
       // table was full, or another instance placed it): where the consistent hash sends it.
       backend = pick_backend(service, service.pools[0], new_flow_hash(packet, service));
     }
-    if (backend == kNoBackend)
-      return drop(packet.mbuf, packet.related ? DropReason::no_expectation : DropReason::no_backend);
+    if (backend == kNoBackend) {
+      drop(packet.mbuf, packet.related ? DropReason::no_expectation : DropReason::no_backend);
+      return kNoBackend;
+    }
     counters_.new_flows++;
     backend_counters_[backend].flows++;
     const FlowEntry fresh{0, backend, static_cast<std::uint16_t>(packet.service & 0x7fff), opens, 0, 0, 0};
@@ -587,6 +640,7 @@ void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t no
     else if (packet.payload_length > 0) fallback(DpiFallback::no_flow_entry);
   }
   transmit_to_backend(packet.mbuf, backend);
+  return backend;
 }
 
 // The backend of a flow an inspecting service expects: RTP/RTCP from an RTSP client's

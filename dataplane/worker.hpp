@@ -21,6 +21,7 @@
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_sample.hpp"
 #include "dataplane/flow_table.hpp"
+#include "dataplane/fragments.hpp"
 #include "dataplane/links.hpp"
 #include "dataplane/session_table.hpp"
 #include "dataplane/slow_path.hpp"
@@ -28,6 +29,7 @@
 #include "dataplane/snapshot_channel.hpp"
 #include "dataplane/stream_inspection.hpp"
 #include "dataplane/sync_events.hpp"
+#include "parsers/fragment.hpp"
 #include "parsers/icmp_error.hpp"
 #include "parsers/sip.hpp"
 
@@ -53,6 +55,7 @@ struct WorkerSetup {
   int socket;
   // Inspected control connections (tables.dpi_sessions_per_worker).
   std::uint32_t stream_capacity = 65536;
+  FragmentSettings fragments{};
 };
 
 class Worker {
@@ -99,8 +102,14 @@ class Worker {
     std::uint32_t signature;
     std::uint16_t service;
   };
+  // A fragment of a datagram that is not whole (dataplane/fragments.hpp).
+  struct FragmentPacket {
+    rte_mbuf* mbuf;
+    parsers::Fragment fragment;
+  };
   // What classify() makes of a burst: flows for the flow table, calls for the session table,
-  // ICMP errors for the backends of the flows they quote (under those flows' keys).
+  // ICMP errors for the backends of the flows they quote (under those flows' keys), and IP
+  // fragments, routed after the rest in arrival order (a first fragment before the later ones).
   struct Burst {
     FlowPacket flows[kBurst];
     unsigned flow_count = 0;
@@ -108,6 +117,8 @@ class Worker {
     unsigned call_count = 0;
     FlowPacket icmp_errors[kBurst];
     unsigned icmp_error_count = 0;
+    FragmentPacket fragments[kBurst];
+    unsigned fragment_count = 0;
   };
   struct TxBuffer {
     std::uint16_t count = 0;
@@ -143,6 +154,9 @@ class Worker {
   template <typename Fields>
   [[gnu::always_inline]] inline void queue_for_lookup(rte_mbuf* mbuf, ServiceMatch found,
                                                       const Fields& fields, Burst& burst);
+  template <typename Fields>
+  [[gnu::always_inline]] inline void fill_flow_packet(FlowPacket& p, rte_mbuf* mbuf, ServiceMatch found,
+                                                      const Fields& fields);
   // An ICMP error to a VIP: queued under the flow it quotes, or dropped for what is wrong with
   // its quote.
   void queue_icmp_error(rte_mbuf* mbuf, const parsers::ParsedFrame& parsed, Burst& burst);
@@ -153,17 +167,56 @@ class Worker {
   // flow, a related flow's expectation or passive range, else the consistent hash.
   std::uint16_t placement_of_unknown_flow(const FlowPacket& packet, const ServiceView& service,
                                           std::uint64_t now) const;
+  // `first_fragment`: the payload is a first fragment's, cut short: a body cut short is
+  // expected, and a header block cut short returns false uncounted (to be reassembled).
   bool read_sip_call(rte_mbuf* mbuf, std::uint16_t payload_offset, std::uint16_t payload_length,
-                     std::uint16_t service, SipCall& call);
-  void route_sip_call(SipCall& call, std::uint64_t now);
+                     std::uint16_t service, SipCall& call, bool first_fragment = false);
+  // read_sip_call over `call.payload`, set by the caller.
+  bool read_sip_message(rte_mbuf* mbuf, std::uint16_t service, SipCall& call, bool first_fragment);
+  // The backend it sent the call's datagram to, or kNoBackend (dropped).
+  std::uint16_t route_sip_call(SipCall& call, std::uint64_t now);
+
+  // --- IP fragments (dataplane/worker_fragments.cpp) ---
+  // Out of line (worker.cpp): the burst path's inlined steps for a fragment.
+  ServiceMatch fragment_service(const parsers::Fragment& fragment) const;
+  void queue_whole_fragment(rte_mbuf* mbuf, ServiceMatch found, const parsers::Fragment& fragment,
+                            Burst& burst);
+  std::uint16_t forward_first_fragment(rte_mbuf* mbuf, ServiceMatch found, const parsers::Fragment& fragment,
+                                       std::uint64_t now);
+  void send_fragment(rte_mbuf* mbuf, std::uint16_t backend);
+  // A fragment to a VIP: queued in `burst.fragments`, or dropped for what is wrong with it.
+  // False for a fragment to anything else, which classify_any counts as before.
+  bool classify_fragment(rte_mbuf* mbuf, std::uint16_t port_index, std::span<const std::uint8_t> frame,
+                         const parsers::ParsedFrame& parsed, Burst& burst);
+  void route_fragment(FragmentPacket& packet, std::uint64_t now);
+  void route_first_fragment(rte_mbuf* mbuf, const parsers::Fragment& fragment, const SessionKey& key,
+                            std::uint32_t signature, std::uint64_t now);
+  // A later fragment: to its datagram's backend by the table, or held until the route comes.
+  void follow_fragment(const FragmentBuffer::Piece& piece, std::uint64_t now);
+  void hold_fragment(const FragmentBuffer::Piece& piece, std::uint64_t now);
+  // Into the buffer (true), or dropped for why it did not fit (false).
+  bool hold_or_drop(const FragmentBuffer::Piece& piece, std::uint64_t now);
+  // The datagram is dropped: every held fragment of it now, every later one by the table.
+  void refuse_datagram(const SessionKey& key, std::uint32_t signature, DropReason reason, std::uint64_t now);
+  void start_reassembly(const FragmentBuffer::Piece& first, const parsers::Fragment& fragment,
+                        std::uint16_t service, std::uint64_t now);
+  // Routes and sends the datagram of reassembly `slot` if all of it is held.
+  void try_reassembly(unsigned slot, std::uint64_t now);
+  // Once a loop pass while fragments wait: time them out, forward those whose route came.
+  void serve_held_fragments(std::uint64_t now);
+  // The route of a datagram whose first fragment this worker sent to `backend` (kNoBackend:
+  // dropped), and the held fragments that waited for it.
+  void record_fragment_route(const SessionKey& key, std::uint32_t signature, std::uint16_t backend,
+                             const parsers::Fragment& first, std::uint64_t now);
   void hand_to_control(rte_mbuf* mbuf);  // over the exception ring
   // A frame tetherd does not consume: to the port's kernel interface within this worker's
   // share of its rate for the frame's class, or dropped for `reason` on a port without one.
   void to_kernel_or_drop(rte_mbuf* mbuf, std::uint16_t port_index, KernelClass kind, DropReason reason);
   void answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
                       const parsers::ParsedFrame& parsed);
-  [[gnu::always_inline]] inline void forward(FlowPacket& packet, std::int32_t position,
-                                             std::uint64_t now);
+  // The backend it sent the packet to, or kNoBackend (dropped).
+  [[gnu::always_inline]] inline std::uint16_t forward(FlowPacket& packet, std::int32_t position,
+                                                      std::uint64_t now);
   std::uint16_t resolve_related(const FlowPacket& packet, const ServiceView& service,
                                 std::uint64_t now);
   // What a related flow's live entry is worth: see follow_related().
@@ -223,6 +276,21 @@ class Worker {
   std::uint32_t dump_walked_ = 0;
   std::uint32_t dump_cursor_ = 0;
   StreamInspector inspection_;  // this worker's RTSP and FTP control connections
+  // IP fragments: the shared table, this worker's held fragments and reassemblies.
+  FragmentTable* fragments_;
+  FragmentBuffer held_;
+  std::uint64_t fragment_timeout_tsc_;
+  std::uint32_t held_cursor_ = 0;  // where the next pass's table lookups of held fragments start
+  struct Reassembly {
+    bool used = false;
+    SessionKey key;
+    std::uint32_t signature;
+    std::uint16_t service;
+    parsers::Fragment first;  // its ports route the datagram if it is not SIP after all
+    std::uint64_t started;
+  };
+  std::array<Reassembly, kReassembliesPerWorker> reassemblies_{};
+  std::vector<std::uint8_t> reassembled_;  // kMaxReassembledBytes: the datagram being read
   std::uint64_t now_ = 0;  // of the current loop, for the expiry callback
   std::vector<TxBuffer> tx_;
   // Per port and class, this worker's token bucket toward the kernel interface, in TSC cycles.

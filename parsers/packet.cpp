@@ -70,14 +70,14 @@ ParseStatus parse_ipv4(const std::uint8_t* base, std::size_t offset, std::size_t
   const std::size_t total = load_be16(ip + 2);
   if (total < header) return ParseStatus::bad_ipv4_total_length;
   if (total > frame_end - offset) return ParseStatus::truncated_ipv4;
-  const std::uint16_t fragment = load_be16(ip + 6);
-  if ((fragment & 0x3fff) != 0) return ParseStatus::ipv4_fragment;  // MF or an offset
   out.l3 = L3Kind::ipv4;
   out.l3_offset = static_cast<std::uint16_t>(offset);
   out.l3_end = static_cast<std::uint16_t>(offset + total);
   out.l4_proto = ip[9];
   out.src_ip = ipv4_mapped(ip + 12);
   out.dst_ip = ipv4_mapped(ip + 16);
+  // MF or an offset: parse_fragment() reads it from l3_offset (parsers/fragment.hpp).
+  if ((load_be16(ip + 6) & 0x3fff) != 0) return ParseStatus::ipv4_fragment;
   return parse_l4(base, offset + header, offset + total, out);
 }
 

@@ -83,12 +83,12 @@ enum class ParseStatus : std::uint8_t {
   bad_ipv4_version,
   bad_ipv4_header_length,
   bad_ipv4_total_length,
-  ipv4_fragment,
+  ipv4_fragment,  // l3, l3_offset, l3_end and the addresses are set: see parsers/fragment.hpp
   truncated_ipv6,
   bad_ipv6_version,
   bad_ipv6_payload_length,
   ipv6_extension_chain_too_long,
-  ipv6_fragment,
+  ipv6_fragment,  // as ipv4_fragment
   truncated_tcp,
   bad_tcp_data_offset,
   truncated_udp,

@@ -3,7 +3,9 @@
 // parse_ipv4_transport, the short path for untagged IPv4 TCP/UDP, answers differently from
 // parse_frame: it must answer exactly for the frames parse_frame accepts as that shape, with
 // the same fields. An ICMP or ICMPv6 message goes on to parse_icmp_error (the quote of an
-// error to a VIP), as the worker hands it over; so does the whole input, unframed.
+// error to a VIP), as the worker hands it over; so does the whole input, unframed. A fragment
+// goes on to parse_fragment, whose fields must stay inside the frame and the datagram.
+#include "parsers/fragment.hpp"
 #include "parsers/icmp_error.hpp"
 #include "parsers/packet.hpp"
 
@@ -47,6 +49,23 @@ void check_icmp_error(std::span<const std::uint8_t> message, std::uint8_t protoc
     expect(parsers::is_ipv4_mapped(quoted.src_ip) && parsers::is_ipv4_mapped(quoted.dst_ip));
 }
 
+void check_fragment(std::span<const std::uint8_t> frame, const parsers::ParsedFrame& p) {
+  expect(p.l3 == parsers::L3Kind::ipv4 || p.l3 == parsers::L3Kind::ipv6);
+  parsers::Fragment f;
+  const parsers::FragmentStatus status = parsers::parse_fragment(frame, p.l3_offset, p.l3 == parsers::L3Kind::ipv6, f);
+  expect(std::strcmp(parsers::to_string(status), "unknown") != 0);
+  if (status != parsers::FragmentStatus::ok) return;
+  expect(f.src_ip == p.src_ip && f.dst_ip == p.dst_ip);
+  expect(f.length > 0 && f.data_offset + f.length <= frame.size());
+  expect(f.offset + f.length <= parsers::kMaxDatagram);
+  expect(!f.more || f.length % 8 == 0);
+  if (!f.ipv6) expect(f.id <= 0xffff && f.l4_proto == f.protocol);
+  if (!f.first()) return;
+  expect(f.header_end <= f.length);
+  expect(f.payload_offset >= f.data_offset && f.payload_offset + f.payload_length <= f.data_offset + f.length);
+  if (f.l4_proto == parsers::kProtoUdp) expect(f.header_end >= 8 && f.udp_length >= f.length - (f.header_end - 8));
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -56,6 +75,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   expect(std::strcmp(parsers::to_string(status), "unknown") != 0);
   const bool ok = status == parsers::ParseStatus::ok;
   if (ok) check_frame(full, size);
+  if (status == parsers::ParseStatus::ipv4_fragment || status == parsers::ParseStatus::ipv6_fragment)
+    check_fragment(frame, full);
   if (ok && (full.l4_proto == parsers::kProtoIcmp || full.l4_proto == parsers::kProtoIcmpv6))
     check_icmp_error(frame.subspan(full.l4_offset, full.l3_end - full.l4_offset), full.l4_proto);
   check_icmp_error(frame, parsers::kProtoIcmp);

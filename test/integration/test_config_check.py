@@ -276,3 +276,28 @@ def test_backend_add_refuses_the_port_devices_own_mac(tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("fragments, message", [
+    ("table = 32;", "fragments.table: 32 is out of range 64..4194304"),
+    ("buffer_per_worker = 4;", "fragments.buffer_per_worker: 4 is out of range 8..65536"),
+    ("buffer_per_worker = 16; per_source = 17;",
+     "fragments.per_source: 17 is more than buffer_per_worker (16): at most the whole buffer"),
+    ("per_source = 0;", "fragments.per_source: 0 is out of range 1..65536"),
+    ("timeout = 0.05;", "fragments.timeout: 0.050000 is out of range 0.1..60 seconds"),
+    ("timeout = 61;", "fragments.timeout: 61 is out of range 0.1..60 seconds"),
+    ("size = 10;", "fragments.size: unknown setting (expected one of: table, buffer_per_worker, "
+                   "per_source, timeout)"),
+])
+def test_fragment_settings_are_refused_with_their_line(tmp_path, fragments, message):
+    text = config_text("net_null0", SERVICES, extra=f"fragments = {{ {fragments} }};")
+    code, out, err = check(tmp_path, text)
+    assert code == 1, out
+    assert f"check.cfg:{line_of(text, 'fragments = ')}: {message}" in err
+
+
+def test_fragment_settings_within_range_pass(tmp_path):
+    text = config_text("net_null0", SERVICES,
+                       extra="fragments = { table = 64; buffer_per_worker = 8; per_source = 8; timeout = 0.1; };")
+    code, out, err = check(tmp_path, text)
+    assert code == 0, err

@@ -11,6 +11,7 @@ host routes tetherd announces. A flood toward 198.18.0.1 is cut to the interface
 `kernel` shows the kernel deaf: tetherd answers the ping itself and TCP gets no answer, even
 with the address on the kernel's own veth.
 """
+import collections
 import contextlib
 import time
 
@@ -112,6 +113,33 @@ def test_vip_clients_work_over_net_tap(lab, with_kernel):
     received = streams.wait()
     assert all(n >= 0.6 * 3 * 8000 for n in received), received
     assert calls.wait() == (0, 100, 0), (lab.workdir / "uac-tap.err").read_text()[-2000:]
+
+
+def test_sip_invites_fragmented_at_the_client_mtu(lab, with_kernel):
+    """Calls whose INVITE (2.2 KB: 1 KB of headers before the Call-ID, a 30-codec SDP) the
+    client's kernel sends in three IP fragments over a path MTU of 1000: tetherd reassembles
+    each to read its Call-ID, forwards the fragments to the call's backend, and every call
+    completes there, the one client socket's calls spread over the backends. On net_tap:
+    net_af_packet's fanout has the lb kernel reassemble fragments before tetherd sees them."""
+    before = with_kernel.json("show", "counters")["counters"]
+    route = run("ip", "-n", lab.client, "route", "show", f"{SIP_VIP}/32").stdout.split()
+    run("ip", "-n", lab.client, "route", "replace", *route, "mtu", "lock", "1000")
+    try:
+        calls = Calls(lab, "frag", 40, 40, scenario="uac_fragmented.xml")
+        result = calls.wait()
+    finally:
+        run("ip", "-n", lab.client, "route", "replace", *route)
+    assert result == (0, 40, 0), (lab.workdir / "uac-frag.err").read_text()[-2000:]
+    placed = {}
+    for call_id, backends in calls.placement().items():
+        assert len(backends) == 1, (call_id, dict(backends))
+        (backend, methods), = backends.items()
+        assert {"INVITE", "ACK", "BYE"} <= set(methods), (call_id, methods)
+        placed[call_id] = backend
+    assert len(placed) == 40 and len(set(placed.values())) >= 2, collections.Counter(placed.values())
+    after = with_kernel.json("show", "counters")["counters"]
+    assert after["fragments_reassembled"] - before["fragments_reassembled"] >= 40
+    assert after["fragments_followed"] - before["fragments_followed"] >= 2 * 40
 
 
 def test_host_address_answers_through_the_kernel(lab, with_kernel):

@@ -30,11 +30,19 @@ CASES = [
     (patch(udp_to_vip(), 14, b"\x43"), "bad_ipv4_header_length"),
     (patch(udp_to_vip(), 16, struct.pack("!H", 12)), "bad_ipv4_total_length"),
     (patch(udp_to_vip(), 16, struct.pack("!H", 1400)), "truncated_ipv4"),
-    (bytes(ETHER / IP(src=CLIENT, dst=VIP_UDP, flags="MF") / UDP(sport=1, dport=5060) / (b"x" * 40)),
+    # Fragments to no VIP keep the parser's reason; to a VIP they follow their first fragment
+    # (test_fragments.py), and the malformed ones are dropped under fragment_* reasons.
+    (bytes(ETHER / IP(src=CLIENT, dst="203.0.113.1", flags="MF") / UDP(sport=1, dport=5060) / (b"x" * 40)),
      "ipv4_fragment"),
-    (bytes(ETHER / IP(src=CLIENT, dst=VIP_UDP, frag=100) / (b"x" * 40)), "ipv4_fragment"),
-    (bytes(ETHER / IPv6(src="2001:db8::7", dst=VIP6_TCP) / IPv6ExtHdrFragment(m=1)
+    (bytes(ETHER / IP(src=CLIENT, dst="203.0.113.1", frag=100) / (b"x" * 40)), "ipv4_fragment"),
+    (bytes(ETHER / IPv6(src="2001:db8::7", dst="2001:db8:99::1") / IPv6ExtHdrFragment(m=1)
            / TCP(sport=1, dport=80)), "ipv6_fragment"),
+    (bytes(ETHER / IP(src=CLIENT, dst=VIP_UDP, flags="MF", frag=100) / (b"x" * 41)), "fragment_malformed"),
+    (bytes(ETHER / IP(src=CLIENT, dst=VIP_TCP, flags="MF", proto=6) / bytes(TCP(sport=1, dport=80))[:16]),
+     "fragment_tiny"),
+    (bytes(ETHER / IPv6(src="2001:db8::7", dst=VIP6_TCP) / IPv6ExtHdrFragment(m=1, nh=60)
+           / (b"\x06\x01" + b"\x00" * 14)), "fragment_tiny"),  # RFC 7112: the chain ends in a later fragment
+    (bytes(ETHER / IP(src=CLIENT, dst=VIP_TCP, frag=1, proto=6) / (b"x" * 16)), "fragment_overlap"),
     (bytes(ETHER / IPv6(src="2001:db8::7", dst=VIP6_TCP) / TCP(sport=1, dport=80))[:14 + 30],
      "truncated_ipv6"),
     (patch(bytes(ETHER / IP(src=CLIENT, dst=VIP_TCP) / TCP(sport=1, dport=80)), 14 + 20 + 12, b"\x20"),

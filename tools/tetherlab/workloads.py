@@ -14,14 +14,16 @@ class Calls:
     """A sipp UAC in the client namespace placing `calls` calls to the SIP VIP from one UDP
     socket (address:local_port). Call-IDs start with `tag`, so the backends' logs tell this
     run's calls from others. reinvite=True plays sip/uac_reinvite.xml (a re-INVITE in every
-    call; the backends must run the reinvite UAS)."""
+    call; the backends must run the reinvite UAS); `scenario` another file of sip/."""
 
     def __init__(self, lab, tag, calls, rate, duration_ms=0, local_port=5070,
-                 address=CLIENT_ADDRESS, reinvite=False):
+                 address=CLIENT_ADDRESS, reinvite=False, scenario=None):
         self.lab, self.tag, self.calls = lab, tag, calls
         self.address, self.local_port = address, local_port
         self.stats = lab.workdir / f"uac-{tag}.csv"
-        scenario = ["-sf", SIP_SCENARIOS / "uac_reinvite.xml"] if reinvite else ["-sn", "uac"]
+        if scenario is None and reinvite:
+            scenario = "uac_reinvite.xml"
+        scenario = ["-sf", SIP_SCENARIOS / scenario] if scenario else ["-sn", "uac"]
         self.proc = lab.popen(
             lab.client,
             ["sipp", *scenario, f"{SIP_VIP}:{SIP_PORT}", "-i", address, "-bind_local",
