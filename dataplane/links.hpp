@@ -51,6 +51,7 @@
 #include <span>
 #include <vector>
 
+#include "dataplane/admission.hpp"
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_sample.hpp"
 #include "dataplane/limits.hpp"
@@ -73,6 +74,7 @@ struct alignas(64) SyncDumpRequest {
 struct WorkerLinks {
   SnapshotChannel* snapshots;  // null: the first snapshot stays
   SessionTable* sessions;
+  AdmissionLimits* admission;
   FlowSampleMailbox* flow_samples;
   rte_ring* exceptions;  // null: no packet for the control thread is expected
   rte_ring* outbound;    // worker 0's only; null for the others
@@ -137,6 +139,7 @@ class Links {
   Ring outbound_;
   SnapshotPublisher snapshots_;
   SessionTable sessions_;
+  std::unique_ptr<AdmissionLimits> admission_ = std::make_unique<AdmissionLimits>();
   Ring to_kernel_;
   std::vector<std::unique_ptr<PerWorker>> workers_;
   std::atomic<bool> stop_{false};

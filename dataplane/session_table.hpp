@@ -183,6 +183,19 @@ class SessionTable {
     return live_calls_[backend].load(std::memory_order_relaxed);
   }
 
+  // Live RTSP and FTP control connections per backend (admission's max_sessions): a worker
+  // counts one when it starts inspecting a connection and uncounts it when the connection
+  // ends or expires. Kept here, beside the calls, as the sessions each backend holds.
+  std::int64_t live_control_connections(std::uint16_t backend) const {
+    return live_control_connections_[backend].load(std::memory_order_relaxed);
+  }
+  void control_connection_opened(std::uint16_t backend) {
+    live_control_connections_[backend].fetch_add(1, std::memory_order_relaxed);
+  }
+  void control_connection_closed(std::uint16_t backend) {
+    live_control_connections_[backend].fetch_sub(1, std::memory_order_relaxed);
+  }
+
   void register_reader(unsigned reader);
   void quiescent(unsigned reader) const;
   void unregister_reader(unsigned reader);
@@ -264,6 +277,7 @@ class SessionTable {
   std::uint64_t memory_bytes_ = 0;
   std::atomic<std::int64_t> entries_{0};
   std::atomic<std::int64_t> live_calls_[kMaxBackends] = {};
+  std::atomic<std::int64_t> live_control_connections_[kMaxBackends] = {};
   // Creation order of FTP expectations, across workers: written only by PASV/EPSV.
   alignas(64) std::atomic<std::uint64_t> ftp_sequence_{1};
 };
