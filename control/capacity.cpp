@@ -4,7 +4,8 @@
 
 namespace tether {
 
-std::vector<CapacityRow> capacity_rows(const Config& config, const dataplane::SessionTable& sessions) {
+std::vector<CapacityRow> capacity_rows(const Config& config, const dataplane::SessionTable& sessions,
+                                       const dataplane::LiveCounts* connections) {
   std::vector<CapacityRow> rows;
   for (const ServiceConfig& service : config.services) {
     if (service.removed) continue;
@@ -17,7 +18,7 @@ std::vector<CapacityRow> capacity_rows(const Config& config, const dataplane::Se
           }))
         return;
       const auto backend = static_cast<std::uint16_t>(member.backend);
-      const std::int64_t held = member.max_sessions == 0 ? 0
+      const std::int64_t held = member.max_sessions == 0 ? (connections != nullptr ? connections->at(backend) : 0)
                                 : calls               ? sessions.live_calls(backend)
                                                       : sessions.live_control_connections(backend);
       rows.push_back({&service, member.backend, member.max_sessions != 0 ? "sessions" : "connections",

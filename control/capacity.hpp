@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "control/config.hpp"
+#include "dataplane/live_counts.hpp"
 #include "dataplane/session_table.hpp"
 
 namespace tether {
@@ -20,6 +21,8 @@ struct CapacityRow {
 };
 
 // In service order, each member (default pool, then the others) with a capacity, once.
-std::vector<CapacityRow> capacity_rows(const Config& config, const dataplane::SessionTable& sessions);
+// `connections`: live TCP connections per backend (null: none counted).
+std::vector<CapacityRow> capacity_rows(const Config& config, const dataplane::SessionTable& sessions,
+                                       const dataplane::LiveCounts* connections);
 
 }  // namespace tether

@@ -106,7 +106,7 @@ std::string show_backends(ControlState& state, Args) {
   const Totals totals = state.totals();
   const NeighbourResolver& neighbours = *state.neighbours;
   Json backends = Json::array();
-  const std::vector<CapacityRow> capacities = capacity_rows(state.config, *state.sessions);
+  const std::vector<CapacityRow> capacities = capacity_rows(state.config, *state.sessions, state.connections);
   for (std::size_t b = 0; b < state.config.backends.size(); ++b) {
     const BackendConfig& backend = state.config.backends[b];
     if (backend.removed) continue;
@@ -128,6 +128,7 @@ std::string show_backends(ControlState& state, Args) {
          {"peer_hold", to_string(b < state.peer_holds.size() ? state.peer_holds[b] : PeerHold::none)},
          {"reported_down_by", reported_down_by(state, b)},
          {"live_calls", state.sessions->live_calls(static_cast<std::uint16_t>(b))},
+         {"connections", state.connections != nullptr ? state.connections->at(static_cast<std::uint16_t>(b)) : 0},
          {"live_control_connections", state.sessions->live_control_connections(static_cast<std::uint16_t>(b))},
          {"capacity", std::move(capacity)},
          {"packets", c.packets},

@@ -48,6 +48,8 @@ struct ControlState {
   // as of the last snapshot published.
   std::vector<PeerHold> peer_holds = {};
   const MetricsServer* metrics_server = nullptr;  // null: no `metrics`
+  // Live TCP connections per backend, every worker's (dataplane/live_counts.hpp).
+  const dataplane::LiveCounts* connections = nullptr;
 
   Totals totals() const;
   // Sets the counts the control thread keeps itself in `t` (the session table's, the kernel

@@ -124,7 +124,7 @@ std::string prometheus_metrics(const ControlState& state) {
               member.weight);
   }
   if (state.sessions != nullptr)
-    for (const CapacityRow& row : capacity_rows(state.config, *state.sessions)) {
+    for (const CapacityRow& row : capacity_rows(state.config, *state.sessions, state.connections)) {
       const Exposition::Labels labels{{"service", row.service->name},
                                       {"backend", state.config.backends[row.backend].name},
                                       {"counts", row.counts}};

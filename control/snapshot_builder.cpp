@@ -103,6 +103,7 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(
                           : dataplane::HashInput::five_tuple;
     view.dpi = session_inspection(service);
     view.least_sessions = service.scheduler == Scheduler::least_sessions;
+    view.least_connections = false;
     view.idle_timeout_tsc = service.idle_timeout_ms * tsc_hz / 1000;
     view.fin_timeout_tsc = service.fin_timeout_s * tsc_hz;
     view.session_timeout_tsc = service.session_timeout_s * tsc_hz;

@@ -209,8 +209,9 @@ void print_backends(std::ostream& out, const json& answer) {
     rows.push_back({text(b.at("name")), text(b.at("address")),
                     b.at("mac").is_null() ? "-" : text(b.at("mac")) + " (" + text(b.at("mac_source")) + ")",
                     text(b.at("state")), text(b.at("packets")), text(b.at("flows")),
-                    text(b.at("sessions")), text(b.at("live_calls"))});
-  print_table(out, {"BACKEND", "ADDRESS", "MAC", "STATE", "PACKETS", "FLOWS", "SESSIONS", "LIVE CALLS"}, rows);
+                    text(b.at("sessions")), text(b.at("live_calls")), text(b.at("connections"))});
+  print_table(out, {"BACKEND", "ADDRESS", "MAC", "STATE", "PACKETS", "FLOWS", "SESSIONS", "LIVE CALLS",
+                    "CONNECTIONS"}, rows);
   // Held down by sync peers' health reports (or kept despite them): why, and by whom.
   for (const auto& b : answer.at("backends")) {
     if (!b.contains("peer_hold") || text(b.at("peer_hold")) == "none") continue;

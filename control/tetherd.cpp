@@ -274,6 +274,7 @@ int run(const Config& config, const Options& options) {
     progress = std::make_unique<WorkerProgress>(rte_get_tsc_hz());
     control->progress = progress.get();
     control->metrics_server = metrics_server.get();
+    control->connections = &links->connections();
     if (config.announce) {
       announcer = std::make_unique<Announcer>(config, rte_get_tsc_hz());
       control->announcer = announcer.get();

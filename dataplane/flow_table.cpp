@@ -85,7 +85,7 @@ unsigned FlowTable::expire(std::uint64_t now_tsc, unsigned budget, ExpireCallbac
     if (entry.deadline_tsc == kFreeSlot || entry.deadline_tsc >= now_tsc) continue;
     const FlowKey* key = key_at(static_cast<std::int32_t>(position));
     if (key != nullptr) {
-      if (entry.stream != 0 && on_expire != nullptr) on_expire(context, entry);
+      if ((entry.stream != 0 || entry.connection) && on_expire != nullptr) on_expire(context, entry);
       rte_hash_del_key(hash_, key);
       ++deleted;
     }

@@ -80,7 +80,10 @@ inline std::uint32_t fill_flow_key(FlowKey& key, const parsers::IpBytes& src,
 struct FlowEntry {
   std::uint64_t deadline_tsc;  // kFreeSlot once the sweep deleted the entry
   std::uint16_t backend;
-  std::uint16_t service;
+  std::uint16_t service : 15;  // below kMaxServices
+  // A TCP connection its SYN opened: counted in the backend's live connections
+  // (dataplane/live_counts.hpp) until the entry goes.
+  std::uint16_t connection : 1;
   std::uint32_t closing : 1;  // TCP FIN or RST seen: the entry lives for fin_timeout only
   // Inspected control connection: its stream state + 1; 0 if none.
   std::uint32_t stream : 25;
@@ -89,6 +92,7 @@ struct FlowEntry {
   std::uint32_t sync_packets : 6;
 };
 static_assert(sizeof(FlowEntry) == 16);
+static_assert(kMaxServices <= 1u << 15);
 // What FlowEntry::stream holds: a stream's index + 1.
 inline constexpr std::uint32_t kFlowStreamMask = 0x1ffffff;
 static_assert(kMaxDpiSessionsPerWorker < kFlowStreamMask);
@@ -114,7 +118,7 @@ class FlowTable {
 
   // Examines up to `budget` slots from where the last call stopped and deletes the entries
   // past their deadline, calling on_expire(context, entry) first for those with stream
-  // state. Returns how many it deleted.
+  // state or a counted connection. Returns how many it deleted.
   using ExpireCallback = void (*)(void* context, FlowEntry& entry);
   unsigned expire(std::uint64_t now_tsc, unsigned budget, ExpireCallback on_expire = nullptr,
                   void* context = nullptr);

@@ -54,6 +54,7 @@ WorkerLinks Links::worker(unsigned index) {
   PerWorker& own = *workers_.at(index);
   return {&snapshots_.channel(index),
           &sessions_,
+          &connections_,
           admission_.get(),
           &own.flow_samples,
           exceptions_.get(),

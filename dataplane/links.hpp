@@ -18,6 +18,10 @@
 //                        lists them                           call state relaxed atomics; a
 //                                                             deleted slot is reused only after
 //                                                             every worker's quiescent report
+//   live connections     every worker counts the TCP          relaxed atomic add/sub per backend
+//   (live_counts.hpp)    connections it opens and ends;       (LiveCounts): any reader may see a
+//                        workers' schedulers and the control  count a few connections behind
+//                        thread read the sums
 //   exception ring       every worker (MP) -> control (SC):   rte_ring: the frame is written
 //                        probe replies, neighbour answers     before its mbuf is enqueued
 //   outbound ring        control (SP) -> worker 0 (SC):       rte_ring, as above; mbuf->port
@@ -55,6 +59,7 @@
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_sample.hpp"
 #include "dataplane/limits.hpp"
+#include "dataplane/live_counts.hpp"
 #include "dataplane/session_table.hpp"
 #include "dataplane/snapshot_channel.hpp"
 #include "dataplane/sync_events.hpp"
@@ -74,7 +79,8 @@ struct alignas(64) SyncDumpRequest {
 struct WorkerLinks {
   SnapshotChannel* snapshots;  // null: the first snapshot stays
   SessionTable* sessions;
-  AdmissionLimits* admission;
+  LiveCounts* connections;  // live TCP connections per backend, of every worker
+  AdmissionLimits* admission;  // rate limits, shared
   FlowSampleMailbox* flow_samples;
   rte_ring* exceptions;  // null: no packet for the control thread is expected
   rte_ring* outbound;    // worker 0's only; null for the others
@@ -103,6 +109,7 @@ class Links {
   // --- control thread ---
   SnapshotPublisher& snapshots() { return snapshots_; }
   SessionTable& sessions() { return sessions_; }
+  const LiveCounts& connections() const { return connections_; }
   rte_ring* exceptions() const { return exceptions_.get(); }
   rte_ring* outbound() const { return outbound_.get(); }
   rte_ring* to_kernel() const { return to_kernel_.get(); }
@@ -141,6 +148,7 @@ class Links {
   SessionTable sessions_;
   std::unique_ptr<AdmissionLimits> admission_ = std::make_unique<AdmissionLimits>();
   Ring to_kernel_;
+  LiveCounts connections_;
   std::vector<std::unique_ptr<PerWorker>> workers_;
   std::atomic<bool> stop_{false};
 };

@@ -253,12 +253,12 @@ std::int32_t SessionTable::add_if_absent(const SessionKey& key, std::uint32_t si
 
 void SessionTable::count(SessionKind kind, std::uint16_t backend, bool entry) {
   if (entry) entries_.fetch_add(1, std::memory_order_relaxed);
-  if (kind == SessionKind::sip_call) live_calls_[backend].fetch_add(1, std::memory_order_relaxed);
+  if (kind == SessionKind::sip_call) live_calls_.add(backend);
 }
 
 void SessionTable::uncount(SessionKind kind, std::uint16_t backend, bool entry) {
   if (entry) entries_.fetch_sub(1, std::memory_order_relaxed);
-  if (kind == SessionKind::sip_call) live_calls_[backend].fetch_sub(1, std::memory_order_relaxed);
+  if (kind == SessionKind::sip_call) live_calls_.remove(backend);
 }
 
 void SessionTable::refresh(std::int32_t position, std::uint64_t deadline) {

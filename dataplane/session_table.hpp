@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "dataplane/limits.hpp"
+#include "dataplane/live_counts.hpp"
 #include "parsers/packet.hpp"
 
 struct rte_hash;
@@ -179,22 +180,19 @@ class SessionTable {
   // Live SIP calls per backend, for the least-sessions scheduler: add() counts a new call
   // (and moves it when a re-add changes its backend), the sweep uncounts it when it removes
   // the entry.
+  const LiveCounts& live_calls() const { return live_calls_; }
   std::int64_t live_calls(std::uint16_t backend) const {
-    return live_calls_[backend].load(std::memory_order_relaxed);
+    return live_calls_.at(backend);
   }
 
   // Live RTSP and FTP control connections per backend (admission's max_sessions): a worker
   // counts one when it starts inspecting a connection and uncounts it when the connection
   // ends or expires. Kept here, beside the calls, as the sessions each backend holds.
   std::int64_t live_control_connections(std::uint16_t backend) const {
-    return live_control_connections_[backend].load(std::memory_order_relaxed);
+    return live_control_connections_.at(backend);
   }
-  void control_connection_opened(std::uint16_t backend) {
-    live_control_connections_[backend].fetch_add(1, std::memory_order_relaxed);
-  }
-  void control_connection_closed(std::uint16_t backend) {
-    live_control_connections_[backend].fetch_sub(1, std::memory_order_relaxed);
-  }
+  void control_connection_opened(std::uint16_t backend) { live_control_connections_.add(backend); }
+  void control_connection_closed(std::uint16_t backend) { live_control_connections_.remove(backend); }
 
   void register_reader(unsigned reader);
   void quiescent(unsigned reader) const;
@@ -276,8 +274,8 @@ class SessionTable {
   std::uint32_t sweep_cursor_ = 0;
   std::uint64_t memory_bytes_ = 0;
   std::atomic<std::int64_t> entries_{0};
-  std::atomic<std::int64_t> live_calls_[kMaxBackends] = {};
-  std::atomic<std::int64_t> live_control_connections_[kMaxBackends] = {};
+  LiveCounts live_calls_;
+  LiveCounts live_control_connections_;
   // Creation order of FTP expectations, across workers: written only by PASV/EPSV.
   alignas(64) std::atomic<std::uint64_t> ftp_sequence_{1};
 };

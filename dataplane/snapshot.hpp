@@ -66,7 +66,7 @@ struct PoolMember {
 
 struct PoolView {
   std::vector<std::uint16_t> maglev;  // backend index per slot, kNoBackend if none
-  std::vector<PoolMember> members;    // for least-sessions
+  std::vector<PoolMember> members;    // for least-sessions and least-connections
 };
 
 struct PassiveRange {
@@ -92,6 +92,7 @@ struct ServiceView {
   HashInput hash_input;
   SessionInspection dpi;
   bool least_sessions;
+  bool least_connections;  // new TCP connections by live connections per weight
   std::uint64_t idle_timeout_tsc;
   std::uint64_t fin_timeout_tsc;
   std::uint64_t session_timeout_tsc;

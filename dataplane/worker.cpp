@@ -100,6 +100,7 @@ Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerL
       queue_(setup.queue),
       snapshot_(snapshot),
       sessions_(links.sessions),
+      connections_(*links.connections),
       admission_(links.admission),
       channel_(links.snapshots),
       exceptions_(links.exceptions),
@@ -147,7 +148,7 @@ bool Worker::poll_once() {
   // microseconds apart.
   now_ = start;
   for (std::uint16_t p = 0; p < snapshot_->ports.size(); ++p) busy |= poll_port(p, now_);
-  counters_.flows_expired += flows_.expire(now_, kExpiryBudget, end_expired_stream, this);
+  counters_.flows_expired += flows_.expire(now_, kExpiryBudget, end_expired_entry, this);
   counters_.flows_in_table.set(flows_.size());
   if (flow_samples_.asked()) flow_samples_.serve(flows_, now_);
   if (sync_events_.enabled()) {
@@ -479,7 +480,7 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
     // hold (refused when it was full, or lost) goes by the consistent hash, where that call's
     // first messages went if the table refused them.
     backend = view.least_sessions && sip::outside_dialog(message)
-                  ? least_sessions(view.pools[pool])
+                  ? least_loaded<PoolMember>(view.pools[pool].members, sessions_->live_calls())
                   : pick_backend(view, view.pools[pool], hash);
     if (backend == kNoBackend) return drop(mbuf, DropReason::no_backend);
     if (new_session) [[unlikely]] {
@@ -547,6 +548,9 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
 void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t now) {
   const ServiceView& service = snapshot_->services[packet.service];
   const bool closing = (packet.tcp_flags & (parsers::kTcpFin | parsers::kTcpRst)) != 0;
+  // A TCP connection starts with a SYN without ACK (tcp_flags are 0 for UDP).
+  const bool opens = packet.key.ip_proto == parsers::kProtoTcp &&
+                     (packet.tcp_flags & (parsers::kTcpSyn | parsers::kTcpAck)) == parsers::kTcpSyn;
   std::uint16_t backend;
   FlowEntry* entry = nullptr;
   // The bulk lookup ran before this burst's inserts: an earlier packet of the same new flow
@@ -585,26 +589,30 @@ void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t no
       counters_.flows_from_sync++;
     } else if (packet.related) {
       backend = resolve_related(packet, service, now);
+    } else if (service.least_connections && opens) {
+      backend = least_loaded<PoolMember>(service.pools[0].members, connections_);
     } else {
-      const std::uint32_t hash = new_flow_hash(packet, service);
-      backend = pick_backend(service, service.pools[0], hash);
-      // Admission: a SYN opens a connection; nothing else of a flow the table lost is refused.
-      if (service.admission.active && backend != kNoBackend &&
-          (packet.tcp_flags & (parsers::kTcpSyn | parsers::kTcpAck)) == parsers::kTcpSyn) [[unlikely]] {
-        const Admission admission = admit(service, packet.service, service.pools[0], backend, hash, packet.key.src, now);
-        if (admission.refused != Refusal::none) {
-          count_refusal(admission.refused);
-          return refuse_connection(packet, service);
-        }
-        backend = admission.backend;
-        backend_counters_[backend].admitted++;
+      // Also least-connections' choice for a connection whose SYN it did not see (the flow
+      // table was full, or another instance placed it): where the consistent hash sends it.
+      backend = pick_backend(service, service.pools[0], new_flow_hash(packet, service));
+    }
+    // Admission: a SYN opens a connection; nothing else of a flow the table lost is refused.
+    if (service.admission.active && opens && synced == kNoBackend && !packet.related &&
+        backend != kNoBackend) [[unlikely]] {
+      const Admission admission = admit(service, packet.service, service.pools[0], backend,
+                                        new_flow_hash(packet, service), packet.key.src, now);
+      if (admission.refused != Refusal::none) {
+        count_refusal(admission.refused);
+        return refuse_connection(packet, service);
       }
+      backend = admission.backend;
+      backend_counters_[backend].admitted++;
     }
     if (backend == kNoBackend)
       return drop(packet.mbuf, packet.related ? DropReason::no_expectation : DropReason::no_backend);
     counters_.new_flows++;
     backend_counters_[backend].flows++;
-    const FlowEntry fresh{0, backend, packet.service, 0, 0, 0};
+    const FlowEntry fresh{0, backend, static_cast<std::uint16_t>(packet.service & 0x7fff), opens, 0, 0, 0};
     if (entry == nullptr) {
       const std::int32_t inserted = flows_.insert(packet.key, packet.signature, fresh);
       // A full table costs state, not packets: the consistent hash already chose the backend.
@@ -612,8 +620,11 @@ void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t no
       else counters_.flow_table_full++;
     } else {
       if (entry->stream != 0) inspection_.end_stream(*entry, now);
+      if (entry->connection) connections_.remove(entry->backend);
       *entry = fresh;
     }
+    // Counted while the entry lives: a SYN the full table refused opens nothing countable.
+    if (opens && entry != nullptr) connections_.add(backend);
   }
   if (entry != nullptr) {
     const bool closes = closing && !entry->closing;
@@ -686,6 +697,10 @@ Worker::RelatedFlow Worker::follow_related(const FlowPacket& packet, FlowEntry& 
     if (position < 0 || is_down(route.backend)) return RelatedFlow::ended;
     sessions_->extend(position, now, now + service.session_timeout_tsc);
     if (route.backend != entry.backend) {
+      if (entry.connection) {  // RTP is UDP: never so today, but a count follows its entry
+        connections_.remove(entry.backend);
+        connections_.add(route.backend);
+      }
       entry.backend = route.backend;
       counters_.related_repointed++;
     }
@@ -751,24 +766,6 @@ std::uint16_t Worker::pick_backend(const ServiceView&, const PoolView& pool,
   return pool.maglev[slot];
 }
 
-// The member with the fewest live calls per unit of weight; ties go to the first listed.
-std::uint16_t Worker::least_sessions(const PoolView& pool) const {
-  std::uint16_t best = kNoBackend;
-  std::int64_t best_calls = 0;
-  std::uint32_t best_weight = 1;
-  for (const PoolMember& member : pool.members) {
-    if (member.weight == 0) continue;
-    const std::int64_t calls = std::max<std::int64_t>(0, sessions_->live_calls(member.backend));
-    // calls / weight < best_calls / best_weight, without division
-    if (best == kNoBackend || calls * best_weight < best_calls * member.weight) {
-      best = member.backend;
-      best_calls = calls;
-      best_weight = member.weight;
-    }
-  }
-  return best;
-}
-
 std::int64_t Worker::held(const ServiceView& view, std::uint16_t backend) const {
   switch (view.dpi) {
     case SessionInspection::sip_calls: return sessions_->live_calls(backend);
@@ -776,7 +773,7 @@ std::int64_t Worker::held(const ServiceView& view, std::uint16_t backend) const 
     case SessionInspection::ftp: return sessions_->live_control_connections(backend);
     case SessionInspection::none: break;
   }
-  return 0;  // max_connections: the live TCP connection count (issue 19's schedulers)
+  return connections_.at(backend);  // max_connections: live TCP connections
 }
 
 Worker::Admission Worker::admit(const ServiceView& view, std::uint16_t service, const PoolView& pool,
@@ -886,9 +883,10 @@ void Worker::refuse_connection(FlowPacket& packet, const ServiceView& view) {
   send_reply(port, mbuf, length);
 }
 
-void Worker::end_expired_stream(void* worker, FlowEntry& entry) {
+void Worker::end_expired_entry(void* worker, FlowEntry& entry) {
   auto* self = static_cast<Worker*>(worker);
-  self->inspection_.end_stream(entry, self->now_);
+  if (entry.stream != 0) self->inspection_.end_stream(entry, self->now_);
+  if (entry.connection) self->connections_.remove(entry.backend);
 }
 
 void Worker::transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend) {

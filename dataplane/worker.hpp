@@ -188,7 +188,6 @@ class Worker {
   // The consistent hash's input for a new flow of `service`: the 5-tuple's or the client's.
   [[gnu::always_inline]] inline std::uint32_t new_flow_hash(const FlowPacket& packet,
                                                             const ServiceView& service) const;
-  std::uint16_t least_sessions(const PoolView& pool) const;
 
   // Admission (dataplane/admission.hpp, docs/design.md "Admission"), for new sessions of a
   // service whose AdmissionView is active.
@@ -215,8 +214,9 @@ class Worker {
   // The port index a received mbuf came in on.
   std::uint16_t port_index_of(const rte_mbuf* mbuf) const;
 
-  // The flow table's expiry callback: an expired control connection's inspection ends.
-  static void end_expired_stream(void* worker, FlowEntry& entry);
+  // The flow table's expiry callback: an expired control connection's inspection ends, and
+  // an expired connection leaves its backend's count.
+  static void end_expired_entry(void* worker, FlowEntry& entry);
 
   bool is_down(std::uint16_t backend) const {
     return snapshot_->backends[backend].state == BackendState::down;
@@ -233,6 +233,7 @@ class Worker {
   const Snapshot* snapshot_;
   // The links' ends (dataplane/links.hpp), under the names the burst loop uses.
   SessionTable* sessions_;
+  LiveCounts& connections_;
   AdmissionLimits* admission_;
   SnapshotChannel* channel_;
   rte_ring* exceptions_;

@@ -42,7 +42,7 @@ FlowKey key_of(std::uint32_t i) {
 void fill(FlowTable& table, std::uint32_t n, std::uint64_t deadline) {
   for (std::uint32_t i = 0; i < n; ++i) {
     const FlowKey key = key_of(i);
-    const FlowEntry entry{deadline, static_cast<std::uint16_t>(i % 3), static_cast<std::uint16_t>(i % 2), 0, 0, 0};
+    const FlowEntry entry{deadline, static_cast<std::uint16_t>(i % 3), static_cast<std::uint16_t>(i % 2), 0, 0, 0, 0};
     REQUIRE(table.insert(key, flow_signature(key), entry) >= 0);
   }
 }
@@ -72,7 +72,7 @@ TEST_CASE("flow table walk: bounded steps, live entries only, resumes where it s
   FlowTable table(unique_name().c_str(), 4096, SOCKET_ID_ANY);
   fill(table, 10, 1000);
   const FlowKey stale = key_of(99);
-  REQUIRE(table.insert(stale, flow_signature(stale), FlowEntry{5, 0, 0, 0, 0, 0}) >= 0);
+  REQUIRE(table.insert(stale, flow_signature(stale), FlowEntry{5, 0, 0, 0, 0, 0, 0}) >= 0);
 
   std::set<std::uint16_t> seen;
   std::uint32_t walked = 0;

@@ -45,7 +45,7 @@ FlowEntry entry_for(std::uint32_t i, std::uint64_t deadline, std::uint32_t strea
   FlowEntry e{};
   e.deadline_tsc = deadline;
   e.backend = static_cast<std::uint16_t>(i % 1000);
-  e.service = static_cast<std::uint16_t>(i % 7);
+  e.service = (i % 7) & 0x7fff;  // 15 bits: the field's width
   e.closing = static_cast<std::uint8_t>(i % 2);
   e.stream = stream & tether::dataplane::kFlowStreamMask;
   return e;
