@@ -152,8 +152,8 @@ constexpr const char* to_string(DpiFallback reason) { return names::of(names::dp
   X(refused_full, "_sessions", "New sessions refused: every backend of the service or pool was full.") \
   X(refused_service_rate, "_sessions", "New sessions refused: over the service's rate.")       \
   X(refused_client_rate, "_sessions", "New sessions refused: over the client address's rate.") \
-  X(sip_503_sent, "_responses", "503 Service Unavailable answers sent for refused SIP requests, retransmissions included.") \
-  X(sip_503_retransmitted, "_responses", "503 answers to retransmissions of a refused SIP request.") \
+  X(sip_unavailable_sent, "_responses", "503 Service Unavailable answers sent for refused SIP requests, retransmissions included.") \
+  X(sip_unavailable_retransmitted, "_responses", "503 answers to retransmissions of a refused SIP request.") \
   X(sip_acks_absorbed, "", "ACKs for tetherd's own 503, consumed.")                           \
   X(tcp_resets_sent, "", "RSTs sent for refused TCP connections (overload 'reject').")       \
   X(refusals_dropped, "_sessions", "Refused new sessions dropped: overload 'drop', or no answer could be built.") \

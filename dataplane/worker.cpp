@@ -859,8 +859,8 @@ void Worker::refuse_call(SipCall& call, const ServiceView& view, bool retransmis
     rte_pktmbuf_free(mbuf);
     return;
   }
-  counters_.sip_503_sent++;
-  if (retransmission) counters_.sip_503_retransmitted++;
+  counters_.sip_unavailable_sent++;
+  if (retransmission) counters_.sip_unavailable_retransmitted++;
   send_reply(port, mbuf, length);
 }
 

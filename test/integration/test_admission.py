@@ -1,5 +1,5 @@
 """Admission on the real tetherd through pcaps (docs/design.md "Admission"): a backend at its
-max_sessions takes no new session, a new INVITE that finds every backend full gets tetherd's
+max_sessions (or max_connections) takes no new session, a new INVITE that finds every backend full gets tetherd's
 own 503 (checked byte by byte with scapy), its retransmission the same 503, the ACK for the
 503 is absorbed, in-dialog requests pass; a SYN beyond capacity gets a RST or is dropped;
 a client address over its rate is refused while another is admitted."""
@@ -10,7 +10,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 BACKEND_BY_MAC = {mac_bytes(mac): name for name, (_addr, mac) in BACKENDS.items()}
-SIP_VIP, SIP_RATE_VIP, RTSP_VIP, FTP_VIP = "192.0.2.140", "192.0.2.141", "192.0.2.142", "192.0.2.143"
+SIP_VIP, SIP_RATE_VIP, RTSP_VIP, FTP_VIP, WEB_VIP = (f"192.0.2.{n}" for n in range(140, 145))
 CLIENT, OTHER_CLIENT = "198.51.100.10", "198.51.100.20"
 
 SERVICES = [
@@ -26,6 +26,9 @@ SERVICES = [
     {"name": "ftp", "vip": FTP_VIP, "port": 21, "protocol": "tcp",
      "extra": 'dpi = "ftp"; admission = { overload = "drop"; };',
      "weights": {"b3": "weight = 1; max_sessions = 1;"}},
+    # no dpi: live TCP connections
+    {"name": "web", "vip": WEB_VIP, "port": 80, "protocol": "tcp",
+     "weights": {"b2": "weight = 1; max_connections = 1;"}},
 ]
 
 
@@ -100,7 +103,7 @@ def test_sip_full_backends_answer_503_retransmissions_alike_ack_absorbed_in_dial
         b"Content-Length: 0\r\n\r\n")
     counters = first.stats["counters"]
     assert counters["sessions_admitted"] == 3 and counters["refused_full"] == 1
-    assert counters["sip_503_sent"] == 2 and counters["sip_503_retransmitted"] == 1
+    assert counters["sip_unavailable_sent"] == 2 and counters["sip_unavailable_retransmitted"] == 1
     assert first.stats["backends"]["b1"]["admitted"] == 2
 
     # Again with the ACK for the 503 (the tag is the same: derived from the Call-ID) and
@@ -134,13 +137,14 @@ def test_client_over_its_rate_is_refused_while_another_is_admitted(tmp_path):
 
 def test_syn_beyond_capacity_gets_rst_or_is_dropped_and_admitted_data_passes(tmp_path):
     frames = [syn(RTSP_VIP, 554, 40001), ack(RTSP_VIP, 554, 40001), syn(RTSP_VIP, 554, 40002, seq=777),
-              syn(FTP_VIP, 21, 40003), syn(FTP_VIP, 21, 40004), ack(FTP_VIP, 21, 40003), ack(RTSP_VIP, 554, 40001)]
+              syn(FTP_VIP, 21, 40003), syn(FTP_VIP, 21, 40004), ack(FTP_VIP, 21, 40003), ack(RTSP_VIP, 554, 40001),
+              syn(WEB_VIP, 80, 40005), syn(WEB_VIP, 80, 40006), ack(WEB_VIP, 80, 40005)]
     run = run_tetherd(tmp_path, [frames], SERVICES)
     assert run.returncode == 0, run.stderr
     forwarded, answered = split(run)
     assert [(b, p[TCP].sport) for b, p in forwarded] == [
-        ("b1", 40001), ("b1", 40001), ("b3", 40003), ("b3", 40003), ("b1", 40001)]
-    assert len(answered) == 1
+        ("b1", 40001), ("b1", 40001), ("b3", 40003), ("b3", 40003), ("b1", 40001), ("b2", 40005), ("b2", 40005)]
+    assert [(p[IP].src, p[TCP].dport) for p in answered] == [(RTSP_VIP, 40002), (WEB_VIP, 40006)]
     rst = answered[0]
     assert rst[IP].src == RTSP_VIP and rst[IP].dst == CLIENT
     assert (rst[TCP].sport, rst[TCP].dport) == (554, 40002)
@@ -149,5 +153,5 @@ def test_syn_beyond_capacity_gets_rst_or_is_dropped_and_admitted_data_passes(tmp
     del rebuilt[TCP].chksum, rebuilt[IP].chksum
     assert Ether(bytes(rebuilt))[TCP].chksum == rst[TCP].chksum
     counters = run.stats["counters"]
-    assert counters["tcp_resets_sent"] == 1 and counters["refusals_dropped"] == 1
-    assert counters["refused_full"] == 2
+    assert counters["tcp_resets_sent"] == 2 and counters["refusals_dropped"] == 1
+    assert counters["refused_full"] == 3
