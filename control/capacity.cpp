@@ -10,6 +10,8 @@ std::vector<CapacityRow> capacity_rows(const Config& config, const dataplane::Se
   for (const ServiceConfig& service : config.services) {
     if (service.removed) continue;
     const bool calls = service.dpi == SessionProtocol::sip;
+    const auto control = service.dpi == SessionProtocol::rtsp ? dataplane::SessionTable::ControlProtocol::rtsp
+                                                               : dataplane::SessionTable::ControlProtocol::ftp;
     const auto add = [&](const ServiceBackend& member) {
       const std::uint32_t capacity = member.max_sessions != 0 ? member.max_sessions : member.max_connections;
       if (capacity == 0) return;
@@ -20,7 +22,7 @@ std::vector<CapacityRow> capacity_rows(const Config& config, const dataplane::Se
       const auto backend = static_cast<std::uint16_t>(member.backend);
       const std::int64_t held = member.max_sessions == 0 ? (connections != nullptr ? connections->at(backend) : 0)
                                 : calls               ? sessions.live_calls(backend)
-                                                      : sessions.live_control_connections(backend);
+                                                      : sessions.control_connections(control).at(backend);
       rows.push_back({&service, member.backend, member.max_sessions != 0 ? "sessions" : "connections",
                       capacity, std::max<std::int64_t>(0, held)});
     };

@@ -129,12 +129,16 @@ std::string show_backends(ControlState& state, Args) {
          {"reported_down_by", reported_down_by(state, b)},
          {"live_calls", state.sessions->live_calls(static_cast<std::uint16_t>(b))},
          {"connections", state.connections != nullptr ? state.connections->at(static_cast<std::uint16_t>(b)) : 0},
-         {"live_control_connections", state.sessions->live_control_connections(static_cast<std::uint16_t>(b))},
+         {"live_rtsp_connections",
+          state.sessions->control_connections(dataplane::SessionTable::ControlProtocol::rtsp).at(static_cast<std::uint16_t>(b))},
+         {"live_ftp_connections",
+          state.sessions->control_connections(dataplane::SessionTable::ControlProtocol::ftp).at(static_cast<std::uint16_t>(b))},
          {"capacity", std::move(capacity)},
          {"packets", c.packets},
          {"bytes", c.bytes},
          {"flows", c.flows},
-         {"sessions", c.sessions}});
+         {"sessions", c.sessions},
+         {"admitted", c.admitted}});
   }
   return text_of({{"backends", std::move(backends)}});
 }

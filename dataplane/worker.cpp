@@ -770,7 +770,9 @@ std::int64_t Worker::held(const ServiceView& view, std::uint16_t backend) const 
   switch (view.dpi) {
     case SessionInspection::sip_calls: return sessions_->live_calls(backend);
     case SessionInspection::rtsp:
-    case SessionInspection::ftp: return sessions_->live_control_connections(backend);
+      return sessions_->control_connections(SessionTable::ControlProtocol::rtsp).at(backend);
+    case SessionInspection::ftp:
+      return sessions_->control_connections(SessionTable::ControlProtocol::ftp).at(backend);
     case SessionInspection::none: break;
   }
   return connections_.at(backend);  // max_connections: live TCP connections
