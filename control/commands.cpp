@@ -19,6 +19,7 @@
 #include <variant>
 #include <vector>
 
+#include "control/capacity.hpp"
 #include "control/listing_filter.hpp"
 #include "control/log.hpp"
 #include "control/prometheus.hpp"
@@ -133,10 +134,16 @@ std::string show_backends(ControlState& state, Args) {
   const Totals totals = state.totals();
   const NeighbourResolver& neighbours = *state.neighbours;
   Json backends = Json::array();
+  const std::vector<CapacityRow> capacities = capacity_rows(state.config, *state.sessions, state.connections);
   for (std::size_t b = 0; b < state.config.backends.size(); ++b) {
     const BackendConfig& backend = state.config.backends[b];
     if (backend.removed) continue;
     const auto& c = totals.backends[b];
+    Json capacity = Json::array();  // per service that sets one: admission's view
+    for (const CapacityRow& row : capacities)
+      if (row.backend == b)
+        capacity.push_back({{"service", row.service->name}, {"counts", row.counts},
+                            {"capacity", row.capacity}, {"held", row.held}});
     backends.push_back(
         {{"name", backend.name},
          {"address", format_ip(backend.address)},
@@ -151,10 +158,16 @@ std::string show_backends(ControlState& state, Args) {
          {"live_calls", state.sessions->live_calls(static_cast<std::uint16_t>(b))},
          {"connections", state.connections != nullptr ? state.connections->at(static_cast<std::uint16_t>(b)) : 0},
          {"weights", weights_of(state, b)},
+         {"live_rtsp_connections",
+          state.sessions->control_connections(dataplane::SessionTable::ControlProtocol::rtsp).at(static_cast<std::uint16_t>(b))},
+         {"live_ftp_connections",
+          state.sessions->control_connections(dataplane::SessionTable::ControlProtocol::ftp).at(static_cast<std::uint16_t>(b))},
+         {"capacity", std::move(capacity)},
          {"packets", c.packets},
          {"bytes", c.bytes},
          {"flows", c.flows},
-         {"sessions", c.sessions}});
+         {"sessions", c.sessions},
+         {"admitted", c.admitted}});
   }
   return text_of({{"backends", std::move(backends)}});
 }

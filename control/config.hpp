@@ -104,6 +104,11 @@ struct ServiceBackend {
   // FTP: the passive (PASV/EPSV) data ports this backend's server hands out; 0 when unknown.
   std::uint16_t passive_first = 0;
   std::uint16_t passive_last = 0;
+  // Capacity (docs/design.md "Admission"), 0: unlimited. max_sessions: SIP calls, RTSP
+  // sessions or FTP control connections the backend holds; max_connections: live TCP
+  // connections of a service without DPI.
+  std::uint32_t max_sessions = 0;
+  std::uint32_t max_connections = 0;
 };
 
 struct PoolConfig {
@@ -131,6 +136,24 @@ struct HealthCheckConfig {
   std::uint32_t fall;  // consecutive failures that take an up backend down
 };
 
+// What a service does with a new session it cannot admit: every backend full, or over a rate.
+#define TETHER_OVERLOAD_POLICIES(X) X(reject, "reject") X(drop, "drop")
+enum class OverloadPolicy : std::uint8_t { TETHER_OVERLOAD_POLICIES(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(OverloadPolicy, TETHER_OVERLOAD_POLICIES)
+
+// A service's `admission` group (control/config_admission.cpp).
+struct AdmissionConfig {
+  // reject: SIP over UDP answers 503 with Retry-After, TCP answers the SYN with a RST; drop.
+  OverloadPolicy overload = OverloadPolicy::reject;
+  std::uint32_t retry_after_s = 30;  // the 503's Retry-After; 0: none
+  // SIP requests outside a dialog that open a session subject to admission (bit per
+  // parsers::sip::Method).
+  std::uint32_t sip_methods = 1u << 0;  // INVITE
+  std::uint32_t rate = 0;         // new sessions a second for the service; 0: unlimited
+  std::uint32_t client_rate = 0;  // new sessions a second per client address; 0: unlimited
+  bool operator==(const AdmissionConfig&) const = default;
+};
+
 struct ServiceConfig {
   std::string name;
   IpBytes vip;
@@ -150,6 +173,7 @@ struct ServiceConfig {
   std::optional<HealthCheckConfig> health_check;
   // Weights lowered while a backend's check answers slower than usual (control/latency_weight.hpp).
   std::optional<LatencyWeightSettings> adaptive_weight;
+  AdmissionConfig admission;
   bool removed = false;  // as BackendConfig::removed: flows and sessions hold service indices
 };
 

@@ -175,4 +175,9 @@ class GroupReader {
   const Document& doc_;
 };
 
+// control/config_admission.cpp: a service member's max_sessions and max_connections, and,
+// once the service's dpi is known, its `admission` group and the capacities' checks.
+void read_capacities(const GroupReader& member, ServiceBackend& backend);
+void read_admission(const GroupReader& service_reader, const Document& doc, ServiceConfig& service);
+
 }  // namespace tether

@@ -114,7 +114,7 @@ std::vector<ServiceBackend> read_members(const GroupReader& r, const Document& d
   if (members.getLength() == 0) r.fail(members, "needs at least one backend");
   std::vector<ServiceBackend> result;
   for (int j = 0; j < members.getLength(); ++j) {
-    GroupReader m(members[j], doc, {"name", "weight", "passive_ports"});
+    GroupReader m(members[j], doc, {"name", "weight", "passive_ports", "max_sessions", "max_connections"});
     const std::string name = m.string("name");
     auto found = backend_names.find(name);
     if (found == backend_names.end()) m.fail(m.get("name"), "no backend named '" + name + "'");
@@ -133,6 +133,7 @@ std::vector<ServiceBackend> read_members(const GroupReader& r, const Document& d
       member.passive_first = static_cast<std::uint16_t>(first);
       member.passive_last = static_cast<std::uint16_t>(last);
     }
+    read_capacities(m, member);
     result.push_back(member);
   }
   return result;
@@ -257,7 +258,8 @@ void read_services(const GroupReader& top, const Document& doc, Config& config,
     GroupReader r(services[i], doc,
                   {"name", "vip", "port", "protocol", "scheduler", "forwarding", "idle_timeout",
                    "fin_timeout", "backends", "dpi", "session_timeout", "linger",
-                   "expectation_timeout", "pools", "rules", "health_check", "adaptive_weight"});
+                   "expectation_timeout", "pools", "rules", "health_check", "adaptive_weight",
+                   "admission"});
     ServiceConfig service;
     service.name = unique_name(r, "service", names, config.services.size());
     service.vip = r.ip("vip");
@@ -286,6 +288,7 @@ void read_services(const GroupReader& top, const Document& doc, Config& config,
     if (members.getLength() == 0) r.fail(members, "a service needs at least one backend");
     service.backends = read_members(r, doc, members, backend_names);
     read_dpi(r, doc, service, backend_names);
+    read_admission(r, doc, service);
 
     if (r.has("health_check")) {
       GroupReader h(r.get("health_check"), doc, {"type", "interval", "timeout", "rise", "fall"});

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "control/capacity.hpp"
 #include "control/commands.hpp"
 
 namespace tether {
@@ -122,6 +123,16 @@ std::string prometheus_metrics(const ControlState& state) {
               {{"service", service.name}, {"backend", state.config.backends[member.backend].name}},
               member.weight);
   }
+  if (state.sessions != nullptr)
+    for (const CapacityRow& row : capacity_rows(state.config, *state.sessions, state.connections)) {
+      const Exposition::Labels labels{{"service", row.service->name},
+                                      {"backend", state.config.backends[row.backend].name},
+                                      {"counts", row.counts}};
+      out.add("backend_capacity", "gauge", "The backend's max_sessions or max_connections in the service.",
+              labels, row.capacity);
+      out.add("backend_held", "gauge", "Sessions or connections the backend holds, as its capacity counts them.",
+              labels, static_cast<std::uint64_t>(row.held));
+    }
   return out.text();
 }
 

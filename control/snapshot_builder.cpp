@@ -25,10 +25,27 @@ dataplane::PoolView build_pool(const Config& config, std::size_t service,
     const std::uint32_t scale = !adaptive ? 1 : weight_percent ? weight_percent(service, member.backend) : 100;
     const std::uint32_t weight = up ? member.weight * scale : 0;
     maglev.push_back({config.backends[member.backend].name, weight, backend});
-    pool.members.push_back({backend, weight});
+    pool.members.push_back({backend, weight, member.max_sessions != 0 ? member.max_sessions : member.max_connections});
   }
   pool.maglev = build_maglev_table(maglev, config.maglev_size);
   return pool;
+}
+
+dataplane::AdmissionView admission_view(const ServiceConfig& service, std::uint64_t tsc_hz) {
+  const AdmissionConfig& config = service.admission;
+  dataplane::AdmissionView view;
+  bool capacities = false;
+  for (const auto& member : service.backends) capacities |= member.max_sessions != 0 || member.max_connections != 0;
+  for (const auto& pool : service.pools)
+    for (const auto& member : pool.backends) capacities |= member.max_sessions != 0 || member.max_connections != 0;
+  view.active = capacities || config.rate != 0 || config.client_rate != 0;
+  view.reject = config.overload == OverloadPolicy::reject;
+  view.retry_after_s = config.retry_after_s;
+  view.sip_methods = config.sip_methods;
+  view.interval_tsc = config.rate != 0 ? std::max<std::uint64_t>(1, tsc_hz / config.rate) : 0;
+  view.client_interval_tsc = config.client_rate != 0 ? std::max<std::uint64_t>(1, tsc_hz / config.client_rate) : 0;
+  view.tolerance_tsc = tsc_hz;
+  return view;
 }
 
 dataplane::SessionInspection session_inspection(const ServiceConfig& service) {
@@ -99,6 +116,7 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(
     view.linger_tsc = service.linger_s * tsc_hz;
     view.expectation_timeout_tsc = service.expectation_timeout_s * tsc_hz;
     view.pools.push_back(build_pool(config, number, service.backends, states, weight_percent));
+    view.admission = admission_view(service, tsc_hz);
     for (const auto& pool : service.pools)
       view.pools.push_back(build_pool(config, number, pool.backends, states, weight_percent));
     for (const auto& member : service.backends)

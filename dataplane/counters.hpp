@@ -162,6 +162,16 @@ constexpr const char* to_string(DpiFallback reason) { return names::of(names::dp
   X(sync_events, "", "Session changes and flows queued for state sync.")                    \
   X(sync_events_lost, "", "Session changes and flows for state sync the ring had no room for.") \
   X(flows_from_sync, "", "Flows new to this instance placed where a peer's synced flow says.") \
+  /* admission (docs/design.md "Admission"): new sessions of services with capacities or rates */ \
+  X(sessions_admitted, "", "New sessions admitted by a service with capacities or rate limits.") \
+  X(refused_full, "_sessions", "New sessions refused: every backend of the service or pool was full.") \
+  X(refused_service_rate, "_sessions", "New sessions refused: over the service's rate.")       \
+  X(refused_client_rate, "_sessions", "New sessions refused: over the client address's rate.") \
+  X(sip_unavailable_sent, "_responses", "503 Service Unavailable answers sent for refused SIP requests, retransmissions included.") \
+  X(sip_unavailable_retransmitted, "_responses", "503 answers to retransmissions of a refused SIP request.") \
+  X(sip_acks_absorbed, "", "ACKs for tetherd's own 503, consumed.")                           \
+  X(tcp_resets_sent, "", "RSTs sent for refused TCP connections (overload 'reject').")       \
+  X(refusals_dropped, "_sessions", "Refused new sessions dropped: overload 'drop', or no answer could be built.") \
   X(busy_polls, "", "Worker loop iterations that received something.")                       \
   X(idle_polls, "", "Worker loop iterations that received nothing.")                         \
   /* per received packet: the cost of the whole loop, and of processing alone */              \
@@ -184,7 +194,8 @@ constexpr const char* to_string(DpiFallback reason) { return names::of(names::dp
   X(packets, "Packets sent to the backend.")                                                 \
   X(bytes, "Bytes sent to the backend.")                                                     \
   X(flows, "New flows sent to the backend.")                                                 \
-  X(sessions, "SIP calls, RTSP sessions and FTP data connections sent to the backend.")
+  X(sessions, "SIP calls, RTSP sessions and FTP data connections sent to the backend.")       \
+  X(admitted, "New sessions admitted to the backend by a service with capacities or rates.")
 
 // Cell is Counter in a worker, and std::uint64_t in what the control thread reads and adds.
 template <typename Cell>

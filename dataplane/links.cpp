@@ -56,6 +56,7 @@ WorkerLinks Links::worker(unsigned index) {
   return {&snapshots_.channel(index),
           &sessions_,
           &connections_,
+          admission_.get(),
           &own.flow_samples,
           exceptions_.get(),
           index == 0 ? outbound_.get() : nullptr,

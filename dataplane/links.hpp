@@ -60,6 +60,7 @@
 #include <span>
 #include <vector>
 
+#include "dataplane/admission.hpp"
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_sample.hpp"
 #include "dataplane/limits.hpp"
@@ -85,6 +86,7 @@ struct WorkerLinks {
   SnapshotChannel* snapshots;  // null: the first snapshot stays
   SessionTable* sessions;
   LiveCounts* connections;  // live TCP connections per backend, of every worker
+  AdmissionLimits* admission;  // rate limits, shared
   FlowSampleMailbox* flow_samples;
   rte_ring* exceptions;  // null: no packet for the control thread is expected
   rte_ring* outbound;    // worker 0's only; null for the others
@@ -153,6 +155,7 @@ class Links {
   Ring outbound_;
   SnapshotPublisher snapshots_;
   SessionTable sessions_;
+  std::unique_ptr<AdmissionLimits> admission_ = std::make_unique<AdmissionLimits>();
   Ring to_kernel_;
   LiveCounts connections_;
   std::vector<std::unique_ptr<PerWorker>> workers_;

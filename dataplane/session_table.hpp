@@ -197,6 +197,18 @@ class SessionTable {
     return live_calls_.at(backend);
   }
 
+  // Live RTSP or FTP control connections per backend (admission's max_sessions), one count
+  // per protocol: a worker counts one when it starts inspecting a connection and uncounts it
+  // when the connection ends or expires. Kept here, beside the calls, as the sessions each
+  // backend holds.
+  enum class ControlProtocol : std::uint8_t { rtsp, ftp };
+  LiveCounts& control_connections(ControlProtocol protocol) {
+    return control_connections_[static_cast<std::size_t>(protocol)];
+  }
+  const LiveCounts& control_connections(ControlProtocol protocol) const {
+    return control_connections_[static_cast<std::size_t>(protocol)];
+  }
+
   void register_reader(unsigned reader);
   void quiescent(unsigned reader) const;
   void unregister_reader(unsigned reader);
@@ -278,6 +290,7 @@ class SessionTable {
   std::uint64_t memory_bytes_ = 0;
   std::atomic<std::int64_t> entries_{0};
   LiveCounts live_calls_;
+  LiveCounts control_connections_[2];
   // Creation order of FTP expectations, across workers: written only by PASV/EPSV.
   alignas(64) std::atomic<std::uint64_t> ftp_sequence_{1};
 };

@@ -61,6 +61,7 @@ enum class SessionInspection : std::uint8_t { none, sip_calls, rtsp, ftp };
 struct PoolMember {
   std::uint16_t backend;
   std::uint32_t weight;
+  std::uint32_t capacity = 0;  // max_sessions or max_connections; 0: unlimited
 };
 
 struct PoolView {
@@ -72,6 +73,18 @@ struct PassiveRange {
   std::uint16_t first;
   std::uint16_t last;
   std::uint16_t backend;
+};
+
+// What a service admits (docs/design.md "Admission"): read only for a new session, and only
+// when `active`.
+struct AdmissionView {
+  bool active = false;  // some capacity or rate is set: otherwise nothing below is read
+  bool reject = true;   // overload policy: answer (503, RST) rather than drop
+  std::uint32_t retry_after_s = 30;
+  std::uint32_t sip_methods = 1;  // bit per parsers::sip::Method: requests that open a session
+  std::uint64_t interval_tsc = 0;         // the service's rate: TSC cycles a session; 0: none
+  std::uint64_t client_interval_tsc = 0;  // per client address
+  std::uint64_t tolerance_tsc = 0;        // a second: the burst either rate allows
 };
 
 struct ServiceView {
@@ -88,6 +101,7 @@ struct ServiceView {
   std::vector<PoolView> pools;  // [0] is the service's own backend list
   std::vector<PassiveRange> passive_ranges;
   std::unique_ptr<RuleSet> rules;  // null without content rules
+  AdmissionView admission;
 };
 
 // (VIP, port, protocol) -> service index, open addressing: a handful of services, looked up

@@ -49,6 +49,7 @@ void StreamInspector::inspect(FlowEntry& entry, const Segment& segment,
     stream.session_counted = false;
     stream.rtp_port_count = 0;
     entry.stream = (index + 1) & kFlowStreamMask;
+    control_connections(stream).add(stream.backend);  // what admission's max_sessions counts
   }
   if (entry.stream == 0) return;
   Stream& stream = streams_[entry.stream - 1];
@@ -335,6 +336,7 @@ void StreamInspector::end_rtp_expectations(Stream& stream, std::uint64_t now) {
 void StreamInspector::end_stream(FlowEntry& entry, std::uint64_t now) {
   Stream& stream = streams_[entry.stream - 1];
   end_rtp_expectations(stream, now);
+  control_connections(stream).remove(stream.backend);
   if (stream.session_counted) {
     const SessionProtocol protocol = stream.dpi == SessionInspection::rtsp ? SessionProtocol::rtsp : SessionProtocol::ftp;
     counters_.sessions_ended[static_cast<std::size_t>(protocol)]++;

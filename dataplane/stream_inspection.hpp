@@ -110,6 +110,10 @@ class StreamInspector {
   void for_each_rtp_expectation(const Stream& stream, std::uint64_t now, Apply apply);
   void end_rtp_expectations(Stream& stream, std::uint64_t now);
   void fallback(DpiFallback reason) { counters_.dpi_fallbacks[static_cast<std::size_t>(reason)]++; }
+  LiveCounts& control_connections(const Stream& stream) {
+    return sessions_->control_connections(stream.dpi == SessionInspection::rtsp ? SessionTable::ControlProtocol::rtsp
+                                                                                : SessionTable::ControlProtocol::ftp);
+  }
   void report_rtp_expectation(const Stream& stream, std::uint16_t port, bool ended);
 
   SessionTable* sessions_;

@@ -6,6 +6,8 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -13,6 +15,7 @@
 #include <string>
 
 #include "parsers/sip.hpp"
+#include "parsers/sip_response.hpp"
 
 namespace tether::dataplane {
 namespace {
@@ -98,6 +101,7 @@ Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerL
       snapshot_(snapshot),
       sessions_(links.sessions),
       connections_(*links.connections),
+      admission_(links.admission),
       channel_(links.snapshots),
       exceptions_(links.exceptions),
       outbound_(links.outbound),
@@ -116,7 +120,8 @@ Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerL
       fragment_timeout_tsc_(rte_get_tsc_hz() / 1000 * setup.fragments.timeout_ms),
       reassembled_(kMaxReassembledBytes),
       tx_(snapshot->ports.size()),
-      kernel_allowance_(snapshot->ports.size()) {}
+      kernel_allowance_(snapshot->ports.size()),
+      refusal_memory_tsc_(kRefusalMemory_s * rte_get_tsc_hz()) {}
 
 Worker::~Worker() = default;
 
@@ -478,12 +483,38 @@ std::uint16_t Worker::route_sip_call(SipCall& call, std::uint64_t now) {
     if (reopening || found.expired) position = -ENOENT;
   }
   const bool lingering = position >= 0 && found.ended;
+  bool rescheduled = false;
   if (position >= 0 && is_down(route.backend)) {
     counters_.rescheduled++;
+    rescheduled = true;
     position = -ENOENT;  // schedule the call afresh; add() moves it
   }
   const bool known = position >= 0;
   std::uint16_t backend = route.backend;
+  // Admission: a request that opens a session, outside any dialog, not a call the table holds.
+  // Everything else of a call (in-dialog requests, responses, an admitted INVITE's
+  // retransmissions, which the table holds) passes.
+  bool new_session = false;
+  if (!known && !rescheduled && view.admission.active && message.kind == sip::Kind::request) [[unlikely]] {
+    if (message.method == sip::Method::ACK) {
+      // The ACK for tetherd's own 503 carries the To tag it added (RFC 3261 17.1.1.3).
+      char tag[17];
+      refusal_to_tag(key.digest, tag);
+      const auto to = sip::find_header(message, "To");
+      const auto to_tag = to ? sip::tag_parameter(*to) : std::nullopt;
+      if (to_tag && *to_tag == std::string_view(tag, 16)) {
+        counters_.sip_acks_absorbed++;
+        rte_pktmbuf_free(mbuf);
+        return kNoBackend;
+      }
+    }
+    new_session = (view.admission.sip_methods >> static_cast<unsigned>(message.method) & 1) != 0 &&
+                  sip::outside_dialog(message);
+    if (new_session && refused_calls_.holds(key.digest, now)) {
+      refuse_call(call, view, true);
+      return kNoBackend;
+    }
+  }
   if (!known) {
     std::size_t pool = 0;
     if (view.rules && message.kind == sip::Kind::request) {
@@ -502,6 +533,25 @@ std::uint16_t Worker::route_sip_call(SipCall& call, std::uint64_t now) {
     if (backend == kNoBackend) {
       drop(mbuf, DropReason::no_backend);
       return kNoBackend;
+    }
+    if (new_session) [[unlikely]] {
+      // The client's address only for a client rate: the call carries no parsed frame.
+      parsers::ParsedFrame frame;
+      if (view.admission.client_interval_tsc != 0 &&
+          parsers::parse_frame({rte_pktmbuf_mtod(mbuf, const std::uint8_t*), rte_pktmbuf_data_len(mbuf)}, frame) !=
+              parsers::ParseStatus::ok) {
+        drop(mbuf, DropReason::no_backend);
+        return kNoBackend;
+      }
+      const Admission admission = admit(view, service, view.pools[pool], backend, hash, frame.src_ip, now);
+      if (admission.refused != Refusal::none) {
+        count_refusal(admission.refused);
+        refused_calls_.remember(key.digest, now + refusal_memory_tsc_);
+        refuse_call(call, view, false);
+        return kNoBackend;
+      }
+      backend = admission.backend;
+      backend_counters_[backend].admitted++;
     }
     bool created = false;
     // A call rescheduled while it lingers keeps its linger.
@@ -601,6 +651,19 @@ std::uint16_t Worker::forward(FlowPacket& packet, std::int32_t position, std::ui
       // Also least-connections' choice for a connection whose SYN it did not see (the flow
       // table was full, or another instance placed it): where the consistent hash sends it.
       backend = pick_backend(service, service.pools[0], new_flow_hash(packet, service));
+    }
+    // Admission: a SYN opens a connection; nothing else of a flow the table lost is refused.
+    if (service.admission.active && opens && synced == kNoBackend && !packet.related &&
+        backend != kNoBackend) [[unlikely]] {
+      const Admission admission = admit(service, packet.service, service.pools[0], backend,
+                                        new_flow_hash(packet, service), packet.key.src, now);
+      if (admission.refused != Refusal::none) {
+        count_refusal(admission.refused);
+        refuse_connection(packet, service);
+        return kNoBackend;
+      }
+      backend = admission.backend;
+      backend_counters_[backend].admitted++;
     }
     if (backend == kNoBackend) {
       drop(packet.mbuf, packet.related ? DropReason::no_expectation : DropReason::no_backend);
@@ -761,6 +824,125 @@ std::uint16_t Worker::pick_backend(const ServiceView&, const PoolView& pool,
   const std::size_t slot =
       static_cast<std::size_t>((static_cast<std::uint64_t>(hash) * pool.maglev.size()) >> 32);
   return pool.maglev[slot];
+}
+
+std::int64_t Worker::held(const ServiceView& view, std::uint16_t backend) const {
+  switch (view.dpi) {
+    case SessionInspection::sip_calls: return sessions_->live_calls(backend);
+    case SessionInspection::rtsp:
+      return sessions_->control_connections(SessionTable::ControlProtocol::rtsp).at(backend);
+    case SessionInspection::ftp:
+      return sessions_->control_connections(SessionTable::ControlProtocol::ftp).at(backend);
+    case SessionInspection::none: break;
+  }
+  return connections_.at(backend);  // max_connections: live TCP connections
+}
+
+Worker::Admission Worker::admit(const ServiceView& view, std::uint16_t service, const PoolView& pool,
+                                std::uint16_t chosen, std::uint32_t hash, const parsers::IpBytes& client,
+                                std::uint64_t now) {
+  const AdmissionView& limits = view.admission;
+  if (limits.client_interval_tsc != 0 && !admission_->clients.conforms(client, now, limits.tolerance_tsc))
+    return {kNoBackend, Refusal::client_rate};
+  if (limits.interval_tsc != 0 && !admission_->services[service].conforms(now, limits.tolerance_tsc))
+    return {kNoBackend, Refusal::service_rate};
+  std::uint16_t backend = chosen;
+  const PoolMember* picked = nullptr;
+  for (const PoolMember& member : pool.members)
+    if (member.backend == chosen) picked = &member;
+  if (picked != nullptr && !has_room(view, *picked)) {
+    // The chosen backend is full: the members with room share the session by weight, picked
+    // by the same hash, so that one session's flows choose alike while nothing changes.
+    std::uint64_t total = 0;
+    for (const PoolMember& member : pool.members)
+      if (member.weight > 0 && has_room(view, member)) total += member.weight;
+    if (total == 0) return {kNoBackend, Refusal::full};
+    std::uint64_t target = (static_cast<std::uint64_t>(hash) * total) >> 32;
+    backend = kNoBackend;
+    for (const PoolMember& member : pool.members) {
+      if (member.weight == 0 || !has_room(view, member)) continue;
+      if (target < member.weight) {
+        backend = member.backend;
+        break;
+      }
+      target -= member.weight;
+    }
+    if (backend == kNoBackend) return {kNoBackend, Refusal::full};  // room went meanwhile
+  }
+  if (limits.client_interval_tsc != 0) admission_->clients.charge(client, now, limits.client_interval_tsc);
+  if (limits.interval_tsc != 0) admission_->services[service].charge(now, limits.interval_tsc);
+  counters_.sessions_admitted++;
+  return {backend, Refusal::none};
+}
+
+void Worker::count_refusal(Refusal why) {
+  switch (why) {
+    case Refusal::full: counters_.refused_full++; break;
+    case Refusal::service_rate: counters_.refused_service_rate++; break;
+    case Refusal::client_rate: counters_.refused_client_rate++; break;
+    case Refusal::none: break;
+  }
+}
+
+std::uint16_t Worker::port_index_of(const rte_mbuf* mbuf) const {
+  for (std::uint16_t p = 0; p < snapshot_->ports.size(); ++p)
+    if (snapshot_->ports[p].port_id == mbuf->port) return p;
+  return 0;
+}
+
+void Worker::refuse_call(SipCall& call, const ServiceView& view, bool retransmission) {
+  rte_mbuf* const mbuf = call.mbuf;
+  parsers::ParsedFrame frame;
+  if (!view.admission.reject || mbuf->nb_segs != 1 ||
+      parsers::parse_frame({rte_pktmbuf_mtod(mbuf, const std::uint8_t*), rte_pktmbuf_data_len(mbuf)}, frame) !=
+          parsers::ParseStatus::ok) {
+    counters_.refusals_dropped++;
+    rte_pktmbuf_free(mbuf);
+    return;
+  }
+  char address[INET6_ADDRSTRLEN];
+  const bool v4 = frame.l3 == parsers::L3Kind::ipv4;
+  inet_ntop(v4 ? AF_INET : AF_INET6, frame.src_ip.data() + (v4 ? 12 : 0), address, sizeof address);
+  char tag[17];
+  refusal_to_tag(call.key.digest, tag);
+  parsers::sip::Refusal refusal;
+  refusal.retry_after_s = view.admission.retry_after_s;
+  refusal.to_tag = std::string_view(tag, 16);
+  // Built aside: the request's views point into the frame the answer overwrites.
+  const parsers::sip::BuiltResponse built =
+      parsers::sip::build_response(call.message, {address, frame.src_port}, refusal, reply_);
+  const std::uint16_t port = port_index_of(mbuf);
+  const std::size_t length =
+      built.size == 0 ? 0
+                      : write_udp_reply(rte_pktmbuf_mtod(mbuf, std::uint8_t*), mbuf->buf_len - mbuf->data_off, frame,
+                                        snapshot_->ports[port].mac, built.port, {reply_, built.size});
+  if (length == 0) {
+    counters_.refusals_dropped++;
+    rte_pktmbuf_free(mbuf);
+    return;
+  }
+  counters_.sip_unavailable_sent++;
+  if (retransmission) counters_.sip_unavailable_retransmitted++;
+  send_reply(port, mbuf, length);
+}
+
+void Worker::refuse_connection(FlowPacket& packet, const ServiceView& view) {
+  rte_mbuf* const mbuf = packet.mbuf;
+  parsers::ParsedFrame frame;
+  std::size_t length = 0;
+  const std::uint16_t port = port_index_of(mbuf);
+  if (view.admission.reject && mbuf->nb_segs == 1 &&
+      parsers::parse_frame({rte_pktmbuf_mtod(mbuf, const std::uint8_t*), rte_pktmbuf_data_len(mbuf)}, frame) ==
+          parsers::ParseStatus::ok)
+    length = write_tcp_reset(rte_pktmbuf_mtod(mbuf, std::uint8_t*), mbuf->buf_len - mbuf->data_off, frame,
+                             snapshot_->ports[port].mac);
+  if (length == 0) {
+    counters_.refusals_dropped++;
+    rte_pktmbuf_free(mbuf);
+    return;
+  }
+  counters_.tcp_resets_sent++;
+  send_reply(port, mbuf, length);
 }
 
 void Worker::end_expired_entry(void* worker, FlowEntry& entry) {

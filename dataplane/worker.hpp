@@ -18,6 +18,7 @@
 #include <span>
 #include <vector>
 
+#include "dataplane/admission.hpp"
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_sample.hpp"
 #include "dataplane/flow_table.hpp"
@@ -241,6 +242,31 @@ class Worker {
   [[gnu::always_inline]] inline std::uint32_t new_flow_hash(const FlowPacket& packet,
                                                             const ServiceView& service) const;
 
+  // Admission (dataplane/admission.hpp, docs/design.md "Admission"), for new sessions of a
+  // service whose AdmissionView is active.
+  enum class Refusal : std::uint8_t { none, full, service_rate, client_rate };
+  struct Admission {
+    std::uint16_t backend;
+    Refusal refused;
+  };
+  // Where the new session goes: `chosen` (the scheduler's pick) if it has room, else a member
+  // with room by weight; or why it is refused. Charges the rates when admitted.
+  Admission admit(const ServiceView& view, std::uint16_t service, const PoolView& pool,
+                  std::uint16_t chosen, std::uint32_t hash, const parsers::IpBytes& client,
+                  std::uint64_t now);
+  // Sessions the backend holds, as its capacity counts them.
+  std::int64_t held(const ServiceView& view, std::uint16_t backend) const;
+  bool has_room(const ServiceView& view, const PoolMember& member) const {
+    return member.capacity == 0 || held(view, member.backend) < member.capacity;
+  }
+  void count_refusal(Refusal why);
+  // Answers a refused SIP request with a 503 (or drops it, overload 'drop').
+  void refuse_call(SipCall& call, const ServiceView& view, bool retransmission);
+  // Answers a refused SYN with a RST (or drops it).
+  void refuse_connection(FlowPacket& packet, const ServiceView& view);
+  // The port index a received mbuf came in on.
+  std::uint16_t port_index_of(const rte_mbuf* mbuf) const;
+
   // The flow table's expiry callback: an expired control connection's inspection ends, and
   // an expired connection leaves its backend's count.
   static void end_expired_entry(void* worker, FlowEntry& entry);
@@ -261,6 +287,7 @@ class Worker {
   // The links' ends (dataplane/links.hpp), under the names the burst loop uses.
   SessionTable* sessions_;
   LiveCounts& connections_;
+  AdmissionLimits* admission_;
   SnapshotChannel* channel_;
   rte_ring* exceptions_;
   rte_ring* outbound_;
@@ -303,6 +330,9 @@ class Worker {
   // construct a burst's worth of SIP message records it may never fill. On its own cache
   // lines, as it was while the worker held its counters.
   alignas(64) Burst burst_;
+  RefusedCalls refused_calls_;
+  std::uint64_t refusal_memory_tsc_;
+  char reply_[2048];  // a 503 being built
 };
 
 }  // namespace tether::dataplane

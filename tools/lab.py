@@ -9,6 +9,7 @@ script, shared with the end-to-end tests (test/integration/test_lab.py).
     tools/lab.py --failover [--no-sync] [--add-backend] [--whole-box] [--advert-int S]
                  [--calls N] [--downloads N] [--streams N] [--seconds S]
     tools/lab.py --instances N [--no-sync] [--calls N] [--downloads N] [--streams N] [--seconds S]
+    tools/lab.py --overload [--calls N] [--downloads N] [--streams N]
 
 --tap: tetherd's port is net_tap instead of net_af_packet, with the exception path (kernel
 interface lan0 owning 198.18.0.1/24), and bird2 in tetherd's namespace announces the VIPs
@@ -33,6 +34,12 @@ every instance. It prints each phase's failures, the traffic each instance carri
 withdrawal times the router saw and the sync volume (test/integration/test_instances.py).
 --no-sync: the control run (the kill only).
 
+--overload: admission (tools/tetherlab/overload.py): the services' backends get small
+max_sessions, sipp offers calls at a rate and a limit above them, and more FTP downloads and
+RTSP streams than they hold start at once. It prints per backend the sessions admitted and
+the peak held against capacity, and at the clients the 503s received and the admitted
+sessions that failed (test/integration/test_overload.py).
+
 Exits 0 when every call, transfer and stream succeeded and every RTSP session's RTCP
 reached the backend serving it (with --tap: and the BGP session is established and the
 router holds the VIPs' routes); 1 otherwise. Needs root and a built tetherd (build/).
@@ -53,6 +60,7 @@ from tetherlab.lab import Lab
 from tetherlab.namespaces import remove_stale_labs
 from tetherlab.tier import Tier, tier_scenario
 from tetherlab.topology import BACKENDS, CLIENT_ADDRESSES, INSTANCES, LAB_CONFIG, REPO, SIP_VIP
+from tetherlab.overload import overload_config, overload_report, overload_workload
 from tetherlab.workloads import Calls, Streams, ftp_downloads, rtcp_placement
 
 PROTOCOLS = ("sip", "ftp", "rtsp")
@@ -340,6 +348,21 @@ def verdict(ok, args, breaks):
     return not ok
 
 
+def run_overload(lab, args, workdir):
+    """--overload: the lab with small capacities, offered more sessions than they hold."""
+    for name in BACKENDS:
+        lab.start_sip_server(name)
+    lab.start_media_servers()
+    config = workdir / "lab-overload.cfg"
+    config.write_text(overload_config(LAB_CONFIG.read_text()))
+    tetherd = lab.start_tetherd(config)
+    tetherd.wait_until(lambda b: all(x["healthy"] for x in b.values()), 20, "all backends healthy")
+    print("lab: all backends up; offering more sessions than the backends' max_sessions", flush=True)
+    ok = overload_report(overload_workload(lab, tetherd, calls=args.calls, streams=args.streams,
+                                           downloads=args.downloads))
+    return tetherd.stop() == 0 and ok
+
+
 def run_single(lab, args, workdir):
     """tools/run's lab with one tetherd (net_af_packet, or --tap); whether it passed."""
     for name in BACKENDS:
@@ -371,6 +394,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--tap", action="store_true",
                         help="tetherd's port on net_tap with the exception path, and BGP over it")
+    parser.add_argument("--overload", action="store_true",
+                        help="small capacities (max_sessions), more SIP, FTP and RTSP sessions than they hold")
     parser.add_argument("--failover", action="store_true",
                         help="an active-standby pair; the master's tetherd killed in the middle")
     parser.add_argument("--instances", type=int, metavar="N",
@@ -394,6 +419,12 @@ def main():
         parser.error("--failover (a pair) or --instances (a tier), not both")
     if args.instances is not None and not 2 <= args.instances <= len(INSTANCES):
         parser.error(f"--instances: 2 to {len(INSTANCES)} in this lab")
+    if args.overload and (args.failover or args.instances or args.tap):
+        parser.error("--overload goes alone")
+    if args.overload:
+        for name, value in (("calls", 120), ("downloads", 6), ("streams", 5)):
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
     if args.failover or args.instances:  # smaller defaults: the scenarios play the workload several times
         for name, value in (("calls", 400), ("downloads", 12), ("streams", 4), ("seconds", 12)):
             if getattr(args, name) == parser.get_default(name):
@@ -406,7 +437,9 @@ def main():
     try:
         print(f"lab: creating namespaces {lab.tag} (work files in {workdir})", flush=True)
         lab.create()
-        if args.instances:
+        if args.overload:
+            ok = run_overload(lab, args, workdir)
+        elif args.instances:
             ok = run_instances(lab, args)
         else:
             ok = run_failover(lab, args) if args.failover else run_single(lab, args, workdir)

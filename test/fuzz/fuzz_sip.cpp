@@ -2,6 +2,7 @@
 // and walking a stream message by message. Besides crashes and sanitizer reports it aborts
 // when a result breaks the parser's contract.
 #include "parsers/sip.hpp"
+#include "parsers/sip_response.hpp"
 
 #include "test/fuzz/fuzz_contract.hpp"
 
@@ -49,6 +50,19 @@ void check(const sip::Message& m, ByteSpan input, sip::Framing how) {
     auto first_call_id = sip::find_header(m, "Call-ID");
     expect(first_call_id && sip::equal_unfolded(*first_call_id, m.call_id));
     expect(sip::hash_unfolded(*first_call_id, 42) == sip::hash_unfolded(m.call_id, 42));
+    // The 503 tetherd answers a refused request with: inside its buffer, and itself a SIP
+    // response that parses, with the request's Call-ID.
+    char out[2048];
+    const sip::BuiltResponse built =
+        sip::build_response(m, {"192.0.2.1", 5060}, {503, "Service Unavailable", 30, "tt1"}, out);
+    expect(built.size <= sizeof out);
+    if (built.size != 0) {
+      const sip::Message response = sip::parse(
+          ByteSpan(reinterpret_cast<const std::uint8_t*>(out), built.size), sip::Framing::datagram);
+      expect(response.status == Status::parsed && response.kind == sip::Kind::response &&
+             response.status_code == 503 && response.size == built.size);
+      expect(sip::equal_unfolded(response.call_id, m.call_id));
+    }
     // A stream message parses the same without the bytes that follow it.
     if (how == sip::Framing::stream) {
       sip::Message alone = sip::parse(input.first(m.size), how);

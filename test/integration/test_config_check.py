@@ -300,4 +300,42 @@ def test_fragment_settings_within_range_pass(tmp_path):
     text = config_text("net_null0", SERVICES,
                        extra="fragments = { table = 64; buffer_per_worker = 8; per_source = 8; timeout = 0.1; };")
     code, out, err = check(tmp_path, text)
+@pytest.mark.parametrize("protocol, service_extra, member, message", [
+    ("udp", "", "max_sessions = 3;",
+     "services.[0].backends.[1].max_sessions: max_sessions counts SIP calls, RTSP sessions or FTP control connections"),
+    ("udp", 'dpi = "sip";', "max_connections = 3;",
+     "services.[0].backends.[1].max_connections: max_connections needs a tcp service without dpi"),
+    ("tcp", 'dpi = "ftp";', "max_connections = 3;",
+     "services.[0].backends.[1].max_connections: max_connections needs a tcp service without dpi"),
+    ("tcp", "", "max_sessions = 0;", "services.[0].backends.[1].max_sessions: 0 is out of range 1..100000000"),
+    ("udp", "admission = { rate = 5; };", "",
+     "services.[0].admission: admission needs a tcp service or dpi 'sip' over udp"),
+    ("tcp", "admission = { retry_after = 5; };", "",
+     "services.[0].admission.retry_after: retry_after needs dpi 'sip' over udp"),
+    ("udp", 'dpi = "sip"; admission = { overload = "ignore"; };', "",
+     "services.[0].admission.overload: 'ignore' is not one of: reject, drop"),
+    ("udp", 'dpi = "sip"; admission = { methods = ["BYE"]; };', "",
+     "services.[0].admission.methods.[0]: 'BYE' is not a SIP method that opens a session"),
+    ("udp", 'dpi = "sip"; admission = { client_rate = 10000001; };', "",
+     "services.[0].admission.client_rate: 10000001 is out of range 0..10000000"),
+    ("udp", 'dpi = "sip"; admission = { burst = 1; };', "",
+     "services.[0].admission.burst: unknown setting"),
+])
+def test_admission_settings_are_checked(tmp_path, protocol, service_extra, member, message):
+    services = [dict(SERVICES[0], protocol=protocol, extra=service_extra,
+                     weights={"b1": 1, "b2": f"weight = 1; {member}", "b3": 1})]
+    code, out, err = check(tmp_path, config_text("net_null0", services))
+    assert code == 1, out
+    assert message in err
+
+
+def test_admission_settings_that_fit_are_valid(tmp_path):
+    services = [dict(SERVICES[0], protocol="udp",
+                     extra='dpi = "sip"; admission = { overload = "drop"; retry_after = 0; '
+                           'methods = ["INVITE", "SUBSCRIBE"]; rate = 100; client_rate = 5; };',
+                     weights={"b1": "max_sessions = 10;", "b2": 1, "b3": 1}),
+                dict(SERVICES[0], name="web", port=80, protocol="tcp",
+                     extra='admission = { overload = "reject"; };',
+                     weights={"b1": "max_connections = 100;", "b2": 1, "b3": 1})]
+    code, out, err = check(tmp_path, config_text("net_null0", services))
     assert code == 0, err

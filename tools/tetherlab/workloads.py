@@ -17,7 +17,7 @@ class Calls:
     call; the backends must run the reinvite UAS); `scenario` another file of sip/."""
 
     def __init__(self, lab, tag, calls, rate, duration_ms=0, local_port=5070,
-                 address=CLIENT_ADDRESS, reinvite=False, scenario=None):
+                 address=CLIENT_ADDRESS, reinvite=False, scenario=None, limit=None):
         self.lab, self.tag, self.calls = lab, tag, calls
         self.address, self.local_port = address, local_port
         self.stats = lab.workdir / f"uac-{tag}.csv"
@@ -28,6 +28,7 @@ class Calls:
             lab.client,
             ["sipp", *scenario, f"{SIP_VIP}:{SIP_PORT}", "-i", address, "-bind_local",
              "-p", local_port, "-r", rate, "-m", calls, "-d", duration_ms,
+             *(["-l", limit] if limit else []),
              "-cid_str", f"{tag}-%u-%p@%s", "-nostdin", "-trace_stat", "-stf", self.stats,
              "-fd", "1", "-trace_err", "-error_file", lab.workdir / f"uac-{tag}.err",
              "-timeout", "90", "-timeout_error"],
@@ -36,9 +37,13 @@ class Calls:
     def wait(self, timeout=120):
         """(sipp's exit code, successful calls, failed calls)."""
         code = self.proc.wait(timeout=timeout)
-        header, *rows = self.stats.read_text().splitlines()
-        last = dict(zip(header.split(";"), rows[-1].split(";")))
+        last = self.statistics()
         return code, int(last["SuccessfulCall(C)"]), int(last["FailedCall(C)"])
+
+    def statistics(self):
+        """sipp's last statistics row: column -> value."""
+        header, *rows = self.stats.read_text().splitlines()
+        return dict(zip(header.split(";"), rows[-1].split(";")))
 
     def placement(self):
         """Call-ID -> backend -> methods received there, for this run's calls."""
