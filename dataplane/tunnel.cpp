@@ -5,11 +5,11 @@
 namespace tether::dataplane {
 namespace {
 
+using parsers::kProtoIcmp;
+using parsers::kProtoIcmpv6;
+using parsers::kProtoUdp;
 constexpr std::uint8_t kProtoIpv4InIp = 4;   // IANA protocol numbers: IP in IP (RFC 2003)
 constexpr std::uint8_t kProtoIpv6InIp = 41;  // IPv6 (RFC 2473, RFC 4213)
-constexpr std::uint8_t kProtoUdp = 17;
-constexpr std::uint8_t kProtoIcmp = 1;
-constexpr std::uint8_t kProtoIcmpv6 = 58;
 
 void put16(std::uint8_t* at, std::uint32_t value) {
   at[0] = static_cast<std::uint8_t>(value >> 8);

@@ -40,9 +40,9 @@ struct TunnelEndpoint {
   std::uint16_t gue_port = 6080;
 };
 
-inline constexpr std::size_t kIpv4HeaderLength = 20;
+inline constexpr std::size_t kIpv4HeaderLength = parsers::kIpv4MinHeader;  // no options
 inline constexpr std::size_t kIpv6HeaderLength = 40;
-inline constexpr std::size_t kUdpHeaderLength = 8;
+inline constexpr std::size_t kUdpHeaderLength = parsers::kUdpHeader;
 inline constexpr std::uint8_t kOuterHopLimit = 64;
 // The least IP packet every link carries: an ICMP error quotes as much of the packet it is
 // about as fits in one (RFC 1812 4.3.2.3 for IPv4, RFC 4443 2.4 (c) for IPv6).

@@ -12,7 +12,7 @@
 namespace tether::dataplane {
 namespace {
 
-constexpr std::uint16_t kEtherTypeIpv4 = 0x0800;
+constexpr std::uint16_t kEtherTypeIpv4 = parsers::kEthIpv4;
 constexpr std::uint16_t kEtherTypeIpv6 = 0x86dd;
 
 // The Ethernet header's length, with its 802.1Q/802.1ad tags, as parse_frame accepted it.
