@@ -165,7 +165,8 @@ def test_each_encapsulation_is_byte_exact(tunnel_run):
     for service, frames in sent.items():
         for frame in frames:
             # The output frame that carries this one's IP packet (a flow's two are alike).
-            carriers = [f for f in tunnelled if f.endswith(inner_packet(frame))]
+            inner = inner_packet(frame)
+            carriers = [f for f in tunnelled if f.endswith(inner)]
             assert carriers, service
             check_tunnelled(service, carriers[0], frame)
     smallest = min(len(inner_packet(f)) for f in sent["ipip4"])
