@@ -24,6 +24,12 @@ entry makes reachable through that interface, and the frames leave through the i
 same round, the events the workers queued and lost, and the records and messages sent, and
 fails when a sync-on run sent no record (or a sync-off run queued an event).
 
+The machine must be quiet: every run measures the CPU time that other processes (and the
+hypervisor's steal) took during its measured window and warns above a tenth of a CPU, and a
+round whose io ceiling is more than 15% off the median of the rounds is played again (at most
+as many times as there are rounds), so one busy moment does not decide a ratio. The warnings
+are printed with the table and kept in the JSON.
+
 Usage: tools/bench [--quick] [--rounds N] [--seconds S] [--warmup S] [--out DIR]
                    [--compare TETHERD]... [SCENARIO...]
        tools/bench --sync [--sync-max-rate N] [--sync-flow-threshold N] [...] [SCENARIO...]
@@ -384,6 +390,85 @@ def stop_group(proc, signum, timeout):
         proc.communicate()
 
 
+# -- a quiet machine ----------------------------------------------------------------------
+# Other processes' CPU during a measured window above this (CPUs) makes a warning: a quiet
+# machine shows a few hundredths (kernel threads, this script's own sampling).
+QUIET_OTHERS_CPUS = 0.10
+# A round whose io ceiling is further than this from the rounds' median is played again.
+IO_DEVIATION = 0.15
+warnings_given = []
+
+
+def warn(text):
+    warnings_given.append(text)
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def process_group_cpu_ticks(groups):
+    """CPU ticks (user + system, all threads) of the processes in these process groups."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) in groups:  # pgrp; utime and stime follow at 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def machine_busy_ticks():
+    """CPU ticks every CPU spent not idle since boot, the hypervisor's steal included."""
+    with open("/proc/stat") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
+    return user + nice + system + irq + softirq + steal
+
+
+class OtherLoad:
+    """The CPU time other processes took while a measured program ran: the machine's busy
+    time less that of the program's process group and of this script's own."""
+
+    def __init__(self, pid):
+        self.groups = {os.getpgid(pid), os.getpgrp()}
+        self.started = None
+
+    def begin(self):
+        self.started = (time.monotonic(), machine_busy_ticks(), process_group_cpu_ticks(self.groups))
+
+    def end(self):
+        """Other processes' CPUs on average since begin() (1.0: one CPU all the time)."""
+        t0, busy0, own0 = self.started
+        t1, busy1, own1 = time.monotonic(), machine_busy_ticks(), process_group_cpu_ticks(self.groups)
+        ticks = (busy1 - busy0) - (own1 - own0)
+        return max(0.0, ticks / os.sysconf("SC_CLK_TCK") / max(1e-3, t1 - t0))
+
+
+def check_quiet(others_cpus, what):
+    if others_cpus > QUIET_OTHERS_CPUS:
+        warn(f"the machine was not quiet during {what}: other processes took {others_cpus:.2f} of "
+             f"its {os.cpu_count()} CPUs; measure on a quiet machine")
+
+
+def steady_rounds(key, count, play, io_mpps):
+    """Plays rounds 0..count-1 (`play(n)` gives a round's figures, `io_mpps` its io ceiling)
+    and plays again a round whose io ceiling is more than IO_DEVIATION off the rounds'
+    median, the furthest first, at most `count` times in all."""
+    played = [play(n) for n in range(count)]
+    for _ in range(count if count >= 2 else 0):
+        median = statistics.median(io_mpps(r) for r in played)
+        furthest = max(range(count), key=lambda n: abs(io_mpps(played[n]) / median - 1))
+        deviation = io_mpps(played[furthest]) / median - 1
+        if abs(deviation) <= IO_DEVIATION:
+            break
+        warn(f"{key} round {furthest + 1}: io {io_mpps(played[furthest]):.2f} Mpps is {100 * deviation:+.0f}% "
+             f"off the rounds' median ({median:.2f}): played again")
+        played[furthest] = play(furthest)
+    return played
+
+
 def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds):
     """Forwarded packets per second (port 1's Tx-pps, median over the measured seconds)."""
     args = [TESTPMD, "-l", "0,1", *memory.eal("bench_pmd"), "--log-level=lib.*:error"]
@@ -397,6 +482,8 @@ def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds):
     samples, port, started = [], None, None
     deadline = time.monotonic() + 120
     output = []
+    others = OtherLoad(proc.pid)
+    others.begin()  # again at every sample of the warm-up: the window ends at the last one
     try:
         for line in proc.stdout:
             output.append(line)
@@ -408,15 +495,19 @@ def run_testpmd(mode, pcap, packets, scenario, memory, warmup, seconds):
             if tx and port == 1 and started is not None:
                 if time.monotonic() - started > warmup:
                     samples.append(int(tx.group(1)))
+                else:
+                    others.begin()
                 if len(samples) >= max(1, round(seconds)):
                     break
             if time.monotonic() > deadline:
                 break
+        others_cpus = others.end() if samples else 0.0  # while testpmd runs: its ticks leave with it
     finally:  # also when interrupted: an orphaned testpmd would spin a core forever
         stop_group(proc, signal.SIGINT, 30)
     if not samples:
         raise RuntimeError(f"testpmd {mode} reported nothing:\n" + "".join(output[-30:]))
-    return {"mpps": statistics.median(samples) / 1e6}
+    check_quiet(others_cpus, f"testpmd {mode} on {scenario.key}")
+    return {"mpps": statistics.median(samples) / 1e6, "others_cpus": others_cpus}
 
 
 def tetherd_config(pcap, scenario, packets, memory, sync_lab=None, sync_on=False):
@@ -479,9 +570,13 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
             drops = sum(counters["drops"].values())
             return time.monotonic(), worker, counters, drops, worker_cpu_seconds(daemon.proc.pid)
 
+        others = OtherLoad(daemon.proc.pid)
+        others.begin()
         t0, w0, c0, d0, cpu0 = sample()
         time.sleep(seconds)
         t1, w1, c1, d1, cpu1 = sample()
+        others_cpus = others.end()
+        check_quiet(others_cpus, f"tetherd on {scenario.key}")
         elapsed = t1 - t0
         received = w1["rx_packets"] - w0["rx_packets"]
         forwarded = w1["tx_packets"] - w0["tx_packets"]
@@ -502,6 +597,7 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
             "messages_inspected_per_s": inspected / elapsed,
             "bytes_per_flow": memory_figures["flow_table_bytes"] / max(1, memory_figures["flow_table_entries"]),
             "bytes_per_session": memory_figures["session_table_bytes"] / max(1, memory_figures["session_table_entries"]),
+            "others_cpus": others_cpus,
         }
         if sync_lab:
             rate = lambda section, name: (c1[section][name] - c0[section][name]) / elapsed  # noqa: E731
@@ -697,32 +793,33 @@ def main():
             memory.release()
         shutil.rmtree(workdir, ignore_errors=True)
 
+    warnings_text = "".join(f"\nwarning: {w}" for w in warnings_given)
     if args.sync:
-        text = sync_table(results, memory, lab)
+        text = sync_table(results, memory, lab) + warnings_text
         print()
         print(text)
         (out_dir / "sync.json").write_text(json.dumps(
             {"memory": memory.reason, "rounds": rounds, "seconds": seconds, "warmup": warmup,
              "quick": args.quick, "max_rate": lab.max_rate, "flow_threshold": lab.flow_threshold,
-             "namespace": lab.namespace,
+             "namespace": lab.namespace, "warnings": warnings_given,
              "scenarios": results}, indent=2))
         (out_dir / "sync.txt").write_text(text + "\n")
         print(f"\nwrote {out_dir / 'sync.json'}")
         return 0
     if args.compare:
-        text = compare_table(compared)
+        text = compare_table(compared) + warnings_text
         print()
         print(text)
         (out_dir / "compare.json").write_text(json.dumps(
             {"memory": memory.reason, "rounds": rounds, "seconds": seconds, "warmup": warmup,
-             "quick": args.quick, "scenarios": compared}, indent=2))
+             "quick": args.quick, "warnings": warnings_given, "scenarios": compared}, indent=2))
         print(f"\nwrote {out_dir / 'compare.json'}")
         return 0
-    text = table(results, memory)
+    text = table(results, memory) + warnings_text
     print()
     print(text)
     report = {"memory": memory.reason, "rounds": rounds, "seconds": seconds, "warmup": warmup,
-              "quick": args.quick, "scenarios": results}
+              "quick": args.quick, "warnings": warnings_given, "scenarios": results}
     (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
     (out_dir / "bench.txt").write_text(text + "\n")
     png = chart(results, out_dir)
@@ -734,14 +831,16 @@ def measure_scenarios(chosen, pcaps, workdir, memory, rounds, warmup, seconds):
     """io, 5tswap and tetherd on every scenario, round after round: the main table's figures."""
     results = []
     for s in chosen:
-        per_round = {"io": [], "5tswap": [], "tether": []}
-        for n in range(rounds):
-            per_round["io"].append(run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds))
-            per_round["5tswap"].append(run_testpmd("5tswap", pcaps[s.key], s.packets, s, memory, warmup, seconds))
-            per_round["tether"].append(run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds))
-            print(f"  {s.key} round {n + 1}: io {per_round['io'][-1]['mpps']:.2f}, 5tswap "
-                  f"{per_round['5tswap'][-1]['mpps']:.2f}, tether {per_round['tether'][-1]['mpps']:.2f} Mpps",
-                  flush=True)
+        def play(n):
+            figures = {"io": run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds),
+                       "5tswap": run_testpmd("5tswap", pcaps[s.key], s.packets, s, memory, warmup, seconds),
+                       "tether": run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds)}
+            print(f"  {s.key} round {n + 1}: io {figures['io']['mpps']:.2f}, 5tswap {figures['5tswap']['mpps']:.2f}, "
+                  f"tether {figures['tether']['mpps']:.2f} Mpps", flush=True)
+            return figures
+
+        played = steady_rounds(s.key, rounds, play, lambda r: r["io"]["mpps"])
+        per_round = {run: [r[run] for r in played] for run in ("io", "5tswap", "tether")}
         summary = {
             "key": s.key, "title": s.title, "packets_in_pcap": s.packets,
             "io": {"mpps": median_of(per_round["io"], "mpps")},
@@ -764,16 +863,21 @@ def compare_builds(builds, chosen, pcaps, workdir, memory, rounds, warmup, secon
     """Each build's Mpps by round, run in turn after testpmd's io within every round."""
     results = []
     for s in chosen:
-        io, mpps = [], [[] for _ in builds]
-        for n in range(rounds):
-            io.append(run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds)["mpps"])
+        def play(n):
+            io = run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds)["mpps"]
+            builds_mpps = [0.0] * len(builds)
             # Reversed every other round: a build's place in the round is not a constant bias.
-            order = list(zip(mpps, builds))
-            for runs, build in order if n % 2 == 0 else reversed(order):
-                runs.append(run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds,
-                                        tetherd=build)["mpps"])
-            print(f"  {s.key} round {n + 1}: io {io[-1]:.2f}, tetherd "
-                  + ", ".join(f"{runs[-1]:.2f}" for runs in mpps) + " Mpps", flush=True)
+            order = list(enumerate(builds))
+            for i, build in order if n % 2 == 0 else reversed(order):
+                builds_mpps[i] = run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds,
+                                             tetherd=build)["mpps"]
+            print(f"  {s.key} round {n + 1}: io {io:.2f}, tetherd "
+                  + ", ".join(f"{m:.2f}" for m in builds_mpps) + " Mpps", flush=True)
+            return io, builds_mpps
+
+        played = steady_rounds(s.key, rounds, play, lambda r: r[0])
+        io = [r[0] for r in played]
+        mpps = [[r[1][i] for r in played] for i in range(len(builds))]
         results.append({"key": s.key, "title": s.title, "io_mpps": io, "builds": [
             {"tetherd": build, "mpps": runs, "median_mpps": statistics.median(runs),
              "ratio_io": statistics.median(m / i for m, i in zip(runs, io)),
@@ -799,15 +903,18 @@ def measure_sync(chosen, pcaps, workdir, memory, rounds, warmup, seconds, lab):
     round."""
     results = []
     for s in chosen:
-        io, runs = [], {False: [], True: []}
-        for n in range(rounds):
-            io.append(run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds)["mpps"])
+        def play(n):
+            figures = {"io": run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds)["mpps"]}
             for sync_on in (False, True) if n % 2 == 0 else (True, False):
-                runs[sync_on].append(run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds,
-                                                 sync_lab=lab, sync_on=sync_on))
-            on = runs[True][-1]
-            print(f"  {s.key} round {n + 1}: io {io[-1]:.2f}, sync off {runs[False][-1]['mpps']:.2f}, "
-                  f"sync on {on['mpps']:.2f} Mpps; {sync_line(on['sync_totals'])}", flush=True)
+                figures[sync_on] = run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds,
+                                               sync_lab=lab, sync_on=sync_on)
+            print(f"  {s.key} round {n + 1}: io {figures['io']:.2f}, sync off {figures[False]['mpps']:.2f}, "
+                  f"sync on {figures[True]['mpps']:.2f} Mpps; {sync_line(figures[True]['sync_totals'])}", flush=True)
+            return figures
+
+        played = steady_rounds(s.key, rounds, play, lambda r: r["io"])
+        io = [r["io"] for r in played]
+        runs = {sync_on: [r[sync_on] for r in played] for sync_on in (False, True)}
         off_mpps = [r["mpps"] for r in runs[False]]
         on_mpps = [r["mpps"] for r in runs[True]]
         per_second = ("sync_events_per_s", "sync_events_lost_per_s", "sync_records_sent_per_s",
