@@ -75,7 +75,11 @@ class Counter {
   X(fragment_timeout)       /* waited for its first fragment or its reassembly longer than the timeout */ \
   X(fragment_buffer_full)   /* the worker held as many fragments as its buffer takes */       \
   X(fragment_source_limit)  /* the worker held per_source fragments from its source address */ \
-  X(fragment_too_large)     /* a SIP datagram to reassemble longer than 16 KB */
+  X(fragment_too_large)     /* a SIP datagram to reassemble longer than 16 KB */ \
+  /* a packet of an ipip or gue service (dataplane/tunnel.hpp) that could not be wrapped: */  \
+  X(tunnel_too_big_rate_limited)  /* over the port's MTU once wrapped, the ICMP error beyond its rate */ \
+  X(tunnel_too_big_unanswerable)  /* over the MTU, an ICMP error or later fragment: no error about it */ \
+  X(tunnel_unwrappable)           /* no headroom in its buffer, or no whole IP packet to wrap */
 
 #define TETHER_SESSION_PROTOCOLS(X) X(sip) X(rtsp) X(ftp)
 
@@ -159,6 +163,9 @@ constexpr const char* to_string(DpiFallback reason) { return names::of(names::dp
     "SIP datagrams reassembled to read a Call-ID beyond their first fragment.")              \
   X(fragment_table_full, "",                                                                  \
     "First fragments routed with no room in the fragment table: their datagram's rest times out.") \
+  X(tunnelled, "_packets", "Packets sent to a backend wrapped in a tunnel (ipip or gue).")    \
+  X(icmp_too_big_sent, "",                                                                    \
+    "ICMP fragmentation-needed and ICMPv6 packet-too-big errors sent to clients whose packet would exceed the port's MTU once wrapped.") \
   X(sync_events, "", "Session changes and flows queued for state sync.")                    \
   X(sync_events_lost, "", "Session changes and flows for state sync the ring had no room for.") \
   X(flows_from_sync, "", "Flows new to this instance placed where a peer's synced flow says.") \
