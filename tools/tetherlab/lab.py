@@ -19,6 +19,11 @@ spare backend b4 runs the same servers, outside every service until a run adds i
 With instances=N (2 or 3) N tetherd instances run so behind the router, all active, each
 with its own BIRD announcing the VIPs to the router's (tier.py: the tier of `tools/run
 --instances`); b4 as with pair=True.
+
+With tunnel="ipip" or "gue" the backends sit behind the router on a subnet of their own
+(namespaces.py), each with tether's XDP decapsulator on its eth0 (decap.py); tetherd runs
+lab_config_tunnel's configuration (its gateway the router) and a capture on the router's
+leg toward the backends shows what crossed it (link_capture, link_packets).
 """
 import collections
 import functools
@@ -31,6 +36,7 @@ import time
 from pathlib import Path
 
 from .config import config_text, lab_port
+from .decap import attach_decapsulator
 from .namespaces import Namespaces, run
 from .routing import Bird, peer_protocol, tier_configs
 from .servers import RTSP_SERVER, SIP_SCENARIOS, TCP_SERVER, VSFTPD_CONF, parse_sipp_requests
@@ -46,9 +52,9 @@ MEDIA_RANGES = {**RTSP_PORTS, **SPARE_RTSP_PORTS}
 class Lab(Namespaces):
     """The namespaces, the servers each backend runs, and the lab's tetherd."""
 
-    def __init__(self, workdir, tag=None, tap=False, pair=False, instances=None):
+    def __init__(self, workdir, tag=None, tap=False, pair=False, instances=None, tunnel=None):
         super().__init__(workdir, tag, router=(tap and not pair) or bool(instances),
-                         instances=instances or (2 if pair else 1))
+                         instances=instances or (2 if pair else 1), tunnel=tunnel)
         self.tap = tap or pair or bool(instances)
         self.birds = {}  # "lb", "router" (a tier: "lb-a", "lb-b"...) -> Bird
         self.tcp_servers = {}  # backend -> Popen
@@ -58,9 +64,13 @@ class Lab(Namespaces):
         self.captures = {}  # backend -> Popen (tcpdump)
         self.ftp_sha256 = None  # of FTP_FILE, once create() wrote it
         self.tetherds_started = 0
+        self.link_capture_file = None  # the router's capture toward the backends (tunnel labs)
 
     def create(self):
         super().create()
+        if self.tunnel:  # the decapsulator takes both encapsulations, on tetherd's gue_port
+            for ns in self.backend_ns.values():
+                attach_decapsulator(ns)
         for name, (address, _mac) in self.backends.items():
             # The servers listen on the VIPs only (their replies must come from the VIP);
             # tetherd's health checks go to the backend's own address, so that is mapped
@@ -198,6 +208,26 @@ class Lab(Namespaces):
         """The gateways of the router kernel's route to `vip` (one, or a multipath route's
         every nexthop), as a set of addresses (empty if none)."""
         return set(re.findall(r"\bvia (\S+)", self.router_route(vip)))
+
+    def start_link_capture(self, timeout=15):
+        """A tunnel lab: tcpdump on the router's leg toward the backends (eth1), every IPv4
+        frame it sends them, headers only, into link.pcap (see link_packets)."""
+        self.link_capture_file = self.workdir / "link.pcap"
+        err_path = self.workdir / "link.err"
+        with open(err_path, "a") as err:
+            proc = self.popen(self.router, ["tcpdump", "-i", "eth1", "-n", "-Q", "out", "-p", "-s", "128",
+                                            "-U", "-w", self.link_capture_file, "ip"], stderr=err)
+        deadline = time.monotonic() + timeout
+        while "listening on" not in err_path.read_text():
+            assert proc.poll() is None, f"tcpdump on the router: {err_path.read_text()}"
+            assert time.monotonic() < deadline, "tcpdump on the router did not start"
+            time.sleep(0.05)
+        return proc
+
+    def link_packets(self, pcap_filter):
+        """How many frames of the router's capture toward the backends match `pcap_filter`."""
+        result = run("tcpdump", "-n", "-r", self.link_capture_file, pcap_filter, check=False)
+        return len(result.stdout.splitlines())
 
     def server_logs(self, prefix):
         """backend -> the text of its log PREFIX-NAME.log, "" while there is none."""
