@@ -119,6 +119,7 @@ static __always_inline int decapsulate(struct xdp_md *ctx, __u32 strip, __be16 i
 // payload from it on.
 static __always_inline int gue(struct xdp_md *ctx, struct udphdr *udp, void *data_end,
                                __u32 outer_header, __u32 udp_length) {
+  if ((void *)(udp + 1) > data_end) return count(MALFORMED, XDP_DROP);  // again, for the verifier
   if (bpf_ntohs(udp->len) != udp_length || udp_length < sizeof(*udp)) return count(MALFORMED, XDP_DROP);
   __u8 *payload = (__u8 *)(udp + 1);
   if ((void *)(payload + 1) > data_end) return count(MALFORMED, XDP_DROP);
@@ -133,18 +134,17 @@ static __always_inline int outer_ipv4(struct xdp_md *ctx, struct iphdr *ip, void
   if (ip->protocol != IPPROTO_IPIP && ip->protocol != IPPROTO_IPV6 && ip->protocol != IPPROTO_UDP)
     return count(NOT_TUNNELLED, XDP_PASS);
   __u32 header = ip->ihl * 4;
+  if (ip->protocol == IPPROTO_UDP) {  // only UDP to the GUE port is ours to judge
+    struct udphdr *udp = (void *)ip + header;
+    if (header < sizeof(*ip) || (void *)(udp + 1) > data_end || udp->dest != bpf_htons(gue_port()))
+      return count(NOT_TUNNELLED, XDP_PASS);
+  }
   __u32 total = bpf_ntohs(ip->tot_len);
   if (ip->version != 4 || header < sizeof(*ip) || total < header || total > frame_left)
     return count(MALFORMED, XDP_DROP);
+  if (ip->frag_off & bpf_htons(0x3fff)) return count(MALFORMED, XDP_DROP);  // tetherd never fragments
   void *payload = (void *)ip + header;
-  if (ip->protocol == IPPROTO_UDP) {
-    struct udphdr *udp = payload;
-    if ((void *)(udp + 1) > data_end) return count(NOT_TUNNELLED, XDP_PASS);  // the stack judges it
-    if (udp->dest != bpf_htons(gue_port())) return count(NOT_TUNNELLED, XDP_PASS);
-    if (ip->frag_off & bpf_htons(0x3fff)) return count(MALFORMED, XDP_DROP);  // tetherd never fragments
-    return gue(ctx, udp, data_end, header, total - header);
-  }
-  if (ip->frag_off & bpf_htons(0x3fff)) return count(MALFORMED, XDP_DROP);
+  if (ip->protocol == IPPROTO_UDP) return gue(ctx, payload, data_end, header, total - header);
   __be16 inner = inner_packet(payload, data_end, total - header);
   if (!inner || (inner == bpf_htons(ETH_P_IP)) != (ip->protocol == IPPROTO_IPIP))
     return count(MALFORMED, XDP_DROP);
@@ -156,15 +156,13 @@ static __always_inline int outer_ipv6(struct xdp_md *ctx, struct ipv6hdr *ip6, v
   __u8 next = ip6->nexthdr;
   if (next != IPPROTO_IPIP && next != IPPROTO_IPV6 && next != IPPROTO_UDP)
     return count(NOT_TUNNELLED, XDP_PASS);  // extension headers included: tetherd sends none
+  void *payload = ip6 + 1;
+  struct udphdr *udp = payload;
+  if (next == IPPROTO_UDP && ((void *)(udp + 1) > data_end || udp->dest != bpf_htons(gue_port())))
+    return count(NOT_TUNNELLED, XDP_PASS);  // only UDP to the GUE port is ours to judge
   __u32 payload_length = bpf_ntohs(ip6->payload_len);
   if (ip6->version != 6 || sizeof(*ip6) + payload_length > frame_left) return count(MALFORMED, XDP_DROP);
-  void *payload = ip6 + 1;
-  if (next == IPPROTO_UDP) {
-    struct udphdr *udp = payload;
-    if ((void *)(udp + 1) > data_end) return count(NOT_TUNNELLED, XDP_PASS);
-    if (udp->dest != bpf_htons(gue_port())) return count(NOT_TUNNELLED, XDP_PASS);
-    return gue(ctx, udp, data_end, sizeof(*ip6), payload_length);
-  }
+  if (next == IPPROTO_UDP) return gue(ctx, udp, data_end, sizeof(*ip6), payload_length);
   __be16 inner = inner_packet(payload, data_end, payload_length);
   if (!inner || (inner == bpf_htons(ETH_P_IP)) != (next == IPPROTO_IPIP)) return count(MALFORMED, XDP_DROP);
   return decapsulate(ctx, sizeof(*ip6), inner, DECAPSULATED_IPIP);

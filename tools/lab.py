@@ -57,13 +57,11 @@ import time
 from pathlib import Path
 
 from tetherlab.config import Kernel, lab_config_on_tap, lab_config_tunnel
-from tetherlab.decap import decap_counters
 from tetherlab.failover import ADVERT_INT, Pair, Probe, failover_scenario
 from tetherlab.lab import Lab
 from tetherlab.namespaces import remove_stale_labs
 from tetherlab.tier import Tier, tier_scenario
-from tetherlab.topology import (ANNOUNCED_PREFIX, BACKENDS, CLIENT_ADDRESSES, GUE_PORT, INSTANCES, LAB_CONFIG, REPO,
-                                SIP_VIP, TUNNEL_BACKENDS)
+from tetherlab.topology import BACKENDS, CLIENT_ADDRESSES, INSTANCES, LAB_CONFIG, REPO, SIP_VIP
 from tetherlab.workloads import Calls, Streams, ftp_downloads, rtcp_placement
 
 PROTOCOLS = ("sip", "ftp", "rtsp")
@@ -204,14 +202,11 @@ def report(r, elapsed, port, forwarding="DSR"):
                 or r["streams_failed"] or r["rtcp_misrouted"])
 
 
-ENCAPSULATED = {"ipip": "ip proto 4", "gue": f"udp dst port {GUE_PORT}"}
-
-
 def tunnel_report(lab, before):
     """With --tunnel: each backend's decapsulator counters over the workload (`before`: at its
     start) and what the router sent it, encapsulated or plain to a VIP; whether every backend
     received its traffic encapsulated only and decapsulated it all."""
-    encapsulated = ENCAPSULATED[lab.tunnel]
+    traffic = lab.tunnel_traffic(lab.tunnel, before)
     print(f"\ntunnel ({lab.tunnel}): the backends' XDP decapsulators (tether-decap counters, over the "
           f"workload) | what the router sent each backend (tcpdump on its leg toward them)")
     header = (f"{'backend':8} {'address':>12} {'decap ipip':>10} {'decap gue':>9} {'not tunnelled':>13} "
@@ -219,16 +214,12 @@ def tunnel_report(lab, before):
     print(header)
     print("-" * len(header))
     ok = True
-    for name, ns in lab.backend_ns.items():
-        address = TUNNEL_BACKENDS[name][0]
-        after = decap_counters(ns)
-        moved = {k: after[k] - before[name][k] for k in after}
-        wrapped = lab.link_packets(f"dst host {address} and {encapsulated}")
-        plain = lab.link_packets(f"dst net {ANNOUNCED_PREFIX}")
-        print(f"{name:8} {address:>12} {moved['decapsulated_ipip']:>10} {moved['decapsulated_gue']:>9} "
-              f"{moved['not_tunnelled']:>13} {moved['malformed']:>9} | {wrapped:>12} {plain:>14}")
-        decapsulated = moved["decapsulated_ipip" if lab.tunnel == "ipip" else "decapsulated_gue"]
-        ok = ok and wrapped > 0 and decapsulated >= wrapped and moved["malformed"] == 0 and plain == 0
+    for name, t in traffic.items():
+        print(f"{name:8} {lab.backends[name][0]:>12} {t['decapsulated_ipip']:>10} {t['decapsulated_gue']:>9} "
+              f"{t['not_tunnelled']:>13} {t['malformed']:>9} | {t['encapsulated']:>12} {t['plain to a VIP']:>14}")
+        decapsulated = t[f"decapsulated_{lab.tunnel}"]
+        ok = (ok and t["encapsulated"] > 0 and decapsulated >= t["encapsulated"] and t["malformed"] == 0
+              and t["plain to a VIP"] == 0)
     return ok
 
 
@@ -401,7 +392,7 @@ def run_single(lab, args, workdir):
     tetherd.wait_until(lambda b: all(x["healthy"] for x in b.values()), 20, "all backends healthy")
     print("lab: all backends up; playing the workload", flush=True)
     start = time.monotonic()
-    decap_before = {name: decap_counters(ns) for name, ns in lab.backend_ns.items()} if args.tunnel else None
+    decap_before = lab.decap_counters() if args.tunnel else None
     figures = workload(lab, tetherd, args)
     ok = report(figures, time.monotonic() - start, port, forwarding)
     if args.tunnel:

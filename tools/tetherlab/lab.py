@@ -36,16 +36,18 @@ import time
 from pathlib import Path
 
 from .config import config_text, lab_port
-from .decap import attach_decapsulator
+from .decap import attach_decapsulator, decap_counters
 from .namespaces import Namespaces, run
 from .routing import Bird, peer_protocol, tier_configs
 from .servers import RTSP_SERVER, SIP_SCENARIOS, TCP_SERVER, VSFTPD_CONF, parse_sipp_requests
 from .tetherd import Tetherd
 from .topology import (ANNOUNCED_PREFIX, BACKENDS, FTP_FILE, FTP_FILE_SIZE, FTP_PASSIVE, FTP_PORT, FTP_VIP,
-                       REPO, RTSP_PORT, RTSP_PORTS, RTSP_VIP, SIP_PORT, SIP_VIP, SPARE_FTP_PASSIVE,
+                       GUE_PORT, REPO, RTSP_PORT, RTSP_PORTS, RTSP_VIP, SIP_PORT, SIP_VIP, SPARE_FTP_PASSIVE,
                        SPARE_RTSP_PORTS, TCP_PORT)
 
 PASSIVE_RANGES = {**FTP_PASSIVE, **SPARE_FTP_PASSIVE}
+# pcap filters: a frame of each tunnel forwarding's encapsulation
+ENCAPSULATED = {"ipip": "ip proto 4", "gue": f"udp dst port {GUE_PORT}"}
 MEDIA_RANGES = {**RTSP_PORTS, **SPARE_RTSP_PORTS}
 
 
@@ -228,6 +230,24 @@ class Lab(Namespaces):
         """How many frames of the router's capture toward the backends match `pcap_filter`."""
         result = run("tcpdump", "-n", "-r", self.link_capture_file, pcap_filter, check=False)
         return len(result.stdout.splitlines())
+
+    def decap_counters(self):
+        """backend -> its decapsulator's counters (tether-decap counters)."""
+        return {name: decap_counters(ns) for name, ns in self.backend_ns.items()}
+
+    def tunnel_traffic(self, forwarding, before):
+        """backend -> what its decapsulator counted since `before` (decap_counters()) and
+        what the router sent it since the capture started: frames of `forwarding`'s
+        encapsulation ("encapsulated") and frames to a VIP not encapsulated ("plain to a
+        VIP", for the whole link)."""
+        plain = self.link_packets(f"dst net {ANNOUNCED_PREFIX}")
+        result = {}
+        for name, after in self.decap_counters().items():
+            address = self.backends[name][0]
+            result[name] = {**{k: v - before[name][k] for k, v in after.items()},
+                            "encapsulated": self.link_packets(f"dst host {address} and {ENCAPSULATED[forwarding]}"),
+                            "plain to a VIP": plain}
+        return result
 
     def server_logs(self, prefix):
         """backend -> the text of its log PREFIX-NAME.log, "" while there is none."""
