@@ -18,7 +18,6 @@ const char* to_string(Protocol protocol) { return protocol == Protocol::tcp ? "t
 const char* to_string(std::optional<SessionProtocol> dpi) {
   return dpi ? dataplane::to_string(*dpi) : "none";
 }
-const char* to_string(Forwarding) { return "dsr"; }
 const char* to_string(KernelDriver driver) { return driver == KernelDriver::tap ? "tap" : "virtio-user"; }
 
 std::optional<MetricsConfig> parse_listen(std::string_view text) {

@@ -37,13 +37,19 @@ enum class Protocol : std::uint8_t { tcp, udp };
 enum class Scheduler : std::uint8_t { TETHER_SCHEDULERS(TETHER_NAMED_ENUMERATOR) };
 TETHER_ENUM_NAMES(Scheduler, TETHER_SCHEDULERS)
 
-enum class Forwarding : std::uint8_t { dsr };
+// How a service's packets reach their backend (README "Tunnel forwarding"): dsr rewrites the
+// MACs only (the backend is on the port's segment); ipip wraps the packet in an IP header to
+// the backend's address (IPv4 in IPv4, IPv6 in IPv6, IPv6 in IPv4 for an IPv4-only backend);
+// gue puts it in UDP (GUE variant 1, direct IP over UDP) with the flow's entropy in the
+// outer source port. The enum's order is the dataplane's (dataplane/tunnel.hpp).
+#define TETHER_FORWARDINGS(X) X(dsr, "dsr") X(ipip, "ipip") X(gue, "gue")
+enum class Forwarding : std::uint8_t { TETHER_FORWARDINGS(TETHER_NAMED_ENUMERATOR) };
+TETHER_ENUM_NAMES(Forwarding, TETHER_FORWARDINGS)
 // What a service's signalling is inspected for (see README "Session awareness"): the same
 // enum that indexes the per-protocol counters; no value (dpi "none") inspects nothing.
 using dataplane::SessionProtocol;
 
 const char* to_string(Protocol protocol);
-const char* to_string(Forwarding forwarding);
 const char* to_string(std::optional<SessionProtocol> dpi);
 
 // The port's kernel interface (the exception path): a TAP interface that takes every frame
@@ -63,6 +69,20 @@ struct KernelInterfaceConfig {
   bool operator==(const KernelInterfaceConfig&) const = default;
 };
 
+// A static route of a port: backends within `prefix`/`length` are reached through `via`.
+struct RouteConfig {
+  IpBytes prefix;
+  std::uint8_t length;  // of the prefix, in the family's own bits (24 for 198.51.100.0/24)
+  IpBytes via;
+  bool operator==(const RouteConfig&) const = default;
+};
+
+// The IANA-registered port of GUE (the service name "gue", 6080/udp), which Katran uses too.
+// GLB's director defaults to 19523: set `tunnel.gue_port` to match the backends'.
+inline constexpr std::uint16_t kGuePort = 6080;
+// An Ethernet link's MTU. 1280, IPv6's minimum link MTU, is the least a port may have.
+inline constexpr std::uint16_t kDefaultMtu = 1500;
+
 struct PortConfig {
   std::string name;
   std::string device;  // PCI address or vdev string ("net_pcap0,rx_pcap=in.pcap,...")
@@ -72,11 +92,30 @@ struct PortConfig {
   std::vector<std::uint8_t> prefix_lengths;
   std::optional<std::uint32_t> mbufs;  // default: Config::mbufs_per_port
   std::optional<KernelInterfaceConfig> kernel;
+  // The largest IP packet the port's link carries: a tunnelled packet that would exceed it
+  // once wrapped is refused with ICMP "fragmentation needed" / "packet too big".
+  std::uint16_t mtu = kDefaultMtu;
+  // How backends off the port's segment are reached (control/routes.hpp): the default
+  // gateway of each family, and static routes; the next hop's MAC is resolved by ARP/ND.
+  std::vector<IpBytes> gateways;  // at most one per family
+  std::vector<RouteConfig> routes;
+  // The outer source of tunnelled packets, at most one per family (default: the port's
+  // first address of the family), and the UDP port GUE packets go to.
+  std::vector<IpBytes> tunnel_sources;
+  std::uint16_t gue_port = kGuePort;
   bool operator==(const PortConfig&) const = default;
 };
 
 // The prefix length of the port's address `index` on its kernel interface.
 std::uint8_t prefix_length(const PortConfig& port, std::size_t index);
+// The address the packets of a backend on `port` are sent to at layer 2 (whose MAC ARP/ND
+// resolve): the `via` of the longest static route or on-link prefix of the port that holds
+// the backend (on-link: the backend itself), else the port's gateway of the backend's family,
+// else the backend itself (a segment without a gateway, as before routing existed).
+IpBytes next_hop(const PortConfig& port, const IpBytes& backend);
+// The outer source address of tunnelled packets to a backend of that family on `port`:
+// `tunnel.sources`' address of the family, else the port's first address of it.
+std::optional<IpBytes> tunnel_source(const PortConfig& port, bool ipv4);
 
 struct BackendConfig {
   std::string name;
@@ -279,8 +318,12 @@ struct Problem {
 Problem port_problem(const Config& config, std::size_t port);
 // A backend's address (a host, not a port's or a VIP) and MAC (unicast, not a port's).
 Problem backend_problem(const Config& config, std::size_t backend);
-// A service's VIP: a unicast address no port or backend has.
+// A service's VIP: a unicast address no port or backend has. Its forwarding reaches every
+// backend: DSR only on the port's segment, a tunnel only from a source of the backend's family.
 Problem service_problem(const Config& config, std::size_t service);
+// A port's routing and tunnel settings: gateways, routes and sources are host addresses of a
+// family the port has an address of (to ask ARP/ND from), one gateway and source per family.
+Problem port_routing_problem(const Config& config, std::size_t port);
 // The sync group: its port has a kernel interface and an address, its peers are hosts of
 // that address's family and not this box's own.
 Problem sync_problem(const Config& config);

@@ -51,6 +51,13 @@ std::string describe(const Config& config) {
       out << "    kernel interface " << port.kernel->name << " (" << to_string(port.kernel->driver)
           << "): every frame tetherd does not consume, "
           << port.kernel->rate << " frames/s (burst " << port.kernel->burst << ")\n";
+    out << "    mtu " << port.mtu;
+    for (const auto& gateway : port.gateways) out << "  gateway " << format_ip(gateway);
+    for (const auto& route : port.routes)
+      out << "  route " << format_ip(route.prefix) << '/' << unsigned{route.length} << " via " << format_ip(route.via);
+    for (const bool ipv4 : {true, false})
+      if (const auto source = tunnel_source(port, ipv4)) out << "  tunnel source " << format_ip(*source);
+    out << "  gue port " << port.gue_port << '\n';
   }
   if (config.sync) {
     const SyncConfig& sync = *config.sync;
@@ -84,11 +91,15 @@ std::string describe(const Config& config) {
         << config.announce->drain_timeout_s << " s\n";
   }
   out << "backends:\n";
-  for (const auto& backend : config.backends)
+  for (const auto& backend : config.backends) {
     out << "  " << backend.name << "  " << format_ip(backend.address) << "  mac "
         << (backend.mac ? format_mac(*backend.mac)
                         : std::string(parsers::is_ipv4_mapped(backend.address) ? "(by ARP)" : "(by ND)"))
-        << "  via " << config.ports[backend.port].name << '\n';
+        << "  via " << config.ports[backend.port].name;
+    if (const IpBytes hop = next_hop(config.ports[backend.port], backend.address); hop != backend.address)
+      out << " (next hop " << format_ip(hop) << ")";
+    out << '\n';
+  }
   out << "services:\n";
   for (const auto& service : config.services) {
     out << "  " << service.name << "  " << format_ip(service.vip) << ":" << service.port << "/"

@@ -55,12 +55,38 @@ KernelInterfaceConfig read_kernel_interface(const GroupReader& port, const Docum
   return kernel;
 }
 
+// A port's routing and tunnel settings (README "Tunnel forwarding").
+void read_port_routing(const GroupReader& r, const Document& doc, PortConfig& port) {
+  port.mtu = static_cast<std::uint16_t>(r.integer("mtu", 1280, 9216, kDefaultMtu));
+  if (r.has("gateways")) {
+    const Setting& gateways = r.list("gateways");
+    for (int j = 0; j < gateways.getLength(); ++j) port.gateways.push_back(r.ip(gateways[j]));
+  }
+  if (r.has("routes")) {
+    const Setting& routes = r.list("routes");
+    for (int j = 0; j < routes.getLength(); ++j) {
+      GroupReader route(routes[j], doc, {"to", "via"});
+      const auto [prefix, length] = address_with_prefix(route, route.get("to"));
+      port.routes.push_back({prefix, length, route.ip("via")});
+    }
+  }
+  if (r.has("tunnel")) {
+    GroupReader tunnel(r.get("tunnel"), doc, {"sources", "gue_port"});
+    if (tunnel.has("sources")) {
+      const Setting& sources = tunnel.list("sources");
+      for (int j = 0; j < sources.getLength(); ++j) port.tunnel_sources.push_back(tunnel.ip(sources[j]));
+    }
+    port.gue_port = static_cast<std::uint16_t>(tunnel.integer("gue_port", 1, 65535, kGuePort));
+  }
+}
+
 void read_ports(const GroupReader& top, const Document& doc, Config& config,
                 std::map<std::string, std::size_t>& names) {
   const Setting& ports = top.list("ports");
   if (ports.getLength() == 0) top.fail(ports, "at least one port is required");
   for (int i = 0; i < ports.getLength(); ++i) {
-    GroupReader r(ports[i], doc, {"name", "device", "mac", "addresses", "mbufs", "kernel"});
+    GroupReader r(ports[i], doc, {"name", "device", "mac", "addresses", "mbufs", "kernel", "mtu",
+                                  "gateways", "routes", "tunnel"});
     PortConfig port;
     port.name = unique_name(r, "port", names, config.ports.size());
     port.device = r.string("device");
@@ -76,8 +102,10 @@ void read_ports(const GroupReader& top, const Document& doc, Config& config,
       }
     }
     if (r.has("kernel")) port.kernel = read_kernel_interface(r, doc);
+    read_port_routing(r, doc, port);
     config.ports.push_back(std::move(port));
     r.check(port_problem(config, config.ports.size() - 1));
+    r.check(port_routing_problem(config, config.ports.size() - 1));
   }
 }
 
@@ -253,8 +281,9 @@ void read_services(const GroupReader& top, const Document& doc, Config& config,
         {{"maglev", Scheduler::maglev}, {"source-hash", Scheduler::source_hash},
          {"least-sessions", Scheduler::least_sessions}},
         Scheduler::maglev);
-    service.forwarding =
-        r.choice<Forwarding>("forwarding", {{"dsr", Forwarding::dsr}}, Forwarding::dsr);
+    service.forwarding = r.choice<Forwarding>(
+        "forwarding", {{"dsr", Forwarding::dsr}, {"ipip", Forwarding::ipip}, {"gue", Forwarding::gue}},
+        Forwarding::dsr);
     const std::uint32_t default_idle_ms = service.protocol == Protocol::tcp ? 300'000 : 60'000;
     service.idle_timeout_ms = r.milliseconds("idle_timeout", 10, 86'400'000, default_idle_ms);
     service.fin_timeout_s = static_cast<std::uint32_t>(r.integer("fin_timeout", 0, 3600, 10));

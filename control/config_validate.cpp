@@ -124,6 +124,76 @@ Problem port_problem(const Config& config, std::size_t p) {
   return {};
 }
 
+namespace {
+
+const char* family_name(bool ipv4) { return ipv4 ? "IPv4" : "IPv6"; }
+
+bool has_family(const PortConfig& port, bool ipv4) {
+  return std::any_of(port.addresses.begin(), port.addresses.end(),
+                     [ipv4](const IpBytes& a) { return parsers::is_ipv4_mapped(a) == ipv4; });
+}
+
+// A next hop (gateway or route's via): a host off this box, asked for by ARP/ND from the
+// port's address of its family.
+Problem next_hop_problem(const Config& config, const PortConfig& port, const IpBytes& hop,
+                         const char* setting, int element) {
+  const std::string text = format_ip(hop);
+  const bool ipv4 = parsers::is_ipv4_mapped(hop);
+  if (const char* why = address_problem(hop, AddressUse::backend)) return problem(text + " " + why, setting, element);
+  if (const auto own = port_with_address(config, hop))
+    return problem(text + " is port '" + config.ports[*own].name + "''s own address", setting, element);
+  if (!has_family(port, ipv4))
+    return problem("port '" + port.name + "' has no " + family_name(ipv4) + " address to ask " +
+                       (ipv4 ? "ARP" : "neighbour discovery") + " for " + text + " from",
+                   setting, element);
+  return {};
+}
+
+}  // namespace
+
+Problem port_routing_problem(const Config& config, std::size_t p) {
+  const PortConfig& port = config.ports[p];
+  for (std::size_t g = 0; g < port.gateways.size(); ++g) {
+    const int element = static_cast<int>(g);
+    if (Problem found = next_hop_problem(config, port, port.gateways[g], "gateways", element)) return found;
+    for (std::size_t earlier = 0; earlier < g; ++earlier)
+      if (parsers::is_ipv4_mapped(port.gateways[earlier]) == parsers::is_ipv4_mapped(port.gateways[g]))
+        return problem(std::string("a second ") + family_name(parsers::is_ipv4_mapped(port.gateways[g])) +
+                           " gateway: one per family (static routes reach the others)",
+                       "gateways", element);
+  }
+  for (std::size_t r = 0; r < port.routes.size(); ++r) {
+    const RouteConfig& route = port.routes[r];
+    const int element = static_cast<int>(r);
+    const bool ipv4 = parsers::is_ipv4_mapped(route.prefix);
+    const std::string text = format_ip(route.prefix) + "/" + std::to_string(route.length);
+    // The host bits: beyond the prefix's length, counted from the family's first bit.
+    for (unsigned bit = route.length + (ipv4 ? 96 : 0); bit < 128; ++bit)
+      if (route.prefix[bit / 8] & (0x80 >> (bit % 8)))
+        return problem("route to " + text + " has host bits set", "routes", element);
+    if (parsers::is_ipv4_mapped(route.via) != ipv4)
+      return problem("route to " + text + " goes via " + format_ip(route.via) + ", not of its family", "routes",
+                     element);
+    if (Problem found = next_hop_problem(config, port, route.via, "routes", element)) {
+      found.message = "route to " + text + ": " + found.message;
+      return found;
+    }
+    for (std::size_t earlier = 0; earlier < r; ++earlier)
+      if (port.routes[earlier].prefix == route.prefix && port.routes[earlier].length == route.length)
+        return problem("route to " + text + " is listed twice", "routes", element);
+  }
+  for (std::size_t s = 0; s < port.tunnel_sources.size(); ++s) {
+    const IpBytes& source = port.tunnel_sources[s];
+    const bool ipv4 = parsers::is_ipv4_mapped(source);
+    if (const char* why = address_problem(source, AddressUse::port))
+      return problem("tunnel source " + format_ip(source) + " " + why, "tunnel");
+    for (std::size_t earlier = 0; earlier < s; ++earlier)
+      if (parsers::is_ipv4_mapped(port.tunnel_sources[earlier]) == ipv4)
+        return problem(std::string("a second ") + family_name(ipv4) + " tunnel source: one per family", "tunnel");
+  }
+  return {};
+}
+
 Problem backend_problem(const Config& config, std::size_t b) {
   const BackendConfig& backend = config.backends[b];
   const std::string address = format_ip(backend.address);
@@ -140,8 +210,8 @@ Problem backend_problem(const Config& config, std::size_t b) {
     for (const auto& port : config.ports)
       if (port.mac == backend.mac) return problem("backend MAC " + mac + " is port '" + port.name + "''s own", "mac");
   }
-  // DSR rewrites the destination MAC to the backend's: without a static one, it is asked
-  // for by ARP/ND from the port's own address of the same family.
+  // The destination MAC is the next hop's (the backend's own on its segment): without a
+  // static one, it is asked for by ARP/ND from the port's own address of the same family.
   const auto& addresses = config.ports[backend.port].addresses;
   const bool ipv4 = parsers::is_ipv4_mapped(backend.address);
   const bool can_resolve = std::any_of(addresses.begin(), addresses.end(), [ipv4](const IpBytes& a) {
@@ -163,6 +233,29 @@ Problem service_problem(const Config& config, std::size_t s) {
   for (const auto& backend : config.backends)
     if (!backend.removed && backend.address == service.vip)
       return problem("VIP " + vip + " is backend '" + backend.name + "''s address", "vip");
+  // Every backend any pool of the service may choose must be reachable its way.
+  std::vector<std::size_t> members;
+  for (const auto& member : service.backends) members.push_back(member.backend);
+  for (const auto& pool : service.pools)
+    for (const auto& member : pool.backends) members.push_back(member.backend);
+  for (const std::size_t b : members) {
+    const BackendConfig& backend = config.backends[b];
+    const PortConfig& port = config.ports[backend.port];
+    const bool ipv4 = parsers::is_ipv4_mapped(backend.address);
+    if (service.forwarding == Forwarding::dsr) {
+      const IpBytes hop = next_hop(port, backend.address);
+      if (hop != backend.address)
+        return problem("backend '" + backend.name + "' (" + format_ip(backend.address) + ") is reached through " +
+                           format_ip(hop) + ": DSR rewrites MACs only and needs its backends on port '" +
+                           port.name + "''s segment (forwarding \"ipip\" or \"gue\" reaches routed ones)",
+                       "forwarding");
+    } else if (!tunnel_source(port, ipv4)) {
+      return problem("backend '" + backend.name + "' (" + format_ip(backend.address) + ") needs an " +
+                         family_name(ipv4) + " tunnel source on port '" + port.name +
+                         "' (tunnel = { sources = [...]; }, or an address of that family)",
+                     "forwarding");
+    }
+  }
   return {};
 }
 
@@ -227,6 +320,8 @@ void validate(const Config& config, const std::vector<MacBytes>& device_macs) {
   };
   for (std::size_t p = 0; p < config.ports.size(); ++p)
     check(port_problem(config, p), "port '" + config.ports[p].name + "'");
+  for (std::size_t p = 0; p < config.ports.size(); ++p)
+    check(port_routing_problem(config, p), "port '" + config.ports[p].name + "'");
   for (std::size_t b = 0; b < config.backends.size(); ++b)
     if (!config.backends[b].removed) check(backend_problem(config, b), "backend '" + config.backends[b].name + "'");
   for (std::size_t s = 0; s < config.services.size(); ++s) {

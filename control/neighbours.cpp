@@ -12,8 +12,9 @@ NeighbourResolver::NeighbourResolver(const Config& config, const ControlPorts& p
   update(config);
 }
 
-NeighbourResolver::Entry NeighbourResolver::entry_for(const BackendConfig& backend) {
-  Entry entry{backend.name, backend.address, backend.port};
+NeighbourResolver::Entry NeighbourResolver::entry_for(const Config& config, const BackendConfig& backend) {
+  // The next hop's MAC: the backend's own on the port's segment, else its gateway's.
+  Entry entry{backend.name, next_hop(config.ports[backend.port], backend.address), backend.port};
   entry.removed = backend.removed;
   if (backend.mac) {
     entry.is_static = entry.known = true;
@@ -26,7 +27,7 @@ void NeighbourResolver::update(const Config& config) {
   timers_ = config.neighbours;
   std::vector<Entry> entries;
   for (const auto& backend : config.backends) {
-    Entry entry = entry_for(backend);
+    Entry entry = entry_for(config, backend);
     // A removed backend keeps its index but is no longer asked for.
     if (!entry.is_static && !entry.removed)
       for (const auto& old : entries_)

@@ -1,4 +1,6 @@
 // Backend MACs by ARP (IPv4) and neighbour discovery (IPv6), owned by the control thread.
+// A backend's MAC is its next hop's (control/config.hpp next_hop): its own on the port's
+// segment, its gateway's when it is routed.
 //
 // A backend without a static MAC is asked for from its port's own address of the same
 // family, every `retry` until it answers; an answered MAC is confirmed again every `refresh`
@@ -52,7 +54,7 @@ class NeighbourResolver {
     std::uint32_t unanswered = 0;
   };
 
-  static Entry entry_for(const BackendConfig& backend);
+  static Entry entry_for(const Config& config, const BackendConfig& backend);
   void request(Entry& entry);
 
   const ControlPorts& ports_;

@@ -44,11 +44,12 @@ def mac_bytes(text):
 
 
 def config_text(device, services, workers=1, flows_per_worker=65536, extra_tables="",
-                backends=None, extra=""):
+                backends=None, extra="", port_settings="", port_addresses=(PORT_IPV4, PORT_IPV6)):
     """A configuration with one port on `device`, backends b1..b3 and the given services
     (see tetherlab.config.service_text). `backends` replaces BACKENDS (name -> (address,
-    mac)); a mac of None leaves it to ARP/ND. `extra` is appended at the top level."""
-    port = Port("lan0", device, PORT_MAC, (PORT_IPV4, PORT_IPV6))
+    mac)); a mac of None leaves it to ARP/ND. `extra` is appended at the top level,
+    `port_settings` (raw: mtu, gateways, routes, tunnel) to the port."""
+    port = Port("lan0", device, PORT_MAC, tuple(port_addresses), settings=port_settings)
     return tetherlab.config.config_text(
         [port], backends or BACKENDS, services, workers=workers,
         tables=dict(TABLES, flows_per_worker=flows_per_worker), extra_tables=extra_tables, extra=extra)

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from harness import (BACKENDS, PORT_IPV4, PORT_MAC, TETHERD, config_text, start_tetherd)
+from harness import (BACKENDS, PORT_IPV4, PORT_IPV6, PORT_MAC, TETHERD, config_text, start_tetherd)
 
 VIP = "192.0.2.150"
 SERVICES = [{"name": "media", "vip": VIP, "port": 9000, "protocol": "udp",
@@ -276,3 +276,83 @@ def test_backend_add_refuses_the_port_devices_own_mac(tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+# Tunnel forwarding's settings (README "Tunnel forwarding"): (port settings, service settings,
+# port addresses, the fragment whose line is blamed, the message).
+ROUTE_TO = 'routes = ( { to = "198.51.100.0/24"; via = "192.0.2.254"; } );'
+ROUTING_CASES = {
+    "mtu below IPv6's minimum": ("mtu = 1000;", "", None, "mtu = 1000", "ports.[0].mtu: 1000 is out of range 1280..9216"),
+    "gateway multicast": ('gateways = ["224.0.0.1"];', "", None, "gateways",
+                          "ports.[0].gateways.[0]: 224.0.0.1 is multicast (224.0.0.0/4)"),
+    "gateway is the port's": (f'gateways = ["{PORT_IPV4}"];', "", None, "gateways",
+                              f"ports.[0].gateways.[0]: {PORT_IPV4} is port 'lan0''s own address"),
+    "two IPv4 gateways": ('gateways = ["192.0.2.254", "192.0.2.253"];', "", None, "gateways",
+                          "ports.[0].gateways.[1]: a second IPv4 gateway: one per family"),
+    "gateway of a family the port lacks": ('gateways = ["2001:db8::fe"];', "", (PORT_IPV4,), "gateways",
+                                           "ports.[0].gateways.[0]: port 'lan0' has no IPv6 address to ask "
+                                           "neighbour discovery for 2001:db8::fe from"),
+    "route with host bits": ('routes = ( { to = "198.51.100.1/24"; via = "192.0.2.254"; } );', "", None, "routes",
+                             "ports.[0].routes.[0]: route to 198.51.100.1/24 has host bits set"),
+    "route via the other family": ('routes = ( { to = "198.51.100.0/24"; via = "2001:db8::fe"; } );', "", None,
+                                   "routes", "ports.[0].routes.[0]: route to 198.51.100.0/24 goes via "
+                                             "2001:db8::fe, not of its family"),
+    "route listed twice": ('routes = ( { to = "198.51.100.0/24"; via = "192.0.2.254"; },\n'
+                           '  { to = "198.51.100.0/24"; via = "192.0.2.253"; } );', "", None,
+                           'via = "192.0.2.253"', "ports.[0].routes.[1]: route to 198.51.100.0/24 is listed twice"),
+    "route via the port's own": (f'routes = ( {{ to = "198.51.100.0/24"; via = "{PORT_IPV4}"; }} );', "", None,
+                                 "routes", f"ports.[0].routes.[0]: route to 198.51.100.0/24: {PORT_IPV4} is port "
+                                           "'lan0''s own address"),
+    "tunnel source multicast": ('tunnel = { sources = ["239.0.0.1"]; };', "", None, "tunnel",
+                                "ports.[0].tunnel: tunnel source 239.0.0.1 is multicast"),
+    "two IPv6 tunnel sources": ('tunnel = { sources = ["2001:db8::2", "2001:db8::3"]; };', "", None, "tunnel",
+                                "ports.[0].tunnel: a second IPv6 tunnel source: one per family"),
+    "gue port 0": ("tunnel = { gue_port = 0; };", "", None, "gue_port",
+                   "ports.[0].tunnel.gue_port: 0 is out of range 1..65535"),
+    "unknown forwarding": ("", 'forwarding = "gre";', None, "forwarding",
+                           "services.[0].forwarding: 'gre' is not one of: dsr, ipip, gue"),
+    "dsr to a routed backend": ('routes = ( { to = "192.0.2.12/32"; via = "192.0.2.254"; } );',
+                                'forwarding = "dsr";', None, "forwarding",
+                                "services.[0].forwarding: backend 'b2' (192.0.2.12) is reached through 192.0.2.254: "
+                                "DSR rewrites MACs only and needs its backends on port 'lan0''s segment"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROUTING_CASES))
+def test_tunnel_and_routing_settings_are_checked_with_their_line(tmp_path, case):
+    port_settings, service_settings, addresses, blamed, message = ROUTING_CASES[case]
+    services = [dict(SERVICES[0], extra=service_settings)]
+    text = config_text("net_null0", services, port_settings=port_settings,
+                       port_addresses=addresses or (PORT_IPV4, PORT_IPV6))
+    code, out, err = check(tmp_path, text)
+    assert code == 1, out
+    assert f"check.cfg:{line_of(text, blamed)}: {message}" in err, err
+
+
+def test_a_tunnel_needs_a_source_of_the_backends_family(tmp_path):
+    backends = dict(BACKENDS, b1=("2001:db8:5::11", BACKENDS["b1"][1]))
+    services = [dict(SERVICES[0], extra='forwarding = "ipip";')]
+    text = config_text("net_null0", services, backends=backends, port_addresses=(PORT_IPV4,))
+    code, out, err = check(tmp_path, text)
+    assert code == 1, out
+    assert (f"check.cfg:{line_of(text, 'forwarding')}: services.[0].forwarding: backend 'b1' (2001:db8:5::11) "
+            "needs an IPv6 tunnel source on port 'lan0'") in err, err
+    # An IPv6 source for it: the IPv6 packets' tunnel is fine from an IPv4-only port's other settings.
+    text = config_text("net_null0", services, backends=backends, port_addresses=(PORT_IPV4,),
+                       port_settings='tunnel = { sources = ["2001:db8:5::1"]; };')
+    code, out, err = check(tmp_path, text)
+    assert code == 0, err
+
+
+def test_routed_backends_with_tunnels_are_valid_and_described(tmp_path):
+    backends = dict(BACKENDS, b3=("198.51.100.13", None))
+    services = [dict(SERVICES[0], extra='forwarding = "gue";'),
+                dict(SERVICES[0], name="tunnelled", port=9001, extra='forwarding = "ipip";')]
+    settings = ('mtu = 9000; gateways = ["192.0.2.254"]; ' + ROUTE_TO.replace("192.0.2.254", "192.0.2.253") +
+                ' tunnel = { sources = ["192.0.2.2"]; gue_port = 19523; };')
+    code, out, err = check(tmp_path, config_text("net_null0", services, backends=backends, port_settings=settings))
+    assert code == 0, err
+    assert ("mtu 9000  gateway 192.0.2.254  route 198.51.100.0/24 via 192.0.2.253  tunnel source 192.0.2.2  "
+            "tunnel source 2001:db8::1  gue port 19523") in out, out
+    assert "b3  198.51.100.13  mac (by ARP)  via lan0 (next hop 192.0.2.253)" in out, out
+    assert "forwarding gue" in out and "forwarding ipip" in out, out

@@ -33,6 +33,7 @@ class Port:
     addresses: tuple = ()
     mbufs: int = None  # None: tables.mbufs_per_port
     kernel: Kernel = None  # None: no exception path
+    settings: str = ""  # raw settings: mtu, gateways, routes, tunnel (README "Tunnel forwarding")
 
 
 def port_text(port):
@@ -48,6 +49,8 @@ def port_text(port):
         settings += [f"{k} = {v};" for k, v in (("rate", port.kernel.rate), ("burst", port.kernel.burst))
                      if v is not None]
         text += "\n            kernel = { " + " ".join(settings) + " };"
+    if port.settings:
+        text += "\n            " + port.settings
     return text + " }"
 
 
