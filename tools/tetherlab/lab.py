@@ -160,19 +160,23 @@ class Lab(Namespaces):
     def start_capture(self, name, timeout=15):
         """tcpdump on the backend's eth0: every UDP datagram to RTSP_VIP it receives, one
         line each, in udp-NAME.log (see rtsp_udp_received)."""
-        out = open(self.workdir / f"udp-{name}.log", "a")
-        err_path = self.workdir / f"udp-{name}.err"
+        with open(self.workdir / f"udp-{name}.log", "a") as out:
+            proc = self._tcpdump(self.backend_ns[name], f"udp-{name}", name, timeout, stdout=out,
+                                 words=["-i", "eth0", "-n", "-l", "-tt", "-Q", "in", "-p",
+                                        f"udp and dst host {RTSP_VIP}"])
+        self.captures[name] = proc
+        return proc
+
+    def _tcpdump(self, ns, stem, what, timeout, words, **kwargs):
+        """tcpdump `words` in `ns`, its messages in STEM.err; returns once it listens."""
+        err_path = self.workdir / f"{stem}.err"
         with open(err_path, "a") as err:
-            proc = self.popen(self.backend_ns[name],
-                              ["tcpdump", "-i", "eth0", "-n", "-l", "-tt", "-Q", "in", "-p",
-                               f"udp and dst host {RTSP_VIP}"], stdout=out, stderr=err)
-        out.close()
+            proc = self.popen(ns, ["tcpdump", *words], stderr=err, **kwargs)
         deadline = time.monotonic() + timeout
         while "listening on" not in err_path.read_text():
-            assert proc.poll() is None, f"tcpdump on {name}: {err_path.read_text()}"
-            assert time.monotonic() < deadline, f"tcpdump on {name} did not start"
+            assert proc.poll() is None, f"tcpdump on {what}: {err_path.read_text()}"
+            assert time.monotonic() < deadline, f"tcpdump on {what} did not start"
             time.sleep(0.05)
-        self.captures[name] = proc
         return proc
 
     def start_media_servers(self, names=None):
@@ -215,16 +219,9 @@ class Lab(Namespaces):
         """A tunnel lab: tcpdump on the router's leg toward the backends (eth1), every IPv4
         frame it sends them, headers only, into link.pcap (see link_packets)."""
         self.link_capture_file = self.workdir / "link.pcap"
-        err_path = self.workdir / "link.err"
-        with open(err_path, "a") as err:
-            proc = self.popen(self.router, ["tcpdump", "-i", "eth1", "-n", "-Q", "out", "-p", "-s", "128",
-                                            "-U", "-w", self.link_capture_file, "ip"], stderr=err)
-        deadline = time.monotonic() + timeout
-        while "listening on" not in err_path.read_text():
-            assert proc.poll() is None, f"tcpdump on the router: {err_path.read_text()}"
-            assert time.monotonic() < deadline, "tcpdump on the router did not start"
-            time.sleep(0.05)
-        return proc
+        return self._tcpdump(self.router, "link", "the router", timeout,
+                             words=["-i", "eth1", "-n", "-Q", "out", "-p", "-s", "128", "-U",
+                                    "-w", self.link_capture_file, "ip"])
 
     def link_packets(self, pcap_filter):
         """How many frames of the router's capture toward the backends match `pcap_filter`."""
