@@ -43,11 +43,12 @@ from .servers import RTSP_SERVER, SIP_SCENARIOS, TCP_SERVER, VSFTPD_CONF, parse_
 from .tetherd import Tetherd
 from .topology import (ANNOUNCED_PREFIX, BACKENDS, FTP_FILE, FTP_FILE_SIZE, FTP_PASSIVE, FTP_PORT, FTP_VIP,
                        GUE_PORT, REPO, RTSP_PORT, RTSP_PORTS, RTSP_VIP, SIP_PORT, SIP_VIP, SPARE_FTP_PASSIVE,
-                       SPARE_RTSP_PORTS, TCP_PORT)
+                       SPARE_RTSP_PORTS, TCP_PORT, TUNNEL_SOURCE)
 
 PASSIVE_RANGES = {**FTP_PASSIVE, **SPARE_FTP_PASSIVE}
-# pcap filters: a frame of each tunnel forwarding's encapsulation
-ENCAPSULATED = {"ipip": "ip proto 4", "gue": f"udp dst port {GUE_PORT}"}
+# pcap filters: a frame of each tunnel forwarding's encapsulation, from tetherd's tunnel source
+ENCAPSULATED = {"ipip": f"src host {TUNNEL_SOURCE} and ip proto 4",
+                "gue": f"src host {TUNNEL_SOURCE} and udp dst port {GUE_PORT}"}
 MEDIA_RANGES = {**RTSP_PORTS, **SPARE_RTSP_PORTS}
 
 

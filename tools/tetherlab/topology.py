@@ -57,6 +57,9 @@ TUNNEL_BACKENDS = {
     "b2": ("198.19.0.12", "02:e2:e0:00:02:02"),
     "b3": ("198.19.0.13", "02:e2:e0:00:02:03"),
 }
+# tetherd's tunnel source there (its port's `tunnel.sources`): the outer source of what it
+# wraps, apart from the port's address its health checks come from.
+TUNNEL_SOURCE = "198.18.0.9"
 # What each encapsulation adds to a packet (outer IPv4 header; GUE variant 1: and a UDP
 # header): the backends advertise an MSS that much smaller, so the client's segments still
 # fit the 1500-byte links once wrapped. tetherd's tunnel.gue_port default.
