@@ -53,7 +53,7 @@ def backend():
         run("ip", "-n", ns, "route", "add", f"{CLIENT6}/128", "dev", "dec0")
         attach_decapsulator(ns, "dec0", gue_port=GUE_PORT)
         mac = run("ip", "netns", "exec", ns, "cat", "/sys/class/net/dec0/address").stdout.strip()
-        with Namespaces.inside(None, ns):
+        with Namespaces.inside(ns):
             sock4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         sock4.bind((VIP, VIP_PORT))
@@ -87,7 +87,7 @@ def frame(mac, packet):
 
 
 def send(ns, mac, packets):
-    with Namespaces.inside(None, ns):
+    with Namespaces.inside(ns):
         sendp([frame(mac, p) for p in packets], iface="inj0", verbose=False)
 
 
@@ -159,7 +159,8 @@ def malformed():
         "GUE variant 0": gue4(Raw(b"\x00\x00\x00\x00") / inner4("t12")),
         "GUE UDP length wrong": gue4(inner4("t13"), len=8 + 20 + 8 + 2),
         "GUE inner truncated": gue4(Raw(bytes(inner4("t14"))[:10])),
-        "GUE over IPv6, inner longer than its payload": gue6(Raw(patched(inner6("t15"), 4, (8 + 3 + 4).to_bytes(2, "big")))),
+        "GUE over IPv6, inner longer than its payload":
+            gue6(Raw(patched(inner6("t15"), 4, (8 + 3 + 4).to_bytes(2, "big")))),  # UDP + "t15" + 4
         "GUE empty": gue4(Raw(b"")),
     }
 

@@ -213,8 +213,9 @@ class Namespaces:
 
     # -- moving the test itself into a namespace ------------------------------------------
 
+    @staticmethod
     @contextmanager
-    def inside(self, ns):
+    def inside(ns):
         """Runs the block with this thread in namespace `ns`: sockets created there stay
         in it after the block (the test keeps client connections open across steps)."""
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
