@@ -43,6 +43,7 @@ TETHER_ENUM_NAMES(Scheduler, TETHER_SCHEDULERS)
 // gue puts it in UDP (GUE variant 1, direct IP over UDP) with the flow's entropy in the
 // outer source port. The enum's order is the dataplane's (dataplane/tunnel.hpp).
 #define TETHER_FORWARDINGS(X) X(dsr, "dsr") X(ipip, "ipip") X(gue, "gue")
+// (dataplane::Forwarding is the same list: snapshot_builder.cpp converts by value.)
 enum class Forwarding : std::uint8_t { TETHER_FORWARDINGS(TETHER_NAMED_ENUMERATOR) };
 TETHER_ENUM_NAMES(Forwarding, TETHER_FORWARDINGS)
 // What a service's signalling is inspected for (see README "Session awareness"): the same

@@ -10,6 +10,10 @@ namespace tether {
 
 namespace {
 
+static_assert(static_cast<int>(dataplane::Forwarding::dsr) == static_cast<int>(Forwarding::dsr) &&
+              static_cast<int>(dataplane::Forwarding::ipip) == static_cast<int>(Forwarding::ipip) &&
+              static_cast<int>(dataplane::Forwarding::gue) == static_cast<int>(Forwarding::gue));
+
 dataplane::PoolView build_pool(const Config& config, const std::vector<ServiceBackend>& members,
                                const std::vector<dataplane::BackendState>& states) {
   dataplane::PoolView pool;
@@ -72,6 +76,12 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(
                                 states.empty() ? dataplane::BackendState::up : states[b]};
     std::memcpy(view.ethernet_addresses.data(), view.mac.data(), 6);
     std::memcpy(view.ethernet_addresses.data() + 6, snapshot->ports.at(view.port).mac.data(), 6);
+    const PortConfig& port = config.ports[view.port];
+    view.tunnel.destination = config.backends[b].address;
+    view.tunnel.outer_ipv4 = parsers::is_ipv4_mapped(view.tunnel.destination);
+    view.tunnel.source = tunnel_source(port, view.tunnel.outer_ipv4).value_or(IpBytes{});
+    view.tunnel.mtu = port.mtu;
+    view.tunnel.gue_port = port.gue_port;
     snapshot->backends.push_back(view);
   }
 
@@ -86,6 +96,7 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(
                           : dataplane::HashInput::five_tuple;
     view.dpi = session_inspection(service);
     view.least_sessions = service.scheduler == Scheduler::least_sessions;
+    view.forwarding = static_cast<dataplane::Forwarding>(service.forwarding);
     view.idle_timeout_tsc = service.idle_timeout_ms * tsc_hz / 1000;
     view.fin_timeout_tsc = service.fin_timeout_s * tsc_hz;
     view.session_timeout_tsc = service.session_timeout_s * tsc_hz;

@@ -66,7 +66,11 @@ class Counter {
   X(icmp_error_quotes_fragment)   /* about a non-first fragment, which has no ports */       \
   X(icmp_error_quotes_extension)  /* about an IPv6 packet with extension headers */          \
   X(icmp_error_quotes_other)      /* about neither TCP nor UDP */                            \
-  X(icmp_error_not_a_service)     /* about a packet not sent from this VIP by one of its services */
+  X(icmp_error_not_a_service)     /* about a packet not sent from this VIP by one of its services */ \
+  /* a packet of an ipip or gue service (dataplane/tunnel.hpp) that could not be wrapped: */  \
+  X(tunnel_too_big_rate_limited)  /* over the port's MTU once wrapped, the ICMP error beyond its rate */ \
+  X(tunnel_too_big_unanswerable)  /* over the MTU, an ICMP error or later fragment: no error about it */ \
+  X(tunnel_unwrappable)           /* no headroom in its buffer, or no whole IP packet to wrap */
 
 #define TETHER_SESSION_PROTOCOLS(X) X(sip) X(rtsp) X(ftp)
 
@@ -144,6 +148,9 @@ constexpr const char* to_string(DpiFallback reason) { return names::of(names::dp
   X(icmp_errors_flow_unknown, "",                                                             \
     "ICMP errors forwarded for a flow not in the worker's table: placed as a new flow would be.") \
   X(nd_advertisements, "", "IPv6 neighbour advertisements sent.")                            \
+  X(tunnelled, "_packets", "Packets sent to a backend wrapped in a tunnel (ipip or gue).")    \
+  X(icmp_too_big_sent, "",                                                                    \
+    "ICMP fragmentation-needed and ICMPv6 packet-too-big errors sent to clients whose packet would exceed the port's MTU once wrapped.") \
   X(sync_events, "", "Session changes and flows queued for state sync.")                    \
   X(sync_events_lost, "", "Session changes and flows for state sync the ring had no room for.") \
   X(flows_from_sync, "", "Flows new to this instance placed where a peer's synced flow says.") \

@@ -15,6 +15,7 @@
 #include "dataplane/content_rules.hpp"
 #include "dataplane/crc32c.hpp"
 #include "dataplane/limits.hpp"
+#include "dataplane/tunnel.hpp"
 #include "parsers/enum_names.hpp"
 #include "parsers/packet.hpp"
 
@@ -54,6 +55,8 @@ struct BackendView {
   // The DSR rewrite of a frame's first 12 bytes: this backend's MAC, then its port's. Every
   // forwarded packet gets it, as one copy from one place.
   std::array<std::uint8_t, 12> ethernet_addresses{};
+  // Of an ipip or gue service's packets (dataplane/tunnel.hpp); `mac` is then the next hop's.
+  TunnelEndpoint tunnel{};
 };
 
 enum class SessionInspection : std::uint8_t { none, sip_calls, rtsp, ftp };
@@ -79,6 +82,7 @@ struct ServiceView {
   HashInput hash_input;
   SessionInspection dpi;
   bool least_sessions;
+  Forwarding forwarding = Forwarding::dsr;
   std::uint64_t idle_timeout_tsc;
   std::uint64_t fin_timeout_tsc;
   std::uint64_t session_timeout_tsc;

@@ -111,7 +111,8 @@ Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerL
       inspection_(setup.stream_capacity, setup.buffer_capacity, *links.sessions, *links.counters,
                   links.backend_counters, sync_events_),
       tx_(snapshot->ports.size()),
-      kernel_allowance_(snapshot->ports.size()) {}
+      kernel_allowance_(snapshot->ports.size()),
+      too_big_cost_tsc_(std::max<std::uint64_t>(1, rte_get_tsc_hz() / 1000)) {}
 
 Worker::~Worker() = default;
 
@@ -313,7 +314,7 @@ void Worker::steer_icmp_error(const FlowPacket& error, std::uint64_t now) {
     counters_.icmp_errors_flow_unknown++;
   }
   counters_.icmp_errors_forwarded++;
-  transmit_to_backend(error.mbuf, backend);
+  transmit_to_backend(error.mbuf, backend, snapshot_->services[error.service].forwarding, error.signature);
 }
 
 std::uint16_t Worker::placement_of_unknown_flow(const FlowPacket& packet, const ServiceView& service,
@@ -496,7 +497,7 @@ void Worker::route_sip_call(SipCall& call, std::uint64_t now) {
         sync_events_.emit(sip_call_event(service, key.digest, backend, false));
     }
   }
-  transmit_to_backend(mbuf, backend);
+  transmit_to_backend(mbuf, backend, view.forwarding, signature);
 }
 
 void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t now) {
@@ -575,7 +576,7 @@ void Worker::forward(FlowPacket& packet, std::int32_t position, std::uint64_t no
                           service, now);
     else if (packet.payload_length > 0) fallback(DpiFallback::no_flow_entry);
   }
-  transmit_to_backend(packet.mbuf, backend);
+  transmit_to_backend(packet.mbuf, backend, service.forwarding, packet.signature);
 }
 
 // The backend of a flow an inspecting service expects: RTP/RTCP from an RTSP client's
@@ -717,8 +718,11 @@ void Worker::end_expired_stream(void* worker, FlowEntry& entry) {
   self->inspection_.end_stream(entry, self->now_);
 }
 
-void Worker::transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend) {
+void Worker::transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend, Forwarding forwarding,
+                                 std::uint32_t flow_hash) {
   const BackendView& target = snapshot_->backends[backend];
+  if (forwarding != Forwarding::dsr && !encapsulate(mbuf, target.tunnel, forwarding, flow_hash)) [[unlikely]]
+    return;
   std::memcpy(rte_pktmbuf_mtod(mbuf, std::uint8_t*), target.ethernet_addresses.data(),
               target.ethernet_addresses.size());
   BackendCounters& stats = backend_counters_[backend];

@@ -5,7 +5,7 @@
 // bulk pass over it, look the burst's flows up in one bulk call, schedule the misses
 // (related RTP and FTP data flows through their expectations), inspect control
 // connections, steer the burst's ICMP errors to the backends of the flows they quote,
-// rewrite for DSR, transmit. Everything a worker writes (flow
+// wrap in the service's tunnel (ipip, gue) and rewrite the MACs, transmit. Everything a worker writes (flow
 // table, reassembly buffers, counters, TX buffers) is its own, except session table entries,
 // which the table makes safe to share; everything it exchanges with the control thread goes
 // through its WorkerLinks (dataplane/links.hpp).
@@ -195,7 +195,17 @@ class Worker {
   bool is_down(std::uint16_t backend) const {
     return snapshot_->backends[backend].state == BackendState::down;
   }
-  [[gnu::always_inline]] inline void transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend);
+  // The one place a packet leaves for its backend: DSR's MAC rewrite, after the service's
+  // tunnel wrapped it (`flow_hash` gives GUE its source port and IPv6 its flow label).
+  [[gnu::always_inline]] inline void transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend,
+                                                         Forwarding forwarding, std::uint32_t flow_hash);
+  // Wraps the packet in the backend's tunnel (dataplane/worker_tunnel.cpp). False: it was
+  // too big for the port's MTU and answered with an ICMP error, or dropped, and counted.
+  bool encapsulate(rte_mbuf* mbuf, const TunnelEndpoint& endpoint, Forwarding forwarding,
+                   std::uint32_t flow_hash);
+  // Turns the packet (its IP packet at `l2_length`) into the ICMP too-big error back to its
+  // client, within the rate; otherwise drops it.
+  void refuse_too_big(rte_mbuf* mbuf, std::size_t l2_length, std::size_t ip_length, std::uint16_t mtu);
   [[gnu::always_inline]] inline void send(std::uint16_t port_index, rte_mbuf* mbuf);
   void send_reply(std::uint16_t port_index, rte_mbuf* mbuf, std::size_t length);
   void drop(rte_mbuf* mbuf, DropReason reason);
@@ -230,6 +240,10 @@ class Worker {
     std::uint64_t last = 0;
   };
   std::vector<std::array<KernelAllowance, kKernelClasses>> kernel_allowance_;
+  // The token bucket of ICMP too-big errors, in TSC cycles (Linux's icmp_msgs_per_sec and
+  // icmp_msgs_burst: 1000 a second, 50 at once), per worker.
+  KernelAllowance too_big_allowance_;
+  std::uint64_t too_big_cost_tsc_ = 0;
   // Scratch for the burst in hand: a member, not on the stack, so that a poll does not
   // construct a burst's worth of SIP message records it may never fill. On its own cache
   // lines, as it was while the worker held its counters.

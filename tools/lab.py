@@ -22,7 +22,7 @@ each backend decapsulates with tether's XDP program (backend/, attached by tethe
 holds the VIPs on lo, answers the client directly through the router and advertises an MSS
 lowered by the encapsulation's overhead. It prints each backend's decapsulator counters and
 what the router sent the backends: encapsulated, or (never) plain to a VIP
-(test/integration/test_tunnel.py).
+(test/integration/test_tunnel_lab.py).
 
 --failover: an active-standby pair (tools/tetherlab/failover.py): two tetherds on net_tap
 with the exception path, keepalived's VRRP between them, state sync; the workload with the

@@ -1,0 +1,159 @@
+#include "dataplane/tunnel.hpp"
+
+#include <cstring>
+
+namespace tether::dataplane {
+namespace {
+
+constexpr std::uint8_t kProtoIpv4InIp = 4;   // IANA protocol numbers: IP in IP (RFC 2003)
+constexpr std::uint8_t kProtoIpv6InIp = 41;  // IPv6 (RFC 2473, RFC 4213)
+constexpr std::uint8_t kProtoUdp = 17;
+constexpr std::uint8_t kProtoIcmp = 1;
+constexpr std::uint8_t kProtoIcmpv6 = 58;
+
+void put16(std::uint8_t* at, std::uint32_t value) {
+  at[0] = static_cast<std::uint8_t>(value >> 8);
+  at[1] = static_cast<std::uint8_t>(value);
+}
+
+std::uint16_t get16(const std::uint8_t* at) { return static_cast<std::uint16_t>(at[0] << 8 | at[1]); }
+
+// The one's complement sum of `length` bytes (RFC 1071), not folded.
+std::uint64_t sum_bytes(const std::uint8_t* data, std::size_t length, std::uint64_t sum = 0) {
+  std::size_t i = 0;
+  for (; i + 1 < length; i += 2) sum += get16(data + i);
+  if (i < length) sum += static_cast<std::uint32_t>(data[i]) << 8;
+  return sum;
+}
+
+std::uint16_t fold_complement(std::uint64_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<std::uint16_t>(~sum);
+}
+
+const std::uint8_t* family_bytes(const parsers::IpBytes& address, bool ipv4) {
+  return ipv4 ? address.data() + 12 : address.data();
+}
+
+// DSCP and ECN of an inner IPv4 or IPv6 packet.
+std::uint8_t traffic_class(std::span<const std::uint8_t> inner) {
+  if ((inner[0] >> 4) == 4) return inner[1];
+  return static_cast<std::uint8_t>((inner[0] & 0x0f) << 4 | inner[1] >> 4);
+}
+
+void write_ipv4(std::uint8_t* ip, std::uint8_t tos, std::size_t total_length, std::uint8_t protocol,
+                const std::uint8_t* source, const std::uint8_t* destination, std::uint16_t flags) {
+  ip[0] = 0x45;
+  ip[1] = tos;
+  put16(ip + 2, static_cast<std::uint32_t>(total_length));
+  put16(ip + 4, 0);      // ID: any value in an atomic datagram (RFC 6864)
+  put16(ip + 6, flags);  // and fragment offset 0
+  ip[8] = kOuterHopLimit;
+  ip[9] = protocol;
+  put16(ip + 10, 0);
+  std::memcpy(ip + 12, source, 4);
+  std::memcpy(ip + 16, destination, 4);
+  put16(ip + 10, fold_complement(sum_bytes(ip, kIpv4HeaderLength)));
+}
+
+void write_ipv6(std::uint8_t* ip, std::uint8_t traffic, std::uint32_t flow_label, std::size_t payload_length,
+                std::uint8_t next_header, const std::uint8_t* source, const std::uint8_t* destination) {
+  const std::uint32_t first = 6u << 28 | static_cast<std::uint32_t>(traffic) << 20 | (flow_label & 0xfffff);
+  put16(ip, first >> 16);
+  put16(ip + 2, first & 0xffff);
+  put16(ip + 4, static_cast<std::uint32_t>(payload_length));
+  ip[6] = next_header;
+  ip[7] = kOuterHopLimit;
+  std::memcpy(ip + 8, source, 16);
+  std::memcpy(ip + 24, destination, 16);
+}
+
+// The IPv6 pseudo-header's sum (RFC 8200 8.1) for an upper-layer packet of `length` bytes.
+std::uint64_t ipv6_pseudo_sum(const std::uint8_t* ip, std::size_t length, std::uint8_t next_header) {
+  std::uint64_t sum = sum_bytes(ip + 8, 32);
+  return sum + (length >> 16) + (length & 0xffff) + next_header;
+}
+
+}  // namespace
+
+std::size_t ip_packet_length(std::span<const std::uint8_t> packet) {
+  if (packet.empty()) return 0;
+  const unsigned version = packet[0] >> 4;
+  if (version == 4 && packet.size() >= kIpv4HeaderLength) return get16(packet.data() + 2);
+  if (version == 6 && packet.size() >= kIpv6HeaderLength) return kIpv6HeaderLength + get16(packet.data() + 4);
+  return 0;
+}
+
+void write_tunnel_headers(std::uint8_t* out, const TunnelEndpoint& endpoint, Forwarding forwarding,
+                          std::span<const std::uint8_t> inner, std::uint32_t flow_hash) {
+  const bool gue = forwarding == Forwarding::gue;
+  const bool outer_ipv4 = endpoint.outer_ipv4;
+  const std::uint8_t protocol = gue ? kProtoUdp : (inner[0] >> 4) == 4 ? kProtoIpv4InIp : kProtoIpv6InIp;
+  const std::size_t ip_length = outer_ipv4 ? kIpv4HeaderLength : kIpv6HeaderLength;
+  const std::size_t payload_length = inner.size() + (gue ? kUdpHeaderLength : 0);
+  const std::uint8_t* source = family_bytes(endpoint.source, outer_ipv4);
+  const std::uint8_t* destination = family_bytes(endpoint.destination, outer_ipv4);
+  if (outer_ipv4)
+    write_ipv4(out, traffic_class(inner), ip_length + payload_length, protocol, source, destination, 0x4000);
+  else
+    write_ipv6(out, traffic_class(inner), flow_hash, payload_length, protocol, source, destination);
+  if (!gue) return;
+  std::uint8_t* udp = out + ip_length;
+  put16(udp, gue_source_port(flow_hash));
+  put16(udp + 2, endpoint.gue_port);
+  put16(udp + 4, static_cast<std::uint32_t>(payload_length));
+  put16(udp + 6, 0);
+  if (outer_ipv4) return;
+  std::uint64_t sum = ipv6_pseudo_sum(out, payload_length, kProtoUdp);
+  sum = sum_bytes(udp, kUdpHeaderLength, sum);
+  sum = sum_bytes(inner.data(), inner.size(), sum);
+  const std::uint16_t checksum = fold_complement(sum);
+  put16(udp + 6, checksum == 0 ? 0xffff : checksum);  // 0 means "none": sent as all ones (RFC 768)
+}
+
+bool may_answer_too_big(std::span<const std::uint8_t> inner) {
+  if (inner.empty()) return false;
+  if ((inner[0] >> 4) == 4) {
+    if (inner.size() < kIpv4HeaderLength) return false;
+    const std::size_t header = static_cast<std::size_t>(inner[0] & 0x0f) * 4;
+    const bool later_fragment = (get16(inner.data() + 6) & 0x1fff) != 0;
+    if (later_fragment) return false;
+    if (inner[9] != kProtoIcmp) return true;
+    // ICMP errors are types 3, 4, 5, 11, 12; queries (echo, timestamp...) may be answered.
+    if (inner.size() <= header) return false;
+    const std::uint8_t type = inner[header];
+    return !(type == 3 || type == 4 || type == 5 || type == 11 || type == 12);
+  }
+  // ICMPv6 errors are types 0..127 (RFC 4443 2.1), after no extension header here: tether
+  // forwards no IPv6 packet with one but the fragments' first.
+  if (inner.size() < kIpv6HeaderLength) return false;
+  if (inner[6] != kProtoIcmpv6) return true;
+  return inner.size() > kIpv6HeaderLength && inner[kIpv6HeaderLength] >= 128;
+}
+
+void write_too_big_headers(std::uint8_t* out, std::span<const std::uint8_t> quote, std::uint16_t mtu) {
+  const bool ipv4 = (quote[0] >> 4) == 4;
+  const std::size_t ip_length = ipv4 ? kIpv4HeaderLength : kIpv6HeaderLength;
+  std::uint8_t* icmp = out + ip_length;
+  const std::size_t icmp_length = kIcmpHeaderLength + quote.size();
+  if (ipv4) {
+    // From the packet's destination (the VIP) back to its source.
+    write_ipv4(out, 0, ip_length + icmp_length, kProtoIcmp, quote.data() + 16, quote.data() + 12, 0);
+    icmp[0] = 3;  // destination unreachable
+    icmp[1] = 4;  // fragmentation needed and DF set
+    put16(icmp + 2, 0);
+    put16(icmp + 4, 0);  // unused
+    put16(icmp + 6, mtu);  // the next-hop MTU (RFC 1191)
+    put16(icmp + 2, fold_complement(sum_bytes(icmp, icmp_length)));
+    return;
+  }
+  write_ipv6(out, 0, 0, icmp_length, kProtoIcmpv6, quote.data() + 24, quote.data() + 8);
+  icmp[0] = 2;  // packet too big
+  icmp[1] = 0;
+  put16(icmp + 2, 0);
+  put16(icmp + 4, 0);  // the MTU, 32 bits
+  put16(icmp + 6, mtu);
+  put16(icmp + 2, fold_complement(sum_bytes(icmp, icmp_length, ipv6_pseudo_sum(out, icmp_length, kProtoIcmpv6))));
+}
+
+}  // namespace tether::dataplane

@@ -1,0 +1,95 @@
+// Tunnel forwarding (README "Tunnel forwarding"): the outer headers an ipip or gue service
+// wraps a client's packet in, and the ICMP "too big" error a packet gets when the wrapped
+// packet would exceed the port's MTU. Plain byte code over buffers the caller sized: the
+// worker makes the room in the mbuf (dataplane/worker.cpp transmit_to_backend).
+//
+// Outer headers, as RFC 2003 (IPv4 in IPv4), RFC 2473 (IPv6 in IPv6) and RFC 4213 (IPv6 in
+// IPv4) describe them, and GUE variant 1 (draft-ietf-intarea-gue: the inner IP packet right
+// after the UDP header):
+//  - IPv4: TOS copied from the inner packet (DSCP and ECN, RFC 6040's normal mode), ID 0,
+//    DF always set, TTL 64, the header checksum computed. DF always: tether never fragments
+//    and a backend's decapsulator (XDP) cannot reassemble outer fragments, so a packet too
+//    big for the port is refused with an ICMP error instead, whatever the inner DF says
+//    (Katran's choice too); Linux's own tunnels set DF the same way by default (pmtudisc).
+//  - IPv6: traffic class copied, the flow label from the flow's hash (RFC 6438: ECMP over
+//    IPv6 spreads tunnels by it), hop limit 64, no extension headers.
+//  - GUE's UDP header: the source port 49152 + 14 bits of the flow's hash (the ephemeral
+//    range, as GUE's draft and RFC 8086 recommend), one flow one port; the destination port
+//    the port's `tunnel.gue_port`. Checksum 0 over IPv4 (RFC 768 allows it, GUE's draft
+//    too); computed over IPv6, where RFC 8200 requires it: the zero checksum RFC 6935/6936
+//    permit for tunnels works only with receivers configured to accept it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "parsers/packet.hpp"
+
+namespace tether::dataplane {
+
+// The order of the configuration's Forwarding (control/config.hpp).
+enum class Forwarding : std::uint8_t { dsr, ipip, gue };
+
+// Where a backend's tunnel goes, built by the control thread.
+struct TunnelEndpoint {
+  parsers::IpBytes source{};       // the port's tunnel source of the backend's family
+  parsers::IpBytes destination{};  // the backend's address
+  bool outer_ipv4 = true;          // the backend's family
+  std::uint16_t mtu = 1500;        // the port's
+  std::uint16_t gue_port = 6080;
+};
+
+inline constexpr std::size_t kIpv4HeaderLength = 20;
+inline constexpr std::size_t kIpv6HeaderLength = 40;
+inline constexpr std::size_t kUdpHeaderLength = 8;
+inline constexpr std::uint8_t kOuterHopLimit = 64;
+// The least IP packet every link carries: an ICMP error quotes as much of the packet it is
+// about as fits in one (RFC 1812 4.3.2.3 for IPv4, RFC 4443 2.4 (c) for IPv6).
+inline constexpr std::size_t kIpv4MinimumMtu = 576;
+inline constexpr std::size_t kIpv6MinimumMtu = 1280;
+inline constexpr std::size_t kIcmpHeaderLength = 8;
+
+// The bytes the outer headers add.
+constexpr std::size_t tunnel_overhead(bool outer_ipv4, Forwarding forwarding) {
+  return (outer_ipv4 ? kIpv4HeaderLength : kIpv6HeaderLength) +
+         (forwarding == Forwarding::gue ? kUdpHeaderLength : 0);
+}
+
+// GUE's outer source port for a flow's hash: 49152..65535.
+constexpr std::uint16_t gue_source_port(std::uint32_t flow_hash) {
+  const std::uint32_t folded = flow_hash ^ (flow_hash >> 14) ^ (flow_hash >> 28);
+  return static_cast<std::uint16_t>(0xc000 | (folded & 0x3fff));
+}
+
+// The length an IP packet's own header gives (IPv4 total length, IPv6 40 + payload length),
+// or 0 if `packet` is too short to say or is no IPv4 or IPv6 packet.
+std::size_t ip_packet_length(std::span<const std::uint8_t> packet);
+
+// Writes the outer headers (tunnel_overhead bytes) at `out`, which the inner IP packet
+// `inner` follows directly in memory (out + tunnel_overhead == inner.data()): GUE over IPv6
+// checksums it. `forwarding` is ipip or gue.
+void write_tunnel_headers(std::uint8_t* out, const TunnelEndpoint& endpoint, Forwarding forwarding,
+                          std::span<const std::uint8_t> inner, std::uint32_t flow_hash);
+
+// Whether the client may be told its packet `inner` was too big: not about an ICMP error
+// (RFC 1122 3.2.2, RFC 4443 2.4 (e)), nor about a later fragment of an IPv4 datagram.
+bool may_answer_too_big(std::span<const std::uint8_t> inner);
+
+// The bytes of the IP and ICMP headers of the too-big error about `inner`.
+constexpr std::size_t too_big_header_length(bool ipv4) {
+  return (ipv4 ? kIpv4HeaderLength : kIpv6HeaderLength) + kIcmpHeaderLength;
+}
+// How much of a packet of `length` bytes the error quotes.
+constexpr std::size_t too_big_quote_length(bool ipv4, std::size_t length) {
+  const std::size_t room = (ipv4 ? kIpv4MinimumMtu : kIpv6MinimumMtu) - too_big_header_length(ipv4);
+  return length < room ? length : room;
+}
+// Writes at `out` the IP and ICMP headers (too_big_header_length bytes) of the error to the
+// client about its packet `quote` (the first too_big_quote_length bytes of it, following
+// `out` directly in memory): ICMP "fragmentation needed" (type 3 code 4, RFC 792, with the
+// next-hop MTU of RFC 1191) or ICMPv6 "packet too big" (type 2, RFC 4443), from the address
+// the packet went to (the VIP) to the one it came from, TTL/hop limit 64.
+void write_too_big_headers(std::uint8_t* out, std::span<const std::uint8_t> quote, std::uint16_t mtu);
+
+}  // namespace tether::dataplane
