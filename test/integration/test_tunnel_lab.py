@@ -4,8 +4,10 @@ then `"gue"`, and each backend decapsulating with tether's XDP program (backend/
 the VIPs on lo and answering the client directly. A short SIP, FTP and RTSP workload per
 mode: nothing fails, every session stays on one backend, every backend's decapsulator
 counted the mode's encapsulation, and what the router sent the backends was encapsulated,
-never a plain packet to a VIP. One lab for both modes (the decapsulator takes both; the
+never a plain packet to a VIP; and a TCP connection through the tunnel sends segments that
+fit once wrapped (the backends' lowered MSS). One lab for both modes (the decapsulator takes both; the
 backends' MSS is lowered for GUE, the larger overhead)."""
+import socket
 import types
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from conftest import created_lab
 from lab import workload
 from tetherlab.config import lab_config_tunnel
-from tetherlab.topology import BACKENDS, LAB_CONFIG
+from tetherlab.topology import BACKENDS, CLIENT_ADDRESS, FTP_PORT, FTP_VIP, LAB_CONFIG, TUNNEL_OVERHEAD
 
 SHORT = types.SimpleNamespace(calls=40, downloads=4, streams=2, seconds=3)
 
@@ -54,3 +56,14 @@ def test_workload_through_tunnels_to_decapsulating_backends(lab, balancer, forwa
         assert t["malformed"] == 0, (name, traffic)
         assert t["plain to a VIP"] == 0, traffic
 
+
+    # The client's segments toward a backend, wrapped, must fit the 1500-byte links: the MSS
+    # it may send (TCP_MAXSEG, the backend's advertised MSS less options) is lowered by GUE's
+    # overhead, the larger of the two.
+    with lab.inside(lab.client):
+        connection = socket.create_connection((FTP_VIP, FTP_PORT), timeout=5,
+                                              source_address=(CLIENT_ADDRESS, 0))
+    with connection:
+        assert connection.recv(100).startswith(b"220")
+        mss = connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+    assert 1000 < mss <= 1500 - 20 - 20 - TUNNEL_OVERHEAD["gue"], mss
