@@ -36,6 +36,7 @@ EXPECTED_FILES = {
     "usr/share/man/man5/tether.cfg.5.gz",
     "usr/share/man/man8/tetherctl.8.gz",
     "usr/share/man/man8/tetherd.8.gz",
+    "usr/share/tether/grafana/tether.json",
 }
 
 
