@@ -18,7 +18,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.sendrecv import sendp
 
-from tetherlab.decap import attach_decapsulator, decap_counters
+from tetherlab.decap import DECAP_OBJECT, DECAP_TOOL, attach_decapsulator, decap_counters
 from tetherlab.namespaces import Namespaces, remove_namespace, remove_stale_labs, run
 
 GUE_PORT = 6635  # not the program's default: the port must come from its configuration
@@ -210,3 +210,20 @@ def test_what_is_not_tunnelled_passes_untouched(backend):
     after = decap_counters(ns, "dec0")
     assert after["not_tunnelled"] - before["not_tunnelled"] >= 3
     assert after["malformed"] == before["malformed"]
+
+
+def test_tether_decap_attaches_either_hook_and_detaches(backend):
+    """The generic hook (drivers without native XDP) works too; detach leaves no program."""
+    ns, _mac, _receive = backend
+    run("ip", "-n", ns, "link", "add", "gen0", "type", "veth", "peer", "name", "gen1")
+    try:
+        for mode, shown in (("generic", " xdpgeneric "), ("native", " xdp ")):
+            run("ip", "netns", "exec", ns, "/usr/bin/python3", DECAP_TOOL, "attach", "gen0", "--mode", mode,
+                "--object", DECAP_OBJECT)
+            assert shown in run("ip", "-n", ns, "link", "show", "gen0").stdout
+            assert decap_counters(ns, "gen0") == dict.fromkeys(
+                ("decapsulated_ipip", "decapsulated_gue", "not_tunnelled", "malformed"), 0)
+            run("ip", "netns", "exec", ns, "/usr/bin/python3", DECAP_TOOL, "detach", "gen0")
+            assert "xdp" not in run("ip", "-n", ns, "link", "show", "gen0").stdout
+    finally:
+        run("ip", "-n", ns, "link", "del", "gen0")

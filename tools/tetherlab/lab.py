@@ -46,10 +46,10 @@ from .topology import (ANNOUNCED_PREFIX, BACKENDS, FTP_FILE, FTP_FILE_SIZE, FTP_
                        SPARE_RTSP_PORTS, TCP_PORT, TUNNEL_SOURCE)
 
 PASSIVE_RANGES = {**FTP_PASSIVE, **SPARE_FTP_PASSIVE}
+MEDIA_RANGES = {**RTSP_PORTS, **SPARE_RTSP_PORTS}
 # pcap filters: a frame of each tunnel forwarding's encapsulation, from tetherd's tunnel source
 ENCAPSULATED = {"ipip": f"src host {TUNNEL_SOURCE} and ip proto 4",
                 "gue": f"src host {TUNNEL_SOURCE} and udp dst port {GUE_PORT}"}
-MEDIA_RANGES = {**RTSP_PORTS, **SPARE_RTSP_PORTS}
 
 
 class Lab(Namespaces):
@@ -241,10 +241,9 @@ class Lab(Namespaces):
         plain = self.link_packets(f"dst net {ANNOUNCED_PREFIX}")
         result = {}
         for name, after in self.decap_counters().items():
-            address = self.backends[name][0]
+            wrapped = f"dst host {self.backends[name][0]} and {ENCAPSULATED[forwarding]}"
             result[name] = {**{k: v - before[name][k] for k, v in after.items()},
-                            "encapsulated": self.link_packets(f"dst host {address} and {ENCAPSULATED[forwarding]}"),
-                            "plain to a VIP": plain}
+                            "encapsulated": self.link_packets(wrapped), "plain to a VIP": plain}
         return result
 
     def server_logs(self, prefix):
