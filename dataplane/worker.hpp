@@ -197,7 +197,8 @@ class Worker {
   }
   // The one place a packet leaves for its backend: DSR's MAC rewrite, after the service's
   // tunnel wrapped it (`flow_hash` gives GUE its source port and IPv6 its flow label).
-  [[gnu::always_inline]] inline void transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend,
+  // False: too big for the tunnel, answered or dropped and counted.
+  [[gnu::always_inline]] inline bool transmit_to_backend(rte_mbuf* mbuf, std::uint16_t backend,
                                                          Forwarding forwarding, std::uint32_t flow_hash);
   // Wraps the packet in the backend's tunnel (dataplane/worker_tunnel.cpp). False: it was
   // too big for the port's MTU and answered with an ICMP error, or dropped, and counted.

@@ -189,8 +189,10 @@ def write_pcap(path, frames):
 
 class Scenario:
     def __init__(self, key, title, make, packets, mbuf_size, services, flows=1 << 18,
-                 sessions=1 << 18, min_new_flow_share=None):
+                 sessions=1 << 18, min_new_flow_share=None, out_port_settings=""):
         self.key, self.title, self.make, self.packets = key, title, make, packets
+        # raw settings of the output port: its tunnel source for a tunnel scenario
+        self.out_port_settings = out_port_settings
         self.mbuf_size, self.services = mbuf_size, services
         self.flows, self.sessions = flows, sessions
         # a run in which fewer packets made a new flow measured something else: an error
@@ -209,6 +211,9 @@ def scenarios(quick):
     storm_idle = "0.01" if quick else "0.05"
     storm = [("tcp", VIP_TCP, TCP_PORT, "tcp", f"idle_timeout = {storm_idle};")]
     storm_flows = 300_000 if quick else 4_000_000
+    # The established flows again, wrapped in GUE (README "Tunnel forwarding"): what the
+    # tunnel costs beside DSR's MAC rewrite.
+    web_gue = [(name, vip, port, proto, 'forwarding = "gue";') for name, vip, port, proto, _extra in web]
     return [
         Scenario("established", "1. established, 100k flows", lambda: established(scale(100_000)),
                  scale(100_000), 128, web),
@@ -220,6 +225,8 @@ def scenarios(quick):
                  3 * scale(100_000), 1024, sip, sessions=1 << 19),
         Scenario("mixed", "5. mixed", lambda: mixed(scale(20_000)), None, 1024, web + sip + media,
                  sessions=1 << 19),
+        Scenario("established_gue", "6. established, 100k flows, GUE", lambda: established(scale(100_000)),
+                 scale(100_000), 128, web_gue, out_port_settings='tunnel = { sources = ["192.0.2.2"]; };'),
     ]
 
 
@@ -421,7 +428,7 @@ def tetherd_config(pcap, scenario, packets, memory, sync_lab=None, sync_on=False
                        kernel=Kernel(SyncLab.INTERFACE))
     else:
         inbound = Port("in", pcap_dev, "02:00:00:00:00:01", ("192.0.2.1",))
-    ports = [inbound, Port("out", null_dev, "02:00:00:00:00:02", mbufs=65535)]
+    ports = [inbound, Port("out", null_dev, "02:00:00:00:00:02", mbufs=65535, settings=scenario.out_port_settings)]
     backends = {f"b{i}": (f"192.0.2.{10 + i}", f"02:00:00:00:01:{i:02x}") for i in range(1, 4)}
     services = [{"name": name, "vip": ".".join(map(str, vip)), "port": port, "protocol": proto,
                  "extra": extra, "weights": dict.fromkeys(backends, 1)}
@@ -636,7 +643,7 @@ def main():
                         help="sync.flow_threshold with sync on (default 1: every flow is sent on its first "
                              "packet, the most events new flows can make)")
     parser.add_argument("scenario", nargs="*", help="run only these (established, established_1m, "
-                                                    "new_flows, sip, mixed)")
+                                                    "new_flows, sip, mixed, established_gue)")
     args = parser.parse_args()
     for build in args.compare or []:
         if not (Path(build).is_file() and os.access(build, os.X_OK)):

@@ -29,9 +29,11 @@ CASES = {
     "gue64": ("2001:db8::203", 9000, "udp", "gue", "t4"),
     "sip": ("192.0.2.201", 5060, "udp", "gue", "t4"),       # SIP calls, routed by Call-ID
 }
+SERVICE_NAMES = list(CASES)
+CASES["icmp_error"] = CASES["ipip4"]  # an ICMP error steered to an ipip4 flow's backend
 SERVICES = [{"name": name, "vip": vip, "port": port, "protocol": protocol, "weights": {backend: 1},
              "extra": f'forwarding = "{forwarding}";' + (' dpi = "sip";' if name == "sip" else "")}
-            for name, (vip, port, protocol, forwarding, backend) in CASES.items()]
+            for name, (vip, port, protocol, forwarding, backend) in CASES.items() if name in SERVICE_NAMES]
 ETHER = Ether(src=CLIENT_MAC, dst=PORT_MAC)
 
 
@@ -139,7 +141,18 @@ def tunnel_run(tmp_path_factory):
     fits = client_packet("ipip4", 42005, payload=b"F" * (MTU - 20 - 40))
     # A flood over the MTU: beyond the 50 errors a worker may send at once, dropped, counted.
     flood = [client_packet("ipip4", 43000 + i, payload=b"B" * (MTU - 40)) for i in range(100)]
+    # A router's error about a backend's reply to the first ipip4 flow: steered to that flow's
+    # backend through the service's tunnel, as DSR would steer it; and one quoting so much
+    # that it no longer fits once wrapped, about which no error may be sent.
+    reply = bytes(IP(src=CASES["ipip4"][0], dst="203.0.113.7", flags="DF") /
+                  TCP(sport=80, dport=41000, flags="A") / (b"r" * 1452))
+    steered = bytes(ETHER / IP(src="198.18.7.1", dst=CASES["ipip4"][0]) / ICMP(type=3, code=4, nexthopmtu=1280) /
+                    reply[:548])
+    unanswerable = bytes(ETHER / IP(src="198.18.7.1", dst=CASES["ipip4"][0]) /
+                         ICMP(type=3, code=4, nexthopmtu=1280) / reply[:MTU - 28])
+    sent["icmp_error"] = [steered]
     frames = [f for service in sent.values() for f in service] + list(big.values()) + [fits] + flood
+    frames.append(unanswerable)
     run = run_tetherd(tmp_path_factory.mktemp("tunnel"), [frames], SERVICES, backends=BACKENDS,
                       port_settings=PORT_SETTINGS)
     assert run.returncode == 0, run.stderr
@@ -233,4 +246,6 @@ def test_counters(tunnel_run):
     assert run.counter("tunnelled") == wrapped
     assert run.counter("forwarded") == wrapped
     assert len([f for f in run.frames if not is_to_client(f)]) == wrapped
-    assert run.drops("tunnel_unwrappable") == 0 and run.drops("tunnel_too_big_unanswerable") == 0
+    assert run.drops("tunnel_unwrappable") == 0
+    assert run.drops("tunnel_too_big_unanswerable") == 1
+    assert run.counter("icmp_errors_forwarded") == 1

@@ -551,7 +551,7 @@ TEST_CASE("config: choices and ranges", "[config]") {
   CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    scheduler = \"round-robin\";\n")),
                     Contains("test.cfg:26: services.[0].scheduler: 'round-robin' is not one of: maglev, source-hash"));
   CHECK_THROWS_WITH(load(with("    protocol = \"tcp\";\n", "    protocol = \"tcp\";\n    forwarding = \"nat\";\n")),
-                    "test.cfg:26: services.[0].forwarding: 'nat' is not one of: dsr");
+                    "test.cfg:26: services.[0].forwarding: 'nat' is not one of: dsr, ipip, gue");
   CHECK_THROWS_WITH(load("log_level = \"verbose\";\n" + kBase),
                     "test.cfg:1: log_level: 'verbose' is not one of: error, warning, info, debug");
   CHECK_THROWS_WITH(load("workers = 0;\n" + kBase), "test.cfg:1: workers: 0 is out of range 1..64");
