@@ -5,7 +5,7 @@ clients through the VIPs, a summary per backend, and a teardown that leaves noth
 (also on Ctrl-C, SIGTERM or a failure). The lab itself is the tetherlab package beside this
 script, shared with the end-to-end tests (test/integration/test_lab.py).
 
-    tools/lab.py [--calls N] [--downloads N] [--streams N] [--seconds S] [--tap]
+    tools/lab.py [--calls N] [--downloads N] [--streams N] [--seconds S] [--tap | --tunnel ipip|gue]
     tools/lab.py --failover [--no-sync] [--add-backend] [--whole-box] [--advert-int S]
                  [--calls N] [--downloads N] [--streams N] [--seconds S]
     tools/lab.py --instances N [--no-sync] [--calls N] [--downloads N] [--streams N] [--seconds S]
@@ -15,6 +15,15 @@ script, shared with the end-to-end tests (test/integration/test_lab.py).
 interface lan0 owning 198.18.0.1/24), and bird2 in tetherd's namespace announces the VIPs
 tetherd routes there (`announce`) over it, with BFD, to bird2 in a router namespace
 (test/integration/test_exception_path.py, test_announce.py).
+
+--tunnel ipip|gue: the backends on a subnet of their own (198.19.0.0/24) behind a router
+namespace, not on tetherd's segment; tetherd's services forward with `forwarding = "ipip"`
+or `"gue"` through the router (its port's gateway), the outer source its port's address;
+each backend decapsulates with tether's XDP program (backend/, attached by tether-decap),
+holds the VIPs on lo, answers the client directly through the router and advertises an MSS
+lowered by the encapsulation's overhead. It prints each backend's decapsulator counters and
+what the router sent the backends: encapsulated, or (never) plain to a VIP
+(test/integration/test_tunnel_lab.py).
 
 --failover: an active-standby pair (tools/tetherlab/failover.py): two tetherds on net_tap
 with the exception path, keepalived's VRRP between them, state sync; the workload with the
@@ -54,7 +63,7 @@ import threading
 import time
 from pathlib import Path
 
-from tetherlab.config import Kernel, lab_config_on_tap
+from tetherlab.config import Kernel, lab_config_on_tap, lab_config_tunnel
 from tetherlab.failover import ADVERT_INT, Pair, Probe, failover_scenario
 from tetherlab.lab import Lab
 from tetherlab.namespaces import remove_stale_labs
@@ -159,10 +168,10 @@ def exception_path(lab, tetherd):
     return established and "proto bird" in route
 
 
-def report(r, elapsed, port):
+def report(r, elapsed, port, forwarding="DSR"):
     weights = {"b1": 2, "b2": 1, "b3": 1}
     print(f"\ntether lab: {LAB_CONFIG.relative_to(REPO)}, tetherd on {port} (1 worker), "
-          f"backends b1..b3 in DSR; workload {elapsed:.0f} s:")
+          f"backends b1..b3 in {forwarding}; workload {elapsed:.0f} s:")
     print(f"  {r['calls']} SIP calls ({r['reinvite_calls']} with a re-INVITE) from "
           f"{len(CLIENT_ADDRESSES)} client sockets, {r['downloads']} passive FTP downloads "
           f"(EPSV and PASV) from {len(CLIENT_ADDRESSES)} addresses, {r['streams']} RTSP streams over UDP\n")
@@ -199,6 +208,27 @@ def report(r, elapsed, port):
           f"{r['rtcp_misrouted']})")
     return not (r["calls_failed"] or r["calls_split"] or r["downloads_failed"]
                 or r["streams_failed"] or r["rtcp_misrouted"])
+
+
+def tunnel_report(lab, before):
+    """With --tunnel: each backend's decapsulator counters over the workload (`before`: at its
+    start) and what the router sent it, encapsulated or plain to a VIP; whether every backend
+    received its traffic encapsulated only and decapsulated it all."""
+    traffic = lab.tunnel_traffic(lab.tunnel, before)
+    print(f"\ntunnel ({lab.tunnel}): the backends' XDP decapsulators (tether-decap counters, over the "
+          f"workload) | what the router sent each backend (tcpdump on its leg toward them)")
+    header = (f"{'backend':8} {'address':>12} {'decap ipip':>10} {'decap gue':>9} {'not tunnelled':>13} "
+              f"{'malformed':>9} | {'encapsulated':>12} {'plain to a VIP':>14}")
+    print(header)
+    print("-" * len(header))
+    ok = True
+    for name, t in traffic.items():
+        print(f"{name:8} {lab.backends[name][0]:>12} {t['decapsulated_ipip']:>10} {t['decapsulated_gue']:>9} "
+              f"{t['not_tunnelled']:>13} {t['malformed']:>9} | {t['encapsulated']:>12} {t['plain to a VIP']:>14}")
+        decapsulated = t[f"decapsulated_{lab.tunnel}"]
+        ok = (ok and t["encapsulated"] > 0 and decapsulated >= t["encapsulated"] and t["malformed"] == 0
+              and t["plain to a VIP"] == 0)
+    return ok
 
 
 def nonzero(show_sync):
@@ -368,7 +398,13 @@ def run_single(lab, args, workdir):
     for name in BACKENDS:
         lab.start_sip_server(name, reinvite=True)
     lab.start_media_servers()
-    config, port = LAB_CONFIG, "net_af_packet"
+    config, port, forwarding = LAB_CONFIG, "net_af_packet", "DSR"
+    if args.tunnel:
+        config, forwarding = workdir / f"lab-{args.tunnel}.cfg", f"{args.tunnel} behind a router"
+        config.write_text(lab_config_tunnel(LAB_CONFIG.read_text(), args.tunnel))
+        lab.start_link_capture()
+        print(f"lab: backends on 198.19.0.0/24 behind the router, decapsulating {args.tunnel} with XDP",
+              flush=True)
     if args.tap:
         lab.start_birds()
         config, port = workdir / "lab-tap.cfg", "net_tap with the exception path"
@@ -379,8 +415,11 @@ def run_single(lab, args, workdir):
     tetherd.wait_until(lambda b: all(x["healthy"] for x in b.values()), 20, "all backends healthy")
     print("lab: all backends up; playing the workload", flush=True)
     start = time.monotonic()
+    decap_before = lab.decap_counters() if args.tunnel else None
     figures = workload(lab, tetherd, args)
-    ok = report(figures, time.monotonic() - start, port)
+    ok = report(figures, time.monotonic() - start, port, forwarding)
+    if args.tunnel:
+        ok = tunnel_report(lab, decap_before) and ok
     if args.tap:
         ok = exception_path(lab, tetherd) and ok
     return tetherd.stop() == 0 and ok
@@ -396,6 +435,8 @@ def main():
                         help="tetherd's port on net_tap with the exception path, and BGP over it")
     parser.add_argument("--overload", action="store_true",
                         help="small capacities (max_sessions), more SIP, FTP and RTSP sessions than they hold")
+    parser.add_argument("--tunnel", choices=("ipip", "gue"),
+                        help="the backends behind a router, reached with ipip or gue, decapsulating with XDP")
     parser.add_argument("--failover", action="store_true",
                         help="an active-standby pair; the master's tetherd killed in the middle")
     parser.add_argument("--instances", type=int, metavar="N",
@@ -415,6 +456,8 @@ def main():
         parser.error("--no-sync goes with --failover or --instances")
     if (args.failover or args.instances) and args.tap:
         parser.error("--failover and --instances run on net_tap already; --tap goes alone")
+    if args.tunnel and (args.tap or args.failover or args.instances or args.overload):
+        parser.error("--tunnel goes alone")
     if args.failover and args.instances:
         parser.error("--failover (a pair) or --instances (a tier), not both")
     if args.instances is not None and not 2 <= args.instances <= len(INSTANCES):
@@ -432,7 +475,7 @@ def main():
     signal.signal(signal.SIGTERM, sigterm)
     remove_stale_labs()
     workdir = Path(tempfile.mkdtemp(prefix="tether-lab-"))
-    lab = Lab(workdir, tap=args.tap, pair=args.failover, instances=args.instances)
+    lab = Lab(workdir, tap=args.tap, pair=args.failover, instances=args.instances, tunnel=args.tunnel)
     ok = False
     try:
         print(f"lab: creating namespaces {lab.tag} (work files in {workdir})", flush=True)

@@ -8,7 +8,8 @@ import re
 from dataclasses import dataclass
 
 from .topology import (BACKENDS, FTP_PASSIVE, FTP_VIP, KERNEL_INTERFACE, LAN_PREFIX, LB_ADDRESS,
-                       LB_MAC, RTSP_PORTS, RTSP_VIP, TAP_DEVICE)
+                       LB_MAC, ROUTER_ADDRESS, RTSP_PORTS, RTSP_VIP, TAP_DEVICE, TUNNEL_BACKENDS,
+                       TUNNEL_SOURCE)
 
 # The EAL without hugepages, shared configuration files or PCI scans: what the lab and the
 # tests run (tools/bench reserves hugepages when it can, see its Memory).
@@ -150,3 +151,20 @@ def lab_config_without_dpi(text):
                              f'protocol = "{protocol}"; backends = ( {members} ); }}')
     end = text.rindex("\n);")
     return text[:end] + ",\n" + ",\n".join(extra) + text[end:]
+
+
+def lab_config_tunnel(text, forwarding):
+    """conf/lab.cfg's text for the tunnel lab: the backends at their addresses behind the
+    router (TUNNEL_BACKENDS), the router as the port's gateway, TUNNEL_SOURCE its tunnels'
+    outer source, every service's forwarding `forwarding` ("ipip" or "gue")."""
+    for name, (address, _mac) in BACKENDS.items():
+        old = f'{{ name = "{name}"; address = "{address}"; }}'
+        assert old in text, old
+        text = text.replace(old, f'{{ name = "{name}"; address = "{TUNNEL_BACKENDS[name][0]}"; }}')
+    port_address = f'addresses = ["{LB_ADDRESS}"];'
+    assert text.count(port_address) == 1
+    text = text.replace(port_address, f'{port_address} gateways = ["{ROUTER_ADDRESS}"];\n'
+                                      f'    tunnel = {{ sources = ["{TUNNEL_SOURCE}"]; }};')
+    text, services = re.subn(r'(protocol = "\w+";)', rf'\1 forwarding = "{forwarding}";', text)
+    assert services == 3, services
+    return text

@@ -19,6 +19,11 @@ spare backend b4 runs the same servers, outside every service until a run adds i
 With instances=N (2 or 3) N tetherd instances run so behind the router, all active, each
 with its own BIRD announcing the VIPs to the router's (tier.py: the tier of `tools/run
 --instances`); b4 as with pair=True.
+
+With tunnel="ipip" or "gue" the backends sit behind the router on a subnet of their own
+(namespaces.py), each with tether's XDP decapsulator on its eth0 (decap.py); tetherd runs
+lab_config_tunnel's configuration (its gateway the router) and a capture on the router's
+leg toward the backends shows what crossed it (link_capture, link_packets).
 """
 import collections
 import functools
@@ -31,24 +36,28 @@ import time
 from pathlib import Path
 
 from .config import config_text, lab_port
+from .decap import attach_decapsulator, decap_counters
 from .namespaces import Namespaces, run
 from .routing import Bird, peer_protocol, tier_configs
 from .servers import RTSP_SERVER, SIP_SCENARIOS, TCP_SERVER, VSFTPD_CONF, parse_sipp_requests
 from .tetherd import Tetherd
 from .topology import (ANNOUNCED_PREFIX, BACKENDS, FTP_FILE, FTP_FILE_SIZE, FTP_PASSIVE, FTP_PORT, FTP_VIP,
-                       REPO, RTSP_PORT, RTSP_PORTS, RTSP_VIP, SIP_PORT, SIP_VIP, SPARE_FTP_PASSIVE,
-                       SPARE_RTSP_PORTS, TCP_PORT)
+                       GUE_PORT, REPO, RTSP_PORT, RTSP_PORTS, RTSP_VIP, SIP_PORT, SIP_VIP, SPARE_FTP_PASSIVE,
+                       SPARE_RTSP_PORTS, TCP_PORT, TUNNEL_SOURCE)
 
 PASSIVE_RANGES = {**FTP_PASSIVE, **SPARE_FTP_PASSIVE}
 MEDIA_RANGES = {**RTSP_PORTS, **SPARE_RTSP_PORTS}
+# pcap filters: a frame of each tunnel forwarding's encapsulation, from tetherd's tunnel source
+ENCAPSULATED = {"ipip": f"src host {TUNNEL_SOURCE} and ip proto 4",
+                "gue": f"src host {TUNNEL_SOURCE} and udp dst port {GUE_PORT}"}
 
 
 class Lab(Namespaces):
     """The namespaces, the servers each backend runs, and the lab's tetherd."""
 
-    def __init__(self, workdir, tag=None, tap=False, pair=False, instances=None):
+    def __init__(self, workdir, tag=None, tap=False, pair=False, instances=None, tunnel=None):
         super().__init__(workdir, tag, router=(tap and not pair) or bool(instances),
-                         instances=instances or (2 if pair else 1))
+                         instances=instances or (2 if pair else 1), tunnel=tunnel)
         self.tap = tap or pair or bool(instances)
         self.birds = {}  # "lb", "router" (a tier: "lb-a", "lb-b"...) -> Bird
         self.tcp_servers = {}  # backend -> Popen
@@ -58,9 +67,13 @@ class Lab(Namespaces):
         self.captures = {}  # backend -> Popen (tcpdump)
         self.ftp_sha256 = None  # of FTP_FILE, once create() wrote it
         self.tetherds_started = 0
+        self.link_capture_file = None  # the router's capture toward the backends (tunnel labs)
 
     def create(self):
         super().create()
+        if self.tunnel:  # the decapsulator takes both encapsulations, on tetherd's gue_port
+            for ns in self.backend_ns.values():
+                attach_decapsulator(ns)
         for name, (address, _mac) in self.backends.items():
             # The servers listen on the VIPs only (their replies must come from the VIP);
             # tetherd's health checks go to the backend's own address, so that is mapped
@@ -155,19 +168,23 @@ class Lab(Namespaces):
     def start_capture(self, name, timeout=15):
         """tcpdump on the backend's eth0: every UDP datagram to RTSP_VIP it receives, one
         line each, in udp-NAME.log (see rtsp_udp_received)."""
-        out = open(self.workdir / f"udp-{name}.log", "a")
-        err_path = self.workdir / f"udp-{name}.err"
+        with open(self.workdir / f"udp-{name}.log", "a") as out:
+            proc = self._tcpdump(self.backend_ns[name], f"udp-{name}", name, timeout, stdout=out,
+                                 words=["-i", "eth0", "-n", "-l", "-tt", "-Q", "in", "-p",
+                                        f"udp and dst host {RTSP_VIP}"])
+        self.captures[name] = proc
+        return proc
+
+    def _tcpdump(self, ns, stem, what, timeout, words, **kwargs):
+        """tcpdump `words` in `ns`, its messages in STEM.err; returns once it listens."""
+        err_path = self.workdir / f"{stem}.err"
         with open(err_path, "a") as err:
-            proc = self.popen(self.backend_ns[name],
-                              ["tcpdump", "-i", "eth0", "-n", "-l", "-tt", "-Q", "in", "-p",
-                               f"udp and dst host {RTSP_VIP}"], stdout=out, stderr=err)
-        out.close()
+            proc = self.popen(ns, ["tcpdump", *words], stderr=err, **kwargs)
         deadline = time.monotonic() + timeout
         while "listening on" not in err_path.read_text():
-            assert proc.poll() is None, f"tcpdump on {name}: {err_path.read_text()}"
-            assert time.monotonic() < deadline, f"tcpdump on {name} did not start"
+            assert proc.poll() is None, f"tcpdump on {what}: {err_path.read_text()}"
+            assert time.monotonic() < deadline, f"tcpdump on {what} did not start"
             time.sleep(0.05)
-        self.captures[name] = proc
         return proc
 
     def start_media_servers(self, names=None):
@@ -205,6 +222,36 @@ class Lab(Namespaces):
         """The gateways of the router kernel's route to `vip` (one, or a multipath route's
         every nexthop), as a set of addresses (empty if none)."""
         return set(re.findall(r"\bvia (\S+)", self.router_route(vip)))
+
+    def start_link_capture(self, timeout=15):
+        """A tunnel lab: tcpdump on the router's leg toward the backends (eth1), every IPv4
+        frame it sends them, headers only, into link.pcap (see link_packets)."""
+        self.link_capture_file = self.workdir / "link.pcap"
+        return self._tcpdump(self.router, "link", "the router", timeout,
+                             words=["-i", "eth1", "-n", "-Q", "out", "-p", "-s", "128", "-U",
+                                    "-w", self.link_capture_file, "ip"])
+
+    def link_packets(self, pcap_filter):
+        """How many frames of the router's capture toward the backends match `pcap_filter`."""
+        result = run("tcpdump", "-n", "-r", self.link_capture_file, pcap_filter, check=False)
+        return len(result.stdout.splitlines())
+
+    def decap_counters(self):
+        """backend -> its decapsulator's counters (tether-decap counters)."""
+        return {name: decap_counters(ns) for name, ns in self.backend_ns.items()}
+
+    def tunnel_traffic(self, forwarding, before):
+        """backend -> what its decapsulator counted since `before` (decap_counters()) and
+        what the router sent it since the capture started: frames of `forwarding`'s
+        encapsulation ("encapsulated") and frames to a VIP not encapsulated ("plain to a
+        VIP", for the whole link)."""
+        plain = self.link_packets(f"dst net {ANNOUNCED_PREFIX}")
+        result = {}
+        for name, after in self.decap_counters().items():
+            wrapped = f"dst host {self.backends[name][0]} and {ENCAPSULATED[forwarding]}"
+            result[name] = {**{k: v - before[name][k] for k, v in after.items()},
+                            "encapsulated": self.link_packets(wrapped), "plain to a VIP": plain}
+        return result
 
     def server_logs(self, prefix):
         """backend -> the text of its log PREFIX-NAME.log, "" while there is none."""

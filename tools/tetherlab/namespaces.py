@@ -13,6 +13,10 @@ bridge in a "fabric" namespace joins
            (PAIR: "a" runs in lb, "b" in lb2); the client then reaches the VIPs on the
            segment (`ip route add VIP/32 dev eth0`: the master answers ARP for them), and a
            spare backend b4 (SPARE_BACKENDS) joins the bridge like b1..b3
+  (tunnel) with tunnel="ipip" or "gue", the backends sit on a second bridge (br1, subnet
+           198.19.0.0/24) behind the router, which joins both and forwards: tetherd tunnels
+           to them through it, they answer the client through it, and advertise an MSS
+           lowered by the encapsulation's overhead (their route to the client's segment)
   lb3      (with instances=3 and the router) a tier of active instances (INSTANCES: "a" in
            lb, "b" in lb2, "c" in lb3) behind the router, which forwards (no redirects):
            the client routes the VIPs via ROUTER_ADDRESS, the router spreads them over the
@@ -33,8 +37,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .topology import (BACKENDS, CLIENT_ADDRESSES, CLIENT_MAC, INSTANCES, LAN_PREFIX, LB_ADDRESS, LB_MAC,
-                       ROUTER_ADDRESS, ROUTER_MAC, SPARE_BACKENDS, TAP_DEVICE, VIPS)
+from .topology import (BACKEND_SUBNET_ROUTER, BACKEND_SUBNET_ROUTER_MAC, BACKENDS, CLIENT_ADDRESSES, CLIENT_MAC,
+                       INSTANCES, LAN_PREFIX, LB_ADDRESS, LB_MAC, ROUTER_ADDRESS, ROUTER_MAC, SPARE_BACKENDS,
+                       TAP_DEVICE, TUNNEL_BACKENDS, TUNNEL_OVERHEAD, VIPS)
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -50,13 +55,16 @@ def run(*words, check=True, **kwargs):
 class Namespaces:
     """The lab's namespaces, veths and bridge, and every process started in them."""
 
-    def __init__(self, workdir, tag=None, router=False, instances=1):
+    def __init__(self, workdir, tag=None, router=False, instances=1, tunnel=None):
         self.workdir = Path(workdir)
+        self.tunnel = tunnel  # None, "ipip" or "gue": the backends behind the router
+        router = router or bool(tunnel)
         self.tag = tag or f"{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
         self.fabric = f"tte2e-{self.tag}-fab"
         self.lb = f"tte2e-{self.tag}-lb"
         self.client = f"tte2e-{self.tag}-cl"
-        self.backends = {**BACKENDS, **(SPARE_BACKENDS if instances > 1 else {})}  # name -> (address, mac)
+        self.backends = ({**BACKENDS, **(SPARE_BACKENDS if instances > 1 else {})} if not tunnel
+                         else dict(TUNNEL_BACKENDS))  # name -> (address, mac)
         self.backend_ns = {name: f"tte2e-{self.tag}-{name}" for name in self.backends}
         self.router = f"tte2e-{self.tag}-rt" if router else None
         # instance -> namespace: the lb namespace, then lb2, lb3... for the further instances
@@ -79,6 +87,9 @@ class Namespaces:
             run("ip", "-n", ns, "link", "set", "lo", "up")
         run("ip", "-n", self.fabric, "link", "add", "br0", "type", "bridge")
         run("ip", "-n", self.fabric, "link", "set", "br0", "up")
+        if self.tunnel:
+            run("ip", "-n", self.fabric, "link", "add", "br1", "type", "bridge")
+            run("ip", "-n", self.fabric, "link", "set", "br1", "up")
         self._plug(self.lb, "lb", LB_MAC)
         for i, (name, ns) in enumerate(self.lb_ns.items()):
             if i > 0:
@@ -101,8 +112,10 @@ class Namespaces:
                         "net.ipv4.conf.eth0.accept_redirects=0")
         for name, (address, mac) in self.backends.items():
             ns = self.backend_ns[name]
-            self._plug(ns, name, mac)
+            self._plug(ns, name, mac, bridge="br1" if self.tunnel else "br0")
             run("ip", "-n", ns, "addr", "add", f"{address}/{LAN_PREFIX}", "dev", "eth0")
+            if self.tunnel:
+                self.lower_mss(ns, self.tunnel)
             for vip in VIPS:
                 run("ip", "-n", ns, "addr", "add", f"{vip}/32", "dev", "lo")
             self.sysctl(ns, "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
@@ -112,19 +125,30 @@ class Namespaces:
             run("ip", "-n", self.router, "addr", "add", f"{ROUTER_ADDRESS}/{LAN_PREFIX}", "dev", "eth0")
             # ECMP over several instances (issue 17): spread by the 5-tuple, not the addresses.
             self.sysctl(self.router, "net.ipv4.fib_multipath_hash_policy=1")
+            if self.tunnel:  # the router forwards between the segment and the backends' subnet
+                self._plug(self.router, "rt1", BACKEND_SUBNET_ROUTER_MAC, bridge="br1", device="eth1")
+                run("ip", "-n", self.router, "addr", "add", f"{BACKEND_SUBNET_ROUTER}/{LAN_PREFIX}", "dev", "eth1")
+                self.sysctl(self.router, "net.ipv4.ip_forward=1")
             if len(self.lb_ns) > 1:  # the tier: the router forwards the client's flows
                 self.sysctl(self.router, "net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
                             "net.ipv4.conf.eth0.send_redirects=0")
 
-    def _plug(self, ns, short, mac):
-        """A veth from `ns` (eth0, with `mac`) to the bridge in the fabric namespace."""
-        run("ip", "link", "add", "eth0", "netns", ns, "address", mac, "type", "veth",
+    def lower_mss(self, ns, tunnel):
+        """A tunnel lab's backend: its route to the client's segment (its default route, via
+        the router) advertises an MSS lowered by the encapsulation's overhead (advmss), so the
+        client's segments, wrapped, still fit the links."""
+        advmss = 1500 - 20 - 20 - TUNNEL_OVERHEAD[tunnel]
+        run("ip", "-n", ns, "route", "replace", "default", "via", BACKEND_SUBNET_ROUTER, "advmss", advmss)
+
+    def _plug(self, ns, short, mac, bridge="br0", device="eth0"):
+        """A veth from `ns` (`device`, with `mac`) to `bridge` in the fabric namespace."""
+        run("ip", "link", "add", device, "netns", ns, "address", mac, "type", "veth",
             "peer", "name", f"p-{short}", "netns", self.fabric)
-        run("ip", "-n", self.fabric, "link", "set", f"p-{short}", "master", "br0", "up")
-        run("ip", "-n", ns, "link", "set", "eth0", "up")
+        run("ip", "-n", self.fabric, "link", "set", f"p-{short}", "master", bridge, "up")
+        run("ip", "-n", ns, "link", "set", device, "up")
         # veth checksum offload would hand tetherd frames with unfinished checksums, which
         # it forwards untouched and the backend then drops.
-        for where, dev in ((ns, "eth0"), (self.fabric, f"p-{short}")):
+        for where, dev in ((ns, device), (self.fabric, f"p-{short}")):
             run("ip", "netns", "exec", where, "ethtool", "-K", dev, "tx", "off", check=False)
 
     def wire_tap_port(self, ns=None, timeout=10):
@@ -189,8 +213,9 @@ class Namespaces:
 
     # -- moving the test itself into a namespace ------------------------------------------
 
+    @staticmethod
     @contextmanager
-    def inside(self, ns):
+    def inside(ns):
         """Runs the block with this thread in namespace `ns`: sockets created there stay
         in it after the block (the test keeps client connections open across steps)."""
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)

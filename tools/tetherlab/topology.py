@@ -8,7 +8,10 @@ in a namespace of its own, keepalived's VRRP between them; the client reaches th
 the segment itself (whoever answers ARP for them: the master), and a spare backend
 (SPARE_BACKENDS) can join the services during a run. The tier variant (Lab(instances=N))
 runs N active instances (INSTANCES) behind the router: each announces the VIPs by BGP, the
-router spreads the client's flows over them (ECMP), and state sync runs between all."""
+router spreads the client's flows over them (ECMP), and state sync runs between all. The
+tunnel variant (Lab(tunnel="ipip" or "gue")) puts the backends (TUNNEL_BACKENDS) on a subnet
+of their own behind the router: tetherd reaches them through it (its gateway) with tunnel
+forwarding, and each backend decapsulates with tether's XDP program."""
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,6 +49,22 @@ SYNC_PORT = 7788  # UDP, between the pair's port addresses
 VRRP_ROUTER_ID = 51
 # A backend the pair's lab also runs servers on, outside the services until a run adds it.
 SPARE_BACKENDS = {"b4": ("198.18.0.14", "02:e2:e0:00:01:04")}
+# The tunnel variant: the backends' subnet, on the router's second leg.
+BACKEND_SUBNET_ROUTER = "198.19.0.254"
+BACKEND_SUBNET_ROUTER_MAC = "02:e2:e0:00:02:fe"
+TUNNEL_BACKENDS = {
+    "b1": ("198.19.0.11", "02:e2:e0:00:02:01"),
+    "b2": ("198.19.0.12", "02:e2:e0:00:02:02"),
+    "b3": ("198.19.0.13", "02:e2:e0:00:02:03"),
+}
+# tetherd's tunnel source there (its port's `tunnel.sources`): the outer source of what it
+# wraps, apart from the port's address its health checks come from.
+TUNNEL_SOURCE = "198.18.0.9"
+# What each encapsulation adds to a packet (outer IPv4 header; GUE variant 1: and a UDP
+# header): the backends advertise an MSS that much smaller, so the client's segments still
+# fit the 1500-byte links once wrapped. tetherd's tunnel.gue_port default.
+TUNNEL_OVERHEAD = {"ipip": 20, "gue": 28}
+GUE_PORT = 6080
 SIP_VIP = "198.18.1.100"
 TCP_VIP = "198.18.1.101"
 FTP_VIP = "198.18.1.102"
