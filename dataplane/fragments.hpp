@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "dataplane/session_table.hpp"
+#include "dataplane/tunnel.hpp"
 #include "parsers/fragment.hpp"
 #include "parsers/sip.hpp"
 
@@ -51,10 +52,20 @@ inline constexpr unsigned kReassembliesPerWorker = 16;
 
 // A fragment table entry's route (the SessionTable's SessionRoute, read this way).
 // backend: the backend the first fragment went to; or one of the markers below.
-// service field: for a backend, the first fragment's header_end; for kFragmentReassembling,
-// the worker reassembling; for kFragmentRefused, the DropReason every later fragment gets.
+// service field: for a backend, the first fragment's header_end (low 14 bits) and the
+// service's forwarding (top 2 bits: later fragments carry no ports to find their service by,
+// and go through the same tunnel); for kFragmentReassembling, the worker reassembling; for
+// kFragmentRefused, the DropReason every later fragment gets.
 inline constexpr std::uint16_t kFragmentRefused = 0xfffe;
 inline constexpr std::uint16_t kFragmentReassembling = 0xfffd;
+// A first fragment's headers end within its 9216-byte jumbo frame at most: 14 bits.
+inline constexpr std::uint32_t kFragmentHeaderEndMask = 0x3fff;
+inline SessionRoute fragment_route(std::uint16_t backend, std::uint32_t header_end, Forwarding forwarding) {
+  return {backend, static_cast<std::uint16_t>((header_end & kFragmentHeaderEndMask) |
+                                              (static_cast<std::uint32_t>(forwarding) << 14))};
+}
+inline std::uint32_t fragment_header_end(const SessionRoute& route) { return route.service & kFragmentHeaderEndMask; }
+inline Forwarding fragment_forwarding(const SessionRoute& route) { return static_cast<Forwarding>(route.service >> 14); }
 
 // The shared table: a SessionTable whose entries also hold which 8-byte units of their datagram
 // have gone through, so that an overlapping fragment is refused whichever worker forwarded the

@@ -429,7 +429,11 @@ std::uint16_t Worker::forward_first_fragment(rte_mbuf* mbuf, ServiceMatch found,
   fill_flow_packet(packet, mbuf, found, fragment);
   return forward(packet, -1, now);
 }
-void Worker::send_fragment(rte_mbuf* mbuf, std::uint16_t backend) { transmit_to_backend(mbuf, backend); }
+// A later fragment's tunnel entropy is its datagram's hash (it has no ports): its GUE source
+// port may differ from its first fragment's, which only the backend's reassembly sees.
+void Worker::send_fragment(rte_mbuf* mbuf, std::uint16_t backend, Forwarding forwarding, std::uint32_t datagram_hash) {
+  transmit_to_backend(mbuf, backend, forwarding, datagram_hash);
+}
 
 // A SIP datagram goes where its call goes, whatever flow carries it. False hands the packet
 // back to flow-level balancing (not SIP, no Call-ID, a keepalive).

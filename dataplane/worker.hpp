@@ -184,7 +184,7 @@ class Worker {
                             Burst& burst);
   std::uint16_t forward_first_fragment(rte_mbuf* mbuf, ServiceMatch found, const parsers::Fragment& fragment,
                                        std::uint64_t now);
-  void send_fragment(rte_mbuf* mbuf, std::uint16_t backend);
+  void send_fragment(rte_mbuf* mbuf, std::uint16_t backend, Forwarding forwarding, std::uint32_t datagram_hash);
   // A fragment to a VIP: queued in `burst.fragments`, or dropped for what is wrong with it.
   // False for a fragment to anything else, which classify_any counts as before.
   bool classify_fragment(rte_mbuf* mbuf, std::uint16_t port_index, std::span<const std::uint8_t> frame,
@@ -208,7 +208,7 @@ class Worker {
   // The route of a datagram whose first fragment this worker sent to `backend` (kNoBackend:
   // dropped), and the held fragments that waited for it.
   void record_fragment_route(const SessionKey& key, std::uint32_t signature, std::uint16_t backend,
-                             const parsers::Fragment& first, std::uint64_t now);
+                             Forwarding forwarding, const parsers::Fragment& first, std::uint64_t now);
   void hand_to_control(rte_mbuf* mbuf);  // over the exception ring
   // A frame tetherd does not consume: to the port's kernel interface within this worker's
   // share of its rate for the frame's class, or dropped for `reason` on a port without one.

@@ -107,15 +107,15 @@ void Worker::route_first_fragment(rte_mbuf* mbuf, const parsers::Fragment& fragm
   } else {
     backend = forward_first_fragment(mbuf, found, fragment, now);
   }
-  record_fragment_route(key, signature, backend, fragment, now);
+  record_fragment_route(key, signature, backend, service.forwarding, fragment, now);
 }
 
 void Worker::record_fragment_route(const SessionKey& key, std::uint32_t signature, std::uint16_t backend,
-                                   const parsers::Fragment& first, std::uint64_t now) {
+                                   Forwarding forwarding, const parsers::Fragment& first, std::uint64_t now) {
   // A dropped first fragment (no backend) takes the rest of its datagram with it.
   if (backend == kNoBackend) return refuse_datagram(key, signature, DropReason::no_backend, now);
   const std::int32_t position =
-      fragments_->add(key, signature, {backend, first.header_end}, now + fragment_timeout_tsc_);
+      fragments_->add(key, signature, fragment_route(backend, first.header_end, forwarding), now + fragment_timeout_tsc_);
   if (position < 0) {
     counters_.fragment_table_full++;
     return;  // the held fragments time out: no worker can learn the route
@@ -144,7 +144,7 @@ void Worker::follow_fragment(const Piece& piece, std::uint64_t now) {
   if (route.backend == kFragmentReassembling) return hold_fragment(piece, now);
   // Bytes the route was chosen by (ports, flags) would be rewritten at the backend: RFC 1858's
   // overlapping fragment attack. The datagram goes, whatever its other fragments.
-  if (piece.offset < route.service) {
+  if (piece.offset < fragment_header_end(route)) {
     refuse_datagram(piece.key, piece.signature, DropReason::fragment_overlap, now);
     return drop(mbuf, DropReason::fragment_overlap);
   }
@@ -159,7 +159,7 @@ void Worker::follow_fragment(const Piece& piece, std::uint64_t now) {
   }
   if (is_down(route.backend)) return drop(mbuf, DropReason::no_backend);
   counters_.fragments_followed++;
-  send_fragment(mbuf, route.backend);
+  send_fragment(mbuf, route.backend, fragment_forwarding(route), piece.signature);
 }
 
 void Worker::hold_fragment(const Piece& piece, std::uint64_t now) {
@@ -257,13 +257,15 @@ void Worker::try_reassembly(unsigned slot, std::uint64_t now) {
     return refuse_datagram(reassembly.key, reassembly.signature, DropReason::no_backend, now);
   }
   // As the client sent them, first fragment first: the backend reassembles the datagram.
+  const Forwarding forwarding = snapshot_->services[reassembly.service].forwarding;
   for (unsigned i = 1; i < count; ++i) {
     counters_.fragments_followed++;
-    send_fragment(mbuf_of(pieces[i]), backend);
+    send_fragment(mbuf_of(pieces[i]), backend, forwarding, reassembly.signature);
   }
   // Late duplicates and retransmitted pieces follow like any datagram's.
   const std::int32_t position = fragments_->add(reassembly.key, reassembly.signature,
-                                               {backend, first.header_end}, now + fragment_timeout_tsc_);
+                                               fragment_route(backend, first.header_end, forwarding),
+                                               now + fragment_timeout_tsc_);
   if (position >= 0) {
     fragments_->restart(position);
     for (unsigned i = 0; i < count; ++i) {
