@@ -16,7 +16,7 @@ from harness import BUILD, REPO
 # Beside another test file (tools/test): the quick runs assert what the program reports and
 # that it is well formed, never a speed, and the test command has no time for them alone.
 
-SCENARIOS = ["established", "established_1m", "new_flows", "sip", "mixed"]
+SCENARIOS = ["established", "established_1m", "new_flows", "sip", "mixed", "established_gue"]
 
 
 def test_quick_benchmark_produces_every_figure(tmp_path):
