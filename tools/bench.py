@@ -30,8 +30,14 @@ round whose io ceiling is more than 15% off the median of the rounds is played a
 as many times as there are rounds), so one busy moment does not decide a ratio. The warnings
 are printed with the table and kept in the JSON.
 
+The peer family (scenario name `peer`; part of a full run, with --quick only when named)
+runs on an af_packet veth path instead of the vdevs: trafgen replays the SIP pcap, and
+testpmd io (the path's ceiling), tetherd and Kamailio (a stateless Call-ID dispatcher)
+forward it to a sink that counts per backend; see bench_peer.py.
+
 Usage: tools/bench [--quick] [--rounds N] [--seconds S] [--warmup S] [--out DIR]
-                   [--compare TETHERD]... [SCENARIO...]
+                   [--peer-devargs ARGS] [--kamailio-allocator fm|qm|tlsf]
+                   [--compare TETHERD]... [SCENARIO...] [peer]
        tools/bench --sync [--sync-max-rate N] [--sync-flow-threshold N] [...] [SCENARIO...]
 """
 import argparse
@@ -704,10 +710,11 @@ PROFILE_STAGES = [
 ]
 
 
-def chart(results, out_dir):
+def chart(results, out_dir, peer=None):
     """bench.png: Mpps of io, 5tswap and tether per scenario, tether's ratio to io per
-    scenario, the scaling factors of io and tether with more cores (if measured), and the
-    time a packet spends in each stage (PROFILE_STAGES)."""
+    scenario, the scaling factors of io and tether with more cores (if measured), the peer
+    family's forwarded messages per run (if measured), and the time a packet spends in each
+    stage (PROFILE_STAGES)."""
     data = out_dir / "bench.dat"
     with open(data, "w") as f:
         for r in results:
@@ -736,17 +743,23 @@ plot '{scaling_data}' using 2:xtic(1) title 'testpmd io, {workers} cores', '' us
             f.write(f'"{path}" ' + " ".join(str(ns.get(c, 0)) for c in columns) + "\n")
     stage_plot = ", ".join(f"'{stages}' using {i + 2}{':xtic(1)' if i == 0 else ''} title columnheader"
                            for i in range(len(columns)))
-    png = out_dir / "bench.png"
-    script = f"""set terminal pngcairo size 1000,{1300 + (430 if scaled else 0)} noenhanced
-set output '{png}'
-set multiplot layout {4 if scaled else 3},1
-set style data histogram
-set style fill solid 0.85 border -1
-set boxwidth 0.9
-set grid ytics
-set yrange [0:*]
-set xtics rotate by -15
-set title 'tether vs dpdk-testpmd, one forwarding core, 64-byte frames (SIP and mixed: real sizes)'
+    peer_plot = ""
+    if peer:
+        peer_data = out_dir / "peer.dat"
+        runs = list(peer["medians"])
+        with open(peer_data, "w") as f:
+            for what in runs:
+                f.write(f"\"{what}\" {peer['medians'][what]['forwarded_per_s'] / 1e3:.1f}\n")
+        peer_plot = f"""set title 'SIP messages forwarded on the af_packet veth path, one core each (median of the rounds)'
+set ylabel 'k messages/s'
+set style histogram cluster gap 1
+unset key
+plot '{peer_data}' using 2:xtic(1) lc rgb '#228833'
+"""
+    plots = (3 if results else 0) + (1 if scaled else 0) + (1 if peer else 0)
+    main_plots = ""
+    if results:
+        main_plots = f"""set title 'tether vs dpdk-testpmd, one forwarding core, 64-byte frames (SIP and mixed: real sizes)'
 set ylabel 'Mpps'
 set style histogram cluster gap 1
 set key top right
@@ -755,13 +768,27 @@ set title "tether's share of testpmd io's rate on the same vdevs (median of the 
 set ylabel 'x io'
 unset key
 plot '{data}' using 5:xtic(1) title 'tether / io' lc rgb '#4477aa'
-{scaling_plot}set title 'where a packet goes: ns per packet by stage (ablation builds, docs/performance.md)'
+{scaling_plot}"""
+    stage_plot_text = ""
+    if results:
+        stage_plot_text = f"""set title 'where a packet goes: ns per packet by stage (ablation builds, docs/performance.md)'
 set ylabel 'ns per packet'
 set style histogram rowstacked
 set key outside right
 set xtics norotate
 plot {stage_plot}
-unset multiplot
+"""
+    png = out_dir / "bench.png"
+    script = f"""set terminal pngcairo size 1000,{430 * plots} noenhanced
+set output '{png}'
+set multiplot layout {plots},1
+set style data histogram
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set grid ytics
+set yrange [0:*]
+set xtics rotate by -15
+{main_plots}{peer_plot}{stage_plot_text}unset multiplot
 """
     gnuplot = shutil.which("gnuplot")
     if gnuplot is None:
@@ -789,9 +816,28 @@ def main():
     parser.add_argument("--sync-flow-threshold", type=int, default=1, metavar="N",
                         help="sync.flow_threshold with sync on (default 1: every flow is sent on its first "
                              "packet, the most events new flows can make)")
+    parser.add_argument("--peer-devargs", default=None, metavar="ARGS",
+                        help="the peer family's net_af_packet device arguments, for testpmd and tetherd alike "
+                             "(default: bench_peer.AF_PACKET_DEVARGS)")
+    parser.add_argument("--kamailio-allocator", default="fm", choices=("fm", "qm", "tlsf"),
+                        help="the peer family's Kamailio memory manager, -x and -X (default fm: its fast "
+                             "allocator; Debian's default is qm, the debugging one)")
     parser.add_argument("scenario", nargs="*", help="run only these (established, established_1m, "
-                                                    "new_flows, sip, mixed, established_gue; sip_capacity only when named)")
+                                                    "new_flows, sip, mixed, established_gue, peer; sip_capacity "
+                                                    "only when named; peer in a full run by default, with --quick "
+                                                    "only when named)")
     args = parser.parse_args()
+    # bench_peer uses this module's helpers: run as a script, it is still `bench` to it.
+    sys.modules.setdefault("bench", sys.modules[__name__])
+    import bench_peer
+    # The peer family (bench_peer.py) runs on the af_packet veth path, not on the vdevs:
+    # tetherd against Kamailio (and nftables), beside testpmd io on the same path.
+    named_peer = "peer" in args.scenario
+    run_peer = named_peer or not (args.scenario or args.quick or args.compare or args.sync)
+    if named_peer and (args.compare or args.sync):
+        parser.error("peer: not with --compare or --sync")
+    args.scenario = [name for name in args.scenario if name != "peer"]
+    only_peer = named_peer and not args.scenario
     for build in args.compare or []:
         if not (Path(build).is_file() and os.access(build, os.X_OK)):
             parser.error(f"--compare: {build} is not an executable file")
@@ -808,13 +854,14 @@ def main():
     # Run only when named: sip_capacity is sip with admission's checks, for their cost.
     opt_in = {"sip_capacity"}
     chosen = [s for s in scenarios(args.quick)
-              if (s.key in args.scenario if args.scenario else s.key not in opt_in)]
+              if (s.key in args.scenario if args.scenario else s.key not in opt_in and not only_peer)]
     unknown = set(args.scenario) - {s.key for s in scenarios(args.quick)}
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
 
     workdir = Path(tempfile.mkdtemp(prefix="tether-bench-"))
     results = []
+    peer = None
     memory = None
     lab = None
     try:
@@ -832,8 +879,8 @@ def main():
             print(f"{s.title}: {len(frames)} packets, {sum(map(len, frames)) // len(frames)} bytes average",
                   flush=True)
         # mbufs (data + headroom + header + pool overhead) plus the tables, with room to spare
-        need = max(mbufs_for(s.packets) * (s.mbuf_size + 128 + 128 + 64) + s.flows * 130 + s.sessions * 200
-                   for s in chosen)
+        need = max([mbufs_for(s.packets) * (s.mbuf_size + 128 + 128 + 64) + s.flows * 130 + s.sessions * 200
+                    for s in chosen] + ([bench_peer.MEMORY_BYTES] if run_peer else []))
         memory = Memory(need // (1 << 20) + 512, args.quick)
         print(f"memory: {memory.reason}", flush=True)
         if not args.quick:
@@ -845,6 +892,11 @@ def main():
             results = measure_sync(chosen, pcaps, workdir, memory, rounds, warmup, seconds, lab)
         else:
             results = measure_scenarios(chosen, pcaps, workdir, memory, rounds, warmup, seconds)
+        if run_peer:
+            peer = bench_peer.measure_peers(
+                sip_calls(1000 if args.quick else 100_000), workdir, memory, rounds, warmup, seconds,
+                devargs=args.peer_devargs or bench_peer.AF_PACKET_DEVARGS,
+                kamailio_allocator=args.kamailio_allocator)
     finally:
         if lab is not None:
             lab.remove()
@@ -874,14 +926,17 @@ def main():
              "quick": args.quick, "warnings": warnings_given, "scenarios": compared}, indent=2))
         print(f"\nwrote {out_dir / 'compare.json'}")
         return 0
-    text = table(results, memory) + scaling_table(results) + warnings_text
+    text = ((table(results, memory) + scaling_table(results) if results else "")
+            + (bench_peer.peer_table(peer) if peer else "") + warnings_text)
     print()
     print(text)
     report = {"memory": memory.reason, "rounds": rounds, "seconds": seconds, "warmup": warmup,
               "quick": args.quick, "warnings": warnings_given, "scenarios": results}
+    if peer:
+        report["peer"] = peer
     (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
     (out_dir / "bench.txt").write_text(text + "\n")
-    png = chart(results, out_dir)
+    png = chart(results, out_dir, peer)
     print(f"\nwrote {out_dir / 'bench.json'}" + (f" and {png}" if png else " (no gnuplot: no chart)"))
     return 0
 

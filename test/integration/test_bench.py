@@ -198,3 +198,56 @@ def test_quick_sync_scenario_sends_records_with_sync_on_only(tmp_path):
         assert scenario["title"] in text
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     assert report["namespace"].startswith("tether-bench-") and report["namespace"] not in netns  # removed
+
+
+def test_quick_peer_path_forwards_and_keeps_every_call_on_one_backend(tmp_path):
+    """tools/bench peer: trafgen into a veth, tetherd (net_af_packet) and Kamailio (and
+    nftables) in turn behind it, the sink counting per backend. Every balancer forwarded
+    to all three backends, no more than it was offered, and a sample of what tetherd and
+    Kamailio forwarded kept every Call-ID on one backend."""
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "bench.py"), "--quick", "--warmup", "0.5",
+                             "--seconds", "1", "--out", str(tmp_path), "peer"],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TETHER_BUILD": str(BUILD)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["scenarios"] == []  # only the peer family was named
+    peer = report["peer"]
+    assert peer["kamailio_allocator"] == "fm" and "qdisc_bypass=1" in peer["devargs"]
+    runs = peer["rounds"]
+    assert list(runs) == ["generator", "io", "tether", "kamailio", "nftables"]
+    for what, [figures] in runs.items():
+        assert figures["forwarded_per_s"] > 0 and figures["offered_per_s"] > 0, (what, figures)
+        # what reached the sink came through lbin (some slack: the sink's and lbin's counters are
+        # read by two commands, one after the other, each a few milliseconds on a busy machine)
+        assert figures["forwarded_per_s"] <= 1.05 * figures["offered_per_s"] + 100, (what, figures)
+        assert figures["drops_per_s"] >= 0 and figures["others_cpus"] >= 0
+        if what in ("tether", "kamailio", "nftables"):
+            per_backend = figures["per_backend_per_s"]
+            assert min(per_backend.values()) > 0, (what, per_backend)  # the hash spread the calls
+            assert sum(per_backend.values()) == pytest.approx(figures["forwarded_per_s"], rel=0.02), (what, figures)
+            sample = figures["sample"]
+            assert sample["calls_with_several_messages"] >= 100, (what, sample)
+            assert sample["calls_on_several_backends"] == 0, (what, sample)
+            assert len(sample["messages_per_backend"]) == 3, (what, sample)
+        if what in ("io", "tether", "kamailio"):  # processes on CPU 1: their CPU time per million
+            assert 0 < figures["cpu_share"] <= 1.1 and figures["cpu_seconds_per_million"] > 0, (what, figures)
+    assert runs["tether"][0]["tether_drops"] == {} or all(v >= 0 for v in runs["tether"][0]["tether_drops"].values())
+    ratio = runs["tether"][0]["forwarded_per_s"] / runs["kamailio"][0]["forwarded_per_s"]
+    assert peer["tether_x_kamailio"] == pytest.approx(ratio) and peer["tether_x_kamailio_by_round"] == [ratio]
+    assert peer["tether_x_io"] == pytest.approx(runs["tether"][0]["forwarded_per_s"] / runs["io"][0]["forwarded_per_s"])
+    text = (tmp_path / "bench.txt").read_text()
+    assert "tether / Kamailio" in text and "Kamailio dispatcher" in text and "testpmd io, af_packet" in text
+    assert (tmp_path / "bench.png").stat().st_size > 1000
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    assert len(peer["namespaces"]) == 3 and not set(peer["namespaces"]) & set(netns)  # the lab went away
+
+
+def test_stickiness_counts_a_call_split_over_backends():
+    import bench_peer
+    b1, b2 = (bench_peer.BACKENDS[name][1] for name in ("b1", "b2"))
+    sample = [(b1, "a@x"), (b1, "a@x"), (b2, "b@x"), (b1, "b@x"), (b2, "c@x"), (b1, None)]
+    figures = bench_peer.stickiness(sample)
+    assert figures["calls"] == 3 and figures["calls_with_several_messages"] == 2
+    assert figures["calls_on_several_backends"] == 1
+    assert figures["messages_per_backend"] == {"b1": 3, "b2": 2}
