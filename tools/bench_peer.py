@@ -57,15 +57,22 @@ LB_OUT_ADDRESS = "192.0.2.1/24"
 PORT_MAC, OUT_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 BACKENDS = {f"b{i}": (f"192.0.2.{10 + i}", f"02:00:00:00:01:{i:02x}") for i in range(1, 4)}
 GENERATOR_CPU, BALANCER_CPU = 0, 1
+# Calls of the SIP pcap (three messages each) that trafgen replays: the main benchmark's
+# 100,000 would take it minutes to compile (its packet configuration's parser is
+# super-linear: 1,000 calls 0.3 s, 10,000 4.4 s, 100,000 still compiling after 4.5 minutes
+# here), so the peer family replays the first 10,000 calls of the same pcap.
+CALLS = 10_000
 # The af_packet ports' device arguments, the same for testpmd and tetherd (docs/performance.md,
 # "A peer on the same path", says what each gave): frames of 2 kB in a ring of 4096 per
 # direction, PACKET_QDISC_BYPASS on (DPDK 22.11's default, said explicitly).
 AF_PACKET_DEVARGS = "blocksz=4096,framesz=2048,framecnt=4096,qdisc_bypass=1"
 # Every balancer's ports take frames of up to this many bytes (af_packet's frame less its header).
 MBUF_SIZE = 2048
-# What the peer runs need of DPDK memory (MB-rounded by bench.Memory): tetherd's two ports'
-# pools of MBUF_SIZE buffers and its session table, the largest of them.
-MEMORY_BYTES = (32768 + 16384) * (MBUF_SIZE + 128 + 128 + 64) + (1 << 19) * 200 + (1 << 16) * 130
+# DPDK's memory for the peer runs, without hugepages: on this path the kernel's copies
+# dominate, and a run with no shared files never meets another DPDK run's (the main
+# table's hugepage prefixes are one per program, not per benchmark). tetherd needs the
+# most: two ports' pools of MBUF_SIZE buffers and its session table.
+EAL_MEMORY = ["--no-huge", "-m", "1024", "--no-shconf", "--no-pci"]
 # Frames of the forwarded traffic read after each window to check stickiness.
 SAMPLE_FRAMES = 20000
 PEERS = ("tether", "kamailio")
@@ -245,15 +252,15 @@ class Running:
         self._stop()
 
 
-def start_nothing(lab, workdir, memory, options):
+def start_nothing(lab, workdir, options):
     lab.set_quiet(True)
     return Running(None, lambda: None)
 
 
-def start_testpmd(lab, workdir, memory, options):
+def start_testpmd(lab, workdir, options):
     devargs = options["devargs"]
     lab.set_quiet(True)
-    args = [bench.TESTPMD, *bench.lcores(1), *memory.eal("bench_pmd"), "--log-level=lib.*:error",
+    args = [bench.TESTPMD, *bench.lcores(1), *EAL_MEMORY, "--log-level=lib.*:error",
             "--vdev", f"net_af_packet0,iface=lbin,{devargs}", "--vdev", f"net_af_packet1,iface=lbout,{devargs}",
             "--", "--forward-mode=io", "--auto-start", "--stats-period=1", "--nb-cores=1", "--total-num-mbufs=32768",
             f"--mbuf-size={frame_bytes_fit(devargs) + 128}"]
@@ -266,22 +273,22 @@ def start_testpmd(lab, workdir, memory, options):
     return Running(proc, stop)
 
 
-def tetherd_peer_config(memory, devargs):
+def tetherd_peer_config(devargs):
     ports = [Port("in", f"net_af_packet0,iface=lbin,{devargs}", PORT_MAC, ("192.0.2.1",)),
              Port("out", f"net_af_packet1,iface=lbout,{devargs}", OUT_MAC, mbufs=16384)]
     services = [{"name": "sip", "vip": VIP, "port": 5060, "protocol": "udp", "extra": 'dpi = "sip"; linger = 0;',
                  "weights": dict.fromkeys(BACKENDS, 1)}]
     tables = {"flows_per_worker": 1 << 16, "sessions": 1 << 19, "dpi_streams_per_worker": 16384,
               "mbufs_per_port": 32768, "mbuf_size": frame_bytes_fit(devargs)}
-    return config_text(ports, BACKENDS, services, eal=[*bench.lcores(1), *memory.eal("bench_tetherd"),
+    return config_text(ports, BACKENDS, services, eal=[*bench.lcores(1), *EAL_MEMORY,
                                                        "--log-level=lib.*:error"],
                        tables=tables, log_level="warning", backend_port="out")
 
 
-def start_tetherd(lab, workdir, memory, options):
+def start_tetherd(lab, workdir, options):
     lab.set_quiet(True)
     config = workdir / "tetherd-peer.cfg"
-    config.write_text(tetherd_peer_config(memory, options["devargs"]))
+    config.write_text(tetherd_peer_config(options["devargs"]))
     daemon = Tetherd(config, workdir / "tetherd-peer.sock", start_timeout=120,
                      spawn=lambda words, **kw: lab.spawn(lab.lb, words, **kw))
     running = Running(daemon.proc, lambda: daemon.stop(timeout=60))
@@ -320,7 +327,7 @@ request_route {{
     return config
 
 
-def start_kamailio(lab, workdir, memory, options):
+def start_kamailio(lab, workdir, options):
     lab.set_quiet(False)
     lab.pin_backends()
     config = kamailio_config(workdir)
@@ -337,7 +344,7 @@ def start_kamailio(lab, workdir, memory, options):
     return Running(proc, stop)
 
 
-def start_nftables(lab, workdir, memory, options):
+def start_nftables(lab, workdir, options):
     """The kernel as an L4 DSR balancer: each VIP datagram's destination MAC from a hash of
     its source address and port (the 5-tuple's varying part here), forwarded to lbout."""
     lab.set_quiet(False)
@@ -413,16 +420,23 @@ def wait_for_traffic(lab, proc, what, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited ({proc.returncode}) before forwarding anything")
+            raise RuntimeError(f"{what} exited ({proc.returncode}) before forwarding anything: "
+                               + log_tail(lab.workdir, what))
         time.sleep(0.2)
         if flowing(lab.counts(), what) >= start + 1000:
             return
-    raise RuntimeError(f"{what}: nothing forwarded within {timeout} s")
+    raise RuntimeError(f"{what}: nothing forwarded within {timeout} s: " + log_tail(lab.workdir, what))
 
 
-def measure(lab, what, workdir, memory, options, warmup, seconds, sample_frames):
+def log_tail(workdir, what):
+    logs = {"generator": "trafgen.log", "io": "testpmd.log", "tether": "tetherd-peer.err", "kamailio": "kamailio.log"}
+    path = Path(workdir) / logs.get(what, "")
+    return path.read_text()[-2000:] if what in logs and path.exists() else ""
+
+
+def measure(lab, what, workdir, options, warmup, seconds, sample_frames):
     """One balancer's run while the generator replays: its figures over the window."""
-    running = BALANCERS[what](lab, workdir, memory, options)
+    running = BALANCERS[what](lab, workdir, options)
     try:
         wait_for_traffic(lab, running.proc, what, 60)
         time.sleep(warmup)
@@ -470,7 +484,7 @@ def measure(lab, what, workdir, memory, options, warmup, seconds, sample_frames)
     return figures
 
 
-def measure_peers(frames, workdir, memory, rounds, warmup, seconds, devargs=AF_PACKET_DEVARGS,
+def measure_peers(frames, workdir, rounds, warmup, seconds, devargs=AF_PACKET_DEVARGS,
                   kamailio_allocator="fm", with_nftables=True, sample_frames=SAMPLE_FRAMES):
     """The peer family, round after round: the generator's ceiling, testpmd io's, then
     tetherd and Kamailio in turn (reversed every other round), then nftables."""
@@ -480,14 +494,14 @@ def measure_peers(frames, workdir, memory, rounds, warmup, seconds, devargs=AF_P
     lab = PeerLab(workdir)
     try:
         lab.generator = start_generator(lab, config, workdir)
-        # trafgen compiles its configuration first: ~45 s for the full run's 300,000 messages
+        # trafgen compiles its configuration first: ~5 s for a full run's 30,000 messages
         wait_for_traffic(lab, lab.generator, "generator", 300)
 
         def play(n):
             order = ["generator", "io", *(PEERS if n % 2 == 0 else reversed(PEERS))]
             if with_nftables:
                 order.append("nftables")
-            figures = {what: measure(lab, what, workdir, memory, options, warmup, seconds, sample_frames)
+            figures = {what: measure(lab, what, workdir, options, warmup, seconds, sample_frames)
                        for what in order}
             if lab.generator.poll() is not None:
                 raise RuntimeError(f"trafgen exited: {(workdir / 'trafgen.log').read_text()[-2000:]}")
@@ -527,9 +541,10 @@ def summarise(played, options, frames):
         summary[name], summary[name + "_by_round"] = ratio(a, b)
     # per CPU second: what each forwarded for the CPU time its processes took (tetherd polls,
     # so its share is a whole core whether or not it is saturated)
-    per_cpu = [k["cpu_seconds_per_million"] / t["cpu_seconds_per_million"]
-               for t, k in zip(runs["tether"], runs["kamailio"])]
-    summary["tether_x_kamailio_per_cpu"], summary["tether_x_kamailio_per_cpu_by_round"] = statistics.median(per_cpu), per_cpu
+    for name, other in (("tether_x_kamailio_per_cpu", "kamailio"), ("tether_x_io_per_cpu", "io")):
+        per_cpu = [o["cpu_seconds_per_million"] / t["cpu_seconds_per_million"]
+                   for t, o in zip(runs["tether"], runs[other])]
+        summary[name], summary[name + "_by_round"] = statistics.median(per_cpu), per_cpu
     if "nftables" in runs:
         summary["tether_x_nftables"], summary["tether_x_nftables_by_round"] = ratio("tether", "nftables")
     return summary
@@ -565,11 +580,13 @@ def peer_table(summary):
     by_round = lambda key: " ".join(f"{x:.2f}" for x in summary[key + "_by_round"])  # noqa: E731
     lines.append(f"tether / Kamailio {summary['tether_x_kamailio']:.2f} (by round {by_round('tether_x_kamailio')}), "
                  f"per CPU second {summary['tether_x_kamailio_per_cpu']:.2f}; "
-                 f"tether / io ceiling {summary['tether_x_io']:.2f} (by round {by_round('tether_x_io')}); "
+                 f"tether / io ceiling {summary['tether_x_io']:.2f} (by round {by_round('tether_x_io')}), "
+                 f"per CPU second {summary['tether_x_io_per_cpu']:.2f}; "
                  f"io / generator {summary['io_x_generator']:.2f}"
                  + (f"; tether / nftables {summary['tether_x_nftables']:.2f}" if "tether_x_nftables" in summary else ""))
     lines.append("offered: what lbin received; fwd: what reached the sink; drops: their difference; cpu: the "
                  "balancer's processes' CPU time over the window (tetherd polls: 1 core), cpu s/M its CPU seconds "
-                 "per million forwarded; sirq s/M: the machine's softirq time per million (the veths' receive "
+                 "per million forwarded (per CPU second: the inverse ratio of these, which a busy machine "
+                 "disturbs less than the rates); sirq s/M: the machine's softirq time per million (the veths' receive "
                  "paths, nftables' work). Stickiness: a tcpdump sample of the forwarded frames after each window.")
     return "\n".join(lines)

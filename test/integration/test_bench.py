@@ -211,7 +211,7 @@ def test_quick_peer_path_forwards_and_keeps_every_call_on_one_backend(tmp_path):
                             env={**os.environ, "TETHER_BUILD": str(BUILD)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "bench.json").read_text())
-    assert report["scenarios"] == []  # only the peer family was named
+    assert report["scenarios"] == [] and report["memory"].startswith("none reserved")  # only the peer family was named
     peer = report["peer"]
     assert peer["kamailio_allocator"] == "fm" and "qdisc_bypass=1" in peer["devargs"]
     runs = peer["rounds"]
@@ -236,6 +236,10 @@ def test_quick_peer_path_forwards_and_keeps_every_call_on_one_backend(tmp_path):
     ratio = runs["tether"][0]["forwarded_per_s"] / runs["kamailio"][0]["forwarded_per_s"]
     assert peer["tether_x_kamailio"] == pytest.approx(ratio) and peer["tether_x_kamailio_by_round"] == [ratio]
     assert peer["tether_x_io"] == pytest.approx(runs["tether"][0]["forwarded_per_s"] / runs["io"][0]["forwarded_per_s"])
+    # per CPU second: the other's CPU seconds per million over tetherd's
+    for other in ("kamailio", "io"):
+        assert peer[f"tether_x_{other}_per_cpu"] == pytest.approx(
+            runs[other][0]["cpu_seconds_per_million"] / runs["tether"][0]["cpu_seconds_per_million"])
     text = (tmp_path / "bench.txt").read_text()
     assert "tether / Kamailio" in text and "Kamailio dispatcher" in text and "testpmd io, af_packet" in text
     assert (tmp_path / "bench.png").stat().st_size > 1000
