@@ -45,7 +45,7 @@ from pathlib import Path
 
 import bench
 from tetherlab.config import Port, config_text
-from tetherlab.namespaces import remove_namespace
+from tetherlab.namespaces import remove_namespace, run
 from tetherlab.tetherd import Tetherd
 
 TRAFGEN = shutil.which("trafgen") or "/usr/sbin/trafgen"
@@ -85,13 +85,6 @@ def frame_bytes_fit(devargs):
     return max(MBUF_SIZE, framesz)
 
 
-def ns_run(*words, check=True):
-    result = subprocess.run([str(w) for w in words], capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, words))}: exit {result.returncode}: {result.stderr}")
-    return result
-
-
 class PeerLab:
     """The three namespaces and their counters. Names follow the lab's (tte2e-PID-...), so a
     lab left by a killed run is removed by the next one (remove_stale_labs)."""
@@ -109,21 +102,21 @@ class PeerLab:
 
     def _create(self):
         for ns in (self.gen, self.lb, self.sink):
-            ns_run("ip", "netns", "add", ns)
-            ns_run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+            run("ip", "netns", "add", ns)
+            run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
                    "net.ipv6.conf.default.disable_ipv6=1", "net.ipv4.conf.all.rp_filter=0",
                    "net.ipv4.conf.default.rp_filter=0")
-            ns_run("ip", "-n", ns, "link", "set", "lo", "up")
-        ns_run("ip", "link", "add", "gen0", "netns", self.gen, "type", "veth", "peer", "name", "lbin",
+            run("ip", "-n", ns, "link", "set", "lo", "up")
+        run("ip", "link", "add", "gen0", "netns", self.gen, "type", "veth", "peer", "name", "lbin",
                "netns", self.lb, "address", PORT_MAC)
-        ns_run("ip", "link", "add", "lbout", "netns", self.lb, "address", OUT_MAC, "type", "veth",
+        run("ip", "link", "add", "lbout", "netns", self.lb, "address", OUT_MAC, "type", "veth",
                "peer", "name", "sink0", "netns", self.sink)
         for ns, device in ((self.gen, "gen0"), (self.lb, "lbin"), (self.lb, "lbout"), (self.sink, "sink0")):
-            ns_run("ip", "-n", ns, "link", "set", device, "up")
+            run("ip", "-n", ns, "link", "set", device, "up")
         # Kamailio's side: the VIP on the input, the backends on the output's subnet, their
         # MACs as static neighbours (as tetherd has them in its configuration).
-        ns_run("ip", "-n", self.lb, "addr", "add", f"{VIP}/32", "dev", "lbin")
-        ns_run("ip", "-n", self.lb, "addr", "add", LB_OUT_ADDRESS, "dev", "lbout")
+        run("ip", "-n", self.lb, "addr", "add", f"{VIP}/32", "dev", "lbin")
+        run("ip", "-n", self.lb, "addr", "add", LB_OUT_ADDRESS, "dev", "lbout")
         self.pin_backends()
         # One counter per backend and one for every other frame (testpmd io's keep their
         # destination MAC), all read at once: the forwarded total is their sum.
@@ -139,7 +132,7 @@ class PeerLab:
         the device's neighbours, permanent ones too, and Kamailio's datagrams would then
         wait for ARP answers that never come."""
         for address, mac in BACKENDS.values():
-            ns_run("ip", "-n", self.lb, "neigh", "replace", address, "lladdr", mac, "dev", "lbout",
+            run("ip", "-n", self.lb, "neigh", "replace", address, "lladdr", mac, "dev", "lbout",
                    "nud", "permanent")
 
     def nft(self, ns, script):
@@ -170,13 +163,13 @@ class PeerLab:
                                 **kwargs)
 
     def link_packets(self, ns, device):
-        stats = json.loads(ns_run("ip", "-n", ns, "-j", "-s", "link", "show", "dev", device).stdout)[0]["stats64"]
+        stats = json.loads(run("ip", "-n", ns, "-j", "-s", "link", "show", "dev", device).stdout)[0]["stats64"]
         return stats["rx"]["packets"], stats["rx"]["dropped"]
 
     def counts(self):
         """Offered (lbin's received), its drops at the backlog, forwarded (what sink0's
         ingress counted) and the forwarded per backend."""
-        listed = json.loads(ns_run("ip", "netns", "exec", self.sink, "nft", "-j", "list", "counters",
+        listed = json.loads(run("ip", "netns", "exec", self.sink, "nft", "-j", "list", "counters",
                                    "table", "netdev", "sink").stdout)
         offered, offered_dropped = self.link_packets(self.lb, "lbin")
         counted = {item["counter"]["name"]: item["counter"]["packets"]
@@ -380,10 +373,10 @@ def write_trafgen_config(frames, path):
     with open(path, "w") as out:
         for frame in frames:
             tokens, position = [], 0
-            for run in PRINTABLE_RUN.finditer(frame):
-                tokens += map(str, frame[position:run.start()])
-                tokens.append(f'"{run.group().decode()}"')
-                position = run.end()
+            for text in PRINTABLE_RUN.finditer(frame):
+                tokens += map(str, frame[position:text.start()])
+                tokens.append(f'"{text.group().decode()}"')
+                position = text.end()
             tokens += map(str, frame[position:])
             out.write("{" + ",".join(tokens) + "}\n")
 
@@ -567,8 +560,8 @@ def peer_table(summary):
             notes.append(f"{f['calls_sampled']} calls sampled, {f['calls_on_several_backends']} on several backends")
         if what == "tether":
             drops = {}
-            for run in summary["rounds"]["tether"]:
-                for reason, count in run.get("tether_drops", {}).items():
+            for figures in summary["rounds"]["tether"]:
+                for reason, count in figures.get("tether_drops", {}).items():
                     drops[reason] = drops.get(reason, 0) + count
             if drops:
                 notes.append("tetherd drops " + ", ".join(f"{k} {v}" for k, v in drops.items()))
