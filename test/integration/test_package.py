@@ -195,11 +195,42 @@ def test_unit_runs_the_installed_files(installed):
     assert settings["ExecReload"] == "/usr/sbin/tetherctl reload"
     assert settings["RuntimeDirectory"] == "tether"  # /run/tether/tetherd.sock, both defaults
     assert int(settings["WatchdogSec"].removesuffix("s")) > 1  # more than a stall takes to see
+    assert settings["StandardError"] == "journal"  # journalctl -u tetherd
     for command in ("ExecStartPre", "ExecStart", "ExecReload"):
         program = settings[command].split()[0]
         assert (installed / program.lstrip("/")).is_file(), program
     sysctl = (installed / "usr/lib/sysctl.d/60-tether-hugepages.conf").read_text()
     assert re.search(r"^vm\.nr_hugepages = \d+$", sysctl, re.M)
+
+
+def test_exec_reload_reaches_tetherd_in_its_runtime_directory(installed, tmp_path):
+    """The unit's ExecStart and ExecReload command lines as systemd runs them (only the
+    configuration's path and the scratch root differ): neither names a socket, and both meet
+    at /run/tether/tetherd.sock, in the RuntimeDirectory systemd makes. /run is a tmpfs of a
+    mount namespace of the test's own, so the machine's /run is not touched."""
+    unit = (installed / "lib/systemd/system/tetherd.service").read_text()
+    settings = dict(re.findall(r"^(\w+)=(.*)$", unit, re.M))
+    config = tmp_path / "t.cfg"
+    config.write_text(config_text("net_null0", SERVICES))
+    start = settings["ExecStart"].replace("/usr/sbin/", f"{installed}/usr/sbin/").replace(
+        "/etc/tether/tether.cfg", str(config))
+    reload = settings["ExecReload"].replace("/usr/sbin/", f"{installed}/usr/sbin/")
+    assert "-s" not in start.split() and "-s" not in reload.split()
+    script = f"""set -e
+mount -t tmpfs tmpfs /run
+mkdir -m {settings["RuntimeDirectoryMode"]} /run/{settings["RuntimeDirectory"]}
+{start} >{tmp_path}/tetherd.log 2>&1 &
+tetherd=$!
+for i in $(seq 300); do [ -S /run/tether/tetherd.sock ] && break; sleep 0.1; done
+{reload}
+kill -TERM $tetherd
+wait $tetherd
+"""
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=90)
+    log = (tmp_path / "tetherd.log").read_text() if (tmp_path / "tetherd.log").exists() else ""
+    assert result.returncode == 0, result.stdout + result.stderr + log[-2000:]
+    assert "backends added: none" in result.stdout, result.stdout  # print_reload: the reload answered
 
 
 def test_systemd_analyze_verifies_the_unit(installed, tmp_path):
