@@ -29,9 +29,9 @@ SERVICES = [
 ]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(family=socket.AF_INET, address="127.0.0.1"):
+    with socket.socket(family) as s:
+        s.bind((address, 0))
         return s.getsockname()[1]
 
 
@@ -159,6 +159,21 @@ def test_metrics_over_http_are_tetherctls_and_hostile_clients_cost_the_control_t
     counts = tetherd.json("show", "counters")["metrics"]
     assert counts["metrics_scrapes"] >= 2 and counts["metrics_not_found"] == 2, counts
     assert counts["metrics_render_timeouts"] == 0, counts
+
+
+def test_metrics_listen_on_an_ipv6_address(tmp_path):
+    """metrics.listen takes an IPv6 address in brackets, and a scrape over IPv6 gets the
+    same exposition."""
+    port = free_port(socket.AF_INET6, "::1")
+    config = tmp_path / "tetherd.cfg"
+    config.write_text(config_text("net_null0", SERVICES, extra=f'metrics = {{ listen = "[::1]:{port}"; }};\n'))
+    daemon = Tetherd(config, tmp_path / "tetherd.sock")
+    try:
+        status, content_type, body = get(f"http://[::1]:{port}/metrics")
+        assert status == 200 and content_type.startswith("text/plain; version=0.0.4"), (status, content_type)
+        assert families(body) == families(daemon.ctl("metrics"))
+    finally:
+        assert daemon.stop() == 0, daemon.log()[-3000:]
 
 
 def test_prometheus_scrapes_tetherd_and_has_its_series_by_label(tetherd, tmp_path):
