@@ -186,7 +186,9 @@ def test_top_in_a_terminal_shows_the_labs_live_sessions(lab, with_dpi):
     the session table's live SIP and RTSP entries, the worker's busy share; Ctrl-C quits."""
     if shutil.which("tmux") is None:
         pytest.skip("tmux missing: run tools/deps")
-    calls = Calls(lab, "top", 30, 20, duration_ms=4000, local_port=5090)
+    # New calls all along (20 a second for 5 s, each held 2 s) keep every backend's packets
+    # moving: RTP goes from the backends straight to the clients, RTCP crosses only at first.
+    calls = Calls(lab, "top", 100, 20, duration_ms=2000, local_port=5090)
     streams = Streams(lab, 3, "top", seconds=5)
     downloads = []
     ftp = threading.Thread(target=lambda: downloads.extend(ftp_downloads(lab, 6, "top", limit_rate="100k")))
@@ -194,11 +196,11 @@ def test_top_in_a_terminal_shows_the_labs_live_sessions(lab, with_dpi):
     session = f"top-{lab.tag}"[:40]
     try:
         started = tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "40",
-                       f"{TETHERCTL} -s {with_dpi.socket} top --interval 0.5")
+                       f"{TETHERCTL} -s {with_dpi.socket} top")
         assert started.returncode == 0, started.stderr
         time.sleep(2.5)  # every client connected, a screen from two samples under load
         screens = [screen(session)]
-        time.sleep(1.0)
+        time.sleep(1.1)  # the next screen
         screens.append(screen(session))
         for shown in screens:
             rows = top_rows(shown)
@@ -225,10 +227,10 @@ def test_top_in_a_terminal_shows_the_labs_live_sessions(lab, with_dpi):
     finally:
         tmux("kill-session", "-t", session)
         ftp.join(timeout=60)
-    assert calls.wait() == (0, 30, 0)
+    assert calls.wait() == (0, 100, 0)
     assert all(n > 0 for n in streams.wait()), "an RTSP stream failed"
     assert len(downloads) == 6 and all(ok for _a, _c, ok in downloads), downloads
-    print(f"\ntop in the lab:\n{screens[-1]}")
+    print(f"\ntop in the lab:\n{screens[-1].rstrip()}")
 
 
 def test_without_dpi_sessions_split(lab, without_dpi):
