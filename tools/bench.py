@@ -599,8 +599,6 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
             sync_lab.reach_peer()
         time.sleep(warmup)
 
-        workers_sampled = len(daemon.json("show", "workers")["workers"])
-
         def sample():
             per_worker = daemon.json("show", "workers")["workers"]
             if len(per_worker) != workers:
@@ -634,7 +632,7 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
             "cycles_per_packet_busy": (w1["busy_cycles"] - w0["busy_cycles"]) / max(1, received),
             # A worker's loop counts TSC cycles without a gap, so its cycles over the wall time
             # are the TSC's rate: what turns the stages' ns into cycles in the chart.
-            "tsc_ghz": (w1["loop_cycles"] - w0["loop_cycles"]) / elapsed / workers_sampled / 1e9,
+            "tsc_ghz": (w1["loop_cycles"] - w0["loop_cycles"]) / elapsed / workers / 1e9,
             "drops": d1 - d0,
             "new_flows_per_s": new_flows / elapsed,
             "new_flow_share": new_flows / max(1, received),
