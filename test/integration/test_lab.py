@@ -24,7 +24,7 @@ import pytest
 
 from conftest import assert_spread_by_weight
 from harness import TETHERCTL
-from terminal import screen, tmux, top_rows
+from terminal import interrupt, screen, start, tmux, top_rows
 from tetherlab.config import lab_config_without_dpi
 from tetherlab.topology import BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG
 from tetherlab.workloads import Calls, Streams, ftp_downloads, rtcp_placement
@@ -195,9 +195,7 @@ def test_top_in_a_terminal_shows_the_labs_live_sessions(lab, with_dpi):
     ftp.start()
     session = f"top-{lab.tag}"[:40]
     try:
-        started = tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "40",
-                       f"{TETHERCTL} -s {with_dpi.socket} top")
-        assert started.returncode == 0, started.stderr
+        start(session, f"{TETHERCTL} -s {with_dpi.socket} top")
         time.sleep(2.5)  # every client connected, a screen from two samples under load
         screens = [screen(session)]
         time.sleep(1.1)  # the next screen
@@ -219,11 +217,7 @@ def test_top_in_a_terminal_shows_the_labs_live_sessions(lab, with_dpi):
         # The rates move: two screens a second apart differ in the backends' figures.
         figures = [[top_rows(shown)[name][3:6] for name in SIP_WEIGHTS] for shown in screens]
         assert figures[0] != figures[1], screens
-        tmux("send-keys", "-t", session, "C-c")
-        deadline = time.monotonic() + 10
-        while tmux("has-session", "-t", session).returncode == 0:
-            assert time.monotonic() < deadline, "tetherctl top did not stop on Ctrl-C"
-            time.sleep(0.1)
+        interrupt(session)  # tetherctl top stops on Ctrl-C
     finally:
         tmux("kill-session", "-t", session)
         ftp.join(timeout=60)

@@ -11,7 +11,7 @@ import pytest
 
 from harness import TETHERCTL, Tetherd, config_text
 from sessions import SipCall
-from terminal import screen, tmux, top_rows
+from terminal import interrupt, screen, start, tmux, top_rows
 
 VIP = "192.0.2.170"
 SERVICES = [
@@ -32,9 +32,7 @@ def test_top_shows_backends_workers_and_live_sessions_and_quits_on_ctrl_c(tmp_pa
     tetherd = Tetherd(config, tmp_path / "tetherd.sock")
     session = f"top-{tmp_path.name}"[:40]
     try:
-        started = tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "40",
-                       f"{TETHERCTL} -s {tetherd.socket} top --interval 0.5")
-        assert started.returncode == 0, started.stderr
+        start(session, f"{TETHERCTL} -s {tetherd.socket} top --interval 0.5")
         deadline = time.monotonic() + 20
         while "live sessions:" not in screen(session):
             assert time.monotonic() < deadline, screen(session)
@@ -58,11 +56,7 @@ def test_top_shows_backends_workers_and_live_sessions_and_quits_on_ctrl_c(tmp_pa
         live = re.search(r"live sessions: sip (\d+)", shown)
         assert live and int(live.group(1)) == len(calls), shown
 
-        tmux("send-keys", "-t", session, "C-c")
-        deadline = time.monotonic() + 10
-        while tmux("has-session", "-t", session).returncode == 0:
-            assert time.monotonic() < deadline, "tetherctl top did not stop on Ctrl-C"
-            time.sleep(0.1)
+        interrupt(session)  # tetherctl top stops on Ctrl-C
     finally:
         tmux("kill-session", "-t", session)
         assert tetherd.stop() == 0, tetherd.log()[-3000:]
