@@ -455,7 +455,8 @@ std::string per_second(double value) {
 }
 
 // One screen from two samples: per backend its state, weights, packets, new flows and
-// sessions a second, and live calls; per worker its busy share; live sessions by protocol.
+// sessions a second, and its live sessions by protocol (SIP calls, RTSP and FTP control
+// connections); per worker its busy share; the session table's live entries by protocol.
 // The first sample's entries missing from the second (a backend removed) are skipped.
 void print_top(std::ostream& out, const TopSample& before, const TopSample& now, double interval_s) {
   const double seconds = std::max(1e-3, std::chrono::duration<double>(now.at - before.at).count());
@@ -471,7 +472,7 @@ void print_top(std::ostream& out, const TopSample& before, const TopSample& now,
     for (const auto& service : now.services.at("services"))
       for (const auto& member : service.at("backends"))
         if (text(member.at("name")) == name) {
-          if (!weights.empty()) weights += ' ';
+          if (!weights.empty()) weights += ',';  // one word: a column of its own
           weights.append(text(service.at("name"))).append(1, ':').append(text(member.at("weight")));
         }
     const json* then = nullptr;
@@ -480,9 +481,11 @@ void print_top(std::ostream& out, const TopSample& before, const TopSample& now,
     if (then == nullptr) continue;
     rows.push_back({name, text(backend.at("state")), weights.empty() ? "-" : weights,
                     rate(*then, backend, "packets"), rate(*then, backend, "flows"),
-                    rate(*then, backend, "sessions"), text(backend.at("live_calls"))});
+                    rate(*then, backend, "sessions"), text(backend.at("live_calls")),
+                    text(backend.at("live_rtsp_connections")), text(backend.at("live_ftp_connections"))});
   }
-  print_table(out, {"BACKEND", "STATE", "WEIGHTS", "PACKETS/S", "NEW FLOWS/S", "SESSIONS/S", "LIVE CALLS"}, rows);
+  print_table(out, {"BACKEND", "STATE", "WEIGHTS", "PACKETS/S", "NEW FLOWS/S", "SESSIONS/S", "LIVE CALLS",
+                    "LIVE RTSP", "LIVE FTP"}, rows);
   out << "\n";
   rows.clear();
   const json& workers_before = before.workers.at("workers");

@@ -636,6 +636,9 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
             "rx_mpps": received / elapsed / 1e6,
             "cycles_per_packet_loop": (w1["loop_cycles"] - w0["loop_cycles"]) / max(1, received),
             "cycles_per_packet_busy": (w1["busy_cycles"] - w0["busy_cycles"]) / max(1, received),
+            # A worker's loop counts TSC cycles without a gap, so its cycles over the wall time
+            # are the TSC's rate: what turns the stages' ns into cycles in the chart.
+            "tsc_ghz": (w1["loop_cycles"] - w0["loop_cycles"]) / elapsed / workers / 1e9,
             "drops": d1 - d0,
             "new_flows_per_s": new_flows / elapsed,
             "new_flow_share": new_flows / max(1, received),
@@ -716,7 +719,7 @@ def chart(results, out_dir, peer=None):
     """bench.png: Mpps of io, 5tswap and tether per scenario, tether's ratio to io per
     scenario, the scaling factors of io and tether with more cores (if measured), the peer
     family's forwarded messages per run (if measured), and the time a packet spends in each
-    stage (PROFILE_STAGES)."""
+    stage (PROFILE_STAGES), in ns and in cycles at the TSC rate the run measured."""
     data = out_dir / "bench.dat"
     with open(data, "w") as f:
         for r in results:
@@ -745,6 +748,12 @@ plot '{scaling_data}' using 2:xtic(1) title 'testpmd io, {workers} cores', '' us
             f.write(f'"{path}" ' + " ".join(str(ns.get(c, 0)) for c in columns) + "\n")
     stage_plot = ", ".join(f"'{stages}' using {i + 2}{':xtic(1)' if i == 0 else ''} title columnheader"
                            for i in range(len(columns)))
+    # The stages in cycles too, at this run's TSC rate (the right-hand axis): the ns are the
+    # ablation builds' measure, cycles what the table's cyc/pkt counts.
+    rates = [r["tether"]["tsc_ghz"] for r in results if r["tether"].get("tsc_ghz")]
+    ghz = statistics.median(rates) if rates else None
+    cycles_axis = (f"set y2label 'cycles per packet (TSC {ghz:.2f} GHz)'\n"
+                   f"set y2tics\nset link y2 via y*{ghz:.4f} inverse y/{ghz:.4f}\n") if ghz else ""
     peer_plot = ""
     if peer:
         peer_data = out_dir / "peer.dat"
@@ -773,9 +782,9 @@ plot '{data}' using 5:xtic(1) title 'tether / io' lc rgb '#4477aa'
 {scaling_plot}"""
     stage_plot_text = ""
     if results:
-        stage_plot_text = f"""set title 'where a packet goes: ns per packet by stage (ablation builds, docs/performance.md)'
+        stage_plot_text = f"""set title 'where a packet goes, by stage (ablation builds, docs/performance.md)'
 set ylabel 'ns per packet'
-set style histogram rowstacked
+{cycles_axis}set style histogram rowstacked
 set key outside right
 set xtics norotate
 plot {stage_plot}

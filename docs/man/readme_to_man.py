@@ -3,7 +3,7 @@
 
     readme_to_man.py README.md PAGE VERSION OUTPUT
 
-PAGE is one of PAGES below (tetherd.8, tetherctl.8, tether.cfg.5). Each page is a list of
+PAGE is one of PAGES below (tetherd.8, tetherctl.8, tether-decap.8, tether.cfg.5). Each page is a list of
 README sections (by heading) under the man section names they take; the converter knows the
 Markdown the README uses and nothing more: paragraphs, `code`, **bold**, links, fenced code,
 pipe tables (as tagged paragraphs), bullet lists and headings. Anything else is an error, so a
@@ -44,6 +44,15 @@ PAGES = {
             ("DESCRIPTION", "The control socket and tetherctl", "after-synopsis"),
         ],
         "see_also": ["tetherd(8)", "tether.cfg(5)"],
+    },
+    "tether-decap.8": {
+        "name": "tether-decap",
+        "summary": "XDP decapsulator for the backends of tetherd's ipip and gue services",
+        "parts": [
+            ("SYNOPSIS", "The XDP decapsulator on the backends", "synopsis"),
+            ("DESCRIPTION", "The XDP decapsulator on the backends", "after-synopsis"),
+        ],
+        "see_also": ["tetherd(8)", "tether.cfg(5)", "ip-link(8)", "bpftool(8)"],
     },
     "tether.cfg.5": {
         "name": "tether.cfg",

@@ -35,6 +35,7 @@ def test_quick_benchmark_produces_every_figure(tmp_path):
         # the two counters are read while the worker updates them, one after the other
         assert tether["cycles_per_packet_loop"] >= 0.99 * tether["cycles_per_packet_busy"] > 0
         assert tether["bytes_per_flow"] > 40 and tether["bytes_per_session"] > 40
+        assert 0.3 < tether["tsc_ghz"] < 10, tether  # the chart's cycles axis: the TSC's rate
         # the ratio is the median of each round's tether / io
         per_round = [t["mpps"] / i["mpps"] for t, i in zip(scenario["rounds"]["tether"], scenario["rounds"]["io"])]
         assert scenario["ratio_io_by_round"] == per_round
@@ -61,6 +62,8 @@ def test_quick_benchmark_produces_every_figure(tmp_path):
         assert scaling["workers"] == 2 and scaling["lcores"] == "0@0,1@1,2@0"
         assert scaling["io_mpps"] > 0 and scaling["tether"]["mpps"] > 0 and scaling["tether"]["drops"] == 0
         assert scaling["tether_scaling"] > 0 and scaling["io_scaling"] > 0
+        # one TSC, whichever the number of workers whose loops counted it
+        assert abs(scaling["tether"]["tsc_ghz"] / by_key[key]["tsc_ghz"] - 1) < 0.2, (scaling, by_key[key])
     assert "scaling: 2 workers against 1" in table
     assert (tmp_path / "bench.png").stat().st_size > 1000  # gnuplot comes with tools/deps
 

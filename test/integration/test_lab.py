@@ -11,13 +11,20 @@ The control run (dpi = "none", plus one service per FTP passive and RTSP media p
 flow-level balancer would be set up) asserts the failures session awareness prevents: FTP
 data connections on other backends, RTCP on the wrong backends, and all the calls of one
 SIP socket on one backend.
+
+While the clients run, `tetherctl top` is read as an operator sees it, in a terminal (tmux).
 """
 import collections
+import re
+import shutil
+import threading
 import time
 
 import pytest
 
 from conftest import assert_spread_by_weight
+from harness import TETHERCTL
+from terminal import interrupt, screen, start, tmux, top_rows
 from tetherlab.config import lab_config_without_dpi
 from tetherlab.topology import BACKENDS, CLIENT_ADDRESSES, LAB_CONFIG
 from tetherlab.workloads import Calls, Streams, ftp_downloads, rtcp_placement
@@ -170,6 +177,54 @@ def test_rtsp_streams_rtcp_reaches_serving_backend(lab, with_dpi):
         assert set(reached) == {backend}, (key, backend, reached)
     per_backend = collections.Counter(b for b, _r in sessions.values())
     print(f"\nRTSP with DPI: 6 sessions, RTCP on the serving backend for all, per backend {dict(per_backend)}")
+
+
+def test_top_in_a_terminal_shows_the_labs_live_sessions(lab, with_dpi):
+    """`tetherctl top` in tmux while the lab's real clients run (sipp calls held open, slowed
+    FTP downloads, RTSP streams): every backend up with its weights and packets a second on
+    two screens in a row, live calls, RTSP and FTP control connections on the backends,
+    the session table's live SIP and RTSP entries, the worker's busy share; Ctrl-C quits."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux missing: run tools/deps")
+    # New calls all along (20 a second for 5 s, each held 2 s) keep every backend's packets
+    # moving: RTP goes from the backends straight to the clients, RTCP crosses only at first.
+    calls = Calls(lab, "top", 100, 20, duration_ms=2000, local_port=5090)
+    streams = Streams(lab, 3, "top", seconds=5)
+    downloads = []
+    ftp = threading.Thread(target=lambda: downloads.extend(ftp_downloads(lab, 6, "top", limit_rate="100k")))
+    ftp.start()
+    session = f"top-{lab.tag}"[:40]
+    try:
+        start(session, f"{TETHERCTL} -s {with_dpi.socket} top")
+        time.sleep(2.5)  # every client connected, a screen from two samples under load
+        screens = [screen(session)]
+        time.sleep(1.1)  # the next screen
+        screens.append(screen(session))
+        for shown in screens:
+            rows = top_rows(shown)
+            assert rows["BACKEND"][-6:] == ["LIVE", "CALLS", "LIVE", "RTSP", "LIVE", "FTP"], shown
+            for name, sip_weight in SIP_WEIGHTS.items():
+                row = rows[name]
+                assert row[1] == "up" and row[2] == f"sip:{sip_weight},ftp:1,rtsp:1", shown
+                assert float(row[3]) > 0, shown  # packets a second
+            live = {protocol: sum(int(rows[name][column]) for name in SIP_WEIGHTS)
+                    for protocol, column in (("calls", 6), ("rtsp", 7), ("ftp", 8))}
+            assert all(live.values()), (live, shown)
+            table = dict(re.findall(r"(\w+) (\d+)", shown.split("live sessions:", 1)[1]))
+            assert int(table.get("sip", 0)) > 0 and int(table.get("rtsp", 0)) > 0, shown
+            busy = rows["0"][1]
+            assert busy.endswith("%") and 0 < float(busy[:-1]) <= 100, shown
+        # The rates move: two screens a second apart differ in the backends' figures.
+        figures = [[top_rows(shown)[name][3:6] for name in SIP_WEIGHTS] for shown in screens]
+        assert figures[0] != figures[1], screens
+        interrupt(session)  # tetherctl top stops on Ctrl-C
+    finally:
+        tmux("kill-session", "-t", session)
+        ftp.join(timeout=60)
+    assert calls.wait() == (0, 100, 0)
+    assert all(n > 0 for n in streams.wait()), "an RTSP stream failed"
+    assert len(downloads) == 6 and all(ok for _a, _c, ok in downloads), downloads
+    print(f"\ntop in the lab:\n{screens[-1].rstrip()}")
 
 
 def test_without_dpi_sessions_split(lab, without_dpi):

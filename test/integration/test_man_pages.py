@@ -1,7 +1,8 @@
-"""The manual pages: `meson install` puts tetherd(8), tetherctl(8) and tether.cfg(5) into
-mandir; each formats without a warning and keeps its sections; tether.cfg(5) names every
-setting of conf/reference.cfg, tetherd(8) every option of `tetherd --help`, and tetherctl(8)
-every command and option of `tetherctl --help`. The pages are written from README.md
+"""The manual pages: `meson install` puts tetherd(8), tetherctl(8), tether-decap(8) and
+tether.cfg(5) into mandir; each formats without a warning and keeps its sections;
+tether.cfg(5) names every setting of conf/reference.cfg, tetherd(8) every option of
+`tetherd --help`, tetherctl(8) every command and option of `tetherctl --help`, and
+tether-decap(8) every command and option of `tether-decap`'s help. The pages are written from README.md
 (docs/man/readme_to_man.py), so these checks also hold the README's reference to the code."""
 import os
 import re
@@ -13,12 +14,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("TETHER_BUILD", REPO / "build"))
-PAGES = {"tetherd.8": "man8", "tetherctl.8": "man8", "tether.cfg.5": "man5"}
+PAGES = {"tetherd.8": "man8", "tetherctl.8": "man8", "tether-decap.8": "man8", "tether.cfg.5": "man5"}
 SECTIONS = {
     "tetherd.8": ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "TELEMETRY AND PACKET CAPTURE",
                   "HEALTH CHECKS", "BACKEND MACS", "ACTIVE-STANDBY PAIR", "SNAPSHOTS", "COUNTERS", "SESSION AWARENESS",
                   "NOTES", "SEE ALSO"],
     "tetherctl.8": ["NAME", "SYNOPSIS", "DESCRIPTION", "SEE ALSO"],
+    "tether-decap.8": ["NAME", "SYNOPSIS", "DESCRIPTION", "SEE ALSO"],
     "tether.cfg.5": ["NAME", "DESCRIPTION", "SEE ALSO"],
 }
 
@@ -29,9 +31,10 @@ def installed(tmp_path_factory):
     destdir = tmp_path_factory.mktemp("destdir")
     meson = shutil.which("meson")
     assert meson, "meson is not installed (tools/deps)"
-    # --no-rebuild: the build is tools/build's; tests only read it. --tags man: only the pages.
+    # --no-rebuild: the build is tools/build's; tests only read it. --tags man: only the pages
+    # (and decap: tether-decap with its page, the package tether-decap's files).
     result = subprocess.run([meson, "install", "-C", str(BUILD), "--destdir", str(destdir),
-                             "--no-rebuild", "--tags", "man"], capture_output=True, text=True,
+                             "--no-rebuild", "--tags", "man,decap"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     pages = {}
@@ -146,3 +149,23 @@ def test_tetherctl_page_names_every_command_and_option(installed):
     missing = [f"--{option}" for option in options if f"--{option}" not in text]
     missing += [command for command in commands if command not in documented]
     assert not missing, f"missing from tetherctl(8): {missing}"
+
+
+def test_decap_page_names_every_command_and_option(installed):
+    """tether-decap(8)'s synopsis has each command of `tether-decap --help` with every option
+    of that command's help."""
+    def usage(*words):
+        result = subprocess.run(["/usr/bin/python3", str(BUILD / "backend" / "tether-decap"), *words, "--help"],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+    commands = re.search(r"\{([a-z,]+)\}", usage()).group(1).split(",")
+    assert commands == ["attach", "counters", "detach"], commands
+    text = source_text(installed["tether-decap.8"])
+    synopsis = text.split(".SH SYNOPSIS", 1)[1].split(".SH ", 1)[0]
+    lines = {line.split()[1]: line for line in synopsis.splitlines() if line.startswith("tether-decap ")}
+    missing = [command for command in commands if command not in lines]
+    missing += [f"{command} --{option}" for command in commands if command in lines
+                for option in re.findall(r"--([a-z][a-z-]*)", usage(command))
+                if option != "help" and f"--{option}" not in lines[command]]
+    assert not missing, f"missing from tether-decap(8)'s synopsis: {missing}"

@@ -25,13 +25,13 @@ VIP = "192.0.2.160"
 SERVICES = [
     {"name": "media", "vip": VIP, "port": 9000, "protocol": "udp", "weights": {"b1": 1, "b2": 1}},
     {"name": "voice", "vip": VIP, "port": 5060, "protocol": "udp", "extra": 'dpi = "sip";',
-     "weights": {"b2": 1, "b3": 1}},
+     "weights": {"b2": "weight = 1; max_sessions = 5;", "b3": 1}},  # a capacity: its gauges exist
 ]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(family=socket.AF_INET, address="127.0.0.1"):
+    with socket.socket(family) as s:
+        s.bind((address, 0))
         return s.getsockname()[1]
 
 
@@ -57,8 +57,36 @@ def families(exposition):
 
 
 def dashboard_queries():
+    """Every query of the dashboard's panels, those inside rows too."""
+    def panels(within):
+        for panel in within.get("panels", []):
+            yield panel
+            yield from panels(panel)
     dashboard = json.loads(DASHBOARD.read_text())
-    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    return [target["expr"] for panel in panels(dashboard) if panel.get("type") != "row"
+            for target in panel["targets"]]
+
+
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
+                   "unless", "offset", "inf", "nan"}
+
+
+def metric_names(expression):
+    """The metric names a PromQL expression selects: its identifiers once strings, label
+    matchers, ranges and label lists are taken out, other than functions (a name before
+    "(") and keywords. A query naming a series nobody exports is valid PromQL and simply
+    returns nothing, so this is what catches a misspelt name."""
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expression)
+    bare = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", bare)
+    bare = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", bare)
+    return {name for name in re.findall(r"(?<![\w:.])([a-zA-Z_:][\w:]*)\b(?!\s*\()", bare)
+            if name.lower() not in PROMQL_KEYWORDS}
+
+
+def unknown_metrics(queries, exported):
+    """query -> the names it selects that are not among `exported` families."""
+    return {query: sorted(metric_names(query) - exported) for query in queries
+            if not metric_names(query) or metric_names(query) - exported}
 
 
 @pytest.fixture
@@ -114,9 +142,38 @@ def test_metrics_over_http_are_tetherctls_and_hostile_clients_cost_the_control_t
         for s in hostile:
             s.close()
 
+    # The Grafana dashboard names only families tetherd exports (every query, every name in
+    # it), and the check sees a misspelt name in any query: a letter doubled or dropped.
+    exported = families(body)
+    queries = dashboard_queries()
+    assert len(queries) >= 30 and unknown_metrics(queries, exported) == {}, unknown_metrics(queries, exported)
+    for panel in ("refused_full_sessions", "backend_held", "backend_capacity", "sip_unavailable_sent"):
+        assert any(f"tether_{panel}" in query for query in queries), panel
+    for query in queries:
+        name = sorted(metric_names(query))[0]
+        for misspelt in (name.replace("_", "__", 1), name[:-1], "tehter" + name[6:]):
+            assert unknown_metrics([query.replace(name, misspelt)], exported), (query, misspelt)
+    assert metric_names("sum by (reason) (rate(tether_a_total{reason=~\"x|y\"}[1m])) / on (reason) tether_b > 0") \
+        == {"tether_a_total", "tether_b"}
+
     counts = tetherd.json("show", "counters")["metrics"]
     assert counts["metrics_scrapes"] >= 2 and counts["metrics_not_found"] == 2, counts
     assert counts["metrics_render_timeouts"] == 0, counts
+
+
+def test_metrics_listen_on_an_ipv6_address(tmp_path):
+    """metrics.listen takes an IPv6 address in brackets, and a scrape over IPv6 gets the
+    same exposition."""
+    port = free_port(socket.AF_INET6, "::1")
+    config = tmp_path / "tetherd.cfg"
+    config.write_text(config_text("net_null0", SERVICES, extra=f'metrics = {{ listen = "[::1]:{port}"; }};\n'))
+    daemon = Tetherd(config, tmp_path / "tetherd.sock")
+    try:
+        status, content_type, body = get(f"http://[::1]:{port}/metrics")
+        assert status == 200 and content_type.startswith("text/plain; version=0.0.4"), (status, content_type)
+        assert families(body) == families(daemon.ctl("metrics"))
+    finally:
+        assert daemon.stop() == 0, daemon.log()[-3000:]
 
 
 def test_prometheus_scrapes_tetherd_and_has_its_series_by_label(tetherd, tmp_path):
@@ -165,12 +222,18 @@ def test_prometheus_scrapes_tetherd_and_has_its_series_by_label(tetherd, tmp_pat
 
         # The Grafana dashboard: every family its queries name is one tetherd has, and
         # Prometheus evaluates every query.
-        named = {name for expression in dashboard_queries() for name in re.findall(r"\btether_[a-z_]+", expression)}
+        named = {name for expression in dashboard_queries() for name in re.findall(r"\btether_[a-z0-9_]+", expression)}
         assert named and named <= families(tetherd.ctl("metrics")), named - families(tetherd.ctl("metrics"))
         for expression in dashboard_queries():
             found = answer(expression)
             assert found and found["status"] == "success", (expression, found)
         assert query("tether_backend_up") and query('rate(tether_backend_packets_total[1m])') is not None
+        # The capacity panel's series: one per backend with a capacity, by service.
+        for gauge in ("tether_backend_capacity", "tether_backend_held"):
+            series = query(gauge)
+            assert [(s["metric"]["service"], s["metric"]["backend"], s["metric"]["counts"]) for s in series] == [
+                ("voice", "b2", "sessions")], series
+        assert [s["value"][1] for s in query("tether_backend_capacity")] == ["5"]
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -1,14 +1,16 @@
 """The Debian package and tetherd under systemd (README "Installing the package").
 
-tools/package builds build/tether_*.deb from the release build; the tests read its file
-list and control fields, extract it into a scratch root and run the installed tetherd on the
-installed sample configuration, run lintian on it, and verify the installed unit with
+tools/package builds build/tether_*.deb (and build/tether-decap_*.deb, for the backends)
+from the release build; the tests read their file lists and control fields, extract them
+into a scratch root and run the installed tetherd on the installed sample configuration and
+the installed tether-decap on a veth, run lintian on both, and verify the installed unit with
 systemd-analyze. systemd is not PID 1 here, so the unit is not started: tetherd's side of
 Type=notify and WatchdogSec= is tested by running the packaged tetherd with NOTIFY_SOCKET
 pointed at a datagram socket of the test's, as systemd would, and a worker thread is
 stopped with ptrace to see the watchdog's pets stop while the rest of tetherd runs.
 """
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -38,6 +40,16 @@ EXPECTED_FILES = {
     "usr/share/man/man8/tetherd.8.gz",
     "usr/share/tether/grafana/tether.json",
 }
+# The package for the backends of ipip and gue services (README "The XDP decapsulator on the
+# backends").
+DECAP_FILES = {
+    "usr/lib/tether/tether_decap.bpf.o",
+    "usr/sbin/tether-decap",
+    "usr/share/doc/tether-decap/changelog.gz",
+    "usr/share/doc/tether-decap/copyright",
+    "usr/share/lintian/overrides/tether-decap",
+    "usr/share/man/man8/tether-decap.8.gz",
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +64,19 @@ def package():
 
 
 @pytest.fixture(scope="module")
-def installed(package, tmp_path_factory):
-    """The package extracted into a scratch root, as dpkg would install its files."""
+def decap_package(package):
+    """tools/package's other .deb, tether-decap (built by the same run)."""
+    debs = sorted((REPO / "build").glob("tether-decap_*.deb"))
+    assert len(debs) == 1, debs
+    return debs[0]
+
+
+@pytest.fixture(scope="module")
+def installed(package, decap_package, tmp_path_factory):
+    """Both packages extracted into a scratch root, as dpkg would install their files."""
     root = tmp_path_factory.mktemp("root")
-    subprocess.run(["dpkg-deb", "-x", str(package), str(root)], check=True)
+    for deb in (package, decap_package):
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
     return root
 
 
@@ -64,14 +85,19 @@ def field(package, name):
                           check=True).stdout.strip()
 
 
-def test_file_list_owners_and_conffiles(package, tmp_path):
-    listing = subprocess.run(["dpkg-deb", "-c", str(package)], capture_output=True, text=True,
-                             check=True).stdout.splitlines()
+def file_list(deb):
+    """path -> (mode, owner) of the package's files (not its directories)."""
     files = {}
-    for line in listing:
+    for line in subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
+                               check=True).stdout.splitlines():
         mode, owner, _size, _date, _time, path = line.split(None, 5)
         if not mode.startswith("d"):
             files[path.removeprefix("./")] = (mode, owner)
+    return files
+
+
+def test_file_list_owners_and_conffiles(package, tmp_path):
+    files = file_list(package)
     assert set(files) == EXPECTED_FILES
     assert all(owner == "root/root" for _mode, owner in files.values())
     assert files["usr/sbin/tetherd"][0] == "-rwxr-xr-x" and files["usr/sbin/tetherctl"][0] == "-rwxr-xr-x"
@@ -102,6 +128,54 @@ def test_depends_are_the_runtime_libraries(package):
     assert "tether" in installs and not [name for name in installs if name.endswith("-dev")]
 
 
+def test_decap_package_files_and_depends(decap_package, tmp_path):
+    """tether-decap: the script, the XDP program and its page; it depends on what the script
+    runs (python3, ip, bpftool) and on nothing of tetherd's, and installs no configuration, no
+    unit, no hugepages reservation and no maintainer script."""
+    files = file_list(decap_package)
+    assert set(files) == DECAP_FILES
+    assert all(owner == "root/root" for _mode, owner in files.values())
+    assert files["usr/sbin/tether-decap"][0] == "-rwxr-xr-x"
+    assert files["usr/lib/tether/tether_decap.bpf.o"][0] == "-rw-r--r--"
+    assert field(decap_package, "Package") == "tether-decap"
+    depends = [part.split()[0] for part in field(decap_package, "Depends").split(",")]
+    assert depends == ["python3:any", "iproute2", "bpftool"], depends
+    subprocess.run(["dpkg-deb", "-e", str(decap_package), str(tmp_path / "control")], check=True)
+    assert sorted(p.name for p in (tmp_path / "control").iterdir()) == ["control", "md5sums"]
+    simulated = subprocess.run(["apt-get", "install", "-s", "-q", "-o", "Debug::NoLocking=1", str(decap_package)],
+                               capture_output=True, text=True, timeout=120)
+    assert simulated.returncode == 0, simulated.stdout[-2000:] + simulated.stderr[-2000:]
+    installs = re.findall(r"^Inst (\S+)", simulated.stdout, re.M)
+    assert "tether-decap" in installs and not [n for n in installs if n.startswith(("librte", "tether "))], installs
+
+
+def test_installed_decap_attaches_its_installed_program(installed):
+    """The installed tether-decap finds the installed XDP program by itself (/usr/sbin ->
+    /usr/lib/tether/), attaches it to a veth in a namespace of its own, reads its counters and
+    detaches it."""
+    from tetherlab.namespaces import remove_namespace, remove_stale_labs, run
+    remove_stale_labs()
+    ns = f"tte2e-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}-pkg"
+    run("ip", "netns", "add", ns)
+    try:
+        run("ip", "-n", ns, "link", "add", "dec0", "type", "veth", "peer", "name", "inj0")
+        run("ip", "-n", ns, "link", "set", "dec0", "up")
+
+        def decap(*words):
+            return run("ip", "netns", "exec", ns, "/usr/bin/python3", str(installed / "usr/sbin/tether-decap"),
+                       *words).stdout
+        assert decap("attach", "dec0", "--mode", "generic", "--gue-port", "6635") == \
+            "tether-decap: tether_decap.bpf.o on dec0 (xdpgeneric)\n"
+        link = run("ip", "-n", ns, "-d", "link", "show", "dev", "dec0").stdout
+        assert "xdpgeneric" in link and "prog/xdp id" in link, link
+        assert json.loads(decap("counters", "dec0", "--json")) == {
+            "decapsulated_ipip": 0, "decapsulated_gue": 0, "not_tunnelled": 0, "malformed": 0}
+        decap("detach", "dec0")
+        assert "prog/xdp" not in run("ip", "-n", ns, "-d", "link", "show", "dev", "dec0").stdout
+    finally:
+        remove_namespace(ns)
+
+
 def test_installed_tetherd_checks_the_installed_configuration(installed):
     result = subprocess.run([str(installed / "usr/sbin/tetherd"), "--check", "-c",
                              str(installed / "etc/tether/tether.cfg")], capture_output=True, text=True,
@@ -121,11 +195,42 @@ def test_unit_runs_the_installed_files(installed):
     assert settings["ExecReload"] == "/usr/sbin/tetherctl reload"
     assert settings["RuntimeDirectory"] == "tether"  # /run/tether/tetherd.sock, both defaults
     assert int(settings["WatchdogSec"].removesuffix("s")) > 1  # more than a stall takes to see
+    assert settings["StandardError"] == "journal"  # journalctl -u tetherd
     for command in ("ExecStartPre", "ExecStart", "ExecReload"):
         program = settings[command].split()[0]
         assert (installed / program.lstrip("/")).is_file(), program
     sysctl = (installed / "usr/lib/sysctl.d/60-tether-hugepages.conf").read_text()
     assert re.search(r"^vm\.nr_hugepages = \d+$", sysctl, re.M)
+
+
+def test_exec_reload_reaches_tetherd_in_its_runtime_directory(installed, tmp_path):
+    """The unit's ExecStart and ExecReload command lines as systemd runs them (only the
+    configuration's path and the scratch root differ): neither names a socket, and both meet
+    at /run/tether/tetherd.sock, in the RuntimeDirectory systemd makes. /run is a tmpfs of a
+    mount namespace of the test's own, so the machine's /run is not touched."""
+    unit = (installed / "lib/systemd/system/tetherd.service").read_text()
+    settings = dict(re.findall(r"^(\w+)=(.*)$", unit, re.M))
+    config = tmp_path / "t.cfg"
+    config.write_text(config_text("net_null0", SERVICES))
+    start = settings["ExecStart"].replace("/usr/sbin/", f"{installed}/usr/sbin/").replace(
+        "/etc/tether/tether.cfg", str(config))
+    reload = settings["ExecReload"].replace("/usr/sbin/", f"{installed}/usr/sbin/")
+    assert "-s" not in start.split() and "-s" not in reload.split()
+    script = f"""set -e
+mount -t tmpfs tmpfs /run
+mkdir -m {settings["RuntimeDirectoryMode"]} /run/{settings["RuntimeDirectory"]}
+{start} >{tmp_path}/tetherd.log 2>&1 &
+tetherd=$!
+for i in $(seq 300); do [ -S /run/tether/tetherd.sock ] && break; sleep 0.1; done
+{reload}
+kill -TERM $tetherd
+wait $tetherd
+"""
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=90)
+    log = (tmp_path / "tetherd.log").read_text() if (tmp_path / "tetherd.log").exists() else ""
+    assert result.returncode == 0, result.stdout + result.stderr + log[-2000:]
+    assert "backends added: none" in result.stdout, result.stdout  # print_reload: the reload answered
 
 
 def test_systemd_analyze_verifies_the_unit(installed, tmp_path):
@@ -152,9 +257,9 @@ def test_systemd_analyze_verifies_the_unit(installed, tmp_path):
     assert "Failed to parse sec value" in verify("tether-broken.service").stderr
 
 
-def test_lintian_finds_no_error(package):
-    result = subprocess.run(["lintian", "--fail-on", "error", "--tag-display-limit", "0", str(package)],
-                            capture_output=True, text=True, timeout=300)
+def test_lintian_finds_no_error(package, decap_package):
+    result = subprocess.run(["lintian", "--fail-on", "error", "--tag-display-limit", "0", str(package),
+                             str(decap_package)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not [line for line in result.stdout.splitlines() if line.startswith("E:")], result.stdout
     print(result.stdout)  # the warnings, for the log

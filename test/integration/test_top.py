@@ -11,20 +11,13 @@ import pytest
 
 from harness import TETHERCTL, Tetherd, config_text
 from sessions import SipCall
+from terminal import interrupt, screen, start, tmux, top_rows
 
 VIP = "192.0.2.170"
 SERVICES = [
     {"name": "voice", "vip": VIP, "port": 5060, "protocol": "udp", "extra": 'dpi = "sip";',
      "weights": {"b1": 1, "b2": 2}},
 ]
-
-
-def tmux(*words):
-    return subprocess.run(["tmux", *words], capture_output=True, text=True, timeout=10)
-
-
-def screen(session):
-    return tmux("capture-pane", "-p", "-t", session).stdout
 
 
 def test_top_shows_backends_workers_and_live_sessions_and_quits_on_ctrl_c(tmp_path):
@@ -39,9 +32,7 @@ def test_top_shows_backends_workers_and_live_sessions_and_quits_on_ctrl_c(tmp_pa
     tetherd = Tetherd(config, tmp_path / "tetherd.sock")
     session = f"top-{tmp_path.name}"[:40]
     try:
-        started = tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "40",
-                       f"{TETHERCTL} -s {tetherd.socket} top --interval 0.5")
-        assert started.returncode == 0, started.stderr
+        start(session, f"{TETHERCTL} -s {tetherd.socket} top --interval 0.5")
         deadline = time.monotonic() + 20
         while "live sessions:" not in screen(session):
             assert time.monotonic() < deadline, screen(session)
@@ -49,14 +40,15 @@ def test_top_shows_backends_workers_and_live_sessions_and_quits_on_ctrl_c(tmp_pa
         time.sleep(1.2)  # a screen from two samples taken under load
         shown = screen(session)
         assert "tether top: every 0.5 s, Ctrl-C quits" in shown, shown
-        rows = {line.split()[0]: line.split() for line in shown.splitlines() if line.strip()}
+        rows = top_rows(shown)
         assert rows["BACKEND"] == ["BACKEND", "STATE", "WEIGHTS", "PACKETS/S", "NEW", "FLOWS/S",
-                                   "SESSIONS/S", "LIVE", "CALLS"], shown
+                                   "SESSIONS/S", "LIVE", "CALLS", "LIVE", "RTSP", "LIVE", "FTP"], shown
         for name, weight in (("b1", "voice:1"), ("b2", "voice:2")):
             row = rows[name]
             assert row[1] == "up" and row[2] == weight, shown
             assert float(row[3]) > 0, shown  # packets a second: the replay goes on
             assert int(row[6]) > 0, shown     # live calls: the calls never end
+            assert row[7:] == ["0", "0"], shown  # no RTSP or FTP service
         assert rows["b3"][2] == "-", shown   # in no service
         worker = rows["0"]
         assert worker[1].endswith("%") and 0 < float(worker[1][:-1]) <= 100, shown
@@ -64,11 +56,7 @@ def test_top_shows_backends_workers_and_live_sessions_and_quits_on_ctrl_c(tmp_pa
         live = re.search(r"live sessions: sip (\d+)", shown)
         assert live and int(live.group(1)) == len(calls), shown
 
-        tmux("send-keys", "-t", session, "C-c")
-        deadline = time.monotonic() + 10
-        while tmux("has-session", "-t", session).returncode == 0:
-            assert time.monotonic() < deadline, "tetherctl top did not stop on Ctrl-C"
-            time.sleep(0.1)
+        interrupt(session)  # tetherctl top stops on Ctrl-C
     finally:
         tmux("kill-session", "-t", session)
         assert tetherd.stop() == 0, tetherd.log()[-3000:]
