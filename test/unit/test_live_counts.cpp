@@ -6,6 +6,10 @@
 #include <rte_cycles.h>
 #include <rte_memory.h>
 
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <memory>
@@ -31,6 +35,15 @@ namespace {
 
 std::uint16_t pick(const std::vector<PoolMember>& members, const LiveCounts& counts) {
   return least_loaded<PoolMember>(members, counts);
+}
+
+// Lets a thread run on every CPU: the EAL pinned the test's main thread to one core, and a
+// thread it starts inherits that, where two threads "at once" would only take turns.
+void on_every_cpu(std::thread& thread) {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  for (unsigned cpu = 0; cpu < std::max(2u, std::thread::hardware_concurrency()); ++cpu) CPU_SET(cpu, &cpus);
+  pthread_setaffinity_np(thread.native_handle(), sizeof cpus, &cpus);
 }
 
 }  // namespace
@@ -81,38 +94,52 @@ TEST_CASE("live counts: try_add stops at the capacity", "[live_counts]") {
 TEST_CASE("live counts: two threads reserving at once never pass the capacity", "[live_counts]") {
   auto counts = std::make_unique<LiveCounts>();
   constexpr std::int64_t kCapacity = 8;
-  constexpr int kRounds = 5000;
+  constexpr int kRounds = 2000;
   std::atomic<int> arrived{0};
-  // Both threads arrive (two arrivals per barrier), then go on together.
+  // Both threads arrive (two arrivals per barrier), then go on together: spinning a while
+  // first, so that both are running when they leave it (yielding at once, on a busy machine,
+  // let one thread take every place before the other ran, and nothing raced).
   const auto barrier = [&](int target) {
     arrived.fetch_add(1);
-    while (arrived.load() < target) std::this_thread::yield();
+    for (int spin = 0; arrived.load() < target; ++spin)
+      if (spin > 100000) std::this_thread::yield();
   };
   std::atomic<std::int64_t> taken[2] = {0, 0};
   const auto take = [&](int me, int round) {
     barrier(4 * round + 2);
     std::int64_t mine = 0;
-    while (counts->try_add(0, kCapacity)) ++mine;
+    // A pause between places, as a worker's admissions have packets between them: the two
+    // threads' takes interleave instead of one taking all before the other has started.
+    while (counts->try_add(0, kCapacity)) {
+      ++mine;
+      for (int pause = 0; pause < 200; ++pause) asm volatile("" ::: "memory");
+    }
     taken[me] = mine;
     barrier(4 * round + 4);
     return mine;
   };
-  std::thread other([&] {
+  int overshoot = 0, underfill = 0, shared = 0;
+  // Two new threads free to run on every CPU (see on_every_cpu).
+  std::thread first([&] {
+    for (int round = 0; round < kRounds; ++round) {
+      const std::int64_t mine = take(0, round);
+      const std::int64_t held = mine + taken[1];
+      overshoot += held > kCapacity;
+      underfill += held < kCapacity;
+      shared += mine != 0 && mine != kCapacity;  // both took some: they raced
+      for (std::int64_t i = 0; i < mine; ++i) counts->remove(0);
+    }
+  });
+  std::thread second([&] {
     for (int round = 0; round < kRounds; ++round) {
       const std::int64_t mine = take(1, round);
       for (std::int64_t i = 0; i < mine; ++i) counts->remove(0);
     }
   });
-  int overshoot = 0, underfill = 0, shared = 0;
-  for (int round = 0; round < kRounds; ++round) {
-    const std::int64_t mine = take(0, round);
-    const std::int64_t held = mine + taken[1];
-    overshoot += held > kCapacity;
-    underfill += held < kCapacity;
-    shared += mine != 0 && mine != kCapacity;  // both took some: they raced
-    for (std::int64_t i = 0; i < mine; ++i) counts->remove(0);
-  }
-  other.join();
+  on_every_cpu(first);
+  on_every_cpu(second);
+  first.join();
+  second.join();
   CHECK(overshoot == 0);
   CHECK(underfill == 0);
   CHECK(counts->at(0) == 0);
@@ -244,6 +271,7 @@ TEST_CASE("live counts: cycles per session reserved", "[.live_counts_cost]") {
         if (counts->try_add(other_backend, kCapacity)) counts->remove(other_backend);
       }
     });
+    on_every_cpu(other);  // on the other core, as another worker is
     const double cycles = measure(reserve);
     stop = true;
     other.join();
