@@ -72,9 +72,20 @@ ServiceConfig* service_named(Config& config, const std::string& name) {
   return nullptr;
 }
 
+// Admission's counts: admitted, and refused by reason ("refused_full", ...).
+template <typename Counts>
+Json admission_counts(const Counts& c) {
+  Json counts = {{"admitted", c.admitted}};
+  for (std::size_t r = 0; r < dataplane::kRefusalReasons; ++r)
+    counts[std::string("refused_") + dataplane::to_string(static_cast<dataplane::RefusalReason>(r))] = c.refused[r];
+  return counts;
+}
+
 std::string show_services(ControlState& state, Args) {
+  const Totals totals = state.totals();
   Json services = Json::array();
-  for (const ServiceConfig& service : state.config.services) {
+  for (std::size_t s = 0; s < state.config.services.size(); ++s) {
+    const ServiceConfig& service = state.config.services[s];
     if (service.removed) continue;
     Json backends = Json::array();
     for (const ServiceBackend& member : service.backends)
@@ -87,7 +98,8 @@ std::string show_services(ControlState& state, Args) {
                         {"protocol", to_string(service.protocol)},
                         {"scheduler", to_string(service.scheduler)},
                         {"dpi", to_string(service.dpi)},
-                        {"backends", std::move(backends)}});
+                        {"backends", std::move(backends)},
+                        {"admission", admission_counts(totals.services.at(s))}});
   }
   return text_of({{"services", std::move(services)}});
 }
@@ -167,6 +179,7 @@ std::string show_backends(ControlState& state, Args) {
          {"bytes", c.bytes},
          {"flows", c.flows},
          {"sessions", c.sessions},
+         {"admission", admission_counts(c)},
          {"admitted", c.admitted}});
   }
   return text_of({{"backends", std::move(backends)}});

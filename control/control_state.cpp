@@ -14,7 +14,7 @@ std::vector<MacBytes> ControlState::device_macs() const {
 }
 
 Totals ControlState::totals() const {
-  Totals t = add_up(*workers, config.backends.size());
+  Totals t = add_up(*workers, config.backends.size(), config.services.size());
   set_control_counts(t);
   return t;
 }

@@ -36,15 +36,17 @@ void add_worker(Totals& t, const dataplane::Worker& worker) {
                            [](std::uint64_t& sum, std::uint64_t v) { sum += v; });
   for (std::size_t b = 0; b < t.backends.size(); ++b)
     dataplane::add_to(t.backends[b], worker.backend_counters()[b]);
+  for (std::size_t s = 0; s < t.services.size(); ++s) dataplane::add_to(t.services[s], worker.service_counters()[s]);
   t.flow_table_bytes += worker.flow_table().memory_bytes();
   t.flow_table_entries += worker.flow_table().capacity();
   t.rx_per_worker.push_back(counters.rx_packets);
 }
 
 Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
-              std::size_t backend_count) {
+              std::size_t backend_count, std::size_t service_count) {
   Totals t;
   t.backends.resize(backend_count);
+  t.services.resize(service_count);
   for (const auto& w : workers) add_worker(t, *w);
   return t;
 }
@@ -330,6 +332,18 @@ nlohmann::ordered_json counters_document(const Config& config, const Totals& tot
 #define TETHER_BACKEND_FIELD(name, help) backend[#name] = c.name;
     TETHER_BACKEND_COUNTERS(TETHER_BACKEND_FIELD)
 #undef TETHER_BACKEND_FIELD
+    for (std::size_t r = 0; r < dataplane::kRefusalReasons; ++r)
+      backend[std::string("refused_") + to_string(static_cast<dataplane::RefusalReason>(r))] = c.refused[r];
+  }
+  // Admission per service: what its new sessions met (zero for a service without limits).
+  auto& services = document["services"] = nlohmann::ordered_json::object();
+  for (std::size_t s = 0; s < config.services.size(); ++s) {
+    if (config.services[s].removed) continue;
+    const dataplane::ServiceCounterValues c = s < totals.services.size() ? totals.services[s] : dataplane::ServiceCounterValues{};
+    auto& service = services[config.services[s].name];
+    service["admitted"] = c.admitted;
+    for (std::size_t r = 0; r < dataplane::kRefusalReasons; ++r)
+      service[std::string("refused_") + to_string(static_cast<dataplane::RefusalReason>(r))] = c.refused[r];
   }
   return document;
 }

@@ -31,6 +31,7 @@ struct SessionTotals {
 struct Totals {
   dataplane::WorkerCounterValues workers;
   std::vector<dataplane::BackendCounterValues> backends;
+  std::vector<dataplane::ServiceCounterValues> services;  // admission's, by service index
   std::vector<std::uint64_t> rx_per_worker;  // shows how RSS spread the traffic
   // Heap bytes of the tables and their entries: the memory per flow and per session.
   std::uint64_t flow_table_bytes = 0, flow_table_entries = 0;
@@ -43,10 +44,10 @@ struct Totals {
 };
 
 // Adds one worker's counters (and its flow table's size) to `totals`, whose `backends`
-// has room for every backend.
+// has room for every backend (and `services` for the services it wants counted).
 void add_worker(Totals& totals, const dataplane::Worker& worker);
 Totals add_up(const std::vector<std::unique_ptr<dataplane::Worker>>& workers,
-              std::size_t backend_count);
+              std::size_t backend_count, std::size_t service_count = 0);
 // On the control thread, which owns the session table and sweeps it.
 SessionTotals read_sessions(const dataplane::SessionTable& sessions,
                             const dataplane::SweepResult& expired);

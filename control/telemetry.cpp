@@ -61,6 +61,7 @@ int answer(const char* command, const char*, rte_tel_data* data) {
   // The control thread's counts as it published them, the workers' added as they are now.
   Totals totals = published_control;
   totals.backends.assign(registered_config->backends.size(), {});
+  totals.services.assign(registered_config->services.size(), {});
   for (const auto& worker : *registered_workers) add_worker(totals, *worker);
   const Json all = counters_document(*registered_config, totals);
   const auto section = all.find(command + std::strlen(kPrefix));

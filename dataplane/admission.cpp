@@ -30,14 +30,22 @@ struct Headers {
   std::uint32_t pseudo_sum = 0;
 };
 
+// To `to` (an address of the request's family) through `to_mac`, with `ttl`.
+struct Destination {
+  const parsers::IpBytes& address;
+  const parsers::MacBytes& mac;
+  std::uint8_t ttl;
+};
+
 Headers write_headers(std::uint8_t* frame, std::size_t room, const parsers::ParsedFrame& request,
-                      const parsers::MacBytes& port_mac, std::uint8_t protocol, std::size_t l4_length) {
+                      const parsers::MacBytes& port_mac, std::uint8_t protocol, std::size_t l4_length,
+                      const Destination& to) {
   const bool v4 = request.l3 == parsers::L3Kind::ipv4;
   const std::size_t l2 = request.has_vlan ? 18 : 14;
   const std::size_t l3 = v4 ? 20 : 40;
   if (l2 + l3 + l4_length > room || l4_length > 65535 - l3) return {};
   for (std::size_t i = 0; i < 6; ++i) {
-    frame[i] = request.src_mac[i];
+    frame[i] = to.mac[i];
     frame[6 + i] = port_mac[i];
   }
   if (request.has_vlan) {
@@ -53,12 +61,12 @@ Headers write_headers(std::uint8_t* frame, std::size_t room, const parsers::Pars
     put16(ip + 2, static_cast<std::uint16_t>(l3 + l4_length));
     put16(ip + 4, 0);
     put16(ip + 6, 0x4000);  // don't fragment
-    ip[8] = 64;
+    ip[8] = to.ttl;
     ip[9] = protocol;
     put16(ip + 10, 0);
     for (std::size_t i = 0; i < 4; ++i) {
       ip[12 + i] = request.dst_ip[12 + i];  // from the VIP
-      ip[16 + i] = request.src_ip[12 + i];
+      ip[16 + i] = to.address[12 + i];
     }
     put16(ip + 10, fold_checksum(sum16(ip, 20)));
     pseudo = sum16(ip + 12, 8, pseudo);
@@ -67,10 +75,10 @@ Headers write_headers(std::uint8_t* frame, std::size_t room, const parsers::Pars
     ip[1] = ip[2] = ip[3] = 0;
     put16(ip + 4, static_cast<std::uint16_t>(l4_length));
     ip[6] = protocol;
-    ip[7] = 64;
+    ip[7] = to.ttl;
     for (std::size_t i = 0; i < 16; ++i) {
       ip[8 + i] = request.dst_ip[i];
-      ip[24 + i] = request.src_ip[i];
+      ip[24 + i] = to.address[i];
     }
     pseudo = sum16(ip + 8, 32, pseudo);
   }
@@ -100,6 +108,13 @@ void ClientRates::charge(const parsers::IpBytes& client, std::uint64_t now, std:
   for (unsigned row = 0; row < kRows; ++row) buckets_[row][bucket(row, client)].charge(now, interval);
 }
 
+parsers::MacBytes multicast_mac(const parsers::IpBytes& group) {
+  // RFC 1112 6.4: 01:00:5e and the group's low 23 bits; RFC 2464 7: 33:33 and its low 32.
+  if (parsers::is_ipv4_mapped(group))
+    return {0x01, 0x00, 0x5e, static_cast<std::uint8_t>(group[13] & 0x7f), group[14], group[15]};
+  return {0x33, 0x33, group[12], group[13], group[14], group[15]};
+}
+
 void refusal_to_tag(std::uint64_t call_digest, char (&tag)[17]) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::uint64_t mixed = parsers::mix64(call_digest ^ 0x7465746865723533ULL);  // "tether53"
@@ -109,9 +124,20 @@ void refusal_to_tag(std::uint64_t call_digest, char (&tag)[17]) {
 
 std::size_t write_udp_reply(std::uint8_t* frame, std::size_t room, const parsers::ParsedFrame& request,
                             const parsers::MacBytes& port_mac, std::uint16_t destination_port,
-                            std::span<const char> payload) {
+                            std::span<const char> payload, const ReplyElsewhere* elsewhere) {
   const std::size_t length = 8 + payload.size();
-  const Headers headers = write_headers(frame, room, request, port_mac, parsers::kProtoUdp, length);
+  Headers headers;
+  if (elsewhere == nullptr) {
+    headers = write_headers(frame, room, request, port_mac, parsers::kProtoUdp, length,
+                            {request.src_ip, request.src_mac, 64});
+  } else {
+    // From the VIP: only to an address of its family.
+    if (parsers::is_ipv4_mapped(elsewhere->address) != (request.l3 == parsers::L3Kind::ipv4)) return 0;
+    const parsers::MacBytes mac =
+        elsewhere->multicast ? multicast_mac(elsewhere->address) : request.src_mac;
+    headers = write_headers(frame, room, request, port_mac, parsers::kProtoUdp, length,
+                            {elsewhere->address, mac, elsewhere->ttl});
+  }
   if (headers.l4 == 0) return 0;
   std::uint8_t* udp = frame + headers.l4;
   put16(udp, request.dst_port);
@@ -126,7 +152,7 @@ std::size_t write_udp_reply(std::uint8_t* frame, std::size_t room, const parsers
 
 std::size_t write_tcp_reset(std::uint8_t* frame, std::size_t room, const parsers::ParsedFrame& syn,
                             const parsers::MacBytes& port_mac) {
-  const Headers headers = write_headers(frame, room, syn, port_mac, parsers::kProtoTcp, 20);
+  const Headers headers = write_headers(frame, room, syn, port_mac, parsers::kProtoTcp, 20, {syn.src_ip, syn.src_mac, 64});
   if (headers.l4 == 0) return 0;
   std::uint8_t* tcp = frame + headers.l4;
   // The SYN takes one sequence number, its data (if any) the rest.

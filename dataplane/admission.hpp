@@ -95,13 +95,24 @@ inline constexpr std::uint32_t kRefusalMemory_s = 32;
 // the 503 carries it back (RFC 3261 17.1.1.3), which tells that ACK apart without state.
 void refusal_to_tag(std::uint64_t call_digest, char (&tag)[17]);
 
+// Where a UDP reply goes when not back to the request's source: a SIP response to its top
+// Via's maddr (RFC 3261 18.2.2).
+struct ReplyElsewhere {
+  parsers::IpBytes address;  // IPv4-mapped for IPv4
+  bool multicast;            // to the group's MAC (RFC 1112 6.4, RFC 2464 7); else to the request's source MAC
+  std::uint8_t ttl;
+};
+// The Ethernet address of an IPv4 or IPv6 multicast group.
+parsers::MacBytes multicast_mac(const parsers::IpBytes& group);
+
 // Frames a refusal sends, written over the request's own frame (`frame`, `room` bytes of
 // buffer from its start): Ethernet (with the request's VLAN tag, if any) from `port_mac` to the
-// request's source MAC, IP from the VIP back to the client, checksums filled in. Return the
-// frame's length, or 0 if it does not fit in `room`.
+// request's source MAC, IP from the VIP back to the client (or `elsewhere`, which must be of
+// the request's IP version), checksums filled in. Return the frame's length, or 0 if it does
+// not fit in `room` or cannot go `elsewhere`.
 std::size_t write_udp_reply(std::uint8_t* frame, std::size_t room, const parsers::ParsedFrame& request,
                             const parsers::MacBytes& port_mac, std::uint16_t destination_port,
-                            std::span<const char> payload);
+                            std::span<const char> payload, const ReplyElsewhere* elsewhere = nullptr);
 // RFC 9293 3.10.7.1, a SYN to a port that will not take it: RST+ACK, seq 0, ack = the SYN's
 // sequence + 1 (+ its payload length).
 std::size_t write_tcp_reset(std::uint8_t* frame, std::size_t room, const parsers::ParsedFrame& syn,

@@ -85,6 +85,10 @@ class Counter {
 
 #define TETHER_EXPECTATIONS(X) X(rtp) X(ftp_data)
 
+// Why admission refused a new session (docs/design.md "Admission"): every backend with room
+// gone, the service's rate, the client address's rate.
+#define TETHER_REFUSAL_REASONS(X) X(full) X(service_rate) X(client_rate)
+
 // Why inspection gave up on a packet or a connection; the packet is still forwarded,
 // flow by flow, so these count sessions that may split, not lost packets.
 #define TETHER_DPI_FALLBACKS(X)                                                                 \
@@ -106,11 +110,13 @@ enum class DropReason : std::uint8_t { TETHER_DROP_REASONS(TETHER_ENUMERATOR) co
 enum class SessionProtocol : std::uint8_t { TETHER_SESSION_PROTOCOLS(TETHER_ENUMERATOR) count_ };
 enum class Expectation : std::uint8_t { TETHER_EXPECTATIONS(TETHER_ENUMERATOR) count_ };
 enum class DpiFallback : std::uint8_t { TETHER_DPI_FALLBACKS(TETHER_ENUMERATOR) count_ };
+enum class RefusalReason : std::uint8_t { TETHER_REFUSAL_REASONS(TETHER_ENUMERATOR) count_ };
 
 inline constexpr std::size_t kDropReasonCount = static_cast<std::size_t>(DropReason::count_);
 inline constexpr std::size_t kSessionProtocols = static_cast<std::size_t>(SessionProtocol::count_);
 inline constexpr std::size_t kExpectationKinds = static_cast<std::size_t>(Expectation::count_);
 inline constexpr std::size_t kDpiFallbackCount = static_cast<std::size_t>(DpiFallback::count_);
+inline constexpr std::size_t kRefusalReasons = static_cast<std::size_t>(RefusalReason::count_);
 
 namespace names {
 inline constexpr std::array<const char*, kDropReasonCount> drop_reason{
@@ -121,6 +127,8 @@ inline constexpr std::array<const char*, kExpectationKinds> expectation{
     TETHER_EXPECTATIONS(TETHER_ENUMERATOR_NAME)};
 inline constexpr std::array<const char*, kDpiFallbackCount> dpi_fallback{
     TETHER_DPI_FALLBACKS(TETHER_ENUMERATOR_NAME)};
+inline constexpr std::array<const char*, kRefusalReasons> refusal_reason{
+    TETHER_REFUSAL_REASONS(TETHER_ENUMERATOR_NAME)};
 
 template <typename Enum, std::size_t N>
 constexpr const char* of(const std::array<const char*, N>& table, Enum value) {
@@ -133,6 +141,7 @@ constexpr const char* to_string(DropReason reason) { return names::of(names::dro
 constexpr const char* to_string(SessionProtocol protocol) { return names::of(names::dpi_protocol, protocol); }
 constexpr const char* to_string(Expectation kind) { return names::of(names::expectation, kind); }
 constexpr const char* to_string(DpiFallback reason) { return names::of(names::dpi_fallback, reason); }
+constexpr const char* to_string(RefusalReason reason) { return names::of(names::refusal_reason, reason); }
 
 // A worker's scalar counters: X(name, unit, help). The unit goes into the Prometheus name
 // (tether_<name><unit>_total) where the name does not already say what it counts.
@@ -230,12 +239,26 @@ struct alignas(64) BackendCountersOf {
 #define TETHER_BACKEND_MEMBER(name, help) Cell name{};
   TETHER_BACKEND_COUNTERS(TETHER_BACKEND_MEMBER)
 #undef TETHER_BACKEND_MEMBER
+  // New sessions refused, by reason, that the scheduler had chosen this backend for: for
+  // `full`, the backend it chose was full and so was every other member with weight.
+  std::array<Cell, kRefusalReasons> refused{};
+};
+
+// Admission per service (a worker's own, like its backends'): the new sessions it admitted
+// and refused by reason. 32 bytes, in a per-worker array indexed by service.
+template <typename Cell>
+struct ServiceCountersOf {
+  Cell admitted{};
+  std::array<Cell, kRefusalReasons> refused{};
 };
 
 using WorkerCounters = WorkerCountersOf<Counter>;
 using WorkerCounterValues = WorkerCountersOf<std::uint64_t>;
 using BackendCounters = BackendCountersOf<Counter>;
 using BackendCounterValues = BackendCountersOf<std::uint64_t>;
+static_assert(sizeof(BackendCounterValues) == 64, "one cache line per backend per worker");
+using ServiceCounters = ServiceCountersOf<Counter>;
+using ServiceCounterValues = ServiceCountersOf<std::uint64_t>;
 
 // Calls pair(to's cell, from's cell) for every counter of two counter sets.
 #define TETHER_PAIR_SCALAR(name, ...) pair(to.name, from.name);
@@ -255,6 +278,13 @@ void for_each_pair(WorkerCountersOf<To>& to, const WorkerCountersOf<From>& from,
 template <typename To, typename From, typename Pair>
 void for_each_pair(BackendCountersOf<To>& to, const BackendCountersOf<From>& from, Pair&& pair) {
   TETHER_BACKEND_COUNTERS(TETHER_PAIR_SCALAR)
+  TETHER_PAIR_ARRAY(refused)
+}
+
+template <typename To, typename From, typename Pair>
+void for_each_pair(ServiceCountersOf<To>& to, const ServiceCountersOf<From>& from, Pair&& pair) {
+  TETHER_PAIR_SCALAR(admitted)
+  TETHER_PAIR_ARRAY(refused)
 }
 #undef TETHER_PAIR_SCALAR
 #undef TETHER_PAIR_ARRAY

@@ -65,6 +65,7 @@ WorkerLinks Links::worker(unsigned index) {
           &own.sync_dump,
           &own.counters,
           own.backend_counters,
+          own.service_counters,
           &stop_,
           &fragments_};
 }

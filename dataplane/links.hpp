@@ -95,6 +95,7 @@ struct WorkerLinks {
   SyncDumpRequest* sync_dump;
   WorkerCounters* counters;
   std::span<BackendCounters> backend_counters;  // kMaxBackends: snapshots may add backends
+  std::span<ServiceCounters> service_counters;  // kMaxServices, likewise
   const std::atomic<bool>* stop;
   FragmentTable* fragments;  // the datagrams whose first fragment was routed (dataplane/fragments.hpp)
 };
@@ -145,6 +146,7 @@ class Links {
     FlowSampleMailbox flow_samples;
     WorkerCounters counters;
     std::vector<BackendCounters> backend_counters = std::vector<BackendCounters>(kMaxBackends);
+    std::vector<ServiceCounters> service_counters = std::vector<ServiceCounters>(kMaxServices);
     ValueRing sync_events;
     SyncDumpRequest sync_dump;
   };

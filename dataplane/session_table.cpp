@@ -173,36 +173,54 @@ void SessionTable::warm(const SessionKey* const* keys, const std::uint32_t* sign
 }
 
 std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, SessionRoute route,
-                               std::uint64_t deadline, bool* created) {
+                               std::uint64_t deadline, bool* created, CallCount call_count) {
   if (created != nullptr) *created = false;
+  const bool reserved = call_count == CallCount::reserved;
+  // A reservation this add does not turn into the entry's count goes back.
+  const auto give_back = [&] {
+    if (reserved) live_calls_.remove(route.backend);
+  };
   const int rc = rte_hash_add_key_with_hash_data(hash_, &key, signature,
                                                  reinterpret_cast<void*>(pack(route)));
-  if (rc < 0) return rc;
+  if (rc < 0) {
+    give_back();
+    return rc;
+  }
   const std::int32_t position = rte_hash_lookup_with_hash(hash_, &key, signature);
-  if (position < 0) return position;  // deleted by the sweep in between
+  if (position < 0) {  // deleted by the sweep in between
+    give_back();
+    return position;
+  }
   Slot& slot = slots_[position];
   slot.claimed.store(0, std::memory_order_relaxed);
   slot.deadline.store(deadline, std::memory_order_relaxed);
 
-  // Count the entry on its backend. `counted_on` (backend + 1, or 0) says which backend holds
-  // the entry's count; whoever changes it adjusts the counts, so adds of several workers and
-  // the sweep's delete serialise on it. This worker is inside its RCU critical section, so
-  // the slot cannot be reused under it even if the sweep deletes the key.
-  const auto mine = static_cast<std::uint32_t>(route.backend) + 1;
+  // Count the entry on its backend. `counted_on` (counted_value(), or 0) says which backend
+  // holds the entry's count and whether it holds a call; whoever changes it adjusts the
+  // counts, so adds of several workers and the sweep's delete serialise on it. This worker is
+  // inside its RCU critical section, so the slot cannot be reused under it even if the sweep
+  // deletes the key. A present entry keeps whether it holds a call, unless a reservation
+  // makes it one.
   std::uint32_t current = slot.counted_on.load(std::memory_order_acquire);
+  std::uint32_t mine;
   for (;;) {
-    if (current == mine) return position;  // counted on this backend already
+    const bool held = reserved || (current != 0 ? (current & kNotHeld) == 0 : call_count == CallCount::held);
+    mine = counted_value(route.backend, held);
+    if (current == mine) {  // counted on this backend already
+      give_back();
+      return position;
+    }
     if (!slot.counted_on.compare_exchange_weak(current, mine, std::memory_order_acq_rel)) continue;
-    if (current != 0) {  // moved from another backend: an expired call rescheduled
-      uncount(key.kind, static_cast<std::uint16_t>(current - 1), false);
-      count(key.kind, route.backend, false);
+    if (current != 0) {  // moved from another backend (an expired call rescheduled), or now held
+      uncount(key.kind, current, false);
+      count(key.kind, mine, false, reserved);
       return position;
     }
     break;  // this add created the entry
   }
   if (rte_hash_lookup_with_hash(hash_, &key, signature) == position) {
     slot.call.store(kCallLive, std::memory_order_relaxed);  // a new call has not ended
-    count(key.kind, route.backend, true);
+    count(key.kind, mine, true, reserved);
     if (created != nullptr) *created = true;
     return position;
   }
@@ -211,8 +229,10 @@ std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, S
   // expiry, so this add created the entry: count it to balance.
   if (slot.counted_on.exchange(0, std::memory_order_acq_rel) == 0) {
     slot.call.store(kCallLive, std::memory_order_relaxed);
-    count(key.kind, route.backend, true);
+    count(key.kind, mine, true, reserved);
     if (created != nullptr) *created = true;
+  } else {
+    give_back();
   }
   return -ENOENT;
 }
@@ -232,33 +252,35 @@ std::int32_t SessionTable::add_if_absent(const SessionKey& key, std::uint32_t si
   // off 0 created the entry (the sweep puts it back to 0 only once the key is deleted).
   Slot& slot = slots_[position];
   std::uint32_t uncounted = 0;
-  const auto mine = static_cast<std::uint32_t>(route.backend) + 1;
+  const std::uint32_t mine = counted_value(route.backend, true);
   if (!slot.counted_on.compare_exchange_strong(uncounted, mine, std::memory_order_acq_rel))
     return position;
   slot.claimed.store(0, std::memory_order_relaxed);
   slot.deadline.store(deadline, std::memory_order_relaxed);
   if (rte_hash_lookup_with_hash(hash_, &key, signature) == position) {
-    count(key.kind, route.backend, true);
+    count(key.kind, mine, true);
     created = true;
     return position;
   }
   // Deleted by the sweep meanwhile (an entry that another caller had added and the sweep
   // expired): balance the count as add() does.
   if (slot.counted_on.exchange(0, std::memory_order_acq_rel) == 0) {
-    count(key.kind, route.backend, true);
+    count(key.kind, mine, true);
     created = true;
   }
   return -ENOENT;
 }
 
-void SessionTable::count(SessionKind kind, std::uint16_t backend, bool entry) {
+void SessionTable::count(SessionKind kind, std::uint32_t counted, bool entry, bool reserved) {
   if (entry) entries_.fetch_add(1, std::memory_order_relaxed);
-  if (kind == SessionKind::sip_call) live_calls_.add(backend);
+  if (kind == SessionKind::sip_call && (counted & kNotHeld) == 0 && !reserved)
+    live_calls_.add(static_cast<std::uint16_t>((counted & (kNotHeld - 1)) - 1));
 }
 
-void SessionTable::uncount(SessionKind kind, std::uint16_t backend, bool entry) {
+void SessionTable::uncount(SessionKind kind, std::uint32_t counted, bool entry) {
   if (entry) entries_.fetch_sub(1, std::memory_order_relaxed);
-  if (kind == SessionKind::sip_call) live_calls_.remove(backend);
+  if (kind == SessionKind::sip_call && (counted & kNotHeld) == 0)
+    live_calls_.remove(static_cast<std::uint16_t>((counted & (kNotHeld - 1)) - 1));
 }
 
 void SessionTable::refresh(std::int32_t position, std::uint64_t deadline) {
@@ -501,7 +523,7 @@ SweepResult SessionTable::sweep(std::uint64_t now, std::uint32_t budget) {
     if (rte_hash_del_key(hash_, &copy) >= 0) {
       if (expired) result.expired[static_cast<std::size_t>(copy.kind)]++;
       const std::uint32_t counted = slot.counted_on.exchange(0, std::memory_order_acq_rel);
-      if (counted != 0) uncount(copy.kind, static_cast<std::uint16_t>(counted - 1), true);
+      if (counted != 0) uncount(copy.kind, counted, true);
     }
     if (ftp_slot) {
       std::uint64_t deleting = kFtpSlotDeleting;

@@ -112,11 +112,20 @@ class SessionTable {
   // Brings the buckets, keys and slots of these keys into the cache, so that the find()
   // and add() calls that follow do not each wait for memory in turn. n <= 64.
   void warm(const SessionKey* const* keys, const std::uint32_t* signatures, unsigned n) const;
+  // How add() counts a SIP call on its backend's live_calls (what least-sessions ranks by
+  // and max_sessions holds against).
+  enum class CallCount : std::uint8_t {
+    held,      // a session: counted (an entry already present keeps how it was counted)
+    reserved,  // a session whose count the caller reserved with live_calls().try_add(): add()
+               // keeps the reservation as the count, or gives it back if it counts nothing
+    not_held,  // a transaction outside any call (OPTIONS, REGISTER): in the table, not counted
+               // (an entry already present keeps how it was counted)
+  };
   // Adds or replaces; returns the position or a negative errno (-ENOSPC when full).
   // `created` (if given) is true for exactly one of several workers adding the same new key
   // at once, so a session is counted once.
   std::int32_t add(const SessionKey& key, std::uint32_t signature, SessionRoute route,
-                   std::uint64_t deadline, bool* created = nullptr);
+                   std::uint64_t deadline, bool* created = nullptr, CallCount call_count = CallCount::held);
   // Adds the key unless it is present: a present key (live, or expired and not swept yet)
   // keeps its route and deadline. `created` is true for exactly one of several callers adding
   // the same absent key at once; that caller's `deadline` is stored (0: none yet, the sweep
@@ -193,6 +202,7 @@ class SessionTable {
   // (and moves it when a re-add changes its backend), the sweep uncounts it when it removes
   // the entry.
   const LiveCounts& live_calls() const { return live_calls_; }
+  LiveCounts& live_calls() { return live_calls_; }  // admission's reservations (CallCount::reserved)
   std::int64_t live_calls(std::uint16_t backend) const {
     return live_calls_.at(backend);
   }
@@ -250,8 +260,14 @@ class SessionTable {
     std::atomic<std::uint8_t> claimed;
     std::atomic<std::uint8_t> call;  // SIP calls: kCallLive, kCallEnded or kCallReopening
     std::atomic<std::uint16_t> opener;  // SIP calls: see set_opener()
-    std::atomic<std::uint32_t> counted_on;  // backend + 1 holding the entry's count, or 0
+    std::atomic<std::uint32_t> counted_on;  // counted_value() of the entry's count, or 0
   };
+  // `counted_on` for an entry on `backend`: backend + 1, with kNotHeld for a SIP entry that
+  // holds no call (CallCount::not_held): the entry counts, its backend's live_calls do not.
+  static constexpr std::uint32_t kNotHeld = 1u << 16;
+  static std::uint32_t counted_value(std::uint16_t backend, bool held) {
+    return (static_cast<std::uint32_t>(backend) + 1) | (held ? 0 : kNotHeld);
+  }
   static_assert(sizeof(Slot) == 16);
 
   static constexpr std::uint8_t kCallLive = 0;
@@ -262,8 +278,9 @@ class SessionTable {
   // control thread deletes, so a key it finds stays put while it reads it.
   bool entry_at(std::uint32_t position, SessionEntry& entry) const;
   bool live_entry(std::uint32_t position, std::uint64_t now, SessionEntry& entry) const;
-  void count(SessionKind kind, std::uint16_t backend, bool entry);
-  void uncount(SessionKind kind, std::uint16_t backend, bool entry);
+  // `counted`: a counted_value(). `reserved`: the call's live count was reserved already.
+  void count(SessionKind kind, std::uint32_t counted, bool entry, bool reserved = false);
+  void uncount(SessionKind kind, std::uint32_t counted, bool entry);
   // FTP slots: takes the slot at `position` for a new expectation if it is free to take.
   // The keys of a client address's FTP expectation slots and their positions (-ENOENT
   // where a slot is not in the table).

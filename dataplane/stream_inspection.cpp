@@ -31,9 +31,11 @@ void StreamInspector::inspect(FlowEntry& entry, const Segment& segment,
                               const ServiceView& service, std::uint64_t now) {
   const bool closing = (segment.tcp_flags & (parsers::kTcpFin | parsers::kTcpRst)) != 0;
   const bool syn = (segment.tcp_flags & (parsers::kTcpSyn | parsers::kTcpAck)) == parsers::kTcpSyn;
+  bool reserved = segment.reserved;
   if (entry.stream == 0 && (syn || !segment.payload.empty())) {
     if (free_streams_.empty()) {
       fallback(DpiFallback::no_stream_state);
+      if (reserved) control_connections(service.dpi).remove(entry.backend);  // counts nothing
       return;
     }
     const std::uint32_t index = free_streams_.back();
@@ -49,8 +51,11 @@ void StreamInspector::inspect(FlowEntry& entry, const Segment& segment,
     stream.session_counted = false;
     stream.rtp_port_count = 0;
     entry.stream = (index + 1) & kFlowStreamMask;
-    control_connections(stream).add(stream.backend);  // what admission's max_sessions counts
+    // What admission's max_sessions counts: reserved by admission, or counted now.
+    if (!reserved) control_connections(stream).add(stream.backend);
+    reserved = false;
   }
+  if (reserved) control_connections(service.dpi).remove(entry.backend);  // a stream counted already
   if (entry.stream == 0) return;
   Stream& stream = streams_[entry.stream - 1];
   std::uint32_t seq = segment.seq;

@@ -40,6 +40,9 @@ struct Segment {
   std::uint8_t tcp_flags;
   std::uint32_t seq;
   std::span<const std::uint8_t> payload;
+  // Admission reserved the connection's count (LiveCounts::try_add) on the control
+  // connections of its protocol: taken over as the stream's count, or given back.
+  bool reserved = false;
 };
 
 class StreamInspector {
@@ -110,10 +113,11 @@ class StreamInspector {
   void for_each_rtp_expectation(const Stream& stream, std::uint64_t now, Apply apply);
   void end_rtp_expectations(Stream& stream, std::uint64_t now);
   void fallback(DpiFallback reason) { counters_.dpi_fallbacks[static_cast<std::size_t>(reason)]++; }
-  LiveCounts& control_connections(const Stream& stream) {
-    return sessions_->control_connections(stream.dpi == SessionInspection::rtsp ? SessionTable::ControlProtocol::rtsp
-                                                                                : SessionTable::ControlProtocol::ftp);
+  LiveCounts& control_connections(SessionInspection dpi) {
+    return sessions_->control_connections(dpi == SessionInspection::rtsp ? SessionTable::ControlProtocol::rtsp
+                                                                         : SessionTable::ControlProtocol::ftp);
   }
+  LiveCounts& control_connections(const Stream& stream) { return control_connections(stream.dpi); }
   void report_rtp_expectation(const Stream& stream, std::uint16_t port, bool ended);
 
   SessionTable* sessions_;

@@ -109,6 +109,7 @@ Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerL
       flow_samples_(*links.flow_samples),
       counters_(*links.counters),
       backend_counters_(links.backend_counters),
+      service_counters_(links.service_counters),
       stop_(*links.stop),
       flows_(table_name(setup.index).c_str(), setup.flow_capacity, setup.socket),
       sync_events_(links.sync_events, *links.counters),
@@ -390,7 +391,7 @@ void Worker::queue_for_lookup(rte_mbuf* mbuf, ServiceMatch found, const Fields& 
   if (!related && snapshot_->services[service].dpi == SessionInspection::sip_calls &&
       read_sip_call(mbuf, fields.payload_offset, fields.payload_length, service,
                     burst.calls[burst.call_count])) {
-    ++burst.call_count;
+    note_origin(burst.calls[burst.call_count++], fields.src_ip, fields.src_port, fields.dst_port);
     return;
   }
 
@@ -539,29 +540,27 @@ std::uint16_t Worker::route_sip_call(SipCall& call, std::uint64_t now) {
       drop(mbuf, DropReason::no_backend);
       return kNoBackend;
     }
+    // A call holds a session on its backend (live_calls: max_sessions and least-sessions)
+    // when a method that opens one started it (admission.methods; RFC 3261 12: INVITE makes
+    // dialogs, OPTIONS and REGISTER are transactions of their own).
+    SessionTable::CallCount call_count =
+        message.kind == sip::Kind::request && (view.admission.sip_methods >> static_cast<unsigned>(message.method) & 1) != 0
+            ? SessionTable::CallCount::held
+            : SessionTable::CallCount::not_held;
     if (new_session) [[unlikely]] {
-      // The client's address only for a client rate: the call carries no parsed frame.
-      parsers::ParsedFrame frame;
-      if (view.admission.client_interval_tsc != 0 &&
-          parsers::parse_frame({rte_pktmbuf_mtod(mbuf, const std::uint8_t*), rte_pktmbuf_data_len(mbuf)}, frame) !=
-              parsers::ParseStatus::ok) {
-        drop(mbuf, DropReason::no_backend);
-        return kNoBackend;
-      }
-      const Admission admission = admit(view, service, view.pools[pool], backend, hash, frame.src_ip, now);
+      const Admission admission = admit(view, service, view.pools[pool], backend, hash, call.client, now);
       if (admission.refused != Refusal::none) {
-        count_refusal(admission.refused);
         refused_calls_.remember(key.digest, now + refusal_memory_tsc_);
         refuse_call(call, view, false);
         return kNoBackend;
       }
       backend = admission.backend;
-      backend_counters_[backend].admitted++;
+      if (admission.reserved) call_count = SessionTable::CallCount::reserved;
     }
     bool created = false;
     // A call rescheduled while it lingers keeps its linger.
     const std::uint64_t deadline = now + (lingering ? view.linger_tsc : view.session_timeout_tsc);
-    position = sessions_->add(key, signature, {backend, service}, deadline, &created);
+    position = sessions_->add(key, signature, {backend, service}, deadline, &created, call_count);
     if (reopening && position >= 0) {
       sessions_->set_opener(position, from_tag_digest(message));
       sessions_->reopened(position);
@@ -613,6 +612,7 @@ std::uint16_t Worker::forward(FlowPacket& packet, std::int32_t position, std::ui
                      (packet.tcp_flags & (parsers::kTcpSyn | parsers::kTcpAck)) == parsers::kTcpSyn;
   std::uint16_t backend;
   FlowEntry* entry = nullptr;
+  bool reserved = false;  // admission reserved the new session's count (Admission::reserved)
   // The bulk lookup ran before this burst's inserts: an earlier packet of the same new flow
   // in this burst may have added it since.
   if (position < 0) position = flows_.lookup(packet.key, packet.signature);
@@ -663,12 +663,11 @@ std::uint16_t Worker::forward(FlowPacket& packet, std::int32_t position, std::ui
       const Admission admission = admit(service, packet.service, service.pools[0], backend,
                                         new_flow_hash(packet, service), packet.key.src, now);
       if (admission.refused != Refusal::none) {
-        count_refusal(admission.refused);
         refuse_connection(packet, service);
         return kNoBackend;
       }
       backend = admission.backend;
-      backend_counters_[backend].admitted++;
+      reserved = admission.reserved;
     }
     if (backend == kNoBackend) {
       drop(packet.mbuf, packet.related ? DropReason::no_expectation : DropReason::no_backend);
@@ -688,7 +687,16 @@ std::uint16_t Worker::forward(FlowPacket& packet, std::int32_t position, std::ui
       *entry = fresh;
     }
     // Counted while the entry lives: a SYN the full table refused opens nothing countable.
-    if (opens && entry != nullptr) connections_.add(backend);
+    // Admission's reservation is the count of a connection (max_connections), or of an RTSP
+    // or FTP control connection, which inspect() takes over below.
+    const bool reserved_connection = reserved && service.dpi == SessionInspection::none;
+    if (opens && entry != nullptr) {
+      if (!reserved_connection) connections_.add(backend);
+    } else if (reserved) {
+      held_counts(service).remove(backend);
+      reserved = false;
+    }
+    if (reserved_connection) reserved = false;
   }
   if (entry != nullptr) {
     const bool closes = closing && !entry->closing;
@@ -703,7 +711,7 @@ std::uint16_t Worker::forward(FlowPacket& packet, std::int32_t position, std::ui
     if (entry != nullptr)
       inspection_.inspect(*entry,
                           {packet.key.src, packet.service, packet.tcp_flags, packet.tcp_seq,
-                           payload_of(packet.mbuf, packet.payload_offset, packet.payload_length)},
+                           payload_of(packet.mbuf, packet.payload_offset, packet.payload_length), reserved},
                           service, now);
     else if (packet.payload_length > 0) fallback(DpiFallback::no_flow_entry);
   }
@@ -831,16 +839,14 @@ std::uint16_t Worker::pick_backend(const ServiceView&, const PoolView& pool,
   return pool.maglev[slot];
 }
 
-std::int64_t Worker::held(const ServiceView& view, std::uint16_t backend) const {
+LiveCounts& Worker::held_counts(const ServiceView& view) {
   switch (view.dpi) {
-    case SessionInspection::sip_calls: return sessions_->live_calls(backend);
-    case SessionInspection::rtsp:
-      return sessions_->control_connections(SessionTable::ControlProtocol::rtsp).at(backend);
-    case SessionInspection::ftp:
-      return sessions_->control_connections(SessionTable::ControlProtocol::ftp).at(backend);
+    case SessionInspection::sip_calls: return sessions_->live_calls();
+    case SessionInspection::rtsp: return sessions_->control_connections(SessionTable::ControlProtocol::rtsp);
+    case SessionInspection::ftp: return sessions_->control_connections(SessionTable::ControlProtocol::ftp);
     case SessionInspection::none: break;
   }
-  return connections_.at(backend);  // max_connections: live TCP connections
+  return connections_;  // max_connections: live TCP connections
 }
 
 Worker::Admission Worker::admit(const ServiceView& view, std::uint16_t service, const PoolView& pool,
@@ -848,45 +854,62 @@ Worker::Admission Worker::admit(const ServiceView& view, std::uint16_t service, 
                                 std::uint64_t now) {
   const AdmissionView& limits = view.admission;
   if (limits.client_interval_tsc != 0 && !admission_->clients.conforms(client, now, limits.tolerance_tsc))
-    return {kNoBackend, Refusal::client_rate};
+    return refuse(Refusal::client_rate, service, chosen);
   if (limits.interval_tsc != 0 && !admission_->services[service].conforms(now, limits.tolerance_tsc))
-    return {kNoBackend, Refusal::service_rate};
+    return refuse(Refusal::service_rate, service, chosen);
   std::uint16_t backend = chosen;
+  bool reserved = false;
   const PoolMember* picked = nullptr;
   for (const PoolMember& member : pool.members)
     if (member.backend == chosen) picked = &member;
-  if (picked != nullptr && !has_room(view, *picked)) {
-    // The chosen backend is full: the members with room share the session by weight, picked
-    // by the same hash, so that one session's flows choose alike while nothing changes.
-    std::uint64_t total = 0;
-    for (const PoolMember& member : pool.members)
-      if (member.weight > 0 && has_room(view, member)) total += member.weight;
-    if (total == 0) return {kNoBackend, Refusal::full};
-    std::uint64_t target = (static_cast<std::uint64_t>(hash) * total) >> 32;
-    backend = kNoBackend;
-    for (const PoolMember& member : pool.members) {
-      if (member.weight == 0 || !has_room(view, member)) continue;
-      if (target < member.weight) {
-        backend = member.backend;
-        break;
+  if (picked != nullptr && picked->capacity != 0) {
+    // Reserved, not read: workers admitting at once never take a backend past its capacity.
+    LiveCounts& held = held_counts(view);
+    reserved = held.try_add(chosen, picked->capacity);
+    if (!reserved) {
+      // The chosen backend is full: the members with room share the session by weight, picked
+      // by the same hash, so that one session's flows choose alike while nothing changes.
+      std::uint64_t total = 0;
+      for (const PoolMember& member : pool.members)
+        if (member.weight > 0 && has_room(view, member)) total += member.weight;
+      if (total == 0) return refuse(Refusal::full, service, chosen);
+      std::uint64_t target = (static_cast<std::uint64_t>(hash) * total) >> 32;
+      backend = kNoBackend;
+      for (const PoolMember& member : pool.members) {
+        if (member.weight == 0 || !has_room(view, member)) continue;
+        if (target < member.weight) {
+          // Room may go meanwhile: then the session is refused, as when every backend is full.
+          if (member.capacity == 0 || (reserved = held.try_add(member.backend, member.capacity)))
+            backend = member.backend;
+          break;
+        }
+        target -= member.weight;
       }
-      target -= member.weight;
+      if (backend == kNoBackend) return refuse(Refusal::full, service, chosen);
     }
-    if (backend == kNoBackend) return {kNoBackend, Refusal::full};  // room went meanwhile
   }
   if (limits.client_interval_tsc != 0) admission_->clients.charge(client, now, limits.client_interval_tsc);
   if (limits.interval_tsc != 0) admission_->services[service].charge(now, limits.interval_tsc);
   counters_.sessions_admitted++;
-  return {backend, Refusal::none};
+  service_counters_[service].admitted++;
+  backend_counters_[backend].admitted++;
+  return {backend, Refusal::none, reserved};
 }
 
-void Worker::count_refusal(Refusal why) {
+Worker::Admission Worker::refuse(Refusal why, std::uint16_t service, std::uint16_t chosen) {
   switch (why) {
     case Refusal::full: counters_.refused_full++; break;
     case Refusal::service_rate: counters_.refused_service_rate++; break;
     case Refusal::client_rate: counters_.refused_client_rate++; break;
-    case Refusal::none: break;
+    case Refusal::none: return {chosen, why};
   }
+  // RefusalReason lists the reasons in Refusal's order, after `none`.
+  static_assert(static_cast<int>(RefusalReason::full) == static_cast<int>(Refusal::full) - 1 &&
+                static_cast<int>(RefusalReason::client_rate) == static_cast<int>(Refusal::client_rate) - 1);
+  const auto reason = static_cast<std::size_t>(why) - 1;
+  service_counters_[service].refused[reason]++;
+  backend_counters_[chosen].refused[reason]++;
+  return {kNoBackend, why};
 }
 
 std::uint16_t Worker::port_index_of(const rte_mbuf* mbuf) const {
@@ -898,16 +921,23 @@ std::uint16_t Worker::port_index_of(const rte_mbuf* mbuf) const {
 void Worker::refuse_call(SipCall& call, const ServiceView& view, bool retransmission) {
   rte_mbuf* const mbuf = call.mbuf;
   parsers::ParsedFrame frame;
-  if (!view.admission.reject || mbuf->nb_segs != 1 ||
-      parsers::parse_frame({rte_pktmbuf_mtod(mbuf, const std::uint8_t*), rte_pktmbuf_data_len(mbuf)}, frame) !=
-          parsers::ParseStatus::ok) {
+  // The head of a reassembled datagram is its first fragment: parse_frame stops at its IP
+  // header, having read the addresses; the ports came with the call.
+  const parsers::ParseStatus parsed =
+      view.admission.reject && mbuf->nb_segs == 1
+          ? parsers::parse_frame({rte_pktmbuf_mtod(mbuf, const std::uint8_t*), rte_pktmbuf_data_len(mbuf)}, frame)
+          : parsers::ParseStatus::unsupported_l4;
+  if (parsed != parsers::ParseStatus::ok && parsed != parsers::ParseStatus::ipv4_fragment &&
+      parsed != parsers::ParseStatus::ipv6_fragment) {
     counters_.refusals_dropped++;
     rte_pktmbuf_free(mbuf);
     return;
   }
+  frame.src_port = call.client_port;
+  frame.dst_port = call.vip_port;
   char address[INET6_ADDRSTRLEN];
   const bool v4 = frame.l3 == parsers::L3Kind::ipv4;
-  inet_ntop(v4 ? AF_INET : AF_INET6, frame.src_ip.data() + (v4 ? 12 : 0), address, sizeof address);
+  inet_ntop(v4 ? AF_INET : AF_INET6, call.client.data() + (v4 ? 12 : 0), address, sizeof address);
   char tag[17];
   refusal_to_tag(call.key.digest, tag);
   parsers::sip::Refusal refusal;
@@ -915,12 +945,14 @@ void Worker::refuse_call(SipCall& call, const ServiceView& view, bool retransmis
   refusal.to_tag = std::string_view(tag, 16);
   // Built aside: the request's views point into the frame the answer overwrites.
   const parsers::sip::BuiltResponse built =
-      parsers::sip::build_response(call.message, {address, frame.src_port}, refusal, reply_);
+      parsers::sip::build_response(call.message, {address, call.client_port}, refusal, reply_);
+  const ReplyElsewhere maddr{built.maddr, built.maddr_multicast, built.ttl};
   const std::uint16_t port = port_index_of(mbuf);
   const std::size_t length =
       built.size == 0 ? 0
                       : write_udp_reply(rte_pktmbuf_mtod(mbuf, std::uint8_t*), mbuf->buf_len - mbuf->data_off, frame,
-                                        snapshot_->ports[port].mac, built.port, {reply_, built.size});
+                                        snapshot_->ports[port].mac, built.port, {reply_, built.size},
+                                        built.to_maddr ? &maddr : nullptr);
   if (length == 0) {
     counters_.refusals_dropped++;
     rte_pktmbuf_free(mbuf);

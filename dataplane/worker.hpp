@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <vector>
 
@@ -74,6 +75,7 @@ class Worker {
 
   const WorkerCounters& counters() const { return counters_; }
   std::span<const BackendCounters> backend_counters() const { return backend_counters_; }
+  std::span<const ServiceCounters> service_counters() const { return service_counters_; }
   // For the control thread: the size the worker last published in its counters.
   std::uint64_t flow_count() const { return counters_.flows_in_table.read(); }
   const FlowTable& flow_table() const { return flows_; }
@@ -97,6 +99,11 @@ class Worker {
   // A SIP datagram routed by its Call-ID once the burst's calls are looked up together.
   struct SipCall {
     rte_mbuf* mbuf;
+    // Where the request came from and went: a client rate and a 503 need them, and a
+    // reassembled datagram's head mbuf is a fragment that parses to no ports.
+    parsers::IpBytes client;
+    std::uint16_t client_port;
+    std::uint16_t vip_port;
     std::span<const std::uint8_t> payload;
     parsers::sip::Message message;
     SessionKey key;
@@ -176,6 +183,24 @@ class Worker {
   bool read_sip_message(rte_mbuf* mbuf, std::uint16_t service, SipCall& call, bool first_fragment);
   // The backend it sent the call's datagram to, or kNoBackend (dropped).
   std::uint16_t route_sip_call(SipCall& call, std::uint64_t now);
+  // Where a call's datagram came from and went (SipCall::client), from the frame's fields or
+  // from its datagram's first fragment.
+  static void note_origin(SipCall& call, const parsers::IpBytes& client, std::uint16_t client_port,
+                          std::uint16_t vip_port) {
+    call.client = client;
+    call.client_port = client_port;
+    call.vip_port = vip_port;
+  }
+  static void note_origin(SipCall& call, parsers::AddressWords client, std::uint16_t client_port,
+                          std::uint16_t vip_port) {
+    std::memcpy(call.client.data(), &client.high, 8);
+    std::memcpy(call.client.data() + 8, &client.low, 8);
+    call.client_port = client_port;
+    call.vip_port = vip_port;
+  }
+  static void note_origin(SipCall& call, const parsers::Fragment& first) {
+    note_origin(call, first.src_ip, first.src_port, first.dst_port);
+  }
 
   // --- IP fragments (dataplane/worker_fragments.cpp) ---
   // Out of line (worker.cpp): the burst path's inlined steps for a fragment.
@@ -248,18 +273,22 @@ class Worker {
   struct Admission {
     std::uint16_t backend;
     Refusal refused;
+    // The session's count on `backend` was taken (LiveCounts::try_add) against its capacity:
+    // the place that counts the session keeps it, or gives it back (LiveCounts::remove).
+    bool reserved = false;
   };
   // Where the new session goes: `chosen` (the scheduler's pick) if it has room, else a member
-  // with room by weight; or why it is refused. Charges the rates when admitted.
+  // with room by weight; or why it is refused. Charges the rates and counts the admission or
+  // refusal, per service and per backend (a refusal on `chosen`).
   Admission admit(const ServiceView& view, std::uint16_t service, const PoolView& pool,
                   std::uint16_t chosen, std::uint32_t hash, const parsers::IpBytes& client,
                   std::uint64_t now);
-  // Sessions the backend holds, as its capacity counts them.
-  std::int64_t held(const ServiceView& view, std::uint16_t backend) const;
-  bool has_room(const ServiceView& view, const PoolMember& member) const {
-    return member.capacity == 0 || held(view, member.backend) < member.capacity;
+  // The sessions each backend holds, as the service's capacities count them.
+  LiveCounts& held_counts(const ServiceView& view);
+  bool has_room(const ServiceView& view, const PoolMember& member) {
+    return member.capacity == 0 || held_counts(view).at(member.backend) < member.capacity;
   }
-  void count_refusal(Refusal why);
+  Admission refuse(Refusal why, std::uint16_t service, std::uint16_t chosen);
   // Answers a refused SIP request with a 503 (or drops it, overload 'drop').
   void refuse_call(SipCall& call, const ServiceView& view, bool retransmission);
   // Answers a refused SYN with a RST (or drops it).
@@ -306,6 +335,7 @@ class Worker {
   FlowSampleMailbox& flow_samples_;
   WorkerCounters& counters_;
   std::span<BackendCounters> backend_counters_;  // kMaxBackends: snapshots may add backends
+  std::span<ServiceCounters> service_counters_;  // kMaxServices
   const std::atomic<bool>& stop_;
   FlowTable flows_;
   SyncEventQueue sync_events_;  // enabled() only with state sync on

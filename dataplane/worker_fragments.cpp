@@ -101,6 +101,7 @@ void Worker::route_first_fragment(rte_mbuf* mbuf, const parsers::Fragment& fragm
   SipCall& call = burst_.calls[0];  // the burst's calls were routed before its fragments
   if (!found.related && service.dpi == SessionInspection::sip_calls &&
       read_sip_call(mbuf, fragment.payload_offset, fragment.payload_length, found.service, call, true)) {
+    note_origin(call, fragment);
     backend = route_sip_call(call, now);
   } else if (!found.related && service.dpi == SessionInspection::sip_calls && sip_headers_cut(call.message)) {
     return start_reassembly(piece_of(mbuf, fragment, key, signature, now), fragment, found.service, now);
@@ -247,6 +248,7 @@ void Worker::try_reassembly(unsigned slot, std::uint64_t now) {
   rte_mbuf* head = mbuf_of(pieces[0]);
   std::uint16_t backend;
   if (read_sip_message(head, reassembly.service, call, false)) {
+    note_origin(call, first);
     backend = route_sip_call(call, now);
   } else {  // not SIP after all, or no Call-ID: balanced by its flow, as a whole datagram is
     const ServiceMatch found{reassembly.service, false};

@@ -2,6 +2,7 @@
 
 #include <optional>
 
+#include "parsers/ip_text.hpp"
 #include "parsers/text.hpp"
 
 namespace tether::parsers::sip {
@@ -60,7 +61,30 @@ struct TopVia {
   std::optional<std::uint16_t> port;
   std::string_view parameters;            // from the first ';', raw; may be empty
   bool rport = false;
+  std::optional<std::string_view> maddr;  // the value, IPv6 brackets kept
+  std::optional<std::string_view> ttl;
 };
+
+std::string_view parameter_value(std::string_view parameter) {
+  return text::trim_lws(text::split_once(parameter, '=').tail);
+}
+
+// maddr = host (RFC 3261 25.1): an IPv4 address or a bracketed IPv6 reference here, as a
+// dataplane resolves no host names.
+bool read_maddr(std::string_view value, BuiltResponse& out) {
+  ip_text::ipv4_bytes v4;
+  if (ip_text::parse_ipv4(value, v4)) {
+    out.maddr = ipv4_mapped(v4.data());
+    out.maddr_multicast = v4[0] >= 224 && v4[0] <= 239;
+    return true;
+  }
+  if (value.size() < 2 || value.front() != '[' || value.back() != ']') return false;
+  ip_text::ipv6_bytes v6;
+  if (!ip_text::parse_ipv6(value.substr(1, value.size() - 2), v6)) return false;
+  for (std::size_t i = 0; i < 16; ++i) out.maddr[i] = v6[i];
+  out.maddr_multicast = v6[0] == 0xff;
+  return true;
+}
 
 std::optional<TopVia> read_top_via(std::string_view via_parm) {
   TopVia via;
@@ -94,8 +118,12 @@ std::optional<TopVia> read_top_via(std::string_view via_parm) {
   }
   if (via.host.empty()) return std::nullopt;
   text::ListReader parameters(via.parameters, ';');
-  while (const std::optional<std::string_view> parameter = parameters.next())
-    if (iequals(parameter_name(*parameter), "rport")) via.rport = true;
+  while (const std::optional<std::string_view> parameter = parameters.next()) {
+    const std::string_view name = parameter_name(*parameter);
+    if (iequals(name, "rport")) via.rport = true;
+    else if (iequals(name, "maddr")) via.maddr = parameter_value(*parameter);
+    else if (iequals(name, "ttl")) via.ttl = parameter_value(*parameter);
+  }
   if (!port_text.empty()) {
     const std::optional<std::uint32_t> port = text::parse_decimal(port_text, 65535);
     if (!port || *port == 0) return std::nullopt;
@@ -200,8 +228,27 @@ BuiltResponse build_response(const Message& request, Source source, const Refusa
   }
   writer.put("Content-Length: 0\r\n\r\n");
   if (writer.full()) return {};
-  const std::uint16_t port = top->rport ? source.port : top->port.value_or(5060);
-  return {writer.size(), port};
+  BuiltResponse built;
+  built.size = writer.size();
+  if (top->maddr) {
+    // RFC 3261 18.2.2: to maddr at the sent-by port or 5060; RFC 3581 4: rport only without maddr.
+    if (!read_maddr(*top->maddr, built)) return {};
+    built.to_maddr = true;
+    built.port = top->port.value_or(5060);
+    if (built.maddr_multicast) {
+      built.ttl = 1;
+      if (top->ttl) {
+        // ttl = 1*3DIGIT, 0 to 255 (RFC 3261 25.1)
+        const std::optional<std::uint32_t> ttl =
+            top->ttl->size() <= 3 ? text::parse_decimal(*top->ttl, 255) : std::nullopt;
+        if (!ttl) return {};
+        built.ttl = static_cast<std::uint8_t>(*ttl);
+      }
+    }
+    return built;
+  }
+  built.port = top->rport ? source.port : top->port.value_or(5060);
+  return built;
 }
 
 }  // namespace tether::parsers::sip

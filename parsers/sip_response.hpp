@@ -5,10 +5,14 @@
 //
 // As the server transport that received the request (18.2.1), the builder adds `received`
 // to the top Via when its sent-by host is not the address the request came from, and fills
-// in `rport` (RFC 3581) when the request asked for it (adding `received` then always). The
-// response goes to the request's source address and, with rport, its source port; otherwise
-// to the sent-by port or 5060 (18.2.2 for unreliable unicast transport). `maddr` (multicast)
-// is not honoured: the response goes to the source address all the same.
+// in `rport` (RFC 3581) when the request asked for it (adding `received` then always). Where
+// the response goes is 18.2.2's for an unreliable transport (tetherd answers only UDP):
+// - the top Via has `maddr`: to that address, at the sent-by port or 5060, rport or not (RFC
+//   3581 4 applies only without maddr); a multicast maddr with the Via's `ttl`, else TTL 1.
+//   An maddr that is a host name (tetherd resolves no names) or not an address builds nothing;
+// - otherwise to the request's source address (its `received`), at the source port with
+//   rport, else at the sent-by port or 5060.
+// The response comes from the address and port the request went to (the VIP).
 //
 // Plain C++ over the request's views: no allocation, nothing written past `out`, every byte of
 // the request hostile. Copied header values are written unfolded (each run of white space
@@ -20,6 +24,7 @@
 #include <span>
 #include <string_view>
 
+#include "parsers/packet.hpp"
 #include "parsers/sip.hpp"
 
 namespace tether::parsers::sip {
@@ -39,12 +44,19 @@ struct Source {
 
 struct BuiltResponse {
   std::size_t size = 0;       // bytes written to `out`; 0: no response (see build_response)
-  std::uint16_t port = 0;     // the UDP port to send it to, at the source address
+  std::uint16_t port = 0;     // the UDP port to send it to
+  // The top Via's maddr (IPv4-mapped for IPv4) when it has one: the response goes there
+  // instead of to the source address.
+  bool to_maddr = false;
+  IpBytes maddr{};
+  bool maddr_multicast = false;
+  std::uint8_t ttl = 64;  // IP TTL or hop limit: a multicast maddr's ttl parameter (else 1), or 64
 };
 
 // Writes the response to `request` into `out`. Nothing is built (size 0) for a request that
 // did not parse, an ACK (never answered, RFC 3261 17.2.1), a request without Via, From, To or
-// CSeq, a top Via whose sent-by cannot be read, or a response that would not fit in `out`.
+// CSeq, a top Via whose sent-by cannot be read, whose maddr is not an IP address or whose ttl
+// is not 0-255, or a response that would not fit in `out`.
 BuiltResponse build_response(const Message& request, Source source, const Refusal& refusal,
                              std::span<char> out);
 

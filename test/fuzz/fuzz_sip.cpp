@@ -62,6 +62,10 @@ void check(const sip::Message& m, ByteSpan input, sip::Framing how) {
       expect(response.status == Status::parsed && response.kind == sip::Kind::response &&
              response.status_code == 503 && response.size == built.size);
       expect(sip::equal_unfolded(response.call_id, m.call_id));
+      // To the top Via's maddr (RFC 3261 18.2.2) at a real port; TTL 64 unless multicast.
+      expect(built.port != 0);
+      expect(built.to_maddr || !built.maddr_multicast);
+      expect(built.maddr_multicast || built.ttl == 64);
     }
     // A stream message parses the same without the bytes that follow it.
     if (how == sip::Framing::stream) {

@@ -3,6 +3,7 @@ a sipp UAC placing calls throughout. b2 is restarted with a UAS that answers OPT
 after a pause (tools/tetherlab/sip/uas_slow_options.xml): its weight drops to a fraction and
 new calls move away from it; restarted without the pause, it gets its share back. The
 shares are the backends' `sessions` counters over a window of each phase."""
+import re
 import time
 
 import pytest
@@ -66,6 +67,12 @@ def test_share_moves_away_from_a_backend_slow_to_answer_options_and_back(lab):
         print(f"b2 answers after {PAUSE_MS} ms: share {slow:.2f} {placed} {weight}")
         assert weight["lowered"] and weight["latency_ms"] > PAUSE_MS * 0.8 and weight["baseline_ms"] < 50
         assert weight["effective_weight"] <= 2 * FLOOR / 100 and weight["weight"] == 1
+        # Prometheus: the lowered share and the effective weight (weight x percent / 100).
+        metrics = tetherd.ctl("metrics")
+        percent = int(re.search(r'tether_backend_weight_percent\{service="sip",backend="b2"\} (\d+)\n', metrics)[1])
+        effective = float(re.search(r'tether_backend_effective_weight\{service="sip",backend="b2"\} ([\d.]+)\n',
+                                    metrics)[1])
+        assert percent <= 2 * FLOOR and effective == percent / 100, metrics
         assert tetherd.backends()["b2"]["state"] == "up"  # slow, not failed
         assert slow < 0.25
 

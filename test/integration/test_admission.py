@@ -32,13 +32,16 @@ SERVICES = [
 ]
 
 
-def sip(vip, method, call_id, client=CLIENT, sport=5062, to_tag=None, cseq=1, rport=False):
+def sip(vip, method, call_id, client=CLIENT, sport=5062, to_tag=None, cseq=1, rport=False, via_params="",
+        filler=0):
+    """`filler` bytes of headers before From, To and Call-ID: a datagram to fragment."""
     to = "<sip:bob@example.com>" + (f";tag={to_tag}" if to_tag else "")
     via = f"SIP/2.0/UDP {client}:{sport};branch=z9hG4bK{call_id}{cseq}{method}" + (";rport" if rport else "")
     text = (f"{method} sip:bob@{vip} SIP/2.0\r\n"
-            f"Via: {via}\r\n"
+            f"Via: {via}{via_params}\r\n"
             f"Via: SIP/2.0/UDP 203.0.113.9:5060;branch=z9hG4bKproxy\r\n"
             f"Max-Forwards: 70\r\n"
+            + "".join(f"X-Filler-{i}: {'f' * 60}\r\n" for i in range(filler // 75)) +
             f"From: <sip:alice@example.com>;tag=a{call_id}\r\n"
             f"To: {to}\r\n"
             f"Call-ID: {call_id}\r\n"
@@ -105,6 +108,13 @@ def test_sip_full_backends_answer_503_retransmissions_alike_ack_absorbed_in_dial
     assert counters["sessions_admitted"] == 3 and counters["refused_full"] == 1
     assert counters["sip_unavailable_sent"] == 2 and counters["sip_unavailable_retransmitted"] == 1
     assert first.stats["backends"]["b1"]["admitted"] == 2
+    # Per service and per backend: the refusal on the backend the consistent hash chose for
+    # it; the retransmission's 503 is no new refusal.
+    assert first.stats["services"]["sip"] == {"admitted": 3, "refused_full": 1, "refused_service_rate": 0,
+                                              "refused_client_rate": 0}
+    assert first.stats["services"]["sip-rate"]["admitted"] == 0
+    assert sum(first.stats["backends"][b]["refused_full"] for b in ("b1", "b2")) == 1
+    assert sum(first.stats["backends"][b]["admitted"] for b in ("b1", "b2")) == 3
 
     # Again with the ACK for the 503 (the tag is the same: derived from the Call-ID) and
     # in-dialog requests of an admitted call while every backend is full.
@@ -133,6 +143,75 @@ def test_client_over_its_rate_is_refused_while_another_is_admitted(tmp_path):
     assert len(answered) == 3 and all(p[IP].dst == CLIENT for p in answered)
     assert all(bytes(p[UDP].payload).startswith(b"SIP/2.0 503 ") for p in answered)
     assert run.stats["counters"]["refused_client_rate"] == 3
+    assert run.stats["services"]["sip-rate"] == {"admitted": 5, "refused_full": 0, "refused_service_rate": 0,
+                                                 "refused_client_rate": 3}
+    assert sum(run.stats["backends"][b]["refused_client_rate"] for b in ("b1", "b2")) == 3
+
+
+def test_fragmented_invites_have_their_client_rate(tmp_path):
+    """INVITEs whose Call-ID is in their second fragment, reassembled to be read: the client's
+    rate counts them by the address the call came from (not by re-reading the head fragment,
+    which has no ports), the first three go whole to a backend, the other two get a 503 from
+    the VIP to the client's port."""
+    from scapy.layers.inet import fragment
+    invites = [sip(SIP_RATE_VIP, "INVITE", f"f{n}", sport=5100 + n, filler=1500) for n in range(5)]
+    for n, invite in enumerate(invites):
+        invite[IP].id = 700 + n
+    frames = [bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC) / part) for invite in invites
+              for part in fragment(invite[IP], 1000)]
+    assert len(frames) == 10
+    other = sip(SIP_RATE_VIP, "INVITE", "o-whole", client=OTHER_CLIENT)
+    run = run_tetherd(tmp_path, [frames + [other]], SERVICES)
+    assert run.returncode == 0, run.stderr
+    forwarded, answered = split(run)
+    by_datagram = {}
+    for backend, packet in forwarded:
+        by_datagram.setdefault(packet[IP].id, set()).add(backend)
+    admitted = {ident for ident in by_datagram if ident in range(700, 705)}
+    assert admitted == {700, 701, 702}, by_datagram
+    assert all(len(backends) == 1 for backends in by_datagram.values()), by_datagram
+    assert sum(1 for _, p in forwarded if p[IP].src == CLIENT) == 6  # both fragments of each
+    assert [p[IP].src for _, p in forwarded if p[IP].src == OTHER_CLIENT] == [OTHER_CLIENT]
+    assert sorted((p[IP].src, p[IP].dst, p[UDP].sport, p[UDP].dport) for p in answered) == [
+        (SIP_RATE_VIP, CLIENT, 5060, 5103), (SIP_RATE_VIP, CLIENT, 5060, 5104)]
+    for response in answered:
+        payload = bytes(response[UDP].payload)
+        assert payload.startswith(b"SIP/2.0 503 Service Unavailable\r\n")
+        assert b"\r\nCall-ID: f%d\r\n" % (response[UDP].dport - 5100) in payload
+    assert run.stats["counters"]["fragments_reassembled"] == 5
+    assert run.stats["services"]["sip-rate"]["admitted"] == 4
+    assert run.stats["services"]["sip-rate"]["refused_client_rate"] == 2
+    assert run.stats["counters"]["sip_unavailable_sent"] == 2
+
+
+def test_only_session_opening_methods_hold_capacity_and_503_goes_to_maddr(tmp_path):
+    """OPTIONS and REGISTER (not in admission.methods) are transactions, not sessions (RFC 3261
+    10, 11): they pass and hold nothing, so three INVITEs still fit the 2 + 1 places. The
+    INVITEs beyond get their 503 where the top Via's maddr says (RFC 3261 18.2.2): a unicast
+    maddr at the sent-by port, through the client's router; a multicast one to its group's
+    MAC with the Via's ttl."""
+    transactions = [sip(SIP_VIP, "OPTIONS", f"opt{n}") for n in range(3)] + [sip(SIP_VIP, "REGISTER", "reg0")]
+    invites = [sip(SIP_VIP, "INVITE", f"m{n}") for n in range(3)]
+    unicast = sip(SIP_VIP, "INVITE", "m3", sport=5080, rport=True, via_params=";maddr=198.51.100.77")
+    multicast = sip(SIP_VIP, "INVITE", "m4", via_params=";maddr=239.1.2.3;ttl=5")
+    run = run_tetherd(tmp_path, [transactions + invites + [unicast, multicast]], SERVICES)
+    assert run.returncode == 0, run.stderr
+    forwarded, answered = split(run)
+    assert len(forwarded) == 7  # the transactions and the three INVITEs
+    counters = run.stats["counters"]
+    assert counters["sessions_admitted"] == 3 and counters["refused_full"] == 2
+    assert len(answered) == 2
+    to_unicast, to_group = sorted(answered, key=lambda p: p[IP].dst)
+    assert to_unicast[Ether].dst == CLIENT_MAC
+    assert (to_unicast[IP].src, to_unicast[IP].dst, to_unicast[IP].ttl) == (SIP_VIP, "198.51.100.77", 64)
+    assert (to_unicast[UDP].sport, to_unicast[UDP].dport) == (5060, 5080)  # sent-by's port: rport yields to maddr
+    assert to_group[Ether].dst == "01:00:5e:01:02:03"
+    assert (to_group[IP].dst, to_group[IP].ttl, to_group[UDP].dport) == ("239.1.2.3", 5, 5062)
+    rebuilt = Ether(bytes(to_group))
+    del rebuilt[IP].chksum, rebuilt[UDP].chksum
+    assert Ether(bytes(rebuilt))[IP].chksum == to_group[IP].chksum
+    assert Ether(bytes(rebuilt))[UDP].chksum == to_group[UDP].chksum
+    assert bytes(to_group[UDP].payload).startswith(b"SIP/2.0 503 ")
 
 
 def test_syn_beyond_capacity_gets_rst_or_is_dropped_and_admitted_data_passes(tmp_path):

@@ -56,7 +56,7 @@ def parse_exposition(text):
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
-        match = re.fullmatch(r'([a-z_]+)(?:\{(.*)\})? (\d+)', line)
+        match = re.fullmatch(r'([a-z_]+)(?:\{(.*)\})? (\d+(?:\.\d+)?)', line)
         assert match, line
         labels = frozenset(re.findall(r'([a-z_]+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
         samples.add((match.group(1), labels))
@@ -70,7 +70,7 @@ def stats_names(stats):
     for section, values in stats.items():
         if isinstance(values, list):
             names += [(section, i) for i in range(len(values))]
-        elif section == "backends":
+        elif section in ("backends", "services"):
             names += [(section, b, n) for b, fields in values.items() for n in fields]
         else:
             names += [(section, n) for n in values]
@@ -83,7 +83,10 @@ def metric_for(counter, samples):
     made of a label value and a stem (sip_sessions_created, rtp_expectations_used) is the
     stem with that label; a reason is a label of tether_drops_total or
     tether_dpi_fallbacks_total; the backends' counters are tether_backend_NAME_total by
-    backend; rx_per_worker[i] is tether_rx_packets_total of worker i."""
+    backend, but for refused_REASON, tether_backend_sessions_refused_total by backend and
+    reason; the services' (admission) are tether_service_sessions_admitted_total and
+    tether_service_sessions_refused_total by service (and reason); rx_per_worker[i] is
+    tether_rx_packets_total of worker i."""
     section = counter[0]
     found = []
     for family, labels in samples:
@@ -91,8 +94,16 @@ def metric_for(counter, samples):
         label = dict(labels)
         if section in ("drops", "dpi_fallbacks"):
             ok = stem == section and label.get("reason") == counter[1]
+        elif section == "backends" and counter[2].startswith("refused_"):
+            ok = (stem == "backend_sessions_refused" and label.get("backend") == counter[1]
+                  and label.get("reason") == counter[2].removeprefix("refused_"))
         elif section == "backends":
             ok = stem == f"backend_{counter[2]}" and label.get("backend") == counter[1]
+        elif section == "services" and counter[2].startswith("refused_"):
+            ok = (stem == "service_sessions_refused" and label.get("service") == counter[1]
+                  and label.get("reason") == counter[2].removeprefix("refused_"))
+        elif section == "services":
+            ok = stem == f"service_sessions_{counter[2]}" and label.get("service") == counter[1]
         elif section == "rx_per_worker":
             ok = stem == "rx_packets" and label.get("worker") == str(counter[1])
         else:
@@ -163,7 +174,7 @@ def test_every_counter_is_in_prometheus_and_telemetry(tmp_path, workers):
         answer = answers[f"/tether/{section}"]
         if isinstance(values, list):
             assert len(answer) == len(values), (section, answer)
-        elif section == "backends":
+        elif section in ("backends", "services"):
             assert {b: sorted(f) for b, f in answer.items()} == \
                 {b: sorted(f) for b, f in values.items()}, (section, answer)
         else:

@@ -12,6 +12,7 @@ at the start of the next round."""
 import collections
 import json
 import random
+import re
 import subprocess
 
 from harness import CLIENT_MAC, PORT_MAC, TETHERCTL, mac_bytes, run_tetherd, run_tetherd_live
@@ -55,6 +56,14 @@ def ctl_json(sock, *words):
     return json.loads(result.stdout)
 
 
+def metric_by_backend(sock, family):
+    """{backend: value} of a gauge in `tetherctl metrics`."""
+    result = subprocess.run([str(TETHERCTL), "-s", str(sock), "metrics"], capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(family + r'\{backend="([^"]+)"\} (\d+)\n', result.stdout)}
+
+
 def spread(live, weights):
     """max - min of live connections per unit of weight."""
     ratios = [live[b] / w for b, w in weights.items()]
@@ -91,7 +100,8 @@ def test_least_connections_equalises_live_connections_per_weight(tmp_path):
                     open_[service].update(ports)
                 live = {b["name"]: b["connections"] for b in ctl_json(sock, "show", "backends")["backends"]}
                 expected = collections.Counter(b for conns in open_.values() for b in conns.values())
-                rounds.append({"placed": placed, "live": live, "expected": expected})
+                rounds.append({"placed": placed, "live": live, "expected": expected,
+                               "gauge": metric_by_backend(sock, "tether_backend_connections")})
             yield look
 
         def idle(sock):  # nothing more is sent: every connection left ends by idle expiry
@@ -112,6 +122,8 @@ def test_least_connections_equalises_live_connections_per_weight(tmp_path):
         live = r["live"]
         # The count is exact: every connection open now, and none that closed.
         assert {b: live[b] for b in BACKENDS} == {b: r["expected"][b] for b in BACKENDS}, f"round {number}"
+        # Prometheus has the same counts as gauges.
+        assert {b: r["gauge"].get(b) for b in BACKENDS} == {b: live[b] for b in BACKENDS}, f"round {number}"
         lc = {b: live[b] for b in WEIGHTS["lc"]}
         mg = {b: live[b] for b in WEIGHTS["mg"]}
         print(f"round {number}: lc {lc} spread {spread(lc, WEIGHTS['lc']):.1f}; "

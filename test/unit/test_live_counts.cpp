@@ -6,6 +6,10 @@
 #include <rte_cycles.h>
 #include <rte_memory.h>
 
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <memory>
@@ -33,6 +37,15 @@ std::uint16_t pick(const std::vector<PoolMember>& members, const LiveCounts& cou
   return least_loaded<PoolMember>(members, counts);
 }
 
+// Lets a thread run on every CPU: the EAL pinned the test's main thread to one core, and a
+// thread it starts inherits that, where two threads "at once" would only take turns.
+void on_every_cpu(std::thread& thread) {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  for (unsigned cpu = 0; cpu < std::max(2u, std::thread::hardware_concurrency()); ++cpu) CPU_SET(cpu, &cpus);
+  pthread_setaffinity_np(thread.native_handle(), sizeof cpus, &cpus);
+}
+
 }  // namespace
 
 TEST_CASE("live counts: add, remove, and adds from several threads at once", "[live_counts]") {
@@ -58,6 +71,80 @@ TEST_CASE("live counts: add, remove, and adds from several threads at once", "[l
     });
   for (auto& thread : threads) thread.join();
   CHECK(counts->at(7) == 4 * 50000);
+}
+
+TEST_CASE("live counts: try_add stops at the capacity", "[live_counts]") {
+  auto counts = std::make_unique<LiveCounts>();
+  CHECK(counts->try_add(2, 2));
+  CHECK(counts->try_add(2, 2));
+  CHECK_FALSE(counts->try_add(2, 2));
+  CHECK(counts->at(2) == 2);  // a refusal leaves the count alone
+  counts->remove(2);
+  CHECK(counts->try_add(2, 2));
+  CHECK_FALSE(counts->try_add(2, 0));
+  // Below zero for a moment (a remove seen before its add): room all the same.
+  counts->remove(9);
+  CHECK(counts->try_add(9, 1));
+  CHECK(counts->at(9) == 0);
+}
+
+// Admission on two workers at once: in each round both take an empty backend's places as
+// fast as they can; together they never hold more than its capacity, and they fill it. A
+// relaxed read followed by an add (what admission did before) overshoots here.
+TEST_CASE("live counts: two threads reserving at once never pass the capacity", "[live_counts]") {
+  auto counts = std::make_unique<LiveCounts>();
+  constexpr std::int64_t kCapacity = 8;
+  constexpr int kRounds = 2000;
+  std::atomic<int> arrived{0};
+  // Both threads arrive (two arrivals per barrier), then go on together: spinning a while
+  // first, so that both are running when they leave it (yielding at once, on a busy machine,
+  // let one thread take every place before the other ran, and nothing raced).
+  const auto barrier = [&](int target) {
+    arrived.fetch_add(1);
+    for (int spin = 0; arrived.load() < target; ++spin)
+      if (spin > 100000) std::this_thread::yield();
+  };
+  std::atomic<std::int64_t> taken[2] = {0, 0};
+  const auto take = [&](int me, int round) {
+    barrier(4 * round + 2);
+    std::int64_t mine = 0;
+    // A pause between places, as a worker's admissions have packets between them: the two
+    // threads' takes interleave instead of one taking all before the other has started.
+    while (counts->try_add(0, kCapacity)) {
+      ++mine;
+      for (int pause = 0; pause < 200; ++pause) asm volatile("" ::: "memory");
+    }
+    taken[me] = mine;
+    barrier(4 * round + 4);
+    return mine;
+  };
+  int overshoot = 0, underfill = 0, shared = 0;
+  // Two new threads free to run on every CPU (see on_every_cpu).
+  std::thread first([&] {
+    for (int round = 0; round < kRounds; ++round) {
+      const std::int64_t mine = take(0, round);
+      const std::int64_t held = mine + taken[1];
+      overshoot += held > kCapacity;
+      underfill += held < kCapacity;
+      shared += mine != 0 && mine != kCapacity;  // both took some: they raced
+      for (std::int64_t i = 0; i < mine; ++i) counts->remove(0);
+    }
+  });
+  std::thread second([&] {
+    for (int round = 0; round < kRounds; ++round) {
+      const std::int64_t mine = take(1, round);
+      for (std::int64_t i = 0; i < mine; ++i) counts->remove(0);
+    }
+  });
+  on_every_cpu(first);
+  on_every_cpu(second);
+  first.join();
+  second.join();
+  CHECK(overshoot == 0);
+  CHECK(underfill == 0);
+  CHECK(counts->at(0) == 0);
+  INFO("rounds in which both threads took places: " << shared << " of " << kRounds);
+  CHECK(shared >= 0);
 }
 
 TEST_CASE("least_loaded: fewest live sessions per unit of weight", "[live_counts]") {
@@ -154,4 +241,47 @@ TEST_CASE("live counts: cycles per connection counted", "[.live_counts_cost]") {
   other.join();
   WARN("cycles per connection (add + remove): " << alone << " alone, " << shared
        << " with another thread on the same line");
+}
+
+// The same for admission's reservation (try_add at the session's start, remove at its end),
+// against a capacity never reached: one compare-and-swap where add() is one `lock xadd`. The
+// second thread reserves on a neighbouring backend (the same cache line), as another worker
+// admitting to another backend would, or on the same backend, as two workers admitting to
+// one backend at once would (the CAS can fail and retry there).
+TEST_CASE("live counts: cycles per session reserved", "[.live_counts_cost]") {
+  auto counts = std::make_unique<LiveCounts>();
+  constexpr int kRounds = 10'000'000;
+  constexpr std::int64_t kCapacity = 1'000'000;
+  const auto measure = [&](bool reserve) {
+    const std::uint64_t start = rte_rdtsc();
+    for (int i = 0; i < kRounds; ++i) {
+      if (reserve) {
+        if (!counts->try_add(0, kCapacity)) FAIL("full");
+      } else {
+        counts->add(0);
+      }
+      counts->remove(0);
+    }
+    return static_cast<double>(rte_rdtsc() - start) / kRounds;
+  };
+  const auto with_other = [&](std::uint16_t other_backend, bool reserve) {
+    std::atomic<bool> stop{false};
+    std::thread other([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        if (counts->try_add(other_backend, kCapacity)) counts->remove(other_backend);
+      }
+    });
+    on_every_cpu(other);  // on the other core, as another worker is
+    const double cycles = measure(reserve);
+    stop = true;
+    other.join();
+    return cycles;
+  };
+  const double add_alone = measure(false), reserve_alone = measure(true);
+  const double add_line = with_other(1, false), reserve_line = with_other(1, true);
+  const double add_same = with_other(0, false), reserve_same = with_other(0, true);
+  WARN("cycles per session (count + uncount): add " << add_alone << " / try_add " << reserve_alone
+       << " alone; add " << add_line << " / try_add " << reserve_line
+       << " with another thread on the same line; add " << add_same << " / try_add " << reserve_same
+       << " with another thread on the same backend");
 }

@@ -1205,3 +1205,70 @@ TEST_CASE("session table: extend moves a live deadline on and never revives an e
   CHECK_FALSE(present(table, key, 1200));
   CHECK(total(sweep_all(table, 1200)) == 1);
 }
+
+// Admission's max_sessions holds calls that a session-opening method started: an OPTIONS or
+// REGISTER Call-ID is in the table (its responses follow it) but holds nothing; a reservation
+// (LiveCounts::try_add) becomes the call's count, or goes back when the add counts nothing.
+TEST_CASE("session table: calls held, not held, and reserved", "[session]") {
+  using CallCount = SessionTable::CallCount;
+  SessionTable table(unique_name().c_str(), 1024, 2, kSocket);
+  const auto put = [&](const SessionKey& key, std::uint16_t backend, std::uint64_t deadline, CallCount count,
+                       bool* created = nullptr) {
+    return table.add(key, session_signature(key), {backend, 1}, deadline, created, count);
+  };
+  // OPTIONS: in the table, not on live_calls.
+  const SessionKey options = sip_call_key(1, 1);
+  REQUIRE(put(options, 3, 100, CallCount::not_held) >= 0);
+  CHECK(present(table, options, 50));
+  CHECK(table.live_calls(3) == 0);
+  // Its next message adds it again as held: it keeps how it was counted.
+  REQUIRE(put(options, 3, 100, CallCount::held) >= 0);
+  CHECK(table.live_calls(3) == 0);
+  // A reservation: counted once, by the reservation.
+  const SessionKey invite = sip_call_key(1, 2);
+  REQUIRE(table.live_calls().try_add(3, 10));
+  bool created = false;
+  REQUIRE(put(invite, 3, 100, CallCount::reserved, &created) >= 0);
+  CHECK(created);
+  CHECK(table.live_calls(3) == 1);
+  // Another worker's reservation for the same new call: given back, the call counts once.
+  REQUIRE(table.live_calls().try_add(3, 10));
+  CHECK(table.live_calls(3) == 2);
+  REQUIRE(put(invite, 3, 100, CallCount::reserved, &created) >= 0);
+  CHECK_FALSE(created);
+  CHECK(table.live_calls(3) == 1);
+  // A reserved INVITE under an OPTIONS entry's Call-ID: the entry now holds a call.
+  REQUIRE(table.live_calls().try_add(3, 10));
+  REQUIRE(put(options, 3, 100, CallCount::reserved) >= 0);
+  CHECK(table.live_calls(3) == 2);
+  // A not-held entry moved to another backend stays not held; a held one moves its count.
+  const SessionKey registration = sip_call_key(1, 3);
+  REQUIRE(put(registration, 4, 100, CallCount::not_held) >= 0);
+  CHECK_FALSE(present(table, registration, 150));
+  REQUIRE(put(registration, 5, 1000, CallCount::held) >= 0);
+  CHECK(table.live_calls(4) == 0);
+  CHECK(table.live_calls(5) == 0);
+  // The sweep uncounts only what was counted.
+  sweep_all(table, 2000);
+  CHECK(table.live_calls(3) == 0);
+  CHECK(table.live_calls(4) == 0);
+  CHECK(table.live_calls(5) == 0);
+  CHECK(table.size() == 0);
+}
+
+TEST_CASE("session table: a reservation goes back when the table is full", "[session]") {
+  SessionTable table(unique_name().c_str(), 64, 2, kSocket);
+  std::uint64_t digest = 0;
+  std::int32_t position = 0;
+  // Fill it.
+  while (position >= 0 && digest < 100000) {
+    const SessionKey key = sip_call_key(1, ++digest);
+    position = table.add(key, session_signature(key), {2, 1}, 100);
+  }
+  REQUIRE(position == -ENOSPC);
+  const std::int64_t held = table.live_calls(2);
+  REQUIRE(table.live_calls().try_add(2, 1'000'000));
+  const SessionKey key = sip_call_key(1, ++digest);
+  CHECK(table.add(key, session_signature(key), {2, 1}, 100, nullptr, SessionTable::CallCount::reserved) == -ENOSPC);
+  CHECK(table.live_calls(2) == held);
+}

@@ -143,3 +143,69 @@ TEST_CASE("sip 503: line breaks in a copied value cannot start a header of their
   CHECK(built.text.find("\rX-Injected") == std::string::npos);
   CHECK(built.text.find(";tag=1928301774 X-Injected: 1\r\n") != std::string::npos);
 }
+
+namespace {
+
+sip::BuiltResponse built_for(const std::string& top_via, sip::Source source = {"192.0.2.10", 40000}) {
+  std::string request = invite;
+  const std::size_t start = request.find("Via: ");
+  request.replace(start, request.find("\r\n", start) - start, "Via: " + top_via);
+  static std::array<char, 4096> out;
+  sip::Refusal refusal;
+  refusal.to_tag = "tt1234";
+  return sip::build_response(sip::parse(bytes(request)), source, refusal, out);
+}
+
+}  // namespace
+
+TEST_CASE("sip 503: RFC 3261 18.2.2, maddr before received and rport", "[sip_response]") {
+  // Unicast maddr: there, at the sent-by port (rport does not apply with maddr, RFC 3581 4).
+  sip::BuiltResponse built = built_for("SIP/2.0/UDP 192.0.2.10:5070;maddr=198.51.100.7;rport;branch=z9hG4bK1");
+  REQUIRE(built.size != 0);
+  CHECK(built.to_maddr);
+  CHECK(built.maddr == tether::parsers::ipv4_mapped(std::array<std::uint8_t, 4>{198, 51, 100, 7}.data()));
+  CHECK(built.port == 5070);
+  CHECK_FALSE(built.maddr_multicast);
+  CHECK(built.ttl == 64);
+  // No sent-by port: 5060.
+  built = built_for("SIP/2.0/UDP host.example.com;maddr=198.51.100.7;branch=z9hG4bK1");
+  CHECK(built.to_maddr);
+  CHECK(built.port == 5060);
+  // Multicast: the Via's ttl, else 1.
+  built = built_for("SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK1;maddr=239.255.0.1;ttl=16");
+  CHECK(built.maddr_multicast);
+  CHECK(built.ttl == 16);
+  built = built_for("SIP/2.0/UDP 192.0.2.10:5070;MADDR=239.255.0.1;branch=z9hG4bK1");
+  CHECK(built.maddr_multicast);
+  CHECK(built.ttl == 1);
+  // IPv6 reference, multicast.
+  built = built_for("SIP/2.0/UDP [2001:db8::10]:5080;maddr=[ff02::1:3];branch=z9hG4bK1", {"2001:db8::10", 5080});
+  REQUIRE(built.to_maddr);
+  CHECK(built.maddr[0] == 0xff);
+  CHECK(built.maddr[15] == 3);
+  CHECK(built.maddr_multicast);
+  CHECK(built.port == 5080);
+  // Without maddr: received (the source) and rport as before; TTL 64.
+  built = built_for("SIP/2.0/UDP 192.0.2.10:5070;rport;branch=z9hG4bK1");
+  CHECK_FALSE(built.to_maddr);
+  CHECK(built.port == 40000);
+  CHECK(built.ttl == 64);
+  // The maddr stays in the response's Via: the client's own parameter, copied.
+  const Built text = refuse("INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5070;maddr=198.51.100.7\r\n"
+                            "To: <sip:b@x>\r\nFrom: <sip:a@x>;tag=1\r\nCall-ID: m1\r\nCSeq: 1 INVITE\r\n\r\n");
+  CHECK(text.text.find("Via: SIP/2.0/UDP 192.0.2.10:5070;maddr=198.51.100.7\r\n") != std::string::npos);
+}
+
+TEST_CASE("sip 503: nothing for an maddr that is a host name or no address, or a bad ttl", "[sip_response]") {
+  for (const char* via : {"SIP/2.0/UDP 192.0.2.10;maddr=proxy.example.com", "SIP/2.0/UDP 192.0.2.10;maddr=",
+                          "SIP/2.0/UDP 192.0.2.10;maddr=300.1.1.1", "SIP/2.0/UDP 192.0.2.10;maddr=2001:db8::1",
+                          "SIP/2.0/UDP 192.0.2.10;maddr=[2001:db8::1", "SIP/2.0/UDP 192.0.2.10;maddr=[zz::1]",
+                          "SIP/2.0/UDP 192.0.2.10;maddr=239.1.1.1;ttl=256",
+                          "SIP/2.0/UDP 192.0.2.10;maddr=239.1.1.1;ttl=0001",
+                          "SIP/2.0/UDP 192.0.2.10;maddr=239.1.1.1;ttl=x"}) {
+    INFO(via);
+    CHECK(built_for(via).size == 0);
+  }
+  // A ttl without multicast maddr is not read.
+  CHECK(built_for("SIP/2.0/UDP 192.0.2.10;maddr=198.51.100.7;ttl=x").size != 0);
+}
