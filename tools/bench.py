@@ -582,8 +582,33 @@ def worker_cpu_seconds(pid):
     return total / 1e9
 
 
-def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tetherd=None, sync_lab=None,
-                sync_on=False, workers=1):
+# A tetherd run whose workers received fewer packets than this in the measured window measured
+# nothing: on a loaded machine the worker got (almost) no CPU, and every figure, the share of
+# new flows first, would say something false. Such a run is played again, at most
+# STARVED_RETRIES times, then the benchmark stops with an error that says so.
+MIN_RECEIVED = 10_000
+STARVED_RETRIES = 2
+
+
+class StarvedRun(RuntimeError):
+    """The workers received too few packets in the measured window to judge the run."""
+
+
+def run_tetherd(*args, **kwargs):
+    """tetherd's figures (run_tetherd_once), played again when the workers were starved."""
+    for attempt in range(STARVED_RETRIES + 1):
+        try:
+            return run_tetherd_once(*args, **kwargs)
+        except StarvedRun as error:
+            if attempt == STARVED_RETRIES:
+                raise RuntimeError(f"{error}; {STARVED_RETRIES + 1} runs in a row: the machine is too busy "
+                                   "to measure") from None
+            warn(f"{error}: played again")
+    raise AssertionError("unreachable")
+
+
+def run_tetherd_once(workdir, pcap, packets, scenario, memory, warmup, seconds, tetherd=None, sync_lab=None,
+                     sync_on=False, workers=1):
     """tetherd's figures; with `sync_lab`, in its namespace with a kernel interface, and
     with `sync_on` sending state sync (see SyncLab), plus the sync figures."""
     config = workdir / "tetherd.cfg"
@@ -635,6 +660,7 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
             "bytes_per_flow": memory_figures["flow_table_bytes"] / max(1, memory_figures["flow_table_entries"]),
             "bytes_per_session": memory_figures["session_table_bytes"] / max(1, memory_figures["session_table_entries"]),
             "others_cpus": others_cpus,
+            "received": received,
         }
         if sync_lab:
             rate = lambda section, name: (c1[section][name] - c0[section][name]) / elapsed  # noqa: E731
@@ -646,10 +672,7 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
             })
     finally:
         daemon.stop(timeout=60)
-    if scenario.min_new_flow_share is not None and figures["new_flow_share"] < scenario.min_new_flow_share:
-        raise RuntimeError(f"{scenario.key}: only {100 * figures['new_flow_share']:.0f}% of packets made a new flow "
-                           f"(at least {100 * scenario.min_new_flow_share:.0f}% expected): the pcap's tuples came "
-                           f"back before their flows expired, so the run measured established flows")
+    judge_run(scenario, figures, elapsed)
     if sync_lab:
         # The whole run's counts, from the stats file tetherd wrote as it stopped.
         if not stats_file.exists():
@@ -657,6 +680,20 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
         figures["sync_totals"] = sync_totals(json.loads(stats_file.read_text()))
         check_sync(figures["sync_totals"], sync_on)
     return figures
+
+
+def judge_run(scenario, figures, elapsed):
+    """Raises if a run's figures measured something else than the scenario: StarvedRun when
+    the workers received too few packets to judge anything (played again), a RuntimeError when
+    too few of the packets made new flows in a scenario that must make them."""
+    if figures["received"] < MIN_RECEIVED:
+        raise StarvedRun(f"{scenario.key}: tetherd's workers received {figures['received']} packets in the "
+                         f"{elapsed:.1f} s window (they ran {100 * figures['worker_cpu_share']:.0f}% of it, other "
+                         f"processes took {figures['others_cpus']:.2f} CPUs): too few to measure")
+    if scenario.min_new_flow_share is not None and figures["new_flow_share"] < scenario.min_new_flow_share:
+        raise RuntimeError(f"{scenario.key}: only {100 * figures['new_flow_share']:.0f}% of packets made a new flow "
+                           f"(at least {100 * scenario.min_new_flow_share:.0f}% expected): the pcap's tuples came "
+                           f"back before their flows expired, so the run measured established flows")
 
 
 def median_of(rounds, key):

@@ -198,3 +198,34 @@ def test_quick_sync_scenario_sends_records_with_sync_on_only(tmp_path):
         assert scenario["title"] in text
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     assert report["namespace"].startswith("tether-bench-") and report["namespace"] not in netns  # removed
+
+
+def test_a_run_whose_worker_received_too_little_is_played_again_not_judged(monkeypatch):
+    import bench
+    storm = next(s for s in bench.scenarios(quick=True) if s.key == "new_flows")
+    starved = {"received": 12, "worker_cpu_share": 0.01, "others_cpus": 1.9, "new_flow_share": 0.0}
+    # Starved: its own error, not the share of new flows (0% of almost nothing says nothing).
+    with pytest.raises(bench.StarvedRun, match="received 12 packets"):
+        bench.judge_run(storm, starved, 1.0)
+    with pytest.raises(RuntimeError, match="only 0% of packets made a new flow"):
+        bench.judge_run(storm, {**starved, "received": 10 * bench.MIN_RECEIVED}, 1.0)
+    bench.judge_run(storm, {**starved, "received": 10 * bench.MIN_RECEIVED, "new_flow_share": 1.0}, 1.0)
+
+    runs = []
+
+    def starved_twice(*args, **kwargs):
+        runs.append(args)
+        if len(runs) <= bench.STARVED_RETRIES:
+            raise bench.StarvedRun(f"new_flows: tetherd's workers received 0 packets (run {len(runs)})")
+        return {"mpps": 1.0}
+    monkeypatch.setattr(bench, "run_tetherd_once", starved_twice)
+    monkeypatch.setattr(bench, "warnings_given", [])
+    assert bench.run_tetherd("workdir") == {"mpps": 1.0}
+    assert len(runs) == bench.STARVED_RETRIES + 1
+    assert sum("played again" in w for w in bench.warnings_given) == bench.STARVED_RETRIES
+
+    def always_starved(*args, **kwargs):
+        raise bench.StarvedRun("new_flows: tetherd's workers received 0 packets")
+    monkeypatch.setattr(bench, "run_tetherd_once", always_starved)
+    with pytest.raises(RuntimeError, match="the machine is too busy to measure"):
+        bench.run_tetherd("workdir")
