@@ -3,6 +3,7 @@
 #include "dataplane/dpdk_objects.hpp"
 #include "dataplane/heap.hpp"
 
+#include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
@@ -20,6 +21,11 @@ namespace tether::dataplane {
 namespace {
 
 constexpr std::uint32_t kSessionHashSeed = 0x73657373;  // "sess": fixed so instances agree
+
+// The reader id the calling thread registered (with any table: a worker registers the same id
+// with each), or none.
+constexpr unsigned kNoReader = ~0u;
+thread_local unsigned this_thread_reader = kNoReader;
 
 // The data word: backend in bits 0-15, service in 16-31.
 std::uintptr_t pack(SessionRoute route) {
@@ -100,7 +106,7 @@ std::uint32_t session_signature(const SessionKey& key) {
 }
 
 SessionTable::SessionTable(const char* name, std::uint32_t capacity, unsigned readers, int socket)
-    : capacity_(capacity) {
+    : readers_(readers), reader_counters_(new WorkerCounters*[readers]()), capacity_(capacity) {
   const std::uint64_t heap_before = heap_bytes_allocated();
   hash_ = make_hash("session table", name, capacity, sizeof(SessionKey), rte_hash_crc,
                     kSessionHashSeed, socket,
@@ -175,10 +181,20 @@ void SessionTable::warm(const SessionKey* const* keys, const std::uint32_t* sign
 std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, SessionRoute route,
                                std::uint64_t deadline, bool* created) {
   if (created != nullptr) *created = false;
+  WorkerCounters* counters = contention();
+  const bool timed = counters != nullptr && counters->session_table_adds.read() % kTimedAddEvery == 0;
+  const std::uint64_t started = timed ? rte_rdtsc() : 0;
   const int rc = rte_hash_add_key_with_hash_data(hash_, &key, signature,
                                                  reinterpret_cast<void*>(pack(route)));
   if (rc < 0) return rc;
   const std::int32_t position = rte_hash_lookup_with_hash(hash_, &key, signature);
+  if (counters != nullptr) {
+    if (timed) {
+      counters->session_table_add_cycles += rte_rdtsc() - started;
+      ++counters->session_table_adds_timed;
+    }
+    ++counters->session_table_adds;
+  }
   if (position < 0) return position;  // deleted by the sweep in between
   Slot& slot = slots_[position];
   slot.claimed.store(0, std::memory_order_relaxed);
@@ -192,7 +208,10 @@ std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, S
   std::uint32_t current = slot.counted_on.load(std::memory_order_acquire);
   for (;;) {
     if (current == mine) return position;  // counted on this backend already
-    if (!slot.counted_on.compare_exchange_weak(current, mine, std::memory_order_acq_rel)) continue;
+    if (!slot.counted_on.compare_exchange_weak(current, mine, std::memory_order_acq_rel)) {
+      lost_cas();
+      continue;
+    }
     if (current != 0) {  // moved from another backend: an expired call rescheduled
       uncount(key.kind, static_cast<std::uint16_t>(current - 1), false);
       count(key.kind, route.backend, false);
@@ -226,6 +245,7 @@ std::int32_t SessionTable::add_if_absent(const SessionKey& key, std::uint32_t si
   const int rc = rte_hash_add_key_with_hash_data(hash_, &key, signature,
                                                  reinterpret_cast<void*>(pack(route)));
   if (rc < 0) return rc;
+  if (WorkerCounters* counters = contention()) ++counters->session_table_adds;
   const std::int32_t position = rte_hash_lookup_with_hash(hash_, &key, signature);
   if (position < 0) return position;
   // Of the callers that found the key absent and added it, the one that moves `counted_on`
@@ -233,8 +253,10 @@ std::int32_t SessionTable::add_if_absent(const SessionKey& key, std::uint32_t si
   Slot& slot = slots_[position];
   std::uint32_t uncounted = 0;
   const auto mine = static_cast<std::uint32_t>(route.backend) + 1;
-  if (!slot.counted_on.compare_exchange_strong(uncounted, mine, std::memory_order_acq_rel))
+  if (!slot.counted_on.compare_exchange_strong(uncounted, mine, std::memory_order_acq_rel)) {
+    lost_cas();  // another caller created it
     return position;
+  }
   slot.claimed.store(0, std::memory_order_relaxed);
   slot.deadline.store(deadline, std::memory_order_relaxed);
   if (rte_hash_lookup_with_hash(hash_, &key, signature) == position) {
@@ -272,6 +294,7 @@ void SessionTable::extend(std::int32_t position, std::uint64_t now, std::uint64_
   // 0: being added by another worker, which stores its own deadline next.
   while (current != 0 && current >= now && current + slack < deadline &&
          !slot.compare_exchange_weak(current, deadline, std::memory_order_relaxed)) {
+    lost_cas();
   }
 }
 
@@ -280,6 +303,7 @@ void SessionTable::shorten(std::int32_t position, std::uint64_t deadline) {
   std::uint64_t current = slot.load(std::memory_order_relaxed);
   while ((current == 0 || deadline < current) &&
          !slot.compare_exchange_weak(current, deadline, std::memory_order_relaxed)) {
+    lost_cas();
   }
 }
 
@@ -465,9 +489,16 @@ bool SessionTable::retire_ftp_slot(std::int32_t position, std::uint64_t now, boo
   return true;
 }
 
-void SessionTable::register_reader(unsigned reader) {
+void SessionTable::register_reader(unsigned reader, WorkerCounters* counters) {
   rte_rcu_qsbr_thread_register(rcu_, reader);
   rte_rcu_qsbr_thread_online(rcu_, reader);
+  if (reader < readers_) reader_counters_[reader] = counters;
+  this_thread_reader = reader;
+}
+
+WorkerCounters* SessionTable::contention() const {
+  const unsigned reader = this_thread_reader;
+  return reader < readers_ ? reader_counters_[reader] : nullptr;
 }
 
 void SessionTable::quiescent(unsigned reader) const { rte_rcu_qsbr_quiescent(rcu_, reader); }
@@ -475,6 +506,8 @@ void SessionTable::quiescent(unsigned reader) const { rte_rcu_qsbr_quiescent(rcu
 void SessionTable::unregister_reader(unsigned reader) {
   rte_rcu_qsbr_thread_offline(rcu_, reader);
   rte_rcu_qsbr_thread_unregister(rcu_, reader);
+  if (reader < readers_) reader_counters_[reader] = nullptr;
+  this_thread_reader = kNoReader;
 }
 
 SweepResult SessionTable::sweep(std::uint64_t now, std::uint32_t budget) {

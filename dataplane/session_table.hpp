@@ -17,7 +17,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 
+#include "dataplane/counters.hpp"
 #include "dataplane/limits.hpp"
 #include "dataplane/live_counts.hpp"
 #include "parsers/packet.hpp"
@@ -209,9 +211,14 @@ class SessionTable {
     return control_connections_[static_cast<std::size_t>(protocol)];
   }
 
-  void register_reader(unsigned reader);
+  // Called on the reader's own thread. `counters` (if given) take this thread's contention
+  // figures for the table: its adds (one in kTimedAddEvery timed), and the compare-and-swaps
+  // on shared entries it lost to another thread (docs/performance.md, "More than one core").
+  void register_reader(unsigned reader, WorkerCounters* counters = nullptr);
   void quiescent(unsigned reader) const;
   void unregister_reader(unsigned reader);
+  // One add in this many is timed with the TSC (two reads at ~10 ns each in a VM).
+  static constexpr std::uint64_t kTimedAddEvery = 16;
 
   // --- control thread ---
   // Deletes expired entries among the next `budget` slots.
@@ -279,8 +286,17 @@ class SessionTable {
   // `unused` says whether its expectation expired unclaimed).
   bool retire_ftp_slot(std::int32_t position, std::uint64_t now, bool& unused);
 
+  // The calling thread's counters, or null for a thread that registered none (the control
+  // thread, a worker in the fragment table).
+  WorkerCounters* contention() const;
+  void lost_cas() const {
+    if (WorkerCounters* counters = contention()) ++counters->session_table_cas_failed;
+  }
+
   rte_hash* hash_ = nullptr;
   rte_rcu_qsbr* rcu_ = nullptr;
+  unsigned readers_ = 0;
+  std::unique_ptr<WorkerCounters*[]> reader_counters_;  // by reader
   Slot* slots_ = nullptr;
   // By position, for FTP expectation slots: backend, state and creation sequence in one word.
   std::atomic<std::uint64_t>* ftp_tickets_ = nullptr;

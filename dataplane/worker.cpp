@@ -127,7 +127,7 @@ Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerL
 Worker::~Worker() = default;
 
 void Worker::run() {
-  sessions_->register_reader(index_);
+  sessions_->register_reader(index_, &counters_);  // its contention counted with the rest
   fragments_->register_reader(index_);
   while (!stop_.load(std::memory_order_relaxed)) poll_once();
   flush();

@@ -142,6 +142,10 @@ def test_compare_runs_builds_side_by_side(tmp_path):
         assert build["ratio_io"] == statistics.median(m / i for m, i in zip(build["mpps"], scenario["io_mpps"]))
     assert first["against_first"] == 1.0
     assert second["against_first"] == statistics.median(b / a for a, b in zip(first["mpps"], second["mpps"]))
+    # the same per second of each run's worker CPU time, the measure a loaded machine distorts least
+    assert first["per_cpu_against_first"] == 1.0 and min(second["mpps_per_worker_cpu"]) > 0
+    assert second["per_cpu_against_first"] == statistics.median(
+        b / a for a, b in zip(first["mpps_per_worker_cpu"], second["mpps_per_worker_cpu"]))
     assert str(copy) in result.stdout and "vs first" in result.stdout
     assert not (tmp_path / "bench.json").exists()  # the main table is not run
 

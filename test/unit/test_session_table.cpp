@@ -717,13 +717,14 @@ TEST_CASE("session table: concurrent readers and sweeps never observe a freed en
     std::uint64_t created = 0;  // adds that reported `created`
   };
   ReaderStats stats[2];
+  tether::dataplane::WorkerCounters contention[2];  // each reader's, as a worker registers its own
 
   auto reader = [&](unsigned id) {
     ReaderStats& s = stats[id];
     s.register_rc = rte_thread_register();
     if (s.register_rc != 0) return;
     s.lcore = rte_lcore_id();
-    table.register_reader(id);
+    table.register_reader(id, &contention[id]);
     std::uint64_t rng = 0x9e3779b97f4a7c15ULL * (id + 1);
     auto next = [&rng] {
       rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
@@ -848,6 +849,16 @@ TEST_CASE("session table: concurrent readers and sweeps never observe a freed en
     CHECK(s.batches > 10);
     CHECK(s.hits > 1000);
     CHECK(s.adds > 1000);
+    // The contention counters: every add that reached the hash counted, on its own reader
+    // (ENOSPC: no key slot, refused before), one in 16 timed, in cycles a few hundred each.
+    const auto& c = contention[id];
+    INFO("contention: " << c.session_table_adds.read() << " adds, " << c.session_table_adds_timed.read()
+                        << " timed, " << c.session_table_add_cycles.read() << " cycles, "
+                        << c.session_table_cas_failed.read() << " compare-and-swaps lost");
+    CHECK(c.session_table_adds == s.adds - s.add_enospc - s.add_other_errors);
+    CHECK(c.session_table_adds_timed == (c.session_table_adds + SessionTable::kTimedAddEvery - 1) /
+                                            SessionTable::kTimedAddEvery);
+    CHECK(c.session_table_add_cycles > c.session_table_adds_timed);
   }
   const std::uint64_t swept = expired_total.expired[static_cast<std::size_t>(SessionKind::sip_call)];
   INFO("session stress: " << sweeps << " sweeps, " << swept
