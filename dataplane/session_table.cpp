@@ -20,8 +20,6 @@
 namespace tether::dataplane {
 namespace {
 
-constexpr std::uint32_t kSessionHashSeed = 0x73657373;  // "sess": fixed so instances agree
-
 // The reader id the calling thread registered (with any table: a worker registers the same id
 // with each), or none.
 constexpr unsigned kNoReader = ~0u;

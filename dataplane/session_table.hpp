@@ -16,10 +16,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 
 #include "dataplane/counters.hpp"
+#include "dataplane/crc32c.hpp"
 #include "dataplane/limits.hpp"
 #include "dataplane/live_counts.hpp"
 #include "parsers/packet.hpp"
@@ -65,6 +68,29 @@ SessionKey ftp_expectation_key(std::uint16_t service, const parsers::IpBytes& cl
 SessionKey synced_flow_key(std::uint16_t service, const parsers::IpBytes& client,
                            std::uint16_t client_port, std::uint16_t vip_port);
 std::uint32_t session_signature(const SessionKey& key);
+
+// Fixed, so that instances agree ("sess").
+inline constexpr std::uint32_t kSessionHashSeed = 0x73657373;
+
+// sip_call_key() written into `key`, returning session_signature(key): hashed from the 8-byte
+// words it stores rather than read back, as fill_flow_key does (a load that spans narrower
+// stores still in flight waits for them). Inline: every SIP datagram takes it.
+inline std::uint32_t fill_sip_call_key(SessionKey& key, std::uint16_t service,
+                                       std::uint64_t call_id_digest) {
+  static_assert(offsetof(SessionKey, service) == 2 && offsetof(SessionKey, port) == 4 &&
+                offsetof(SessionKey, digest) == 8 && offsetof(SessionKey, address) == 16);
+  const std::uint64_t words[sizeof(SessionKey) / 8] = {
+      // kind, pad0, service; port and vip_port 0, in the key's little-endian layout
+      static_cast<std::uint64_t>(SessionKind::sip_call) | std::uint64_t{service} << 16,
+      call_id_digest, 0, 0};
+  auto* out = reinterpret_cast<unsigned char*>(&key);
+  std::uint64_t signature = kSessionHashSeed;
+  for (unsigned i = 0; i < sizeof(SessionKey) / 8; ++i) {
+    std::memcpy(out + 8 * i, &words[i], 8);
+    signature = crc32c_8byte(words[i], signature);
+  }
+  return static_cast<std::uint32_t>(signature);
+}
 
 struct SessionRoute {
   std::uint16_t backend;

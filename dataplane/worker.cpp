@@ -462,8 +462,7 @@ bool Worker::read_sip_message(rte_mbuf* mbuf, std::uint16_t service, SipCall& ca
   counters_.messages_inspected[static_cast<std::size_t>(SessionProtocol::sip)]++;
   call.mbuf = mbuf;
   call.service = service;
-  call.key = sip_call_key(service, sip::hash_unfolded(message.call_id, kCallIdSeed));
-  call.signature = session_signature(call.key);
+  call.signature = fill_sip_call_key(call.key, service, sip::hash_unfolded(message.call_id, kCallIdSeed));
   return true;
 }
 

@@ -118,6 +118,19 @@ TEST_CASE("session key builders fill the right fields and zero the rest", "[sess
   CHECK(session_signature(sip) != session_signature(sip_call_key(4, 0x1122334455667788ULL)));
 }
 
+TEST_CASE("fill_sip_call_key writes sip_call_key's bytes and returns its signature", "[session]") {
+  for (const std::uint16_t service : {std::uint16_t{0}, std::uint16_t{3}, std::uint16_t{4095}})
+    for (const std::uint64_t digest : {0ULL, 1ULL, 0x1122334455667788ULL, ~0ULL}) {
+      SessionKey filled;
+      std::memset(static_cast<void*>(&filled), 0xa5, sizeof filled);  // whatever the burst's slot held before
+      const std::uint32_t signature = tether::dataplane::fill_sip_call_key(filled, service, digest);
+      const SessionKey built = sip_call_key(service, digest);
+      INFO("service " << service << ", digest " << digest);
+      CHECK(std::memcmp(&filled, &built, sizeof built) == 0);
+      CHECK(signature == session_signature(built));
+    }
+}
+
 TEST_CASE("session table: add then find returns the route and position", "[session]") {
   SessionTable table(unique_name().c_str(), 1024, 2, kSocket);
   CHECK(table.capacity() == 1024);
