@@ -243,8 +243,10 @@ class SessionTable {
   void register_reader(unsigned reader, WorkerCounters* counters = nullptr);
   void quiescent(unsigned reader) const;
   void unregister_reader(unsigned reader);
-  // One add in this many is timed with the TSC (two reads at ~10 ns each in a VM).
+  // One add in this many is timed with the TSC (two reads at ~10 ns each in a VM); a timed
+  // add of more cycles than kPreemptedAdd (tens of microseconds) is left out.
   static constexpr std::uint64_t kTimedAddEvery = 16;
+  static constexpr std::uint64_t kPreemptedAdd = 100'000;
 
   // --- control thread ---
   // Deletes expired entries among the next `budget` slots.

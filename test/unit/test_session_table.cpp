@@ -869,8 +869,11 @@ TEST_CASE("session table: concurrent readers and sweeps never observe a freed en
                         << " timed, " << c.session_table_add_cycles.read() << " cycles, "
                         << c.session_table_cas_failed.read() << " compare-and-swaps lost");
     CHECK(c.session_table_adds == s.adds - s.add_enospc - s.add_other_errors);
-    CHECK(c.session_table_adds_timed == (c.session_table_adds + SessionTable::kTimedAddEvery - 1) /
-                                            SessionTable::kTimedAddEvery);
+    // (fewer if the thread lost its CPU inside a timed add: then it is left out)
+    const std::uint64_t one_in_16 = (c.session_table_adds + SessionTable::kTimedAddEvery - 1) /
+                                    SessionTable::kTimedAddEvery;
+    CHECK(c.session_table_adds_timed <= one_in_16);
+    CHECK(c.session_table_adds_timed >= one_in_16 * 9 / 10);
     CHECK(c.session_table_add_cycles > c.session_table_adds_timed);
   }
   const std::uint64_t swept = expired_total.expired[static_cast<std::size_t>(SessionKind::sip_call)];
