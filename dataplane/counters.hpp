@@ -188,6 +188,12 @@ constexpr const char* to_string(RefusalReason reason) { return names::of(names::
   X(sip_acks_absorbed, "", "ACKs for tetherd's own 503, consumed.")                           \
   X(tcp_resets_sent, "", "RSTs sent for refused TCP connections (overload 'reject').")       \
   X(refusals_dropped, "_sessions", "Refused new sessions dropped: overload 'drop', or no answer could be built.") \
+  /* the shared session table under concurrent use (docs/performance.md, "More than one core") */ \
+  X(session_table_adds, "", "Adds to the shared session table: new SIP calls and expectations, calls moved.") \
+  X(session_table_cas_failed, "",                                                               \
+    "Compare-and-swaps on a shared session entry lost to another thread: a retry, or a race another worker won.") \
+  X(session_table_adds_timed, "", "Adds to the shared session table timed with the TSC: one in 16.") \
+  X(session_table_add_cycles, "", "TSC cycles of the timed adds to the shared session table.") \
   X(busy_polls, "", "Worker loop iterations that received something.")                       \
   X(idle_polls, "", "Worker loop iterations that received nothing.")                         \
   /* per received packet: the cost of the whole loop, and of processing alone */              \

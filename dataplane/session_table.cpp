@@ -3,6 +3,7 @@
 #include "dataplane/dpdk_objects.hpp"
 #include "dataplane/heap.hpp"
 
+#include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
@@ -19,7 +20,10 @@
 namespace tether::dataplane {
 namespace {
 
-constexpr std::uint32_t kSessionHashSeed = 0x73657373;  // "sess": fixed so instances agree
+// The reader id the calling thread registered (with any table: a worker registers the same id
+// with each), or none.
+constexpr unsigned kNoReader = ~0u;
+thread_local unsigned this_thread_reader = kNoReader;
 
 // The data word: backend in bits 0-15, service in 16-31.
 std::uintptr_t pack(SessionRoute route) {
@@ -100,7 +104,7 @@ std::uint32_t session_signature(const SessionKey& key) {
 }
 
 SessionTable::SessionTable(const char* name, std::uint32_t capacity, unsigned readers, int socket)
-    : capacity_(capacity) {
+    : readers_(readers), reader_counters_(new WorkerCounters*[readers]()), capacity_(capacity) {
   const std::uint64_t heap_before = heap_bytes_allocated();
   hash_ = make_hash("session table", name, capacity, sizeof(SessionKey), rte_hash_crc,
                     kSessionHashSeed, socket,
@@ -180,6 +184,9 @@ std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, S
   const auto give_back = [&] {
     if (reserved) live_calls_.remove(route.backend);
   };
+  WorkerCounters* counters = contention();
+  const bool timed = counters != nullptr && counters->session_table_adds.read() % kTimedAddEvery == 0;
+  const std::uint64_t started = timed ? rte_rdtsc() : 0;
   const int rc = rte_hash_add_key_with_hash_data(hash_, &key, signature,
                                                  reinterpret_cast<void*>(pack(route)));
   if (rc < 0) {
@@ -187,6 +194,15 @@ std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, S
     return rc;
   }
   const std::int32_t position = rte_hash_lookup_with_hash(hash_, &key, signature);
+  if (counters != nullptr) {
+    // Longer than kPreemptedAdd: the thread lost its CPU inside the add (a shared machine),
+    // which says nothing about the table.
+    if (const std::uint64_t spent = timed ? rte_rdtsc() - started : 0; timed && spent < kPreemptedAdd) {
+      counters->session_table_add_cycles += spent;
+      ++counters->session_table_adds_timed;
+    }
+    ++counters->session_table_adds;
+  }
   if (position < 0) {  // deleted by the sweep in between
     give_back();
     return position;
@@ -210,7 +226,10 @@ std::int32_t SessionTable::add(const SessionKey& key, std::uint32_t signature, S
       give_back();
       return position;
     }
-    if (!slot.counted_on.compare_exchange_weak(current, mine, std::memory_order_acq_rel)) continue;
+    if (!slot.counted_on.compare_exchange_weak(current, mine, std::memory_order_acq_rel)) {
+      lost_cas();
+      continue;
+    }
     if (current != 0) {  // moved from another backend (an expired call rescheduled), or now held
       uncount(key.kind, current, false);
       count(key.kind, mine, false, reserved);
@@ -246,6 +265,7 @@ std::int32_t SessionTable::add_if_absent(const SessionKey& key, std::uint32_t si
   const int rc = rte_hash_add_key_with_hash_data(hash_, &key, signature,
                                                  reinterpret_cast<void*>(pack(route)));
   if (rc < 0) return rc;
+  if (WorkerCounters* counters = contention()) ++counters->session_table_adds;
   const std::int32_t position = rte_hash_lookup_with_hash(hash_, &key, signature);
   if (position < 0) return position;
   // Of the callers that found the key absent and added it, the one that moves `counted_on`
@@ -253,8 +273,10 @@ std::int32_t SessionTable::add_if_absent(const SessionKey& key, std::uint32_t si
   Slot& slot = slots_[position];
   std::uint32_t uncounted = 0;
   const std::uint32_t mine = counted_value(route.backend, true);
-  if (!slot.counted_on.compare_exchange_strong(uncounted, mine, std::memory_order_acq_rel))
+  if (!slot.counted_on.compare_exchange_strong(uncounted, mine, std::memory_order_acq_rel)) {
+    lost_cas();  // another caller created it
     return position;
+  }
   slot.claimed.store(0, std::memory_order_relaxed);
   slot.deadline.store(deadline, std::memory_order_relaxed);
   if (rte_hash_lookup_with_hash(hash_, &key, signature) == position) {
@@ -294,6 +316,7 @@ void SessionTable::extend(std::int32_t position, std::uint64_t now, std::uint64_
   // 0: being added by another worker, which stores its own deadline next.
   while (current != 0 && current >= now && current + slack < deadline &&
          !slot.compare_exchange_weak(current, deadline, std::memory_order_relaxed)) {
+    lost_cas();
   }
 }
 
@@ -302,6 +325,7 @@ void SessionTable::shorten(std::int32_t position, std::uint64_t deadline) {
   std::uint64_t current = slot.load(std::memory_order_relaxed);
   while ((current == 0 || deadline < current) &&
          !slot.compare_exchange_weak(current, deadline, std::memory_order_relaxed)) {
+    lost_cas();
   }
 }
 
@@ -487,9 +511,16 @@ bool SessionTable::retire_ftp_slot(std::int32_t position, std::uint64_t now, boo
   return true;
 }
 
-void SessionTable::register_reader(unsigned reader) {
+void SessionTable::register_reader(unsigned reader, WorkerCounters* counters) {
   rte_rcu_qsbr_thread_register(rcu_, reader);
   rte_rcu_qsbr_thread_online(rcu_, reader);
+  if (reader < readers_) reader_counters_[reader] = counters;
+  this_thread_reader = reader;
+}
+
+WorkerCounters* SessionTable::contention() const {
+  const unsigned reader = this_thread_reader;
+  return reader < readers_ ? reader_counters_[reader] : nullptr;
 }
 
 void SessionTable::quiescent(unsigned reader) const { rte_rcu_qsbr_quiescent(rcu_, reader); }
@@ -497,6 +528,8 @@ void SessionTable::quiescent(unsigned reader) const { rte_rcu_qsbr_quiescent(rcu
 void SessionTable::unregister_reader(unsigned reader) {
   rte_rcu_qsbr_thread_offline(rcu_, reader);
   rte_rcu_qsbr_thread_unregister(rcu_, reader);
+  if (reader < readers_) reader_counters_[reader] = nullptr;
+  this_thread_reader = kNoReader;
 }
 
 SweepResult SessionTable::sweep(std::uint64_t now, std::uint32_t budget) {

@@ -16,8 +16,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 
+#include "dataplane/counters.hpp"
+#include "dataplane/crc32c.hpp"
 #include "dataplane/limits.hpp"
 #include "dataplane/live_counts.hpp"
 #include "parsers/packet.hpp"
@@ -63,6 +68,29 @@ SessionKey ftp_expectation_key(std::uint16_t service, const parsers::IpBytes& cl
 SessionKey synced_flow_key(std::uint16_t service, const parsers::IpBytes& client,
                            std::uint16_t client_port, std::uint16_t vip_port);
 std::uint32_t session_signature(const SessionKey& key);
+
+// Fixed, so that instances agree ("sess").
+inline constexpr std::uint32_t kSessionHashSeed = 0x73657373;
+
+// sip_call_key() written into `key`, returning session_signature(key): hashed from the 8-byte
+// words it stores rather than read back, as fill_flow_key does (a load that spans narrower
+// stores still in flight waits for them). Inline: every SIP datagram takes it.
+inline std::uint32_t fill_sip_call_key(SessionKey& key, std::uint16_t service,
+                                       std::uint64_t call_id_digest) {
+  static_assert(offsetof(SessionKey, service) == 2 && offsetof(SessionKey, port) == 4 &&
+                offsetof(SessionKey, digest) == 8 && offsetof(SessionKey, address) == 16);
+  const std::uint64_t words[sizeof(SessionKey) / 8] = {
+      // kind, pad0, service; port and vip_port 0, in the key's little-endian layout
+      static_cast<std::uint64_t>(SessionKind::sip_call) | std::uint64_t{service} << 16,
+      call_id_digest, 0, 0};
+  auto* out = reinterpret_cast<unsigned char*>(&key);
+  std::uint64_t signature = kSessionHashSeed;
+  for (unsigned i = 0; i < sizeof(SessionKey) / 8; ++i) {
+    std::memcpy(out + 8 * i, &words[i], 8);
+    signature = crc32c_8byte(words[i], signature);
+  }
+  return static_cast<std::uint32_t>(signature);
+}
 
 struct SessionRoute {
   std::uint16_t backend;
@@ -219,9 +247,16 @@ class SessionTable {
     return control_connections_[static_cast<std::size_t>(protocol)];
   }
 
-  void register_reader(unsigned reader);
+  // Called on the reader's own thread. `counters` (if given) take this thread's contention
+  // figures for the table: its adds (one in kTimedAddEvery timed), and the compare-and-swaps
+  // on shared entries it lost to another thread (docs/performance.md, "More than one core").
+  void register_reader(unsigned reader, WorkerCounters* counters = nullptr);
   void quiescent(unsigned reader) const;
   void unregister_reader(unsigned reader);
+  // One add in this many is timed with the TSC (two reads at ~10 ns each in a VM); a timed
+  // add of more cycles than kPreemptedAdd (tens of microseconds) is left out.
+  static constexpr std::uint64_t kTimedAddEvery = 16;
+  static constexpr std::uint64_t kPreemptedAdd = 100'000;
 
   // --- control thread ---
   // Deletes expired entries among the next `budget` slots.
@@ -296,8 +331,17 @@ class SessionTable {
   // `unused` says whether its expectation expired unclaimed).
   bool retire_ftp_slot(std::int32_t position, std::uint64_t now, bool& unused);
 
+  // The calling thread's counters, or null for a thread that registered none (the control
+  // thread, a worker in the fragment table).
+  WorkerCounters* contention() const;
+  void lost_cas() const {
+    if (WorkerCounters* counters = contention()) ++counters->session_table_cas_failed;
+  }
+
   rte_hash* hash_ = nullptr;
   rte_rcu_qsbr* rcu_ = nullptr;
+  unsigned readers_ = 0;
+  std::unique_ptr<WorkerCounters*[]> reader_counters_;  // by reader
   Slot* slots_ = nullptr;
   // By position, for FTP expectation slots: backend, state and creation sequence in one word.
   std::atomic<std::uint64_t>* ftp_tickets_ = nullptr;

@@ -128,7 +128,7 @@ Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerL
 Worker::~Worker() = default;
 
 void Worker::run() {
-  sessions_->register_reader(index_);
+  sessions_->register_reader(index_, &counters_);  // its contention counted with the rest
   fragments_->register_reader(index_);
   while (!stop_.load(std::memory_order_relaxed)) poll_once();
   flush();
@@ -216,7 +216,15 @@ bool Worker::poll_port(std::uint16_t port_index, std::uint64_t now) {
       signatures[i] = burst.flows[i].signature;
     }
     flows_.lookup_bulk(keys, signatures, burst.flow_count, positions);
-    for (unsigned i = 0; i < burst.flow_count; ++i) forward(burst.flows[i], positions[i], now);
+    inserted_in_burst_ = {};
+    for (unsigned i = 0; i < burst.flow_count; ++i) {
+      // A miss stays a miss unless this burst inserted a flow of the same signature bits
+      // since the bulk lookup: a SYN storm's new flows skip forward()'s second lookup.
+      const std::uint32_t signature = burst.flows[i].signature;
+      if (positions[i] < 0 && !inserted_in_burst_[signature % inserted_in_burst_.size()])
+        positions[i] = kNotInTable;
+      forward(burst.flows[i], positions[i], now);
+    }
   }
 
   // After the flows: an error about a flow this burst opened finds its entry.
@@ -459,8 +467,7 @@ bool Worker::read_sip_message(rte_mbuf* mbuf, std::uint16_t service, SipCall& ca
   counters_.messages_inspected[static_cast<std::size_t>(SessionProtocol::sip)]++;
   call.mbuf = mbuf;
   call.service = service;
-  call.key = sip_call_key(service, sip::hash_unfolded(message.call_id, kCallIdSeed));
-  call.signature = session_signature(call.key);
+  call.signature = fill_sip_call_key(call.key, service, sip::hash_unfolded(message.call_id, kCallIdSeed));
   return true;
 }
 
@@ -615,7 +622,7 @@ std::uint16_t Worker::forward(FlowPacket& packet, std::int32_t position, std::ui
   bool reserved = false;  // admission reserved the new session's count (Admission::reserved)
   // The bulk lookup ran before this burst's inserts: an earlier packet of the same new flow
   // in this burst may have added it since.
-  if (position < 0) position = flows_.lookup(packet.key, packet.signature);
+  if (position < 0 && position != kNotInTable) position = flows_.lookup(packet.key, packet.signature);
 
   bool known = position >= 0 && (entry = &flows_.at(position))->deadline_tsc >= now &&
                !is_down(entry->backend);
@@ -678,6 +685,7 @@ std::uint16_t Worker::forward(FlowPacket& packet, std::int32_t position, std::ui
     const FlowEntry fresh{0, backend, static_cast<std::uint16_t>(packet.service & 0x7fff), opens, 0, 0, 0};
     if (entry == nullptr) {
       const std::int32_t inserted = flows_.insert(packet.key, packet.signature, fresh);
+      inserted_in_burst_[packet.signature % inserted_in_burst_.size()] = true;
       // A full table costs state, not packets: the consistent hash already chose the backend.
       if (inserted >= 0) entry = &flows_.at(inserted);
       else counters_.flow_table_full++;

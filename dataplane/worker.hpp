@@ -13,6 +13,7 @@
 
 #include <array>
 #include <atomic>
+#include <bitset>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -240,9 +241,11 @@ class Worker {
   void to_kernel_or_drop(rte_mbuf* mbuf, std::uint16_t port_index, KernelClass kind, DropReason reason);
   void answer_locally(rte_mbuf* mbuf, std::uint16_t port_index,
                       const parsers::ParsedFrame& parsed);
-  // The backend it sent the packet to, or kNoBackend (dropped).
+  // The backend it sent the packet to, or kNoBackend (dropped). `position`: the flow's in the
+  // table, kNotInTable, or another negative value (not known: looked up).
   [[gnu::always_inline]] inline std::uint16_t forward(FlowPacket& packet, std::int32_t position,
                                                       std::uint64_t now);
+  static constexpr std::int32_t kNotInTable = INT32_MIN;
   std::uint16_t resolve_related(const FlowPacket& packet, const ServiceView& service,
                                 std::uint64_t now);
   // What a related flow's live entry is worth: see follow_related().
@@ -358,6 +361,9 @@ class Worker {
     std::uint64_t started;
   };
   std::array<Reassembly, kReassembliesPerWorker> reassemblies_{};
+  // Signatures (modulo 512) of the flows forward() inserted since the burst's bulk lookup: a
+  // miss whose bit is clear is still a miss (kNotInTable), without a second lookup.
+  std::bitset<512> inserted_in_burst_;
   std::vector<std::uint8_t> reassembled_;  // kMaxReassembledBytes: the datagram being read
   std::uint64_t now_ = 0;  // of the current loop, for the expiry callback
   std::vector<TxBuffer> tx_;

@@ -588,8 +588,33 @@ def worker_cpu_seconds(pid):
     return total / 1e9
 
 
-def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tetherd=None, sync_lab=None,
-                sync_on=False, workers=1):
+# A tetherd run whose workers received fewer packets than this in the measured window measured
+# nothing: on a loaded machine the worker got (almost) no CPU, and every figure, the share of
+# new flows first, would say something false. Such a run is played again, at most
+# STARVED_RETRIES times, then the benchmark stops with an error that says so.
+MIN_RECEIVED = 10_000
+STARVED_RETRIES = 2
+
+
+class StarvedRun(RuntimeError):
+    """The workers received too few packets in the measured window to judge the run."""
+
+
+def run_tetherd(*args, **kwargs):
+    """tetherd's figures (run_tetherd_once), played again when the workers were starved."""
+    for attempt in range(STARVED_RETRIES + 1):
+        try:
+            return run_tetherd_once(*args, **kwargs)
+        except StarvedRun as error:
+            if attempt == STARVED_RETRIES:
+                raise RuntimeError(f"{error}; {STARVED_RETRIES + 1} runs in a row: the machine is too busy "
+                                   "to measure") from None
+            warn(f"{error}: played again")
+    raise AssertionError("unreachable")
+
+
+def run_tetherd_once(workdir, pcap, packets, scenario, memory, warmup, seconds, tetherd=None, sync_lab=None,
+                     sync_on=False, workers=1):
     """tetherd's figures; with `sync_lab`, in its namespace with a kernel interface, and
     with `sync_on` sending state sync (see SyncLab), plus the sync figures."""
     config = workdir / "tetherd.cfg"
@@ -629,6 +654,8 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
         inspected = sum(c1["sessions"].get(f"{p}_messages_inspected", 0)
                         - c0["sessions"].get(f"{p}_messages_inspected", 0) for p in ("sip", "rtsp", "ftp"))
         memory_figures = c1["memory"]
+        # the shared session table's contention counters (0 from a tetherd without them)
+        table_count = lambda name: c1["counters"].get(name, 0) - c0["counters"].get(name, 0)  # noqa: E731
         figures = {
             "mpps": forwarded / elapsed / 1e6,
             "worker_cpu_share": (cpu1 - cpu0) / elapsed,
@@ -646,6 +673,11 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
             "bytes_per_flow": memory_figures["flow_table_bytes"] / max(1, memory_figures["flow_table_entries"]),
             "bytes_per_session": memory_figures["session_table_bytes"] / max(1, memory_figures["session_table_entries"]),
             "others_cpus": others_cpus,
+            "received": received,
+            "session_table_adds_per_s": table_count("session_table_adds") / elapsed,
+            "session_table_cas_failed_per_s": table_count("session_table_cas_failed") / elapsed,
+            "cycles_per_session_table_add": table_count("session_table_add_cycles")
+                                            / max(1, table_count("session_table_adds_timed")),
         }
         if sync_lab:
             rate = lambda section, name: (c1[section][name] - c0[section][name]) / elapsed  # noqa: E731
@@ -657,10 +689,7 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
             })
     finally:
         daemon.stop(timeout=60)
-    if scenario.min_new_flow_share is not None and figures["new_flow_share"] < scenario.min_new_flow_share:
-        raise RuntimeError(f"{scenario.key}: only {100 * figures['new_flow_share']:.0f}% of packets made a new flow "
-                           f"(at least {100 * scenario.min_new_flow_share:.0f}% expected): the pcap's tuples came "
-                           f"back before their flows expired, so the run measured established flows")
+    judge_run(scenario, figures, elapsed)
     if sync_lab:
         # The whole run's counts, from the stats file tetherd wrote as it stopped.
         if not stats_file.exists():
@@ -668,6 +697,20 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
         figures["sync_totals"] = sync_totals(json.loads(stats_file.read_text()))
         check_sync(figures["sync_totals"], sync_on)
     return figures
+
+
+def judge_run(scenario, figures, elapsed):
+    """Raises if a run's figures measured something else than the scenario: StarvedRun when
+    the workers received too few packets to judge anything (played again), a RuntimeError when
+    too few of the packets made new flows in a scenario that must make them."""
+    if figures["received"] < MIN_RECEIVED:
+        raise StarvedRun(f"{scenario.key}: tetherd's workers received {figures['received']} packets in the "
+                         f"{elapsed:.1f} s window (they ran {100 * figures['worker_cpu_share']:.0f}% of it, other "
+                         f"processes took {figures['others_cpus']:.2f} CPUs): too few to measure")
+    if scenario.min_new_flow_share is not None and figures["new_flow_share"] < scenario.min_new_flow_share:
+        raise RuntimeError(f"{scenario.key}: only {100 * figures['new_flow_share']:.0f}% of packets made a new flow "
+                           f"(at least {100 * scenario.min_new_flow_share:.0f}% expected): the pcap's tuples came "
+                           f"back before their flows expired, so the run measured established flows")
 
 
 def median_of(rounds, key):
@@ -1028,6 +1071,13 @@ def scaling_table(results):
     for r in rows:
         sc = r["scaling"]
         notes = []
+        if sc["tether"]["session_table_adds_per_s"]:  # the shared session table, 1 worker against N
+            one = r["tether"]
+            notes.append(f"session adds {one['session_table_adds_per_s'] / 1e6:.2f}M/s at "
+                         f"{one['cycles_per_session_table_add']:.0f} cycles, with {workers}: "
+                         f"{sc['tether']['session_table_adds_per_s'] / 1e6:.2f}M/s at "
+                         f"{sc['tether']['cycles_per_session_table_add']:.0f} cycles, "
+                         f"{sc['tether']['session_table_cas_failed_per_s']:.0f} CAS lost/s")
         if len(sc["tether_scaling_by_round"]) > 1:
             notes.append("tether x by round " + " ".join(f"{x:.2f}" for x in sc["tether_scaling_by_round"]))
         lines.append(f"{r['title']:32} {r['io']['mpps']:7.2f} {sc['io_mpps']:7.2f} {sc['io_scaling']:6.2f} "
@@ -1046,23 +1096,30 @@ def compare_builds(builds, chosen, pcaps, workdir, memory, rounds, warmup, secon
         def play(n):
             io = run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds)["mpps"]
             builds_mpps = [0.0] * len(builds)
+            per_cpu = [0.0] * len(builds)
             # Reversed every other round: a build's place in the round is not a constant bias.
             order = list(enumerate(builds))
             for i, build in order if n % 2 == 0 else reversed(order):
-                builds_mpps[i] = run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds,
-                                             tetherd=build)["mpps"]
+                figures = run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds, tetherd=build)
+                builds_mpps[i], per_cpu[i] = figures["mpps"], figures["mpps_per_worker_cpu"]
             print(f"  {s.key} round {n + 1}: io {io:.2f}, tetherd "
-                  + ", ".join(f"{m:.2f}" for m in builds_mpps) + " Mpps", flush=True)
-            return io, builds_mpps
+                  + ", ".join(f"{m:.2f}" for m in builds_mpps) + " Mpps; per worker CPU-second "
+                  + ", ".join(f"{m:.2f}" for m in per_cpu), flush=True)
+            return io, builds_mpps, per_cpu
 
         played = steady_rounds(s.key, rounds, play, lambda r: r[0])
         io = [r[0] for r in played]
         mpps = [[r[1][i] for r in played] for i in range(len(builds))]
+        # Mpps per second of the worker's CPU time: on a loaded machine, what a build did
+        # while it ran (docs/performance.md, "Measuring on a shared machine").
+        cpu = [[r[2][i] for r in played] for i in range(len(builds))]
         results.append({"key": s.key, "title": s.title, "io_mpps": io, "builds": [
             {"tetherd": build, "mpps": runs, "median_mpps": statistics.median(runs),
              "ratio_io": statistics.median(m / i for m, i in zip(runs, io)),
-             "against_first": statistics.median(m / f for m, f in zip(runs, mpps[0]))}
-            for runs, build in zip(mpps, builds)]})
+             "against_first": statistics.median(m / f for m, f in zip(runs, mpps[0])),
+             "mpps_per_worker_cpu": per_cpu,
+             "per_cpu_against_first": statistics.median(m / f for m, f in zip(per_cpu, cpu[0]))}
+            for runs, per_cpu, build in zip(mpps, cpu, builds)]})
     return results
 
 
@@ -1072,8 +1129,10 @@ def compare_table(results):
         lines.append(f"{r['title']} (io median {statistics.median(r['io_mpps']):.2f} Mpps)")
         for b in r["builds"]:
             lines.append(f"  {b['median_mpps']:7.2f} Mpps  x io {b['ratio_io']:.2f}  "
-                         f"vs first {100 * (b['against_first'] - 1):+5.1f}%  {b['tetherd']}  "
-                         f"(rounds {' '.join(f'{m:.2f}' for m in b['mpps'])})")
+                         f"vs first {100 * (b['against_first'] - 1):+5.1f}%, per worker CPU-second "
+                         f"{100 * (b['per_cpu_against_first'] - 1):+5.1f}%  {b['tetherd']}  "
+                         f"(rounds {' '.join(f'{m:.2f}' for m in b['mpps'])}; per CPU-second "
+                         f"{' '.join(f'{m:.2f}' for m in b['mpps_per_worker_cpu'])})")
     return "\n".join(lines)
 
 

@@ -145,6 +145,10 @@ def test_compare_runs_builds_side_by_side(tmp_path):
         assert build["ratio_io"] == statistics.median(m / i for m, i in zip(build["mpps"], scenario["io_mpps"]))
     assert first["against_first"] == 1.0
     assert second["against_first"] == statistics.median(b / a for a, b in zip(first["mpps"], second["mpps"]))
+    # the same per second of each run's worker CPU time, the measure a loaded machine distorts least
+    assert first["per_cpu_against_first"] == 1.0 and min(second["mpps_per_worker_cpu"]) > 0
+    assert second["per_cpu_against_first"] == statistics.median(
+        b / a for a, b in zip(first["mpps_per_worker_cpu"], second["mpps_per_worker_cpu"]))
     assert str(copy) in result.stdout and "vs first" in result.stdout
     assert not (tmp_path / "bench.json").exists()  # the main table is not run
 
@@ -258,3 +262,34 @@ def test_stickiness_counts_a_call_split_over_backends():
     assert figures["calls"] == 3 and figures["calls_with_several_messages"] == 2
     assert figures["calls_on_several_backends"] == 1
     assert figures["messages_per_backend"] == {"b1": 3, "b2": 2}
+
+
+def test_a_run_whose_worker_received_too_little_is_played_again_not_judged(monkeypatch):
+    import bench
+    storm = next(s for s in bench.scenarios(quick=True) if s.key == "new_flows")
+    starved = {"received": 12, "worker_cpu_share": 0.01, "others_cpus": 1.9, "new_flow_share": 0.0}
+    # Starved: its own error, not the share of new flows (0% of almost nothing says nothing).
+    with pytest.raises(bench.StarvedRun, match="received 12 packets"):
+        bench.judge_run(storm, starved, 1.0)
+    with pytest.raises(RuntimeError, match="only 0% of packets made a new flow"):
+        bench.judge_run(storm, {**starved, "received": 10 * bench.MIN_RECEIVED}, 1.0)
+    bench.judge_run(storm, {**starved, "received": 10 * bench.MIN_RECEIVED, "new_flow_share": 1.0}, 1.0)
+
+    runs = []
+
+    def starved_twice(*args, **kwargs):
+        runs.append(args)
+        if len(runs) <= bench.STARVED_RETRIES:
+            raise bench.StarvedRun(f"new_flows: tetherd's workers received 0 packets (run {len(runs)})")
+        return {"mpps": 1.0}
+    monkeypatch.setattr(bench, "run_tetherd_once", starved_twice)
+    monkeypatch.setattr(bench, "warnings_given", [])
+    assert bench.run_tetherd("workdir") == {"mpps": 1.0}
+    assert len(runs) == bench.STARVED_RETRIES + 1
+    assert sum("played again" in w for w in bench.warnings_given) == bench.STARVED_RETRIES
+
+    def always_starved(*args, **kwargs):
+        raise bench.StarvedRun("new_flows: tetherd's workers received 0 packets")
+    monkeypatch.setattr(bench, "run_tetherd_once", always_starved)
+    with pytest.raises(RuntimeError, match="the machine is too busy to measure"):
+        bench.run_tetherd("workdir")

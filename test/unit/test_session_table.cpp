@@ -118,6 +118,19 @@ TEST_CASE("session key builders fill the right fields and zero the rest", "[sess
   CHECK(session_signature(sip) != session_signature(sip_call_key(4, 0x1122334455667788ULL)));
 }
 
+TEST_CASE("fill_sip_call_key writes sip_call_key's bytes and returns its signature", "[session]") {
+  for (const std::uint16_t service : {std::uint16_t{0}, std::uint16_t{3}, std::uint16_t{4095}})
+    for (const std::uint64_t digest : {0ULL, 1ULL, 0x1122334455667788ULL, ~0ULL}) {
+      SessionKey filled;
+      std::memset(static_cast<void*>(&filled), 0xa5, sizeof filled);  // whatever the burst's slot held before
+      const std::uint32_t signature = tether::dataplane::fill_sip_call_key(filled, service, digest);
+      const SessionKey built = sip_call_key(service, digest);
+      INFO("service " << service << ", digest " << digest);
+      CHECK(std::memcmp(&filled, &built, sizeof built) == 0);
+      CHECK(signature == session_signature(built));
+    }
+}
+
 TEST_CASE("session table: add then find returns the route and position", "[session]") {
   SessionTable table(unique_name().c_str(), 1024, 2, kSocket);
   CHECK(table.capacity() == 1024);
@@ -717,13 +730,14 @@ TEST_CASE("session table: concurrent readers and sweeps never observe a freed en
     std::uint64_t created = 0;  // adds that reported `created`
   };
   ReaderStats stats[2];
+  tether::dataplane::WorkerCounters contention[2];  // each reader's, as a worker registers its own
 
   auto reader = [&](unsigned id) {
     ReaderStats& s = stats[id];
     s.register_rc = rte_thread_register();
     if (s.register_rc != 0) return;
     s.lcore = rte_lcore_id();
-    table.register_reader(id);
+    table.register_reader(id, &contention[id]);
     std::uint64_t rng = 0x9e3779b97f4a7c15ULL * (id + 1);
     auto next = [&rng] {
       rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
@@ -848,6 +862,19 @@ TEST_CASE("session table: concurrent readers and sweeps never observe a freed en
     CHECK(s.batches > 10);
     CHECK(s.hits > 1000);
     CHECK(s.adds > 1000);
+    // The contention counters: every add that reached the hash counted, on its own reader
+    // (ENOSPC: no key slot, refused before), one in 16 timed, in cycles a few hundred each.
+    const auto& c = contention[id];
+    INFO("contention: " << c.session_table_adds.read() << " adds, " << c.session_table_adds_timed.read()
+                        << " timed, " << c.session_table_add_cycles.read() << " cycles, "
+                        << c.session_table_cas_failed.read() << " compare-and-swaps lost");
+    CHECK(c.session_table_adds == s.adds - s.add_enospc - s.add_other_errors);
+    // (fewer if the thread lost its CPU inside a timed add: then it is left out)
+    const std::uint64_t one_in_16 = (c.session_table_adds + SessionTable::kTimedAddEvery - 1) /
+                                    SessionTable::kTimedAddEvery;
+    CHECK(c.session_table_adds_timed <= one_in_16);
+    CHECK(c.session_table_adds_timed >= one_in_16 * 9 / 10);
+    CHECK(c.session_table_add_cycles > c.session_table_adds_timed);
   }
   const std::uint64_t swept = expired_total.expired[static_cast<std::size_t>(SessionKind::sip_call)];
   INFO("session stress: " << sweeps << " sweeps, " << swept
