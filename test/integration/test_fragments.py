@@ -311,3 +311,6 @@ def test_identification_used_again_after_its_datagram_completed(tmp_path):
     assert run.drops("fragment_overlap") == 2 * 2
     assert run.drops("fragment_timeout") == 1
     assert sum(run.stats["drops"].values()) == 2 * 2 + 1
+    # The table's size, as `show counters` gives it: 8192 datagrams (the default), 1 KB each.
+    assert run.stats["memory"]["fragment_table_entries"] == 8192
+    assert run.stats["memory"]["fragment_table_bytes"] > 8192 * 1024
