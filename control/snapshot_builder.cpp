@@ -100,11 +100,9 @@ std::unique_ptr<dataplane::Snapshot> build_snapshot(
     std::memcpy(view.ethernet_addresses.data(), view.mac.data(), 6);
     std::memcpy(view.ethernet_addresses.data() + 6, snapshot->ports.at(view.port).mac.data(), 6);
     const PortConfig& port = config.ports[view.port];
-    view.tunnel.destination = config.backends[b].address;
-    view.tunnel.outer_ipv4 = parsers::is_ipv4_mapped(view.tunnel.destination);
-    view.tunnel.source = tunnel_source(port, view.tunnel.outer_ipv4).value_or(IpBytes{});
-    view.tunnel.mtu = port.mtu;
-    view.tunnel.gue_port = port.gue_port;
+    const IpBytes& address = config.backends[b].address;
+    view.tunnel = dataplane::make_tunnel_endpoint(
+        tunnel_source(port, parsers::is_ipv4_mapped(address)).value_or(IpBytes{}), address, port.mtu, port.gue_port);
     snapshot->backends.push_back(view);
   }
 

@@ -44,10 +44,11 @@ std::uint8_t traffic_class(std::span<const std::uint8_t> inner) {
 // The header checksum is summed from the fields' values, not read back from the bytes just
 // written: a wide load of narrow stores waits for them (store forwarding fails), which cost
 // more than the rest of the wrapping together.
+// `address_sum`: the addresses' sum.
 void write_ipv4(std::uint8_t* ip, std::uint8_t tos, std::size_t total_length, std::uint8_t protocol,
-                const std::uint8_t* source, const std::uint8_t* destination, std::uint16_t flags) {
-  const std::uint64_t sum = (0x4500u | tos) + total_length + flags + (kOuterHopLimit << 8 | protocol) +
-                            sum_bytes(source, 4) + sum_bytes(destination, 4);
+                const std::uint8_t* source, const std::uint8_t* destination, std::uint64_t address_sum,
+                std::uint16_t flags) {
+  const std::uint64_t sum = (0x4500u | tos) + total_length + flags + (kOuterHopLimit << 8 | protocol) + address_sum;
   ip[0] = 0x45;
   ip[1] = tos;
   put16(ip + 2, static_cast<std::uint32_t>(total_length));
@@ -80,12 +81,18 @@ std::uint64_t ipv6_pseudo_sum(const std::uint8_t* ip, std::size_t length, std::u
 
 }  // namespace
 
-std::size_t ip_packet_length(std::span<const std::uint8_t> packet) {
-  if (packet.empty()) return 0;
-  const unsigned version = packet[0] >> 4;
-  if (version == 4 && packet.size() >= kIpv4HeaderLength) return get16(packet.data() + 2);
-  if (version == 6 && packet.size() >= kIpv6HeaderLength) return kIpv6HeaderLength + get16(packet.data() + 4);
-  return 0;
+TunnelEndpoint make_tunnel_endpoint(const parsers::IpBytes& source, const parsers::IpBytes& destination,
+                                    std::uint16_t mtu, std::uint16_t gue_port) {
+  TunnelEndpoint endpoint;
+  endpoint.source = source;
+  endpoint.destination = destination;
+  endpoint.outer_ipv4 = parsers::is_ipv4_mapped(destination);
+  endpoint.mtu = mtu;
+  endpoint.gue_port = gue_port;
+  const std::size_t length = endpoint.outer_ipv4 ? 4 : 16;
+  endpoint.address_sum = static_cast<std::uint32_t>(sum_bytes(family_bytes(source, endpoint.outer_ipv4), length) +
+                                                    sum_bytes(family_bytes(destination, endpoint.outer_ipv4), length));
+  return endpoint;
 }
 
 void write_tunnel_headers(std::uint8_t* out, const TunnelEndpoint& endpoint, Forwarding forwarding,
@@ -98,7 +105,8 @@ void write_tunnel_headers(std::uint8_t* out, const TunnelEndpoint& endpoint, For
   const std::uint8_t* source = family_bytes(endpoint.source, outer_ipv4);
   const std::uint8_t* destination = family_bytes(endpoint.destination, outer_ipv4);
   if (outer_ipv4)
-    write_ipv4(out, traffic_class(inner), ip_length + payload_length, protocol, source, destination, 0x4000);
+    write_ipv4(out, traffic_class(inner), ip_length + payload_length, protocol, source, destination,
+               endpoint.address_sum, 0x4000);
   else
     write_ipv6(out, traffic_class(inner), flow_hash, payload_length, protocol, source, destination);
   if (!gue) return;
@@ -108,7 +116,7 @@ void write_tunnel_headers(std::uint8_t* out, const TunnelEndpoint& endpoint, For
   put16(udp + 4, static_cast<std::uint32_t>(payload_length));
   put16(udp + 6, 0);
   if (outer_ipv4) return;
-  std::uint64_t sum = sum_bytes(source, 16) + sum_bytes(destination, 16) + payload_length + kProtoUdp;  // pseudo-header
+  std::uint64_t sum = endpoint.address_sum + payload_length + kProtoUdp;  // pseudo-header
   sum += gue_source_port(flow_hash) + endpoint.gue_port + payload_length;  // the UDP header
   sum = sum_bytes(inner.data(), inner.size(), sum);
   const std::uint16_t checksum = fold_complement(sum);
@@ -142,7 +150,8 @@ void write_too_big_headers(std::uint8_t* out, std::span<const std::uint8_t> quot
   const std::size_t icmp_length = kIcmpHeaderLength + quote.size();
   if (ipv4) {
     // From the packet's destination (the VIP) back to its source.
-    write_ipv4(out, 0, ip_length + icmp_length, kProtoIcmp, quote.data() + 16, quote.data() + 12, 0);
+    write_ipv4(out, 0, ip_length + icmp_length, kProtoIcmp, quote.data() + 16, quote.data() + 12,
+               sum_bytes(quote.data() + 12, 8), 0);
     icmp[0] = 3;  // destination unreachable
     icmp[1] = 4;  // fragmentation needed and DF set
     put16(icmp + 2, 0);

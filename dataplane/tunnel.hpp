@@ -31,14 +31,23 @@ namespace tether::dataplane {
 // The order of the configuration's Forwarding (control/config.hpp).
 enum class Forwarding : std::uint8_t { dsr, ipip, gue };
 
-// Where a backend's tunnel goes, built by the control thread.
+// Where a backend's tunnel goes, built by the control thread with make_tunnel_endpoint.
 struct TunnelEndpoint {
   parsers::IpBytes source{};       // the port's tunnel source of the backend's family
   parsers::IpBytes destination{};  // the backend's address
   bool outer_ipv4 = true;          // the backend's family
   std::uint16_t mtu = 1500;        // the port's
   std::uint16_t gue_port = 6080;
+  // The one's complement sum of the outer addresses (RFC 1071, not folded), where every outer
+  // IPv4 header checksum and every GUE-over-IPv6 UDP checksum starts: summed once per snapshot
+  // instead of once per packet.
+  std::uint32_t address_sum = 0;
 };
+
+// The endpoint from the backend's address (its family is the outer family) and its port's
+// tunnel source of that family, MTU and GUE port.
+TunnelEndpoint make_tunnel_endpoint(const parsers::IpBytes& source, const parsers::IpBytes& destination,
+                                    std::uint16_t mtu, std::uint16_t gue_port);
 
 inline constexpr std::size_t kIpv4HeaderLength = parsers::kIpv4MinHeader;  // no options
 inline constexpr std::size_t kIpv6HeaderLength = 40;
@@ -63,8 +72,15 @@ constexpr std::uint16_t gue_source_port(std::uint32_t flow_hash) {
 }
 
 // The length an IP packet's own header gives (IPv4 total length, IPv6 40 + payload length),
-// or 0 if `packet` is too short to say or is no IPv4 or IPv6 packet.
-std::size_t ip_packet_length(std::span<const std::uint8_t> packet);
+// or 0 if `packet` is too short to say or is no IPv4 or IPv6 packet. Inline: once a packet.
+inline std::size_t ip_packet_length(std::span<const std::uint8_t> packet) {
+  if (packet.empty()) return 0;
+  const unsigned version = packet[0] >> 4;
+  const auto field = [&](std::size_t at) { return static_cast<std::size_t>(packet[at] << 8 | packet[at + 1]); };
+  if (version == 4 && packet.size() >= kIpv4HeaderLength) return field(2);
+  if (version == 6 && packet.size() >= kIpv6HeaderLength) return kIpv6HeaderLength + field(4);
+  return 0;
+}
 
 // Writes the outer headers (tunnel_overhead bytes) at `out`, which the inner IP packet
 // `inner` follows directly in memory (out + tunnel_overhead == inner.data()): GUE over IPv6

@@ -389,10 +389,6 @@ void Worker::queue_for_lookup(rte_mbuf* mbuf, ServiceMatch found, const Fields& 
     return drop(mbuf, DropReason::ha_standby);
   const bool related = found.related;
   const std::uint16_t service = found.service;
-  // A tunnel's outer headers go into the headroom line before the frame, which nothing
-  // touched since the buffer was last used: fetched now, it is in cache by the transmit.
-  if (snapshot_->services[service].forwarding != Forwarding::dsr)
-    __builtin_prefetch(rte_pktmbuf_mtod(mbuf, std::uint8_t*) - 64, 1, 3);  // for writing
   if (!related && snapshot_->services[service].dpi == SessionInspection::sip_calls &&
       read_sip_call(mbuf, fields.payload_offset, fields.payload_length, service,
                     burst.calls[burst.call_count])) {

@@ -66,7 +66,9 @@ bool Worker::encapsulate(rte_mbuf* mbuf, const TunnelEndpoint& endpoint, Forward
     drop(mbuf, DropReason::tunnel_unwrappable);
     return false;
   }
-  std::memmove(wrapped, wrapped + overhead, l2_length);
+  // transmit_to_backend writes both MACs next: only VLAN tags move, and the EtherType is new.
+  constexpr std::size_t kMacs = 12;
+  if (l2_length > kMacs + 2) std::memmove(wrapped + kMacs, wrapped + overhead + kMacs, l2_length - kMacs - 2);
   set_ether_type(wrapped, l2_length, endpoint.outer_ipv4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
   // Only GUE over IPv6 reads past the inner header's first bytes, and only in one segment.
   write_tunnel_headers(wrapped + l2_length, endpoint, forwarding, {wrapped + l2_length + overhead, ip_length},

@@ -562,7 +562,7 @@ def tetherd_config(pcap, scenario, packets, memory, sync_lab=None, sync_on=False
     tables = {"flows_per_worker": scenario.flows, "sessions": scenario.sessions,
               "dpi_streams_per_worker": 16384, "mbufs_per_port": mbufs_for(packets),
               "mbuf_size": scenario.mbuf_size}
-    return config_text(ports, backends, services, eal=[*lcores(workers), *memory.eal("bench_tetherd"),
+    return config_text(ports, backends, services, workers=workers, eal=[*lcores(workers), *memory.eal("bench_tetherd"),
                                                        "--log-level=lib.*:error"],
                        tables=tables, log_level="warning", backend_port="out",
                        extra=sync_lab.settings() if sync_on else "")
@@ -601,6 +601,8 @@ def run_tetherd(workdir, pcap, packets, scenario, memory, warmup, seconds, tethe
 
         def sample():
             per_worker = daemon.json("show", "workers")["workers"]
+            if len(per_worker) != workers:
+                raise RuntimeError(f"tetherd runs {len(per_worker)} workers, {workers} asked")
             worker = {name: sum(w[name] for w in per_worker)
                       for name in ("rx_packets", "tx_packets", "loop_cycles", "busy_cycles")}
             counters = daemon.json("show", "counters")

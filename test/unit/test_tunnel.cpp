@@ -33,11 +33,8 @@ std::uint32_t pseudo6(const std::uint8_t* ip, std::size_t length, std::uint8_t n
 tether::IpBytes ip(const char* text) { return *tether::parse_ip(text); }
 
 TunnelEndpoint endpoint(bool ipv4) {
-  TunnelEndpoint e;
-  e.outer_ipv4 = ipv4;
-  e.source = ipv4 ? ip("192.0.2.2") : ip("2001:db8::2");
-  e.destination = ipv4 ? ip("198.51.100.11") : ip("2001:db8:5::16");
-  return e;
+  return dp::make_tunnel_endpoint(ipv4 ? ip("192.0.2.2") : ip("2001:db8::2"),
+                                  ipv4 ? ip("198.51.100.11") : ip("2001:db8:5::16"), 1500, 6080);
 }
 
 // The inner packet placed after room for the outer headers, as the worker's mbuf holds it.
