@@ -21,6 +21,10 @@ Totals ControlState::totals() const {
 
 void ControlState::set_control_counts(Totals& t) const {
   t.sessions = read_sessions(*sessions, *expired);
+  if (fragments != nullptr) {
+    t.fragment_table_bytes = fragments->memory_bytes();
+    t.fragment_table_entries = fragments->capacity();
+  }
   if (kernel != nullptr) t.kernel = kernel->totals();
   t.sync = sync_totals(sync, sync_sender);
   if (ha != nullptr) t.ha = ha->totals();

@@ -50,6 +50,7 @@ struct ControlState {
   const MetricsServer* metrics_server = nullptr;  // null: no `metrics`
   // Live TCP connections per backend, every worker's (dataplane/live_counts.hpp).
   const dataplane::LiveCounts* connections = nullptr;
+  const dataplane::FragmentTable* fragments = nullptr;  // the shared fragment table
 
   Totals totals() const;
   // Sets the counts the control thread keeps itself in `t` (the session table's, the kernel

@@ -264,6 +264,12 @@ std::vector<CounterSample> list_counters(const Totals& t) {
   add("memory", "session_table_entries", t.sessions.table_entries,
       {.name = "session_table_entries", .type = kGauge,
        .help = "Entries the session table has room for."});
+  add("memory", "fragment_table_bytes", t.fragment_table_bytes,
+      {.name = "fragment_table_bytes", .type = kGauge,
+       .help = "Heap bytes of the fragment table, with the bytes-seen bits of its datagrams."});
+  add("memory", "fragment_table_entries", t.fragment_table_entries,
+      {.name = "fragment_table_entries", .type = kGauge,
+       .help = "Datagrams the fragment table has room for."});
   return out;
 }
 

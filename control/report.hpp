@@ -36,6 +36,7 @@ struct Totals {
   // Heap bytes of the tables and their entries: the memory per flow and per session.
   std::uint64_t flow_table_bytes = 0, flow_table_entries = 0;
   SessionTotals sessions;
+  std::uint64_t fragment_table_bytes = 0, fragment_table_entries = 0;  // the control thread's
   KernelPathTotals kernel;  // the control thread's end of the kernel interfaces
   SyncTotals sync;          // the state sync receiver's (zero without `sync`)
   HaTotals ha;              // the active-standby state's (zero without `ha`)

@@ -246,7 +246,7 @@ int run(const Config& config, const Options& options) {
                                                [](const PortConfig& p) { return p.kernel.has_value(); });
     links = std::make_unique<dataplane::Links>(config.workers, config.sessions, kernel_interfaces,
                                                config.sync.has_value(),
-                                               SOCKET_ID_ANY, config.fragments.table);
+                                               SOCKET_ID_ANY, config.fragments);
     std::vector<ControlPort> control_port_list;
     for (std::size_t i = 0; i < ports.size(); ++i)
       control_port_list.push_back({ports[i].port_id, ports[i].mac, ports[i].control_queue, ports[i].pool,
@@ -275,6 +275,7 @@ int run(const Config& config, const Options& options) {
     control->progress = progress.get();
     control->metrics_server = metrics_server.get();
     control->connections = &links->connections();
+    control->fragments = &links->fragments();
     if (config.announce) {
       announcer = std::make_unique<Announcer>(config, rte_get_tsc_hz());
       control->announcer = announcer.get();

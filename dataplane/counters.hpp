@@ -76,6 +76,7 @@ class Counter {
   X(fragment_buffer_full)   /* the worker held as many fragments as its buffer takes */       \
   X(fragment_source_limit)  /* the worker held per_source fragments from its source address */ \
   X(fragment_too_large)     /* a SIP datagram to reassemble longer than 16 KB */ \
+  X(fragment_handoff_full)  /* for the worker reassembling its datagram, whose handoff ring was full */ \
   /* a packet of an ipip or gue service (dataplane/tunnel.hpp) that could not be wrapped: */  \
   X(tunnel_too_big_rate_limited)  /* over the port's MTU once wrapped, the ICMP error beyond its rate */ \
   X(tunnel_too_big_unanswerable)  /* over the MTU, an ICMP error or later fragment: no error about it */ \
@@ -172,6 +173,10 @@ constexpr const char* to_string(RefusalReason reason) { return names::of(names::
     "SIP datagrams reassembled to read a Call-ID beyond their first fragment.")              \
   X(fragment_table_full, "",                                                                  \
     "First fragments routed with no room in the fragment table: their datagram's rest times out.") \
+  X(fragments_handed, "",                                                                     \
+    "IP fragments handed to the worker reassembling their SIP datagram.")                    \
+  X(fragment_ids_reused, "_datagrams",                                                        \
+    "Fragmented datagrams started under the identification of a complete one still in the fragment table.") \
   X(tunnelled, "_packets", "Packets sent to a backend wrapped in a tunnel (ipip or gue).")    \
   X(icmp_too_big_sent, "",                                                                    \
     "ICMP fragmentation-needed and ICMPv6 packet-too-big errors sent to clients whose packet would exceed the port's MTU once wrapped.") \

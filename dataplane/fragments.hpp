@@ -15,7 +15,16 @@
 // table once a loop pass and forwards it when the first fragment has been routed, on any
 // worker. A SIP datagram whose header block does not end in its first fragment is reassembled
 // (bounded in bytes, count and time) by the worker that received the first fragment, routed
-// by its Call-ID, and forwarded as the original fragments (see docs/design.md).
+// by its Call-ID, and forwarded as the original fragments (see docs/design.md). That worker
+// owns the reassembly, and the table says so: another worker that gets a piece of the
+// datagram hands it over through the owner's FragmentHandoffs ring, which the owner drains
+// once a loop pass, so a datagram RSS spread over several workers is reassembled all the same.
+//
+// Once every byte of a datagram went through, the table marks it complete: its
+// identification may come again (IPv4's 16 bits wrap within the timeout at 33,000
+// datagrams a second), and a fragment of it then starts, or waits for, a new datagram instead
+// of being refused as an overlap. Overlaps within a datagram not complete are still refused,
+// the whole datagram with them (RFC 5722).
 #pragma once
 
 #include <atomic>
@@ -26,6 +35,8 @@
 #include "dataplane/tunnel.hpp"
 #include "parsers/fragment.hpp"
 #include "parsers/sip.hpp"
+
+struct rte_ring;
 
 namespace tether::dataplane {
 
@@ -55,9 +66,12 @@ inline constexpr unsigned kReassembliesPerWorker = 16;
 // service field: for a backend, the first fragment's header_end (low 14 bits) and the
 // service's forwarding (top 2 bits: later fragments carry no ports to find their service by,
 // and go through the same tunnel); for kFragmentReassembling, the worker reassembling; for
-// kFragmentRefused, the DropReason every later fragment gets.
+// kFragmentRefused, the DropReason every later fragment gets; for kFragmentComplete, 0.
 inline constexpr std::uint16_t kFragmentRefused = 0xfffe;
 inline constexpr std::uint16_t kFragmentReassembling = 0xfffd;
+// Every byte of the datagram went through: a first fragment under its key starts a new
+// datagram, a later one waits for its own first fragment.
+inline constexpr std::uint16_t kFragmentComplete = 0xfffc;
 // A first fragment's headers end within its 9216-byte jumbo frame at most: 14 bits.
 inline constexpr std::uint32_t kFragmentHeaderEndMask = 0x3fff;
 inline SessionRoute fragment_route(std::uint16_t backend, std::uint32_t header_end, Forwarding forwarding) {
@@ -78,17 +92,34 @@ class FragmentTable : public SessionTable {
   // any of them had been (an overlap, or a duplicate). Atomic per 64 units, so two workers
   // marking one unit at once see it once.
   bool cover(std::int32_t position, std::uint32_t offset, std::uint32_t length);
+  // Counts the bytes of a fragment that cover() found fresh toward its datagram's length,
+  // which its last fragment (`last`) sets.
+  enum class Progress : std::uint8_t {
+    partial,
+    complete,     // this fragment completed the datagram: true for exactly one fragment
+    contradicts,  // a second last fragment, or bytes past the last one's end: an overlap
+  };
+  Progress count_bytes(std::int32_t position, std::uint32_t offset, std::uint32_t length, bool last);
+  // Whether every byte of the datagram at `position` went through.
+  bool complete(std::int32_t position) const;
   // A new datagram in the entry: nothing went through yet, no fragment counted. For the worker
   // that routed its first fragment, whether its add() created the entry or took over one
-  // that had expired unswept. (A position is reused only after every worker passed a
-  // quiescent state, so no one still marks a deleted entry's.)
+  // that had expired unswept or was complete. (A position is reused only after every worker
+  // passed a quiescent state, so no one still marks a deleted entry's.)
   void restart(std::int32_t position);
+  // The session table's bytes and the coverage's.
+  std::uint64_t memory_bytes() const { return SessionTable::memory_bytes() + own_bytes_; }
 
   static constexpr std::uint32_t kMaxDatagramUnits = (parsers::kMaxDatagram + 7) / 8;
   static constexpr std::uint32_t kCoverageWords = (kMaxDatagramUnits + 63) / 64;
 
  private:
   std::atomic<std::uint64_t>* coverage_ = nullptr;  // kCoverageWords per position
+  // Per position: the datagram's length + 1 once its last fragment went through (high 32
+  // bits, 0 before) and the bytes that went through (low 32 bits), in one word so that
+  // exactly one fragment sees them meet.
+  std::atomic<std::uint64_t>* progress_ = nullptr;
+  std::uint64_t own_bytes_ = 0;
 };
 
 // (source, destination, identification, protocol). The destination, a VIP, is folded to the
@@ -117,6 +148,7 @@ class FragmentBuffer {
     bool more;
     std::uint16_t data_offset;  // in the frame
     std::uint64_t arrived;
+    bool handed = false;  // came from another worker (FragmentHandoffs): never handed on again
   };
   enum class Admit : std::uint8_t {
     held,
@@ -156,6 +188,32 @@ class FragmentBuffer {
   std::uint32_t capacity_;
   std::uint32_t per_source_;
   std::vector<Piece> pieces_;  // reserved at capacity: holding never allocates
+};
+
+// One ring per worker through which the other workers hand it the pieces of the datagrams it
+// reassembles: rte_ring, multi-producer, single-consumer (the owner drains its own once a loop
+// pass), of FragmentBuffer::Piece values whose mbufs the ring owns while they wait. Bounded:
+// a piece that finds its owner's ring full is dropped (fragment_handoff_full).
+class FragmentHandoffs {
+ public:
+  // `capacity`: pieces one ring holds (the owner's buffer holds no more either).
+  FragmentHandoffs(unsigned workers, std::uint32_t capacity, int socket);
+  ~FragmentHandoffs();  // frees the pieces still in the rings: the workers must have stopped
+  FragmentHandoffs(const FragmentHandoffs&) = delete;
+  FragmentHandoffs& operator=(const FragmentHandoffs&) = delete;
+
+  // Any worker: false if `owner`'s ring is full (the piece stays the caller's).
+  bool hand(unsigned owner, FragmentBuffer::Piece piece);  // a copy: DPDK takes a void*
+  // The owner only: up to `n` pieces, now its own.
+  unsigned take(unsigned owner, FragmentBuffer::Piece* pieces, unsigned n);
+  unsigned workers() const { return static_cast<unsigned>(rings_.size()); }
+  // Heap bytes of the rings.
+  std::uint64_t memory_bytes() const { return memory_bytes_; }
+
+ private:
+  void free_rings();
+  std::vector<rte_ring*> rings_;
+  std::uint64_t memory_bytes_ = 0;
 };
 
 }  // namespace tether::dataplane

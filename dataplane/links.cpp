@@ -32,13 +32,15 @@ void Links::RingFree::operator()(rte_ring* ring) const {
 void Links::ValueRingFree::operator()(rte_ring* ring) const { rte_ring_free(ring); }
 
 Links::Links(unsigned workers, std::uint32_t session_capacity, bool kernel_interfaces, bool sync,
-             int socket, std::uint32_t fragment_capacity)
+             int socket, const FragmentSettings& fragments)
     : exceptions_(make_ring("exceptions", kExceptionRingSize, socket, RING_F_SC_DEQ)),
       outbound_(make_ring("control_out", kOutboundRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ)),
       snapshots_(workers, socket),
       sessions_("sessions", session_capacity, workers, socket),
       to_kernel_(kernel_interfaces ? make_ring("to_kernel", kKernelRingSize, socket, RING_F_SC_DEQ) : nullptr),
-      fragments_("fragments", fragment_capacity, workers, socket) {
+      fragments_("fragments", fragments.table, workers, socket),
+      fragment_handoffs_(workers > 1 ? std::make_unique<FragmentHandoffs>(workers, fragments.buffer_per_worker, socket)
+                                     : nullptr) {
   for (unsigned w = 0; w < workers; ++w) {
     workers_.push_back(std::make_unique<PerWorker>());
     if (!sync) continue;
@@ -67,7 +69,8 @@ WorkerLinks Links::worker(unsigned index) {
           own.backend_counters,
           own.service_counters,
           &stop_,
-          &fragments_};
+          &fragments_,
+          fragment_handoffs_.get()};
 }
 
 }  // namespace tether::dataplane

@@ -27,6 +27,10 @@
 //                        for the later ones; control sweeps   datagram's fragments and the
 //                                                             bytes seen: relaxed fetch_add,
 //                                                             fetch_or
+//   fragment handoff     every other worker (MP) -> the       rte_ring of FragmentBuffer::Piece
+//   (fragments)          worker reassembling a SIP datagram   values: the mbuf's bytes before
+//                        (SC, its own ring): that datagram's  the enqueue; the owner drains
+//                        pieces RSS gave the others           its ring once a loop pass
 //   exception ring       every worker (MP) -> control (SC):   rte_ring: the frame is written
 //                        probe replies, neighbour answers     before its mbuf is enqueued
 //   outbound ring        control (SP) -> worker 0 (SC):       rte_ring, as above; mbuf->port
@@ -98,6 +102,7 @@ struct WorkerLinks {
   std::span<ServiceCounters> service_counters;  // kMaxServices, likewise
   const std::atomic<bool>* stop;
   FragmentTable* fragments;  // the datagrams whose first fragment was routed (dataplane/fragments.hpp)
+  FragmentHandoffs* fragment_handoffs;  // null with one worker
 };
 
 class Links {
@@ -105,9 +110,10 @@ class Links {
   // `session_capacity`: entries of the shared session table.
   // `kernel_interfaces`: whether any port has one (the kernel ring exists only then).
   // `sync`: whether state sync is on (the sync event rings exist only then).
-  // `fragment_capacity`: entries of the shared fragment table.
+  // `fragments`: the shared fragment table's entries, and the handoff rings' (a worker's
+  // buffer) size.
   Links(unsigned workers, std::uint32_t session_capacity, bool kernel_interfaces, bool sync,
-        int socket, std::uint32_t fragment_capacity = FragmentSettings{}.table);
+        int socket, const FragmentSettings& fragments = {});
   // The workers must have stopped.
   ~Links() = default;
   Links(const Links&) = delete;
@@ -120,6 +126,7 @@ class Links {
   SessionTable& sessions() { return sessions_; }
   const LiveCounts& connections() const { return connections_; }
   FragmentTable& fragments() { return fragments_; }
+  const FragmentHandoffs* fragment_handoffs() const { return fragment_handoffs_.get(); }
   rte_ring* exceptions() const { return exceptions_.get(); }
   rte_ring* outbound() const { return outbound_.get(); }
   rte_ring* to_kernel() const { return to_kernel_.get(); }
@@ -163,6 +170,7 @@ class Links {
   std::vector<std::unique_ptr<PerWorker>> workers_;
   std::atomic<bool> stop_{false};
   FragmentTable fragments_;  // last: the session table's place in the heap stays as it was
+  std::unique_ptr<FragmentHandoffs> fragment_handoffs_;
 };
 
 }  // namespace tether::dataplane

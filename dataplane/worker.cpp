@@ -117,6 +117,7 @@ Worker::Worker(const WorkerSetup& setup, const Snapshot* snapshot, const WorkerL
       inspection_(setup.stream_capacity, setup.buffer_capacity, *links.sessions, *links.counters,
                   links.backend_counters, sync_events_),
       fragments_(links.fragments),
+      handoffs_(links.fragment_handoffs),
       held_(setup.fragments.buffer_per_worker, setup.fragments.per_source),
       fragment_timeout_tsc_(rte_get_tsc_hz() / 1000 * setup.fragments.timeout_ms),
       reassembled_(kMaxReassembledBytes),
@@ -157,6 +158,7 @@ bool Worker::poll_once() {
   now_ = start;
   for (std::uint16_t p = 0; p < snapshot_->ports.size(); ++p) busy |= poll_port(p, now_);
   counters_.flows_expired += flows_.expire(now_, kExpiryBudget, end_expired_entry, this);
+  if (handoffs_ != nullptr) serve_handed_fragments(now_);
   if (!held_.empty()) [[unlikely]] {
     serve_held_fragments(now_);
     flush();
@@ -437,7 +439,7 @@ std::uint16_t Worker::forward_first_fragment(rte_mbuf* mbuf, ServiceMatch found,
 // A later fragment's tunnel entropy is its datagram's hash (it has no ports): its GUE source
 // port may differ from its first fragment's, which only the backend's reassembly sees.
 void Worker::send_fragment(rte_mbuf* mbuf, std::uint16_t backend, Forwarding forwarding, std::uint32_t datagram_hash) {
-  transmit_to_backend(mbuf, backend, forwarding, datagram_hash);
+  if (transmit_to_backend(mbuf, backend, forwarding, datagram_hash)) counters_.fragments_followed++;
 }
 
 // A SIP datagram goes where its call goes, whatever flow carries it. False hands the packet

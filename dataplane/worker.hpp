@@ -210,6 +210,8 @@ class Worker {
                             Burst& burst);
   std::uint16_t forward_first_fragment(rte_mbuf* mbuf, ServiceMatch found, const parsers::Fragment& fragment,
                                        std::uint64_t now);
+  // The one way a later fragment leaves for its backend, counted as followed: the
+  // fragments' file cannot call the inlined transmit_to_backend() itself.
   void send_fragment(rte_mbuf* mbuf, std::uint16_t backend, Forwarding forwarding, std::uint32_t datagram_hash);
   // A fragment to a VIP: queued in `burst.fragments`, or dropped for what is wrong with it.
   // False for a fragment to anything else, which classify_any counts as before.
@@ -220,6 +222,13 @@ class Worker {
                             std::uint32_t signature, std::uint64_t now);
   // A later fragment: to its datagram's backend by the table, or held until the route comes.
   void follow_fragment(const FragmentBuffer::Piece& piece, std::uint64_t now);
+  // A piece of a SIP datagram worker `owner` reassembles: through its handoff ring, or held
+  // here if this worker is the owner (or the piece came from another worker already).
+  void hand_to_reassembly(const FragmentBuffer::Piece& piece, std::uint16_t owner, std::uint64_t now);
+  // Once a loop pass: the pieces other workers handed this one.
+  void serve_handed_fragments(std::uint64_t now);
+  // Every byte of the datagram went through: its identification may start a new one.
+  void mark_complete(const SessionKey& key, std::uint32_t signature, std::uint64_t now);
   void hold_fragment(const FragmentBuffer::Piece& piece, std::uint64_t now);
   // Into the buffer (true), or dropped for why it did not fit (false).
   bool hold_or_drop(const FragmentBuffer::Piece& piece, std::uint64_t now);
@@ -232,9 +241,11 @@ class Worker {
   // Once a loop pass while fragments wait: time them out, forward those whose route came.
   void serve_held_fragments(std::uint64_t now);
   // The route of a datagram whose first fragment this worker sent to `backend` (kNoBackend:
-  // dropped), and the held fragments that waited for it.
+  // dropped), and the held fragments that waited for it. `previous`: the position of a
+  // complete datagram's entry under the same key, taken over, or negative.
   void record_fragment_route(const SessionKey& key, std::uint32_t signature, std::uint16_t backend,
-                             Forwarding forwarding, const parsers::Fragment& first, std::uint64_t now);
+                             Forwarding forwarding, const parsers::Fragment& first, std::int32_t previous,
+                             std::uint64_t now);
   void hand_to_control(rte_mbuf* mbuf);  // over the exception ring
   // A frame tetherd does not consume: to the port's kernel interface within this worker's
   // share of its rate for the frame's class, or dropped for `reason` on a port without one.
@@ -349,6 +360,7 @@ class Worker {
   StreamInspector inspection_;  // this worker's RTSP and FTP control connections
   // IP fragments: the shared table, this worker's held fragments and reassemblies.
   FragmentTable* fragments_;
+  FragmentHandoffs* handoffs_;  // null with one worker
   FragmentBuffer held_;
   std::uint64_t fragment_timeout_tsc_;
   std::uint32_t held_cursor_ = 0;  // where the next pass's table lookups of held fragments start

@@ -3,8 +3,9 @@
 // A first fragment is routed as any packet of its service (by its flow, or, for SIP, by its
 // Call-ID) and its route written to the shared fragment table; the later fragments follow it
 // from any worker. A fragment whose route is not known yet waits in this worker's buffer; a
-// SIP datagram whose header block goes on past its first fragment is reassembled here and
-// routed by the whole message. Fragments are forwarded as they came: DSR leaves the IP
+// SIP datagram whose header block goes on past its first fragment is reassembled by the worker
+// that got its first fragment, to which the others hand its pieces, and routed by the whole
+// message. Fragments are forwarded as they came: DSR leaves the IP
 // packet untouched, so the backend reassembles what the client sent.
 #include <rte_mbuf.h>
 
@@ -90,11 +91,16 @@ void Worker::route_first_fragment(rte_mbuf* mbuf, const parsers::Fragment& fragm
   const ServiceMatch found = fragment_service(fragment);
   if (found.service == ServiceIndex::kNone) return drop(mbuf, DropReason::no_service);
   SessionRoute known;
-  if (fragments_->find(key, signature, now, known) >= 0) {
-    // A second first fragment: an overlap, unless the datagram was refused already.
+  const std::int32_t previous = fragments_->find(key, signature, now, known);
+  if (previous >= 0) {
+    // A second first fragment: an overlap, unless the datagram was refused already, or was
+    // complete (its identification used again: a new datagram).
     if (known.backend == kFragmentRefused) return drop(mbuf, static_cast<DropReason>(known.service));
-    refuse_datagram(key, signature, DropReason::fragment_overlap, now);
-    return drop(mbuf, DropReason::fragment_overlap);
+    if (known.backend != kFragmentComplete) {
+      refuse_datagram(key, signature, DropReason::fragment_overlap, now);
+      return drop(mbuf, DropReason::fragment_overlap);
+    }
+    counters_.fragment_ids_reused++;
   }
   std::uint16_t backend;
   const ServiceView& service = snapshot_->services[found.service];
@@ -108,22 +114,34 @@ void Worker::route_first_fragment(rte_mbuf* mbuf, const parsers::Fragment& fragm
   } else {
     backend = forward_first_fragment(mbuf, found, fragment, now);
   }
-  record_fragment_route(key, signature, backend, service.forwarding, fragment, now);
+  record_fragment_route(key, signature, backend, service.forwarding, fragment, previous, now);
 }
 
 void Worker::record_fragment_route(const SessionKey& key, std::uint32_t signature, std::uint16_t backend,
-                                   Forwarding forwarding, const parsers::Fragment& first, std::uint64_t now) {
+                                   Forwarding forwarding, const parsers::Fragment& first, std::int32_t previous,
+                                   std::uint64_t now) {
   // A dropped first fragment (no backend) takes the rest of its datagram with it.
   if (backend == kNoBackend) return refuse_datagram(key, signature, DropReason::no_backend, now);
+  // A complete datagram's entry taken over: started afresh before the new route is published,
+  // so that no worker that finds the route checks a fragment against the old datagram's bytes.
+  if (previous >= 0) {
+    fragments_->restart(previous);
+    fragments_->cover(previous, 0, first.length);
+    fragments_->count_bytes(previous, 0, first.length, false);
+  }
   const std::int32_t position =
       fragments_->add(key, signature, fragment_route(backend, first.header_end, forwarding), now + fragment_timeout_tsc_);
   if (position < 0) {
     counters_.fragment_table_full++;
     return;  // the held fragments time out: no worker can learn the route
   }
-  // route_first_fragment() found no live entry: a new one, or an expired one not swept yet.
-  fragments_->restart(position);
-  fragments_->cover(position, 0, first.length);
+  if (position != previous) {
+    // A new entry, or one that expired unswept: no worker followed it since, but for a
+    // fragment that found it in the instant since add().
+    fragments_->restart(position);
+    fragments_->cover(position, 0, first.length);
+    fragments_->count_bytes(position, 0, first.length, false);
+  }
   // The fragments that came first, held here (those held on other workers find the route
   // in their next pass).
   Piece waiting[kMaxFragmentsPerDatagram];
@@ -142,15 +160,25 @@ void Worker::follow_fragment(const Piece& piece, std::uint64_t now) {
   const std::int32_t position = fragments_->find(piece.key, piece.signature, now, route);
   if (position < 0) return hold_fragment(piece, now);
   if (route.backend == kFragmentRefused) return drop(mbuf, static_cast<DropReason>(route.service));
-  if (route.backend == kFragmentReassembling) return hold_fragment(piece, now);
+  if (route.backend == kFragmentReassembling) return hand_to_reassembly(piece, route.service, now);
+  // Its identification's last datagram is complete: a new datagram's, waiting for its own first.
+  if (route.backend == kFragmentComplete) return hold_fragment(piece, now);
   // Bytes the route was chosen by (ports, flags) would be rewritten at the backend: RFC 1858's
   // overlapping fragment attack. The datagram goes, whatever its other fragments.
   if (piece.offset < fragment_header_end(route)) {
     refuse_datagram(piece.key, piece.signature, DropReason::fragment_overlap, now);
     return drop(mbuf, DropReason::fragment_overlap);
   }
-  // RFC 5722: an overlap with any fragment that went through, on any worker.
+  // RFC 5722: an overlap with any fragment that went through, on any worker; unless the
+  // datagram was completed since the route was read, when this is the next one's.
   if (!fragments_->cover(position, piece.offset, piece.length)) {
+    if (fragments_->complete(position)) return hold_fragment(piece, now);
+    refuse_datagram(piece.key, piece.signature, DropReason::fragment_overlap, now);
+    return drop(mbuf, DropReason::fragment_overlap);
+  }
+  const FragmentTable::Progress progress =
+      fragments_->count_bytes(position, piece.offset, piece.length, !piece.more);
+  if (progress == FragmentTable::Progress::contradicts) {  // a second last fragment, or past it
     refuse_datagram(piece.key, piece.signature, DropReason::fragment_overlap, now);
     return drop(mbuf, DropReason::fragment_overlap);
   }
@@ -158,9 +186,32 @@ void Worker::follow_fragment(const Piece& piece, std::uint64_t now) {
     refuse_datagram(piece.key, piece.signature, DropReason::fragment_too_many, now);
     return drop(mbuf, DropReason::fragment_too_many);
   }
+  if (progress == FragmentTable::Progress::complete) mark_complete(piece.key, piece.signature, now);
   if (is_down(route.backend)) return drop(mbuf, DropReason::no_backend);
-  counters_.fragments_followed++;
   send_fragment(mbuf, route.backend, fragment_forwarding(route), piece.signature);
+}
+
+void Worker::mark_complete(const SessionKey& key, std::uint32_t signature, std::uint64_t now) {
+  fragments_->add(key, signature, {kFragmentComplete, 0}, now + fragment_timeout_tsc_);
+}
+
+void Worker::hand_to_reassembly(const Piece& piece, std::uint16_t owner, std::uint64_t now) {
+  // A piece comes at most once from another worker: should two workers each believe the
+  // other reassembles (two first fragments at once), it stays with the second.
+  if (handoffs_ == nullptr || owner == index_ || piece.handed || owner >= handoffs_->workers())
+    return hold_fragment(piece, now);
+  Piece handed = piece;
+  handed.handed = true;
+  if (!handoffs_->hand(owner, handed)) return drop(mbuf_of(piece), DropReason::fragment_handoff_full);
+  counters_.fragments_handed++;
+}
+
+void Worker::serve_handed_fragments(std::uint64_t now) {
+  Piece pieces[kBurst];
+  const unsigned count = handoffs_->take(index_, pieces, kBurst);
+  if (count == 0) return;
+  for (unsigned i = 0; i < count; ++i) follow_fragment(pieces[i], now);
+  flush();
 }
 
 void Worker::hold_fragment(const Piece& piece, std::uint64_t now) {
@@ -208,8 +259,9 @@ void Worker::start_reassembly(const Piece& first, const parsers::Fragment& fragm
   if (slot == nullptr) return drop(mbuf_of(first), DropReason::fragment_buffer_full);
   if (!hold_or_drop(first, now)) return;
   *slot = {true, first.key, first.signature, service, fragment, now};
-  // The other workers hold what they get of it until it times out: a NIC's RSS hashes a
-  // fragment by its addresses, so all of a datagram's come to one queue.
+  // The other workers hand what they get of it to this one (hand_to_reassembly): a NIC's
+  // RSS hashes a fragment by its addresses, so a datagram's pieces share a queue, but a
+  // software RSS, or a port's several links, may spread them.
   if (fragments_->add(first.key, first.signature, {kFragmentReassembling, static_cast<std::uint16_t>(index_)},
                       now + fragment_timeout_tsc_) < 0)
     counters_.fragment_table_full++;
@@ -260,21 +312,10 @@ void Worker::try_reassembly(unsigned slot, std::uint64_t now) {
   }
   // As the client sent them, first fragment first: the backend reassembles the datagram.
   const Forwarding forwarding = snapshot_->services[reassembly.service].forwarding;
-  for (unsigned i = 1; i < count; ++i) {
-    counters_.fragments_followed++;
-    send_fragment(mbuf_of(pieces[i]), backend, forwarding, reassembly.signature);
-  }
-  // Late duplicates and retransmitted pieces follow like any datagram's.
-  const std::int32_t position = fragments_->add(reassembly.key, reassembly.signature,
-                                               fragment_route(backend, first.header_end, forwarding),
-                                               now + fragment_timeout_tsc_);
-  if (position >= 0) {
-    fragments_->restart(position);
-    for (unsigned i = 0; i < count; ++i) {
-      fragments_->cover(position, pieces[i].offset, pieces[i].length);
-      if (i > 0) fragments_->count_fragment(position);
-    }
-  }
+  for (unsigned i = 1; i < count; ++i) send_fragment(mbuf_of(pieces[i]), backend, forwarding, reassembly.signature);
+  // Every byte went through: late copies wait for a first fragment of their own, and one
+  // starts the next datagram under the identification.
+  mark_complete(reassembly.key, reassembly.signature, now);
 }
 
 void Worker::serve_held_fragments(std::uint64_t now) {
@@ -296,7 +337,13 @@ void Worker::serve_held_fragments(std::uint64_t now) {
     if (index < start || index >= start + kLookupsPerPass) return false;
     SessionRoute route;
     const std::int32_t position = fragments_->find(piece.key, piece.signature, now, route);
-    if (position < 0 || route.backend == kFragmentReassembling) return false;
+    // Still waiting: for its first fragment (none yet, or its identification's last datagram
+    // complete), or for the rest of a datagram this worker reassembles. The other workers'
+    // reassemblies get theirs through follow_fragment().
+    if (position < 0 || route.backend == kFragmentComplete) return false;
+    if (route.backend == kFragmentReassembling &&
+        (handoffs_ == nullptr || route.service == index_ || piece.handed))
+      return false;
     ready[count++] = piece;
     return true;
   });

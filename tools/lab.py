@@ -10,6 +10,7 @@ script, shared with the end-to-end tests (test/integration/test_lab.py).
                  [--calls N] [--downloads N] [--streams N] [--seconds S]
     tools/lab.py --instances N [--no-sync] [--calls N] [--downloads N] [--streams N] [--seconds S]
     tools/lab.py --overload [--calls N] [--downloads N] [--streams N]
+    tools/lab.py --fragments [--calls N]
 
 --tap: tetherd's port is net_tap instead of net_af_packet, with the exception path (kernel
 interface lan0 owning 198.18.0.1/24), and bird2 in tetherd's namespace announces the VIPs
@@ -49,6 +50,12 @@ RTSP streams than they hold start at once. It prints per backend the sessions ad
 the peak held against capacity, and at the clients the 503s received and the admitted
 sessions that failed (test/integration/test_overload.py).
 
+--fragments: SIP calls whose INVITE the client's kernel sends in three IP fragments (the
+path MTU to the SIP VIP locked at 1000, tools/tetherlab/fragments.py), tetherd on net_tap
+(net_af_packet's fanout would have the kernel reassemble them first). It prints the calls per
+backend, tetherd's fragment counters, and the calls that reached several backends
+(test/integration/test_exception_path.py).
+
 Exits 0 when every call, transfer and stream succeeded and every RTSP session's RTCP
 reached the backend serving it (with --tap: and the BGP session is established and the
 router holds the VIPs' routes); 1 otherwise. Needs root and a built tetherd (build/).
@@ -65,6 +72,7 @@ from pathlib import Path
 
 from tetherlab.config import Kernel, lab_config_on_tap, lab_config_tunnel
 from tetherlab.failover import ADVERT_INT, Pair, Probe, failover_scenario
+from tetherlab.fragments import fragmented_calls, fragments_report
 from tetherlab.lab import Lab
 from tetherlab.namespaces import remove_stale_labs
 from tetherlab.tier import Tier, tier_scenario
@@ -393,6 +401,19 @@ def run_overload(lab, args, workdir):
     return tetherd.stop() == 0 and ok
 
 
+def run_fragments(lab, args, workdir):
+    """--fragments: calls with fragmented INVITEs through tetherd on net_tap."""
+    for name in BACKENDS:
+        lab.start_sip_server(name)
+    config = workdir / "lab-fragments.cfg"
+    config.write_text(lab_config_on_tap(LAB_CONFIG.read_text()))
+    tetherd = lab.start_tetherd(config)
+    tetherd.wait_until(lambda b: all(x["healthy"] for x in b.values()), 20, "all backends healthy")
+    print("lab: all backends up; calls with INVITEs in three IP fragments", flush=True)
+    ok = fragments_report(fragmented_calls(lab, tetherd, calls=args.calls))
+    return tetherd.stop() == 0 and ok
+
+
 def run_single(lab, args, workdir):
     """tools/run's lab with one tetherd (net_af_packet, or --tap); whether it passed."""
     for name in BACKENDS:
@@ -435,6 +456,8 @@ def main():
                         help="tetherd's port on net_tap with the exception path, and BGP over it")
     parser.add_argument("--overload", action="store_true",
                         help="small capacities (max_sessions), more SIP, FTP and RTSP sessions than they hold")
+    parser.add_argument("--fragments", action="store_true",
+                        help="SIP calls whose INVITEs come in IP fragments (a path MTU of 1000), on net_tap")
     parser.add_argument("--tunnel", choices=("ipip", "gue"),
                         help="the backends behind a router, reached with ipip or gue, decapsulating with XDP")
     parser.add_argument("--failover", action="store_true",
@@ -464,6 +487,10 @@ def main():
         parser.error(f"--instances: 2 to {len(INSTANCES)} in this lab")
     if args.overload and (args.failover or args.instances or args.tap):
         parser.error("--overload goes alone")
+    if args.fragments and (args.tap or args.tunnel or args.failover or args.instances or args.overload):
+        parser.error("--fragments goes alone (on net_tap)")
+    if args.fragments and args.calls == parser.get_default("calls"):
+        args.calls = 40
     if args.overload:
         for name, value in (("calls", 120), ("downloads", 6), ("streams", 5)):
             if getattr(args, name) == parser.get_default(name):
@@ -475,13 +502,16 @@ def main():
     signal.signal(signal.SIGTERM, sigterm)
     remove_stale_labs()
     workdir = Path(tempfile.mkdtemp(prefix="tether-lab-"))
-    lab = Lab(workdir, tap=args.tap, pair=args.failover, instances=args.instances, tunnel=args.tunnel)
+    lab = Lab(workdir, tap=args.tap or args.fragments, pair=args.failover, instances=args.instances,
+              tunnel=args.tunnel)
     ok = False
     try:
         print(f"lab: creating namespaces {lab.tag} (work files in {workdir})", flush=True)
         lab.create()
         if args.overload:
             ok = run_overload(lab, args, workdir)
+        elif args.fragments:
+            ok = run_fragments(lab, args, workdir)
         elif args.instances:
             ok = run_instances(lab, args)
         else:

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import created_lab
 from tetherlab.config import Kernel, lab_config_on_tap
+from tetherlab.fragments import fragmented_calls
 from tetherlab.namespaces import run
 from tetherlab.topology import (ANNOUNCED_PREFIX, BACKENDS, FTP_VIP, LAB_CONFIG, LAN_PREFIX, LB_ADDRESS,
                                 RTSP_VIP, SIP_VIP)
@@ -117,29 +118,22 @@ def test_vip_clients_work_over_net_tap(lab, with_kernel):
 
 def test_sip_invites_fragmented_at_the_client_mtu(lab, with_kernel):
     """Calls whose INVITE (2.2 KB: 1 KB of headers before the Call-ID, a 30-codec SDP) the
-    client's kernel sends in three IP fragments over a path MTU of 1000: tetherd reassembles
-    each to read its Call-ID, forwards the fragments to the call's backend, and every call
-    completes there, the one client socket's calls spread over the backends. On net_tap:
-    net_af_packet's fanout has the lb kernel reassemble fragments before tetherd sees them."""
-    before = with_kernel.json("show", "counters")["counters"]
-    route = run("ip", "-n", lab.client, "route", "show", f"{SIP_VIP}/32").stdout.split()
-    run("ip", "-n", lab.client, "route", "replace", *route, "mtu", "lock", "1000")
-    try:
-        calls = Calls(lab, "frag", 40, 40, scenario="uac_fragmented.xml")
-        result = calls.wait()
-    finally:
-        run("ip", "-n", lab.client, "route", "replace", *route)
-    assert result == (0, 40, 0), (lab.workdir / "uac-frag.err").read_text()[-2000:]
+    client's kernel sends in three IP fragments over a path MTU of 1000 (tools/run
+    --fragments' workload): tetherd reassembles each to read its Call-ID, forwards the
+    fragments to the call's backend, and every call completes there, the one client socket's
+    calls spread over the backends. On net_tap: net_af_packet's fanout has the lb kernel
+    reassemble fragments before tetherd sees them."""
+    figures = fragmented_calls(lab, with_kernel, calls=40)
+    assert figures["result"] == (0, 40, 0), figures["errors"].read_text()[-2000:]
     placed = {}
-    for call_id, backends in calls.placement().items():
-        assert len(backends) == 1, (call_id, dict(backends))
+    for call_id, backends in figures["placement"].items():
+        assert len(backends) == 1, (call_id, backends)
         (backend, methods), = backends.items()
         assert {"INVITE", "ACK", "BYE"} <= set(methods), (call_id, methods)
         placed[call_id] = backend
     assert len(placed) == 40 and len(set(placed.values())) >= 2, collections.Counter(placed.values())
-    after = with_kernel.json("show", "counters")["counters"]
-    assert after["fragments_reassembled"] - before["fragments_reassembled"] >= 40
-    assert after["fragments_followed"] - before["fragments_followed"] >= 2 * 40
+    assert figures["counters"]["fragments_reassembled"] >= 40
+    assert figures["counters"]["fragments_followed"] >= 2 * 40
 
 
 def test_host_address_answers_through_the_kernel(lab, with_kernel):

@@ -59,9 +59,10 @@ def datagram_id(frame):
     return packet[IPv6ExtHdrFragment].id if IPv6ExtHdrFragment in packet else packet[IP].id
 
 
-def sip_invite(call, filler=1500):
-    """An INVITE whose Call-ID comes after `filler` bytes of headers: in its third fragment."""
-    headers = "".join(f"X-Filler-{i}: {'f' * 60}\r\n" for i in range(filler // 75))
+def sip_invite(call, filler=1500, fill="f"):
+    """An INVITE whose Call-ID comes after `filler` bytes of headers (of `fill`): in its third
+    fragment."""
+    headers = "".join(f"X-Filler-{i}: {fill * 60}\r\n" for i in range(filler // 75))
     return (f"INVITE sip:bob@{VIP_SIP} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.200:5070;branch=z9hG4bK{call}\r\n"
             f"From: <sip:alice@example.com>;tag={call}a\r\nTo: <sip:bob@example.com>\r\n{headers}"
             f"Call-ID: call-{call}@example.com\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
@@ -193,3 +194,123 @@ def test_fragment_attacks_are_dropped_and_counted(tmp_path):
     assert run.drops("fragment_timeout") == 64
     assert run.counter("fragments_held") == 1 + 1 + 64 - 1
     assert run.counter("forwarded") == len(run.frames)
+
+
+def test_sip_reassembly_across_workers(tmp_path):
+    """SIP INVITEs whose Call-ID is in their third fragment, the first fragment on one worker's
+    queue and the rest on the other's, both ways round, in order and reversed, and in both
+    orders in time (a burst of frames for another station holds back one queue's last calls:
+    the second half's even calls' pieces come before their first fragment, the odd calls'
+    after it): the worker that got the first fragment reassembles, the other hands it its
+    pieces through its ring, and every fragment reaches the Call-ID's backend (where the
+    call's BYE goes) byte for byte."""
+    queues, sent, invites = ([], []), set(), {}
+    others = [bytes(Ether(src=CLIENT_MAC, dst="02:00:00:00:99:99") / IP(dst=VIP_SIP) / UDP())] * 64
+    calls = range(100, 112)
+    for call in calls:
+        if call == 106:
+            queues[0].extend(others)
+        packet = IP(src="198.51.100.200", dst=VIP_SIP, id=3000 + call) / UDP(sport=5070, dport=5060) / sip_invite(call)
+        first, *rest = pieces(packet, 576)
+        assert len(rest) >= 2
+        invites[3000 + call] = [first, *rest]
+        sent.update(f[12:] for f in [first, *rest])
+        owner = call % 2
+        queues[owner].append(first)
+        queues[1 - owner].extend(rest if call % 4 < 2 else rest[::-1])
+    byes = [bytes(ETHER / IP(src="198.51.100.201", dst=VIP_SIP, id=4000 + call)
+                  / UDP(sport=5071, dport=5060) / sip_bye(call)) for call in calls]
+    queues[0].extend(others + byes)
+    sent.update(f[12:] for f in byes)
+
+    # A worker may hold every call's pieces from the one client at once.
+    run = run_tetherd(tmp_path, list(queues), SERVICES, workers=2, extra=FRAGMENTS.replace("per_source = 16", "per_source = 64"))
+    assert run.returncode == 0, run.stderr
+    backends = collections.defaultdict(list)
+    for frame in run.frames:
+        backends[datagram_id(frame)].append(backend_of(frame, sent))
+    placed = {}
+    for call in calls:
+        assert len(backends[3000 + call]) == len(invites[3000 + call]), (call, backends[3000 + call])
+        assert len(set(backends[3000 + call])) == 1, (call, backends[3000 + call])
+        placed[call] = backends[3000 + call][0]
+        assert backends[4000 + call] == [placed[call]], call  # the Call-ID's backend
+    assert len(set(placed.values())) >= 2, placed
+    assert run.counter("fragments_reassembled") == len(calls)
+    assert run.counter("fragments_handed") == sum(len(f) - 1 for f in invites.values())
+    assert run.counter("forwarded") == len(sent)
+    assert sum(run.stats["drops"].values()) == 2 * len(others)
+
+
+def test_identification_used_again_after_its_datagram_completed(tmp_path):
+    """IP IDs reused within the fragment timeout once their datagram went through whole: a new
+    first fragment starts a new datagram, routed afresh (by its own flow, or its Call-ID), and
+    a later fragment that comes first waits for its own first fragment; IPv4 and IPv6. While a
+    datagram is not complete, a piece overlapping it still refuses it (RFC 5722); and a late
+    copy of a complete datagram's piece is never forwarded."""
+    frames, expected = [], collections.Counter()
+
+    def reused(n, sport, ipv6=False, reverse=False):
+        """Client 40's datagram under identification 7040 (7041 for IPv6), from `sport`."""
+        payload = bytes(random.Random(sport).randrange(256) for _ in range(2500))
+        if ipv6:
+            packet = IPv6(src="2001:db8:c::40", dst=VIP6) / IPv6ExtHdrFragment(id=7041) \
+                / UDP(sport=sport, dport=5004) / payload
+        else:
+            packet = IP(src="198.51.100.40", dst=VIP_UDP, id=7040) / UDP(sport=sport, dport=5004) / payload
+        parts = pieces(packet)
+        return parts[::-1] if reverse else parts
+
+    datagrams = []  # (frames, ipv6): each must reach one backend whole
+    for i in range(6):
+        datagrams.append((reused(40, 21000 + i, reverse=i % 2 == 1), False))
+    for i in range(3):
+        datagrams.append((reused(40, 22000 + i, ipv6=True, reverse=i == 1), True))
+    for parts, _ipv6 in datagrams:
+        frames += parts
+    # A late copy of the last datagram's middle piece: held as a new datagram's, timed out.
+    frames.append(datagrams[-1][0][1])
+    # Not complete: a second first fragment overlaps, and refuses the datagram (v4 and v6).
+    v4, v6 = pieces(datagram(41)), pieces(datagram(42, ipv6=True))
+    frames += [v4[0], v4[1], pieces(datagram(41))[0], v4[2]]
+    frames += [v6[0], v6[1], v6[0], v6[2]]
+    # A SIP datagram reassembled, then another under its identification: reassembled too,
+    # each placed by its own Call-ID.
+    invites = [pieces(IP(src="198.51.100.200", dst=VIP_SIP, id=3500) / UDP(sport=5070, dport=5060)
+                      / sip_invite(call, fill=fill), 576) for call, fill in ((200, "a"), (201, "b"), (202, "c"))]
+    for invite in invites:
+        frames += invite
+    byes = [bytes(ETHER / IP(src="198.51.100.201", dst=VIP_SIP, id=4200 + call)
+                  / UDP(sport=5071, dport=5060) / sip_bye(call)) for call in (200, 201, 202)]
+    frames += byes
+    sent = {f[12:] for f in frames}
+
+    run = run_tetherd(tmp_path, [frames], SERVICES, extra=FRAGMENTS)
+    assert run.returncode == 0, run.stderr
+    out = [(f, backend_of(f, sent)) for f in run.frames]
+    by_frame = collections.defaultdict(list)
+    for frame, backend in out:
+        by_frame[frame[12:]].append(backend)
+    chosen = []
+    for parts, _ipv6 in datagrams:
+        places = [b for part in parts for b in by_frame[part[12:]]]
+        assert len(places) == len(parts), places  # each piece once (the late copy: never)
+        assert len(set(places)) == 1, places
+        chosen.append(places[0])
+    assert len(set(chosen)) >= 2, chosen  # each datagram by its own flow, not its first's route
+    for frame in v4[:2] + v6[:2]:
+        assert len(by_frame[frame[12:]]) == 1
+    for frame in v4[2:] + v6[2:]:
+        assert by_frame[frame[12:]] == []
+    for invite, bye in zip(invites, byes):
+        places = [b for part in invite for b in by_frame[part[12:]]]
+        assert len(places) == len(invite) and len(set(places)) == 1, places
+        assert by_frame[bye[12:]] == [places[0]]  # the Call-ID's backend
+    assert run.counter("fragment_ids_reused") == 5 + 2 + 2
+    assert run.counter("fragments_reassembled") == 3
+    assert run.drops("fragment_overlap") == 2 * 2
+    assert run.drops("fragment_timeout") == 1
+    assert sum(run.stats["drops"].values()) == 2 * 2 + 1
+    # The table's size, as `show counters` gives it: 8192 datagrams (the default), 1 KB each.
+    assert run.stats["memory"]["fragment_table_entries"] == 8192
+    assert run.stats["memory"]["fragment_table_bytes"] > 8192 * 1024

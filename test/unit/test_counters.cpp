@@ -118,11 +118,13 @@ TEST_CASE("every counter is listed once, under a well-formed Prometheus name", "
                            kDpiFallbackCount + 4 /* kernel path */ +
                            2 + tether::kSyncRejectReasons + 1 + tether::kSyncRecordKinds + 2 + 4 /* sync received */ +
                            1 + tether::kSyncRecordKinds + 6 /* sync sent */ +
-                           3 /* ha */ + 5 /* announce */ + 3 /* metrics over HTTP */ + 4 /* memory */);
+                           3 /* ha */ + 5 /* announce */ + 3 /* metrics over HTTP */ + 6 /* memory: the flow, session and fragment tables */);
   CHECK(names.count({"ha", "ha_gratuitous_arp_sent"}) == 1);
   CHECK(names.count({"metrics", "metrics_render_timeouts"}) == 1);
   CHECK(names.count({"announce", "announce_vips_announced"}) == 1);
   CHECK(names.count({"drops", "ha_standby"}) == 1);
+  CHECK(names.count({"memory", "fragment_table_bytes"}) == 1);
+  CHECK(names.count({"memory", "fragment_table_entries"}) == 1);
   // Sync: rejections by reason, unknown_peer first; records applied and sent by kind.
   CHECK(names.count({"sync", "sync_rejected_unknown_peer"}) == 1);
   CHECK(names.count({"sync", "sync_rejected_bad_mac"}) == 1);

@@ -1,7 +1,9 @@
 // IP fragments: parse_fragment (parsers/fragment.hpp) on every status and on every prefix of
 // good fragments, fragment_key, a worker's FragmentBuffer and the shared FragmentTable's
-// coverage (dataplane/fragments.hpp).
+// coverage and progress, and the workers' handoff rings (dataplane/fragments.hpp).
 #include <catch2/catch.hpp>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
 #include <rte_memory.h>
 
 #include <cstring>
@@ -259,4 +261,88 @@ TEST_CASE("FragmentTable: what went through, overlaps, the fragment count, reuse
   table.restart(again);
   CHECK(table.cover(again, 0, 1480));
   CHECK(table.count_fragment(again) == 1);
+}
+
+namespace {
+
+// The client's UDP datagram to the VIP under identification `id`.
+tether::dataplane::SessionKey client_datagram(std::uint32_t id) {
+  Fragment f{};
+  f.src_ip = mapped(kClient4);
+  f.dst_ip = mapped(kVip4);
+  f.id = id;
+  f.protocol = 17;
+  return fragment_key(f);
+}
+
+}  // namespace
+
+TEST_CASE("FragmentTable: the bytes that went through complete a datagram once", "[fragment]") {
+  using tether::dataplane::FragmentTable;
+  using Progress = FragmentTable::Progress;
+  FragmentTable table("ut_fragment_progress", 64, 1, SOCKET_ID_ANY);
+  const auto key = client_datagram(78);
+  const auto signature = tether::dataplane::session_signature(key);
+  const std::int32_t position = table.add(key, signature, {1, 8}, 100);
+  REQUIRE(position >= 0);
+  table.restart(position);
+  CHECK(table.memory_bytes() > 64u * 1024);  // the coverage: 1 KB a slot
+
+  // The last fragment first (its length known), then the rest: the one that fills it completes.
+  CHECK(table.count_bytes(position, 2960, 45, true) == Progress::partial);
+  CHECK_FALSE(table.complete(position));
+  CHECK(table.count_bytes(position, 0, 1480, false) == Progress::partial);
+  CHECK(table.count_bytes(position, 1480, 1480, false) == Progress::complete);
+  CHECK(table.complete(position));
+  // Past the end, or a second last fragment: contradicts the length, changes nothing.
+  CHECK(table.count_bytes(position, 3008, 8, false) == Progress::contradicts);
+  CHECK(table.count_bytes(position, 2960, 45, true) == Progress::contradicts);
+  CHECK(table.complete(position));
+
+  SECTION("in order, the last fragment completes it") {
+    table.restart(position);
+    CHECK_FALSE(table.complete(position));
+    CHECK(table.count_bytes(position, 0, 1480, false) == Progress::partial);
+    CHECK(table.count_bytes(position, 1480, 1480, false) == Progress::partial);
+    CHECK(table.count_bytes(position, 2960, 45, true) == Progress::complete);
+  }
+  SECTION("a gap: never complete") {
+    table.restart(position);
+    CHECK(table.count_bytes(position, 0, 1480, false) == Progress::partial);
+    CHECK(table.count_bytes(position, 2960, 45, true) == Progress::partial);
+    CHECK_FALSE(table.complete(position));
+  }
+}
+
+TEST_CASE("FragmentHandoffs: each worker's ring, bounded, owning what it holds", "[fragment]") {
+  using tether::dataplane::FragmentHandoffs;
+  rte_mempool* pool = rte_pktmbuf_pool_create("ut_handoff_pool", 63, 0, 0, 256, SOCKET_ID_ANY);
+  REQUIRE(pool != nullptr);
+  const auto key = client_datagram(79);
+  {
+    FragmentHandoffs handoffs(2, 8, SOCKET_ID_ANY);
+    REQUIRE(handoffs.workers() == 2);
+    CHECK(handoffs.memory_bytes() >= 2 * 8 * sizeof(FragmentBuffer::Piece));
+    for (std::uint32_t i = 0; i < 8; ++i) {
+      FragmentBuffer::Piece piece{rte_pktmbuf_alloc(pool), key, 5, i * 8, 8, true, 34, 1000 + i};
+      piece.handed = true;
+      REQUIRE(handoffs.hand(1, piece));
+    }
+    rte_mbuf* spare = rte_pktmbuf_alloc(pool);
+    CHECK_FALSE(handoffs.hand(1, FragmentBuffer::Piece{spare, key, 5, 64, 8, true, 34, 0}));  // full
+    rte_pktmbuf_free(spare);
+    FragmentBuffer::Piece taken[4];
+    CHECK(handoffs.take(0, taken, 4) == 0);  // worker 0's ring is its own
+    REQUIRE(handoffs.take(1, taken, 4) == 4);
+    for (std::uint32_t i = 0; i < 4; ++i) {  // in order, whole
+      CHECK(taken[i].offset == i * 8);
+      CHECK(taken[i].arrived == 1000 + i);
+      CHECK(taken[i].handed);
+      CHECK(FragmentBuffer::same_datagram(taken[i].key, key));
+      rte_pktmbuf_free(static_cast<rte_mbuf*>(taken[i].packet));
+    }
+    CHECK(rte_mempool_in_use_count(pool) == 4);
+  }  // the 4 pieces still in the ring go back to their pool
+  CHECK(rte_mempool_in_use_count(pool) == 0);
+  rte_mempool_free(pool);
 }
