@@ -196,8 +196,22 @@ def test_top_in_a_terminal_shows_the_labs_live_sessions(lab, with_dpi):
     session = f"top-{lab.tag}"[:40]
     try:
         start(session, f"{TETHERCTL} -s {with_dpi.socket} top")
-        time.sleep(2.5)  # every client connected, a screen from two samples under load
-        screens = [screen(session)]
+        # Every client connected (curl's FTP logins can lag on a loaded machine), a screen
+        # from two samples under load.
+        time.sleep(2.5)
+        deadline = time.monotonic() + 6
+        while True:
+            first = screen(session)
+            try:
+                if all(int(top_rows(first)[name][8]) >= 0 for name in SIP_WEIGHTS) and \
+                        sum(int(top_rows(first)[name][8]) for name in SIP_WEIGHTS) > 0:
+                    break
+            except (KeyError, IndexError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        screens = [first]
         time.sleep(1.1)  # the next screen
         screens.append(screen(session))
         for shown in screens:
