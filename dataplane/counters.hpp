@@ -77,6 +77,7 @@ class Counter {
   X(fragment_source_limit)  /* the worker held per_source fragments from its source address */ \
   X(fragment_too_large)     /* a SIP datagram to reassemble longer than 16 KB */ \
   X(fragment_handoff_full)  /* for the worker reassembling its datagram, whose handoff ring was full */ \
+  X(fragment_answered)      /* of a SIP datagram tetherd answered itself: a refused session's 503, an absorbed ACK */ \
   /* a packet of an ipip or gue service (dataplane/tunnel.hpp) that could not be wrapped: */  \
   X(tunnel_too_big_rate_limited)  /* over the port's MTU once wrapped, the ICMP error beyond its rate */ \
   X(tunnel_too_big_unanswerable)  /* over the MTU, an ICMP error or later fragment: no error about it */ \

@@ -149,6 +149,7 @@ class FragmentBuffer {
     std::uint16_t data_offset;  // in the frame
     std::uint64_t arrived;
     bool handed = false;  // came from another worker (FragmentHandoffs): never handed on again
+    bool counted_held = false;  // in fragments_held already (held on the worker that handed it)
   };
   enum class Admit : std::uint8_t {
     held,

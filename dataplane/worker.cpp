@@ -520,14 +520,14 @@ std::uint16_t Worker::route_sip_call(SipCall& call, std::uint64_t now) {
       if (to_tag && *to_tag == std::string_view(tag, 16)) {
         counters_.sip_acks_absorbed++;
         rte_pktmbuf_free(mbuf);
-        return kNoBackend;
+        return kAnswered;
       }
     }
     new_session = (view.admission.sip_methods >> static_cast<unsigned>(message.method) & 1) != 0 &&
                   sip::outside_dialog(message);
     if (new_session && refused_calls_.holds(key.digest, now)) {
       refuse_call(call, view, true);
-      return kNoBackend;
+      return kAnswered;
     }
   }
   if (!known) {
@@ -561,7 +561,7 @@ std::uint16_t Worker::route_sip_call(SipCall& call, std::uint64_t now) {
       if (admission.refused != Refusal::none) {
         refused_calls_.remember(key.digest, now + refusal_memory_tsc_);
         refuse_call(call, view, false);
-        return kNoBackend;
+        return kAnswered;
       }
       backend = admission.backend;
       if (admission.reserved) call_count = SessionTable::CallCount::reserved;

@@ -182,8 +182,10 @@ class Worker {
                      std::uint16_t service, SipCall& call, bool first_fragment = false);
   // read_sip_call over `call.payload`, set by the caller.
   bool read_sip_message(rte_mbuf* mbuf, std::uint16_t service, SipCall& call, bool first_fragment);
-  // The backend it sent the call's datagram to, or kNoBackend (dropped).
+  // The backend it sent the call's datagram to, kAnswered (admission refused it with a 503,
+  // or it was the ACK for one), or kNoBackend (dropped).
   std::uint16_t route_sip_call(SipCall& call, std::uint64_t now);
+  static constexpr std::uint16_t kAnswered = 0xfffe;  // no backend's number (kMaxBackends)
   // Where a call's datagram came from and went (SipCall::client), from the frame's fields or
   // from its datagram's first fragment.
   static void note_origin(SipCall& call, const parsers::IpBytes& client, std::uint16_t client_port,
@@ -231,7 +233,7 @@ class Worker {
   void mark_complete(const SessionKey& key, std::uint32_t signature, std::uint64_t now);
   void hold_fragment(const FragmentBuffer::Piece& piece, std::uint64_t now);
   // Into the buffer (true), or dropped for why it did not fit (false).
-  bool hold_or_drop(const FragmentBuffer::Piece& piece, std::uint64_t now);
+  bool hold_or_drop(FragmentBuffer::Piece piece, std::uint64_t now);
   // The datagram is dropped: every held fragment of it now, every later one by the table.
   void refuse_datagram(const SessionKey& key, std::uint32_t signature, DropReason reason, std::uint64_t now);
   void start_reassembly(const FragmentBuffer::Piece& first, const parsers::Fragment& fragment,
@@ -241,7 +243,7 @@ class Worker {
   // Once a loop pass while fragments wait: time them out, forward those whose route came.
   void serve_held_fragments(std::uint64_t now);
   // The route of a datagram whose first fragment this worker sent to `backend` (kNoBackend:
-  // dropped), and the held fragments that waited for it. `previous`: the position of a
+  // dropped; kAnswered: answered here), and the held fragments that waited for it. `previous`: the position of a
   // complete datagram's entry under the same key, taken over, or negative.
   void record_fragment_route(const SessionKey& key, std::uint32_t signature, std::uint16_t backend,
                              Forwarding forwarding, const parsers::Fragment& first, std::int32_t previous,

@@ -120,8 +120,9 @@ void Worker::route_first_fragment(rte_mbuf* mbuf, const parsers::Fragment& fragm
 void Worker::record_fragment_route(const SessionKey& key, std::uint32_t signature, std::uint16_t backend,
                                    Forwarding forwarding, const parsers::Fragment& first, std::int32_t previous,
                                    std::uint64_t now) {
-  // A dropped first fragment (no backend) takes the rest of its datagram with it.
+  // A first fragment dropped (no backend) or answered here takes the rest of its datagram with it.
   if (backend == kNoBackend) return refuse_datagram(key, signature, DropReason::no_backend, now);
+  if (backend == kAnswered) return refuse_datagram(key, signature, DropReason::fragment_answered, now);
   // A complete datagram's entry taken over: started afresh before the new route is published,
   // so that no worker that finds the route checks a fragment against the old datagram's bytes.
   if (previous >= 0) {
@@ -226,10 +227,12 @@ void Worker::hold_fragment(const Piece& piece, std::uint64_t now) {
   if (reassembly != nullptr) try_reassembly(static_cast<unsigned>(reassembly - reassemblies_.data()), now);
 }
 
-bool Worker::hold_or_drop(const Piece& piece, std::uint64_t now) {
+bool Worker::hold_or_drop(Piece piece, std::uint64_t now) {
+  const bool counted = piece.counted_held;
+  piece.counted_held = true;  // held once, counted once: also when handed on and held again
   const FragmentBuffer::Admit admit = held_.hold(piece);
   if (admit == FragmentBuffer::Admit::held) {
-    counters_.fragments_held++;
+    if (!counted) counters_.fragments_held++;
     return true;
   }
   // RFC 5722: an overlap drops the datagram; so does one fragment too many.
@@ -306,9 +309,10 @@ void Worker::try_reassembly(unsigned slot, std::uint64_t now) {
     const ServiceMatch found{reassembly.service, false};
     backend = forward_first_fragment(head, found, first, now);
   }
-  if (backend == kNoBackend) {
-    for (unsigned i = 1; i < count; ++i) drop(mbuf_of(pieces[i]), DropReason::no_backend);
-    return refuse_datagram(reassembly.key, reassembly.signature, DropReason::no_backend, now);
+  if (backend == kNoBackend || backend == kAnswered) {
+    const DropReason reason = backend == kNoBackend ? DropReason::no_backend : DropReason::fragment_answered;
+    for (unsigned i = 1; i < count; ++i) drop(mbuf_of(pieces[i]), reason);
+    return refuse_datagram(reassembly.key, reassembly.signature, reason, now);
   }
   // As the client sent them, first fragment first: the backend reassembles the datagram.
   const Forwarding forwarding = snapshot_->services[reassembly.service].forwarding;

@@ -182,6 +182,9 @@ def test_fragmented_invites_have_their_client_rate(tmp_path):
     assert run.stats["services"]["sip-rate"]["admitted"] == 4
     assert run.stats["services"]["sip-rate"]["refused_client_rate"] == 2
     assert run.stats["counters"]["sip_unavailable_sent"] == 2
+    # the refused INVITEs' second fragments: answered, not lost for want of a backend
+    assert run.stats["drops"].get("fragment_answered") == 2, run.stats["drops"]
+    assert run.stats["drops"].get("no_backend", 0) == 0
 
 
 def test_only_session_opening_methods_hold_capacity_and_503_goes_to_maddr(tmp_path):

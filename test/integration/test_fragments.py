@@ -238,6 +238,8 @@ def test_sip_reassembly_across_workers(tmp_path):
     assert len(set(placed.values())) >= 2, placed
     assert run.counter("fragments_reassembled") == len(calls)
     assert run.counter("fragments_handed") == sum(len(f) - 1 for f in invites.values())
+    # Every fragment waited once, whether held on the worker that handed it or on the owner.
+    assert run.counter("fragments_held") == sum(len(f) for f in invites.values())
     assert run.counter("forwarded") == len(sent)
     assert sum(run.stats["drops"].values()) == 2 * len(others)
 
