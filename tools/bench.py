@@ -291,18 +291,24 @@ class Memory:
 
     PREFIXES = ("bench_pmd", "bench_tetherd")
 
+    def file_prefix(self, prefix):
+        # This run's own: release() must not delete the hugepage files of a bench (or a test
+        # of it) running beside this one.
+        return f"{prefix}{os.getpid()}_"
+
     def eal(self, prefix):
         assert prefix in self.PREFIXES
         if self.huge:
-            return [f"--file-prefix={prefix}", "--no-pci"]
+            return [f"--file-prefix={self.file_prefix(prefix)}", "--no-pci"]
         return ["--no-huge", "-m", str(self.megabytes), "--no-shconf", "--no-pci"]
 
     def release(self):
         # A DPDK primary leaves the hugepage files it still mapped at exit; as long as they
         # exist, their pages cannot go back to the kernel.
         for prefix in self.PREFIXES:
-            for path in Path("/dev/hugepages").glob(f"{prefix}map_*"):
+            for path in Path("/dev/hugepages").glob(f"{self.file_prefix(prefix)}map_*"):
                 path.unlink(missing_ok=True)
+            shutil.rmtree(f"/var/run/dpdk/{self.file_prefix(prefix)}", ignore_errors=True)  # EAL's runtime files
         if self.original is not None:
             Path("/proc/sys/vm/nr_hugepages").write_text(str(self.original))
 
