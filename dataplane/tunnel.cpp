@@ -8,13 +8,9 @@ namespace {
 using parsers::kProtoIcmp;
 using parsers::kProtoIcmpv6;
 using parsers::kProtoUdp;
-constexpr std::uint8_t kProtoIpv4InIp = 4;   // IANA protocol numbers: IP in IP (RFC 2003)
-constexpr std::uint8_t kProtoIpv6InIp = 41;  // IPv6 (RFC 2473, RFC 4213)
-
-void put16(std::uint8_t* at, std::uint32_t value) {
-  at[0] = static_cast<std::uint8_t>(value >> 8);
-  at[1] = static_cast<std::uint8_t>(value);
-}
+using detail::fold_complement;
+using detail::put16;
+constexpr std::uint16_t kDontFragment = 0x4000;
 
 std::uint16_t get16(const std::uint8_t* at) { return static_cast<std::uint16_t>(at[0] << 8 | at[1]); }
 
@@ -26,24 +22,11 @@ std::uint64_t sum_bytes(const std::uint8_t* data, std::size_t length, std::uint6
   return sum;
 }
 
-std::uint16_t fold_complement(std::uint64_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<std::uint16_t>(~sum);
-}
-
 const std::uint8_t* family_bytes(const parsers::IpBytes& address, bool ipv4) {
   return ipv4 ? address.data() + 12 : address.data();
 }
 
-// DSCP and ECN of an inner IPv4 or IPv6 packet.
-std::uint8_t traffic_class(std::span<const std::uint8_t> inner) {
-  if ((inner[0] >> 4) == 4) return inner[1];
-  return static_cast<std::uint8_t>((inner[0] & 0x0f) << 4 | inner[1] >> 4);
-}
-
-// The header checksum is summed from the fields' values, not read back from the bytes just
-// written: a wide load of narrow stores waits for them (store forwarding fails), which cost
-// more than the rest of the wrapping together.
+// The header checksum from the fields' values, as write_tunnel_headers's.
 // `address_sum`: the addresses' sum.
 void write_ipv4(std::uint8_t* ip, std::uint8_t tos, std::size_t total_length, std::uint8_t protocol,
                 const std::uint8_t* source, const std::uint8_t* destination, std::uint64_t address_sum,
@@ -92,35 +75,30 @@ TunnelEndpoint make_tunnel_endpoint(const parsers::IpBytes& source, const parser
   const std::size_t length = endpoint.outer_ipv4 ? 4 : 16;
   endpoint.address_sum = static_cast<std::uint32_t>(sum_bytes(family_bytes(source, endpoint.outer_ipv4), length) +
                                                     sum_bytes(family_bytes(destination, endpoint.outer_ipv4), length));
+  std::uint8_t* ip = endpoint.outer.data();
+  if (endpoint.outer_ipv4) {
+    ip[0] = 0x45;
+    put16(ip + 6, kDontFragment);  // DF always (tunnel.hpp), fragment offset 0; ID 0: any value in an atomic datagram (RFC 6864)
+    ip[8] = kOuterHopLimit;
+    std::memcpy(ip + 12, family_bytes(source, true), 4);
+    std::memcpy(ip + 16, family_bytes(destination, true), 4);
+    endpoint.outer_ipv4_sum = 0x4500u + kDontFragment + (kOuterHopLimit << 8) + endpoint.address_sum;
+  } else {
+    ip[7] = kOuterHopLimit;
+    std::memcpy(ip + 8, source.data(), 16);
+    std::memcpy(ip + 24, destination.data(), 16);
+  }
+  put16(ip + (endpoint.outer_ipv4 ? kIpv4HeaderLength : kIpv6HeaderLength) + 2, gue_port);
   return endpoint;
 }
 
-void write_tunnel_headers(std::uint8_t* out, const TunnelEndpoint& endpoint, Forwarding forwarding,
-                          std::span<const std::uint8_t> inner, std::uint32_t flow_hash) {
-  const bool gue = forwarding == Forwarding::gue;
-  const bool outer_ipv4 = endpoint.outer_ipv4;
-  const std::uint8_t protocol = gue ? kProtoUdp : (inner[0] >> 4) == 4 ? kProtoIpv4InIp : kProtoIpv6InIp;
-  const std::size_t ip_length = outer_ipv4 ? kIpv4HeaderLength : kIpv6HeaderLength;
-  const std::size_t payload_length = inner.size() + (gue ? kUdpHeaderLength : 0);
-  const std::uint8_t* source = family_bytes(endpoint.source, outer_ipv4);
-  const std::uint8_t* destination = family_bytes(endpoint.destination, outer_ipv4);
-  if (outer_ipv4)
-    write_ipv4(out, traffic_class(inner), ip_length + payload_length, protocol, source, destination,
-               endpoint.address_sum, 0x4000);
-  else
-    write_ipv6(out, traffic_class(inner), flow_hash, payload_length, protocol, source, destination);
-  if (!gue) return;
-  std::uint8_t* udp = out + ip_length;
-  put16(udp, gue_source_port(flow_hash));
-  put16(udp + 2, endpoint.gue_port);
-  put16(udp + 4, static_cast<std::uint32_t>(payload_length));
-  put16(udp + 6, 0);
-  if (outer_ipv4) return;
-  std::uint64_t sum = endpoint.address_sum + payload_length + kProtoUdp;  // pseudo-header
-  sum += gue_source_port(flow_hash) + endpoint.gue_port + payload_length;  // the UDP header
+std::uint16_t detail::gue_ipv6_checksum(const TunnelEndpoint& endpoint, std::size_t udp_length,
+                                        std::uint16_t source_port, std::span<const std::uint8_t> inner) {
+  std::uint64_t sum = endpoint.address_sum + udp_length + kProtoUdp;  // pseudo-header
+  sum += source_port + endpoint.gue_port + udp_length;                // the UDP header
   sum = sum_bytes(inner.data(), inner.size(), sum);
   const std::uint16_t checksum = fold_complement(sum);
-  put16(udp + 6, checksum == 0 ? 0xffff : checksum);  // 0 means "none": sent as all ones (RFC 768)
+  return checksum == 0 ? 0xffff : checksum;  // 0 means "none": sent as all ones (RFC 768)
 }
 
 bool may_answer_too_big(std::span<const std::uint8_t> inner) {

@@ -328,6 +328,10 @@ class Worker {
   // too big for the port's MTU and answered with an ICMP error, or dropped, and counted.
   bool encapsulate(rte_mbuf* mbuf, const TunnelEndpoint& endpoint, Forwarding forwarding,
                    std::uint32_t flow_hash);
+  // encapsulate()'s path for an untagged frame in one segment that fits; false: not such a
+  // frame, left as it was.
+  template <bool kOuterIpv4, Forwarding kForwarding>
+  bool wrap_common_frame(rte_mbuf* mbuf, const TunnelEndpoint& endpoint, std::uint32_t flow_hash);
   // Turns the packet (its IP packet at `l2_length`) into the ICMP too-big error back to its
   // client, within the rate; otherwise drops it.
   void refuse_too_big(rte_mbuf* mbuf, std::size_t l2_length, std::size_t ip_length, std::uint16_t mtu);

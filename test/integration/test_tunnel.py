@@ -6,7 +6,7 @@ too-big errors a packet over the port's MTU gets; the counters. One tetherd runs
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6PacketTooBig, IPv6
-from scapy.layers.l2 import Ether
+from scapy.layers.l2 import Dot1Q, Ether
 
 from harness import CLIENT_MAC, PORT_MAC, mac_bytes, run_tetherd
 
@@ -31,6 +31,11 @@ CASES = {
 }
 SERVICE_NAMES = list(CASES)
 CASES["icmp_error"] = CASES["ipip4"]  # an ICMP error steered to an ipip4 flow's backend
+# VLAN-tagged frames (the tag kept, as DSR keeps it): tetherd's general wrapping path, which
+# untagged frames in one segment skip.
+CASES["gue4_tagged"] = CASES["gue4"]
+CASES["ipip64_tagged"] = CASES["ipip64"]
+VLAN = 7
 SERVICES = [{"name": name, "vip": vip, "port": port, "protocol": protocol, "weights": {backend: 1},
              "extra": f'forwarding = "{forwarding}";' + (' dpi = "sip";' if name == "sip" else "")}
             for name, (vip, port, protocol, forwarding, backend) in CASES.items() if name in SERVICE_NAMES]
@@ -39,17 +44,20 @@ ETHER = Ether(src=CLIENT_MAC, dst=PORT_MAC)
 
 def client_packet(service, sport, payload=b"x" * 20, tos=0, df=True):
     vip, port, protocol, _forwarding, _backend = CASES[service]
+    ether = ETHER / Dot1Q(vlan=VLAN) if service.endswith("_tagged") else ETHER
     client = "2001:db8:c::7" if ":" in vip else "203.0.113.7"
     ip = IPv6(src=client, dst=vip, tc=tos) if ":" in vip else \
         IP(src=client, dst=vip, tos=tos, flags="DF" if df else 0, id=4242)
     l4 = TCP(sport=sport, dport=port, flags="PA", seq=1) if protocol == "tcp" else UDP(sport=sport, dport=port)
-    frame = bytes(ETHER / ip / l4 / payload)
+    frame = bytes(ether / ip / l4 / payload)
     return frame + bytes(max(0, 60 - len(frame)))  # the Ethernet minimum's padding, as on the wire
 
 
 def inner_packet(sent):
     """The IP packet a client frame carries, without the Ethernet padding."""
     ip = Ether(sent).payload
+    if Dot1Q in Ether(sent):
+        ip = ip.payload
     return bytes(ip)[:ip.len if IP in Ether(sent) else 40 + ip.plen]
 
 
@@ -64,7 +72,7 @@ def expected_frame(service, sent, outer_sport=None, flow_label=0):
     """The frame tetherd must send for `sent` (a client frame of `service`): built by scapy
     from the RFCs' fields, so its lengths and checksums are scapy's own."""
     _vip, _port, _protocol, forwarding, backend = CASES[service]
-    inner = Ether(sent).payload
+    inner = Ether(sent)[IP] if IP in Ether(sent) else Ether(sent)[IPv6]
     inner_bytes = inner_packet(sent)
     tos = inner.tos if IP in Ether(sent) else inner.tc
     outer_ipv4 = backend == "t4"
@@ -78,7 +86,8 @@ def expected_frame(service, sent, outer_sport=None, flow_label=0):
     outer = IP(src=SOURCE4, dst=BACKEND4, tos=tos, id=0, flags="DF", ttl=64, proto=proto) if outer_ipv4 else \
         IPv6(src=SOURCE6, dst=BACKEND6, tc=tos, fl=flow_label, hlim=64, nh=proto)
     mac = GATEWAY_MAC if outer_ipv4 else GATEWAY6_MAC
-    return bytes(Ether(src=PORT_MAC, dst=mac) / outer / l4), inner_bytes
+    ether = Ether(src=PORT_MAC, dst=mac) / Dot1Q(vlan=VLAN) if Dot1Q in Ether(sent) else Ether(src=PORT_MAC, dst=mac)
+    return bytes(ether / outer / l4), inner_bytes
 
 
 def check_tunnelled(service, frame, sent):
@@ -86,7 +95,8 @@ def check_tunnelled(service, frame, sent):
     Returns the GUE source port (None for ipip)."""
     _vip, _port, _protocol, forwarding, backend = CASES[service]
     packet = Ether(frame)
-    outer = packet.payload
+    outer = packet.payload.payload if Dot1Q in packet else packet.payload
+    l2_length = 18 if Dot1Q in packet else 14
     outer_sport = bytes(outer.payload)[0] << 8 | bytes(outer.payload)[1] if forwarding == "gue" else None
     flow_label = outer.fl if IPv6 in packet and backend == "t6" else 0
     want, inner_bytes = expected_frame(service, sent, outer_sport, flow_label)
@@ -94,13 +104,13 @@ def check_tunnelled(service, frame, sent):
     # What scapy's dissectors read back: the fields the RFCs fix.
     if backend == "t4":
         assert outer.version == 4 and outer.ihl == 5 and outer.ttl == 64 and outer.flags == "DF"
-        assert outer.len == len(frame) - 14 and outer.frag == 0
+        assert outer.len == len(frame) - l2_length and outer.frag == 0
         assert outer.proto == (17 if forwarding == "gue" else 4 if IP in Ether(sent) else 41)
         rebuilt = outer.copy()
         del rebuilt.chksum
         assert outer.chksum == IP(bytes(rebuilt)).chksum
     else:
-        assert outer.version == 6 and outer.hlim == 64 and outer.plen == len(frame) - 14 - 40
+        assert outer.version == 6 and outer.hlim == 64 and outer.plen == len(frame) - l2_length - 40
         assert outer.nh == (17 if forwarding == "gue" else 41) and outer.fl != 0
     if forwarding == "gue":
         udp = outer[UDP]
@@ -125,10 +135,11 @@ def is_to_client(frame):
 def tunnel_run(tmp_path_factory):
     """One tetherd over every case: what went in, and the Run."""
     sent = {}
-    for service in ("ipip4", "ipip6", "ipip64", "gue4", "gue6", "gue64"):
+    for service in ("ipip4", "ipip6", "ipip64", "gue4", "gue6", "gue64", "gue4_tagged", "ipip64_tagged"):
         # Eight flows, two packets each; a small TCP segment is padded to the Ethernet minimum
-        # on the wire, which the tunnel must not carry.
-        sent[service] = [client_packet(service, 41000 + i, payload=b"y" * (1 + i * 97), tos=0xb8)
+        # on the wire, which the tunnel must not carry. A tagged case's flows are its own.
+        first_port = 41000 + (100 if service.endswith("_tagged") else 0)
+        sent[service] = [client_packet(service, first_port + i, payload=b"y" * (1 + i * 97), tos=0xb8)
                          for i in range(8) for _ in range(2)]
     sent["sip"] = [sip_invite(f"call-{i}@example.com", 5060) for i in range(4)]
     # Over the MTU once wrapped (1500 - 20 or - 40 or - 28 or - 48 by the outer headers).
@@ -190,7 +201,10 @@ def test_gue_source_port_is_the_flows_entropy(tunnel_run):
             if inner.dst != CASES[service][0] or inner[UDP].dport != CASES[service][1]:
                 continue
             ports_by_flow.setdefault(inner[UDP].sport, set()).add(packet[UDP].sport)
-        assert len(ports_by_flow) == 8, (service, ports_by_flow)
+        # the service's flows, gue4's tagged ones included
+        flows = {Ether(f)[UDP].sport for name, frames in sent.items() if CASES[name][:2] == CASES[service][:2]
+                 for f in frames}
+        assert set(ports_by_flow) == flows and len(flows) >= 8, (service, ports_by_flow)
         assert all(len(ports) == 1 for ports in ports_by_flow.values()), ports_by_flow
         distinct = {next(iter(ports)) for ports in ports_by_flow.values()}
         assert len(distinct) >= 7, (service, ports_by_flow)
