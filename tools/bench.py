@@ -204,8 +204,11 @@ def write_pcap(path, frames):
 
 class Scenario:
     def __init__(self, key, title, make, packets, mbuf_size, services, flows=1 << 18,
-                 sessions=1 << 18, min_new_flow_share=None, scaling=False, out_port_settings=""):
+                 sessions=1 << 18, min_new_flow_share=None, scaling=False, out_port_settings="", plain=None):
         self.key, self.title, self.make, self.packets = key, title, make, packets
+        # The scenario this one adds a feature to (the same pcap): tetherd runs it too in every
+        # round, and the feature's cost is this one's rate against that one's in the same round.
+        self.plain = plain
         # also run with as many workers (and testpmd forwarding cores) as the machine has CPUs
         self.scaling = scaling
         # raw settings of the output port: its tunnel source for a tunnel scenario
@@ -245,11 +248,12 @@ def scenarios(quick):
         Scenario("sip", "4. SIP calls (INVITE/ACK/BYE)", lambda: sip_calls(scale(100_000)),
                  3 * scale(100_000), 1024, sip, sessions=1 << 19, scaling=True),
         Scenario("sip_capacity", "4b. SIP calls, capacities and a rate set", lambda: sip_calls(scale(100_000)),
-                 3 * scale(100_000), 1024, sip_capacity, sessions=1 << 19),
+                 3 * scale(100_000), 1024, sip_capacity, sessions=1 << 19, plain="sip"),
         Scenario("mixed", "5. mixed", lambda: mixed(scale(20_000)), None, 1024, web + sip + media,
                  sessions=1 << 19),
         Scenario("established_gue", "6. established, 100k flows, GUE", lambda: established(scale(100_000)),
-                 scale(100_000), 128, web_gue, out_port_settings='tunnel = { sources = ["192.0.2.2"]; };'),
+                 scale(100_000), 128, web_gue, out_port_settings='tunnel = { sources = ["192.0.2.2"]; };',
+                 plain="established"),
     ]
 
 
@@ -738,6 +742,11 @@ def table(results, memory):
             notes.append(f"{t['new_flows_per_s'] / 1e6:.2f} M new flows/s, {100 * t['new_flow_share']:.0f}% of packets new")
         if t["messages_inspected_per_s"]:
             notes.append(f"{t['messages_inspected_per_s'] / 1e6:.2f} M messages inspected/s")
+        if "against_plain" in r:
+            plain = r["against_plain"]
+            notes.append(f"{plain['rate']:.2f} of {plain['scenario']}'s rate in the same rounds ("
+                         + " ".join(f"{x:.2f}" for x in plain["rate_by_round"])
+                         + f"), {plain['cycles']:.2f} of its cycles a packet")
         if len(r["ratio_io_by_round"]) > 1:  # the spread behind the median: this machine drifts
             notes.append("x io by round " + " ".join(f"{x:.2f}" for x in r["ratio_io_by_round"]))
         lines.append(
@@ -1006,8 +1015,11 @@ def main():
 def measure_scenarios(chosen, pcaps, workdir, memory, rounds, warmup, seconds):
     """io, 5tswap and tetherd on every scenario, round after round: the main table's figures."""
     results = []
+    # A plain scenario's services and tables (quick mode's are the same; its pcap is the variant's)
+    by_key = {s.key: s for s in scenarios(quick=False)}
     for s in chosen:
         scaled = (s.key, SCALING_WORKERS) in pcaps
+        plain = by_key[s.plain] if s.plain else None
 
         def play(n):
             figures = {"io": run_testpmd("io", pcaps[s.key], s.packets, s, memory, warmup, seconds),
@@ -1015,6 +1027,9 @@ def measure_scenarios(chosen, pcaps, workdir, memory, rounds, warmup, seconds):
                        "tether": run_tetherd(workdir, pcaps[s.key], s.packets, s, memory, warmup, seconds)}
             line = (f"  {s.key} round {n + 1}: io {figures['io']['mpps']:.2f}, 5tswap {figures['5tswap']['mpps']:.2f}, "
                     f"tether {figures['tether']['mpps']:.2f} Mpps")
+            if plain:  # the plain scenario's config on this one's pcap, right after it
+                figures["tether_plain"] = run_tetherd(workdir, pcaps[s.key], s.packets, plain, memory, warmup, seconds)
+                line += f"; {s.plain} {figures['tether_plain']['mpps']:.2f} Mpps"
             if scaled:  # the same round, so that the factors compare runs of one moment
                 queues = pcaps[s.key, SCALING_WORKERS]
                 figures["io_scaled"] = run_testpmd("io", queues, s.packets, s, memory, warmup, seconds,
@@ -1044,8 +1059,22 @@ def measure_scenarios(chosen, pcaps, workdir, memory, rounds, warmup, seconds):
             summary[f"ratio_{reference}"] = statistics.median(by_round)
         if scaled:
             summary["scaling"] = scaling_summary(per_round)
+        if plain:
+            summary["against_plain"] = against_plain(s.plain, per_round)
         results.append(summary)
     return results
+
+
+def against_plain(plain_key, per_round):
+    """A feature's cost: tetherd's rate with it over tetherd's on the plain scenario, each
+    round's own pair, then the median. Both met the same io ceiling, so this is also the
+    quotient of their ratios to io, without io's swings between the scenarios' rounds."""
+    by_round = [t["mpps"] / p["mpps"] for t, p in zip(per_round["tether"], per_round["tether_plain"])]
+    cycles = [t["cycles_per_packet_busy"] / max(1e-9, p["cycles_per_packet_busy"])
+              for t, p in zip(per_round["tether"], per_round["tether_plain"])]
+    return {"scenario": plain_key, "mpps": median_of(per_round["tether_plain"], "mpps"),
+            "rate": statistics.median(by_round), "rate_by_round": by_round,
+            "cycles": statistics.median(cycles), "cycles_by_round": cycles}
 
 
 def scaling_summary(per_round):

@@ -65,6 +65,15 @@ def test_quick_benchmark_produces_every_figure(tmp_path):
         # one TSC, whichever the number of workers whose loops counted it
         assert abs(scaling["tether"]["tsc_ghz"] / by_key[key]["tsc_ghz"] - 1) < 0.2, (scaling, by_key[key])
     assert "scaling: 2 workers against 1" in table
+    # GUE's cost against plain DSR: tetherd on the plain scenario in each of the same rounds
+    gue = next(s for s in report["scenarios"] if s["key"] == "established_gue")
+    plain = gue["against_plain"]
+    assert plain["scenario"] == "established" and len(gue["rounds"]["tether_plain"]) == len(plain["rate_by_round"])
+    assert plain["rate_by_round"] == [t["mpps"] / p["mpps"] for t, p in
+                                      zip(gue["rounds"]["tether"], gue["rounds"]["tether_plain"])]
+    assert plain["rate"] > 0 and plain["cycles"] > 0
+    assert f"{plain['rate']:.2f} of established's rate in the same rounds" in table
+    assert "against_plain" not in next(s for s in report["scenarios"] if s["key"] == "established")
     assert (tmp_path / "bench.png").stat().st_size > 1000  # gnuplot comes with tools/deps
 
 
