@@ -500,10 +500,10 @@ def check_quiet(others_cpus, what):
              f"its {os.cpu_count()} CPUs; measure on a quiet machine")
 
 
-def steady_rounds(key, count, play, io_mpps):
-    """Plays rounds 0..count-1 (`play(n)` gives a round's figures, `io_mpps` its io ceiling)
-    and plays again a round whose io ceiling is more than IO_DEVIATION off the rounds'
-    median, the furthest first, at most `count` times in all."""
+def steady_rounds(key, count, play, io_mpps, unit="Mpps"):
+    """Plays rounds 0..count-1 (`play(n)` gives a round's figures, `io_mpps` its io ceiling,
+    in `unit`) and plays again a round whose io ceiling is more than IO_DEVIATION off the
+    rounds' median, the furthest first, at most `count` times in all."""
     played = [play(n) for n in range(count)]
     for _ in range(count if count >= 2 else 0):
         median = statistics.median(io_mpps(r) for r in played)
@@ -511,7 +511,7 @@ def steady_rounds(key, count, play, io_mpps):
         deviation = io_mpps(played[furthest]) / median - 1
         if abs(deviation) <= IO_DEVIATION:
             break
-        warn(f"{key} round {furthest + 1}: io {io_mpps(played[furthest]):.2f} Mpps is {100 * deviation:+.0f}% "
+        warn(f"{key} round {furthest + 1}: io {io_mpps(played[furthest]):.2f} {unit} is {100 * deviation:+.0f}% "
              f"off the rounds' median ({median:.2f}): played again")
         played[furthest] = play(furthest)
     return played

@@ -502,7 +502,8 @@ def measure_peers(frames, workdir, rounds, warmup, seconds, devargs=AF_PACKET_DE
                                                      for what in order) + " messages/s", flush=True)
             return figures
 
-        played = bench.steady_rounds("peer", rounds, play, lambda r: r["io"]["forwarded_per_s"])
+        played = bench.steady_rounds("peer", rounds, play, lambda r: r["io"]["forwarded_per_s"] / 1e3,
+                                     unit="k messages/s")
     finally:
         if getattr(lab, "generator", None) is not None:
             bench.stop_group(lab.generator, signal.SIGINT, 10)

@@ -112,6 +112,11 @@ def test_a_round_whose_io_ceiling_strays_is_played_again_and_said():
     del bench.warnings_given[:]
     assert bench.steady_rounds("sip", 3, lambda n: 10.0 + n, lambda io: io) == [10.0, 11.0, 12.0]
     assert bench.warnings_given == []
+    # the peer family's ceiling is in messages a second, and its warning says so
+    peer_io = iter([600.0, 900.0, 610.0, 590.0])
+    bench.steady_rounds("peer", 3, lambda n: next(peer_io), lambda io: io, unit="k messages/s")
+    assert bench.warnings_given == ["peer round 2: io 900.00 k messages/s is +48% off the rounds' median "
+                                    "(610.00): played again"]
 
 
 def test_other_processes_cpu_is_seen_and_the_measured_ones_are_not():
