@@ -34,7 +34,11 @@ FlowTable::FlowTable(const char* name, std::uint32_t capacity, int socket) : cap
   entries_ = static_cast<FlowEntry*>(
       rte_zmalloc_socket(name, sizeof(FlowEntry) * slot_count_,
                          RTE_CACHE_LINE_SIZE, socket));
-  if (entries_ == nullptr) {
+  keys_ = static_cast<FlowKey*>(
+      rte_malloc_socket(name, sizeof(FlowKey) * slot_count_, RTE_CACHE_LINE_SIZE, socket));
+  if (entries_ == nullptr || keys_ == nullptr) {
+    rte_free(keys_);
+    rte_free(entries_);
     rte_hash_free(hash_);
     throw std::runtime_error(std::string("cannot allocate flow entries for ") + name);
   }
@@ -42,6 +46,7 @@ FlowTable::FlowTable(const char* name, std::uint32_t capacity, int socket) : cap
 }
 
 FlowTable::~FlowTable() {
+  rte_free(keys_);
   rte_free(entries_);
   rte_hash_free(hash_);
 }
@@ -59,7 +64,10 @@ std::int32_t FlowTable::lookup(const FlowKey& key, std::uint32_t signature) cons
 std::int32_t FlowTable::insert(const FlowKey& key, std::uint32_t signature,
                                const FlowEntry& entry) {
   const std::int32_t position = rte_hash_add_key_with_hash(hash_, &key, signature);
-  if (position >= 0) entries_[position] = entry;
+  if (position >= 0) {
+    entries_[position] = entry;
+    keys_[position] = key;
+  }
   return position;
 }
 
@@ -67,7 +75,7 @@ unsigned FlowTable::expire(std::uint64_t now_tsc, unsigned budget, ExpireCallbac
                            void* context) {
   // A walk over the entries array by position: sequential, one comparison per free or live
   // slot, and bounded on a sparse table (rte_hash_iterate would skip free slots unbounded).
-  // Only an expired entry costs a hash operation.
+  // Only an expired entry costs hash operations.
   // The cursor in a local: as a member, the calls below made the compiler store and reload
   // it on every slot, a chain through memory of a few cycles per slot.
   unsigned deleted = 0;
@@ -78,27 +86,41 @@ unsigned FlowTable::expire(std::uint64_t now_tsc, unsigned budget, ExpireCallbac
   for (std::uint32_t ahead = cursor + budget; ahead <= cursor + 2 * budget && ahead < slot_count_;
        ahead += kEntriesPerLine)
     __builtin_prefetch(&entries_[ahead]);
-  for (unsigned examined = 0; examined < budget; ++examined) {
-    const std::uint32_t position = cursor;
-    cursor = cursor + 1 == slot_count_ ? 0 : cursor + 1;
-    FlowEntry& entry = entries_[position];
-    if (entry.deadline_tsc == kFreeSlot || entry.deadline_tsc >= now_tsc) continue;
-    const FlowKey* key = key_at(static_cast<std::int32_t>(position));
-    if (key != nullptr) {
-      if ((entry.stream != 0 || entry.connection) && on_expire != nullptr) on_expire(context, entry);
-      rte_hash_del_key(hash_, key);
-      ++deleted;
+  while (budget > 0) {
+    const unsigned slice = budget < kMaxBulk ? budget : kMaxBulk;
+    budget -= slice;
+    std::uint32_t expired[kMaxBulk];
+    unsigned count = 0;
+    for (unsigned examined = 0; examined < slice; ++examined) {
+      const std::uint32_t position = cursor;
+      cursor = cursor + 1 == slot_count_ ? 0 : cursor + 1;
+      const FlowEntry& entry = entries_[position];
+      if (entry.deadline_tsc != kFreeSlot && entry.deadline_tsc < now_tsc) expired[count++] = position;
     }
-    entry.deadline_tsc = kFreeSlot;
+    if (count == 0) continue;
+    // One bulk lookup fetches the buckets of all the slice's deletes at once (and checks
+    // each key is where its copy says); deleted one by one from cold buckets, each delete
+    // waited for its bucket in turn: 38% of a SYN storm's time.
+    const FlowKey* keys[kMaxBulk];
+    hash_sig_t signatures[kMaxBulk];
+    std::int32_t found[kMaxBulk];
+    for (unsigned i = 0; i < count; ++i) {
+      keys[i] = &keys_[expired[i]];
+      signatures[i] = flow_signature(*keys[i]);
+    }
+    rte_hash_lookup_with_hash_bulk(hash_, reinterpret_cast<const void**>(keys), signatures, count, found);
+    for (unsigned i = 0; i < count; ++i) {
+      FlowEntry& entry = entries_[expired[i]];
+      if (found[i] == static_cast<std::int32_t>(expired[i])) {
+        if ((entry.stream != 0 || entry.connection) && on_expire != nullptr) on_expire(context, entry);
+        rte_hash_del_key_with_hash(hash_, keys[i], signatures[i]);
+        ++deleted;
+      }
+      entry.deadline_tsc = kFreeSlot;
+    }
   }
   sweep_cursor_ = cursor;
   return deleted;
-}
-
-const FlowKey* FlowTable::key_at(std::int32_t position) const {
-  void* key = nullptr;
-  if (rte_hash_get_key_with_position(hash_, position, &key) != 0) return nullptr;
-  return static_cast<const FlowKey*>(key);
 }
 
 std::uint32_t FlowTable::size() const { return static_cast<std::uint32_t>(rte_hash_count(hash_)); }

@@ -4,6 +4,9 @@
 // rte_hash stores keys; the values live in a flat array indexed by the key's position, which
 // lets a hit refresh its deadline without a second hash operation. Expiry is an incremental
 // sweep of a bounded number of slots per call, so no burst ever pays for the whole table.
+// A copy of each key, by position, lets the sweep delete without asking rte_hash for the key
+// (rte_hash_get_key_with_position validates it with a lookup of its own, one bucket fetched
+// from memory in turn per expired flow) and fetch all of one call's buckets at once.
 #pragma once
 
 #include <rte_hash_crc.h>
@@ -119,6 +122,7 @@ class FlowTable {
   // Examines up to `budget` slots from where the last call stopped and deletes the entries
   // past their deadline, calling on_expire(context, entry) first for those with stream
   // state or a counted connection. Returns how many it deleted.
+  // A slot whose deadline is not kFreeSlot holds a key: only this sweep deletes.
   using ExpireCallback = void (*)(void* context, FlowEntry& entry);
   unsigned expire(std::uint64_t now_tsc, unsigned budget, ExpireCallback on_expire = nullptr,
                   void* context = nullptr);
@@ -148,11 +152,14 @@ class FlowTable {
     return walked;
   }
   // The key at `position`, or null for a free slot.
-  const FlowKey* key_at(std::int32_t position) const;
+  const FlowKey* key_at(std::int32_t position) const {
+    return entries_[position].deadline_tsc == kFreeSlot ? nullptr : &keys_[position];
+  }
 
   std::uint32_t size() const;
   std::uint32_t capacity() const { return capacity_; }
-  // Bytes the table took from the DPDK heaps: hash buckets, keys, free-slot ring, entries.
+  // Bytes the table took from the DPDK heaps: hash buckets, keys, free-slot ring, entries
+  // and the keys' copies.
   std::uint64_t memory_bytes() const { return memory_bytes_; }
   // Positions rte_hash may hand out: at least the capacity.
   std::uint32_t slot_count() const { return slot_count_; }
@@ -160,6 +167,8 @@ class FlowTable {
  private:
   rte_hash* hash_ = nullptr;
   FlowEntry* entries_ = nullptr;
+  // Apart from the entries: every packet reads its entry, only inserts and the sweep its key.
+  FlowKey* keys_ = nullptr;
   std::uint32_t capacity_;
   std::uint64_t memory_bytes_ = 0;
   std::uint32_t slot_count_ = 0;

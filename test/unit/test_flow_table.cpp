@@ -278,6 +278,36 @@ TEST_CASE("FlowTable: expire deletes past-deadline entries over repeated calls",
   CHECK(table.size() == kFlows);
 }
 
+TEST_CASE("FlowTable: the sweep deletes by the key copy of a position rte_hash reused", "[flow_table]") {
+  // Positions freed by the sweep go back to rte_hash and come out again for other keys: the
+  // sweep deletes by its own copy of each key, so the copy must follow every insert.
+  FlowTable table(unique_name().c_str(), 1024, SOCKET_ID_ANY);
+  constexpr std::uint32_t kFlows = 700;
+  for (std::uint32_t generation = 0; generation < 4; ++generation) {
+    const std::uint32_t first = generation * kFlows;
+    const std::uint64_t deadline = 100 + generation * 100;
+    for (std::uint32_t i = first; i < first + kFlows; ++i) {
+      const FlowKey key = make_key(i);
+      const std::int32_t position = table.insert(key, flow_signature(key), entry_for(i, deadline));
+      REQUIRE(position >= 0);
+      const FlowKey* copy = table.key_at(position);
+      REQUIRE(copy != nullptr);
+      CHECK(std::memcmp(copy, &key, sizeof key) == 0);
+    }
+    REQUIRE(table.size() == kFlows);
+    unsigned deleted = 0;
+    // Budgets above and below the bulk size, and one that is not a multiple of it.
+    for (unsigned calls = 0; calls < 100 && deleted < kFlows; ++calls)
+      deleted += table.expire(deadline + 1, generation % 2 ? 67 : 1000);
+    CHECK(deleted == kFlows);
+    CHECK(table.size() == 0);
+    const auto positions = lookup_all(table, first, kFlows);
+    CHECK(std::count_if(positions.begin(), positions.end(), [](std::int32_t p) { return p >= 0; }) == 0);
+  }
+  for (std::uint32_t position = 0; position < table.slot_count(); ++position)
+    CHECK(table.key_at(static_cast<std::int32_t>(position)) == nullptr);
+}
+
 TEST_CASE("FlowTable: expire calls back for expired entries with stream state", "[flow_table]") {
   FlowTable table(unique_name().c_str(), 1024, SOCKET_ID_ANY);
   // 0..99: expired, streams 1..100 on the even ones; 100..199: live, all with streams.
