@@ -266,8 +266,12 @@ void SyncReceiver::apply(const sync::Record& record, const Config& running,
       const std::uint64_t deadline =
           now + cycles(capped_ms(call->remaining_ms, ended ? service->linger_s : service->session_timeout_s), tsc_hz);
       const dataplane::SessionKey key = dataplane::sip_call_key(call->service, call->call_id_digest);
+      // A transaction outside any call (OPTIONS, REGISTER) is kept as the sender keeps it,
+      // not counted against its backend's max_sessions or in least-sessions.
       const std::int32_t position =
-          sessions.add(key, dataplane::session_signature(key), {call->backend, call->service}, deadline);
+          sessions.add(key, dataplane::session_signature(key), {call->backend, call->service}, deadline, nullptr,
+                       call->holds_call ? dataplane::SessionTable::CallCount::held
+                                        : dataplane::SessionTable::CallCount::not_held);
       if (position >= 0 && ended) sessions.end_call(position, deadline);
       applied = position >= 0;
       full = position == -ENOSPC;

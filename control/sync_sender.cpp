@@ -113,7 +113,8 @@ sync::Record SyncSender::record_of(const dataplane::SyncEvent& event, const Conf
   switch (event.kind) {
     case SessionKind::sip_call:
       return sync::SipCallRecord{event.service, event.digest, event.backend, state_of(event.ended),
-                                 ms(&ServiceConfig::session_timeout_s, &ServiceConfig::linger_s)};
+                                 ms(&ServiceConfig::session_timeout_s, &ServiceConfig::linger_s),
+                                 event.holds_call};
     case SessionKind::rtp_expectation:  // a TEARDOWN ends it at once
       return sync::RtpExpectationRecord{event.service, event.client, event.client_port, event.backend,
                                         state_of(event.ended), ms(&ServiceConfig::session_timeout_s, nullptr)};
@@ -142,7 +143,8 @@ bool SyncSender::record_of(const dataplane::SessionEntry& entry, std::uint64_t n
   const std::uint32_t remaining = remaining_ms(entry.deadline, now);
   switch (key.kind) {
     case SessionKind::sip_call:
-      record = sync::SipCallRecord{key.service, key.digest, entry.route.backend, state_of(entry.ended), remaining};
+      record = sync::SipCallRecord{key.service, key.digest, entry.route.backend, state_of(entry.ended), remaining,
+                                   entry.holds_call};
       return true;
     case SessionKind::rtp_expectation:
       record = sync::RtpExpectationRecord{key.service, key.address, key.port, entry.route.backend,

@@ -578,6 +578,7 @@ bool SessionTable::entry_at(std::uint32_t position, SessionEntry& entry) const {
   entry.deadline = slots_[position].deadline.load(std::memory_order_relaxed);
   entry.ended = entry.key.kind == SessionKind::sip_call &&
                 slots_[position].call.load(std::memory_order_relaxed) == kCallEnded;
+  entry.holds_call = holds_call(static_cast<std::int32_t>(position));
   return true;
 }
 

@@ -117,6 +117,7 @@ struct SessionEntry {
   SessionRoute route;
   std::uint64_t deadline;
   bool ended = false;  // SIP calls: ended by BYE or CANCEL, lingering
+  bool holds_call = true;  // SIP: counted as a call (SessionTable::holds_call)
 };
 
 // What the control thread's sweep did, per kind: entries it deleted, but for FTP
@@ -200,6 +201,12 @@ class SessionTable {
   // tell that INVITE's retransmissions from a new call's INVITE once the call ended.
   void set_opener(std::int32_t position, std::uint16_t opener) {
     slots_[position].opener.store(opener, std::memory_order_relaxed);
+  }
+  // Whether the SIP entry at `position` is counted as a call on its backend (live_calls):
+  // false for a transaction outside any call (CallCount::not_held), as it was counted. An
+  // entry another worker added a moment ago and has not counted yet reads as a call.
+  bool holds_call(std::int32_t position) const {
+    return (slots_[position].counted_on.load(std::memory_order_relaxed) & kNotHeld) == 0;
   }
   // Fragment table entries (dataplane/fragments.hpp) count the datagram's fragments in the
   // field a SIP call keeps its opener in: one more, and the count so far. Starts at 0: the

@@ -31,7 +31,9 @@ struct SyncEvent {
   // flow: FIN or RST seen.
   bool ended = false;
   std::uint8_t protocol = 0;  // flows: IPPROTO_TCP or IPPROTO_UDP
-  std::uint8_t pad0 = 0;
+  // SIP: counted on its backend as a call; false for a transaction outside any call
+  // (sync::SipCallRecord::holds_call).
+  bool holds_call = true;
   std::uint16_t service = 0;
   std::uint16_t backend = 0;
   std::uint16_t client_port = 0;
@@ -45,13 +47,14 @@ struct SyncEvent {
 static_assert(sizeof(SyncEvent) == 32);
 
 inline SyncEvent sip_call_event(std::uint16_t service, std::uint64_t call_id_digest,
-                                std::uint16_t backend, bool ended) {
+                                std::uint16_t backend, bool ended, bool holds_call) {
   SyncEvent event{};
   event.kind = SessionKind::sip_call;
   event.service = service;
   event.digest = call_id_digest;
   event.backend = backend;
   event.ended = ended;
+  event.holds_call = holds_call;
   return event;
 }
 

@@ -589,7 +589,7 @@ std::uint16_t Worker::route_sip_call(SipCall& call, std::uint64_t now) {
     }
     // Placed, moved or reopened: the peers learn where.
     if (position >= 0 && sync_events_.enabled())
-      sync_events_.emit(sip_call_event(service, key.digest, backend, lingering));
+      sync_events_.emit(sip_call_event(service, key.digest, backend, lingering, sessions_->holds_call(position)));
   }
   if (position >= 0) {
     const bool ends_call = message.kind == sip::Kind::request &&
@@ -599,14 +599,14 @@ std::uint16_t Worker::route_sip_call(SipCall& call, std::uint64_t now) {
       if (sessions_->end_call(position, now + view.linger_tsc)) {
         counters_.sessions_ended[static_cast<std::size_t>(SessionProtocol::sip)]++;
         if (sync_events_.enabled())
-          sync_events_.emit(sip_call_event(service, key.digest, backend, true));
+          sync_events_.emit(sip_call_event(service, key.digest, backend, true, sessions_->holds_call(position)));
       }
     } else if (known && !lingering) {  // an ended call's late messages do not extend its linger
       sessions_->refresh(position, now + view.session_timeout_tsc);
       // A request inside the call (a session timer's re-INVITE or UPDATE, RFC 4028) extends
       // the peers' copy too; ACKs and responses, a few per call, are not worth a record.
       if (sync_events_.enabled() && message.kind == sip::Kind::request && message.method != sip::Method::ACK)
-        sync_events_.emit(sip_call_event(service, key.digest, backend, false));
+        sync_events_.emit(sip_call_event(service, key.digest, backend, false, sessions_->holds_call(position)));
     }
   }
   transmit_to_backend(mbuf, backend, view.forwarding, signature);

@@ -67,22 +67,27 @@ template <class R> struct Layout;
 template <> struct Layout<SipCallRecord> {
   static constexpr RecordType type = RecordType::sip_call;
   static constexpr std::size_t body = kSipCallBody;
+  static constexpr std::size_t least_body = kSipCallBodyWithoutFlags;
 };
 template <> struct Layout<RtpExpectationRecord> {
   static constexpr RecordType type = RecordType::rtp_expectation;
   static constexpr std::size_t body = kRtpExpectationBody;
+  static constexpr std::size_t least_body = body;
 };
 template <> struct Layout<FtpExpectationRecord> {
   static constexpr RecordType type = RecordType::ftp_expectation;
   static constexpr std::size_t body = kFtpExpectationBody;
+  static constexpr std::size_t least_body = body;
 };
 template <> struct Layout<FlowRecord> {
   static constexpr RecordType type = RecordType::flow;
   static constexpr std::size_t body = kFlowBody;
+  static constexpr std::size_t least_body = body;
 };
 template <> struct Layout<BackendHealthRecord> {
   static constexpr RecordType type = RecordType::backend_health;
   static constexpr std::size_t body = kBackendHealthBody;
+  static constexpr std::size_t least_body = body;
 };
 
 // Every session record ends with its route and how long it has left to live.
@@ -108,6 +113,7 @@ void encode_body(Out& out, const SipCallRecord& r) {
   out.u16(r.service);
   out.u64(r.call_id_digest);
   encode_route(out, r);
+  out.u8(r.holds_call ? 0 : 1);  // flags: bit 0 a transaction outside any call
 }
 
 void encode_body(Out& out, const RtpExpectationRecord& r) {
@@ -141,28 +147,31 @@ void encode_body(Out& out, const BackendHealthRecord& r) {
   out.u32(r.name_digest);
 }
 
-// decode_body reads Layout<R>::body bytes, which the caller has checked are there; false for
-// a value this version does not define.
-bool decode_body(In in, SipCallRecord& r) {
+// decode_body reads up to `size` bytes, at least Layout<R>::least_body, which the caller has
+// checked are there; false for a value this version does not define.
+bool decode_body(In in, std::size_t size, SipCallRecord& r) {
   r.service = in.u16();
   r.call_id_digest = in.u64();
-  return decode_route(in, r);
+  if (!decode_route(in, r)) return false;
+  // flag bits a later version defines are ignored
+  r.holds_call = size < kSipCallBody || (in.u8() & 1) == 0;
+  return true;
 }
 
-bool decode_body(In in, RtpExpectationRecord& r) {
+bool decode_body(In in, std::size_t, RtpExpectationRecord& r) {
   r.service = in.u16();
   r.client = in.address();
   r.client_port = in.u16();
   return decode_route(in, r);
 }
 
-bool decode_body(In in, FtpExpectationRecord& r) {
+bool decode_body(In in, std::size_t, FtpExpectationRecord& r) {
   r.service = in.u16();
   r.client = in.address();
   return decode_route(in, r);
 }
 
-bool decode_body(In in, FlowRecord& r) {
+bool decode_body(In in, std::size_t, FlowRecord& r) {
   r.client = in.address();
   r.vip = in.address();
   r.client_port = in.u16();
@@ -175,7 +184,7 @@ bool decode_body(In in, FlowRecord& r) {
   return true;
 }
 
-bool decode_body(In in, BackendHealthRecord& r) {
+bool decode_body(In in, std::size_t, BackendHealthRecord& r) {
   r.backend = in.u16();
   r.up = (in.u8() & 1) != 0;  // flag bits a later version defines are ignored
   r.name_digest = in.u32();
@@ -184,9 +193,9 @@ bool decode_body(In in, BackendHealthRecord& r) {
 
 template <class R>
 bool decode_as(parsers::ByteSpan body, Record& record) {
-  if (body.size() < Layout<R>::body) return false;
+  if (body.size() < Layout<R>::least_body) return false;
   R r;
-  if (!decode_body(In(body.data()), r)) return false;
+  if (!decode_body(In(body.data()), body.size(), r)) return false;
   record = r;
   return true;
 }

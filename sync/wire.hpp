@@ -73,6 +73,11 @@ struct SipCallRecord {
   std::uint16_t backend = 0;
   SessionState state = SessionState::live;
   std::uint32_t remaining_ms = 0;  // of its lifetime (or linger), from when it was sent
+  // Counted on its backend as a call (max_sessions, least-sessions). False for a transaction
+  // outside any call (OPTIONS, REGISTER: admission.methods), which the table keeps for its
+  // responses without counting it. The flags byte after remaining_ms; a record without it (a
+  // sender before that byte) holds a call.
+  bool holds_call = true;
   bool operator==(const SipCallRecord&) const = default;
 };
 
@@ -128,7 +133,9 @@ using Record = std::variant<SipCallRecord, RtpExpectationRecord, FtpExpectationR
 
 // The body size of each record type in this version. A later version may append fields:
 // a reader takes the fields it knows and skips the rest, as it skips unknown types.
-inline constexpr std::size_t kSipCallBody = 17;
+inline constexpr std::size_t kSipCallBody = 18;
+// A SIP call record without its flags byte, as the first senders wrote it: still read.
+inline constexpr std::size_t kSipCallBodyWithoutFlags = 17;
 inline constexpr std::size_t kRtpExpectationBody = 27;
 inline constexpr std::size_t kFtpExpectationBody = 25;
 inline constexpr std::size_t kFlowBody = 46;

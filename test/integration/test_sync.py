@@ -302,6 +302,7 @@ def test_tetherd_sends_its_sessions_and_flows_and_a_bulk_dump_on_request(tmp_pat
     sequence numbers to each peer; the dump of the session table goes to the asker alone."""
     edit = sync_config(tmp_path, [PEER, OTHER_PEER], "test-a")
     call_id = "sent-call-1@client.example"
+    options_id = "sent-options-1@client.example"  # a transaction outside any call
     ftp_client, ftp_port = "198.51.100.41", 40021
 
     def sessions_sent(sock):
@@ -317,7 +318,8 @@ def test_tetherd_sends_its_sessions_and_flows_and_a_bulk_dump_on_request(tmp_pat
     # Placed, refreshed by a request inside the call (not by its ACK), ended.
     call = [invite(call_id, 1), sip_request("ACK", call_id, 1, 1, to_tag=True),
             sip_request("UPDATE", call_id, 1, 2, to_tag=True), bye(call_id, 1)]
-    phases = [call + ftp_control(ftp_client, ftp_port), sessions_sent,
+    phases = [call + [sip_request("OPTIONS", options_id, 2, 1, to_tag=False)] + ftp_control(ftp_client, ftp_port),
+              sessions_sent,
               [datagram(request)], dumped]
     result = run_tetherd_live(tmp_path, phases, SERVICES, namespace=namespaces(), edit_config=edit,
                               respond=answer_arp_for(PEER, OTHER_PEER))
@@ -343,6 +345,12 @@ def test_tetherd_sends_its_sessions_and_flows_and_a_bulk_dump_on_request(tmp_pat
     live = records[OTHER_PEER]  # the other peer gets the changes, and the dump's flows alone
     calls = [r for r in live if r["type"] == "sip_call" and r["digest"] == digest]
     assert [c["state"] for c in calls] == [sync_wire.LIVE, sync_wire.LIVE, sync_wire.ENDED], calls
+    assert all(c["holds_call"] for c in calls), calls
+    # The OPTIONS is kept for its responses and synced, but it is no call: its peers must not
+    # count it against max_sessions or in least-sessions.
+    options_digest = int(call_id_digest(options_id), 16)
+    options = [r for r in live if r["type"] == "sip_call" and r["digest"] == options_digest]
+    assert [(o["state"], o["holds_call"]) for o in options] == [(sync_wire.LIVE, False)], options
     assert calls[0]["service"] == SIP and calls[0]["backend"] == calls[1]["backend"] == calls[2]["backend"]
     flows = [r for r in live if r["type"] == "flow" and r["client"] == ftp_client]
     assert len(flows) == 2, flows  # past the threshold, and again in the dump (a refresh)
@@ -358,6 +366,9 @@ def test_tetherd_sends_its_sessions_and_flows_and_a_bulk_dump_on_request(tmp_pat
     asked = records[PEER]
     assert [r["state"] for r in asked if r["type"] == "sip_call" and r["digest"] == digest] == \
         [sync_wire.LIVE, sync_wire.LIVE, sync_wire.ENDED, sync_wire.ENDED]
+    # The change and the dump's copy: a transaction both times.
+    assert [r["holds_call"] for r in asked if r["type"] == "sip_call" and r["digest"] == options_digest] == \
+        [False, False]
     assert len([r for r in asked if r["type"] == "ftp_expectation" and r["client"] == ftp_client]) == 2
     assert len([r for r in asked if r["type"] == "flow" and r["client"] == ftp_client]) == 2
     kinds = [h["kind"] for h, _ in to[PEER]]

@@ -273,4 +273,15 @@ TEST_CASE("sync receiver: a peer's SIP calls count on their backend for least-se
   CHECK(table.live_calls(1) == 1);
   table.sweep(kNow + 30 + 5'001, 1024);
   CHECK(table.live_calls(1) == 0);
+  // A transaction outside any call (an OPTIONS): kept, so its responses follow it, but no call.
+  peer.send(5, {SipCallRecord{0, 0x20, 1, SessionState::live, 32'000, false}});
+  receiver.poll(config, table, kNow + 40, kHz);
+  const dataplane::SessionKey options = dataplane::sip_call_key(0, 0x20);
+  dataplane::SessionRoute route;
+  const std::int32_t position = table.find(options, dataplane::session_signature(options), kNow + 40, route);
+  REQUIRE(position >= 0);
+  CHECK(route.backend == 1);
+  CHECK(!table.holds_call(position));
+  CHECK(table.live_calls(1) == 0);
+  CHECK(table.live_calls(0) == 2);
 }

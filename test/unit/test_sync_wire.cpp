@@ -60,6 +60,13 @@ std::vector<tsync::Record> one_of_each() {
                        .backend = 10,
                        .remaining_ms = 0xfffffffe},
       tsync::BackendHealthRecord{.backend = 0x0506, .up = false, .name_digest = 0x99aabbcc},
+      // A transaction outside any call: the flags byte's bit 0.
+      tsync::SipCallRecord{.service = 3,
+                          .call_id_digest = 42,
+                          .backend = 1,
+                          .state = tsync::SessionState::live,
+                          .remaining_ms = 32000,
+                          .holds_call = false},
   };
 }
 
@@ -180,13 +187,13 @@ TEST_CASE("sync: the header is in network byte order, field by field", "[sync]")
   const Bytes message = sealed({one_of_each()[0]});
   const Bytes expected_header = {
       'T', 'S', 'Y', 'C', 1, 1, 0, 1,              // magic, version, kind, record count
-      0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 4 + 17,     // sender, payload length
+      0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 4 + 18,     // sender, payload length
       0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,  // epoch
       0, 0, 0, 0, 0, 0, 0, 42,                     // sequence
   };
   CHECK(Bytes(message.begin(), message.begin() + tsync::kHeaderSize) == expected_header);
-  const Bytes expected_record = {0, 1, 0, 17, 0x01, 0x02, 0x11, 0x22, 0x33, 0x44, 0x55,
-                                 0x66, 0x77, 0x88, 0x03, 0x04, 2, 0x0a, 0x0b, 0x0c, 0x0d};
+  const Bytes expected_record = {0, 1, 0, 18, 0x01, 0x02, 0x11, 0x22, 0x33, 0x44, 0x55,
+                                 0x66, 0x77, 0x88, 0x03, 0x04, 2, 0x0a, 0x0b, 0x0c, 0x0d, 0};
   CHECK(Bytes(message.begin() + tsync::kHeaderSize, message.end() - tsync::kTagSize) ==
         expected_record);
 }
@@ -279,10 +286,32 @@ TEST_CASE("sync: each rejection has its status", "[sync]") {
     for (const tsync::Record& record : one_of_each()) {
       const Bytes body = body_of(record);
       const auto type = static_cast<std::uint16_t>(record.index() + 1);
-      CHECK(open(forged_with_key(record_bytes(type, Bytes(body.begin(), body.end() - 1)), 1)) ==
+      // A SIP call's flags byte is optional: the first senders did not write it.
+      const std::size_t least =
+          std::holds_alternative<tsync::SipCallRecord>(record) ? tsync::kSipCallBodyWithoutFlags : body.size();
+      CHECK(open(forged_with_key(record_bytes(type, Bytes(body.begin(), body.begin() + least - 1)), 1)) ==
             SyncStatus::bad_record);
+      CHECK(open(forged_with_key(record_bytes(type, Bytes(body.begin(), body.begin() + least)), 1)) ==
+            SyncStatus::ok);
       CHECK(open(forged_with_key(record_bytes(type, body), 1)) == SyncStatus::ok);
     }
+  }
+  SECTION("a SIP call without its flags byte holds a call; with bit 0 set it is a transaction") {
+    Bytes body = sip_body;
+    REQUIRE(body.size() == tsync::kSipCallBody);
+    body.back() = 0xfe;  // other flag bits are a later version's: ignored
+    tsync::ReceivedMessage received;
+    const Bytes with_flags = forged_with_key(record_bytes(1, body), 1);
+    REQUIRE(tsync::open_message(with_flags, tsync::HmacSha256(kKey), received) == SyncStatus::ok);
+    CHECK(std::get<tsync::SipCallRecord>(records_of(received).at(0)).holds_call);
+    body.back() = 0x01;
+    const Bytes transaction = forged_with_key(record_bytes(1, body), 1);
+    REQUIRE(tsync::open_message(transaction, tsync::HmacSha256(kKey), received) == SyncStatus::ok);
+    CHECK(!std::get<tsync::SipCallRecord>(records_of(received).at(0)).holds_call);
+    body.pop_back();
+    const Bytes without_flags = forged_with_key(record_bytes(1, body), 1);
+    REQUIRE(tsync::open_message(without_flags, tsync::HmacSha256(kKey), received) == SyncStatus::ok);
+    CHECK(std::get<tsync::SipCallRecord>(records_of(received).at(0)).holds_call);
   }
   SECTION("bad_record: an unknown session state") {
     for (std::uint8_t state : Bytes{0, 3, 255}) {

@@ -26,9 +26,11 @@ def record(kind, body):
     return struct.pack("!HH", kind, len(body)) + body
 
 
-def sip_call(service, digest, backend, state=LIVE, remaining_ms=60000):
-    """`digest`: the Call-ID's digest as an integer (see the tests' call_id_digest)."""
-    return record(SIP_CALL, struct.pack("!HQHBI", service, digest, backend, state, remaining_ms))
+def sip_call(service, digest, backend, state=LIVE, remaining_ms=60000, holds_call=True):
+    """`digest`: the Call-ID's digest as an integer (see the tests' call_id_digest).
+    `holds_call` False: a transaction outside any call (OPTIONS, REGISTER), flags bit 0."""
+    return record(SIP_CALL, struct.pack("!HQHBIB", service, digest, backend, state, remaining_ms,
+                                        0 if holds_call else 1))
 
 
 def rtp_expectation(service, client, client_port, backend, state=LIVE, remaining_ms=60000):
@@ -57,7 +59,8 @@ def message(key, sender, epoch, sequence, records=(), kind=RECORDS):
 
 
 RECORD_FORMATS = {  # record type -> (name, body layout), as the writers above pack them
-    SIP_CALL: ("sip_call", struct.Struct("!HQHBI"), ("service", "digest", "backend", "state", "remaining_ms")),
+    SIP_CALL: ("sip_call", struct.Struct("!HQHBIB"),
+               ("service", "digest", "backend", "state", "remaining_ms", "flags")),
     RTP_EXPECTATION: ("rtp_expectation", struct.Struct("!H16sHHBI"),
                       ("service", "client", "client_port", "backend", "state", "remaining_ms")),
     FTP_EXPECTATION: ("ftp_expectation", struct.Struct("!H16sHBI"),
@@ -96,6 +99,8 @@ def read(datagram, key):
         for field in ("client", "vip"):
             if field in values:
                 values[field] = text_address(values[field])
+        if name == "sip_call":
+            values["holds_call"] = not values.pop("flags") & 1
         records.append({"type": name, **values})
         offset += 4 + body_length
     if len(records) != count:
