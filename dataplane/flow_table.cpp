@@ -86,8 +86,11 @@ unsigned FlowTable::expire(std::uint64_t now_tsc, unsigned budget, ExpireCallbac
   for (std::uint32_t ahead = cursor + budget; ahead <= cursor + 2 * budget && ahead < slot_count_;
        ahead += kEntriesPerLine)
     __builtin_prefetch(&entries_[ahead]);
+  // A slice never holds a position twice (its entry would be ended twice): at most the
+  // table's slots, which rte_hash makes at least as many as the bulk size anyway.
+  const unsigned slice_limit = slot_count_ < kMaxBulk ? slot_count_ : kMaxBulk;
   while (budget > 0) {
-    const unsigned slice = budget < kMaxBulk ? budget : kMaxBulk;
+    const unsigned slice = budget < slice_limit ? budget : slice_limit;
     budget -= slice;
     std::uint32_t expired[kMaxBulk];
     unsigned count = 0;
