@@ -214,7 +214,7 @@ def test_top_in_a_terminal_shows_the_labs_live_sessions(lab, with_dpi):
         screens = [first]
         time.sleep(1.1)  # the next screen
         screens.append(screen(session))
-        for shown in screens:
+        for index, shown in enumerate(screens):
             rows = top_rows(shown)
             assert rows["BACKEND"][-6:] == ["LIVE", "CALLS", "LIVE", "RTSP", "LIVE", "FTP"], shown
             for name, sip_weight in SIP_WEIGHTS.items():
@@ -223,7 +223,11 @@ def test_top_in_a_terminal_shows_the_labs_live_sessions(lab, with_dpi):
                 assert float(row[3]) > 0, shown  # packets a second
             live = {protocol: sum(int(rows[name][column]) for name in SIP_WEIGHTS)
                     for protocol, column in (("calls", 6), ("rtsp", 7), ("ftp", 8))}
-            assert all(live.values()), (live, shown)
+            # FTP on the first screen, which waited for it: a download may end before the next.
+            # The kernel's socket buffers take much of the file at once, so curl's rate limit
+            # does not make a download's length predictable (3.5 to 10 s at 50 KB/s here).
+            expected = live if index == 0 else {protocol: n for protocol, n in live.items() if protocol != "ftp"}
+            assert all(expected.values()), (live, shown)
             table = dict(re.findall(r"(\w+) (\d+)", shown.split("live sessions:", 1)[1]))
             assert int(table.get("sip", 0)) > 0 and int(table.get("rtsp", 0)) > 0, shown
             busy = rows["0"][1]
