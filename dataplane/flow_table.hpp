@@ -6,7 +6,7 @@
 // sweep of a bounded number of slots per call, so no burst ever pays for the whole table.
 // A copy of each key, by position, lets the sweep delete without asking rte_hash for the key
 // (rte_hash_get_key_with_position validates it with a lookup of its own, one bucket fetched
-// from memory in turn per expired flow) and fetch all of one call's buckets at once.
+// from memory in turn per expired flow) and fetch the buckets of a whole slice at once.
 #pragma once
 
 #include <rte_hash_crc.h>
@@ -167,7 +167,8 @@ class FlowTable {
  private:
   rte_hash* hash_ = nullptr;
   FlowEntry* entries_ = nullptr;
-  // Apart from the entries: every packet reads its entry, only inserts and the sweep its key.
+  // Apart from the entries, which every packet reads: only inserts write a key, and only the
+  // sweep, flow samples and sync dumps read one.
   FlowKey* keys_ = nullptr;
   std::uint32_t capacity_;
   std::uint64_t memory_bytes_ = 0;
